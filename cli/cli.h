@@ -1,0 +1,29 @@
+/* Shared by the verbs of cli/: the only place that reads argv and the environment, prints
+ * results and errors, and chooses exit codes. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "conf/conf.h"
+#include "util/error.h"
+
+struct cli {
+        char **environ;
+        struct hutch_conf conf;
+        bool conf_loaded;
+};
+
+int cli_load_conf(struct cli *c);
+/* Print "hutch: error: <msg>" and return EXIT_HUTCH_FAILURE. */
+int cli_fail(const struct hutch_error *err);
+int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+const char *cli_getenv(const struct cli *c, const char *key);
+/* true when arg is one of the global logging flags (and applies it) */
+bool cli_log_flag(const char *arg);
+void cli_help_print(const char *verb);
+
+int verb_launch(struct cli *c, const char *verb, int argc, char **argv);
+int verb_inspect(struct cli *c, int argc, char **argv);
+int verb_run_help(struct cli *c, int argc, char **argv);
+int verb_build(struct cli *c, int argc, char **argv);
+int verb_sif(struct cli *c, int argc, char **argv);

@@ -1,0 +1,73 @@
+/* Help texts: `hutch help [VERB]` and `hutch VERB --help`. Kept beside the parsers they
+ * describe; docs/hutch.1.md says the same in more words. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "util/util.h"
+
+static const char launch_options[] =
+        "Options:\n"
+        "  -B, --bind SRC[:DST[:ro|rw]]  bind a host path (repeatable, comma lists; HUTCH_BIND)\n"
+        "      --mount type=bind,src=S,dst=D[,ro]\n"
+        "      --no-mount NAMES          skip default mounts: home,cwd,tmp,proc,sys,dev,devpts,\n"
+        "                                bind-paths,hostfs,/etc/hosts,/etc/resolv.conf,/etc/passwd,/etc/group\n"
+        "  -c, --contain                 minimal /dev, empty /tmp, /var/tmp and $HOME, no cwd mount\n"
+        "  -C, --containall              --contain plus --pid, --ipc and --cleanenv\n"
+        "  -e, --cleanenv                do not pass the host environment\n"
+        "      --env K=V[,K=V]           set a variable inside (wins over the image's %environment)\n"
+        "      --env-file FILE           KEY=VALUE lines to set inside\n"
+        "  -H, --home SRC[:DST]          home folder to mount (default: $HOME at the same path)\n"
+        "      --no-home                 do not mount the home folder\n"
+        "      --pwd DIR                 working folder inside\n"
+        "  -W, --workdir DIR             host folder for /tmp, /var/tmp (and $HOME with --contain)\n"
+        "  -p, --pid                     new PID namespace (a minimal init is PID 1)\n"
+        "      --no-init                 with --pid: the payload itself is PID 1\n"
+        "  -i, --ipc                     new IPC namespace\n"
+        "      --uts                     new UTS namespace\n"
+        "      --hostname NAME           new UTS namespace with this hostname\n"
+        "  -w, --writable                write to a sandbox folder image\n"
+        "      --writable-tmpfs          writable root; changes are lost at exit\n"
+        "  -f, --fakeroot                uid/gid 0 inside (subordinate ids from /etc/subuid when granted)\n"
+        "      --shell PATH              shell for 'shell' (default /bin/bash --norc, else /bin/sh)\n"
+        "  -d, --debug / -v, --verbose / -q, --quiet / -s, --silent\n"
+        "\n"
+        "Environment: HUTCHENV_K=V (or APPTAINERENV_K=V) sets K inside; HUTCH_BIND as --bind;\n"
+        "HUTCH_CONF names the configuration file.\n"
+        "Exit status: the payload's own; 255 when hutch itself fails; 128+N when killed by signal N.\n";
+
+static const struct {
+        const char *verb, *usage, *what;
+} verbs[] = {
+        { "exec", "hutch exec [options] IMAGE COMMAND [ARGS...]", "Run a command in a container." },
+        { "run", "hutch run [options] IMAGE [ARGS...]",
+          "Run the image's runscript (/.singularity.d/runscript), else /bin/sh, with ARGS." },
+        { "shell", "hutch shell [options] IMAGE", "Start an interactive shell (prompt \"Hutch> \")." },
+        { "test", "hutch test [options] IMAGE", "Run the image's test script (/.singularity.d/test)." },
+        { "inspect", "hutch inspect [--labels|--runscript|--startscript|--test|--deffile|--environment|--helpfile|--all] [--json] IMAGE",
+          "Show an image's metadata (default: labels)." },
+        { "run-help", "hutch run-help IMAGE", "Show the image's runscript help (/.singularity.d/runscript.help)." },
+        { "build", "hutch build [--sandbox] [--force] TARGET SOURCE",
+          "Convert between a sandbox folder, a squashfs file and a SIF file. TARGET is a SIF file unless\n"
+          "--sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file)." },
+        { "sif", "hutch sif list|info ID|dump ID IMAGE.sif",
+          "List a SIF file's objects, describe one, or write one's data to stdout." },
+        { "version", "hutch version", "Print the version." },
+        { "help", "hutch help [VERB]", "Show help." },
+};
+
+void cli_help_print(const char *verb)
+{
+        for (size_t i = 0; verb && i < ELEMENTSOF(verbs); i++)
+                if (!strcmp(verb, verbs[i].verb)) {
+                        printf("Usage: %s\n\n%s\n", verbs[i].usage, verbs[i].what);
+                        if (i < 4)
+                                printf("\n%s", launch_options);
+                        return;
+                }
+        printf("Usage: hutch [-d|-v|-q|-s] COMMAND [options] ...\n\n"
+               "hutch runs containers from one image file or folder, as the calling user.\n\nCommands:\n");
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                printf("  %-9s %s\n", verbs[i].verb, verbs[i].what);
+        printf("\nRun 'hutch help COMMAND' for a command's options.\n");
+}

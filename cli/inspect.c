@@ -1,0 +1,86 @@
+/* inspect and run-help: an image's metadata, read without starting a container. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "exit.h"
+#include "image/image.h"
+#include "util/util.h"
+
+static const struct {
+        const char *flag;
+        unsigned bit;
+} inspect_flags[] = {
+        { "--all", IMAGE_META_ALL },          { "--deffile", IMAGE_META_DEFFILE },
+        { "--environment", IMAGE_META_ENVIRONMENT }, { "--helpfile", IMAGE_META_HELPFILE },
+        { "--labels", IMAGE_META_LABELS },    { "--runscript", IMAGE_META_RUNSCRIPT },
+        { "--startscript", IMAGE_META_STARTSCRIPT }, { "--test", IMAGE_META_TEST },
+};
+
+static int print_meta(const char *path, unsigned what, bool json, const char *empty_msg)
+{
+        struct image img = IMAGE_NULL;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        _cleanup_free_ char *out = NULL;
+
+        int r = image_open(path, false, &img, &err);
+        if (r >= 0)
+                r = json ? image_inspect_json(&img, what, &out, &err) : image_inspect_text(&img, what, &out, &err);
+        image_close(&img);
+        if (r < 0)
+                return cli_fail(&err);
+        if (!*out && empty_msg)
+                printf("%s\n", empty_msg);
+        else
+                fputs(out, stdout);
+        if (json)
+                putchar('\n');
+        return 0;
+}
+
+int verb_inspect(struct cli *c, int argc, char **argv)
+{
+        unsigned what = 0;
+        bool json = false;
+        const char *image = NULL;
+        (void) c;
+
+        for (int i = 1; i < argc; i++) {
+                bool known = false;
+                if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+                        cli_help_print("inspect");
+                        return 0;
+                }
+                if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j"))
+                        json = known = true;
+                for (size_t k = 0; k < ELEMENTSOF(inspect_flags) && !known; k++)
+                        if (!strcmp(argv[i], inspect_flags[k].flag)) {
+                                what |= inspect_flags[k].bit;
+                                known = true;
+                        }
+                if (known || cli_log_flag(argv[i]))
+                        continue;
+                if (argv[i][0] == '-')
+                        return cli_usage_error("inspect", "unknown option '%s'", argv[i]);
+                if (image)
+                        return cli_usage_error("inspect", "one IMAGE only");
+                image = argv[i];
+        }
+        if (!image)
+                return cli_usage_error("inspect", "missing IMAGE");
+        return print_meta(image, what ? what : IMAGE_META_LABELS, json, NULL);
+}
+
+int verb_run_help(struct cli *c, int argc, char **argv)
+{
+        (void) c;
+        if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
+                cli_help_print("run-help");
+                return 0;
+        }
+        if (argc != 2)
+                return cli_usage_error("run-help", "expects exactly one IMAGE");
+        return print_meta(argv[1], IMAGE_META_HELPFILE, false, "No help sections were defined for this image");
+}

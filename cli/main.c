@@ -1,0 +1,134 @@
+/* hutch: entry point. Global flags, configuration, and dispatch to one verb. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "exit.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#ifndef HUTCH_VERSION
+#define HUTCH_VERSION "0.0.0"
+#endif
+#ifndef HUTCH_CONF_PATH
+#define HUTCH_CONF_PATH "/etc/hutch/hutch.conf"
+#endif
+
+extern char **environ;
+
+const char *cli_getenv(const struct cli *c, const char *key)
+{
+        return strv_env_get(c->environ, key);
+}
+
+int cli_fail(const struct hutch_error *err)
+{
+        fprintf(stderr, "hutch: error: %s\n", err->msg[0] ? err->msg : strerror(-err->code));
+        return EXIT_HUTCH_FAILURE;
+}
+
+int cli_usage_error(const char *verb, const char *fmt, ...)
+{
+        va_list ap;
+        fputs("hutch: error: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fprintf(stderr, " (see 'hutch %s --help')\n", verb ? verb : "help");
+        return EXIT_USAGE;
+}
+
+int cli_load_conf(struct cli *c)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        const char *path = cli_getenv(c, "HUTCH_CONF");
+        if (!path)
+                path = HUTCH_CONF_PATH;
+        conf_defaults(&c->conf);
+        c->conf_loaded = true;
+        int r = conf_load(&c->conf, path, &err);
+        if (r < 0 && r != -ENOENT)
+                return cli_fail(&err);
+        return 0;
+}
+
+bool cli_log_flag(const char *a)
+{
+        if (!strcmp(a, "-d") || !strcmp(a, "--debug"))
+                log_set_level(LOG_LEVEL_DEBUG);
+        else if (!strcmp(a, "-v") || !strcmp(a, "--verbose"))
+                log_set_level(LOG_LEVEL_VERBOSE);
+        else if (!strcmp(a, "-q") || !strcmp(a, "--quiet"))
+                log_set_level(LOG_LEVEL_WARNING);
+        else if (!strcmp(a, "-s") || !strcmp(a, "--silent"))
+                log_set_level(LOG_LEVEL_ERROR);
+        else
+                return false;
+        return true;
+}
+
+static const struct verb {
+        const char *name;
+        int (*fn)(struct cli *c, const char *verb, int argc, char **argv);
+} launch_verbs[] = { { "exec", verb_launch }, { "run", verb_launch }, { "shell", verb_launch }, { "test", verb_launch } };
+
+int main(int argc, char **argv)
+{
+        struct cli c = { .environ = environ };
+        int i = 1;
+
+        log_set_level(LOG_LEVEL_INFO);
+        for (; i < argc && argv[i][0] == '-'; i++) {
+                if (cli_log_flag(argv[i]))
+                        continue;
+                if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
+                        printf("hutch version %s\n", HUTCH_VERSION);
+                        return 0;
+                }
+                if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+                        cli_help_print(NULL);
+                        return 0;
+                }
+                return cli_usage_error(NULL, "unknown global option '%s'", argv[i]);
+        }
+        if (i >= argc) {
+                cli_help_print(NULL);
+                return EXIT_USAGE;
+        }
+        const char *verb = argv[i];
+        int vargc = argc - i;
+        char **vargv = argv + i;
+        int r;
+
+        if (!strcmp(verb, "version")) {
+                printf("%s\n", HUTCH_VERSION);
+                return 0;
+        }
+        if (!strcmp(verb, "help")) {
+                cli_help_print(vargc > 1 ? vargv[1] : NULL);
+                return 0;
+        }
+        for (size_t k = 0; k < ELEMENTSOF(launch_verbs); k++)
+                if (!strcmp(verb, launch_verbs[k].name)) {
+                        if ((r = cli_load_conf(&c)) != 0)
+                                return r;
+                        r = launch_verbs[k].fn(&c, verb, vargc, vargv);
+                        conf_free(&c.conf);
+                        return r;
+                }
+        if (!strcmp(verb, "inspect"))
+                r = verb_inspect(&c, vargc, vargv);
+        else if (!strcmp(verb, "run-help"))
+                r = verb_run_help(&c, vargc, vargv);
+        else if (!strcmp(verb, "build"))
+                r = verb_build(&c, vargc, vargv);
+        else if (!strcmp(verb, "sif"))
+                r = verb_sif(&c, vargc, vargv);
+        else
+                return cli_usage_error(NULL, "unknown command '%s'", verb);
+        conf_free(&c.conf);
+        return r;
+}

@@ -1,0 +1,179 @@
+/* hutch.conf: Apptainer-style "key = value" lines without sections, read with inih. A
+ * custom reader counts lines, since Debian's inih is built without INI_HANDLER_LINENO. */
+#include <errno.h>
+#include <ini.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "conf.h"
+#include "util/log.h"
+#include "util/util.h"
+
+void conf_defaults(struct hutch_conf *c)
+{
+        *c = (struct hutch_conf){
+                .mount_home = true,
+                .mount_tmp = true,
+                .mount_proc = true,
+                .mount_sys = true,
+                .mount_devpts = true,
+                .mount_hostfs = false,
+                .mount_dev = MOUNT_DEV_YES,
+                .allow_sif = true,
+                .allow_squashfs = true,
+                .allow_dir = true,
+                .user_bind_control = true,
+                .enable_overlay = true,
+        };
+}
+
+void conf_free(struct hutch_conf *c)
+{
+        strv_free(c->bind_paths);
+        c->bind_paths = NULL;
+}
+
+struct parse_state {
+        struct hutch_conf *c;
+        const char *name;
+        unsigned line;
+        const char *text;       /* string source */
+        FILE *f;                /* file source */
+};
+
+static int parse_bool(const char *v)
+{
+        if (!strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1"))
+                return 1;
+        if (!strcasecmp(v, "no") || !strcasecmp(v, "false") || !strcmp(v, "0"))
+                return 0;
+        return -1;
+}
+
+enum key_kind { KEY_BOOL, KEY_DEV, KEY_BIND, KEY_ALLOW };
+
+/* Sorted by key, looked up by bsearch. */
+static const struct conf_key {
+        const char *key;
+        enum key_kind kind;
+        size_t off;
+} keys[] = {
+        { "allow container dir", KEY_BOOL, offsetof(struct hutch_conf, allow_dir) },
+        { "allow container sif", KEY_BOOL, offsetof(struct hutch_conf, allow_sif) },
+        { "allow container squashfs", KEY_BOOL, offsetof(struct hutch_conf, allow_squashfs) },
+        { "bind path", KEY_BIND, 0 },
+        { "enable overlay", KEY_BOOL, offsetof(struct hutch_conf, enable_overlay) },
+        { "mount dev", KEY_DEV, 0 },
+        { "mount devpts", KEY_BOOL, offsetof(struct hutch_conf, mount_devpts) },
+        { "mount home", KEY_BOOL, offsetof(struct hutch_conf, mount_home) },
+        { "mount hostfs", KEY_BOOL, offsetof(struct hutch_conf, mount_hostfs) },
+        { "mount proc", KEY_BOOL, offsetof(struct hutch_conf, mount_proc) },
+        { "mount sys", KEY_BOOL, offsetof(struct hutch_conf, mount_sys) },
+        { "mount tmp", KEY_BOOL, offsetof(struct hutch_conf, mount_tmp) },
+        { "user bind control", KEY_BOOL, offsetof(struct hutch_conf, user_bind_control) },
+};
+
+static int key_cmp(const void *a, const void *b)
+{
+        return strcmp(a, ((const struct conf_key *) b)->key);
+}
+
+static int handler(void *user, const char *section, const char *name, const char *value)
+{
+        struct parse_state *st = user;
+        struct hutch_conf *c = st->c;
+        (void) section;
+
+        const struct conf_key *k = bsearch(name, keys, ELEMENTSOF(keys), sizeof keys[0], key_cmp);
+        if (!k) {
+                log_warning("%s:%u: unknown key '%s', ignoring", st->name, st->line, name);
+                c->n_warnings++;
+                return 1;
+        }
+        switch (k->kind) {
+        case KEY_BOOL: {
+                int b = parse_bool(value);
+                if (b < 0) {
+                        log_warning("%s:%u: '%s' wants yes or no, not '%s', ignoring", st->name, st->line, name,
+                                    value);
+                        c->n_warnings++;
+                } else
+                        *(bool *) ((char *) c + k->off) = b;
+                break;
+        }
+        case KEY_DEV:
+                if (!strcasecmp(value, "minimal"))
+                        c->mount_dev = MOUNT_DEV_MINIMAL;
+                else if (parse_bool(value) >= 0)
+                        c->mount_dev = parse_bool(value) ? MOUNT_DEV_YES : MOUNT_DEV_NO;
+                else {
+                        log_warning("%s:%u: 'mount dev' wants yes, no or minimal, not '%s', ignoring", st->name,
+                                    st->line, value);
+                        c->n_warnings++;
+                }
+                break;
+        case KEY_BIND:
+                if (strv_extend(&c->bind_paths, value) < 0)
+                        return 0;
+                break;
+        case KEY_ALLOW:
+                break;
+        }
+        return 1;
+}
+
+static char *reader(char *buf, int size, void *stream)
+{
+        struct parse_state *st = stream;
+        char *r;
+
+        if (st->f)
+                r = fgets(buf, size, st->f);
+        else {
+                if (!*st->text)
+                        return NULL;
+                size_t n = strcspn(st->text, "\n");
+                if (n >= (size_t) size)
+                        n = size - 1;
+                memcpy(buf, st->text, n);
+                buf[n] = 0;
+                st->text += n + (st->text[n] == '\n');
+                r = buf;
+        }
+        if (r)
+                st->line++;
+        return r;
+}
+
+static int parse(struct parse_state *st, struct hutch_error *err)
+{
+        int r = ini_parse_stream(reader, st, handler, st);
+        if (r < 0)
+                return hutch_err(err, -ENOMEM, "cannot parse %s", st->name);
+        if (r > 0) {
+                /* a syntax error: inih reports its line; warn and keep what was read */
+                log_warning("%s:%d: not a 'key = value' line, ignoring", st->name, r);
+                st->c->n_warnings++;
+        }
+        return 0;
+}
+
+int conf_parse_string(struct hutch_conf *c, const char *text, const char *name, struct hutch_error *err)
+{
+        struct parse_state st = { .c = c, .name = name, .text = text };
+        return parse(&st, err);
+}
+
+int conf_load(struct hutch_conf *c, const char *path, struct hutch_error *err)
+{
+        _cleanup_fclose_ FILE *f = fopen(path, "re");
+        if (!f) {
+                if (errno == ENOENT)
+                        return -ENOENT;
+                return hutch_err_sys(err, -errno, "cannot read configuration '%s'", path);
+        }
+        struct parse_state st = { .c = c, .name = path, .f = f };
+        return parse(&st, err);
+}

@@ -1,0 +1,61 @@
+/* System configuration (hutch.conf, parsed with inih) and the pure parsers for what users
+ * write: bind specs, --mount specs, env files, --no-mount names. No side effects. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "util/error.h"
+
+enum mount_dev { MOUNT_DEV_NO, MOUNT_DEV_MINIMAL, MOUNT_DEV_YES };
+
+struct hutch_conf {
+        bool mount_home, mount_tmp, mount_proc, mount_sys, mount_devpts, mount_hostfs;
+        enum mount_dev mount_dev;
+        bool allow_sif, allow_squashfs, allow_dir;
+        bool user_bind_control;
+        bool enable_overlay;
+        char **bind_paths;      /* "src[:dst[:opts]]" as in the file */
+        unsigned n_warnings;
+};
+
+void conf_defaults(struct hutch_conf *c);
+void conf_free(struct hutch_conf *c);
+/* Parse path over the defaults already in c. Unknown keys and bad values are warnings with
+ * file:line (logged), not errors: an old binary must run with a newer config. A missing file
+ * is not an error (-ENOENT returned, c untouched). */
+int conf_load(struct hutch_conf *c, const char *path, struct hutch_error *err);
+int conf_parse_string(struct hutch_conf *c, const char *text, const char *name, struct hutch_error *err);
+
+struct bind_spec {
+        char *src;
+        char *dst;
+        bool ro;
+};
+void bind_spec_free_array(struct bind_spec *b, size_t n);
+/* "src[:dst[:ro|rw]]"; several separated by commas. Appends to *v / *n. */
+int bind_spec_parse(const char *s, struct bind_spec **v, size_t *n, struct hutch_error *err);
+/* --mount "type=bind,src=…,dst=…[,ro|readonly]" */
+int mount_spec_parse(const char *s, struct bind_spec **v, size_t *n, struct hutch_error *err);
+
+/* An env file: KEY=VALUE lines, # comments, blank lines, optional `export `, values in
+ * single or double quotes. Appends "KEY=VALUE" to *env. Errors name file:line. */
+int env_file_parse(const char *text, const char *name, char ***env, struct hutch_error *err);
+
+/* --no-mount names -> bit mask. */
+enum no_mount_bit {
+        NO_MOUNT_BIND_PATHS = 1u << 0,
+        NO_MOUNT_CWD = 1u << 1,
+        NO_MOUNT_DEV = 1u << 2,
+        NO_MOUNT_DEVPTS = 1u << 3,
+        NO_MOUNT_HOME = 1u << 4,
+        NO_MOUNT_HOSTFS = 1u << 5,
+        NO_MOUNT_PROC = 1u << 6,
+        NO_MOUNT_SYS = 1u << 7,
+        NO_MOUNT_TMP = 1u << 8,
+        NO_MOUNT_HOSTS = 1u << 9,
+        NO_MOUNT_RESOLV = 1u << 10,
+        NO_MOUNT_PASSWD = 1u << 11,
+        NO_MOUNT_GROUP = 1u << 12,
+};
+int no_mount_parse(const char *s, unsigned *mask, struct hutch_error *err);

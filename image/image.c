@@ -1,0 +1,280 @@
+/* Opening images: format detection by content (SIF magic, squashfs superblock, folder),
+ * and reading single files from inside an image without mounting it (for inspect). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/syscall.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "image-internal.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define HUTCH_SQUASHFS_MAGIC 0x73717368u
+
+const char *image_format_name(enum image_format f)
+{
+        switch (f) {
+        case IMAGE_FORMAT_DIR:
+                return "sandbox";
+        case IMAGE_FORMAT_SQUASHFS:
+                return "squashfs";
+        case IMAGE_FORMAT_SIF:
+                return "sif";
+        }
+        return "unknown";
+}
+
+int squashfs_check(int fd, uint64_t offset, uint64_t avail, uint64_t *ret_size, struct hutch_error *err)
+{
+        uint8_t sb[96];
+        ssize_t n = pread_full(fd, sb, sizeof sb, (off_t) offset);
+        if (n < 0)
+                return hutch_err_sys(err, (int) n, "cannot read squashfs superblock");
+        if ((size_t) n < sizeof sb)
+                return hutch_err(err, -EINVAL, "truncated squashfs image: no complete superblock");
+        uint32_t magic;
+        uint16_t major;
+        uint64_t bytes_used;
+        memcpy(&magic, sb, 4);
+        memcpy(&major, sb + 28, 2);
+        memcpy(&bytes_used, sb + 40, 8);
+        if (le32toh(magic) != HUTCH_SQUASHFS_MAGIC)
+                return hutch_err(err, -EINVAL, "not a squashfs filesystem (bad magic)");
+        if (le16toh(major) != 4)
+                return hutch_err(err, -EINVAL, "unsupported squashfs version %u", le16toh(major));
+        bytes_used = le64toh(bytes_used);
+        if (bytes_used > avail)
+                return hutch_err(err, -EINVAL,
+                                 "truncated squashfs image: filesystem needs %llu bytes, only %llu present",
+                                 (unsigned long long) bytes_used, (unsigned long long) avail);
+        if (ret_size)
+                *ret_size = bytes_used;
+        return 0;
+}
+
+static int open_file_image(struct image *img, struct stat *st, struct hutch_error *err)
+{
+        uint8_t head[64];
+        ssize_t n = pread_full(img->fd, head, sizeof head, 0);
+        if (n < 0)
+                return hutch_err_sys(err, (int) n, "cannot read image '%s'", img->path);
+        if (n >= 42 && memcmp(head + 32, "SIF_MAGIC", 9) == 0) {
+                struct sif s = { 0 };
+                const struct sif_descriptor *d;
+                img->format = IMAGE_FORMAT_SIF;
+                int r = sif_load(img->fd, (uint64_t) st->st_size, &s, err);
+                if (r >= 0)
+                        r = sif_primary_partition(&s, &d, err);
+                if (r >= 0) {
+                        img->offset = (uint64_t) d->offset;
+                        img->size = (uint64_t) d->size;
+                }
+                sif_free(&s);
+                if (r < 0)
+                        return hutch_err_wrap(err, "image '%s'", img->path);
+        } else if (n >= 4 && memcmp(head, "hsqs", 4) == 0) {
+                img->format = IMAGE_FORMAT_SQUASHFS;
+                img->offset = 0;
+                img->size = (uint64_t) st->st_size;
+        } else
+                return hutch_err(err, -EINVAL, "image '%s' is not a SIF file, a squashfs file or a folder",
+                                 img->path);
+        int r = squashfs_check(img->fd, img->offset, img->size, &img->size, err);
+        if (r < 0)
+                return hutch_err_wrap(err, "image '%s'", img->path);
+        return 0;
+}
+
+int image_open(const char *path, bool writable, struct image *ret, struct hutch_error *err)
+{
+        struct image img = IMAGE_NULL;
+        struct stat st;
+        char abs[PATH_MAX];
+
+        if (!realpath(path, abs))
+                return hutch_err_sys(err, -errno, "cannot open image '%s'", path);
+        img.path = strdup(abs);
+        if (!img.path)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        img.writable = writable;
+        img.fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (img.fd < 0 && errno != EACCES) {
+                int r = hutch_err_sys(err, -errno, "cannot open image '%s'", path);
+                image_close(&img);
+                return r;
+        }
+        if (img.fd < 0 || fstat(img.fd, &st) < 0) {
+                int r = hutch_err_sys(err, -errno, "cannot read image '%s'", path);
+                image_close(&img);
+                return r;
+        }
+        int r = 0;
+        if (S_ISDIR(st.st_mode)) {
+                img.format = IMAGE_FORMAT_DIR;
+                if (writable && access(abs, W_OK) < 0)
+                        r = hutch_err_sys(err, -errno, "cannot write to sandbox '%s'", path);
+        } else if (S_ISREG(st.st_mode)) {
+                if (writable)
+                        r = hutch_err(err, -EROFS, "--writable needs a sandbox folder; '%s' is a read-only %s", path,
+                                      "image file");
+                else
+                        r = open_file_image(&img, &st, err);
+        } else
+                r = hutch_err(err, -EINVAL, "image '%s' is neither a file nor a folder", path);
+        if (r < 0) {
+                image_close(&img);
+                return r;
+        }
+        *ret = img;
+        return 0;
+}
+
+void image_close(struct image *img)
+{
+        if (img->sqfs)
+                sqfs_handle_free(img->sqfs);
+        img->sqfs = NULL;
+        if (img->fd >= 0)
+                close(img->fd);
+        img->fd = -EBADF;
+        free(img->path);
+        img->path = NULL;
+}
+
+int sqfs_handle_open(struct image *img, struct hutch_error *err)
+{
+        if (img->sqfs)
+                return 0;
+        struct sqfs_handle *h = calloc(1, sizeof *h);
+        if (!h)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        sqfs_err e = sqfs_init(&h->ll.fs, img->fd, (size_t) img->offset);
+        if (e != SQFS_OK) {
+                free(h);
+                return hutch_err(err, -EINVAL, "image '%s': cannot read squashfs filesystem (%s)", img->path,
+                                 e == SQFS_BADCOMP ? "unsupported compression" : "corrupt or unsupported");
+        }
+        if (sqfs_ll_init(&h->ll) != SQFS_OK) {
+                sqfs_destroy(&h->ll.fs);
+                free(h);
+                return hutch_err(err, -EINVAL, "image '%s': cannot index squashfs filesystem", img->path);
+        }
+        img->sqfs = h;
+        return 0;
+}
+
+void sqfs_handle_free(struct sqfs_handle *h)
+{
+        sqfs_ll_destroy(&h->ll);
+        free(h);
+}
+
+/* Resolve path inside the squashfs, following symlinks inside the image (bounded). */
+static int sqfs_resolve(sqfs *fs, const char *path, sqfs_inode *ret, int depth)
+{
+        char cur[PATH_MAX] = "";
+        const char *p = path;
+
+        if (depth > 16)
+                return -ELOOP;
+        if (sqfs_inode_get(fs, ret, sqfs_inode_root(fs)) != SQFS_OK)
+                return -EIO;
+        while (*p) {
+                while (*p == '/')
+                        p++;
+                size_t n = strcspn(p, "/");
+                if (n == 0)
+                        break;
+                if (strlen(cur) + n + 2 >= sizeof cur)
+                        return -ENAMETOOLONG;
+                char name[NAME_MAX + 1];
+                if (n > NAME_MAX)
+                        return -ENAMETOOLONG;
+                memcpy(name, p, n);
+                name[n] = 0;
+                strcat(cur, "/");
+                strcat(cur, name);
+                p += n;
+                bool found = false;
+                /* looks the name up in the current inode, which it replaces */
+                if (sqfs_lookup_path(fs, ret, name, &found) != SQFS_OK)
+                        return -EIO;
+                if (!found)
+                        return -ENOENT;
+                if (S_ISLNK(sqfs_mode(ret->base.inode_type))) {
+                        char target[PATH_MAX];
+                        size_t sz = sizeof target;
+                        if (sqfs_readlink(fs, ret, target, &sz) != SQFS_OK)
+                                return -EIO;
+                        char next[PATH_MAX * 2];
+                        char *slash = strrchr(cur, '/');
+                        *slash = 0;
+                        if (target[0] == '/')
+                                snprintf(next, sizeof next, "%s%s", target, p);
+                        else
+                                snprintf(next, sizeof next, "%s/%s%s", cur, target, p);
+                        _cleanup_free_ char *norm = NULL;
+                        if (path_normalize(next, &norm) < 0)
+                                return -EINVAL;
+                        return sqfs_resolve(fs, norm, ret, depth + 1);
+                }
+        }
+        return 0;
+}
+
+int image_read_file(struct image *img, const char *path, size_t max, char **ret, size_t *ret_len,
+                    struct hutch_error *err)
+{
+        if (img->format == IMAGE_FORMAT_DIR) {
+                _cleanup_close_ int root = openat(img->fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (root < 0)
+                        return hutch_err_sys(err, -errno, "cannot open image '%s'", img->path);
+                /* openat2 RESOLVE_IN_ROOT: symlinks in the sandbox resolve inside it */
+                struct open_how how = { .flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
+                while (*path == '/')
+                        path++;
+                _cleanup_close_ int fd = (int) syscall(SYS_openat2, root, path, &how, sizeof how);
+                if (fd < 0)
+                        return errno == ENOENT ? -ENOENT : hutch_err_sys(err, -errno, "cannot read '%s' in image", path);
+                char pbuf[64];
+                snprintf(pbuf, sizeof pbuf, "/proc/self/fd/%d", fd);
+                int r = read_full_at(AT_FDCWD, pbuf, max, ret, ret_len);
+                return r < 0 ? hutch_err_sys(err, r, "cannot read '%s' in image", path) : 0;
+        }
+        int r = sqfs_handle_open(img, err);
+        if (r < 0)
+                return r;
+        sqfs *fs = &img->sqfs->ll.fs;
+        sqfs_inode inode;
+        r = sqfs_resolve(fs, path, &inode, 0);
+        if (r == -ENOENT)
+                return r;
+        if (r < 0 || !S_ISREG(sqfs_mode(inode.base.inode_type)))
+                return hutch_err(err, r < 0 ? r : -EISDIR, "cannot read '%s' in image '%s'", path, img->path);
+        uint64_t size = inode.xtra.reg.file_size;
+        if (size > max)
+                return hutch_err(err, -EFBIG, "'%s' in image '%s' is too large", path, img->path);
+        _cleanup_free_ char *buf = malloc(size + 1);
+        if (!buf)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        sqfs_off_t got = (sqfs_off_t) size;
+        if (size && sqfs_read_range(fs, &inode, 0, &got, buf) != SQFS_OK)
+                return hutch_err(err, -EIO, "cannot read '%s' in image '%s': corrupt squashfs", path, img->path);
+        buf[got] = 0;
+        if (ret_len)
+                *ret_len = (size_t) got;
+        *ret = steal_pointer(&buf);
+        return 0;
+}
+
+bool image_has_file(struct image *img, const char *path)
+{
+        _cleanup_free_ char *buf = NULL;
+        struct hutch_error e;
+        return image_read_file(img, path, 1 << 20, &buf, NULL, &e) >= 0;
+}

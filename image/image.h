@@ -1,0 +1,137 @@
+/* Container images: format detection (folder, squashfs, SIF), the SIF object table,
+ * reading metadata files without mounting, the mount backends, and building. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/error.h"
+
+enum image_format { IMAGE_FORMAT_DIR, IMAGE_FORMAT_SQUASHFS, IMAGE_FORMAT_SIF };
+
+/* ---- SIF (Singularity Image Format), little endian, packed as the reference Go code writes it */
+#define SIF_HEADER_SIZE 128
+#define SIF_DESCRIPTOR_SIZE 585
+#define SIF_GROUP_MASK 0xf0000000u
+
+enum sif_datatype {
+        SIF_DATA_DEFFILE = 0x4001,
+        SIF_DATA_ENVVAR,
+        SIF_DATA_LABELS,
+        SIF_DATA_PARTITION,
+        SIF_DATA_SIGNATURE,
+        SIF_DATA_GENERICJSON,
+        SIF_DATA_GENERIC,
+        SIF_DATA_CRYPTOMESSAGE,
+        SIF_DATA_SBOM,
+};
+enum sif_fstype { SIF_FS_SQUASH = 1, SIF_FS_EXT3, SIF_FS_IMMUOBJ, SIF_FS_RAW, SIF_FS_ENCRYPTED_SQUASH };
+enum sif_parttype { SIF_PART_SYSTEM = 1, SIF_PART_PRIMSYS, SIF_PART_DATA, SIF_PART_OVERLAY };
+
+struct sif_header {
+        char launch[33];
+        char version[4];
+        char arch[4];
+        uint8_t id[16];
+        int64_t created, modified;
+        int64_t descr_free, descr_total, descr_offset, descr_size, data_offset, data_size;
+};
+
+struct sif_descriptor {
+        int32_t datatype;
+        bool used;
+        uint32_t id, groupid, linkid;
+        int64_t offset, size, size_with_padding, created, modified, uid, gid;
+        char name[129];
+        uint8_t extra[384];
+        /* decoded from extra for partitions */
+        int32_t fstype, parttype;
+        char arch[4];
+};
+
+struct sif {
+        struct sif_header header;
+        struct sif_descriptor *descr;   /* used descriptors only */
+        size_t n_descr;
+};
+
+int sif_header_parse(const uint8_t *buf, size_t len, struct sif_header *ret, struct hutch_error *err);
+void sif_descriptor_parse(const uint8_t *buf, struct sif_descriptor *ret);
+void sif_header_format(const struct sif_header *h, uint8_t *out);  /* SIF_HEADER_SIZE bytes */
+void sif_descriptor_format(const struct sif_descriptor *d, uint8_t *out);  /* SIF_DESCRIPTOR_SIZE bytes */
+/* Reads and validates header and descriptors against file_size. */
+int sif_load(int fd, uint64_t file_size, struct sif *ret, struct hutch_error *err);
+void sif_free(struct sif *s);
+const struct sif_descriptor *sif_descriptor_find(const struct sif *s, uint32_t id);
+/* The primary system partition, checked to be squashfs. */
+int sif_primary_partition(const struct sif *s, const struct sif_descriptor **ret, struct hutch_error *err);
+const char *sif_datatype_name(int32_t t);
+const char *sif_fstype_name(int32_t t);
+const char *sif_parttype_name(int32_t t);
+const char *sif_arch_name(const char *code);  /* "02" -> "amd64" */
+const char *sif_arch_code(const char *goarch); /* "amd64" -> "02" */
+
+/* ---- an opened image */
+struct image {
+        enum image_format format;
+        char *path;             /* absolute */
+        int fd;                 /* regular file (ro), or O_PATH directory */
+        uint64_t offset, size;  /* the squashfs filesystem inside the file */
+        bool writable;
+        struct sqfs_handle *sqfs;  /* lazily opened reader for metadata */
+};
+
+#define IMAGE_NULL { .fd = -EBADF }
+
+const char *image_format_name(enum image_format f);
+int image_open(const char *path, bool writable, struct image *ret, struct hutch_error *err);
+void image_close(struct image *img);
+
+/* Read a file from inside the image (symlinks inside the image resolved inside it), at most
+ * max bytes. -ENOENT when absent. */
+int image_read_file(struct image *img, const char *path, size_t max, char **ret, size_t *ret_len,
+                    struct hutch_error *err);
+bool image_has_file(struct image *img, const char *path);
+
+/* ---- mounting. The mount is made in the caller's mount namespace at target. A squashfs
+ * mount is served by a detached helper process that exits when owner_pidfd reports the
+ * owner's exit (the launcher, which becomes the payload). */
+struct image_mount_opts {
+        uid_t uid;      /* owner of the FUSE connection, as seen in the current user namespace */
+        gid_t gid;
+        int owner_pidfd;
+        bool kernel_ok; /* really root: kernel mounts allowed */
+};
+int image_mount(struct image *img, const char *target, const struct image_mount_opts *o,
+                struct hutch_error *err);
+
+/* ---- building (conversion folder <-> squashfs <-> SIF) */
+struct build_spec {
+        const char *target;
+        const char *source;
+        bool sandbox;
+        bool force;
+        const char *deffile;    /* text recorded in the SIF, may be NULL */
+};
+int image_build(const struct build_spec *b, struct hutch_error *err);
+/* Wrap an existing squashfs file into a new SIF file with the objects Apptainer writes. */
+int sif_write(const char *target, int squashfs_fd, const char *deffile, const char *inspect_json,
+              struct hutch_error *err);
+
+/* Metadata, as `inspect` shows it. */
+enum image_meta {
+        IMAGE_META_LABELS = 1u << 0,
+        IMAGE_META_DEFFILE = 1u << 1,
+        IMAGE_META_RUNSCRIPT = 1u << 2,
+        IMAGE_META_STARTSCRIPT = 1u << 3,
+        IMAGE_META_TEST = 1u << 4,
+        IMAGE_META_ENVIRONMENT = 1u << 5,
+        IMAGE_META_HELPFILE = 1u << 6,
+        IMAGE_META_ALL = (1u << 7) - 1,
+};
+/* Apptainer's shape: {"data":{"attributes":{...}},"type":"container"}; caller frees. */
+int image_inspect_json(struct image *img, unsigned what, char **ret, struct hutch_error *err);
+/* Plain text, as Apptainer prints without --json. */
+int image_inspect_text(struct image *img, unsigned what, char **ret, struct hutch_error *err);

@@ -1,0 +1,165 @@
+/* Image metadata from /.singularity.d (labels.json, Singularity deffile, runscript,
+ * startscript, test, env scripts, runscript.help), read without mounting the image, and
+ * rendered as Apptainer's inspect does. */
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "image.h"
+#include "util/util.h"
+
+#define META_MAX (4u << 20)
+
+static const struct {
+        unsigned bit;
+        const char *key, *path;
+} meta_files[] = {
+        { IMAGE_META_DEFFILE, "deffile", "/.singularity.d/Singularity" },
+        { IMAGE_META_RUNSCRIPT, "runscript", "/.singularity.d/runscript" },
+        { IMAGE_META_STARTSCRIPT, "startscript", "/.singularity.d/startscript" },
+        { IMAGE_META_TEST, "test", "/.singularity.d/test" },
+        { IMAGE_META_HELPFILE, "helpfile", "/.singularity.d/runscript.help" },
+};
+
+static const char *const env_files[] = { "/.singularity.d/env/10-docker2singularity.sh",
+                                         "/.singularity.d/env/90-environment.sh",
+                                         "/.singularity.d/env/91-environment.sh" };
+
+/* -ENOENT is "absent", not an error. */
+static int read_opt(struct image *img, const char *path, char **ret, struct hutch_error *err)
+{
+        int r = image_read_file(img, path, META_MAX, ret, NULL, err);
+        if (r == -ENOENT) {
+                *ret = NULL;
+                return 0;
+        }
+        return r;
+}
+
+static int labels_object(struct image *img, json_object **ret, struct hutch_error *err)
+{
+        _cleanup_free_ char *text = NULL;
+        int r = read_opt(img, "/.singularity.d/labels.json", &text, err);
+        if (r < 0)
+                return r;
+        json_object *o = text ? json_tokener_parse(text) : NULL;
+        if (text && (!o || !json_object_is_type(o, json_type_object))) {
+                json_object_put(o);
+                return hutch_err(err, -EINVAL, "image '%s': /.singularity.d/labels.json is not a JSON object", img->path);
+        }
+        *ret = o ? o : json_object_new_object();
+        return 0;
+}
+
+static int environment_text(struct image *img, char **ret, struct hutch_error *err)
+{
+        _cleanup_free_ char *out = strdup("");
+        for (size_t i = 0; out && i < ELEMENTSOF(env_files); i++) {
+                _cleanup_free_ char *t = NULL, *n = NULL;
+                int r = read_opt(img, env_files[i], &t, err);
+                if (r < 0)
+                        return r;
+                if (!t)
+                        continue;
+                if (asprintf(&n, "%s=== %s ===\n%s%s", out, env_files[i], t, endswith(t, "\n") ? "" : "\n") < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                free(out);
+                out = steal_pointer(&n);
+        }
+        if (!out)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        *ret = steal_pointer(&out);
+        return 0;
+}
+
+int image_inspect_json(struct image *img, unsigned what, char **ret, struct hutch_error *err)
+{
+        json_object *root = json_object_new_object(), *data = json_object_new_object(),
+                    *attrs = json_object_new_object();
+        int r = 0;
+        json_object_object_add(root, "data", data);
+        json_object_object_add(data, "attributes", attrs);
+        json_object_object_add(root, "type", json_object_new_string("container"));
+        if (what & IMAGE_META_LABELS) {
+                json_object *l = NULL;
+                if ((r = labels_object(img, &l, err)) < 0)
+                        goto out;
+                json_object_object_add(attrs, "labels", l);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(meta_files); i++) {
+                _cleanup_free_ char *t = NULL;
+                if (!(what & meta_files[i].bit))
+                        continue;
+                if ((r = read_opt(img, meta_files[i].path, &t, err)) < 0)
+                        goto out;
+                if (t)
+                        json_object_object_add(attrs, meta_files[i].key, json_object_new_string(t));
+        }
+        if (what & IMAGE_META_ENVIRONMENT) {
+                _cleanup_free_ char *t = NULL;
+                if ((r = environment_text(img, &t, err)) < 0)
+                        goto out;
+                if (*t)
+                        json_object_object_add(attrs, "environment", json_object_new_string(t));
+        }
+        *ret = strdup(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                                   JSON_C_TO_STRING_NOSLASHESCAPE));
+        if (!*ret)
+                r = hutch_err(err, -ENOMEM, "out of memory");
+out:
+        json_object_put(root);
+        return r;
+}
+
+int image_inspect_text(struct image *img, unsigned what, char **ret, struct hutch_error *err)
+{
+        _cleanup_free_ char *out = strdup("");
+        int r;
+        if (!out)
+                return hutch_err(err, -ENOMEM, "out of memory");
+#define APPEND(s)                                                                      \
+        do {                                                                           \
+                char *_n = strjoin(out, (s), NULL);                                    \
+                if (!_n)                                                               \
+                        return hutch_err(err, -ENOMEM, "out of memory");               \
+                free(out);                                                             \
+                out = _n;                                                              \
+        } while (0)
+        if (what & IMAGE_META_LABELS) {
+                json_object *l = NULL;
+                if ((r = labels_object(img, &l, err)) < 0)
+                        return r;
+                json_object_object_foreach(l, k, v) {
+                        _cleanup_free_ char *line = NULL;
+                        if (asprintf(&line, "%s: %s\n", k, json_object_get_string(v)) < 0) {
+                                json_object_put(l);
+                                return hutch_err(err, -ENOMEM, "out of memory");
+                        }
+                        APPEND(line);
+                }
+                json_object_put(l);
+        }
+        for (size_t i = 0; i < ELEMENTSOF(meta_files); i++) {
+                _cleanup_free_ char *t = NULL;
+                if (!(what & meta_files[i].bit))
+                        continue;
+                if ((r = read_opt(img, meta_files[i].path, &t, err)) < 0)
+                        return r;
+                if (t) {
+                        APPEND(t);
+                        if (*t && !endswith(t, "\n"))
+                                APPEND("\n");
+                }
+        }
+        if (what & IMAGE_META_ENVIRONMENT) {
+                _cleanup_free_ char *t = NULL;
+                if ((r = environment_text(img, &t, err)) < 0)
+                        return r;
+                APPEND(t);
+        }
+#undef APPEND
+        *ret = steal_pointer(&out);
+        return 0;
+}

@@ -1,0 +1,209 @@
+/* The payload's environment and argv, as Apptainer builds them: the host environment
+ * minus PATH and LD_LIBRARY_PATH (unless --cleanenv), container defaults, then the image's
+ * /.singularity.d/env scripts sourced by its /bin/sh, then the user's forced variables. */
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "runtime-internal.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* Host variables never passed in: they describe the host's filesystem, not the image's. */
+static const char *const host_only[] = { "PATH", "LD_LIBRARY_PATH", "PS1", "PROMPT_COMMAND" };
+/* Kept by --cleanenv (Apptainer keeps the terminal type and proxies). */
+static const char *const clean_keep[] = { "TERM", "LANG", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
+                                          "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY" };
+
+static int put(char ***env, const char *k, const char *v)
+{
+        char *e = strjoin(k, "=", v);
+        if (!e)
+                return -ENOMEM;
+        return strv_env_put(env, e);
+}
+
+static bool is_forwarding_prefix(const char *e)
+{
+        return startswith(e, "HUTCHENV_") || startswith(e, "APPTAINERENV_") || startswith(e, "SINGULARITYENV_");
+}
+
+static int base_env(const struct launch_ctx *c, char ***env)
+{
+        const struct launch_spec *s = c->spec;
+        for (char **e = s->host_env; e && *e; e++) {
+                const char *eq = strchr(*e, '=');
+                if (!eq || is_forwarding_prefix(*e))
+                        continue;
+                size_t kl = eq - *e;
+                bool keep = !s->cleanenv;
+                for (size_t i = 0; i < ELEMENTSOF(host_only) && keep; i++)
+                        if (kl == strlen(host_only[i]) && !strncmp(*e, host_only[i], kl))
+                                keep = false;
+                for (size_t i = 0; i < ELEMENTSOF(clean_keep) && !keep && s->cleanenv; i++)
+                        if (kl == strlen(clean_keep[i]) && !strncmp(*e, clean_keep[i], kl))
+                                keep = true;
+                if (keep && strv_extend(env, *e) < 0)
+                        return -ENOMEM;
+        }
+        _cleanup_free_ char *copy = strdup(c->img.path);
+        if (!copy)
+                return -ENOMEM;
+        const char *name = basename(copy);
+        const char *vars[][2] = {
+                { "PATH", DEFAULT_PATH },
+                { "LD_LIBRARY_PATH", "/.singularity.d/libs" },
+                { "HOME", c->home_dst ? c->home_dst : "/" },
+                { "USER", c->user },
+                { "LOGNAME", c->user },
+                { "HUTCH_CONTAINER", c->img.path },
+                { "HUTCH_NAME", name },
+                { "APPTAINER_CONTAINER", c->img.path },
+                { "APPTAINER_NAME", name },
+                { "SINGULARITY_CONTAINER", c->img.path },
+                { "SINGULARITY_NAME", name },
+                { "APPTAINER_ENVIRONMENT", "/.singularity.d/env/91-environment.sh" },
+                { "SINGULARITY_ENVIRONMENT", "/.singularity.d/env/91-environment.sh" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(vars); i++)
+                if (put(env, vars[i][0], vars[i][1]) < 0)
+                        return -ENOMEM;
+        if (s->action == LAUNCH_SHELL && put(env, "PS1", "Hutch> ") < 0)
+                return -ENOMEM;
+        return 0;
+}
+
+/* Forced variables: --env and friends. PREPEND_PATH/APPEND_PATH edit PATH, as Apptainer. */
+static int apply_forced(char *const *forced, char ***env)
+{
+        for (char *const *f = forced; f && *f; f++) {
+                const char *eq = strchr(*f, '=');
+                const char *path = strv_env_get(*env, "PATH");
+                _cleanup_free_ char *np = NULL;
+                if (startswith(*f, "PREPEND_PATH="))
+                        np = strjoin(eq + 1, ":", path ? path : "");
+                else if (startswith(*f, "APPEND_PATH="))
+                        np = strjoin(path ? path : "", ":", eq + 1);
+                else {
+                        char *e = strdup(*f);
+                        if (!e || strv_env_put(env, e) < 0)
+                                return -ENOMEM;
+                        continue;
+                }
+                if (!np || put(env, "PATH", np) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Shell text that sources the image's env scripts, then re-applies the forced variables
+ * (they win over %environment), then execs "$@". */
+static char *env_script(char *const *forced)
+{
+        _cleanup_free_ char *s = strdup(
+                "for f in /.singularity.d/env/*.sh; do if [ -f \"$f\" ]; then . \"$f\"; fi; done; ");
+        for (char *const *f = forced; s && f && *f; f++) {
+                const char *eq = strchr(*f, '=');
+                _cleanup_free_ char *key = strndup(*f, eq - *f), *q = shell_quote(eq + 1), *line = NULL;
+                if (!key || !q)
+                        return NULL;
+                if (!strcmp(key, "PREPEND_PATH"))
+                        line = strjoin("export PATH=", q, ":\"$PATH\"; ");
+                else if (!strcmp(key, "APPEND_PATH"))
+                        line = strjoin("export PATH=\"$PATH\":", q, "; ");
+                else if (asprintf(&line, "export %s=%s; ", key, q) < 0)
+                        line = NULL;
+                if (!line)
+                        return NULL;
+                char *n = strjoin(s, line, NULL);
+                free(s);
+                s = n;
+        }
+        char *n = s ? strjoin(s, "exec \"$@\"", NULL) : NULL;
+        return n;
+}
+
+static bool exists_exec(const char *p)
+{
+        return access(p, X_OK) == 0;
+}
+
+/* The command for the action, before any env wrapper. */
+static int action_argv(const struct launch_ctx *c, char ***ret)
+{
+        const struct launch_spec *s = c->spec;
+        _cleanup_strv_ char **v = NULL;
+
+        switch (s->action) {
+        case LAUNCH_EXEC:
+                v = strv_copy(s->argv);
+                break;
+        case LAUNCH_RUN:
+                if (exists_exec("/.singularity.d/runscript"))
+                        strv_extend(&v, "/.singularity.d/runscript");
+                else if (exists_exec("/singularity"))
+                        strv_extend(&v, "/singularity");
+                else {
+                        log_info("No runscript found in container, executing /bin/sh");
+                        strv_extend(&v, "/bin/sh");
+                }
+                break;
+        case LAUNCH_TEST:
+                if (access("/.singularity.d/test", F_OK) < 0)
+                        return -ENOENT;
+                strv_extend(&v, "/bin/sh");
+                strv_extend(&v, "/.singularity.d/test");
+                break;
+        case LAUNCH_SHELL:
+                if (s->shell)
+                        strv_extend(&v, s->shell);
+                else if (exists_exec("/bin/bash")) {
+                        strv_extend(&v, "/bin/bash");
+                        strv_extend(&v, "--norc");
+                } else
+                        strv_extend(&v, "/bin/sh");
+                break;
+        }
+        if (!v)
+                return -ENOMEM;
+        if (s->action != LAUNCH_EXEC)
+                for (char **a = s->argv; a && *a; a++)
+                        if (strv_extend(&v, *a) < 0)
+                                return -ENOMEM;
+        *ret = steal_pointer(&v);
+        return 0;
+}
+
+int payload_prepare(struct launch_ctx *c, char ***ret_argv, char ***ret_envp, struct hutch_error *err)
+{
+        _cleanup_strv_ char **env = NULL, **argv = NULL;
+        int r = base_env(c, &env);
+        if (r < 0)
+                return hutch_err(err, r, "out of memory");
+        r = action_argv(c, &argv);
+        if (r == -ENOENT)
+                return r;       /* no test script: the caller reports it */
+        if (r < 0)
+                return hutch_err(err, r, "out of memory");
+        if (c->has_env_scripts && exists_exec("/bin/sh")) {
+                _cleanup_free_ char *script = env_script(c->spec->env);
+                _cleanup_strv_ char **w = NULL;
+                if (!script || strv_extend(&w, "/bin/sh") < 0 || strv_extend(&w, "-c") < 0 ||
+                    strv_push(&w, steal_pointer(&script)) < 0 || strv_extend(&w, "hutch") < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                for (char **a = argv; *a; a++)
+                        if (strv_extend(&w, *a) < 0)
+                                return hutch_err(err, -ENOMEM, "out of memory");
+                strv_free(argv);
+                argv = steal_pointer(&w);
+        } else if (apply_forced(c->spec->env, &env) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        *ret_argv = steal_pointer(&argv);
+        *ret_envp = steal_pointer(&env);
+        return 0;
+}

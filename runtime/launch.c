@@ -1,0 +1,414 @@
+/* The launch path as a list of named stages: learn the host (user, paths opened as fds),
+ * enter namespaces, assemble the rootfs, pivot, build the payload's argv/env, exec.
+ * With --pid the launcher forks once: the child is PID 1 of the new namespace and runs a
+ * minimal init, the parent waits and passes the exit status on. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "runtime-internal.h"
+#include "util/log.h"
+#include "util/util.h"
+
+static void host_path_close(struct host_path *h)
+{
+        if (h->fd >= 0)
+                close(h->fd);
+        h->fd = -EBADF;
+        free(h->path);
+        h->path = NULL;
+}
+
+/* Open a host path as O_PATH. required: a missing path is an error, else it is skipped. */
+static int host_path_open(const char *path, bool required, const char *what, struct host_path *ret,
+                          struct hutch_error *err)
+{
+        char abs[PATH_MAX];
+        struct stat st;
+        ret->fd = -EBADF;
+        ret->path = NULL;
+        if (!realpath(path, abs) || stat(abs, &st) < 0) {
+                if (!required)
+                        return 0;
+                return hutch_err_sys(err, -errno, "%s '%s' does not exist or is not reachable", what, path);
+        }
+        ret->fd = open(abs, O_PATH | O_CLOEXEC);
+        if (ret->fd < 0)
+                return hutch_err_sys(err, -errno, "cannot open %s '%s'", what, path);
+        ret->is_dir = S_ISDIR(st.st_mode);
+        ret->path = strdup(path[0] == '/' ? path : abs);
+        if (!ret->path)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        return 0;
+}
+
+static void ctx_free(struct launch_ctx *c)
+{
+        image_close(&c->img);
+        free(c->user);
+        free(c->host_home);
+        free(c->shell);
+        free(c->gecos);
+        free(c->home_dst);
+        free(c->cwd);
+        host_path_close(&c->home);
+        host_path_close(&c->cwdp);
+        host_path_close(&c->tmp);
+        host_path_close(&c->vartmp);
+        host_path_close(&c->hosts);
+        host_path_close(&c->resolv);
+        for (size_t i = 0; i < c->n_binds; i++) {
+                host_path_close(&c->binds[i]);
+                free(c->bind_dsts[i]);
+        }
+        free(c->binds);
+        free(c->bind_dsts);
+        free(c->bind_ro);
+        if (c->owner_pidfd >= 0)
+                close(c->owner_pidfd);
+}
+
+static int learn_user(struct launch_ctx *c, struct hutch_error *err)
+{
+        uid_t uid = getuid();
+        struct passwd *pw = getpwuid(uid);
+        const char *home_env = strv_env_get(c->spec->host_env, "HOME");
+        char num[32];
+
+        snprintf(num, sizeof num, "%u", (unsigned) uid);
+        c->user = strdup(pw ? pw->pw_name : num);
+        c->host_home = strdup(home_env && *home_env ? home_env : pw ? pw->pw_dir : "/");
+        c->shell = strdup(pw && pw->pw_shell && *pw->pw_shell ? pw->pw_shell : "/bin/sh");
+        c->gecos = strdup(pw && pw->pw_gecos ? pw->pw_gecos : "");
+        if (!c->user || !c->host_home || !c->shell || !c->gecos)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        return idmap_plan_make(uid, getgid(), c->user, c->spec->fakeroot, &c->ids);
+}
+
+/* -H src[:dst], --no-home, --contain: where HOME comes from and where it goes. */
+static int plan_home(struct launch_ctx *c, struct hutch_error *err)
+{
+        const struct launch_spec *s = c->spec;
+        _cleanup_free_ char *src = NULL;
+        char *dst = NULL;
+
+        if (s->home) {
+                const char *colon = strchr(s->home, ':');
+                src = colon ? strndup(s->home, colon - s->home) : strdup(s->home);
+                dst = strdup(colon ? colon + 1 : s->home);
+                if (!src || !dst) {
+                        free(dst);
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                }
+                if (dst[0] != '/') {
+                        free(dst);
+                        return hutch_err(err, -EINVAL, "home destination '%s' must be an absolute path", colon ? colon + 1 : s->home);
+                }
+        } else {
+                dst = strdup(c->ids.inside_uid == 0 && s->fakeroot ? "/root" : c->host_home);
+                if (!dst)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+        }
+        c->home_dst = dst;
+        bool mount_it = s->conf->mount_home && !s->no_home && !(s->no_mount & NO_MOUNT_HOME) &&
+                        !(s->fakeroot && !s->home);
+        if (!mount_it || (s->contain && !s->home))
+                return 0;
+        return host_path_open(src ? src : c->host_home, true, "home folder", &c->home, err);
+}
+
+static int add_bind(struct launch_ctx *c, const char *src, const char *dst, bool ro, bool required,
+                    struct hutch_error *err)
+{
+        size_t n = c->n_binds;
+        struct host_path *nb = realloc(c->binds, (n + 1) * sizeof *nb);
+        if (nb)
+                c->binds = nb;
+        char **nd = realloc(c->bind_dsts, (n + 1) * sizeof *nd);
+        if (nd)
+                c->bind_dsts = nd;
+        bool *nr = realloc(c->bind_ro, (n + 1) * sizeof *nr);
+        if (nr)
+                c->bind_ro = nr;
+        if (!nb || !nd || !nr)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        int r = host_path_open(src, required, "bind source", &c->binds[n], err);
+        if (r < 0)
+                return r;
+        if (c->binds[n].fd < 0) {
+                log_verbose("bind path '%s' does not exist on this host, skipping", src);
+                return 0;
+        }
+        _cleanup_free_ char *norm = NULL;
+        if (path_normalize(dst, &norm) < 0) {
+                host_path_close(&c->binds[n]);
+                return hutch_err(err, -EINVAL, "bind destination '%s' must be an absolute path", dst);
+        }
+        c->bind_dsts[n] = steal_pointer(&norm);
+        c->bind_ro[n] = ro;
+        c->n_binds++;
+        return 0;
+}
+
+static int plan_binds(struct launch_ctx *c, struct hutch_error *err)
+{
+        const struct launch_spec *s = c->spec;
+        int r;
+
+        if (!(s->no_mount & NO_MOUNT_BIND_PATHS))
+                for (char **b = s->conf->bind_paths; b && *b; b++) {
+                        struct bind_spec *v = NULL;
+                        size_t n = 0;
+                        r = bind_spec_parse(*b, &v, &n, err);
+                        for (size_t i = 0; r >= 0 && i < n; i++)
+                                r = add_bind(c, v[i].src, v[i].dst, v[i].ro, false, err);
+                        bind_spec_free_array(v, n);
+                        if (r < 0)
+                                return hutch_err_wrap(err, "hutch.conf 'bind path = %s'", *b);
+                }
+        for (size_t i = 0; i < s->n_binds; i++)
+                if ((r = add_bind(c, s->binds[i].src, s->binds[i].dst, s->binds[i].ro, true, err)) < 0)
+                        return r;
+        return 0;
+}
+
+/* --workdir: host folders for /tmp, /var/tmp (and $HOME under --contain). */
+static int plan_tmp(struct launch_ctx *c, struct hutch_error *err)
+{
+        const struct launch_spec *s = c->spec;
+        int r;
+        if (!s->conf->mount_tmp || (s->no_mount & NO_MOUNT_TMP))
+                return 0;
+        if (s->workdir) {
+                _cleanup_free_ char *t = strjoin(s->workdir, "/tmp", NULL), *v = strjoin(s->workdir, "/var_tmp", NULL);
+                if (!t || !v)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                if ((mkdir(t, 0700) < 0 && errno != EEXIST) || (mkdir(v, 0700) < 0 && errno != EEXIST))
+                        return hutch_err_sys(err, -errno, "cannot create folders in workdir '%s'", s->workdir);
+                if ((r = host_path_open(t, true, "workdir", &c->tmp, err)) < 0 ||
+                    (r = host_path_open(v, true, "workdir", &c->vartmp, err)) < 0)
+                        return r;
+                if (s->contain && !s->home && c->home.fd < 0 && !s->no_home && !(s->no_mount & NO_MOUNT_HOME)) {
+                        _cleanup_free_ char *h = strjoin(s->workdir, "/home", NULL);
+                        if (!h || (mkdir(h, 0700) < 0 && errno != EEXIST))
+                                return hutch_err_sys(err, h ? -errno : -ENOMEM, "cannot create home in workdir");
+                        return host_path_open(h, true, "workdir", &c->home, err);
+                }
+                return 0;
+        }
+        if (s->contain)
+                return 0;       /* fresh folders in the staging tmpfs */
+        if ((r = host_path_open("/tmp", false, "/tmp", &c->tmp, err)) < 0)
+                return r;
+        return host_path_open("/var/tmp", false, "/var/tmp", &c->vartmp, err);
+}
+
+static int check_allowed(const struct launch_ctx *c, struct hutch_error *err)
+{
+        const struct hutch_conf *cf = c->spec->conf;
+        bool ok = c->img.format == IMAGE_FORMAT_SIF ? cf->allow_sif
+                : c->img.format == IMAGE_FORMAT_SQUASHFS ? cf->allow_squashfs : cf->allow_dir;
+        if (!ok)
+                return hutch_err(err, -EPERM, "%s images are not allowed by hutch.conf ('allow container %s = no'): '%s'",
+                                 image_format_name(c->img.format),
+                                 c->img.format == IMAGE_FORMAT_DIR ? "dir" : image_format_name(c->img.format), c->img.path);
+        return 0;
+}
+
+static int learn_host(struct launch_ctx *c, struct hutch_error *err)
+{
+        const struct launch_spec *s = c->spec;
+        char cwd[PATH_MAX];
+        int r;
+
+        if ((r = image_open(s->image, s->writable, &c->img, err)) < 0 || (r = check_allowed(c, err)) < 0 ||
+            (r = plan_home(c, err)) < 0 || (r = plan_tmp(c, err)) < 0 ||
+            (r = plan_binds(c, err)) < 0)
+                return r;
+        if (getcwd(cwd, sizeof cwd)) {
+                c->cwd = strdup(cwd);
+                if (!s->contain && !(s->no_mount & NO_MOUNT_CWD))
+                        host_path_open(cwd, false, "cwd", &c->cwdp, err);
+        }
+        if (!(s->no_mount & NO_MOUNT_HOSTS) && (r = host_path_open("/etc/hosts", false, "", &c->hosts, err)) < 0)
+                return r;
+        if (!(s->no_mount & NO_MOUNT_RESOLV) &&
+            (r = host_path_open("/etc/resolv.conf", false, "", &c->resolv, err)) < 0)
+                return r;
+        c->owner_pidfd = pidfd_open_self();
+        if (c->owner_pidfd < 0)
+                return hutch_err_sys(err, c->owner_pidfd, "pidfd_open");
+        return 0;
+}
+
+static void enter_workdir(const struct launch_ctx *c)
+{
+        const char *want = c->spec->pwd ? c->spec->pwd : c->cwd;
+        if (want && chdir(want) == 0)
+                return;
+        if (c->spec->pwd)
+                log_warning("could not change to --pwd '%s' in the container, using $HOME", c->spec->pwd);
+        if (!c->home_dst || chdir(c->home_dst) < 0)
+                (void) !chdir("/");
+}
+
+static int do_exec(struct launch_ctx *c, struct hutch_error *err)
+{
+        _cleanup_strv_ char **argv = NULL, **envp = NULL;
+        int r = payload_prepare(c, &argv, &envp, err);
+        if (r == -ENOENT) {
+                log_info("No test script found in container, exiting");
+                _exit(0);
+        }
+        if (r < 0)
+                return r;
+        if (!argv[0])
+                return hutch_err(err, -EINVAL, "no command given");
+        enter_workdir(c);
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+                return hutch_err_sys(err, -errno, "cannot set no_new_privs");
+        log_debug("exec %s", argv[0]);
+        environ = envp;
+        execvp(argv[0], argv);
+        r = -errno;
+        if (r == -ENOEXEC) {
+                /* a script without #!: run it with the image's shell, as Apptainer does */
+                size_t n = strv_length(argv);
+                char **sh = calloc(n + 2, sizeof(char *));
+                if (sh) {
+                        sh[0] = "/bin/sh";
+                        memcpy(sh + 1, argv, n * sizeof(char *));
+                        execv("/bin/sh", sh);
+                        free(sh);
+                }
+        }
+        return hutch_err_sys(err, r, "cannot run '%s' in the container", argv[0]);
+}
+
+/* PID 1 of a --pid namespace: start the payload, forward signals to it, reap everything,
+ * exit with the payload's status. */
+static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
+{
+        static const int fwd[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT };
+        sigset_t all;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, NULL);
+        pid_t payload = fork();
+        if (payload == 0) {
+                sigprocmask(SIG_UNBLOCK, &all, NULL);
+                do_exec(c, &err);
+                (void) !send(sync_fd, &err, sizeof err, MSG_NOSIGNAL);
+                _exit(255);
+        }
+        close(sync_fd);
+        prctl(PR_SET_NAME, "hutch-init");
+        for (;;) {
+                siginfo_t si;
+                int sig = sigwaitinfo(&all, &si);
+                if (sig == SIGCHLD) {
+                        int status;
+                        pid_t p;
+                        while ((p = waitpid(-1, &status, WNOHANG)) > 0)
+                                if (p == payload)
+                                        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+                        continue;
+                }
+                for (size_t i = 0; i < ELEMENTSOF(fwd); i++)
+                        if (sig == fwd[i])
+                                kill(payload, sig);
+        }
+}
+
+/* The parent outside a --pid namespace: forward signals, return the child's status. */
+static int wait_child(pid_t child, int sync_fd, int *ret_status, struct hutch_error *err)
+{
+        sigset_t all, old;
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, &old);
+        /* a failure before exec arrives as one struct hutch_error; EOF means exec happened */
+        ssize_t n = recv(sync_fd, err, sizeof *err, 0);
+        close(sync_fd);
+        int status = 0;
+        for (;;) {
+                siginfo_t si;
+                int sig = sigwaitinfo(&all, &si);
+                if (sig == SIGCHLD) {
+                        if (waitpid(child, &status, WNOHANG) == child)
+                                break;
+                        continue;
+                }
+                if (sig > 0 && sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)
+                        kill(child, sig);
+        }
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (n == (ssize_t) sizeof *err)
+                return err->code < 0 ? err->code : -EIO;
+        *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return 0;
+}
+
+static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_error *err)
+{
+        const struct launch_spec *s = c->spec;
+        int flags = CLONE_NEWNS | (s->ipc_ns ? CLONE_NEWIPC : 0) | (s->uts_ns || s->hostname ? CLONE_NEWUTS : 0) |
+                    (s->pid_ns ? CLONE_NEWPID : 0);
+        /* Host paths are opened after unshare(CLONE_NEWNS): a bind mount's source must be a
+         * mount of the caller's own namespace, so fds from before it fail with EINVAL. */
+        int r = learn_user(c, err);
+        if (r < 0 || (r = userns_enter(&c->ids, flags, err)) < 0 || (r = learn_host(c, err)) < 0)
+                return r;
+        if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
+                return hutch_err_sys(err, -errno, "cannot set hostname '%s'", s->hostname);
+        if (!s->pid_ns) {
+                if ((r = rootfs_assemble(c, err)) < 0 || (r = rootfs_pivot(c, err)) < 0)
+                        return r;
+                return do_exec(c, err);
+        }
+        int sp[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+                return hutch_err_sys(err, -errno, "cannot create sync socket");
+        pid_t parent = getpid();
+        pid_t child = fork();
+        if (child < 0)
+                return hutch_err_sys(err, -errno, "cannot fork into the PID namespace");
+        if (child == 0) {
+                close(sp[0]);
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (getppid() != parent)
+                        _exit(255);
+                if ((r = rootfs_assemble(c, err)) < 0 || (r = rootfs_pivot(c, err)) < 0) {
+                        (void) !send(sp[1], err, sizeof *err, MSG_NOSIGNAL);
+                        _exit(255);
+                }
+                if (s->no_init) {
+                        do_exec(c, err);
+                        (void) !send(sp[1], err, sizeof *err, MSG_NOSIGNAL);
+                        _exit(255);
+                }
+                run_init(c, sp[1]);
+        }
+        close(sp[1]);
+        return wait_child(child, sp[0], ret_status, err);
+}
+
+int runtime_launch(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
+{
+        struct launch_ctx c = { .spec = spec, .img = IMAGE_NULL, .owner_pidfd = -EBADF };
+        c.home.fd = c.cwdp.fd = c.tmp.fd = c.vartmp.fd = c.hosts.fd = c.resolv.fd = -EBADF;
+        int r = launch_in_ctx(&c, ret_status, err);
+        ctx_free(&c);
+        return r;
+}

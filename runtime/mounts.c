@@ -1,0 +1,440 @@
+/* Rootfs assembly. In a private mount namespace a tmpfs is mounted on /tmp as the staging
+ * area (every host path the container needs was opened as an O_PATH fd before, so covering
+ * /tmp hides nothing we use). The image is mounted at /tmp/image; a kernel overlay with its
+ * upper layer in the staging tmpfs makes /tmp/root, so mount points for binds can be created
+ * in any image without touching it; the root is remounted read-only at the end (Apptainer
+ * semantics). Every bind goes fd to fd (/proc/self/fd/N), and every destination is resolved
+ * with RESOLVE_IN_ROOT so symlinks in the image cannot point a mount outside it. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "runtime-internal.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define STAGE "/tmp"
+
+static int openat2_in_root(int rootfd, const char *path, int flags)
+{
+        struct open_how how = { .flags = (uint64_t) flags | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+        while (*path == '/')
+                path++;
+        if (!*path)
+                path = ".";
+        int fd = (int) syscall(SYS_openat2, rootfd, path, &how, sizeof how);
+        return fd < 0 ? -errno : fd;
+}
+
+/* Open (creating if missing) the mount point dst inside the root. */
+static int target_open(int rootfd, const char *dst, bool is_dir, struct hutch_error *err)
+{
+        int fd = openat2_in_root(rootfd, dst, O_PATH);
+        if (fd >= 0 || fd != -ENOENT)
+                return fd >= 0 ? fd : hutch_err_sys(err, fd, "cannot open mount point '%s' in the container", dst);
+        _cleanup_free_ char *parent = strdup(dst);
+        if (!parent)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        char *slash = strrchr(parent, '/');
+        const char *name = slash + 1;
+        *slash = 0;
+        int pfd = target_open(rootfd, *parent ? parent : "/", true, err);
+        if (pfd < 0)
+                return pfd;
+        _cleanup_close_ int pdir = pfd;
+        /* O_PATH fds cannot be used for mkdirat/openat creation: reopen as a directory */
+        char p[64];
+        snprintf(p, sizeof p, "/proc/self/fd/%d", pdir);
+        _cleanup_close_ int d = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d < 0)
+                return hutch_err_sys(err, -errno, "cannot create mount point '%s' in the container", dst);
+        int r = 0;
+        if (is_dir)
+                r = mkdirat(d, name, 0755) < 0 && errno != EEXIST ? -errno : 0;
+        else {
+                int f = openat(d, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+                r = f < 0 ? -errno : 0;
+                if (f >= 0)
+                        close(f);
+        }
+        if (r < 0)
+                return hutch_err_sys(err, r,
+                                     "cannot create mount point '%s' in the container (read-only image without overlay?)",
+                                     dst);
+        fd = openat(d, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+        return fd < 0 ? hutch_err_sys(err, -errno, "cannot open mount point '%s'", dst) : fd;
+}
+
+static unsigned long locked_flags(const char *path)
+{
+        struct statvfs s;
+        unsigned long f = 0;
+        if (statvfs(path, &s) < 0)
+                return 0;
+        /* remounting a bind in a user namespace must keep the flags the host locked */
+        if (s.f_flag & ST_NOSUID)
+                f |= MS_NOSUID;
+        if (s.f_flag & ST_NODEV)
+                f |= MS_NODEV;
+        if (s.f_flag & ST_NOEXEC)
+                f |= MS_NOEXEC;
+        if (s.f_flag & ST_NOATIME)
+                f |= MS_NOATIME;
+        if (s.f_flag & ST_NODIRATIME)
+                f |= MS_NODIRATIME;
+        if (s.f_flag & ST_RELATIME)
+                f |= MS_RELATIME;
+        return f;
+}
+
+static int remount_ro(const char *path, struct hutch_error *err)
+{
+        if (mount(NULL, path, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | locked_flags(path), NULL) < 0)
+                return hutch_err_sys(err, -errno, "cannot make '%s' read-only", path);
+        return 0;
+}
+
+static int bind_fd(int rootfd, int srcfd, bool is_dir, const char *dst, bool ro, struct hutch_error *err)
+{
+        char s[64], t[64];
+        int tfd = target_open(rootfd, dst, is_dir, err);
+        if (tfd < 0)
+                return tfd;
+        _cleanup_close_ int target = tfd;
+        snprintf(s, sizeof s, "/proc/self/fd/%d", srcfd);
+        snprintf(t, sizeof t, "/proc/self/fd/%d", target);
+        if (mount(s, t, NULL, MS_BIND | MS_REC, NULL) < 0)
+                return hutch_err_sys(err, -errno, "cannot bind onto '%s'", dst);
+        log_debug("bound %s", dst);
+        if (ro) {
+                /* the fd names the covered inode; reopen the path to reach the new mount */
+                _cleanup_close_ int m = openat2_in_root(rootfd, dst, O_PATH);
+                if (m < 0)
+                        return hutch_err_sys(err, m, "cannot reopen '%s'", dst);
+                snprintf(t, sizeof t, "/proc/self/fd/%d", m);
+                return remount_ro(t, err);
+        }
+        return 0;
+}
+
+static int bind_host(int rootfd, const struct host_path *h, const char *dst, bool ro, struct hutch_error *err)
+{
+        if (h->fd < 0)
+                return 0;
+        return bind_fd(rootfd, h->fd, h->is_dir, dst ? dst : h->path, ro, err);
+}
+
+static int mount_in(int rootfd, const char *dst, const char *type, unsigned long flags, const char *data,
+                    struct hutch_error *err)
+{
+        char t[64];
+        int tfd = target_open(rootfd, dst, true, err);
+        if (tfd < 0)
+                return tfd;
+        _cleanup_close_ int target = tfd;
+        snprintf(t, sizeof t, "/proc/self/fd/%d", target);
+        if (mount(type, t, type, flags, data) < 0)
+                return hutch_err_sys(err, -errno, "cannot mount %s on '%s'", type, dst);
+        return 0;
+}
+
+static int mkdir_stage(const char *sub, struct hutch_error *err)
+{
+        if (mkdir(sub, 0755) < 0 && errno != EEXIST)
+                return hutch_err_sys(err, -errno, "cannot create '%s' in the staging area", sub);
+        return 0;
+}
+
+static int stage_image(struct launch_ctx *c, struct hutch_error *err)
+{
+        const struct launch_spec *s = c->spec;
+        static const char *const dirs[] = { STAGE "/image", STAGE "/root", STAGE "/rw", STAGE "/rw/upper",
+                                            STAGE "/rw/work", STAGE "/session" };
+        int r;
+
+        if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                return hutch_err_sys(err, -errno, "cannot make mounts private");
+        if (mount("hutch", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+                return hutch_err_sys(err, -errno, "cannot mount the staging tmpfs");
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                if ((r = mkdir_stage(dirs[i], err)) < 0)
+                        return r;
+        struct image_mount_opts o = {
+                .uid = c->ids.inside_uid, .gid = c->ids.inside_gid, .owner_pidfd = c->owner_pidfd,
+                .kernel_ok = !c->ids.userns,
+        };
+        r = image_mount(&c->img, STAGE "/image", &o, err);
+        if (r < 0)
+                return r;
+        if (!s->writable && s->conf->enable_overlay) {
+                if (mount("overlay", STAGE "/root", "overlay", 0,
+                          "lowerdir=" STAGE "/image,upperdir=" STAGE "/rw/upper,workdir=" STAGE "/rw/work") == 0)
+                        return 0;
+                log_verbose("overlay over the image failed (%m): binds need existing mount points");
+        }
+        if (mount(STAGE "/image", STAGE "/root", NULL, MS_BIND | MS_REC, NULL) < 0)
+                return hutch_err_sys(err, -errno, "cannot bind the image root");
+        return 0;
+}
+
+static int mount_dev_minimal(int rootfd, struct hutch_error *err)
+{
+        static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
+        static const char *const links[][2] = { { "fd", "/proc/self/fd" }, { "stdin", "/proc/self/fd/0" },
+                                                 { "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" },
+                                                 { "ptmx", "pts/ptmx" } };
+        int r = mount_in(rootfd, "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755", err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < ELEMENTSOF(nodes); i++) {
+                char host[32], dst[32];
+                snprintf(host, sizeof host, "/dev/%s", nodes[i]);
+                snprintf(dst, sizeof dst, "/dev/%s", nodes[i]);
+                _cleanup_close_ int fd = open(host, O_PATH | O_CLOEXEC);
+                if (fd < 0)
+                        continue;
+                if ((r = bind_fd(rootfd, fd, false, dst, false, err)) < 0)
+                        return r;
+        }
+        _cleanup_close_ int dev = openat2_in_root(rootfd, "/dev", O_RDONLY | O_DIRECTORY);
+        if (dev < 0)
+                return hutch_err_sys(err, dev, "cannot open /dev in the container");
+        for (size_t i = 0; i < ELEMENTSOF(links); i++)
+                (void) symlinkat(links[i][1], dev, links[i][0]);
+        if (mount_in(rootfd, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620", err) < 0)
+                log_verbose("no devpts in the container: %s", err->msg);
+        return mount_in(rootfd, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err);
+}
+
+static int mount_system(struct launch_ctx *c, int rootfd, struct hutch_error *err)
+{
+        const struct launch_spec *s = c->spec;
+        const struct hutch_conf *cf = s->conf;
+        int r;
+
+        if (cf->mount_proc && !(s->no_mount & NO_MOUNT_PROC)) {
+                if (s->pid_ns)
+                        r = mount_in(rootfd, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err);
+                else {
+                        _cleanup_close_ int p = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                        r = p < 0 ? hutch_err_sys(err, -errno, "cannot open /proc") : bind_fd(rootfd, p, true, "/proc", false, err);
+                }
+                if (r < 0)
+                        return r;
+        }
+        if (cf->mount_sys && !(s->no_mount & NO_MOUNT_SYS)) {
+                _cleanup_close_ int p = open("/sys", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (p >= 0 && (r = bind_fd(rootfd, p, true, "/sys", false, err)) < 0)
+                        return r;
+        }
+        if (!(s->no_mount & NO_MOUNT_DEV) && cf->mount_dev != MOUNT_DEV_NO) {
+                if (s->contain || cf->mount_dev == MOUNT_DEV_MINIMAL)
+                        r = mount_dev_minimal(rootfd, err);
+                else {
+                        _cleanup_close_ int p = open("/dev", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                        r = p < 0 ? hutch_err_sys(err, -errno, "cannot open /dev") : bind_fd(rootfd, p, true, "/dev", false, err);
+                }
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* A staging-tmpfs folder standing in for a host folder under --contain. */
+static int bind_session_dir(int rootfd, const char *name, const char *dst, struct hutch_error *err)
+{
+        char p[128];
+        snprintf(p, sizeof p, STAGE "/session/%s", name);
+        int r = mkdir_stage(p, err);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return hutch_err_sys(err, -errno, "cannot open '%s'", p);
+        return bind_fd(rootfd, fd, true, dst, false, err);
+}
+
+static bool path_under(const char *path, const char *dir)
+{
+        size_t n = strlen(dir);
+        if (n == 1)
+                return true;
+        return strncmp(path, dir, n) == 0 && (path[n] == 0 || path[n] == '/');
+}
+
+static bool cwd_is_covered(const struct launch_ctx *c)
+{
+        static const char *const system_dirs[] = { "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64",
+                                                   "/proc", "/root", "/run", "/sbin", "/sys", "/usr", "/var" };
+        const char *cwd = c->cwd;
+        if (!cwd || !strcmp(cwd, "/"))
+                return true;
+        for (size_t i = 0; i < ELEMENTSOF(system_dirs); i++)
+                if (path_under(cwd, system_dirs[i]) && !path_under(cwd, "/var/tmp"))
+                        return true;
+        if (c->home.fd >= 0 && !strcmp(c->home.path, c->home_dst) && path_under(cwd, c->home.path))
+                return true;
+        if (c->tmp.fd >= 0 && (path_under(cwd, "/tmp") || path_under(cwd, "/var/tmp")))
+                return true;
+        for (size_t i = 0; i < c->n_binds; i++)
+                if (!strcmp(c->binds[i].path, c->bind_dsts[i]) && path_under(cwd, c->binds[i].path))
+                        return true;
+        return false;
+}
+
+static int mount_user_dirs(struct launch_ctx *c, int rootfd, struct hutch_error *err)
+{
+        const struct launch_spec *s = c->spec;
+        int r;
+
+        if (c->home.fd >= 0)
+                r = bind_host(rootfd, &c->home, c->home_dst, false, err);
+        else if (c->home_dst && s->contain && !s->no_home && !(s->no_mount & NO_MOUNT_HOME) && s->conf->mount_home)
+                r = bind_session_dir(rootfd, "home", c->home_dst, err);
+        else
+                r = 0;
+        if (r < 0)
+                return r;
+        if (s->conf->mount_tmp && !(s->no_mount & NO_MOUNT_TMP)) {
+                if (c->tmp.fd >= 0) {
+                        if ((r = bind_host(rootfd, &c->tmp, "/tmp", false, err)) < 0 ||
+                            (r = bind_host(rootfd, &c->vartmp, "/var/tmp", false, err)) < 0)
+                                return r;
+                } else if ((r = bind_session_dir(rootfd, "tmp", "/tmp", err)) < 0 ||
+                           (r = bind_session_dir(rootfd, "var_tmp", "/var/tmp", err)) < 0)
+                        return r;
+        }
+        if (c->cwdp.fd >= 0 && !cwd_is_covered(c)) {
+                if ((r = bind_host(rootfd, &c->cwdp, NULL, false, err)) < 0)
+                        return r;
+        }
+        if ((r = bind_host(rootfd, &c->hosts, "/etc/hosts", true, err)) < 0 ||
+            (r = bind_host(rootfd, &c->resolv, "/etc/resolv.conf", true, err)) < 0)
+                return r;
+        for (size_t i = 0; i < c->n_binds; i++)
+                if ((r = bind_host(rootfd, &c->binds[i], c->bind_dsts[i], c->bind_ro[i], err)) < 0)
+                        return hutch_err_wrap(err, "bind '%s'", c->binds[i].path);
+        return 0;
+}
+
+/* /etc/passwd and /etc/group: the image's, plus the calling user's entry when missing. */
+static int write_identity(struct launch_ctx *c, int rootfd, struct hutch_error *err)
+{
+        const struct launch_spec *s = c->spec;
+        static const struct {
+                const char *file, *stage;
+                unsigned bit;
+        } files[] = { { "/etc/passwd", STAGE "/session/passwd", NO_MOUNT_PASSWD },
+                      { "/etc/group", STAGE "/session/group", NO_MOUNT_GROUP } };
+
+        if (c->ids.inside_uid == 0)
+                return 0;  /* root exists in every image */
+        for (size_t i = 0; i < ELEMENTSOF(files); i++) {
+                if (s->no_mount & files[i].bit)
+                        continue;
+                _cleanup_free_ char *old = NULL, *line = NULL;
+                size_t len = 0;
+                _cleanup_close_ int fd = openat2_in_root(rootfd, files[i].file, O_RDONLY);
+                if (fd >= 0) {
+                        char p[64];
+                        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
+                        if (read_full_at(AT_FDCWD, p, 16 << 20, &old, &len) < 0)
+                                old = NULL;
+                }
+                char key[64];
+                if (i == 0) {
+                        snprintf(key, sizeof key, ":%u:", (unsigned) c->ids.inside_uid);
+                        if (asprintf(&line, "%s:x:%u:%u:%s:%s:%s\n", c->user, (unsigned) c->ids.inside_uid,
+                                     (unsigned) c->ids.inside_gid, c->gecos ? c->gecos : "", c->home_dst ? c->home_dst : "/",
+                                     c->shell ? c->shell : "/bin/sh") < 0)
+                                line = NULL;
+                } else {
+                        snprintf(key, sizeof key, ":%u:", (unsigned) c->ids.inside_gid);
+                        if (asprintf(&line, "%s:x:%u:%s\n", c->user, (unsigned) c->ids.inside_gid, c->user) < 0)
+                                line = NULL;
+                }
+                if (!line)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                /* an entry whose id field matches already: keep the image's file untouched */
+                bool present = false;
+                for (const char *l = old; l && *l && !present;) {
+                        const char *f = strchr(l, ':');
+                        const char *nl = strchrnul(l, '\n');
+                        if (f && f < nl) {
+                                const char *id = strchr(f + 1, ':');
+                                present = id && id < nl && !strncmp(id, key, strlen(key));
+                        }
+                        l = *nl ? nl + 1 : nl;
+                }
+                if (present)
+                        continue;
+                _cleanup_free_ char *data = NULL;
+                bool nl = len > 0 && old[len - 1] != '\n';
+                if (asprintf(&data, "%s%s%s", old ? old : "", nl ? "\n" : "", line) < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                int r = write_file_at(AT_FDCWD, files[i].stage, data, strlen(data), 0644);
+                if (r < 0)
+                        return hutch_err_sys(err, r, "cannot write %s", files[i].stage);
+                _cleanup_close_ int src = open(files[i].stage, O_PATH | O_CLOEXEC);
+                if (src < 0 || (r = bind_fd(rootfd, src, false, files[i].file, true, err)) < 0)
+                        return src < 0 ? hutch_err_sys(err, -errno, "cannot open %s", files[i].stage) : r;
+        }
+        return 0;
+}
+
+static bool has_env_scripts(int rootfd)
+{
+        _cleanup_close_ int d = openat2_in_root(rootfd, "/.singularity.d/env", O_RDONLY | O_DIRECTORY);
+        if (d < 0)
+                return false;
+        _cleanup_closedir_ DIR *dir = fdopendir(d);
+        if (!dir)
+                return false;
+        d = -EBADF;
+        struct dirent *de;
+        while ((de = readdir(dir)))
+                if (endswith(de->d_name, ".sh"))
+                        return true;
+        return false;
+}
+
+int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err)
+{
+        int r = stage_image(c, err);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int rootfd = open(STAGE "/root", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                return hutch_err_sys(err, -errno, "cannot open the container root");
+        if ((r = mount_system(c, rootfd, err)) < 0 || (r = mount_user_dirs(c, rootfd, err)) < 0 ||
+            (r = write_identity(c, rootfd, err)) < 0)
+                return r;
+        c->has_env_scripts = has_env_scripts(rootfd);
+        if (!c->spec->writable && !c->spec->writable_tmpfs)
+                return remount_ro(STAGE "/root", err);
+        return 0;
+}
+
+int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err)
+{
+        (void) c;
+        if (chdir(STAGE "/root") < 0)
+                return hutch_err_sys(err, -errno, "cannot enter the container root");
+        /* pivot_root(".", "."): the old root stacks on top of the new one; detach it */
+        if (syscall(SYS_pivot_root, ".", ".") < 0)
+                return hutch_err_sys(err, -errno, "pivot_root failed");
+        if (umount2(".", MNT_DETACH) < 0)
+                return hutch_err_sys(err, -errno, "cannot detach the host root");
+        if (chdir("/") < 0)
+                return hutch_err_sys(err, -errno, "cannot chdir to /");
+        return 0;
+}

@@ -1,0 +1,50 @@
+/* Shared internals of runtime/: the stages of a launch and the state they pass on. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "image/image.h"
+#include "runtime.h"
+
+struct idmap_plan {
+        uid_t uid, inside_uid;
+        gid_t gid, inside_gid;
+        bool userns;            /* false when really root */
+        bool subids;            /* fakeroot with a subordinate range */
+        unsigned long uid_start, uid_count, gid_start, gid_count;
+};
+
+int idmap_plan_make(uid_t uid, gid_t gid, const char *user, bool fakeroot, struct idmap_plan *ret);
+int userns_enter(const struct idmap_plan *m, int extra_flags, struct hutch_error *err);
+
+/* A host path opened before any mount hides it. */
+struct host_path {
+        char *path;     /* as given (absolute, normalised) */
+        int fd;         /* O_PATH */
+        bool is_dir;
+};
+
+/* Everything the launcher learns on the host before it enters namespaces. */
+struct launch_ctx {
+        const struct launch_spec *spec;
+        struct image img;
+        struct idmap_plan ids;
+        char *user, *host_home, *shell, *gecos;
+        char *home_dst;         /* HOME inside */
+        char *cwd;              /* host cwd */
+        struct host_path home, cwdp, tmp, vartmp, hosts, resolv;
+        struct host_path *binds;        /* conf bind paths then user binds, same order as dsts */
+        char **bind_dsts;
+        bool *bind_ro;
+        size_t n_binds;
+        int owner_pidfd;
+        bool mounted_cwd;
+        bool has_env_scripts;
+};
+
+int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err);
+int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err);
+
+/* Build envp and argv for the payload; after pivot. */
+int payload_prepare(struct launch_ctx *c, char ***ret_argv, char ***ret_envp, struct hutch_error *err);

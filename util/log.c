@@ -1,0 +1,39 @@
+/* Leveled diagnostics: one line each, prefixed like Apptainer's so log scrapers match. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static enum log_level current = LOG_LEVEL_WARNING;
+
+void log_set_level(enum log_level level)
+{
+        current = level;
+}
+
+enum log_level log_get_level(void)
+{
+        return current;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+        static const char *const names[] = { "ERROR", "WARNING", "INFO", "VERBOSE", "DEBUG" };
+        char line[1024];
+        va_list ap;
+
+        if (level > current)
+                return;
+        int n = snprintf(line, sizeof line, "%-8s ", names[level]);
+        if (level == LOG_LEVEL_DEBUG)
+                n += snprintf(line + n, sizeof line - n, "[P=%d] ", (int) getpid());
+        va_start(ap, fmt);
+        vsnprintf(line + n, sizeof line - n, fmt, ap);
+        va_end(ap);
+        size_t len = strnlen(line, sizeof line - 2);
+        line[len++] = '\n';
+        /* one write(2): lines from the launcher and its helpers do not interleave */
+        (void) !write(STDERR_FILENO, line, len);
+}

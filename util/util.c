@@ -1,0 +1,401 @@
+/* String vectors, strings, file I/O and fd-relative path helpers. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+void strv_free(char **v)
+{
+        if (!v)
+                return;
+        for (char **p = v; *p; p++)
+                free(*p);
+        free(v);
+}
+
+size_t strv_length(char *const *v)
+{
+        size_t n = 0;
+        while (v && v[n])
+                n++;
+        return n;
+}
+
+int strv_push(char ***v, char *s)
+{
+        size_t n = strv_length(*v);
+        char **nv = realloc(*v, (n + 2) * sizeof(char *));
+        if (!nv) {
+                free(s);
+                return -ENOMEM;
+        }
+        nv[n] = s;
+        nv[n + 1] = NULL;
+        *v = nv;
+        return 0;
+}
+
+int strv_extend(char ***v, const char *s)
+{
+        char *c = strdup(s);
+        if (!c)
+                return -ENOMEM;
+        return strv_push(v, c);
+}
+
+char **strv_copy(char *const *v)
+{
+        size_t n = strv_length(v);
+        char **c = calloc(n + 1, sizeof(char *));
+        if (!c)
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                if (!(c[i] = strdup(v[i]))) {
+                        strv_free(c);
+                        return NULL;
+                }
+        return c;
+}
+
+bool strv_contains(char *const *v, const char *s)
+{
+        for (size_t i = 0; v && v[i]; i++)
+                if (strcmp(v[i], s) == 0)
+                        return true;
+        return false;
+}
+
+ssize_t strv_env_find(char *const *v, const char *key, size_t keylen)
+{
+        for (size_t i = 0; v && v[i]; i++)
+                if (strncmp(v[i], key, keylen) == 0 && v[i][keylen] == '=')
+                        return (ssize_t) i;
+        return -1;
+}
+
+int strv_env_put(char ***v, char *entry)
+{
+        const char *eq = strchr(entry, '=');
+        if (!eq) {
+                free(entry);
+                return -EINVAL;
+        }
+        ssize_t i = strv_env_find(*v, entry, eq - entry);
+        if (i >= 0) {
+                free((*v)[i]);
+                (*v)[i] = entry;
+                return 0;
+        }
+        return strv_push(v, entry);
+}
+
+int strv_env_unset(char **v, const char *key)
+{
+        ssize_t i = strv_env_find(v, key, strlen(key));
+        if (i < 0)
+                return 0;
+        free(v[i]);
+        memmove(v + i, v + i + 1, (strv_length(v + i + 1) + 1) * sizeof(char *));
+        return 1;
+}
+
+const char *strv_env_get(char *const *v, const char *key)
+{
+        size_t len = strlen(key);
+        ssize_t i = strv_env_find(v, key, len);
+        return i < 0 ? NULL : v[i] + len + 1;
+}
+
+bool startswith(const char *s, const char *prefix)
+{
+        return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+bool endswith(const char *s, const char *suffix)
+{
+        size_t a = strlen(s), b = strlen(suffix);
+        return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+char *strjoin(const char *a, const char *b, const char *c)
+{
+        size_t la = strlen(a), lb = b ? strlen(b) : 0, lc = c ? strlen(c) : 0;
+        char *r = malloc(la + lb + lc + 1);
+        if (!r)
+                return NULL;
+        memcpy(r, a, la);
+        if (lb)
+                memcpy(r + la, b, lb);
+        if (lc)
+                memcpy(r + la + lb, c, lc);
+        r[la + lb + lc] = 0;
+        return r;
+}
+
+int strsplit(const char *s, const char *sep, char ***ret)
+{
+        _cleanup_strv_ char **v = calloc(1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        while (*s) {
+                size_t n = strcspn(s, sep);
+                if (n > 0) {
+                        char *f = strndup(s, n);
+                        if (!f || strv_push(&v, f) < 0)
+                                return -ENOMEM;
+                }
+                s += n;
+                if (*s)
+                        s++;
+        }
+        *ret = steal_pointer(&v);
+        return 0;
+}
+
+char *shell_quote(const char *s)
+{
+        size_t n = 3;
+        for (const char *p = s; *p; p++)
+                n += *p == '\'' ? 4 : 1;
+        char *r = malloc(n), *o = r;
+        if (!r)
+                return NULL;
+        *o++ = '\'';
+        for (const char *p = s; *p; p++) {
+                if (*p == '\'') {
+                        memcpy(o, "'\\''", 4);
+                        o += 4;
+                } else
+                        *o++ = *p;
+        }
+        *o++ = '\'';
+        *o = 0;
+        return r;
+}
+
+bool is_valid_env_name(const char *s, size_t len)
+{
+        if (len == 0 || (s[0] >= '0' && s[0] <= '9'))
+                return false;
+        for (size_t i = 0; i < len; i++) {
+                char c = s[i];
+                if (!(c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+                      (c >= '0' && c <= '9')))
+                        return false;
+        }
+        return true;
+}
+
+ssize_t pread_full(int fd, void *buf, size_t len, off_t off)
+{
+        size_t done = 0;
+        while (done < len) {
+                ssize_t n = pread(fd, (char *) buf + done, len - done, off + done);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                done += n;
+        }
+        return (ssize_t) done;
+}
+
+int read_full_at(int dirfd, const char *path, size_t max, char **ret, size_t *ret_len)
+{
+        _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        size_t cap = 4096, len = 0;
+        _cleanup_free_ char *buf = malloc(cap + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                if (len == cap) {
+                        if (cap >= max)
+                                return -EFBIG;
+                        cap = cap * 2 > max ? max : cap * 2;
+                        char *nb = realloc(buf, cap + 1);
+                        if (!nb)
+                                return -ENOMEM;
+                        buf = nb;
+                }
+                ssize_t n = read(fd, buf + len, cap - len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (n == 0)
+                        break;
+                len += n;
+        }
+        buf[len] = 0;
+        if (ret_len)
+                *ret_len = len;
+        *ret = steal_pointer(&buf);
+        return 0;
+}
+
+int write_full(int fd, const void *buf, size_t len)
+{
+        const char *p = buf;
+        while (len > 0) {
+                ssize_t n = write(fd, p, len);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += n;
+                len -= n;
+        }
+        return 0;
+}
+
+int write_file_at(int dirfd, const char *path, const char *data, size_t len, mode_t mode)
+{
+        _cleanup_close_ int fd =
+                openat(dirfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return -errno;
+        return write_full(fd, data, len);
+}
+
+int mkdir_p_at(int dirfd, const char *path, mode_t mode)
+{
+        _cleanup_free_ char *copy = strdup(path);
+        if (!copy)
+                return -ENOMEM;
+        _cleanup_close_ int cur = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (cur < 0)
+                return -errno;
+        char *save = NULL;
+        for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+                if (mkdirat(cur, c, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                int next = openat(cur, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0)
+                        return -errno;
+                close(cur);
+                cur = next;
+        }
+        return 0;
+}
+
+bool path_is_abs(const char *p)
+{
+        return p && p[0] == '/';
+}
+
+int path_normalize(const char *path, char **ret)
+{
+        if (!path_is_abs(path))
+                return -EINVAL;
+        size_t len = strlen(path);
+        _cleanup_free_ char *out = malloc(len + 2);
+        if (!out)
+                return -ENOMEM;
+        size_t o = 0;
+        const char *p = path;
+        while (*p) {
+                while (*p == '/')
+                        p++;
+                size_t n = strcspn(p, "/");
+                if (n == 0)
+                        break;
+                if (n == 1 && p[0] == '.') {
+                        /* skip */
+                } else if (n == 2 && p[0] == '.' && p[1] == '.') {
+                        while (o > 0 && out[o - 1] != '/')
+                                o--;
+                        if (o > 0)
+                                o--;
+                } else {
+                        out[o++] = '/';
+                        memcpy(out + o, p, n);
+                        o += n;
+                }
+                p += n;
+        }
+        if (o == 0)
+                out[o++] = '/';
+        out[o] = 0;
+        *ret = steal_pointer(&out);
+        return 0;
+}
+
+int pidfd_open_self(void)
+{
+        int fd = (int) syscall(SYS_pidfd_open, getpid(), 0);
+        return fd < 0 ? -errno : fd;
+}
+
+int fd_move_above(int fd, int min)
+{
+        if (fd >= min)
+                return fd;
+        int n = fcntl(fd, F_DUPFD_CLOEXEC, min);
+        if (n < 0)
+                return -errno;
+        close(fd);
+        return n;
+}
+
+void close_all_fds(int from, const int *keep, size_t n)
+{
+        _cleanup_closedir_ DIR *d = opendir("/proc/self/fd");
+        if (!d) {
+                for (int fd = from; fd < 1024; fd++) {
+                        bool k = false;
+                        for (size_t i = 0; i < n; i++)
+                                k |= keep[i] == fd;
+                        if (!k)
+                                close(fd);
+                }
+                return;
+        }
+        int self = dirfd(d);
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                int fd = atoi(de->d_name);
+                bool k = fd < from || fd == self;
+                for (size_t i = 0; i < n; i++)
+                        k |= keep[i] == fd;
+                if (!k)
+                        close(fd);
+        }
+}
+
+int spawn_wait(char *const argv[], bool quiet)
+{
+        pid_t p = fork();
+        if (p < 0)
+                return -errno;
+        if (p == 0) {
+                if (quiet) {
+                        int null = open("/dev/null", O_WRONLY);
+                        if (null >= 0)
+                                dup2(null, 1);
+                }
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        int status;
+        while (waitpid(p, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}

@@ -1,0 +1,57 @@
+/* Small helpers shared by every module: string vectors, strings, whole-file I/O,
+ * fd-relative paths and process helpers. Returns -errno, never prints. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "cleanup.h"
+#include "error.h"
+
+#define ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* NULL-terminated string vectors, heap-owned. */
+size_t strv_length(char *const *v);
+int strv_push(char ***v, char *s);            /* takes s; frees it on failure */
+int strv_extend(char ***v, const char *s);    /* copies s */
+char **strv_copy(char *const *v);
+bool strv_contains(char *const *v, const char *s);
+/* Index of the entry "KEY=..." in an environment vector, or -1. */
+ssize_t strv_env_find(char *const *v, const char *key, size_t keylen);
+/* Set or replace "KEY=VALUE"; takes entry (which must contain '='). */
+int strv_env_put(char ***v, char *entry);
+int strv_env_unset(char **v, const char *key);
+const char *strv_env_get(char *const *v, const char *key);
+
+bool startswith(const char *s, const char *prefix);
+bool endswith(const char *s, const char *suffix);
+char *strjoin(const char *a, const char *b, const char *c);  /* NULL in b/c = "" */
+/* Split s on any of sep; empty fields dropped. */
+int strsplit(const char *s, const char *sep, char ***ret);
+/* Shell single-quote s: 'it'\''s'. */
+char *shell_quote(const char *s);
+bool is_valid_env_name(const char *s, size_t len);
+
+/* Whole-file helpers. read_full_at caps at max bytes (-EFBIG beyond). */
+int read_full_at(int dirfd, const char *path, size_t max, char **ret, size_t *ret_len);
+int write_full(int fd, const void *buf, size_t len);
+int write_file_at(int dirfd, const char *path, const char *data, size_t len, mode_t mode);
+ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
+
+/* Create every missing directory of path (relative to dirfd), never following symlinks. */
+int mkdir_p_at(int dirfd, const char *path, mode_t mode);
+/* Lexically normalise an absolute path: collapse //, ., .. ; result is malloc'd. */
+int path_normalize(const char *path, char **ret);
+bool path_is_abs(const char *p);
+
+/* Process helpers. */
+int pidfd_open_self(void);
+int fd_move_above(int fd, int min);
+/* Close every fd >= from except those listed (sorted or not, n entries). */
+void close_all_fds(int from, const int *keep, size_t n);
+
+/* Run argv (PATH lookup), wait; returns its exit status (128+N if killed) or -errno.
+ * quiet: stdout to /dev/null. */
+int spawn_wait(char *const argv[], bool quiet);
