@@ -1,11 +1,15 @@
 /* Rootfs assembly. In a private mount namespace a tmpfs is mounted on /tmp as the staging
  * area (every host path the container needs was opened as an O_PATH fd before, so covering
- * /tmp hides nothing we use). The image is mounted at /tmp/image; a kernel overlay with its
- * upper layer in the staging tmpfs makes /tmp/root, so mount points for binds can be created
- * in any image without touching it; the root is remounted read-only at the end (Apptainer
- * semantics). Every bind goes fd to fd (/proc/self/fd/N), and every destination is resolved
- * with RESOLVE_IN_ROOT so symlinks in the image cannot point a mount outside it. */
+ * /tmp hides nothing we use). The image is mounted at /tmp/image and bound to /tmp/root.
+ * A mount point that cannot be created because its folder is read-only or not ours (a
+ * root-owned folder of a squashfs, seen from a user namespace) is made by covering that
+ * folder with a tmpfs that holds the same entries, each bound from the image (Apptainer's
+ * "underlay", done lazily, per folder). Every bind goes fd to fd (/proc/self/fd/N), and every
+ * destination is resolved with RESOLVE_IN_ROOT so symlinks in the image cannot point a
+ * mount outside it. */
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <linux/openat2.h>
 #include <sched.h>
@@ -35,6 +39,146 @@ static int openat2_in_root(int rootfd, const char *path, int flags)
         return fd < 0 ? -errno : fd;
 }
 
+static int create_entry(int dirfd, const char *name, bool is_dir)
+{
+        if (is_dir)
+                return mkdirat(dirfd, name, 0755) < 0 && errno != EEXIST ? -errno : 0;
+        int f = openat(dirfd, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (f < 0)
+                return errno == EISDIR ? 0 : -errno;
+        close(f);
+        return 0;
+}
+
+#define SPLIT_MAX_ENTRIES 4096
+
+struct split_entry {
+        char *name;
+        int fd;                 /* O_PATH, or -1 for a symlink */
+        char *link;
+        bool is_dir;
+};
+
+static void split_entries_free(struct split_entry *e, size_t n)
+{
+        for (size_t i = 0; i < n; i++) {
+                free(e[i].name);
+                free(e[i].link);
+                if (e[i].fd >= 0)
+                        close(e[i].fd);
+        }
+        free(e);
+}
+
+static int split_read(int dfd, struct split_entry **ret, size_t *ret_n)
+{
+        int copy = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (copy < 0)
+                return -errno;
+        DIR *d = fdopendir(copy);
+        if (!d) {
+                close(copy);
+                return -errno;
+        }
+        struct split_entry *v = NULL;
+        size_t n = 0;
+        struct dirent *de;
+        int r = 0;
+        while (r == 0 && (de = readdir(d))) {
+                struct stat st;
+                if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+                        continue;
+                if (n == SPLIT_MAX_ENTRIES || fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        r = n == SPLIT_MAX_ENTRIES ? -E2BIG : -errno;
+                        break;
+                }
+                struct split_entry *nv = realloc(v, (n + 1) * sizeof *v);
+                if (!nv) {
+                        r = -ENOMEM;
+                        break;
+                }
+                v = nv;
+                struct split_entry *e = &v[n++];
+                *e = (struct split_entry){ .name = strdup(de->d_name), .fd = -1, .is_dir = S_ISDIR(st.st_mode) };
+                if (S_ISLNK(st.st_mode)) {
+                        char buf[PATH_MAX];
+                        ssize_t k = readlinkat(dfd, de->d_name, buf, sizeof buf - 1);
+                        if (k >= 0) {
+                                buf[k] = 0;
+                                e->link = strdup(buf);
+                        }
+                        if (k < 0 || !e->link)
+                                r = k < 0 ? -errno : -ENOMEM;
+                } else if ((e->fd = openat(dfd, de->d_name, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0)
+                        r = -errno;
+                if (r == 0 && !e->name)
+                        r = -ENOMEM;
+        }
+        closedir(d);
+        if (r < 0) {
+                split_entries_free(v, n);
+                return r;
+        }
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+static int split_populate(int rootfd, const char *dir, const struct split_entry *e, size_t n,
+                          struct hutch_error *err)
+{
+        _cleanup_close_ int nd = openat2_in_root(rootfd, dir, O_RDONLY | O_DIRECTORY);
+        if (nd < 0)
+                return hutch_err_sys(err, nd, "cannot open the tmpfs on '%s'", dir);
+        for (size_t i = 0; i < n; i++) {
+                char s[64], t[64];
+                int r;
+                if (e[i].link) {
+                        if (symlinkat(e[i].link, nd, e[i].name) < 0 && errno != EEXIST)
+                                return hutch_err_sys(err, -errno, "cannot recreate symlink '%s/%s'", dir, e[i].name);
+                        continue;
+                }
+                if ((r = create_entry(nd, e[i].name, e[i].is_dir)) < 0)
+                        return hutch_err_sys(err, r, "cannot recreate '%s/%s'", dir, e[i].name);
+                _cleanup_close_ int m = openat(nd, e[i].name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                snprintf(s, sizeof s, "/proc/self/fd/%d", e[i].fd);
+                snprintf(t, sizeof t, "/proc/self/fd/%d", m);
+                if (m < 0 || mount(s, t, NULL, MS_BIND | MS_REC, NULL) < 0)
+                        return hutch_err_sys(err, -errno, "cannot bind '%s/%s' back", dir, e[i].name);
+        }
+        return 0;
+}
+
+/* Cover the folder dir (inside the root) with a tmpfs holding the same entries. */
+static int split_dir(int rootfd, const char *dir, struct hutch_error *err)
+{
+        struct split_entry *e = NULL;
+        size_t n = 0;
+        struct stat st;
+        char t[64], opts[32];
+
+        _cleanup_close_ int dfd = openat2_in_root(rootfd, dir, O_RDONLY | O_DIRECTORY);
+        if (dfd < 0 || fstat(dfd, &st) < 0)
+                return hutch_err_sys(err, dfd < 0 ? dfd : -errno, "cannot open '%s' in the container", dir);
+        int r = split_read(dfd, &e, &n);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot list '%s' in the container to add a mount point", dir);
+        log_debug("covering %s with a tmpfs of its %zu entries", dir, n);
+        snprintf(t, sizeof t, "/proc/self/fd/%d", dfd);
+        snprintf(opts, sizeof opts, "mode=%04o", (unsigned) (st.st_mode & 07777));
+        if (mount("hutch", t, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
+                r = hutch_err_sys(err, -errno, "cannot cover '%s' with a tmpfs", dir);
+        else
+                r = split_populate(rootfd, dir, e, n, err);
+        split_entries_free(e, n);
+        return r;
+}
+
+static bool is_not_writable(int r)
+{
+        return r == -EACCES || r == -EPERM || r == -EROFS || r == -EOVERFLOW;
+}
+
 /* Open (creating if missing) the mount point dst inside the root. */
 static int target_open(int rootfd, const char *dst, bool is_dir, struct hutch_error *err)
 {
@@ -47,31 +191,25 @@ static int target_open(int rootfd, const char *dst, bool is_dir, struct hutch_er
         char *slash = strrchr(parent, '/');
         const char *name = slash + 1;
         *slash = 0;
-        int pfd = target_open(rootfd, *parent ? parent : "/", true, err);
+        const char *pdir = *parent ? parent : "/";
+        int pfd = target_open(rootfd, pdir, true, err);
         if (pfd < 0)
                 return pfd;
-        _cleanup_close_ int pdir = pfd;
-        /* O_PATH fds cannot be used for mkdirat/openat creation: reopen as a directory */
-        char p[64];
-        snprintf(p, sizeof p, "/proc/self/fd/%d", pdir);
-        _cleanup_close_ int d = open(p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (d < 0)
-                return hutch_err_sys(err, -errno, "cannot create mount point '%s' in the container", dst);
-        int r = 0;
-        if (is_dir)
-                r = mkdirat(d, name, 0755) < 0 && errno != EEXIST ? -errno : 0;
-        else {
-                int f = openat(d, name, O_CREAT | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
-                r = f < 0 ? -errno : 0;
-                if (f >= 0)
-                        close(f);
+        close(pfd);
+        for (int attempt = 0;; attempt++) {
+                _cleanup_close_ int d = openat2_in_root(rootfd, pdir, O_RDONLY | O_DIRECTORY);
+                if (d < 0)
+                        return hutch_err_sys(err, d, "cannot open '%s' in the container", pdir);
+                int r = create_entry(d, name, is_dir);
+                if (r == 0) {
+                        fd = openat(d, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                        return fd < 0 ? hutch_err_sys(err, -errno, "cannot open mount point '%s'", dst) : fd;
+                }
+                if (attempt > 0 || !is_not_writable(r))
+                        return hutch_err_sys(err, r, "cannot create mount point '%s' in the container", dst);
+                if ((r = split_dir(rootfd, pdir, err)) < 0)
+                        return r;
         }
-        if (r < 0)
-                return hutch_err_sys(err, r,
-                                     "cannot create mount point '%s' in the container (read-only image without overlay?)",
-                                     dst);
-        fd = openat(d, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-        return fd < 0 ? hutch_err_sys(err, -errno, "cannot open mount point '%s'", dst) : fd;
 }
 
 static unsigned long locked_flags(const char *path)
@@ -175,11 +313,14 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
         r = image_mount(&c->img, STAGE "/image", &o, err);
         if (r < 0)
                 return r;
-        if (!s->writable && s->conf->enable_overlay) {
+        if (s->writable_tmpfs) {
+                /* --writable-tmpfs: a kernel overlay whose upper layer is the staging tmpfs */
+                if (!s->conf->enable_overlay)
+                        return hutch_err(err, -EPERM, "--writable-tmpfs needs 'enable overlay = yes' in hutch.conf");
                 if (mount("overlay", STAGE "/root", "overlay", 0,
-                          "lowerdir=" STAGE "/image,upperdir=" STAGE "/rw/upper,workdir=" STAGE "/rw/work") == 0)
-                        return 0;
-                log_verbose("overlay over the image failed (%m): binds need existing mount points");
+                          "lowerdir=" STAGE "/image,upperdir=" STAGE "/rw/upper,workdir=" STAGE "/rw/work") < 0)
+                        return hutch_err_sys(err, -errno, "cannot mount the --writable-tmpfs overlay");
+                return 0;
         }
         if (mount(STAGE "/image", STAGE "/root", NULL, MS_BIND | MS_REC, NULL) < 0)
                 return hutch_err_sys(err, -errno, "cannot bind the image root");
