@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -363,8 +364,7 @@ static int wait_child(pid_t child, int sync_fd, int *ret_status, struct hutch_er
 static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
-        int flags = CLONE_NEWNS | (s->ipc_ns ? CLONE_NEWIPC : 0) | (s->uts_ns || s->hostname ? CLONE_NEWUTS : 0) |
-                    (s->pid_ns ? CLONE_NEWPID : 0);
+        int flags = CLONE_NEWNS | (s->ipc_ns ? CLONE_NEWIPC : 0) | (s->uts_ns || s->hostname ? CLONE_NEWUTS : 0);
         /* Host paths are opened after unshare(CLONE_NEWNS): a bind mount's source must be a
          * mount of the caller's own namespace, so fds from before it fail with EINVAL. */
         int r = learn_user(c, err);
@@ -372,22 +372,29 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 return r;
         if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
                 return hutch_err_sys(err, -errno, "cannot set hostname '%s'", s->hostname);
+        if ((r = rootfs_stage(c, err)) < 0)
+                return r;
         if (!s->pid_ns) {
                 if ((r = rootfs_assemble(c, err)) < 0 || (r = rootfs_pivot(c, err)) < 0)
                         return r;
                 return do_exec(c, err);
         }
+        /* only now: the first fork after unshare(CLONE_NEWPID) becomes the namespace's PID 1,
+         * and that must be our init, not the FUSE server's helper */
+        if (unshare(CLONE_NEWPID) < 0)
+                return hutch_err_sys(err, -errno, "cannot create a PID namespace");
         int sp[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create sync socket");
-        pid_t parent = getpid();
         pid_t child = fork();
         if (child < 0)
                 return hutch_err_sys(err, -errno, "cannot fork into the PID namespace");
         if (child == 0) {
                 close(sp[0]);
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (getppid() != parent)
+                /* getppid() is 0 across the PID namespace boundary: ask the parent's pidfd */
+                struct pollfd pp = { .fd = c->owner_pidfd, .events = POLLIN };
+                if (poll(&pp, 1, 0) != 0)
                         _exit(255);
                 if ((r = rootfs_assemble(c, err)) < 0 || (r = rootfs_pivot(c, err)) < 0) {
                         (void) !send(sp[1], err, sizeof *err, MSG_NOSIGNAL);

@@ -28,6 +28,11 @@
 
 #define STAGE "/tmp"
 
+/* The container root being assembled; fd is reopened when a tmpfs is stacked on "/". */
+struct rootfs {
+        int fd;
+};
+
 static int openat2_in_root(int rootfd, const char *path, int flags)
 {
         struct open_how how = { .flags = (uint64_t) flags | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
@@ -124,10 +129,21 @@ static int split_read(int dfd, struct split_entry **ret, size_t *ret_n)
         return 0;
 }
 
-static int split_populate(int rootfd, const char *dir, const struct split_entry *e, size_t n,
+/* An fd of the root names the mount it was opened on, not one stacked on it later. */
+static int reopen_root(struct rootfs *rt, struct hutch_error *err)
+{
+        int fd = open(STAGE "/root", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return hutch_err_sys(err, -errno, "cannot open the container root");
+        close(rt->fd);
+        rt->fd = fd;
+        return 0;
+}
+
+static int split_populate(struct rootfs *rt, const char *dir, const struct split_entry *e, size_t n,
                           struct hutch_error *err)
 {
-        _cleanup_close_ int nd = openat2_in_root(rootfd, dir, O_RDONLY | O_DIRECTORY);
+        _cleanup_close_ int nd = openat2_in_root(rt->fd, dir, O_RDONLY | O_DIRECTORY);
         if (nd < 0)
                 return hutch_err_sys(err, nd, "cannot open the tmpfs on '%s'", dir);
         for (size_t i = 0; i < n; i++) {
@@ -150,14 +166,14 @@ static int split_populate(int rootfd, const char *dir, const struct split_entry 
 }
 
 /* Cover the folder dir (inside the root) with a tmpfs holding the same entries. */
-static int split_dir(int rootfd, const char *dir, struct hutch_error *err)
+static int split_dir(struct rootfs *rt, const char *dir, struct hutch_error *err)
 {
         struct split_entry *e = NULL;
         size_t n = 0;
         struct stat st;
         char t[64], opts[32];
 
-        _cleanup_close_ int dfd = openat2_in_root(rootfd, dir, O_RDONLY | O_DIRECTORY);
+        _cleanup_close_ int dfd = openat2_in_root(rt->fd, dir, O_RDONLY | O_DIRECTORY);
         if (dfd < 0 || fstat(dfd, &st) < 0)
                 return hutch_err_sys(err, dfd < 0 ? dfd : -errno, "cannot open '%s' in the container", dir);
         int r = split_read(dfd, &e, &n);
@@ -168,8 +184,10 @@ static int split_dir(int rootfd, const char *dir, struct hutch_error *err)
         snprintf(opts, sizeof opts, "mode=%04o", (unsigned) (st.st_mode & 07777));
         if (mount("hutch", t, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
                 r = hutch_err_sys(err, -errno, "cannot cover '%s' with a tmpfs", dir);
+        else if (!strcmp(dir, "/") && (r = reopen_root(rt, err)) < 0)
+                ;
         else
-                r = split_populate(rootfd, dir, e, n, err);
+                r = split_populate(rt, dir, e, n, err);
         split_entries_free(e, n);
         return r;
 }
@@ -180,9 +198,9 @@ static bool is_not_writable(int r)
 }
 
 /* Open (creating if missing) the mount point dst inside the root. */
-static int target_open(int rootfd, const char *dst, bool is_dir, struct hutch_error *err)
+static int target_open(struct rootfs *rt, const char *dst, bool is_dir, struct hutch_error *err)
 {
-        int fd = openat2_in_root(rootfd, dst, O_PATH);
+        int fd = openat2_in_root(rt->fd, dst, O_PATH);
         if (fd >= 0 || fd != -ENOENT)
                 return fd >= 0 ? fd : hutch_err_sys(err, fd, "cannot open mount point '%s' in the container", dst);
         _cleanup_free_ char *parent = strdup(dst);
@@ -192,12 +210,12 @@ static int target_open(int rootfd, const char *dst, bool is_dir, struct hutch_er
         const char *name = slash + 1;
         *slash = 0;
         const char *pdir = *parent ? parent : "/";
-        int pfd = target_open(rootfd, pdir, true, err);
+        int pfd = target_open(rt, pdir, true, err);
         if (pfd < 0)
                 return pfd;
         close(pfd);
         for (int attempt = 0;; attempt++) {
-                _cleanup_close_ int d = openat2_in_root(rootfd, pdir, O_RDONLY | O_DIRECTORY);
+                _cleanup_close_ int d = openat2_in_root(rt->fd, pdir, O_RDONLY | O_DIRECTORY);
                 if (d < 0)
                         return hutch_err_sys(err, d, "cannot open '%s' in the container", pdir);
                 int r = create_entry(d, name, is_dir);
@@ -207,7 +225,7 @@ static int target_open(int rootfd, const char *dst, bool is_dir, struct hutch_er
                 }
                 if (attempt > 0 || !is_not_writable(r))
                         return hutch_err_sys(err, r, "cannot create mount point '%s' in the container", dst);
-                if ((r = split_dir(rootfd, pdir, err)) < 0)
+                if ((r = split_dir(rt, pdir, err)) < 0)
                         return r;
         }
 }
@@ -241,10 +259,10 @@ static int remount_ro(const char *path, struct hutch_error *err)
         return 0;
 }
 
-static int bind_fd(int rootfd, int srcfd, bool is_dir, const char *dst, bool ro, struct hutch_error *err)
+static int bind_fd(struct rootfs *rt, int srcfd, bool is_dir, const char *dst, bool ro, struct hutch_error *err)
 {
         char s[64], t[64];
-        int tfd = target_open(rootfd, dst, is_dir, err);
+        int tfd = target_open(rt, dst, is_dir, err);
         if (tfd < 0)
                 return tfd;
         _cleanup_close_ int target = tfd;
@@ -255,7 +273,7 @@ static int bind_fd(int rootfd, int srcfd, bool is_dir, const char *dst, bool ro,
         log_debug("bound %s", dst);
         if (ro) {
                 /* the fd names the covered inode; reopen the path to reach the new mount */
-                _cleanup_close_ int m = openat2_in_root(rootfd, dst, O_PATH);
+                _cleanup_close_ int m = openat2_in_root(rt->fd, dst, O_PATH);
                 if (m < 0)
                         return hutch_err_sys(err, m, "cannot reopen '%s'", dst);
                 snprintf(t, sizeof t, "/proc/self/fd/%d", m);
@@ -264,18 +282,18 @@ static int bind_fd(int rootfd, int srcfd, bool is_dir, const char *dst, bool ro,
         return 0;
 }
 
-static int bind_host(int rootfd, const struct host_path *h, const char *dst, bool ro, struct hutch_error *err)
+static int bind_host(struct rootfs *rt, const struct host_path *h, const char *dst, bool ro, struct hutch_error *err)
 {
         if (h->fd < 0)
                 return 0;
-        return bind_fd(rootfd, h->fd, h->is_dir, dst ? dst : h->path, ro, err);
+        return bind_fd(rt, h->fd, h->is_dir, dst ? dst : h->path, ro, err);
 }
 
-static int mount_in(int rootfd, const char *dst, const char *type, unsigned long flags, const char *data,
+static int mount_in(struct rootfs *rt, const char *dst, const char *type, unsigned long flags, const char *data,
                     struct hutch_error *err)
 {
         char t[64];
-        int tfd = target_open(rootfd, dst, true, err);
+        int tfd = target_open(rt, dst, true, err);
         if (tfd < 0)
                 return tfd;
         _cleanup_close_ int target = tfd;
@@ -327,13 +345,13 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
         return 0;
 }
 
-static int mount_dev_minimal(int rootfd, struct hutch_error *err)
+static int mount_dev_minimal(struct rootfs *rt, struct hutch_error *err)
 {
         static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
         static const char *const links[][2] = { { "fd", "/proc/self/fd" }, { "stdin", "/proc/self/fd/0" },
                                                  { "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" },
                                                  { "ptmx", "pts/ptmx" } };
-        int r = mount_in(rootfd, "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755", err);
+        int r = mount_in(rt, "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755", err);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < ELEMENTSOF(nodes); i++) {
@@ -343,20 +361,20 @@ static int mount_dev_minimal(int rootfd, struct hutch_error *err)
                 _cleanup_close_ int fd = open(host, O_PATH | O_CLOEXEC);
                 if (fd < 0)
                         continue;
-                if ((r = bind_fd(rootfd, fd, false, dst, false, err)) < 0)
+                if ((r = bind_fd(rt, fd, false, dst, false, err)) < 0)
                         return r;
         }
-        _cleanup_close_ int dev = openat2_in_root(rootfd, "/dev", O_RDONLY | O_DIRECTORY);
+        _cleanup_close_ int dev = openat2_in_root(rt->fd, "/dev", O_RDONLY | O_DIRECTORY);
         if (dev < 0)
                 return hutch_err_sys(err, dev, "cannot open /dev in the container");
         for (size_t i = 0; i < ELEMENTSOF(links); i++)
                 (void) symlinkat(links[i][1], dev, links[i][0]);
-        if (mount_in(rootfd, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620", err) < 0)
+        if (mount_in(rt, "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620", err) < 0)
                 log_verbose("no devpts in the container: %s", err->msg);
-        return mount_in(rootfd, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err);
+        return mount_in(rt, "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", err);
 }
 
-static int mount_system(struct launch_ctx *c, int rootfd, struct hutch_error *err)
+static int mount_system(struct launch_ctx *c, struct rootfs *rt, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
         const struct hutch_conf *cf = s->conf;
@@ -364,25 +382,25 @@ static int mount_system(struct launch_ctx *c, int rootfd, struct hutch_error *er
 
         if (cf->mount_proc && !(s->no_mount & NO_MOUNT_PROC)) {
                 if (s->pid_ns)
-                        r = mount_in(rootfd, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err);
+                        r = mount_in(rt, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err);
                 else {
                         _cleanup_close_ int p = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                        r = p < 0 ? hutch_err_sys(err, -errno, "cannot open /proc") : bind_fd(rootfd, p, true, "/proc", false, err);
+                        r = p < 0 ? hutch_err_sys(err, -errno, "cannot open /proc") : bind_fd(rt, p, true, "/proc", false, err);
                 }
                 if (r < 0)
                         return r;
         }
         if (cf->mount_sys && !(s->no_mount & NO_MOUNT_SYS)) {
                 _cleanup_close_ int p = open("/sys", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                if (p >= 0 && (r = bind_fd(rootfd, p, true, "/sys", false, err)) < 0)
+                if (p >= 0 && (r = bind_fd(rt, p, true, "/sys", false, err)) < 0)
                         return r;
         }
         if (!(s->no_mount & NO_MOUNT_DEV) && cf->mount_dev != MOUNT_DEV_NO) {
                 if (s->contain || cf->mount_dev == MOUNT_DEV_MINIMAL)
-                        r = mount_dev_minimal(rootfd, err);
+                        r = mount_dev_minimal(rt, err);
                 else {
                         _cleanup_close_ int p = open("/dev", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                        r = p < 0 ? hutch_err_sys(err, -errno, "cannot open /dev") : bind_fd(rootfd, p, true, "/dev", false, err);
+                        r = p < 0 ? hutch_err_sys(err, -errno, "cannot open /dev") : bind_fd(rt, p, true, "/dev", false, err);
                 }
                 if (r < 0)
                         return r;
@@ -391,7 +409,7 @@ static int mount_system(struct launch_ctx *c, int rootfd, struct hutch_error *er
 }
 
 /* A staging-tmpfs folder standing in for a host folder under --contain. */
-static int bind_session_dir(int rootfd, const char *name, const char *dst, struct hutch_error *err)
+static int bind_session_dir(struct rootfs *rt, const char *name, const char *dst, struct hutch_error *err)
 {
         char p[128];
         snprintf(p, sizeof p, STAGE "/session/%s", name);
@@ -401,7 +419,7 @@ static int bind_session_dir(int rootfd, const char *name, const char *dst, struc
         _cleanup_close_ int fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return hutch_err_sys(err, -errno, "cannot open '%s'", p);
-        return bind_fd(rootfd, fd, true, dst, false, err);
+        return bind_fd(rt, fd, true, dst, false, err);
 }
 
 static bool path_under(const char *path, const char *dir)
@@ -432,43 +450,43 @@ static bool cwd_is_covered(const struct launch_ctx *c)
         return false;
 }
 
-static int mount_user_dirs(struct launch_ctx *c, int rootfd, struct hutch_error *err)
+static int mount_user_dirs(struct launch_ctx *c, struct rootfs *rt, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
         int r;
 
         if (c->home.fd >= 0)
-                r = bind_host(rootfd, &c->home, c->home_dst, false, err);
+                r = bind_host(rt, &c->home, c->home_dst, false, err);
         else if (c->home_dst && s->contain && !s->no_home && !(s->no_mount & NO_MOUNT_HOME) && s->conf->mount_home)
-                r = bind_session_dir(rootfd, "home", c->home_dst, err);
+                r = bind_session_dir(rt, "home", c->home_dst, err);
         else
                 r = 0;
         if (r < 0)
                 return r;
         if (s->conf->mount_tmp && !(s->no_mount & NO_MOUNT_TMP)) {
                 if (c->tmp.fd >= 0) {
-                        if ((r = bind_host(rootfd, &c->tmp, "/tmp", false, err)) < 0 ||
-                            (r = bind_host(rootfd, &c->vartmp, "/var/tmp", false, err)) < 0)
+                        if ((r = bind_host(rt, &c->tmp, "/tmp", false, err)) < 0 ||
+                            (r = bind_host(rt, &c->vartmp, "/var/tmp", false, err)) < 0)
                                 return r;
-                } else if ((r = bind_session_dir(rootfd, "tmp", "/tmp", err)) < 0 ||
-                           (r = bind_session_dir(rootfd, "var_tmp", "/var/tmp", err)) < 0)
+                } else if ((r = bind_session_dir(rt, "tmp", "/tmp", err)) < 0 ||
+                           (r = bind_session_dir(rt, "var_tmp", "/var/tmp", err)) < 0)
                         return r;
         }
         if (c->cwdp.fd >= 0 && !cwd_is_covered(c)) {
-                if ((r = bind_host(rootfd, &c->cwdp, NULL, false, err)) < 0)
+                if ((r = bind_host(rt, &c->cwdp, NULL, false, err)) < 0)
                         return r;
         }
-        if ((r = bind_host(rootfd, &c->hosts, "/etc/hosts", true, err)) < 0 ||
-            (r = bind_host(rootfd, &c->resolv, "/etc/resolv.conf", true, err)) < 0)
+        if ((r = bind_host(rt, &c->hosts, "/etc/hosts", true, err)) < 0 ||
+            (r = bind_host(rt, &c->resolv, "/etc/resolv.conf", true, err)) < 0)
                 return r;
         for (size_t i = 0; i < c->n_binds; i++)
-                if ((r = bind_host(rootfd, &c->binds[i], c->bind_dsts[i], c->bind_ro[i], err)) < 0)
+                if ((r = bind_host(rt, &c->binds[i], c->bind_dsts[i], c->bind_ro[i], err)) < 0)
                         return hutch_err_wrap(err, "bind '%s'", c->binds[i].path);
         return 0;
 }
 
 /* /etc/passwd and /etc/group: the image's, plus the calling user's entry when missing. */
-static int write_identity(struct launch_ctx *c, int rootfd, struct hutch_error *err)
+static int write_identity(struct launch_ctx *c, struct rootfs *rt, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
         static const struct {
@@ -484,7 +502,7 @@ static int write_identity(struct launch_ctx *c, int rootfd, struct hutch_error *
                         continue;
                 _cleanup_free_ char *old = NULL, *line = NULL;
                 size_t len = 0;
-                _cleanup_close_ int fd = openat2_in_root(rootfd, files[i].file, O_RDONLY);
+                _cleanup_close_ int fd = openat2_in_root(rt->fd, files[i].file, O_RDONLY);
                 if (fd >= 0) {
                         char p[64];
                         snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
@@ -526,15 +544,15 @@ static int write_identity(struct launch_ctx *c, int rootfd, struct hutch_error *
                 if (r < 0)
                         return hutch_err_sys(err, r, "cannot write %s", files[i].stage);
                 _cleanup_close_ int src = open(files[i].stage, O_PATH | O_CLOEXEC);
-                if (src < 0 || (r = bind_fd(rootfd, src, false, files[i].file, true, err)) < 0)
+                if (src < 0 || (r = bind_fd(rt, src, false, files[i].file, true, err)) < 0)
                         return src < 0 ? hutch_err_sys(err, -errno, "cannot open %s", files[i].stage) : r;
         }
         return 0;
 }
 
-static bool has_env_scripts(int rootfd)
+static bool has_env_scripts(struct rootfs *rt)
 {
-        _cleanup_close_ int d = openat2_in_root(rootfd, "/.singularity.d/env", O_RDONLY | O_DIRECTORY);
+        _cleanup_close_ int d = openat2_in_root(rt->fd, "/.singularity.d/env", O_RDONLY | O_DIRECTORY);
         if (d < 0)
                 return false;
         _cleanup_closedir_ DIR *dir = fdopendir(d);
@@ -548,21 +566,25 @@ static bool has_env_scripts(int rootfd)
         return false;
 }
 
+int rootfs_stage(struct launch_ctx *c, struct hutch_error *err)
+{
+        return stage_image(c, err);
+}
+
 int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err)
 {
-        int r = stage_image(c, err);
-        if (r < 0)
-                return r;
-        _cleanup_close_ int rootfd = open(STAGE "/root", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (rootfd < 0)
+        struct rootfs rt = { .fd = open(STAGE "/root", O_PATH | O_DIRECTORY | O_CLOEXEC) };
+        if (rt.fd < 0)
                 return hutch_err_sys(err, -errno, "cannot open the container root");
-        if ((r = mount_system(c, rootfd, err)) < 0 || (r = mount_user_dirs(c, rootfd, err)) < 0 ||
-            (r = write_identity(c, rootfd, err)) < 0)
-                return r;
-        c->has_env_scripts = has_env_scripts(rootfd);
-        if (!c->spec->writable && !c->spec->writable_tmpfs)
-                return remount_ro(STAGE "/root", err);
-        return 0;
+        int r;
+        if ((r = mount_system(c, &rt, err)) >= 0 && (r = mount_user_dirs(c, &rt, err)) >= 0 &&
+            (r = write_identity(c, &rt, err)) >= 0) {
+                c->has_env_scripts = has_env_scripts(&rt);
+                if (!c->spec->writable && !c->spec->writable_tmpfs)
+                        r = remount_ro(STAGE "/root", err);
+        }
+        close(rt.fd);
+        return r;
 }
 
 int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err)

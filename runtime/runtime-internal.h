@@ -43,6 +43,10 @@ struct launch_ctx {
         bool has_env_scripts;
 };
 
+/* Staging tmpfs and the image mount (the FUSE server is forked here, so with --pid this
+ * runs before the fork, keeping the server outside the container's PID namespace). */
+int rootfs_stage(struct launch_ctx *c, struct hutch_error *err);
+/* /proc, /sys, /dev, home, tmp, cwd, binds, passwd/group; then the root goes read-only. */
 int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err);
 int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err);
 
