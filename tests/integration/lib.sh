@@ -1,0 +1,57 @@
+# TAP helpers for the integration tests: assertions over a real hutch run, temp folders,
+# and a leftover check after every test (no FUSE server, init or mount left behind).
+# Sourced by t-*.sh with HUTCH, IMAGES, SIFCHECK, FIXTURES set by run.sh.
+set -u
+T=$(mktemp -d "${TMPDIR:-/tmp}/hutch-t.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+OUT=$T/out ERR=$T/err RC=0
+MOUNTS_BEFORE=$(wc -l < /proc/self/mountinfo)
+FAILED=0
+
+ok() { echo "ok - $*"; }
+notok() { echo "not ok - $*"; FAILED=1; }
+
+# run CMD...: captures stdout/stderr/status
+run() {
+	"$@" >"$OUT" 2>"$ERR" </dev/null
+	RC=$?
+}
+
+diag() {
+	sed 's/^/#   out: /' "$OUT" | head -20
+	sed 's/^/#   err: /' "$ERR" | head -20
+	echo "#   rc: $RC"
+}
+
+# check DESC EXPR: EXPR is evaluated by the shell after the last run
+check() {
+	local desc=$1
+	shift
+	if eval "$@"; then ok "$desc"; else notok "$desc"; diag; fi
+}
+
+out_has() { grep -q -- "$1" "$OUT"; }
+out_is() { [ "$(cat "$OUT")" = "$1" ]; }
+err_has() { grep -q -- "$1" "$ERR"; }
+# a failing hutch: status 255 and exactly one line "hutch: error: ..." containing $1
+fails_with() {
+	[ "$RC" -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && grep -q '^hutch: error: ' "$ERR" && grep -q -- "$1" "$ERR"
+}
+
+# Nothing of hutch may outlive a payload: the FUSE server exits when the pidfd it watches
+# reports the payload's end, which can trail the payload's exit by a moment.
+no_leftovers() {
+	local i
+	for i in $(seq 50); do
+		pgrep -u "$(id -u)" -x 'hutch-squashfs|hutch-init' >/dev/null || break
+		sleep 0.1
+	done
+	! pgrep -u "$(id -u)" -x 'hutch-squashfs|hutch-init' >/dev/null &&
+		[ "$(wc -l < /proc/self/mountinfo)" -eq "$MOUNTS_BEFORE" ]
+}
+
+leftovers() {
+	if no_leftovers; then ok "$1: nothing left behind"; else notok "$1: nothing left behind"; pgrep -a -u "$(id -u)" -x 'hutch-squashfs|hutch-init' | sed 's/^/#   /'; fi
+}
+
+finish() { exit 0; }

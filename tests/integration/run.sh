@@ -1,0 +1,59 @@
+#!/bin/bash
+# Integration driver: builds the busybox test images once, then runs every t-*.sh as the
+# requested identity under a subreaper, and prints one TAP stream.
+# usage: run.sh HUTCH root|user [t-name...]
+#   root: as root;  user: as the unprivileged user 'hutchtest' (created when missing)
+set -u
+hutch=$(readlink -f "$1")
+mode=$2
+shift 2
+here=$(cd "$(dirname "$0")" && pwd)
+src=$(cd "$here/../.." && pwd)
+builddir=$(dirname "$hutch")
+reaper=$builddir/tests/reaper
+fixtures=/usr/share/gocode/src/github.com/sylabs/sif/test/images
+
+[ "$(id -u)" -eq 0 ] || { echo "1..0 # SKIP run.sh needs root to set up users"; exit 0; }
+# squashfuse needs /dev/fuse usable by users, as on any desktop or HPC node
+chmod 0666 /dev/fuse
+
+user=root
+if [ "$mode" = user ]; then
+	user=hutchtest
+	id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+fi
+work=$(mktemp -d /tmp/hutch-it.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+chmod 0755 "$work"
+chown "$user" "$work"
+as_user() {
+	if [ "$user" = root ]; then "$@"; else runuser -u "$user" -- "$@"; fi
+}
+as_user env HOME="$(getent passwd "$user" | cut -d: -f6)" bash "$src/tests/helpers/mkimage.sh" "$work/img" "$hutch" >/dev/null ||
+	{ echo "Bail out! cannot build test images"; exit 1; }
+sifcheck=
+if command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/sylabs/sif ]; then
+	GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE=$work/gocache GOFLAGS=-mod=mod \
+		go build -o "$work/sifcheck" "$src/tests/helpers/sifcheck.go" 2>"$work/go.err" && sifcheck=$work/sifcheck
+	chmod -R a+rX "$work" 2>/dev/null
+fi
+
+tests=("$@")
+[ ${#tests[@]} -gt 0 ] || tests=($(cd "$here" && ls t-*.sh | sed 's/\.sh$//'))
+n=0
+fail=0
+for t in "${tests[@]}"; do
+	echo "# --- $t ($mode)"
+	out=$(cd "$work" && as_user env HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" FIXTURES="$fixtures" \
+		MODE="$mode" SRC="$src" HOME="$(getent passwd "$user" | cut -d: -f6)" TMPDIR="$work" \
+		"$reaper" bash "$here/$t.sh" 2>&1)
+	while IFS= read -r line; do
+		case $line in
+		"ok "*) n=$((n + 1)); echo "ok $n ${line#ok }" ;;
+		"not ok "*) n=$((n + 1)); fail=$((fail + 1)); echo "not ok $n ${line#not ok }" ;;
+		*) echo "# $line" ;;
+		esac
+	done <<< "$out"
+done
+echo "1..$n"
+[ "$fail" -eq 0 ]

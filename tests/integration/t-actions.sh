@@ -1,0 +1,63 @@
+# run, test, shell, inspect, run-help, namespaces (--pid, --hostname, --ipc), --fakeroot.
+. "$(dirname "$0")/lib.sh"
+I=$IMAGES/image.sif
+
+for img in rootfs image.sqfs image.sif; do
+	run "$HUTCH" run "$IMAGES/$img" a "b c"
+	check "$img: run executes the runscript with its arguments" 'out_is "runscript args: a b c"'
+done
+rm -f "$T/norun" && cp -a "$IMAGES/rootfs" "$T/norun" && rm -f "$T/norun/.singularity.d/runscript" "$T/norun/singularity"
+run "$HUTCH" run "$T/norun" -c 'echo fallback'
+check "run without a runscript falls back to /bin/sh" 'out_is fallback && err_has "No runscript found"'
+run "$HUTCH" test "$I"
+check "test runs /.singularity.d/test and passes its status" 'out_is "test script ran" && [ $RC -eq 3 ]'
+run "$HUTCH" test "$T/norun"
+rm -f "$T/norun/.singularity.d/test"
+run "$HUTCH" test "$T/norun"
+check "test without a test script exits 0 with a note" '[ $RC -eq 0 ] && err_has "No test script"'
+run sh -c "echo 'echo \"prompt=\$PS1\"; exit 7' | '$HUTCH' shell '$I'"
+check "shell reads commands, PS1 is 'Hutch> ', status passes" 'out_has "prompt=Hutch> " && [ $RC -eq 7 ]'
+
+run "$HUTCH" inspect "$I"
+check "inspect prints labels" 'out_has "maintainer: hutch tests"'
+run "$HUTCH" inspect --runscript "$IMAGES/image.sqfs"
+check "inspect --runscript" 'out_has "runscript args"'
+run "$HUTCH" inspect --deffile "$I"
+check "inspect --deffile" 'out_has "bootstrap: localimage"'
+run "$HUTCH" inspect --environment "$IMAGES/rootfs"
+check "inspect --environment" 'out_has "=== /.singularity.d/env/90-environment.sh ===" && out_has IMAGE_VAR'
+run "$HUTCH" inspect --json --labels --runscript "$I"
+check "inspect --json has Apptainer's shape" 'out_has "\"attributes\"" && out_has "\"maintainer\": \"hutch tests\"" && out_has "\"type\": \"container\""'
+run "$HUTCH" run-help "$I"
+check "run-help prints runscript.help" 'out_is "This image echoes its arguments."'
+run "$HUTCH" run-help "$T/norun"
+rm -f "$T/norun/.singularity.d/runscript.help"
+run "$HUTCH" run-help "$T/norun"
+check "run-help without help says so" 'out_has "No help sections"'
+
+run "$HUTCH" exec --pid "$I" sh -c 'echo $$; cat /proc/1/comm'
+check "--pid: the payload is PID 2 under a minimal init" 'out_is "2
+hutch-init"'
+run "$HUTCH" exec --pid "$I" sh -c 'exit 5'
+check "--pid: exit status passes through the init" '[ $RC -eq 5 ]'
+run "$HUTCH" exec --pid --no-init "$I" sh -c 'echo $$'
+check "--pid --no-init: the payload is PID 1" 'out_is 1'
+run "$HUTCH" exec --containall "$I" sh -c 'ps | wc -l; ls -A /tmp | wc -l'
+check "--containall: own PID namespace and empty /tmp" '[ "$(head -1 $OUT)" -le 5 ] && [ "$(tail -1 $OUT)" -eq 0 ]'
+run "$HUTCH" exec --hostname hutchbox "$I" hostname
+check "--hostname sets the hostname in a new UTS namespace" 'out_is hutchbox && [ "$(hostname)" != hutchbox ]'
+run "$HUTCH" exec --ipc "$I" true
+check "--ipc runs in a new IPC namespace" '[ $RC -eq 0 ]'
+run "$HUTCH" exec --fakeroot "$I" sh -c 'id -u; id -g'
+check "--fakeroot: uid and gid 0 inside" 'out_is "0
+0"'
+run "$HUTCH" exec --fakeroot "$I" sh -c 'echo $HOME'
+check "--fakeroot: HOME is /root" 'out_is /root'
+run "$HUTCH" version
+check "version prints the version" 'out_has "^[0-9]"'
+run "$HUTCH" exec --help
+check "exec --help lists the options" 'out_has -- "--bind" && out_has -- "--fakeroot" && [ $RC -eq 0 ]'
+run "$HUTCH" help
+check "help lists the commands" 'out_has "exec" && out_has "inspect" && out_has "build"'
+leftovers "actions"
+finish

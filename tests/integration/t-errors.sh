@@ -1,0 +1,88 @@
+# Bad input: one clear line, status 255, nothing left behind.
+. "$(dirname "$0")/lib.sh"
+I=$IMAGES/image.sif
+cp "$I" "$T/ok.sif"
+
+run "$HUTCH" exec "$T/missing.sif" true
+check "missing image" 'fails_with "missing.sif"'
+run "$HUTCH" exec "$T" true 2>/dev/null
+head -c 100000 "$I" > "$T/trunc.sif"
+run "$HUTCH" exec "$T/trunc.sif" true
+check "truncated SIF" 'fails_with "truncated"'
+head -c 20 "$I" > "$T/tiny.sif"
+printf 'SIF_MAGIC' | dd of="$T/tiny.sif" bs=1 seek=32 conv=notrunc status=none
+run "$HUTCH" exec "$T/tiny.sif" true
+check "SIF shorter than its header" 'fails_with "SIF"'
+head -c 200000 "$IMAGES/image.sqfs" > "$T/trunc.sqfs"
+run "$HUTCH" exec "$T/trunc.sqfs" true
+check "truncated squashfs" 'fails_with "truncated squashfs"'
+{ printf 'hsqs'; head -c 4096 /dev/urandom; } > "$T/garbage.sqfs"
+run "$HUTCH" exec "$T/garbage.sqfs" true
+check "corrupt squashfs" 'fails_with "garbage.sqfs"'
+head -c 4096 /dev/urandom > "$T/random.img"
+run "$HUTCH" exec "$T/random.img" true
+check "not an image at all" 'fails_with "not a SIF file, a squashfs file or a folder"'
+cp "$FIXTURES/one-object-generic-json.sif" "$T/nosys.sif"
+run "$HUTCH" exec "$T/nosys.sif" true
+check "SIF without a system partition" 'fails_with "no primary system partition"'
+# a SIF whose system partition is marked encrypted (flip the fstype byte of our own SIF)
+cp "$I" "$T/enc.sif"
+printf '\x05' | dd of="$T/enc.sif" bs=1 seek=$((4096 + 2 * 585 + 201)) conv=notrunc status=none
+run "$HUTCH" exec "$T/enc.sif" true
+check "SIF with an encrypted partition" 'fails_with "encrypted"'
+if [ "$(id -u)" -ne 0 ]; then
+	cp "$I" "$T/noperm.sif" && chmod 000 "$T/noperm.sif"
+	run "$HUTCH" exec "$T/noperm.sif" true
+	check "unreadable image" 'fails_with "noperm.sif" && err_has "Permission denied"'
+fi
+run "$HUTCH" exec -B "$T/nope:/x" "$I" true
+check "bind source that does not exist" 'fails_with "bind source" && err_has "nope"'
+run "$HUTCH" exec -B "$T:relative/dst" "$I" true
+check "relative bind destination" 'fails_with "absolute"'
+run "$HUTCH" exec -B "$T:/x:rx" "$I" true
+check "bad bind option" 'fails_with "not ro or rw"'
+run "$HUTCH" exec --mount "type=volume,src=a,dst=/b" "$I" true
+check "--mount of an unsupported type" 'fails_with "not supported"'
+run "$HUTCH" exec --no-mount bogus "$I" true
+check "unknown --no-mount name" 'fails_with "unknown --no-mount name .bogus."'
+printf 'GOOD=1\nthis line is bad\n' > "$T/bad.env"
+run "$HUTCH" exec --env-file "$T/bad.env" "$I" true
+check "malformed env file names file:line" 'fails_with "bad.env:2"'
+printf 'Q="unterminated\n' > "$T/bad2.env"
+run "$HUTCH" exec --env-file "$T/bad2.env" "$I" true
+check "unterminated quote in env file" 'fails_with "bad2.env:1"'
+run "$HUTCH" exec --env-file "$T/none.env" "$I" true
+check "missing env file" 'fails_with "none.env"'
+run "$HUTCH" exec --env NOEQUALS "$I" true
+check "--env without =" 'fails_with "KEY=VALUE"'
+run "$HUTCH" exec "$I"
+check "exec without a command" 'fails_with "missing COMMAND"'
+run "$HUTCH" exec --bogus "$I" true
+check "unknown option" 'fails_with "bogus"'
+run "$HUTCH" frobnicate
+check "unknown command" 'fails_with "unknown command"'
+run "$HUTCH" exec "$I" /no/such/program
+check "a command missing in the image" '[ $RC -ne 0 ] && err_has "/no/such/program"'
+run "$HUTCH" exec --writable "$I" true
+check "--writable on an image file" 'fails_with "sandbox"'
+run "$HUTCH" exec --pwd /no/such/dir "$I" pwd
+check "--pwd that does not exist warns and falls back" 'err_has "--pwd" && [ $RC -eq 0 ]'
+
+printf 'mount home = yes\nfrobnicate = 3\nmount tmp = maybe\n' > "$T/unknown.conf"
+run env HUTCH_CONF="$T/unknown.conf" "$HUTCH" exec "$I" true
+check "config: unknown key warns with file:line and runs" '[ $RC -eq 0 ] && err_has "unknown.conf:2: unknown key .frobnicate." && err_has "unknown.conf:3"'
+printf 'allow container sif = no\n' > "$T/nosif.conf"
+run env HUTCH_CONF="$T/nosif.conf" "$HUTCH" exec "$I" true
+check "config: a disallowed image type is refused" 'fails_with "not allowed by hutch.conf"'
+run env HUTCH_CONF="$T/nosif.conf" "$HUTCH" exec "$IMAGES/image.sqfs" true
+check "config: other image types still run" '[ $RC -eq 0 ]'
+mkdir -p "$T/confbind" && echo cb > "$T/confbind/f"
+printf 'bind path = %s:/confbind\nbind path = /does/not/exist\n' "$T/confbind" > "$T/bind.conf"
+run env HUTCH_CONF="$T/bind.conf" "$HUTCH" exec "$I" cat /confbind/f
+check "config: bind path binds, a missing one is skipped" 'out_is cb'
+run env HUTCH_CONF="$T/bind.conf" "$HUTCH" exec --no-mount bind-paths "$I" cat /confbind/f
+check "--no-mount bind-paths skips config binds" '[ $RC -ne 0 ]'
+cmp -s "$I" "$T/ok.sif"
+check "bad runs leave the image untouched" '[ $? -eq 0 ]'
+leftovers "errors"
+finish

@@ -1,0 +1,62 @@
+# exec on the three image formats: identity, files, cwd, exit status, signals, env.
+. "$(dirname "$0")/lib.sh"
+uid=$(id -u) gid=$(id -g)
+
+for img in rootfs image.sqfs image.sif; do
+	I=$IMAGES/$img
+	run "$HUTCH" exec "$I" cat /etc/hutch-test-marker
+	check "$img: exec reads a file of the image" 'out_is image-marker && [ $RC -eq 0 ]'
+	run "$HUTCH" exec "$I" id -u
+	check "$img: same uid inside as outside" 'out_is $uid'
+	run "$HUTCH" exec "$I" id -g
+	check "$img: same gid inside as outside" 'out_is $gid'
+	run "$HUTCH" exec "$I" pwd
+	check "$img: cwd is kept" 'out_is "$PWD"'
+	run "$HUTCH" exec "$I" sh -c 'exit 42'
+	check "$img: payload exit status passes through" '[ $RC -eq 42 ]'
+	run "$HUTCH" exec "$I" sh -c 'kill -TERM $$'
+	check "$img: payload killed by a signal gives 128+N" '[ $RC -eq 143 ]'
+	run "$HUTCH" exec "$I" sh -c 'echo $IMAGE_VAR'
+	check "$img: /.singularity.d/env scripts are sourced" 'out_is from-image'
+	leftovers "$img exec"
+done
+I=$IMAGES/image.sif
+
+run env HOST_VAR=hostval "$HUTCH" exec "$I" sh -c 'echo $HOST_VAR'
+check "host environment passes through" 'out_is hostval'
+run env HOST_VAR=hostval "$HUTCH" exec --cleanenv "$I" sh -c 'echo "[$HOST_VAR]"'
+check "--cleanenv drops the host environment" 'out_is "[]"'
+run env PATH=/nonexistent:/usr/bin:/bin "$HUTCH" exec "$I" sh -c 'echo $PATH'
+check "host PATH is not passed; the container default is used" 'out_is /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+run env HUTCHENV_FOO=bar APPTAINERENV_BAZ=qux "$HUTCH" exec "$I" sh -c 'echo $FOO-$BAZ'
+check "HUTCHENV_ and APPTAINERENV_ set variables inside" 'out_is bar-qux'
+run "$HUTCH" exec --env OVERRIDE_ME=cli "$I" sh -c 'echo $OVERRIDE_ME'
+check "--env wins over the image's environment" 'out_is cli'
+run "$HUTCH" exec --env A=1,B=2 "$I" sh -c 'echo $A$B'
+check "--env takes a comma list" 'out_is 12'
+printf '# comment\nexport EF1=one\nEF2="two words"\n\nEF3='"'"'three'"'"'\n' > "$T/envfile"
+run "$HUTCH" exec --env-file "$T/envfile" "$I" sh -c 'echo "$EF1|$EF2|$EF3"'
+check "--env-file sets variables" 'out_is "one|two words|three"'
+run "$HUTCH" exec --env PREPEND_PATH=/opt/x "$I" sh -c 'echo $PATH'
+check "PREPEND_PATH prepends to PATH" 'out_has "^/opt/x:/usr/local/sbin"'
+run "$HUTCH" exec "$IMAGES/rootfs" sh -c 'echo $HUTCH_CONTAINER $APPTAINER_NAME'
+check "HUTCH_CONTAINER and APPTAINER_NAME describe the image" 'out_is "$IMAGES/rootfs rootfs"'
+
+run "$HUTCH" exec "$I" sh -c 'echo $HOME; test -d "$HOME" && echo isdir'
+check "HOME is the caller's home, mounted" 'out_is "$HOME
+isdir"'
+echo hostfile > "$T/shared"
+run "$HUTCH" exec "$I" cat "$T/shared"
+check "host /tmp is shared" 'out_is hostfile'
+if [ "$uid" -ne 0 ]; then
+	run "$HUTCH" exec "$I" sh -c "grep '^$(id -un):x:$uid:$gid:' /etc/passwd"
+	check "/etc/passwd carries the caller's entry" '[ $RC -eq 0 ]'
+	run "$HUTCH" exec "$I" sh -c "grep '^$(id -gn):x:$gid:' /etc/group"
+	check "/etc/group carries the caller's group" '[ $RC -eq 0 ]'
+fi
+run "$HUTCH" exec "$I" sh -c 'touch /newfile'
+check "the image root is read-only" '[ $RC -ne 0 ] && err_has "Read-only"'
+run "$HUTCH" exec --writable-tmpfs "$IMAGES/rootfs" sh -c 'echo x > /etc/newfile && cat /etc/newfile'
+check "--writable-tmpfs allows writes that vanish" '[ $RC -eq 0 ] && out_is x && [ ! -e "$IMAGES/rootfs/etc/newfile" ]'
+leftovers "environment and files"
+finish

@@ -1,0 +1,43 @@
+# Nothing of hutch outlives the payload: the FUSE server exits with it, even after kill -9,
+# and a payload that waits for any child is never held up by it.
+. "$(dirname "$0")/lib.sh"
+I=$IMAGES/image.sif
+
+run "$HUTCH" exec "$I" true
+leftovers "after a normal exit"
+"$HUTCH" exec "$I" sleep 300 </dev/null >/dev/null 2>&1 &
+pid=$!
+for i in $(seq 50); do pgrep -u "$(id -u)" -x hutch-squashfs >/dev/null && break; sleep 0.1; done
+check "the squashfs server runs while the payload does" 'pgrep -u "$(id -u)" -x hutch-squashfs >/dev/null'
+check "the payload runs as the hutch pid itself (exec, no wrapper process)" '[ "$(cat /proc/$pid/comm)" = sleep ]'
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+leftovers "after kill -9 of the payload"
+"$HUTCH" exec --pid "$I" sleep 300 </dev/null >/dev/null 2>&1 &
+pid=$!
+sleep 0.5
+kill -9 "$pid"
+wait "$pid" 2>/dev/null
+leftovers "after kill -9 of a --pid launcher"
+"$HUTCH" exec "$I" sleep 300 </dev/null >/dev/null 2>&1 &
+pid=$!
+sleep 0.3
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+check "SIGTERM to the hutch pid reaches the payload" '[ $rc -eq 143 ]'
+"$HUTCH" exec --pid "$I" sleep 300 </dev/null >/dev/null 2>&1 &
+pid=$!
+sleep 0.5
+kill -TERM "$pid"
+wait "$pid"
+rc=$?
+check "SIGTERM reaches a --pid payload through the init" '[ $rc -eq 143 ]'
+run timeout 10 "$HUTCH" exec "$I" sh -c 'sleep 0.2 & wait; echo waited'
+check "a payload that waits for all children is not held up" 'out_is waited && [ $RC -eq 0 ]'
+start=$(date +%s%N)
+x=$(timeout 10 "$HUTCH" exec "$I" echo piped)
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+check "stdout reaches EOF when the payload exits (${ms} ms)" '[ "$x" = piped ] && [ $ms -lt 5000 ]'
+leftovers "lifecycle"
+finish

@@ -1,0 +1,49 @@
+# Binds, --no-mount, --contain, --home, --pwd, --workdir, writable sandboxes.
+. "$(dirname "$0")/lib.sh"
+I=$IMAGES/image.sif
+mkdir -p "$T/data" "$T/work"
+echo payload > "$T/data/file"
+
+run "$HUTCH" exec -B "$T/data:/mnt/data" "$I" cat /mnt/data/file
+check "-B src:dst binds a host folder" 'out_is payload'
+run "$HUTCH" exec -B "$T/data:/opt/deep/er/data" "$I" cat /opt/deep/er/data/file
+check "-B creates missing mount points in a read-only image" 'out_is payload'
+run "$HUTCH" exec -B "$T/data:/mnt/data:ro" "$I" sh -c 'echo x > /mnt/data/new'
+check "-B ...:ro is read-only" '[ $RC -ne 0 ] && [ ! -e "$T/data/new" ]'
+run "$HUTCH" exec -B "$T/data:/mnt/data:rw" "$I" sh -c 'echo x > /mnt/data/new'
+check "-B ...:rw is writable" '[ $RC -eq 0 ] && [ -e "$T/data/new" ]'
+run "$HUTCH" exec -B "$T/data/file:/etc/boundfile" "$I" cat /etc/boundfile
+check "-B binds a single file" 'out_is payload'
+run "$HUTCH" exec -B "$T/data:/a,$T/data:/b" "$I" sh -c 'cat /a/file /b/file'
+check "-B takes a comma list" 'out_is "payload
+payload"'
+run "$HUTCH" exec --mount "type=bind,src=$T/data,dst=/m,ro" "$I" sh -c 'cat /m/file; touch /m/x'
+check "--mount type=bind,...,ro" 'out_has payload && [ $RC -ne 0 ]'
+run env HUTCH_BIND="$T/data:/hb" "$HUTCH" exec "$I" cat /hb/file
+check "HUTCH_BIND binds" 'out_is payload'
+run env APPTAINER_BIND="$T/data:/ab" "$HUTCH" exec "$I" cat /ab/file
+check "APPTAINER_BIND binds" 'out_is payload'
+run "$HUTCH" exec --no-mount home "$I" sh -c 'ls "$HOME" 2>&1 | head -1; test -d "$HOME"'
+check "--no-mount home leaves the home folder out" '[ $RC -ne 0 ] || [ -z "$(cat $OUT)" ]'
+run "$HUTCH" exec --no-mount tmp,cwd "$I" cat "$T/data/file"
+check "--no-mount tmp leaves /tmp out" '[ $RC -ne 0 ]'
+run "$HUTCH" exec --contain "$I" sh -c 'ls -A /tmp | wc -l; ls /dev | wc -l'
+check "--contain: empty /tmp and a minimal /dev" '[ "$(head -1 $OUT)" -eq 0 ] && [ "$(tail -1 $OUT)" -lt 20 ]'
+run "$HUTCH" exec --contain "$I" sh -c 'echo hi > /dev/null && test -c /dev/null && test -c /dev/urandom && test -d /dev/pts && test -d /dev/shm'
+check "--contain /dev has null, urandom, pts, shm" '[ $RC -eq 0 ]'
+run "$HUTCH" exec --contain --workdir "$T/work" "$I" sh -c 'echo w > /tmp/w'
+check "--workdir backs /tmp under --contain" '[ "$(cat $T/work/tmp/w)" = w ]'
+run "$HUTCH" exec -H "$T/data:/myhome" "$I" sh -c 'echo $HOME; cat ~/file'
+check "-H src:dst mounts a custom home" 'out_is "/myhome
+payload"'
+run "$HUTCH" exec --pwd /etc "$I" pwd
+check "--pwd sets the working folder" 'out_is /etc'
+(cd "$T/data" && run "$HUTCH" exec --no-mount tmp,cwd "$I" pwd)
+check "--no-mount cwd: start in HOME when cwd is absent" 'out_is "$HOME"'
+cp -a "$IMAGES/rootfs" "$T/sandbox" 2>/dev/null
+run "$HUTCH" exec --writable "$T/sandbox" sh -c 'echo w > /etc/written'
+check "--writable writes into a sandbox folder" '[ $RC -eq 0 ] && [ "$(cat $T/sandbox/etc/written)" = w ]'
+run "$HUTCH" exec "$T/sandbox" sh -c 'echo w > /etc/written2'
+check "a sandbox is read-only without --writable" '[ $RC -ne 0 ] && [ ! -e $T/sandbox/etc/written2 ]'
+leftovers "mounts"
+finish

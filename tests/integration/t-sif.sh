@@ -1,0 +1,60 @@
+# SIF: the reference implementation's fixtures read by hutch, hutch's SIF read by the
+# reference implementation, and build conversions.
+. "$(dirname "$0")/lib.sh"
+I=$IMAGES/image.sif
+
+for f in "$FIXTURES"/*.sif; do
+	b=$(basename "$f")
+	run "$HUTCH" sif list "$f"
+	check "sif list reads fixture $b" '[ $RC -eq 0 ] && out_has "SIF POSITION"'
+done
+run "$HUTCH" sif list "$FIXTURES/two-groups.sif"
+check "sif list shows the objects of two-groups.sif" 'out_has "FS (Squashfs/\*System/386)" && out_has "FS (Ext3/System/amd64)" && out_has "40960-303104"'
+run "$HUTCH" sif list "$FIXTURES/one-group-signed.sif"
+check "sif list shows a group-linked signature" 'out_has "1 (G)" && out_has Signature'
+run "$HUTCH" exec "$FIXTURES/one-group.sif" /bin/true
+check "a fixture's squashfs system partition opens (empty: no /bin/true)" 'fails_with "/bin/true"'
+run "$HUTCH" inspect "$FIXTURES/one-group.sif"
+check "inspect of a fixture without metadata is empty, not an error" '[ $RC -eq 0 ]'
+run "$HUTCH" exec "$FIXTURES/empty.sif" true
+check "empty.sif is refused: no system partition" 'fails_with "no primary system partition"'
+run "$HUTCH" sif info 1 "$FIXTURES/one-object-generic-json.sif"
+check "sif info describes an object" 'out_has "Data Object Type: JSON.Generic"'
+run "$HUTCH" sif info 9 "$FIXTURES/one-object-generic-json.sif"
+check "sif info of a missing object" 'fails_with "no object with ID"'
+
+if [ -n "$SIFCHECK" ]; then
+	run "$SIFCHECK" "$I"
+	check "the reference SIF code loads hutch's SIF" '[ $RC -eq 0 ] && out_has "primary=3"'
+	check "hutch's SIF has Apptainer's objects" 'out_has "type=Def.FILE" && out_has "type=JSON.Generic" && out_has "fs=Squashfs part=\*System"'
+	run "$SIFCHECK" "$I"
+	want=$(grep '^id=3' "$OUT" | sed 's/.*offset=\([0-9]*\) size=\([0-9]*\).*/\1-\2/')
+	run "$HUTCH" sif list "$I"
+	o=${want%-*} s=${want#*-}
+	check "hutch and the reference agree on the partition's position" 'out_has "$o-$((o + s))"'
+else
+	notok "the reference SIF oracle could not be built (golang-github-sylabs-sif-dev)"
+fi
+run "$HUTCH" sif dump 1 "$I"
+check "sif dump writes an object's data" 'out_has "bootstrap: localimage"'
+
+run "$HUTCH" build "$T/a.sif" "$IMAGES/rootfs"
+check "build SIF from a sandbox" '[ $RC -eq 0 ] && [ -s "$T/a.sif" ]'
+run "$HUTCH" exec "$T/a.sif" cat /etc/hutch-test-marker
+check "the built SIF runs" 'out_is image-marker'
+run "$HUTCH" build "$T/a.sif" "$IMAGES/rootfs"
+check "build refuses to overwrite without --force" 'fails_with "--force"'
+run "$HUTCH" build --force "$T/a.sif" "$IMAGES/image.sqfs"
+check "build --force: SIF from a squashfs file" '[ $RC -eq 0 ]'
+run "$HUTCH" build "$T/b.sqfs" "$I"
+check "build squashfs from a SIF" '[ $RC -eq 0 ] && [ "$(head -c 4 "$T/b.sqfs")" = hsqs ]'
+run "$HUTCH" exec "$T/b.sqfs" cat /etc/hutch-test-marker
+check "the extracted squashfs runs" 'out_is image-marker'
+run "$HUTCH" build --sandbox "$T/sb" "$I"
+check "build --sandbox from a SIF" '[ $RC -eq 0 ] && [ -f "$T/sb/etc/hutch-test-marker" ]'
+run "$HUTCH" exec "$T/sb" cat /etc/hutch-test-marker
+check "the sandbox runs" 'out_is image-marker'
+run "$HUTCH" build "$T/c.sif" "$T/missing-src"
+check "build from a missing source" 'fails_with "missing-src" && [ ! -e "$T/c.sif" ] && ! ls "$T" | grep -q hutch-tmp'
+leftovers "sif"
+finish

@@ -1,0 +1,199 @@
+/* image: SIF header and descriptor encoding, sif_load bounds checks, partition choice,
+ * squashfs superblock checks — on SIF bytes built in memory. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "image/image-internal.h"
+#include "util/util.h"
+
+#define NDESCR 4
+#define DATA_OFF (4096 + NDESCR * SIF_DESCRIPTOR_SIZE)
+
+/* A SIF in a memfd with the given partition objects (fstype, parttype), each 4096 bytes. */
+static int make_sif(const int32_t (*parts)[2], size_t n, size_t truncate_to)
+{
+        struct sif_header h = { .launch = "#!/usr/bin/env run-singularity\n", .version = "01", .arch = "02" };
+        uint8_t hb[SIF_HEADER_SIZE], db[SIF_DESCRIPTOR_SIZE];
+        int fd = memfd_create("sif", MFD_CLOEXEC);
+        assert_true(fd >= 0);
+        h.descr_total = NDESCR;
+        h.descr_free = NDESCR - (int64_t) n;
+        h.descr_offset = 4096;
+        h.descr_size = NDESCR * SIF_DESCRIPTOR_SIZE;
+        h.data_offset = DATA_OFF;
+        for (size_t i = 0; i < n; i++) {
+                struct sif_descriptor d = { .datatype = SIF_DATA_PARTITION, .used = true, .id = (uint32_t) i + 1,
+                                            .groupid = 1 | SIF_GROUP_MASK, .offset = 8192 + 4096 * (int64_t) i,
+                                            .size = 4096, .fstype = parts[i][0], .parttype = parts[i][1] };
+                strcpy(d.arch, "02");
+                sif_descriptor_format(&d, db);
+                assert_int_equal(pwrite(fd, db, sizeof db, 4096 + i * SIF_DESCRIPTOR_SIZE), sizeof db);
+        }
+        sif_header_format(&h, hb);
+        assert_int_equal(pwrite(fd, hb, sizeof hb, 0), sizeof hb);
+        assert_int_equal(ftruncate(fd, truncate_to ? truncate_to : 8192 + 4096 * n), 0);
+        return fd;
+}
+
+static off_t fsize(int fd)
+{
+        return lseek(fd, 0, SEEK_END);
+}
+
+static void test_header_roundtrip(void **state)
+{
+        struct sif_header h = { .launch = "#!x\n", .version = "01", .arch = "04", .created = 123,
+                                .descr_total = 48, .descr_free = 45, .descr_offset = 4096,
+                                .descr_size = 48 * SIF_DESCRIPTOR_SIZE, .data_offset = 32176, .data_size = 99 };
+        uint8_t b[SIF_HEADER_SIZE];
+        struct sif_header g;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        sif_header_format(&h, b);
+        assert_memory_equal(b + 32, "SIF_MAGIC\0", 10);
+        assert_int_equal(sif_header_parse(b, sizeof b, &g, &e), 0);
+        assert_string_equal(g.launch, "#!x\n");
+        assert_string_equal(g.arch, "04");
+        assert_int_equal(g.data_offset, 32176);
+        assert_int_equal(g.descr_free, 45);
+        assert_string_equal(sif_arch_name(g.arch), "arm64");
+        assert_true(sif_header_parse(b, 64, &g, &e) < 0);
+        b[33] = 'X';
+        assert_true(sif_header_parse(b, sizeof b, &g, &e) < 0);
+        assert_non_null(strstr(e.msg, "SIF_MAGIC"));
+}
+
+static void test_header_bad_table(void **state)
+{
+        struct sif_header h = { .version = "01", .descr_total = 10, .descr_offset = 4096, .descr_size = 10 };
+        uint8_t b[SIF_HEADER_SIZE];
+        struct sif_header g;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        sif_header_format(&h, b);
+        assert_true(sif_header_parse(b, sizeof b, &g, &e) < 0);
+        h.descr_size = 10 * SIF_DESCRIPTOR_SIZE;
+        h.version[1] = '2';
+        sif_header_format(&h, b);
+        assert_true(sif_header_parse(b, sizeof b, &g, &e) < 0);
+        assert_non_null(strstr(e.msg, "version"));
+}
+
+static void test_descriptor_roundtrip(void **state)
+{
+        struct sif_descriptor d = { .datatype = SIF_DATA_PARTITION, .used = true, .id = 7, .groupid = 1 | SIF_GROUP_MASK,
+                                    .linkid = 3, .offset = 1 << 20, .size = 5, .fstype = SIF_FS_SQUASH,
+                                    .parttype = SIF_PART_PRIMSYS, .name = "root" };
+        strcpy(d.arch, "02");
+        uint8_t b[SIF_DESCRIPTOR_SIZE];
+        struct sif_descriptor g;
+        sif_descriptor_format(&d, b);
+        sif_descriptor_parse(b, &g);
+        assert_true(g.used);
+        assert_int_equal(g.id, 7);
+        assert_int_equal(g.offset, 1 << 20);
+        assert_int_equal(g.fstype, SIF_FS_SQUASH);
+        assert_int_equal(g.parttype, SIF_PART_PRIMSYS);
+        assert_string_equal(g.arch, "02");
+        assert_string_equal(g.name, "root");
+        assert_string_equal(sif_datatype_name(g.datatype), "FS");
+}
+
+static void test_load_and_primary(void **state)
+{
+        const int32_t parts[][2] = { { SIF_FS_RAW, SIF_PART_SYSTEM }, { SIF_FS_SQUASH, SIF_PART_PRIMSYS } };
+        int fd = make_sif(parts, 2, 0);
+        struct sif s;
+        const struct sif_descriptor *d;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        assert_int_equal(sif_load(fd, (uint64_t) fsize(fd), &s, &e), 0);
+        assert_int_equal(s.n_descr, 2);
+        assert_int_equal(sif_primary_partition(&s, &d, &e), 0);
+        assert_int_equal(d->id, 2);
+        assert_ptr_equal(sif_descriptor_find(&s, 1), &s.descr[0]);
+        assert_null(sif_descriptor_find(&s, 9));
+        sif_free(&s);
+        close(fd);
+}
+
+static void test_load_truncated(void **state)
+{
+        const int32_t parts[][2] = { { SIF_FS_SQUASH, SIF_PART_PRIMSYS } };
+        struct sif s;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        int fd = make_sif(parts, 1, 10000);     /* object ends at 12288 */
+        assert_true(sif_load(fd, (uint64_t) fsize(fd), &s, &e) < 0);
+        assert_non_null(strstr(e.msg, "truncated"));
+        close(fd);
+        fd = make_sif(parts, 1, 4200);          /* inside the descriptor table */
+        assert_true(sif_load(fd, (uint64_t) fsize(fd), &s, &e) < 0);
+        assert_non_null(strstr(e.msg, "descriptor table"));
+        close(fd);
+}
+
+static void test_primary_kinds(void **state)
+{
+        static const struct {
+                int32_t fstype, parttype;
+                int want;
+                const char *msg;
+        } cases[] = {
+                { SIF_FS_ENCRYPTED_SQUASH, SIF_PART_PRIMSYS, -EOPNOTSUPP, "encrypted" },
+                { SIF_FS_EXT3, SIF_PART_PRIMSYS, -EOPNOTSUPP, "Ext3" },
+                { SIF_FS_SQUASH, SIF_PART_DATA, -ENOENT, "no primary system partition" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                const int32_t parts[][2] = { { cases[i].fstype, cases[i].parttype } };
+                int fd = make_sif(parts, 1, 0);
+                struct sif s;
+                const struct sif_descriptor *d;
+                struct hutch_error e = HUTCH_ERROR_INIT;
+                assert_int_equal(sif_load(fd, (uint64_t) fsize(fd), &s, &e), 0);
+                assert_int_equal(sif_primary_partition(&s, &d, &e), cases[i].want);
+                assert_non_null(strstr(e.msg, cases[i].msg));
+                sif_free(&s);
+                close(fd);
+        }
+}
+
+static void test_squashfs_check(void **state)
+{
+        uint8_t sb[96] = { 'h', 's', 'q', 's' };
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        uint64_t size = 0, used = 5000;
+        uint16_t major = 4;
+        int fd = memfd_create("sq", MFD_CLOEXEC);
+        memcpy(sb + 28, &major, 2);
+        memcpy(sb + 40, &used, 8);
+        assert_int_equal(pwrite(fd, sb, sizeof sb, 0), sizeof sb);
+        assert_int_equal(squashfs_check(fd, 0, 8192, &size, &e), 0);
+        assert_int_equal(size, 5000);
+        assert_true(squashfs_check(fd, 0, 4096, &size, &e) < 0);
+        assert_non_null(strstr(e.msg, "truncated"));
+        major = 3;
+        memcpy(sb + 28, &major, 2);
+        assert_int_equal(pwrite(fd, sb, sizeof sb, 0), sizeof sb);
+        assert_true(squashfs_check(fd, 0, 8192, &size, &e) < 0);
+        sb[0] = 'x';
+        assert_int_equal(pwrite(fd, sb, sizeof sb, 0), sizeof sb);
+        assert_true(squashfs_check(fd, 0, 8192, &size, &e) < 0);
+        assert_non_null(strstr(e.msg, "magic"));
+        assert_true(squashfs_check(fd, 100000, 8192, &size, &e) < 0);
+        close(fd);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_header_roundtrip), cmocka_unit_test(test_header_bad_table),
+                cmocka_unit_test(test_descriptor_roundtrip), cmocka_unit_test(test_load_and_primary),
+                cmocka_unit_test(test_load_truncated),     cmocka_unit_test(test_primary_kinds),
+                cmocka_unit_test(test_squashfs_check),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

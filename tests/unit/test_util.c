@@ -1,0 +1,106 @@
+/* util: string vectors, env vectors, quoting, path normalisation, errors. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "util/util.h"
+
+static void test_strv(void **state)
+{
+        char **v = NULL;
+        assert_int_equal(strv_extend(&v, "a"), 0);
+        assert_int_equal(strv_extend(&v, "b"), 0);
+        assert_int_equal(strv_length(v), 2);
+        assert_true(strv_contains(v, "b"));
+        assert_false(strv_contains(v, "c"));
+        char **c = strv_copy(v);
+        assert_string_equal(c[1], "b");
+        strv_free(c);
+        strv_free(v);
+}
+
+static void test_env(void **state)
+{
+        char **v = NULL;
+        assert_int_equal(strv_env_put(&v, strdup("A=1")), 0);
+        assert_int_equal(strv_env_put(&v, strdup("AB=2")), 0);
+        assert_int_equal(strv_env_put(&v, strdup("A=3")), 0);
+        assert_int_equal(strv_length(v), 2);
+        assert_string_equal(strv_env_get(v, "A"), "3");
+        assert_string_equal(strv_env_get(v, "AB"), "2");
+        assert_null(strv_env_get(v, "B"));
+        assert_int_equal(strv_env_put(&v, strdup("NOEQ")), -EINVAL);
+        assert_int_equal(strv_env_unset(v, "A"), 1);
+        assert_null(strv_env_get(v, "A"));
+        strv_free(v);
+}
+
+static void test_quote(void **state)
+{
+        char *q = shell_quote("it's");
+        assert_string_equal(q, "'it'\\''s'");
+        free(q);
+        q = shell_quote("");
+        assert_string_equal(q, "''");
+        free(q);
+}
+
+static void test_split(void **state)
+{
+        char **v = NULL;
+        assert_int_equal(strsplit(",a,,b,", ",", &v), 0);
+        assert_int_equal(strv_length(v), 2);
+        assert_string_equal(v[0], "a");
+        assert_string_equal(v[1], "b");
+        strv_free(v);
+}
+
+static void test_normalize(void **state)
+{
+        static const char *const cases[][2] = {
+                { "/", "/" }, { "//a//b/", "/a/b" }, { "/a/./b/../c", "/a/c" }, { "/../..", "/" }, { "/a/b/..", "/a" },
+        };
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                char *r = NULL;
+                assert_int_equal(path_normalize(cases[i][0], &r), 0);
+                assert_string_equal(r, cases[i][1]);
+                free(r);
+        }
+        char *r = NULL;
+        assert_int_equal(path_normalize("rel", &r), -EINVAL);
+}
+
+static void test_env_name(void **state)
+{
+        assert_true(is_valid_env_name("A_1", 3));
+        assert_false(is_valid_env_name("1A", 2));
+        assert_false(is_valid_env_name("A-B", 3));
+        assert_false(is_valid_env_name("", 0));
+}
+
+static void test_error(void **state)
+{
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        assert_int_equal(hutch_err(&e, -ENOENT, "no %s", "file"), -ENOENT);
+        assert_string_equal(e.msg, "no file");
+        assert_int_equal(hutch_err_wrap(&e, "image '%s'", "x"), -ENOENT);
+        assert_string_equal(e.msg, "image 'x': no file");
+        hutch_err_sys(&e, -EACCES, "cannot open");
+        assert_string_equal(e.msg, "cannot open: Permission denied");
+        /* a positive code is not an errno: it becomes -EIO */
+        assert_int_equal(hutch_err(&e, 5, "x"), -EIO);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_strv),  cmocka_unit_test(test_env),      cmocka_unit_test(test_quote),
+                cmocka_unit_test(test_split), cmocka_unit_test(test_normalize), cmocka_unit_test(test_env_name),
+                cmocka_unit_test(test_error),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
