@@ -14,7 +14,9 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <linux/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -44,7 +46,10 @@ static int host_path_open(const char *path, bool required, const char *what, str
                         return 0;
                 return hutch_err_sys(err, -errno, "%s '%s' does not exist or is not reachable", what, path);
         }
-        ret->fd = open(abs, O_PATH | O_CLOEXEC);
+        /* A detached clone of the host mount tree at that path, taken before the staging tmpfs
+         * covers /tmp: a plain fd of a dentry that later gets a mount on top binds what is on
+         * top (kernel walks mounts after the /proc/self/fd jump); a clone does not. */
+        ret->fd = (int) syscall(SYS_open_tree, AT_FDCWD, abs, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE);
         if (ret->fd < 0)
                 return hutch_err_sys(err, -errno, "cannot open %s '%s'", what, path);
         ret->is_dir = S_ISDIR(st.st_mode);

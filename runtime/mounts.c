@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <fcntl.h>
+#include <linux/mount.h>
 #include <linux/openat2.h>
 #include <sched.h>
 #include <stdio.h>
@@ -282,11 +283,28 @@ static int bind_fd(struct rootfs *rt, int srcfd, bool is_dir, const char *dst, b
         return 0;
 }
 
+/* Attach a host path's detached tree (see struct host_path) at dst. */
 static int bind_host(struct rootfs *rt, const struct host_path *h, const char *dst, bool ro, struct hutch_error *err)
 {
         if (h->fd < 0)
                 return 0;
-        return bind_fd(rt, h->fd, h->is_dir, dst ? dst : h->path, ro, err);
+        if (!dst)
+                dst = h->path;
+        int tfd = target_open(rt, dst, h->is_dir, err);
+        if (tfd < 0)
+                return tfd;
+        _cleanup_close_ int target = tfd;
+        if (syscall(SYS_move_mount, h->fd, "", target, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                return hutch_err_sys(err, -errno, "cannot bind onto '%s'", dst);
+        log_debug("bound %s", dst);
+        if (!ro)
+                return 0;
+        char t[64];
+        _cleanup_close_ int m = openat2_in_root(rt->fd, dst, O_PATH);
+        if (m < 0)
+                return hutch_err_sys(err, m, "cannot reopen '%s'", dst);
+        snprintf(t, sizeof t, "/proc/self/fd/%d", m);
+        return remount_ro(t, err);
 }
 
 static int mount_in(struct rootfs *rt, const char *dst, const char *type, unsigned long flags, const char *data,

@@ -18,10 +18,10 @@ struct idmap_plan {
 int idmap_plan_make(uid_t uid, gid_t gid, const char *user, bool fakeroot, struct idmap_plan *ret);
 int userns_enter(const struct idmap_plan *m, int extra_flags, struct hutch_error *err);
 
-/* A host path opened before any mount hides it. */
+/* A host path captured before any mount hides it. */
 struct host_path {
         char *path;     /* as given (absolute, normalised) */
-        int fd;         /* O_PATH */
+        int fd;         /* detached mount tree (open_tree OPEN_TREE_CLONE), attached once */
         bool is_dir;
 };
 

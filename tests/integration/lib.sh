@@ -40,18 +40,22 @@ fails_with() {
 
 # Nothing of hutch may outlive a payload: the FUSE server exits when the pidfd it watches
 # reports the payload's end, which can trail the payload's exit by a moment.
+hutch_procs() {
+	pgrep -a -u "$(id -u)" -x hutch-squashfs
+	pgrep -a -u "$(id -u)" -x hutch-init
+}
+
 no_leftovers() {
 	local i
 	for i in $(seq 50); do
-		pgrep -u "$(id -u)" -x 'hutch-squashfs|hutch-init' >/dev/null || break
+		[ -z "$(hutch_procs)" ] && break
 		sleep 0.1
 	done
-	! pgrep -u "$(id -u)" -x 'hutch-squashfs|hutch-init' >/dev/null &&
-		[ "$(wc -l < /proc/self/mountinfo)" -eq "$MOUNTS_BEFORE" ]
+	[ -z "$(hutch_procs)" ] && [ "$(wc -l < /proc/self/mountinfo)" -eq "$MOUNTS_BEFORE" ]
 }
 
 leftovers() {
-	if no_leftovers; then ok "$1: nothing left behind"; else notok "$1: nothing left behind"; pgrep -a -u "$(id -u)" -x 'hutch-squashfs|hutch-init' | sed 's/^/#   /'; fi
+	if no_leftovers; then ok "$1: nothing left behind"; else notok "$1: nothing left behind"; hutch_procs | sed 's/^/#   /'; fi
 }
 
 finish() { exit 0; }
