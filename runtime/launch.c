@@ -373,7 +373,13 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         /* Host paths are opened after unshare(CLONE_NEWNS): a bind mount's source must be a
          * mount of the caller's own namespace, so fds from before it fail with EINVAL. */
         int r = learn_user(c, err);
-        if (r < 0 || (r = userns_enter(&c->ids, flags, err)) < 0 || (r = learn_host(c, err)) < 0)
+        if (r < 0)
+                return r;
+        /* with the caller's own credentials: inside the user namespace CAP_DAC_OVERRIDE
+         * would let a mode-0000 image of the caller's own pass */
+        if (access(s->image, R_OK) < 0)
+                return hutch_err_sys(err, -errno, "cannot read image '%s'", s->image);
+        if ((r = userns_enter(&c->ids, flags, err)) < 0 || (r = learn_host(c, err)) < 0)
                 return r;
         if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
                 return hutch_err_sys(err, -errno, "cannot set hostname '%s'", s->hostname);

@@ -9,6 +9,7 @@ leftovers "after a normal exit"
 pid=$!
 for i in $(seq 50); do pgrep -u "$(id -u)" -x hutch-squashfs >/dev/null && break; sleep 0.1; done
 check "the squashfs server runs while the payload does" 'pgrep -u "$(id -u)" -x hutch-squashfs >/dev/null'
+for i in $(seq 50); do [ "$(cat /proc/$pid/comm 2>/dev/null)" = sleep ] && break; sleep 0.1; done
 check "the payload runs as the hutch pid itself (exec, no wrapper process)" '[ "$(cat /proc/$pid/comm)" = sleep ]'
 kill -9 "$pid"
 wait "$pid" 2>/dev/null

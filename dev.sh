@@ -1,0 +1,83 @@
+#!/bin/bash
+# hutch developer entry point, for a fresh Debian 12 machine (run as root, or with sudo).
+#   ./dev.sh demo    install dependencies, build, run a container from a built-in busybox SIF
+#   ./dev.sh test    install dependencies, build, run the whole test suite (+ ASan/UBSan run)
+#   ./dev.sh bench   install the peer runtimes too and run bench/startup.sh
+set -euo pipefail
+cd "$(dirname "$0")"
+
+# Every Debian package hutch needs, named once here (and once in meson.build for libraries).
+BUILD_DEPS=(gcc meson ninja-build pkg-config libsquashfuse-dev libfuse3-dev libinih-dev libjson-c-dev)
+RUN_DEPS=(fuse3 squashfs-tools uidmap)
+TEST_DEPS=(libcmocka-dev busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd)
+BENCH_DEPS=(bubblewrap charliecloud podman hyperfine)
+
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_deps() {
+	local missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "dev.sh: installing ${missing[*]}"
+		as_root apt-get update -qq
+		as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	fi
+	# squashfuse runs as the user: /dev/fuse must be usable by users, as on desktops and HPC nodes
+	[ -c /dev/fuse ] && as_root chmod 0666 /dev/fuse
+}
+
+build() { # build DIR [meson options...]
+	local dir=$1
+	shift
+	[ -f "$dir/build.ninja" ] || meson setup "$dir" "$@" >/dev/null
+	meson compile -C "$dir" >/dev/null
+}
+
+demo() {
+	install_deps "${BUILD_DEPS[@]}" "${RUN_DEPS[@]}" busybox-static
+	build build -Dtests=false
+	bash tests/helpers/mkimage.sh build/demo build/hutch
+	local img=build/demo/image.sif
+	echo "== built $img from busybox-static:"
+	build/hutch sif list "$img"
+	echo "== hutch exec $img ..."
+	build/hutch exec "$img" sh -c 'echo "Hello from inside: $(uname -s), uid $(id -u), in $(pwd), image says: $(cat /etc/hutch-test-marker)"'
+	echo "== hutch run $img (runscript):"
+	build/hutch run "$img" one two
+	echo "== hutch inspect $img:"
+	build/hutch inspect "$img"
+}
+
+test_suite() {
+	install_deps "${BUILD_DEPS[@]}" "${RUN_DEPS[@]}" "${TEST_DEPS[@]}"
+	local log=build/test-all.log status=0
+	build build -Dtests=true
+	meson test -C build --print-errorlogs --verbose >"$log" 2>&1 || status=1
+	# the same suite built with AddressSanitizer + UBSan
+	build build-asan -Dtests=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		meson test -C build-asan --print-errorlogs --verbose >>"$log" 2>&1 || status=1
+	grep -E '^(not ok|Bail out)|FAILED|ERROR: (Address|Leak)Sanitizer|runtime error:' "$log" | head -50 || true
+	grep -E '^(Ok|Fail|Skipped|Timeout):' "$log" | sed 's/^/dev.sh: meson /'
+	local pass fail
+	pass=$(grep -cE '^ok [0-9]+|^\[       OK \]' "$log" || true)
+	fail=$(grep -cE '^not ok [0-9]+|^\[  FAILED  \]' "$log" || true)
+	echo "full log: $log"
+	echo "$pass passed, $fail failed"
+	[ "$status" -eq 0 ] && [ "$fail" -eq 0 ]
+}
+
+bench() {
+	install_deps "${BUILD_DEPS[@]}" "${RUN_DEPS[@]}" "${TEST_DEPS[@]}" "${BENCH_DEPS[@]}"
+	build build -Dtests=true
+	bash bench/startup.sh build/hutch
+}
+
+case ${1:-} in
+demo) demo ;;
+test) test_suite ;;
+bench) bench ;;
+*) echo "usage: $0 demo|test|bench" >&2; exit 2 ;;
+esac
