@@ -15,6 +15,10 @@
 #include "util/util.h"
 
 #define HUTCH_SQUASHFS_MAGIC 0x73717368u
+#ifndef SQFS_DATA_CACHE_BLOCKS
+#define SQFS_DATA_CACHE_BLOCKS 16
+#endif
+#define SQFS_FRAG_CACHE_BLOCKS 8
 
 const char *image_format_name(enum image_format f)
 {
@@ -158,6 +162,18 @@ int sqfs_handle_open(struct image *img, struct hutch_error *err)
                 free(h);
                 return hutch_err(err, -EINVAL, "image '%s': cannot read squashfs filesystem (%s)", img->path,
                                  e == SQFS_BADCOMP ? "unsupported compression" : "corrupt or unsupported");
+        }
+        /* squashfuse caches one decompressed data block and three fragment blocks: a binary
+         * paged in by execve (out-of-order faults) then decompresses the same blocks again and
+         * again, most of a squashfs container's start-up (see docs/performance.md). Keep more:
+         * memory is used only by blocks actually read. */
+        sqfs_cache_destroy(&h->ll.fs.data_cache);
+        sqfs_cache_destroy(&h->ll.fs.frag_cache);
+        if (sqfs_block_cache_init(&h->ll.fs.data_cache, SQFS_DATA_CACHE_BLOCKS) != SQFS_OK ||
+            sqfs_block_cache_init(&h->ll.fs.frag_cache, SQFS_FRAG_CACHE_BLOCKS) != SQFS_OK) {
+                sqfs_destroy(&h->ll.fs);
+                free(h);
+                return hutch_err(err, -ENOMEM, "out of memory for the squashfs cache");
         }
         if (sqfs_ll_init(&h->ll) != SQFS_OK) {
                 sqfs_destroy(&h->ll.fs);
