@@ -32,6 +32,8 @@
 /* The container root being assembled; fd is reopened when a tmpfs is stacked on "/". */
 struct rootfs {
         int fd;
+        char *split[64];        /* folders covered by a tmpfs, made read-only at the end */
+        size_t n_split;
 };
 
 static int openat2_in_root(int rootfd, const char *path, int flags)
@@ -190,6 +192,8 @@ static int split_dir(struct rootfs *rt, const char *dir, struct hutch_error *err
         else
                 r = split_populate(rt, dir, e, n, err);
         split_entries_free(e, n);
+        if (r >= 0 && rt->n_split < ELEMENTSOF(rt->split) && (rt->split[rt->n_split] = strdup(dir)))
+                rt->n_split++;
         return r;
 }
 
@@ -584,6 +588,24 @@ static bool has_env_scripts(struct rootfs *rt)
         return false;
 }
 
+/* The image root and every tmpfs that stands in for one of its folders: read-only, as the
+ * image is (Apptainer semantics). */
+static int make_root_ro(struct rootfs *rt, struct hutch_error *err)
+{
+        int r = remount_ro(STAGE "/root", err);
+        for (size_t i = 0; r >= 0 && i < rt->n_split; i++) {
+                char t[64];
+                if (!strcmp(rt->split[i], "/"))
+                        continue;
+                _cleanup_close_ int fd = openat2_in_root(rt->fd, rt->split[i], O_PATH | O_DIRECTORY);
+                if (fd < 0)
+                        return hutch_err_sys(err, fd, "cannot reopen '%s'", rt->split[i]);
+                snprintf(t, sizeof t, "/proc/self/fd/%d", fd);
+                r = remount_ro(t, err);
+        }
+        return r;
+}
+
 int rootfs_stage(struct launch_ctx *c, struct hutch_error *err)
 {
         return stage_image(c, err);
@@ -599,8 +621,10 @@ int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err)
             (r = write_identity(c, &rt, err)) >= 0) {
                 c->has_env_scripts = has_env_scripts(&rt);
                 if (!c->spec->writable && !c->spec->writable_tmpfs)
-                        r = remount_ro(STAGE "/root", err);
+                        r = make_root_ro(&rt, err);
         }
+        for (size_t i = 0; i < rt.n_split; i++)
+                free(rt.split[i]);
         close(rt.fd);
         return r;
 }

@@ -53,6 +53,13 @@ check "--fakeroot: uid and gid 0 inside" 'out_is "0
 0"'
 run "$HUTCH" exec --fakeroot "$I" sh -c 'echo $HOME'
 check "--fakeroot: HOME is /root" 'out_is /root'
+if [ "$(id -u)" -ne 0 ] && grep -q "^$(id -un):" /etc/subuid 2>/dev/null; then
+	run "$HUTCH" exec --fakeroot "$I" sh -c 'wc -l < /proc/self/uid_map; touch /tmp/fr.$$ && chown 1:1 /tmp/fr.$$ && echo chowned; rm -f /tmp/fr.$$'
+	check "--fakeroot maps the /etc/subuid range (chown to another id works)" 'out_is "2
+chowned"'
+fi
+run "$HUTCH" exec "$I" sh -c 'touch /home/x'
+check "folders made for mount points are read-only too" '[ $RC -ne 0 ]'
 run "$HUTCH" version
 check "version prints the version" 'out_has "^[0-9]"'
 run "$HUTCH" exec --help
