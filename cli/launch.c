@@ -200,6 +200,8 @@ int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
                 r = cli_usage_error(verb, "missing COMMAND to execute in '%s'", s->image);
                 goto out;
         }
+        if (!s->shell)
+                s->shell = cli_getenv(c, "HUTCH_SHELL") ? cli_getenv(c, "HUTCH_SHELL") : cli_getenv(c, "APPTAINER_SHELL");
         if (s->contain && s->workdir == NULL && cli_getenv(c, "HUTCH_WORKDIR"))
                 s->workdir = cli_getenv(c, "HUTCH_WORKDIR");
         if ((r = env_binds(c, s)) != 0 || (r = build_env(c, &a)) != 0) {

@@ -124,7 +124,12 @@ static char *env_script(char *const *forced)
                 free(s);
                 s = n;
         }
-        char *n = s ? strjoin(s, "exec \"$@\"", NULL) : NULL;
+        /* a missing command fails as without the wrapper: one line, status 255 */
+        char *n = s ? strjoin(s,
+                              "command -v \"$1\" >/dev/null 2>&1 || { echo \"hutch: error: cannot run '$1' in the "
+                              "container: No such file or directory\" >&2; exit 255; }; exec \"$@\"",
+                              NULL)
+                    : NULL;
         return n;
 }
 

@@ -258,15 +258,19 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
         return 0;
 }
 
-static void enter_workdir(const struct launch_ctx *c)
+/* --pwd must exist (as Apptainer); else the host cwd when visible, else $HOME, else /. */
+static int enter_workdir(const struct launch_ctx *c, struct hutch_error *err)
 {
-        const char *want = c->spec->pwd ? c->spec->pwd : c->cwd;
-        if (want && chdir(want) == 0)
-                return;
-        if (c->spec->pwd)
-                log_warning("could not change to --pwd '%s' in the container, using $HOME", c->spec->pwd);
+        if (c->spec->pwd) {
+                if (chdir(c->spec->pwd) < 0)
+                        return hutch_err_sys(err, -errno, "cannot change to --pwd '%s' in the container", c->spec->pwd);
+                return 0;
+        }
+        if (c->cwd && chdir(c->cwd) == 0)
+                return 0;
         if (!c->home_dst || chdir(c->home_dst) < 0)
                 (void) !chdir("/");
+        return 0;
 }
 
 static int do_exec(struct launch_ctx *c, struct hutch_error *err)
@@ -281,7 +285,8 @@ static int do_exec(struct launch_ctx *c, struct hutch_error *err)
                 return r;
         if (!argv[0])
                 return hutch_err(err, -EINVAL, "no command given");
-        enter_workdir(c);
+        if ((r = enter_workdir(c, err)) < 0)
+                return r;
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return hutch_err_sys(err, -errno, "cannot set no_new_privs");
         log_debug("exec %s", argv[0]);

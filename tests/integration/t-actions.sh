@@ -18,6 +18,8 @@ check "test without a test script exits 0 with a note" '[ $RC -eq 0 ] && err_has
 run sh -c "echo 'echo \"prompt=\$PS1\"; exit 7' | '$HUTCH' shell '$I'"
 check "shell reads commands, PS1 is 'Hutch> ', status passes" 'out_has "prompt=Hutch> " && [ $RC -eq 7 ]'
 
+run sh -c "echo 'echo \$0' | APPTAINER_SHELL=/bin/ash '$HUTCH' shell '$I'"
+check "APPTAINER_SHELL chooses the shell" 'out_is /bin/ash'
 run "$HUTCH" inspect "$I"
 check "inspect prints labels" 'out_has "maintainer: hutch tests"'
 run "$HUTCH" inspect --runscript "$IMAGES/image.sqfs"

@@ -62,11 +62,13 @@ check "unknown option" 'fails_with "bogus"'
 run "$HUTCH" frobnicate
 check "unknown command" 'fails_with "unknown command"'
 run "$HUTCH" exec "$I" /no/such/program
-check "a command missing in the image" '[ $RC -ne 0 ] && err_has "/no/such/program"'
+check "a command missing in the image (image with env scripts)" 'fails_with "/no/such/program"'
+run "$HUTCH" exec "$FIXTURES/one-group.sif" nosuchcmd
+check "a command missing in the image (no shell in the image)" 'fails_with "nosuchcmd"'
 run "$HUTCH" exec --writable "$I" true
 check "--writable on an image file" 'fails_with "sandbox"'
 run "$HUTCH" exec --pwd /no/such/dir "$I" pwd
-check "--pwd that does not exist warns and falls back" 'err_has "--pwd" && [ $RC -eq 0 ]'
+check "--pwd that does not exist" 'fails_with "--pwd ./no/such/dir."'
 
 printf 'mount home = yes\nfrobnicate = 3\nmount tmp = maybe\n' > "$T/unknown.conf"
 run env HUTCH_CONF="$T/unknown.conf" "$HUTCH" exec "$I" true
