@@ -9,8 +9,8 @@ cd "$(dirname "$0")"
 # Every Debian package hutch needs, named once here (and once in meson.build for libraries).
 BUILD_DEPS=(gcc meson ninja-build pkg-config libsquashfuse-dev libfuse3-dev libinih-dev libjson-c-dev)
 RUN_DEPS=(fuse3 squashfs-tools uidmap)
-TEST_DEPS=(libcmocka-dev busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd)
-BENCH_DEPS=(bubblewrap charliecloud podman hyperfine)
+TEST_DEPS=(libcmocka-dev busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format)
+BENCH_DEPS=(bubblewrap charliecloud podman runc hyperfine bc time)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
@@ -57,6 +57,14 @@ demo() {
 test_suite() {
 	install_deps "${BUILD_DEPS[@]}" "${RUN_DEPS[@]}" "${TEST_DEPS[@]}"
 	local status=0
+	# house style: one .clang-format for all C files
+	local fmt
+	fmt=$(git ls-files -z '*.c' '*.h' | xargs -0 clang-format --dry-run -Werror 2>&1) || true
+	if [ -n "$fmt" ]; then
+		echo "$fmt" | head -20
+		echo "not ok - clang-format: run clang-format -i on the files above"
+		status=1
+	fi
 	build build -Dtests=true
 	meson test -C build --print-errorlogs >/dev/null 2>&1 || status=1
 	# The same suite built with AddressSanitizer + UBSan. LeakSanitizer checks the unit tests;

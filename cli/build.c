@@ -8,7 +8,7 @@
 
 int verb_build(struct cli *c, int argc, char **argv)
 {
-        struct build_spec b = { 0 };
+        struct build_spec b = {0};
         struct hutch_error err = HUTCH_ERROR_INIT;
         const char *pos[2];
         int n = 0;

@@ -39,21 +39,23 @@ static const char launch_options[] =
 static const struct {
         const char *verb, *usage, *what;
 } verbs[] = {
-        { "exec", "hutch exec [options] IMAGE COMMAND [ARGS...]", "Run a command in a container." },
-        { "run", "hutch run [options] IMAGE [ARGS...]",
-          "Run the image's runscript (/.singularity.d/runscript), else /bin/sh, with ARGS." },
-        { "shell", "hutch shell [options] IMAGE", "Start an interactive shell (prompt \"Hutch> \")." },
-        { "test", "hutch test [options] IMAGE", "Run the image's test script (/.singularity.d/test)." },
-        { "inspect", "hutch inspect [--labels|--runscript|--startscript|--test|--deffile|--environment|--helpfile|--all] [--json] IMAGE",
-          "Show an image's metadata (default: labels)." },
-        { "run-help", "hutch run-help IMAGE", "Show the image's runscript help (/.singularity.d/runscript.help)." },
-        { "build", "hutch build [--sandbox] [--force] TARGET SOURCE",
-          "Convert between a sandbox folder, a squashfs file and a SIF file. TARGET is a SIF file unless\n"
-          "--sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file)." },
-        { "sif", "hutch sif list|info ID|dump ID IMAGE.sif",
-          "List a SIF file's objects, describe one, or write one's data to stdout." },
-        { "version", "hutch version", "Print the version." },
-        { "help", "hutch help [VERB]", "Show help." },
+        {"exec", "hutch exec [options] IMAGE COMMAND [ARGS...]", "Run a command in a container."},
+        {"run", "hutch run [options] IMAGE [ARGS...]",
+         "Run the image's runscript (/.singularity.d/runscript), else /bin/sh, with ARGS."},
+        {"shell", "hutch shell [options] IMAGE", "Start an interactive shell (prompt \"Hutch> \")."},
+        {"test", "hutch test [options] IMAGE", "Run the image's test script (/.singularity.d/test)."},
+        {"inspect",
+         "hutch inspect [--labels|--runscript|--startscript|--test|--deffile|--environment|--helpfile|--all] [--json] "
+         "IMAGE",
+         "Show an image's metadata (default: labels)."},
+        {"run-help", "hutch run-help IMAGE", "Show the image's runscript help (/.singularity.d/runscript.help)."},
+        {"build", "hutch build [--sandbox] [--force] TARGET SOURCE",
+         "Convert between a sandbox folder, a squashfs file and a SIF file. TARGET is a SIF file unless\n"
+         "--sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file)."},
+        {"sif", "hutch sif list|info ID|dump ID IMAGE.sif",
+         "List a SIF file's objects, describe one, or write one's data to stdout."},
+        {"version", "hutch version", "Print the version."},
+        {"help", "hutch help [VERB]", "Show help."},
 };
 
 void cli_help_print(const char *verb)

@@ -13,10 +13,14 @@ static const struct {
         const char *flag;
         unsigned bit;
 } inspect_flags[] = {
-        { "--all", IMAGE_META_ALL },          { "--deffile", IMAGE_META_DEFFILE },
-        { "--environment", IMAGE_META_ENVIRONMENT }, { "--helpfile", IMAGE_META_HELPFILE },
-        { "--labels", IMAGE_META_LABELS },    { "--runscript", IMAGE_META_RUNSCRIPT },
-        { "--startscript", IMAGE_META_STARTSCRIPT }, { "--test", IMAGE_META_TEST },
+        {"--all", IMAGE_META_ALL},
+        {"--deffile", IMAGE_META_DEFFILE},
+        {"--environment", IMAGE_META_ENVIRONMENT},
+        {"--helpfile", IMAGE_META_HELPFILE},
+        {"--labels", IMAGE_META_LABELS},
+        {"--runscript", IMAGE_META_RUNSCRIPT},
+        {"--startscript", IMAGE_META_STARTSCRIPT},
+        {"--test", IMAGE_META_TEST},
 };
 
 static int print_meta(const char *path, unsigned what, bool json, const char *empty_msg)

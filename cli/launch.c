@@ -13,45 +13,58 @@
 #include "util/util.h"
 
 enum {
-        OPT_MOUNT = 0x100, OPT_NO_MOUNT, OPT_ENV, OPT_ENV_FILE, OPT_NO_HOME, OPT_PWD, OPT_HOSTNAME,
-        OPT_WRITABLE_TMPFS, OPT_NO_INIT, OPT_SHELL, OPT_DEBUG, OPT_VERBOSE, OPT_QUIET, OPT_SILENT, OPT_UTS,
+        OPT_MOUNT = 0x100,
+        OPT_NO_MOUNT,
+        OPT_ENV,
+        OPT_ENV_FILE,
+        OPT_NO_HOME,
+        OPT_PWD,
+        OPT_HOSTNAME,
+        OPT_WRITABLE_TMPFS,
+        OPT_NO_INIT,
+        OPT_SHELL,
+        OPT_DEBUG,
+        OPT_VERBOSE,
+        OPT_QUIET,
+        OPT_SILENT,
+        OPT_UTS,
         OPT_NET_IGNORED,
 };
 
 static const struct option options[] = {
-        { "bind", required_argument, NULL, 'B' },
-        { "mount", required_argument, NULL, OPT_MOUNT },
-        { "no-mount", required_argument, NULL, OPT_NO_MOUNT },
-        { "contain", no_argument, NULL, 'c' },
-        { "containall", no_argument, NULL, 'C' },
-        { "cleanenv", no_argument, NULL, 'e' },
-        { "env", required_argument, NULL, OPT_ENV },
-        { "env-file", required_argument, NULL, OPT_ENV_FILE },
-        { "home", required_argument, NULL, 'H' },
-        { "no-home", no_argument, NULL, OPT_NO_HOME },
-        { "pwd", required_argument, NULL, OPT_PWD },
-        { "workdir", required_argument, NULL, 'W' },
-        { "pid", no_argument, NULL, 'p' },
-        { "ipc", no_argument, NULL, 'i' },
-        { "uts", no_argument, NULL, OPT_UTS },
-        { "hostname", required_argument, NULL, OPT_HOSTNAME },
-        { "writable", no_argument, NULL, 'w' },
-        { "writable-tmpfs", no_argument, NULL, OPT_WRITABLE_TMPFS },
-        { "fakeroot", no_argument, NULL, 'f' },
-        { "userns", no_argument, NULL, 'u' },
-        { "no-init", no_argument, NULL, OPT_NO_INIT },
-        { "shell", required_argument, NULL, OPT_SHELL },
-        { "debug", no_argument, NULL, OPT_DEBUG },
-        { "verbose", no_argument, NULL, OPT_VERBOSE },
-        { "quiet", no_argument, NULL, OPT_QUIET },
-        { "silent", no_argument, NULL, OPT_SILENT },
-        { "help", no_argument, NULL, 'h' },
-        { NULL, 0, NULL, 0 },
+        {"bind", required_argument, NULL, 'B'},
+        {"mount", required_argument, NULL, OPT_MOUNT},
+        {"no-mount", required_argument, NULL, OPT_NO_MOUNT},
+        {"contain", no_argument, NULL, 'c'},
+        {"containall", no_argument, NULL, 'C'},
+        {"cleanenv", no_argument, NULL, 'e'},
+        {"env", required_argument, NULL, OPT_ENV},
+        {"env-file", required_argument, NULL, OPT_ENV_FILE},
+        {"home", required_argument, NULL, 'H'},
+        {"no-home", no_argument, NULL, OPT_NO_HOME},
+        {"pwd", required_argument, NULL, OPT_PWD},
+        {"workdir", required_argument, NULL, 'W'},
+        {"pid", no_argument, NULL, 'p'},
+        {"ipc", no_argument, NULL, 'i'},
+        {"uts", no_argument, NULL, OPT_UTS},
+        {"hostname", required_argument, NULL, OPT_HOSTNAME},
+        {"writable", no_argument, NULL, 'w'},
+        {"writable-tmpfs", no_argument, NULL, OPT_WRITABLE_TMPFS},
+        {"fakeroot", no_argument, NULL, 'f'},
+        {"userns", no_argument, NULL, 'u'},
+        {"no-init", no_argument, NULL, OPT_NO_INIT},
+        {"shell", required_argument, NULL, OPT_SHELL},
+        {"debug", no_argument, NULL, OPT_DEBUG},
+        {"verbose", no_argument, NULL, OPT_VERBOSE},
+        {"quiet", no_argument, NULL, OPT_QUIET},
+        {"silent", no_argument, NULL, OPT_SILENT},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
 };
 
 struct launch_args {
         struct launch_spec spec;
-        char **env_opts;        /* --env, in order */
+        char **env_opts; /* --env, in order */
         char **env_files;
 };
 
@@ -112,7 +125,7 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
                 case 'w': s->writable = true; break;
                 case OPT_WRITABLE_TMPFS: s->writable_tmpfs = true; break;
                 case 'f': s->fakeroot = true; break;
-                case 'u': break;        /* always a user namespace when not root */
+                case 'u': break; /* always a user namespace when not root */
                 case OPT_NO_INIT: s->no_init = true; break;
                 case OPT_SHELL: s->shell = optarg; break;
                 case OPT_DEBUG: log_set_level(LOG_LEVEL_DEBUG); break;
@@ -135,8 +148,8 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
 /* HUTCH_BIND and Apptainer's names for the same thing. */
 static int env_binds(struct cli *c, struct launch_spec *s)
 {
-        static const char *const names[] = { "SINGULARITY_BIND", "SINGULARITY_BINDPATH", "APPTAINER_BIND",
-                                              "APPTAINER_BINDPATH", "HUTCH_BIND" };
+        static const char *const names[] = {"SINGULARITY_BIND", "SINGULARITY_BINDPATH", "APPTAINER_BIND",
+                                            "APPTAINER_BINDPATH", "HUTCH_BIND"};
         struct hutch_error err = HUTCH_ERROR_INIT;
         for (size_t i = 0; i < ELEMENTSOF(names); i++) {
                 const char *v = cli_getenv(c, names[i]);
@@ -149,7 +162,7 @@ static int env_binds(struct cli *c, struct launch_spec *s)
 /* Forced env, lowest priority first: *ENV_ prefixes, then --env-file, then --env. */
 static int build_env(struct cli *c, struct launch_args *a)
 {
-        static const char *const prefixes[] = { "SINGULARITYENV_", "APPTAINERENV_", "HUTCHENV_" };
+        static const char *const prefixes[] = {"SINGULARITYENV_", "APPTAINERENV_", "HUTCHENV_"};
         struct hutch_error err = HUTCH_ERROR_INIT;
 
         for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
@@ -179,13 +192,15 @@ static int build_env(struct cli *c, struct launch_args *a)
 
 int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
 {
-        struct launch_args a = { 0 };
+        struct launch_args a = {0};
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct launch_spec *s = &a.spec;
         int r;
 
-        s->action = !strcmp(verb, "exec") ? LAUNCH_EXEC : !strcmp(verb, "run") ? LAUNCH_RUN
-                  : !strcmp(verb, "shell") ? LAUNCH_SHELL : LAUNCH_TEST;
+        s->action = !strcmp(verb, "exec")    ? LAUNCH_EXEC
+                    : !strcmp(verb, "run")   ? LAUNCH_RUN
+                    : !strcmp(verb, "shell") ? LAUNCH_SHELL
+                                             : LAUNCH_TEST;
         s->conf = &c->conf;
         s->host_env = c->environ;
         if ((r = parse_options(&a, verb, argc, argv)) >= 0)
@@ -201,7 +216,8 @@ int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
                 goto out;
         }
         if (!s->shell)
-                s->shell = cli_getenv(c, "HUTCH_SHELL") ? cli_getenv(c, "HUTCH_SHELL") : cli_getenv(c, "APPTAINER_SHELL");
+                s->shell =
+                        cli_getenv(c, "HUTCH_SHELL") ? cli_getenv(c, "HUTCH_SHELL") : cli_getenv(c, "APPTAINER_SHELL");
         if (s->contain && s->workdir == NULL && cli_getenv(c, "HUTCH_WORKDIR"))
                 s->workdir = cli_getenv(c, "HUTCH_WORKDIR");
         if ((r = env_binds(c, s)) != 0 || (r = build_env(c, &a)) != 0) {

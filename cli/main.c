@@ -73,11 +73,11 @@ bool cli_log_flag(const char *a)
 static const struct verb {
         const char *name;
         int (*fn)(struct cli *c, const char *verb, int argc, char **argv);
-} launch_verbs[] = { { "exec", verb_launch }, { "run", verb_launch }, { "shell", verb_launch }, { "test", verb_launch } };
+} launch_verbs[] = {{"exec", verb_launch}, {"run", verb_launch}, {"shell", verb_launch}, {"test", verb_launch}};
 
 int main(int argc, char **argv)
 {
-        struct cli c = { .environ = environ };
+        struct cli c = {.environ = environ};
         int i = 1;
 
         log_set_level(LOG_LEVEL_INFO);

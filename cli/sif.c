@@ -85,7 +85,7 @@ static int sif_dump(int fd, const struct sif_descriptor *d)
 int verb_sif(struct cli *c, int argc, char **argv)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
-        struct sif s = { 0 };
+        struct sif s = {0};
         struct stat st;
         (void) c;
 

@@ -39,8 +39,8 @@ struct parse_state {
         struct hutch_conf *c;
         const char *name;
         unsigned line;
-        const char *text;       /* string source */
-        FILE *f;                /* file source */
+        const char *text; /* string source */
+        FILE *f;          /* file source */
 };
 
 static int parse_bool(const char *v)
@@ -60,19 +60,19 @@ static const struct conf_key {
         enum key_kind kind;
         size_t off;
 } keys[] = {
-        { "allow container dir", KEY_BOOL, offsetof(struct hutch_conf, allow_dir) },
-        { "allow container sif", KEY_BOOL, offsetof(struct hutch_conf, allow_sif) },
-        { "allow container squashfs", KEY_BOOL, offsetof(struct hutch_conf, allow_squashfs) },
-        { "bind path", KEY_BIND, 0 },
-        { "enable overlay", KEY_BOOL, offsetof(struct hutch_conf, enable_overlay) },
-        { "mount dev", KEY_DEV, 0 },
-        { "mount devpts", KEY_BOOL, offsetof(struct hutch_conf, mount_devpts) },
-        { "mount home", KEY_BOOL, offsetof(struct hutch_conf, mount_home) },
-        { "mount hostfs", KEY_BOOL, offsetof(struct hutch_conf, mount_hostfs) },
-        { "mount proc", KEY_BOOL, offsetof(struct hutch_conf, mount_proc) },
-        { "mount sys", KEY_BOOL, offsetof(struct hutch_conf, mount_sys) },
-        { "mount tmp", KEY_BOOL, offsetof(struct hutch_conf, mount_tmp) },
-        { "user bind control", KEY_BOOL, offsetof(struct hutch_conf, user_bind_control) },
+        {"allow container dir", KEY_BOOL, offsetof(struct hutch_conf, allow_dir)},
+        {"allow container sif", KEY_BOOL, offsetof(struct hutch_conf, allow_sif)},
+        {"allow container squashfs", KEY_BOOL, offsetof(struct hutch_conf, allow_squashfs)},
+        {"bind path", KEY_BIND, 0},
+        {"enable overlay", KEY_BOOL, offsetof(struct hutch_conf, enable_overlay)},
+        {"mount dev", KEY_DEV, 0},
+        {"mount devpts", KEY_BOOL, offsetof(struct hutch_conf, mount_devpts)},
+        {"mount home", KEY_BOOL, offsetof(struct hutch_conf, mount_home)},
+        {"mount hostfs", KEY_BOOL, offsetof(struct hutch_conf, mount_hostfs)},
+        {"mount proc", KEY_BOOL, offsetof(struct hutch_conf, mount_proc)},
+        {"mount sys", KEY_BOOL, offsetof(struct hutch_conf, mount_sys)},
+        {"mount tmp", KEY_BOOL, offsetof(struct hutch_conf, mount_tmp)},
+        {"user bind control", KEY_BOOL, offsetof(struct hutch_conf, user_bind_control)},
 };
 
 static int key_cmp(const void *a, const void *b)
@@ -96,8 +96,7 @@ static int handler(void *user, const char *section, const char *name, const char
         case KEY_BOOL: {
                 int b = parse_bool(value);
                 if (b < 0) {
-                        log_warning("%s:%u: '%s' wants yes or no, not '%s', ignoring", st->name, st->line, name,
-                                    value);
+                        log_warning("%s:%u: '%s' wants yes or no, not '%s', ignoring", st->name, st->line, name, value);
                         c->n_warnings++;
                 } else
                         *(bool *) ((char *) c + k->off) = b;
@@ -118,8 +117,7 @@ static int handler(void *user, const char *section, const char *name, const char
                 if (strv_extend(&c->bind_paths, value) < 0)
                         return 0;
                 break;
-        case KEY_ALLOW:
-                break;
+        case KEY_ALLOW: break;
         }
         return 1;
 }
@@ -162,7 +160,7 @@ static int parse(struct parse_state *st, struct hutch_error *err)
 
 int conf_parse_string(struct hutch_conf *c, const char *text, const char *name, struct hutch_error *err)
 {
-        struct parse_state st = { .c = c, .name = name, .text = text };
+        struct parse_state st = {.c = c, .name = name, .text = text};
         return parse(&st, err);
 }
 
@@ -174,6 +172,6 @@ int conf_load(struct hutch_conf *c, const char *path, struct hutch_error *err)
                         return -ENOENT;
                 return hutch_err_sys(err, -errno, "cannot read configuration '%s'", path);
         }
-        struct parse_state st = { .c = c, .name = path, .f = f };
+        struct parse_state st = {.c = c, .name = path, .f = f};
         return parse(&st, err);
 }

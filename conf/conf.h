@@ -15,7 +15,7 @@ struct hutch_conf {
         bool allow_sif, allow_squashfs, allow_dir;
         bool user_bind_control;
         bool enable_overlay;
-        char **bind_paths;      /* "src[:dst[:opts]]" as in the file */
+        char **bind_paths; /* "src[:dst[:opts]]" as in the file */
         unsigned n_warnings;
 };
 

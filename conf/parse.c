@@ -15,8 +15,8 @@ void bind_spec_free_array(struct bind_spec *b, size_t n)
         free(b);
 }
 
-static int bind_append(struct bind_spec **v, size_t *n, const char *src, size_t srclen, const char *dst,
-                       size_t dstlen, bool ro, struct hutch_error *err)
+static int bind_append(struct bind_spec **v, size_t *n, const char *src, size_t srclen, const char *dst, size_t dstlen,
+                       bool ro, struct hutch_error *err)
 {
         if (srclen == 0)
                 return hutch_err(err, -EINVAL, "bind spec has an empty source");
@@ -48,14 +48,15 @@ static int bind_append(struct bind_spec **v, size_t *n, const char *src, size_t 
 
 static int one_bind(const char *s, size_t len, struct bind_spec **v, size_t *n, struct hutch_error *err)
 {
-        const char *f[3] = { s, NULL, NULL };
-        size_t fl[3] = { len, 0, 0 };
+        const char *f[3] = {s, NULL, NULL};
+        size_t fl[3] = {len, 0, 0};
         int nf = 1;
 
         for (size_t i = 0; i < len; i++)
                 if (s[i] == ':') {
                         if (nf == 3)
-                                return hutch_err(err, -EINVAL, "bind spec '%.*s' has too many ':' fields", (int) len, s);
+                                return hutch_err(err, -EINVAL, "bind spec '%.*s' has too many ':' fields", (int) len,
+                                                 s);
                         fl[nf - 1] = &s[i] - f[nf - 1];
                         f[nf] = &s[i + 1];
                         fl[nf] = len - (i + 1);
@@ -204,26 +205,34 @@ int env_file_parse(const char *text, const char *name, char ***env, struct hutch
         return 0;
 }
 
-/* Sorted for bsearch. */
+/* --no-mount names and the file paths Apptainer also accepts; a handful, read linearly. */
 static const struct {
         const char *name;
         unsigned bit;
 } no_mount_names[] = {
-        { "bind-paths", NO_MOUNT_BIND_PATHS }, { "cwd", NO_MOUNT_CWD },         { "dev", NO_MOUNT_DEV },
-        { "devpts", NO_MOUNT_DEVPTS },         { "group", NO_MOUNT_GROUP },     { "home", NO_MOUNT_HOME },
-        { "hostfs", NO_MOUNT_HOSTFS },         { "hosts", NO_MOUNT_HOSTS },     { "passwd", NO_MOUNT_PASSWD },
-        { "proc", NO_MOUNT_PROC },             { "resolv.conf", NO_MOUNT_RESOLV }, { "sys", NO_MOUNT_SYS },
-        { "tmp", NO_MOUNT_TMP },
+        {"bind-paths", NO_MOUNT_BIND_PATHS},
+        {"cwd", NO_MOUNT_CWD},
+        {"dev", NO_MOUNT_DEV},
+        {"devpts", NO_MOUNT_DEVPTS},
+        {"group", NO_MOUNT_GROUP},
+        {"home", NO_MOUNT_HOME},
+        {"hostfs", NO_MOUNT_HOSTFS},
+        {"hosts", NO_MOUNT_HOSTS},
+        {"passwd", NO_MOUNT_PASSWD},
+        {"proc", NO_MOUNT_PROC},
+        {"resolv.conf", NO_MOUNT_RESOLV},
+        {"sys", NO_MOUNT_SYS},
+        {"tmp", NO_MOUNT_TMP},
 };
 
 static const struct {
         const char *path;
         unsigned bit;
 } no_mount_paths[] = {
-        { "/etc/group", NO_MOUNT_GROUP },
-        { "/etc/hosts", NO_MOUNT_HOSTS },
-        { "/etc/passwd", NO_MOUNT_PASSWD },
-        { "/etc/resolv.conf", NO_MOUNT_RESOLV },
+        {"/etc/group", NO_MOUNT_GROUP},
+        {"/etc/hosts", NO_MOUNT_HOSTS},
+        {"/etc/passwd", NO_MOUNT_PASSWD},
+        {"/etc/resolv.conf", NO_MOUNT_RESOLV},
 };
 
 int no_mount_parse(const char *s, unsigned *mask, struct hutch_error *err)
@@ -244,10 +253,11 @@ int no_mount_parse(const char *s, unsigned *mask, struct hutch_error *err)
                                 found = true;
                         }
                 if (!found)
-                        return hutch_err(err, -EINVAL,
-                                         "unknown --no-mount name '%s' (known: bind-paths, cwd, dev, devpts, home, hostfs, "
-                                         "proc, sys, tmp, /etc/hosts, /etc/resolv.conf, /etc/passwd, /etc/group)",
-                                         *p);
+                        return hutch_err(
+                                err, -EINVAL,
+                                "unknown --no-mount name '%s' (known: bind-paths, cwd, dev, devpts, home, hostfs, "
+                                "proc, sys, tmp, /etc/hosts, /etc/resolv.conf, /etc/passwd, /etc/group)",
+                                *p);
         }
         return 0;
 }

@@ -54,8 +54,8 @@ static const char *host_arch_code(void)
         struct utsname u;
         static const struct {
                 const char *machine, *goarch;
-        } m[] = { { "x86_64", "amd64" }, { "aarch64", "arm64" }, { "i686", "386" }, { "ppc64le", "ppc64le" },
-                  { "s390x", "s390x" }, { "riscv64", "riscv64" } };
+        } m[] = {{"x86_64", "amd64"},    {"aarch64", "arm64"}, {"i686", "386"},
+                 {"ppc64le", "ppc64le"}, {"s390x", "s390x"},   {"riscv64", "riscv64"}};
         if (uname(&u) == 0)
                 for (size_t i = 0; i < ELEMENTSOF(m); i++)
                         if (!strcmp(u.machine, m[i].machine))
@@ -65,7 +65,7 @@ static const char *host_arch_code(void)
 
 int sif_write(const char *target, int sqfs_fd, const char *deffile, const char *inspect_json, struct hutch_error *err)
 {
-        struct sif_header h = { .launch = "#!/usr/bin/env run-singularity\n", .version = "01" };
+        struct sif_header h = {.launch = "#!/usr/bin/env run-singularity\n", .version = "01"};
         struct sif_descriptor d[3];
         struct stat st;
         int64_t now = time(NULL);
@@ -75,7 +75,7 @@ int sif_write(const char *target, int sqfs_fd, const char *deffile, const char *
         snprintf(h.arch, sizeof h.arch, "%s", host_arch_code());
         if (getrandom(h.id, sizeof h.id, 0) != sizeof h.id)
                 return hutch_err_sys(err, -errno, "getrandom");
-        h.id[6] = (h.id[6] & 0x0f) | 0x40;  /* UUID version 4, variant 1 */
+        h.id[6] = (h.id[6] & 0x0f) | 0x40; /* UUID version 4, variant 1 */
         h.id[8] = (h.id[8] & 0x3f) | 0x80;
         h.created = h.modified = now;
         h.descr_total = SIF_DESCRIPTORS;
@@ -84,17 +84,23 @@ int sif_write(const char *target, int sqfs_fd, const char *deffile, const char *
         h.descr_size = SIF_DESCRIPTORS * SIF_DESCRIPTOR_SIZE;
         h.data_offset = h.descr_offset + h.descr_size;
 
-        const char *blobs[2] = { deffile ? deffile : "", inspect_json ? inspect_json : "{}" };
-        int32_t types[3] = { SIF_DATA_DEFFILE, SIF_DATA_GENERICJSON, SIF_DATA_PARTITION };
+        const char *blobs[2] = {deffile ? deffile : "", inspect_json ? inspect_json : "{}"};
+        int32_t types[3] = {SIF_DATA_DEFFILE, SIF_DATA_GENERICJSON, SIF_DATA_PARTITION};
         int64_t end = h.data_offset;
         memset(d, 0, sizeof d);
         for (int i = 0; i < 3; i++) {
                 int64_t size = i < 2 ? (int64_t) strlen(blobs[i]) : st.st_size;
                 int64_t off = i < 2 ? end : (end + SIF_ALIGN - 1) / SIF_ALIGN * SIF_ALIGN;
                 d[i] = (struct sif_descriptor){
-                        .datatype = types[i], .used = true, .id = (uint32_t) i + 1, .groupid = 1 | SIF_GROUP_MASK,
-                        .offset = off, .size = size, .size_with_padding = off - end + size,
-                        .created = now, .modified = now,
+                        .datatype = types[i],
+                        .used = true,
+                        .id = (uint32_t) i + 1,
+                        .groupid = 1 | SIF_GROUP_MASK,
+                        .offset = off,
+                        .size = size,
+                        .size_with_padding = off - end + size,
+                        .created = now,
+                        .modified = now,
                 };
                 end = off + size;
         }
@@ -139,7 +145,7 @@ static int make_tmp_name(const char *target, char **ret)
 
 static void remove_tree(const char *path)
 {
-        char *argv[] = { "rm", "-rf", "--", (char *) path, NULL };
+        char *argv[] = {"rm", "-rf", "--", (char *) path, NULL};
         spawn_wait(argv, true);
 }
 
@@ -147,8 +153,14 @@ static void remove_tree(const char *path)
 static int squashfs_from(struct image *img, const char *path, struct hutch_error *err)
 {
         if (img->format == IMAGE_FORMAT_DIR) {
-                char *argv[] = { "mksquashfs", img->path, (char *) path, "-noappend", "-quiet", "-no-progress",
-                                 getuid() != 0 ? "-all-root" : NULL, NULL };
+                char *argv[] = {"mksquashfs",
+                                img->path,
+                                (char *) path,
+                                "-noappend",
+                                "-quiet",
+                                "-no-progress",
+                                getuid() != 0 ? "-all-root" : NULL,
+                                NULL};
                 int r = spawn_wait(argv, true);
                 if (r != 0) {
                         unlink(path);
@@ -171,7 +183,7 @@ static int squashfs_from(struct image *img, const char *path, struct hutch_error
 static int build_sandbox(struct image *img, const char *tmp, struct hutch_error *err)
 {
         if (img->format == IMAGE_FORMAT_DIR) {
-                char *argv[] = { "cp", "-a", "--", img->path, (char *) tmp, NULL };
+                char *argv[] = {"cp", "-a", "--", img->path, (char *) tmp, NULL};
                 if (spawn_wait(argv, false) != 0) {
                         remove_tree(tmp);
                         return hutch_err(err, -EIO, "copying '%s' failed", img->path);
@@ -184,7 +196,7 @@ static int build_sandbox(struct image *img, const char *tmp, struct hutch_error 
         int r = squashfs_from(img, sq, err);
         if (r < 0)
                 return r;
-        char *argv[] = { "unsquashfs", "-no-progress", "-quiet", "-d", (char *) tmp, sq, NULL };
+        char *argv[] = {"unsquashfs", "-no-progress", "-quiet", "-d", (char *) tmp, sq, NULL};
         r = spawn_wait(argv, true);
         unlink(sq);
         if (r != 0) {
@@ -197,7 +209,7 @@ static int build_sandbox(struct image *img, const char *tmp, struct hutch_error 
 static char *default_deffile(struct image *img)
 {
         char *d = NULL;
-        if (image_read_file(img, "/.singularity.d/Singularity", 1 << 20, &d, NULL, &(struct hutch_error){ 0 }) >= 0)
+        if (image_read_file(img, "/.singularity.d/Singularity", 1 << 20, &d, NULL, &(struct hutch_error){0}) >= 0)
                 return d;
         if (asprintf(&d, "bootstrap: localimage\nfrom: %s\n", img->path) < 0)
                 return NULL;
@@ -234,7 +246,8 @@ int image_build(const struct build_spec *b, struct hutch_error *err)
         _cleanup_free_ char *tmp = NULL;
 
         if (lstat(b->target, &st) == 0 && !b->force)
-                return hutch_err(err, -EEXIST, "build target '%s' already exists; use --force to overwrite it", b->target);
+                return hutch_err(err, -EEXIST, "build target '%s' already exists; use --force to overwrite it",
+                                 b->target);
         int r = image_open(b->source, false, &img, err);
         if (r < 0)
                 return r;

@@ -13,7 +13,7 @@
 #pragma GCC diagnostic pop
 
 struct sqfs_handle {
-        sqfs_ll ll;     /* sqfs_ll embeds the sqfs as its first member */
+        sqfs_ll ll; /* sqfs_ll embeds the sqfs as its first member */
 };
 
 /* Validate the squashfs superblock at img->offset and set img->size from it. */

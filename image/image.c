@@ -23,12 +23,9 @@
 const char *image_format_name(enum image_format f)
 {
         switch (f) {
-        case IMAGE_FORMAT_DIR:
-                return "sandbox";
-        case IMAGE_FORMAT_SQUASHFS:
-                return "squashfs";
-        case IMAGE_FORMAT_SIF:
-                return "sif";
+        case IMAGE_FORMAT_DIR: return "sandbox";
+        case IMAGE_FORMAT_SQUASHFS: return "squashfs";
+        case IMAGE_FORMAT_SIF: return "sif";
         }
         return "unknown";
 }
@@ -68,7 +65,7 @@ static int open_file_image(struct image *img, struct stat *st, struct hutch_erro
         if (n < 0)
                 return hutch_err_sys(err, (int) n, "cannot read image '%s'", img->path);
         if (n >= 42 && memcmp(head + 32, "SIF_MAGIC", 9) == 0) {
-                struct sif s = { 0 };
+                struct sif s = {0};
                 const struct sif_descriptor *d;
                 img->format = IMAGE_FORMAT_SIF;
                 int r = sif_load(img->fd, (uint64_t) st->st_size, &s, err);
@@ -86,8 +83,7 @@ static int open_file_image(struct image *img, struct stat *st, struct hutch_erro
                 img->offset = 0;
                 img->size = (uint64_t) st->st_size;
         } else
-                return hutch_err(err, -EINVAL, "image '%s' is not a SIF file, a squashfs file or a folder",
-                                 img->path);
+                return hutch_err(err, -EINVAL, "image '%s' is not a SIF file, a squashfs file or a folder", img->path);
         int r = squashfs_check(img->fd, img->offset, img->size, &img->size, err);
         if (r < 0)
                 return hutch_err_wrap(err, "image '%s'", img->path);
@@ -251,12 +247,13 @@ int image_read_file(struct image *img, const char *path, size_t max, char **ret,
                 if (root < 0)
                         return hutch_err_sys(err, -errno, "cannot open image '%s'", img->path);
                 /* openat2 RESOLVE_IN_ROOT: symlinks in the sandbox resolve inside it */
-                struct open_how how = { .flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT };
+                struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
                 while (*path == '/')
                         path++;
                 _cleanup_close_ int fd = (int) syscall(SYS_openat2, root, path, &how, sizeof how);
                 if (fd < 0)
-                        return errno == ENOENT ? -ENOENT : hutch_err_sys(err, -errno, "cannot read '%s' in image", path);
+                        return errno == ENOENT ? -ENOENT
+                                               : hutch_err_sys(err, -errno, "cannot read '%s' in image", path);
                 char pbuf[64];
                 snprintf(pbuf, sizeof pbuf, "/proc/self/fd/%d", fd);
                 int r = read_full_at(AT_FDCWD, pbuf, max, ret, ret_len);

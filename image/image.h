@@ -53,14 +53,14 @@ struct sif_descriptor {
 
 struct sif {
         struct sif_header header;
-        struct sif_descriptor *descr;   /* used descriptors only */
+        struct sif_descriptor *descr; /* used descriptors only */
         size_t n_descr;
 };
 
 int sif_header_parse(const uint8_t *buf, size_t len, struct sif_header *ret, struct hutch_error *err);
 void sif_descriptor_parse(const uint8_t *buf, struct sif_descriptor *ret);
-void sif_header_format(const struct sif_header *h, uint8_t *out);  /* SIF_HEADER_SIZE bytes */
-void sif_descriptor_format(const struct sif_descriptor *d, uint8_t *out);  /* SIF_DESCRIPTOR_SIZE bytes */
+void sif_header_format(const struct sif_header *h, uint8_t *out);         /* SIF_HEADER_SIZE bytes */
+void sif_descriptor_format(const struct sif_descriptor *d, uint8_t *out); /* SIF_DESCRIPTOR_SIZE bytes */
 /* Reads and validates header and descriptors against file_size. */
 int sif_load(int fd, uint64_t file_size, struct sif *ret, struct hutch_error *err);
 void sif_free(struct sif *s);
@@ -70,20 +70,23 @@ int sif_primary_partition(const struct sif *s, const struct sif_descriptor **ret
 const char *sif_datatype_name(int32_t t);
 const char *sif_fstype_name(int32_t t);
 const char *sif_parttype_name(int32_t t);
-const char *sif_arch_name(const char *code);  /* "02" -> "amd64" */
+const char *sif_arch_name(const char *code);   /* "02" -> "amd64" */
 const char *sif_arch_code(const char *goarch); /* "amd64" -> "02" */
 
 /* ---- an opened image */
 struct image {
         enum image_format format;
-        char *path;             /* absolute */
-        int fd;                 /* regular file (ro), or O_PATH directory */
-        uint64_t offset, size;  /* the squashfs filesystem inside the file */
+        char *path;            /* absolute */
+        int fd;                /* regular file (ro), or O_PATH directory */
+        uint64_t offset, size; /* the squashfs filesystem inside the file */
         bool writable;
-        struct sqfs_handle *sqfs;  /* lazily opened reader for metadata */
+        struct sqfs_handle *sqfs; /* lazily opened reader for metadata */
 };
 
-#define IMAGE_NULL { .fd = -EBADF }
+#define IMAGE_NULL           \
+        {                    \
+                .fd = -EBADF \
+        }
 
 const char *image_format_name(enum image_format f);
 int image_open(const char *path, bool writable, struct image *ret, struct hutch_error *err);
@@ -99,13 +102,12 @@ bool image_has_file(struct image *img, const char *path);
  * mount is served by a detached helper process that exits when owner_pidfd reports the
  * owner's exit (the launcher, which becomes the payload). */
 struct image_mount_opts {
-        uid_t uid;      /* owner of the FUSE connection, as seen in the current user namespace */
+        uid_t uid; /* owner of the FUSE connection, as seen in the current user namespace */
         gid_t gid;
         int owner_pidfd;
         bool kernel_ok; /* really root: kernel mounts allowed */
 };
-int image_mount(struct image *img, const char *target, const struct image_mount_opts *o,
-                struct hutch_error *err);
+int image_mount(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err);
 
 /* ---- building (conversion folder <-> squashfs <-> SIF) */
 struct build_spec {
@@ -113,7 +115,7 @@ struct build_spec {
         const char *source;
         bool sandbox;
         bool force;
-        const char *deffile;    /* text recorded in the SIF, may be NULL */
+        const char *deffile; /* text recorded in the SIF, may be NULL */
 };
 int image_build(const struct build_spec *b, struct hutch_error *err);
 /* Wrap an existing squashfs file into a new SIF file with the objects Apptainer writes. */

@@ -16,16 +16,16 @@ static const struct {
         unsigned bit;
         const char *key, *path;
 } meta_files[] = {
-        { IMAGE_META_DEFFILE, "deffile", "/.singularity.d/Singularity" },
-        { IMAGE_META_RUNSCRIPT, "runscript", "/.singularity.d/runscript" },
-        { IMAGE_META_STARTSCRIPT, "startscript", "/.singularity.d/startscript" },
-        { IMAGE_META_TEST, "test", "/.singularity.d/test" },
-        { IMAGE_META_HELPFILE, "helpfile", "/.singularity.d/runscript.help" },
+        {IMAGE_META_DEFFILE, "deffile", "/.singularity.d/Singularity"},
+        {IMAGE_META_RUNSCRIPT, "runscript", "/.singularity.d/runscript"},
+        {IMAGE_META_STARTSCRIPT, "startscript", "/.singularity.d/startscript"},
+        {IMAGE_META_TEST, "test", "/.singularity.d/test"},
+        {IMAGE_META_HELPFILE, "helpfile", "/.singularity.d/runscript.help"},
 };
 
-static const char *const env_files[] = { "/.singularity.d/env/10-docker2singularity.sh",
-                                         "/.singularity.d/env/90-environment.sh",
-                                         "/.singularity.d/env/91-environment.sh" };
+static const char *const env_files[] = {"/.singularity.d/env/10-docker2singularity.sh",
+                                        "/.singularity.d/env/90-environment.sh",
+                                        "/.singularity.d/env/91-environment.sh"};
 
 /* -ENOENT is "absent", not an error. */
 static int read_opt(struct image *img, const char *path, char **ret, struct hutch_error *err)
@@ -47,7 +47,8 @@ static int labels_object(struct image *img, json_object **ret, struct hutch_erro
         json_object *o = text ? json_tokener_parse(text) : NULL;
         if (text && (!o || !json_object_is_type(o, json_type_object))) {
                 json_object_put(o);
-                return hutch_err(err, -EINVAL, "image '%s': /.singularity.d/labels.json is not a JSON object", img->path);
+                return hutch_err(err, -EINVAL, "image '%s': /.singularity.d/labels.json is not a JSON object",
+                                 img->path);
         }
         *ret = o ? o : json_object_new_object();
         return 0;
@@ -119,19 +120,19 @@ int image_inspect_text(struct image *img, unsigned what, char **ret, struct hutc
         int r;
         if (!out)
                 return hutch_err(err, -ENOMEM, "out of memory");
-#define APPEND(s)                                                                      \
-        do {                                                                           \
-                char *_n = strjoin(out, (s), NULL);                                    \
-                if (!_n)                                                               \
-                        return hutch_err(err, -ENOMEM, "out of memory");               \
-                free(out);                                                             \
-                out = _n;                                                              \
+#define APPEND(s)                                                        \
+        do {                                                             \
+                char *_n = strjoin(out, (s), NULL);                      \
+                if (!_n)                                                 \
+                        return hutch_err(err, -ENOMEM, "out of memory"); \
+                free(out);                                               \
+                out = _n;                                                \
         } while (0)
         if (what & IMAGE_META_LABELS) {
                 json_object *l = NULL;
                 if ((r = labels_object(img, &l, err)) < 0)
                         return r;
-                json_object_object_foreach(l, k, v) {
+                json_object_object_foreach (l, k, v) {
                         _cleanup_free_ char *line = NULL;
                         if (asprintf(&line, "%s: %s\n", k, json_object_get_string(v)) < 0) {
                                 json_object_put(l);

@@ -21,12 +21,10 @@
 
 struct mount_backend {
         const char *name;
-        int (*mount)(struct image *img, const char *target, const struct image_mount_opts *o,
-                     struct hutch_error *err);
+        int (*mount)(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err);
 };
 
-static int bind_dir(struct image *img, const char *target, const struct image_mount_opts *o,
-                    struct hutch_error *err)
+static int bind_dir(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err)
 {
         char src[64];
         (void) o;
@@ -59,17 +57,17 @@ static const struct fuse_lowlevel_ops sqfs_ops = {
 /* The helper's whole life: serve requests until the owner exits or the mount goes away. */
 static _Noreturn void serve(struct image *img, int fuse_fd, int owner_pidfd)
 {
-        char *argv[] = { "hutch-squashfuse", NULL };
+        char *argv[] = {"hutch-squashfuse", NULL};
         struct fuse_args args = FUSE_ARGS_INIT(1, argv);
         char dev[32];
-        struct fuse_buf buf = { 0 };
+        struct fuse_buf buf = {0};
 
         struct fuse_session *se = fuse_session_new(&args, &sqfs_ops, sizeof sqfs_ops, &img->sqfs->ll);
         snprintf(dev, sizeof dev, "/dev/fd/%d", fuse_fd);
         /* libfuse >= 3.3: a /dev/fd/N mountpoint means "already mounted, serve this fd" */
         if (!se || fuse_session_mount(se, dev) != 0)
                 _exit(1);
-        struct pollfd p[2] = { { .fd = owner_pidfd, .events = POLLIN }, { .fd = fuse_fd, .events = POLLIN } };
+        struct pollfd p[2] = {{.fd = owner_pidfd, .events = POLLIN}, {.fd = fuse_fd, .events = POLLIN}};
         for (;;) {
                 if (poll(p, 2, -1) < 0) {
                         if (errno == EINTR)
@@ -99,7 +97,7 @@ static int fork_server(struct image *img, int fuse_fd, int owner_pidfd, struct h
                 /* middle child: its exit orphans the server, so no payload ever reaps it */
                 if (fork() != 0)
                         _exit(0);
-                setsid();  /* out of the terminal's process group: ^C goes to the payload only */
+                setsid(); /* out of the terminal's process group: ^C goes to the payload only */
                 prctl(PR_SET_NAME, "hutch-squashfs");
                 int null = open("/dev/null", O_RDWR | O_CLOEXEC);
                 if (null >= 0) {
@@ -108,7 +106,7 @@ static int fork_server(struct image *img, int fuse_fd, int owner_pidfd, struct h
                         dup2(null, 1);
                         dup2(null, 2);
                 }
-                int keep[] = { fuse_fd, owner_pidfd, img->fd };
+                int keep[] = {fuse_fd, owner_pidfd, img->fd};
                 close_all_fds(3, keep, ELEMENTSOF(keep));
                 signal(SIGINT, SIG_IGN);
                 signal(SIGHUP, SIG_IGN);
@@ -131,9 +129,10 @@ static int mount_squashfuse(struct image *img, const char *target, const struct 
                 return r;
         _cleanup_close_ int fd = open("/dev/fuse", O_RDWR | O_CLOEXEC);
         if (fd < 0)
-                return hutch_err_sys(err, -errno,
-                                     "cannot open /dev/fuse to mount '%s' (squashfs images need FUSE; is /dev/fuse mode 0666?)",
-                                     img->path);
+                return hutch_err_sys(
+                        err, -errno,
+                        "cannot open /dev/fuse to mount '%s' (squashfs images need FUSE; is /dev/fuse mode 0666?)",
+                        img->path);
         /* default_permissions: the kernel checks modes; squashfuse itself does not */
         snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=%u,group_id=%u,allow_other,default_permissions", fd,
                  (unsigned) o->uid, (unsigned) o->gid);
@@ -148,9 +147,9 @@ static int mount_squashfuse(struct image *img, const char *target, const struct 
 }
 
 static const struct mount_backend backends[] = {
-        [IMAGE_FORMAT_DIR] = { "bind", bind_dir },
-        [IMAGE_FORMAT_SQUASHFS] = { "squashfuse", mount_squashfuse },
-        [IMAGE_FORMAT_SIF] = { "squashfuse", mount_squashfuse },
+        [IMAGE_FORMAT_DIR] = {"bind", bind_dir},
+        [IMAGE_FORMAT_SQUASHFS] = {"squashfuse", mount_squashfuse},
+        [IMAGE_FORMAT_SIF] = {"squashfuse", mount_squashfuse},
 };
 
 int image_mount(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err)

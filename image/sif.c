@@ -45,7 +45,7 @@ static void copy_str(char *dst, const uint8_t *src, size_t n)
 
 int sif_header_parse(const uint8_t *b, size_t len, struct sif_header *ret, struct hutch_error *err)
 {
-        struct sif_header h = { 0 };
+        struct sif_header h = {0};
 
         if (len < SIF_HEADER_SIZE)
                 return hutch_err(err, -EINVAL, "not a SIF file: too short for a SIF header");
@@ -66,8 +66,7 @@ int sif_header_parse(const uint8_t *b, size_t len, struct sif_header *ret, struc
         if (strcmp(h.version, "01") != 0)
                 return hutch_err(err, -EINVAL, "unsupported SIF version '%s'", h.version);
         if (h.descr_total < 0 || h.descr_total > MAX_DESCRIPTORS || h.descr_offset < SIF_HEADER_SIZE ||
-            h.descr_size < h.descr_total * SIF_DESCRIPTOR_SIZE || h.descr_free < 0 ||
-            h.descr_free > h.descr_total)
+            h.descr_size < h.descr_total * SIF_DESCRIPTOR_SIZE || h.descr_free < 0 || h.descr_free > h.descr_total)
                 return hutch_err(err, -EINVAL, "corrupt SIF header: bad descriptor table");
         *ret = h;
         return 0;
@@ -142,7 +141,7 @@ void sif_descriptor_format(const struct sif_descriptor *d, uint8_t *b)
 int sif_load(int fd, uint64_t file_size, struct sif *ret, struct hutch_error *err)
 {
         uint8_t hb[SIF_HEADER_SIZE];
-        struct sif s = { 0 };
+        struct sif s = {0};
 
         ssize_t n = pread_full(fd, hb, sizeof hb, 0);
         if (n < 0)
@@ -166,8 +165,8 @@ int sif_load(int fd, uint64_t file_size, struct sif *ret, struct hutch_error *er
                 if (!d->used)
                         continue;
                 if (d->offset < 0 || d->size < 0 || (uint64_t) d->offset + (uint64_t) d->size > file_size)
-                        return hutch_err(err, -EINVAL,
-                                         "truncated SIF file: object %u ends past the end of the file", d->id);
+                        return hutch_err(err, -EINVAL, "truncated SIF file: object %u ends past the end of the file",
+                                         d->id);
                 s.n_descr++;
         }
         s.descr = steal_pointer(&ds);
@@ -198,13 +197,13 @@ int sif_primary_partition(const struct sif *s, const struct sif_descriptor **ret
                 if (s->descr[i].datatype == SIF_DATA_PARTITION && s->descr[i].parttype == SIF_PART_PRIMSYS)
                         found = &s->descr[i];
         if (!found)
-                return hutch_err(err, -ENOENT, "SIF image has no primary system partition (no squashfs root filesystem)");
+                return hutch_err(err, -ENOENT,
+                                 "SIF image has no primary system partition (no squashfs root filesystem)");
         switch (found->fstype) {
-        case SIF_FS_SQUASH:
-                *ret = found;
-                return 0;
+        case SIF_FS_SQUASH: *ret = found; return 0;
         case SIF_FS_ENCRYPTED_SQUASH:
-                return hutch_err(err, -EOPNOTSUPP, "SIF image's system partition is encrypted, which hutch does not support");
+                return hutch_err(err, -EOPNOTSUPP,
+                                 "SIF image's system partition is encrypted, which hutch does not support");
         default:
                 return hutch_err(err, -EOPNOTSUPP, "SIF image's system partition is %s, not squashfs",
                                  sif_fstype_name(found->fstype));
@@ -213,8 +212,8 @@ int sif_primary_partition(const struct sif *s, const struct sif_descriptor **ret
 
 const char *sif_datatype_name(int32_t t)
 {
-        static const char *const names[] = { "Def.FILE", "Env.Vars", "JSON.Labels", "FS", "Signature",
-                                              "JSON.Generic", "Generic/Raw", "Cryptographic Message", "SBOM" };
+        static const char *const names[] = {"Def.FILE",     "Env.Vars",    "JSON.Labels",           "FS",  "Signature",
+                                            "JSON.Generic", "Generic/Raw", "Cryptographic Message", "SBOM"};
         if (t >= SIF_DATA_DEFFILE && t <= SIF_DATA_SBOM)
                 return names[t - SIF_DATA_DEFFILE];
         return "Unknown";
@@ -222,22 +221,21 @@ const char *sif_datatype_name(int32_t t)
 
 const char *sif_fstype_name(int32_t t)
 {
-        static const char *const names[] = { "Squashfs", "Ext3", "Archive", "Raw", "Encrypted squashfs" };
+        static const char *const names[] = {"Squashfs", "Ext3", "Archive", "Raw", "Encrypted squashfs"};
         return t >= 1 && t <= 5 ? names[t - 1] : "Unknown";
 }
 
 const char *sif_parttype_name(int32_t t)
 {
-        static const char *const names[] = { "System", "*System", "Data", "Overlay" };
+        static const char *const names[] = {"System", "*System", "Data", "Overlay"};
         return t >= 1 && t <= 4 ? names[t - 1] : "Unknown";
 }
 
 static const struct {
         const char *code, *name;
 } arches[] = {
-        { "01", "386" },     { "02", "amd64" },   { "03", "arm" },     { "04", "arm64" },
-        { "05", "ppc64" },   { "06", "ppc64le" }, { "07", "mips" },    { "08", "mipsle" },
-        { "09", "mips64" },  { "10", "mips64le" }, { "11", "s390x" }, { "12", "riscv64" },
+        {"01", "386"},  {"02", "amd64"},  {"03", "arm"},    {"04", "arm64"},    {"05", "ppc64"}, {"06", "ppc64le"},
+        {"07", "mips"}, {"08", "mipsle"}, {"09", "mips64"}, {"10", "mips64le"}, {"11", "s390x"}, {"12", "riscv64"},
 };
 
 const char *sif_arch_name(const char *code)

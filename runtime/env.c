@@ -15,10 +15,10 @@
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 /* Host variables never passed in: they describe the host's filesystem, not the image's. */
-static const char *const host_only[] = { "PATH", "LD_LIBRARY_PATH", "PS1", "PROMPT_COMMAND" };
+static const char *const host_only[] = {"PATH", "LD_LIBRARY_PATH", "PS1", "PROMPT_COMMAND"};
 /* Kept by --cleanenv (Apptainer keeps the terminal type and proxies). */
-static const char *const clean_keep[] = { "TERM", "LANG", "http_proxy", "https_proxy", "no_proxy", "all_proxy",
-                                          "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY" };
+static const char *const clean_keep[] = {"TERM",      "LANG",       "http_proxy",  "https_proxy", "no_proxy",
+                                         "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",    "ALL_PROXY"};
 
 static int put(char ***env, const char *k, const char *v)
 {
@@ -56,19 +56,19 @@ static int base_env(const struct launch_ctx *c, char ***env)
                 return -ENOMEM;
         const char *name = basename(copy);
         const char *vars[][2] = {
-                { "PATH", DEFAULT_PATH },
-                { "LD_LIBRARY_PATH", "/.singularity.d/libs" },
-                { "HOME", c->home_dst ? c->home_dst : "/" },
-                { "USER", c->user },
-                { "LOGNAME", c->user },
-                { "HUTCH_CONTAINER", c->img.path },
-                { "HUTCH_NAME", name },
-                { "APPTAINER_CONTAINER", c->img.path },
-                { "APPTAINER_NAME", name },
-                { "SINGULARITY_CONTAINER", c->img.path },
-                { "SINGULARITY_NAME", name },
-                { "APPTAINER_ENVIRONMENT", "/.singularity.d/env/91-environment.sh" },
-                { "SINGULARITY_ENVIRONMENT", "/.singularity.d/env/91-environment.sh" },
+                {"PATH", DEFAULT_PATH},
+                {"LD_LIBRARY_PATH", "/.singularity.d/libs"},
+                {"HOME", c->home_dst ? c->home_dst : "/"},
+                {"USER", c->user},
+                {"LOGNAME", c->user},
+                {"HUTCH_CONTAINER", c->img.path},
+                {"HUTCH_NAME", name},
+                {"APPTAINER_CONTAINER", c->img.path},
+                {"APPTAINER_NAME", name},
+                {"SINGULARITY_CONTAINER", c->img.path},
+                {"SINGULARITY_NAME", name},
+                {"APPTAINER_ENVIRONMENT", "/.singularity.d/env/91-environment.sh"},
+                {"SINGULARITY_ENVIRONMENT", "/.singularity.d/env/91-environment.sh"},
         };
         for (size_t i = 0; i < ELEMENTSOF(vars); i++)
                 if (put(env, vars[i][0], vars[i][1]) < 0)
@@ -105,8 +105,8 @@ static int apply_forced(char *const *forced, char ***env)
  * (they win over %environment), then execs "$@". */
 static char *env_script(char *const *forced)
 {
-        _cleanup_free_ char *s = strdup(
-                "for f in /.singularity.d/env/*.sh; do if [ -f \"$f\" ]; then . \"$f\"; fi; done; ");
+        _cleanup_free_ char *s =
+                strdup("for f in /.singularity.d/env/*.sh; do if [ -f \"$f\" ]; then . \"$f\"; fi; done; ");
         for (char *const *f = forced; s && f && *f; f++) {
                 const char *eq = strchr(*f, '=');
                 _cleanup_free_ char *key = strndup(*f, eq - *f), *q = shell_quote(eq + 1), *line = NULL;
@@ -145,9 +145,7 @@ static int action_argv(const struct launch_ctx *c, char ***ret)
         _cleanup_strv_ char **v = NULL;
 
         switch (s->action) {
-        case LAUNCH_EXEC:
-                v = strv_copy(s->argv);
-                break;
+        case LAUNCH_EXEC: v = strv_copy(s->argv); break;
         case LAUNCH_RUN:
                 if (exists_exec("/.singularity.d/runscript"))
                         strv_extend(&v, "/.singularity.d/runscript");
@@ -192,7 +190,7 @@ int payload_prepare(struct launch_ctx *c, char ***ret_argv, char ***ret_envp, st
                 return hutch_err(err, r, "out of memory");
         r = action_argv(c, &argv);
         if (r == -ENOENT)
-                return r;       /* no test script: the caller reports it */
+                return r; /* no test script: the caller reports it */
         if (r < 0)
                 return hutch_err(err, r, "out of memory");
         if (c->has_env_scripts && exists_exec("/bin/sh")) {

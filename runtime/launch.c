@@ -119,7 +119,8 @@ static int plan_home(struct launch_ctx *c, struct hutch_error *err)
                 }
                 if (dst[0] != '/') {
                         free(dst);
-                        return hutch_err(err, -EINVAL, "home destination '%s' must be an absolute path", colon ? colon + 1 : s->home);
+                        return hutch_err(err, -EINVAL, "home destination '%s' must be an absolute path",
+                                         colon ? colon + 1 : s->home);
                 }
         } else {
                 dst = strdup(c->ids.inside_uid == 0 && s->fakeroot ? "/root" : c->host_home);
@@ -127,8 +128,8 @@ static int plan_home(struct launch_ctx *c, struct hutch_error *err)
                         return hutch_err(err, -ENOMEM, "out of memory");
         }
         c->home_dst = dst;
-        bool mount_it = s->conf->mount_home && !s->no_home && !(s->no_mount & NO_MOUNT_HOME) &&
-                        !(s->fakeroot && !s->home);
+        bool mount_it =
+                s->conf->mount_home && !s->no_home && !(s->no_mount & NO_MOUNT_HOME) && !(s->fakeroot && !s->home);
         if (!mount_it || (s->contain && !s->home))
                 return 0;
         return host_path_open(src ? src : c->host_home, true, "home folder", &c->home, err);
@@ -214,7 +215,7 @@ static int plan_tmp(struct launch_ctx *c, struct hutch_error *err)
                 return 0;
         }
         if (s->contain)
-                return 0;       /* fresh folders in the staging tmpfs */
+                return 0; /* fresh folders in the staging tmpfs */
         if ((r = host_path_open("/tmp", false, "/tmp", &c->tmp, err)) < 0)
                 return r;
         return host_path_open("/var/tmp", false, "/var/tmp", &c->vartmp, err);
@@ -223,12 +224,14 @@ static int plan_tmp(struct launch_ctx *c, struct hutch_error *err)
 static int check_allowed(const struct launch_ctx *c, struct hutch_error *err)
 {
         const struct hutch_conf *cf = c->spec->conf;
-        bool ok = c->img.format == IMAGE_FORMAT_SIF ? cf->allow_sif
-                : c->img.format == IMAGE_FORMAT_SQUASHFS ? cf->allow_squashfs : cf->allow_dir;
+        bool ok = c->img.format == IMAGE_FORMAT_SIF        ? cf->allow_sif
+                  : c->img.format == IMAGE_FORMAT_SQUASHFS ? cf->allow_squashfs
+                                                           : cf->allow_dir;
         if (!ok)
-                return hutch_err(err, -EPERM, "%s images are not allowed by hutch.conf ('allow container %s = no'): '%s'",
-                                 image_format_name(c->img.format),
-                                 c->img.format == IMAGE_FORMAT_DIR ? "dir" : image_format_name(c->img.format), c->img.path);
+                return hutch_err(
+                        err, -EPERM, "%s images are not allowed by hutch.conf ('allow container %s = no'): '%s'",
+                        image_format_name(c->img.format),
+                        c->img.format == IMAGE_FORMAT_DIR ? "dir" : image_format_name(c->img.format), c->img.path);
         return 0;
 }
 
@@ -239,8 +242,7 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
         int r;
 
         if ((r = image_open(s->image, s->writable, &c->img, err)) < 0 || (r = check_allowed(c, err)) < 0 ||
-            (r = plan_home(c, err)) < 0 || (r = plan_tmp(c, err)) < 0 ||
-            (r = plan_binds(c, err)) < 0)
+            (r = plan_home(c, err)) < 0 || (r = plan_tmp(c, err)) < 0 || (r = plan_binds(c, err)) < 0)
                 return r;
         if (getcwd(cwd, sizeof cwd)) {
                 c->cwd = strdup(cwd);
@@ -311,7 +313,7 @@ static int do_exec(struct launch_ctx *c, struct hutch_error *err)
  * exit with the payload's status. */
 static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
 {
-        static const int fwd[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT };
+        static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
         sigset_t all;
         struct hutch_error err = HUTCH_ERROR_INIT;
 
@@ -409,7 +411,7 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 close(sp[0]);
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 /* getppid() is 0 across the PID namespace boundary: ask the parent's pidfd */
-                struct pollfd pp = { .fd = c->owner_pidfd, .events = POLLIN };
+                struct pollfd pp = {.fd = c->owner_pidfd, .events = POLLIN};
                 if (poll(&pp, 1, 0) != 0)
                         _exit(255);
                 if ((r = rootfs_assemble(c, err)) < 0 || (r = rootfs_pivot(c, err)) < 0) {
@@ -429,7 +431,7 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
 
 int runtime_launch(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
 {
-        struct launch_ctx c = { .spec = spec, .img = IMAGE_NULL, .owner_pidfd = -EBADF };
+        struct launch_ctx c = {.spec = spec, .img = IMAGE_NULL, .owner_pidfd = -EBADF};
         c.home.fd = c.cwdp.fd = c.tmp.fd = c.vartmp.fd = c.hosts.fd = c.resolv.fd = -EBADF;
         int r = launch_in_ctx(&c, ret_status, err);
         ctx_free(&c);

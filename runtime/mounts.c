@@ -32,13 +32,14 @@
 /* The container root being assembled; fd is reopened when a tmpfs is stacked on "/". */
 struct rootfs {
         int fd;
-        char *split[64];        /* folders covered by a tmpfs, made read-only at the end */
+        char *split[64]; /* folders covered by a tmpfs, made read-only at the end */
         size_t n_split;
 };
 
 static int openat2_in_root(int rootfd, const char *path, int flags)
 {
-        struct open_how how = { .flags = (uint64_t) flags | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+        struct open_how how = {.flags = (uint64_t) flags | O_CLOEXEC,
+                               .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
         while (*path == '/')
                 path++;
         if (!*path)
@@ -62,7 +63,7 @@ static int create_entry(int dirfd, const char *name, bool is_dir)
 
 struct split_entry {
         char *name;
-        int fd;                 /* O_PATH, or -1 for a symlink */
+        int fd; /* O_PATH, or -1 for a symlink */
         char *link;
         bool is_dir;
 };
@@ -107,7 +108,7 @@ static int split_read(int dfd, struct split_entry **ret, size_t *ret_n)
                 }
                 v = nv;
                 struct split_entry *e = &v[n++];
-                *e = (struct split_entry){ .name = strdup(de->d_name), .fd = -1, .is_dir = S_ISDIR(st.st_mode) };
+                *e = (struct split_entry){.name = strdup(de->d_name), .fd = -1, .is_dir = S_ISDIR(st.st_mode)};
                 if (S_ISLNK(st.st_mode)) {
                         char buf[PATH_MAX];
                         ssize_t k = readlinkat(dfd, de->d_name, buf, sizeof buf - 1);
@@ -335,8 +336,8 @@ static int mkdir_stage(const char *sub, struct hutch_error *err)
 static int stage_image(struct launch_ctx *c, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
-        static const char *const dirs[] = { STAGE "/image", STAGE "/root", STAGE "/rw", STAGE "/rw/upper",
-                                            STAGE "/rw/work", STAGE "/session" };
+        static const char *const dirs[] = {STAGE "/image",    STAGE "/root",    STAGE "/rw",
+                                           STAGE "/rw/upper", STAGE "/rw/work", STAGE "/session"};
         int r;
 
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
@@ -347,7 +348,9 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
                 if ((r = mkdir_stage(dirs[i], err)) < 0)
                         return r;
         struct image_mount_opts o = {
-                .uid = c->ids.inside_uid, .gid = c->ids.inside_gid, .owner_pidfd = c->owner_pidfd,
+                .uid = c->ids.inside_uid,
+                .gid = c->ids.inside_gid,
+                .owner_pidfd = c->owner_pidfd,
                 .kernel_ok = !c->ids.userns,
         };
         r = image_mount(&c->img, STAGE "/image", &o, err);
@@ -369,10 +372,12 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
 
 static int mount_dev_minimal(struct rootfs *rt, struct hutch_error *err)
 {
-        static const char *const nodes[] = { "null", "zero", "full", "random", "urandom", "tty" };
-        static const char *const links[][2] = { { "fd", "/proc/self/fd" }, { "stdin", "/proc/self/fd/0" },
-                                                 { "stdout", "/proc/self/fd/1" }, { "stderr", "/proc/self/fd/2" },
-                                                 { "ptmx", "pts/ptmx" } };
+        static const char *const nodes[] = {"null", "zero", "full", "random", "urandom", "tty"};
+        static const char *const links[][2] = {{"fd", "/proc/self/fd"},
+                                               {"stdin", "/proc/self/fd/0"},
+                                               {"stdout", "/proc/self/fd/1"},
+                                               {"stderr", "/proc/self/fd/2"},
+                                               {"ptmx", "pts/ptmx"}};
         int r = mount_in(rt, "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755", err);
         if (r < 0)
                 return r;
@@ -407,7 +412,8 @@ static int mount_system(struct launch_ctx *c, struct rootfs *rt, struct hutch_er
                         r = mount_in(rt, "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, err);
                 else {
                         _cleanup_close_ int p = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                        r = p < 0 ? hutch_err_sys(err, -errno, "cannot open /proc") : bind_fd(rt, p, true, "/proc", false, err);
+                        r = p < 0 ? hutch_err_sys(err, -errno, "cannot open /proc")
+                                  : bind_fd(rt, p, true, "/proc", false, err);
                 }
                 if (r < 0)
                         return r;
@@ -422,7 +428,8 @@ static int mount_system(struct launch_ctx *c, struct rootfs *rt, struct hutch_er
                         r = mount_dev_minimal(rt, err);
                 else {
                         _cleanup_close_ int p = open("/dev", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                        r = p < 0 ? hutch_err_sys(err, -errno, "cannot open /dev") : bind_fd(rt, p, true, "/dev", false, err);
+                        r = p < 0 ? hutch_err_sys(err, -errno, "cannot open /dev")
+                                  : bind_fd(rt, p, true, "/dev", false, err);
                 }
                 if (r < 0)
                         return r;
@@ -454,8 +461,8 @@ static bool path_under(const char *path, const char *dir)
 
 static bool cwd_is_covered(const struct launch_ctx *c)
 {
-        static const char *const system_dirs[] = { "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64",
-                                                   "/proc", "/root", "/run", "/sbin", "/sys", "/usr", "/var" };
+        static const char *const system_dirs[] = {"/bin",  "/boot", "/dev", "/etc",  "/lib", "/lib32", "/lib64",
+                                                  "/proc", "/root", "/run", "/sbin", "/sys", "/usr",   "/var"};
         const char *cwd = c->cwd;
         if (!cwd || !strcmp(cwd, "/"))
                 return true;
@@ -514,11 +521,11 @@ static int write_identity(struct launch_ctx *c, struct rootfs *rt, struct hutch_
         static const struct {
                 const char *file, *stage;
                 unsigned bit;
-        } files[] = { { "/etc/passwd", STAGE "/session/passwd", NO_MOUNT_PASSWD },
-                      { "/etc/group", STAGE "/session/group", NO_MOUNT_GROUP } };
+        } files[] = {{"/etc/passwd", STAGE "/session/passwd", NO_MOUNT_PASSWD},
+                     {"/etc/group", STAGE "/session/group", NO_MOUNT_GROUP}};
 
         if (c->ids.inside_uid == 0)
-                return 0;  /* root exists in every image */
+                return 0; /* root exists in every image */
         for (size_t i = 0; i < ELEMENTSOF(files); i++) {
                 if (s->no_mount & files[i].bit)
                         continue;
@@ -535,8 +542,8 @@ static int write_identity(struct launch_ctx *c, struct rootfs *rt, struct hutch_
                 if (i == 0) {
                         snprintf(key, sizeof key, ":%u:", (unsigned) c->ids.inside_uid);
                         if (asprintf(&line, "%s:x:%u:%u:%s:%s:%s\n", c->user, (unsigned) c->ids.inside_uid,
-                                     (unsigned) c->ids.inside_gid, c->gecos ? c->gecos : "", c->home_dst ? c->home_dst : "/",
-                                     c->shell ? c->shell : "/bin/sh") < 0)
+                                     (unsigned) c->ids.inside_gid, c->gecos ? c->gecos : "",
+                                     c->home_dst ? c->home_dst : "/", c->shell ? c->shell : "/bin/sh") < 0)
                                 line = NULL;
                 } else {
                         snprintf(key, sizeof key, ":%u:", (unsigned) c->ids.inside_gid);
@@ -613,7 +620,7 @@ int rootfs_stage(struct launch_ctx *c, struct hutch_error *err)
 
 int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err)
 {
-        struct rootfs rt = { .fd = open(STAGE "/root", O_PATH | O_DIRECTORY | O_CLOEXEC) };
+        struct rootfs rt = {.fd = open(STAGE "/root", O_PATH | O_DIRECTORY | O_CLOEXEC)};
         if (rt.fd < 0)
                 return hutch_err_sys(err, -errno, "cannot open the container root");
         int r;

@@ -10,8 +10,8 @@
 struct idmap_plan {
         uid_t uid, inside_uid;
         gid_t gid, inside_gid;
-        bool userns;            /* false when really root */
-        bool subids;            /* fakeroot with a subordinate range */
+        bool userns; /* false when really root */
+        bool subids; /* fakeroot with a subordinate range */
         unsigned long uid_start, uid_count, gid_start, gid_count;
 };
 
@@ -20,8 +20,8 @@ int userns_enter(const struct idmap_plan *m, int extra_flags, struct hutch_error
 
 /* A host path captured before any mount hides it. */
 struct host_path {
-        char *path;     /* as given (absolute, normalised) */
-        int fd;         /* detached mount tree (open_tree OPEN_TREE_CLONE), attached once */
+        char *path; /* as given (absolute, normalised) */
+        int fd;     /* detached mount tree (open_tree OPEN_TREE_CLONE), attached once */
         bool is_dir;
 };
 
@@ -31,10 +31,10 @@ struct launch_ctx {
         struct image img;
         struct idmap_plan ids;
         char *user, *host_home, *shell, *gecos;
-        char *home_dst;         /* HOME inside */
-        char *cwd;              /* host cwd */
+        char *home_dst; /* HOME inside */
+        char *cwd;      /* host cwd */
         struct host_path home, cwdp, tmp, vartmp, hosts, resolv;
-        struct host_path *binds;        /* conf bind paths then user binds, same order as dsts */
+        struct host_path *binds; /* conf bind paths then user binds, same order as dsts */
         char **bind_dsts;
         bool *bind_ro;
         size_t n_binds;

@@ -93,7 +93,8 @@ static int subid_helper(const struct idmap_plan *m, pid_t target, int go_fd)
 
 int idmap_plan_make(uid_t uid, gid_t gid, const char *user, bool fakeroot, struct idmap_plan *ret)
 {
-        struct idmap_plan m = { .uid = uid, .gid = gid, .inside_uid = fakeroot ? 0 : uid, .inside_gid = fakeroot ? 0 : gid };
+        struct idmap_plan m = {
+                .uid = uid, .gid = gid, .inside_uid = fakeroot ? 0 : uid, .inside_gid = fakeroot ? 0 : gid};
         m.userns = uid != 0;
         if (m.userns && fakeroot) {
                 _cleanup_free_ char *su = NULL, *sg = NULL;
@@ -144,13 +145,15 @@ int userns_enter(const struct idmap_plan *m, int extra_flags, struct hutch_error
                 if (ur < 0)
                         return hutch_err_sys(err, -saved, "cannot create a user namespace");
                 if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                        return hutch_err(err, -EPERM,
-                                         "newuidmap/newgidmap failed to map the subordinate ids of /etc/subuid and /etc/subgid");
+                        return hutch_err(
+                                err, -EPERM,
+                                "newuidmap/newgidmap failed to map the subordinate ids of /etc/subuid and /etc/subgid");
                 log_debug("mapped subordinate ids %lu+%lu through newuidmap", m->uid_start, m->uid_count);
         } else {
                 if (unshare(CLONE_NEWUSER) < 0)
-                        return hutch_err_sys(err, -errno,
-                                             "cannot create a user namespace (are unprivileged user namespaces enabled?)");
+                        return hutch_err_sys(
+                                err, -errno,
+                                "cannot create a user namespace (are unprivileged user namespaces enabled?)");
                 r = write_proc("/proc/self/setgroups", "deny", err);
                 if (r < 0)
                         return r;

@@ -9,11 +9,11 @@
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 
-#define DEFINE_CLEANUP_FUNC(type, func)                  \
-        static inline void func##p(type *p)              \
-        {                                                \
-                if (*p)                                  \
-                        func(*p);                        \
+#define DEFINE_CLEANUP_FUNC(type, func)     \
+        static inline void func##p(type *p) \
+        {                                   \
+                if (*p)                     \
+                        func(*p);           \
         }
 
 static inline void freep(void *p)
@@ -43,16 +43,16 @@ DEFINE_CLEANUP_FUNC(char **, strv_free)
 #define _cleanup_closedir_ _cleanup_(closedirp)
 #define _cleanup_strv_ _cleanup_(strv_freep)
 
-#define steal_pointer(pp)                         \
-        ({                                        \
-                __typeof__(*(pp)) _tmp = *(pp);   \
-                *(pp) = NULL;                     \
-                _tmp;                             \
+#define steal_pointer(pp)                       \
+        ({                                      \
+                __typeof__(*(pp)) _tmp = *(pp); \
+                *(pp) = NULL;                   \
+                _tmp;                           \
         })
 
-#define steal_fd(fdp)                  \
-        ({                             \
-                int _tmp = *(fdp);     \
-                *(fdp) = -EBADF;       \
-                _tmp;                  \
+#define steal_fd(fdp)              \
+        ({                         \
+                int _tmp = *(fdp); \
+                *(fdp) = -EBADF;   \
+                _tmp;              \
         })

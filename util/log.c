@@ -20,7 +20,7 @@ enum log_level log_get_level(void)
 
 void log_msg(enum log_level level, const char *fmt, ...)
 {
-        static const char *const names[] = { "ERROR", "WARNING", "INFO", "VERBOSE", "DEBUG" };
+        static const char *const names[] = {"ERROR", "WARNING", "INFO", "VERBOSE", "DEBUG"};
         char line[1024];
         va_list ap;
 

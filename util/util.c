@@ -187,8 +187,7 @@ bool is_valid_env_name(const char *s, size_t len)
                 return false;
         for (size_t i = 0; i < len; i++) {
                 char c = s[i];
-                if (!(c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
-                      (c >= '0' && c <= '9')))
+                if (!(c == '_' || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')))
                         return false;
         }
         return true;
@@ -265,8 +264,7 @@ int write_full(int fd, const void *buf, size_t len)
 
 int write_file_at(int dirfd, const char *path, const char *data, size_t len, mode_t mode)
 {
-        _cleanup_close_ int fd =
-                openat(dirfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
+        _cleanup_close_ int fd = openat(dirfd, path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, mode);
         if (fd < 0)
                 return -errno;
         return write_full(fd, data, len);

@@ -14,8 +14,8 @@
 
 /* NULL-terminated string vectors, heap-owned. */
 size_t strv_length(char *const *v);
-int strv_push(char ***v, char *s);            /* takes s; frees it on failure */
-int strv_extend(char ***v, const char *s);    /* copies s */
+int strv_push(char ***v, char *s);         /* takes s; frees it on failure */
+int strv_extend(char ***v, const char *s); /* copies s */
 char **strv_copy(char *const *v);
 bool strv_contains(char *const *v, const char *s);
 /* Index of the entry "KEY=..." in an environment vector, or -1. */
@@ -27,7 +27,7 @@ const char *strv_env_get(char *const *v, const char *key);
 
 bool startswith(const char *s, const char *prefix);
 bool endswith(const char *s, const char *suffix);
-char *strjoin(const char *a, const char *b, const char *c);  /* NULL in b/c = "" */
+char *strjoin(const char *a, const char *b, const char *c); /* NULL in b/c = "" */
 /* Split s on any of sep; empty fields dropped. */
 int strsplit(const char *s, const char *sep, char ***ret);
 /* Shell single-quote s: 'it'\''s'. */

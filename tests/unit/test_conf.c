@@ -40,8 +40,8 @@ static void test_conf_warnings(void **state)
         log_set_level(LOG_LEVEL_ERROR);
         assert_int_equal(conf_parse_string(&c, "bogus key = 1\nmount tmp = perhaps\nmount home = no\n", "t", &e), 0);
         assert_int_equal(c.n_warnings, 2);
-        assert_true(c.mount_tmp);        /* bad value: default kept */
-        assert_false(c.mount_home);      /* later lines still read */
+        assert_true(c.mount_tmp);   /* bad value: default kept */
+        assert_false(c.mount_home); /* later lines still read */
         conf_free(&c);
 }
 
@@ -63,7 +63,7 @@ static void test_bind_spec(void **state)
 
 static void test_bind_spec_errors(void **state)
 {
-        static const char *const bad[] = { "/a:rel", "", "/a:/b:xx", "/a:/b:ro:extra", ":/b", "/a:", "relative" };
+        static const char *const bad[] = {"/a:rel", "", "/a:/b:xx", "/a:/b:ro:extra", ":/b", "/a:", "relative"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 struct bind_spec *b = NULL;
                 size_t n = 0;

@@ -19,7 +19,7 @@
 /* A SIF in a memfd with the given partition objects (fstype, parttype), each 4096 bytes. */
 static int make_sif(const int32_t (*parts)[2], size_t n, size_t truncate_to)
 {
-        struct sif_header h = { .launch = "#!/usr/bin/env run-singularity\n", .version = "01", .arch = "02" };
+        struct sif_header h = {.launch = "#!/usr/bin/env run-singularity\n", .version = "01", .arch = "02"};
         uint8_t hb[SIF_HEADER_SIZE], db[SIF_DESCRIPTOR_SIZE];
         int fd = memfd_create("sif", MFD_CLOEXEC);
         assert_true(fd >= 0);
@@ -29,9 +29,14 @@ static int make_sif(const int32_t (*parts)[2], size_t n, size_t truncate_to)
         h.descr_size = NDESCR * SIF_DESCRIPTOR_SIZE;
         h.data_offset = DATA_OFF;
         for (size_t i = 0; i < n; i++) {
-                struct sif_descriptor d = { .datatype = SIF_DATA_PARTITION, .used = true, .id = (uint32_t) i + 1,
-                                            .groupid = 1 | SIF_GROUP_MASK, .offset = 8192 + 4096 * (int64_t) i,
-                                            .size = 4096, .fstype = parts[i][0], .parttype = parts[i][1] };
+                struct sif_descriptor d = {.datatype = SIF_DATA_PARTITION,
+                                           .used = true,
+                                           .id = (uint32_t) i + 1,
+                                           .groupid = 1 | SIF_GROUP_MASK,
+                                           .offset = 8192 + 4096 * (int64_t) i,
+                                           .size = 4096,
+                                           .fstype = parts[i][0],
+                                           .parttype = parts[i][1]};
                 strcpy(d.arch, "02");
                 sif_descriptor_format(&d, db);
                 assert_int_equal(pwrite(fd, db, sizeof db, 4096 + i * SIF_DESCRIPTOR_SIZE), sizeof db);
@@ -49,9 +54,16 @@ static off_t fsize(int fd)
 
 static void test_header_roundtrip(void **state)
 {
-        struct sif_header h = { .launch = "#!x\n", .version = "01", .arch = "04", .created = 123,
-                                .descr_total = 48, .descr_free = 45, .descr_offset = 4096,
-                                .descr_size = 48 * SIF_DESCRIPTOR_SIZE, .data_offset = 32176, .data_size = 99 };
+        struct sif_header h = {.launch = "#!x\n",
+                               .version = "01",
+                               .arch = "04",
+                               .created = 123,
+                               .descr_total = 48,
+                               .descr_free = 45,
+                               .descr_offset = 4096,
+                               .descr_size = 48 * SIF_DESCRIPTOR_SIZE,
+                               .data_offset = 32176,
+                               .data_size = 99};
         uint8_t b[SIF_HEADER_SIZE];
         struct sif_header g;
         struct hutch_error e = HUTCH_ERROR_INIT;
@@ -71,7 +83,7 @@ static void test_header_roundtrip(void **state)
 
 static void test_header_bad_table(void **state)
 {
-        struct sif_header h = { .version = "01", .descr_total = 10, .descr_offset = 4096, .descr_size = 10 };
+        struct sif_header h = {.version = "01", .descr_total = 10, .descr_offset = 4096, .descr_size = 10};
         uint8_t b[SIF_HEADER_SIZE];
         struct sif_header g;
         struct hutch_error e = HUTCH_ERROR_INIT;
@@ -86,9 +98,16 @@ static void test_header_bad_table(void **state)
 
 static void test_descriptor_roundtrip(void **state)
 {
-        struct sif_descriptor d = { .datatype = SIF_DATA_PARTITION, .used = true, .id = 7, .groupid = 1 | SIF_GROUP_MASK,
-                                    .linkid = 3, .offset = 1 << 20, .size = 5, .fstype = SIF_FS_SQUASH,
-                                    .parttype = SIF_PART_PRIMSYS, .name = "root" };
+        struct sif_descriptor d = {.datatype = SIF_DATA_PARTITION,
+                                   .used = true,
+                                   .id = 7,
+                                   .groupid = 1 | SIF_GROUP_MASK,
+                                   .linkid = 3,
+                                   .offset = 1 << 20,
+                                   .size = 5,
+                                   .fstype = SIF_FS_SQUASH,
+                                   .parttype = SIF_PART_PRIMSYS,
+                                   .name = "root"};
         strcpy(d.arch, "02");
         uint8_t b[SIF_DESCRIPTOR_SIZE];
         struct sif_descriptor g;
@@ -106,7 +125,7 @@ static void test_descriptor_roundtrip(void **state)
 
 static void test_load_and_primary(void **state)
 {
-        const int32_t parts[][2] = { { SIF_FS_RAW, SIF_PART_SYSTEM }, { SIF_FS_SQUASH, SIF_PART_PRIMSYS } };
+        const int32_t parts[][2] = {{SIF_FS_RAW, SIF_PART_SYSTEM}, {SIF_FS_SQUASH, SIF_PART_PRIMSYS}};
         int fd = make_sif(parts, 2, 0);
         struct sif s;
         const struct sif_descriptor *d;
@@ -123,14 +142,14 @@ static void test_load_and_primary(void **state)
 
 static void test_load_truncated(void **state)
 {
-        const int32_t parts[][2] = { { SIF_FS_SQUASH, SIF_PART_PRIMSYS } };
+        const int32_t parts[][2] = {{SIF_FS_SQUASH, SIF_PART_PRIMSYS}};
         struct sif s;
         struct hutch_error e = HUTCH_ERROR_INIT;
-        int fd = make_sif(parts, 1, 10000);     /* object ends at 12288 */
+        int fd = make_sif(parts, 1, 10000); /* object ends at 12288 */
         assert_true(sif_load(fd, (uint64_t) fsize(fd), &s, &e) < 0);
         assert_non_null(strstr(e.msg, "truncated"));
         close(fd);
-        fd = make_sif(parts, 1, 4200);          /* inside the descriptor table */
+        fd = make_sif(parts, 1, 4200); /* inside the descriptor table */
         assert_true(sif_load(fd, (uint64_t) fsize(fd), &s, &e) < 0);
         assert_non_null(strstr(e.msg, "descriptor table"));
         close(fd);
@@ -143,12 +162,12 @@ static void test_primary_kinds(void **state)
                 int want;
                 const char *msg;
         } cases[] = {
-                { SIF_FS_ENCRYPTED_SQUASH, SIF_PART_PRIMSYS, -EOPNOTSUPP, "encrypted" },
-                { SIF_FS_EXT3, SIF_PART_PRIMSYS, -EOPNOTSUPP, "Ext3" },
-                { SIF_FS_SQUASH, SIF_PART_DATA, -ENOENT, "no primary system partition" },
+                {SIF_FS_ENCRYPTED_SQUASH, SIF_PART_PRIMSYS, -EOPNOTSUPP, "encrypted"},
+                {SIF_FS_EXT3, SIF_PART_PRIMSYS, -EOPNOTSUPP, "Ext3"},
+                {SIF_FS_SQUASH, SIF_PART_DATA, -ENOENT, "no primary system partition"},
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-                const int32_t parts[][2] = { { cases[i].fstype, cases[i].parttype } };
+                const int32_t parts[][2] = {{cases[i].fstype, cases[i].parttype}};
                 int fd = make_sif(parts, 1, 0);
                 struct sif s;
                 const struct sif_descriptor *d;
@@ -163,7 +182,7 @@ static void test_primary_kinds(void **state)
 
 static void test_squashfs_check(void **state)
 {
-        uint8_t sb[96] = { 'h', 's', 'q', 's' };
+        uint8_t sb[96] = {'h', 's', 'q', 's'};
         struct hutch_error e = HUTCH_ERROR_INIT;
         uint64_t size = 0, used = 5000;
         uint16_t major = 4;
@@ -190,9 +209,9 @@ static void test_squashfs_check(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_header_roundtrip), cmocka_unit_test(test_header_bad_table),
+                cmocka_unit_test(test_header_roundtrip),     cmocka_unit_test(test_header_bad_table),
                 cmocka_unit_test(test_descriptor_roundtrip), cmocka_unit_test(test_load_and_primary),
-                cmocka_unit_test(test_load_truncated),     cmocka_unit_test(test_primary_kinds),
+                cmocka_unit_test(test_load_truncated),       cmocka_unit_test(test_primary_kinds),
                 cmocka_unit_test(test_squashfs_check),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

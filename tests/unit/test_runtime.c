@@ -23,6 +23,6 @@ static void test_subid(void **state)
 
 int main(void)
 {
-        const struct CMUnitTest tests[] = { cmocka_unit_test(test_subid) };
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_subid)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -62,7 +62,7 @@ static void test_split(void **state)
 static void test_normalize(void **state)
 {
         static const char *const cases[][2] = {
-                { "/", "/" }, { "//a//b/", "/a/b" }, { "/a/./b/../c", "/a/c" }, { "/../..", "/" }, { "/a/b/..", "/a" },
+                {"/", "/"}, {"//a//b/", "/a/b"}, {"/a/./b/../c", "/a/c"}, {"/../..", "/"}, {"/a/b/..", "/a"},
         };
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 char *r = NULL;
@@ -98,7 +98,7 @@ static void test_error(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_strv),  cmocka_unit_test(test_env),      cmocka_unit_test(test_quote),
+                cmocka_unit_test(test_strv),  cmocka_unit_test(test_env),       cmocka_unit_test(test_quote),
                 cmocka_unit_test(test_split), cmocka_unit_test(test_normalize), cmocka_unit_test(test_env_name),
                 cmocka_unit_test(test_error),
         };
