@@ -25,11 +25,18 @@ fi
 work=$(mktemp -d /tmp/hutch-it.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 chmod 0755 "$work"
-chown "$user" "$work"
+# The user may not be able to enter the clone (e.g. a checkout under /root): give it copies
+# of the binaries and scripts in the work folder, which it owns.
+mkdir -p "$work/bin" "$work/tests"
+cp "$hutch" "$work/bin/hutch"
+cp "$reaper" "$work/bin/reaper"
+cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$work/tests/"
+hutch=$work/bin/hutch reaper=$work/bin/reaper here=$work/tests
+chown -R "$user" "$work"
 as_user() {
 	if [ "$user" = root ]; then "$@"; else runuser -u "$user" -- "$@"; fi
 }
-as_user env HOME="$(getent passwd "$user" | cut -d: -f6)" bash "$src/tests/helpers/mkimage.sh" "$work/img" "$hutch" >/dev/null ||
+as_user env HOME="$(getent passwd "$user" | cut -d: -f6)" bash "$here/mkimage.sh" "$work/img" "$hutch" >/dev/null ||
 	{ echo "Bail out! cannot build test images"; exit 1; }
 sifcheck=
 if command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/sylabs/sif ]; then
