@@ -5,10 +5,14 @@
 #include <stdbool.h>
 
 #include "conf/conf.h"
+#include "instanced/instanced.h"
+#include "runtime/runtime.h"
 #include "util/error.h"
 
 struct cli {
         char **environ;
+        char **global_argv; /* the global flags given before the verb (passed to supervisors) */
+        int n_global;
         struct hutch_conf conf;
         bool conf_loaded;
 };
@@ -27,3 +31,19 @@ int verb_inspect(struct cli *c, int argc, char **argv);
 int verb_run_help(struct cli *c, int argc, char **argv);
 int verb_build(struct cli *c, int argc, char **argv);
 int verb_sif(struct cli *c, int argc, char **argv);
+
+/* The launcher options every running verb shares (exec, run, shell, test, instance start). */
+struct launch_args {
+        struct launch_spec spec;
+        char **env_opts; /* --env, in order */
+        char **env_files;
+        char **rest;   /* after IMAGE */
+        bool instance; /* accept --restart */
+        const char *restart;
+};
+int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv);
+void launch_args_free(struct launch_args *a);
+
+void cli_instance_env(const struct cli *c, struct instance_env *ret);
+int verb_instance(struct cli *c, int argc, char **argv);
+int verb_supervise(struct cli *c, int argc, char **argv);

@@ -44,6 +44,26 @@ static const struct {
          "Run the image's runscript (/.singularity.d/runscript), else /bin/sh, with ARGS."},
         {"shell", "hutch shell [options] IMAGE", "Start an interactive shell (prompt \"Hutch> \")."},
         {"test", "hutch test [options] IMAGE", "Run the image's test script (/.singularity.d/test)."},
+        {"instance",
+         "hutch instance start|run [options] [--restart no|on-failure[:N]|always] IMAGE NAME [ARGS...]\n"
+         "       hutch instance list [--json] [--logs] [--all] [--user U] [NAME-GLOB]\n"
+         "       hutch instance stop [--all] [--signal SIG] [--timeout S] [--force] [NAME-GLOB]\n"
+         "       hutch instance logs [-f|--follow] [--tail N] [--err|--out] NAME",
+         "Long-running containers of the calling user, each kept by one small supervisor process.\n"
+         "start runs the image's startscript (/.singularity.d/startscript) with ARGS, run its runscript;\n"
+         "either returns once the container runs (or fails, showing its error output). A startscript\n"
+         "that exits 0 leaves the instance running, as Apptainer. Every launcher option applies;\n"
+         "the instance always has its own PID namespace with a minimal init as PID 1.\n"
+         "  --restart POLICY  no (default), on-failure[:N] (N restarts at most), always;\n"
+         "                    exponential backoff from 100 ms to 30 s\n"
+         "list: NAME, PID (the container's PID 1), IMAGE, STARTED, RESTARTS; --json in Apptainer's\n"
+         "shape; --logs the log paths; --all every user's (root), --user U one user's.\n"
+         "stop: SIGTERM (or --signal), SIGKILL after --timeout seconds (default 10), --force at once;\n"
+         "returns when the instance and all it had are gone.\n"
+         "logs: stdout (to stdout) and stderr (to stderr) of the instance, from\n"
+         "$HOME/.hutch/logs/HOST/NAME.out|.err, rotated at 'instance log max size' (hutch.conf).\n"
+         "Join a running instance with: hutch exec|run|shell instance://NAME ...\n"
+         "State: $XDG_RUNTIME_DIR/hutch/instances/NAME, else $HOME/.hutch/instances/HOST/NAME."},
         {"inspect",
          "hutch inspect [--labels|--runscript|--startscript|--test|--deffile|--environment|--helpfile|--all] [--json] "
          "IMAGE",
@@ -63,7 +83,7 @@ void cli_help_print(const char *verb)
         for (size_t i = 0; verb && i < ELEMENTSOF(verbs); i++)
                 if (!strcmp(verb, verbs[i].verb)) {
                         printf("Usage: %s\n\n%s\n", verbs[i].usage, verbs[i].what);
-                        if (i < 4)
+                        if (i < 5)
                                 printf("\n%s", launch_options);
                         return;
                 }

@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "exit.h"
+#include "instanced/instanced.h"
 #include "runtime/runtime.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -29,6 +30,7 @@ enum {
         OPT_SILENT,
         OPT_UTS,
         OPT_NET_IGNORED,
+        OPT_RESTART,
 };
 
 static const struct option options[] = {
@@ -58,17 +60,12 @@ static const struct option options[] = {
         {"verbose", no_argument, NULL, OPT_VERBOSE},
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"silent", no_argument, NULL, OPT_SILENT},
+        {"restart", required_argument, NULL, OPT_RESTART},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
 
-struct launch_args {
-        struct launch_spec spec;
-        char **env_opts; /* --env, in order */
-        char **env_files;
-};
-
-static void launch_args_free(struct launch_args *a)
+void launch_args_free(struct launch_args *a)
 {
         bind_spec_free_array(a->spec.binds, a->spec.n_binds);
         strv_free(a->spec.env);
@@ -128,6 +125,11 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
                 case 'u': break; /* always a user namespace when not root */
                 case OPT_NO_INIT: s->no_init = true; break;
                 case OPT_SHELL: s->shell = optarg; break;
+                case OPT_RESTART:
+                        if (!a->instance)
+                                return cli_usage_error(verb, "--restart is an option of 'instance start'");
+                        a->restart = optarg;
+                        break;
                 case OPT_DEBUG: log_set_level(LOG_LEVEL_DEBUG); break;
                 case OPT_VERBOSE: log_set_level(LOG_LEVEL_VERBOSE); break;
                 case OPT_QUIET: log_set_level(LOG_LEVEL_WARNING); break;
@@ -190,43 +192,54 @@ static int build_env(struct cli *c, struct launch_args *a)
         return 0;
 }
 
-int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
+/* Options, IMAGE and the rest into a->spec; -1 to go on, else the exit code. */
+int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv)
 {
-        struct launch_args a = {0};
-        struct hutch_error err = HUTCH_ERROR_INIT;
-        struct launch_spec *s = &a.spec;
+        struct launch_spec *s = &a->spec;
         int r;
 
-        s->action = !strcmp(verb, "exec")    ? LAUNCH_EXEC
-                    : !strcmp(verb, "run")   ? LAUNCH_RUN
-                    : !strcmp(verb, "shell") ? LAUNCH_SHELL
-                                             : LAUNCH_TEST;
         s->conf = &c->conf;
         s->host_env = c->environ;
-        if ((r = parse_options(&a, verb, argc, argv)) >= 0)
-                goto out;
-        if (optind >= argc) {
-                r = cli_usage_error(verb, "missing IMAGE");
-                goto out;
-        }
+        if ((r = parse_options(a, verb, argc, argv)) >= 0)
+                return r;
+        if (optind >= argc)
+                return cli_usage_error(verb, "missing IMAGE");
         s->image = argv[optind++];
-        s->argv = argv + optind;
-        if (s->action == LAUNCH_EXEC && !s->argv[0]) {
-                r = cli_usage_error(verb, "missing COMMAND to execute in '%s'", s->image);
-                goto out;
-        }
+        a->rest = argv + optind;
+        s->argv = a->rest;
         if (!s->shell)
                 s->shell =
                         cli_getenv(c, "HUTCH_SHELL") ? cli_getenv(c, "HUTCH_SHELL") : cli_getenv(c, "APPTAINER_SHELL");
         if (s->contain && s->workdir == NULL && cli_getenv(c, "HUTCH_WORKDIR"))
                 s->workdir = cli_getenv(c, "HUTCH_WORKDIR");
-        if ((r = env_binds(c, s)) != 0 || (r = build_env(c, &a)) != 0) {
-                if (r < 0)
-                        r = cli_usage_error(verb, "out of memory");
+        if ((r = env_binds(c, s)) != 0 || (r = build_env(c, a)) != 0)
+                return r < 0 ? cli_usage_error(verb, "out of memory") : r;
+        return -1;
+}
+
+int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
+{
+        struct launch_args a = {0};
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct launch_spec *s = &a.spec;
+        int r, status = 0;
+
+        s->action = !strcmp(verb, "exec")    ? LAUNCH_EXEC
+                    : !strcmp(verb, "run")   ? LAUNCH_RUN
+                    : !strcmp(verb, "shell") ? LAUNCH_SHELL
+                                             : LAUNCH_TEST;
+        if ((r = launch_args_parse(c, &a, verb, argc, argv)) >= 0)
+                goto out;
+        if (s->action == LAUNCH_EXEC && !s->argv[0]) {
+                r = cli_usage_error(verb, "missing COMMAND to execute in '%s'", s->image);
                 goto out;
         }
-        int status = 0;
-        r = runtime_launch(s, &status, &err);
+        if (startswith(s->image, "instance://")) {
+                struct instance_env env;
+                cli_instance_env(c, &env);
+                r = instance_join(&env, s->image + strlen("instance://"), s, &status, &err);
+        } else
+                r = runtime_launch(s, &status, &err);
         r = r < 0 ? cli_fail(&err) : status;
 out:
         launch_args_free(&a);

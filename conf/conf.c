@@ -26,6 +26,8 @@ void conf_defaults(struct hutch_conf *c)
                 .allow_dir = true,
                 .user_bind_control = true,
                 .enable_overlay = true,
+                .instance_log_max_size = 10 << 20,
+                .instance_ready_timeout = 1000,
         };
 }
 
@@ -52,7 +54,7 @@ static int parse_bool(const char *v)
         return -1;
 }
 
-enum key_kind { KEY_BOOL, KEY_DEV, KEY_BIND, KEY_ALLOW };
+enum key_kind { KEY_BOOL, KEY_DEV, KEY_BIND, KEY_ALLOW, KEY_SIZE, KEY_MS };
 
 /* Sorted by key, looked up by bsearch. */
 static const struct conf_key {
@@ -65,6 +67,8 @@ static const struct conf_key {
         {"allow container squashfs", KEY_BOOL, offsetof(struct hutch_conf, allow_squashfs)},
         {"bind path", KEY_BIND, 0},
         {"enable overlay", KEY_BOOL, offsetof(struct hutch_conf, enable_overlay)},
+        {"instance log max size", KEY_SIZE, offsetof(struct hutch_conf, instance_log_max_size)},
+        {"instance ready timeout", KEY_MS, offsetof(struct hutch_conf, instance_ready_timeout)},
         {"mount dev", KEY_DEV, 0},
         {"mount devpts", KEY_BOOL, offsetof(struct hutch_conf, mount_devpts)},
         {"mount home", KEY_BOOL, offsetof(struct hutch_conf, mount_home)},
@@ -117,6 +121,20 @@ static int handler(void *user, const char *section, const char *name, const char
                 if (strv_extend(&c->bind_paths, value) < 0)
                         return 0;
                 break;
+        case KEY_SIZE:
+        case KEY_MS: {
+                uint64_t v;
+                bool ok = k->kind == KEY_SIZE
+                                  ? size_parse(value, &v) == 0
+                                  : (size_parse(value, &v) == 0 && strspn(value, "0123456789") == strlen(value));
+                if (!ok) {
+                        log_warning("%s:%u: '%s' wants %s, not '%s', ignoring", st->name, st->line, name,
+                                    k->kind == KEY_SIZE ? "a size (512K, 10M, 1G)" : "milliseconds", value);
+                        c->n_warnings++;
+                } else
+                        *(uint64_t *) ((char *) c + k->off) = v;
+                break;
+        }
         case KEY_ALLOW: break;
         }
         return 1;

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "util/error.h"
 
@@ -15,7 +16,9 @@ struct hutch_conf {
         bool allow_sif, allow_squashfs, allow_dir;
         bool user_bind_control;
         bool enable_overlay;
-        char **bind_paths; /* "src[:dst[:opts]]" as in the file */
+        char **bind_paths;               /* "src[:dst[:opts]]" as in the file */
+        uint64_t instance_log_max_size;  /* bytes per log file before rotation; 0 = no cap */
+        uint64_t instance_ready_timeout; /* ms `instance start` waits for the container to settle */
         unsigned n_warnings;
 };
 

@@ -156,6 +156,11 @@ static int action_argv(const struct launch_ctx *c, char ***ret)
                         strv_extend(&v, "/bin/sh");
                 }
                 break;
+        case LAUNCH_START:
+                if (!exists_exec("/.singularity.d/startscript"))
+                        return -ENOENT;
+                strv_extend(&v, "/.singularity.d/startscript");
+                break;
         case LAUNCH_TEST:
                 if (access("/.singularity.d/test", F_OK) < 0)
                         return -ENOENT;

@@ -59,7 +59,7 @@ static int host_path_open(const char *path, bool required, const char *what, str
         return 0;
 }
 
-static void ctx_free(struct launch_ctx *c)
+void ctx_free(struct launch_ctx *c)
 {
         image_close(&c->img);
         free(c->user);
@@ -275,12 +275,14 @@ static int enter_workdir(const struct launch_ctx *c, struct hutch_error *err)
         return 0;
 }
 
-static int do_exec(struct launch_ctx *c, struct hutch_error *err)
+int payload_exec(struct launch_ctx *c, struct hutch_error *err)
 {
         _cleanup_strv_ char **argv = NULL, **envp = NULL;
         int r = payload_prepare(c, &argv, &envp, err);
         if (r == -ENOENT) {
-                log_info("No test script found in container, exiting");
+                /* an instance without a startscript runs nothing and stays up (PID 1 stays) */
+                if (c->spec->action == LAUNCH_TEST)
+                        log_info("No test script found in container, exiting");
                 _exit(0);
         }
         if (r < 0)
@@ -310,7 +312,8 @@ static int do_exec(struct launch_ctx *c, struct hutch_error *err)
 }
 
 /* PID 1 of a --pid namespace: start the payload, forward signals to it, reap everything,
- * exit with the payload's status. */
+ * exit with the payload's status. In an instance, a payload that exits 0 leaves PID 1
+ * running (Apptainer's instances outlive their startscript); a terminating signal ends it. */
 static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
 {
         static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
@@ -322,7 +325,7 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
         pid_t payload = fork();
         if (payload == 0) {
                 sigprocmask(SIG_UNBLOCK, &all, NULL);
-                do_exec(c, &err);
+                payload_exec(c, &err);
                 (void) !send(sync_fd, &err, sizeof err, MSG_NOSIGNAL);
                 _exit(255);
         }
@@ -334,19 +337,27 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
                 if (sig == SIGCHLD) {
                         int status;
                         pid_t p;
-                        while ((p = waitpid(-1, &status, WNOHANG)) > 0)
-                                if (p == payload)
-                                        _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+                        while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+                                if (p != payload)
+                                        continue;
+                                int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+                                if (code != 0 || !c->spec->instance)
+                                        _exit(code);
+                                payload = 0;
+                        }
                         continue;
                 }
-                for (size_t i = 0; i < ELEMENTSOF(fwd); i++)
+                if (payload == 0 && (sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT))
+                        _exit(0);
+                for (size_t i = 0; i < ELEMENTSOF(fwd) && payload > 0; i++)
                         if (sig == fwd[i])
                                 kill(payload, sig);
         }
 }
 
-/* The parent outside a --pid namespace: forward signals, return the child's status. */
-static int wait_child(pid_t child, int sync_fd, int *ret_status, struct hutch_error *err)
+/* The parent outside a --pid namespace (or of a joined process): forward signals, return
+ * the child's status. */
+int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, int *ret_status, struct hutch_error *err)
 {
         sigset_t all, old;
         sigfillset(&all);
@@ -354,6 +365,10 @@ static int wait_child(pid_t child, int sync_fd, int *ret_status, struct hutch_er
         /* a failure before exec arrives as one struct hutch_error; EOF means exec happened */
         ssize_t n = recv(sync_fd, err, sizeof *err, 0);
         close(sync_fd);
+        if (s->instance && n != (ssize_t) sizeof *err) {
+                struct launch_event ev = {.type = LAUNCH_EVENT_STARTED, .pid = child};
+                (void) !send(s->notify_fd, &ev, sizeof ev, MSG_NOSIGNAL);
+        }
         int status = 0;
         for (;;) {
                 siginfo_t si;
@@ -395,7 +410,7 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         if (!s->pid_ns) {
                 if ((r = rootfs_assemble(c, err)) < 0 || (r = rootfs_pivot(c, err)) < 0)
                         return r;
-                return do_exec(c, err);
+                return payload_exec(c, err);
         }
         /* only now: the first fork after unshare(CLONE_NEWPID) becomes the namespace's PID 1,
          * and that must be our init, not the FUSE server's helper */
@@ -419,14 +434,14 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                         _exit(255);
                 }
                 if (s->no_init) {
-                        do_exec(c, err);
+                        payload_exec(c, err);
                         (void) !send(sp[1], err, sizeof *err, MSG_NOSIGNAL);
                         _exit(255);
                 }
                 run_init(c, sp[1]);
         }
         close(sp[1]);
-        return wait_child(child, sp[0], ret_status, err);
+        return child_wait(s, child, sp[0], ret_status, err);
 }
 
 int runtime_launch(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)

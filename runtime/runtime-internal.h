@@ -50,5 +50,14 @@ int rootfs_stage(struct launch_ctx *c, struct hutch_error *err);
 int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err);
 int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err);
 
+void ctx_free(struct launch_ctx *c);
+/* Parent side of a fork into a PID namespace: a struct hutch_error on sync_fd means the
+ * child failed before exec, EOF that it exec'd; then forward signals until it exits. */
+int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, int *ret_status, struct hutch_error *err);
+
+/* After pivot (or after joining an instance): build argv/env, chdir, exec. Returns only
+ * on failure. */
+int payload_exec(struct launch_ctx *c, struct hutch_error *err);
+
 /* Build envp and argv for the payload; after pivot. */
 int payload_prepare(struct launch_ctx *c, char ***ret_argv, char ***ret_envp, struct hutch_error *err);

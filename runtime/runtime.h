@@ -8,7 +8,18 @@
 #include "conf/conf.h"
 #include "util/error.h"
 
-enum launch_action { LAUNCH_EXEC, LAUNCH_RUN, LAUNCH_SHELL, LAUNCH_TEST };
+enum launch_action { LAUNCH_EXEC, LAUNCH_RUN, LAUNCH_SHELL, LAUNCH_TEST, LAUNCH_START };
+
+/* What a launcher with a notify_fd reports (one SOCK_SEQPACKET message each). */
+enum launch_event_type {
+        LAUNCH_EVENT_STARTED = 1, /* the payload was exec'd (or there is none); pid: PID 1's host pid */
+        LAUNCH_EVENT_FAILED,      /* setup failed before exec; err says why */
+};
+struct launch_event {
+        int type;
+        pid_t pid;
+        struct hutch_error err;
+};
 
 struct launch_spec {
         const char *image;
@@ -19,6 +30,10 @@ struct launch_spec {
         unsigned no_mount; /* enum no_mount_bit */
         bool contain, cleanenv, no_home, writable, writable_tmpfs, fakeroot;
         bool pid_ns, ipc_ns, uts_ns, no_init;
+        /* An instance: PID 1 outlives a payload that exits 0 (as Apptainer's instances do, whose
+         * startscript is often empty) and leaves on SIGTERM/SIGINT/SIGHUP then. */
+        bool instance;
+        int notify_fd; /* with instance: where struct launch_event messages go */
         const char *hostname, *home, *pwd, *workdir, *shell;
         char **env;      /* forced inside: --env, --env-file, HUTCHENV_* */
         char **host_env; /* the caller's environment */
@@ -29,6 +44,20 @@ struct launch_spec {
  * the payload. With one, the caller's process waits and 0 is returned with *ret_status the
  * exit code to pass on (128+N for a signal). Negative on failure, err filled. */
 int runtime_launch(const struct launch_spec *spec, int *ret_status, struct hutch_error *err);
+
+/* The process identity a joiner needs: PID 1 of an instance and its namespaces. */
+struct runtime_target {
+        pid_t pid;
+        unsigned long long start_time; /* /proc/PID/stat field 22, checked after pidfd_open */
+        const char *image;             /* for HUTCH_CONTAINER and friends */
+};
+
+/* exec/run/shell in a running instance: pidfd_open + start-time check, setns into every
+ * namespace of the target that differs from ours (one setns call), fork into its PID
+ * namespace, exec spec's action there. Waits; *ret_status as runtime_launch. -ESRCH when
+ * the target is gone or is another process. */
+int runtime_join(const struct launch_spec *spec, const struct runtime_target *t, int *ret_status,
+                 struct hutch_error *err);
 
 /* /etc/subuid-style line lookup: the first range for name or uid. Pure, for tests. */
 int subid_find(const char *text, const char *name, uid_t id, unsigned long *ret_start, unsigned long *ret_count);

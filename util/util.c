@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -275,14 +276,18 @@ int mkdir_p_at(int dirfd, const char *path, mode_t mode)
         _cleanup_free_ char *copy = strdup(path);
         if (!copy)
                 return -ENOMEM;
-        _cleanup_close_ int cur = openat(dirfd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_close_ int cur =
+                openat(path[0] == '/' ? AT_FDCWD : dirfd, path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (cur < 0)
                 return -errno;
         char *save = NULL;
         for (char *c = strtok_r(copy, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
-                if (mkdirat(cur, c, mode) < 0 && errno != EEXIST)
+                bool made = mkdirat(cur, c, mode) == 0;
+                if (!made && errno != EEXIST)
                         return -errno;
-                int next = openat(cur, c, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                /* existing components may be symlinks (/home -> /mnt/home on clusters); a
+                 * folder made here is opened without following one */
+                int next = openat(cur, c, O_PATH | O_DIRECTORY | O_CLOEXEC | (made ? O_NOFOLLOW : 0));
                 if (next < 0)
                         return -errno;
                 close(cur);
@@ -337,6 +342,64 @@ int pidfd_open_self(void)
 {
         int fd = (int) syscall(SYS_pidfd_open, getpid(), 0);
         return fd < 0 ? -errno : fd;
+}
+
+int pidfd_open_pid(pid_t pid)
+{
+        int fd = (int) syscall(SYS_pidfd_open, pid, 0);
+        return fd < 0 ? -errno : fd;
+}
+
+/* The text of /proc/PID[/task/TID]/stat after "pid (comm) ": comm may hold ')' and spaces. */
+static int proc_stat_fields(pid_t pid, pid_t tid, char *buf, size_t size, char **ret)
+{
+        char path[64];
+        if (tid > 0)
+                snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int) pid, (int) tid);
+        else
+                snprintf(path, sizeof path, "/proc/%d/stat", (int) pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        ssize_t n = read(fd, buf, size - 1);
+        int saved = errno;
+        close(fd);
+        if (n <= 0)
+                return n < 0 ? -saved : -ESRCH;
+        buf[n] = 0;
+        char *p = strrchr(buf, ')');
+        if (!p || p[1] != ' ')
+                return -EIO;
+        *ret = p + 2;
+        return 0;
+}
+
+int proc_start_time(pid_t pid, unsigned long long *ret)
+{
+        char buf[1024], *f;
+        int r = proc_stat_fields(pid, 0, buf, sizeof buf, &f);
+        if (r < 0)
+                return r;
+        /* f starts at field 3; the start time is field 22 */
+        for (int i = 3; i < 22; i++) {
+                f = strchr(f, ' ');
+                if (!f)
+                        return -EIO;
+                f++;
+        }
+        char *end;
+        errno = 0;
+        unsigned long long v = strtoull(f, &end, 10);
+        if (errno || end == f)
+                return -EIO;
+        *ret = v;
+        return 0;
+}
+
+char proc_state(pid_t pid, pid_t tid)
+{
+        char buf[1024], *f;
+        return proc_stat_fields(pid, tid, buf, sizeof buf, &f) < 0 ? 0 : f[0];
 }
 
 int fd_move_above(int fd, int min)
@@ -396,4 +459,36 @@ int spawn_wait(char *const argv[], bool quiet)
                 if (errno != EINTR)
                         return -errno;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int size_parse(const char *s, uint64_t *ret)
+{
+        static const char units[] = "KMGTPE";
+        char *end;
+        if (!s || !*s || *s == '-' || *s == ' ')
+                return -EINVAL;
+        errno = 0;
+        double v = strtod(s, &end);
+        if (errno || end == s || v < 0)
+                return -EINVAL;
+        double mul = 1;
+        if (*end) {
+                const char *u = strchr(units, end[0] & ~0x20);
+                if (!u || !end[0])
+                        return -EINVAL;
+                for (const char *k = units; k <= u; k++)
+                        mul *= 1024;
+                end++;
+                if ((*end == 'i' || *end == 'I') && (end[1] == 'B' || end[1] == 'b'))
+                        end += 2;
+                else if (*end == 'B' || *end == 'b')
+                        end++;
+        }
+        if (*end)
+                return -EINVAL;
+        v *= mul;
+        if (v >= 18446744073709551615.0)
+                return -ERANGE;
+        *ret = (uint64_t) v;
+        return 0;
 }

@@ -40,14 +40,25 @@ int write_full(int fd, const void *buf, size_t len);
 int write_file_at(int dirfd, const char *path, const char *data, size_t len, mode_t mode);
 ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
 
-/* Create every missing directory of path (relative to dirfd), never following symlinks. */
+/* Create every missing directory of path (absolute, or relative to dirfd). Existing
+ * components may be symlinks; the folders it creates are entered without following any. */
 int mkdir_p_at(int dirfd, const char *path, mode_t mode);
 /* Lexically normalise an absolute path: collapse //, ., .. ; result is malloc'd. */
 int path_normalize(const char *path, char **ret);
 bool path_is_abs(const char *p);
 
+/* "512M", "2G", "1.5g", "4096", "10MiB": binary units K M G T P E (as Apptainer and
+ * podman read them). -EINVAL on anything else, -ERANGE beyond 64 bits. */
+int size_parse(const char *s, uint64_t *ret);
+
 /* Process helpers. */
 int pidfd_open_self(void);
+int pidfd_open_pid(pid_t pid);
+/* Field 22 of /proc/PID/stat: start time in clock ticks since boot (with the pid, a process
+ * identity that survives pid reuse). */
+int proc_start_time(pid_t pid, unsigned long long *ret);
+/* Field 3 of /proc/PID/stat (R, S, D, Z, ...); 0 when gone. */
+char proc_state(pid_t pid, pid_t tid);
 int fd_move_above(int fd, int min);
 /* Close every fd >= from except those listed (sorted or not, n entries). */
 void close_all_fds(int from, const int *keep, size_t n);

@@ -43,6 +43,28 @@ fails_with() {
 hutch_procs() {
 	pgrep -a -u "$(id -u)" -x hutch-squashfs
 	pgrep -a -u "$(id -u)" -x hutch-init
+	pgrep -a -u "$(id -u)" -x hutch-supervise
+	pgrep -a -u "$(id -u)" -x hutch-launch
+}
+
+# instance state folders of the test user (none may be left after a test)
+state_dirs() {
+	ls -d "$HOME"/.hutch/instances/*/* "${XDG_RUNTIME_DIR:-/nonexistent}"/hutch/instances/* 2>/dev/null
+}
+
+# wait_for EXPR [TENTHS]: poll until EXPR holds (default 5 s)
+wait_for() {
+	local i
+	for i in $(seq "${2:-50}"); do
+		eval "$1" && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
+# http_get PORT: the body of GET / on loopback (bash's /dev/tcp: no client needed)
+http_get() {
+	(exec 3<>"/dev/tcp/127.0.0.1/$1" && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3) 2>/dev/null
 }
 
 no_leftovers() {
@@ -51,11 +73,11 @@ no_leftovers() {
 		[ -z "$(hutch_procs)" ] && break
 		sleep 0.1
 	done
-	[ -z "$(hutch_procs)" ] && [ "$(wc -l < /proc/self/mountinfo)" -eq "$MOUNTS_BEFORE" ]
+	[ -z "$(hutch_procs)" ] && [ "$(wc -l < /proc/self/mountinfo)" -eq "$MOUNTS_BEFORE" ] && [ -z "$(state_dirs)" ]
 }
 
 leftovers() {
-	if no_leftovers; then ok "$1: nothing left behind"; else notok "$1: nothing left behind"; hutch_procs | sed 's/^/#   /'; fi
+	if no_leftovers; then ok "$1: nothing left behind"; else notok "$1: nothing left behind"; { hutch_procs; state_dirs; } | sed 's/^/#   /'; fi
 }
 
 finish() { exit 0; }

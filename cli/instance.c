@@ -1,0 +1,491 @@
+/* `hutch instance start|run|list|stop|logs` and the hidden `hutch supervise`: parse, call
+ * instanced/, print. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "exit.h"
+#include "util/log.h"
+#include "util/util.h"
+
+void cli_instance_env(const struct cli *c, struct instance_env *ret)
+{
+        const char *home = cli_getenv(c, "HOME");
+        if (!home || home[0] != '/') {
+                struct passwd *pw = getpwuid(getuid());
+                home = pw ? pw->pw_dir : NULL;
+        }
+        *ret = (struct instance_env){
+                .uid = getuid(), .xdg_runtime_dir = cli_getenv(c, "XDG_RUNTIME_DIR"), .home = home};
+}
+
+/* Sorted by name: looked up with bsearch. */
+static const struct signame {
+        const char *name;
+        int sig;
+} signals[] = {
+        {"ABRT", SIGABRT}, {"ALRM", SIGALRM}, {"CONT", SIGCONT},   {"HUP", SIGHUP},   {"INT", SIGINT},
+        {"KILL", SIGKILL}, {"PWR", SIGPWR},   {"QUIT", SIGQUIT},   {"STOP", SIGSTOP}, {"TERM", SIGTERM},
+        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"WINCH", SIGWINCH},
+};
+
+static int signame_cmp(const void *k, const void *e)
+{
+        return strcasecmp(k, ((const struct signame *) e)->name);
+}
+
+static int signal_parse(const char *s)
+{
+        char *end;
+        long n = strtol(s, &end, 10);
+        if (*s && !*end)
+                return n > 0 && n < 65 ? (int) n : -EINVAL;
+        if (!strncasecmp(s, "SIG", 3))
+                s += 3;
+        const struct signame *f = bsearch(s, signals, ELEMENTSOF(signals), sizeof signals[0], signame_cmp);
+        return f ? f->sig : -EINVAL;
+}
+
+static void print_file(const char *path, FILE *to)
+{
+        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        char buf[8192];
+        ssize_t n;
+        if (fd < 0)
+                return;
+        fflush(to);
+        while ((n = read(fd, buf, sizeof buf)) > 0)
+                (void) !write(fileno(to), buf, n);
+        close(fd);
+}
+
+/* The argv a supervisor is exec'd with: our global flags, then the same verb and options. */
+static char **supervisor_argv(const struct cli *c, const char *sub, int argc, char **argv)
+{
+        char **v = NULL;
+        if (strv_extend(&v, "hutch") < 0)
+                return NULL;
+        for (int i = 0; i < c->n_global; i++)
+                if (strv_extend(&v, c->global_argv[i]) < 0)
+                        goto fail;
+        if (strv_extend(&v, "supervise") < 0 || strv_extend(&v, "instance") < 0 || strv_extend(&v, sub) < 0)
+                goto fail;
+        for (int i = 1; i < argc; i++)
+                if (strv_extend(&v, argv[i]) < 0)
+                        goto fail;
+        return v;
+fail:
+        strv_free(v);
+        return NULL;
+}
+
+static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, bool supervise)
+{
+        struct launch_args a = {.instance = true};
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct instance_spec is = {0};
+        const char *verb = !strcmp(sub, "run") ? "instance run" : "instance start";
+        _cleanup_strv_ char **sargv = NULL;
+        int r, status;
+
+        a.spec.action = !strcmp(sub, "run") ? LAUNCH_RUN : LAUNCH_START;
+        if ((r = launch_args_parse(c, &a, verb, argc, argv)) >= 0)
+                goto out;
+        is.name = a.rest[0];
+        if (!is.name) {
+                r = cli_usage_error(verb, "missing instance NAME after IMAGE");
+                goto out;
+        }
+        if (instance_name_check(is.name, &err) < 0 ||
+            (a.restart && restart_policy_parse(a.restart, &is.restart, &is.max_restarts, &err) < 0)) {
+                r = cli_fail(&err);
+                goto out;
+        }
+        a.spec.argv = a.rest + 1;
+        if (startswith(a.spec.image, "instance://")) {
+                r = cli_usage_error(verb, "IMAGE cannot be an instance");
+                goto out;
+        }
+        is.launch = &a.spec;
+        is.log_max_size = c->conf.instance_log_max_size;
+        is.settle_ms = (unsigned) c->conf.instance_ready_timeout;
+        cli_instance_env(c, &is.env);
+        if (supervise) {
+                r = instance_supervise(&is, 3, &err) < 0 ? EXIT_HUTCH_FAILURE : 0;
+                goto out;
+        }
+        is.supervisor_argv = sargv = supervisor_argv(c, sub, argc, argv);
+        if (!sargv) {
+                r = cli_usage_error(verb, "out of memory");
+                goto out;
+        }
+        r = instance_start(&is, &status, &err);
+        if (r < 0) {
+                /* the container's own words first, as it wrote them */
+                _cleanup_free_ char *out = NULL, *errp = NULL;
+                if (status >= 0 && instance_log_paths(&is.env, is.name, &out, &errp) == 0)
+                        print_file(errp, stderr);
+                r = cli_fail(&err);
+                goto out;
+        }
+        log_info("instance started successfully");
+        r = 0;
+out:
+        launch_args_free(&a);
+        return r;
+}
+
+static void format_time(long long t, char *buf, size_t size)
+{
+        time_t tt = (time_t) t;
+        struct tm tm;
+        if (!localtime_r(&tt, &tm) || !strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm))
+                snprintf(buf, size, "-");
+}
+
+static void print_json(const struct instance_state *v, size_t n)
+{
+        json_object *root = json_object_new_object(), *arr = json_object_new_array();
+        for (size_t i = 0; i < n; i++) {
+                json_object *o = json_object_new_object();
+                char t[64];
+                format_time(v[i].started, t, sizeof t);
+                json_object_object_add(o, "instance", json_object_new_string(v[i].name));
+                json_object_object_add(o, "pid", json_object_new_int(v[i].pid));
+                json_object_object_add(o, "img", json_object_new_string(v[i].image ? v[i].image : ""));
+                json_object_object_add(o, "ip", json_object_new_string(""));
+                json_object_object_add(o, "logErrPath", json_object_new_string(v[i].log_err ? v[i].log_err : ""));
+                json_object_object_add(o, "logOutPath", json_object_new_string(v[i].log_out ? v[i].log_out : ""));
+                json_object_object_add(o, "uid", json_object_new_int64(v[i].uid));
+                json_object_object_add(o, "started", json_object_new_string(t));
+                json_object_object_add(o, "restarts", json_object_new_int64(v[i].restarts));
+                json_object_object_add(o, "restartPolicy", json_object_new_string(v[i].restart ? v[i].restart : "no"));
+                json_object_array_add(arr, o);
+        }
+        json_object_object_add(root, "instances", arr);
+        puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
+                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(root);
+}
+
+static void print_table(const struct instance_state *v, size_t n, bool logs)
+{
+        if (logs) {
+                printf("%-16s %-8s %s\n", "INSTANCE NAME", "PID", "LOGS");
+                for (size_t i = 0; i < n; i++)
+                        printf("%-16s %-8d %s\n%-16s %-8s %s\n", v[i].name, (int) v[i].pid, v[i].log_err, "", "",
+                               v[i].log_out);
+                return;
+        }
+        printf("%-16s %-8s %-15s %-40s %-19s %s\n", "INSTANCE NAME", "PID", "IP", "IMAGE", "STARTED", "RESTARTS");
+        for (size_t i = 0; i < n; i++) {
+                char t[64];
+                format_time(v[i].started, t, sizeof t);
+                printf("%-16s %-8d %-15s %-40s %-19s %u\n", v[i].name, (int) v[i].pid, "", v[i].image, t,
+                       v[i].restarts);
+        }
+}
+
+static const struct option list_options[] = {
+        {"json", no_argument, NULL, 'j'},       {"logs", no_argument, NULL, 'l'}, {"all", no_argument, NULL, 'a'},
+        {"user", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+};
+
+static int cmd_list(struct cli *c, int argc, char **argv)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        bool json = false, logs = false, all = false;
+        const char *user = NULL;
+        int o;
+        optind = 1;
+        opterr = 0;
+        while ((o = getopt_long(argc, argv, "+jlau:h", list_options, NULL)) != -1)
+                switch (o) {
+                case 'j': json = true; break;
+                case 'l': logs = true; break;
+                case 'a': all = true; break;
+                case 'u': user = optarg; break;
+                case 'h': cli_help_print("instance"); return 0;
+                default: return cli_usage_error("instance", "unknown option '%s'", argv[optind - 1]);
+                }
+        const char *glob = optind < argc ? argv[optind] : NULL;
+        struct instance_state *v = NULL;
+        size_t n = 0;
+        _cleanup_strv_ char **gone = NULL;
+        int r;
+        if (all || user) {
+                uid_t uid = 0;
+                if (user) {
+                        struct passwd *pw = getpwnam(user);
+                        char *end;
+                        unsigned long id = strtoul(user, &end, 10);
+                        if (!pw && (*end || !*user)) {
+                                hutch_err(&err, -ENOENT, "no user named '%s'", user);
+                                return cli_fail(&err);
+                        }
+                        uid = pw ? pw->pw_uid : (uid_t) id;
+                }
+                r = instance_list_all(glob, user != NULL, uid, &v, &n, &err);
+        } else {
+                struct instance_env env;
+                cli_instance_env(c, &env);
+                r = instance_list(&env, glob, &v, &n, &gone, &err);
+        }
+        if (r < 0)
+                return cli_fail(&err);
+        for (char **g = gone; g && *g; g++)
+                log_warning("instance '%s' is no longer running; its state was removed", *g);
+        if (json)
+                print_json(v, n);
+        else
+                print_table(v, n, logs);
+        instance_state_free_array(v, n);
+        return 0;
+}
+
+static const struct option stop_options[] = {
+        {"all", no_argument, NULL, 'a'},           {"signal", required_argument, NULL, 's'},
+        {"timeout", required_argument, NULL, 't'}, {"force", no_argument, NULL, 'F'},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+};
+
+static int cmd_stop(struct cli *c, int argc, char **argv)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        bool all = false, force = false;
+        int sig = SIGTERM, timeout_ms = 10000, o;
+        optind = 1;
+        opterr = 0;
+        while ((o = getopt_long(argc, argv, "+as:t:Fh", stop_options, NULL)) != -1) {
+                char *end;
+                switch (o) {
+                case 'a': all = true; break;
+                case 'F': force = true; break;
+                case 's':
+                        if ((sig = signal_parse(optarg)) < 0)
+                                return cli_usage_error("instance", "unknown signal '%s'", optarg);
+                        break;
+                case 't': {
+                        double t = strtod(optarg, &end);
+                        if (*end || end == optarg || t < 0 || t > 86400)
+                                return cli_usage_error("instance", "--timeout wants seconds, not '%s'", optarg);
+                        timeout_ms = (int) (t * 1000);
+                        break;
+                }
+                case 'h': cli_help_print("instance"); return 0;
+                default: return cli_usage_error("instance", "unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        const char *glob = optind < argc ? argv[optind] : NULL;
+        if (!glob && !all)
+                return cli_usage_error("instance", "name an instance (or a pattern), or give --all");
+        struct instance_env env;
+        cli_instance_env(c, &env);
+        struct instance_state *v = NULL;
+        size_t n = 0;
+        if (instance_list(&env, all ? NULL : glob, &v, &n, NULL, &err) < 0)
+                return cli_fail(&err);
+        if (n == 0) {
+                instance_state_free_array(v, n);
+                if (all)
+                        return 0;
+                hutch_err(&err, -ENOENT, "no instance found matching '%s'", glob);
+                return cli_fail(&err);
+        }
+        int r = 0;
+        for (size_t i = 0; i < n; i++) {
+                log_info("Stopping %s instance of %s (PID=%d)", v[i].name, v[i].image, (int) v[i].pid);
+                if (instance_stop(&env, &v[i], sig, timeout_ms, force, &err) < 0)
+                        r = cli_fail(&err);
+        }
+        instance_state_free_array(v, n);
+        return r;
+}
+
+/* The last n lines of path, reaching into its rotated predecessor when needed. */
+static void print_tail(const char *path, long n, FILE *to)
+{
+        _cleanup_free_ char *cur = NULL, *old = NULL, *oldp = strjoin(path, ".1", NULL);
+        size_t lc = 0, lo = 0;
+        if (read_full_at(AT_FDCWD, path, 64 << 20, &cur, &lc) < 0)
+                lc = 0;
+        if (!oldp || read_full_at(AT_FDCWD, oldp, 64 << 20, &old, &lo) < 0)
+                lo = 0;
+        _cleanup_free_ char *all = malloc(lo + lc + 1);
+        if (!all)
+                return;
+        memcpy(all, old ? old : "", lo);
+        memcpy(all + lo, cur ? cur : "", lc);
+        size_t len = lo + lc, i = len;
+        if (i > 0 && all[i - 1] == '\n')
+                i--;
+        for (long seen = 0; i > 0; i--)
+                if (all[i - 1] == '\n' && ++seen == n)
+                        break;
+        if (n == 0)
+                i = len;
+        fflush(to);
+        (void) !write(fileno(to), all + i, len - i);
+}
+
+struct follow {
+        const char *path;
+        FILE *to;
+        int fd;
+        ino_t ino;
+};
+
+static void follow_pump(struct follow *f)
+{
+        char buf[8192];
+        ssize_t k;
+        struct stat st;
+        for (;;) {
+                if (f->fd >= 0)
+                        while ((k = read(f->fd, buf, sizeof buf)) > 0)
+                                (void) !write(fileno(f->to), buf, k);
+                /* rotated: the path names a new file now; finish the old one and switch */
+                if (stat(f->path, &st) < 0 || (f->fd >= 0 && st.st_ino == f->ino))
+                        return;
+                if (f->fd >= 0)
+                        close(f->fd);
+                f->fd = open(f->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                f->ino = st.st_ino;
+        }
+}
+
+static int follow_logs(const struct instance_env *env, const char *name, struct follow *fs, size_t nf)
+{
+        _cleanup_close_ int in = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+        _cleanup_free_ char *dir = strdup(fs[0].path);
+        if (in < 0 || !dir)
+                return -errno;
+        *strrchr(dir, '/') = 0;
+        inotify_add_watch(in, dir, IN_MODIFY | IN_CREATE | IN_MOVED_TO);
+        for (size_t i = 0; i < nf; i++) {
+                struct stat st;
+                if (fs[i].fd >= 0 && fstat(fs[i].fd, &st) == 0)
+                        fs[i].ino = st.st_ino;
+        }
+        for (;;) {
+                for (size_t i = 0; i < nf; i++)
+                        follow_pump(&fs[i]);
+                struct instance_state st = {0};
+                struct hutch_error e = HUTCH_ERROR_INIT;
+                if (instance_find(env, name, &st, &e) < 0)
+                        return 0; /* the instance is gone: everything it wrote is out */
+                instance_state_clear(&st);
+                struct pollfd p = {.fd = in, .events = POLLIN};
+                if (poll(&p, 1, 1000) > 0) {
+                        char ev[4096];
+                        while (read(in, ev, sizeof ev) > 0)
+                                ;
+                }
+        }
+}
+
+static const struct option logs_options[] = {
+        {"follow", no_argument, NULL, 'f'}, {"tail", required_argument, NULL, 'n'}, {"err", no_argument, NULL, 'e'},
+        {"out", no_argument, NULL, 'o'},    {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+};
+
+static int cmd_logs(struct cli *c, int argc, char **argv)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        bool follow = false, want_out = true, want_err = true;
+        long tail = -1;
+        int o;
+        optind = 1;
+        opterr = 0;
+        while ((o = getopt_long(argc, argv, "+fn:eoh", logs_options, NULL)) != -1) {
+                char *end;
+                switch (o) {
+                case 'f': follow = true; break;
+                case 'n':
+                        tail = strtol(optarg, &end, 10);
+                        if (*end || end == optarg || tail < 0)
+                                return cli_usage_error("instance", "--tail wants a number of lines, not '%s'", optarg);
+                        break;
+                case 'e': want_out = false; break;
+                case 'o': want_err = false; break;
+                case 'h': cli_help_print("instance"); return 0;
+                default: return cli_usage_error("instance", "unknown option '%s'", argv[optind - 1]);
+                }
+        }
+        if (!want_out && !want_err)
+                want_out = want_err = true;
+        const char *name = optind < argc ? argv[optind] : NULL;
+        if (!name)
+                return cli_usage_error("instance", "missing instance NAME");
+        if (instance_name_check(name, &err) < 0)
+                return cli_fail(&err);
+        struct instance_env env;
+        cli_instance_env(c, &env);
+        _cleanup_free_ char *out = NULL, *errp = NULL;
+        if (instance_log_paths(&env, name, &out, &errp) < 0) {
+                hutch_err(&err, -ENOENT, "cannot tell where logs are: HOME is not set");
+                return cli_fail(&err);
+        }
+        if ((!want_out || access(out, F_OK) < 0) && (!want_err || access(errp, F_OK) < 0)) {
+                hutch_err(&err, -ENOENT, "no logs of an instance named '%s'", name);
+                return cli_fail(&err);
+        }
+        struct follow fs[2];
+        size_t nf = 0;
+        if (want_out)
+                fs[nf++] = (struct follow){.path = out, .to = stdout, .fd = -EBADF};
+        if (want_err)
+                fs[nf++] = (struct follow){.path = errp, .to = stderr, .fd = -EBADF};
+        for (size_t i = 0; i < nf; i++) {
+                fs[i].fd = open(fs[i].path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (tail >= 0) {
+                        print_tail(fs[i].path, tail, fs[i].to);
+                        if (fs[i].fd >= 0)
+                                lseek(fs[i].fd, 0, SEEK_END);
+                } else if (fs[i].fd >= 0)
+                        follow_pump(&fs[i]);
+        }
+        int r = follow ? follow_logs(&env, name, fs, nf) : 0;
+        for (size_t i = 0; i < nf; i++)
+                if (fs[i].fd >= 0)
+                        close(fs[i].fd);
+        return r < 0 ? EXIT_HUTCH_FAILURE : 0;
+}
+
+int verb_instance(struct cli *c, int argc, char **argv)
+{
+        const char *sub = argc > 1 ? argv[1] : NULL;
+        if (!sub || !strcmp(sub, "help") || !strcmp(sub, "--help") || !strcmp(sub, "-h")) {
+                cli_help_print("instance");
+                return sub ? 0 : EXIT_USAGE;
+        }
+        if (!strcmp(sub, "start") || !strcmp(sub, "run"))
+                return cmd_start(c, sub, argc - 1, argv + 1, false);
+        if (!strcmp(sub, "list"))
+                return cmd_list(c, argc - 1, argv + 1);
+        if (!strcmp(sub, "stop"))
+                return cmd_stop(c, argc - 1, argv + 1);
+        if (!strcmp(sub, "logs"))
+                return cmd_logs(c, argc - 1, argv + 1);
+        return cli_usage_error("instance", "unknown instance command '%s'", sub);
+}
+
+int verb_supervise(struct cli *c, int argc, char **argv)
+{
+        if (argc < 3 || strcmp(argv[1], "instance") || (strcmp(argv[2], "start") && strcmp(argv[2], "run")))
+                return cli_usage_error(NULL, "'supervise' is started by 'hutch instance start'");
+        return cmd_start(c, argv[2], argc - 2, argv + 2, true);
+}

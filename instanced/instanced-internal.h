@@ -1,0 +1,29 @@
+/* Shared internals of instanced/: the state folder, its lock and the CLI-supervisor channel. */
+#pragma once
+
+#include "instanced.h"
+
+/* The supervisor keeps its instance folder open at this fd, so `instance list --all` can
+ * find every instance from the live supervisors in /proc. */
+#define SUPERVISOR_DIR_FD 4
+#define SUPERVISOR_COMM "hutch-supervise"
+
+enum instance_msg_type { INSTANCE_MSG_READY = 1, INSTANCE_MSG_FAILED };
+struct instance_msg {
+        int type;
+        int status; /* FAILED: the payload's exit code, or -1 when setup failed */
+        pid_t pid;
+        struct hutch_error err;
+};
+
+/* Open (and with create, make) the state root; 0700, owned by the caller. */
+int state_root_open(const struct instance_env *env, bool create, int *ret_fd, struct hutch_error *err);
+/* Lock NAME: create NAME/ and NAME/lock, take an OFD write lock without waiting. -EEXIST
+ * when a live supervisor holds it. Retries when the file was replaced under us. */
+int instance_lock(int root_fd, const char *name, int *ret_dir_fd, int *ret_lock_fd, struct hutch_error *err);
+/* Remove NAME's state, lock and folder (the caller holds the lock). */
+void instance_dir_remove(int root_fd, int dir_fd, const char *name);
+int instance_state_write(int dir_fd, const struct instance_state *st);
+/* Read NAME's state if its supervisor is alive: 0 and *ret filled; -ESRCH when the lock is
+ * free (stale: removed when remove_stale); -EAGAIN while starting (no state yet). */
+int instance_state_load(int root_fd, const char *name, bool remove_stale, struct instance_state *ret);

@@ -1,0 +1,94 @@
+/* Instances: long-running containers per user, each kept by one small supervisor process
+ * (`hutch supervise`), tracked in per-user state files that are re-checked on every read.
+ * No daemon: the CLI starts a supervisor, talks to it through signals and its state, and
+ * every reader verifies liveness through the supervisor's lock. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "runtime/runtime.h"
+#include "util/error.h"
+
+#define INSTANCE_NAME_MAX 64
+
+enum restart_policy { RESTART_NO, RESTART_ON_FAILURE, RESTART_ALWAYS };
+
+/* Where a user's state and logs live; filled by cli/ from the caller's environment. */
+struct instance_env {
+        uid_t uid;
+        const char *xdg_runtime_dir; /* NULL when unset */
+        const char *home;
+};
+
+struct instance_spec {
+        struct launch_spec *launch;
+        const char *name;
+        enum restart_policy restart;
+        unsigned max_restarts;  /* on-failure:N; 0 = no limit */
+        uint64_t log_max_size;  /* 0 = no cap */
+        unsigned settle_ms;     /* cap on the wait for the container to settle at start */
+        char **supervisor_argv; /* `hutch ... supervise instance start ...` for execv */
+        struct instance_env env;
+};
+
+/* What the state file of a running instance holds. */
+struct instance_state {
+        char *name;
+        pid_t pid; /* PID 1 of the container, host pid */
+        unsigned long long pid_start;
+        pid_t supervisor;
+        unsigned long long supervisor_start;
+        uid_t uid;
+        char *image;
+        long long started; /* unix time of the first start */
+        unsigned restarts;
+        char *restart; /* policy as given: no, on-failure:3, always */
+        char *log_out, *log_err;
+        char *dir; /* state folder (filled by readers, not stored) */
+};
+
+void instance_state_clear(struct instance_state *st);
+void instance_state_free_array(struct instance_state *v, size_t n);
+/* "key=value" lines; unknown keys ignored (a newer writer), missing name/pid/supervisor an
+ * error. Pure, for tests. */
+int instance_state_parse(const char *text, struct instance_state *ret, struct hutch_error *err);
+int instance_state_format(const struct instance_state *st, char **ret);
+
+/* [A-Za-z0-9][A-Za-z0-9_.-]{0,63} */
+bool instance_name_is_valid(const char *name);
+int instance_name_check(const char *name, struct hutch_error *err);
+/* "no", "always", "on-failure", "on-failure:N" */
+int restart_policy_parse(const char *s, enum restart_policy *ret, unsigned *ret_max, struct hutch_error *err);
+
+/* The folder holding NAME folders: $XDG_RUNTIME_DIR/hutch/instances when XDG_RUNTIME_DIR is
+ * a folder of the user, else $HOME/.hutch/instances/<hostname>. Not created. */
+int instance_state_root(const struct instance_env *env, char **ret);
+int instance_log_paths(const struct instance_env *env, const char *name, char **ret_out, char **ret_err);
+
+/* CLI side of `instance start`: starts a supervisor (fork, setsid, fork, exec) and waits
+ * until the container runs or failed. On a failed payload *ret_status is its exit code
+ * (else -1) so the caller can show the container's own error output. */
+int instance_start(const struct instance_spec *spec, int *ret_status, struct hutch_error *err);
+/* `hutch supervise`: the supervisor's life. sync_fd is the CLI's socket. Returns when the
+ * instance is over and everything it had is gone. */
+int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hutch_error *err);
+
+/* Running instances of env's user matching glob (NULL: all), sorted by name. Dead entries
+ * are removed; their names are appended to *ret_gone when given. */
+int instance_list(const struct instance_env *env, const char *glob, struct instance_state **ret, size_t *ret_n,
+                  char ***ret_gone, struct hutch_error *err);
+/* Every live supervisor visible in /proc (root: all users), optionally of one uid. */
+int instance_list_all(const char *glob, bool one_uid, uid_t uid, struct instance_state **ret, size_t *ret_n,
+                      struct hutch_error *err);
+/* Exactly one running instance by name; -ENOENT when there is none. */
+int instance_find(const struct instance_env *env, const char *name, struct instance_state *ret,
+                  struct hutch_error *err);
+/* Stop: sig to the payload, SIGKILL after timeout_ms (force: at once); returns once the
+ * supervisor and state are gone. */
+int instance_stop(const struct instance_env *env, const struct instance_state *st, int sig, int timeout_ms, bool force,
+                  struct hutch_error *err);
+/* exec/run/shell in instance NAME. */
+int instance_join(const struct instance_env *env, const char *name, const struct launch_spec *spec, int *ret_status,
+                  struct hutch_error *err);

@@ -1,0 +1,378 @@
+/* The per-user state store: where it lives, names, the state file format, and the lock the
+ * supervisor holds for its whole life (an OFD lock: released by the kernel when the
+ * supervisor dies, however it dies, so no reader ever trusts a dead entry). */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "instanced-internal.h"
+#include "util/util.h"
+
+bool instance_name_is_valid(const char *name)
+{
+        size_t n = name ? strlen(name) : 0;
+        if (n == 0 || n > INSTANCE_NAME_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                char ch = name[i];
+                bool alnum = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9');
+                if (!alnum && (i == 0 || (ch != '_' && ch != '.' && ch != '-')))
+                        return false;
+        }
+        return true;
+}
+
+int instance_name_check(const char *name, struct hutch_error *err)
+{
+        if (!instance_name_is_valid(name))
+                return hutch_err(err, -EINVAL,
+                                 "invalid instance name '%s': use 1-64 of A-Z a-z 0-9 _ . - starting with a "
+                                 "letter or digit",
+                                 name ? name : "");
+        return 0;
+}
+
+int restart_policy_parse(const char *s, enum restart_policy *ret, unsigned *ret_max, struct hutch_error *err)
+{
+        if (!strcmp(s, "no")) {
+                *ret = RESTART_NO;
+                *ret_max = 0;
+                return 0;
+        }
+        if (!strcmp(s, "always")) {
+                *ret = RESTART_ALWAYS;
+                *ret_max = 0;
+                return 0;
+        }
+        if (!strcmp(s, "on-failure")) {
+                *ret = RESTART_ON_FAILURE;
+                *ret_max = 0;
+                return 0;
+        }
+        if (startswith(s, "on-failure:")) {
+                const char *n = s + strlen("on-failure:");
+                char *end;
+                errno = 0;
+                unsigned long v = strtoul(n, &end, 10);
+                if (*n >= '0' && *n <= '9' && !*end && !errno && v > 0 && v <= 1000000) {
+                        *ret = RESTART_ON_FAILURE;
+                        *ret_max = (unsigned) v;
+                        return 0;
+                }
+        }
+        return hutch_err(err, -EINVAL, "invalid restart policy '%s': use no, on-failure[:N] or always", s);
+}
+
+void instance_state_clear(struct instance_state *st)
+{
+        free(st->name);
+        free(st->image);
+        free(st->restart);
+        free(st->log_out);
+        free(st->log_err);
+        free(st->dir);
+        *st = (struct instance_state){0};
+}
+
+void instance_state_free_array(struct instance_state *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                instance_state_clear(&v[i]);
+        free(v);
+}
+
+enum field_kind { F_STR, F_PID, F_ULL, F_LL, F_UINT };
+static const struct field {
+        const char *key;
+        enum field_kind kind;
+        size_t off;
+} fields[] = {
+        /* sorted by key: looked up with bsearch */
+        {"image", F_STR, offsetof(struct instance_state, image)},
+        {"log_err", F_STR, offsetof(struct instance_state, log_err)},
+        {"log_out", F_STR, offsetof(struct instance_state, log_out)},
+        {"name", F_STR, offsetof(struct instance_state, name)},
+        {"pid", F_PID, offsetof(struct instance_state, pid)},
+        {"pid_start", F_ULL, offsetof(struct instance_state, pid_start)},
+        {"restart", F_STR, offsetof(struct instance_state, restart)},
+        {"restarts", F_UINT, offsetof(struct instance_state, restarts)},
+        {"started", F_LL, offsetof(struct instance_state, started)},
+        {"supervisor", F_PID, offsetof(struct instance_state, supervisor)},
+        {"supervisor_start", F_ULL, offsetof(struct instance_state, supervisor_start)},
+        {"uid", F_UINT, offsetof(struct instance_state, uid)},
+};
+
+static int field_cmp(const void *k, const void *f)
+{
+        return strcmp(k, ((const struct field *) f)->key);
+}
+
+static int field_set(struct instance_state *st, const struct field *f, const char *v)
+{
+        char *p = (char *) st + f->off, *end;
+        if (f->kind == F_STR) {
+                char *d = strdup(v);
+                if (!d)
+                        return -ENOMEM;
+                free(*(char **) p);
+                *(char **) p = d;
+                return 0;
+        }
+        if (!*v || *v == '-')
+                return -EINVAL;
+        errno = 0;
+        unsigned long long n = strtoull(v, &end, 10);
+        if (errno || *end)
+                return -EINVAL;
+        switch (f->kind) {
+        case F_PID:
+                if (n == 0 || n > 4194304)
+                        return -EINVAL;
+                *(pid_t *) p = (pid_t) n;
+                break;
+        case F_ULL: *(unsigned long long *) p = n; break;
+        case F_LL: *(long long *) p = (long long) n; break;
+        case F_UINT:
+                if (n > 0xffffffffULL)
+                        return -EINVAL;
+                *(unsigned *) p = (unsigned) n;
+                break;
+        default: break;
+        }
+        return 0;
+}
+
+int instance_state_parse(const char *text, struct instance_state *ret, struct hutch_error *err)
+{
+        struct instance_state st = {0};
+        unsigned line = 0;
+        while (text && *text) {
+                size_t n = strcspn(text, "\n");
+                line++;
+                _cleanup_free_ char *l = strndup(text, n);
+                text += n + (text[n] == '\n');
+                if (!l) {
+                        instance_state_clear(&st);
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                }
+                char *eq = strchr(l, '=');
+                if (!*l)
+                        continue;
+                if (!eq) {
+                        instance_state_clear(&st);
+                        return hutch_err(err, -EINVAL, "state line %u: no '='", line);
+                }
+                *eq = 0;
+                const struct field *f = bsearch(l, fields, ELEMENTSOF(fields), sizeof fields[0], field_cmp);
+                if (!f)
+                        continue;
+                int r = field_set(&st, f, eq + 1);
+                if (r < 0) {
+                        instance_state_clear(&st);
+                        return hutch_err(err, r, "state line %u: bad value for '%s'", line, l);
+                }
+        }
+        if (!st.name || !instance_name_is_valid(st.name) || st.pid <= 0 || st.supervisor <= 0) {
+                instance_state_clear(&st);
+                return hutch_err(err, -EINVAL, "state misses name, pid or supervisor");
+        }
+        *ret = st;
+        return 0;
+}
+
+int instance_state_format(const struct instance_state *st, char **ret)
+{
+        char *s = NULL;
+        const char *strs[] = {st->image, st->restart, st->log_out, st->log_err};
+        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+                if (strs[i] && strchr(strs[i], '\n'))
+                        return -EINVAL;
+        if (!st->name || !instance_name_is_valid(st->name))
+                return -EINVAL;
+        int n = asprintf(&s,
+                         "name=%s\npid=%d\npid_start=%llu\nsupervisor=%d\nsupervisor_start=%llu\nuid=%u\n"
+                         "image=%s\nstarted=%lld\nrestarts=%u\nrestart=%s\nlog_out=%s\nlog_err=%s\n",
+                         st->name, (int) st->pid, st->pid_start, (int) st->supervisor, st->supervisor_start,
+                         (unsigned) st->uid, st->image ? st->image : "", st->started, st->restarts,
+                         st->restart ? st->restart : "no", st->log_out ? st->log_out : "",
+                         st->log_err ? st->log_err : "");
+        if (n < 0)
+                return -ENOMEM;
+        *ret = s;
+        return 0;
+}
+
+static int host_name(char *buf, size_t size)
+{
+        if (gethostname(buf, size) < 0 || !*buf || strchr(buf, '/'))
+                snprintf(buf, size, "localhost");
+        return 0;
+}
+
+static bool is_users_dir(const char *path, uid_t uid)
+{
+        struct stat st;
+        return path && path[0] == '/' && stat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == uid;
+}
+
+int instance_state_root(const struct instance_env *env, char **ret)
+{
+        char host[256];
+        host_name(host, sizeof host);
+        char *p = NULL;
+        if (is_users_dir(env->xdg_runtime_dir, env->uid))
+                p = strjoin(env->xdg_runtime_dir, "/hutch/instances", NULL);
+        else if (env->home && env->home[0] == '/' && asprintf(&p, "%s/.hutch/instances/%s", env->home, host) < 0)
+                p = NULL;
+        if (!p)
+                return env->home ? -ENOMEM : -ENOENT;
+        *ret = p;
+        return 0;
+}
+
+int instance_log_paths(const struct instance_env *env, const char *name, char **ret_out, char **ret_err)
+{
+        char host[256];
+        host_name(host, sizeof host);
+        char *o = NULL, *e = NULL;
+        if (!env->home || env->home[0] != '/')
+                return -ENOENT;
+        if (asprintf(&o, "%s/.hutch/logs/%s/%s.out", env->home, host, name) < 0)
+                return -ENOMEM;
+        if (asprintf(&e, "%s/.hutch/logs/%s/%s.err", env->home, host, name) < 0) {
+                free(o);
+                return -ENOMEM;
+        }
+        *ret_out = o;
+        *ret_err = e;
+        return 0;
+}
+
+int state_root_open(const struct instance_env *env, bool create, int *ret_fd, struct hutch_error *err)
+{
+        _cleanup_free_ char *root = NULL;
+        int r = instance_state_root(env, &root);
+        if (r < 0)
+                return hutch_err(err, r, "cannot tell where instance state lives: set HOME or XDG_RUNTIME_DIR");
+        if (create && (r = mkdir_p_at(AT_FDCWD, root, 0700)) < 0)
+                return hutch_err_sys(err, r, "cannot create the instance state folder '%s'", root);
+        int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ENOENT && !create
+                               ? -ENOENT
+                               : hutch_err_sys(err, -errno, "cannot open the instance state folder '%s'", root);
+        struct stat st;
+        if (fstat(fd, &st) < 0 || st.st_uid != env->uid) {
+                close(fd);
+                return hutch_err(err, -EPERM, "instance state folder '%s' does not belong to uid %u", root,
+                                 (unsigned) env->uid);
+        }
+        if ((st.st_mode & 07777) != 0700)
+                (void) !fchmod(fd, 0700);
+        *ret_fd = fd;
+        return 0;
+}
+
+static int lock_try(int fd)
+{
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        return fcntl(fd, F_OFD_SETLK, &fl) < 0 ? -errno : 0;
+}
+
+static bool lock_is_held(int fd)
+{
+        struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+        return fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type != F_UNLCK;
+}
+
+int instance_lock(int root_fd, const char *name, int *ret_dir_fd, int *ret_lock_fd, struct hutch_error *err)
+{
+        for (int attempt = 0; attempt < 20; attempt++) {
+                if (mkdirat(root_fd, name, 0700) < 0 && errno != EEXIST)
+                        return hutch_err_sys(err, -errno, "cannot create the state folder of instance '%s'", name);
+                _cleanup_close_ int dfd = openat(root_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                if (dfd < 0) {
+                        if (errno == ENOENT)
+                                continue; /* removed by a supervisor leaving just now */
+                        return hutch_err_sys(err, -errno, "cannot open the state folder of instance '%s'", name);
+                }
+                _cleanup_close_ int lfd = openat(dfd, "lock", O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (lfd < 0) {
+                        if (errno == ENOENT)
+                                continue;
+                        return hutch_err_sys(err, -errno, "cannot open the lock of instance '%s'", name);
+                }
+                int r = lock_try(lfd);
+                if (r == -EAGAIN || r == -EACCES)
+                        return hutch_err(err, -EEXIST, "instance '%s' already exists", name);
+                if (r < 0)
+                        return hutch_err_sys(err, r, "cannot lock instance '%s'", name);
+                /* the lock must be on the file that is there now, not on one a leaving
+                 * supervisor unlinked after we opened it */
+                struct stat a, b;
+                char rel[INSTANCE_NAME_MAX + 8];
+                snprintf(rel, sizeof rel, "%s/lock", name);
+                if (fstat(lfd, &a) < 0 || fstatat(root_fd, rel, &b, AT_SYMLINK_NOFOLLOW) < 0 || a.st_ino != b.st_ino ||
+                    a.st_dev != b.st_dev)
+                        continue;
+                *ret_dir_fd = steal_fd(&dfd);
+                *ret_lock_fd = steal_fd(&lfd);
+                return 0;
+        }
+        return hutch_err(err, -EBUSY, "cannot lock instance '%s': its state keeps changing", name);
+}
+
+void instance_dir_remove(int root_fd, int dir_fd, const char *name)
+{
+        unlinkat(dir_fd, "state", 0);
+        unlinkat(dir_fd, "state.tmp", 0);
+        unlinkat(dir_fd, "lock", 0);
+        unlinkat(root_fd, name, AT_REMOVEDIR);
+}
+
+int instance_state_write(int dir_fd, const struct instance_state *st)
+{
+        _cleanup_free_ char *text = NULL;
+        int r = instance_state_format(st, &text);
+        if (r < 0)
+                return r;
+        int fd = openat(dir_fd, "state.tmp", O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        r = write_full(fd, text, strlen(text));
+        close(fd);
+        if (r < 0)
+                return r;
+        return renameat(dir_fd, "state.tmp", dir_fd, "state") < 0 ? -errno : 0;
+}
+
+int instance_state_load(int root_fd, const char *name, bool remove_stale, struct instance_state *ret)
+{
+        _cleanup_close_ int dfd = openat(root_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0)
+                return -errno;
+        _cleanup_close_ int lfd = openat(dfd, "lock", O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (lfd < 0 && errno == EACCES)
+                lfd = openat(dfd, "lock", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (lfd >= 0 && lock_is_held(lfd)) {
+                _cleanup_free_ char *text = NULL;
+                struct hutch_error e = HUTCH_ERROR_INIT;
+                int r = read_full_at(dfd, "state", 1 << 16, &text, NULL);
+                if (r < 0)
+                        return r == -ENOENT ? -EAGAIN : r;
+                r = instance_state_parse(text, ret, &e);
+                if (r < 0)
+                        return r;
+                return 0;
+        }
+        /* nobody holds the lock: the supervisor is gone (crash, kill -9, reboot) */
+        if (remove_stale && (lfd < 0 || lock_try(lfd) == 0))
+                instance_dir_remove(root_fd, dfd, name);
+        return -ESRCH;
+}

@@ -1,0 +1,570 @@
+/* The supervisor: one small process per instance, outside the container. It holds the
+ * instance's lock, starts the container through a launcher child (which owns the
+ * namespaces and the FUSE server), writes the state file, sends the container's output to
+ * size-capped logs, restarts per policy and removes everything at the end. One epoll loop
+ * over a signalfd, the launcher's event socket, the log pipes and a timerfd. It is the
+ * child subreaper of its tree, so the FUSE server ends up as its child and it leaves only
+ * after every process it started is gone. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "instanced-internal.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define SETTLE_TICK_MS 2
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 30000
+#define STABLE_RUN_S 10 /* a container that ran this long resets the backoff */
+
+enum { EV_SIGNAL, EV_NOTIFY, EV_OUT, EV_ERR, EV_TIMER };
+
+struct log_sink {
+        int dir_fd;
+        int fd;
+        char *name; /* "NAME.out" */
+        uint64_t size, max;
+};
+
+struct sup {
+        const struct instance_spec *spec;
+        struct instance_state st;
+        int sync_fd; /* to the CLI until ready */
+        int root_fd, dir_fd, lock_fd;
+        int epfd, sigfd, timerfd, notify_fd;
+        int out_pipe[2], err_pipe[2];
+        struct log_sink out, err;
+        pid_t launcher; /* the child that owns the container's namespaces; 0 when none */
+        bool ready, stopping, finishing, backing_off;
+        int settle_ticks, settled_in_row;
+        unsigned backoff_ms;
+        time_t run_started;
+};
+
+static void sink_close(struct log_sink *s)
+{
+        if (s->fd >= 0)
+                close(s->fd);
+        s->fd = -EBADF;
+        free(s->name);
+        s->name = NULL;
+}
+
+static int sink_open(struct log_sink *s, bool truncate)
+{
+        s->fd = openat(s->dir_fd, s->name,
+                       O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | (truncate ? O_TRUNC : 0), 0600);
+        if (s->fd < 0)
+                return -errno;
+        struct stat st;
+        s->size = fstat(s->fd, &st) == 0 ? (uint64_t) st.st_size : 0;
+        return 0;
+}
+
+static void sink_rotate(struct log_sink *s)
+{
+        char old[INSTANCE_NAME_MAX + 16];
+        snprintf(old, sizeof old, "%s.1", s->name);
+        renameat(s->dir_fd, s->name, s->dir_fd, old);
+        close(s->fd);
+        sink_open(s, true);
+}
+
+/* Rotation: NAME.out -> NAME.out.1 (replacing the older one), a fresh NAME.out. No file
+ * grows past max; a chunk is cut at its last newline that fits, so lines stay whole. */
+static void sink_write(struct log_sink *s, const char *buf, size_t n)
+{
+        while (n > 0 && s->fd >= 0) {
+                size_t take = n;
+                if (s->max && s->size + n > s->max) {
+                        size_t room = s->max > s->size ? s->max - s->size : 0;
+                        size_t cut = room;
+                        while (cut > 0 && buf[cut - 1] != '\n')
+                                cut--;
+                        if (cut == 0 && s->size > 0) {
+                                sink_rotate(s);
+                                continue;
+                        }
+                        take = cut ? cut : (room ? room : n < s->max ? n : s->max);
+                }
+                if (write_full(s->fd, buf, take) < 0)
+                        return;
+                s->size += take;
+                buf += take;
+                n -= take;
+        }
+}
+
+/* The supervisor's own lines go into the error log, marked as hutch's. */
+static void __attribute__((format(printf, 2, 3))) note(struct sup *u, const char *fmt, ...)
+{
+        char line[700];
+        va_list ap;
+        int k = snprintf(line, sizeof line, "hutch: ");
+        va_start(ap, fmt);
+        k += vsnprintf(line + k, sizeof line - k - 1, fmt, ap);
+        va_end(ap);
+        if (k > (int) sizeof line - 2)
+                k = sizeof line - 2;
+        line[k++] = '\n';
+        sink_write(&u->err, line, k);
+        line[k - 1] = 0;
+        syslog(LOG_INFO, "instance %s (uid %u): %s", u->st.name, (unsigned) u->st.uid, line + 7);
+}
+
+static void tell_cli(struct sup *u, int type, int status, const struct hutch_error *err)
+{
+        if (u->sync_fd < 0)
+                return;
+        struct instance_msg m = {.type = type, .status = status, .pid = u->st.pid};
+        if (err)
+                m.err = *err;
+        (void) !send(u->sync_fd, &m, sizeof m, MSG_NOSIGNAL);
+        close(u->sync_fd);
+        u->sync_fd = -EBADF;
+}
+
+static int open_logs(struct sup *u, struct hutch_error *err)
+{
+        _cleanup_free_ char *out = NULL, *errp = NULL;
+        int r = instance_log_paths(&u->spec->env, u->spec->name, &out, &errp);
+        if (r < 0)
+                return hutch_err(err, r, "cannot tell where instance logs go: HOME is not set");
+        char *slash = strrchr(out, '/');
+        *slash = 0;
+        if ((r = mkdir_p_at(AT_FDCWD, out, 0700)) < 0)
+                return hutch_err_sys(err, r, "cannot create the log folder '%s'", out);
+        int dfd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0)
+                return hutch_err_sys(err, -errno, "cannot open the log folder '%s'", out);
+        *slash = '/';
+        u->out.dir_fd = dfd;
+        u->err.dir_fd = dfd;
+        u->out.max = u->err.max = u->spec->log_max_size;
+        u->out.name = strdup(slash + 1);
+        u->err.name = strdup(strrchr(errp, '/') + 1);
+        if (!u->out.name || !u->err.name)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if ((r = sink_open(&u->out, true)) < 0 || (r = sink_open(&u->err, true)) < 0)
+                return hutch_err_sys(err, r, "cannot open the logs of instance '%s'", u->spec->name);
+        u->st.log_out = steal_pointer(&out);
+        u->st.log_err = steal_pointer(&errp);
+        return 0;
+}
+
+static void drain(struct sup *u, int fd, struct log_sink *s)
+{
+        char buf[65536];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof buf)) > 0)
+                sink_write(s, buf, n);
+}
+
+/* The launcher child: stdio on the log pipes, dies with the supervisor, runs the container
+ * with a PID namespace and reports through notify. */
+static _Noreturn void launcher_main(struct sup *u, int notify, pid_t supervisor)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct launch_spec spec = *u->spec->launch;
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != supervisor)
+                _exit(255);
+        /* nothing of the supervisor's reaches the container: not its lock (whose copies
+         * would keep the instance "alive"), the CLI's socket or the state folder */
+        int keep[] = {notify, u->out_pipe[1], u->err_pipe[1], devnull};
+        close_all_fds(3, keep, ELEMENTSOF(keep));
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_UNBLOCK, &all, NULL);
+        prctl(PR_SET_NAME, "hutch-launch");
+        if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(u->out_pipe[1], 1) < 0 || dup2(u->err_pipe[1], 2) < 0)
+                _exit(255);
+        spec.pid_ns = true;
+        spec.no_init = false;
+        spec.instance = true;
+        spec.notify_fd = notify;
+        int status = 0;
+        if (runtime_launch(&spec, &status, &err) < 0) {
+                struct launch_event ev = {.type = LAUNCH_EVENT_FAILED, .err = err};
+                (void) !send(notify, &ev, sizeof ev, MSG_NOSIGNAL);
+                _exit(255);
+        }
+        _exit(status);
+}
+
+static int epoll_add(int epfd, int fd, int tag)
+{
+        struct epoll_event e = {.events = EPOLLIN, .data.u32 = tag};
+        return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
+}
+
+static void timer_arm(struct sup *u, unsigned ms, bool periodic)
+{
+        struct itimerspec t = {0};
+        t.it_value.tv_sec = ms / 1000;
+        t.it_value.tv_nsec = (ms % 1000) * 1000000L + (ms == 0);
+        if (periodic)
+                t.it_interval = t.it_value;
+        timerfd_settime(u->timerfd, 0, &t, NULL);
+}
+
+static void timer_off(struct sup *u)
+{
+        struct itimerspec off = {0};
+        timerfd_settime(u->timerfd, 0, &off, NULL);
+}
+
+static int container_start(struct sup *u, struct hutch_error *err)
+{
+        int sp[2];
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+                return hutch_err_sys(err, -errno, "cannot create the launcher socket");
+        pid_t self = getpid();
+        pid_t child = fork();
+        if (child < 0) {
+                close(sp[0]);
+                close(sp[1]);
+                return hutch_err_sys(err, -errno, "cannot fork the launcher");
+        }
+        if (child == 0) {
+                close(sp[0]);
+                launcher_main(u, sp[1], self);
+        }
+        close(sp[1]);
+        if (u->notify_fd >= 0) {
+                epoll_ctl(u->epfd, EPOLL_CTL_DEL, u->notify_fd, NULL);
+                close(u->notify_fd);
+        }
+        u->notify_fd = sp[0];
+        epoll_add(u->epfd, u->notify_fd, EV_NOTIFY);
+        u->launcher = child;
+        u->st.pid = 0;
+        u->run_started = time(NULL);
+        return 0;
+}
+
+/* Every task of pid and its descendants sleeping (S), idle (I) or stopped: the container has
+ * settled. Running (R), waiting on I/O or a FUSE page-in (D) or a zombie not yet reaped
+ * (Z) mean it is still getting up or going down. */
+static bool tree_settled(pid_t pid, int depth)
+{
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/task", (int) pid);
+        _cleanup_closedir_ DIR *d = opendir(path);
+        if (!d || depth > 64)
+                return false;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (de->d_name[0] == '.')
+                        continue;
+                pid_t tid = atoi(de->d_name);
+                char st = proc_state(pid, tid);
+                if (st != 'S' && st != 'I' && st != 'T' && st != 't')
+                        return false;
+                char cpath[96];
+                _cleanup_free_ char *kids = NULL;
+                snprintf(cpath, sizeof cpath, "/proc/%d/task/%d/children", (int) pid, (int) tid);
+                if (read_full_at(AT_FDCWD, cpath, 1 << 16, &kids, NULL) < 0)
+                        continue;
+                for (char *p = kids, *e; *p; p = e) {
+                        pid_t k = (pid_t) strtol(p, &e, 10);
+                        if (e == p)
+                                break;
+                        if (k > 0 && !tree_settled(k, depth + 1))
+                                return false;
+                }
+        }
+        return true;
+}
+
+static void state_save(struct sup *u)
+{
+        int r = instance_state_write(u->dir_fd, &u->st);
+        if (r < 0)
+                note(u, "cannot write the state file: %s", strerror(-r));
+}
+
+static void on_started(struct sup *u, pid_t pid)
+{
+        u->st.pid = pid;
+        proc_start_time(pid, &u->st.pid_start);
+        if (u->ready) {
+                state_save(u);
+                return;
+        }
+        u->settle_ticks = 0;
+        u->settled_in_row = 0;
+        timer_arm(u, SETTLE_TICK_MS, true);
+}
+
+static void on_settle_tick(struct sup *u)
+{
+        u->settle_ticks++;
+        u->settled_in_row = tree_settled(u->st.pid, 0) ? u->settled_in_row + 1 : 0;
+        if (u->settled_in_row < 2 && u->settle_ticks * SETTLE_TICK_MS < (int) u->spec->settle_ms)
+                return;
+        timer_off(u);
+        u->ready = true;
+        state_save(u);
+        note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);
+        tell_cli(u, INSTANCE_MSG_READY, 0, NULL);
+}
+
+static bool should_restart(struct sup *u, int status)
+{
+        const struct instance_spec *s = u->spec;
+        if (u->stopping || !u->ready || s->restart == RESTART_NO)
+                return false;
+        if (s->restart == RESTART_ON_FAILURE && status == 0)
+                return false;
+        return s->max_restarts == 0 || u->st.restarts < s->max_restarts;
+}
+
+static void on_notify(struct sup *u);
+
+static void on_launcher_exit(struct sup *u, int wstatus)
+{
+        int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
+        u->launcher = 0;
+        /* a setup failure the launcher reported comes before its exit status */
+        while (u->notify_fd >= 0 && u->sync_fd >= 0 && !u->ready) {
+                int before = u->notify_fd;
+                on_notify(u);
+                if (u->notify_fd == before)
+                        break;
+        }
+        if (!u->ready) {
+                timer_off(u);
+                note(u, "container exited with status %d while starting", status);
+                struct hutch_error e = HUTCH_ERROR_INIT;
+                hutch_err(&e, -ECHILD, "instance '%s' failed to start: the container exited with status %d", u->st.name,
+                          status);
+                tell_cli(u, INSTANCE_MSG_FAILED, status, &e);
+                u->finishing = true;
+                return;
+        }
+        if (!should_restart(u, status)) {
+                note(u, "container exited with status %d%s", status, u->stopping ? " (stopped)" : "");
+                u->finishing = true;
+                return;
+        }
+        if (time(NULL) - u->run_started >= STABLE_RUN_S)
+                u->backoff_ms = 0;
+        u->backoff_ms = u->backoff_ms ? u->backoff_ms * 2 : BACKOFF_FIRST_MS;
+        if (u->backoff_ms > BACKOFF_MAX_MS)
+                u->backoff_ms = BACKOFF_MAX_MS;
+        u->st.restarts++;
+        note(u, "container exited with status %d; restart %u in %u ms", status, u->st.restarts, u->backoff_ms);
+        u->backing_off = true;
+        timer_arm(u, u->backoff_ms, false);
+}
+
+static void on_timer(struct sup *u)
+{
+        uint64_t ticks;
+        (void) !read(u->timerfd, &ticks, sizeof ticks);
+        if (u->backing_off) {
+                struct hutch_error e = HUTCH_ERROR_INIT;
+                u->backing_off = false;
+                if (container_start(u, &e) < 0) {
+                        note(u, "restart failed: %s", e.msg);
+                        u->finishing = true;
+                }
+                return;
+        }
+        if (!u->ready && u->st.pid > 0)
+                on_settle_tick(u);
+}
+
+static void on_notify(struct sup *u)
+{
+        struct launch_event ev;
+        ssize_t n = recv(u->notify_fd, &ev, sizeof ev, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN)) {
+                epoll_ctl(u->epfd, EPOLL_CTL_DEL, u->notify_fd, NULL);
+                close(u->notify_fd);
+                u->notify_fd = -EBADF;
+                return;
+        }
+        if (n != (ssize_t) sizeof ev)
+                return;
+        if (ev.type == LAUNCH_EVENT_STARTED)
+                on_started(u, ev.pid);
+        else if (ev.type == LAUNCH_EVENT_FAILED) {
+                note(u, "%s", ev.err.msg);
+                if (!u->ready)
+                        tell_cli(u, INSTANCE_MSG_FAILED, -1, &ev.err);
+        }
+}
+
+static void on_signal(struct sup *u)
+{
+        struct signalfd_siginfo si;
+        while (read(u->sigfd, &si, sizeof si) == (ssize_t) sizeof si) {
+                if (si.ssi_signo == SIGCHLD) {
+                        int ws;
+                        pid_t p;
+                        while ((p = waitpid(-1, &ws, WNOHANG)) > 0)
+                                if (p == u->launcher)
+                                        on_launcher_exit(u, ws);
+                        continue;
+                }
+                /* SIGTERM/SIGINT/SIGHUP: stop; `instance stop` queues the signal to pass on */
+                int sig = SIGTERM;
+                if (si.ssi_code == SI_QUEUE && si.ssi_int > 0 && si.ssi_int < 65)
+                        sig = si.ssi_int;
+                if (!u->stopping)
+                        note(u, "stopping (signal %d)", sig);
+                u->stopping = true;
+                if (u->launcher > 0)
+                        kill(u->launcher, sig);
+                else
+                        u->finishing = true;
+                if (u->backing_off) {
+                        u->backing_off = false;
+                        timer_off(u);
+                }
+        }
+}
+
+/* All children gone (launcher, FUSE server, helpers)? Reaps what is left. */
+static bool tree_gone(struct sup *u)
+{
+        int ws;
+        pid_t p;
+        while ((p = waitpid(-1, &ws, WNOHANG)) > 0)
+                if (p == u->launcher)
+                        on_launcher_exit(u, ws);
+        return p < 0 && errno == ECHILD;
+}
+
+static int setup(struct sup *u, struct hutch_error *err)
+{
+        /* hold SUPERVISOR_DIR_FD now, so no fd opened below lands on it */
+        int hold = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (hold < 0 || (hold != SUPERVISOR_DIR_FD && dup3(hold, SUPERVISOR_DIR_FD, O_CLOEXEC) < 0))
+                return hutch_err_sys(err, -errno, "cannot set up the supervisor");
+        if (hold != SUPERVISOR_DIR_FD)
+                close(hold);
+        int r = state_root_open(&u->spec->env, true, &u->root_fd, err);
+        if (r < 0 || (r = instance_lock(u->root_fd, u->spec->name, &u->dir_fd, &u->lock_fd, err)) < 0)
+                return r;
+        unlinkat(u->dir_fd, "state", 0); /* of a supervisor that died */
+        if (dup3(u->dir_fd, SUPERVISOR_DIR_FD, O_CLOEXEC) < 0)
+                return hutch_err_sys(err, -errno, "cannot keep the state folder open");
+        if ((r = open_logs(u, err)) < 0)
+                return r;
+        sigset_t ss;
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGCHLD);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGINT);
+        sigaddset(&ss, SIGHUP);
+        sigprocmask(SIG_BLOCK, &ss, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        u->sigfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
+        u->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        u->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (u->sigfd < 0 || u->timerfd < 0 || u->epfd < 0 || pipe2(u->out_pipe, O_CLOEXEC) < 0 ||
+            pipe2(u->err_pipe, O_CLOEXEC) < 0)
+                return hutch_err_sys(err, -errno, "cannot set up the supervisor");
+        fcntl(u->out_pipe[0], F_SETFL, O_NONBLOCK);
+        fcntl(u->err_pipe[0], F_SETFL, O_NONBLOCK);
+        if (epoll_add(u->epfd, u->sigfd, EV_SIGNAL) < 0 || epoll_add(u->epfd, u->timerfd, EV_TIMER) < 0 ||
+            epoll_add(u->epfd, u->out_pipe[0], EV_OUT) < 0 || epoll_add(u->epfd, u->err_pipe[0], EV_ERR) < 0)
+                return hutch_err_sys(err, -errno, "cannot set up the supervisor");
+        prctl(PR_SET_CHILD_SUBREAPER, 1);
+        prctl(PR_SET_NAME, SUPERVISOR_COMM);
+        openlog("hutch", LOG_PID, LOG_USER);
+        return 0;
+}
+
+static void loop(struct sup *u)
+{
+        for (;;) {
+                if (u->finishing && tree_gone(u))
+                        return;
+                struct epoll_event ev[8];
+                int n = epoll_wait(u->epfd, ev, ELEMENTSOF(ev), -1);
+                if (n < 0 && errno != EINTR)
+                        return;
+                for (int i = 0; i < n; i++)
+                        switch (ev[i].data.u32) {
+                        case EV_SIGNAL: on_signal(u); break;
+                        case EV_NOTIFY: on_notify(u); break;
+                        case EV_OUT: drain(u, u->out_pipe[0], &u->out); break;
+                        case EV_ERR: drain(u, u->err_pipe[0], &u->err); break;
+                        case EV_TIMER: on_timer(u); break;
+                        }
+        }
+}
+
+int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hutch_error *err)
+{
+        struct sup u = {.spec = spec, .sync_fd = sync_fd, .notify_fd = -EBADF};
+        fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
+        u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = -EBADF;
+        u.out.fd = u.err.fd = u.out.dir_fd = -EBADF;
+        u.out_pipe[0] = u.out_pipe[1] = u.err_pipe[0] = u.err_pipe[1] = -EBADF;
+        u.st.uid = spec->env.uid;
+        u.st.supervisor = getpid();
+        proc_start_time(u.st.supervisor, &u.st.supervisor_start);
+        u.st.started = time(NULL);
+        u.st.name = strdup(spec->name);
+        u.st.image = realpath(spec->launch->image, NULL);
+        u.st.restart = strdup(spec->restart == RESTART_NO       ? "no"
+                              : spec->restart == RESTART_ALWAYS ? "always"
+                                                                : "on-failure");
+        if (spec->restart == RESTART_ON_FAILURE && spec->max_restarts) {
+                free(u.st.restart);
+                if (asprintf(&u.st.restart, "on-failure:%u", spec->max_restarts) < 0)
+                        u.st.restart = NULL;
+        }
+        if (!u.st.image)
+                u.st.image = strdup(spec->launch->image);
+        int r = (!u.st.name || !u.st.image || !u.st.restart) ? hutch_err(err, -ENOMEM, "out of memory") : 0;
+        if (r >= 0)
+                r = setup(&u, err);
+        if (r >= 0)
+                r = container_start(&u, err);
+        if (r < 0) {
+                struct instance_msg m = {.type = INSTANCE_MSG_FAILED, .status = -1, .err = *err};
+                (void) !send(sync_fd, &m, sizeof m, MSG_NOSIGNAL);
+        } else {
+                loop(&u);
+                drain(&u, u.out_pipe[0], &u.out);
+                drain(&u, u.err_pipe[0], &u.err);
+                tell_cli(&u, INSTANCE_MSG_FAILED, -1, NULL);
+                if (u.ready)
+                        syslog(LOG_INFO, "instance %s (uid %u): gone", u.st.name, (unsigned) u.st.uid);
+        }
+        if (u.dir_fd >= 0 && u.lock_fd >= 0)
+                instance_dir_remove(u.root_fd, u.dir_fd, spec->name);
+        int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,      u.timerfd, u.notify_fd,
+                     u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1], u.out.dir_fd, u.sync_fd};
+        for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                if (fds[i] >= 0)
+                        close(fds[i]);
+        sink_close(&u.out);
+        sink_close(&u.err);
+        instance_state_clear(&u.st);
+        return r;
+}

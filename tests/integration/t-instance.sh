@@ -1,0 +1,194 @@
+# Instances: start/list/stop, startscript and runscript, a service answering on loopback,
+# joining with instance://, logs and rotation, crashes, restarts, concurrency, bad input.
+. "$(dirname "$0")/lib.sh"
+trap '"$HUTCH" instance stop --all --force >/dev/null 2>&1; rm -rf "$T"' EXIT
+I=$IMAGES/image.sif
+[ "$MODE" = root ] && PORT=18180 || PORT=18280
+export HUTCH_TEST_PORT=$PORT
+
+# a sandbox copy of the image whose startscript is $1
+image_with_startscript() {
+	local d=$T/img-$2
+	cp -a "$IMAGES/rootfs" "$d"
+	if [ -n "$1" ]; then printf '#!/bin/sh\n%s\n' "$1" > "$d/.singularity.d/startscript"
+	else rm -f "$d/.singularity.d/startscript"; fi
+	echo "$d"
+}
+count_rows() { "$HUTCH" instance list | tail -n +2 | wc -l; }
+
+# --- start, list, service, join, stop
+run "$HUTCH" instance start "$I" web
+check "start returns 0 once the container runs" '[ $RC -eq 0 ]'
+run "$HUTCH" instance list
+check "list shows NAME, PID and IMAGE" 'out_has "^web  *[0-9][0-9]*  *$I "'
+pid=$(awk '$1=="web"{print $2}' "$OUT")
+check "the listed PID is the container's init" '[ "$(cat /proc/$pid/comm)" = hutch-init ]'
+check "the startscript's service answers on the host network" 'wait_for "http_get $PORT | grep -q \"hello from the image\""'
+run "$HUTCH" instance list --json
+check "list --json in Apptainer's shape" 'out_has "\"instance\": \"web\"" && out_has "\"pid\": $pid" && out_has "\"img\": \"$I\"" && out_has "logErrPath"'
+run "$HUTCH" instance list --logs
+check "list --logs shows the log paths" 'out_has "\.hutch/logs/.*/web\.err" && out_has "\.hutch/logs/.*/web\.out"'
+run "$HUTCH" exec instance://web cat /proc/1/comm
+check "exec instance:// runs in the instance's PID namespace (PID 1 is the init)" 'out_is hutch-init && [ $RC -eq 0 ]'
+run "$HUTCH" exec instance://web ps -o pid,comm
+check "exec instance:// sees the instance's processes" 'out_has "httpd" && [ "$(grep -c . "$OUT")" -le 5 ]'
+run "$HUTCH" exec instance://web cat /etc/hutch-test-marker
+check "exec instance:// sees the image's files" 'out_is image-marker'
+run "$HUTCH" exec instance://web sh -c 'echo "$IMAGE_VAR $(id -u)"'
+check "exec instance:// gets the image environment and the caller's uid" 'out_is "from-image $(id -u)"'
+run "$HUTCH" exec instance://web sh -c 'exit 7'
+check "exec instance:// passes the exit status on" '[ $RC -eq 7 ]'
+run "$HUTCH" run instance://web a b
+check "run instance:// runs the runscript inside" 'out_is "runscript args: a b"'
+run "$HUTCH" instance start "$I" web
+check "a second start of a live NAME fails naming it" 'fails_with "instance .web. already exists"'
+run "$HUTCH" instance list
+check "the failed duplicate left the first one alone" 'out_has "^web " && http_get $PORT | grep -q hello'
+run "$HUTCH" instance stop web
+check "stop returns 0" '[ $RC -eq 0 ]'
+check "after stop the service is gone" '! http_get $PORT | grep -q hello'
+run "$HUTCH" instance list
+check "after stop nothing is listed" '[ "$(wc -l < "$OUT")" -eq 1 ]'
+leftovers "start/stop"
+run "$HUTCH" instance start "$I" web
+check "a stopped NAME is reusable at once" '[ $RC -eq 0 ]'
+run "$HUTCH" instance stop web
+leftovers "restart of a name"
+
+# --- startscript ARGS, instance run, no startscript, failing startscript
+d=$(image_with_startscript 'echo "start args: $*"; exec sleep 1000' args)
+run "$HUTCH" instance start "$d" argy one two
+check "startscript gets ARGS" 'wait_for "\"$HUTCH\" instance logs argy 2>/dev/null | grep -q \"start args: one two\""'
+run "$HUTCH" instance logs --out argy
+check "logs --out shows the container's stdout" 'out_has "start args: one two"'
+"$HUTCH" instance stop argy >/dev/null 2>&1
+run "$HUTCH" instance run "$I" runner x y
+check "instance run runs the runscript, and stays up after it exits 0" '[ $RC -eq 0 ] && "$HUTCH" instance list | grep -q "^runner "'
+check "instance run passes ARGS to the runscript" 'wait_for "\"$HUTCH\" instance logs runner 2>/dev/null | grep -q \"runscript args: x y\""'
+"$HUTCH" instance stop runner >/dev/null 2>&1
+d=$(image_with_startscript '' none)
+run "$HUTCH" instance start "$d" idle
+check "an image without a startscript runs nothing and stays up" '[ $RC -eq 0 ] && "$HUTCH" instance list | grep -q "^idle "'
+run "$HUTCH" exec instance://idle ps -o pid,comm
+check "only the init runs in it" '[ "$(grep -v -e COMMAND -e " ps$" "$OUT")" = "    1 hutch-init" ]'
+"$HUTCH" instance stop idle >/dev/null 2>&1
+d=$(image_with_startscript 'echo "database is broken" >&2; exit 1' broken)
+run "$HUTCH" instance start "$d" broken
+check "a startscript that exits 1 at once fails the start with its output" '[ $RC -eq 255 ] && err_has "database is broken" && err_has "^hutch: error: .*status 1"'
+leftovers "failed start"
+run "$HUTCH" instance start "$T/missing.sif" nope
+check "a missing image fails the start" 'fails_with "missing.sif"'
+leftovers "missing image"
+run "$HUTCH" instance start -B /nonexistent-src:/x "$I" nope
+check "a bad bind fails the start with the launcher's error" 'fails_with "nonexistent-src"'
+leftovers "bad bind"
+
+# --- names
+for bad in 'a/b' '-x' '.hidden' '_x' 'a b' "$(printf 'x%.0s' $(seq 65))" 'é'; do
+	run "$HUTCH" instance start "$I" "$bad"
+	check "name '${bad:0:12}' is refused before any file is touched" 'fails_with "invalid instance name" && [ -z "$(state_dirs)" ] && ! ls "$HOME"/.hutch/logs/*/ 2>/dev/null | grep -qxF -- "$bad.out"'
+done
+run "$HUTCH" instance start "$I" "A1_b.c-$(printf 'x%.0s' $(seq 57))"
+check "a 64-character name with _ . - is accepted" '[ $RC -eq 0 ]'
+"$HUTCH" instance stop --all >/dev/null 2>&1
+run "$HUTCH" instance stop nosuch
+check "stop of an unknown instance fails" 'fails_with "no instance found"'
+run "$HUTCH" exec instance://nosuch true
+check "exec of an unknown instance fails" 'fails_with "no instance named .nosuch."'
+run "$HUTCH" instance logs nosuch-at-all
+check "logs of an unknown instance fails" 'fails_with "no logs"'
+run "$HUTCH" instance start --restart sometimes "$I" x
+check "a bad restart policy is refused" 'fails_with "invalid restart policy"'
+run "$HUTCH" exec --restart always "$I" true
+check "--restart is only for instances" '[ $RC -eq 255 ] && err_has "restart"'
+leftovers "bad input"
+
+# --- logs: rotation and follow
+printf 'instance log max size = 2K\n' > "$T/small.conf"
+d=$(image_with_startscript 'i=0; while [ $i -lt 400 ]; do echo "line $i of the log"; i=$((i+1)); done; exec sleep 1000' chatty)
+HUTCH_CONF=$T/small.conf run "$HUTCH" instance start "$d" chatty
+out=$(ls "$HOME"/.hutch/logs/*/chatty.out)
+check "logs are rotated at 'instance log max size'" 'wait_for "[ -s $out.1 ]" && [ $(stat -c %s "$out") -le 2048 ] && [ $(stat -c %s "$out.1") -le 2048 ]'
+run "$HUTCH" instance logs --tail 3 chatty
+check "logs --tail N shows the last N lines" 'out_is "$(printf "line 397 of the log\nline 398 of the log\nline 399 of the log")"'
+"$HUTCH" instance logs -f --out chatty > "$T/follow" 2>&1 &
+fpid=$!
+sleep 0.3
+"$HUTCH" instance stop chatty >/dev/null 2>&1
+check "logs -f ends when the instance stops" 'wait_for "! kill -0 $fpid 2>/dev/null" && grep -q "line 399" "$T/follow"'
+leftovers "logs"
+
+# --- crashes
+run "$HUTCH" instance start "$I" victim
+sup=$(pgrep -u "$(id -u)" -x hutch-supervise | head -1)
+kill -9 "$sup"
+check "kill -9 of the supervisor takes the container with it" 'wait_for "[ -z \"\$(pgrep -u $(id -u) -x hutch-init)\" ]" && ! http_get $PORT | grep -q hello'
+run "$HUTCH" instance list
+check "the next list reports the dead instance once and removes it" '! out_has "^victim " && err_has "victim.*no longer running"'
+run "$HUTCH" instance list
+check "... and only once" '! err_has victim'
+leftovers "kill -9 of the supervisor"
+run "$HUTCH" instance start "$I" victim
+hp=$(pgrep -u "$(id -u)" -x httpd | head -1)
+kill -9 "$hp"
+check "kill -9 of the payload (restart no): the instance ends" 'wait_for "! \"$HUTCH\" instance list | grep -q ^victim"'
+check "... and the supervisor logged why" 'grep -q "exited with status 137" "$HOME"/.hutch/logs/*/victim.err'
+leftovers "kill -9 of the payload"
+run "$HUTCH" instance start --restart on-failure "$I" phoenix
+hp=$(pgrep -u "$(id -u)" -x httpd | head -1)
+kill -9 "$hp"
+check "restart on-failure: the payload is back and counted in list" 'wait_for "\"$HUTCH\" instance list | grep -q \"^phoenix .* 1\$\"" && wait_for "http_get $PORT | grep -q hello"'
+run "$HUTCH" instance stop phoenix
+check "a stopped instance is not restarted" '[ $RC -eq 0 ] && [ -z "$(pgrep -u $(id -u) -x hutch-init)" ]'
+leftovers "restart"
+d=$(image_with_startscript 'sleep 0.3; exit 3' flaky)
+run "$HUTCH" instance start --restart on-failure:2 "$d" flaky
+check "on-failure:N gives up after N restarts" 'wait_for "! \"$HUTCH\" instance list | grep -q ^flaky" 100 && [ "$(grep -c "restart [0-9]" "$HOME"/.hutch/logs/*/flaky.err)" -eq 2 ]'
+leftovers "on-failure:N"
+mkdir -p "$HOME/.hutch/instances/$(hostname)/ghost"
+printf 'name=ghost\npid=1\nsupervisor=1\n' > "$HOME/.hutch/instances/$(hostname)/ghost/state"
+: > "$HOME/.hutch/instances/$(hostname)/ghost/lock"
+run "$HUTCH" instance list
+check "state left from before a reboot is never listed, and is removed" '! out_has "^ghost " && [ ! -e "$HOME/.hutch/instances/$(hostname)/ghost" ]'
+
+# --- stop options
+d=$(image_with_startscript "trap '' TERM; exec sh -c 'trap \"\" TERM; while :; do sleep 1; done'" stubborn)
+run "$HUTCH" instance start "$d" stubborn
+s=$(date +%s%N)
+run "$HUTCH" instance stop --timeout 1 stubborn
+ms=$(( ($(date +%s%N) - s) / 1000000 ))
+check "stop --timeout kills a payload that ignores SIGTERM (${ms} ms)" '[ $RC -eq 0 ] && [ $ms -ge 900 ] && [ $ms -lt 5000 ]'
+leftovers "stop --timeout"
+run "$HUTCH" instance start "$d" stubborn
+s=$(date +%s%N)
+run "$HUTCH" instance stop --force stubborn
+ms=$(( ($(date +%s%N) - s) / 1000000 ))
+check "stop --force kills at once (${ms} ms)" '[ $RC -eq 0 ] && [ $ms -lt 900 ]'
+leftovers "stop --force"
+d=$(image_with_startscript "trap 'echo got-usr1; exit 0' USR1; while :; do sleep 0.1; done" usr1)
+run "$HUTCH" instance start "$d" usr1
+run "$HUTCH" instance stop --signal USR1 usr1
+check "stop --signal sends that signal to the payload" '[ $RC -eq 0 ] && grep -q got-usr1 "$HOME"/.hutch/logs/*/usr1.out'
+leftovers "stop --signal"
+
+# --- concurrency
+for i in 1 2; do "$HUTCH" instance start "$I" twin >"$T/twin$i" 2>&1 & done
+wait
+check "two starts of one NAME at once: exactly one instance" '[ "$(count_rows)" -eq 1 ] && [ "$(grep -l "already exists" "$T"/twin? | wc -l)" -eq 1 ]'
+"$HUTCH" instance stop twin >/dev/null 2>&1
+d=$(image_with_startscript '' many)
+for i in $(seq 50); do "$HUTCH" instance start "$d" "many$i" >/dev/null 2>&1 & done
+wait
+check "fifty names started in parallel: fifty instances, fifty rows" '[ "$(count_rows)" -eq 50 ] && [ "$(pgrep -u $(id -u) -x hutch-supervise | wc -l)" -eq 50 ]'
+run "$HUTCH" instance stop --all
+check "stop --all stops every one" '[ $RC -eq 0 ] && [ "$(count_rows)" -eq 0 ]'
+leftovers "fifty instances"
+
+# --- XDG_RUNTIME_DIR
+mkdir -m 0700 "$T/xdg"
+XDG_RUNTIME_DIR=$T/xdg run "$HUTCH" instance start "$I" xdg
+check "state lives in \$XDG_RUNTIME_DIR/hutch/instances when that is the user's" '[ -s "$T/xdg/hutch/instances/xdg/state" ] && [ "$(stat -c %a "$T/xdg/hutch/instances/xdg/state")" = 600 ] && [ "$(stat -c %a "$T/xdg/hutch/instances/xdg")" = 700 ]'
+XDG_RUNTIME_DIR=$T/xdg run "$HUTCH" instance stop xdg
+check "... and is removed by stop" '[ $RC -eq 0 ] && [ ! -e "$T/xdg/hutch/instances/xdg" ]'
+leftovers "instances"
+finish
