@@ -127,13 +127,29 @@ static void test_no_mount(void **state)
         assert_non_null(strstr(e.msg, "'bogus'"));
 }
 
+static void test_conf_instance(void **state)
+{
+        struct hutch_conf c;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        conf_defaults(&c);
+        assert_true(c.instance_log_max_size == 10u << 20 && c.instance_ready_timeout == 1000);
+        assert_int_equal(conf_parse_string(&c, "instance log max size = 512K\ninstance ready timeout = 250\n", "t", &e),
+                         0);
+        assert_true(c.instance_log_max_size == 512u << 10 && c.instance_ready_timeout == 250);
+        assert_int_equal(conf_parse_string(&c, "instance log max size = lots\ninstance ready timeout = 1s\n", "t", &e),
+                         0);
+        assert_int_equal(c.n_warnings, 2);
+        assert_true(c.instance_log_max_size == 512u << 10 && c.instance_ready_timeout == 250);
+        conf_free(&c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_conf_parse), cmocka_unit_test(test_conf_warnings),
-                cmocka_unit_test(test_bind_spec),  cmocka_unit_test(test_bind_spec_errors),
-                cmocka_unit_test(test_mount_spec), cmocka_unit_test(test_env_file),
-                cmocka_unit_test(test_no_mount),
+                cmocka_unit_test(test_conf_parse),       cmocka_unit_test(test_conf_warnings),
+                cmocka_unit_test(test_conf_instance),    cmocka_unit_test(test_bind_spec),
+                cmocka_unit_test(test_bind_spec_errors), cmocka_unit_test(test_mount_spec),
+                cmocka_unit_test(test_env_file),         cmocka_unit_test(test_no_mount),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "util/util.h"
@@ -95,12 +96,46 @@ static void test_error(void **state)
         assert_int_equal(hutch_err(&e, 5, "x"), -EIO);
 }
 
+static void test_size(void **state)
+{
+        uint64_t v;
+        assert_int_equal(size_parse("4096", &v), 0);
+        assert_int_equal(v, 4096);
+        assert_int_equal(size_parse("512M", &v), 0);
+        assert_int_equal(v, 512ull << 20);
+        assert_int_equal(size_parse("2g", &v), 0);
+        assert_int_equal(v, 2ull << 30);
+        assert_int_equal(size_parse("1.5G", &v), 0);
+        assert_int_equal(v, 3ull << 29);
+        assert_int_equal(size_parse("10MiB", &v), 0);
+        assert_int_equal(v, 10ull << 20);
+        assert_int_equal(size_parse("2KB", &v), 0);
+        assert_int_equal(v, 2048);
+        assert_int_equal(size_parse("", &v), -EINVAL);
+        assert_int_equal(size_parse("-1", &v), -EINVAL);
+        assert_int_equal(size_parse("12Q", &v), -EINVAL);
+        assert_int_equal(size_parse("1M2", &v), -EINVAL);
+        assert_int_equal(size_parse("M", &v), -EINVAL);
+        assert_int_equal(size_parse("99999E", &v), -ERANGE);
+}
+
+static void test_proc(void **state)
+{
+        unsigned long long a, b;
+        assert_int_equal(proc_start_time(getpid(), &a), 0);
+        assert_int_equal(proc_start_time(getpid(), &b), 0);
+        assert_true(a == b && a > 0);
+        assert_int_equal(proc_state(getpid(), 0), 'R');
+        assert_int_equal(proc_start_time(0x3fffffff, &a), -ENOENT);
+        assert_int_equal(proc_state(0x3fffffff, 0), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_strv),  cmocka_unit_test(test_env),       cmocka_unit_test(test_quote),
                 cmocka_unit_test(test_split), cmocka_unit_test(test_normalize), cmocka_unit_test(test_env_name),
-                cmocka_unit_test(test_error),
+                cmocka_unit_test(test_error), cmocka_unit_test(test_size),      cmocka_unit_test(test_proc),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
