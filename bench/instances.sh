@@ -1,0 +1,139 @@
+#!/bin/bash
+# Instance benchmark, as an unprivileged user: time from `instance start` to a service
+# answering (busybox httpd from the image's startscript), `instance list` with 1, 10 and
+# 100 instances, `instance stop`, and the memory an idle instance leaves behind
+# (supervisor, launcher, FUSE server, init: RSS and PSS from /proc/PID/smaps_rollup);
+# the same for podman (run -d, ps, stop, conmon) on the same rootfs, in the same run.
+# usage: bench/instances.sh BUILD/hutch [RUNS]      (as root; ./dev.sh bench installs peers)
+set -euo pipefail
+hutch=$(readlink -f "$1")
+runs=${2:-20}
+src=$(cd "$(dirname "$0")/.." && pwd)
+user=hutchtest
+id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+chmod 0666 /dev/fuse
+work=$(mktemp -d /tmp/hutch-bench.XXXXXX)
+port=18380
+cleanup() {
+	runuser -u "$user" -- env HOME="/home/$user" XDG_RUNTIME_DIR="$work/xdg" "$hutch" instance stop --all --force >/dev/null 2>&1 || true
+	if command -v podman >/dev/null; then as_user $podman rm -af >/dev/null 2>&1 || true; fi
+	rm -rf "$work"
+}
+trap cleanup EXIT
+chmod 755 "$work"
+cc -O2 -o "$work/timeit" "$src/bench/timeit.c"
+cc -O2 -o "$work/svcwait" "$src/bench/svcwait.c"
+chown -R "$user" "$work"
+as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" HUTCH_TEST_PORT=$port "$@"; }
+as_user mkdir -p -m 0700 "$work/xdg"
+as_user bash "$src/tests/helpers/mkimage.sh" "$work/img" "$hutch" >/dev/null
+img=$work/img
+as_user cp -a "$img/rootfs" "$work/idle"
+rm -f "$work/idle/.singularity.d/startscript"
+podman="podman --runtime runc --cgroup-manager=cgroupfs --events-backend=file"
+cd "$work"
+
+median() { sort -n | awk '{v[NR]=$1} END {if (NR) printf "%.2f", (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+declare -A res
+
+# start_loop NAME START_CMD... : runs times, stop between (untimed)
+start_loop() {
+	local name=$1 stopcmd=$2
+	shift 2
+	local i cmd_ms=() svc_ms=()
+	for i in $(seq "$runs"); do
+		read -r a b < <(as_user "$work/svcwait" "$port" "$@") || { echo "  $name: failed"; eval "$stopcmd" >/dev/null 2>&1; return; }
+		cmd_ms+=("$a")
+		svc_ms+=("$b")
+		eval "$stopcmd" >/dev/null 2>&1
+	done
+	res[$name-cmd]=$(printf '%s\n' "${cmd_ms[@]}" | median)
+	res[$name-svc]=$(printf '%s\n' "${svc_ms[@]}" | median)
+	printf '  %-28s command returns %8.2f ms, service answers %8.2f ms (median of %d)\n' "$name" "${res[$name-cmd]}" "${res[$name-svc]}" "$runs"
+}
+
+# stop_loop NAME STARTCMD STOP_CMD...
+stop_loop() {
+	local name=$1 startcmd=$2
+	shift 2
+	local i v=()
+	for i in $(seq "$runs"); do
+		eval "$startcmd" >/dev/null 2>&1
+		read -r a b < <(as_user "$work/svcwait" 0 "$@") || { echo "  $name: failed"; return; }
+		v+=("$a")
+	done
+	res[$name]=$(printf '%s\n' "${v[@]}" | median)
+	printf '  %-28s %8.2f ms (median of %d)\n' "$name" "${res[$name]}" "$runs"
+}
+
+mem_of() { # pid -> "rss_kib pss_kib"
+	awk '/^Rss:/{r=$2} /^Pss:/{p=$2} END {print r+0, p+0}' "/proc/$1/smaps_rollup" 2>/dev/null || echo "0 0"
+}
+
+echo "instances: $runs runs each, as user '$user', $(nproc) cores, kernel $(uname -r)"
+echo "start -> service answering on 127.0.0.1:$port:"
+start_loop hutch-start-folder "as_user $hutch instance stop web" "$hutch" instance start "$img/rootfs" web
+start_loop hutch-start-sif "as_user $hutch instance stop web" "$hutch" instance start "$img/image.sif" web
+if command -v podman >/dev/null; then
+	as_user $podman rm -af >/dev/null 2>&1 || true
+	start_loop podman-run-d "as_user $podman rm -f -t 0 web" $podman run -d --name web --network host --rootfs "$img/rootfs" httpd -f -p "$port" -h /srv/www
+fi
+
+echo "stop:"
+stop_loop hutch-stop "as_user $hutch instance start $img/image.sif web" "$hutch" instance stop web
+if command -v podman >/dev/null; then
+	stop_loop podman-stop "as_user $podman run -d --name web --network host --rootfs $img/rootfs httpd -f -p $port -h /srv/www; " $podman stop -t 10 web
+	as_user $podman rm -af >/dev/null 2>&1 || true
+fi
+
+echo "memory of one idle instance (SIF image, busybox httpd):"
+as_user "$hutch" instance start "$img/image.sif" web >/dev/null 2>&1
+sleep 0.5
+tr=0 tp=0
+for comm in hutch-supervise hutch-launch hutch-squashfs hutch-init; do
+	p=$(pgrep -u "$user" -x "$comm" | head -1)
+	read -r r pss < <(mem_of "$p")
+	printf '  %-28s RSS %6d KiB  PSS %6d KiB\n' "$comm" "$r" "$pss"
+	tr=$((tr + r)) tp=$((tp + pss))
+done
+printf '  %-28s RSS %6d KiB  PSS %6d KiB\n' "hutch total per instance" "$tr" "$tp"
+res[hutch-pss]=$tp res[hutch-rss]=$tr
+as_user "$hutch" instance stop web >/dev/null 2>&1
+if command -v podman >/dev/null; then
+	as_user $podman run -d --name web --network host --rootfs "$img/rootfs" httpd -f -p "$port" -h /srv/www >/dev/null
+	sleep 0.5
+	p=$(pgrep -u "$user" -x conmon | head -1)
+	read -r r pss < <(mem_of "$p")
+	printf '  %-28s RSS %6d KiB  PSS %6d KiB\n' "conmon" "$r" "$pss"
+	res[conmon-pss]=$pss res[conmon-rss]=$r
+	as_user $podman rm -f -t 0 web >/dev/null 2>&1
+fi
+
+echo "list with N running (idle instances / containers):"
+have=0 phave=0
+for n in 1 10 100; do
+	while [ $have -lt $n ]; do have=$((have + 1)); as_user "$hutch" instance start "$work/idle" "idle$have" >/dev/null; done
+	r=$(as_user "$work/timeit" "$runs" "$hutch" instance list)
+	res[hutch-list-$n]=${r%% *}
+	printf '  %-28s %8.2f ms\n' "hutch instance list ($n)" "${res[hutch-list-$n]}"
+	if command -v podman >/dev/null; then
+		while [ $phave -lt $n ]; do phave=$((phave + 1)); as_user $podman run -d --name "idle$phave" --network none --rootfs "$img/rootfs" sleep 100000 >/dev/null; done
+		r=$(as_user "$work/timeit" 5 $podman ps)
+		res[podman-ps-$n]=${r%% *}
+		printf '  %-28s %8.2f ms\n' "podman ps ($n)" "${res[podman-ps-$n]}"
+	fi
+done
+as_user "$hutch" instance stop --all --force >/dev/null 2>&1
+if command -v podman >/dev/null; then as_user $podman rm -af -t 0 >/dev/null 2>&1 || true; fi
+
+ratio() { # label a b
+	if [ -n "${res[$2]:-}" ] && [ -n "${res[$3]:-}" ]; then
+		printf '  %-48s %6.2fx\n' "$1" "$(echo "${res[$2]} / ${res[$3]}" | bc -l)"
+	fi
+}
+echo "ratios (peer / hutch; > 1 means hutch is faster or smaller):"
+ratio "podman run -d / hutch start (SIF), to service" podman-run-d-svc hutch-start-sif-svc
+ratio "podman stop / hutch stop" podman-stop hutch-stop
+ratio "podman ps / hutch list (100)" podman-ps-100 hutch-list-100
+ratio "conmon PSS / hutch idle PSS" conmon-pss hutch-pss
+echo "targets: start <= 30 ms; list of 100 <= 20 ms; idle PSS <= conmon's"
