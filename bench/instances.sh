@@ -31,6 +31,10 @@ img=$work/img
 as_user cp -a "$img/rootfs" "$work/idle"
 rm -f "$work/idle/.singularity.d/startscript"
 podman="podman --runtime runc --cgroup-manager=cgroupfs --events-backend=file"
+# podman's --init (catatonit) forwards SIGTERM to httpd, as hutch's init does; without it
+# httpd as PID 1 ignores SIGTERM and every podman stop waits out its timeout
+pinit=
+command -v catatonit >/dev/null && pinit=--init
 cd "$work"
 
 median() { sort -n | awk '{v[NR]=$1} END {if (NR) printf "%.2f", (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
@@ -42,7 +46,7 @@ start_loop() {
 	shift 2
 	local i cmd_ms=() svc_ms=()
 	for i in $(seq "$runs"); do
-		read -r a b < <(as_user "$work/svcwait" "$port" "$@") || { echo "  $name: failed"; eval "$stopcmd" >/dev/null 2>&1; return; }
+		read -r a b < <(as_user "$work/svcwait" "$port" "$@" 2>/dev/null) || { echo "  $name: failed"; eval "$stopcmd" >/dev/null 2>&1; return; }
 		cmd_ms+=("$a")
 		svc_ms+=("$b")
 		eval "$stopcmd" >/dev/null 2>&1
@@ -59,7 +63,7 @@ stop_loop() {
 	local i v=()
 	for i in $(seq "$runs"); do
 		eval "$startcmd" >/dev/null 2>&1
-		read -r a b < <(as_user "$work/svcwait" 0 "$@") || { echo "  $name: failed"; return; }
+		read -r a b < <(as_user "$work/svcwait" 0 "$@" 2>/dev/null) || { echo "  $name: failed"; return; }
 		v+=("$a")
 	done
 	res[$name]=$(printf '%s\n' "${v[@]}" | median)
@@ -72,17 +76,17 @@ mem_of() { # pid -> "rss_kib pss_kib"
 
 echo "instances: $runs runs each, as user '$user', $(nproc) cores, kernel $(uname -r)"
 echo "start -> service answering on 127.0.0.1:$port:"
-start_loop hutch-start-folder "as_user $hutch instance stop web" "$hutch" instance start "$img/rootfs" web
-start_loop hutch-start-sif "as_user $hutch instance stop web" "$hutch" instance start "$img/image.sif" web
+start_loop hutch-start-folder "as_user $hutch instance stop web" "$hutch" -q instance start "$img/rootfs" web
+start_loop hutch-start-sif "as_user $hutch instance stop web" "$hutch" -q instance start "$img/image.sif" web
 if command -v podman >/dev/null; then
 	as_user $podman rm -af >/dev/null 2>&1 || true
-	start_loop podman-run-d "as_user $podman rm -f -t 0 web" $podman run -d --name web --network host --rootfs "$img/rootfs" httpd -f -p "$port" -h /srv/www
+	start_loop podman-run-d "as_user $podman rm -f -t 0 web" $podman run -d $pinit --name web --network host --rootfs "$img/rootfs" httpd -f -p "$port" -h /srv/www
 fi
 
 echo "stop:"
-stop_loop hutch-stop "as_user $hutch instance start $img/image.sif web" "$hutch" instance stop web
+stop_loop hutch-stop "as_user $hutch instance start $img/image.sif web" "$hutch" -q instance stop web
 if command -v podman >/dev/null; then
-	stop_loop podman-stop "as_user $podman run -d --name web --network host --rootfs $img/rootfs httpd -f -p $port -h /srv/www; " $podman stop -t 10 web
+	stop_loop podman-stop "as_user $podman run -d $pinit --name web --network host --rootfs $img/rootfs httpd -f -p $port -h /srv/www; " $podman stop -t 10 web
 	as_user $podman rm -af >/dev/null 2>&1 || true
 fi
 
@@ -100,7 +104,7 @@ printf '  %-28s RSS %6d KiB  PSS %6d KiB\n' "hutch total per instance" "$tr" "$t
 res[hutch-pss]=$tp res[hutch-rss]=$tr
 as_user "$hutch" instance stop web >/dev/null 2>&1
 if command -v podman >/dev/null; then
-	as_user $podman run -d --name web --network host --rootfs "$img/rootfs" httpd -f -p "$port" -h /srv/www >/dev/null
+	as_user $podman run -d $pinit --name web --network host --rootfs "$img/rootfs" httpd -f -p "$port" -h /srv/www >/dev/null
 	sleep 0.5
 	p=$(pgrep -u "$user" -x conmon | head -1)
 	read -r r pss < <(mem_of "$p")

@@ -39,6 +39,8 @@ int main(int argc, char **argv)
         double t0 = now_ms();
         pid_t p = fork();
         if (p == 0) {
+                /* our stdout carries the figures; the command's own output goes away */
+                dup2(2, 1);
                 execvp(argv[2], argv + 2);
                 _exit(127);
         }

@@ -40,6 +40,9 @@ struct launch_args {
         char **rest;   /* after IMAGE */
         bool instance; /* accept --restart */
         const char *restart;
+        char **limit_flags; /* \"memory=32M\", in order */
+        const char *apply_cgroups;
+        struct cgroup_limits limits;
 };
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv);
 void launch_args_free(struct launch_args *a);

@@ -465,6 +465,106 @@ static int cmd_logs(struct cli *c, int argc, char **argv)
         return r < 0 ? EXIT_HUTCH_FAILURE : 0;
 }
 
+static void human(uint64_t b, char *buf, size_t size)
+{
+        static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+        double v = (double) b;
+        size_t i = 0;
+        while (v >= 1024 && i + 1 < ELEMENTSOF(u)) {
+                v /= 1024;
+                i++;
+        }
+        snprintf(buf, size, i ? "%.1f%s" : "%.0f%s", v, u[i]);
+}
+
+static const struct option stats_options[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"no-stream", no_argument, NULL, 'n'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+};
+
+static double now_s(void)
+{
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static int cmd_stats(struct cli *c, int argc, char **argv)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        bool json = false, stream = true;
+        int o;
+        optind = 1;
+        opterr = 0;
+        while ((o = getopt_long(argc, argv, "+jnh", stats_options, NULL)) != -1)
+                switch (o) {
+                case 'j': json = true; break;
+                case 'n': stream = false; break;
+                case 'h': cli_help_print("instance"); return 0;
+                default: return cli_usage_error("instance", "unknown option '%s'", argv[optind - 1]);
+                }
+        const char *name = optind < argc ? argv[optind] : NULL;
+        if (!name)
+                return cli_usage_error("instance", "missing instance NAME");
+        struct instance_env env;
+        struct instance_state st = {0};
+        struct cgroup cg = CGROUP_NULL;
+        cli_instance_env(c, &env);
+        if (instance_find(&env, name, &st, &err) < 0)
+                return cli_fail(&err);
+        int r = st.cgroup && *st.cgroup ? cgroup_from_string(st.cgroup, &cg) : -ENOENT;
+        instance_state_clear(&st);
+        if (r < 0) {
+                hutch_err(&err, -ENOENT,
+                          "instance '%s' has no cgroup to read usage from (none could be made for it: cgroups are "
+                          "not delegated to uid %u)",
+                          name, (unsigned) getuid());
+                return cli_fail(&err);
+        }
+        struct cgroup_stats a, b;
+        double ta = now_s(), tb;
+        r = cgroup_stats_read(&cg, &a);
+        for (bool first = true; r >= 0; first = false) {
+                struct timespec pause = {stream ? 1 : 0, stream ? 0 : 500000000L};
+                nanosleep(&pause, NULL);
+                tb = now_s();
+                if ((r = cgroup_stats_read(&cg, &b)) < 0 || access(cg.dirs[0], F_OK) < 0)
+                        break;
+                double cpu = (b.cpu_usage_ns - a.cpu_usage_ns) / 1e9 / (tb - ta) * 100;
+                char mu[32], ml[32], rd[32], wr[32];
+                human(b.memory_current, mu, sizeof mu);
+                human(b.memory_limit, ml, sizeof ml);
+                human(b.io_read_bytes, rd, sizeof rd);
+                human(b.io_write_bytes, wr, sizeof wr);
+                if (json)
+                        printf("{\"instance\": \"%s\", \"cpu_percent\": %.2f, \"memory_usage\": %llu, "
+                               "\"memory_limit\": %llu, \"pids\": %llu, \"pids_limit\": %llu, "
+                               "\"block_read\": %llu, \"block_write\": %llu}\n",
+                               name, cpu, (unsigned long long) b.memory_current, (unsigned long long) b.memory_limit,
+                               (unsigned long long) b.pids_current, (unsigned long long) b.pids_limit,
+                               (unsigned long long) b.io_read_bytes, (unsigned long long) b.io_write_bytes);
+                else {
+                        if (first || stream)
+                                printf("%-16s %8s %22s %8s %18s\n", "INSTANCE NAME", "CPU %", "MEM USAGE / LIMIT",
+                                       "PIDS", "BLOCK I/O");
+                        char mem[80], io[80];
+                        snprintf(mem, sizeof mem, "%s / %s", mu, b.memory_limit ? ml : "-");
+                        snprintf(io, sizeof io, "%s / %s", rd, wr);
+                        printf("%-16s %7.2f%% %22s %8llu %18s\n", name, cpu, mem, (unsigned long long) b.pids_current,
+                               io);
+                }
+                fflush(stdout);
+                if (!stream)
+                        break;
+                a = b;
+                ta = tb;
+        }
+        cgroup_release(&cg);
+        return 0;
+}
+
 int verb_instance(struct cli *c, int argc, char **argv)
 {
         const char *sub = argc > 1 ? argv[1] : NULL;
@@ -480,6 +580,8 @@ int verb_instance(struct cli *c, int argc, char **argv)
                 return cmd_stop(c, argc - 1, argv + 1);
         if (!strcmp(sub, "logs"))
                 return cmd_logs(c, argc - 1, argv + 1);
+        if (!strcmp(sub, "stats"))
+                return cmd_stats(c, argc - 1, argv + 1);
         return cli_usage_error("instance", "unknown instance command '%s'", sub);
 }
 

@@ -31,6 +31,8 @@ enum {
         OPT_UTS,
         OPT_NET_IGNORED,
         OPT_RESTART,
+        OPT_LIMIT,
+        OPT_APPLY_CGROUPS,
 };
 
 static const struct option options[] = {
@@ -61,6 +63,22 @@ static const struct option options[] = {
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"silent", no_argument, NULL, OPT_SILENT},
         {"restart", required_argument, NULL, OPT_RESTART},
+        {"apply-cgroups", required_argument, NULL, OPT_APPLY_CGROUPS},
+        {"blkio-weight", required_argument, NULL, OPT_LIMIT},
+        {"blkio-weight-device", required_argument, NULL, OPT_LIMIT},
+        {"cpu-shares", required_argument, NULL, OPT_LIMIT},
+        {"cpus", required_argument, NULL, OPT_LIMIT},
+        {"cpuset-cpus", required_argument, NULL, OPT_LIMIT},
+        {"cpuset-mems", required_argument, NULL, OPT_LIMIT},
+        {"device-read-bps", required_argument, NULL, OPT_LIMIT},
+        {"device-read-iops", required_argument, NULL, OPT_LIMIT},
+        {"device-write-bps", required_argument, NULL, OPT_LIMIT},
+        {"device-write-iops", required_argument, NULL, OPT_LIMIT},
+        {"memory", required_argument, NULL, OPT_LIMIT},
+        {"memory-reservation", required_argument, NULL, OPT_LIMIT},
+        {"memory-swap", required_argument, NULL, OPT_LIMIT},
+        {"oom-kill-disable", no_argument, NULL, OPT_LIMIT},
+        {"pids-limit", required_argument, NULL, OPT_LIMIT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -71,6 +89,8 @@ void launch_args_free(struct launch_args *a)
         strv_free(a->spec.env);
         strv_free(a->env_opts);
         strv_free(a->env_files);
+        strv_free(a->limit_flags);
+        cgroup_limits_free(&a->limits);
 }
 
 /* --env A=1,B=2 is a list (as Apptainer's); a value with a comma but no '=' after it is one. */
@@ -97,9 +117,16 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
 
         optind = 1;
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+B:cCeH:W:piwfuh", options, NULL)) != -1) {
+        int idx = -1;
+        while ((o = getopt_long(argc, argv, "+B:cCeH:W:piwfuh", options, &idx)) != -1) {
                 int r = 0;
                 switch (o) {
+                case OPT_LIMIT: {
+                        _cleanup_free_ char *kv = strjoin(options[idx].name, "=", optarg ? optarg : "");
+                        r = kv ? strv_extend(&a->limit_flags, kv) : -ENOMEM;
+                        break;
+                }
+                case OPT_APPLY_CGROUPS: a->apply_cgroups = optarg; break;
                 case 'B': r = bind_spec_parse(optarg, &s->binds, &s->n_binds, &err); break;
                 case OPT_MOUNT: r = mount_spec_parse(optarg, &s->binds, &s->n_binds, &err); break;
                 case OPT_NO_MOUNT: r = no_mount_parse(optarg, &s->no_mount, &err); break;
@@ -193,6 +220,61 @@ static int build_env(struct cli *c, struct launch_args *a)
 }
 
 /* Options, IMAGE and the rest into a->spec; -1 to go on, else the exit code. */
+/* A "name=value" list (flags, hutch.conf defaults and maxima) into limits. */
+static int limits_from_list(struct cgroup_limits *l, char *const *list, const char *from, struct hutch_error *err)
+{
+        for (char *const *kv = list; kv && *kv; kv++) {
+                _cleanup_free_ char *name = strndup(*kv, strcspn(*kv, "="));
+                const char *v = strchr(*kv, '=') ? strchr(*kv, '=') + 1 : "";
+                int r = name ? cgroup_limit_flag(l, name, v, err) : -ENOMEM;
+                if (r < 0)
+                        return from ? hutch_err_wrap(err, "%s", from) : r;
+        }
+        return 0;
+}
+
+/* --apply-cgroups, then the flags (which win), then hutch.conf's defaults for what is still
+ * unset, then its maxima (which win over everything, with a warning). */
+static int build_limits(struct cli *c, struct launch_args *a)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct cgroup_limits *l = &a->limits;
+        cgroup_limits_init(l);
+        if (a->apply_cgroups) {
+                _cleanup_free_ char *text = NULL;
+                int r = read_full_at(AT_FDCWD, a->apply_cgroups, 1 << 20, &text, NULL);
+                if (r < 0) {
+                        hutch_err_sys(&err, r, "cannot read cgroups file '%s'", a->apply_cgroups);
+                        return cli_fail(&err);
+                }
+                if (cgroup_toml_parse(text, a->apply_cgroups, l, &err) < 0)
+                        return cli_fail(&err);
+        }
+        if (limits_from_list(l, a->limit_flags, NULL, &err) < 0)
+                return cli_fail(&err);
+        struct cgroup_limits def, max;
+        cgroup_limits_init(&def);
+        cgroup_limits_init(&max);
+        int r = limits_from_list(&def, c->conf.limit_defaults, "hutch.conf default", &err);
+        if (r >= 0)
+                r = limits_from_list(&max, c->conf.limit_maxima, "hutch.conf max", &err);
+        if (r >= 0) {
+                _cleanup_free_ char *what = NULL;
+                cgroup_limits_default(l, &def);
+                if (cgroup_limits_clamp(l, &max, &what) > 0)
+                        log_warning("lowered to the maximum hutch.conf allows: %s", what);
+        }
+        cgroup_limits_free(&def);
+        cgroup_limits_free(&max);
+        if (r < 0)
+                return cli_fail(&err);
+        if (cgroup_limits_any(l)) {
+                a->spec.limits = l;
+                a->spec.cgroup_parent = c->conf.cgroup_parent;
+        }
+        return 0;
+}
+
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv)
 {
         struct launch_spec *s = &a->spec;
@@ -214,6 +296,8 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
                 s->workdir = cli_getenv(c, "HUTCH_WORKDIR");
         if ((r = env_binds(c, s)) != 0 || (r = build_env(c, a)) != 0)
                 return r < 0 ? cli_usage_error(verb, "out of memory") : r;
+        if ((r = build_limits(c, a)) != 0)
+                return r;
         return -1;
 }
 

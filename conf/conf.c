@@ -35,6 +35,11 @@ void conf_free(struct hutch_conf *c)
 {
         strv_free(c->bind_paths);
         c->bind_paths = NULL;
+        strv_free(c->limit_defaults);
+        strv_free(c->limit_maxima);
+        c->limit_defaults = c->limit_maxima = NULL;
+        free(c->cgroup_parent);
+        c->cgroup_parent = NULL;
 }
 
 struct parse_state {
@@ -54,7 +59,7 @@ static int parse_bool(const char *v)
         return -1;
 }
 
-enum key_kind { KEY_BOOL, KEY_DEV, KEY_BIND, KEY_ALLOW, KEY_SIZE, KEY_MS };
+enum key_kind { KEY_BOOL, KEY_DEV, KEY_BIND, KEY_ALLOW, KEY_SIZE, KEY_MS, KEY_CGPARENT, KEY_LIMIT };
 
 /* Sorted by key, looked up by bsearch. */
 static const struct conf_key {
@@ -66,9 +71,16 @@ static const struct conf_key {
         {"allow container sif", KEY_BOOL, offsetof(struct hutch_conf, allow_sif)},
         {"allow container squashfs", KEY_BOOL, offsetof(struct hutch_conf, allow_squashfs)},
         {"bind path", KEY_BIND, 0},
+        {"cgroup parent", KEY_CGPARENT, 0},
+        {"default cpus", KEY_LIMIT, 0},
+        {"default memory", KEY_LIMIT, 0},
+        {"default pids limit", KEY_LIMIT, 0},
         {"enable overlay", KEY_BOOL, offsetof(struct hutch_conf, enable_overlay)},
         {"instance log max size", KEY_SIZE, offsetof(struct hutch_conf, instance_log_max_size)},
         {"instance ready timeout", KEY_MS, offsetof(struct hutch_conf, instance_ready_timeout)},
+        {"max cpus", KEY_LIMIT, 1},
+        {"max memory", KEY_LIMIT, 1},
+        {"max pids limit", KEY_LIMIT, 1},
         {"mount dev", KEY_DEV, 0},
         {"mount devpts", KEY_BOOL, offsetof(struct hutch_conf, mount_devpts)},
         {"mount home", KEY_BOOL, offsetof(struct hutch_conf, mount_home)},
@@ -133,6 +145,23 @@ static int handler(void *user, const char *section, const char *name, const char
                         c->n_warnings++;
                 } else
                         *(uint64_t *) ((char *) c + k->off) = v;
+                break;
+        }
+        case KEY_CGPARENT:
+                free(c->cgroup_parent);
+                c->cgroup_parent = value[0] == '/' ? strdup(value) : NULL;
+                if (value[0] != '/') {
+                        log_warning("%s:%u: 'cgroup parent' wants a path like /hutch, ignoring", st->name, st->line);
+                        c->n_warnings++;
+                }
+                break;
+        case KEY_LIMIT: {
+                /* "max pids limit" -> "pids-limit=VALUE"; checked where the limits are parsed */
+                const char *what = strchr(name, ' ') + 1;
+                char *e = NULL;
+                if (asprintf(&e, "%s=%s", !strcmp(what, "pids limit") ? "pids-limit" : what, value) < 0 ||
+                    strv_push(k->off ? &c->limit_maxima : &c->limit_defaults, e) < 0)
+                        return 0;
                 break;
         }
         case KEY_ALLOW: break;

@@ -217,6 +217,16 @@ int instance_join(const struct instance_env *env, const char *name, const struct
         if (r < 0)
                 return r;
         struct runtime_target t = {.pid = st.pid, .start_time = st.pid_start, .image = st.image};
+        /* into the instance's cgroup first, while still outside its user namespace */
+        struct cgroup cg = CGROUP_NULL;
+        if (st.cgroup && *st.cgroup && cgroup_from_string(st.cgroup, &cg) == 0) {
+                r = cgroup_enter(&cg, 0, err);
+                cgroup_release(&cg);
+                if (r < 0) {
+                        instance_state_clear(&st);
+                        return r;
+                }
+        }
         r = runtime_join(spec, &t, ret_status, err);
         if (r == -ESRCH)
                 hutch_err_wrap(err, "instance '%s'", name);

@@ -77,6 +77,7 @@ void instance_state_clear(struct instance_state *st)
         free(st->log_out);
         free(st->log_err);
         free(st->dir);
+        free(st->cgroup);
         *st = (struct instance_state){0};
 }
 
@@ -94,6 +95,7 @@ static const struct field {
         size_t off;
 } fields[] = {
         /* sorted by key: looked up with bsearch */
+        {"cgroup", F_STR, offsetof(struct instance_state, cgroup)},
         {"image", F_STR, offsetof(struct instance_state, image)},
         {"log_err", F_STR, offsetof(struct instance_state, log_err)},
         {"log_out", F_STR, offsetof(struct instance_state, log_out)},
@@ -189,7 +191,7 @@ int instance_state_parse(const char *text, struct instance_state *ret, struct hu
 int instance_state_format(const struct instance_state *st, char **ret)
 {
         char *s = NULL;
-        const char *strs[] = {st->image, st->restart, st->log_out, st->log_err};
+        const char *strs[] = {st->image, st->restart, st->log_out, st->log_err, st->cgroup};
         for (size_t i = 0; i < ELEMENTSOF(strs); i++)
                 if (strs[i] && strchr(strs[i], '\n'))
                         return -EINVAL;
@@ -197,11 +199,11 @@ int instance_state_format(const struct instance_state *st, char **ret)
                 return -EINVAL;
         int n = asprintf(&s,
                          "name=%s\npid=%d\npid_start=%llu\nsupervisor=%d\nsupervisor_start=%llu\nuid=%u\n"
-                         "image=%s\nstarted=%lld\nrestarts=%u\nrestart=%s\nlog_out=%s\nlog_err=%s\n",
+                         "image=%s\nstarted=%lld\nrestarts=%u\nrestart=%s\nlog_out=%s\nlog_err=%s\ncgroup=%s\n",
                          st->name, (int) st->pid, st->pid_start, (int) st->supervisor, st->supervisor_start,
                          (unsigned) st->uid, st->image ? st->image : "", st->started, st->restarts,
                          st->restart ? st->restart : "no", st->log_out ? st->log_out : "",
-                         st->log_err ? st->log_err : "");
+                         st->log_err ? st->log_err : "", st->cgroup ? st->cgroup : "");
         if (n < 0)
                 return -ENOMEM;
         *ret = s;

@@ -50,7 +50,8 @@ struct sup {
         int epfd, sigfd, timerfd, notify_fd;
         int out_pipe[2], err_pipe[2];
         struct log_sink out, err;
-        pid_t launcher; /* the child that owns the container's namespaces; 0 when none */
+        struct cgroup cg; /* with limits: the instance's, the launcher enters it */
+        pid_t launcher;   /* the child that owns the container's namespaces; 0 when none */
         bool ready, stopping, finishing, backing_off;
         int settle_ticks, settled_in_row;
         unsigned backoff_ms;
@@ -199,6 +200,12 @@ static _Noreturn void launcher_main(struct sup *u, int notify, pid_t supervisor)
                 _exit(255);
         spec.pid_ns = true;
         spec.no_init = false;
+        spec.limits = NULL; /* the supervisor made the cgroup; the launcher goes in */
+        if (u->cg.n_dirs && cgroup_enter(&u->cg, 0, &err) < 0) {
+                struct launch_event ev = {.type = LAUNCH_EVENT_FAILED, .err = err};
+                (void) !send(notify, &ev, sizeof ev, MSG_NOSIGNAL);
+                _exit(255);
+        }
         spec.instance = true;
         spec.notify_fd = notify;
         int status = 0;
@@ -344,6 +351,8 @@ static void on_launcher_exit(struct sup *u, int wstatus)
 {
         int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
         u->launcher = 0;
+        if (u->cg.n_dirs && cgroup_oom_killed(&u->cg))
+                note(u, "the kernel's OOM killer killed a process of the container (memory limit reached)");
         /* a setup failure the launcher reported comes before its exit status */
         while (u->notify_fd >= 0 && u->sync_fd >= 0 && !u->ready) {
                 int before = u->notify_fd;
@@ -472,6 +481,22 @@ static int setup(struct sup *u, struct hutch_error *err)
                 return hutch_err_sys(err, -errno, "cannot keep the state folder open");
         if ((r = open_logs(u, err)) < 0)
                 return r;
+        const struct launch_spec *ls = u->spec->launch;
+        char name[INSTANCE_NAME_MAX + 32];
+        snprintf(name, sizeof name, "hutch-%u-%s", (unsigned) u->st.uid, u->spec->name);
+        if (ls->limits && cgroup_limits_any(ls->limits)) {
+                if ((r = cgroup_create(ls->limits, ls->cgroup_parent, name, &u->cg, err)) < 0)
+                        return r;
+        } else {
+                /* without limits a cgroup only serves `instance stats`: where none can be
+                 * made (rootless, nothing delegated) the instance runs without one */
+                struct cgroup_limits none;
+                struct hutch_error ignored = HUTCH_ERROR_INIT;
+                cgroup_limits_init(&none);
+                (void) cgroup_create(&none, ls->cgroup_parent, name, &u->cg, &ignored);
+        }
+        if (u->cg.n_dirs && cgroup_to_string(&u->cg, &u->st.cgroup) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
         sigset_t ss;
         sigemptyset(&ss);
         sigaddset(&ss, SIGCHLD);
@@ -556,6 +581,8 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 if (u.ready)
                         syslog(LOG_INFO, "instance %s (uid %u): gone", u.st.name, (unsigned) u.st.uid);
         }
+        if (u.cg.n_dirs)
+                cgroup_destroy(&u.cg);
         if (u.dir_fd >= 0 && u.lock_fd >= 0)
                 instance_dir_remove(u.root_fd, u.dir_fd, spec->name);
         int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,      u.timerfd, u.notify_fd,

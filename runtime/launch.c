@@ -444,11 +444,96 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         return child_wait(s, child, sp[0], ret_status, err);
 }
 
-int runtime_launch(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
+static int launch_plain(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
 {
         struct launch_ctx c = {.spec = spec, .img = IMAGE_NULL, .owner_pidfd = -EBADF};
         c.home.fd = c.cwdp.fd = c.tmp.fd = c.vartmp.fd = c.hosts.fd = c.resolv.fd = -EBADF;
         int r = launch_in_ctx(&c, ret_status, err);
         ctx_free(&c);
         return r;
+}
+
+static void report_oom(const struct cgroup_limits *l)
+{
+        if (l->memory > 0)
+                log_msg(LOG_LEVEL_ERROR,
+                        "the container was killed by the kernel's OOM killer: it reached its memory "
+                        "limit of %lld MiB (--memory)",
+                        (long long) (l->memory >> 20));
+        else
+                log_msg(LOG_LEVEL_ERROR, "the container was killed by the kernel's OOM killer");
+}
+
+/* With limits: this process creates the cgroup and stays outside it, a fork enters it and
+ * goes on as the launcher (exec'ing into the payload, or waiting for a --pid init); signals
+ * are passed on; at the end the cgroup is emptied and removed. */
+static int launch_limited(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
+{
+        struct cgroup cg = CGROUP_NULL;
+        char name[64];
+        int sp[2], status = 0;
+        snprintf(name, sizeof name, "hutch-%d", (int) getpid());
+        int r = cgroup_create(spec->limits, spec->cgroup_parent, name, &cg, err);
+        if (r < 0)
+                return r;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
+                cgroup_destroy(&cg);
+                return hutch_err_sys(err, -errno, "cannot create sync socket");
+        }
+        sigset_t all, old;
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, &old);
+        pid_t parent = getpid(), child = fork();
+        if (child == 0) {
+                sigprocmask(SIG_SETMASK, &old, NULL);
+                close(sp[0]);
+                prctl(PR_SET_PDEATHSIG, SIGKILL);
+                if (getppid() != parent)
+                        _exit(255);
+                r = cgroup_enter(&cg, 0, err);
+                if (r >= 0)
+                        r = launch_plain(spec, &status, err);
+                if (r < 0) {
+                        (void) !send(sp[1], err, sizeof *err, MSG_NOSIGNAL);
+                        _exit(255);
+                }
+                _exit(status);
+        }
+        close(sp[1]);
+        if (child < 0) {
+                r = hutch_err_sys(err, -errno, "cannot fork");
+                close(sp[0]);
+                sigprocmask(SIG_SETMASK, &old, NULL);
+                cgroup_destroy(&cg);
+                return r;
+        }
+        for (;;) {
+                siginfo_t si;
+                int sig = sigwaitinfo(&all, &si);
+                if (sig == SIGCHLD) {
+                        if (waitpid(child, &status, WNOHANG) == child)
+                                break;
+                        continue;
+                }
+                if (sig > 0 && sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)
+                        kill(child, sig);
+        }
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        ssize_t n = recv(sp[0], err, sizeof *err, MSG_DONTWAIT);
+        close(sp[0]);
+        bool oom = cgroup_oom_killed(&cg);
+        cgroup_destroy(&cg);
+        if (n == (ssize_t) sizeof *err)
+                return err->code < 0 ? err->code : -EIO;
+        if (oom)
+                report_oom(spec->limits);
+        *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        return 0;
+}
+
+int runtime_launch(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
+{
+        if (spec->limits && cgroup_limits_any(spec->limits))
+                return launch_limited(spec, ret_status, err);
+        return launch_plain(spec, ret_status, err);
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "cgroups/cgroups.h"
 #include "conf/conf.h"
 #include "util/error.h"
 
@@ -34,6 +35,10 @@ struct launch_spec {
          * startscript is often empty) and leaves on SIGTERM/SIGINT/SIGHUP then. */
         bool instance;
         int notify_fd; /* with instance: where struct launch_event messages go */
+        /* Resource limits: the launcher stays outside as a small parent that creates the
+         * cgroup, waits, reports an OOM kill and removes the cgroup. NULL: none. */
+        const struct cgroup_limits *limits;
+        const char *cgroup_parent; /* hutch.conf 'cgroup parent'; NULL: the caller's cgroup */
         const char *hostname, *home, *pwd, *workdir, *shell;
         char **env;      /* forced inside: --env, --env-file, HUTCHENV_* */
         char **host_env; /* the caller's environment */
