@@ -17,9 +17,9 @@ struct hutch_conf {
         bool user_bind_control;
         bool enable_overlay;
         char **bind_paths;               /* "src[:dst[:opts]]" as in the file */
-        char *cgroup_parent;   /* 'cgroup parent': where containers' cgroups go; NULL: the caller's */
-        char **limit_defaults; /* "memory=4G", "cpus=2", "pids-limit=512": when the user asks for none */
-        char **limit_maxima;   /* the same names: an admin's maximum wins over a user's flag */
+        char *cgroup_parent;             /* 'cgroup parent': where containers' cgroups go; NULL: the caller's */
+        char **limit_defaults;           /* "memory=4G", "cpus=2", "pids-limit=512": when the user asks for none */
+        char **limit_maxima;             /* the same names: an admin's maximum wins over a user's flag */
         uint64_t instance_log_max_size;  /* bytes per log file before rotation; 0 = no cap */
         uint64_t instance_ready_timeout; /* ms `instance start` waits for the container to settle */
         unsigned n_warnings;
