@@ -52,6 +52,12 @@ demo() {
 	build/hutch run "$img" one two
 	echo "== hutch inspect $img:"
 	build/hutch inspect "$img"
+	echo "== an instance: the image's startscript serves http on 127.0.0.1:18080"
+	build/hutch instance stop demo >/dev/null 2>&1 || true
+	HUTCH_TEST_PORT=18080 build/hutch instance start "$img" demo
+	build/hutch instance list
+	build/hutch exec instance://demo sh -c 'wget -qO- http://127.0.0.1:18080/; ps -o pid,comm'
+	build/hutch instance stop demo
 }
 
 test_suite() {
@@ -91,6 +97,7 @@ bench() {
 	install_deps "${BUILD_DEPS[@]}" "${RUN_DEPS[@]}" "${TEST_DEPS[@]}" "${BENCH_DEPS[@]}"
 	build build -Dtests=true
 	bash bench/startup.sh build/hutch
+	bash bench/instances.sh build/hutch
 }
 
 case ${1:-} in

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -585,8 +586,19 @@ int verb_instance(struct cli *c, int argc, char **argv)
         return cli_usage_error("instance", "unknown instance command '%s'", sub);
 }
 
+/* The supervisor's fd 3 must be the socket `instance start` gave it: run by hand, the
+ * verb would become a foreground supervisor nobody waits for. */
+static bool has_cli_socket(void)
+{
+        int type = 0;
+        socklen_t len = sizeof type;
+        return getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_SEQPACKET;
+}
+
 int verb_supervise(struct cli *c, int argc, char **argv)
 {
+        if (!has_cli_socket())
+                return cli_usage_error(NULL, "'supervise' is started by 'hutch instance start', not by hand");
         if (argc < 3 || strcmp(argv[1], "instance") || (strcmp(argv[2], "start") && strcmp(argv[2], "run")))
                 return cli_usage_error(NULL, "'supervise' is started by 'hutch instance start'");
         return cmd_start(c, argv[2], argc - 2, argv + 2, true);

@@ -47,7 +47,6 @@ struct instance_state {
         char *restart; /* policy as given: no, on-failure:3, always */
         char *log_out, *log_err;
         char *cgroup; /* cgroup_to_string(), empty without limits */
-        char *dir;    /* state folder (filled by readers, not stored) */
 };
 
 void instance_state_clear(struct instance_state *st);

@@ -76,7 +76,6 @@ void instance_state_clear(struct instance_state *st)
         free(st->restart);
         free(st->log_out);
         free(st->log_err);
-        free(st->dir);
         free(st->cgroup);
         *st = (struct instance_state){0};
 }

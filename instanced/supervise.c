@@ -53,7 +53,8 @@ struct sup {
         struct cgroup cg; /* with limits: the instance's, the launcher enters it */
         pid_t launcher;   /* the child that owns the container's namespaces; 0 when none */
         bool ready, stopping, finishing, backing_off;
-        int settle_ticks, settled_in_row;
+        int settled_in_row;
+        struct timespec settle_start;
         unsigned backoff_ms;
         time_t run_started;
 };
@@ -317,16 +318,19 @@ static void on_started(struct sup *u, pid_t pid)
                 state_save(u);
                 return;
         }
-        u->settle_ticks = 0;
+        clock_gettime(CLOCK_MONOTONIC, &u->settle_start);
         u->settled_in_row = 0;
         timer_arm(u, SETTLE_TICK_MS, true);
 }
 
 static void on_settle_tick(struct sup *u)
 {
-        u->settle_ticks++;
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long waited_ms =
+                (now.tv_sec - u->settle_start.tv_sec) * 1000 + (now.tv_nsec - u->settle_start.tv_nsec) / 1000000;
         u->settled_in_row = tree_settled(u->st.pid, 0) ? u->settled_in_row + 1 : 0;
-        if (u->settled_in_row < 2 && u->settle_ticks * SETTLE_TICK_MS < (int) u->spec->settle_ms)
+        if (u->settled_in_row < 2 && waited_ms < (long) u->spec->settle_ms)
                 return;
         timer_off(u);
         u->ready = true;

@@ -355,6 +355,25 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
         }
 }
 
+/* With every signal blocked: pass each one on to child (not the terminal stops) until it
+ * exits; its status as an exit code (128+N for signal N). */
+static int forward_until_exit(pid_t child, const sigset_t *all)
+{
+        int status = 0;
+        for (;;) {
+                siginfo_t si;
+                int sig = sigwaitinfo(all, &si);
+                if (sig == SIGCHLD) {
+                        if (waitpid(child, &status, WNOHANG) == child)
+                                break;
+                        continue;
+                }
+                if (sig > 0 && sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)
+                        kill(child, sig);
+        }
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /* The parent outside a --pid namespace (or of a joined process): forward signals, return
  * the child's status. */
 int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, int *ret_status, struct hutch_error *err)
@@ -369,22 +388,11 @@ int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, int *ret_s
                 struct launch_event ev = {.type = LAUNCH_EVENT_STARTED, .pid = child};
                 (void) !send(s->notify_fd, &ev, sizeof ev, MSG_NOSIGNAL);
         }
-        int status = 0;
-        for (;;) {
-                siginfo_t si;
-                int sig = sigwaitinfo(&all, &si);
-                if (sig == SIGCHLD) {
-                        if (waitpid(child, &status, WNOHANG) == child)
-                                break;
-                        continue;
-                }
-                if (sig > 0 && sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)
-                        kill(child, sig);
-        }
+        int code = forward_until_exit(child, &all);
         sigprocmask(SIG_SETMASK, &old, NULL);
         if (n == (ssize_t) sizeof *err)
                 return err->code < 0 ? err->code : -EIO;
-        *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        *ret_status = code;
         return 0;
 }
 
@@ -507,17 +515,7 @@ static int launch_limited(const struct launch_spec *spec, int *ret_status, struc
                 cgroup_destroy(&cg);
                 return r;
         }
-        for (;;) {
-                siginfo_t si;
-                int sig = sigwaitinfo(&all, &si);
-                if (sig == SIGCHLD) {
-                        if (waitpid(child, &status, WNOHANG) == child)
-                                break;
-                        continue;
-                }
-                if (sig > 0 && sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)
-                        kill(child, sig);
-        }
+        int code = forward_until_exit(child, &all);
         sigprocmask(SIG_SETMASK, &old, NULL);
         ssize_t n = recv(sp[0], err, sizeof *err, MSG_DONTWAIT);
         close(sp[0]);
@@ -527,7 +525,7 @@ static int launch_limited(const struct launch_spec *spec, int *ret_status, struc
                 return err->code < 0 ? err->code : -EIO;
         if (oom)
                 report_oom(spec->limits);
-        *ret_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        *ret_status = code;
         return 0;
 }
 

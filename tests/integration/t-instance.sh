@@ -101,6 +101,26 @@ run "$HUTCH" instance start --restart sometimes "$I" x
 check "a bad restart policy is refused" 'fails_with "invalid restart policy"'
 run "$HUTCH" exec --restart always "$I" true
 check "--restart is only for instances" '[ $RC -eq 255 ] && err_has "restart"'
+run "$HUTCH" instance start "$I"
+check "start without a NAME fails" '[ $RC -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "missing instance NAME"'
+run "$HUTCH" instance stop --signal BOGUS x
+check "stop --signal with an unknown signal fails" '[ $RC -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "unknown signal .BOGUS."'
+run "$HUTCH" instance stop --timeout soon x
+check "stop --timeout that is not a number fails" '[ $RC -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "seconds"'
+run "$HUTCH" instance stop
+check "stop without a name or --all fails" '[ $RC -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "--all"'
+run "$HUTCH" instance logs --tail many x
+check "logs --tail that is not a number fails" '[ $RC -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "number of lines"'
+run "$HUTCH" instance logs '../x'
+check "logs of a bad name fails" 'fails_with "invalid instance name"'
+run "$HUTCH" instance stats nosuch
+check "stats of an unknown instance fails" 'fails_with "no instance named .nosuch."'
+run "$HUTCH" instance list --user no-such-user-here
+check "list --user of an unknown user fails" 'fails_with "no user named"'
+run "$HUTCH" instance frobnicate
+check "an unknown instance command fails" '[ $RC -eq 255 ] && err_has "unknown instance command"'
+run "$HUTCH" supervise instance start "$I" direct
+check "supervise run by hand (no CLI socket) is refused and leaves nothing" '[ $RC -eq 255 ] && err_has "not by hand" && [ -z "$(state_dirs)" ]'
 leftovers "bad input"
 
 # --- logs: rotation and follow
@@ -183,6 +203,17 @@ check "fifty names started in parallel: fifty instances, fifty rows" '[ "$(count
 run "$HUTCH" instance stop --all
 check "stop --all stops every one" '[ $RC -eq 0 ] && [ "$(count_rows)" -eq 0 ]'
 leftovers "fifty instances"
+
+# --- every user's instances, from the live supervisors
+run "$HUTCH" instance start "$I" seen
+run "$HUTCH" instance list --all
+check "list --all finds the instance from its supervisor" 'out_has "^seen "'
+run "$HUTCH" instance list --user "$(id -un)"
+check "list --user finds the user's instance" 'out_has "^seen "'
+run "$HUTCH" instance list --user 4000000
+check "list --user of another uid does not show it" '! out_has "^seen "'
+"$HUTCH" instance stop seen >/dev/null 2>&1
+leftovers "list --all"
 
 # --- XDG_RUNTIME_DIR
 mkdir -m 0700 "$T/xdg"
