@@ -24,7 +24,10 @@ chmod 755 "$work"
 cc -O2 -o "$work/timeit" "$src/bench/timeit.c"
 cc -O2 -o "$work/svcwait" "$src/bench/svcwait.c"
 chown -R "$user" "$work"
-as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" HUTCH_TEST_PORT=$port "$@"; }
+# runc gives every container a session keyring; 100 of them exceed the kernel's per-user
+# key quota (kernel.keys.maxkeys), so podman runs with keyring = false, as a host would
+printf '[containers]\nkeyring = false\n' > "$work/containers.conf"
+as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" HUTCH_TEST_PORT=$port CONTAINERS_CONF="$work/containers.conf" "$@"; }
 as_user mkdir -p -m 0700 "$work/xdg"
 as_user bash "$src/tests/helpers/mkimage.sh" "$work/img" "$hutch" >/dev/null
 img=$work/img
@@ -62,7 +65,7 @@ stop_loop() {
 	shift 2
 	local i v=()
 	for i in $(seq "$runs"); do
-		eval "$startcmd" >/dev/null 2>&1
+		eval "$startcmd" >/dev/null 2>&1 || true
 		read -r a b < <(as_user "$work/svcwait" 0 "$@" 2>/dev/null) || { echo "  $name: failed"; return; }
 		v+=("$a")
 	done
@@ -86,7 +89,7 @@ fi
 echo "stop:"
 stop_loop hutch-stop "as_user $hutch instance start $img/image.sif web" "$hutch" -q instance stop web
 if command -v podman >/dev/null; then
-	stop_loop podman-stop "as_user $podman run -d $pinit --name web --network host --rootfs $img/rootfs httpd -f -p $port -h /srv/www; " $podman stop -t 10 web
+	stop_loop podman-stop "as_user $podman rm -f -t 0 web; as_user $podman run -d $pinit --name web --network host --rootfs $img/rootfs httpd -f -p $port -h /srv/www; " $podman stop -t 10 web
 	as_user $podman rm -af >/dev/null 2>&1 || true
 fi
 
@@ -116,7 +119,7 @@ fi
 echo "list with N running (idle instances / containers):"
 have=0 phave=0
 for n in 1 10 100; do
-	while [ $have -lt $n ]; do have=$((have + 1)); as_user "$hutch" instance start "$work/idle" "idle$have" >/dev/null; done
+	while [ $have -lt $n ]; do have=$((have + 1)); as_user "$hutch" -q instance start "$work/idle" "idle$have" >/dev/null; done
 	r=$(as_user "$work/timeit" "$runs" "$hutch" instance list)
 	res[hutch-list-$n]=${r%% *}
 	printf '  %-28s %8.2f ms\n' "hutch instance list ($n)" "${res[hutch-list-$n]}"
