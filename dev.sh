@@ -1,7 +1,8 @@
 #!/bin/bash
 # hutch developer entry point, for a fresh Debian 12 machine (run as root, or with sudo).
 #   ./dev.sh demo    install dependencies, build, run a container from a built-in busybox SIF
-#   ./dev.sh test    install dependencies, build, run the whole test suite (+ ASan/UBSan run)
+#   ./dev.sh test    install dependencies, build, run the whole test suite (+ ASan/UBSan run,
+#                    + the cgroup v2 VM tier under qemu)
 #   ./dev.sh bench   install the peer runtimes too and run bench/startup.sh
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -9,7 +10,7 @@ cd "$(dirname "$0")"
 # Every Debian package hutch needs, named once here (and once in meson.build for libraries).
 BUILD_DEPS=(gcc meson ninja-build pkg-config libsquashfuse-dev libfuse3-dev libinih-dev libjson-c-dev)
 RUN_DEPS=(fuse3 squashfs-tools uidmap)
-TEST_DEPS=(libcmocka-dev busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format)
+TEST_DEPS=(libcmocka-dev busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio)
 BENCH_DEPS=(bubblewrap charliecloud podman runc catatonit hyperfine bc time)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -159,19 +159,21 @@ static int denied(struct hutch_error *err, int r, const char *what, const char *
                                  version == 1
                                          ? "cannot %s '%s' as uid %u: cgroup v1 is not delegated to users, so limits "
                                            "need root here (or a host with cgroup v2 and a delegated subtree, named "
-                                           "by 'cgroup parent' in hutch.conf)"
+                                           "by --cgroup-parent or 'cgroup parent' in hutch.conf)"
                                          : "cannot %s '%s' as uid %u: the cgroup v2 subtree is not delegated to you "
                                            "(cgroup.procs and cgroup.subtree_control must be writable; ask for a "
-                                           "delegated subtree and name it with 'cgroup parent' in hutch.conf)",
+                                           "delegated subtree and name it with --cgroup-parent or 'cgroup parent' in "
+                                           "hutch.conf)",
                                  what, path, (unsigned) getuid());
         return hutch_err_sys(err, r, "cannot %s '%s'", what, path);
 }
 
 static int pick_version(const struct layout *lo, char **req, const char *parent, struct hutch_error *err)
 {
+        _cleanup_free_ char *v2dir = NULL, *ctrls = NULL;
         if (lo->v2.mnt && (lo->v2.own || parent)) {
-                _cleanup_free_ char *dir = path_in(&lo->v2, parent), *ctrls = NULL;
-                if (dir && read_at(dir, "cgroup.controllers", &ctrls) >= 0) {
+                v2dir = path_in(&lo->v2, parent);
+                if (v2dir && read_at(v2dir, "cgroup.controllers", &ctrls) >= 0) {
                         bool all = true;
                         for (char **c = req; c && *c && all; c++)
                                 all = has_word(ctrls, *c, " \n");
@@ -179,15 +181,27 @@ static int pick_version(const struct layout *lo, char **req, const char *parent,
                                 return 2;
                 }
         }
-        char missing[200] = "";
+        char missing[200] = "", missing_v2[200] = "";
         for (char **c = req; c && *c; c++) {
                 int i = v1_index(v1_of(*c));
                 if (i < 0 || !lo->v1[i].mnt || !lo->v1[i].own)
                         snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s",
                                  missing[0] ? ", " : "", *c);
+                if (ctrls && !has_word(ctrls, *c, " \n"))
+                        snprintf(missing_v2 + strlen(missing_v2), sizeof missing_v2 - strlen(missing_v2), "%s%s",
+                                 missing_v2[0] ? ", " : "", *c);
         }
         if (!missing[0])
                 return 1;
+        bool any_v1 = false;
+        for (size_t i = 0; i < ELEMENTSOF(v1_names); i++)
+                any_v1 |= lo->v1[i].mnt != NULL;
+        if (ctrls && !any_v1) /* a pure cgroup2 host: its hierarchy is short of controllers here */
+                return hutch_err(err, -EOPNOTSUPP,
+                                 "cannot enforce the limits: cgroup v2 does not offer the %s controller%s to '%s' (its "
+                                 "parent does not enable them for it); name a cgroup that has them with "
+                                 "--cgroup-parent or 'cgroup parent' in hutch.conf",
+                                 missing_v2, strchr(missing_v2, ',') ? "s" : "", v2dir);
         return hutch_err(err, -EOPNOTSUPP,
                          "cannot enforce the limits: no cgroup v2 with the %s controller%s enabled for this cgroup, "
                          "and no cgroup v1 hierarchy for it",
@@ -239,8 +253,8 @@ static int create_v2(const struct layout *lo, char **req, const char *parent, co
                 if (r == -EBUSY)
                         return hutch_err(err, r,
                                          "cannot enable the %s controller below '%s': it holds processes (cgroup v2's "
-                                         "no-internal-processes rule); name an empty delegated cgroup with 'cgroup "
-                                         "parent' in hutch.conf",
+                                         "no-internal-processes rule); name an empty delegated cgroup with "
+                                         "--cgroup-parent or 'cgroup parent' in hutch.conf",
                                          *c, pdir);
                 if (r < 0)
                         return denied(err, r, "enable controllers in", pdir, 2);

@@ -42,6 +42,7 @@ struct launch_args {
         const char *restart;
         char **limit_flags; /* \"memory=32M\", in order */
         const char *apply_cgroups;
+        const char *cgroup_parent; /* --cgroup-parent */
         struct cgroup_limits limits;
 };
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv);

@@ -37,6 +37,7 @@ static const char launch_options[] =
         "      --pids-limit N, --blkio-weight N, --blkio-weight-device DEV:W\n"
         "      --device-read-bps|--device-write-bps DEV:SIZE, --device-read-iops|--device-write-iops DEV:N\n"
         "      --apply-cgroups FILE      Apptainer's cgroups TOML (flags win over it)\n"
+        "      --cgroup-parent PATH      create the cgroup beneath PATH (a delegated, empty cgroup)\n"
         "\n"
         "Environment: HUTCHENV_K=V (or APPTAINERENV_K=V) sets K inside; HUTCH_BIND as --bind;\n"
         "HUTCH_CONF names the configuration file.\n"

@@ -33,6 +33,7 @@ enum {
         OPT_RESTART,
         OPT_LIMIT,
         OPT_APPLY_CGROUPS,
+        OPT_CGROUP_PARENT,
 };
 
 static const struct option options[] = {
@@ -64,6 +65,7 @@ static const struct option options[] = {
         {"silent", no_argument, NULL, OPT_SILENT},
         {"restart", required_argument, NULL, OPT_RESTART},
         {"apply-cgroups", required_argument, NULL, OPT_APPLY_CGROUPS},
+        {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"blkio-weight", required_argument, NULL, OPT_LIMIT},
         {"blkio-weight-device", required_argument, NULL, OPT_LIMIT},
         {"cpu-shares", required_argument, NULL, OPT_LIMIT},
@@ -127,6 +129,14 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
                         break;
                 }
                 case OPT_APPLY_CGROUPS: a->apply_cgroups = optarg; break;
+                case OPT_CGROUP_PARENT:
+                        if (optarg[0] != '/' || strstr(optarg, "/..") || strstr(optarg, "//"))
+                                return cli_usage_error(verb,
+                                                       "--cgroup-parent wants a cgroup path like /user.slice/x, "
+                                                       "not '%s'",
+                                                       optarg);
+                        a->cgroup_parent = optarg;
+                        break;
                 case 'B': r = bind_spec_parse(optarg, &s->binds, &s->n_binds, &err); break;
                 case OPT_MOUNT: r = mount_spec_parse(optarg, &s->binds, &s->n_binds, &err); break;
                 case OPT_NO_MOUNT: r = no_mount_parse(optarg, &s->no_mount, &err); break;
@@ -268,10 +278,9 @@ static int build_limits(struct cli *c, struct launch_args *a)
         cgroup_limits_free(&max);
         if (r < 0)
                 return cli_fail(&err);
-        if (cgroup_limits_any(l)) {
+        if (cgroup_limits_any(l))
                 a->spec.limits = l;
-                a->spec.cgroup_parent = c->conf.cgroup_parent;
-        }
+        a->spec.cgroup_parent = a->cgroup_parent ? a->cgroup_parent : c->conf.cgroup_parent;
         return 0;
 }
 
