@@ -28,7 +28,7 @@
 #include "util/log.h"
 #include "util/util.h"
 
-#define SETTLE_TICK_MS 2
+#define SETTLE_TICK_MS 1
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
 #define STABLE_RUN_S 10 /* a container that ran this long resets the backoff */
