@@ -180,6 +180,15 @@ int sqfs_handle_open(struct image *img, struct hutch_error *err)
         return 0;
 }
 
+void sqfs_handle_drop_caches(struct sqfs_handle *h)
+{
+        sqfs_cache_destroy(&h->ll.fs.data_cache);
+        sqfs_cache_destroy(&h->ll.fs.frag_cache);
+        if (sqfs_block_cache_init(&h->ll.fs.data_cache, SQFS_DATA_CACHE_BLOCKS) != SQFS_OK ||
+            sqfs_block_cache_init(&h->ll.fs.frag_cache, SQFS_FRAG_CACHE_BLOCKS) != SQFS_OK)
+                abort(); /* a few hundred bytes just freed: cannot fail */
+}
+
 void sqfs_handle_free(struct sqfs_handle *h)
 {
         sqfs_ll_destroy(&h->ll);

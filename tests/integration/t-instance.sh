@@ -221,5 +221,11 @@ XDG_RUNTIME_DIR=$T/xdg run "$HUTCH" instance start "$I" xdg
 check "state lives in \$XDG_RUNTIME_DIR/hutch/instances when that is the user's" '[ -s "$T/xdg/hutch/instances/xdg/state" ] && [ "$(stat -c %a "$T/xdg/hutch/instances/xdg/state")" = 600 ] && [ "$(stat -c %a "$T/xdg/hutch/instances/xdg")" = 700 ]'
 XDG_RUNTIME_DIR=$T/xdg run "$HUTCH" instance stop xdg
 check "... and is removed by stop" '[ $RC -eq 0 ] && [ ! -e "$T/xdg/hutch/instances/xdg" ]'
+run "$HUTCH" instance start "$I" idle
+sleep 2.5 # the FUSE server gives its caches and heap back after 2 s without requests
+run "$HUTCH" exec instance://idle md5sum /bin/busybox /etc/hutch-test-marker
+check "after its FUSE server went idle and gave memory back, the instance still reads its files right" \
+	'out_has "^$(md5sum < "$IMAGES/rootfs/bin/busybox" | cut -d" " -f1) " && [ "$(wc -l < "$OUT")" -eq 2 ]'
+run "$HUTCH" instance stop idle
 leftovers "instances"
 finish

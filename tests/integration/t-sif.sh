@@ -56,5 +56,16 @@ run "$HUTCH" exec "$T/sb" cat /etc/hutch-test-marker
 check "the sandbox runs" 'out_is image-marker'
 run "$HUTCH" build "$T/c.sif" "$T/missing-src"
 check "build from a missing source" 'fails_with "missing-src" && [ ! -e "$T/c.sif" ] && ! ls "$T" | grep -q hutch-tmp'
+# the FUSE server pushes files of up to 8 MiB into the page cache at their first open and
+# pages larger ones in on demand: both must read back byte for byte (1 MiB pushes, >1 chunk)
+mkdir -p "$T/big"
+cp -a "$IMAGES/rootfs/." "$T/big/"
+head -c 9437184 /dev/urandom > "$T/big/big.bin"
+head -c 1500001 /dev/urandom > "$T/big/mid.bin"
+run "$HUTCH" build "$T/big.sif" "$T/big"
+run "$HUTCH" exec "$T/big.sif" md5sum /big.bin /mid.bin /bin/busybox
+check "files read through the FUSE server match their source byte for byte (pushed ahead and paged in)" \
+	'[ "$(cut -d" " -f1 "$OUT")" = "$(cd "$T/big" && md5sum big.bin mid.bin bin/busybox | cut -d" " -f1)" ]'
+rm -rf "$T/big" "$T/big.sif"
 leftovers "sif"
 finish
