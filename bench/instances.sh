@@ -95,7 +95,7 @@ fi
 
 echo "memory of one idle instance (SIF image, busybox httpd):"
 as_user "$hutch" instance start "$img/image.sif" web >/dev/null 2>&1
-sleep 0.5
+sleep 3 # idle: the FUSE server gives back its start-up heap after 2 s without requests
 tr=0 tp=0
 for comm in hutch-supervise hutch-launch hutch-squashfs hutch-init; do
 	p=$(pgrep -u "$user" -x "$comm" | head -1)
