@@ -168,6 +168,13 @@ static int denied(struct hutch_error *err, int r, const char *what, const char *
         return hutch_err_sys(err, r, "cannot %s '%s'", what, path);
 }
 
+/* "a, b" lists for messages */
+static void list_add(char *buf, size_t size, const char *word)
+{
+        size_t n = strlen(buf);
+        snprintf(buf + n, size - n, "%s%s", n ? ", " : "", word);
+}
+
 static int pick_version(const struct layout *lo, char **req, const char *parent, struct hutch_error *err)
 {
         _cleanup_free_ char *v2dir = NULL, *ctrls = NULL;
@@ -185,11 +192,9 @@ static int pick_version(const struct layout *lo, char **req, const char *parent,
         for (char **c = req; c && *c; c++) {
                 int i = v1_index(v1_of(*c));
                 if (i < 0 || !lo->v1[i].mnt || !lo->v1[i].own)
-                        snprintf(missing + strlen(missing), sizeof missing - strlen(missing), "%s%s",
-                                 missing[0] ? ", " : "", *c);
+                        list_add(missing, sizeof missing, *c);
                 if (ctrls && !has_word(ctrls, *c, " \n"))
-                        snprintf(missing_v2 + strlen(missing_v2), sizeof missing_v2 - strlen(missing_v2), "%s%s",
-                                 missing_v2[0] ? ", " : "", *c);
+                        list_add(missing_v2, sizeof missing_v2, *c);
         }
         if (!missing[0])
                 return 1;

@@ -180,13 +180,17 @@ int sqfs_handle_open(struct image *img, struct hutch_error *err)
         return 0;
 }
 
+static void cache_empty(sqfs_cache *c)
+{
+        for (size_t i = 0; i < c->count; i++)
+                if (c->idxs[i] != SQFS_CACHE_IDX_INVALID)
+                        sqfs_cache_invalidate(c, c->idxs[i]); /* frees the block it held */
+}
+
 void sqfs_handle_drop_caches(struct sqfs_handle *h)
 {
-        sqfs_cache_destroy(&h->ll.fs.data_cache);
-        sqfs_cache_destroy(&h->ll.fs.frag_cache);
-        if (sqfs_block_cache_init(&h->ll.fs.data_cache, SQFS_DATA_CACHE_BLOCKS) != SQFS_OK ||
-            sqfs_block_cache_init(&h->ll.fs.frag_cache, SQFS_FRAG_CACHE_BLOCKS) != SQFS_OK)
-                abort(); /* a few hundred bytes just freed: cannot fail */
+        cache_empty(&h->ll.fs.data_cache);
+        cache_empty(&h->ll.fs.frag_cache);
 }
 
 void sqfs_handle_free(struct sqfs_handle *h)

@@ -88,6 +88,8 @@ run "$HUTCH" exec --memory lots "$R" true
 check "a bad size fails" 'fails_with "512M"'
 run "$HUTCH" exec --cgroup-parent relative/x --memory 32M "$R" true
 check "a relative --cgroup-parent is refused" '[ $RC -eq 255 ] && err_has "cgroup-parent"'
+run "$HUTCH" exec --cgroup-parent /a/../b --memory 32M "$R" true
+check "a --cgroup-parent that climbs with .. is refused" '[ $RC -eq 255 ] && err_has "cgroup-parent"'
 conf 'max memory = 64M'
 HUTCH_CONF=$T/test.conf run "$HUTCH" exec --memory 1G "$R" "$CG" $MEMMAX
 check "an admin maximum in hutch.conf wins over the flag, with a warning" 'out_is 67108864 && err_has "maximum"'
