@@ -20,5 +20,6 @@ struct sqfs_handle {
 int squashfs_check(int fd, uint64_t offset, uint64_t avail, uint64_t *ret_size, struct hutch_error *err);
 int sqfs_handle_open(struct image *img, struct hutch_error *err);
 void sqfs_handle_free(struct sqfs_handle *h);
-/* empty the decompressed-block caches (the FUSE server, once idle) */
-void sqfs_handle_drop_caches(struct sqfs_handle *h);
+/* (re)make empty decompressed-block caches of hutch's sizes: at open, and by the FUSE server
+ * to give memory back once idle */
+int sqfs_handle_reset_caches(struct sqfs_handle *h);

@@ -146,6 +146,16 @@ void image_close(struct image *img)
         img->path = NULL;
 }
 
+int sqfs_handle_reset_caches(struct sqfs_handle *h)
+{
+        sqfs_cache_destroy(&h->ll.fs.data_cache);
+        sqfs_cache_destroy(&h->ll.fs.frag_cache);
+        if (sqfs_block_cache_init(&h->ll.fs.data_cache, SQFS_DATA_CACHE_BLOCKS) != SQFS_OK ||
+            sqfs_block_cache_init(&h->ll.fs.frag_cache, SQFS_FRAG_CACHE_BLOCKS) != SQFS_OK)
+                return -ENOMEM;
+        return 0;
+}
+
 int sqfs_handle_open(struct image *img, struct hutch_error *err)
 {
         if (img->sqfs)
@@ -163,10 +173,7 @@ int sqfs_handle_open(struct image *img, struct hutch_error *err)
          * paged in by execve (out-of-order faults) then decompresses the same blocks again and
          * again, most of a squashfs container's start-up (see docs/performance.md). Keep more:
          * memory is used only by blocks actually read. */
-        sqfs_cache_destroy(&h->ll.fs.data_cache);
-        sqfs_cache_destroy(&h->ll.fs.frag_cache);
-        if (sqfs_block_cache_init(&h->ll.fs.data_cache, SQFS_DATA_CACHE_BLOCKS) != SQFS_OK ||
-            sqfs_block_cache_init(&h->ll.fs.frag_cache, SQFS_FRAG_CACHE_BLOCKS) != SQFS_OK) {
+        if (sqfs_handle_reset_caches(h) < 0) {
                 sqfs_destroy(&h->ll.fs);
                 free(h);
                 return hutch_err(err, -ENOMEM, "out of memory for the squashfs cache");
@@ -178,19 +185,6 @@ int sqfs_handle_open(struct image *img, struct hutch_error *err)
         }
         img->sqfs = h;
         return 0;
-}
-
-static void cache_empty(sqfs_cache *c)
-{
-        for (size_t i = 0; i < c->count; i++)
-                if (c->idxs[i] != SQFS_CACHE_IDX_INVALID)
-                        sqfs_cache_invalidate(c, c->idxs[i]); /* frees the block it held */
-}
-
-void sqfs_handle_drop_caches(struct sqfs_handle *h)
-{
-        cache_empty(&h->ll.fs.data_cache);
-        cache_empty(&h->ll.fs.frag_cache);
 }
 
 void sqfs_handle_free(struct sqfs_handle *h)

@@ -152,13 +152,14 @@ static void heap_prefault(void)
         free(p);
 }
 
-static void heap_release(struct image *img, struct fuse_buf *buf)
+static int heap_release(struct image *img, struct fuse_buf *buf)
 {
-        sqfs_handle_drop_caches(img->sqfs);
+        int r = sqfs_handle_reset_caches(img->sqfs);
         free(buf->mem); /* libfuse's 1 MiB receive buffer: allocated again on the next request */
         buf->mem = NULL;
         buf->size = 0;
         malloc_trim(0);
+        return r;
 }
 
 /* The helper's whole life: serve requests until the owner exits or the mount goes away. */
@@ -186,7 +187,8 @@ static _Noreturn void serve(struct image *img, int fuse_fd, int owner_pidfd)
                         break;
                 }
                 if (n == 0) {
-                        heap_release(img, &buf);
+                        if (heap_release(img, &buf) < 0)
+                                break; /* no cache to serve from: the mount fails (ENOTCONN), not the process */
                         busy = false;
                         continue;
                 }
