@@ -62,10 +62,13 @@ mkdir -p "$T/big"
 cp -a "$IMAGES/rootfs/." "$T/big/"
 head -c 9437184 /dev/urandom > "$T/big/big.bin"
 head -c 1500001 /dev/urandom > "$T/big/mid.bin"
+# holes (squashfs stores whole zero blocks as sparse) and an exact number of blocks
+{ head -c 131072 /dev/urandom; head -c 393216 /dev/zero; head -c 70000 /dev/urandom; } > "$T/big/holes.bin"
+head -c 262144 /dev/urandom > "$T/big/blocks.bin"
 run "$HUTCH" build "$T/big.sif" "$T/big"
-run "$HUTCH" exec "$T/big.sif" md5sum /big.bin /mid.bin /bin/busybox
+run "$HUTCH" exec "$T/big.sif" md5sum /big.bin /mid.bin /bin/busybox /holes.bin /blocks.bin
 check "files read through the FUSE server match their source byte for byte (pushed ahead and paged in)" \
-	'[ "$(cut -d" " -f1 "$OUT")" = "$(cd "$T/big" && md5sum big.bin mid.bin bin/busybox | cut -d" " -f1)" ]'
+	'[ "$(cut -d" " -f1 "$OUT")" = "$(cd "$T/big" && md5sum big.bin mid.bin bin/busybox holes.bin blocks.bin | cut -d" " -f1)" ]'
 rm -rf "$T/big" "$T/big.sif"
 leftovers "sif"
 finish
