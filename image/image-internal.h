@@ -18,8 +18,6 @@ struct sqfs_handle {
 
 /* Validate the squashfs superblock at img->offset and set img->size from it. */
 int squashfs_check(int fd, uint64_t offset, uint64_t avail, uint64_t *ret_size, struct hutch_error *err);
-/* sqfs_init, with hutch's faster gzip inflater; a sqfs_err */
-int sqfs_fs_open(sqfs *fs, int fd, uint64_t offset);
 int sqfs_handle_open(struct image *img, struct hutch_error *err);
 void sqfs_handle_free(struct sqfs_handle *h);
 /* (re)make empty decompressed-block caches of hutch's sizes: at open, and by the FUSE server

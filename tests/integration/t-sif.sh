@@ -70,5 +70,18 @@ run "$HUTCH" exec "$T/big.sif" md5sum /big.bin /mid.bin /bin/busybox /holes.bin 
 check "files read through the FUSE server match their source byte for byte (pushed ahead and paged in)" \
 	'[ "$(cut -d" " -f1 "$OUT")" = "$(cd "$T/big" && md5sum big.bin mid.bin bin/busybox holes.bin blocks.bin | cut -d" " -f1)" ]'
 rm -rf "$T/big" "$T/big.sif"
+# a corrupt data block: the push-ahead gives up, the read fails with EIO, the server stays
+# up for the rest and exits with the payload. a.txt sorts first, so its data starts right
+# after the 96-byte superblock, as one compressed block.
+mkdir -p "$T/bad"
+cp -a "$IMAGES/rootfs/." "$T/bad/"
+yes "hutch corrupt block test line" | head -c 200000 > "$T/bad/a.txt"
+mksquashfs "$T/bad" "$T/bad.sqfs" -comp gzip -noappend -all-root -quiet >/dev/null
+printf 'XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX' |
+	dd of="$T/bad.sqfs" bs=1 seek=400 conv=notrunc status=none
+run "$HUTCH" exec "$T/bad.sqfs" sh -c 'cat /a.txt >/dev/null; echo "cat=$?"; cat /etc/hutch-test-marker'
+check "a corrupt data block is an I/O error for that file only" \
+	'out_has "cat=1" && grep -q "Input/output error" "$ERR" && out_has "$(cat "$IMAGES/rootfs/etc/hutch-test-marker")"'
+rm -rf "$T/bad" "$T/bad.sqfs"
 leftovers "sif"
 finish
