@@ -2,7 +2,7 @@
 # Instance benchmark, as an unprivileged user: time from `instance start` to a service
 # answering (busybox httpd from the image's startscript), `instance list` with 1, 10 and
 # 100 instances, `instance stop`, and the memory an idle instance leaves behind
-# (supervisor, launcher, FUSE server, init: RSS and PSS from /proc/PID/smaps_rollup);
+# (supervisor, FUSE server, init: RSS and PSS from /proc/PID/smaps_rollup);
 # the same for podman (run -d, ps, stop, conmon) on the same rootfs, in the same run.
 # usage: bench/instances.sh BUILD/hutch [RUNS]      (as root; ./dev.sh bench installs peers)
 set -euo pipefail
@@ -97,8 +97,9 @@ echo "memory of one idle instance (SIF image, busybox httpd):"
 as_user "$hutch" instance start "$img/image.sif" web >/dev/null 2>&1
 sleep 3 # idle: the FUSE server gives back its start-up heap after 2 s without requests
 tr=0 tp=0
-for comm in hutch-supervise hutch-launch hutch-squashfs hutch-init; do
-	p=$(pgrep -u "$user" -x "$comm" | head -1)
+for comm in hutch-supervise hutch-squashfs hutch-init; do
+	p=$(pgrep -u "$user" -x "$comm" | head -1) || true
+	[ -n "$p" ] || { printf '  %-28s (not running)\n' "$comm"; continue; }
 	read -r r pss < <(mem_of "$p")
 	printf '  %-28s RSS %6d KiB  PSS %6d KiB\n' "$comm" "$r" "$pss"
 	tr=$((tr + r)) tp=$((tp + pss))

@@ -99,12 +99,13 @@ int image_read_file(struct image *img, const char *path, size_t max, char **ret,
 bool image_has_file(struct image *img, const char *path);
 
 /* ---- mounting. The mount is made in the caller's mount namespace at target. A squashfs
- * mount is served by a detached helper process that exits when owner_pidfd reports the
- * owner's exit (the launcher, which becomes the payload). */
+ * mount is served by a detached helper process that exits when owner_fd polls ready: a
+ * pidfd of the owner (the launcher, which becomes the payload) reporting its exit, or the
+ * read end of a pipe (an instance's init holds the write end) reporting hang-up. */
 struct image_mount_opts {
         uid_t uid; /* owner of the FUSE connection, as seen in the current user namespace */
         gid_t gid;
-        int owner_pidfd;
+        int owner_fd;
         bool kernel_ok; /* really root: kernel mounts allowed */
 };
 int image_mount(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err);

@@ -1,8 +1,9 @@
 /* Mount backends for an opened image: a bind mount for sandbox folders, and squashfuse
  * for squashfs/SIF served in-process by a detached helper (libsquashfuse_ll, libfuse3
  * low-level API). The helper is forked after the FUSE mount exists, leaves the payload's
- * process tree (double fork, own session) and exits when the owner's pidfd reports exit:
- * it cannot wait for the mount namespace to die, as its own presence keeps it alive. */
+ * process tree (double fork, own session) and exits when its owner fd says the owner is
+ * gone (a pidfd's exit, or the hang-up of a pipe only an instance's init writes to): it
+ * cannot wait for the mount namespace to die, as its own presence keeps it alive. */
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -159,6 +160,36 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         sqfs_ll_op_open(req, ino, fi);
 }
 
+/* Directories are never opened through the server: the first OPENDIR's ENOSYS makes the
+ * kernel skip OPENDIR and RELEASEDIR for good and cache what READDIR returns (no_opendir,
+ * Linux 5.1; FOPEN_CACHE_DIR is its default then), two round trips fewer per directory
+ * opened and one per directory read. READDIR then comes with no handle: the inode is
+ * looked up from its number, as for any other request. */
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+        (void) ino;
+        (void) fi;
+        fuse_reply_err(req, ENOSYS);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+        sqfs_ll_i lli = {.ll = fuse_req_userdata(req)};
+        struct fuse_file_info f = *fi;
+        if (!f.fh) {
+                if (sqfs_ll_inode(lli.ll, &lli.inode, ino) != SQFS_OK) {
+                        fuse_reply_err(req, ENOENT);
+                        return;
+                }
+                if (!S_ISDIR(lli.inode.base.mode)) {
+                        fuse_reply_err(req, ENOTDIR);
+                        return;
+                }
+                f.fh = (uintptr_t) &lli;
+        }
+        sqfs_ll_op_readdir(req, ino, size, off, &f);
+}
+
 static const struct fuse_lowlevel_ops sqfs_ops = {
         .lookup = sqfs_ll_op_lookup,
         .forget = sqfs_ll_op_forget,
@@ -167,8 +198,8 @@ static const struct fuse_lowlevel_ops sqfs_ops = {
         .open = op_open,
         .read = sqfs_ll_op_read,
         .release = sqfs_ll_op_release,
-        .opendir = sqfs_ll_op_opendir,
-        .readdir = sqfs_ll_op_readdir,
+        .opendir = op_opendir,
+        .readdir = op_readdir,
         .releasedir = sqfs_ll_op_releasedir,
         .statfs = stfs_ll_op_statfs,
         .getxattr = sqfs_ll_op_getxattr,
@@ -209,7 +240,7 @@ static int heap_release(struct image *img, struct fuse_buf *buf)
 }
 
 /* The helper's whole life: serve requests until the owner exits or the mount goes away. */
-static _Noreturn void serve(struct image *img, int fuse_fd, int owner_pidfd)
+static _Noreturn void serve(struct image *img, int fuse_fd, int owner_fd)
 {
         char *argv[] = {"hutch-squashfuse", NULL};
         struct fuse_args args = FUSE_ARGS_INIT(1, argv);
@@ -223,7 +254,7 @@ static _Noreturn void serve(struct image *img, int fuse_fd, int owner_pidfd)
         if (!se || fuse_session_mount(se, dev) != 0)
                 _exit(1);
         served = se;
-        struct pollfd p[2] = {{.fd = owner_pidfd, .events = POLLIN}, {.fd = fuse_fd, .events = POLLIN}};
+        struct pollfd p[2] = {{.fd = owner_fd, .events = POLLIN}, {.fd = fuse_fd, .events = POLLIN}};
         bool busy = true;
         for (;;) {
                 int n = poll(p, 2, busy ? IDLE_MS : -1);
@@ -253,7 +284,7 @@ static _Noreturn void serve(struct image *img, int fuse_fd, int owner_pidfd)
         _exit(0);
 }
 
-static int fork_server(struct image *img, int fuse_fd, int owner_pidfd, struct hutch_error *err)
+static int fork_server(struct image *img, int fuse_fd, int owner_fd, struct hutch_error *err)
 {
         pid_t mid = fork();
         if (mid < 0)
@@ -271,13 +302,13 @@ static int fork_server(struct image *img, int fuse_fd, int owner_pidfd, struct h
                         dup2(null, 1);
                         dup2(null, 2);
                 }
-                int keep[] = {fuse_fd, owner_pidfd, img->fd};
+                int keep[] = {fuse_fd, owner_fd, img->fd};
                 close_all_fds(3, keep, ELEMENTSOF(keep));
                 signal(SIGINT, SIG_IGN);
                 signal(SIGHUP, SIG_IGN);
                 signal(SIGTERM, SIG_IGN);
                 signal(SIGPIPE, SIG_IGN);
-                serve(img, fuse_fd, owner_pidfd);
+                serve(img, fuse_fd, owner_fd);
         }
         int status;
         while (waitpid(mid, &status, 0) < 0 && errno == EINTR)
@@ -303,7 +334,7 @@ static int mount_squashfuse(struct image *img, const char *target, const struct 
                  (unsigned) o->uid, (unsigned) o->gid);
         if (mount(img->path, target, "fuse.squashfuse", MS_NOSUID | MS_NODEV | MS_RDONLY, opts) < 0)
                 return hutch_err_sys(err, -errno, "cannot mount '%s' with FUSE", img->path);
-        r = fork_server(img, fd, o->owner_pidfd, err);
+        r = fork_server(img, fd, o->owner_fd, err);
         if (r < 0) {
                 umount2(target, MNT_DETACH);
                 return r;

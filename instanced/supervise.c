@@ -1,13 +1,15 @@
 /* The supervisor: one small process per instance, outside the container. It holds the
- * instance's lock, starts the container through a launcher child (which owns the
- * namespaces and the FUSE server), writes the state file, sends the container's output to
- * size-capped logs, restarts per policy and removes everything at the end. One epoll loop
- * over a signalfd, the launcher's event socket, the log pipes and a timerfd. It is the
- * child subreaper of its tree, so the FUSE server ends up as its child and it leaves only
- * after every process it started is gone. */
+ * instance's lock, starts the container through a short-lived launcher (a CLONE_VM child
+ * that enters the namespaces, mounts the image with its FUSE server and forks the init as
+ * the supervisor's own child, then leaves), writes the state file, sends the container's
+ * output to size-capped logs, restarts per policy and removes everything at the end. One
+ * epoll loop over a signalfd, the log pipes and a timerfd. It is the child subreaper of its
+ * tree, so the FUSE server ends up as its child and it leaves only after every process it
+ * started is gone. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,7 +35,9 @@
 #define BACKOFF_MAX_MS 30000
 #define STABLE_RUN_S 10 /* a container that ran this long resets the backoff */
 
-enum { EV_SIGNAL, EV_NOTIFY, EV_OUT, EV_ERR, EV_TIMER };
+#define LAUNCHER_STACK (1 << 20) /* mapped for each start, only the pages used are touched */
+
+enum { EV_SIGNAL, EV_OUT, EV_ERR, EV_TIMER };
 
 struct log_sink {
         int dir_fd;
@@ -47,11 +51,11 @@ struct sup {
         struct instance_state st;
         int sync_fd; /* to the CLI until ready */
         int root_fd, dir_fd, lock_fd;
-        int epfd, sigfd, timerfd, notify_fd;
+        int epfd, sigfd, timerfd;
         int out_pipe[2], err_pipe[2];
         struct log_sink out, err;
         struct cgroup cg; /* with limits: the instance's, the launcher enters it */
-        pid_t launcher;   /* the child that owns the container's namespaces; 0 when none */
+        pid_t init;       /* the container's PID 1, our child; 0 when none */
         bool ready, stopping, finishing, backing_off;
         int settled_in_row;
         struct timespec settle_start;
@@ -178,16 +182,27 @@ static void drain(struct sup *u, int fd, struct log_sink *s)
                 sink_write(s, buf, n);
 }
 
-/* The launcher child: stdio on the log pipes, dies with the supervisor, runs the container
- * with a PID namespace and reports through notify. */
-static _Noreturn void launcher_main(struct sup *u, int notify, pid_t supervisor)
+struct launcher_args {
+        struct sup *u;
+        int notify;
+        pid_t supervisor;
+};
+
+/* The launcher: runs on the supervisor's memory while the supervisor is suspended (so
+ * nothing is copied and its results are there when it returns), with stdio on the log
+ * pipes; the batch path with a PID namespace makes the init our sibling, reports through
+ * notify and returns once the payload runs. */
+static int launcher_main(void *p)
 {
+        const struct launcher_args *a = p;
+        struct sup *u = a->u;
+        int notify = a->notify;
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct launch_spec spec = *u->spec->launch;
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
         prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != supervisor)
+        if (getppid() != a->supervisor)
                 _exit(255);
         /* nothing of the supervisor's reaches the container: not its lock (whose copies
          * would keep the instance "alive"), the CLI's socket or the state folder */
@@ -215,7 +230,7 @@ static _Noreturn void launcher_main(struct sup *u, int notify, pid_t supervisor)
                 (void) !send(notify, &ev, sizeof ev, MSG_NOSIGNAL);
                 _exit(255);
         }
-        _exit(status);
+        _exit(0);
 }
 
 static int epoll_add(int epfd, int fd, int tag)
@@ -240,33 +255,36 @@ static void timer_off(struct sup *u)
         timerfd_settime(u->timerfd, 0, &off, NULL);
 }
 
+static void on_started(struct sup *u, pid_t pid);
+
+/* Start the container; returns once its payload runs (or setup failed). */
 static int container_start(struct sup *u, struct hutch_error *err)
 {
         int sp[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the launcher socket");
-        pid_t self = getpid();
-        pid_t child = fork();
-        if (child < 0) {
-                close(sp[0]);
-                close(sp[1]);
-                return hutch_err_sys(err, -errno, "cannot fork the launcher");
-        }
-        if (child == 0) {
-                close(sp[0]);
-                launcher_main(u, sp[1], self);
-        }
+        struct launcher_args a = {.u = u, .notify = sp[1], .supervisor = getpid()};
+        int ws = run_in_vfork(launcher_main, &a, LAUNCHER_STACK);
         close(sp[1]);
-        if (u->notify_fd >= 0) {
-                epoll_ctl(u->epfd, EPOLL_CTL_DEL, u->notify_fd, NULL);
-                close(u->notify_fd);
-        }
-        u->notify_fd = sp[0];
-        epoll_add(u->epfd, u->notify_fd, EV_NOTIFY);
-        u->launcher = child;
-        u->st.pid = 0;
+        struct launch_event ev = {0};
+        ssize_t n = ws < 0 ? -1 : recv(sp[0], &ev, sizeof ev, MSG_DONTWAIT);
+        close(sp[0]);
+        malloc_trim(0); /* what the launcher allocated and freed on our heap */
         u->run_started = time(NULL);
-        return 0;
+        if (ws < 0)
+                return hutch_err_sys(err, ws, "cannot start the launcher");
+        if (n == (ssize_t) sizeof ev && ev.type == LAUNCH_EVENT_STARTED && ev.pid > 0) {
+                u->init = ev.pid;
+                on_started(u, ev.pid);
+                return 0;
+        }
+        if (n == (ssize_t) sizeof ev && ev.type == LAUNCH_EVENT_FAILED) {
+                *err = ev.err;
+                return err->code < 0 ? err->code : -EIO;
+        }
+        int status = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
+        return hutch_err(err, -EIO, "the launcher of instance '%s' exited with status %d before the container started",
+                         u->st.name, status);
 }
 
 /* Every task of pid and its descendants sleeping (S), idle (I) or stopped: the container has
@@ -349,21 +367,12 @@ static bool should_restart(struct sup *u, int status)
         return s->max_restarts == 0 || u->st.restarts < s->max_restarts;
 }
 
-static void on_notify(struct sup *u);
-
-static void on_launcher_exit(struct sup *u, int wstatus)
+static void on_container_exit(struct sup *u, int wstatus)
 {
         int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
-        u->launcher = 0;
+        u->init = 0;
         if (u->cg.n_dirs && cgroup_oom_killed(&u->cg))
                 note(u, "the kernel's OOM killer killed a process of the container (memory limit reached)");
-        /* a setup failure the launcher reported comes before its exit status */
-        while (u->notify_fd >= 0 && u->sync_fd >= 0 && !u->ready) {
-                int before = u->notify_fd;
-                on_notify(u);
-                if (u->notify_fd == before)
-                        break;
-        }
         if (!u->ready) {
                 timer_off(u);
                 note(u, "container exited with status %d while starting", status);
@@ -407,27 +416,6 @@ static void on_timer(struct sup *u)
                 on_settle_tick(u);
 }
 
-static void on_notify(struct sup *u)
-{
-        struct launch_event ev;
-        ssize_t n = recv(u->notify_fd, &ev, sizeof ev, MSG_DONTWAIT);
-        if (n == 0 || (n < 0 && errno != EAGAIN)) {
-                epoll_ctl(u->epfd, EPOLL_CTL_DEL, u->notify_fd, NULL);
-                close(u->notify_fd);
-                u->notify_fd = -EBADF;
-                return;
-        }
-        if (n != (ssize_t) sizeof ev)
-                return;
-        if (ev.type == LAUNCH_EVENT_STARTED)
-                on_started(u, ev.pid);
-        else if (ev.type == LAUNCH_EVENT_FAILED) {
-                note(u, "%s", ev.err.msg);
-                if (!u->ready)
-                        tell_cli(u, INSTANCE_MSG_FAILED, -1, &ev.err);
-        }
-}
-
 static void on_signal(struct sup *u)
 {
         struct signalfd_siginfo si;
@@ -436,8 +424,8 @@ static void on_signal(struct sup *u)
                         int ws;
                         pid_t p;
                         while ((p = waitpid(-1, &ws, WNOHANG)) > 0)
-                                if (p == u->launcher)
-                                        on_launcher_exit(u, ws);
+                                if (p == u->init)
+                                        on_container_exit(u, ws);
                         continue;
                 }
                 /* SIGTERM/SIGINT/SIGHUP: stop; `instance stop` queues the signal to pass on */
@@ -447,8 +435,8 @@ static void on_signal(struct sup *u)
                 if (!u->stopping)
                         note(u, "stopping (signal %d)", sig);
                 u->stopping = true;
-                if (u->launcher > 0)
-                        kill(u->launcher, sig);
+                if (u->init > 0)
+                        kill(u->init, sig);
                 else
                         u->finishing = true;
                 if (u->backing_off) {
@@ -458,14 +446,14 @@ static void on_signal(struct sup *u)
         }
 }
 
-/* All children gone (launcher, FUSE server, helpers)? Reaps what is left. */
+/* All children gone (init, FUSE server, helpers)? Reaps what is left. */
 static bool tree_gone(struct sup *u)
 {
         int ws;
         pid_t p;
         while ((p = waitpid(-1, &ws, WNOHANG)) > 0)
-                if (p == u->launcher)
-                        on_launcher_exit(u, ws);
+                if (p == u->init)
+                        on_container_exit(u, ws);
         return p < 0 && errno == ECHILD;
 }
 
@@ -538,7 +526,6 @@ static void loop(struct sup *u)
                 for (int i = 0; i < n; i++)
                         switch (ev[i].data.u32) {
                         case EV_SIGNAL: on_signal(u); break;
-                        case EV_NOTIFY: on_notify(u); break;
                         case EV_OUT: drain(u, u->out_pipe[0], &u->out); break;
                         case EV_ERR: drain(u, u->err_pipe[0], &u->err); break;
                         case EV_TIMER: on_timer(u); break;
@@ -548,7 +535,7 @@ static void loop(struct sup *u)
 
 int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hutch_error *err)
 {
-        struct sup u = {.spec = spec, .sync_fd = sync_fd, .notify_fd = -EBADF};
+        struct sup u = {.spec = spec, .sync_fd = sync_fd};
         fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
         u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = -EBADF;
         u.out.fd = u.err.fd = u.out.dir_fd = -EBADF;
@@ -572,8 +559,12 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         int r = (!u.st.name || !u.st.image || !u.st.restart) ? hutch_err(err, -ENOMEM, "out of memory") : 0;
         if (r >= 0)
                 r = setup(&u, err);
-        if (r >= 0)
-                r = container_start(&u, err);
+        if (r >= 0 && (r = container_start(&u, err)) < 0) {
+                note(&u, "%s", err->msg);
+                /* an init or FUSE server that got started leaves on its own: wait for it */
+                while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+                        ;
+        }
         if (r < 0) {
                 struct instance_msg m = {.type = INSTANCE_MSG_FAILED, .status = -1, .err = *err};
                 (void) !send(sync_fd, &m, sizeof m, MSG_NOSIGNAL);
@@ -589,7 +580,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 cgroup_destroy(&u.cg);
         if (u.dir_fd >= 0 && u.lock_fd >= 0)
                 instance_dir_remove(u.root_fd, u.dir_fd, spec->name);
-        int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,      u.timerfd, u.notify_fd,
+        int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,      u.timerfd,
                      u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1], u.out.dir_fd, u.sync_fd};
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)
                 if (fds[i] >= 0)

@@ -97,8 +97,7 @@ static int join_target(const struct runtime_target *t, struct hutch_error *err)
 int runtime_join(const struct launch_spec *spec, const struct runtime_target *t, int *ret_status,
                  struct hutch_error *err)
 {
-        struct launch_ctx c = {.spec = spec, .img = IMAGE_NULL, .owner_pidfd = -EBADF};
-        c.home.fd = c.cwdp.fd = c.tmp.fd = c.vartmp.fd = c.hosts.fd = c.resolv.fd = -EBADF;
+        struct launch_ctx c = LAUNCH_CTX_INIT(spec);
         int sp[2] = {-EBADF, -EBADF};
         int r = join_ctx_make(&c, t, err);
         if (r >= 0)

@@ -1,7 +1,9 @@
 /* The launch path as a list of named stages: learn the host (user, paths opened as fds),
  * enter namespaces, assemble the rootfs, pivot, build the payload's argv/env, exec.
  * With --pid the launcher forks once: the child is PID 1 of the new namespace and runs a
- * minimal init, the parent waits and passes the exit status on. */
+ * minimal init, the parent waits and passes the exit status on. In an instance the init is
+ * forked as the launcher's sibling (a child of the supervisor), and the launcher leaves as
+ * soon as the payload runs. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -81,8 +83,12 @@ void ctx_free(struct launch_ctx *c)
         free(c->binds);
         free(c->bind_dsts);
         free(c->bind_ro);
+        if (c->server_owner_fd >= 0 && c->server_owner_fd != c->owner_pidfd)
+                close(c->server_owner_fd);
         if (c->owner_pidfd >= 0)
                 close(c->owner_pidfd);
+        if (c->init_alive_fd >= 0)
+                close(c->init_alive_fd);
 }
 
 static int learn_user(struct launch_ctx *c, struct hutch_error *err)
@@ -254,9 +260,17 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
         if (!(s->no_mount & NO_MOUNT_RESOLV) &&
             (r = host_path_open("/etc/resolv.conf", false, "", &c->resolv, err)) < 0)
                 return r;
-        c->owner_pidfd = pidfd_open_self();
+        c->owner_pidfd = s->instance ? pidfd_open_pid(getppid()) : pidfd_open_self();
         if (c->owner_pidfd < 0)
                 return hutch_err_sys(err, c->owner_pidfd, "pidfd_open");
+        c->server_owner_fd = c->owner_pidfd;
+        if (s->instance) {
+                int p[2];
+                if (pipe2(p, O_CLOEXEC) < 0)
+                        return hutch_err_sys(err, -errno, "cannot create a pipe");
+                c->server_owner_fd = p[0];
+                c->init_alive_fd = p[1];
+        }
         return 0;
 }
 
@@ -384,9 +398,15 @@ int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, int *ret_s
         /* a failure before exec arrives as one struct hutch_error; EOF means exec happened */
         ssize_t n = recv(sync_fd, err, sizeof *err, 0);
         close(sync_fd);
-        if (s->instance && n != (ssize_t) sizeof *err) {
+        if (s->instance) {
+                /* the init is our parent's child (fork_sibling): report it and leave */
+                sigprocmask(SIG_SETMASK, &old, NULL);
+                if (n == (ssize_t) sizeof *err)
+                        return err->code < 0 ? err->code : -EIO;
                 struct launch_event ev = {.type = LAUNCH_EVENT_STARTED, .pid = child};
                 (void) !send(s->notify_fd, &ev, sizeof ev, MSG_NOSIGNAL);
+                *ret_status = 0;
+                return 0;
         }
         int code = forward_until_exit(child, &all);
         sigprocmask(SIG_SETMASK, &old, NULL);
@@ -427,7 +447,8 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         int sp[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create sync socket");
-        pid_t child = fork();
+        /* an instance's init is the supervisor's child, so this process need not stay */
+        pid_t child = s->instance ? fork_sibling() : fork();
         if (child < 0)
                 return hutch_err_sys(err, -errno, "cannot fork into the PID namespace");
         if (child == 0) {
@@ -454,8 +475,7 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
 
 static int launch_plain(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
 {
-        struct launch_ctx c = {.spec = spec, .img = IMAGE_NULL, .owner_pidfd = -EBADF};
-        c.home.fd = c.cwdp.fd = c.tmp.fd = c.vartmp.fd = c.hosts.fd = c.resolv.fd = -EBADF;
+        struct launch_ctx c = LAUNCH_CTX_INIT(spec);
         int r = launch_in_ctx(&c, ret_status, err);
         ctx_free(&c);
         return r;

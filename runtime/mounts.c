@@ -350,7 +350,7 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
         struct image_mount_opts o = {
                 .uid = c->ids.inside_uid,
                 .gid = c->ids.inside_gid,
-                .owner_pidfd = c->owner_pidfd,
+                .owner_fd = c->server_owner_fd,
                 .kernel_ok = !c->ids.userns,
         };
         r = image_mount(&c->img, STAGE "/image", &o, err);

@@ -38,7 +38,13 @@ struct launch_ctx {
         char **bind_dsts;
         bool *bind_ro;
         size_t n_binds;
+        /* the parent of the --pid init (ourselves; in an instance the supervisor, as the init
+         * is forked as our sibling): the init checks it is alive after PR_SET_PDEATHSIG */
         int owner_pidfd;
+        /* what the FUSE server watches: owner_pidfd, or in an instance the read end of a
+         * pipe whose write end (init_alive_fd) only the init keeps, so the server leaves
+         * when the init does */
+        int server_owner_fd, init_alive_fd;
         bool mounted_cwd;
         bool has_env_scripts;
 };
@@ -50,6 +56,12 @@ int rootfs_stage(struct launch_ctx *c, struct hutch_error *err);
 int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err);
 int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err);
 
+#define LAUNCH_CTX_INIT(s)                                                                                            \
+        {                                                                                                             \
+                .spec = (s), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .server_owner_fd = -EBADF,                     \
+                .init_alive_fd = -EBADF, .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF, .vartmp.fd = -EBADF, \
+                .hosts.fd = -EBADF, .resolv.fd = -EBADF                                                               \
+        }
 void ctx_free(struct launch_ctx *c);
 /* Parent side of a fork into a PID namespace: a struct hutch_error on sync_fd means the
  * child failed before exec, EOF that it exec'd; then forward signals until it exits. */

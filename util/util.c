@@ -5,7 +5,10 @@
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
+#include <signal.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -491,4 +494,122 @@ int size_parse(const char *s, uint64_t *ret)
                 return -ERANGE;
         *ret = (uint64_t) v;
         return 0;
+}
+
+struct detached {
+        char *const *argv;
+        const int *fds;
+        size_t n_fds;
+        char *stack; /* the second child's */
+        int err;
+};
+
+/* AddressSanitizer cannot follow a child running on a stack of its own in our memory (it
+ * warns on every noreturn call there, and its leak checker would scan a stack it does not
+ * know): under it, the helpers below keep to syscalls unchecked, and run_in_vfork forks. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HUTCH_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HUTCH_ASAN 1
+#endif
+#endif
+
+/* Both children run on this process's memory while it is suspended: syscalls only. */
+__attribute__((no_sanitize_address)) static int detached_exec(void *p)
+{
+        struct detached *d = p;
+        int tmp[8];
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        setsid();
+        for (int sig = 1; sig < NSIG; sig++) {
+                struct sigaction old;
+                /* a handler of ours would run on the borrowed memory: default before unblocking */
+                if (sigaction(sig, NULL, &old) == 0 && old.sa_handler != SIG_IGN && old.sa_handler != SIG_DFL)
+                        sigaction(sig, &dfl, NULL);
+        }
+        int null = open("/dev/null", O_RDWR);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+                goto fail;
+        for (size_t i = 0; i < d->n_fds; i++) /* above the targets first: they may overlap */
+                if ((tmp[i] = fcntl(d->fds[i], F_DUPFD, 3 + (int) d->n_fds)) < 0)
+                        goto fail;
+        for (size_t i = 0; i < d->n_fds; i++)
+                if (dup2(tmp[i], 3 + (int) i) < 0)
+                        goto fail;
+        close_range(3 + (unsigned) d->n_fds, ~0u, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve("/proc/self/exe", d->argv, environ);
+fail:
+        d->err = -errno;
+        _exit(127);
+}
+
+__attribute__((no_sanitize_address)) static int detached_orphan(void *p)
+{
+        struct detached *d = p;
+        /* suspended until the grandchild has exec'd; then its parent is gone */
+        if (clone(detached_exec, d->stack, CLONE_VM | CLONE_VFORK | SIGCHLD, d) < 0)
+                d->err = -errno;
+        _exit(0);
+}
+
+int spawn_self_detached(char *const argv[], const int *fds, size_t n_fds)
+{
+        enum { STACK = 64 * 1024 };
+        struct detached d = {.argv = argv, .fds = fds, .n_fds = n_fds};
+        if (n_fds > 8)
+                return -EINVAL;
+        char *stacks = mmap(NULL, 2 * STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stacks == MAP_FAILED)
+                return -errno;
+        d.stack = stacks + 2 * STACK; /* stacks grow down */
+        sigset_t all, old;
+        sigfillset(&all);
+        sigprocmask(SIG_SETMASK, &all, &old);
+        pid_t mid = clone(detached_orphan, stacks + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &d);
+        int r = mid < 0 ? -errno : 0;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        if (mid > 0)
+                while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        munmap(stacks, 2 * STACK);
+        return r < 0 ? r : d.err;
+}
+
+int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size)
+{
+#ifdef HUTCH_ASAN
+        (void) stack_size;
+        int st = 0;
+        pid_t p = fork();
+        if (p == 0)
+                _exit(fn(arg));
+        if (p < 0)
+                return -errno;
+        while (waitpid(p, &st, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return st;
+#endif
+        char *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED)
+                return -errno;
+        int status = 0;
+        pid_t child = clone(fn, stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
+        int r = child < 0 ? -errno : 0;
+        while (child > 0 && waitpid(child, &status, 0) < 0)
+                if (errno != EINTR) {
+                        r = -errno;
+                        break;
+                }
+        munmap(stack, stack_size);
+        return r < 0 ? r : status;
+}
+
+pid_t fork_sibling(void)
+{
+        return (pid_t) syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
 }

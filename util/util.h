@@ -63,6 +63,24 @@ int fd_move_above(int fd, int min);
 /* Close every fd >= from except those listed (sorted or not, n entries). */
 void close_all_fds(int from, const int *keep, size_t n);
 
+/* Start /proc/self/exe with argv (environment kept) as a detached process: its own
+ * session, no parent of ours (it is orphaned at once), stdin/stdout/stderr on /dev/null,
+ * fds[i] as fd 3+i (n_fds <= 8) and no other fd. Nothing of this process's memory is
+ * copied: two CLONE_VM|CLONE_VFORK children as in posix_spawn, the first exiting once the
+ * second has exec'd (fork's copy-on-write costs ~18 us per page touched afterwards on
+ * virtual machines like CI's). 0, or -errno when the exec failed. */
+int spawn_self_detached(char *const argv[], const int *fds, size_t n_fds);
+/* Run fn(arg) in a child that shares this process's memory (CLONE_VM|CLONE_VFORK, own
+ * stack of stack_size bytes, own fd table and signal handlers): nothing is copied, and this
+ * process is suspended until the child exits; fn must end in _exit() and must not exec.
+ * Results come back through fds (under AddressSanitizer the child is a plain fork). Returns
+ * the child's wait status, or -errno when it could not be started. */
+int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size);
+/* fork(), but the child's parent is this process's parent (CLONE_PARENT): it survives our
+ * exit and its exit is reported to our parent. A raw clone: no atfork handlers run, so use
+ * it only where no other thread exists. */
+pid_t fork_sibling(void);
+
 /* Run argv (PATH lookup), wait; returns its exit status (128+N if killed) or -errno.
  * quiet: stdout to /dev/null. */
 int spawn_wait(char *const argv[], bool quiet);
