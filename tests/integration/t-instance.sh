@@ -154,6 +154,14 @@ kill -9 "$hp"
 check "kill -9 of the payload (restart no): the instance ends" 'wait_for "! \"$HUTCH\" instance list | grep -q ^victim"'
 check "... and the supervisor logged why" 'grep -q "exited with status 137" "$HOME"/.hutch/logs/*/victim.err'
 leftovers "kill -9 of the payload"
+run "$HUTCH" instance start "$I" victim
+check "an idle instance is its supervisor, FUSE server and init; the launcher has left" \
+	'[ -z "$(pgrep -u $(id -u) -x hutch-launch)" ] && [ "$(ps -o ppid= -p "$(pgrep -u $(id -u) -x hutch-init)" | tr -d " ")" = "$(pgrep -u $(id -u) -x hutch-supervise)" ] && pgrep -u $(id -u) -x hutch-squashfs >/dev/null'
+kill -9 "$(pgrep -u "$(id -u)" -x hutch-init | head -1)"
+check "kill -9 of the init: the FUSE server and the supervisor leave too" \
+	'wait_for "[ -z \"\$(pgrep -u $(id -u) -x hutch-squashfs)\$(pgrep -u $(id -u) -x hutch-supervise)\" ]" && ! "$HUTCH" instance list | grep -q ^victim'
+check "... and the supervisor logged why" 'grep -q "exited with status 137" "$HOME"/.hutch/logs/*/victim.err'
+leftovers "kill -9 of the init"
 run "$HUTCH" instance start --restart on-failure "$I" phoenix
 hp=$(pgrep -u "$(id -u)" -x httpd | head -1)
 kill -9 "$hp"
