@@ -284,35 +284,44 @@ static _Noreturn void serve(struct image *img, int fuse_fd, int owner_fd)
         _exit(0);
 }
 
+struct server_args {
+        struct image *img;
+        int fuse_fd, owner_fd;
+};
+
+/* The middle child: it runs on the caller's memory (run_in_vfork, so the caller waits only
+ * for one fork, not for a forked child to get going and fork again), forks the server and
+ * exits, which orphans the server: no payload ever reaps it. */
+static int server_orphan(void *p)
+{
+        const struct server_args *a = p;
+        pid_t pid = fork();
+        if (pid != 0)
+                _exit(pid < 0 ? 1 : 0);
+        setsid(); /* out of the terminal's process group: ^C goes to the payload only */
+        prctl(PR_SET_NAME, "hutch-squashfs");
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0) {
+                /* never hold the payload's stdout/stderr: a reader waiting for EOF would hang */
+                dup2(null, 0);
+                dup2(null, 1);
+                dup2(null, 2);
+        }
+        int keep[] = {a->fuse_fd, a->owner_fd, a->img->fd};
+        close_all_fds(3, keep, ELEMENTSOF(keep));
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGPIPE, SIG_IGN);
+        serve(a->img, a->fuse_fd, a->owner_fd);
+}
+
 static int fork_server(struct image *img, int fuse_fd, int owner_fd, struct hutch_error *err)
 {
-        pid_t mid = fork();
-        if (mid < 0)
-                return hutch_err_sys(err, -errno, "cannot fork the squashfuse server");
-        if (mid == 0) {
-                /* middle child: its exit orphans the server, so no payload ever reaps it */
-                if (fork() != 0)
-                        _exit(0);
-                setsid(); /* out of the terminal's process group: ^C goes to the payload only */
-                prctl(PR_SET_NAME, "hutch-squashfs");
-                int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-                if (null >= 0) {
-                        /* never hold the payload's stdout/stderr: a reader waiting for EOF would hang */
-                        dup2(null, 0);
-                        dup2(null, 1);
-                        dup2(null, 2);
-                }
-                int keep[] = {fuse_fd, owner_fd, img->fd};
-                close_all_fds(3, keep, ELEMENTSOF(keep));
-                signal(SIGINT, SIG_IGN);
-                signal(SIGHUP, SIG_IGN);
-                signal(SIGTERM, SIG_IGN);
-                signal(SIGPIPE, SIG_IGN);
-                serve(img, fuse_fd, owner_fd);
-        }
-        int status;
-        while (waitpid(mid, &status, 0) < 0 && errno == EINTR)
-                ;
+        struct server_args a = {.img = img, .fuse_fd = fuse_fd, .owner_fd = owner_fd};
+        int ws = run_in_vfork(server_orphan, &a, 1 << 20); /* the server lives on (a copy of) it */
+        if (ws < 0 || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
+                return hutch_err_sys(err, ws < 0 ? ws : -EAGAIN, "cannot fork the squashfuse server");
         return 0;
 }
 

@@ -594,18 +594,22 @@ int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size)
                         return -errno;
         return st;
 #endif
-        char *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        /* a guard page below: an overflow faults instead of writing over other memory */
+        size_t guard = 4096;
+        char *stack =
+                mmap(NULL, guard + stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
         if (stack == MAP_FAILED)
                 return -errno;
+        mprotect(stack, guard, PROT_NONE);
         int status = 0;
-        pid_t child = clone(fn, stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
+        pid_t child = clone(fn, stack + guard + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
         int r = child < 0 ? -errno : 0;
         while (child > 0 && waitpid(child, &status, 0) < 0)
                 if (errno != EINTR) {
                         r = -errno;
                         break;
                 }
-        munmap(stack, stack_size);
+        munmap(stack, guard + stack_size);
         return r < 0 ? r : status;
 }
 

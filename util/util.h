@@ -71,8 +71,9 @@ void close_all_fds(int from, const int *keep, size_t n);
  * virtual machines like CI's). 0, or -errno when the exec failed. */
 int spawn_self_detached(char *const argv[], const int *fds, size_t n_fds);
 /* Run fn(arg) in a child that shares this process's memory (CLONE_VM|CLONE_VFORK, own
- * stack of stack_size bytes, own fd table and signal handlers): nothing is copied, and this
- * process is suspended until the child exits; fn must end in _exit() and must not exec.
+ * stack of stack_size bytes and a guard page, own fd table and signal handlers): nothing is
+ * copied, and this process is suspended until the child exits; fn must end in _exit() and
+ * must not exec. A process fn forks goes on on a copy of that stack.
  * Results come back through fds (under AddressSanitizer the child is a plain fork). Returns
  * the child's wait status, or -errno when it could not be started. */
 int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size);
