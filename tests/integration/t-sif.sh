@@ -65,7 +65,18 @@ head -c 1500001 /dev/urandom > "$T/big/mid.bin"
 # holes (squashfs stores whole zero blocks as sparse) and an exact number of blocks
 { head -c 131072 /dev/urandom; head -c 393216 /dev/zero; head -c 70000 /dev/urandom; } > "$T/big/holes.bin"
 head -c 262144 /dev/urandom > "$T/big/blocks.bin"
+# a directory of 3000 entries needs many READDIR replies; the server answers OPENDIR with
+# ENOSYS, so the kernel reads it without a handle once and serves the second listing itself.
+# (ls -A: like squashfuse itself, the server lists no "." and "..")
+mkdir "$T/big/many"
+(cd "$T/big/many" && for i in $(seq 3000); do : > "f$i"; done && ln -s f1 link && mkdir sub)
 run "$HUTCH" build "$T/big.sif" "$T/big"
+run "$HUTCH" exec "$T/big.sif" sh -c 'ls -A /many | sort; echo ==; ls -A /many | sort; echo ==; ls /.singularity.d/env'
+check "a large directory lists whole through the FUSE server, twice (the second from the kernel's cache)" \
+	'[ "$(cat "$OUT")" = "$( (cd "$T/big/many" && ls -A | sort; echo ==; ls -A | sort; echo ==; ls "$T/big/.singularity.d/env") )" ]'
+run "$HUTCH" exec "$T/big.sif" sh -c 'cd /many/sub && ls -A; ls /many/f1/ 2>&1'
+check "an empty subdirectory lists empty; a file opened as a directory is ENOTDIR" '[ "$(wc -l < "$OUT")" -eq 1 ] && out_has "Not a directory"'
+
 run "$HUTCH" exec "$T/big.sif" md5sum /big.bin /mid.bin /bin/busybox /holes.bin /blocks.bin
 check "files read through the FUSE server match their source byte for byte (pushed ahead and paged in)" \
 	'[ "$(cut -d" " -f1 "$OUT")" = "$(cd "$T/big" && md5sum big.bin mid.bin bin/busybox holes.bin blocks.bin | cut -d" " -f1)" ]'
