@@ -73,8 +73,8 @@ stop_loop() {
 	printf '  %-28s %8.2f ms (median of %d)\n' "$name" "${res[$name]}" "$runs"
 }
 
-mem_of() { # pid -> "rss_kib pss_kib"
-	awk '/^Rss:/{r=$2} /^Pss:/{p=$2} END {print r+0, p+0}' "/proc/$1/smaps_rollup" 2>/dev/null || echo "0 0"
+mem_of() { # pid -> "rss_kib pss_kib pss_anon_kib" (anon: heap and stacks, the private part)
+	awk '/^Rss:/{r=$2} /^Pss:/{p=$2} /^Pss_Anon:/{a=$2} END {print r+0, p+0, a+0}' "/proc/$1/smaps_rollup" 2>/dev/null || echo "0 0 0"
 }
 
 echo "instances: $runs runs each, as user '$user', $(nproc) cores, kernel $(uname -r)"
@@ -96,23 +96,23 @@ fi
 echo "memory of one idle instance (SIF image, busybox httpd):"
 as_user "$hutch" instance start "$img/image.sif" web >/dev/null 2>&1
 sleep 3 # idle: the FUSE server gives back its start-up heap after 2 s without requests
-tr=0 tp=0
+tr=0 tp=0 ta=0
 for comm in hutch-supervise hutch-squashfs hutch-init; do
 	p=$(pgrep -u "$user" -x "$comm" | head -1) || true
 	[ -n "$p" ] || { printf '  %-28s (not running)\n' "$comm"; continue; }
-	read -r r pss < <(mem_of "$p")
-	printf '  %-28s RSS %6d KiB  PSS %6d KiB\n' "$comm" "$r" "$pss"
-	tr=$((tr + r)) tp=$((tp + pss))
+	read -r r pss an < <(mem_of "$p")
+	printf '  %-28s RSS %6d KiB  PSS %6d KiB  (private %4d KiB)\n' "$comm" "$r" "$pss" "$an"
+	tr=$((tr + r)) tp=$((tp + pss)) ta=$((ta + an))
 done
-printf '  %-28s RSS %6d KiB  PSS %6d KiB\n' "hutch total per instance" "$tr" "$tp"
+printf '  %-28s RSS %6d KiB  PSS %6d KiB  (private %4d KiB)\n' "hutch total per instance" "$tr" "$tp" "$ta"
 res[hutch-pss]=$tp res[hutch-rss]=$tr
 as_user "$hutch" instance stop web >/dev/null 2>&1
 if command -v podman >/dev/null; then
 	as_user $podman run -d $pinit --name web --network host --rootfs "$img/rootfs" httpd -f -p "$port" -h /srv/www >/dev/null
 	sleep 0.5
 	p=$(pgrep -u "$user" -x conmon | head -1)
-	read -r r pss < <(mem_of "$p")
-	printf '  %-28s RSS %6d KiB  PSS %6d KiB\n' "conmon" "$r" "$pss"
+	read -r r pss an < <(mem_of "$p")
+	printf '  %-28s RSS %6d KiB  PSS %6d KiB  (private %4d KiB)\n' "conmon" "$r" "$pss" "$an"
 	res[conmon-pss]=$pss res[conmon-rss]=$r
 	as_user $podman rm -f -t 0 web >/dev/null 2>&1
 fi

@@ -189,9 +189,9 @@ struct launcher_args {
 };
 
 /* The launcher: runs on the supervisor's memory while the supervisor is suspended (so
- * nothing is copied and its results are there when it returns), with stdio on the log
- * pipes; the batch path with a PID namespace makes the init our sibling, reports through
- * notify and returns once the payload runs. */
+ * nothing is copied), with stdio on the log pipes; the batch path with a PID namespace
+ * makes the init its sibling (the supervisor's child), reports "started" or "failed"
+ * through notify and returns once the payload runs. */
 static int launcher_main(void *p)
 {
         const struct launcher_args *a = p;

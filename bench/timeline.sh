@@ -1,0 +1,42 @@
+#!/bin/bash
+# Where a SIF start's time goes, from the kernel's scheduler and FUSE tracepoints (perf):
+# for each of N runs of `hutch exec IMG.sif true` as an unprivileged user, the times (ms
+# after hutch's exec) of the FUSE mount (INIT sent), the first set-up request, the OPEN of
+# the payload's /bin/sh and its end (the push-ahead), the exec of /bin/sh, and the exit;
+# then the FUSE requests by type. Builds may be compared by running it on each.
+# usage: bench/timeline.sh BUILD/hutch [N]      (as root; needs perf)
+set -euo pipefail
+hutch=$(readlink -f "$1")
+n=${2:-3}
+src=$(cd "$(dirname "$0")/.." && pwd)
+user=hutchtest
+id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
+chmod 0666 /dev/fuse
+command -v perf >/dev/null || { echo "timeline.sh: perf is not installed" >&2; exit 1; }
+work=$(mktemp -d /tmp/hutch-timeline.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+chmod 755 "$work"
+cp "$hutch" "$work/hutch"
+chown -R "$user" "$work"
+as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" "$@"; }
+as_user bash "$src/tests/helpers/mkimage.sh" "$work/img" "$work/hutch" >/dev/null
+echo 'run  mount  1st-req  open-sh  open-end  exec-sh  exit   (ms after hutch exec)'
+for i in $(seq "$n"); do
+	perf record -q -o "$work/p.data" -a -e sched:sched_process_exec,sched:sched_process_exit,fuse:fuse_request_send,fuse:fuse_request_end \
+		-- runuser -u "$user" -- "$work/hutch" exec "$work/img/image.sif" true >/dev/null 2>&1
+	perf script -i "$work/p.data" -F comm,pid,time,event,trace 2>/dev/null > "$work/p.txt"
+	awk -v run="$i" -v bin="$work/hutch" '
+		function ms(t) { return (t - t0) * 1000 }
+		$0 ~ "filename=" bin " " && !t0 { t0 = $3 + 0; pid = $2 }
+		!t0 { next }
+		/FUSE_INIT/ { mount = ms($3) }
+		/fuse_request_send/ && !/FUSE_INIT/ && !first { first = ms($3) }
+		/fuse_request_send/ && /FUSE_OPEN/ { match($0, /req [0-9]+/); req[substr($0, RSTART + 4, RLENGTH - 4)] = ms($3) }
+		/fuse_request_end/ { match($0, /req [0-9]+/); r = substr($0, RSTART + 4, RLENGTH - 4)
+			if (r in req && ms($3) - req[r] > openlen) { openlen = ms($3) - req[r]; ostart = req[r]; oend = ms($3) } }
+		/filename=\/bin\/sh/ && !sh { sh = ms($3) }
+		/sched_process_exit/ && $2 == pid { ex = ms($3) }
+		END { printf "%3d %6.2f %8.2f %8.2f %9.2f %8.2f %6.2f\n", run, mount, first, ostart, oend, sh, ex }' "$work/p.txt"
+done
+echo "FUSE requests of the last run:"
+grep fuse_request_send "$work/p.txt" | grep -o '([A-Z_]*)' | sort | uniq -c | sort -rn | awk '{printf "  %-18s %s\n", $2, $1}'
