@@ -23,3 +23,5 @@ void sqfs_handle_free(struct sqfs_handle *h);
 /* (re)make empty decompressed-block caches of hutch's sizes: at open, and by the FUSE server
  * to give memory back once idle */
 int sqfs_handle_reset_caches(struct sqfs_handle *h);
+/* Free what a thread that decompressed blocks kept for it (its inflater). */
+void image_thread_done(void);

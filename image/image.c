@@ -161,10 +161,18 @@ int sqfs_handle_reset_caches(struct sqfs_handle *h)
  * libdeflate does the same 2.3x faster here (busybox's 16 blocks: 9.1 ms -> 3.9 ms), and
  * gzip is what mksquashfs and Apptainer build by default. One decompressor per thread, kept
  * for the process's life (libdeflate's decompressors are not shareable between threads). */
+static __thread struct libdeflate_decompressor *inflater;
+
+void image_thread_done(void)
+{
+        libdeflate_free_decompressor(inflater);
+        inflater = NULL;
+}
+
 static sqfs_err inflate_block(void *in, size_t insz, void *out, size_t *outsz)
 {
-        static __thread struct libdeflate_decompressor *d;
-        if (!d && !(d = libdeflate_alloc_decompressor()))
+        struct libdeflate_decompressor *d = inflater;
+        if (!d && !(d = inflater = libdeflate_alloc_decompressor()))
                 return SQFS_ERR;
         size_t got;
         if (libdeflate_zlib_decompress(d, in, insz, out, *outsz, &got) != LIBDEFLATE_SUCCESS)

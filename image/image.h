@@ -99,16 +99,26 @@ int image_read_file(struct image *img, const char *path, size_t max, char **ret,
 bool image_has_file(struct image *img, const char *path);
 
 /* ---- mounting. The mount is made in the caller's mount namespace at target. A squashfs
- * mount is served by a detached helper process that exits when owner_fd polls ready: a
- * pidfd of the owner (the launcher, which becomes the payload) reporting its exit, or the
- * read end of a pipe (an instance's init holds the write end) reporting hang-up. */
+ * mount is served either by a detached helper process that exits when owner_fd polls
+ * ready (a pidfd of the owner, the launcher, which becomes the payload, reporting its
+ * exit), or, with serve_sock, by a thread of the process at the other end of that socket
+ * (an instance's supervisor), started with image_serve_thread(). */
 struct image_mount_opts {
         uid_t uid; /* owner of the FUSE connection, as seen in the current user namespace */
         gid_t gid;
         int owner_fd;
+        int serve_sock; /* >= 0: hand the mount to the thread at the socket's other end */
         bool kernel_ok; /* really root: kernel mounts allowed */
 };
 int image_mount(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err);
+/* A detached thread that waits on sock (which it takes) for a mount handed over by
+ * image_mount() in another process, serves it until it goes away, then ends; it ends at
+ * once when the other end closes without handing anything over. */
+int image_serve_thread(int sock, struct hutch_error *err);
+/* Hold off this process's serving threads between two requests, e.g. around a raw clone
+ * by code that shares this process's memory (a CLONE_VM launcher). */
+void image_serve_pause(void);
+void image_serve_resume(void);
 
 /* ---- building (conversion folder <-> squashfs <-> SIF) */
 struct build_spec {

@@ -7,7 +7,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -53,10 +55,10 @@ static int bind_dir(struct image *img, const char *target, const struct image_mo
 #define PUSH_MAX (8u << 20)
 #define PUSH_CHUNK (1u << 20)
 
-static struct fuse_session *served;
-
-/* inodes already pushed: an open-addressing set (inode numbers are never 0) */
-static struct {
+/* per serving thread: the session (for the store) and the inodes already pushed, an
+ * open-addressing set (inode numbers are never 0) */
+static __thread struct fuse_session *served;
+static __thread struct {
         fuse_ino_t *slot;
         size_t cap, n;
 } pushed;
@@ -231,6 +233,10 @@ static void heap_prefault(void)
 
 static int heap_release(struct image *img, struct fuse_buf *buf)
 {
+        /* malloc_trim() gives back the main heap's top but not a thread arena's (a server
+         * thread's): that one shrinks on a large free() above the trim threshold, so lower
+         * it first; from here on, freed memory goes back at once */
+        mallopt(M_TRIM_THRESHOLD, 128 << 10);
         int r = sqfs_handle_reset_caches(img->sqfs);
         free(buf->mem); /* libfuse's 1 MiB receive buffer: allocated again on the next request */
         buf->mem = NULL;
@@ -239,8 +245,25 @@ static int heap_release(struct image *img, struct fuse_buf *buf)
         return r;
 }
 
-/* The helper's whole life: serve requests until the owner exits or the mount goes away. */
-static _Noreturn void serve(struct image *img, int fuse_fd, int owner_fd)
+/* A server holds serve_lock whenever it is not waiting for a request, so that a launcher
+ * sharing this process's memory (an instance's, while its supervisor serves in a thread)
+ * can hold it around a raw clone: the child then gets no lock of glibc's (malloc's arenas)
+ * half-taken by the server. */
+static pthread_mutex_t serve_lock = PTHREAD_MUTEX_INITIALIZER;
+
+void image_serve_pause(void)
+{
+        pthread_mutex_lock(&serve_lock);
+}
+
+void image_serve_resume(void)
+{
+        pthread_mutex_unlock(&serve_lock);
+}
+
+/* Serve requests until the owner exits (owner_fd polls ready; -1: no owner) or the mount
+ * goes away (ENODEV). Takes fuse_fd. Called with serve_lock held; drops it only to wait. */
+static void serve(struct image *img, int fuse_fd, int owner_fd)
 {
         char *argv[] = {"hutch-squashfuse", NULL};
         struct fuse_args args = FUSE_ARGS_INIT(1, argv);
@@ -251,37 +274,44 @@ static _Noreturn void serve(struct image *img, int fuse_fd, int owner_fd)
         struct fuse_session *se = fuse_session_new(&args, &sqfs_ops, sizeof sqfs_ops, &img->sqfs->ll);
         snprintf(dev, sizeof dev, "/dev/fd/%d", fuse_fd);
         /* libfuse >= 3.3: a /dev/fd/N mountpoint means "already mounted, serve this fd" */
-        if (!se || fuse_session_mount(se, dev) != 0)
-                _exit(1);
+        if (!se || fuse_session_mount(se, dev) != 0) {
+                if (se)
+                        fuse_session_destroy(se);
+                close(fuse_fd);
+                return;
+        }
         served = se;
         struct pollfd p[2] = {{.fd = owner_fd, .events = POLLIN}, {.fd = fuse_fd, .events = POLLIN}};
         bool busy = true;
-        for (;;) {
+        for (bool done = false; !done;) {
+                pthread_mutex_unlock(&serve_lock);
                 int n = poll(p, 2, busy ? IDLE_MS : -1);
+                pthread_mutex_lock(&serve_lock);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
                 }
+                if (n > 0 && (p[0].revents || (p[1].revents & (POLLERR | POLLHUP | POLLNVAL))))
+                        break;
                 if (n == 0) {
-                        if (heap_release(img, &buf) < 0)
-                                break; /* no cache to serve from: the mount fails (ENOTCONN), not the process */
+                        /* no cache to serve from: the mount fails (ENOTCONN), not the process */
+                        done = heap_release(img, &buf) < 0;
                         busy = false;
-                        continue;
+                } else {
+                        busy = true;
+                        int r = fuse_session_receive_buf(se, &buf);
+                        if (r > 0)
+                                fuse_session_process_buf(se, &buf);
+                        else if (r != -EINTR && r != -EAGAIN)
+                                done = true;
                 }
-                busy = true;
-                if (p[0].revents)
-                        break;
-                if (p[1].revents & (POLLERR | POLLHUP | POLLNVAL))
-                        break;
-                int r = fuse_session_receive_buf(se, &buf);
-                if (r == -EINTR || r == -EAGAIN)
-                        continue;
-                if (r <= 0)
-                        break;
-                fuse_session_process_buf(se, &buf);
         }
-        _exit(0);
+        served = NULL;
+        free(buf.mem);
+        free(pushed.slot);
+        memset(&pushed, 0, sizeof pushed);
+        fuse_session_destroy(se); /* closes fuse_fd */
 }
 
 struct server_args {
@@ -313,7 +343,9 @@ static int server_orphan(void *p)
         signal(SIGHUP, SIG_IGN);
         signal(SIGTERM, SIG_IGN);
         signal(SIGPIPE, SIG_IGN);
+        pthread_mutex_lock(&serve_lock);
         serve(a->img, a->fuse_fd, a->owner_fd);
+        _exit(0);
 }
 
 static int fork_server(struct image *img, int fuse_fd, int owner_fd, struct hutch_error *err)
@@ -322,6 +354,74 @@ static int fork_server(struct image *img, int fuse_fd, int owner_fd, struct hutc
         int ws = run_in_vfork(server_orphan, &a, 1 << 20); /* the server lives on (a copy of) it */
         if (ws < 0 || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
                 return hutch_err_sys(err, ws < 0 ? ws : -EAGAIN, "cannot fork the squashfuse server");
+        return 0;
+}
+
+/* ---- serving in a thread of another process (an instance's supervisor): the mount is
+ * made here, its FUSE fd and the image's fd go over a socket to the thread waiting at the
+ * other end (image_serve_thread), which serves until the mount goes away. No helper
+ * process, nothing copied. */
+struct serve_msg {
+        uint64_t offset, size;
+        int32_t format;
+        char path[PATH_MAX];
+};
+
+static int hand_over(int sock, struct image *img, int fuse_fd, struct hutch_error *err)
+{
+        struct serve_msg m = {.offset = img->offset, .size = img->size, .format = img->format};
+        snprintf(m.path, sizeof m.path, "%s", img->path);
+        int fds[2] = {fuse_fd, img->fd};
+        if (send_fds(sock, &m, sizeof m, fds, 2) < 0)
+                return hutch_err_sys(err, -errno, "cannot hand the FUSE mount of '%s' to its server", img->path);
+        return 0;
+}
+
+static void *serve_thread(void *p)
+{
+        int sock = (int) (intptr_t) p, fds[2] = {-EBADF, -EBADF};
+        struct serve_msg m;
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, NULL);
+        ssize_t n = recv_fds(sock, &m, sizeof m, fds, 2);
+        close(sock);
+        pthread_mutex_lock(&serve_lock);
+        if (n != (ssize_t) sizeof m || fds[0] < 0 || fds[1] < 0) {
+                for (int i = 0; i < 2; i++)
+                        if (fds[i] >= 0)
+                                close(fds[i]);
+                pthread_mutex_unlock(&serve_lock);
+                return NULL;
+        }
+        m.path[sizeof m.path - 1] = 0;
+        struct image img = {.format = m.format, .fd = fds[1], .offset = m.offset, .size = m.size, .path = m.path};
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        if (sqfs_handle_open(&img, &e) < 0)
+                close(fds[0]); /* the mount's requests fail (ENOTCONN) */
+        else
+                serve(&img, fds[0], -1);
+        if (img.sqfs)
+                sqfs_handle_free(img.sqfs);
+        close(img.fd);
+        image_thread_done();
+        pthread_mutex_unlock(&serve_lock);
+        return NULL;
+}
+
+int image_serve_thread(int sock, struct hutch_error *err)
+{
+        pthread_attr_t a;
+        pthread_t t;
+        pthread_attr_init(&a);
+        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+        pthread_attr_setstacksize(&a, 256 << 10);
+        int r = pthread_create(&t, &a, serve_thread, (void *) (intptr_t) sock);
+        pthread_attr_destroy(&a);
+        if (r != 0) {
+                close(sock);
+                return hutch_err_sys(err, -r, "cannot start the FUSE server thread");
+        }
         return 0;
 }
 
@@ -343,7 +443,7 @@ static int mount_squashfuse(struct image *img, const char *target, const struct 
                  (unsigned) o->uid, (unsigned) o->gid);
         if (mount(img->path, target, "fuse.squashfuse", MS_NOSUID | MS_NODEV | MS_RDONLY, opts) < 0)
                 return hutch_err_sys(err, -errno, "cannot mount '%s' with FUSE", img->path);
-        r = fork_server(img, fd, o->owner_fd, err);
+        r = o->serve_sock >= 0 ? hand_over(o->serve_sock, img, fd, err) : fork_server(img, fd, o->owner_fd, err);
         if (r < 0) {
                 umount2(target, MNT_DETACH);
                 return r;

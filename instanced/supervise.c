@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "image/image.h"
 #include "instanced-internal.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -184,7 +185,7 @@ static void drain(struct sup *u, int fd, struct log_sink *s)
 
 struct launcher_args {
         struct sup *u;
-        int notify;
+        int notify, serve;
         pid_t supervisor;
 };
 
@@ -196,7 +197,7 @@ static int launcher_main(void *p)
 {
         const struct launcher_args *a = p;
         struct sup *u = a->u;
-        int notify = a->notify;
+        int notify = a->notify, serve = a->serve;
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct launch_spec spec = *u->spec->launch;
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -206,7 +207,7 @@ static int launcher_main(void *p)
                 _exit(255);
         /* nothing of the supervisor's reaches the container: not its lock (whose copies
          * would keep the instance "alive"), the CLI's socket or the state folder */
-        int keep[] = {notify, u->out_pipe[1], u->err_pipe[1], devnull};
+        int keep[] = {notify, serve, u->out_pipe[1], u->err_pipe[1], devnull};
         close_all_fds(3, keep, ELEMENTSOF(keep));
         sigset_t all;
         sigfillset(&all);
@@ -224,6 +225,7 @@ static int launcher_main(void *p)
         }
         spec.instance = true;
         spec.notify_fd = notify;
+        spec.serve_sock = serve;
         int status = 0;
         if (runtime_launch(&spec, &status, &err) < 0) {
                 struct launch_event ev = {.type = LAUNCH_EVENT_FAILED, .err = err};
@@ -260,12 +262,26 @@ static void on_started(struct sup *u, pid_t pid);
 /* Start the container; returns once its payload runs (or setup failed). */
 static int container_start(struct sup *u, struct hutch_error *err)
 {
-        int sp[2];
+        int sp[2], fs[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the launcher socket");
-        struct launcher_args a = {.u = u, .notify = sp[1], .supervisor = getpid()};
+        /* the image's FUSE mount is served by a thread of ours: the launcher hands it over */
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fs) < 0) {
+                close(sp[0]);
+                close(sp[1]);
+                return hutch_err_sys(err, -errno, "cannot create the launcher socket");
+        }
+        int r = image_serve_thread(fs[0], err);
+        if (r < 0) {
+                close(sp[0]);
+                close(sp[1]);
+                close(fs[1]);
+                return r;
+        }
+        struct launcher_args a = {.u = u, .notify = sp[1], .serve = fs[1], .supervisor = getpid()};
         int ws = run_in_vfork(launcher_main, &a, LAUNCHER_STACK);
         close(sp[1]);
+        close(fs[1]);
         struct launch_event ev = {0};
         ssize_t n = ws < 0 ? -1 : recv(sp[0], &ev, sizeof ev, MSG_DONTWAIT);
         close(sp[0]);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <linux/mount.h>
@@ -83,12 +84,10 @@ void ctx_free(struct launch_ctx *c)
         free(c->binds);
         free(c->bind_dsts);
         free(c->bind_ro);
-        if (c->server_owner_fd >= 0 && c->server_owner_fd != c->owner_pidfd)
-                close(c->server_owner_fd);
         if (c->owner_pidfd >= 0)
                 close(c->owner_pidfd);
-        if (c->init_alive_fd >= 0)
-                close(c->init_alive_fd);
+        if (c->serve_sock >= 0)
+                close(c->serve_sock);
 }
 
 static int learn_user(struct launch_ctx *c, struct hutch_error *err)
@@ -263,14 +262,6 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
         c->owner_pidfd = s->instance ? pidfd_open_pid(getppid()) : pidfd_open_self();
         if (c->owner_pidfd < 0)
                 return hutch_err_sys(err, c->owner_pidfd, "pidfd_open");
-        c->server_owner_fd = c->owner_pidfd;
-        if (s->instance) {
-                int p[2];
-                if (pipe2(p, O_CLOEXEC) < 0)
-                        return hutch_err_sys(err, -errno, "cannot create a pipe");
-                c->server_owner_fd = p[0];
-                c->init_alive_fd = p[1];
-        }
         return 0;
 }
 
@@ -325,9 +316,40 @@ int payload_exec(struct launch_ctx *c, struct hutch_error *err)
         return hutch_err_sys(err, r, "cannot run '%s' in the container", argv[0]);
 }
 
+#ifdef HUTCH_PID1
+extern const unsigned char hutch_pid1[];
+extern const size_t hutch_pid1_size;
+
+/* Become hutch-init (runtime/pid1.c, carried in this binary): the init's work is a loop of
+ * system calls, and as an exec'd program of a few KiB it keeps nothing of hutch's memory
+ * (an instance's supervisor serves FUSE from a heap this process would hold a copy of).
+ * Returns only when that cannot be done (memfd exec refused: vm.memfd_noexec = 2, a
+ * security module), and the caller runs the same loop itself. */
+static void exec_pid1(pid_t payload, bool keep)
+{
+#ifndef MFD_EXEC
+#define MFD_EXEC 0x0010U
+#endif
+        int fd = memfd_create("hutch-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
+        if (fd < 0 && errno == EINVAL) /* before Linux 6.3 */
+                fd = memfd_create("hutch-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+        if (fd < 0)
+                return;
+        char pid[16];
+        snprintf(pid, sizeof pid, "%d", (int) payload);
+        char *argv[] = {"hutch-init", pid, keep ? "1" : "0", NULL}, *envp[] = {NULL};
+        if (write_full(fd, hutch_pid1, hutch_pid1_size) == 0 &&
+            fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0)
+                fexecve(fd, argv, envp);
+        log_debug("cannot exec hutch-init (%m): the init stays a copy of hutch");
+        close(fd);
+}
+#endif
+
 /* PID 1 of a --pid namespace: start the payload, forward signals to it, reap everything,
  * exit with the payload's status. In an instance, a payload that exits 0 leaves PID 1
- * running (Apptainer's instances outlive their startscript); a terminating signal ends it. */
+ * running (Apptainer's instances outlive their startscript); a terminating signal ends it.
+ * Done by hutch-init (runtime/pid1.c) where it can be exec'd, else here. */
 static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
 {
         static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
@@ -344,6 +366,9 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
                 _exit(255);
         }
         close(sync_fd);
+#ifdef HUTCH_PID1
+        exec_pid1(payload, c->spec->instance);
+#endif
         prctl(PR_SET_NAME, "hutch-init");
         for (;;) {
                 siginfo_t si;
@@ -435,6 +460,11 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 return hutch_err_sys(err, -errno, "cannot set hostname '%s'", s->hostname);
         if ((r = rootfs_stage(c, err)) < 0)
                 return r;
+        bool serving = c->serve_sock >= 0; /* the supervisor serves the image, on our memory */
+        if (serving) {
+                close(c->serve_sock);
+                c->serve_sock = -EBADF;
+        }
         if (!s->pid_ns) {
                 if ((r = rootfs_assemble(c, err)) < 0 || (r = rootfs_pivot(c, err)) < 0)
                         return r;
@@ -447,8 +477,14 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         int sp[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create sync socket");
-        /* an instance's init is the supervisor's child, so this process need not stay */
+        /* an instance's init is the supervisor's child, so this process need not stay. A raw
+         * clone runs no atfork handler: with the supervisor's FUSE thread serving on this
+         * memory, hold it between requests, so the child gets no lock of it half-taken. */
+        if (serving)
+                image_serve_pause();
         pid_t child = s->instance ? fork_sibling() : fork();
+        if (serving && child != 0)
+                image_serve_resume();
         if (child < 0)
                 return hutch_err_sys(err, -errno, "cannot fork into the PID namespace");
         if (child == 0) {
@@ -476,6 +512,8 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
 static int launch_plain(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
 {
         struct launch_ctx c = LAUNCH_CTX_INIT(spec);
+        if (spec->instance && spec->serve_sock > 0)
+                c.serve_sock = spec->serve_sock;
         int r = launch_in_ctx(&c, ret_status, err);
         ctx_free(&c);
         return r;

@@ -41,10 +41,10 @@ struct launch_ctx {
         /* the parent of the --pid init (ourselves; in an instance the supervisor, as the init
          * is forked as our sibling): the init checks it is alive after PR_SET_PDEATHSIG */
         int owner_pidfd;
-        /* what the FUSE server watches: owner_pidfd, or in an instance the read end of a
-         * pipe whose write end (init_alive_fd) only the init keeps, so the server leaves
-         * when the init does */
-        int server_owner_fd, init_alive_fd;
+        /* an instance's: where the image's FUSE mount goes to be served by the supervisor
+         * (closed once the rootfs is staged, so the init does not hold it); else -1 and a
+         * helper process serves it, watching owner_pidfd */
+        int serve_sock;
         bool mounted_cwd;
         bool has_env_scripts;
 };
@@ -56,11 +56,10 @@ int rootfs_stage(struct launch_ctx *c, struct hutch_error *err);
 int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err);
 int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err);
 
-#define LAUNCH_CTX_INIT(s)                                                                                            \
-        {                                                                                                             \
-                .spec = (s), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .server_owner_fd = -EBADF,                     \
-                .init_alive_fd = -EBADF, .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF, .vartmp.fd = -EBADF, \
-                .hosts.fd = -EBADF, .resolv.fd = -EBADF                                                               \
+#define LAUNCH_CTX_INIT(s)                                                                                        \
+        {                                                                                                         \
+                .spec = (s), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF, .home.fd = -EBADF,   \
+                .cwdp.fd = -EBADF, .tmp.fd = -EBADF, .vartmp.fd = -EBADF, .hosts.fd = -EBADF, .resolv.fd = -EBADF \
         }
 void ctx_free(struct launch_ctx *c);
 /* Parent side of a fork into a PID namespace: a struct hutch_error on sync_fd means the

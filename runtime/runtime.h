@@ -35,6 +35,9 @@ struct launch_spec {
          * startscript is often empty) and leaves on SIGTERM/SIGINT/SIGHUP then. */
         bool instance;
         int notify_fd; /* with instance: where struct launch_event messages go */
+        /* with instance: the socket to the supervisor's FUSE server thread (> 0), see
+         * image_serve_thread() */
+        int serve_sock;
         /* Resource limits: the launcher stays outside as a small parent that creates the
          * cgroup, waits, reports an OOM kill and removes the cgroup. NULL: none. */
         const struct cgroup_limits *limits;

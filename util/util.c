@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -616,4 +617,59 @@ int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size)
 pid_t fork_sibling(void)
 {
         return (pid_t) syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
+}
+
+int send_fds(int sock, const void *buf, size_t len, const int *fds, size_t n)
+{
+        union {
+                char buf[CMSG_SPACE(8 * sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct iovec iov = {.iov_base = (void *) buf, .iov_len = len};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        if (n > 8) {
+                errno = EINVAL;
+                return -1;
+        }
+        if (n > 0) {
+                memset(&u, 0, sizeof u);
+                mh.msg_control = u.buf;
+                mh.msg_controllen = CMSG_SPACE(n * sizeof(int));
+                struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+                c->cmsg_level = SOL_SOCKET;
+                c->cmsg_type = SCM_RIGHTS;
+                c->cmsg_len = CMSG_LEN(n * sizeof(int));
+                memcpy(CMSG_DATA(c), fds, n * sizeof(int));
+        }
+        return sendmsg(sock, &mh, MSG_NOSIGNAL) < 0 ? -1 : 0;
+}
+
+ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t n)
+{
+        union {
+                char buf[CMSG_SPACE(8 * sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct iovec iov = {.iov_base = buf, .iov_len = len};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+        ssize_t got;
+        do
+                got = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC);
+        while (got < 0 && errno == EINTR);
+        if (got < 0)
+                return -1;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+                if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+                        continue;
+                size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+                int tmp[8];
+                memcpy(tmp, CMSG_DATA(c), k * sizeof(int));
+                for (size_t i = 0; i < k; i++) {
+                        if (i < n)
+                                fds[i] = tmp[i];
+                        else
+                                close(tmp[i]);
+                }
+        }
+        return got;
 }

@@ -62,6 +62,11 @@ char proc_state(pid_t pid, pid_t tid);
 int fd_move_above(int fd, int min);
 /* Close every fd >= from except those listed (sorted or not, n entries). */
 void close_all_fds(int from, const int *keep, size_t n);
+/* One message of len bytes with n fds (SCM_RIGHTS, n <= 8) on a SOCK_SEQPACKET socket.
+ * send_fds: 0 or -1 (errno). recv_fds: the bytes received (0 at EOF) or -1; the fds that
+ * came are stored in fds (O_CLOEXEC), the others left as they were. */
+int send_fds(int sock, const void *buf, size_t len, const int *fds, size_t n);
+ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t n);
 
 /* Start /proc/self/exe with argv (environment kept) as a detached process: its own
  * session, no parent of ours (it is orphaned at once), stdin/stdout/stderr on /dev/null,

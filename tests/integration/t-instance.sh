@@ -155,13 +155,28 @@ check "kill -9 of the payload (restart no): the instance ends" 'wait_for "! \"$H
 check "... and the supervisor logged why" 'grep -q "exited with status 137" "$HOME"/.hutch/logs/*/victim.err'
 leftovers "kill -9 of the payload"
 run "$HUTCH" instance start "$I" victim
-check "an idle instance is its supervisor, FUSE server and init; the launcher has left" \
-	'[ -z "$(pgrep -u $(id -u) -x hutch-launch)" ] && [ "$(ps -o ppid= -p "$(pgrep -u $(id -u) -x hutch-init)" | tr -d " ")" = "$(pgrep -u $(id -u) -x hutch-supervise)" ] && pgrep -u $(id -u) -x hutch-squashfs >/dev/null'
-kill -9 "$(pgrep -u "$(id -u)" -x hutch-init | head -1)"
-check "kill -9 of the init: the FUSE server and the supervisor leave too" \
-	'wait_for "[ -z \"\$(pgrep -u $(id -u) -x hutch-squashfs)\$(pgrep -u $(id -u) -x hutch-supervise)\" ]" && ! "$HUTCH" instance list | grep -q ^victim'
+sup=$(pgrep -u "$(id -u)" -x hutch-supervise)
+ipid=$(pgrep -u "$(id -u)" -x hutch-init)
+check "an idle instance is its supervisor and init: no launcher, no FUSE server process" \
+	'[ -z "$(pgrep -u $(id -u) -x hutch-launch)$(pgrep -u $(id -u) -x hutch-squashfs)" ] && [ "$(ps -o ppid= -p "$ipid" | tr -d " ")" = "$sup" ]'
+check "the supervisor serves the image's FUSE mount from a thread of its own" 'grep -q "^Threads:[[:space:]]*2$" /proc/$sup/status'
+check "the init is hutch-init exec'd from a memfd, a few KiB resident" \
+	'readlink /proc/$ipid/exe | grep -q "memfd:hutch-init" && [ "$(awk "/^VmRSS/{print \$2}" /proc/$ipid/status)" -lt 256 ]'
+kill -9 "$ipid"
+check "kill -9 of the init: the supervisor (and its FUSE thread) leave too" \
+	'wait_for "[ -z \"\$(pgrep -u $(id -u) -x hutch-supervise)\" ]" && ! "$HUTCH" instance list | grep -q ^victim'
 check "... and the supervisor logged why" 'grep -q "exited with status 137" "$HOME"/.hutch/logs/*/victim.err'
 leftovers "kill -9 of the init"
+if [ "$MODE" = root ] && [ -e /proc/sys/vm/memfd_noexec ]; then
+	# vm.memfd_noexec is per PID namespace and may only be raised: raise it in a throw-away one
+	run unshare --pid --fork --mount-proc sh -c 'echo 2 > /proc/sys/vm/memfd_noexec || exit 9
+		"$0" instance start "$1" nomemfd || exit 8
+		readlink "/proc/$(pgrep -x hutch-init)/exe"
+		"$0" exec instance://nomemfd cat /proc/1/comm
+		"$0" instance stop nomemfd' "$HUTCH" "$I"
+	check "where a memfd may not be exec'd (vm.memfd_noexec = 2) the init stays a copy of hutch, and works" \
+		'[ $RC -eq 0 ] && [ "$(head -1 "$OUT")" = "$HUTCH" ] && [ "$(sed -n 2p "$OUT")" = hutch-init ]'
+fi
 run "$HUTCH" instance start --restart on-failure "$I" phoenix
 hp=$(pgrep -u "$(id -u)" -x httpd | head -1)
 kill -9 "$hp"
