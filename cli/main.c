@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "image/image.h"
 #include "exit.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -116,6 +117,8 @@ int main(int argc, char **argv)
                 printf("%s\n", HUTCH_VERSION);
                 return 0;
         }
+        if (!strcmp(verb, IMAGE_SERVE_VERB)) /* hidden: a container's image server */
+                return image_serve_main() == 0 ? 0 : cli_usage_error(NULL, "'%s' is started by hutch itself", verb);
         if (!strcmp(verb, "help")) {
                 cli_help_print(vargc > 1 ? vargv[1] : NULL);
                 return 0;

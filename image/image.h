@@ -99,24 +99,34 @@ int image_read_file(struct image *img, const char *path, size_t max, char **ret,
 bool image_has_file(struct image *img, const char *path);
 
 /* ---- mounting. The mount is made in the caller's mount namespace at target. A squashfs
- * mount is served either by a detached helper process that exits when owner_fd polls
- * ready (a pidfd of the owner, the launcher, which becomes the payload, reporting its
- * exit), or, with serve_sock, by a thread of the process at the other end of that socket
- * (an instance's supervisor), started with image_serve_thread(). */
+ * mount is served by a server started beforehand, waiting at the other end of serve_sock
+ * (a seqpacket socket): a thread of this or another process (image_serve_thread; an
+ * instance's supervisor) or a detached process (image_serve_process; a batch container),
+ * which the mount's FUSE fd and the image's fd are sent to. */
 struct image_mount_opts {
         uid_t uid; /* owner of the FUSE connection, as seen in the current user namespace */
         gid_t gid;
-        int owner_fd;
-        int serve_sock; /* >= 0: hand the mount to the thread at the socket's other end */
+        int serve_sock;
         bool kernel_ok; /* really root: kernel mounts allowed */
 };
 int image_mount(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err);
-/* A detached thread that waits on sock (which it takes) for a mount handed over by
- * image_mount() in another process, serves it until it goes away, then ends; it ends at
- * once when the other end closes without handing anything over. */
-int image_serve_thread(int sock, struct hutch_error *err);
-/* Hold off this process's serving threads between two requests, e.g. around a raw clone
- * by code that shares this process's memory (a CLONE_VM launcher). */
+/* A server that waits on sock (which it takes) for a mount handed over by image_mount(),
+ * serves it until it goes away, then ends; it ends at once when the other end closes with
+ * nothing handed over. image_serve_thread: a detached thread of this process.
+ * image_serve_process: a process of its own, out of the caller's tree and session, that
+ * also ends when owner_fd (a pidfd: the launcher, which becomes the payload) reports the
+ * owner's exit; it cannot wait for the mount namespace to die, its presence keeping the
+ * mount alive. wait_ready: return once the thread waits on sock (it has no lock then, so
+ * that this process may fork). */
+int image_serve_thread(int sock, bool wait_ready, struct hutch_error *err);
+int image_serve_process(int sock, int owner_fd, struct hutch_error *err);
+/* The server process's life: `hutch serve-image` (hidden; the program's main routes it
+ * here) with the socket as fd 3 and the owner's pidfd as fd 4. Returns its exit status. */
+#define IMAGE_SERVE_VERB "serve-image"
+int image_serve_main(void);
+/* Hold off this process's serving threads between two requests, around a raw clone by
+ * code that shares this process's memory (a CLONE_VM launcher); resume in the parent and
+ * in the child. fork() does the same by itself once a serving thread was started. */
 void image_serve_pause(void);
 void image_serve_resume(void);
 

@@ -1,9 +1,9 @@
 /* Mount backends for an opened image: a bind mount for sandbox folders, and squashfuse
- * for squashfs/SIF served in-process by a detached helper (libsquashfuse_ll, libfuse3
- * low-level API). The helper is forked after the FUSE mount exists, leaves the payload's
- * process tree (double fork, own session) and exits when its owner fd says the owner is
- * gone (a pidfd's exit, or the hang-up of a pipe only an instance's init writes to): it
- * cannot wait for the mount namespace to die, as its own presence keeps it alive. */
+ * for squashfs/SIF, served in-process (libsquashfuse_ll, libfuse3 low-level API) by a
+ * server started before the mount: a thread of an instance's supervisor, or for a batch
+ * container a detached process (double fork, own session, out of the payload's tree) that
+ * exits when its owner's pidfd reports the owner gone: it cannot wait for the mount
+ * namespace to die, as its own presence keeps it alive. */
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -248,17 +249,34 @@ static int heap_release(struct image *img, struct fuse_buf *buf)
 /* A server holds serve_lock whenever it is not waiting for a request, so that a launcher
  * sharing this process's memory (an instance's, while its supervisor serves in a thread)
  * can hold it around a raw clone: the child then gets no lock of glibc's (malloc's arenas)
- * half-taken by the server. */
+ * half-taken by the server. fork() holds it by itself (atfork handlers, registered with
+ * the first thread). */
 static pthread_mutex_t serve_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-void image_serve_pause(void)
+static void fork_hold(void)
 {
         pthread_mutex_lock(&serve_lock);
 }
 
-void image_serve_resume(void)
+static void fork_release(void)
 {
         pthread_mutex_unlock(&serve_lock);
+}
+
+static void atfork_register(void)
+{
+        pthread_atfork(fork_hold, fork_release, fork_release);
+}
+
+void image_serve_pause(void)
+{
+        fork_hold();
+}
+
+void image_serve_resume(void)
+{
+        fork_release();
 }
 
 /* Serve requests until the owner exits (owner_fd polls ready; -1: no owner) or the mount
@@ -270,7 +288,6 @@ static void serve(struct image *img, int fuse_fd, int owner_fd)
         char dev[32];
         struct fuse_buf buf = {0};
 
-        heap_prefault();
         struct fuse_session *se = fuse_session_new(&args, &sqfs_ops, sizeof sqfs_ops, &img->sqfs->ll);
         snprintf(dev, sizeof dev, "/dev/fd/%d", fuse_fd);
         /* libfuse >= 3.3: a /dev/fd/N mountpoint means "already mounted, serve this fd" */
@@ -314,53 +331,13 @@ static void serve(struct image *img, int fuse_fd, int owner_fd)
         fuse_session_destroy(se); /* closes fuse_fd */
 }
 
-struct server_args {
-        struct image *img;
-        int fuse_fd, owner_fd;
-};
-
-/* The middle child: it runs on the caller's memory (run_in_vfork, so the caller waits only
- * for one fork, not for a forked child to get going and fork again), forks the server and
- * exits, which orphans the server: no payload ever reaps it. */
-static int server_orphan(void *p)
-{
-        const struct server_args *a = p;
-        pid_t pid = fork();
-        if (pid != 0)
-                _exit(pid < 0 ? 1 : 0);
-        setsid(); /* out of the terminal's process group: ^C goes to the payload only */
-        prctl(PR_SET_NAME, "hutch-squashfs");
-        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (null >= 0) {
-                /* never hold the payload's stdout/stderr: a reader waiting for EOF would hang */
-                dup2(null, 0);
-                dup2(null, 1);
-                dup2(null, 2);
-        }
-        int keep[] = {a->fuse_fd, a->owner_fd, a->img->fd};
-        close_all_fds(3, keep, ELEMENTSOF(keep));
-        signal(SIGINT, SIG_IGN);
-        signal(SIGHUP, SIG_IGN);
-        signal(SIGTERM, SIG_IGN);
-        signal(SIGPIPE, SIG_IGN);
-        pthread_mutex_lock(&serve_lock);
-        serve(a->img, a->fuse_fd, a->owner_fd);
-        _exit(0);
-}
-
-static int fork_server(struct image *img, int fuse_fd, int owner_fd, struct hutch_error *err)
-{
-        struct server_args a = {.img = img, .fuse_fd = fuse_fd, .owner_fd = owner_fd};
-        int ws = run_in_vfork(server_orphan, &a, 1 << 20); /* the server lives on (a copy of) it */
-        if (ws < 0 || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0)
-                return hutch_err_sys(err, ws < 0 ? ws : -EAGAIN, "cannot fork the squashfuse server");
-        return 0;
-}
-
-/* ---- serving in a thread of another process (an instance's supervisor): the mount is
- * made here, its FUSE fd and the image's fd go over a socket to the thread waiting at the
- * other end (image_serve_thread), which serves until the mount goes away. No helper
- * process, nothing copied. */
+/* ---- The server is started before the mount exists, and waits on a seqpacket socket;
+ * image_mount() makes the mount and sends its FUSE fd and the image's fd over (hand_over).
+ * The server is either a thread of an instance's supervisor (image_serve_thread: no
+ * process, nothing copied) or, for a batch container, a process forked at the launch's
+ * start (image_serve_process), so that its fork and start-up (page-table copy, copy-on-
+ * write faults, a wake-up on the other CPU: ~2.7 ms in the timeline when it was forked
+ * after the mount) overlap the launcher's work up to the mount. */
 struct serve_msg {
         uint64_t offset, size;
         int32_t format;
@@ -377,50 +354,119 @@ static int hand_over(int sock, struct image *img, int fuse_fd, struct hutch_erro
         return 0;
 }
 
-static void *serve_thread(void *p)
+/* A server's life: prepare, wait for the mount on sock (which it takes), serve it, clean
+ * up. Ends at once when sock's other end closes with nothing sent (a folder image, or a
+ * launch that failed first). */
+static void serve_from(int sock, int owner_fd, int ready_fd)
 {
-        int sock = (int) (intptr_t) p, fds[2] = {-EBADF, -EBADF};
+        int fds[2] = {-EBADF, -EBADF};
         struct serve_msg m;
-        sigset_t all;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, NULL);
+        pthread_mutex_lock(&serve_lock);
+        heap_prefault(); /* while the launcher is still at work */
+        pthread_mutex_unlock(&serve_lock);
+        if (ready_fd >= 0) {
+                (void) !write(ready_fd, "", 1);
+                close(ready_fd);
+        }
         ssize_t n = recv_fds(sock, &m, sizeof m, fds, 2);
         close(sock);
         pthread_mutex_lock(&serve_lock);
-        if (n != (ssize_t) sizeof m || fds[0] < 0 || fds[1] < 0) {
-                for (int i = 0; i < 2; i++)
-                        if (fds[i] >= 0)
-                                close(fds[i]);
-                pthread_mutex_unlock(&serve_lock);
-                return NULL;
+        if (n == (ssize_t) sizeof m && fds[0] >= 0 && fds[1] >= 0) {
+                m.path[sizeof m.path - 1] = 0;
+                struct image img = {
+                        .format = m.format, .fd = fds[1], .offset = m.offset, .size = m.size, .path = m.path};
+                struct hutch_error e = HUTCH_ERROR_INIT;
+                if (sqfs_handle_open(&img, &e) == 0) {
+                        serve(&img, fds[0], owner_fd);
+                        fds[0] = -EBADF;
+                        sqfs_handle_free(img.sqfs);
+                } /* else the mount's requests fail (ENOTCONN) once fds[0] is closed */
         }
-        m.path[sizeof m.path - 1] = 0;
-        struct image img = {.format = m.format, .fd = fds[1], .offset = m.offset, .size = m.size, .path = m.path};
-        struct hutch_error e = HUTCH_ERROR_INIT;
-        if (sqfs_handle_open(&img, &e) < 0)
-                close(fds[0]); /* the mount's requests fail (ENOTCONN) */
-        else
-                serve(&img, fds[0], -1);
-        if (img.sqfs)
-                sqfs_handle_free(img.sqfs);
-        close(img.fd);
+        for (int i = 0; i < 2; i++)
+                if (fds[i] >= 0)
+                        close(fds[i]);
         image_thread_done();
         pthread_mutex_unlock(&serve_lock);
+}
+
+struct thread_args {
+        int sock, ready_fd;
+};
+
+static void *serve_thread(void *p)
+{
+        struct thread_args a = *(struct thread_args *) p;
+        free(p);
+        sigset_t all;
+        sigfillset(&all);
+        pthread_sigmask(SIG_BLOCK, &all, NULL);
+        serve_from(a.sock, -1, a.ready_fd);
         return NULL;
 }
 
-int image_serve_thread(int sock, struct hutch_error *err)
+/* A batch container's server is a fresh hutch (spawn_self_detached: exec'd by two nested
+ * CLONE_VM|CLONE_VFORK children, orphaned at once, in a session of its own, stdio on
+ * /dev/null, no fd but these two), not a fork: a forked one shared the launcher's pages
+ * copy-on-write, and the launcher, which goes on working for milliseconds after the early
+ * start, paid a fault for each page it wrote (~18 us each on virtual machines). */
+int image_serve_process(int sock, int owner_fd, struct hutch_error *err)
+{
+        char *argv[] = {"hutch-squashfs", IMAGE_SERVE_VERB, NULL};
+        int fds[] = {sock, owner_fd};
+        int r = spawn_self_detached(argv, fds, ELEMENTSOF(fds));
+        close(sock);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot start the squashfuse server");
+        return 0;
+}
+
+int image_serve_main(void)
+{
+        int type = 0;
+        socklen_t len = sizeof type;
+        if (getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET)
+                return 2; /* not started by image_serve_process() */
+        prctl(PR_SET_NAME, "hutch-squashfs");
+        signal(SIGINT, SIG_IGN);
+        signal(SIGHUP, SIG_IGN);
+        signal(SIGTERM, SIG_IGN);
+        signal(SIGPIPE, SIG_IGN);
+        serve_from(3, 4, -1);
+        return 0;
+}
+
+int image_serve_thread(int sock, bool wait_ready, struct hutch_error *err)
 {
         pthread_attr_t a;
         pthread_t t;
+        int ready[2] = {-EBADF, -EBADF};
+        struct thread_args *ta = malloc(sizeof *ta);
+        if (!ta || (wait_ready && pipe2(ready, O_CLOEXEC) < 0)) {
+                free(ta);
+                close(sock);
+                return hutch_err_sys(err, -ENOMEM, "cannot start the FUSE server thread");
+        }
+        *ta = (struct thread_args){.sock = sock, .ready_fd = ready[1]};
+        pthread_once(&atfork_once, atfork_register);
         pthread_attr_init(&a);
         pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
         pthread_attr_setstacksize(&a, 256 << 10);
-        int r = pthread_create(&t, &a, serve_thread, (void *) (intptr_t) sock);
+        int r = pthread_create(&t, &a, serve_thread, ta);
         pthread_attr_destroy(&a);
         if (r != 0) {
+                free(ta);
                 close(sock);
+                if (wait_ready) {
+                        close(ready[0]);
+                        close(ready[1]);
+                }
                 return hutch_err_sys(err, -r, "cannot start the FUSE server thread");
+        }
+        if (wait_ready) {
+                char c;
+                while (read(ready[0], &c, 1) < 0 && errno == EINTR)
+                        ;
+                close(ready[0]);
         }
         return 0;
 }
@@ -443,7 +489,9 @@ static int mount_squashfuse(struct image *img, const char *target, const struct 
                  (unsigned) o->uid, (unsigned) o->gid);
         if (mount(img->path, target, "fuse.squashfuse", MS_NOSUID | MS_NODEV | MS_RDONLY, opts) < 0)
                 return hutch_err_sys(err, -errno, "cannot mount '%s' with FUSE", img->path);
-        r = o->serve_sock >= 0 ? hand_over(o->serve_sock, img, fd, err) : fork_server(img, fd, o->owner_fd, err);
+        if (o->serve_sock < 0)
+                return hutch_err(err, -EINVAL, "internal error: no FUSE server for '%s'", img->path);
+        r = hand_over(o->serve_sock, img, fd, err);
         if (r < 0) {
                 umount2(target, MNT_DETACH);
                 return r;

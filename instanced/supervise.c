@@ -271,7 +271,10 @@ static int container_start(struct sup *u, struct hutch_error *err)
                 close(sp[1]);
                 return hutch_err_sys(err, -errno, "cannot create the launcher socket");
         }
-        int r = image_serve_thread(fs[0], err);
+        /* where the launcher is a plain fork (AddressSanitizer) rather than a CLONE_VM child,
+         * fork it only once the thread waits on its socket: a lock of the allocator's held
+         * by the thread's start-up would stay held in the launcher forever */
+        int r = image_serve_thread(fs[0], !run_in_vfork_shares_memory(), err);
         if (r < 0) {
                 close(sp[0]);
                 close(sp[1]);

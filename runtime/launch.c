@@ -259,9 +259,6 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
         if (!(s->no_mount & NO_MOUNT_RESOLV) &&
             (r = host_path_open("/etc/resolv.conf", false, "", &c->resolv, err)) < 0)
                 return r;
-        c->owner_pidfd = s->instance ? pidfd_open_pid(getppid()) : pidfd_open_self();
-        if (c->owner_pidfd < 0)
-                return hutch_err_sys(err, c->owner_pidfd, "pidfd_open");
         return 0;
 }
 
@@ -441,13 +438,40 @@ int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, int *ret_s
         return 0;
 }
 
+/* A batch container's image server is forked first thing (image_serve_process), so that
+ * its fork and start-up overlap everything up to the mount, which is then handed to it;
+ * an instance's is a thread of the supervisor, started before the launcher. */
+static int start_server(struct launch_ctx *c, struct hutch_error *err)
+{
+        struct stat st;
+        int fs[2];
+        if (c->serve_sock >= 0 || stat(c->spec->image, &st) < 0 || S_ISDIR(st.st_mode))
+                return 0; /* a folder needs none; a missing image fails below, with its message */
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fs) < 0)
+                return hutch_err_sys(err, -errno, "cannot create the FUSE server's socket");
+        int r = image_serve_process(fs[0], c->owner_pidfd, err);
+        if (r < 0) {
+                close(fs[1]);
+                return r;
+        }
+        c->serve_sock = fs[1];
+        return 0;
+}
+
 static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
         int flags = CLONE_NEWNS | (s->ipc_ns ? CLONE_NEWIPC : 0) | (s->uts_ns || s->hostname ? CLONE_NEWUTS : 0);
+        /* the parent of the --pid init, which it checks for; the batch image server's owner */
+        c->owner_pidfd = s->instance ? pidfd_open_pid(getppid()) : pidfd_open_self();
+        if (c->owner_pidfd < 0)
+                return hutch_err_sys(err, c->owner_pidfd, "pidfd_open");
+        int r = start_server(c, err);
+        if (r < 0)
+                return r;
         /* Host paths are opened after unshare(CLONE_NEWNS): a bind mount's source must be a
          * mount of the caller's own namespace, so fds from before it fail with EINVAL. */
-        int r = learn_user(c, err);
+        r = learn_user(c, err);
         if (r < 0)
                 return r;
         /* with the caller's own credentials: inside the user namespace CAP_DAC_OVERRIDE
@@ -460,8 +484,9 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 return hutch_err_sys(err, -errno, "cannot set hostname '%s'", s->hostname);
         if ((r = rootfs_stage(c, err)) < 0)
                 return r;
-        bool serving = c->serve_sock >= 0; /* the supervisor serves the image, on our memory */
-        if (serving) {
+        /* an instance's supervisor serves the image from a thread, on our memory */
+        bool serving = s->instance && c->serve_sock >= 0 && run_in_vfork_shares_memory();
+        if (c->serve_sock >= 0) {
                 close(c->serve_sock);
                 c->serve_sock = -EBADF;
         }
@@ -483,8 +508,8 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         if (serving)
                 image_serve_pause();
         pid_t child = s->instance ? fork_sibling() : fork();
-        if (serving && child != 0)
-                image_serve_resume();
+        if (serving)
+                image_serve_resume(); /* in the child too: its copy must not stay held */
         if (child < 0)
                 return hutch_err_sys(err, -errno, "cannot fork into the PID namespace");
         if (child == 0) {

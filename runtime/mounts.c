@@ -350,7 +350,6 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
         struct image_mount_opts o = {
                 .uid = c->ids.inside_uid,
                 .gid = c->ids.inside_gid,
-                .owner_fd = c->owner_pidfd,
                 .serve_sock = c->serve_sock,
                 .kernel_ok = !c->ids.userns,
         };

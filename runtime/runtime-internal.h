@@ -41,16 +41,15 @@ struct launch_ctx {
         /* the parent of the --pid init (ourselves; in an instance the supervisor, as the init
          * is forked as our sibling): the init checks it is alive after PR_SET_PDEATHSIG */
         int owner_pidfd;
-        /* an instance's: where the image's FUSE mount goes to be served by the supervisor
-         * (closed once the rootfs is staged, so the init does not hold it); else -1 and a
-         * helper process serves it, watching owner_pidfd */
+        /* where the image's FUSE mount goes to be served (image_mount_opts): to the
+         * supervisor's thread in an instance, else to a server process started first thing;
+         * closed once the rootfs is staged, so that no container process holds it */
         int serve_sock;
         bool mounted_cwd;
         bool has_env_scripts;
 };
 
-/* Staging tmpfs and the image mount (the FUSE server is forked here, so with --pid this
- * runs before the fork, keeping the server outside the container's PID namespace). */
+/* Staging tmpfs and the image mount (handed to the FUSE server started before). */
 int rootfs_stage(struct launch_ctx *c, struct hutch_error *err);
 /* /proc, /sys, /dev, home, tmp, cwd, binds, passwd/group; then the root goes read-only. */
 int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err);

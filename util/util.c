@@ -580,6 +580,15 @@ int spawn_self_detached(char *const argv[], const int *fds, size_t n_fds)
         return r < 0 ? r : d.err;
 }
 
+bool run_in_vfork_shares_memory(void)
+{
+#ifdef HUTCH_ASAN
+        return false;
+#else
+        return true;
+#endif
+}
+
 int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size)
 {
 #ifdef HUTCH_ASAN

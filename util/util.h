@@ -82,6 +82,8 @@ int spawn_self_detached(char *const argv[], const int *fds, size_t n_fds);
  * Results come back through fds (under AddressSanitizer the child is a plain fork). Returns
  * the child's wait status, or -errno when it could not be started. */
 int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size);
+/* false under AddressSanitizer, where run_in_vfork is a plain fork */
+bool run_in_vfork_shares_memory(void);
 /* fork(), but the child's parent is this process's parent (CLONE_PARENT): it survives our
  * exit and its exit is reported to our parent. A raw clone: no atfork handlers run, so use
  * it only where no other thread exists. */

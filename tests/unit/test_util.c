@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -156,13 +158,54 @@ static void test_vfork(void **state)
         close(fds[1]);
 }
 
+/* fds over a seqpacket socket: the message and each fd arrive (close-on-exec), fds beyond
+ * the caller's room are closed, EOF reads as 0 */
+static void test_fds(void **state)
+{
+        (void) state;
+        int sp[2], p[2], q[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        assert_int_equal(pipe(p), 0);
+        assert_int_equal(pipe(q), 0);
+        int send[2] = {p[1], q[1]};
+        assert_int_equal(send_fds(sp[0], "hello", 6, send, 2), 0);
+        char buf[16] = "";
+        int got[2] = {-1, -1};
+        assert_int_equal(recv_fds(sp[1], buf, sizeof buf, got, 2), 6);
+        assert_string_equal(buf, "hello");
+        assert_true(got[0] >= 0 && got[1] >= 0);
+        assert_int_equal(fcntl(got[0], F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+        assert_int_equal(write(got[1], "x", 1), 1);
+        char c = 0;
+        assert_int_equal(read(q[0], &c, 1), 1);
+        assert_int_equal(c, 'x');
+        /* room for one: the second is closed, not leaked */
+        int one = -1;
+        assert_int_equal(send_fds(sp[0], "a", 1, send, 2), 0);
+        assert_int_equal(recv_fds(sp[1], buf, sizeof buf, &one, 1), 1);
+        assert_true(one >= 0);
+        close(one);
+        /* no fds sent: none stored */
+        int none = -1;
+        assert_int_equal(send_fds(sp[0], "b", 1, NULL, 0), 0);
+        assert_int_equal(recv_fds(sp[1], buf, sizeof buf, &none, 1), 1);
+        assert_int_equal(none, -1);
+        assert_int_equal(send_fds(sp[0], "c", 1, send, 9), -1);
+        assert_int_equal(errno, EINVAL);
+        close(sp[0]);
+        assert_int_equal(recv_fds(sp[1], buf, sizeof buf, &none, 1), 0);
+        int all[] = {sp[1], p[0], p[1], q[0], q[1], got[0], got[1]};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+                close(all[i]);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_strv),  cmocka_unit_test(test_env),       cmocka_unit_test(test_quote),
                 cmocka_unit_test(test_split), cmocka_unit_test(test_normalize), cmocka_unit_test(test_env_name),
                 cmocka_unit_test(test_error), cmocka_unit_test(test_size),      cmocka_unit_test(test_proc),
-                cmocka_unit_test(test_vfork),
+                cmocka_unit_test(test_vfork), cmocka_unit_test(test_fds),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
