@@ -361,8 +361,12 @@ static void serve_from(int sock, int owner_fd, int ready_fd)
 {
         int fds[2] = {-EBADF, -EBADF};
         struct serve_msg m;
+        /* a process of its own prefaults while the launcher is still at work; a thread, in
+         * the launcher's address space, once the mount has come (or a folder's start pays) */
+        bool thread = owner_fd < 0;
         pthread_mutex_lock(&serve_lock);
-        heap_prefault(); /* while the launcher is still at work */
+        if (!thread)
+                heap_prefault();
         pthread_mutex_unlock(&serve_lock);
         if (ready_fd >= 0) {
                 (void) !write(ready_fd, "", 1);
@@ -376,6 +380,8 @@ static void serve_from(int sock, int owner_fd, int ready_fd)
                 struct image img = {
                         .format = m.format, .fd = fds[1], .offset = m.offset, .size = m.size, .path = m.path};
                 struct hutch_error e = HUTCH_ERROR_INIT;
+                if (thread)
+                        heap_prefault();
                 if (sqfs_handle_open(&img, &e) == 0) {
                         serve(&img, fds[0], owner_fd);
                         fds[0] = -EBADF;
