@@ -11,10 +11,7 @@ a=$(readlink -f "$2")
 b=$(readlink -f "$3")
 rounds=${4:-3}
 runs=${5:-30}
-src=$(cd "$(dirname "$0")/.." && pwd)
-user=hutchtest
-id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
-chmod 0666 /dev/fuse
+. "$(dirname "$0")/lib.sh"
 work=$(mktemp -d /tmp/hutch-abtest.XXXXXX)
 port=18381
 as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" HUTCH_TEST_PORT=$port "$@"; }

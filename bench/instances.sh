@@ -8,10 +8,7 @@
 set -euo pipefail
 hutch=$(readlink -f "$1")
 runs=${2:-20}
-src=$(cd "$(dirname "$0")/.." && pwd)
-user=hutchtest
-id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
-chmod 0666 /dev/fuse
+. "$(dirname "$0")/lib.sh"
 work=$(mktemp -d /tmp/hutch-bench.XXXXXX)
 port=18380
 cleanup() {

@@ -7,11 +7,8 @@
 set -euo pipefail
 hutch=$(readlink -f "$1")
 runs=${2:-50}
-src=$(cd "$(dirname "$0")/.." && pwd)
+. "$(dirname "$0")/lib.sh"
 build=$(dirname "$hutch")
-user=hutchtest
-id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
-chmod 0666 /dev/fuse
 work=$(mktemp -d /tmp/hutch-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"

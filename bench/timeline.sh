@@ -8,10 +8,7 @@
 set -euo pipefail
 hutch=$(readlink -f "$1")
 n=${2:-3}
-src=$(cd "$(dirname "$0")/.." && pwd)
-user=hutchtest
-id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
-chmod 0666 /dev/fuse
+. "$(dirname "$0")/lib.sh"
 command -v perf >/dev/null || { echo "timeline.sh: perf is not installed" >&2; exit 1; }
 work=$(mktemp -d /tmp/hutch-timeline.XXXXXX)
 trap 'rm -rf "$work"' EXIT

@@ -86,5 +86,7 @@ run env HUTCH_CONF="$T/bind.conf" "$HUTCH" exec --no-mount bind-paths "$I" cat /
 check "--no-mount bind-paths skips config binds" '[ $RC -ne 0 ]'
 cmp -s "$I" "$T/ok.sif"
 check "bad runs leave the image untouched" '[ $? -eq 0 ]'
+run "$HUTCH" serve-image
+check "serve-image run by hand (no server socket) is refused in one line" 'fails_with "started by hutch itself"'
 leftovers "errors"
 finish
