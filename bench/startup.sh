@@ -3,6 +3,8 @@
 # unprivileged user, for hutch (folder, squashfs, SIF) and the peers installed from Debian
 # on the same busybox rootfs: bwrap (folder), ch-run (folder, squashfs), podman run --rm
 # (--rootfs folder, runc: crun refuses hybrid-cgroup hosts). Prints a table and ratios.
+# hutch's squashfs and SIF rows after the first run find the image's /bin/sh in the
+# decompressed-file cache; the "nocache" row is every start as an image's first.
 # usage: bench/startup.sh BUILD/hutch [RUNS]      (as root; ./dev.sh bench installs peers)
 set -euo pipefail
 hutch=$(readlink -f "$1")
@@ -14,7 +16,7 @@ trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
 cc -O2 -o "$work/timeit" "$src/bench/timeit.c"
 chown -R "$user" "$work"
-as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" "$@"; }
+as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" ${HUTCH_CONF:+HUTCH_CONF="$HUTCH_CONF"} "$@"; }
 as_user mkdir -p "$work/xdg"
 as_user bash "$src/tests/helpers/mkimage.sh" "$work/img" "$hutch" >/dev/null
 img=$work/img
@@ -39,6 +41,9 @@ echo "startup: $runs runs each, as user '$user', $(nproc) cores, kernel $(uname 
 measure hutch-folder "$hutch" exec "$img/rootfs" true
 measure hutch-squashfs "$hutch" exec "$img/image.sqfs" true
 measure hutch-sif "$hutch" exec "$img/image.sif" true
+# every start as the first of an image: without the decompressed-file cache
+echo 'file cache size = 0' > "$work/nocache.conf"
+HUTCH_CONF=$work/nocache.conf measure hutch-sif-nocache "$hutch" exec "$img/image.sif" true
 command -v bwrap >/dev/null && measure bwrap-folder bwrap --bind "$img/rootfs" / --proc /proc --dev /dev --unshare-user --unshare-pid true
 if command -v ch-run >/dev/null; then
 	measure ch-run-folder ch-run "$img/rootfs" -- true
@@ -60,6 +65,7 @@ echo "ratios (time, lower is better for hutch):"
 ratio "hutch folder / ch-run folder (target <= 1.0)" hutch-folder ch-run-folder
 ratio "hutch folder / bwrap folder" hutch-folder bwrap-folder
 ratio "hutch SIF / ch-run squashfs (target <= 0.35)" hutch-sif ch-run-squashfs
+ratio "hutch SIF, no cache / ch-run squashfs" hutch-sif-nocache ch-run-squashfs
 ratio "hutch squashfs / ch-run squashfs" hutch-squashfs ch-run-squashfs
 ratio "podman / hutch SIF (target >= 20)" podman-run-rm hutch-sif
 ratio "podman / hutch folder" podman-run-rm hutch-folder

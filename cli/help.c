@@ -83,6 +83,13 @@ static const struct {
          "--sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file)."},
         {"sif", "hutch sif list|info ID|dump ID IMAGE.sif",
          "List a SIF file's objects, describe one, or write one's data to stdout."},
+        {"cache", "hutch cache list|clean [-f|--force]",
+         "Show or empty your cache of decompressed image files. Files of at least one block (128 KiB)\n"
+         "that a container opens from a squashfs or SIF image are kept decompressed, so that the next\n"
+         "start of the same image need not inflate them again: in $XDG_RUNTIME_DIR/hutch/cache, else\n"
+         "/dev/shm/hutch-UID/cache (tmpfs, so memory), least recently used first out beyond\n"
+         "'file cache size' in hutch.conf (default 128M; 0: no cache). An entry is named after the\n"
+         "image file's device, inode, size and times, so a changed image never meets an old entry."},
         {"version", "hutch version", "Print the version."},
         {"help", "hutch help [VERB]", "Show help."},
 };

@@ -38,7 +38,10 @@ int cli_usage_error(const char *verb, const char *fmt, ...)
         va_start(ap, fmt);
         vfprintf(stderr, fmt, ap);
         va_end(ap);
-        fprintf(stderr, " (see 'hutch %s --help')\n", verb ? verb : "help");
+        if (verb)
+                fprintf(stderr, " (see 'hutch %s --help')\n", verb);
+        else
+                fprintf(stderr, " (see 'hutch --help')\n");
         return EXIT_USAGE;
 }
 
@@ -140,7 +143,11 @@ int main(int argc, char **argv)
                 r = verb_build(&c, vargc, vargv);
         else if (!strcmp(verb, "sif"))
                 r = verb_sif(&c, vargc, vargv);
-        else
+        else if (!strcmp(verb, "cache")) {
+                if ((r = cli_load_conf(&c)) != 0)
+                        return r;
+                r = verb_cache(&c, vargc, vargv);
+        } else
                 return cli_usage_error(NULL, "unknown command '%s'", verb);
         conf_free(&c.conf);
         return r;

@@ -27,6 +27,7 @@ void conf_defaults(struct hutch_conf *c)
                 .user_bind_control = true,
                 .enable_overlay = true,
                 .instance_log_max_size = 10 << 20,
+                .file_cache_size = 128 << 20,
                 .instance_ready_timeout = 1000,
         };
 }
@@ -76,6 +77,7 @@ static const struct conf_key {
         {"default memory", KEY_LIMIT, 0},
         {"default pids limit", KEY_LIMIT, 0},
         {"enable overlay", KEY_BOOL, offsetof(struct hutch_conf, enable_overlay)},
+        {"file cache size", KEY_SIZE, offsetof(struct hutch_conf, file_cache_size)},
         {"instance log max size", KEY_SIZE, offsetof(struct hutch_conf, instance_log_max_size)},
         {"instance ready timeout", KEY_MS, offsetof(struct hutch_conf, instance_ready_timeout)},
         {"max cpus", KEY_LIMIT, 1},

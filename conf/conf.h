@@ -22,6 +22,7 @@ struct hutch_conf {
         char **limit_maxima;             /* the same names: an admin's maximum wins over a user's flag */
         uint64_t instance_log_max_size;  /* bytes per log file before rotation; 0 = no cap */
         uint64_t instance_ready_timeout; /* ms `instance start` waits for the container to settle */
+        uint64_t file_cache_size;        /* bytes of decompressed files kept per user; 0 = none */
         unsigned n_warnings;
 };
 

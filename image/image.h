@@ -107,7 +107,8 @@ struct image_mount_opts {
         uid_t uid; /* owner of the FUSE connection, as seen in the current user namespace */
         gid_t gid;
         int serve_sock;
-        bool kernel_ok; /* really root: kernel mounts allowed */
+        uint64_t cache_max; /* the decompressed-file cache's cap, 0: no cache */
+        bool kernel_ok;     /* really root: kernel mounts allowed */
 };
 int image_mount(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err);
 /* A server that waits on sock (which it takes) for a mount handed over by image_mount(),
@@ -129,6 +130,30 @@ int image_serve_main(void);
  * in the child. fork() does the same by itself once a serving thread was started. */
 void image_serve_pause(void);
 void image_serve_resume(void);
+
+/* ---- the decompressed-file cache (image/cache.c): files of at least one data block that
+ * the server pushes whole are kept decompressed per user, so that the next start of the
+ * same image stores them into the page cache without inflating them. */
+struct file_cache_key {
+        uint64_t dev, ino, size, mtime_ns, ctime_ns; /* the image file */
+        uint64_t offset;                             /* of the squashfs in it */
+        uint64_t inode;                              /* the file's squashfs inode number */
+};
+#define FILE_CACHE_NAME_MAX 128
+/* $XDG_RUNTIME_DIR/hutch/cache when that folder is uid's, else /dev/shm/hutch-UID/cache. */
+int file_cache_path(uid_t uid, const char *xdg_runtime_dir, char **ret);
+/* The folder, opened (made with create); -EPERM when a level of it is not uid's alone. */
+int file_cache_open(uid_t uid, const char *xdg_runtime_dir, bool create);
+void file_cache_name(const struct file_cache_key *k, char *buf, size_t len);
+/* An entry, opened, checked to be of file_size bytes and marked used; -ENOENT, -ESTALE. */
+int file_cache_get(int dirfd, const struct file_cache_key *k, uint64_t file_size);
+/* Store size bytes as the entry of k, then trim the folder to max bytes (-EFBIG: an entry
+ * of more than half of max is not kept). */
+int file_cache_put(int dirfd, const struct file_cache_key *k, const void *data, uint64_t size, uint64_t max);
+int file_cache_usage(int dirfd, uint64_t *ret_bytes, size_t *ret_files);
+/* Remove the least recently used entries until the folder holds at most max bytes (0:
+ * everything, temporary files of running servers too). */
+int file_cache_trim(int dirfd, uint64_t max);
 
 /* ---- building (conversion folder <-> squashfs <-> SIF) */
 struct build_spec {

@@ -132,7 +132,55 @@ static int read_whole(sqfs *fs, sqfs_inode *inode, char *out)
         return 0;
 }
 
-static void push_file(sqfs_ll *ll, fuse_ino_t ino)
+/* The decompressed-file cache (image/cache.c), per serving thread: opened at the first
+ * file worth keeping (-EBADF until then; another negative value: none) */
+static __thread struct {
+        int dirfd;
+        uint64_t max;
+        struct file_cache_key key; /* the image's part of every entry's key */
+} cache;
+
+static void cache_init(int image_fd, uint64_t offset, uint64_t max)
+{
+        struct stat st;
+        cache.dirfd = max > 0 && fstat(image_fd, &st) == 0 ? -EBADF : -ENOTSUP;
+        cache.max = max;
+        if (cache.dirfd == -EBADF)
+                cache.key = (struct file_cache_key){
+                        .dev = st.st_dev,
+                        .ino = st.st_ino,
+                        .size = (uint64_t) st.st_size,
+                        .mtime_ns = (uint64_t) st.st_mtim.tv_sec * 1000000000u + (uint64_t) st.st_mtim.tv_nsec,
+                        .ctime_ns = (uint64_t) st.st_ctim.tv_sec * 1000000000u + (uint64_t) st.st_ctim.tv_nsec,
+                        .offset = offset};
+}
+
+static int cache_dir(void)
+{
+        if (cache.dirfd == -EBADF) {
+                cache.dirfd = file_cache_open(geteuid(), getenv("XDG_RUNTIME_DIR"), true);
+                if (cache.dirfd < 0)
+                        log_debug("no decompressed-file cache: %s", strerror(-cache.dirfd));
+        }
+        return cache.dirfd;
+}
+
+static void cache_done(void)
+{
+        if (cache.dirfd >= 0)
+                close(cache.dirfd);
+        cache.dirfd = -ENOTSUP;
+}
+
+/* A file pushed whole, kept mapped until the open is answered when it is to be cached. */
+struct push {
+        char *buf;
+        size_t map;
+        uint64_t size;
+        struct file_cache_key key;
+};
+
+static void push_file(sqfs_ll *ll, fuse_ino_t ino, struct push *p)
 {
         sqfs_inode inode;
         if (sqfs_ll_inode(ll, &inode, ino) != SQFS_OK || !S_ISREG(inode.base.mode))
@@ -141,11 +189,29 @@ static void push_file(sqfs_ll *ll, fuse_ino_t ino)
         if (size == 0 || size > PUSH_MAX)
                 return;
         size_t map = (size_t) ((size + 4095) & ~(uint64_t) 4095);
+        /* a file of less than a block lives in a fragment, inflated once for many */
+        bool cacheable = size >= ll->fs.sb.block_size && cache_dir() >= 0, ok = false, keep = false;
+        struct file_cache_key key = cache.key;
+        key.inode = inode.base.inode_number;
+        /* an entry is stored straight from its mapping (only the kernel reads it: were the
+         * file cut short meanwhile, the store fails with EFAULT, no SIGBUS) */
+        char *buf = MAP_FAILED;
+        if (cacheable) {
+                int fd = file_cache_get(cache.dirfd, &key, size);
+                if (fd >= 0) {
+                        buf = mmap(NULL, map, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0);
+                        ok = buf != MAP_FAILED;
+                        close(fd);
+                }
+        }
         /* one populate instead of a page fault per 4 KiB */
-        char *buf = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+        if (!ok)
+                buf = mmap(NULL, map, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
         if (buf == MAP_FAILED)
                 return;
-        if (read_whole(&ll->fs, &inode, buf) == 0)
+        if (!ok)
+                keep = ok = read_whole(&ll->fs, &inode, buf) == 0;
+        if (ok)
                 for (uint64_t off = 0; off < size; off += PUSH_CHUNK) {
                         size_t n = size - off < PUSH_CHUNK ? (size_t) (size - off) : PUSH_CHUNK;
                         struct fuse_bufvec bv = FUSE_BUFVEC_INIT(n);
@@ -153,14 +219,24 @@ static void push_file(sqfs_ll *ll, fuse_ino_t ino)
                         if (fuse_lowlevel_notify_store(served, ino, (off_t) off, &bv, 0) != 0)
                                 break;
                 }
-        munmap(buf, map);
+        if (keep && cacheable)
+                *p = (struct push){.buf = buf, .map = map, .size = size, .key = key};
+        else
+                munmap(buf, map);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
+        struct push p = {0};
         if (!(fi->flags & (O_WRONLY | O_RDWR)) && pushed_add(ino))
-                push_file(fuse_req_userdata(req), ino);
+                push_file(fuse_req_userdata(req), ino, &p);
         sqfs_ll_op_open(req, ino, fi);
+        if (p.buf) { /* written once the opener goes on */
+                int r = file_cache_put(cache.dirfd, &p.key, p.buf, p.size, cache.max);
+                if (r < 0 && r != -EFBIG)
+                        log_debug("cannot keep a decompressed file: %s", strerror(-r));
+                munmap(p.buf, p.map);
+        }
 }
 
 /* Directories are never opened through the server: the first OPENDIR's ENOSYS makes the
@@ -339,14 +415,14 @@ static void serve(struct image *img, int fuse_fd, int owner_fd)
  * write faults, a wake-up on the other CPU: ~2.7 ms in the timeline when it was forked
  * after the mount) overlap the launcher's work up to the mount. */
 struct serve_msg {
-        uint64_t offset, size;
+        uint64_t offset, size, cache_max;
         int32_t format;
         char path[PATH_MAX];
 };
 
-static int hand_over(int sock, struct image *img, int fuse_fd, struct hutch_error *err)
+static int hand_over(int sock, struct image *img, int fuse_fd, uint64_t cache_max, struct hutch_error *err)
 {
-        struct serve_msg m = {.offset = img->offset, .size = img->size, .format = img->format};
+        struct serve_msg m = {.offset = img->offset, .size = img->size, .cache_max = cache_max, .format = img->format};
         snprintf(m.path, sizeof m.path, "%s", img->path);
         int fds[2] = {fuse_fd, img->fd};
         if (send_fds(sock, &m, sizeof m, fds, 2) < 0)
@@ -364,6 +440,7 @@ static void serve_from(int sock, int owner_fd, int ready_fd)
         /* a process of its own prefaults while the launcher is still at work; a thread, in
          * the launcher's address space, once the mount has come (or a folder's start pays) */
         bool thread = owner_fd < 0;
+        cache.dirfd = -ENOTSUP;
         pthread_mutex_lock(&serve_lock);
         if (!thread)
                 heap_prefault();
@@ -382,6 +459,7 @@ static void serve_from(int sock, int owner_fd, int ready_fd)
                 struct hutch_error e = HUTCH_ERROR_INIT;
                 if (thread)
                         heap_prefault();
+                cache_init(img.fd, img.offset, m.cache_max);
                 if (sqfs_handle_open(&img, &e) == 0) {
                         serve(&img, fds[0], owner_fd);
                         fds[0] = -EBADF;
@@ -391,6 +469,7 @@ static void serve_from(int sock, int owner_fd, int ready_fd)
         for (int i = 0; i < 2; i++)
                 if (fds[i] >= 0)
                         close(fds[i]);
+        cache_done();
         image_thread_done();
         pthread_mutex_unlock(&serve_lock);
 }
@@ -497,7 +576,7 @@ static int mount_squashfuse(struct image *img, const char *target, const struct 
                 return hutch_err_sys(err, -errno, "cannot mount '%s' with FUSE", img->path);
         if (o->serve_sock < 0)
                 return hutch_err(err, -EINVAL, "internal error: no FUSE server for '%s'", img->path);
-        r = hand_over(o->serve_sock, img, fd, err);
+        r = hand_over(o->serve_sock, img, fd, o->cache_max, err);
         if (r < 0) {
                 umount2(target, MNT_DETACH);
                 return r;

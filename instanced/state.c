@@ -216,18 +216,12 @@ static int host_name(char *buf, size_t size)
         return 0;
 }
 
-static bool is_users_dir(const char *path, uid_t uid)
-{
-        struct stat st;
-        return path && path[0] == '/' && stat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == uid;
-}
-
 int instance_state_root(const struct instance_env *env, char **ret)
 {
         char host[256];
         host_name(host, sizeof host);
         char *p = NULL;
-        if (is_users_dir(env->xdg_runtime_dir, env->uid))
+        if (dir_is_users(env->xdg_runtime_dir, env->uid))
                 p = strjoin(env->xdg_runtime_dir, "/hutch/instances", NULL);
         else if (env->home && env->home[0] == '/' && asprintf(&p, "%s/.hutch/instances/%s", env->home, host) < 0)
                 p = NULL;

@@ -305,6 +305,12 @@ bool path_is_abs(const char *p)
         return p && p[0] == '/';
 }
 
+bool dir_is_users(const char *path, uid_t uid)
+{
+        struct stat st;
+        return path_is_abs(path) && stat(path, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == uid;
+}
+
 int path_normalize(const char *path, char **ret)
 {
         if (!path_is_abs(path))

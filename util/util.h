@@ -46,6 +46,8 @@ int mkdir_p_at(int dirfd, const char *path, mode_t mode);
 /* Lexically normalise an absolute path: collapse //, ., .. ; result is malloc'd. */
 int path_normalize(const char *path, char **ret);
 bool path_is_abs(const char *p);
+/* path is absolute and a folder owned by uid */
+bool dir_is_users(const char *path, uid_t uid);
 
 /* "512M", "2G", "1.5g", "4096", "10MiB": binary units K M G T P E (as Apptainer and
  * podman read them). -EINVAL on anything else, -ERANGE beyond 64 bits. */

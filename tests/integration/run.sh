@@ -24,7 +24,11 @@ if [ "$mode" = user ]; then
 	id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
 fi
 work=$(mktemp -d /tmp/hutch-it.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# the decompressed-file cache of a user without XDG_RUNTIME_DIR: gone after the run unless
+# it was there before
+shm=/dev/shm/hutch-$(id -u "$user")
+[ -e "$shm" ] && shm=
+trap 'rm -rf "$work" ${shm:+"$shm"}' EXIT
 chmod 0755 "$work"
 # The user may not be able to enter the clone (e.g. a checkout under /root): give it copies
 # of the binaries and scripts in the work folder, which it owns.

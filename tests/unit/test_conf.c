@@ -140,6 +140,12 @@ static void test_conf_instance(void **state)
                          0);
         assert_int_equal(c.n_warnings, 2);
         assert_true(c.instance_log_max_size == 512u << 10 && c.instance_ready_timeout == 250);
+        /* the decompressed-file cache's cap: 128M unless set; 0 turns it off */
+        assert_true(c.file_cache_size == 128u << 20);
+        assert_int_equal(conf_parse_string(&c, "file cache size = 0\n", "t", &e), 0);
+        assert_true(c.file_cache_size == 0);
+        assert_int_equal(conf_parse_string(&c, "file cache size = 1G\nfile cache size = big\n", "t", &e), 0);
+        assert_true(c.file_cache_size == 1u << 30 && c.n_warnings == 3);
         conf_free(&c);
 }
 

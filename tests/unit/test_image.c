@@ -1,12 +1,16 @@
 /* image: SIF header and descriptor encoding, sif_load bounds checks, partition choice,
- * squashfs superblock checks — on SIF bytes built in memory. */
+ * squashfs superblock checks — on SIF bytes built in memory; the decompressed-file cache's
+ * names, entries and eviction in a temporary folder. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -246,6 +250,117 @@ static void test_load_mutations(void **state)
         close(base);
 }
 
+static void test_cache_name(void **state)
+{
+        (void) state;
+        struct file_cache_key k = {
+                .dev = 0xfe00, .ino = 42, .size = 4096, .mtime_ns = 1, .ctime_ns = 2, .offset = 0x9000, .inode = 31};
+        char name[FILE_CACHE_NAME_MAX];
+        file_cache_name(&k, name, sizeof name);
+        assert_string_equal(name, "f-fe00-2a-1000-1-2-9000-1f");
+        k.ctime_ns = 3; /* any field of the image's identity makes another entry */
+        file_cache_name(&k, name, sizeof name);
+        assert_string_equal(name, "f-fe00-2a-1000-1-3-9000-1f");
+        k = (struct file_cache_key){~0ull, ~0ull, ~0ull, ~0ull, ~0ull, ~0ull, ~0ull};
+        file_cache_name(&k, name, sizeof name);
+        assert_true(strlen(name) < sizeof name - 1);
+}
+
+static void set_used(int dirfd, const struct file_cache_key *k, time_t when)
+{
+        char name[FILE_CACHE_NAME_MAX];
+        struct timespec t[2] = {{.tv_sec = when}, {.tv_sec = when}};
+        file_cache_name(k, name, sizeof name);
+        assert_int_equal(utimensat(dirfd, name, t, 0), 0);
+}
+
+static bool has_entry(int dirfd, const struct file_cache_key *k)
+{
+        char name[FILE_CACHE_NAME_MAX];
+        file_cache_name(k, name, sizeof name);
+        return faccessat(dirfd, name, F_OK, 0) == 0;
+}
+
+static void test_cache_entries(void **state)
+{
+        (void) state;
+        char dir[] = "/tmp/hutch-test-cache.XXXXXX", path[64];
+        assert_non_null(mkdtemp(dir));
+        /* the folder is made below a base of the user's own, 0700 */
+        int fd = file_cache_open(geteuid(), dir, true);
+        assert_true(fd >= 0);
+        snprintf(path, sizeof path, "%s/hutch/cache", dir);
+        struct stat st;
+        assert_int_equal(stat(path, &st), 0);
+        assert_int_equal(st.st_mode & 0777, 0700);
+        char *p = NULL;
+        assert_int_equal(file_cache_path(geteuid(), dir, &p), 0);
+        assert_string_equal(p, path);
+        free(p);
+
+        char data[16384];
+        for (size_t i = 0; i < sizeof data; i++)
+                data[i] = (char) (i * 7);
+        struct file_cache_key a = {.dev = 1, .inode = 1}, b = {.dev = 1, .inode = 2}, c = {.dev = 1, .inode = 3};
+        assert_int_equal(file_cache_get(fd, &a, sizeof data), -ENOENT);
+        assert_int_equal(file_cache_put(fd, &a, data, sizeof data, 1 << 20), 0);
+        int e = file_cache_get(fd, &a, sizeof data);
+        assert_true(e >= 0);
+        char back[sizeof data];
+        assert_int_equal(pread(e, back, sizeof back, 0), sizeof back);
+        assert_memory_equal(back, data, sizeof data);
+        close(e);
+        /* an entry whose size is not the file's is dropped */
+        assert_int_equal(file_cache_get(fd, &a, sizeof data + 1), -ESTALE);
+        assert_false(has_entry(fd, &a));
+        /* more than half the cap: not kept */
+        assert_int_equal(file_cache_put(fd, &a, data, sizeof data, 30000), -EFBIG);
+        assert_false(has_entry(fd, &a));
+
+        /* the least recently used go first */
+        assert_int_equal(file_cache_put(fd, &a, data, sizeof data, 1 << 20), 0);
+        assert_int_equal(file_cache_put(fd, &b, data, sizeof data, 1 << 20), 0);
+        set_used(fd, &a, 2000);
+        set_used(fd, &b, 1000);
+        assert_int_equal(file_cache_put(fd, &c, data, sizeof data, 40000), 0);
+        assert_true(has_entry(fd, &a) && !has_entry(fd, &b) && has_entry(fd, &c));
+        uint64_t bytes;
+        size_t files;
+        assert_int_equal(file_cache_usage(fd, &bytes, &files), 0);
+        assert_int_equal(files, 2);
+        assert_true(bytes >= 2 * sizeof data && bytes <= 40000);
+
+        /* a stale temporary file (a server that died) goes at the next trim; a fresh one is
+         * being written and stays, except for a full clean */
+        struct timespec old[2] = {{.tv_sec = 1000}, {.tv_sec = 1000}};
+        int t = openat(fd, ".t-1-1", O_WRONLY | O_CREAT, 0600);
+        assert_true(t >= 0);
+        assert_int_equal(futimens(t, old), 0);
+        close(t);
+        t = openat(fd, ".t-1-2", O_WRONLY | O_CREAT, 0600);
+        assert_true(t >= 0);
+        close(t);
+        assert_int_equal(file_cache_trim(fd, 1 << 20), 0);
+        assert_int_equal(faccessat(fd, ".t-1-1", F_OK, 0), -1);
+        assert_int_equal(faccessat(fd, ".t-1-2", F_OK, 0), 0);
+        assert_int_equal(file_cache_trim(fd, 0), 0);
+        assert_int_equal(file_cache_usage(fd, &bytes, &files), 0);
+        assert_int_equal(files, 0);
+        assert_int_equal(faccessat(fd, ".t-1-2", F_OK, 0), -1);
+        close(fd);
+
+        /* a level others may write to, or a symlink, is refused */
+        assert_int_equal(chmod(path, 0777), 0);
+        assert_int_equal(file_cache_open(geteuid(), dir, true), -EPERM);
+        assert_int_equal(rmdir(path), 0);
+        assert_int_equal(symlink("/tmp", path), 0);
+        assert_true(file_cache_open(geteuid(), dir, true) < 0);
+        assert_int_equal(unlink(path), 0);
+        snprintf(path, sizeof path, "%s/hutch", dir);
+        assert_int_equal(rmdir(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -253,6 +368,7 @@ int main(void)
                 cmocka_unit_test(test_descriptor_roundtrip), cmocka_unit_test(test_load_and_primary),
                 cmocka_unit_test(test_load_truncated),       cmocka_unit_test(test_primary_kinds),
                 cmocka_unit_test(test_squashfs_check),       cmocka_unit_test(test_load_mutations),
+                cmocka_unit_test(test_cache_name),           cmocka_unit_test(test_cache_entries),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,89 @@
+# The decompressed-file cache: files a container opens from a squashfs or SIF image are
+# kept decompressed per user, found again by the next start of the same image, never by a
+# changed one, capped in size, and emptied by `hutch cache clean`.
+. "$(dirname "$0")/lib.sh"
+export XDG_RUNTIME_DIR=$T/xdg
+mkdir -m 0700 "$XDG_RUNTIME_DIR"
+C=$XDG_RUNTIME_DIR/hutch/cache
+BB=$IMAGES/rootfs/bin/busybox
+want=$(md5sum < "$BB")
+entries() { find "$C" -maxdepth 1 -name 'f-*' 2>/dev/null | wc -l; }
+conf() { printf '%s\n' "$@" > "$T/test.conf"; }
+# the server writes an entry once it has answered the open: wait for it to end
+run() { "$@" >"$OUT" 2>"$ERR" </dev/null; RC=$?; wait_for '[ -z "$(hutch_procs)" ]'; }
+
+run "$HUTCH" cache list
+check "cache list of an empty cache" '[ $RC -eq 0 ] && out_has "There are 0 decompressed file" && out_has "$C"'
+
+run "$HUTCH" exec "$IMAGES/image.sif" true
+check "a SIF start keeps its /bin/sh decompressed" '[ $RC -eq 0 ] && [ "$(entries)" -eq 1 ] && cmp -s "$C"/f-* "$BB"'
+check "the cache folder is the user's alone" '[ "$(stat -c %a "$C")" = 700 ] && [ "$(stat -c %a "$C"/f-*)" = 600 ]'
+e=$(ls "$C"/f-*)
+before=$(stat -c %.9Y "$e")
+sleep 0.05
+run "$HUTCH" exec "$IMAGES/image.sif" md5sum /bin/busybox
+check "the next start serves it from the cache, whole and right" '[ $RC -eq 0 ] && [ "$(cut -d" " -f1 "$OUT")" = "${want%% *}" ]'
+check "a hit marks the entry used" '[ "$(stat -c %.9Y "$e")" != "$before" ] && [ "$(entries)" -eq 1 ]'
+
+run "$HUTCH" cache list
+check "cache list counts the entry" 'out_has "There are 1 decompressed file"'
+
+truncate -s 4096 "$e"
+run "$HUTCH" exec "$IMAGES/image.sif" md5sum /bin/busybox
+check "an entry of the wrong size is not served, and is written again" '[ $RC -eq 0 ] && [ "$(cut -d" " -f1 "$OUT")" = "${want%% *}" ] && cmp -s "$e" "$BB"'
+
+run "$HUTCH" exec "$IMAGES/image.sqfs" true
+check "a squashfs image has entries of its own" '[ $RC -eq 0 ] && [ "$(entries)" -eq 2 ]'
+
+cp "$IMAGES/image.sif" "$T/copy.sif"
+run "$HUTCH" exec "$T/copy.sif" true
+check "a copy of an image (another file) never meets the original's entry" '[ "$(entries)" -eq 3 ]'
+chmod 0600 "$T/copy.sif"
+run "$HUTCH" exec "$T/copy.sif" true
+check "a changed image (its change time) gets a new entry" '[ $RC -eq 0 ] && [ "$(entries)" -eq 4 ]'
+
+run "$HUTCH" cache clean
+check "cache clean empties the cache" '[ $RC -eq 0 ] && [ "$(entries)" -eq 0 ]'
+run "$HUTCH" cache clean --force
+check "cache clean --force of an empty cache" '[ $RC -eq 0 ]'
+
+conf "file cache size = 0"
+HUTCH_CONF=$T/test.conf run "$HUTCH" exec "$IMAGES/image.sif" md5sum /bin/busybox
+check "'file cache size = 0' keeps nothing" '[ $RC -eq 0 ] && [ "$(cut -d" " -f1 "$OUT")" = "${want%% *}" ] && [ "$(entries)" -eq 0 ]'
+
+# busybox is ~2 MB: a 5 MiB cap holds two entries
+conf "file cache size = 5M"
+for i in 1 2 3; do
+	cp "$IMAGES/image.sif" "$T/c$i.sif"
+	HUTCH_CONF=$T/test.conf run "$HUTCH" exec "$T/c$i.sif" true
+	[ "$i" -eq 1 ] && first=$(ls "$C"/f-*)
+	sleep 0.05
+done
+check "past its cap the least recently used entry goes first" '[ "$(entries)" -eq 2 ] && [ ! -e "$first" ]'
+conf "file cache size = 3M"
+cp "$IMAGES/image.sif" "$T/c4.sif"
+HUTCH_CONF=$T/test.conf run "$HUTCH" exec "$T/c4.sif" md5sum /bin/busybox
+check "a file of more than half the cap is served but not kept" '[ $RC -eq 0 ] && [ "$(cut -d" " -f1 "$OUT")" = "${want%% *}" ] && ! ls "$C" | grep -q "^f-[0-9a-f]*-$(printf %x "$(stat -c %i "$T/c4.sif")")-"'
+
+"$HUTCH" cache clean
+chmod 0777 "$C"
+run "$HUTCH" exec "$IMAGES/image.sif" md5sum /bin/busybox
+check "a cache folder others may write to is not used" '[ $RC -eq 0 ] && [ "$(cut -d" " -f1 "$OUT")" = "${want%% *}" ] && [ "$(entries)" -eq 0 ]'
+chmod 0700 "$C"
+rm -rf "$C"
+ln -s "$T" "$C"
+run "$HUTCH" exec "$IMAGES/image.sif" true
+check "a cache folder that is a symlink is not followed" '[ $RC -eq 0 ] && [ -z "$(ls "$T" | grep "^f-")" ]'
+rm "$C"
+
+run "$HUTCH" exec "$IMAGES/rootfs" true
+check "a folder image keeps nothing" '[ $RC -eq 0 ] && [ "$(entries)" -eq 0 ]'
+
+run "$HUTCH" cache frob
+check "an unknown cache command is refused in one line" 'fails_with "unknown cache command"'
+run "$HUTCH" cache list --force
+check "cache list takes no --force" 'fails_with "unknown option"'
+run "$HUTCH" cache
+check "cache with no command names the two" 'fails_with "expects list or clean"'
+leftovers "cache"
+finish
