@@ -22,13 +22,13 @@ cleanup() {
 trap cleanup EXIT
 chmod 755 "$work"
 # copies the user can run whatever the builds' folders are
-cp "$a" "$work/hutch-a"
-cp "$b" "$work/hutch-b"
+copy_build "$a" "$work/a"
+copy_build "$b" "$work/b"
 cc -O2 -o "$work/timeit" "$src/bench/timeit.c"
 cc -O2 -o "$work/svcwait" "$src/bench/svcwait.c"
 chown -R "$user" "$work"
 as_user mkdir -p -m 0700 "$work/xdg"
-as_user bash "$src/tests/helpers/mkimage.sh" "$work/img" "$work/hutch-a" >/dev/null
+as_user bash "$src/tests/helpers/mkimage.sh" "$work/img" "$work/a/hutch" >/dev/null
 img=$work/img/image.sif
 cd "$work"
 
@@ -47,7 +47,7 @@ one() { # build -> median ms
 }
 echo "abtest $mode: A=$a B=$b, $rounds rounds of $runs, median ms"
 for r in $(seq "$rounds"); do
-	ma=$(one "$work/hutch-a")
-	mb=$(one "$work/hutch-b")
+	ma=$(one "$work/a/hutch")
+	mb=$(one "$work/b/hutch")
 	printf '  round %d: A %8s  B %8s\n' "$r" "$ma" "$mb"
 done

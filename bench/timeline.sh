@@ -13,7 +13,7 @@ command -v perf >/dev/null || { echo "timeline.sh: perf is not installed" >&2; e
 work=$(mktemp -d /tmp/hutch-timeline.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 chmod 755 "$work"
-cp "$hutch" "$work/hutch"
+copy_build "$hutch" "$work"
 chown -R "$user" "$work"
 as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" "$@"; }
 as_user mkdir -m 0700 "$work/xdg"

@@ -502,11 +502,35 @@ static void *serve_thread(void *p)
  * /dev/null, no fd but these two), not a fork: a forked one shared the launcher's pages
  * copy-on-write, and the launcher, which goes on working for milliseconds after the early
  * start, paid a fault for each page it wrote (~18 us each on virtual machines). */
+/* The server program: hutch-squashfs (image/serve-main.c: the server alone, linked
+ * statically, so that it starts without the dynamic loader: the launcher waits for its
+ * first answer) beside this binary, as in a build folder, or in ../libexec/hutch/ from
+ * it, as installed; never another installation's. Else this binary's hidden verb. */
+static const char *server_program(char *buf, size_t len)
+{
+        static const char *const rel[] = {"/hutch-squashfs", "/../libexec/hutch/hutch-squashfs"};
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n > 0) {
+                self[n] = 0;
+                char *slash = strrchr(self, '/');
+                if (slash)
+                        *slash = 0;
+                for (size_t i = 0; i < ELEMENTSOF(rel); i++)
+                        if ((size_t) snprintf(buf, len, "%s%s", self, rel[i]) < len && access(buf, X_OK) == 0)
+                                return buf;
+        }
+        return NULL;
+}
+
 int image_serve_process(int sock, int owner_fd, struct hutch_error *err)
 {
-        char *argv[] = {"hutch-squashfs", IMAGE_SERVE_VERB, NULL};
+        char path[PATH_MAX];
+        const char *prog = server_program(path, sizeof path);
+        char *argv[] = {"hutch-squashfs", prog ? NULL : IMAGE_SERVE_VERB, NULL};
         int fds[] = {sock, owner_fd};
-        int r = spawn_self_detached(argv, fds, ELEMENTSOF(fds));
+        int r = spawn_detached(prog ? prog : "/proc/self/exe", argv, fds, ELEMENTSOF(fds));
+        log_debug("image server: %s", prog ? prog : "hutch " IMAGE_SERVE_VERB);
         close(sock);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot start the squashfuse server");

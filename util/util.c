@@ -504,6 +504,7 @@ int size_parse(const char *s, uint64_t *ret)
 }
 
 struct detached {
+        const char *path;
         char *const *argv;
         const int *fds;
         size_t n_fds;
@@ -548,7 +549,7 @@ __attribute__((no_sanitize_address)) static int detached_exec(void *p)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execve("/proc/self/exe", d->argv, environ);
+        execve(d->path, d->argv, environ);
 fail:
         d->err = -errno;
         _exit(127);
@@ -565,8 +566,13 @@ __attribute__((no_sanitize_address)) static int detached_orphan(void *p)
 
 int spawn_self_detached(char *const argv[], const int *fds, size_t n_fds)
 {
+        return spawn_detached("/proc/self/exe", argv, fds, n_fds);
+}
+
+int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds)
+{
         enum { STACK = 64 * 1024 };
-        struct detached d = {.argv = argv, .fds = fds, .n_fds = n_fds};
+        struct detached d = {.path = path, .argv = argv, .fds = fds, .n_fds = n_fds};
         if (n_fds > 8)
                 return -EINVAL;
         char *stacks = mmap(NULL, 2 * STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);

@@ -77,6 +77,8 @@ ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t n);
  * second has exec'd (fork's copy-on-write costs ~18 us per page touched afterwards on
  * virtual machines like CI's). 0, or -errno when the exec failed. */
 int spawn_self_detached(char *const argv[], const int *fds, size_t n_fds);
+/* The same with another program. */
+int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds);
 /* Run fn(arg) in a child that shares this process's memory (CLONE_VM|CLONE_VFORK, own
  * stack of stack_size bytes and a guard page, own fd table and signal handlers): nothing is
  * copied, and this process is suspended until the child exits; fn must end in _exit() and

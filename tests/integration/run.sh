@@ -34,6 +34,8 @@ chmod 0755 "$work"
 # of the binaries and scripts in the work folder, which it owns.
 mkdir -p "$work/bin" "$work/tests"
 cp "$hutch" "$work/bin/hutch"
+# the static image server, found beside hutch (absent from sanitizer builds)
+if [ -x "$builddir/hutch-squashfs" ]; then cp "$builddir/hutch-squashfs" "$work/bin/"; fi
 cp "$reaper" "$work/bin/reaper"
 cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$work/tests/"
 hutch=$work/bin/hutch reaper=$work/bin/reaper here=$work/tests

@@ -88,5 +88,9 @@ cmp -s "$I" "$T/ok.sif"
 check "bad runs leave the image untouched" '[ $? -eq 0 ]'
 run "$HUTCH" serve-image
 check "serve-image run by hand (no server socket) is refused in one line" 'fails_with "started by hutch itself"'
+if [ -x "$(dirname "$HUTCH")/hutch-squashfs" ]; then
+	run "$(dirname "$HUTCH")/hutch-squashfs"
+	check "hutch-squashfs run by hand is refused in one line" '[ $RC -eq 2 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "started by hutch itself"'
+fi
 leftovers "errors"
 finish

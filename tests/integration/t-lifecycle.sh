@@ -9,6 +9,12 @@ leftovers "after a normal exit"
 pid=$!
 for i in $(seq 50); do pgrep -u "$(id -u)" -x hutch-squashfs >/dev/null && break; sleep 0.1; done
 check "the squashfs server runs while the payload does" 'pgrep -u "$(id -u)" -x hutch-squashfs >/dev/null'
+srv=$(pgrep -u "$(id -u)" -x hutch-squashfs | head -1)
+if [ -x "$(dirname "$HUTCH")/hutch-squashfs" ]; then
+	check "the server is the static hutch-squashfs found beside hutch" '[ "$(readlink "/proc/$srv/exe")" = "$(dirname "$HUTCH")/hutch-squashfs" ]'
+else
+	check "without hutch-squashfs beside it, hutch serves from a copy of itself" '[ "$(readlink "/proc/$srv/exe")" = "$HUTCH" ]'
+fi
 for i in $(seq 50); do [ "$(cat /proc/$pid/comm 2>/dev/null)" = sleep ] && break; sleep 0.1; done
 check "the payload runs as the hutch pid itself (exec, no wrapper process)" '[ "$(cat /proc/$pid/comm)" = sleep ]'
 kill -9 "$pid"
@@ -36,6 +42,11 @@ rc=$?
 check "SIGTERM reaches a --pid payload through the init" '[ $rc -eq 143 ]'
 run timeout 10 "$HUTCH" exec "$I" sh -c 'sleep 0.2 & wait; echo waited'
 check "a payload that waits for all children is not held up" 'out_is waited && [ $RC -eq 0 ]'
+# hutch alone, without the static server beside it: a copy of itself serves
+mkdir "$T/alone" && cp "$HUTCH" "$T/alone/hutch"
+run "$T/alone/hutch" exec "$I" cat /etc/hutch-test-marker
+check "hutch without hutch-squashfs beside it still runs a SIF (its own copy serves)" '[ $RC -eq 0 ] && [ -s "$OUT" ]'
+leftovers "a copy of hutch alone"
 start=$(date +%s%N)
 x=$(timeout 10 "$HUTCH" exec "$I" echo piped)
 ms=$(( ($(date +%s%N) - start) / 1000000 ))
