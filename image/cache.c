@@ -100,7 +100,7 @@ int file_cache_get(int dirfd, const struct file_cache_key *k, uint64_t file_size
         if (fd < 0)
                 return -errno;
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-            (uint64_t) st.st_size != file_size) {
+            (file_size && (uint64_t) st.st_size != file_size)) {
                 close(fd);
                 unlinkat(dirfd, name, 0); /* not what the name promises: never again */
                 return -ESTALE;

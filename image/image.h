@@ -137,7 +137,7 @@ void image_serve_resume(void);
 struct file_cache_key {
         uint64_t dev, ino, size, mtime_ns, ctime_ns; /* the image file */
         uint64_t offset;                             /* of the squashfs in it */
-        uint64_t inode;                              /* the file's squashfs inode number */
+        uint64_t inode; /* the file's squashfs inode number; a fragment block: its index | 1 << 63 */
 };
 #define FILE_CACHE_NAME_MAX 128
 /* $XDG_RUNTIME_DIR/hutch/cache when that folder is uid's, else /dev/shm/hutch-UID/cache. */
@@ -145,7 +145,8 @@ int file_cache_path(uid_t uid, const char *xdg_runtime_dir, char **ret);
 /* The folder, opened (made with create); -EPERM when a level of it is not uid's alone. */
 int file_cache_open(uid_t uid, const char *xdg_runtime_dir, bool create);
 void file_cache_name(const struct file_cache_key *k, char *buf, size_t len);
-/* An entry, opened, checked to be of file_size bytes and marked used; -ENOENT, -ESTALE. */
+/* An entry, opened, checked to be of file_size bytes (unless 0) and marked used; -ENOENT,
+ * -ESTALE. */
 int file_cache_get(int dirfd, const struct file_cache_key *k, uint64_t file_size);
 /* Store size bytes as the entry of k, then trim the folder to max bytes (-EFBIG: an entry
  * of more than half of max is not kept). */

@@ -90,48 +90,6 @@ static bool pushed_add(fuse_ino_t ino)
         return true;
 }
 
-/* Decompress a whole regular file into out (zeroed, of at least its size): data blocks go
- * from the image straight into place, not through squashfuse's block cache (whose fresh
- * 128 KiB blocks would each cost 32 page faults), then the tail from its fragment block. */
-static int read_whole(sqfs *fs, sqfs_inode *inode, char *out)
-{
-        uint64_t size = inode->xtra.reg.file_size, off = 0;
-        size_t bs = fs->sb.block_size;
-        _cleanup_free_ char *in = malloc(bs);
-        if (!in)
-                return -ENOMEM;
-        sqfs_blocklist bl;
-        sqfs_blocklist_init(fs, inode, &bl);
-        while (bl.remain > 0) {
-                if (sqfs_blocklist_next(&bl) != SQFS_OK)
-                        return -EIO;
-                size_t want = size - off < bs ? (size_t) (size - off) : bs;
-                bool compressed;
-                uint32_t csize;
-                sqfs_data_header(bl.header, &compressed, &csize);
-                if (csize > bs)
-                        return -EIO;
-                if (csize > 0) { /* 0: a hole, zeros already */
-                        char *dst = compressed ? in : out + off;
-                        if (pread(fs->fd, dst, csize, (off_t) (bl.block + fs->offset)) != (ssize_t) csize)
-                                return -EIO;
-                        size_t got = want;
-                        if (compressed && (fs->decompressor(in, csize, out + off, &got) != SQFS_OK || got != want))
-                                return -EIO;
-                }
-                off += want;
-        }
-        if (off < size) {
-                size_t foff, fsize;
-                sqfs_block *block;
-                if (sqfs_frag_block(fs, inode, &foff, &fsize, &block) != SQFS_OK || fsize != size - off ||
-                    foff + fsize > block->size)
-                        return -EIO;
-                memcpy(out + off, (char *) block->data + foff, fsize); /* cached: not disposed */
-        }
-        return 0;
-}
-
 /* The decompressed-file cache (image/cache.c), per serving thread: opened at the first
  * file worth keeping (-EBADF until then; another negative value: none) */
 static __thread struct {
@@ -172,12 +130,111 @@ static void cache_done(void)
         cache.dirfd = -ENOTSUP;
 }
 
+/* A fragment block (the tails of files, and whole small ones, packed together) freshly
+ * inflated for a file, to be kept in the cache once the open is answered. Fragment
+ * entries are keyed by the fragment's index with the top bit set (inode numbers have 32). */
+#define FRAG_KEY (1ull << 63)
+struct frag_put {
+        const void *data; /* squashfuse's cached block: valid until it inflates another */
+        size_t size;
+        struct file_cache_key key;
+};
+
+/* The fragment entries a server has open (many small files share a block: one pread
+ * each once the entry is open), oldest first out. */
+#define FRAG_FDS 8
+static __thread struct {
+        uint32_t idx[FRAG_FDS];
+        int fd[FRAG_FDS]; /* 0: free (fds of entries are never 0, stdin being open) */
+        unsigned next;
+} frag_fds;
+
+static int frag_fd(const struct file_cache_key *key, uint32_t idx)
+{
+        for (unsigned i = 0; i < FRAG_FDS; i++)
+                if (frag_fds.fd[i] > 0 && frag_fds.idx[i] == idx)
+                        return frag_fds.fd[i];
+        int fd = file_cache_get(cache.dirfd, key, 0);
+        if (fd <= 0)
+                return -1;
+        unsigned i = frag_fds.next++ % FRAG_FDS;
+        if (frag_fds.fd[i] > 0)
+                close(frag_fds.fd[i]);
+        frag_fds.fd[i] = fd;
+        frag_fds.idx[i] = idx;
+        return fd;
+}
+
+static void frag_fds_close(void)
+{
+        for (unsigned i = 0; i < FRAG_FDS; i++)
+                if (frag_fds.fd[i] > 0)
+                        close(frag_fds.fd[i]);
+        memset(&frag_fds, 0, sizeof frag_fds);
+}
+
+/* The tail of a file from its fragment block: from the cache when the block is there
+ * (only the bytes wanted are read), else inflated and noted in *put for the cache. */
+static int read_tail(sqfs *fs, sqfs_inode *inode, char *out, size_t want, struct frag_put *put)
+{
+        struct file_cache_key key = cache.key;
+        key.inode = FRAG_KEY | inode->xtra.reg.frag_idx;
+        if (cache_dir() >= 0) {
+                int fd = frag_fd(&key, inode->xtra.reg.frag_idx);
+                if (fd >= 0 && pread_full(fd, out, want, inode->xtra.reg.frag_off) == (ssize_t) want)
+                        return 0;
+        }
+        size_t foff, fsize;
+        sqfs_block *block;
+        if (sqfs_frag_block(fs, inode, &foff, &fsize, &block) != SQFS_OK || fsize != want || foff + fsize > block->size)
+                return -EIO;
+        memcpy(out, (char *) block->data + foff, fsize); /* cached: not disposed */
+        if (put && cache.dirfd >= 0)
+                *put = (struct frag_put){.data = block->data, .size = block->size, .key = key};
+        return 0;
+}
+
+/* Decompress a whole regular file into out (zeroed, of at least its size): data blocks go
+ * from the image straight into place, not through squashfuse's block cache (whose fresh
+ * 128 KiB blocks would each cost 32 page faults), then the tail from its fragment block. */
+static int read_whole(sqfs *fs, sqfs_inode *inode, char *out, struct frag_put *put)
+{
+        uint64_t size = inode->xtra.reg.file_size, off = 0;
+        size_t bs = fs->sb.block_size;
+        sqfs_blocklist bl;
+        sqfs_blocklist_init(fs, inode, &bl);
+        _cleanup_free_ char *in = bl.remain > 0 ? malloc(bs) : NULL;
+        if (bl.remain > 0 && !in)
+                return -ENOMEM;
+        while (bl.remain > 0) {
+                if (sqfs_blocklist_next(&bl) != SQFS_OK)
+                        return -EIO;
+                size_t want = size - off < bs ? (size_t) (size - off) : bs;
+                bool compressed;
+                uint32_t csize;
+                sqfs_data_header(bl.header, &compressed, &csize);
+                if (csize > bs)
+                        return -EIO;
+                if (csize > 0) { /* 0: a hole, zeros already */
+                        char *dst = compressed ? in : out + off;
+                        if (pread(fs->fd, dst, csize, (off_t) (bl.block + fs->offset)) != (ssize_t) csize)
+                                return -EIO;
+                        size_t got = want;
+                        if (compressed && (fs->decompressor(in, csize, out + off, &got) != SQFS_OK || got != want))
+                                return -EIO;
+                }
+                off += want;
+        }
+        return off < size ? read_tail(fs, inode, out + off, (size_t) (size - off), put) : 0;
+}
+
 /* A file pushed whole, kept mapped until the open is answered when it is to be cached. */
 struct push {
         char *buf;
         size_t map;
         uint64_t size;
         struct file_cache_key key;
+        struct frag_put frag;
 };
 
 static void push_file(sqfs_ll *ll, fuse_ino_t ino, struct push *p)
@@ -210,7 +267,7 @@ static void push_file(sqfs_ll *ll, fuse_ino_t ino, struct push *p)
         if (buf == MAP_FAILED)
                 return;
         if (!ok)
-                keep = ok = read_whole(&ll->fs, &inode, buf) == 0;
+                keep = ok = read_whole(&ll->fs, &inode, buf, &p->frag) == 0;
         if (ok)
                 for (uint64_t off = 0; off < size; off += PUSH_CHUNK) {
                         size_t n = size - off < PUSH_CHUNK ? (size_t) (size - off) : PUSH_CHUNK;
@@ -219,9 +276,12 @@ static void push_file(sqfs_ll *ll, fuse_ino_t ino, struct push *p)
                         if (fuse_lowlevel_notify_store(served, ino, (off_t) off, &bv, 0) != 0)
                                 break;
                 }
-        if (keep && cacheable)
-                *p = (struct push){.buf = buf, .map = map, .size = size, .key = key};
-        else
+        if (keep && cacheable) {
+                p->buf = buf;
+                p->map = map;
+                p->size = size;
+                p->key = key;
+        } else
                 munmap(buf, map);
 }
 
@@ -231,7 +291,13 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         if (!(fi->flags & (O_WRONLY | O_RDWR)) && pushed_add(ino))
                 push_file(fuse_req_userdata(req), ino, &p);
         sqfs_ll_op_open(req, ino, fi);
-        if (p.buf) { /* written once the opener goes on */
+        /* written once the opener goes on */
+        if (p.frag.data) {
+                int r = file_cache_put(cache.dirfd, &p.frag.key, p.frag.data, p.frag.size, cache.max);
+                if (r < 0 && r != -EFBIG)
+                        log_debug("cannot keep a decompressed fragment block: %s", strerror(-r));
+        }
+        if (p.buf) {
                 int r = file_cache_put(cache.dirfd, &p.key, p.buf, p.size, cache.max);
                 if (r < 0 && r != -EFBIG)
                         log_debug("cannot keep a decompressed file: %s", strerror(-r));
@@ -477,6 +543,7 @@ static void serve_from(int sock, int owner_fd, int ready_fd)
         for (int i = 0; i < 2; i++)
                 if (fds[i] >= 0)
                         close(fds[i]);
+        frag_fds_close();
         cache_done();
         image_thread_done();
         pthread_mutex_unlock(&serve_lock);

@@ -7,7 +7,10 @@ mkdir -m 0700 "$XDG_RUNTIME_DIR"
 C=$XDG_RUNTIME_DIR/hutch/cache
 BB=$IMAGES/rootfs/bin/busybox
 want=$(md5sum < "$BB")
-entries() { find "$C" -maxdepth 1 -name 'f-*' 2>/dev/null | wc -l; }
+# entries of whole files, and of fragment blocks (small files packed together; their key's
+# last field has the top bit set)
+entries() { find "$C" -maxdepth 1 -name 'f-*' ! -name 'f-*-8000000000*' 2>/dev/null | wc -l; }
+frags() { find "$C" -maxdepth 1 -name 'f-*-8000000000*' 2>/dev/null | wc -l; }
 conf() { printf '%s\n' "$@" > "$T/test.conf"; }
 # the server writes an entry once it has answered the open: wait for it to end
 run() { "$@" >"$OUT" 2>"$ERR" </dev/null; RC=$?; wait_for '[ -z "$(hutch_procs)" ]'; }
@@ -16,9 +19,18 @@ run "$HUTCH" cache list
 check "cache list of an empty cache" '[ $RC -eq 0 ] && out_has "There are 0 decompressed file" && out_has "$C"'
 
 run "$HUTCH" exec "$IMAGES/image.sif" true
-check "a SIF start keeps its /bin/sh decompressed" '[ $RC -eq 0 ] && [ "$(entries)" -eq 1 ] && cmp -s "$C"/f-* "$BB"'
-check "the cache folder is the user's alone" '[ "$(stat -c %a "$C")" = 700 ] && [ "$(stat -c %a "$C"/f-*)" = 600 ]'
-e=$(ls "$C"/f-*)
+e=$(find "$C" -maxdepth 1 -name 'f-*' ! -name 'f-*-8000000000*')
+check "a SIF start keeps its /bin/sh decompressed" '[ $RC -eq 0 ] && [ "$(entries)" -eq 1 ] && cmp -s "$e" "$BB"'
+check "and the fragment block of its small files (/etc/passwd...)" '[ "$(frags)" -eq 1 ]'
+check "the cache folder is the user's alone" '[ "$(stat -c %a "$C")" = 700 ] && [ "$(stat -c %a "$e")" = 600 ]'
+run "$HUTCH" exec "$IMAGES/image.sif" cat /etc/hutch-test-marker /etc/passwd
+check "small files come whole from a cached fragment block" '[ $RC -eq 0 ] && [ "$(head -1 "$OUT")" = image-marker ] && grep -q "^root:" "$OUT"'
+f=$(find "$C" -maxdepth 1 -name 'f-*-8000000000*')
+truncate -s 5 "$f"
+run "$HUTCH" exec "$IMAGES/image.sif" cat /etc/hutch-test-marker
+check "a fragment entry cut short is not trusted" '[ $RC -eq 0 ] && out_is image-marker'
+wait_for '[ "$(stat -c %s "$f")" -gt 5 ]'
+check "and is written again whole" '[ "$(stat -c %s "$f")" -gt 5 ]'
 before=$(stat -c %.9Y "$e")
 sleep 0.05
 run "$HUTCH" exec "$IMAGES/image.sif" md5sum /bin/busybox
@@ -26,7 +38,7 @@ check "the next start serves it from the cache, whole and right" '[ $RC -eq 0 ] 
 check "a hit marks the entry used" '[ "$(stat -c %.9Y "$e")" != "$before" ] && [ "$(entries)" -eq 1 ]'
 
 run "$HUTCH" cache list
-check "cache list counts the entry" 'out_has "There are 1 decompressed file"'
+check "cache list counts the entries" 'out_has "There are 2 decompressed file"'
 
 truncate -s 4096 "$e"
 run "$HUTCH" exec "$IMAGES/image.sif" md5sum /bin/busybox
@@ -63,7 +75,7 @@ check "past its cap the least recently used entry goes first" '[ "$(entries)" -e
 conf "file cache size = 3M"
 cp "$IMAGES/image.sif" "$T/c4.sif"
 HUTCH_CONF=$T/test.conf run "$HUTCH" exec "$T/c4.sif" md5sum /bin/busybox
-check "a file of more than half the cap is served but not kept" '[ $RC -eq 0 ] && [ "$(cut -d" " -f1 "$OUT")" = "${want%% *}" ] && ! ls "$C" | grep -q "^f-[0-9a-f]*-$(printf %x "$(stat -c %i "$T/c4.sif")")-"'
+check "a file of more than half the cap is served but not kept" '[ $RC -eq 0 ] && [ "$(cut -d" " -f1 "$OUT")" = "${want%% *}" ] && ! find "$C" -name "f-*-$(printf %x "$(stat -c %i "$T/c4.sif")")-*" ! -name "f-*-8000000000*" | grep -q .'
 
 "$HUTCH" cache clean
 chmod 0777 "$C"

@@ -310,6 +310,10 @@ static void test_cache_entries(void **state)
         assert_int_equal(pread(e, back, sizeof back, 0), sizeof back);
         assert_memory_equal(back, data, sizeof data);
         close(e);
+        /* size 0: any size will do (a fragment block's) */
+        e = file_cache_get(fd, &a, 0);
+        assert_true(e >= 0);
+        close(e);
         /* an entry whose size is not the file's is dropped */
         assert_int_equal(file_cache_get(fd, &a, sizeof data + 1), -ESTALE);
         assert_false(has_entry(fd, &a));
