@@ -50,7 +50,7 @@ int verb_cache(struct cli *c, int argc, char **argv)
         uint64_t bytes = 0;
         size_t files = 0;
         if (!strcmp(cmd, "clean")) {
-                if (fd >= 0 && (r = file_cache_trim(fd, 0)) < 0) {
+                if (fd >= 0 && (r = file_cache_trim(fd, 0, NULL)) < 0) {
                         hutch_err_sys(&err, r, "cannot empty the cache folder '%s'", path);
                         return cli_fail(&err);
                 }

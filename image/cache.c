@@ -109,7 +109,8 @@ int file_cache_get(int dirfd, const struct file_cache_key *k, uint64_t file_size
         return fd;
 }
 
-int file_cache_put(int dirfd, const struct file_cache_key *k, const void *data, uint64_t size, uint64_t max)
+int file_cache_put(int dirfd, const struct file_cache_key *k, const void *data, uint64_t size, uint64_t max,
+                   int64_t *used)
 {
         static unsigned seq;
         char name[FILE_CACHE_NAME_MAX], tmp[64];
@@ -129,7 +130,18 @@ int file_cache_put(int dirfd, const struct file_cache_key *k, const void *data, 
                 unlinkat(dirfd, tmp, 0);
                 return r;
         }
-        return file_cache_trim(dirfd, max);
+        /* a scan of the folder costs a stat per entry: once per writer, then again only
+         * when its count says the cap is passed (other writers' entries unseen till then) */
+        uint64_t left;
+        if (used && *used >= 0) {
+                *used += (int64_t) ((size + 4095) & ~(uint64_t) 4095);
+                if ((uint64_t) *used <= max)
+                        return 0;
+        }
+        r = file_cache_trim(dirfd, max, &left);
+        if (used)
+                *used = r < 0 ? -1 : (int64_t) left;
+        return r;
 }
 
 struct entry {
@@ -230,7 +242,7 @@ int file_cache_usage(int dirfd, uint64_t *ret_bytes, size_t *ret_files)
         return 0;
 }
 
-int file_cache_trim(int dirfd, uint64_t max)
+int file_cache_trim(int dirfd, uint64_t max, uint64_t *ret_left)
 {
         struct entry *v;
         size_t n;
@@ -240,11 +252,15 @@ int file_cache_trim(int dirfd, uint64_t max)
         uint64_t total = 0;
         for (size_t i = 0; i < n; i++)
                 total += v[i].size;
-        for (size_t i = 0; i < n && (total > max || !startswith(v[i].name, ENTRY_PREFIX)); i++) {
+        /* past the cap, down to 7/8 of it: the next writes do not scan again at once */
+        uint64_t target = total > max ? max - max / 8 : max;
+        for (size_t i = 0; i < n && (total > target || !startswith(v[i].name, ENTRY_PREFIX)); i++) {
                 if (unlinkat(dirfd, v[i].name, 0) < 0 && errno != ENOENT && r == 0)
                         r = -errno;
                 total -= v[i].size;
         }
         entries_free(v, n);
+        if (ret_left)
+                *ret_left = total;
         return r;
 }

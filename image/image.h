@@ -149,12 +149,14 @@ void file_cache_name(const struct file_cache_key *k, char *buf, size_t len);
  * -ESTALE. */
 int file_cache_get(int dirfd, const struct file_cache_key *k, uint64_t file_size);
 /* Store size bytes as the entry of k, then trim the folder to max bytes (-EFBIG: an entry
- * of more than half of max is not kept). */
-int file_cache_put(int dirfd, const struct file_cache_key *k, const void *data, uint64_t size, uint64_t max);
+ * of more than half of max is not kept). used: the writer's count of the folder's bytes
+ * (-1: unknown yet), so that it scans the folder once, not at every entry; NULL: scan. */
+int file_cache_put(int dirfd, const struct file_cache_key *k, const void *data, uint64_t size, uint64_t max,
+                   int64_t *used);
 int file_cache_usage(int dirfd, uint64_t *ret_bytes, size_t *ret_files);
-/* Remove the least recently used entries until the folder holds at most max bytes (0:
- * everything, temporary files of running servers too). */
-int file_cache_trim(int dirfd, uint64_t max);
+/* Past max bytes, remove the least recently used entries down to 7/8 of max (0: everything,
+ * temporary files of running servers too); *ret_left (may be NULL): the bytes kept. */
+int file_cache_trim(int dirfd, uint64_t max, uint64_t *ret_left);
 
 /* ---- building (conversion folder <-> squashfs <-> SIF) */
 struct build_spec {

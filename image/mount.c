@@ -95,6 +95,7 @@ static bool pushed_add(fuse_ino_t ino)
 static __thread struct {
         int dirfd;
         uint64_t max;
+        int64_t used;              /* the folder's bytes as this server counts them; -1: not counted yet */
         struct file_cache_key key; /* the image's part of every entry's key */
 } cache;
 
@@ -103,6 +104,7 @@ static void cache_init(int image_fd, uint64_t offset, uint64_t max)
         struct stat st;
         cache.dirfd = max > 0 && fstat(image_fd, &st) == 0 ? -EBADF : -ENOTSUP;
         cache.max = max;
+        cache.used = -1;
         if (cache.dirfd == -EBADF)
                 cache.key = (struct file_cache_key){
                         .dev = st.st_dev,
@@ -293,12 +295,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         sqfs_ll_op_open(req, ino, fi);
         /* written once the opener goes on */
         if (p.frag.data) {
-                int r = file_cache_put(cache.dirfd, &p.frag.key, p.frag.data, p.frag.size, cache.max);
+                int r = file_cache_put(cache.dirfd, &p.frag.key, p.frag.data, p.frag.size, cache.max, &cache.used);
                 if (r < 0 && r != -EFBIG)
                         log_debug("cannot keep a decompressed fragment block: %s", strerror(-r));
         }
         if (p.buf) {
-                int r = file_cache_put(cache.dirfd, &p.key, p.buf, p.size, cache.max);
+                int r = file_cache_put(cache.dirfd, &p.key, p.buf, p.size, cache.max, &cache.used);
                 if (r < 0 && r != -EFBIG)
                         log_debug("cannot keep a decompressed file: %s", strerror(-r));
                 munmap(p.buf, p.map);

@@ -303,7 +303,7 @@ static void test_cache_entries(void **state)
                 data[i] = (char) (i * 7);
         struct file_cache_key a = {.dev = 1, .inode = 1}, b = {.dev = 1, .inode = 2}, c = {.dev = 1, .inode = 3};
         assert_int_equal(file_cache_get(fd, &a, sizeof data), -ENOENT);
-        assert_int_equal(file_cache_put(fd, &a, data, sizeof data, 1 << 20), 0);
+        assert_int_equal(file_cache_put(fd, &a, data, sizeof data, 1 << 20, NULL), 0);
         int e = file_cache_get(fd, &a, sizeof data);
         assert_true(e >= 0);
         char back[sizeof data];
@@ -318,21 +318,38 @@ static void test_cache_entries(void **state)
         assert_int_equal(file_cache_get(fd, &a, sizeof data + 1), -ESTALE);
         assert_false(has_entry(fd, &a));
         /* more than half the cap: not kept */
-        assert_int_equal(file_cache_put(fd, &a, data, sizeof data, 30000), -EFBIG);
+        assert_int_equal(file_cache_put(fd, &a, data, sizeof data, 30000, NULL), -EFBIG);
         assert_false(has_entry(fd, &a));
 
         /* the least recently used go first */
-        assert_int_equal(file_cache_put(fd, &a, data, sizeof data, 1 << 20), 0);
-        assert_int_equal(file_cache_put(fd, &b, data, sizeof data, 1 << 20), 0);
+        assert_int_equal(file_cache_put(fd, &a, data, sizeof data, 1 << 20, NULL), 0);
+        assert_int_equal(file_cache_put(fd, &b, data, sizeof data, 1 << 20, NULL), 0);
         set_used(fd, &a, 2000);
         set_used(fd, &b, 1000);
-        assert_int_equal(file_cache_put(fd, &c, data, sizeof data, 40000), 0);
+        assert_int_equal(file_cache_put(fd, &c, data, sizeof data, 40000, NULL), 0);
         assert_true(has_entry(fd, &a) && !has_entry(fd, &b) && has_entry(fd, &c));
         uint64_t bytes;
         size_t files;
         assert_int_equal(file_cache_usage(fd, &bytes, &files), 0);
         assert_int_equal(files, 2);
         assert_true(bytes >= 2 * sizeof data && bytes <= 40000);
+        /* a writer that counts: no scan while its count is under the cap, then one */
+        int64_t used = -1;
+        struct file_cache_key d = {.dev = 1, .inode = 4}, e2 = {.dev = 1, .inode = 5};
+        assert_int_equal(file_cache_put(fd, &d, data, sizeof data, 1 << 20, &used), 0);
+        assert_true(used >= 3 * (int64_t) sizeof data);
+        int64_t before = used;
+        assert_int_equal(file_cache_put(fd, &e2, data, sizeof data, 1 << 20, &used), 0);
+        assert_int_equal(used, before + (int64_t) sizeof data);
+        set_used(fd, &a, 3000);
+        set_used(fd, &c, 4000);
+        set_used(fd, &d, 5000);
+        set_used(fd, &e2, 6000);
+        used = 1 << 20; /* says full: the next put scans and trims to 7/8 of the cap */
+        struct file_cache_key f = {.dev = 1, .inode = 6};
+        assert_int_equal(file_cache_put(fd, &f, data, sizeof data, 65536, &used), 0);
+        assert_true(used <= 65536 - 65536 / 8 && !has_entry(fd, &a) && has_entry(fd, &f));
+        assert_int_equal(file_cache_trim(fd, 0, NULL), 0);
 
         /* a stale temporary file (a server that died) goes at the next trim; a fresh one is
          * being written and stays, except for a full clean */
@@ -344,10 +361,10 @@ static void test_cache_entries(void **state)
         t = openat(fd, ".t-1-2", O_WRONLY | O_CREAT, 0600);
         assert_true(t >= 0);
         close(t);
-        assert_int_equal(file_cache_trim(fd, 1 << 20), 0);
+        assert_int_equal(file_cache_trim(fd, 1 << 20, NULL), 0);
         assert_int_equal(faccessat(fd, ".t-1-1", F_OK, 0), -1);
         assert_int_equal(faccessat(fd, ".t-1-2", F_OK, 0), 0);
-        assert_int_equal(file_cache_trim(fd, 0), 0);
+        assert_int_equal(file_cache_trim(fd, 0, NULL), 0);
         assert_int_equal(file_cache_usage(fd, &bytes, &files), 0);
         assert_int_equal(files, 0);
         assert_int_equal(faccessat(fd, ".t-1-2", F_OK, 0), -1);
