@@ -209,7 +209,8 @@ static int entries_read(int dirfd, bool temps, struct entry **ret, size_t *ret_n
                 free(v);
                 return r;
         }
-        qsort(v, n, sizeof *v, entry_cmp);
+        if (n > 0) /* v is NULL then: qsort's arguments must not be */
+                qsort(v, n, sizeof *v, entry_cmp);
         *ret = v;
         *ret_n = n;
         return 0;

@@ -19,9 +19,12 @@ mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs tmpfs /dev/shm
-mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
-mount -t tmpfs tmpfs /var/tmp
+# fresh /tmp and /var/tmp, unless the checkout (or the build) is in one: the overlay's own
+# copy stays writable then
+for t in /tmp /var/tmp; do
+	case "$SRC/ $HUTCH" in "$t"/* | *" $t"/*) ;; *) mount -t tmpfs tmpfs "$t" ;; esac
+done
 mount -t cgroup2 -o nsdelegate cgroup2 /sys/fs/cgroup
 ip link set lo up
 hostname hutch-vm
