@@ -356,30 +356,17 @@ static const struct fuse_lowlevel_ops sqfs_ops = {
 
 /* Fresh memory costs a page fault per 4 KiB page on first touch, dear on virtual machines
  * (this CI kind: ~10 us a page, 18 us after fork's copy-on-write, against 0.6 us a page
- * populated by one madvise). A supervisor's serving thread populates its heap (libfuse's
- * buffer, squashfuse's metadata and fragment blocks) at once, and every server keeps its
- * heap while requests come (serve_from tells why a batch server does not populate); a pushed file
- * is decompressed into a populated mapping of its own. Once the mount has been idle for
- * IDLE_MS, caches and heap are given back so that a long-running instance's server stays
- * small. */
-#define HEAP_PREFAULT (2u << 20)
+ * populated by one madvise). A server keeps its heap while requests come (128 KiB blocks
+ * from the heap, freed memory kept), and a pushed file is decompressed into a populated
+ * mapping of its own. Its heap is not populated ahead (serve_from tells why). Once the
+ * mount has been idle for IDLE_MS, caches and heap are given back so that a long-running
+ * instance's server stays small. */
 #define IDLE_MS 2000
 
 static void heap_keep(void)
 {
         mallopt(M_MMAP_THRESHOLD, 16 << 20); /* 128 KiB blocks come from the heap, not mmap */
         mallopt(M_TRIM_THRESHOLD, 64 << 20); /* and free() keeps it */
-}
-
-static void heap_prefault(void)
-{
-        heap_keep();
-        char *p = malloc(HEAP_PREFAULT);
-        if (!p)
-                return;
-        uintptr_t a = ((uintptr_t) p + 4095) & ~(uintptr_t) 4095;
-        madvise((void *) a, HEAP_PREFAULT - 8192, MADV_POPULATE_WRITE); /* Linux 5.14; else no-op */
-        free(p);
 }
 
 static int heap_release(struct image *img, struct fuse_buf *buf)
@@ -511,12 +498,13 @@ static void serve_from(int sock, int owner_fd, int ready_fd)
 {
         int fds[2] = {-EBADF, -EBADF};
         struct serve_msg m;
-        /* A supervisor's thread prefaults its heap once the mount has come (before, a
-         * folder's start would pay for it). A batch container's process does not: it is the
-         * start's critical path (the launcher reaches the mount first and waits for its
-         * INIT), and populating 2 MiB there cost more than the faults it saves (back to
-         * back, 40 starts each: 14.3/14.8/15.1 ms with it, 13.9/14.1/14.5 without; with the
-         * decompressed-file cache off: 20.8/20.8/20.7 against 20.1/20.6/20.3). */
+        /* Until session 7 servers populated 2 MiB of heap with one madvise before they
+         * answered the mount's FUSE_INIT. But the launcher reaches the mount first and waits
+         * there, and the populate cost more than the faults it saved. Back to back (medians):
+         * batch, 40 starts: 14.3/14.8/15.1 ms with it, 13.9/14.1/14.5 without (cache off:
+         * 20.8/20.8/20.7 against 20.1/20.6/20.3); instance start, 15 starts: 29.3/29.1/29.1/
+         * 29.5 against 28.4/28.5/29.0/28.7. A supervisor's thread changes malloc's
+         * settings once the mount has come (a folder's start need not). */
         bool thread = owner_fd < 0;
         cache.dirfd = -ENOTSUP;
         if (!thread)
@@ -534,7 +522,7 @@ static void serve_from(int sock, int owner_fd, int ready_fd)
                         .format = m.format, .fd = fds[1], .offset = m.offset, .size = m.size, .path = m.path};
                 struct hutch_error e = HUTCH_ERROR_INIT;
                 if (thread)
-                        heap_prefault();
+                        heap_keep();
                 cache_init(img.fd, img.offset, m.cache_max);
                 if (sqfs_handle_open(&img, &e) == 0) {
                         serve(&img, fds[0], owner_fd);
