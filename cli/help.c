@@ -79,17 +79,19 @@ static const struct {
          "Show an image's metadata (default: labels)."},
         {"run-help", "hutch run-help IMAGE", "Show the image's runscript help (/.singularity.d/runscript.help)."},
         {"build", "hutch build [--sandbox] [--force] TARGET SOURCE",
-         "Convert between a sandbox folder, a squashfs file and a SIF file. TARGET is a SIF file unless\n"
-         "--sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file)."},
+         "Convert between a sandbox folder, a squashfs file and a SIF file.\n"
+         "TARGET is a SIF file unless --sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file)."},
         {"sif", "hutch sif list|info ID|dump ID IMAGE.sif",
          "List a SIF file's objects, describe one, or write one's data to stdout."},
         {"cache", "hutch cache list|clean [-f|--force]",
-         "Show or empty your cache of decompressed image files. Files of at least one block (128 KiB)\n"
-         "that a container opens from a squashfs or SIF image are kept decompressed, so that the next\n"
-         "start of the same image need not inflate them again: in $XDG_RUNTIME_DIR/hutch/cache, else\n"
+         "Show or empty your cache of decompressed image files.\n"
+         "Files of at least one block (128 KiB) that a container opens from a squashfs or SIF image,\n"
+         "and the blocks that pack small files, are kept decompressed, so that the next start of the\n"
+         "same image need not inflate them again: in $XDG_RUNTIME_DIR/hutch/cache, else\n"
          "/dev/shm/hutch-UID/cache (tmpfs, so memory), least recently used first out beyond\n"
          "'file cache size' in hutch.conf (default 128M; 0: no cache). An entry is named after the\n"
-         "image file's device, inode, size and times, so a changed image never meets an old entry."},
+         "image file's device, inode, size and times, so a changed image never meets an old entry.\n"
+         "list: how many entries, their size, the folder; clean: removes them all (-f is accepted)."},
         {"version", "hutch version", "Print the version."},
         {"help", "hutch help [VERB]", "Show help."},
 };
@@ -105,7 +107,7 @@ void cli_help_print(const char *verb)
                 }
         printf("Usage: hutch [-d|-v|-q|-s] COMMAND [options] ...\n\n"
                "hutch runs containers from one image file or folder, as the calling user.\n\nCommands:\n");
-        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
-                printf("  %-9s %s\n", verbs[i].verb, verbs[i].what);
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) /* the first line: a summary */
+                printf("  %-9s %.*s\n", verbs[i].verb, (int) strcspn(verbs[i].what, "\n"), verbs[i].what);
         printf("\nRun 'hutch help COMMAND' for a command's options.\n");
 }
