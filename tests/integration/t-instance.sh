@@ -162,6 +162,13 @@ check "an idle instance is its supervisor and init: no launcher, no FUSE server 
 check "the supervisor serves the image's FUSE mount from a thread of its own" 'grep -q "^Threads:[[:space:]]*2$" /proc/$sup/status'
 check "the init is hutch-init exec'd from a memfd, a few KiB resident" \
 	'readlink /proc/$ipid/exe | grep -q "memfd:hutch-init" && [ "$(awk "/^VmRSS/{print \$2}" /proc/$ipid/status)" -lt 256 ]'
+# the start runs on one CPU (the FUSE thread and the container's first programs); every task
+# has the caller's affinity back once the instance is up
+mine=$(grep Cpus_allowed_list /proc/self/status | cut -f2)
+hp=$(pgrep -u "$(id -u)" -x httpd | head -1)
+aff_ok() { for t in /proc/$1/task/*; do [ "$(grep Cpus_allowed_list "$t/status" | cut -f2)" = "$mine" ] || return 1; done; }
+check "after the start, the supervisor's threads, the init and the payload have the caller's CPUs back ($mine)" \
+	'wait_for "aff_ok $sup && aff_ok $ipid && aff_ok $hp"'
 kill -9 "$ipid"
 check "kill -9 of the init: the supervisor (and its FUSE thread) leave too" \
 	'wait_for "[ -z \"\$(pgrep -u $(id -u) -x hutch-supervise)\" ]" && ! "$HUTCH" instance list | grep -q ^victim'
