@@ -61,7 +61,7 @@ struct sup {
         bool ready, stopping, finishing, backing_off;
         int settled_in_row;
         struct timespec settle_start;
-        /* the first start runs on one CPU (pin_start); the mask everything gets back */
+        /* the set-up of the first start runs on one CPU (pin_start); the mask to go back to */
         bool pinned;
         cpu_set_t affinity, pin;
         unsigned backoff_ms;
@@ -230,6 +230,8 @@ static int launcher_main(void *p)
         spec.instance = true;
         spec.notify_fd = notify;
         spec.serve_sock = serve;
+        spec.affinity = a->u->pinned ? &a->u->affinity : NULL;
+        spec.affinity_size = spec.affinity ? sizeof a->u->affinity : 0;
         int status = 0;
         if (runtime_launch(&spec, &status, &err) < 0) {
                 struct launch_event ev = {.type = LAUNCH_EVENT_FAILED, .err = err};
@@ -263,13 +265,14 @@ static void timer_off(struct sup *u)
 
 static void on_started(struct sup *u, pid_t pid);
 
-/* The first start of an instance runs on one CPU until the container has settled (at most
- * PIN_MS): the image server's thread, the launcher, the init and the payload's first
- * programs, which exchange a FUSE request and its answer at every step. Across the two
- * vCPUs of this project's CI kind each exchange pays a wake-up of the other vCPU (up to
- * ~0.9 ms); the whole start pinned with taskset took 24-28 ms against 31-35 unpinned. */
-#define PIN_MS 50
-
+/* An instance's set-up runs on one CPU: the image server's thread, the launcher and the
+ * init (until it forks the payload), which trade a FUSE request and its answer at every
+ * step of the set-up. Across the two vCPUs of this project's CI kind each trade pays a
+ * wake-up of the other vCPU (up to ~0.9 ms). The payload never sees the pinned mask: the
+ * init takes the original back before it forks it, and so do our threads once the
+ * launcher is done. (Pinning the payload's first programs too gained ~1 ms more, but a
+ * container task that pinned itself to that very CPU at once could not be told from one
+ * still pinned by us.) */
 static void pin_start(struct sup *u)
 {
         int cpu = sched_getcpu();
@@ -281,47 +284,17 @@ static void pin_start(struct sup *u)
         u->pinned = sched_setaffinity(0, sizeof u->pin, &u->pin) == 0;
 }
 
-/* Tasks still on the pinned mask get theirs back (one that set its own keeps it); each
- * task before its children, so that a child forked meanwhile inherits the mask back or is
- * listed. */
-static void unpin_tasks(struct sup *u, pid_t pid, bool descend, int depth)
-{
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/task", (int) pid);
-        _cleanup_closedir_ DIR *d = opendir(path);
-        struct dirent *de;
-        while (d && depth <= 64 && (de = readdir(d))) {
-                if (de->d_name[0] == '.')
-                        continue;
-                pid_t tid = atoi(de->d_name);
-                cpu_set_t now;
-                if (sched_getaffinity(tid, sizeof now, &now) == 0 && CPU_EQUAL(&now, &u->pin))
-                        sched_setaffinity(tid, sizeof u->affinity, &u->affinity);
-                if (!descend)
-                        continue;
-                char cpath[96];
-                _cleanup_free_ char *kids = NULL;
-                snprintf(cpath, sizeof cpath, "/proc/%d/task/%d/children", (int) pid, (int) tid);
-                if (read_full_at(AT_FDCWD, cpath, 1 << 16, &kids, NULL) < 0)
-                        continue;
-                for (char *p = kids, *e; *p; p = e) {
-                        pid_t k = (pid_t) strtol(p, &e, 10);
-                        if (e == p)
-                                break;
-                        if (k > 0)
-                                unpin_tasks(u, k, true, depth + 1);
-                }
-        }
-}
-
+/* Our threads (the FUSE thread and this one) get the original mask back. */
 static void unpin(struct sup *u)
 {
         if (!u->pinned)
                 return;
         u->pinned = false;
-        unpin_tasks(u, getpid(), false, 0); /* our own threads */
-        if (u->st.pid > 0)
-                unpin_tasks(u, u->st.pid, true, 0);
+        _cleanup_closedir_ DIR *d = opendir("/proc/self/task");
+        struct dirent *de;
+        while (d && (de = readdir(d)))
+                if (de->d_name[0] != '.')
+                        sched_setaffinity((pid_t) atoi(de->d_name), sizeof u->affinity, &u->affinity);
 }
 
 /* Start the container; returns once its payload runs (or setup failed). */
@@ -351,8 +324,7 @@ static int container_start(struct sup *u, struct hutch_error *err)
         }
         struct launcher_args a = {.u = u, .notify = sp[1], .serve = fs[1], .supervisor = getpid()};
         int ws = run_in_vfork(launcher_main, &a, LAUNCHER_STACK);
-        if (u->pinned) /* this thread only samples from now on: not on the container's CPU */
-                sched_setaffinity(0, sizeof u->affinity, &u->affinity);
+        unpin(u);
         close(sp[1]);
         close(fs[1]);
         struct launch_event ev = {0};
@@ -437,12 +409,9 @@ static void on_settle_tick(struct sup *u)
         long waited_ms =
                 (now.tv_sec - u->settle_start.tv_sec) * 1000 + (now.tv_nsec - u->settle_start.tv_nsec) / 1000000;
         u->settled_in_row = tree_settled(u->st.pid, 0) ? u->settled_in_row + 1 : 0;
-        if (waited_ms >= PIN_MS)
-                unpin(u);
         if (u->settled_in_row < 2 && waited_ms < (long) u->spec->settle_ms)
                 return;
         timer_off(u);
-        unpin(u);
         u->ready = true;
         state_save(u);
         note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);

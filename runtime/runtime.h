@@ -38,6 +38,10 @@ struct launch_spec {
         /* with instance: the socket to the supervisor's FUSE server thread (> 0), see
          * image_serve_thread() */
         int serve_sock;
+        /* with instance: the CPU affinity the init takes back before it forks the payload
+         * (the set-up runs on one CPU with the image server's thread); NULL: none */
+        const void *affinity;
+        size_t affinity_size;
         /* Resource limits: the launcher stays outside as a small parent that creates the
          * cgroup, waits, reports an OOM kill and removes the cgroup. NULL: none. */
         const struct cgroup_limits *limits;

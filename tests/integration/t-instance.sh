@@ -167,8 +167,15 @@ check "the init is hutch-init exec'd from a memfd, a few KiB resident" \
 mine=$(grep Cpus_allowed_list /proc/self/status | cut -f2)
 hp=$(pgrep -u "$(id -u)" -x httpd | head -1)
 aff_ok() { for t in /proc/$1/task/*; do [ "$(grep Cpus_allowed_list "$t/status" | cut -f2)" = "$mine" ] || return 1; done; }
-check "after the start, the supervisor's threads, the init and the payload have the caller's CPUs back ($mine)" \
+check "after the start, the supervisor's threads, the init and the payload have the caller's CPUs ($mine)" \
 	'wait_for "aff_ok $sup && aff_ok $ipid && aff_ok $hp"'
+cp -a "$IMAGES/rootfs" "$T/affimg"
+printf '#!/bin/sh\ngrep Cpus_allowed_list /proc/self/status\n' > "$T/affimg/.singularity.d/startscript"
+chmod 755 "$T/affimg/.singularity.d/startscript"
+run "$HUTCH" instance start "$T/affimg" aff
+check "the payload's very first program has the caller's CPUs, never the set-up's one" \
+	'wait_for "grep -q Cpus_allowed_list \"\$HOME\"/.hutch/logs/*/aff.out" && [ "$(cut -f2 "$HOME"/.hutch/logs/*/aff.out)" = "$mine" ]'
+"$HUTCH" instance stop aff >/dev/null 2>&1
 kill -9 "$ipid"
 check "kill -9 of the init: the supervisor (and its FUSE thread) leave too" \
 	'wait_for "[ -z \"\$(pgrep -u $(id -u) -x hutch-supervise)\" ]" && ! "$HUTCH" instance list | grep -q ^victim'
