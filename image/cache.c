@@ -163,14 +163,9 @@ static int entry_cmp(const void *a, const void *b)
 /* The entries (and, with temps, the temporary files) in dirfd: sorted oldest first. */
 static int entries_read(int dirfd, bool temps, struct entry **ret, size_t *ret_n)
 {
-        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
+        DIR *d = dir_stream_at(dirfd);
+        if (!d)
                 return -errno;
-        DIR *d = fdopendir(fd);
-        if (!d) {
-                close(fd);
-                return -ENOMEM;
-        }
         struct entry *v = NULL;
         size_t n = 0, cap = 0;
         int r = 0;

@@ -63,7 +63,7 @@ struct sup {
         struct timespec settle_start;
         /* the set-up of the first start runs on one CPU (pin_start); the mask to go back to */
         bool pinned;
-        cpu_set_t affinity, pin;
+        cpu_set_t affinity;
         unsigned backoff_ms;
         time_t run_started;
 };
@@ -279,9 +279,10 @@ static void pin_start(struct sup *u)
         if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof u->affinity, &u->affinity) < 0 ||
             CPU_COUNT(&u->affinity) < 2 || !CPU_ISSET(cpu, &u->affinity))
                 return;
-        CPU_ZERO(&u->pin);
-        CPU_SET(cpu, &u->pin);
-        u->pinned = sched_setaffinity(0, sizeof u->pin, &u->pin) == 0;
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(cpu, &one);
+        u->pinned = sched_setaffinity(0, sizeof one, &one) == 0;
 }
 
 /* Our threads (the FUSE thread and this one) get the original mask back. */

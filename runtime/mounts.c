@@ -81,14 +81,9 @@ static void split_entries_free(struct split_entry *e, size_t n)
 
 static int split_read(int dfd, struct split_entry **ret, size_t *ret_n)
 {
-        int copy = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (copy < 0)
+        DIR *d = dir_stream_at(dfd);
+        if (!d)
                 return -errno;
-        DIR *d = fdopendir(copy);
-        if (!d) {
-                close(copy);
-                return -errno;
-        }
         struct split_entry *v = NULL;
         size_t n = 0;
         struct dirent *de;

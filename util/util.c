@@ -300,6 +300,20 @@ int mkdir_p_at(int dirfd, const char *path, mode_t mode)
         return 0;
 }
 
+DIR *dir_stream_at(int dirfd)
+{
+        int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return NULL;
+        DIR *d = fdopendir(fd);
+        if (!d) {
+                int e = errno;
+                close(fd);
+                errno = e;
+        }
+        return d;
+}
+
 bool path_is_abs(const char *p)
 {
         return p && p[0] == '/';

@@ -2,6 +2,7 @@
  * fd-relative paths and process helpers. Returns -errno, never prints. */
 #pragma once
 
+#include <dirent.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +44,9 @@ ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
 /* Create every missing directory of path (absolute, or relative to dirfd). Existing
  * components may be symlinks; the folders it creates are entered without following any. */
 int mkdir_p_at(int dirfd, const char *path, mode_t mode);
+/* A directory stream over dirfd's folder, on an fd of its own (dirfd stays usable and
+ * open); NULL with errno set. */
+DIR *dir_stream_at(int dirfd);
 /* Lexically normalise an absolute path: collapse //, ., .. ; result is malloc'd. */
 int path_normalize(const char *path, char **ret);
 bool path_is_abs(const char *p);

@@ -88,6 +88,16 @@ run "$HUTCH" exec "$IMAGES/image.sif" true
 check "a cache folder that is a symlink is not followed" '[ $RC -eq 0 ] && [ -z "$(ls "$T" | grep "^f-")" ]'
 rm "$C"
 
+# without a runtime folder of the user's: tmpfs in /dev/shm, in a folder only the user owns
+shm=/dev/shm/hutch-$(id -u)
+had_shm=$([ -e "$shm" ] && echo y)
+run env -u XDG_RUNTIME_DIR "$HUTCH" exec "$IMAGES/image.sif" true
+check "without XDG_RUNTIME_DIR the cache is $shm/cache, 0700" \
+	'[ $RC -eq 0 ] && [ -n "$(ls "$shm/cache" | grep "^f-")" ] && [ "$(stat -c %a "$shm")" = 700 ]'
+run env -u XDG_RUNTIME_DIR "$HUTCH" cache list
+check "cache list names that folder" 'out_has "$shm/cache"'
+[ -n "$had_shm" ] || rm -rf "$shm"
+
 run "$HUTCH" exec "$IMAGES/rootfs" true
 check "a folder image keeps nothing" '[ $RC -eq 0 ] && [ "$(entries)" -eq 0 ]'
 

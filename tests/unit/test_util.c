@@ -3,6 +3,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
@@ -199,13 +200,39 @@ static void test_fds(void **state)
                 close(all[i]);
 }
 
+static void test_dir_stream(void **state)
+{
+        (void) state;
+        char dir[] = "/tmp/hutch-test-dir.XXXXXX", path[64];
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof path, "%s/f", dir);
+        assert_int_equal(write_file_at(AT_FDCWD, path, "x", 1, 0600), 0);
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        DIR *d = dir_stream_at(fd);
+        assert_non_null(d);
+        int seen = 0;
+        for (struct dirent *de; (de = readdir(d));)
+                seen += !strcmp(de->d_name, "f");
+        closedir(d);
+        assert_int_equal(seen, 1);
+        /* the caller's fd is its own still */
+        assert_int_equal(faccessat(fd, "f", F_OK, 0), 0);
+        close(fd);
+        errno = 0;
+        assert_null(dir_stream_at(-1));
+        assert_int_equal(errno, EBADF);
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_strv),  cmocka_unit_test(test_env),       cmocka_unit_test(test_quote),
                 cmocka_unit_test(test_split), cmocka_unit_test(test_normalize), cmocka_unit_test(test_env_name),
                 cmocka_unit_test(test_error), cmocka_unit_test(test_size),      cmocka_unit_test(test_proc),
-                cmocka_unit_test(test_vfork), cmocka_unit_test(test_fds),
+                cmocka_unit_test(test_vfork), cmocka_unit_test(test_fds),       cmocka_unit_test(test_dir_stream),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
