@@ -10,11 +10,6 @@
 #include "image/image.h"
 #include "util/util.h"
 
-static void mib(uint64_t bytes, char *buf, size_t len)
-{
-        snprintf(buf, len, "%.2f MiB", (double) bytes / (1 << 20));
-}
-
 int verb_cache(struct cli *c, int argc, char **argv)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
@@ -61,8 +56,8 @@ int verb_cache(struct cli *c, int argc, char **argv)
                 return cli_fail(&err);
         }
         char used[32], cap[32];
-        mib(bytes, used, sizeof used);
-        mib(c->conf.file_cache_size, cap, sizeof cap);
+        size_format(bytes, used, sizeof used);
+        size_format(c->conf.file_cache_size, cap, sizeof cap);
         printf("There are %zu decompressed file(s) using %s of space\nCache folder: %s (at most %s: 'file cache "
                "size' in hutch.conf)\n",
                files, used, path, cap);

@@ -466,18 +466,6 @@ static int cmd_logs(struct cli *c, int argc, char **argv)
         return r < 0 ? EXIT_HUTCH_FAILURE : 0;
 }
 
-static void human(uint64_t b, char *buf, size_t size)
-{
-        static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-        double v = (double) b;
-        size_t i = 0;
-        while (v >= 1024 && i + 1 < ELEMENTSOF(u)) {
-                v /= 1024;
-                i++;
-        }
-        snprintf(buf, size, i ? "%.1f%s" : "%.0f%s", v, u[i]);
-}
-
 static const struct option stats_options[] = {
         {"json", no_argument, NULL, 'j'},
         {"no-stream", no_argument, NULL, 'n'},
@@ -535,10 +523,10 @@ static int cmd_stats(struct cli *c, int argc, char **argv)
                         break;
                 double cpu = (b.cpu_usage_ns - a.cpu_usage_ns) / 1e9 / (tb - ta) * 100;
                 char mu[32], ml[32], rd[32], wr[32];
-                human(b.memory_current, mu, sizeof mu);
-                human(b.memory_limit, ml, sizeof ml);
-                human(b.io_read_bytes, rd, sizeof rd);
-                human(b.io_write_bytes, wr, sizeof wr);
+                size_format(b.memory_current, mu, sizeof mu);
+                size_format(b.memory_limit, ml, sizeof ml);
+                size_format(b.io_read_bytes, rd, sizeof rd);
+                size_format(b.io_write_bytes, wr, sizeof wr);
                 if (json)
                         printf("{\"instance\": \"%s\", \"cpu_percent\": %.2f, \"memory_usage\": %llu, "
                                "\"memory_limit\": %llu, \"pids\": %llu, \"pids_limit\": %llu, "

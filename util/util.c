@@ -314,6 +314,18 @@ DIR *dir_stream_at(int dirfd)
         return d;
 }
 
+void size_format(uint64_t bytes, char *buf, size_t len)
+{
+        static const char *const u[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+        double v = (double) bytes;
+        size_t i = 0;
+        while (v >= 1024 && i + 1 < ELEMENTSOF(u)) {
+                v /= 1024;
+                i++;
+        }
+        snprintf(buf, len, i ? "%.1f%s" : "%.0f%s", v, u[i]);
+}
+
 bool path_is_abs(const char *p)
 {
         return p && p[0] == '/';

@@ -56,6 +56,8 @@ bool dir_is_users(const char *path, uid_t uid);
 /* "512M", "2G", "1.5g", "4096", "10MiB": binary units K M G T P E (as Apptainer and
  * podman read them). -EINVAL on anything else, -ERANGE beyond 64 bits. */
 int size_parse(const char *s, uint64_t *ret);
+/* The other way, for people: "512B", "1.5KiB", "20.0MiB" (one decimal past bytes). */
+void size_format(uint64_t bytes, char *buf, size_t len);
 
 /* Process helpers. */
 int pidfd_open_self(void);

@@ -200,6 +200,20 @@ static void test_fds(void **state)
                 close(all[i]);
 }
 
+static void test_size_format(void **state)
+{
+        (void) state;
+        char b[32];
+        size_format(512, b, sizeof b);
+        assert_string_equal(b, "512B");
+        size_format(1536, b, sizeof b);
+        assert_string_equal(b, "1.5KiB");
+        size_format(128ull << 20, b, sizeof b);
+        assert_string_equal(b, "128.0MiB");
+        size_format(0, b, sizeof b);
+        assert_string_equal(b, "0B");
+}
+
 static void test_dir_stream(void **state)
 {
         (void) state;
@@ -229,10 +243,11 @@ static void test_dir_stream(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_strv),  cmocka_unit_test(test_env),       cmocka_unit_test(test_quote),
-                cmocka_unit_test(test_split), cmocka_unit_test(test_normalize), cmocka_unit_test(test_env_name),
-                cmocka_unit_test(test_error), cmocka_unit_test(test_size),      cmocka_unit_test(test_proc),
-                cmocka_unit_test(test_vfork), cmocka_unit_test(test_fds),       cmocka_unit_test(test_dir_stream),
+                cmocka_unit_test(test_strv),        cmocka_unit_test(test_env),       cmocka_unit_test(test_quote),
+                cmocka_unit_test(test_split),       cmocka_unit_test(test_normalize), cmocka_unit_test(test_env_name),
+                cmocka_unit_test(test_error),       cmocka_unit_test(test_size),      cmocka_unit_test(test_proc),
+                cmocka_unit_test(test_vfork),       cmocka_unit_test(test_fds),       cmocka_unit_test(test_dir_stream),
+                cmocka_unit_test(test_size_format),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
