@@ -437,6 +437,11 @@ static void on_container_exit(struct sup *u, int wstatus)
                 note(u, "the kernel's OOM killer killed a process of the container (memory limit reached)");
         if (!u->ready) {
                 timer_off(u);
+                /* what the container wrote before it exited is in the pipes, maybe not read
+                 * yet (the signal can come first in an epoll batch): into the logs before
+                 * the CLI reads them to show its error */
+                drain(u, u->out_pipe[0], &u->out);
+                drain(u, u->err_pipe[0], &u->err);
                 note(u, "container exited with status %d while starting", status);
                 struct hutch_error e = HUTCH_ERROR_INIT;
                 hutch_err(&e, -ECHILD, "instance '%s' failed to start: the container exited with status %d", u->st.name,
