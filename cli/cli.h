@@ -11,8 +11,6 @@
 
 struct cli {
         char **environ;
-        char **global_argv; /* the global flags given before the verb (passed to supervisors) */
-        int n_global;
         struct hutch_conf conf;
         bool conf_loaded;
 };
@@ -51,4 +49,3 @@ void launch_args_free(struct launch_args *a);
 
 void cli_instance_env(const struct cli *c, struct instance_env *ret);
 int verb_instance(struct cli *c, int argc, char **argv);
-int verb_supervise(struct cli *c, int argc, char **argv);

@@ -1,5 +1,4 @@
-/* `hutch instance start|run|list|stop|logs` and the hidden `hutch supervise`: parse, call
- * instanced/, print. */
+/* `hutch instance start|run|list|stop|logs`: parse, call instanced/, print. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -73,33 +72,12 @@ static void print_file(const char *path, FILE *to)
         close(fd);
 }
 
-/* The argv a supervisor is exec'd with: our global flags, then the same verb and options. */
-static char **supervisor_argv(const struct cli *c, const char *sub, int argc, char **argv)
-{
-        char **v = NULL;
-        if (strv_extend(&v, "hutch") < 0)
-                return NULL;
-        for (int i = 0; i < c->n_global; i++)
-                if (strv_extend(&v, c->global_argv[i]) < 0)
-                        goto fail;
-        if (strv_extend(&v, "supervise") < 0 || strv_extend(&v, "instance") < 0 || strv_extend(&v, sub) < 0)
-                goto fail;
-        for (int i = 1; i < argc; i++)
-                if (strv_extend(&v, argv[i]) < 0)
-                        goto fail;
-        return v;
-fail:
-        strv_free(v);
-        return NULL;
-}
-
-static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, bool supervise)
+static int cmd_start(struct cli *c, const char *sub, int argc, char **argv)
 {
         struct launch_args a = {.instance = true};
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct instance_spec is = {0};
         const char *verb = !strcmp(sub, "run") ? "instance run" : "instance start";
-        _cleanup_strv_ char **sargv = NULL;
         int r, status;
 
         a.spec.action = !strcmp(sub, "run") ? LAUNCH_RUN : LAUNCH_START;
@@ -124,15 +102,6 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, bool
         is.log_max_size = c->conf.instance_log_max_size;
         is.settle_ms = (unsigned) c->conf.instance_ready_timeout;
         cli_instance_env(c, &is.env);
-        if (supervise) {
-                r = instance_supervise(&is, 3, &err) < 0 ? EXIT_HUTCH_FAILURE : 0;
-                goto out;
-        }
-        is.supervisor_argv = sargv = supervisor_argv(c, sub, argc, argv);
-        if (!sargv) {
-                r = cli_usage_error(verb, "out of memory");
-                goto out;
-        }
         r = instance_start(&is, &status, &err);
         if (r < 0) {
                 /* the container's own words first, as it wrote them */
@@ -562,7 +531,7 @@ int verb_instance(struct cli *c, int argc, char **argv)
                 return sub ? 0 : EXIT_USAGE;
         }
         if (!strcmp(sub, "start") || !strcmp(sub, "run"))
-                return cmd_start(c, sub, argc - 1, argv + 1, false);
+                return cmd_start(c, sub, argc - 1, argv + 1);
         if (!strcmp(sub, "list"))
                 return cmd_list(c, argc - 1, argv + 1);
         if (!strcmp(sub, "stop"))
@@ -574,20 +543,3 @@ int verb_instance(struct cli *c, int argc, char **argv)
         return cli_usage_error("instance", "unknown instance command '%s'", sub);
 }
 
-/* The supervisor's fd 3 must be the socket `instance start` gave it: run by hand, the
- * verb would become a foreground supervisor nobody waits for. */
-static bool has_cli_socket(void)
-{
-        int type = 0;
-        socklen_t len = sizeof type;
-        return getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) == 0 && type == SOCK_SEQPACKET;
-}
-
-int verb_supervise(struct cli *c, int argc, char **argv)
-{
-        if (!has_cli_socket())
-                return cli_usage_error(NULL, "'supervise' is started by 'hutch instance start', not by hand");
-        if (argc < 3 || strcmp(argv[1], "instance") || (strcmp(argv[2], "start") && strcmp(argv[2], "run")))
-                return cli_usage_error(NULL, "'supervise' is started by 'hutch instance start'");
-        return cmd_start(c, argv[2], argc - 2, argv + 2, true);
-}

@@ -78,12 +78,7 @@ static const struct verb {
         const char *name;
         int (*fn)(struct cli *c, const char *verb, int argc, char **argv);
 } launch_verbs[] = {{"exec", verb_launch}, {"run", verb_launch}, {"shell", verb_launch},
-                    {"test", verb_launch}, {"instance", NULL},   {"supervise", NULL}};
-
-static int verb_instance_any(struct cli *c, const char *verb, int argc, char **argv)
-{
-        return !strcmp(verb, "instance") ? verb_instance(c, argc, argv) : verb_supervise(c, argc, argv);
-}
+                    {"test", verb_launch}, {"instance", NULL}};
 
 int main(int argc, char **argv)
 {
@@ -91,12 +86,9 @@ int main(int argc, char **argv)
         int i = 1;
 
         log_set_level(LOG_LEVEL_INFO);
-        c.global_argv = argv + 1;
         for (; i < argc && argv[i][0] == '-'; i++) {
-                if (cli_log_flag(argv[i])) {
-                        c.n_global++;
+                if (cli_log_flag(argv[i]))
                         continue;
-                }
                 if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
                         printf("hutch version %s\n", HUTCH_VERSION);
                         return 0;
@@ -131,7 +123,7 @@ int main(int argc, char **argv)
                         if ((r = cli_load_conf(&c)) != 0)
                                 return r;
                         r = launch_verbs[k].fn ? launch_verbs[k].fn(&c, verb, vargc, vargv)
-                                               : verb_instance_any(&c, verb, vargc, vargv);
+                                               : verb_instance(&c, vargc, vargv);
                         conf_free(&c.conf);
                         return r;
                 }

@@ -554,7 +554,7 @@ static void *serve_thread(void *p)
         return NULL;
 }
 
-/* A batch container's server is a fresh hutch (spawn_self_detached: exec'd by two nested
+/* A batch container's server is a fresh program (spawn_detached: exec'd by two nested
  * CLONE_VM|CLONE_VFORK children, orphaned at once, in a session of its own, stdio on
  * /dev/null, no fd but these two), not a fork: a forked one shared the launcher's pages
  * copy-on-write, and the launcher, which goes on working for milliseconds after the early

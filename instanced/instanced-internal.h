@@ -16,6 +16,10 @@ struct instance_msg {
         struct hutch_error err;
 };
 
+/* The supervisor's life, in the process instance_start forks. sync_fd is the CLI's
+ * socket. Returns when the instance is over and everything it had is gone. */
+int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hutch_error *err);
+
 /* Open (and with create, make) the state root; 0700, owned by the caller. */
 int state_root_open(const struct instance_env *env, bool create, int *ret_fd, struct hutch_error *err);
 /* Lock NAME: create NAME/ and NAME/lock, take an OFD write lock without waiting. -EEXIST

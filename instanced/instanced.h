@@ -1,5 +1,5 @@
 /* Instances: long-running containers per user, each kept by one small supervisor process
- * (`hutch supervise`), tracked in per-user state files that are re-checked on every read.
+ * (forked by `instance start`), tracked in per-user state files that are re-checked on every read.
  * No daemon: the CLI starts a supervisor, talks to it through signals and its state, and
  * every reader verifies liveness through the supervisor's lock. */
 #pragma once
@@ -29,7 +29,6 @@ struct instance_spec {
         unsigned max_restarts;  /* on-failure:N; 0 = no limit */
         uint64_t log_max_size;  /* 0 = no cap */
         unsigned settle_ms;     /* cap on the wait for the container to settle at start */
-        char **supervisor_argv; /* `hutch ... supervise instance start ...` for execv */
         struct instance_env env;
 };
 
@@ -71,9 +70,6 @@ int instance_log_paths(const struct instance_env *env, const char *name, char **
  * until the container runs or failed. On a failed payload *ret_status is its exit code
  * (else -1) so the caller can show the container's own error output. */
 int instance_start(const struct instance_spec *spec, int *ret_status, struct hutch_error *err);
-/* `hutch supervise`: the supervisor's life. sync_fd is the CLI's socket. Returns when the
- * instance is over and everything it had is gone. */
-int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hutch_error *err);
 
 /* Running instances of env's user matching glob (NULL: all), sorted by name. Dead entries
  * are removed; their names are appended to *ret_gone when given. */

@@ -549,10 +549,11 @@ struct detached {
 #endif
 #endif
 
-/* Both children run on this process's memory while it is suspended: syscalls only. */
-__attribute__((no_sanitize_address)) static int detached_exec(void *p)
+/* What a detached process starts with: its own session, the default action for every
+ * signal we handle, stdin/stdout/stderr on /dev/null, fds[i] as fd 3+i and no other fd, no
+ * signal blocked. Syscalls only (it runs on borrowed memory in spawn_detached). */
+__attribute__((no_sanitize_address)) static int detach_prepare(const int *fds, size_t n_fds)
 {
-        struct detached *d = p;
         int tmp[8];
         struct sigaction dfl = {.sa_handler = SIG_DFL};
         setsid();
@@ -564,20 +565,30 @@ __attribute__((no_sanitize_address)) static int detached_exec(void *p)
         }
         int null = open("/dev/null", O_RDWR);
         if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
-                goto fail;
-        for (size_t i = 0; i < d->n_fds; i++) /* above the targets first: they may overlap */
-                if ((tmp[i] = fcntl(d->fds[i], F_DUPFD, 3 + (int) d->n_fds)) < 0)
-                        goto fail;
-        for (size_t i = 0; i < d->n_fds; i++)
+                return -errno;
+        for (size_t i = 0; i < n_fds; i++) /* above the targets first: they may overlap */
+                if ((tmp[i] = fcntl(fds[i], F_DUPFD, 3 + (int) n_fds)) < 0)
+                        return -errno;
+        for (size_t i = 0; i < n_fds; i++)
                 if (dup2(tmp[i], 3 + (int) i) < 0)
-                        goto fail;
-        close_range(3 + (unsigned) d->n_fds, ~0u, 0);
+                        return -errno;
+        close_range(3 + (unsigned) n_fds, ~0u, 0);
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
-        execve(d->path, d->argv, environ);
-fail:
-        d->err = -errno;
+        return 0;
+}
+
+/* Both children run on this process's memory while it is suspended: syscalls only. */
+__attribute__((no_sanitize_address)) static int detached_exec(void *p)
+{
+        struct detached *d = p;
+        int r = detach_prepare(d->fds, d->n_fds);
+        if (r == 0) {
+                execve(d->path, d->argv, environ);
+                r = -errno;
+        }
+        d->err = r;
         _exit(127);
 }
 
@@ -590,9 +601,19 @@ __attribute__((no_sanitize_address)) static int detached_orphan(void *p)
         _exit(0);
 }
 
-int spawn_self_detached(char *const argv[], const int *fds, size_t n_fds)
+pid_t fork_detached(const int *fds, size_t n_fds)
 {
-        return spawn_detached("/proc/self/exe", argv, fds, n_fds);
+        if (n_fds > 8)
+                return -EINVAL;
+        pid_t p = fork();
+        if (p < 0)
+                return -errno;
+        if (p > 0)
+                return p;
+        int r = detach_prepare(fds, n_fds);
+        if (r < 0)
+                _exit(127);
+        return 0;
 }
 
 int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds)

@@ -76,15 +76,18 @@ void close_all_fds(int from, const int *keep, size_t n);
 int send_fds(int sock, const void *buf, size_t len, const int *fds, size_t n);
 ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t n);
 
-/* Start /proc/self/exe with argv (environment kept) as a detached process: its own
+/* Start the program at path with argv (environment kept) as a detached process: its own
  * session, no parent of ours (it is orphaned at once), stdin/stdout/stderr on /dev/null,
  * fds[i] as fd 3+i (n_fds <= 8) and no other fd. Nothing of this process's memory is
  * copied: two CLONE_VM|CLONE_VFORK children as in posix_spawn, the first exiting once the
  * second has exec'd (fork's copy-on-write costs ~18 us per page touched afterwards on
  * virtual machines like CI's). 0, or -errno when the exec failed. */
-int spawn_self_detached(char *const argv[], const int *fds, size_t n_fds);
-/* The same with another program. */
 int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds);
+/* Fork a process set up as spawn_detached's (own session, stdio on /dev/null, fds[i] as
+ * fd 3+i, no other fd, no signal handler or blocked signal of ours) that goes on with this
+ * process's code on a copy of its memory. Our child until we exit. Flush stdio first. 0 in
+ * the child (which _exits 127 when the set-up fails), its pid here, or -errno. */
+pid_t fork_detached(const int *fds, size_t n_fds);
 /* Run fn(arg) in a child that shares this process's memory (CLONE_VM|CLONE_VFORK, own
  * stack of stack_size bytes and a guard page, own fd table and signal handlers): nothing is
  * copied, and this process is suspended until the child exits; fn must end in _exit() and

@@ -120,7 +120,7 @@ check "list --user of an unknown user fails" 'fails_with "no user named"'
 run "$HUTCH" instance frobnicate
 check "an unknown instance command fails" '[ $RC -eq 255 ] && err_has "unknown instance command"'
 run "$HUTCH" supervise instance start "$I" direct
-check "supervise run by hand (no CLI socket) is refused and leaves nothing" '[ $RC -eq 255 ] && err_has "not by hand" && [ -z "$(state_dirs)" ]'
+check "there is no supervise verb to run by hand (the supervisor is forked by instance start)" '[ $RC -eq 255 ] && err_has "unknown command .supervise." && [ -z "$(state_dirs)" ]'
 leftovers "bad input"
 
 # --- logs: rotation and follow
