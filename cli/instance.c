@@ -542,4 +542,3 @@ int verb_instance(struct cli *c, int argc, char **argv)
                 return cmd_stats(c, argc - 1, argv + 1);
         return cli_usage_error("instance", "unknown instance command '%s'", sub);
 }
-

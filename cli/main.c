@@ -77,8 +77,8 @@ bool cli_log_flag(const char *a)
 static const struct verb {
         const char *name;
         int (*fn)(struct cli *c, const char *verb, int argc, char **argv);
-} launch_verbs[] = {{"exec", verb_launch}, {"run", verb_launch}, {"shell", verb_launch},
-                    {"test", verb_launch}, {"instance", NULL}};
+} launch_verbs[] = {
+        {"exec", verb_launch}, {"run", verb_launch}, {"shell", verb_launch}, {"test", verb_launch}, {"instance", NULL}};
 
 int main(int argc, char **argv)
 {

@@ -26,9 +26,9 @@ struct instance_spec {
         struct launch_spec *launch;
         const char *name;
         enum restart_policy restart;
-        unsigned max_restarts;  /* on-failure:N; 0 = no limit */
-        uint64_t log_max_size;  /* 0 = no cap */
-        unsigned settle_ms;     /* cap on the wait for the container to settle at start */
+        unsigned max_restarts; /* on-failure:N; 0 = no limit */
+        uint64_t log_max_size; /* 0 = no cap */
+        unsigned settle_ms;    /* cap on the wait for the container to settle at start */
         struct instance_env env;
 };
 

@@ -88,6 +88,27 @@ static int sink_open(struct log_sink *s, bool truncate)
         return 0;
 }
 
+/* The log of the name's previous run is renamed aside at start and removed once the
+ * container runs (drop_aside): truncating or unlinking it at once made ext4 deal with its
+ * delayed-allocation data first, 0.5-0.8 ms of the start here. An aside file left by a
+ * supervisor that died goes first. */
+static void sink_set_aside(struct log_sink *s)
+{
+        char old[INSTANCE_NAME_MAX + 16];
+        snprintf(old, sizeof old, "%s.old", s->name);
+        unlinkat(s->dir_fd, old, 0);
+        renameat(s->dir_fd, s->name, s->dir_fd, old);
+}
+
+static void sink_drop_aside(struct log_sink *s)
+{
+        char old[INSTANCE_NAME_MAX + 16];
+        if (!s->name)
+                return;
+        snprintf(old, sizeof old, "%s.old", s->name);
+        unlinkat(s->dir_fd, old, 0);
+}
+
 static void sink_rotate(struct log_sink *s)
 {
         char old[INSTANCE_NAME_MAX + 16];
@@ -172,6 +193,8 @@ static int open_logs(struct sup *u, struct hutch_error *err)
         u->err.name = strdup(strrchr(errp, '/') + 1);
         if (!u->out.name || !u->err.name)
                 return hutch_err(err, -ENOMEM, "out of memory");
+        sink_set_aside(&u->out);
+        sink_set_aside(&u->err);
         if ((r = sink_open(&u->out, true)) < 0 || (r = sink_open(&u->err, true)) < 0)
                 return hutch_err_sys(err, r, "cannot open the logs of instance '%s'", u->spec->name);
         u->st.log_out = steal_pointer(&out);
@@ -417,6 +440,8 @@ static void on_settle_tick(struct sup *u)
         state_save(u);
         note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);
         tell_cli(u, INSTANCE_MSG_READY, 0, NULL);
+        sink_drop_aside(&u->out);
+        sink_drop_aside(&u->err);
 }
 
 static bool should_restart(struct sup *u, int status)
@@ -647,6 +672,8 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 cgroup_destroy(&u.cg);
         if (u.dir_fd >= 0 && u.lock_fd >= 0)
                 instance_dir_remove(u.root_fd, u.dir_fd, spec->name);
+        sink_drop_aside(&u.out);
+        sink_drop_aside(&u.err);
         int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,      u.timerfd,
                      u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1], u.out.dir_fd, u.sync_fd};
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)

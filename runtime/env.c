@@ -187,7 +187,7 @@ static int action_argv(const struct launch_ctx *c, char ***ret)
         return 0;
 }
 
-int payload_prepare(struct launch_ctx *c, char ***ret_argv, char ***ret_envp, struct hutch_error *err)
+int payload_prepare(struct launch_ctx *c, struct payload_cmd *ret, struct hutch_error *err)
 {
         _cleanup_strv_ char **env = NULL, **argv = NULL;
         int r = base_env(c, &env);
@@ -211,7 +211,22 @@ int payload_prepare(struct launch_ctx *c, char ***ret_argv, char ***ret_envp, st
                 argv = steal_pointer(&w);
         } else if (apply_forced(c->spec->env, &env) < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        *ret_argv = steal_pointer(&argv);
-        *ret_envp = steal_pointer(&env);
+        size_t n = strv_length(argv);
+        char **sh = calloc(n + 2, sizeof(char *));
+        if (!sh)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        sh[0] = "/bin/sh";
+        memcpy(sh + 1, argv, n * sizeof(char *));
+        ret->sh_argv = sh;
+        ret->argv = steal_pointer(&argv);
+        ret->envp = steal_pointer(&env);
         return 0;
+}
+
+void payload_cmd_free(struct payload_cmd *cmd)
+{
+        strv_free(cmd->argv);
+        strv_free(cmd->envp);
+        free(cmd->sh_argv);
+        *cmd = (struct payload_cmd){0};
 }

@@ -86,6 +86,8 @@ void ctx_free(struct launch_ctx *c)
         free(c->bind_ro);
         if (c->owner_pidfd >= 0)
                 close(c->owner_pidfd);
+        if (c->pid1_fd >= 0)
+                close(c->pid1_fd);
         if (c->serve_sock >= 0)
                 close(c->serve_sock);
 }
@@ -277,52 +279,57 @@ static int enter_workdir(const struct launch_ctx *c, struct hutch_error *err)
         return 0;
 }
 
-int payload_exec(struct launch_ctx *c, struct hutch_error *err)
+/* Exec a prepared command: workdir, no_new_privs, its environment, the exec. Allocates
+ * nothing (it may run on its parent's memory, which would keep what it left). */
+static int payload_exec_cmd(struct launch_ctx *c, const struct payload_cmd *cmd, struct hutch_error *err)
 {
-        _cleanup_strv_ char **argv = NULL, **envp = NULL;
-        int r = payload_prepare(c, &argv, &envp, err);
-        if (r == -ENOENT) {
-                /* an instance without a startscript runs nothing and stays up (PID 1 stays) */
-                if (c->spec->action == LAUNCH_TEST)
-                        log_info("No test script found in container, exiting");
-                _exit(0);
-        }
-        if (r < 0)
-                return r;
-        if (!argv[0])
+        int r;
+        if (!cmd->argv[0])
                 return hutch_err(err, -EINVAL, "no command given");
         if ((r = enter_workdir(c, err)) < 0)
                 return r;
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
                 return hutch_err_sys(err, -errno, "cannot set no_new_privs");
-        log_debug("exec %s", argv[0]);
-        environ = envp;
-        execvp(argv[0], argv);
+        log_debug("exec %s", cmd->argv[0]);
+        environ = cmd->envp;
+        execvp(cmd->argv[0], cmd->argv);
         r = -errno;
-        if (r == -ENOEXEC) {
-                /* a script without #!: run it with the image's shell, as Apptainer does */
-                size_t n = strv_length(argv);
-                char **sh = calloc(n + 2, sizeof(char *));
-                if (sh) {
-                        sh[0] = "/bin/sh";
-                        memcpy(sh + 1, argv, n * sizeof(char *));
-                        execv("/bin/sh", sh);
-                        free(sh);
-                }
-        }
-        return hutch_err_sys(err, r, "cannot run '%s' in the container", argv[0]);
+        if (r == -ENOEXEC) /* a script without #!: run it with the image's shell, as Apptainer does */
+                execv("/bin/sh", cmd->sh_argv);
+        return hutch_err_sys(err, r, "cannot run '%s' in the container", cmd->argv[0]);
+}
+
+/* An instance without a startscript runs nothing and stays up (PID 1 stays). */
+static _Noreturn void payload_none(const struct launch_ctx *c)
+{
+        if (c->spec->action == LAUNCH_TEST)
+                log_info("No test script found in container, exiting");
+        _exit(0);
+}
+
+int payload_exec(struct launch_ctx *c, struct hutch_error *err)
+{
+        struct payload_cmd cmd = {0};
+        int r = payload_prepare(c, &cmd, err);
+        if (r == -ENOENT)
+                payload_none(c);
+        if (r >= 0)
+                r = payload_exec_cmd(c, &cmd, err);
+        payload_cmd_free(&cmd);
+        return r;
 }
 
 #ifdef HUTCH_PID1
 extern const unsigned char hutch_pid1[];
 extern const size_t hutch_pid1_size;
 
-/* Become hutch-init (runtime/pid1.c, carried in this binary): the init's work is a loop of
- * system calls, and as an exec'd program of a few KiB it keeps nothing of hutch's memory
- * (an instance's supervisor serves FUSE from a heap this process would hold a copy of).
- * Returns only when that cannot be done (memfd exec refused: vm.memfd_noexec = 2, a
- * security module), and the caller runs the same loop itself. */
-static void exec_pid1(pid_t payload, bool keep)
+/* hutch-init (runtime/pid1.c, carried in this binary) in a sealed memfd, made by the
+ * launcher before it starts the init: the init's work is a loop of system calls, and as
+ * an exec'd program of a few KiB it keeps nothing of hutch's memory (an instance's
+ * supervisor serves FUSE from a heap a forked init would hold a copy of). -1 when it
+ * cannot be made (vm.memfd_noexec = 2 refuses MFD_EXEC): the init is then a fork of
+ * hutch running init_loop. */
+static int pid1_memfd(void)
 {
 #ifndef MFD_EXEC
 #define MFD_EXEC 0x0010U
@@ -331,43 +338,51 @@ static void exec_pid1(pid_t payload, bool keep)
         if (fd < 0 && errno == EINVAL) /* before Linux 6.3 */
                 fd = memfd_create("hutch-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
         if (fd < 0)
-                return;
-        char pid[16];
-        snprintf(pid, sizeof pid, "%d", (int) payload);
-        char *argv[] = {"hutch-init", pid, keep ? "1" : "0", NULL}, *envp[] = {NULL};
-        if (write_full(fd, hutch_pid1, hutch_pid1_size) == 0 &&
-            fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) == 0)
-                fexecve(fd, argv, envp);
-        log_debug("cannot exec hutch-init (%m): the init stays a copy of hutch");
-        close(fd);
+                return -1;
+        if (write_full(fd, hutch_pid1, hutch_pid1_size) < 0 ||
+            fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+                close(fd);
+                return -1;
+        }
+        return fd;
 }
 #endif
 
-/* PID 1 of a --pid namespace: start the payload, forward signals to it, reap everything,
- * exit with the payload's status. In an instance, a payload that exits 0 leaves PID 1
- * running (Apptainer's instances outlive their startscript); a terminating signal ends it.
- * Done by hutch-init (runtime/pid1.c) where it can be exec'd, else here. */
-static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
+/* The init's and the payload's stacks while they run on their parent's memory. */
+#define CHILD_STACK (256 * 1024)
+
+struct payload_args {
+        struct launch_ctx *c;
+        const struct payload_cmd *cmd;
+        int prepared; /* payload_prepare's result */
+        struct hutch_error *err;
+        int sync_fd;
+};
+
+/* The payload, started by the init: on the init's memory until its exec (spawn_vm), with
+ * the command the init prepared, so that nothing it allocates outlives it there. */
+static int payload_main(void *p)
+{
+        struct payload_args *a = p;
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_UNBLOCK, &all, NULL);
+        if (a->prepared == -ENOENT)
+                payload_none(a->c);
+        if (a->prepared >= 0)
+                payload_exec_cmd(a->c, a->cmd, a->err);
+        (void) !send(a->sync_fd, a->err, sizeof *a->err, MSG_NOSIGNAL);
+        _exit(255);
+}
+
+/* The init's loop (hutch-init's, in C, where it cannot be exec'd): forward signals to the
+ * payload, reap everything, exit with the payload's status. */
+static _Noreturn void init_loop(pid_t payload, bool keep)
 {
         static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
         sigset_t all;
-        struct hutch_error err = HUTCH_ERROR_INIT;
-
         sigfillset(&all);
         sigprocmask(SIG_BLOCK, &all, NULL);
-        if (c->spec->affinity)
-                sched_setaffinity(0, c->spec->affinity_size, c->spec->affinity);
-        pid_t payload = fork();
-        if (payload == 0) {
-                sigprocmask(SIG_UNBLOCK, &all, NULL);
-                payload_exec(c, &err);
-                (void) !send(sync_fd, &err, sizeof err, MSG_NOSIGNAL);
-                _exit(255);
-        }
-        close(sync_fd);
-#ifdef HUTCH_PID1
-        exec_pid1(payload, c->spec->instance);
-#endif
         prctl(PR_SET_NAME, "hutch-init");
         for (;;) {
                 siginfo_t si;
@@ -379,7 +394,7 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
                                 if (p != payload)
                                         continue;
                                 int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-                                if (code != 0 || !c->spec->instance)
+                                if (code != 0 || !keep)
                                         _exit(code);
                                 payload = 0;
                         }
@@ -391,6 +406,48 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
                         if (sig == fwd[i])
                                 kill(payload, sig);
         }
+}
+
+/* PID 1 of a --pid namespace: start the payload and become the init: hutch-init from the
+ * launcher's memfd, else init_loop. In an instance, a payload that exits 0 leaves PID 1
+ * running (Apptainer's instances outlive their startscript); a terminating signal ends
+ * it. With the memfd the init runs on the launcher's memory until that exec (spawn_vm):
+ * if the exec is refused all the same (a security module), it ends the payload and
+ * fails. */
+static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct payload_cmd cmd = {0};
+        sigset_t all;
+
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, NULL);
+        if (c->spec->affinity)
+                sched_setaffinity(0, c->spec->affinity_size, c->spec->affinity);
+        struct payload_args pa = {.c = c, .cmd = &cmd, .err = &err, .sync_fd = sync_fd};
+        pa.prepared = payload_prepare(c, &cmd, &err);
+        char **env = environ;
+        pid_t payload = spawn_vm(payload_main, &pa, CHILD_STACK, false);
+        environ = env;
+        payload_cmd_free(&cmd);
+        if (payload < 0) {
+                hutch_err_sys(&err, payload, "cannot start the payload");
+                (void) !send(sync_fd, &err, sizeof err, MSG_NOSIGNAL);
+                _exit(255);
+        }
+        if (c->pid1_fd < 0) {
+                close(sync_fd);
+                init_loop(payload, c->spec->instance);
+        }
+        /* sync_fd is closed by the exec (close-on-exec): the launcher's last word */
+        char pid[16];
+        snprintf(pid, sizeof pid, "%d", (int) payload);
+        char *argv[] = {"hutch-init", pid, c->spec->instance ? "1" : "0", NULL}, *envp[] = {NULL};
+        fexecve(c->pid1_fd, argv, envp);
+        hutch_err_sys(&err, -errno, "cannot exec the container's init (hutch-init, from a memfd)");
+        (void) !send(sync_fd, &err, sizeof err, MSG_NOSIGNAL);
+        kill(payload, SIGKILL);
+        _exit(255);
 }
 
 /* With every signal blocked: pass each one on to child (not the terminal stops) until it
@@ -460,6 +517,37 @@ static int start_server(struct launch_ctx *c, struct hutch_error *err)
         return 0;
 }
 
+struct init_args {
+        struct launch_ctx *c;
+        int *sync; /* the socketpair to report on: [1] ours */
+};
+
+/* The init-to-be, PID 1 of the new namespace, on the launcher's memory until its exec. */
+
+static int init_main(void *p)
+{
+        struct init_args *a = p;
+        struct launch_ctx *c = a->c;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        int r;
+        close(a->sync[0]);
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        /* getppid() is 0 across the PID namespace boundary: ask the parent's pidfd */
+        struct pollfd pp = {.fd = c->owner_pidfd, .events = POLLIN};
+        if (poll(&pp, 1, 0) != 0)
+                _exit(255);
+        if ((r = rootfs_assemble(c, &err)) < 0 || (r = rootfs_pivot(c, &err)) < 0) {
+                (void) !send(a->sync[1], &err, sizeof err, MSG_NOSIGNAL);
+                _exit(255);
+        }
+        if (c->spec->no_init) {
+                payload_exec(c, &err);
+                (void) !send(a->sync[1], &err, sizeof err, MSG_NOSIGNAL);
+                _exit(255);
+        }
+        run_init(c, a->sync[1]);
+}
+
 static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
@@ -486,8 +574,6 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 return hutch_err_sys(err, -errno, "cannot set hostname '%s'", s->hostname);
         if ((r = rootfs_stage(c, err)) < 0)
                 return r;
-        /* an instance's supervisor serves the image from a thread, on our memory */
-        bool serving = s->instance && c->serve_sock >= 0 && run_in_vfork_shares_memory();
         if (c->serve_sock >= 0) {
                 close(c->serve_sock);
                 c->serve_sock = -EBADF;
@@ -504,35 +590,34 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         int sp[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create sync socket");
-        /* an instance's init is the supervisor's child, so this process need not stay. A raw
-         * clone runs no atfork handler: with the supervisor's FUSE thread serving on this
-         * memory, hold it between requests, so the child gets no lock of it half-taken. */
-        if (serving)
-                image_serve_pause();
-        pid_t child = s->instance ? fork_sibling() : fork();
-        if (serving)
-                image_serve_resume(); /* in the child too: its copy must not stay held */
-        if (child < 0)
-                return hutch_err_sys(err, -errno, "cannot fork into the PID namespace");
-        if (child == 0) {
-                close(sp[0]);
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                /* getppid() is 0 across the PID namespace boundary: ask the parent's pidfd */
-                struct pollfd pp = {.fd = c->owner_pidfd, .events = POLLIN};
-                if (poll(&pp, 1, 0) != 0)
-                        _exit(255);
-                if ((r = rootfs_assemble(c, err)) < 0 || (r = rootfs_pivot(c, err)) < 0) {
-                        (void) !send(sp[1], err, sizeof *err, MSG_NOSIGNAL);
-                        _exit(255);
-                }
-                if (s->no_init) {
-                        payload_exec(c, err);
-                        (void) !send(sp[1], err, sizeof *err, MSG_NOSIGNAL);
-                        _exit(255);
-                }
-                run_init(c, sp[1]);
+        /* an instance's init is the supervisor's child (a sibling of ours), so this process
+         * need not stay; it runs on our memory until its exec (spawn_vm) */
+        struct init_args ia = {.c = c, .sync = sp};
+        pid_t child;
+#ifdef HUTCH_PID1
+        c->pid1_fd = pid1_memfd();
+#endif
+        if (c->pid1_fd >= 0 || !run_in_vfork_shares_memory()) {
+                child = spawn_vm(init_main, &ia, CHILD_STACK, s->instance);
+        } else {
+                /* an init running init_loop needs memory of its own: a fork. A raw clone
+                 * runs no atfork handler: with an instance's FUSE thread serving on this
+                 * memory, hold it between requests, so the child gets no lock half-taken */
+                if (s->instance)
+                        image_serve_pause();
+                child = s->instance ? fork_sibling() : fork();
+                if (s->instance)
+                        image_serve_resume(); /* in the child too: its copy must not stay held */
+                if (child == 0)
+                        init_main(&ia);
+                if (child < 0)
+                        child = -errno;
         }
         close(sp[1]);
+        if (child < 0) {
+                close(sp[0]);
+                return hutch_err_sys(err, child, "cannot fork into the PID namespace");
+        }
         return child_wait(s, child, sp[0], ret_status, err);
 }
 

@@ -45,6 +45,7 @@ struct launch_ctx {
          * supervisor's thread in an instance, else to a server process started first thing;
          * closed once the rootfs is staged, so that no container process holds it */
         int serve_sock;
+        int pid1_fd; /* hutch-init in a sealed memfd (run_init), or -1 */
         bool mounted_cwd;
         bool has_env_scripts;
 };
@@ -55,10 +56,11 @@ int rootfs_stage(struct launch_ctx *c, struct hutch_error *err);
 int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err);
 int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err);
 
-#define LAUNCH_CTX_INIT(s)                                                                                        \
-        {                                                                                                         \
-                .spec = (s), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF, .home.fd = -EBADF,   \
-                .cwdp.fd = -EBADF, .tmp.fd = -EBADF, .vartmp.fd = -EBADF, .hosts.fd = -EBADF, .resolv.fd = -EBADF \
+#define LAUNCH_CTX_INIT(s)                                                                                       \
+        {                                                                                                        \
+                .spec = (s), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF, .pid1_fd = -EBADF,  \
+                .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF, .vartmp.fd = -EBADF, .hosts.fd = -EBADF, \
+                .resolv.fd = -EBADF                                                                              \
         }
 void ctx_free(struct launch_ctx *c);
 /* Parent side of a fork into a PID namespace: a struct hutch_error on sync_fd means the
@@ -69,5 +71,12 @@ int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, int *ret_s
  * on failure. */
 int payload_exec(struct launch_ctx *c, struct hutch_error *err);
 
-/* Build envp and argv for the payload; after pivot. */
-int payload_prepare(struct launch_ctx *c, char ***ret_argv, char ***ret_envp, struct hutch_error *err);
+/* The payload's command: argv and envp, and for a script without #! the same run by
+ * /bin/sh (sh_argv: its own array, the strings argv's). */
+struct payload_cmd {
+        char **argv, **envp, **sh_argv;
+};
+/* Build the payload's command; after pivot. -ENOENT: there is nothing to run (no start or
+ * test script), unreported. */
+int payload_prepare(struct launch_ctx *c, struct payload_cmd *ret, struct hutch_error *err);
+void payload_cmd_free(struct payload_cmd *cmd);

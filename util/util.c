@@ -451,28 +451,19 @@ int fd_move_above(int fd, int min)
 
 void close_all_fds(int from, const int *keep, size_t n)
 {
-        _cleanup_closedir_ DIR *d = opendir("/proc/self/fd");
-        if (!d) {
-                for (int fd = from; fd < 1024; fd++) {
-                        bool k = false;
-                        for (size_t i = 0; i < n; i++)
-                                k |= keep[i] == fd;
-                        if (!k)
-                                close(fd);
-                }
-                return;
-        }
-        int self = dirfd(d);
-        struct dirent *de;
-        while ((de = readdir(d))) {
-                if (de->d_name[0] == '.')
-                        continue;
-                int fd = atoi(de->d_name);
-                bool k = fd < from || fd == self;
+        /* close_range over the gaps between the kept fds, in order (no /proc read: its
+         * getdents cost ~0.7 ms in an instance's launcher) */
+        unsigned lo = (unsigned) from;
+        for (;;) {
+                unsigned next = ~0u;
                 for (size_t i = 0; i < n; i++)
-                        k |= keep[i] == fd;
-                if (!k)
-                        close(fd);
+                        if (keep[i] >= 0 && (unsigned) keep[i] >= lo && (unsigned) keep[i] < next)
+                                next = (unsigned) keep[i];
+                if (next > lo)
+                        close_range(lo, next == ~0u ? ~0u : next - 1, 0);
+                if (next == ~0u)
+                        return;
+                lo = next + 1;
         }
 }
 
@@ -648,20 +639,18 @@ bool run_in_vfork_shares_memory(void)
 #endif
 }
 
-int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size)
+/* The top of a fresh stack that a child will touch anyway: populated in one call (a
+ * page fault costs ~15 us on virtual machines like CI's, a populated page ~1 us). */
+#define STACK_PREFAULT (32 * 1024)
+
+pid_t spawn_vm(int (*fn)(void *), void *arg, size_t stack_size, bool sibling)
 {
 #ifdef HUTCH_ASAN
         (void) stack_size;
-        int st = 0;
-        pid_t p = fork();
+        pid_t p = sibling ? fork_sibling() : fork();
         if (p == 0)
                 _exit(fn(arg));
-        if (p < 0)
-                return -errno;
-        while (waitpid(p, &st, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        return st;
+        return p < 0 ? -errno : p;
 #endif
         /* a guard page below: an overflow faults instead of writing over other memory */
         size_t guard = 4096;
@@ -670,16 +659,25 @@ int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size)
         if (stack == MAP_FAILED)
                 return -errno;
         mprotect(stack, guard, PROT_NONE);
-        int status = 0;
-        pid_t child = clone(fn, stack + guard + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, arg);
-        int r = child < 0 ? -errno : 0;
-        while (child > 0 && waitpid(child, &status, 0) < 0)
-                if (errno != EINTR) {
-                        r = -errno;
-                        break;
-                }
+        if (stack_size > STACK_PREFAULT)
+                (void) madvise(stack + guard + stack_size - STACK_PREFAULT, STACK_PREFAULT, MADV_POPULATE_WRITE);
+        pid_t child = clone(fn, stack + guard + stack_size,
+                            CLONE_VM | CLONE_VFORK | (sibling ? CLONE_PARENT : 0) | SIGCHLD, arg);
+        int r = child < 0 ? -errno : child;
         munmap(stack, guard + stack_size);
-        return r < 0 ? r : status;
+        return r;
+}
+
+int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size)
+{
+        int status = 0;
+        pid_t child = spawn_vm(fn, arg, stack_size, false);
+        if (child < 0)
+                return child;
+        while (waitpid(child, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return status;
 }
 
 pid_t fork_sibling(void)

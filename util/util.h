@@ -95,6 +95,12 @@ pid_t fork_detached(const int *fds, size_t n_fds);
  * Results come back through fds (under AddressSanitizer the child is a plain fork). Returns
  * the child's wait status, or -errno when it could not be started. */
 int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size);
+/* Start fn(arg) in a child that shares this process's memory until it execs or exits
+ * (CLONE_VM|CLONE_VFORK, a stack of its own with a guard page): returns the child's pid
+ * once it has done either, or -errno. fn must end in an exec or _exit; nothing it leaves
+ * allocated is freed. sibling: the child is our parent's (CLONE_PARENT), not ours. Under
+ * AddressSanitizer a plain fork (fork_sibling), returning at once. */
+pid_t spawn_vm(int (*fn)(void *), void *arg, size_t stack_size, bool sibling);
 /* false under AddressSanitizer, where run_in_vfork is a plain fork */
 bool run_in_vfork_shares_memory(void);
 /* fork(), but the child's parent is this process's parent (CLONE_PARENT): it survives our

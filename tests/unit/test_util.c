@@ -159,6 +159,30 @@ static void test_vfork(void **state)
         close(fds[1]);
 }
 
+/* close_all_fds: only the listed fds (any order, duplicates, below `from`) stay open */
+static void test_close_all(void **state)
+{
+        (void) state;
+        pid_t p = fork();
+        if (p == 0) {
+                int fds[6];
+                for (int i = 0; i < 6; i++)
+                        fds[i] = open("/dev/null", O_RDONLY);
+                int keep[] = {fds[4], fds[1], fds[4], 1};
+                close_all_fds(fds[0], keep, 4);
+                int ok = fcntl(fds[1], F_GETFD) >= 0 && fcntl(fds[4], F_GETFD) >= 0 && fcntl(1, F_GETFD) >= 0;
+                for (int i = 0; i < 6; i++)
+                        if (i != 1 && i != 4)
+                                ok = ok && fcntl(fds[i], F_GETFD) < 0;
+                close_all_fds(3, NULL, 0);
+                ok = ok && fcntl(fds[1], F_GETFD) < 0 && fcntl(fds[4], F_GETFD) < 0;
+                _exit(ok ? 0 : 1);
+        }
+        int ws;
+        assert_int_equal(waitpid(p, &ws, 0), p);
+        assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+}
+
 /* fork_detached: the child has its own session, stdio on /dev/null, the given fd as fd 3
  * and no other; it reports over that fd (its exit is not ours to see once we exit, but
  * here we still reap it) */
@@ -276,11 +300,14 @@ static void test_dir_stream(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_strv),        cmocka_unit_test(test_env),       cmocka_unit_test(test_quote),
-                cmocka_unit_test(test_split),       cmocka_unit_test(test_normalize), cmocka_unit_test(test_env_name),
-                cmocka_unit_test(test_error),       cmocka_unit_test(test_size),      cmocka_unit_test(test_proc),
-                cmocka_unit_test(test_vfork),       cmocka_unit_test(test_fds),       cmocka_unit_test(test_dir_stream),
+                cmocka_unit_test(test_strv),        cmocka_unit_test(test_env),
+                cmocka_unit_test(test_quote),       cmocka_unit_test(test_split),
+                cmocka_unit_test(test_normalize),   cmocka_unit_test(test_env_name),
+                cmocka_unit_test(test_error),       cmocka_unit_test(test_size),
+                cmocka_unit_test(test_proc),        cmocka_unit_test(test_vfork),
+                cmocka_unit_test(test_fds),         cmocka_unit_test(test_dir_stream),
                 cmocka_unit_test(test_size_format), cmocka_unit_test(test_fork_detached),
+                cmocka_unit_test(test_close_all),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
