@@ -136,6 +136,14 @@ fpid=$!
 sleep 0.3
 "$HUTCH" instance stop chatty >/dev/null 2>&1
 check "logs -f ends when the instance stops" 'wait_for "! kill -0 $fpid 2>/dev/null" && grep -q "line 399" "$T/follow"'
+d=$(image_with_startscript 'echo "run $(cat /proc/uptime)"; exec sleep 1000' again)
+"$HUTCH" instance start "$d" again >/dev/null 2>&1 && "$HUTCH" instance stop again >/dev/null 2>&1
+lo=$(ls "$HOME"/.hutch/logs/*/again.out)
+echo stale > "$lo.old" # as a supervisor killed mid-start would leave it
+run "$HUTCH" instance start "$d" again
+check "a start of a used name begins its logs afresh and leaves no file of the old ones" \
+	'[ $RC -eq 0 ] && wait_for "[ -s $lo ]" && [ "$(grep -c "^run " "$lo")" -eq 1 ] && [ "$(grep -c "instance started" "${lo%.out}.err")" -eq 1 ] && ! ls "$(dirname "$lo")" | grep -q "^again\..*old"'
+"$HUTCH" instance stop again >/dev/null 2>&1
 leftovers "logs"
 
 # --- crashes
