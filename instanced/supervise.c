@@ -36,6 +36,7 @@
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
 #define STABLE_RUN_S 10 /* a container that ran this long resets the backoff */
+#define TIDY_AFTER_MS 50 /* set-aside logs are removed this long after the start */
 
 #define LAUNCHER_STACK (1 << 20) /* mapped for each start, only the pages used are touched */
 
@@ -58,7 +59,7 @@ struct sup {
         struct log_sink out, err;
         struct cgroup cg; /* with limits: the instance's, the launcher enters it */
         pid_t init;       /* the container's PID 1, our child; 0 when none */
-        bool ready, stopping, finishing, backing_off;
+        bool ready, stopping, finishing, backing_off, tidy_pending;
         int settled_in_row;
         struct timespec settle_start;
         /* the set-up of the first start runs on one CPU (pin_start); the mask to go back to */
@@ -435,13 +436,14 @@ static void on_settle_tick(struct sup *u)
         u->settled_in_row = tree_settled(u->st.pid, 0) ? u->settled_in_row + 1 : 0;
         if (u->settled_in_row < 2 && waited_ms < (long) u->spec->settle_ms)
                 return;
-        timer_off(u);
         u->ready = true;
         state_save(u);
-        note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);
+        /* the CLI, which returns once told, tends to be woken on our CPU and wait for it:
+         * told first, the log line after, the old logs' removal a while later */
         tell_cli(u, INSTANCE_MSG_READY, 0, NULL);
-        sink_drop_aside(&u->out);
-        sink_drop_aside(&u->err);
+        note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);
+        u->tidy_pending = true;
+        timer_arm(u, TIDY_AFTER_MS, false);
 }
 
 static bool should_restart(struct sup *u, int status)
@@ -495,6 +497,11 @@ static void on_timer(struct sup *u)
 {
         uint64_t ticks;
         (void) !read(u->timerfd, &ticks, sizeof ticks);
+        if (u->tidy_pending) { /* a restart's backoff may have taken the timer over: now */
+                u->tidy_pending = false;
+                sink_drop_aside(&u->out);
+                sink_drop_aside(&u->err);
+        }
         if (u->backing_off) {
                 struct hutch_error e = HUTCH_ERROR_INIT;
                 u->backing_off = false;
