@@ -141,8 +141,9 @@ d=$(image_with_startscript 'echo "run $(cat /proc/uptime)"; exec sleep 1000' aga
 lo=$(ls "$HOME"/.hutch/logs/*/again.out)
 echo stale > "$lo.old" # as a supervisor killed mid-start would leave it
 run "$HUTCH" instance start "$d" again
+# (the old ones are set aside at start and removed just after it)
 check "a start of a used name begins its logs afresh and leaves no file of the old ones" \
-	'[ $RC -eq 0 ] && wait_for "[ -s $lo ]" && [ "$(grep -c "^run " "$lo")" -eq 1 ] && [ "$(grep -c "instance started" "${lo%.out}.err")" -eq 1 ] && ! ls "$(dirname "$lo")" | grep -q "^again\..*old"'
+	'[ $RC -eq 0 ] && wait_for "[ -s $lo ] && grep -q \"instance started\" ${lo%.out}.err && ! ls $(dirname "$lo") | grep -q ^again\\..*old" && [ "$(grep -c "^run " "$lo")" -eq 1 ] && [ "$(grep -c "instance started" "${lo%.out}.err")" -eq 1 ]'
 "$HUTCH" instance stop again >/dev/null 2>&1
 leftovers "logs"
 
