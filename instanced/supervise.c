@@ -36,7 +36,7 @@
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
 #define STABLE_RUN_S 10 /* a container that ran this long resets the backoff */
-#define TIDY_AFTER_MS 50 /* set-aside logs are removed this long after the start */
+#define TIDY_AFTER_MS 50 /* set-aside logs are removed, the heap trimmed, this long after a start */
 
 #define LAUNCHER_STACK (1 << 20) /* mapped for each start, only the pages used are touched */
 
@@ -355,7 +355,6 @@ static int container_start(struct sup *u, struct hutch_error *err)
         struct launch_event ev = {0};
         ssize_t n = ws < 0 ? -1 : recv(sp[0], &ev, sizeof ev, MSG_DONTWAIT);
         close(sp[0]);
-        malloc_trim(0); /* what the launcher allocated and freed on our heap */
         u->run_started = time(NULL);
         if (ws < 0)
                 return hutch_err_sys(err, ws, "cannot start the launcher");
@@ -418,8 +417,10 @@ static void on_started(struct sup *u, pid_t pid)
 {
         u->st.pid = pid;
         proc_start_time(pid, &u->st.pid_start);
-        if (u->ready) {
+        if (u->ready) { /* a restart */
                 state_save(u);
+                u->tidy_pending = true;
+                timer_arm(u, TIDY_AFTER_MS, false);
                 return;
         }
         clock_gettime(CLOCK_MONOTONIC, &u->settle_start);
@@ -439,7 +440,7 @@ static void on_settle_tick(struct sup *u)
         u->ready = true;
         state_save(u);
         /* the CLI, which returns once told, tends to be woken on our CPU and wait for it:
-         * told first, the log line after, the old logs' removal a while later */
+         * told first, the log line after, the tidying (on_timer) a while later */
         tell_cli(u, INSTANCE_MSG_READY, 0, NULL);
         note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);
         u->tidy_pending = true;
@@ -501,6 +502,9 @@ static void on_timer(struct sup *u)
                 u->tidy_pending = false;
                 sink_drop_aside(&u->out);
                 sink_drop_aside(&u->err);
+                /* what the launcher allocated and freed on our heap; ~1 ms, with the
+                 * arenas' locks held in turn (the FUSE thread's too): not during the start */
+                malloc_trim(0);
         }
         if (u->backing_off) {
                 struct hutch_error e = HUTCH_ERROR_INIT;
