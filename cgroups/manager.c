@@ -58,16 +58,31 @@ static bool has_word(const char *list, const char *word, const char *seps)
 }
 
 /* mountinfo: "id parent maj:min root mountpoint opts - fstype source superopts" */
+/* One read of the whole file and a split in place (fopen's 1 KiB reads and sscanf per line
+ * took ~0.2 ms of every start with a cgroup). Fields: ID PARENT MAJ:MIN ROOT MOUNTPOINT
+ * ... - FSTYPE SOURCE SUPEROPTIONS. */
 static void scan_mounts(struct layout *lo)
 {
-        _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
-        char line[4096];
-        while (f && fgets(line, sizeof line, f)) {
-                char root[1024], mnt[1024], fstype[64], super[1024];
+        _cleanup_free_ char *buf = NULL;
+        if (read_full_at(AT_FDCWD, "/proc/self/mountinfo", 16 << 20, &buf, NULL) < 0)
+                return;
+        for (char *line = buf, *next; line && *line; line = next) {
+                next = strchr(line, '\n');
+                if (next)
+                        *next++ = 0;
                 char *dash = strstr(line, " - ");
-                if (!dash || sscanf(line, "%*s %*s %*s %1023s %1023s", root, mnt) != 2 ||
-                    sscanf(dash + 3, "%63s %*s %1023s", fstype, super) != 2)
+                if (!dash)
                         continue;
+                *dash = 0;
+                char *f[5], *save = NULL, *t[3], *save2 = NULL;
+                size_t n = 0, m = 0;
+                for (char *w = strtok_r(line, " ", &save); w && n < 5; w = strtok_r(NULL, " ", &save))
+                        f[n++] = w;
+                for (char *w = strtok_r(dash + 3, " ", &save2); w && m < 3; w = strtok_r(NULL, " ", &save2))
+                        t[m++] = w;
+                if (n < 5 || m < 3)
+                        continue;
+                const char *mnt = f[4], *fstype = t[0], *super = t[2];
                 if (!strcmp(fstype, "cgroup2") && !lo->v2.mnt)
                         lo->v2.mnt = strdup(mnt);
                 else if (!strcmp(fstype, "cgroup"))

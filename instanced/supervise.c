@@ -35,7 +35,7 @@
 #define SETTLE_TICK_MS 1
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
-#define STABLE_RUN_S 10 /* a container that ran this long resets the backoff */
+#define STABLE_RUN_S 10  /* a container that ran this long resets the backoff */
 #define TIDY_AFTER_MS 50 /* set-aside logs are removed, the heap trimmed, this long after a start */
 
 #define LAUNCHER_STACK (1 << 20) /* mapped for each start, only the pages used are touched */

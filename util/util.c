@@ -277,6 +277,10 @@ int write_file_at(int dirfd, const char *path, const char *data, size_t len, mod
 
 int mkdir_p_at(int dirfd, const char *path, mode_t mode)
 {
+        struct stat st;
+        /* the usual case, one call: it is there (following symlinks, as the walk does) */
+        if (fstatat(dirfd, path, &st, 0) == 0 && S_ISDIR(st.st_mode))
+                return 0;
         _cleanup_free_ char *copy = strdup(path);
         if (!copy)
                 return -ENOMEM;

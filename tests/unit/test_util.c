@@ -8,6 +8,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -159,6 +160,35 @@ static void test_vfork(void **state)
         close(fds[1]);
 }
 
+/* mkdir_p_at: every level made, an existing path is fine (through a symlink too), a file
+ * in the way is an error */
+static void test_mkdir_p(void **state)
+{
+        (void) state;
+        char tmpl[] = "/tmp/hutch-test-mkdir.XXXXXX";
+        char *d = mkdtemp(tmpl);
+        assert_non_null(d);
+        int dfd = open(d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        assert_true(dfd >= 0);
+        assert_int_equal(mkdir_p_at(dfd, "a/b/c", 0700), 0);
+        struct stat st;
+        assert_int_equal(fstatat(dfd, "a/b/c", &st, 0), 0);
+        assert_true(S_ISDIR(st.st_mode) && (st.st_mode & 0777) == 0700);
+        assert_int_equal(mkdir_p_at(dfd, "a/b/c", 0700), 0);
+        assert_int_equal(symlinkat("a/b", dfd, "link"), 0);
+        assert_int_equal(mkdir_p_at(dfd, "link/c/d", 0700), 0);
+        assert_int_equal(fstatat(dfd, "a/b/c/d", &st, 0), 0);
+        int f = openat(dfd, "file", O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+        assert_true(f >= 0);
+        close(f);
+        assert_true(mkdir_p_at(dfd, "file", 0700) < 0);
+        assert_int_equal(mkdir_p_at(dfd, "file/x", 0700), -ENOTDIR);
+        close(dfd);
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+        assert_int_equal(system(cmd), 0);
+}
+
 /* close_all_fds: only the listed fds (any order, duplicates, below `from`) stay open */
 static void test_close_all(void **state)
 {
@@ -307,7 +337,7 @@ int main(void)
                 cmocka_unit_test(test_proc),        cmocka_unit_test(test_vfork),
                 cmocka_unit_test(test_fds),         cmocka_unit_test(test_dir_stream),
                 cmocka_unit_test(test_size_format), cmocka_unit_test(test_fork_detached),
-                cmocka_unit_test(test_close_all),
+                cmocka_unit_test(test_close_all),   cmocka_unit_test(test_mkdir_p),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
