@@ -196,9 +196,12 @@ if [ "$MODE" = root ] && [ -e /proc/sys/vm/memfd_noexec ]; then
 		"$0" instance start "$1" nomemfd || exit 8
 		readlink "/proc/$(pgrep -x hutch-init)/exe"
 		"$0" exec instance://nomemfd cat /proc/1/comm
-		"$0" instance stop nomemfd' "$HUTCH" "$I"
+		"$0" instance stop nomemfd
+		"$0" exec --pid "$1" sh -c "cat /proc/1/comm; exit 7"; echo "batch $?"' "$HUTCH" "$I"
 	check "where a memfd may not be exec'd (vm.memfd_noexec = 2) the init stays a copy of hutch, and works" \
 		'[ $RC -eq 0 ] && [ "$(head -1 "$OUT")" = "$HUTCH" ] && [ "$(sed -n 2p "$OUT")" = hutch-init ]'
+	check "... and so does a batch --pid init, passing the payload's status on" \
+		'[ "$(sed -n 3p "$OUT")" = hutch-init ] && [ "$(sed -n 4p "$OUT")" = "batch 7" ]'
 fi
 run "$HUTCH" instance start --restart on-failure "$I" phoenix
 hp=$(pgrep -u "$(id -u)" -x httpd | head -1)
