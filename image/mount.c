@@ -6,6 +6,7 @@
  * namespace to die, as its own presence keeps it alive. */
 #include <errno.h>
 #include <fcntl.h>
+#include <float.h>
 #include <malloc.h>
 #include <limits.h>
 #include <poll.h>
@@ -337,6 +338,69 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, s
         sqfs_ll_op_readdir(req, ino, size, off, &f);
 }
 
+/* libsquashfuse's own attribute filler (the one its LOOKUP and GETATTR use: an entry must
+ * read the same from either), exported but declared only in its private fuseprivate.h. */
+sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
+
+/* READDIRPLUS: every entry comes with its attributes, so the stat or open of each entry
+ * that tends to follow a listing (the rootfs split's, a shell's glob) finds it in the
+ * dentry cache instead of sending a LOOKUP of its own (a round trip between two processes,
+ * often across the two vCPUs). An entry in the reply counts as a lookup, which the kernel
+ * forgets as one. The kernel asks for it on a directory's first read and falls back to
+ * READDIR where no lookups follow (READDIRPLUS_AUTO, libfuse's default). */
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+        (void) fi;
+        sqfs_ll *ll = fuse_req_userdata(req);
+        sqfs_inode dir_inode;
+        sqfs_dir dir;
+        if (sqfs_ll_inode(ll, &dir_inode, ino) != SQFS_OK) {
+                fuse_reply_err(req, ENOENT);
+                return;
+        }
+        if (!S_ISDIR(dir_inode.base.mode)) {
+                fuse_reply_err(req, ENOTDIR);
+                return;
+        }
+        if (sqfs_dir_open(&ll->fs, &dir_inode, &dir, off) != SQFS_OK) {
+                fuse_reply_err(req, EINVAL);
+                return;
+        }
+        _cleanup_free_ char *buf = malloc(size);
+        if (!buf) {
+                fuse_reply_err(req, ENOMEM);
+                return;
+        }
+        sqfs_name name;
+        sqfs_dir_entry entry;
+        sqfs_err err = SQFS_OK;
+        size_t used = 0;
+        sqfs_dentry_init(&entry, name);
+        while (sqfs_dir_next(&ll->fs, &dir, &entry, &err)) {
+                sqfs_inode inode;
+                struct fuse_entry_param e = {.attr_timeout = DBL_MAX, .entry_timeout = DBL_MAX};
+                if (sqfs_inode_get(&ll->fs, &inode, sqfs_dentry_inode(&entry)) != SQFS_OK ||
+                    sqfs_stat(&ll->fs, &inode, &e.attr) != SQFS_OK) {
+                        err = SQFS_ERR;
+                        break;
+                }
+                e.ino = ll->ino_register(ll, &entry);
+                e.attr.st_ino = (ino_t) e.ino;
+                size_t n = fuse_add_direntry_plus(req, buf + used, size - used, sqfs_dentry_name(&entry), &e,
+                                                  sqfs_dentry_next_offset(&entry));
+                if (n > size - used) { /* no room: not sent, so not counted */
+                        ll->ino_forget(ll, e.ino, 1);
+                        break;
+                }
+                used += n;
+        }
+        /* what was added is counted by the kernel once replied, error or not after it */
+        if (err != SQFS_OK && used == 0)
+                fuse_reply_err(req, EIO);
+        else
+                fuse_reply_buf(req, buf, used);
+}
+
 static const struct fuse_lowlevel_ops sqfs_ops = {
         .lookup = sqfs_ll_op_lookup,
         .forget = sqfs_ll_op_forget,
@@ -347,6 +411,7 @@ static const struct fuse_lowlevel_ops sqfs_ops = {
         .release = sqfs_ll_op_release,
         .opendir = op_opendir,
         .readdir = op_readdir,
+        .readdirplus = op_readdirplus,
         .releasedir = sqfs_ll_op_releasedir,
         .statfs = stfs_ll_op_statfs,
         .getxattr = sqfs_ll_op_getxattr,

@@ -42,6 +42,12 @@ run "$HUTCH" build "$T/a.sif" "$IMAGES/rootfs"
 check "build SIF from a sandbox" '[ $RC -eq 0 ] && [ -s "$T/a.sif" ]'
 run "$HUTCH" exec "$T/a.sif" cat /etc/hutch-test-marker
 check "the built SIF runs" 'out_is image-marker'
+# a listing comes with each entry's attributes (READDIRPLUS): what a stat then finds must be
+# what the image holds
+lst='for f in $D/.singularity.d/* $D/bin/*; do if [ -d "$f" ] && [ ! -L "$f" ]; then stat -c "%n %a %F" "$f"; else stat -c "%n %s %a %h %F" "$f"; fi; done'
+run "$HUTCH" exec "$I" sh -c "D=; $lst"
+want=$(cd "$IMAGES/rootfs" && D=. sh -c "$lst" | sed 's|^\./|/|')
+check "a stat of each listed entry gives the image's sizes, modes, links and types" '[ $RC -eq 0 ] && [ "$(cat "$OUT")" = "$want" ]'
 run "$HUTCH" build "$T/a.sif" "$IMAGES/rootfs"
 check "build refuses to overwrite without --force" 'fails_with "--force"'
 run "$HUTCH" build --force "$T/a.sif" "$IMAGES/image.sqfs"
