@@ -173,7 +173,9 @@ static void tell_cli(struct sup *u, int type, int status, const struct hutch_err
         u->sync_fd = -EBADF;
 }
 
-static int open_logs(struct sup *u, struct hutch_error *err)
+/* The log folder, made and opened before the container starts (it fails the start at
+ * once when it cannot be); the files themselves in logs_open, once the container runs. */
+static int logs_prepare(struct sup *u, struct hutch_error *err)
 {
         _cleanup_free_ char *out = NULL, *errp = NULL;
         int r = instance_log_paths(&u->spec->env, u->spec->name, &out, &errp);
@@ -194,12 +196,23 @@ static int open_logs(struct sup *u, struct hutch_error *err)
         u->err.name = strdup(strrchr(errp, '/') + 1);
         if (!u->out.name || !u->err.name)
                 return hutch_err(err, -ENOMEM, "out of memory");
+        u->st.log_out = steal_pointer(&out);
+        u->st.log_err = steal_pointer(&errp);
+        return 0;
+}
+
+/* The log files, opened while the container starts (its output waits in the pipes): the
+ * previous run's set aside, fresh ones made. In a home folder on NFS each of these is a
+ * round trip to the server. Once; a restart keeps them. */
+static int logs_open(struct sup *u, struct hutch_error *err)
+{
+        int r;
+        if (u->out.fd >= 0)
+                return 0;
         sink_set_aside(&u->out);
         sink_set_aside(&u->err);
         if ((r = sink_open(&u->out, true)) < 0 || (r = sink_open(&u->err, true)) < 0)
                 return hutch_err_sys(err, r, "cannot open the logs of instance '%s'", u->spec->name);
-        u->st.log_out = steal_pointer(&out);
-        u->st.log_err = steal_pointer(&errp);
         return 0;
 }
 
@@ -574,7 +587,7 @@ static int setup(struct sup *u, struct hutch_error *err)
         unlinkat(u->dir_fd, "state", 0); /* of a supervisor that died */
         if (dup3(u->dir_fd, SUPERVISOR_DIR_FD, O_CLOEXEC) < 0)
                 return hutch_err_sys(err, -errno, "cannot keep the state folder open");
-        if ((r = open_logs(u, err)) < 0)
+        if ((r = logs_prepare(u, err)) < 0)
                 return r;
         const struct launch_spec *ls = u->spec->launch;
         char name[INSTANCE_NAME_MAX + 32];
@@ -662,10 +675,20 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         int r = (!u.st.name || !u.st.image || !u.st.restart) ? hutch_err(err, -ENOMEM, "out of memory") : 0;
         if (r >= 0)
                 r = setup(&u, err);
-        if (r >= 0 && (r = container_start(&u, err)) < 0) {
-                note(&u, "%s", err->msg);
+        if (r >= 0) {
+                struct hutch_error lerr = HUTCH_ERROR_INIT;
+                r = container_start(&u, err);
+                int lr = logs_open(&u, &lerr);
+                if (r < 0) {
+                        note(&u, "%s", err->msg);
+                } else if (lr < 0) {
+                        *err = lerr;
+                        r = lr;
+                        if (u.init > 0)
+                                kill(u.init, SIGKILL);
+                }
                 /* an init or FUSE server that got started leaves on its own: wait for it */
-                while (waitpid(-1, NULL, 0) > 0 || errno == EINTR)
+                while (r < 0 && (waitpid(-1, NULL, 0) > 0 || errno == EINTR))
                         ;
         }
         if (r < 0) {

@@ -121,6 +121,18 @@ run "$HUTCH" instance frobnicate
 check "an unknown instance command fails" '[ $RC -eq 255 ] && err_has "unknown instance command"'
 run "$HUTCH" supervise instance start "$I" direct
 check "there is no supervise verb to run by hand (the supervisor is forked by instance start)" '[ $RC -eq 255 ] && err_has "unknown command .supervise." && [ -z "$(state_dirs)" ]'
+if [ "$MODE" = user ]; then
+	# the log files are made while the container starts: one that cannot be made still
+	# fails the start, with the container stopped and nothing left
+	"$HUTCH" instance start "$I" nolog >/dev/null 2>&1 && "$HUTCH" instance stop nolog >/dev/null 2>&1
+	ld=$(dirname "$(ls "$HOME"/.hutch/logs/*/nolog.out)")
+	rm -f "$ld"/nolog.*
+	chmod 500 "$ld"
+	run "$HUTCH" instance start "$I" nolog
+	chmod 700 "$ld"
+	check "a start whose log files cannot be made fails, and stops the container" \
+		'fails_with "cannot open the logs of instance .nolog." && wait_for "[ -z \"\$(state_dirs)\" ] && [ -z \"\$(pgrep -u $(id -u) -x httpd)\" ]"'
+fi
 leftovers "bad input"
 
 # --- logs: rotation and follow
