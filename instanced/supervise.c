@@ -59,6 +59,7 @@ struct sup {
         struct log_sink out, err;
         struct cgroup cg; /* with limits: the instance's, the launcher enters it */
         pid_t init;       /* the container's PID 1, our child; 0 when none */
+        pid_t init_early; /* the same, written by the kernel as the launcher creates it */
         bool ready, stopping, finishing, backing_off, tidy_pending;
         int settled_in_row;
         struct timespec settle_start;
@@ -269,6 +270,7 @@ static int launcher_main(void *p)
         spec.serve_sock = serve;
         spec.affinity = a->u->pinned ? &a->u->affinity : NULL;
         spec.affinity_size = spec.affinity ? sizeof a->u->affinity : 0;
+        spec.init_early = &u->init_early;
         int status = 0;
         if (runtime_launch(&spec, &status, &err) < 0) {
                 struct launch_event ev = {.type = LAUNCH_EVENT_FAILED, .err = err};
@@ -361,7 +363,16 @@ static int container_start(struct sup *u, struct hutch_error *err)
                 return r;
         }
         struct launcher_args a = {.u = u, .notify = sp[1], .serve = fs[1], .supervisor = getpid()};
+        u->init_early = 0;
         int ws = run_in_vfork(launcher_main, &a, LAUNCHER_STACK);
+        if (ws >= 0 && WIFSIGNALED(ws) && u->init_early > 0) {
+                /* the launcher was killed: the init may still be running on our memory
+                 * until its exec (spawn_vm). End it (and with it its PID namespace) before
+                 * anything here touches the heap. */
+                kill(u->init_early, SIGKILL);
+                while (waitpid(u->init_early, NULL, 0) < 0 && errno == EINTR)
+                        ;
+        }
         unpin(u);
         close(sp[1]);
         close(fs[1]);

@@ -427,7 +427,7 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
         struct payload_args pa = {.c = c, .cmd = &cmd, .err = &err, .sync_fd = sync_fd};
         pa.prepared = payload_prepare(c, &cmd, &err);
         char **env = environ;
-        pid_t payload = spawn_vm(payload_main, &pa, CHILD_STACK, false);
+        pid_t payload = spawn_vm(payload_main, &pa, CHILD_STACK, false, NULL);
         environ = env;
         payload_cmd_free(&cmd);
         if (payload < 0) {
@@ -598,7 +598,7 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         c->pid1_fd = pid1_memfd();
 #endif
         if (c->pid1_fd >= 0 || !run_in_vfork_shares_memory()) {
-                child = spawn_vm(init_main, &ia, CHILD_STACK, s->instance);
+                child = spawn_vm(init_main, &ia, CHILD_STACK, s->instance, s->init_early);
         } else {
                 /* an init running init_loop needs memory of its own: a fork. A raw clone
                  * runs no atfork handler: with an instance's FUSE thread serving on this

@@ -647,13 +647,15 @@ bool run_in_vfork_shares_memory(void)
  * page fault costs ~15 us on virtual machines like CI's, a populated page ~1 us). */
 #define STACK_PREFAULT (32 * 1024)
 
-pid_t spawn_vm(int (*fn)(void *), void *arg, size_t stack_size, bool sibling)
+pid_t spawn_vm(int (*fn)(void *), void *arg, size_t stack_size, bool sibling, pid_t *early)
 {
 #ifdef HUTCH_ASAN
         (void) stack_size;
         pid_t p = sibling ? fork_sibling() : fork();
         if (p == 0)
                 _exit(fn(arg));
+        if (p > 0 && early)
+                *early = p;
         return p < 0 ? -errno : p;
 #endif
         /* a guard page below: an overflow faults instead of writing over other memory */
@@ -675,7 +677,7 @@ pid_t spawn_vm(int (*fn)(void *), void *arg, size_t stack_size, bool sibling)
 int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size)
 {
         int status = 0;
-        pid_t child = spawn_vm(fn, arg, stack_size, false);
+        pid_t child = spawn_vm(fn, arg, stack_size, false, NULL);
         if (child < 0)
                 return child;
         while (waitpid(child, &status, 0) < 0)

@@ -98,9 +98,11 @@ int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size);
 /* Start fn(arg) in a child that shares this process's memory until it execs or exits
  * (CLONE_VM|CLONE_VFORK, a stack of its own with a guard page): returns the child's pid
  * once it has done either, or -errno. fn must end in an exec or _exit; nothing it leaves
- * allocated is freed. sibling: the child is our parent's (CLONE_PARENT), not ours. Under
- * AddressSanitizer a plain fork (fork_sibling), returning at once. */
-pid_t spawn_vm(int (*fn)(void *), void *arg, size_t stack_size, bool sibling);
+ * allocated is freed. sibling: the child is our parent's (CLONE_PARENT), not ours. early
+ * (or NULL): where the kernel writes the child's pid as it creates it, before it runs
+ * (for whoever must end it should this process die meanwhile). Under AddressSanitizer a
+ * plain fork (fork_sibling), returning at once. */
+pid_t spawn_vm(int (*fn)(void *), void *arg, size_t stack_size, bool sibling, pid_t *early);
 /* false under AddressSanitizer, where run_in_vfork is a plain fork */
 bool run_in_vfork_shares_memory(void);
 /* fork(), but the child's parent is this process's parent (CLONE_PARENT): it survives our

@@ -37,6 +37,7 @@ cp "$hutch" "$work/bin/hutch"
 # the static image server, found beside hutch (absent from sanitizer builds)
 if [ -x "$builddir/hutch-squashfs" ]; then cp "$builddir/hutch-squashfs" "$work/bin/"; fi
 cp "$reaper" "$work/bin/reaper"
+cp "$builddir/tests/killfirst" "$work/bin/killfirst"
 cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$work/tests/"
 hutch=$work/bin/hutch reaper=$work/bin/reaper here=$work/tests
 chown -R "$user" "$work"
@@ -69,7 +70,7 @@ n=0
 fail=0
 for t in "${tests[@]}"; do
 	echo "# --- $t ($mode)"
-	out=$(cd "$work" && as_user env HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" FIXTURES="$fixtures" \
+	out=$(cd "$work" && as_user env HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" \
 		MODE="$mode" SRC="$src" CGROUP_PARENT="${HUTCH_TEST_CGROUP_PARENT:-}" HOME="$(getent passwd "$user" | cut -d: -f6)" TMPDIR="$work" \
 		"$reaper" bash "$here/$t.sh" 2>&1)
 	while IFS= read -r line; do

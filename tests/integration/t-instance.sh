@@ -202,6 +202,19 @@ check "kill -9 of the init: the supervisor (and its FUSE thread) leave too" \
 	'wait_for "[ -z \"\$(pgrep -u $(id -u) -x hutch-supervise)\" ]" && ! "$HUTCH" instance list | grep -q ^victim'
 check "... and the supervisor logged why" 'grep -q "exited with status 137" "$HOME"/.hutch/logs/*/victim.err'
 leftovers "kill -9 of the init"
+# kill -9 of the launcher while its init still sets the container up on the supervisor's
+# memory (both named hutch-launch then; killfirst polls /proc to catch those few ms): the
+# supervisor ends the init before it goes on, the start fails saying so, nothing is left.
+# Should the moment be missed, the start must simply have succeeded.
+"$KILLFIRST" hutch-launch 2 10000 > "$T/lkill.pid" &
+kpid=$!
+run "$HUTCH" instance start "$I" lkill
+wait $kpid && hit=yes || hit=no
+check "kill -9 of the launcher mid-start ($hit): the start fails saying so" \
+	'if [ $hit = yes ]; then fails_with "launcher of instance .lkill. exited with status 137"; else [ $RC -eq 0 ]; fi'
+"$HUTCH" instance stop lkill >/dev/null 2>&1
+wait_for '[ -z "$(pgrep -u $(id -u) -x hutch-supervise)" ]'
+leftovers "kill -9 of the launcher"
 if [ "$MODE" = root ] && [ -e /proc/sys/vm/memfd_noexec ]; then
 	# vm.memfd_noexec is per PID namespace and may only be raised: raise it in a throw-away one
 	run unshare --pid --fork --mount-proc sh -c 'echo 2 > /proc/sys/vm/memfd_noexec || exit 9
