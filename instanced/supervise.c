@@ -337,6 +337,23 @@ static void unpin(struct sup *u)
                         sched_setaffinity((pid_t) atoi(de->d_name), sizeof u->affinity, &u->affinity);
 }
 
+/* SIGKILL every child of this thread (the init, when one was made). */
+static void kill_children(void)
+{
+        char path[64];
+        _cleanup_free_ char *kids = NULL;
+        snprintf(path, sizeof path, "/proc/self/task/%d/children", (int) gettid());
+        if (read_full_at(AT_FDCWD, path, 1 << 16, &kids, NULL) < 0)
+                return;
+        for (char *p = kids, *e; *p; p = e) {
+                long k = strtol(p, &e, 10);
+                if (e == p)
+                        break;
+                if (k > 0)
+                        kill((pid_t) k, SIGKILL);
+        }
+}
+
 /* Start the container; returns once its payload runs (or setup failed). */
 static int container_start(struct sup *u, struct hutch_error *err)
 {
@@ -365,13 +382,17 @@ static int container_start(struct sup *u, struct hutch_error *err)
         struct launcher_args a = {.u = u, .notify = sp[1], .serve = fs[1], .supervisor = getpid()};
         u->init_early = 0;
         int ws = run_in_vfork(launcher_main, &a, LAUNCHER_STACK);
-        if (ws >= 0 && WIFSIGNALED(ws) && u->init_early > 0) {
+        if (ws >= 0 && WIFSIGNALED(ws)) {
                 /* the launcher was killed: the init may still be running on our memory
                  * until its exec (spawn_vm). End it (and with it its PID namespace) before
-                 * anything here touches the heap. */
-                kill(u->init_early, SIGKILL);
-                while (waitpid(u->init_early, NULL, 0) < 0 && errno == EINTR)
-                        ;
+                 * anything here touches the heap; an init of its own memory (forked) is
+                 * ended too, as nobody will tell it the start failed */
+                if (u->init_early > 0) {
+                        kill(u->init_early, SIGKILL);
+                        while (waitpid(u->init_early, NULL, 0) < 0 && errno == EINTR)
+                                ;
+                }
+                kill_children();
         }
         unpin(u);
         close(sp[1]);
