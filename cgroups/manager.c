@@ -57,10 +57,9 @@ static bool has_word(const char *list, const char *word, const char *seps)
         return strv_contains(v, word);
 }
 
-/* mountinfo: "id parent maj:min root mountpoint opts - fstype source superopts" */
-/* One read of the whole file and a split in place (fopen's 1 KiB reads and sscanf per line
- * took ~0.2 ms of every start with a cgroup). Fields: ID PARENT MAJ:MIN ROOT MOUNTPOINT
- * ... - FSTYPE SOURCE SUPEROPTIONS. */
+/* mountinfo: "id parent maj:min root mountpoint opts - fstype source superopts", read at
+ * once and split in place (fopen's 1 KiB reads and sscanf per line took ~0.2 ms of every
+ * start with a cgroup). */
 static void scan_mounts(struct layout *lo)
 {
         _cleanup_free_ char *buf = NULL;

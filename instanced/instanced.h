@@ -1,7 +1,7 @@
 /* Instances: long-running containers per user, each kept by one small supervisor process
- * (forked by `instance start`), tracked in per-user state files that are re-checked on every read.
- * No daemon: the CLI starts a supervisor, talks to it through signals and its state, and
- * every reader verifies liveness through the supervisor's lock. */
+ * (forked by `instance start`), tracked in per-user state files that are re-checked on
+ * every read. No daemon: the CLI starts a supervisor, talks to it through signals and its
+ * state, and every reader verifies liveness through the supervisor's lock. */
 #pragma once
 
 #include <stdbool.h>

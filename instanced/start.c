@@ -1,7 +1,8 @@
 /* `instance start`, the CLI's half: fork the supervisor, detached from the caller's
  * session, and wait on a socket until it says the container runs or failed. The
  * supervisor goes on from the CLI's parsed spec on a copy of its memory (no exec: a fresh
- * hutch cost ~3 ms of dynamic loading and parsing per start, see docs/performance.md). */
+ * hutch paid the dynamic loader's page faults and the parse again, ~1 ms a start here; see
+ * docs/performance.md, session 8). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
