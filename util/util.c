@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sched.h>
@@ -215,11 +216,18 @@ ssize_t pread_full(int fd, void *buf, size_t len, off_t off)
         return (ssize_t) done;
 }
 
+static int read_fd_full(int fd, size_t max, char **ret, size_t *ret_len);
+
 int read_full_at(int dirfd, const char *path, size_t max, char **ret, size_t *ret_len)
 {
         _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
         if (fd < 0)
                 return -errno;
+        return read_fd_full(fd, max, ret, ret_len);
+}
+
+static int read_fd_full(int fd, size_t max, char **ret, size_t *ret_len)
+{
         size_t cap = 4096, len = 0;
         _cleanup_free_ char *buf = malloc(cap + 1);
         if (!buf)
@@ -249,6 +257,23 @@ int read_full_at(int dirfd, const char *path, size_t max, char **ret, size_t *re
                 *ret_len = len;
         *ret = steal_pointer(&buf);
         return 0;
+}
+
+int read_regular_at(int dirfd, const char *path, size_t max, char **ret, size_t *ret_len)
+{
+        /* O_NONBLOCK: opening a FIFO with no writer would wait for one */
+        _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISDIR(st.st_mode))
+                return -EISDIR;
+        if (!S_ISREG(st.st_mode))
+                return -EBADFD;
+        if ((uint64_t) st.st_size > max)
+                return -EFBIG;
+        /* the read's own cap stops a file that grows meanwhile */
+        return read_fd_full(fd, max, ret, ret_len);
 }
 
 int write_full(int fd, const void *buf, size_t len)
@@ -496,12 +521,20 @@ int size_parse(const char *s, uint64_t *ret)
 {
         static const char units[] = "KMGTPE";
         char *end;
-        if (!s || !*s || *s == '-' || *s == ' ')
+        /* digits and one '.' only: strtod would take "nan", "inf", hex and exponents too */
+        size_t int_digits = strspn(s ? s : "", "0123456789"), len = int_digits;
+        if (s && s[len] == '.')
+                len += 1 + strspn(s + len + 1, "0123456789");
+        if (!s || int_digits == 0)
                 return -EINVAL;
+        _cleanup_free_ char *num = strndup(s, len);
+        if (!num)
+                return -ENOMEM;
         errno = 0;
-        double v = strtod(s, &end);
-        if (errno || end == s || v < 0)
-                return -EINVAL;
+        double v = strtod(num, NULL);
+        end = (char *) s + len;
+        if (errno || !isfinite(v))
+                return -ERANGE;
         double mul = 1;
         if (*end) {
                 const char *u = strchr(units, end[0] & ~0x20);

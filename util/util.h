@@ -37,6 +37,10 @@ bool is_valid_env_name(const char *s, size_t len);
 
 /* Whole-file helpers. read_full_at caps at max bytes (-EFBIG beyond). */
 int read_full_at(int dirfd, const char *path, size_t max, char **ret, size_t *ret_len);
+/* A regular file of at most max bytes, read whole (NUL-terminated). Opened O_NONBLOCK, so a
+ * FIFO or a device never blocks: -EISDIR for a folder, -EBADFD for anything else that is
+ * not a regular file, -EFBIG when larger than max. */
+int read_regular_at(int dirfd, const char *path, size_t max, char **ret, size_t *ret_len);
 int write_full(int fd, const void *buf, size_t len);
 int write_file_at(int dirfd, const char *path, const char *data, size_t len, mode_t mode);
 ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
@@ -56,6 +60,20 @@ bool dir_is_users(const char *path, uid_t uid);
 /* "512M", "2G", "1.5g", "4096", "10MiB": binary units K M G T P E (as Apptainer and
  * podman read them). -EINVAL on anything else, -ERANGE beyond 64 bits. */
 int size_parse(const char *s, uint64_t *ret);
+/* Numbers from users and files, strictly: decimal digits only (no sign for u64, no
+ * space, no hex, no trailing text), and within [min, max]. -EINVAL when it is not such a
+ * number, -ERANGE when it is one out of range (or beyond 64 bits). */
+int parse_u64_range(const char *s, uint64_t min, uint64_t max, uint64_t *ret);
+int parse_i64_range(const char *s, int64_t min, int64_t max, int64_t *ret);
+/* A decimal ("2", "0.5", "1e3"): finite and within [min, max]; "nan", "inf", hex floats,
+ * 1e999 and trailing text refused as above. */
+int parse_double_range(const char *s, double min, double max, double *ret);
+/* src made safe to print on a terminal, into dst (always terminated, cut at size): control
+ * bytes, backslash and malformed UTF-8 as \n \t \r \\ \xHH; printable ASCII and
+ * well-formed UTF-8 (but C1 controls) kept. Returns the length written. No allocation:
+ * usable on borrowed memory. */
+size_t str_escape(char *dst, size_t size, const char *src);
+
 /* The other way, for people: "512B", "1.5KiB", "20.0MiB" (one decimal past bytes). */
 void size_format(uint64_t bytes, char *buf, size_t len);
 

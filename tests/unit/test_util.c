@@ -122,6 +122,98 @@ static void test_size(void **state)
         assert_int_equal(size_parse("1M2", &v), -EINVAL);
         assert_int_equal(size_parse("M", &v), -EINVAL);
         assert_int_equal(size_parse("99999E", &v), -ERANGE);
+        /* what strtod alone would take */
+        static const char *const bad[] = {"nan",    "NaN", "inf", "infinity", "0x10", "0x1p4M", "1e3",
+                                          "1e999G", " 5",  "+5",  ".5G",      "nanM", "-0"};
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++)
+                assert_true(size_parse(bad[i], &v) < 0);
+        assert_int_equal(size_parse("1.", &v), 0);
+        assert_int_equal(v, 1);
+}
+
+static void test_parse_numbers(void **state)
+{
+        uint64_t u;
+        int64_t i;
+        double d;
+        assert_int_equal(parse_u64_range("42", 0, 100, &u), 0);
+        assert_int_equal(u, 42);
+        assert_int_equal(parse_u64_range("18446744073709551615", 0, UINT64_MAX, &u), 0);
+        assert_true(u == UINT64_MAX);
+        assert_int_equal(parse_u64_range("18446744073709551616", 0, UINT64_MAX, &u), -ERANGE);
+        assert_int_equal(parse_u64_range("101", 0, 100, &u), -ERANGE);
+        assert_int_equal(parse_u64_range("0", 1, 100, &u), -ERANGE);
+        static const char *const not_u64[] = {"", "-1", "+1", " 1", "1 ", "0x10", "1.0", "1e3", "nan", "12abc"};
+        for (size_t k = 0; k < ELEMENTSOF(not_u64); k++)
+                assert_int_equal(parse_u64_range(not_u64[k], 0, UINT64_MAX, &u), -EINVAL);
+        assert_int_equal(parse_u64_range(NULL, 0, 1, &u), -EINVAL);
+
+        assert_int_equal(parse_i64_range("-1", -1, 10, &i), 0);
+        assert_int_equal(i, -1);
+        assert_int_equal(parse_i64_range("-2", -1, 10, &i), -ERANGE);
+        assert_int_equal(parse_i64_range("9223372036854775808", INT64_MIN, INT64_MAX, &i), -ERANGE);
+        assert_int_equal(parse_i64_range("-9223372036854775809", INT64_MIN, INT64_MAX, &i), -ERANGE);
+        assert_int_equal(parse_i64_range("--1", INT64_MIN, INT64_MAX, &i), -EINVAL);
+        assert_int_equal(parse_i64_range("-", INT64_MIN, INT64_MAX, &i), -EINVAL);
+        assert_int_equal(parse_i64_range("0x7", INT64_MIN, INT64_MAX, &i), -EINVAL);
+
+        assert_int_equal(parse_double_range("0.5", 0, 10, &d), 0);
+        assert_true(d == 0.5);
+        assert_int_equal(parse_double_range("2e3", 0, 1e4, &d), 0);
+        assert_true(d == 2000);
+        assert_int_equal(parse_double_range(".25", 0, 1, &d), 0);
+        assert_int_equal(parse_double_range("-1.5", -2, 0, &d), 0);
+        assert_true(d == -1.5);
+        static const char *const out_of_range[] = {"1e999", "-1e999", "1e-999", "11", "-0.1"};
+        for (size_t k = 0; k < ELEMENTSOF(out_of_range); k++)
+                assert_int_equal(parse_double_range(out_of_range[k], 0, 10, &d), -ERANGE);
+        static const char *const not_double[] = {"nan", "NAN", "-nan", "inf", "-inf", "Infinity", "0x1p3", "0x10", "",
+                                                 " 1",  "1 ",  "1.5x", "1e",  "1e+",  ".",        "-",     "1..2"};
+        for (size_t k = 0; k < ELEMENTSOF(not_double); k++)
+                assert_int_equal(parse_double_range(not_double[k], -1e300, 1e300, &d), -EINVAL);
+}
+
+static void test_escape(void **state)
+{
+        char buf[64];
+        assert_int_equal(str_escape(buf, sizeof buf, "plain text/ok"), 13);
+        assert_string_equal(buf, "plain text/ok");
+        str_escape(buf, sizeof buf, "\033]0;x\007a\\b\n\t\r\x7f");
+        assert_string_equal(buf, "\\x1b]0;x\\x07a\\\\b\\n\\t\\r\\x7f");
+        /* UTF-8 kept; a C1 control (U+009B, a CSI), lone and overlong bytes escaped */
+        str_escape(buf, sizeof buf, "caf\xc3\xa9 \xc2\x9b \x9b \xc0\xaf \xe2\x82");
+        assert_string_equal(buf, "caf\xc3\xa9 \\xc2\\x9b \\x9b \\xc0\\xaf \\xe2\\x82");
+        /* cut whole: never half an escape, always terminated */
+        assert_int_equal(str_escape(buf, 6, "ab\033cd"), 2);
+        assert_string_equal(buf, "ab");
+        assert_int_equal(str_escape(buf, 1, "x"), 0);
+        assert_string_equal(buf, "");
+}
+
+static void test_read_regular(void **state)
+{
+        char dir[] = "/tmp/hutch-test-XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+        assert_true(dfd >= 0);
+        assert_int_equal(write_file_at(dfd, "f", "hello", 5, 0600), 0);
+        assert_int_equal(mkfifoat(dfd, "fifo", 0600), 0);
+        char *t = NULL;
+        size_t len = 0;
+        assert_int_equal(read_regular_at(dfd, "f", 5, &t, &len), 0);
+        assert_string_equal(t, "hello");
+        assert_int_equal(len, 5);
+        free(t);
+        assert_int_equal(read_regular_at(dfd, "f", 4, &t, NULL), -EFBIG);
+        /* a FIFO with no writer: an error at once, not a wait */
+        assert_int_equal(read_regular_at(dfd, "fifo", 100, &t, NULL), -EBADFD);
+        assert_int_equal(read_regular_at(AT_FDCWD, "/dev/zero", 100, &t, NULL), -EBADFD);
+        assert_int_equal(read_regular_at(dfd, ".", 100, &t, NULL), -EISDIR);
+        assert_int_equal(read_regular_at(dfd, "none", 100, &t, NULL), -ENOENT);
+        assert_int_equal(unlinkat(dfd, "f", 0), 0);
+        assert_int_equal(unlinkat(dfd, "fifo", 0), 0);
+        close(dfd);
+        assert_int_equal(rmdir(dir), 0);
 }
 
 static void test_proc(void **state)
@@ -330,14 +422,16 @@ static void test_dir_stream(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_strv),        cmocka_unit_test(test_env),
-                cmocka_unit_test(test_quote),       cmocka_unit_test(test_split),
-                cmocka_unit_test(test_normalize),   cmocka_unit_test(test_env_name),
-                cmocka_unit_test(test_error),       cmocka_unit_test(test_size),
-                cmocka_unit_test(test_proc),        cmocka_unit_test(test_vfork),
-                cmocka_unit_test(test_fds),         cmocka_unit_test(test_dir_stream),
-                cmocka_unit_test(test_size_format), cmocka_unit_test(test_fork_detached),
-                cmocka_unit_test(test_close_all),   cmocka_unit_test(test_mkdir_p),
+                cmocka_unit_test(test_strv),          cmocka_unit_test(test_env),
+                cmocka_unit_test(test_quote),         cmocka_unit_test(test_split),
+                cmocka_unit_test(test_normalize),     cmocka_unit_test(test_env_name),
+                cmocka_unit_test(test_error),         cmocka_unit_test(test_size),
+                cmocka_unit_test(test_proc),          cmocka_unit_test(test_vfork),
+                cmocka_unit_test(test_fds),           cmocka_unit_test(test_dir_stream),
+                cmocka_unit_test(test_size_format),   cmocka_unit_test(test_fork_detached),
+                cmocka_unit_test(test_close_all),     cmocka_unit_test(test_mkdir_p),
+                cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_escape),
+                cmocka_unit_test(test_read_regular),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
