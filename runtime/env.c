@@ -102,16 +102,20 @@ static int apply_forced(char *const *forced, char ***env)
 }
 
 /* Shell text that sources the image's env scripts, then re-applies the forced variables
- * (they win over %environment), then execs "$@". */
-static char *env_script(char *const *forced)
+ * (they win over %environment), then execs "$@". A name goes into the text as it is, so
+ * only a POSIX name may (-EINVAL otherwise; the CLI refuses others first); a value goes in
+ * single-quoted. */
+int payload_env_script(char *const *forced, char **ret)
 {
         _cleanup_free_ char *s =
                 strdup("for f in /.singularity.d/env/*.sh; do if [ -f \"$f\" ]; then . \"$f\"; fi; done; ");
         for (char *const *f = forced; s && f && *f; f++) {
                 const char *eq = strchr(*f, '=');
+                if (!eq || !is_valid_env_name(*f, eq - *f))
+                        return -EINVAL;
                 _cleanup_free_ char *key = strndup(*f, eq - *f), *q = shell_quote(eq + 1), *line = NULL;
                 if (!key || !q)
-                        return NULL;
+                        return -ENOMEM;
                 if (!strcmp(key, "PREPEND_PATH"))
                         line = strjoin("export PATH=", q, ":\"$PATH\"; ");
                 else if (!strcmp(key, "APPEND_PATH"))
@@ -119,7 +123,7 @@ static char *env_script(char *const *forced)
                 else if (asprintf(&line, "export %s=%s; ", key, q) < 0)
                         line = NULL;
                 if (!line)
-                        return NULL;
+                        return -ENOMEM;
                 char *n = strjoin(s, line, NULL);
                 free(s);
                 s = n;
@@ -130,7 +134,10 @@ static char *env_script(char *const *forced)
                               "container: No such file or directory\" >&2; exit 255; }; exec \"$@\"",
                               NULL)
                     : NULL;
-        return n;
+        if (!n)
+                return -ENOMEM;
+        *ret = n;
+        return 0;
 }
 
 static bool exists_exec(const char *p)
@@ -199,9 +206,12 @@ int payload_prepare(struct launch_ctx *c, struct payload_cmd *ret, struct hutch_
         if (r < 0)
                 return hutch_err(err, r, "out of memory");
         if (c->has_env_scripts && exists_exec("/bin/sh")) {
-                _cleanup_free_ char *script = env_script(c->spec->env);
+                _cleanup_free_ char *script = NULL;
                 _cleanup_strv_ char **w = NULL;
-                if (!script || strv_extend(&w, "/bin/sh") < 0 || strv_extend(&w, "-c") < 0 ||
+                r = payload_env_script(c->spec->env, &script);
+                if (r == -EINVAL)
+                        return hutch_err(err, r, "a forced environment variable has an invalid name");
+                if (r < 0 || strv_extend(&w, "/bin/sh") < 0 || strv_extend(&w, "-c") < 0 ||
                     strv_push(&w, steal_pointer(&script)) < 0 || strv_extend(&w, "hutch") < 0)
                         return hutch_err(err, -ENOMEM, "out of memory");
                 for (char **a = argv; *a; a++)

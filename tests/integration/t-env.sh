@@ -1,0 +1,67 @@
+# The payload's forced environment (--env, --env-file, *ENV_ prefixes) and the launcher
+# options given as APPTAINER_/SINGULARITY_/HUTCH_ environment variables.
+. "$(dirname "$0")/lib.sh"
+I=$IMAGES/image.sif
+
+# A key reaches the container's shell wrapper as shell text: it must be a POSIX name.
+for key in 'A;echo INJECTED;B' 'A B' '1A' 'A-B' '$(echo INJECTED)' ''; do
+	run "$HUTCH" exec --env "$key=1" "$I" true
+	check "--env with the key '$key' is refused" 'fails_with "--env" && ! grep -q INJECTED "$OUT"'
+done
+run env 'HUTCHENV_A;echo INJECTED;B=1' "$HUTCH" exec "$I" true
+check "HUTCHENV_ with a bad key is refused" 'fails_with "HUTCHENV_" && ! grep -q INJECTED "$OUT"'
+run env 'APPTAINERENV_A`echo INJECTED`=1' "$HUTCH" exec "$I" true
+check "APPTAINERENV_ with a bad key is refused" 'fails_with "APPTAINERENV_" && ! grep -q INJECTED "$OUT"'
+run env 'SINGULARITYENV_X Y=1' "$HUTCH" exec "$I" true
+check "SINGULARITYENV_ with a bad key is refused" 'fails_with "SINGULARITYENV_"'
+leftovers "bad env keys"
+
+# Values are data, whatever they hold.
+val='q'"'"'s "d" $(echo SUB) `echo BT` $HOME \ ; echo X
+line2'
+run "$HUTCH" exec --env "V=$val" "$I" sh -c 'printf "%s" "$V"'
+check "--env value with quotes, \$(), backticks and a newline arrives verbatim" '[ "$(cat "$OUT")" = "$val" ]'
+run env "HUTCHENV_V=$val" "$HUTCH" exec "$I" sh -c 'printf "%s" "$V"'
+check "HUTCHENV_ value arrives verbatim" '[ "$(cat "$OUT")" = "$val" ]'
+run "$HUTCH" exec --env "PREPEND_PATH=/a'b\$(echo SUB)" "$I" sh -c 'printf "%s" "$PATH"'
+check "PREPEND_PATH value is data too" 'out_has "^/a.b\$(echo SUB):/usr/local/sbin"'
+leftovers "env values"
+
+# Launcher options from APPTAINER_<OPTION>, SINGULARITY_<OPTION> and HUTCH_<OPTION>.
+run env HOST_VAR=h APPTAINER_CLEANENV=1 "$HUTCH" exec "$I" sh -c 'echo "[$HOST_VAR]"'
+check "APPTAINER_CLEANENV=1 is --cleanenv" 'out_is "[]"'
+run env HOST_VAR=h APPTAINER_CLEANENV=false "$HUTCH" exec "$I" sh -c 'echo "[$HOST_VAR]"'
+check "APPTAINER_CLEANENV=false leaves the environment" 'out_is "[h]"'
+run env HOST_VAR=h SINGULARITY_CLEANENV=TRUE "$HUTCH" exec "$I" sh -c 'echo "[$HOST_VAR]"'
+check "SINGULARITY_CLEANENV=TRUE is --cleanenv" 'out_is "[]"'
+run env APPTAINER_CLEANENV=maybe "$HUTCH" exec "$I" true
+check "APPTAINER_CLEANENV=maybe is refused in one line" 'fails_with "APPTAINER_CLEANENV"'
+run env APPTAINER_PWD=/srv "$HUTCH" exec "$I" pwd
+check "APPTAINER_PWD is --pwd" 'out_is /srv'
+run env APPTAINER_PWD=/srv "$HUTCH" exec --pwd /etc "$I" pwd
+check "--pwd on the command line wins over APPTAINER_PWD" 'out_is /etc'
+run env SINGULARITY_PWD=/tmp APPTAINER_PWD=/srv HUTCH_PWD=/etc "$HUTCH" exec "$I" pwd
+check "HUTCH_PWD wins over APPTAINER_PWD and SINGULARITY_PWD" 'out_is /etc'
+run env SINGULARITY_PWD=/tmp APPTAINER_PWD=/srv "$HUTCH" exec "$I" pwd
+check "APPTAINER_PWD wins over SINGULARITY_PWD" 'out_is /srv'
+run env APPTAINER_NO_HOME=1 "$HUTCH" exec "$I" sh -c 'test -d "$HOME" && echo home || echo nohome'
+check "APPTAINER_NO_HOME=1 is --no-home" 'out_is nohome'
+run env APPTAINER_CONTAIN=1 "$HUTCH" exec "$I" sh -c 'ls /tmp | wc -l'
+check "APPTAINER_CONTAIN=1 is --contain (empty /tmp)" 'out_is 0'
+run env APPTAINER_CONTAINALL=true "$HUTCH" exec "$I" sh -c 'echo $$'
+check "APPTAINER_CONTAINALL=true is --containall (own PID namespace)" '[ "$(cat "$OUT")" -le 2 ]'
+run env APPTAINER_WRITABLE_TMPFS=1 "$HUTCH" exec "$IMAGES/rootfs" sh -c 'echo x > /etc/wt && cat /etc/wt'
+check "APPTAINER_WRITABLE_TMPFS=1 is --writable-tmpfs" 'out_is x && [ ! -e "$IMAGES/rootfs/etc/wt" ]'
+mkdir -p "$T/b1" "$T/b2" && echo one > "$T/b1/f" && echo two > "$T/b2/f"
+run env APPTAINER_BIND="$T/b1:/b1, $T/b2:/b2" "$HUTCH" exec "$I" cat /b1/f /b2/f
+check "APPTAINER_BIND takes a comma list" 'out_is "one
+two"'
+run env APPTAINER_BIND="$T/b1:/b1" "$HUTCH" exec -B "$T/b2:/b2" "$I" cat /b1/f /b2/f
+check "APPTAINER_BIND adds to --bind (as Apptainer)" 'out_is "one
+two"'
+run env APPTAINER_CPUS=nan "$HUTCH" exec "$I" true
+check "a bad value from APPTAINER_CPUS names the variable" 'fails_with "APPTAINER_CPUS"'
+run env APPTAINER_HELP=1 HUTCH_DEBUG=1 "$HUTCH" exec "$I" echo ok
+check "--help and the logging flags are not read from the environment" 'out_is ok && [ ! -s "$ERR" ]'
+leftovers "options from the environment"
+finish
