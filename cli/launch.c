@@ -198,34 +198,43 @@ static int env_binds(struct cli *c, struct launch_spec *s)
         return 0;
 }
 
+/* A forced variable's name reaches the container's shell wrapper as shell text: only a
+ * POSIX name (as env files require) may pass. from: the prefix or option it came with. */
+static int put_forced(struct launch_args *a, const char *entry, const char *from)
+{
+        size_t kl = strcspn(entry, "=");
+        if (!is_valid_env_name(entry, kl)) {
+                struct hutch_error err = HUTCH_ERROR_INIT;
+                hutch_err(&err, -EINVAL,
+                          "%s: '%.*s' is not a variable name (letters, digits and '_', not starting with a digit)",
+                          from, (int) kl, entry);
+                return cli_fail(&err);
+        }
+        char *v = strdup(entry);
+        return v && strv_env_put(&a->spec.env, v) >= 0 ? 0 : -ENOMEM;
+}
+
 /* Forced env, lowest priority first: *ENV_ prefixes, then --env-file, then --env. */
 static int build_env(struct cli *c, struct launch_args *a)
 {
         static const char *const prefixes[] = {"SINGULARITYENV_", "APPTAINERENV_", "HUTCHENV_"};
         struct hutch_error err = HUTCH_ERROR_INIT;
+        int r;
 
         for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
                 for (char **e = c->environ; e && *e; e++)
-                        if (startswith(*e, prefixes[i]) && strchr(*e, '=')) {
-                                char *v = strdup(*e + strlen(prefixes[i]));
-                                if (!v || strv_env_put(&a->spec.env, v) < 0)
-                                        return -ENOMEM;
-                        }
+                        if (startswith(*e, prefixes[i]) && strchr(*e, '=') &&
+                            (r = put_forced(a, *e + strlen(prefixes[i]), prefixes[i])) != 0)
+                                return r;
         for (char **f = a->env_files; f && *f; f++) {
                 _cleanup_free_ char *text = NULL;
-                int r = read_full_at(AT_FDCWD, *f, 1 << 20, &text, NULL);
-                if (r < 0) {
-                        hutch_err_sys(&err, r, "cannot read env file '%s'", *f);
-                        return cli_fail(&err);
-                }
-                if (env_file_parse(text, *f, &a->spec.env, &err) < 0)
+                if (conf_file_read(*f, 1 << 20, "env file", &text, &err) < 0 ||
+                    env_file_parse(text, *f, &a->spec.env, &err) < 0)
                         return cli_fail(&err);
         }
-        for (char **e = a->env_opts; e && *e; e++) {
-                char *v = strdup(*e);
-                if (!v || strv_env_put(&a->spec.env, v) < 0)
-                        return -ENOMEM;
-        }
+        for (char **e = a->env_opts; e && *e; e++)
+                if ((r = put_forced(a, *e, "--env")) != 0)
+                        return r;
         return 0;
 }
 
@@ -252,11 +261,8 @@ static int build_limits(struct cli *c, struct launch_args *a)
         cgroup_limits_init(l);
         if (a->apply_cgroups) {
                 _cleanup_free_ char *text = NULL;
-                int r = read_full_at(AT_FDCWD, a->apply_cgroups, 1 << 20, &text, NULL);
-                if (r < 0) {
-                        hutch_err_sys(&err, r, "cannot read cgroups file '%s'", a->apply_cgroups);
+                if (conf_file_read(a->apply_cgroups, 1 << 20, "cgroups file", &text, &err) < 0)
                         return cli_fail(&err);
-                }
                 if (cgroup_toml_parse(text, a->apply_cgroups, l, &err) < 0)
                         return cli_fail(&err);
         }

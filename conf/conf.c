@@ -1,6 +1,7 @@
 /* hutch.conf: Apptainer-style "key = value" lines without sections, read with inih. A
  * custom reader counts lines, since Debian's inih is built without INI_HANDLER_LINENO. */
 #include <errno.h>
+#include <fcntl.h>
 #include <ini.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,9 @@
 #include "conf.h"
 #include "util/log.h"
 #include "util/util.h"
+
+/* hutch.conf is a few KiB; this cap only stops a runaway file. */
+#define CONF_MAX (1u << 20)
 
 void conf_defaults(struct hutch_conf *c)
 {
@@ -47,8 +51,7 @@ struct parse_state {
         struct hutch_conf *c;
         const char *name;
         unsigned line;
-        const char *text; /* string source */
-        FILE *f;          /* file source */
+        const char *text;
 };
 
 static int parse_bool(const char *v)
@@ -138,9 +141,9 @@ static int handler(void *user, const char *section, const char *name, const char
         case KEY_SIZE:
         case KEY_MS: {
                 uint64_t v;
-                bool ok = k->kind == KEY_SIZE
-                                  ? size_parse(value, &v) == 0
-                                  : (size_parse(value, &v) == 0 && strspn(value, "0123456789") == strlen(value));
+                /* a day: a wait longer than that is a typo, and the supervisor keeps it in 32 bits */
+                bool ok =
+                        k->kind == KEY_SIZE ? size_parse(value, &v) == 0 : parse_u64_range(value, 0, 86400000, &v) == 0;
                 if (!ok) {
                         log_warning("%s:%u: '%s' wants %s, not '%s', ignoring", st->name, st->line, name,
                                     k->kind == KEY_SIZE ? "a size (512K, 10M, 1G)" : "milliseconds", value);
@@ -174,24 +177,16 @@ static int handler(void *user, const char *section, const char *name, const char
 static char *reader(char *buf, int size, void *stream)
 {
         struct parse_state *st = stream;
-        char *r;
-
-        if (st->f)
-                r = fgets(buf, size, st->f);
-        else {
-                if (!*st->text)
-                        return NULL;
-                size_t n = strcspn(st->text, "\n");
-                if (n >= (size_t) size)
-                        n = size - 1;
-                memcpy(buf, st->text, n);
-                buf[n] = 0;
-                st->text += n + (st->text[n] == '\n');
-                r = buf;
-        }
-        if (r)
-                st->line++;
-        return r;
+        if (!*st->text)
+                return NULL;
+        size_t n = strcspn(st->text, "\n");
+        if (n >= (size_t) size)
+                n = size - 1;
+        memcpy(buf, st->text, n);
+        buf[n] = 0;
+        st->text += n + (st->text[n] == '\n');
+        st->line++;
+        return buf;
 }
 
 static int parse(struct parse_state *st, struct hutch_error *err)
@@ -213,14 +208,28 @@ int conf_parse_string(struct hutch_conf *c, const char *text, const char *name, 
         return parse(&st, err);
 }
 
+int conf_file_read(const char *path, size_t max, const char *what, char **ret, struct hutch_error *err)
+{
+        char size[32];
+        int r = read_regular_at(AT_FDCWD, path, max, ret, NULL);
+        switch (r) {
+        case 0: return 0;
+        case -EISDIR: return hutch_err(err, r, "%s '%s' is a folder, not a file", what, path);
+        case -EBADFD: return hutch_err(err, r, "%s '%s' is not a regular file (a FIFO, device or socket)", what, path);
+        case -EFBIG:
+                size_format(max, size, sizeof size);
+                return hutch_err(err, r, "%s '%s' is larger than %s", what, path, size);
+        default: return hutch_err_sys(err, r, "cannot read %s '%s'", what, path);
+        }
+}
+
+/* The whole file is read first (capped, never from a FIFO): a line-by-line read of
+ * /dev/zero would never end. */
 int conf_load(struct hutch_conf *c, const char *path, struct hutch_error *err)
 {
-        _cleanup_fclose_ FILE *f = fopen(path, "re");
-        if (!f) {
-                if (errno == ENOENT)
-                        return -ENOENT;
-                return hutch_err_sys(err, -errno, "cannot read configuration '%s'", path);
-        }
-        struct parse_state st = {.c = c, .name = path, .f = f};
-        return parse(&st, err);
+        _cleanup_free_ char *text = NULL;
+        int r = conf_file_read(path, CONF_MAX, "configuration", &text, err);
+        if (r < 0)
+                return r;
+        return conf_parse_string(c, text, path, err);
 }

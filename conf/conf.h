@@ -32,6 +32,10 @@ void conf_free(struct hutch_conf *c);
  * file:line (logged), not errors: an old binary must run with a newer config. A missing file
  * is not an error (-ENOENT returned, c untouched). */
 int conf_load(struct hutch_conf *c, const char *path, struct hutch_error *err);
+/* A file users name (configuration, env files, cgroups files), read whole: a regular file of
+ * at most max bytes, never waiting on a FIFO or device. The error says what is wrong with
+ * it, naming it as "<what> '<path>'". */
+int conf_file_read(const char *path, size_t max, const char *what, char **ret, struct hutch_error *err);
 int conf_parse_string(struct hutch_conf *c, const char *text, const char *name, struct hutch_error *err);
 
 struct bind_spec {

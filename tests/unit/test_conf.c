@@ -45,6 +45,43 @@ static void test_conf_warnings(void **state)
         conf_free(&c);
 }
 
+static void test_conf_numbers(void **state)
+{
+        struct hutch_conf c;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        conf_defaults(&c);
+        log_set_level(LOG_LEVEL_ERROR);
+        assert_int_equal(conf_parse_string(&c,
+                                           "instance ready timeout = nan\nfile cache size = inf\n"
+                                           "instance log max size = 0x10M\ninstance ready timeout = 99999999999\n"
+                                           "file cache size = 1e3\n",
+                                           "t", &e),
+                         0);
+        assert_int_equal(c.n_warnings, 5);
+        assert_int_equal(c.instance_ready_timeout, 1000);
+        assert_int_equal(c.file_cache_size, 128 << 20);
+        assert_int_equal(c.instance_log_max_size, 10 << 20);
+        assert_int_equal(conf_parse_string(&c, "instance ready timeout = 2500\n", "t", &e), 0);
+        assert_int_equal(c.instance_ready_timeout, 2500);
+        conf_free(&c);
+}
+
+static void test_conf_file(void **state)
+{
+        struct hutch_conf c;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        char *t = NULL;
+        conf_defaults(&c);
+        assert_int_equal(conf_load(&c, "/dev/zero", &e), -EBADFD);
+        assert_non_null(strstr(e.msg, "not a regular file"));
+        assert_int_equal(conf_load(&c, "/", &e), -EISDIR);
+        assert_non_null(strstr(e.msg, "is a folder"));
+        assert_int_equal(conf_load(&c, "/nonexistent/hutch.conf", &e), -ENOENT);
+        assert_int_equal(conf_file_read("/dev/null", 10, "env file", &t, &e), -EBADFD);
+        assert_non_null(strstr(e.msg, "env file '/dev/null'"));
+        conf_free(&c);
+}
+
 static void test_bind_spec(void **state)
 {
         struct bind_spec *b = NULL;
@@ -153,6 +190,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_conf_parse),       cmocka_unit_test(test_conf_warnings),
+                cmocka_unit_test(test_conf_numbers),     cmocka_unit_test(test_conf_file),
                 cmocka_unit_test(test_conf_instance),    cmocka_unit_test(test_bind_spec),
                 cmocka_unit_test(test_bind_spec_errors), cmocka_unit_test(test_mount_spec),
                 cmocka_unit_test(test_env_file),         cmocka_unit_test(test_no_mount),
