@@ -38,15 +38,21 @@ bool cgroup_limits_any(const struct cgroup_limits *l)
 
 static int parse_u64(const char *s, uint64_t *ret)
 {
-        char *end;
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || *end)
-                return -EINVAL;
-        *ret = v;
-        return 0;
+        return parse_u64_range(s, 0, UINT64_MAX, ret);
+}
+
+/* "8:0": a block device's major and minor numbers */
+static bool parse_dev_numbers(const char *dev, unsigned *ret_major, unsigned *ret_minor)
+{
+        _cleanup_free_ char *maj = strndup(dev, strcspn(dev, ":"));
+        const char *colon = strchr(dev, ':');
+        uint64_t a, b;
+        if (!maj || !colon || parse_u64_range(maj, 0, UINT32_MAX, &a) < 0 ||
+            parse_u64_range(colon + 1, 0, UINT32_MAX, &b) < 0)
+                return false;
+        *ret_major = (unsigned) a;
+        *ret_minor = (unsigned) b;
+        return true;
 }
 
 /* "0-3,5" or "0,1": what the kernel's cpuset lists accept */
@@ -89,7 +95,7 @@ static int dev_flag(struct cgroup_limits *l, const char *flag, enum cgroup_dev_k
         if (kind == CG_DEV_WEIGHT && (n < 10 || n > 1000))
                 return hutch_err(err, -EINVAL, "--%s: a weight is 10 to 1000, not %s", flag, colon + 1);
         struct stat st;
-        if (sscanf(dev, "%u:%u", &major, &minor) == 2 && strspn(dev, "0123456789:") == strlen(dev))
+        if (parse_dev_numbers(dev, &major, &minor))
                 ;
         else if (stat(dev, &st) < 0)
                 return hutch_err_sys(err, -errno, "--%s: cannot find device '%s'", flag, dev);
@@ -166,13 +172,12 @@ int cgroup_limit_flag(struct cgroup_limits *l, const char *name, const char *v, 
 {
         const struct limit_flag *f = bsearch(name, flags, ELEMENTSOF(flags), sizeof flags[0], flag_cmp);
         uint64_t n;
-        char *end;
         if (!f)
                 return -ENOENT;
         switch (f->kind) {
         case FL_CPUS: {
-                double d = v ? strtod(v, &end) : 0;
-                if (!v || end == v || *end || d <= 0 || d > 100000)
+                double d = 0;
+                if (parse_double_range(v, 0, 100000, &d) < 0 || d <= 0)
                         return hutch_err(err, -EINVAL, "--cpus wants a positive number of CPUs, not '%s'", v);
                 l->cpu_period = 100000;
                 l->cpu_quota = (int64_t) (d * 100000 + 0.5);

@@ -49,10 +49,10 @@ static int signame_cmp(const void *k, const void *e)
 
 static int signal_parse(const char *s)
 {
-        char *end;
-        long n = strtol(s, &end, 10);
-        if (*s && !*end)
-                return n > 0 && n < 65 ? (int) n : -EINVAL;
+        uint64_t n;
+        int r = parse_u64_range(s, 1, 64, &n);
+        if (r != -EINVAL)
+                return r < 0 ? r : (int) n;
         if (!strncasecmp(s, "SIG", 3))
                 s += 3;
         const struct signame *f = bsearch(s, signals, ELEMENTSOF(signals), sizeof signals[0], signame_cmp);
@@ -204,9 +204,8 @@ static int cmd_list(struct cli *c, int argc, char **argv)
                 uid_t uid = 0;
                 if (user) {
                         struct passwd *pw = getpwnam(user);
-                        char *end;
-                        unsigned long id = strtoul(user, &end, 10);
-                        if (!pw && (*end || !*user)) {
+                        uint64_t id = 0;
+                        if (!pw && parse_u64_range(user, 0, UINT32_MAX - 1, &id) < 0) {
                                 hutch_err(&err, -ENOENT, "no user named '%s'", user);
                                 return cli_fail(&err);
                         }
@@ -244,7 +243,6 @@ static int cmd_stop(struct cli *c, int argc, char **argv)
         optind = 1;
         opterr = 0;
         while ((o = getopt_long(argc, argv, "+as:t:Fh", stop_options, NULL)) != -1) {
-                char *end;
                 switch (o) {
                 case 'a': all = true; break;
                 case 'F': force = true; break;
@@ -253,8 +251,8 @@ static int cmd_stop(struct cli *c, int argc, char **argv)
                                 return cli_usage_error("instance", "unknown signal '%s'", optarg);
                         break;
                 case 't': {
-                        double t = strtod(optarg, &end);
-                        if (*end || end == optarg || t < 0 || t > 86400)
+                        double t;
+                        if (parse_double_range(optarg, 0, 86400, &t) < 0)
                                 return cli_usage_error("instance", "--timeout wants seconds, not '%s'", optarg);
                         timeout_ms = (int) (t * 1000);
                         break;
@@ -385,12 +383,11 @@ static int cmd_logs(struct cli *c, int argc, char **argv)
         optind = 1;
         opterr = 0;
         while ((o = getopt_long(argc, argv, "+fn:eoh", logs_options, NULL)) != -1) {
-                char *end;
+                int64_t n;
                 switch (o) {
                 case 'f': follow = true; break;
                 case 'n':
-                        tail = strtol(optarg, &end, 10);
-                        if (*end || end == optarg || tail < 0)
+                        if (parse_i64_range(optarg, 0, INT64_MAX, &n) < 0 || (tail = (long) n) < 0)
                                 return cli_usage_error("instance", "--tail wants a number of lines, not '%s'", optarg);
                         break;
                 case 'e': want_out = false; break;

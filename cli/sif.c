@@ -115,9 +115,10 @@ int verb_sif(struct cli *c, int argc, char **argv)
         if (!needs_id)
                 sif_list(&s);
         else {
-                char *end;
-                unsigned long id = strtoul(argv[2], &end, 10);
-                const struct sif_descriptor *d = *end ? NULL : sif_descriptor_find(&s, (uint32_t) id);
+                uint64_t id;
+                const struct sif_descriptor *d = parse_u64_range(argv[2], 1, UINT32_MAX, &id) < 0
+                                                         ? NULL
+                                                         : sif_descriptor_find(&s, (uint32_t) id);
                 if (!d) {
                         hutch_err(&err, -ENOENT, "'%s' has no object with ID '%s'", path, argv[2]);
                         r = cli_fail(&err);
