@@ -1,14 +1,41 @@
 /* cache list|clean: the per-user decompressed-file cache of squashfs and SIF images
  * (image/cache.c), as `apptainer cache` shows and empties Apptainer's. */
 #include <errno.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
 #include "exit.h"
 #include "image/image.h"
 #include "util/util.h"
+
+/* The cache folder (or a level of it) is not the caller's alone: name what is wrong and
+ * whose it is, so that the user knows whom to ask. */
+static int not_own(const char *xdg, const char *path)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        _cleanup_free_ char *bad = NULL;
+        struct stat st;
+        if (file_cache_why_not_own(geteuid(), xdg, &bad, &st) <= 0) {
+                hutch_err_sys(&err, -EPERM, "cannot open the cache folder '%s'", path);
+                return cli_fail(&err);
+        }
+        struct passwd *pw = getpwuid(st.st_uid);
+        if (st.st_uid != geteuid())
+                hutch_err(&err, -EPERM,
+                          "'%s' is owned by %s (uid %u), not by you: hutch keeps its cache there and will not use "
+                          "another user's; ask them or root to remove it",
+                          bad, pw ? pw->pw_name : "an unknown user", (unsigned) st.st_uid);
+        else if (!S_ISDIR(st.st_mode))
+                hutch_err(&err, -EPERM, "'%s' is not a folder (a symlink or file): remove it", bad);
+        else
+                hutch_err(&err, -EPERM, "'%s' is writable by others (mode %04o): remove it or chmod go-w it", bad,
+                          (unsigned) (st.st_mode & 07777));
+        return cli_fail(&err);
+}
 
 int verb_cache(struct cli *c, int argc, char **argv)
 {
@@ -37,6 +64,8 @@ int verb_cache(struct cli *c, int argc, char **argv)
                 return cli_fail(&err);
         }
         _cleanup_close_ int fd = file_cache_open(geteuid(), xdg, false);
+        if (fd == -EPERM)
+                return not_own(xdg, path);
         if (fd < 0 && fd != -ENOENT) {
                 hutch_err_sys(&err, fd, "cannot open the cache folder '%s'", path);
                 return cli_fail(&err);

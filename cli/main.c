@@ -25,19 +25,32 @@ const char *cli_getenv(const struct cli *c, const char *key)
         return strv_env_get(c->environ, key);
 }
 
+/* Errors name paths, keys and values users, files and images chose: what reaches the
+ * terminal is escaped (an ESC in an env file is shown as \x1b, never obeyed). */
+static void print_escaped(const char *s)
+{
+        char buf[4096];
+        str_escape(buf, sizeof buf, s);
+        fputs(buf, stderr);
+}
+
 int cli_fail(const struct hutch_error *err)
 {
-        fprintf(stderr, "hutch: error: %s\n", err->msg[0] ? err->msg : strerror(-err->code));
+        fputs("hutch: error: ", stderr);
+        print_escaped(err->msg[0] ? err->msg : strerror(-err->code));
+        fputc('\n', stderr);
         return EXIT_HUTCH_FAILURE;
 }
 
 int cli_usage_error(const char *verb, const char *fmt, ...)
 {
+        char msg[1024];
         va_list ap;
         fputs("hutch: error: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
+        print_escaped(msg);
         if (verb)
                 fprintf(stderr, " (see 'hutch %s --help')\n", verb);
         else

@@ -84,6 +84,35 @@ int file_cache_open(uid_t uid, const char *xdg_runtime_dir, bool create)
         return fd;
 }
 
+int file_cache_why_not_own(uid_t uid, const char *xdg_runtime_dir, char **ret_path, struct stat *ret_st)
+{
+        const char *base, *levels[2];
+        char own[32];
+        cache_where(uid, xdg_runtime_dir, &base, own, levels);
+        _cleanup_close_ int fd = open(base, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        for (size_t i = 0; i < ELEMENTSOF(levels); i++) {
+                struct stat st;
+                if (fstatat(fd, levels[i], &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return errno == ENOENT ? 0 : -errno;
+                if (st.st_uid != uid || (st.st_mode & 022) || !S_ISDIR(st.st_mode)) {
+                        char *p = NULL;
+                        if (asprintf(&p, "%s/%s%s%s", base, levels[0], i ? "/" : "", i ? levels[1] : "") < 0)
+                                return -ENOMEM;
+                        *ret_path = p;
+                        *ret_st = st;
+                        return 1;
+                }
+                int next = openat(fd, levels[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (next < 0)
+                        return -errno;
+                close(fd);
+                fd = next;
+        }
+        return 0;
+}
+
 void file_cache_name(const struct file_cache_key *k, char *buf, size_t len)
 {
         snprintf(buf, len, ENTRY_PREFIX "%llx-%llx-%llx-%llx-%llx-%llx-%llx", (unsigned long long) k->dev,

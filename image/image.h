@@ -144,6 +144,10 @@ struct file_cache_key {
 int file_cache_path(uid_t uid, const char *xdg_runtime_dir, char **ret);
 /* The folder, opened (made with create); -EPERM when a level of it is not uid's alone. */
 int file_cache_open(uid_t uid, const char *xdg_runtime_dir, bool create);
+/* Why file_cache_open said -EPERM: the first level of the folder that is not uid's alone
+ * (another's, writable by others, not a folder), its path and lstat; 1 then, 0 when none. */
+struct stat;
+int file_cache_why_not_own(uid_t uid, const char *xdg_runtime_dir, char **ret_path, struct stat *ret_st);
 void file_cache_name(const struct file_cache_key *k, char *buf, size_t len);
 /* An entry, opened, checked to be of file_size bytes (unless 0) and marked used; -ENOENT,
  * -ESTALE. */

@@ -1,10 +1,12 @@
-/* Leveled diagnostics: one line each, prefixed like Apptainer's so log scrapers match. */
+/* Leveled diagnostics: one line each (control bytes escaped), prefixed like Apptainer's so
+ * log scrapers match. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 static enum log_level current = LOG_LEVEL_WARNING;
 
@@ -29,10 +31,12 @@ void log_msg(enum log_level level, const char *fmt, ...)
         int n = snprintf(line, sizeof line, "%-8s ", names[level]);
         if (level == LOG_LEVEL_DEBUG)
                 n += snprintf(line + n, sizeof line - n, "[P=%d] ", (int) getpid());
+        char msg[sizeof line];
         va_start(ap, fmt);
-        vsnprintf(line + n, sizeof line - n, fmt, ap);
+        vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);
-        size_t len = strnlen(line, sizeof line - 2);
+        /* names and values from files and images reach a terminal: control bytes escaped */
+        size_t len = n + str_escape(line + n, sizeof line - n - 1, msg);
         line[len++] = '\n';
         /* one write(2): lines from the launcher and its helpers do not interleave */
         (void) !write(STDERR_FILENO, line, len);
