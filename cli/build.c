@@ -36,6 +36,9 @@ int verb_build(struct cli *c, int argc, char **argv)
                 return cli_usage_error("build", "expects TARGET and SOURCE");
         b.target = pos[0];
         b.source = pos[1];
+        int r = cli_source_check(b.source, true);
+        if (r >= 0)
+                return r;
         if (image_build(&b, &err) < 0)
                 return cli_fail(&err);
         return 0;

@@ -23,6 +23,10 @@ const char *cli_getenv(const struct cli *c, const char *key);
 /* true when arg is one of the global logging flags (and applies it) */
 bool cli_log_flag(const char *arg);
 void cli_help_print(const char *verb);
+bool cli_help_has(const char *verb);
+/* docker://, library://, ... (and for build, a definition file): "not supported yet", one
+ * line, and the exit code; -1 when source may go on. */
+int cli_source_check(const char *source, bool build);
 
 int verb_launch(struct cli *c, const char *verb, int argc, char **argv);
 int verb_inspect(struct cli *c, int argc, char **argv);

@@ -96,6 +96,14 @@ static const struct {
         {"help", "hutch help [VERB]", "Show help."},
 };
 
+bool cli_help_has(const char *verb)
+{
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                if (!strcmp(verb, verbs[i].verb))
+                        return true;
+        return false;
+}
+
 void cli_help_print(const char *verb)
 {
         for (size_t i = 0; verb && i < ELEMENTSOF(verbs); i++)

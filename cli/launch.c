@@ -302,6 +302,8 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
         if (optind >= argc)
                 return cli_usage_error(verb, "missing IMAGE");
         s->image = argv[optind++];
+        if ((r = cli_source_check(s->image, false)) >= 0)
+                return r;
         a->rest = argv + optind;
         s->argv = a->rest;
         if (!s->shell)

@@ -1,9 +1,13 @@
 /* hutch: entry point. Global flags, configuration, and dispatch to one verb. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "image/image.h"
@@ -56,6 +60,54 @@ int cli_usage_error(const char *verb, const char *fmt, ...)
         else
                 fprintf(stderr, " (see 'hutch --help')\n");
         return EXIT_USAGE;
+}
+
+/* Sources of other issues' making: a clear "not supported yet" rather than "No such file". */
+static const char *const unsupported_prefixes[] = {
+        "docker://",  "docker-daemon:", "docker-archive:", "oci:",    "oci-archive:",
+        "library://", "oras://",        "shub://",         "http://", "https://",
+};
+
+/* A definition file: a regular file whose first meaningful line is "Bootstrap: ...". */
+static bool is_deffile(const char *path)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+        struct stat st;
+        char buf[4096];
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+                return false;
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        if (n <= 0)
+                return false;
+        buf[n] = 0;
+        for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+                l += strspn(l, " \t");
+                if (*l == '#' || *l == '\n' || *l == '\r')
+                        continue;
+                return !strncasecmp(l, "bootstrap", 9) && l[9 + strspn(l + 9, " \t")] == ':';
+        }
+        return false;
+}
+
+int cli_source_check(const char *source, bool build)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        for (size_t i = 0; i < ELEMENTSOF(unsupported_prefixes); i++)
+                if (startswith(source, unsupported_prefixes[i])) {
+                        hutch_err(&err, -ENOTSUP,
+                                  "'%s': %s sources are not supported yet (use a SIF file, a squashfs file or a "
+                                  "folder)",
+                                  source, unsupported_prefixes[i]);
+                        return cli_fail(&err);
+                }
+        if (build && is_deffile(source)) {
+                hutch_err(&err, -ENOTSUP,
+                          "'%s' is a definition file: building from definition files is not supported yet (build "
+                          "from a folder, a squashfs file or a SIF file)",
+                          source);
+                return cli_fail(&err);
+        }
+        return -1;
 }
 
 int cli_load_conf(struct cli *c)
@@ -128,6 +180,8 @@ int main(int argc, char **argv)
         if (!strcmp(verb, IMAGE_SERVE_VERB)) /* hidden: a container's image server */
                 return image_serve_main() == 0 ? 0 : cli_usage_error(NULL, "'%s' is started by hutch itself", verb);
         if (!strcmp(verb, "help")) {
+                if (vargc > 1 && !cli_help_has(vargv[1]))
+                        return cli_usage_error(NULL, "no help for '%s': not a hutch command", vargv[1]);
                 cli_help_print(vargc > 1 ? vargv[1] : NULL);
                 return 0;
         }
