@@ -19,6 +19,8 @@ int cli_load_conf(struct cli *c);
 /* Print "hutch: error: <msg>" and return EXIT_HUTCH_FAILURE. */
 int cli_fail(const struct hutch_error *err);
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* While set, errors printed start with "<what>: " (the variable a value came from). */
+void cli_error_context(const char *what);
 const char *cli_getenv(const struct cli *c, const char *key);
 /* true when arg is one of the global logging flags (and applies it) */
 bool cli_log_flag(const char *arg);
@@ -44,6 +46,7 @@ struct launch_args {
         bool instance; /* accept --restart */
         const char *restart;
         char **limit_flags; /* \"memory=32M\", in order */
+        char **env_values;  /* option values read from APPTAINER_<OPTION> and friends */
         const char *apply_cgroups;
         const char *cgroup_parent; /* --cgroup-parent */
         struct cgroup_limits limits;

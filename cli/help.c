@@ -39,8 +39,9 @@ static const char launch_options[] =
         "      --apply-cgroups FILE      Apptainer's cgroups TOML (flags win over it)\n"
         "      --cgroup-parent PATH      create the cgroup beneath PATH (a delegated, empty cgroup)\n"
         "\n"
-        "Environment: HUTCHENV_K=V (or APPTAINERENV_K=V) sets K inside; HUTCH_BIND as --bind;\n"
-        "HUTCH_CONF names the configuration file.\n"
+        "Environment: HUTCHENV_K=V (or APPTAINERENV_K=V) sets K inside; every option also as\n"
+        "HUTCH_<OPTION>, APPTAINER_<OPTION> or SINGULARITY_<OPTION> (APPTAINER_CLEANENV=1,\n"
+        "APPTAINER_BIND=...; the command line wins); HUTCH_CONF names the configuration file.\n"
         "Exit status: the payload's own; 255 when hutch itself fails; 128+N when killed by signal N.\n";
 
 static const struct {

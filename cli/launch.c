@@ -1,4 +1,5 @@
 /* exec, run, shell, test: parse launcher options into a struct launch_spec and launch. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -92,6 +93,7 @@ void launch_args_free(struct launch_args *a)
         strv_free(a->env_opts);
         strv_free(a->env_files);
         strv_free(a->limit_flags);
+        strv_free(a->env_values);
         cgroup_limits_free(&a->limits);
 }
 
@@ -111,91 +113,232 @@ static int add_env_opt(struct launch_args *a, const char *v, const char *verb)
         return 0;
 }
 
-static int parse_options(struct launch_args *a, const char *verb, int argc, char **argv)
+/* One option's effect on a: from the command line or from the environment. arg: its value
+ * (NULL for a flag), k: its entry in options[]. -1 to go on, else the exit code. */
+static int apply_option(struct launch_args *a, const char *verb, size_t k, char *arg)
 {
         struct launch_spec *s = &a->spec;
         struct hutch_error err = HUTCH_ERROR_INIT;
-        int o;
+        int r = 0;
+        switch (options[k].val) {
+        case OPT_LIMIT: {
+                _cleanup_free_ char *kv = strjoin(options[k].name, "=", arg ? arg : "");
+                r = kv ? strv_extend(&a->limit_flags, kv) : -ENOMEM;
+                break;
+        }
+        case OPT_APPLY_CGROUPS: a->apply_cgroups = arg; break;
+        case OPT_CGROUP_PARENT:
+                if (arg[0] != '/' || strstr(arg, "/..") || strstr(arg, "//"))
+                        return cli_usage_error(verb, "--cgroup-parent wants a cgroup path like /user.slice/x, not '%s'",
+                                               arg);
+                a->cgroup_parent = arg;
+                break;
+        case 'B': r = bind_spec_parse(arg, &s->binds, &s->n_binds, &err); break;
+        case OPT_MOUNT: r = mount_spec_parse(arg, &s->binds, &s->n_binds, &err); break;
+        case OPT_NO_MOUNT: r = no_mount_parse(arg, &s->no_mount, &err); break;
+        case 'c': s->contain = true; break;
+        case 'C': s->contain = s->pid_ns = s->ipc_ns = s->cleanenv = true; break;
+        case 'e': s->cleanenv = true; break;
+        case OPT_ENV:
+                if (add_env_opt(a, arg, verb) < 0)
+                        return EXIT_USAGE;
+                break;
+        case OPT_ENV_FILE: r = strv_extend(&a->env_files, arg); break;
+        case 'H': s->home = arg; break;
+        case OPT_NO_HOME: s->no_home = true; break;
+        case OPT_PWD: s->pwd = arg; break;
+        case 'W': s->workdir = arg; break;
+        case 'p': s->pid_ns = true; break;
+        case 'i': s->ipc_ns = true; break;
+        case OPT_UTS: s->uts_ns = true; break;
+        case OPT_HOSTNAME: s->hostname = arg; break;
+        case 'w': s->writable = true; break;
+        case OPT_WRITABLE_TMPFS: s->writable_tmpfs = true; break;
+        case 'f': s->fakeroot = true; break;
+        case 'u': break; /* always a user namespace when not root */
+        case OPT_NO_INIT: s->no_init = true; break;
+        case OPT_SHELL: s->shell = arg; break;
+        case OPT_RESTART:
+                if (!a->instance)
+                        return cli_usage_error(verb, "--restart is an option of 'instance start'");
+                a->restart = arg;
+                break;
+        case OPT_DEBUG: log_set_level(LOG_LEVEL_DEBUG); break;
+        case OPT_VERBOSE: log_set_level(LOG_LEVEL_VERBOSE); break;
+        case OPT_QUIET: log_set_level(LOG_LEVEL_WARNING); break;
+        case OPT_SILENT: log_set_level(LOG_LEVEL_ERROR); break;
+        case 'h': cli_help_print(verb); exit(0);
+        }
+        if (r < 0)
+                return err.msg[0] ? cli_fail(&err) : cli_usage_error(verb, "out of memory");
+        return -1;
+}
 
+/* The entry of options[] getopt_long matched: idx for a long option, else the first with
+ * that short letter. */
+static size_t option_index(int o, int idx)
+{
+        if (idx >= 0)
+                return (size_t) idx;
+        size_t k = 0;
+        while (options[k].name && options[k].val != o)
+                k++;
+        return k;
+}
+
+static int parse_options(struct launch_args *a, const char *verb, int argc, char **argv, bool *seen)
+{
+        int o, idx = -1;
         optind = 1;
         opterr = 0;
-        int idx = -1;
         while ((o = getopt_long(argc, argv, "+B:cCeH:W:piwfuh", options, &idx)) != -1) {
-                int r = 0;
-                switch (o) {
-                case OPT_LIMIT: {
-                        _cleanup_free_ char *kv = strjoin(options[idx].name, "=", optarg ? optarg : "");
-                        r = kv ? strv_extend(&a->limit_flags, kv) : -ENOMEM;
-                        break;
-                }
-                case OPT_APPLY_CGROUPS: a->apply_cgroups = optarg; break;
-                case OPT_CGROUP_PARENT:
-                        if (optarg[0] != '/' || strstr(optarg, "/..") || strstr(optarg, "//"))
-                                return cli_usage_error(verb,
-                                                       "--cgroup-parent wants a cgroup path like /user.slice/x, "
-                                                       "not '%s'",
-                                                       optarg);
-                        a->cgroup_parent = optarg;
-                        break;
-                case 'B': r = bind_spec_parse(optarg, &s->binds, &s->n_binds, &err); break;
-                case OPT_MOUNT: r = mount_spec_parse(optarg, &s->binds, &s->n_binds, &err); break;
-                case OPT_NO_MOUNT: r = no_mount_parse(optarg, &s->no_mount, &err); break;
-                case 'c': s->contain = true; break;
-                case 'C': s->contain = s->pid_ns = s->ipc_ns = s->cleanenv = true; break;
-                case 'e': s->cleanenv = true; break;
-                case OPT_ENV:
-                        if (add_env_opt(a, optarg, verb) < 0)
-                                return EXIT_USAGE;
-                        break;
-                case OPT_ENV_FILE: r = strv_extend(&a->env_files, optarg); break;
-                case 'H': s->home = optarg; break;
-                case OPT_NO_HOME: s->no_home = true; break;
-                case OPT_PWD: s->pwd = optarg; break;
-                case 'W': s->workdir = optarg; break;
-                case 'p': s->pid_ns = true; break;
-                case 'i': s->ipc_ns = true; break;
-                case OPT_UTS: s->uts_ns = true; break;
-                case OPT_HOSTNAME: s->hostname = optarg; break;
-                case 'w': s->writable = true; break;
-                case OPT_WRITABLE_TMPFS: s->writable_tmpfs = true; break;
-                case 'f': s->fakeroot = true; break;
-                case 'u': break; /* always a user namespace when not root */
-                case OPT_NO_INIT: s->no_init = true; break;
-                case OPT_SHELL: s->shell = optarg; break;
-                case OPT_RESTART:
-                        if (!a->instance)
-                                return cli_usage_error(verb, "--restart is an option of 'instance start'");
-                        a->restart = optarg;
-                        break;
-                case OPT_DEBUG: log_set_level(LOG_LEVEL_DEBUG); break;
-                case OPT_VERBOSE: log_set_level(LOG_LEVEL_VERBOSE); break;
-                case OPT_QUIET: log_set_level(LOG_LEVEL_WARNING); break;
-                case OPT_SILENT: log_set_level(LOG_LEVEL_ERROR); break;
-                case 'h': cli_help_print(verb); exit(0);
-                case '?':
-                default:
+                if (o == '?') {
                         if (optopt)
                                 return cli_usage_error(verb, "option '-%c' is unknown or misses its value", optopt);
                         return cli_usage_error(verb, "unknown option '%s'", argv[optind - 1]);
                 }
-                if (r < 0)
-                        return err.msg[0] ? cli_fail(&err) : cli_usage_error(verb, "out of memory");
+                size_t k = option_index(o, idx);
+                int r = apply_option(a, verb, k, optarg);
+                if (r >= 0)
+                        return r;
+                seen[k] = true;
+                idx = -1;
         }
         return -1;
 }
 
-/* HUTCH_BIND and Apptainer's names for the same thing. */
-static int env_binds(struct cli *c, struct launch_spec *s)
+/* ---- Launcher options from the environment, as Apptainer reads them: every option as
+ * HUTCH_<NAME>, APPTAINER_<NAME> and SINGULARITY_<NAME> (NAME: the long option upper-cased,
+ * '-' as '_'), the first set in that order winning; a flag given on the command line wins
+ * over them, except --bind and --mount, whose variables add to the flags (as Apptainer's). */
+static const char *const env_prefixes[] = {"HUTCH_", "APPTAINER_", "SINGULARITY_"};
+
+/* Apptainer's names that are not the option's own (its flags' EnvKeys). */
+static const struct {
+        const char *option, *key;
+} env_aliases[] = {
+        {"bind", "BINDPATH"},
+        {"no-init", "NOSHIMINIT"},
+        {"pid", "UNSHARE_PID"},
+        {"pwd", "TARGET_PWD"},
+};
+
+/* Not from the environment: help, the logging flags (global options of their own) and --env
+ * (the *ENV_ prefixes set variables). */
+static bool is_env_option(const char *name)
 {
-        static const char *const names[] = {"SINGULARITY_BIND", "SINGULARITY_BINDPATH", "APPTAINER_BIND",
-                                            "APPTAINER_BINDPATH", "HUTCH_BIND"};
-        struct hutch_error err = HUTCH_ERROR_INIT;
-        for (size_t i = 0; i < ELEMENTSOF(names); i++) {
-                const char *v = cli_getenv(c, names[i]);
-                if (v && *v && bind_spec_parse(v, &s->binds, &s->n_binds, &err) < 0)
-                        return hutch_err_wrap(&err, "%s", names[i]), cli_fail(&err);
+        static const char *const not_env[] = {"help", "debug", "verbose", "quiet", "silent", "env"};
+        for (size_t i = 0; i < ELEMENTSOF(not_env); i++)
+                if (!strcmp(name, not_env[i]))
+                        return false;
+        return true;
+}
+
+/* Go's strconv.ParseBool, which Apptainer's flags use: 1 if true, 0 if false, -1 else. */
+static int parse_env_bool(const char *v)
+{
+        static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+        static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
+                if (!strcmp(v, yes[i]))
+                        return 1;
+        for (size_t i = 0; i < ELEMENTSOF(no); i++)
+                if (!strcmp(v, no[i]))
+                        return 0;
+        return -1;
+}
+
+/* PREFIX + KEY for the first prefix set to something not blank; *ret_var names it. */
+static const char *env_lookup(struct cli *c, const char *key, char *ret_var, size_t len)
+{
+        const char *found = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(env_prefixes); i++) {
+                char var[64];
+                snprintf(var, sizeof var, "%s%s", env_prefixes[i], key);
+                const char *v = cli_getenv(c, var);
+                if (!v || !v[strspn(v, " \t")])
+                        continue;
+                if (!found) {
+                        found = v;
+                        snprintf(ret_var, len, "%s", var);
+                } else if (strcmp(found, v) != 0)
+                        log_warning("%s and %s are both set and differ; using %s", ret_var, var, ret_var);
         }
-        return 0;
+        return found;
+}
+
+/* One variable's value, trimmed of blanks around it and around each comma-separated item
+ * (as Apptainer does), applied as option k. The value lives as long as a. */
+static int apply_env_value(struct launch_args *a, const char *verb, size_t k, const char *var, const char *v)
+{
+        _cleanup_free_ char *t = malloc(strlen(v) + 1);
+        size_t o = 0;
+        if (!t)
+                return cli_usage_error(verb, "out of memory");
+        for (const char *p = v; *p;) {
+                size_t item = strcspn(p, ","), b = strspn(p, " \t"), e = item;
+                while (e > b && (p[e - 1] == ' ' || p[e - 1] == '\t'))
+                        e--;
+                if (o && b < e)
+                        t[o++] = ',';
+                memcpy(t + o, p + b, e > b ? e - b : 0);
+                o += e > b ? e - b : 0;
+                p += item + (p[item] == ',');
+        }
+        t[o] = 0;
+        if (options[k].has_arg == no_argument) {
+                int b = parse_env_bool(t);
+                if (b < 0) {
+                        struct hutch_error err = HUTCH_ERROR_INIT;
+                        hutch_err(&err, -EINVAL, "%s wants true or false (1, t, TRUE; 0, f, FALSE), not '%s'", var, v);
+                        return cli_fail(&err);
+                }
+                return b ? apply_option(a, verb, k, NULL) : -1;
+        }
+        if (options[k].val == OPT_LIMIT) {
+                /* checked here, where the variable can still be named */
+                struct cgroup_limits l;
+                struct hutch_error err = HUTCH_ERROR_INIT;
+                cgroup_limits_init(&l);
+                int r = cgroup_limit_flag(&l, options[k].name, t, &err);
+                cgroup_limits_free(&l);
+                if (r < 0)
+                        return hutch_err_wrap(&err, "%s", var), cli_fail(&err);
+        }
+        char *keep = steal_pointer(&t);
+        if (strv_push(&a->env_values, keep) < 0)
+                return cli_usage_error(verb, "out of memory");
+        cli_error_context(var);
+        int r = apply_option(a, verb, k, keep);
+        cli_error_context(NULL);
+        return r;
+}
+
+static int options_from_env(struct cli *c, struct launch_args *a, const char *verb, const bool *seen)
+{
+        for (size_t k = 0; options[k].name; k++) {
+                const char *name = options[k].name;
+                bool adds = options[k].val == 'B' || options[k].val == OPT_MOUNT;
+                if ((seen[k] && !adds) || !is_env_option(name) || (options[k].val == OPT_RESTART && !a->instance))
+                        continue;
+                /* the derived key first, then Apptainer's other names for the option */
+                for (size_t j = 0; j <= ELEMENTSOF(env_aliases); j++) {
+                        char key[48], var[64];
+                        if (j > 0 && strcmp(env_aliases[j - 1].option, name) != 0)
+                                continue;
+                        snprintf(key, sizeof key, "%s", j ? env_aliases[j - 1].key : name);
+                        for (char *p = key; *p; p++)
+                                *p = *p == '-' ? '_' : (char) toupper((unsigned char) *p);
+                        const char *v = env_lookup(c, key, var, sizeof var);
+                        /* --workdir from the environment only with --contain, as Apptainer uses it */
+                        if (v && options[k].val == 'W' && !a->spec.contain)
+                                continue;
+                        int r = v ? apply_env_value(a, verb, k, var, v) : -1;
+                        if (r >= 0)
+                                return r;
+                }
+        }
+        return -1;
 }
 
 /* A forced variable's name reaches the container's shell wrapper as shell text: only a
@@ -297,7 +440,8 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
 
         s->conf = &c->conf;
         s->host_env = c->environ;
-        if ((r = parse_options(a, verb, argc, argv)) >= 0)
+        bool seen[ELEMENTSOF(options)] = {false};
+        if ((r = parse_options(a, verb, argc, argv, seen)) >= 0)
                 return r;
         if (optind >= argc)
                 return cli_usage_error(verb, "missing IMAGE");
@@ -306,12 +450,9 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
                 return r;
         a->rest = argv + optind;
         s->argv = a->rest;
-        if (!s->shell)
-                s->shell =
-                        cli_getenv(c, "HUTCH_SHELL") ? cli_getenv(c, "HUTCH_SHELL") : cli_getenv(c, "APPTAINER_SHELL");
-        if (s->contain && s->workdir == NULL && cli_getenv(c, "HUTCH_WORKDIR"))
-                s->workdir = cli_getenv(c, "HUTCH_WORKDIR");
-        if ((r = env_binds(c, s)) != 0 || (r = build_env(c, a)) != 0)
+        if ((r = options_from_env(c, a, verb, seen)) >= 0)
+                return r;
+        if ((r = build_env(c, a)) != 0)
                 return r < 0 ? cli_usage_error(verb, "out of memory") : r;
         if ((r = build_limits(c, a)) != 0)
                 return r;

@@ -38,9 +38,18 @@ static void print_escaped(const char *s)
         fputs(buf, stderr);
 }
 
+static const char *error_context;
+
+void cli_error_context(const char *what)
+{
+        error_context = what;
+}
+
 int cli_fail(const struct hutch_error *err)
 {
         fputs("hutch: error: ", stderr);
+        if (error_context)
+                fprintf(stderr, "%s: ", error_context);
         print_escaped(err->msg[0] ? err->msg : strerror(-err->code));
         fputc('\n', stderr);
         return EXIT_HUTCH_FAILURE;
@@ -51,6 +60,8 @@ int cli_usage_error(const char *verb, const char *fmt, ...)
         char msg[1024];
         va_list ap;
         fputs("hutch: error: ", stderr);
+        if (error_context)
+                fprintf(stderr, "%s: ", error_context);
         va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
         va_end(ap);

@@ -44,8 +44,12 @@ run env SINGULARITY_PWD=/tmp APPTAINER_PWD=/srv HUTCH_PWD=/etc "$HUTCH" exec "$I
 check "HUTCH_PWD wins over APPTAINER_PWD and SINGULARITY_PWD" 'out_is /etc'
 run env SINGULARITY_PWD=/tmp APPTAINER_PWD=/srv "$HUTCH" exec "$I" pwd
 check "APPTAINER_PWD wins over SINGULARITY_PWD" 'out_is /srv'
-run env APPTAINER_NO_HOME=1 "$HUTCH" exec "$I" sh -c 'test -d "$HOME" && echo home || echo nohome'
-check "APPTAINER_NO_HOME=1 is --no-home" 'out_is nohome'
+run "$HUTCH" exec "$I" sh -c 'ls -a "$HOME" 2>&1 | wc -l'
+with_home=$(cat "$OUT")
+run "$HUTCH" exec --no-home "$I" sh -c 'ls -a "$HOME" 2>&1 | wc -l'
+no_home=$(cat "$OUT")
+run env APPTAINER_NO_HOME=1 "$HUTCH" exec "$I" sh -c 'ls -a "$HOME" 2>&1 | wc -l'
+check "APPTAINER_NO_HOME=1 is --no-home" 'out_is "$no_home" && [ "$no_home" != "$with_home" ]'
 run env APPTAINER_CONTAIN=1 "$HUTCH" exec "$I" sh -c 'ls /tmp | wc -l'
 check "APPTAINER_CONTAIN=1 is --contain (empty /tmp)" 'out_is 0'
 run env APPTAINER_CONTAINALL=true "$HUTCH" exec "$I" sh -c 'echo $$'
