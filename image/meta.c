@@ -1,11 +1,12 @@
 /* Image metadata from /.singularity.d (labels.json, Singularity deffile, runscript,
- * startscript, test, env scripts, runscript.help), read without mounting the image, and
- * rendered as Apptainer's inspect does. */
+ * startscript, test, env scripts, runscript.help) and a SIF file's definition file object,
+ * read without mounting the image, and rendered as Apptainer's inspect does. */
 #include <errno.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "image.h"
 #include "util/util.h"
@@ -36,6 +37,54 @@ static int read_opt(struct image *img, const char *path, char **ret, struct hutc
                 return 0;
         }
         return r;
+}
+
+/* A SIF file's definition file object (Def.FILE, which build writes and Apptainer's inspect
+ * shows); *ret NULL when it has none, or an empty one. */
+static int sif_deffile(struct image *img, char **ret, struct hutch_error *err)
+{
+        struct stat st;
+        struct sif sif = {0};
+        *ret = NULL;
+        if (img->format != IMAGE_FORMAT_SIF)
+                return 0;
+        if (fstat(img->fd, &st) < 0)
+                return hutch_err_sys(err, -errno, "cannot read '%s'", img->path);
+        int r = sif_load(img->fd, (uint64_t) st.st_size, &sif, err);
+        if (r < 0)
+                return hutch_err_wrap(err, "'%s'", img->path);
+        for (size_t i = 0; i < sif.n_descr && r == 0 && !*ret; i++) {
+                const struct sif_descriptor *d = &sif.descr[i];
+                if (d->datatype != SIF_DATA_DEFFILE || d->size == 0)
+                        continue;
+                if ((uint64_t) d->size > META_MAX) {
+                        r = hutch_err(err, -EFBIG, "'%s': the definition file object is larger than 4 MiB", img->path);
+                        break;
+                }
+                char *t = malloc((size_t) d->size + 1);
+                ssize_t n = t ? pread_full(img->fd, t, (size_t) d->size, d->offset) : -ENOMEM;
+                if (n != d->size) {
+                        free(t);
+                        r = hutch_err_sys(err, n < 0 ? (int) n : -EIO, "cannot read the definition file of '%s'",
+                                          img->path);
+                        break;
+                }
+                t[n] = 0;
+                *ret = t;
+        }
+        sif_free(&sif);
+        return r;
+}
+
+/* One of meta_files: the deffile from the SIF object first, else from the image's tree. */
+static int read_meta(struct image *img, size_t i, char **ret, struct hutch_error *err)
+{
+        if (meta_files[i].bit == IMAGE_META_DEFFILE) {
+                int r = sif_deffile(img, ret, err);
+                if (r < 0 || *ret)
+                        return r;
+        }
+        return read_opt(img, meta_files[i].path, ret, err);
 }
 
 static int labels_object(struct image *img, json_object **ret, struct hutch_error *err)
@@ -93,7 +142,7 @@ int image_inspect_json(struct image *img, unsigned what, char **ret, struct hutc
                 _cleanup_free_ char *t = NULL;
                 if (!(what & meta_files[i].bit))
                         continue;
-                if ((r = read_opt(img, meta_files[i].path, &t, err)) < 0)
+                if ((r = read_meta(img, i, &t, err)) < 0)
                         goto out;
                 if (t)
                         json_object_object_add(attrs, meta_files[i].key, json_object_new_string(t));
@@ -146,7 +195,7 @@ int image_inspect_text(struct image *img, unsigned what, char **ret, struct hutc
                 _cleanup_free_ char *t = NULL;
                 if (!(what & meta_files[i].bit))
                         continue;
-                if ((r = read_opt(img, meta_files[i].path, &t, err)) < 0)
+                if ((r = read_meta(img, i, &t, err)) < 0)
                         return r;
                 if (t) {
                         APPEND(t);
