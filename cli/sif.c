@@ -102,9 +102,13 @@ int verb_sif(struct cli *c, int argc, char **argv)
         if ((needs_id && argc != 4) || (!needs_id && argc != 3))
                 return cli_usage_error("sif", "wrong number of arguments for 'sif %s'", cmd);
         const char *path = argv[argc - 1];
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0 || fstat(fd, &st) < 0) {
                 hutch_err_sys(&err, -errno, "cannot open '%s'", path);
+                return cli_fail(&err);
+        }
+        if (!S_ISREG(st.st_mode)) {
+                hutch_err(&err, -EINVAL, "'%s' is not a SIF file (not a regular file)", path);
                 return cli_fail(&err);
         }
         if (sif_load(fd, (uint64_t) st.st_size, &s, &err) < 0) {

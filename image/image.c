@@ -103,7 +103,9 @@ int image_open(const char *path, bool writable, struct image *ret, struct hutch_
         if (!img.path)
                 return hutch_err(err, -ENOMEM, "out of memory");
         img.writable = writable;
-        img.fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        /* O_NONBLOCK: a FIFO named as the image must be refused below, not waited on (it
+         * changes nothing for a regular file's reads) */
+        img.fd = open(abs, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (img.fd < 0 && errno != EACCES) {
                 int r = hutch_err_sys(err, -errno, "cannot open image '%s'", path);
                 image_close(&img);

@@ -55,6 +55,12 @@ run $TO "$HUTCH" exec --env-file "$T" "$I" true
 check "--env-file a folder says so" 'fails_with "is a folder"'
 run $TO "$HUTCH" exec --apply-cgroups "$T/fifo" "$I" true
 check "--apply-cgroups FIFO fails at once" 'fails_with "not a regular file"'
+run $TO "$HUTCH" exec "$T/fifo" true
+check "a FIFO as the image fails at once" 'fails_with "fifo"'
+run $TO "$HUTCH" inspect "$T/fifo"
+check "inspect of a FIFO fails at once" 'fails_with "fifo"'
+run $TO "$HUTCH" sif list "$T/fifo"
+check "sif list of a FIFO fails at once" 'fails_with "not a regular file"'
 leftovers "non-regular files"
 
 # Control bytes from files and names reach the terminal escaped.
