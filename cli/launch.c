@@ -267,16 +267,19 @@ static const char *env_lookup(struct cli *c, const char *key, char *ret_var, siz
         return found;
 }
 
-/* One variable's value, trimmed of blanks around it and around each comma-separated item
- * (as Apptainer does), applied as option k. The value lives as long as a. */
+/* One variable's value, trimmed of blanks, applied as option k. The value lives as long
+ * as a. */
 static int apply_env_value(struct launch_args *a, const char *verb, size_t k, const char *var, const char *v)
 {
+        /* Apptainer trims each item of a list option (pflag's string slices), the whole value
+         * of the others */
+        const char *sep = options[k].val == 'B' || options[k].val == OPT_NO_MOUNT ? "," : "";
         _cleanup_free_ char *t = malloc(strlen(v) + 1);
         size_t o = 0;
         if (!t)
                 return cli_usage_error(verb, "out of memory");
         for (const char *p = v; *p;) {
-                size_t item = strcspn(p, ","), b = strspn(p, " \t"), e = item;
+                size_t item = strcspn(p, sep), b = strspn(p, " \t"), e = item;
                 while (e > b && (p[e - 1] == ' ' || p[e - 1] == '\t'))
                         e--;
                 if (o && b < e)

@@ -110,7 +110,7 @@ check "inspect --deffile shows the SIF's Def.FILE object" '[ $RC -eq 0 ] && out_
 run "$HUTCH" inspect --all "$T/nodef.sif"
 check "inspect --all shows it too" '[ $RC -eq 0 ] && out_has "bootstrap: localimage"'
 run "$HUTCH" inspect --deffile --json "$T/nodef.sif"
-check "inspect --deffile --json has it as deffile" 'out_has "\"deffile\": \"bootstrap: localimage'
+check "inspect --deffile --json has it as deffile" 'out_has "\"deffile\": \"bootstrap: localimage"'
 run "$HUTCH" inspect --deffile "$IMAGES/image.sif"
 check "a folder's /.singularity.d/Singularity is carried into the SIF" 'out_has "from: busybox-static"'
 run "$HUTCH" inspect --deffile "$IMAGES/rootfs"
