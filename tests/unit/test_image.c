@@ -488,8 +488,11 @@ static void check_crafted(const char *file, const char *kind, const char *name)
         struct hutch_error e = HUTCH_ERROR_INIT;
         char *buf = NULL;
         int r = image_open(file, false, &img, &e);
-        if (r == 0)
+        bool opened = r == 0;
+        if (opened)
                 r = sqfs_handle_open(&img, &e);
+        if (r < 0 && opened)
+                image_close(&img);
         if (strcmp(kind, "open") == 0) {
                 if (r >= 0 || !(strstr(e.msg, "corrupt") || strstr(e.msg, "unsupported") || strstr(e.msg, "truncated")))
                         fail_msg("%s: opened, or no reason ('%s')", name, e.msg);
