@@ -216,22 +216,64 @@ sqfs_inode_id squash_inode_ref_checked(sqfs *fs, sqfs_inode_id id)
 /* ---- directories: a listing is a run of headers {count - 1, inode block, first inode
  * number}, each followed by count entries {inode offset, number delta, type, name size - 1,
  * name}; the offset of an entry is the bytes of the listing before it. */
-int squash_dir_open(sqfs *fs, const sqfs_inode *dir, uint64_t off, struct squash_dir *ret)
+/* A large directory's inode carries an index: for each metadata block its listing spans,
+ * the offset in the listing of the first header there, the block, and that header's first
+ * name. Skip to the last indexed header before name (or at most off), to read on from it. */
+static int dir_skip(struct squash_dir *d, const sqfs_inode *dir, const char *name, uint64_t off)
 {
+        sqfs_md_cursor cur = dir->next;
+        bool moved = false;
+        for (unsigned i = 0; i < dir->xtra.dir.idx_count; i++) {
+                uint8_t x[12];
+                char key[SQUASHFS_NAME_LEN + 1];
+                if (md_read(d->fs, &cur, x, sizeof x) < 0)
+                        return -EIO;
+                uint64_t index = get_le(x, 4), start = get_le(x + 4, 4), len = get_le(x + 8, 4) + 1;
+                if (len > SQUASHFS_NAME_LEN || md_read(d->fs, &cur, key, len) < 0)
+                        return -EIO;
+                key[len] = 0;
+                if (name ? strcmp(key, name) > 0 : index > off)
+                        break;
+                if (index < d->off || index > d->total)
+                        return -EIO;
+                d->cur.block = (sqfs_off_t) (d->fs->sb.directory_table_start + start);
+                d->cur.offset = (dir->xtra.dir.offset + index) % MD_SIZE;
+                d->off = index;
+                moved = true;
+        }
+        if (moved && md_cursor_check(d->fs, &d->cur, d->fs->sb.directory_table_start, d->fs->sb.bytes_used) < 0)
+                return -EIO;
+        return 0;
+}
+
+static int dir_start(sqfs *fs, const sqfs_inode *dir, const char *name, uint64_t off, struct squash_dir *ret)
+{
+        if (!S_ISDIR(dir->base.mode) || dir->xtra.dir.dir_size < 3)
+                return -ENOTDIR;
         struct squash_dir d = {
                 .fs = fs,
                 .cur = {.block = (sqfs_off_t) (fs->sb.directory_table_start + dir->xtra.dir.start_block),
                         .offset = dir->xtra.dir.offset},
                 .total = dir->xtra.dir.dir_size - 3,
         };
-        if (!S_ISDIR(dir->base.mode) || dir->xtra.dir.dir_size < 3)
-                return -ENOTDIR;
         if (d.total > 0 && md_cursor_check(fs, &d.cur, fs->sb.directory_table_start, fs->sb.bytes_used) < 0)
                 return -EIO;
+        if ((name || off > 0) && d.total > 0 && dir_skip(&d, dir, name, off) < 0)
+                return -EIO;
+        *ret = d;
+        return 0;
+}
+
+int squash_dir_open(sqfs *fs, const sqfs_inode *dir, uint64_t off, struct squash_dir *ret)
+{
+        struct squash_dir d;
+        int r = dir_start(fs, dir, NULL, off, &d);
+        if (r < 0)
+                return r;
         char name[SQUASHFS_NAME_LEN + 1];
         sqfs_dir_entry e;
         while (d.off < off) {
-                int r = squash_dir_next(&d, &e, name);
+                r = squash_dir_next(&d, &e, name);
                 if (r <= 0)
                         return r < 0 ? r : -EINVAL;
         }
@@ -252,6 +294,7 @@ static int dir_take(struct squash_dir *d, void *buf, size_t len)
 int squash_dir_next(struct squash_dir *d, sqfs_dir_entry *e, char name[SQUASHFS_NAME_LEN + 1])
 {
         uint8_t h[12], x[8];
+        e->offset = (sqfs_off_t) d->off; /* a header's offset is its first entry's */
         if (d->left == 0) {
                 if (d->off >= d->total)
                         return 0;
@@ -261,7 +304,6 @@ int squash_dir_next(struct squash_dir *d, sqfs_dir_entry *e, char name[SQUASHFS_
                 d->start_block = (uint32_t) get_le(h + 4, 4);
                 d->inode_number = (uint32_t) get_le(h + 8, 4);
         }
-        e->offset = (sqfs_off_t) d->off;
         if (dir_take(d, x, sizeof x) < 0)
                 return -EIO;
         size_t len = get_le(x + 6, 2) + 1;
@@ -288,7 +330,7 @@ int squash_dir_lookup(sqfs *fs, const sqfs_inode *dir, const char *name, sqfs_di
         struct squash_dir d;
         char buf[SQUASHFS_NAME_LEN + 1];
         sqfs_dir_entry e;
-        int r = squash_dir_open(fs, dir, 0, &d);
+        int r = dir_start(fs, dir, name, 0, &d);
         while (r >= 0 && (r = squash_dir_next(&d, &e, buf)) > 0) {
                 int order = strcmp(buf, name);
                 if (order == 0) {

@@ -18,6 +18,9 @@ ln -s /etc/passwd "$root/a/b/c/abs"
 ln -s .singularity.d/runscript "$root/singularity"
 touch "$root/a/$(printf 'n%.0s' {1..200})"
 mkfifo "$root/a/fifo"
+# a listing of several metadata blocks: its inode carries an index
+mkdir "$root/many"
+for i in $(seq 1000 1399); do : >"$root/many/entry-with-a-longish-name-$i"; done
 out=$here/corpus
 rm -rf "$out/squashfs" "$out/sif"
 mkdir -p "$out/squashfs" "$out/sif"
