@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 # Every Debian package hutch needs, named once here (and once in meson.build for libraries).
 BUILD_DEPS=(gcc meson ninja-build pkg-config libsquashfuse-dev libfuse3-dev libinih-dev libjson-c-dev zlib1g-dev liblzma-dev liblzo2-dev liblz4-dev libzstd-dev libdeflate-dev)
 RUN_DEPS=(fuse3 squashfs-tools uidmap)
-TEST_DEPS=(libcmocka-dev busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio)
+TEST_DEPS=(libcmocka-dev busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio clang libclang-rt-14-dev)
 BENCH_DEPS=(bubblewrap charliecloud podman runc catatonit hyperfine bc time linux-perf)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -83,7 +83,15 @@ test_suite() {
 	cp build-asan/meson-logs/testlog.txt build-asan/meson-logs/testlog-unit.txt
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		meson test -C build-asan --suite integration --print-errorlogs >/dev/null 2>&1 || status=1
-	local logs=(build/meson-logs/testlog.txt build-asan/meson-logs/testlog-unit.txt build-asan/meson-logs/testlog.txt)
+	# the libFuzzer targets (tests/fuzz; only they: the rest is not built with clang): their
+	# regression inputs, then 30 s each from the seed corpus; a finding fails the suite (its
+	# input is left in build-fuzz/)
+	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dtests=false -Dfuzz=true \
+		-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug >/dev/null
+	meson compile -C build-fuzz tests/fuzz/fuzz_squashfs tests/fuzz/fuzz_sif >/dev/null
+	FUZZ_ARTIFACTS=build-fuzz bash tests/fuzz/run.sh build-fuzz 30 >build-fuzz/fuzz.log 2>&1 || status=1
+	local logs=(build/meson-logs/testlog.txt build-asan/meson-logs/testlog-unit.txt build-asan/meson-logs/testlog.txt
+		build-fuzz/fuzz.log)
 	grep -hE '^(not ok|Bail out)|\[  FAILED  \]|ERROR: (Address|Leak)Sanitizer|runtime error:' "${logs[@]}" | head -50 || true
 	local pass fail
 	pass=$(cat "${logs[@]}" | grep -cE '^ok [0-9]+|^\[       OK \]' || true)

@@ -10,14 +10,58 @@
 #pragma GCC diagnostic ignored "-Wstrict-prototypes"
 #include <squashfuse.h>
 #include <ll.h>
+#include <decompress.h>
 #pragma GCC diagnostic pop
 
+/* libsquashfuse's own attribute filler (the one its GETATTR uses: an entry must read the same
+ * from a LOOKUP), exported but declared only in its private fuseprivate.h. */
+sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
+
 struct sqfs_handle {
-        sqfs_ll ll; /* sqfs_ll embeds the sqfs as its first member */
+        sqfs_ll ll; /* first: sqfs_ll embeds the sqfs as its first member, and ll's callbacks find
+                     * the handle from it */
+        sqfs_inode_id (*ino_sqfs)(sqfs_ll *ll, fuse_ino_t i); /* squashfuse's mapping, checked */
 };
 
-/* Validate the squashfs superblock at img->offset and set img->size from it. */
+/* ---- image/squash.c: a squashfs anyone may have crafted, read within bounds */
+#define SQUASHFS_SB_SIZE 96
+/* Check the superblock at offset and every table it names against the avail bytes there;
+ * *ret_size: the filesystem's bytes. squashfs_read_check also returns the raw superblock. */
 int squashfs_check(int fd, uint64_t offset, uint64_t avail, uint64_t *ret_size, struct hutch_error *err);
+int squashfs_read_check(int fd, uint64_t offset, uint64_t avail, uint8_t sb[SQUASHFS_SB_SIZE], struct hutch_error *err);
+/* Once squashfuse opened it: its superblock is sb, the table blocks squashfuse copies entries
+ * from hold them, the root is a directory. */
+int squash_open_check(sqfs *fs, const uint8_t sb[SQUASHFS_SB_SIZE]);
+/* The inode at id, read only when id points inside the inode table, and checked (ids,
+ * fragment, directory, symlink fields within bounds). -EIO otherwise. */
+int squash_inode_get(sqfs *fs, sqfs_inode_id id, sqfs_inode *ret);
+/* id when squash_inode_get accepts it, else a reference squashfuse fails to read */
+sqfs_inode_id squash_inode_ref_checked(sqfs *fs, sqfs_inode_id id);
+/* A directory listing, from the entry at off (bytes of the listing before it). */
+struct squash_dir {
+        sqfs *fs;
+        sqfs_md_cursor cur;
+        uint64_t off, total;
+        uint32_t left, start_block, inode_number; /* the current header's */
+};
+int squash_dir_open(sqfs *fs, const sqfs_inode *dir, uint64_t off, struct squash_dir *ret);
+/* 1 and the next entry (its name in name), 0 at the end, -EIO on a corrupt listing */
+int squash_dir_next(struct squash_dir *d, sqfs_dir_entry *e, char name[SQUASHFS_NAME_LEN + 1]);
+/* The entry of name in dir (e->name NULL); -ENOENT. */
+int squash_dir_lookup(sqfs *fs, const sqfs_inode *dir, const char *name, sqfs_dir_entry *ret);
+/* Read up to size bytes of a regular file from off; the bytes read, 0 at its end, -EIO. */
+ssize_t squash_read(sqfs *fs, const sqfs_inode *inode, uint64_t off, size_t size, char *buf);
+/* The tail of a file in its fragment block (cached by squashfuse: not to be freed), checked
+ * to hold the tail. */
+int squash_frag(sqfs *fs, const sqfs_inode *inode, const char **ret_data, sqfs_block **ret_block);
+/* This thread forgets what it kept of fs (before fs is freed). */
+void squash_forget(sqfs *fs);
+
+/* ---- image/mount.c: the server's read of a whole file it pushes (out: zeroed, of the
+ * file's size), without the decompressed-file cache: for the fuzz target */
+int image_push_read(sqfs *fs, sqfs_inode *inode, char *out);
+
+/* ---- image/image.c */
 int sqfs_handle_open(struct image *img, struct hutch_error *err);
 void sqfs_handle_free(struct sqfs_handle *h);
 /* (re)make empty decompressed-block caches of hutch's sizes: at open, and by the FUSE server

@@ -15,7 +15,6 @@
 #include "util/log.h"
 #include "util/util.h"
 
-#define HUTCH_SQUASHFS_MAGIC 0x73717368u
 #ifndef SQFS_DATA_CACHE_BLOCKS
 #define SQFS_DATA_CACHE_BLOCKS 16
 #endif
@@ -29,34 +28,6 @@ const char *image_format_name(enum image_format f)
         case IMAGE_FORMAT_SIF: return "sif";
         }
         return "unknown";
-}
-
-int squashfs_check(int fd, uint64_t offset, uint64_t avail, uint64_t *ret_size, struct hutch_error *err)
-{
-        uint8_t sb[96];
-        ssize_t n = pread_full(fd, sb, sizeof sb, (off_t) offset);
-        if (n < 0)
-                return hutch_err_sys(err, (int) n, "cannot read squashfs superblock");
-        if ((size_t) n < sizeof sb)
-                return hutch_err(err, -EINVAL, "truncated squashfs image: no complete superblock");
-        uint32_t magic;
-        uint16_t major;
-        uint64_t bytes_used;
-        memcpy(&magic, sb, 4);
-        memcpy(&major, sb + 28, 2);
-        memcpy(&bytes_used, sb + 40, 8);
-        if (le32toh(magic) != HUTCH_SQUASHFS_MAGIC)
-                return hutch_err(err, -EINVAL, "not a squashfs filesystem (bad magic)");
-        if (le16toh(major) != 4)
-                return hutch_err(err, -EINVAL, "unsupported squashfs version %u", le16toh(major));
-        bytes_used = le64toh(bytes_used);
-        if (bytes_used > avail)
-                return hutch_err(err, -EINVAL,
-                                 "truncated squashfs image: filesystem needs %llu bytes, only %llu present",
-                                 (unsigned long long) bytes_used, (unsigned long long) avail);
-        if (ret_size)
-                *ret_size = bytes_used;
-        return 0;
 }
 
 static int open_file_image(struct image *img, struct stat *st, struct hutch_error *err)
@@ -183,12 +154,32 @@ static sqfs_err inflate_block(void *in, size_t insz, void *out, size_t *outsz)
         return SQFS_OK;
 }
 
-static sqfs_err sqfs_fs_open(sqfs *fs, int fd, uint64_t offset)
+/* squashfuse's mapping of a FUSE inode number to a squashfs inode reference, checked: every
+ * request of the kernel's reads only an inode hutch's checks accept. */
+static sqfs_inode_id ino_sqfs_checked(sqfs_ll *ll, fuse_ino_t i)
 {
-        sqfs_err e = sqfs_init(fs, fd, (size_t) offset);
-        if (e == SQFS_OK && fs->sb.compression == ZLIB_COMPRESSION)
+        struct sqfs_handle *h = (struct sqfs_handle *) ll;
+        return squash_inode_ref_checked(&ll->fs, h->ino_sqfs(ll, i));
+}
+
+static int sqfs_fs_open(sqfs *fs, struct image *img, struct hutch_error *err)
+{
+        uint8_t sb[SQUASHFS_SB_SIZE];
+        int r = squashfs_read_check(img->fd, img->offset, img->size, sb, err);
+        if (r < 0)
+                return hutch_err_wrap(err, "image '%s'", img->path);
+        sqfs_err e = sqfs_init(fs, img->fd, (size_t) img->offset);
+        if (e != SQFS_OK)
+                return hutch_err(err, -EINVAL, "image '%s': cannot read squashfs filesystem (%s)", img->path,
+                                 e == SQFS_BADCOMP ? "unsupported compression" : "corrupt");
+        if (fs->sb.compression == ZLIB_COMPRESSION)
                 fs->decompressor = inflate_block;
-        return e;
+        if (squash_open_check(fs, sb) < 0) {
+                sqfs_destroy(fs);
+                return hutch_err(err, -EINVAL, "image '%s': corrupt squashfs filesystem (bad tables or root)",
+                                 img->path);
+        }
+        return 0;
 }
 
 int sqfs_handle_open(struct image *img, struct hutch_error *err)
@@ -198,11 +189,10 @@ int sqfs_handle_open(struct image *img, struct hutch_error *err)
         struct sqfs_handle *h = calloc(1, sizeof *h);
         if (!h)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        sqfs_err e = sqfs_fs_open(&h->ll.fs, img->fd, img->offset);
-        if (e != SQFS_OK) {
+        int r = sqfs_fs_open(&h->ll.fs, img, err);
+        if (r < 0) {
                 free(h);
-                return hutch_err(err, -EINVAL, "image '%s': cannot read squashfs filesystem (%s)", img->path,
-                                 e == SQFS_BADCOMP ? "unsupported compression" : "corrupt or unsupported");
+                return r;
         }
         /* squashfuse caches one decompressed data block and three fragment blocks: a binary
          * paged in by execve (out-of-order faults) then decompresses the same blocks again and
@@ -218,12 +208,15 @@ int sqfs_handle_open(struct image *img, struct hutch_error *err)
                 free(h);
                 return hutch_err(err, -EINVAL, "image '%s': cannot index squashfs filesystem", img->path);
         }
+        h->ino_sqfs = h->ll.ino_sqfs;
+        h->ll.ino_sqfs = ino_sqfs_checked;
         img->sqfs = h;
         return 0;
 }
 
 void sqfs_handle_free(struct sqfs_handle *h)
 {
+        squash_forget(&h->ll.fs);
         sqfs_ll_destroy(&h->ll);
         free(h);
 }
@@ -236,7 +229,7 @@ static int sqfs_resolve(sqfs *fs, const char *path, sqfs_inode *ret, int depth)
 
         if (depth > 16)
                 return -ELOOP;
-        if (sqfs_inode_get(fs, ret, sqfs_inode_root(fs)) != SQFS_OK)
+        if (squash_inode_get(fs, sqfs_inode_root(fs), ret) < 0)
                 return -EIO;
         while (*p) {
                 while (*p == '/')
@@ -254,12 +247,12 @@ static int sqfs_resolve(sqfs *fs, const char *path, sqfs_inode *ret, int depth)
                 strcat(cur, "/");
                 strcat(cur, name);
                 p += n;
-                bool found = false;
-                /* looks the name up in the current inode, which it replaces */
-                if (sqfs_lookup_path(fs, ret, name, &found) != SQFS_OK)
-                        return -EIO;
-                if (!found)
+                sqfs_dir_entry e;
+                int r = squash_dir_lookup(fs, ret, name, &e);
+                if (r == -ENOTDIR || r == -ENOENT)
                         return -ENOENT;
+                if (r < 0 || squash_inode_get(fs, e.inode, ret) < 0)
+                        return -EIO;
                 if (S_ISLNK(sqfs_mode(ret->base.inode_type))) {
                         char target[PATH_MAX];
                         size_t sz = sizeof target;
@@ -317,8 +310,8 @@ int image_read_file(struct image *img, const char *path, size_t max, char **ret,
         _cleanup_free_ char *buf = malloc(size + 1);
         if (!buf)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        sqfs_off_t got = (sqfs_off_t) size;
-        if (size && sqfs_read_range(fs, &inode, 0, &got, buf) != SQFS_OK)
+        ssize_t got = squash_read(fs, &inode, 0, (size_t) size, buf);
+        if (got < 0 || (uint64_t) got != size)
                 return hutch_err(err, -EIO, "cannot read '%s' in image '%s': corrupt squashfs", path, img->path);
         buf[got] = 0;
         if (ret_len)

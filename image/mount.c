@@ -187,11 +187,11 @@ static int read_tail(sqfs *fs, sqfs_inode *inode, char *out, size_t want, struct
                 if (fd >= 0 && pread_full(fd, out, want, inode->xtra.reg.frag_off) == (ssize_t) want)
                         return 0;
         }
-        size_t foff, fsize;
+        const char *data;
         sqfs_block *block;
-        if (sqfs_frag_block(fs, inode, &foff, &fsize, &block) != SQFS_OK || fsize != want || foff + fsize > block->size)
+        if (squash_frag(fs, inode, &data, &block) < 0)
                 return -EIO;
-        memcpy(out, (char *) block->data + foff, fsize); /* cached: not disposed */
+        memcpy(out, data, want); /* cached: not disposed */
         if (put && cache.dirfd >= 0)
                 *put = (struct frag_put){.data = block->data, .size = block->size, .key = key};
         return 0;
@@ -199,7 +199,9 @@ static int read_tail(sqfs *fs, sqfs_inode *inode, char *out, size_t want, struct
 
 /* Decompress a whole regular file into out (zeroed, of at least its size): data blocks go
  * from the image straight into place, not through squashfuse's block cache (whose fresh
- * 128 KiB blocks would each cost 32 page faults), then the tail from its fragment block. */
+ * 128 KiB blocks would each cost 32 page faults), then the tail from its fragment block.
+ * Every block is to fill exactly its part of the file: an uncompressed one of another
+ * length than that part, or one that inflates to another, is corrupt. */
 static int read_whole(sqfs *fs, sqfs_inode *inode, char *out, struct frag_put *put)
 {
         uint64_t size = inode->xtra.reg.file_size, off = 0;
@@ -216,7 +218,10 @@ static int read_whole(sqfs *fs, sqfs_inode *inode, char *out, struct frag_put *p
                 bool compressed;
                 uint32_t csize;
                 sqfs_data_header(bl.header, &compressed, &csize);
-                if (csize > bs)
+                if (csize > (compressed ? bs : want) || bl.block > fs->sb.bytes_used ||
+                    csize > fs->sb.bytes_used - bl.block)
+                        return -EIO;
+                if (!compressed && csize > 0 && csize != want)
                         return -EIO;
                 if (csize > 0) { /* 0: a hole, zeros already */
                         char *dst = compressed ? in : out + off;
@@ -229,6 +234,12 @@ static int read_whole(sqfs *fs, sqfs_inode *inode, char *out, struct frag_put *p
                 off += want;
         }
         return off < size ? read_tail(fs, inode, out + off, (size_t) (size - off), put) : 0;
+}
+
+int image_push_read(sqfs *fs, sqfs_inode *inode, char *out)
+{
+        cache.dirfd = -ENOTSUP;
+        return read_whole(fs, inode, out, NULL);
 }
 
 /* A file pushed whole, kept mapped until the open is answered when it is to be cached. */
@@ -320,50 +331,47 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
         fuse_reply_err(req, ENOSYS);
 }
 
-static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+/* READDIR and READDIRPLUS, through hutch's bounded directory reader. READDIRPLUS: every
+ * entry comes with its attributes, so the stat or open of each entry that tends to follow
+ * a listing (the rootfs split's, a shell's glob) finds it in the dentry cache instead of
+ * sending a LOOKUP of its own (a round trip between two processes, often across the two
+ * vCPUs). An entry in the reply counts as a lookup, which the kernel forgets as one. The
+ * kernel asks for it on a directory's first read and falls back to READDIR where no lookups
+ * follow (READDIRPLUS_AUTO, libfuse's default). Directories are read with no handle (see
+ * op_opendir): the inode is looked up from its number. */
+static size_t add_entry(fuse_req_t req, sqfs_ll *ll, sqfs_dir_entry *entry, char *buf, size_t room, bool plus, int *err)
 {
-        sqfs_ll_i lli = {.ll = fuse_req_userdata(req)};
-        struct fuse_file_info f = *fi;
-        if (!f.fh) {
-                if (sqfs_ll_inode(lli.ll, &lli.inode, ino) != SQFS_OK) {
-                        fuse_reply_err(req, ENOENT);
-                        return;
-                }
-                if (!S_ISDIR(lli.inode.base.mode)) {
-                        fuse_reply_err(req, ENOTDIR);
-                        return;
-                }
-                f.fh = (uintptr_t) &lli;
+        struct fuse_entry_param e = {.attr_timeout = DBL_MAX, .entry_timeout = DBL_MAX};
+        sqfs_inode inode;
+        if (!plus) {
+                e.attr.st_ino = (ino_t) ll->ino_fuse_num(ll, entry);
+                e.attr.st_mode = sqfs_mode(entry->type);
+                return fuse_add_direntry(req, buf, room, entry->name, &e.attr, entry->next_offset);
         }
-        sqfs_ll_op_readdir(req, ino, size, off, &f);
+        if (squash_inode_get(&ll->fs, entry->inode, &inode) < 0 || sqfs_stat(&ll->fs, &inode, &e.attr) != SQFS_OK) {
+                *err = EIO;
+                return SIZE_MAX;
+        }
+        e.ino = ll->ino_register(ll, entry);
+        e.attr.st_ino = (ino_t) e.ino;
+        size_t n = fuse_add_direntry_plus(req, buf, room, entry->name, &e, entry->next_offset);
+        if (n > room) /* no room: not sent, so not counted */
+                ll->ino_forget(ll, e.ino, 1);
+        return n;
 }
 
-/* libsquashfuse's own attribute filler (the one its LOOKUP and GETATTR use: an entry must
- * read the same from either), exported but declared only in its private fuseprivate.h. */
-sqfs_err sqfs_stat(sqfs *fs, sqfs_inode *inode, struct stat *st);
-
-/* READDIRPLUS: every entry comes with its attributes, so the stat or open of each entry
- * that tends to follow a listing (the rootfs split's, a shell's glob) finds it in the
- * dentry cache instead of sending a LOOKUP of its own (a round trip between two processes,
- * often across the two vCPUs). An entry in the reply counts as a lookup, which the kernel
- * forgets as one. The kernel asks for it on a directory's first read and falls back to
- * READDIR where no lookups follow (READDIRPLUS_AUTO, libfuse's default). */
-static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+static void list_dir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus)
 {
-        (void) fi;
         sqfs_ll *ll = fuse_req_userdata(req);
         sqfs_inode dir_inode;
-        sqfs_dir dir;
+        struct squash_dir dir;
         if (sqfs_ll_inode(ll, &dir_inode, ino) != SQFS_OK) {
                 fuse_reply_err(req, ENOENT);
                 return;
         }
-        if (!S_ISDIR(dir_inode.base.mode)) {
-                fuse_reply_err(req, ENOTDIR);
-                return;
-        }
-        if (sqfs_dir_open(&ll->fs, &dir_inode, &dir, off) != SQFS_OK) {
-                fuse_reply_err(req, EINVAL);
+        int r = off < 0 ? -EINVAL : squash_dir_open(&ll->fs, &dir_inode, (uint64_t) off, &dir);
+        if (r < 0) {
+                fuse_reply_err(req, -r);
                 return;
         }
         _cleanup_free_ char *buf = malloc(size);
@@ -371,51 +379,94 @@ static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t of
                 fuse_reply_err(req, ENOMEM);
                 return;
         }
-        sqfs_name name;
+        char name[SQUASHFS_NAME_LEN + 1];
         sqfs_dir_entry entry;
-        sqfs_err err = SQFS_OK;
+        int err = 0;
         size_t used = 0;
-        sqfs_dentry_init(&entry, name);
-        while (sqfs_dir_next(&ll->fs, &dir, &entry, &err)) {
-                sqfs_inode inode;
-                struct fuse_entry_param e = {.attr_timeout = DBL_MAX, .entry_timeout = DBL_MAX};
-                if (sqfs_inode_get(&ll->fs, &inode, sqfs_dentry_inode(&entry)) != SQFS_OK ||
-                    sqfs_stat(&ll->fs, &inode, &e.attr) != SQFS_OK) {
-                        err = SQFS_ERR;
+        while ((r = squash_dir_next(&dir, &entry, name)) > 0) {
+                size_t n = add_entry(req, ll, &entry, buf + used, size - used, plus, &err);
+                if (n > size - used)
                         break;
-                }
-                e.ino = ll->ino_register(ll, &entry);
-                e.attr.st_ino = (ino_t) e.ino;
-                size_t n = fuse_add_direntry_plus(req, buf + used, size - used, sqfs_dentry_name(&entry), &e,
-                                                  sqfs_dentry_next_offset(&entry));
-                if (n > size - used) { /* no room: not sent, so not counted */
-                        ll->ino_forget(ll, e.ino, 1);
-                        break;
-                }
                 used += n;
         }
+        if (r < 0)
+                err = EIO;
         /* what was added is counted by the kernel once replied, error or not after it */
-        if (err != SQFS_OK && used == 0)
-                fuse_reply_err(req, EIO);
+        if (err && used == 0)
+                fuse_reply_err(req, err);
         else
                 fuse_reply_buf(req, buf, used);
 }
 
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+        (void) fi;
+        list_dir(req, ino, size, off, false);
+}
+
+static void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+        (void) fi;
+        list_dir(req, ino, size, off, true);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+        sqfs_ll *ll = fuse_req_userdata(req);
+        sqfs_inode dir, inode;
+        sqfs_dir_entry entry;
+        struct fuse_entry_param e = {.attr_timeout = DBL_MAX, .entry_timeout = DBL_MAX};
+        if (sqfs_ll_inode(ll, &dir, parent) != SQFS_OK) {
+                fuse_reply_err(req, ENOENT);
+                return;
+        }
+        int r = squash_dir_lookup(&ll->fs, &dir, name, &entry);
+        if (r == 0 &&
+            (squash_inode_get(&ll->fs, entry.inode, &inode) < 0 || sqfs_stat(&ll->fs, &inode, &e.attr) != SQFS_OK))
+                r = -EIO;
+        if (r < 0) {
+                fuse_reply_err(req, -r);
+                return;
+        }
+        e.ino = ll->ino_register(ll, &entry);
+        e.attr.st_ino = (ino_t) e.ino;
+        fuse_reply_entry(req, &e);
+}
+
+/* The inode is the one the open checked and kept (squashfuse's open). */
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
+{
+        (void) ino;
+        sqfs_ll *ll = fuse_req_userdata(req);
+        const sqfs_inode *inode = (const sqfs_inode *) (uintptr_t) fi->fh;
+        _cleanup_free_ char *buf = malloc(size ? size : 1);
+        if (!buf || off < 0) {
+                fuse_reply_err(req, buf ? EINVAL : ENOMEM);
+                return;
+        }
+        ssize_t n = squash_read(&ll->fs, inode, (uint64_t) off, size, buf);
+        if (n < 0)
+                fuse_reply_err(req, (int) -n);
+        else
+                fuse_reply_buf(req, buf, (size_t) n);
+}
+
 static const struct fuse_lowlevel_ops sqfs_ops = {
-        .lookup = sqfs_ll_op_lookup,
+        .lookup = op_lookup,
         .forget = sqfs_ll_op_forget,
         .getattr = sqfs_ll_op_getattr,
         .readlink = sqfs_ll_op_readlink,
         .open = op_open,
-        .read = sqfs_ll_op_read,
+        .read = op_read,
         .release = sqfs_ll_op_release,
         .opendir = op_opendir,
         .readdir = op_readdir,
         .readdirplus = op_readdirplus,
         .releasedir = sqfs_ll_op_releasedir,
         .statfs = stfs_ll_op_statfs,
-        .getxattr = sqfs_ll_op_getxattr,
-        .listxattr = sqfs_ll_op_listxattr,
+        /* no getxattr, listxattr: squashfuse's xattr reader follows unchecked references and
+         * sizes, and on a nosuid mount in a user namespace the only xattrs that would take
+         * effect, file capabilities, do not (ENOSYS: the kernel stops asking) */
         .create = sqfs_ll_op_create,
 };
 

@@ -38,7 +38,7 @@ cp "$hutch" "$work/bin/hutch"
 if [ -x "$builddir/hutch-squashfs" ]; then cp "$builddir/hutch-squashfs" "$work/bin/"; fi
 cp "$reaper" "$work/bin/reaper"
 cp "$builddir/tests/killfirst" "$work/bin/killfirst"
-cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$work/tests/"
+cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$src/tests/helpers/craft.py" "$work/tests/"
 hutch=$work/bin/hutch reaper=$work/bin/reaper here=$work/tests
 chown -R "$user" "$work"
 as_user() {

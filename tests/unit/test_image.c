@@ -7,7 +7,9 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -16,6 +18,18 @@
 
 #include "image/image-internal.h"
 #include "util/util.h"
+
+/* The fuzz targets' walks, run here over the corpus, the regression inputs and the crafted
+ * images (under ASan in CI) */
+int fuzz_squashfs_one(const uint8_t *data, size_t size);
+int fuzz_sif_one(const uint8_t *data, size_t size);
+#define LLVMFuzzerTestOneInput fuzz_squashfs_one
+#include "tests/fuzz/fuzz_squashfs.c"
+#undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_sif_one
+#include "tests/fuzz/fuzz_sif.c"
+#undef LLVMFuzzerTestOneInput
+#include "tests/fuzz/fuzz.c"
 
 #define NDESCR 4
 #define DATA_OFF (4096 + NDESCR * SIF_DESCRIPTOR_SIZE)
@@ -182,32 +196,6 @@ static void test_primary_kinds(void **state)
                 sif_free(&s);
                 close(fd);
         }
-}
-
-static void test_squashfs_check(void **state)
-{
-        uint8_t sb[96] = {'h', 's', 'q', 's'};
-        struct hutch_error e = HUTCH_ERROR_INIT;
-        uint64_t size = 0, used = 5000;
-        uint16_t major = 4;
-        int fd = memfd_create("sq", MFD_CLOEXEC);
-        memcpy(sb + 28, &major, 2);
-        memcpy(sb + 40, &used, 8);
-        assert_int_equal(pwrite(fd, sb, sizeof sb, 0), sizeof sb);
-        assert_int_equal(squashfs_check(fd, 0, 8192, &size, &e), 0);
-        assert_int_equal(size, 5000);
-        assert_true(squashfs_check(fd, 0, 4096, &size, &e) < 0);
-        assert_non_null(strstr(e.msg, "truncated"));
-        major = 3;
-        memcpy(sb + 28, &major, 2);
-        assert_int_equal(pwrite(fd, sb, sizeof sb, 0), sizeof sb);
-        assert_true(squashfs_check(fd, 0, 8192, &size, &e) < 0);
-        sb[0] = 'x';
-        assert_int_equal(pwrite(fd, sb, sizeof sb, 0), sizeof sb);
-        assert_true(squashfs_check(fd, 0, 8192, &size, &e) < 0);
-        assert_non_null(strstr(e.msg, "magic"));
-        assert_true(squashfs_check(fd, 100000, 8192, &size, &e) < 0);
-        close(fd);
 }
 
 /* Corrupt a valid SIF byte by byte (deterministic pseudo-random positions and values) and
@@ -382,14 +370,241 @@ static void test_cache_entries(void **state)
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* ---- crafted squashfs images */
+
+static const char *src_path(const char *rel, char *buf, size_t len)
+{
+        const char *src = getenv("HUTCH_SRC");
+        snprintf(buf, len, "%s/%s", src && *src ? src : ".", rel);
+        return buf;
+}
+
+static size_t load(const char *path, uint8_t **ret)
+{
+        char *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(read_full_at(AT_FDCWD, path, 16 << 20, &buf, &len), 0);
+        *ret = (uint8_t *) buf;
+        return len;
+}
+
+static void replay_dir(const char *rel, int (*one)(const uint8_t *, size_t))
+{
+        char dir[PATH_MAX], path[PATH_MAX * 2];
+        DIR *d = opendir(src_path(rel, dir, sizeof dir));
+        if (!d)
+                return; /* an empty regressions folder is not in the tree */
+        for (struct dirent *de; (de = readdir(d));) {
+                if (de->d_name[0] == '.')
+                        continue;
+                uint8_t *data;
+                snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+                size_t len = load(path, &data);
+                one(data, len);
+                free(data);
+        }
+        closedir(d);
+}
+
+static void test_fuzz_replay(void **state)
+{
+        replay_dir("tests/fuzz/corpus/squashfs", fuzz_squashfs_one);
+        replay_dir("tests/fuzz/corpus/sif", fuzz_squashfs_one);
+        replay_dir("tests/fuzz/regressions/squashfs", fuzz_squashfs_one);
+        replay_dir("tests/fuzz/corpus/sif", fuzz_sif_one);
+        replay_dir("tests/fuzz/regressions/sif", fuzz_sif_one);
+}
+
+static void put_le(uint8_t *p, uint64_t v, size_t n)
+{
+        for (size_t i = 0; i < n; i++, v >>= 8)
+                p[i] = (uint8_t) v;
+}
+
+/* Each superblock field an attacker may set, on a good image: refused, saying which. */
+static void test_squashfs_check(void **state)
+{
+        static const struct {
+                size_t off, width;
+                uint64_t value;
+                const char *msg;
+        } cases[] = {
+                {72, 8, 12345, "directory table"},     /* directory_table_start */
+                {32, 8, 12345, "root inode"},          /* root_inode */
+                {32, 8, 1ull << 48, "root inode"},     /* root_inode past 48 bits */
+                {26, 2, 0, "no_ids is 0"},             /* no_ids */
+                {4, 4, 0, "inodes is 0"},              /* inodes */
+                {12, 4, 1, "block size"},              /* block_size */
+                {12, 4, 0, "block size"},              /* block_size */
+                {12, 4, 2 << 20, "block size"},        /* block_size */
+                {12, 4, 12288, "block size"},          /* block_size */
+                {22, 2, 13, "block size"},             /* block_log */
+                {20, 2, 9, "compression"},             /* compression */
+                {20, 2, 0, "compression"},             /* compression */
+                {40, 8, 1ull << 40, "truncated"},      /* bytes_used */
+                {64, 8, 0, "directory table"},         /* inode_table_start */
+                {48, 8, 4790, "id table"},             /* id_table_start: its index past the end */
+                {48, 8, 200, "id table"},              /* id_table_start: before the directories */
+                {80, 8, 12345, "fragment table"},      /* fragment_table_start */
+                {16, 4, 0xfffffff0, "fragment table"}, /* fragments: an index of 64 MiB */
+                {88, 8, 12345, "export table"},        /* lookup_table_start */
+                {56, 8, 1ull << 40, "xattr table"},    /* xattr_id_table_start */
+                {28, 2, 3, "version"},                 /* s_major */
+                {30, 2, 1, "version"},                 /* s_minor */
+                {0, 4, 0x12345678, "magic"},
+        };
+        char path[PATH_MAX];
+        uint8_t *good;
+        size_t len = load(src_path("tests/fuzz/corpus/squashfs/gzip.sqfs", path, sizeof path), &good);
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        uint64_t size = 0;
+        int fd = memfd_create("sq", MFD_CLOEXEC);
+        assert_int_equal(write(fd, good, len), (ssize_t) len);
+        assert_int_equal(squashfs_check(fd, 0, len, &size, &e), 0);
+        assert_int_equal(size, len);
+        assert_true(squashfs_check(fd, 0, len - 1, &size, &e) < 0);
+        assert_non_null(strstr(e.msg, "truncated"));
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                uint8_t sb[96];
+                memcpy(sb, good, sizeof sb);
+                /* UINT64_MAX: the filesystem's last byte */
+                put_le(sb + cases[i].off, cases[i].value == UINT64_MAX ? len - 1 : cases[i].value, cases[i].width);
+                assert_int_equal(pwrite(fd, sb, sizeof sb, 0), (ssize_t) sizeof sb);
+                e.msg[0] = 0;
+                if (squashfs_check(fd, 0, len, &size, &e) >= 0 || !strstr(e.msg, cases[i].msg))
+                        fail_msg("case %zu (offset %zu): '%s'", i, cases[i].off, e.msg);
+        }
+        free(good);
+        close(fd);
+}
+
+/* A listing of several metadata blocks, found by its index: every name is looked up, and a
+ * listing resumed at any entry's offset goes on with that entry. */
+static void test_dir_index(void **state)
+{
+        char path[PATH_MAX], name[SQUASHFS_NAME_LEN + 1], want[64];
+        struct image img;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        const char *images[] = {"tests/fuzz/corpus/squashfs/gzip.sqfs", "tests/fuzz/corpus/squashfs/raw.sqfs"};
+        for (size_t k = 0; k < ELEMENTSOF(images); k++) {
+                assert_int_equal(image_open(src_path(images[k], path, sizeof path), false, &img, &e), 0);
+                assert_int_equal(sqfs_handle_open(&img, &e), 0);
+                sqfs *fs = &img.sqfs->ll.fs;
+                sqfs_inode root, dir;
+                sqfs_dir_entry ent, found;
+                struct squash_dir d, again;
+                assert_int_equal(squash_inode_get(fs, fs->sb.root_inode, &root), 0);
+                assert_int_equal(squash_dir_lookup(fs, &root, "many", &ent), 0);
+                assert_int_equal(squash_inode_get(fs, ent.inode, &dir), 0);
+                assert_true(dir.xtra.dir.idx_count >= 1);
+                assert_int_equal(squash_dir_open(fs, &dir, 0, &d), 0);
+                int n = 0;
+                while (squash_dir_next(&d, &ent, name) > 0) {
+                        snprintf(want, sizeof want, "entry-with-a-longish-name-%d", 1000 + n++);
+                        assert_string_equal(name, want);
+                        assert_int_equal(squash_dir_lookup(fs, &dir, name, &found), 0);
+                        assert_true(found.inode == ent.inode);
+                        assert_int_equal(squash_dir_open(fs, &dir, (uint64_t) ent.offset, &again), 0);
+                        assert_int_equal(squash_dir_next(&again, &found, name), 1);
+                        assert_string_equal(name, want);
+                }
+                assert_int_equal(n, 400);
+                assert_int_equal(squash_dir_lookup(fs, &dir, "entry-with-a-longish-name-1400", &found), -ENOENT);
+                assert_int_equal(squash_dir_lookup(fs, &dir, "a", &found), -ENOENT);
+                image_close(&img);
+        }
+}
+
+/* The crafted images of tests/helpers/craft.py, made from the corpus: those of kind open are
+ * refused when opened, with one message; those of kind read open (or are refused, where
+ * the damage falls on the root), and what they corrupt reads as an error (an uncompressed block longer than the file's
+ * rest: the server's push too), never past a buffer. */
+static void check_crafted(const char *file, const char *kind, const char *name)
+{
+        struct image img;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        char *buf = NULL;
+        int r = image_open(file, false, &img, &e);
+        bool opened = r == 0;
+        if (opened)
+                r = sqfs_handle_open(&img, &e);
+        if (r < 0 && opened)
+                image_close(&img);
+        if (strcmp(kind, "open") == 0) {
+                if (r >= 0 || !(strstr(e.msg, "corrupt") || strstr(e.msg, "unsupported") || strstr(e.msg, "truncated")))
+                        fail_msg("%s: opened, or no reason ('%s')", name, e.msg);
+                if (r == 0)
+                        image_close(&img);
+                return;
+        }
+        if (r < 0) { /* where the image's layout puts the damage under the root: refused */
+                if (!strstr(e.msg, "corrupt") || strncmp(name, "data_block", 10) == 0)
+                        fail_msg("%s: not opened: %s", name, e.msg);
+                return;
+        }
+        sqfs *fs = &img.sqfs->ll.fs;
+        if (strncmp(name, "data_block", 10) == 0) {
+                sqfs_inode root, inode;
+                sqfs_dir_entry bin, two;
+                assert_int_equal(squash_inode_get(fs, fs->sb.root_inode, &root), 0);
+                assert_int_equal(squash_dir_lookup(fs, &root, "bin", &bin), 0);
+                assert_int_equal(squash_inode_get(fs, bin.inode, &inode), 0);
+                assert_int_equal(squash_dir_lookup(fs, &inode, "two-blocks", &two), 0);
+                assert_int_equal(squash_inode_get(fs, two.inode, &inode), 0);
+                char *out = calloc(1, inode.xtra.reg.file_size + 4096);
+                assert_int_equal(image_push_read(fs, &inode, out), -EIO);
+                free(out);
+        } else {
+                const char *path = strcmp(name, "dir_entry_inode") == 0 ? "/.singularity.d/runscript" : "/etc/passwd";
+                assert_true(image_read_file(&img, path, 1 << 20, &buf, NULL, &e) < 0);
+        }
+        image_close(&img);
+}
+
+static void test_crafted(void **state)
+{
+        char dir[] = "/tmp/hutch-crafted-XXXXXX", cmd[PATH_MAX * 4], src[PATH_MAX], craft[PATH_MAX];
+        assert_non_null(mkdtemp(dir));
+        src_path("tests/helpers/craft.py", craft, sizeof craft);
+        snprintf(cmd, sizeof cmd, "python3 %s cases %s %s 2>/dev/null", craft,
+                 src_path("tests/fuzz/corpus/squashfs/raw.sqfs", src, sizeof src), dir);
+        assert_int_equal(system(cmd), 0);
+        snprintf(cmd, sizeof cmd, "python3 %s list", craft);
+        FILE *list = popen(cmd, "r");
+        assert_non_null(list);
+        char name[64], kind[16], file[PATH_MAX];
+        int n = 0;
+        while (fscanf(list, "%63s %15s", name, kind) == 2) {
+                snprintf(file, sizeof file, "%s/%s.sqfs", dir, name);
+                uint8_t *data;
+                size_t len = load(file, &data);
+                fuzz_squashfs_one(data, len);
+                free(data);
+                check_crafted(file, kind, name);
+                unlink(file);
+                n++;
+        }
+        assert_int_equal(pclose(list), 0);
+        assert_true(n >= 20);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_header_roundtrip),     cmocka_unit_test(test_header_bad_table),
-                cmocka_unit_test(test_descriptor_roundtrip), cmocka_unit_test(test_load_and_primary),
-                cmocka_unit_test(test_load_truncated),       cmocka_unit_test(test_primary_kinds),
-                cmocka_unit_test(test_squashfs_check),       cmocka_unit_test(test_load_mutations),
-                cmocka_unit_test(test_cache_name),           cmocka_unit_test(test_cache_entries),
+                cmocka_unit_test(test_header_roundtrip),
+                cmocka_unit_test(test_header_bad_table),
+                cmocka_unit_test(test_descriptor_roundtrip),
+                cmocka_unit_test(test_load_and_primary),
+                cmocka_unit_test(test_load_truncated),
+                cmocka_unit_test(test_primary_kinds),
+                cmocka_unit_test(test_squashfs_check),
+                cmocka_unit_test(test_load_mutations),
+                cmocka_unit_test(test_cache_name),
+                cmocka_unit_test(test_cache_entries),
+                cmocka_unit_test(test_fuzz_replay),
+                cmocka_unit_test(test_crafted),
+                cmocka_unit_test(test_dir_index),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
