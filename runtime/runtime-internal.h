@@ -1,6 +1,7 @@
 /* Shared internals of runtime/: the stages of a launch and the state they pass on. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -64,8 +65,11 @@ int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err);
         }
 void ctx_free(struct launch_ctx *c);
 /* Parent side of a fork into a PID namespace: a struct hutch_error on sync_fd means the
- * child failed before exec, EOF that it exec'd; then forward signals until it exits. */
-int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, int *ret_status, struct hutch_error *err);
+ * child failed before exec, EOF that it exec'd; then forward signals until it exits. The
+ * caller blocks every signal before the child exists (a child that exits before the block
+ * would leave no SIGCHLD to wait for: SIG_DFL discards it); old: the mask to restore. */
+int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigset_t *old, int *ret_status,
+               struct hutch_error *err);
 
 /* After pivot (or after joining an instance): build argv/env, chdir, exec. Returns only
  * on failure. */
