@@ -541,6 +541,35 @@ static int mount_user_dirs(struct launch_ctx *c, struct rootfs *rt, struct hutch
         return 0;
 }
 
+static const char *file_type_name(mode_t m)
+{
+        return S_ISDIR(m)    ? "a folder"
+               : S_ISFIFO(m) ? "a FIFO"
+               : S_ISSOCK(m) ? "a socket"
+               : S_ISCHR(m)  ? "a character device"
+               : S_ISBLK(m)  ? "a block device"
+               : S_ISLNK(m)  ? "a symbolic link"
+                             : "not a regular file";
+}
+
+int regular_file_read(int pathfd, const char *what, size_t max, char **ret, size_t *ret_len, struct hutch_error *err)
+{
+        struct stat st;
+        char p[64];
+        if (fstat(pathfd, &st) < 0)
+                return hutch_err_sys(err, -errno, "cannot read %s", what);
+        if (!S_ISREG(st.st_mode))
+                return hutch_err(err, -EINVAL, "%s is %s, not a regular file", what, file_type_name(st.st_mode));
+        if ((uint64_t) st.st_size > max)
+                return hutch_err(err, -EFBIG, "%s is larger than %zu MiB", what, max >> 20);
+        /* the same inode, now known to be a regular file: the open neither blocks nor acts */
+        snprintf(p, sizeof p, "/proc/self/fd/%d", pathfd);
+        int r = read_full_at(AT_FDCWD, p, max, ret, ret_len);
+        if (r == -EFBIG)
+                return hutch_err(err, r, "%s is larger than %zu MiB", what, max >> 20);
+        return r < 0 ? hutch_err_sys(err, r, "cannot read %s", what) : 0;
+}
+
 /* /etc/passwd and /etc/group: the image's, plus the calling user's entry when missing. */
 static int write_identity(struct launch_ctx *c, struct rootfs *rt, struct hutch_error *err)
 {
@@ -558,12 +587,15 @@ static int write_identity(struct launch_ctx *c, struct rootfs *rt, struct hutch_
                         continue;
                 _cleanup_free_ char *old = NULL, *line = NULL;
                 size_t len = 0;
-                _cleanup_close_ int fd = openat2_in_root(rt->fd, files[i].file, O_RDONLY);
+                _cleanup_close_ int fd = openat2_in_root(rt->fd, files[i].file, O_PATH);
                 if (fd >= 0) {
-                        char p[64];
-                        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
-                        if (read_full_at(AT_FDCWD, p, 16 << 20, &old, &len) < 0)
-                                old = NULL;
+                        char what[64];
+                        snprintf(what, sizeof what, "the image's %s", files[i].file);
+                        int r = regular_file_read(fd, what, 16 << 20, &old, &len, err);
+                        if (r == -EINVAL || r == -EFBIG)
+                                return r;
+                        if (r < 0)
+                                log_verbose("%s, writing a new one", err->msg);
                 }
                 char key[64];
                 if (i == 0) {

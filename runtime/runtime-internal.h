@@ -71,6 +71,12 @@ void ctx_free(struct launch_ctx *c);
 int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigset_t *old, int *ret_status,
                struct hutch_error *err);
 
+/* Read the regular file that pathfd (O_PATH) names, at most max bytes (a multiple of 1 MiB,
+ * for the message). A FIFO, device or folder is refused without being opened for reading
+ * (a FIFO's open blocks, a device's may act): -EINVAL; larger than max: -EFBIG. what names
+ * the file in err. */
+int regular_file_read(int pathfd, const char *what, size_t max, char **ret, size_t *ret_len, struct hutch_error *err);
+
 /* After pivot (or after joining an instance): build argv/env, chdir, exec. Returns only
  * on failure. */
 int payload_exec(struct launch_ctx *c, struct hutch_error *err);

@@ -112,4 +112,23 @@ run timeout -s KILL 20 "$HUTCH" instance start "$T/idle" badroot
 check "and its name can be used again" '[ $RC -eq 0 ] && "$HUTCH" instance list | grep -q "^badroot "'
 "$HUTCH" instance stop badroot >/dev/null 2>&1
 leftovers "an unreadable image root"
+
+# Files hutch reads from the image while it assembles the root: a FIFO must not block it
+# (an open for reading waits for a writer) and a FIFO where hutch only binds is harmless.
+mkdir "$T/fifo" && cp -a "$IMAGES/rootfs/." "$T/fifo/"
+rm -f "$T/fifo/etc/hosts" "$T/fifo/etc/resolv.conf" && mkfifo "$T/fifo/etc/hosts" "$T/fifo/etc/resolv.conf"
+run timeout -s KILL 20 "$HUTCH" exec "$T/fifo" true
+check "an image whose /etc/hosts and /etc/resolv.conf are FIFOs runs" '[ $RC -eq 0 ]'
+if [ "$(id -u)" -ne 0 ]; then
+	for f in passwd group; do
+		rm "$T/fifo/etc/$f" && mkfifo "$T/fifo/etc/$f"
+		run timeout -s KILL 20 "$HUTCH" exec "$T/fifo" true
+		check "an image whose /etc/$f is a FIFO" 'fails_with "/etc/$f is a FIFO, not a regular file"'
+		rm "$T/fifo/etc/$f" && cp "$IMAGES/rootfs/etc/$f" "$T/fifo/etc/$f"
+	done
+	truncate -s 17M "$T/fifo/etc/group"
+	run timeout -s KILL 20 "$HUTCH" exec "$T/fifo" true
+	check "an image whose /etc/group is larger than 16 MiB" 'fails_with "/etc/group is larger than 16 MiB"'
+fi
+leftovers "non-regular files in the image"
 finish
