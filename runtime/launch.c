@@ -135,8 +135,8 @@ static int plan_home(struct launch_ctx *c, struct hutch_error *err)
                         return hutch_err(err, -ENOMEM, "out of memory");
         }
         c->home_dst = dst;
-        bool mount_it =
-                s->conf->mount_home && !s->no_home && !(s->no_mount & NO_MOUNT_HOME) && !(s->fakeroot && !s->home);
+        /* under --fakeroot too, at /root (as Apptainer): HOME is where the user's files are */
+        bool mount_it = s->conf->mount_home && !s->no_home && !(s->no_mount & NO_MOUNT_HOME);
         if (!mount_it || (s->contain && !s->home))
                 return 0;
         return host_path_open(src ? src : c->host_home, true, "home folder", &c->home, err);
