@@ -1,10 +1,12 @@
 /* build: conversions between sandbox folders, squashfs files and SIF files. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "exit.h"
 #include "image/image.h"
+#include "util/log.h"
 
 int verb_build(struct cli *c, int argc, char **argv)
 {
@@ -35,6 +37,7 @@ int verb_build(struct cli *c, int argc, char **argv)
         if (n != 2)
                 return cli_usage_error("build", "expects TARGET and SOURCE");
         b.target = pos[0];
+        b.progress = isatty(STDOUT_FILENO) && log_get_level() >= LOG_LEVEL_INFO;
         b.source = pos[1];
         int r = cli_source_check(b.source, true);
         if (r >= 0)

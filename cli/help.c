@@ -79,9 +79,11 @@ static const struct {
          "IMAGE",
          "Show an image's metadata (default: labels)."},
         {"run-help", "hutch run-help IMAGE", "Show the image's runscript help (/.singularity.d/runscript.help)."},
-        {"build", "hutch build [--sandbox] [--force] TARGET SOURCE",
+        {"build", "hutch build [--sandbox] [--force] [-q] TARGET SOURCE",
          "Convert between a sandbox folder, a squashfs file and a SIF file.\n"
-         "TARGET is a SIF file unless --sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file)."},
+         "TARGET is a SIF file unless --sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file).\n"
+         "Says what it builds, and the size and time when done; -q: quiet. A sandbox built by a user\n"
+         "leaves out device nodes (only root can make them)."},
         {"sif", "hutch sif list|info ID|dump ID IMAGE.sif",
          "List a SIF file's objects, describe one, or write one's data to stdout."},
         {"cache", "hutch cache list|clean [-f|--force]",

@@ -110,15 +110,22 @@ int runtime_join(const struct launch_spec *spec, const struct runtime_target *t,
         }
         join_ctx_inside(&c);
         c.owner_pidfd = pidfd_open_self();
+        /* blocked before the child exists: a payload that exits at once must leave its
+         * SIGCHLD pending for child_wait */
+        sigset_t all, old;
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, &old);
         pid_t child = fork();
         if (child < 0) {
                 r = hutch_err_sys(err, -errno, "cannot fork into the instance");
+                sigprocmask(SIG_SETMASK, &old, NULL);
                 close(sp[0]);
                 close(sp[1]);
                 ctx_free(&c);
                 return r;
         }
         if (child == 0) {
+                sigprocmask(SIG_SETMASK, &old, NULL);
                 close(sp[0]);
                 prctl(PR_SET_PDEATHSIG, SIGKILL);
                 /* getppid() is 0 across the PID namespace boundary: ask the parent's pidfd */
@@ -130,7 +137,7 @@ int runtime_join(const struct launch_spec *spec, const struct runtime_target *t,
                 _exit(255);
         }
         close(sp[1]);
-        r = child_wait(spec, child, sp[0], ret_status, err);
+        r = child_wait(spec, child, sp[0], &old, ret_status, err);
         ctx_free(&c);
         return r;
 }

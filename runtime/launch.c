@@ -135,8 +135,8 @@ static int plan_home(struct launch_ctx *c, struct hutch_error *err)
                         return hutch_err(err, -ENOMEM, "out of memory");
         }
         c->home_dst = dst;
-        bool mount_it =
-                s->conf->mount_home && !s->no_home && !(s->no_mount & NO_MOUNT_HOME) && !(s->fakeroot && !s->home);
+        /* under --fakeroot too, at /root (as Apptainer): HOME is where the user's files are */
+        bool mount_it = s->conf->mount_home && !s->no_home && !(s->no_mount & NO_MOUNT_HOME);
         if (!mount_it || (s->contain && !s->home))
                 return 0;
         return host_path_open(src ? src : c->host_home, true, "home folder", &c->home, err);
@@ -469,19 +469,19 @@ static int forward_until_exit(pid_t child, const sigset_t *all)
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-/* The parent outside a --pid namespace (or of a joined process): forward signals, return
- * the child's status. */
-int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, int *ret_status, struct hutch_error *err)
+/* The parent outside a --pid namespace (or of a joined process), with every signal blocked
+ * since before the child existed: forward signals, return the child's status. */
+int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigset_t *old, int *ret_status,
+               struct hutch_error *err)
 {
-        sigset_t all, old;
+        sigset_t all;
         sigfillset(&all);
-        sigprocmask(SIG_BLOCK, &all, &old);
         /* a failure before exec arrives as one struct hutch_error; EOF means exec happened */
         ssize_t n = recv(sync_fd, err, sizeof *err, 0);
         close(sync_fd);
         if (s->instance) {
                 /* the init is our parent's child (fork_sibling): report it and leave */
-                sigprocmask(SIG_SETMASK, &old, NULL);
+                sigprocmask(SIG_SETMASK, old, NULL);
                 if (n == (ssize_t) sizeof *err)
                         return err->code < 0 ? err->code : -EIO;
                 struct launch_event ev = {.type = LAUNCH_EVENT_STARTED, .pid = child};
@@ -490,7 +490,7 @@ int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, int *ret_s
                 return 0;
         }
         int code = forward_until_exit(child, &all);
-        sigprocmask(SIG_SETMASK, &old, NULL);
+        sigprocmask(SIG_SETMASK, old, NULL);
         if (n == (ssize_t) sizeof *err)
                 return err->code < 0 ? err->code : -EIO;
         *ret_status = code;
@@ -519,7 +519,8 @@ static int start_server(struct launch_ctx *c, struct hutch_error *err)
 
 struct init_args {
         struct launch_ctx *c;
-        int *sync; /* the socketpair to report on: [1] ours */
+        int *sync;           /* the socketpair to report on: [1] ours */
+        const sigset_t *old; /* the signal mask from before the launcher blocked every signal */
 };
 
 /* The init-to-be, PID 1 of the new namespace, on the launcher's memory until its exec. */
@@ -530,6 +531,7 @@ static int init_main(void *p)
         struct launch_ctx *c = a->c;
         struct hutch_error err = HUTCH_ERROR_INIT;
         int r;
+        sigprocmask(SIG_SETMASK, a->old, NULL);
         close(a->sync[0]);
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         /* getppid() is 0 across the PID namespace boundary: ask the parent's pidfd */
@@ -592,11 +594,16 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 return hutch_err_sys(err, -errno, "cannot create sync socket");
         /* an instance's init is the supervisor's child (a sibling of ours), so this process
          * need not stay; it runs on our memory until its exec (spawn_vm) */
-        struct init_args ia = {.c = c, .sync = sp};
+        sigset_t all, old;
+        sigfillset(&all);
+        struct init_args ia = {.c = c, .sync = sp, .old = &old};
         pid_t child;
 #ifdef HUTCH_PID1
         c->pid1_fd = pid1_memfd();
 #endif
+        /* before the child exists: an init that ends at once (hutch-init runs while a
+         * vfork-style spawn still holds us) must leave its SIGCHLD pending for child_wait */
+        sigprocmask(SIG_BLOCK, &all, &old);
         if (c->pid1_fd >= 0 || !run_in_vfork_shares_memory()) {
                 child = spawn_vm(init_main, &ia, CHILD_STACK, s->instance, s->init_early);
         } else {
@@ -615,10 +622,11 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         }
         close(sp[1]);
         if (child < 0) {
+                sigprocmask(SIG_SETMASK, &old, NULL);
                 close(sp[0]);
                 return hutch_err_sys(err, child, "cannot fork into the PID namespace");
         }
-        return child_wait(s, child, sp[0], ret_status, err);
+        return child_wait(s, child, sp[0], &old, ret_status, err);
 }
 
 static int launch_plain(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)

@@ -198,36 +198,67 @@ static bool is_not_writable(int r)
         return r == -EACCES || r == -EPERM || r == -EROFS || r == -EOVERFLOW;
 }
 
-/* Open (creating if missing) the mount point dst inside the root. */
-static int target_open(struct rootfs *rt, const char *dst, bool is_dir, struct hutch_error *err)
+/* Create the missing entry name in the folder pdir of the root (covering pdir with a
+ * tmpfs of its entries when pdir cannot take it) and open it O_PATH. */
+static int entry_create(struct rootfs *rt, const char *pdir, const char *name, bool is_dir, const char *dst,
+                        struct hutch_error *err)
 {
-        int fd = openat2_in_root(rt->fd, dst, O_PATH);
-        if (fd >= 0 || fd != -ENOENT)
-                return fd >= 0 ? fd : hutch_err_sys(err, fd, "cannot open mount point '%s' in the container", dst);
-        _cleanup_free_ char *parent = strdup(dst);
-        if (!parent)
-                return hutch_err(err, -ENOMEM, "out of memory");
-        char *slash = strrchr(parent, '/');
-        const char *name = slash + 1;
-        *slash = 0;
-        const char *pdir = *parent ? parent : "/";
-        int pfd = target_open(rt, pdir, true, err);
-        if (pfd < 0)
-                return pfd;
-        close(pfd);
         for (int attempt = 0;; attempt++) {
                 _cleanup_close_ int d = openat2_in_root(rt->fd, pdir, O_RDONLY | O_DIRECTORY);
                 if (d < 0)
                         return hutch_err_sys(err, d, "cannot open '%s' in the container", pdir);
                 int r = create_entry(d, name, is_dir);
                 if (r == 0) {
-                        fd = openat(d, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                        int fd = openat(d, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
                         return fd < 0 ? hutch_err_sys(err, -errno, "cannot open mount point '%s'", dst) : fd;
                 }
                 if (attempt > 0 || !is_not_writable(r))
                         return hutch_err_sys(err, r, "cannot create mount point '%s' in the container", dst);
                 if ((r = split_dir(rt, pdir, err)) < 0)
                         return r;
+        }
+}
+
+/* Open (creating if missing) the mount point dst inside the root: each missing folder on
+ * the way, from the top down. A root that itself cannot be opened (an image whose root
+ * inode its server cannot read answers ENOENT for ".") is an error, not a folder to make. */
+static int target_open(struct rootfs *rt, const char *dst, bool is_dir, struct hutch_error *err)
+{
+        int fd = openat2_in_root(rt->fd, dst, O_PATH);
+        if (fd >= 0)
+                return fd;
+        if (fd != -ENOENT)
+                return hutch_err_sys(err, fd, "cannot open mount point '%s' in the container", dst);
+        _cleanup_close_ int root = openat2_in_root(rt->fd, "/", O_PATH);
+        if (root < 0)
+                return hutch_err_sys(err, root, "cannot open the image's root folder (a corrupt image?)");
+        _cleanup_free_ char *path = strdup(dst);
+        if (!path)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        /* path is cut at each '/' in turn: path is then the prefix, and its last part the
+         * entry to make in the prefix before it */
+        for (char *p = path + strspn(path, "/"), *parent_end = p;;) {
+                char *slash = strchr(p, '/');
+                bool last = !slash || !slash[strspn(slash, "/")];
+                if (slash)
+                        *slash = 0;
+                fd = openat2_in_root(rt->fd, path, O_PATH);
+                if (fd == -ENOENT) {
+                        char save = *parent_end;
+                        *parent_end = 0;
+                        _cleanup_free_ char *pdir = strdup(*path ? path : "/");
+                        *parent_end = save;
+                        if (!pdir)
+                                return hutch_err(err, -ENOMEM, "out of memory");
+                        fd = entry_create(rt, pdir, p, last ? is_dir : true, dst, err);
+                } else if (fd < 0)
+                        fd = hutch_err_sys(err, fd, "cannot open mount point '%s' in the container", dst);
+                if (fd < 0 || last)
+                        return fd;
+                close(fd);
+                *slash = '/';
+                parent_end = slash;
+                p = slash + strspn(slash, "/");
         }
 }
 
@@ -510,6 +541,35 @@ static int mount_user_dirs(struct launch_ctx *c, struct rootfs *rt, struct hutch
         return 0;
 }
 
+static const char *file_type_name(mode_t m)
+{
+        return S_ISDIR(m)    ? "a folder"
+               : S_ISFIFO(m) ? "a FIFO"
+               : S_ISSOCK(m) ? "a socket"
+               : S_ISCHR(m)  ? "a character device"
+               : S_ISBLK(m)  ? "a block device"
+               : S_ISLNK(m)  ? "a symbolic link"
+                             : "not a regular file";
+}
+
+int regular_file_read(int pathfd, const char *what, size_t max, char **ret, size_t *ret_len, struct hutch_error *err)
+{
+        struct stat st;
+        char p[64];
+        if (fstat(pathfd, &st) < 0)
+                return hutch_err_sys(err, -errno, "cannot read %s", what);
+        if (!S_ISREG(st.st_mode))
+                return hutch_err(err, -EINVAL, "%s is %s, not a regular file", what, file_type_name(st.st_mode));
+        if ((uint64_t) st.st_size > max)
+                return hutch_err(err, -EFBIG, "%s is larger than %zu MiB", what, max >> 20);
+        /* the same inode, now known to be a regular file: the open neither blocks nor acts */
+        snprintf(p, sizeof p, "/proc/self/fd/%d", pathfd);
+        int r = read_full_at(AT_FDCWD, p, max, ret, ret_len);
+        if (r == -EFBIG)
+                return hutch_err(err, r, "%s is larger than %zu MiB", what, max >> 20);
+        return r < 0 ? hutch_err_sys(err, r, "cannot read %s", what) : 0;
+}
+
 /* /etc/passwd and /etc/group: the image's, plus the calling user's entry when missing. */
 static int write_identity(struct launch_ctx *c, struct rootfs *rt, struct hutch_error *err)
 {
@@ -527,12 +587,15 @@ static int write_identity(struct launch_ctx *c, struct rootfs *rt, struct hutch_
                         continue;
                 _cleanup_free_ char *old = NULL, *line = NULL;
                 size_t len = 0;
-                _cleanup_close_ int fd = openat2_in_root(rt->fd, files[i].file, O_RDONLY);
+                _cleanup_close_ int fd = openat2_in_root(rt->fd, files[i].file, O_PATH);
                 if (fd >= 0) {
-                        char p[64];
-                        snprintf(p, sizeof p, "/proc/self/fd/%d", fd);
-                        if (read_full_at(AT_FDCWD, p, 16 << 20, &old, &len) < 0)
-                                old = NULL;
+                        char what[64];
+                        snprintf(what, sizeof what, "the image's %s", files[i].file);
+                        int r = regular_file_read(fd, what, 16 << 20, &old, &len, err);
+                        if (r == -EINVAL || r == -EFBIG)
+                                return r;
+                        if (r < 0)
+                                log_verbose("%s, writing a new one", err->msg);
                 }
                 char key[64];
                 if (i == 0) {

@@ -1,6 +1,7 @@
 /* Shared internals of runtime/: the stages of a launch and the state they pass on. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -64,8 +65,17 @@ int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err);
         }
 void ctx_free(struct launch_ctx *c);
 /* Parent side of a fork into a PID namespace: a struct hutch_error on sync_fd means the
- * child failed before exec, EOF that it exec'd; then forward signals until it exits. */
-int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, int *ret_status, struct hutch_error *err);
+ * child failed before exec, EOF that it exec'd; then forward signals until it exits. The
+ * caller blocks every signal before the child exists (a child that exits before the block
+ * would leave no SIGCHLD to wait for: SIG_DFL discards it); old: the mask to restore. */
+int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigset_t *old, int *ret_status,
+               struct hutch_error *err);
+
+/* Read the regular file that pathfd (O_PATH) names, at most max bytes (a multiple of 1 MiB,
+ * for the message). A FIFO, device or folder is refused without being opened for reading
+ * (a FIFO's open blocks, a device's may act): -EINVAL; larger than max: -EFBIG. what names
+ * the file in err. */
+int regular_file_read(int pathfd, const char *what, size_t max, char **ret, size_t *ret_len, struct hutch_error *err);
 
 /* After pivot (or after joining an instance): build argv/env, chdir, exec. Returns only
  * on failure. */

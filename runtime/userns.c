@@ -91,6 +91,19 @@ static int subid_helper(const struct idmap_plan *m, pid_t target, int go_fd)
         _exit(0);
 }
 
+/* A subordinate id file that is missing, unreadable or not a regular file means no ranges. */
+static int subid_file_read(const char *path, char **ret)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        _cleanup_close_ int fd = open(path, O_PATH | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        int r = regular_file_read(fd, path, 1 << 20, ret, NULL, &err);
+        if (r < 0 && r != -ENOENT)
+                log_verbose("%s, ignoring", err.msg);
+        return r;
+}
+
 int idmap_plan_make(uid_t uid, gid_t gid, const char *user, bool fakeroot, struct idmap_plan *ret)
 {
         struct idmap_plan m = {
@@ -98,8 +111,7 @@ int idmap_plan_make(uid_t uid, gid_t gid, const char *user, bool fakeroot, struc
         m.userns = uid != 0;
         if (m.userns && fakeroot) {
                 _cleanup_free_ char *su = NULL, *sg = NULL;
-                if (read_full_at(AT_FDCWD, "/etc/subuid", 1 << 20, &su, NULL) >= 0 &&
-                    read_full_at(AT_FDCWD, "/etc/subgid", 1 << 20, &sg, NULL) >= 0 &&
+                if (subid_file_read("/etc/subuid", &su) >= 0 && subid_file_read("/etc/subgid", &sg) >= 0 &&
                     subid_find(su, user, uid, &m.uid_start, &m.uid_count) >= 0 &&
                     subid_find(sg, user, (uid_t) gid, &m.gid_start, &m.gid_count) >= 0 &&
                     access("/usr/bin/newuidmap", X_OK) == 0 && access("/usr/bin/newgidmap", X_OK) == 0)

@@ -61,5 +61,5 @@ ln -sf .singularity.d/runscript "$root/singularity"
 rm -f "$out/image.sqfs"
 mksquashfs "$root" "$out/image.sqfs" -noappend -quiet -no-progress -all-root >/dev/null
 if [ -n "$hutch" ]; then
-	"$hutch" build --force "$out/image.sif" "$root"
+	"$hutch" build -q --force "$out/image.sif" "$root"
 fi

@@ -55,6 +55,13 @@ check "--fakeroot: uid and gid 0 inside" 'out_is "0
 0"'
 run "$HUTCH" exec --fakeroot "$I" sh -c 'echo $HOME'
 check "--fakeroot: HOME is /root" 'out_is /root'
+fr=hutch-fakeroot-test.$$
+run "$HUTCH" exec --fakeroot "$I" sh -c "echo \$HOME; touch ~/$fr"
+check "--fakeroot: the caller's home is mounted at /root, writable" '[ $RC -eq 0 ] && out_is /root && [ -f "$HOME/$fr" ] && [ "$(stat -c %u "$HOME/$fr")" = "$(id -u)" ]'
+rm -f "$HOME/$fr"
+run "$HUTCH" exec --fakeroot --no-home "$I" sh -c 'echo $HOME; ls -A /root | wc -l'
+check "--fakeroot --no-home: HOME is the image's /root" '[ $RC -eq 0 ] && out_is "/root
+0"'
 if [ "$(id -u)" -ne 0 ] && grep -q "^$(id -un):" /etc/subuid 2>/dev/null; then
 	run "$HUTCH" exec --fakeroot "$I" sh -c 'wc -l < /proc/self/uid_map; touch /tmp/fr.$$ && chown 1:1 /tmp/fr.$$ && echo chowned; rm -f /tmp/fr.$$'
 	check "--fakeroot maps the /etc/subuid range (chown to another id works)" 'out_is "2

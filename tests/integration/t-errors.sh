@@ -93,4 +93,42 @@ if [ -x "$(dirname "$HUTCH")/hutch-squashfs" ]; then
 	check "hutch-squashfs run by hand is refused in one line" '[ $RC -eq 2 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "started by hutch itself"'
 fi
 leftovers "errors"
+
+# An image whose root folder its server cannot read (the root inode's type byte is not a
+# type): opening "." in it answers ENOENT, which must not be taken for a missing folder.
+mksquashfs "$IMAGES/rootfs" "$T/badroot.sqfs" -noappend -quiet -noI >/dev/null
+u64() { od -A n -t u8 -j "$1" -N 8 "$T/badroot.sqfs" | tr -d ' '; }
+root_ref=$(u64 32) itab=$(u64 64)
+# -noI: the inode table's metadata blocks are stored uncompressed (header bit 15 set)
+block=$((itab + (root_ref >> 16)))
+printf '\x63' | dd of="$T/badroot.sqfs" bs=1 seek=$((block + 2 + (root_ref & 0xffff))) conv=notrunc status=none
+run timeout -s KILL 20 "$HUTCH" exec "$T/badroot.sqfs" true
+check "an image whose root cannot be opened" 'fails_with "root folder"'
+trap '"$HUTCH" instance stop --force badroot >/dev/null 2>&1; rm -rf "$T"' EXIT
+run timeout -s KILL 20 "$HUTCH" instance start "$T/badroot.sqfs" badroot
+check "an instance of an image whose root cannot be opened fails to start" 'fails_with "root folder"'
+mkdir "$T/idle" && cp -a "$IMAGES/rootfs/." "$T/idle/" && rm "$T/idle/.singularity.d/startscript"
+run timeout -s KILL 20 "$HUTCH" instance start "$T/idle" badroot
+check "and its name can be used again" '[ $RC -eq 0 ] && "$HUTCH" instance list | grep -q "^badroot "'
+"$HUTCH" instance stop badroot >/dev/null 2>&1
+leftovers "an unreadable image root"
+
+# Files hutch reads from the image while it assembles the root: a FIFO must not block it
+# (an open for reading waits for a writer) and a FIFO where hutch only binds is harmless.
+mkdir "$T/fifo" && cp -a "$IMAGES/rootfs/." "$T/fifo/"
+rm -f "$T/fifo/etc/hosts" "$T/fifo/etc/resolv.conf" && mkfifo "$T/fifo/etc/hosts" "$T/fifo/etc/resolv.conf"
+run timeout -s KILL 20 "$HUTCH" exec "$T/fifo" true
+check "an image whose /etc/hosts and /etc/resolv.conf are FIFOs runs" '[ $RC -eq 0 ]'
+if [ "$(id -u)" -ne 0 ]; then
+	for f in passwd group; do
+		rm "$T/fifo/etc/$f" && mkfifo "$T/fifo/etc/$f"
+		run timeout -s KILL 20 "$HUTCH" exec "$T/fifo" true
+		check "an image whose /etc/$f is a FIFO" 'fails_with "/etc/$f is a FIFO, not a regular file"'
+		rm "$T/fifo/etc/$f" && cp "$IMAGES/rootfs/etc/$f" "$T/fifo/etc/$f"
+	done
+	truncate -s 17M "$T/fifo/etc/group"
+	run timeout -s KILL 20 "$HUTCH" exec "$T/fifo" true
+	check "an image whose /etc/group is larger than 16 MiB" 'fails_with "/etc/group is larger than 16 MiB"'
+fi
+leftovers "non-regular files in the image"
 finish

@@ -1,0 +1,57 @@
+# build: what it prints, its temporary files in a folder others can write to, device nodes
+# in a sandbox built by a user.
+. "$(dirname "$0")/lib.sh"
+I=$IMAGES/image.sif
+
+run "$HUTCH" build "$T/out.sif" "$IMAGES/rootfs"
+check "build says what it builds from what" '[ $RC -eq 0 ] && err_has "^INFO .*Building SIF file $T/out.sif from sandbox image $IMAGES/rootfs"'
+check "build says when it is done, with the size" 'err_has "^INFO .*Build complete: $T/out.sif ([0-9.]*[KM]iB, [0-9.]* s)$"'
+check "off a terminal, no progress bar" '[ ! -s "$OUT" ] && [ "$(wc -l < "$ERR")" -eq 2 ]'
+run "$HUTCH" build -q --sandbox "$T/out.sb" "$I"
+check "build -q prints nothing" '[ $RC -eq 0 ] && [ ! -s "$OUT" ] && [ ! -s "$ERR" ] && [ -f "$T/out.sb/etc/hutch-test-marker" ]'
+
+# Another user who can write to the target's folder (a group-writable project folder, or
+# /tmp where fs.protected_symlinks = 0) plants symlinks and a folder at every name the
+# build could pick; the build must use none of them. As root the planter is 'nobody' and
+# the victim root; as a user both are that user (the names are what is tested). A shell's
+# $$ is hutch's pid after its exec, and the names once were TARGET.hutch-tmp-PID(.sqfs).
+shared=$(mktemp -d "$TMPDIR/hutch-shared.XXXXXX")
+chmod 0777 "$shared"
+trap 'rm -rf "$T" "$shared"' EXIT
+PLANTER=
+[ "$(id -u)" -eq 0 ] && PLANTER="runuser -u nobody --"
+echo precious > "$shared/victim"
+# plant link|dir NAME: as the other user, a symlink to the victim file or a folder
+plant() {
+	if [ "$1" = link ]; then $PLANTER ln -s "$shared/victim" "$2"; else $PLANTER mkdir -m 0777 "$2"; fi
+}
+export -f plant
+export shared PLANTER HUTCH
+planted() { ls -d "$shared"/*.hutch-tmp-* 2>/dev/null; }
+for tgt in out.sif out.sqfs; do
+	run bash -c 'p=$0.hutch-tmp-$$; plant link "$p"; plant link "$p.sqfs"; exec "$HUTCH" build "$0" "$1"' "$shared/$tgt" "$IMAGES/rootfs"
+	check "build $tgt in a shared folder: planted symlinks are not followed" '[ $RC -eq 0 ] && [ "$(cat "$shared/victim")" = precious ] && [ "$(planted | wc -l)" -eq 2 ] && [ -z "$(for f in $(planted); do [ -L "$f" ] || echo "$f"; done)" ]'
+	check "build $tgt in a shared folder: the target is the new image" '[ -f "$shared/$tgt" ] && [ ! -L "$shared/$tgt" ] && [ "$(stat -c %u "$shared/$tgt")" = "$(id -u)" ] && [ "$(stat -c %s "$shared/$tgt")" -gt 100000 ]'
+	rm -f "$shared"/*.hutch-tmp-*
+done
+run bash -c 'plant dir "$0.hutch-tmp-$$" && exec "$HUTCH" build --sandbox "$0" "$1"' "$shared/out.sb" "$I"
+check "build --sandbox in a shared folder: a planted folder is not used" '[ $RC -eq 0 ] && [ -f "$shared/out.sb/etc/hutch-test-marker" ] && [ "$(stat -c %u "$shared/out.sb")" = "$(id -u)" ] && [ "$(planted | wc -l)" -eq 1 ] && [ -z "$(ls -A $(planted))" ]'
+rm -rf "$shared"/*.hutch-tmp-*
+check "a build leaves no temporary file or folder" '[ -z "$(ls -d "$shared"/*hutch-tmp* "$T"/*hutch-tmp* 2>/dev/null)" ]'
+
+# Device nodes (every debootstrap image has some in /dev): mksquashfs makes them from a
+# pseudo-file definition without privileges.
+mkdir -p "$T/devsrc/etc" "$T/devsrc/dev" && echo data > "$T/devsrc/etc/data"
+mksquashfs "$T/devsrc" "$T/dev.sqfs" -noappend -quiet -no-progress -p 'dev/null c 666 0 0 1 3' -p 'dev/sda b 660 0 0 8 0' >/dev/null
+run "$HUTCH" build -v --sandbox "$T/dev.sb" "$T/dev.sqfs"
+if [ "$(id -u)" -ne 0 ]; then
+	check "a user's sandbox build leaves device nodes out" '[ $RC -eq 0 ] && [ -f "$T/dev.sb/etc/data" ] && [ -d "$T/dev.sb/dev" ] && [ -z "$(ls -A "$T/dev.sb/dev")" ]'
+	check "and says so once at -v" '[ "$(grep -c "device node" "$ERR")" -eq 1 ] && err_has "^VERBOSE .*leaving out 2 device nodes (/dev/null, ...): a user cannot create them"'
+	cp -a "$T/dev.sb" "$T/dev.dir" && mkfifo "$T/dev.dir/dev/fifo"
+	run "$HUTCH" build --sandbox "$T/dev.sb2" "$T/dev.dir"
+	check "a FIFO is copied (a user can make one)" '[ $RC -eq 0 ] && [ -p "$T/dev.sb2/dev/fifo" ]'
+else
+	check "root's sandbox build keeps device nodes" '[ $RC -eq 0 ] && [ -c "$T/dev.sb/dev/null" ] && [ -b "$T/dev.sb/dev/sda" ] && ! err_has "device node"'
+fi
+leftovers "build"
+finish
