@@ -13,7 +13,7 @@ work=$(mktemp -d /tmp/hutch-bench.XXXXXX)
 port=18380
 cleanup() {
 	runuser -u "$user" -- env HOME="/home/$user" XDG_RUNTIME_DIR="$work/xdg" "$hutch" instance stop --all --force >/dev/null 2>&1 || true
-	if command -v podman >/dev/null; then as_user $podman rm -af >/dev/null 2>&1 || true; fi
+	podman_cleanup "$work"
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -21,10 +21,8 @@ chmod 755 "$work"
 cc -O2 -o "$work/timeit" "$src/bench/timeit.c"
 cc -O2 -o "$work/svcwait" "$src/bench/svcwait.c"
 chown -R "$user" "$work"
-# runc gives every container a session keyring; 100 of them exceed the kernel's per-user
-# key quota (kernel.keys.maxkeys), so podman runs with keyring = false, as a host would
-printf '[containers]\nkeyring = false\n' > "$work/containers.conf"
-as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" HUTCH_TEST_PORT=$port CONTAINERS_CONF="$work/containers.conf" "$@"; }
+podman_setup "$work"
+as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" HUTCH_TEST_PORT=$port $(podman_env "$work") "$@"; }
 as_user mkdir -p -m 0700 "$work/xdg"
 as_user bash "$src/tests/helpers/mkimage.sh" "$work/img" "$hutch" >/dev/null
 img=$work/img

@@ -12,11 +12,12 @@ runs=${2:-50}
 . "$(dirname "$0")/lib.sh"
 build=$(dirname "$hutch")
 work=$(mktemp -d /tmp/hutch-bench.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap 'podman_cleanup "$work"; rm -rf "$work"' EXIT
 chmod 755 "$work"
+podman_setup "$work"
 cc -O2 -o "$work/timeit" "$src/bench/timeit.c"
 chown -R "$user" "$work"
-as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" ${HUTCH_CONF:+HUTCH_CONF="$HUTCH_CONF"} "$@"; }
+as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" $(podman_env "$work") ${HUTCH_CONF:+HUTCH_CONF="$HUTCH_CONF"} "$@"; }
 as_user mkdir -p "$work/xdg"
 as_user bash "$src/tests/helpers/mkimage.sh" "$work/img" "$hutch" >/dev/null
 img=$work/img

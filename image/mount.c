@@ -614,12 +614,9 @@ static void serve_from(int sock, int owner_fd, int ready_fd)
 {
         int fds[2] = {-EBADF, -EBADF};
         struct serve_msg m;
-        /* Until session 7 servers populated 2 MiB of heap with one madvise before they
-         * answered the mount's FUSE_INIT. But the launcher reaches the mount first and waits
-         * there, and the populate cost more than the faults it saved. Back to back (medians):
-         * batch, 40 starts: 14.3/14.8/15.1 ms with it, 13.9/14.1/14.5 without (cache off:
-         * 20.8/20.8/20.7 against 20.1/20.6/20.3); instance start, 15 starts: 29.3/29.1/29.1/
-         * 29.5 against 28.4/28.5/29.0/28.7. A supervisor's thread changes malloc's
+        /* No heap is populated ahead of the answer to the mount's FUSE_INIT: the launcher
+         * reaches the mount first and waits there, so a populate would cost more than the
+         * faults it saves (docs/performance.md). A supervisor's thread changes malloc's
          * settings once the mount has come (a folder's start need not). */
         bool thread = owner_fd < 0;
         cache.dirfd = -ENOTSUP;

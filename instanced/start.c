@@ -2,7 +2,7 @@
  * session, and wait on a socket until it says the container runs or failed. The
  * supervisor goes on from the CLI's parsed spec on a copy of its memory (no exec: a fresh
  * hutch paid the dynamic loader's page faults and the parse again, ~1 ms a start here; see
- * docs/performance.md, session 8). */
+ * docs/performance.md). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>

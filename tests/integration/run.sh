@@ -39,6 +39,9 @@ if [ -x "$builddir/hutch-squashfs" ]; then cp "$builddir/hutch-squashfs" "$work/
 cp "$reaper" "$work/bin/reaper"
 cp "$builddir/tests/killfirst" "$work/bin/killfirst"
 cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$src/tests/helpers/craft.py" "$work/tests/"
+# `meson install` of the build into a staging root (t-install: run-singularity, completion)
+installed=$work/inst
+meson install -C "$builddir" --destdir "$installed" --no-rebuild --quiet >"$work/install.log" 2>&1 || installed=
 hutch=$work/bin/hutch reaper=$work/bin/reaper here=$work/tests
 chown -R "$user" "$work"
 as_user() {
@@ -70,7 +73,7 @@ n=0
 fail=0
 for t in "${tests[@]}"; do
 	echo "# --- $t ($mode)"
-	out=$(cd "$work" && as_user env HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" \
+	out=$(cd "$work" && as_user env HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" \
 		MODE="$mode" SRC="$src" CGROUP_PARENT="${HUTCH_TEST_CGROUP_PARENT:-}" HOME="$(getent passwd "$user" | cut -d: -f6)" TMPDIR="$work" \
 		"$reaper" bash "$here/$t.sh" 2>&1)
 	while IFS= read -r line; do
