@@ -113,7 +113,9 @@ int main(int argc, char **argv)
                 return 0;
         }
         if (!strcmp(verb, IMAGE_SERVE_VERB)) /* hidden: a container's image server */
-                return image_serve_main() == 0 ? 0 : cli_usage_error(NULL, "'%s' is started by hutch itself", verb);
+                return image_serve_main(vargc > 1 ? strtoull(vargv[1], NULL, 10) : 0) == 0
+                               ? 0
+                               : cli_usage_error(NULL, "'%s' is started by hutch itself", verb);
         if (!strcmp(verb, "help")) {
                 cli_help_print(vargc > 1 ? vargv[1] : NULL);
                 return 0;

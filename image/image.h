@@ -106,11 +106,11 @@ struct image_mount_opts {
         uid_t uid; /* owner of the FUSE connection, as seen in the current user namespace */
         gid_t gid;
         int serve_sock;
-        uint64_t cache_max; /* the decompressed-file cache's cap, 0: no cache */
-        bool kernel_ok;     /* really root: kernel mounts allowed */
+        bool kernel_ok; /* really root: kernel mounts allowed */
 };
 int image_mount(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err);
-/* Start the image server (hutch-squashfs; image/serve.c): it waits on sock (which it
+/* Start the image server (hutch-squashfs; image/serve.c), with a decompressed-file cache of
+ * cache_max bytes (0: none): it waits on sock (which it
  * takes) for a mount handed over by image_mount(), serves it confined until the mount goes
  * away or owner_fd (a pidfd: a batch container's launcher, which becomes the payload; an
  * instance's supervisor) reports the owner's exit, and ends at once when sock's other end
@@ -119,12 +119,14 @@ int image_mount(struct image *img, const char *target, const struct image_mount_
  * mount with EIO from then on. ret_pid NULL: detached, out of the caller's tree and session
  * (it cannot wait for a batch container's mount namespace to die: its presence would keep
  * it alive); else the caller's child, whose pid is stored there. */
-int image_serve_process(int sock, int owner_fd, int report_fd, pid_t *ret_pid, struct hutch_error *err);
-/* The server process's life: `hutch serve-image` (hidden; the program's main routes it
- * here) with the socket as fd 3, the owner's pidfd as fd 4 and the report fd as fd 5.
- * Returns its exit status; 2: not started by image_serve_process. */
+int image_serve_process(int sock, int owner_fd, int report_fd, uint64_t cache_max, pid_t *ret_pid,
+                        struct hutch_error *err);
+/* The server process's life: `hutch-squashfs CACHE_MAX` or `hutch serve-image CACHE_MAX`
+ * (hidden; the program's main routes it here, cache_max parsed) with the socket as fd 3,
+ * the owner's pidfd as fd 4 and the report fd as fd 5. Returns its exit status; 2: not
+ * started by image_serve_process. */
 #define IMAGE_SERVE_VERB "serve-image"
-int image_serve_main(void);
+int image_serve_main(uint64_t cache_max);
 
 /* ---- the decompressed-file cache (image/cache.c): files of at least one data block that
  * the server pushes whole are kept decompressed per user, so that the next start of the

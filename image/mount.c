@@ -98,13 +98,14 @@ static struct {
         struct file_cache_key key; /* the image's part of every entry's key */
 } cache;
 
-static void cache_init(int image_fd, uint64_t offset, uint64_t max)
+/* The image's part of the keys, once the image has come. */
+static void cache_init(int image_fd, uint64_t offset)
 {
         struct stat st;
-        cache.dirfd = max > 0 && fstat(image_fd, &st) == 0 ? -EBADF : -ENOTSUP;
-        cache.max = max;
         cache.used = -1;
-        if (cache.dirfd == -EBADF)
+        if (cache.dirfd < 0 || fstat(image_fd, &st) < 0)
+                cache.dirfd = -ENOTSUP; /* none: not closed, as the worker ends soon */
+        else
                 cache.key = (struct file_cache_key){
                         .dev = st.st_dev,
                         .ino = st.st_ino,
@@ -507,14 +508,14 @@ static void serve(struct image *img, int fuse_fd, int owner_fd, volatile uint64_
  * an instance's supervisor before the launcher, so that its exec and start-up overlap the
  * launcher's work up to the mount. */
 struct serve_msg {
-        uint64_t offset, size, cache_max;
+        uint64_t offset, size;
         int32_t format;
         char path[PATH_MAX];
 };
 
-static int hand_over(int sock, struct image *img, int fuse_fd, uint64_t cache_max, struct hutch_error *err)
+static int hand_over(int sock, struct image *img, int fuse_fd, struct hutch_error *err)
 {
-        struct serve_msg m = {.offset = img->offset, .size = img->size, .cache_max = cache_max, .format = img->format};
+        struct serve_msg m = {.offset = img->offset, .size = img->size, .format = img->format};
         snprintf(m.path, sizeof m.path, "%s", img->path);
         int fds[2] = {fuse_fd, img->fd};
         if (send_fds(sock, &m, sizeof m, fds, 2) < 0)
@@ -522,19 +523,27 @@ static int hand_over(int sock, struct image *img, int fuse_fd, uint64_t cache_ma
         return 0;
 }
 
-/* The worker's life: wait for the mount on sock (which it takes), give the monitor its
- * copy of the FUSE fd and the image's name on ctl, open what serving needs, confine
- * itself, serve, clean up. Ends at once when sock's other end closes with nothing sent (a
- * launch that failed first). The heap is not populated ahead: the launcher reaches the
- * mount first and waits there, and a populate cost more than the faults it saves. */
-int image_serve_worker(int sock, int owner_fd, int ctl, volatile uint64_t *in_flight)
+/* The worker's life: open the cache folder (of cache_max bytes; 0: none) and confine
+ * itself while the launcher works up to the mount, wait for the mount on sock (which it
+ * takes), give the monitor its copy of the FUSE fd and the image's name on ctl, serve,
+ * clean up. Ends at once when sock's other end closes with nothing sent (a launch that
+ * failed first). The heap is not populated ahead: the launcher reaches the mount first and
+ * waits there, and a populate cost more than the faults it saves. */
+int image_serve_worker(int sock, int owner_fd, int ctl, uint64_t cache_max, volatile uint64_t *in_flight)
 {
         int fds[2] = {-EBADF, -EBADF};
         struct serve_msg m;
-        static struct serve_filter filter;
-        cache.dirfd = -ENOTSUP;
+        struct serve_filter filter;
         heap_keep();
-        int r = serve_filter_build(SERVE_WORKER, 0, &filter);
+        cache.max = cache_max;
+        cache.dirfd = cache_max > 0 ? -EBADF : -ENOTSUP;
+        cache_dir();
+        int keep[] = {sock, owner_fd, ctl, cache.dirfd};
+        int r = serve_filter_build(SERVE_WORKER, sock, ctl, &filter);
+        if (r >= 0)
+                r = serve_confine(&filter, keep, ELEMENTSOF(keep), cache.dirfd);
+        if (r < 0)
+                return SERVE_EXIT_CONFINE; /* the monitor answers the mount with EIO */
         ssize_t n = recv_fds(sock, &m, sizeof m, fds, 2);
         close(sock);
         bool ok = n == (ssize_t) sizeof m && fds[0] >= 0 && fds[1] >= 0;
@@ -543,22 +552,18 @@ int image_serve_worker(int sock, int owner_fd, int ctl, volatile uint64_t *in_fl
                 ok = send_fds(ctl, m.path, strlen(m.path) + 1, fds, 1) == 0;
         }
         close(ctl);
-        if (ok && r >= 0) {
+        if (ok) {
                 struct image img = {
                         .format = m.format, .fd = fds[1], .offset = m.offset, .size = m.size, .path = m.path};
                 struct hutch_error e = HUTCH_ERROR_INIT;
-                cache_init(img.fd, img.offset, m.cache_max);
-                cache_dir();
-                int keep[] = {owner_fd, fds[0], fds[1], cache.dirfd};
-                r = serve_confine(&filter, keep, ELEMENTSOF(keep), cache.dirfd);
-                if (r >= 0 && sqfs_handle_open(&img, &e) == 0) {
+                cache_init(img.fd, img.offset);
+                if (sqfs_handle_open(&img, &e) == 0) {
                         serve(&img, fds[0], owner_fd, in_flight);
                         fds[0] = -EBADF;
                         sqfs_handle_free(img.sqfs);
                 } else /* the monitor says so and answers the mount's requests with EIO */
-                        r = r < 0 ? SERVE_EXIT_CONFINE : SERVE_EXIT_UNREADABLE;
-        } else if (r < 0)
-                r = SERVE_EXIT_CONFINE;
+                        r = SERVE_EXIT_UNREADABLE;
+        }
         for (int i = 0; i < 2; i++)
                 if (fds[i] >= 0)
                         close(fds[i]);
@@ -588,7 +593,7 @@ static int mount_squashfuse(struct image *img, const char *target, const struct 
                 return hutch_err_sys(err, -errno, "cannot mount '%s' with FUSE", img->path);
         if (o->serve_sock < 0)
                 return hutch_err(err, -EINVAL, "internal error: no FUSE server for '%s'", img->path);
-        r = hand_over(o->serve_sock, img, fd, o->cache_max, err);
+        r = hand_over(o->serve_sock, img, fd, err);
         if (r < 0) {
                 umount2(target, MNT_DETACH);
                 return r;

@@ -7,6 +7,7 @@
  * requests with EIO until the owner or the mount is gone, so that the container sees an
  * I/O error, never a hang or a dead connection. */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <linux/capability.h>
@@ -81,8 +82,7 @@ static const int worker_calls[] = {
         SCMP_SYS(writev),          /* /dev/fuse: replies and page-cache stores */
 };
 
-/* The monitor, once it holds the FUSE fd: waits, reports, answers EIO. kill() is allowed
- * for the worker alone (one rule with its arguments, in serve_filter_build). */
+/* The monitor, once the worker has died: reports, answers EIO. */
 static const int monitor_calls[] = {
         SCMP_SYS(close),
         SCMP_SYS(exit),
@@ -97,28 +97,32 @@ static const int monitor_calls[] = {
         SCMP_SYS(restart_syscall),
         SCMP_SYS(rt_sigreturn),
         SCMP_SYS(sigaltstack),     /* AddressSanitizer, at exit */
-        SCMP_SYS(wait4),
-        SCMP_SYS(waitid),
         SCMP_SYS(write),           /* the report; /dev/fuse */
 };
 /* clang-format on */
 
-/* No capability left, in any set (the bounding set only where we may change it: as root). */
+/* No capability left, in any set. The bounding set can be changed with CAP_SETPCAP only
+ * (as root): without it, one call instead of one per capability. */
 static int caps_drop(void)
 {
         struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
         struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3] = {0};
-        for (int cap = 0; cap <= 63; cap++)
-                if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno == EINVAL)
-                        break;
+        if (syscall(SYS_capget, &h, d) < 0)
+                return -errno;
+        if (d[CAP_TO_INDEX(CAP_SETPCAP)].effective & CAP_TO_MASK(CAP_SETPCAP))
+                for (int cap = 0; cap <= 63; cap++)
+                        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno == EINVAL)
+                                break;
         prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+        memset(d, 0, sizeof d);
         return syscall(SYS_capset, &h, d) < 0 ? -errno : 0;
 }
 
-/* The role's filter, compiled ahead (libseccomp's first use probes the kernel's seccomp
- * features, ~0.2 ms) so that only the kernel's part is left for serve_confine, on the
- * start's critical path once the mount has come. */
-int serve_filter_build(enum serve_role role, pid_t worker, struct serve_filter *ret)
+/* The role's filter as a program for serve_confine. The worker confines itself while the
+ * launcher works up to the mount, off the start's path (even so it competes with the
+ * launcher for the CPU): libseccomp's first use probes the kernel's features (~0.2 ms,
+ * fifteen system calls), the kernel's attach takes about as long. */
+int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, struct serve_filter *ret)
 {
         const int *calls = role == SERVE_WORKER ? worker_calls : monitor_calls;
         size_t n = role == SERVE_WORKER ? ELEMENTSOF(worker_calls) : ELEMENTSOF(monitor_calls);
@@ -128,9 +132,13 @@ int serve_filter_build(enum serve_role role, pid_t worker, struct serve_filter *
         int r = 0, p[2] = {-EBADF, -EBADF};
         for (size_t i = 0; i < n && r >= 0; i++)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, calls[i], 0);
-        if (r >= 0 && role == SERVE_MONITOR)
-                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(kill), 2,
-                                     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t) worker), SCMP_A1(SCMP_CMP_EQ, SIGKILL));
+        if (r >= 0 && recv_fd >= 0)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(recvmsg), 1,
+                                     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t) recv_fd));
+        if (r >= 0 && send_fd >= 0)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sendmsg), 1,
+                                     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t) send_fd));
+
         /* the program is a few hundred bytes: it fits in a pipe's buffer */
         if (r >= 0 && pipe2(p, O_CLOEXEC) < 0)
                 r = -errno;
@@ -264,10 +272,16 @@ static void eio_serve(int fuse, int owner, uint64_t in_flight)
 }
 
 /* The one line: the image's path with control bytes escaped, so that it cannot split a log
- * line, and how the worker ended. */
+ * line, and how the worker ended (path NULL: before the image came). */
 static void report(int fd, const char *path, int wstatus)
 {
+        static const char confine[] = "hutch: error: the image server cannot confine itself (seccomp), so it "
+                                      "serves nothing\n";
         char line[PATH_MAX * 4 + 128], why[64];
+        if (!path) {
+                (void) !write(fd, confine, sizeof confine - 1);
+                return;
+        }
         size_t k = (size_t) snprintf(line, sizeof line, "hutch: error: image '");
         for (const unsigned char *c = (const unsigned char *) path; *c && k < sizeof line - 100; c++)
                 k += (size_t) snprintf(line + k, sizeof line - k, *c < 0x20 || *c == 0x7f ? "\\x%02x" : "%c", *c);
@@ -279,10 +293,7 @@ static void report(int fd, const char *path, int wstatus)
                         snprintf(why, sizeof why, "signal %d", WTERMSIG(wstatus));
         } else
                 snprintf(why, sizeof why, "status %d", WEXITSTATUS(wstatus));
-        if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == SERVE_EXIT_CONFINE)
-                k += (size_t) snprintf(line + k, sizeof line - k,
-                                       "' cannot be served: its server cannot confine itself (seccomp)\n");
-        else if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == SERVE_EXIT_UNREADABLE)
+        if (WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == SERVE_EXIT_UNREADABLE)
                 k += (size_t) snprintf(line + k, sizeof line - k, "' is corrupt (its server cannot read it)\n");
         else
                 k += (size_t) snprintf(line + k, sizeof line - k, "' is corrupt (server ended: %s)\n", why);
@@ -301,27 +312,23 @@ static int worker_wait(pid_t worker)
 }
 
 /* The monitor's life: take its copy of the FUSE fd and the image's name from the worker
- * (none: nothing was handed over, the worker ends), confine itself, then wait for the
- * worker's end or the owner's. */
+ * (none: nothing was handed over, the worker ends), then wait for the worker's end or the
+ * owner's. Until the worker's end it reads nothing but what the worker sent before it
+ * looked at the image, so it confines itself only then, off every start's path. */
 static int monitor(pid_t worker, int ctl, volatile uint64_t *in_flight)
 {
         char path[PATH_MAX];
-        static struct serve_filter filter;
         int fuse = -EBADF, wfd = pidfd_open_pid(worker);
-        int fr = serve_filter_build(SERVE_MONITOR, worker, &filter);
         ssize_t n = recv_fds(ctl, path, sizeof path - 1, &fuse, 1);
         close(ctl);
-        if (n <= 0 || fuse < 0 || wfd < 0 || fr < 0) {
-                worker_wait(worker);
+        if (n <= 0 || fuse < 0 || wfd < 0) {
+                /* nothing was handed over, or the worker could not confine itself */
+                int ws = worker_wait(worker);
+                if (WIFEXITED(ws) && WEXITSTATUS(ws) == SERVE_EXIT_CONFINE)
+                        report(SERVE_REPORT_FD, NULL, ws);
                 return 0;
         }
         path[n] = 0;
-        int keep[] = {SERVE_OWNER_FD, SERVE_REPORT_FD, wfd, fuse};
-        if (serve_confine(&filter, keep, ELEMENTSOF(keep), -EBADF) < 0) {
-                kill(worker, SIGKILL);
-                worker_wait(worker);
-                return 1;
-        }
         struct pollfd p[2] = {{.fd = wfd, .events = POLLIN}, {.fd = SERVE_OWNER_FD, .events = POLLIN}};
         int ready;
         while ((ready = poll(p, 2, -1)) < 0 && errno == EINTR)
@@ -338,12 +345,18 @@ static int monitor(pid_t worker, int ctl, volatile uint64_t *in_flight)
         int ws = worker_wait(worker);
         if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0)
                 return 0;
+        /* confined before it reads the first request the container sends */
+        struct serve_filter filter;
+        int keep[] = {SERVE_OWNER_FD, SERVE_REPORT_FD, fuse};
+        if (serve_filter_build(SERVE_MONITOR, -EBADF, -EBADF, &filter) < 0 ||
+            serve_confine(&filter, keep, ELEMENTSOF(keep), -EBADF) < 0)
+                return 1; /* the mount fails (ENOTCONN) once this ends */
         report(SERVE_REPORT_FD, path, ws);
         eio_serve(fuse, SERVE_OWNER_FD, *in_flight);
         return 0;
 }
 
-int image_serve_main(void)
+int image_serve_main(uint64_t cache_max)
 {
         int type = 0;
         socklen_t len = sizeof type;
@@ -364,7 +377,7 @@ int image_serve_main(void)
                 prctl(PR_SET_NAME, "hutch-squashfs");
                 close(ctl[0]);
                 close(SERVE_REPORT_FD);
-                _exit(image_serve_worker(SERVE_SOCK_FD, SERVE_OWNER_FD, ctl[1], in_flight));
+                _exit(image_serve_worker(SERVE_SOCK_FD, SERVE_OWNER_FD, ctl[1], cache_max, in_flight));
         }
         prctl(PR_SET_NAME, SERVE_MONITOR_COMM);
         close(SERVE_SOCK_FD);
@@ -398,11 +411,13 @@ static const char *server_program(char *buf, size_t len)
 /* A fresh program, not a fork: a forked server shared the launcher's pages copy-on-write,
  * and the launcher, which goes on working for milliseconds after the early start, paid a
  * fault for each page it wrote (~18 us each on virtual machines). */
-int image_serve_process(int sock, int owner_fd, int report_fd, pid_t *ret_pid, struct hutch_error *err)
+int image_serve_process(int sock, int owner_fd, int report_fd, uint64_t cache_max, pid_t *ret_pid,
+                        struct hutch_error *err)
 {
-        char path[PATH_MAX];
+        char path[PATH_MAX], max[32];
         const char *prog = server_program(path, sizeof path);
-        char *argv[] = {"hutch-squashfs", prog ? NULL : IMAGE_SERVE_VERB, NULL};
+        snprintf(max, sizeof max, "%" PRIu64, cache_max);
+        char *argv[] = {"hutch-squashfs", prog ? max : IMAGE_SERVE_VERB, prog ? NULL : max, NULL};
         int fds[] = {sock, owner_fd, report_fd};
         const char *exe = prog ? prog : "/proc/self/exe";
         pid_t r = ret_pid ? spawn_child(exe, argv, fds, ELEMENTSOF(fds))

@@ -367,7 +367,8 @@ static int server_start(struct sup *u, int *ret_sock, struct hutch_error *err)
                 return 0; /* a missing image fails in the launcher, with its message */
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fs) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the image server's socket");
-        int r = image_serve_process(fs[0], u->self_fd, u->srv_pipe[1], &u->server, err);
+        int r = image_serve_process(fs[0], u->self_fd, u->srv_pipe[1], u->spec->launch->conf->file_cache_size,
+                                    &u->server, err);
         if (r < 0) {
                 close(fs[1]);
                 return r;

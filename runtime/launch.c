@@ -509,7 +509,7 @@ static int start_server(struct launch_ctx *c, struct hutch_error *err)
                 return 0; /* a folder needs none; a missing image fails below, with its message */
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fs) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the FUSE server's socket");
-        int r = image_serve_process(fs[0], c->owner_pidfd, STDERR_FILENO, NULL, err);
+        int r = image_serve_process(fs[0], c->owner_pidfd, STDERR_FILENO, c->spec->conf->file_cache_size, NULL, err);
         if (r < 0) {
                 close(fs[1]);
                 return r;

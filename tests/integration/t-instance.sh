@@ -178,12 +178,12 @@ leftovers "kill -9 of the payload"
 run "$HUTCH" instance start "$I" victim
 sup=$(pgrep -u "$(id -u)" -x hutch-supervise)
 ipid=$(pgrep -u "$(id -u)" -x hutch-init)
-mon=$(pgrep -u "$(id -u)" -x hutch-sqfs-mon)
-srv=$(pgrep -u "$(id -u)" -x hutch-squashfs)
+mon=$(pgrep -P "$sup" -x hutch-sqfs-mon)
+srv=$(pgrep -P "${mon:-0}" -x hutch-squashfs)
 check "an idle instance is its supervisor, its image server and the init: no launcher" \
 	'[ -z "$(pgrep -u $(id -u) -x hutch-launch)" ] && [ "$(ps -o ppid= -p "$ipid" | tr -d " ")" = "$sup" ]'
 check "the image server is a process of the supervisor's (a monitor and its worker), not a thread in it" \
-	'[ "$(ps -o ppid= -p "$mon" | tr -d " ")" = "$sup" ] && [ "$(ps -o ppid= -p "$srv" | tr -d " ")" = "$mon" ] && grep -q "^Threads:[[:space:]]*1$" /proc/$sup/status'
+	'[ -n "$mon" ] && [ -n "$srv" ] && grep -q "^Threads:[[:space:]]*1$" /proc/$sup/status'
 check "the init is hutch-init exec'd from a memfd, a few KiB resident" \
 	'readlink /proc/$ipid/exe | grep -q "memfd:hutch-init" && [ "$(awk "/^VmRSS/{print \$2}" /proc/$ipid/status)" -lt 256 ]'
 # the start runs on one CPU (the image server and the container's first programs); every task
