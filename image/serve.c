@@ -374,6 +374,11 @@ int image_serve_main(uint64_t cache_max)
                 return 1;
         pid_t worker = fork();
         if (worker == 0) {
+                /* a crash ends the worker with its signal, reported as such: no handler (a
+                 * sanitizer's) runs in it, whose calls the filter would refuse */
+                static const int fatal[] = {SIGBUS, SIGFPE, SIGILL, SIGSEGV};
+                for (size_t i = 0; i < ELEMENTSOF(fatal); i++)
+                        signal(fatal[i], SIG_DFL);
                 prctl(PR_SET_NAME, "hutch-squashfs");
                 close(ctl[0]);
                 close(SERVE_REPORT_FD);
