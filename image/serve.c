@@ -138,7 +138,6 @@ int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, struct se
         if (r >= 0 && send_fd >= 0)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sendmsg), 1,
                                      SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t) send_fd));
-
         /* the program is a few hundred bytes: it fits in a pipe's buffer */
         if (r >= 0 && pipe2(p, O_CLOEXEC) < 0)
                 r = -errno;
