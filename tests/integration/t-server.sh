@@ -17,8 +17,9 @@ worker_of() {
 	done
 }
 server_pids() {
-	wait_for '[ -n "$(worker_of "${1:-$I}")" ]' 100
-	W=$(worker_of "${1:-$I}" | head -1)
+	local img=${1:-$I}
+	wait_for '[ -n "$(worker_of "$img")" ]' 100
+	W=$(worker_of "$img" | head -1)
 	M=$(ps -o ppid= -p "${W:-0}" | tr -d " ")
 }
 status_of() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
