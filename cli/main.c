@@ -189,7 +189,9 @@ int main(int argc, char **argv)
                 return 0;
         }
         if (!strcmp(verb, IMAGE_SERVE_VERB)) /* hidden: a container's image server */
-                return image_serve_main() == 0 ? 0 : cli_usage_error(NULL, "'%s' is started by hutch itself", verb);
+                return image_serve_main(vargc > 1 ? strtoull(vargv[1], NULL, 10) : 0) == 0
+                               ? 0
+                               : cli_usage_error(NULL, "'%s' is started by hutch itself", verb);
         if (!strcmp(verb, "help")) {
                 if (vargc > 1 && !cli_help_has(vargv[1]))
                         return cli_usage_error(NULL, "no help for '%s': not a hutch command", vargv[1]);

@@ -99,37 +99,34 @@ int image_read_file(struct image *img, const char *path, size_t max, char **ret,
 bool image_has_file(struct image *img, const char *path);
 
 /* ---- mounting. The mount is made in the caller's mount namespace at target. A squashfs
- * mount is served by a server started beforehand, waiting at the other end of serve_sock
- * (a seqpacket socket): a thread of this or another process (image_serve_thread; an
- * instance's supervisor) or a detached process (image_serve_process; a batch container),
- * which the mount's FUSE fd and the image's fd are sent to. */
+ * mount is served by a server process started beforehand (image_serve_process), waiting
+ * at the other end of serve_sock (a seqpacket socket), which the mount's FUSE fd and the
+ * image's fd are sent to. */
 struct image_mount_opts {
         uid_t uid; /* owner of the FUSE connection, as seen in the current user namespace */
         gid_t gid;
         int serve_sock;
-        uint64_t cache_max; /* the decompressed-file cache's cap, 0: no cache */
-        bool kernel_ok;     /* really root: kernel mounts allowed */
+        bool kernel_ok; /* really root: kernel mounts allowed */
 };
 int image_mount(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err);
-/* A server that waits on sock (which it takes) for a mount handed over by image_mount(),
- * serves it until it goes away, then ends; it ends at once when the other end closes with
- * nothing handed over. image_serve_thread: a detached thread of this process.
- * image_serve_process: a process of its own, out of the caller's tree and session, that
- * also ends when owner_fd (a pidfd: the launcher, which becomes the payload) reports the
- * owner's exit; it cannot wait for the mount namespace to die, its presence keeping the
- * mount alive. wait_ready: return once the thread waits on sock (it has no lock then, so
- * that this process may fork). */
-int image_serve_thread(int sock, bool wait_ready, struct hutch_error *err);
-int image_serve_process(int sock, int owner_fd, struct hutch_error *err);
-/* The server process's life: `hutch serve-image` (hidden; the program's main routes it
- * here) with the socket as fd 3 and the owner's pidfd as fd 4. Returns its exit status. */
+/* Start the image server (hutch-squashfs; image/serve.c), with a decompressed-file cache of
+ * cache_max bytes (0: none): it waits on sock (which it
+ * takes) for a mount handed over by image_mount(), serves it confined until the mount goes
+ * away or owner_fd (a pidfd: a batch container's launcher, which becomes the payload; an
+ * instance's supervisor) reports the owner's exit, and ends at once when sock's other end
+ * closes with nothing handed over. Should the image crash it, it writes one line to
+ * report_fd ("hutch: error: image 'X' is corrupt (server ended: SIGSEGV)") and answers the
+ * mount with EIO from then on. ret_pid NULL: detached, out of the caller's tree and session
+ * (it cannot wait for a batch container's mount namespace to die: its presence would keep
+ * it alive); else the caller's child, whose pid is stored there. */
+int image_serve_process(int sock, int owner_fd, int report_fd, uint64_t cache_max, pid_t *ret_pid,
+                        struct hutch_error *err);
+/* The server process's life: `hutch-squashfs CACHE_MAX` or `hutch serve-image CACHE_MAX`
+ * (hidden; the program's main routes it here, cache_max parsed) with the socket as fd 3,
+ * the owner's pidfd as fd 4 and the report fd as fd 5. Returns its exit status; 2: not
+ * started by image_serve_process. */
 #define IMAGE_SERVE_VERB "serve-image"
-int image_serve_main(void);
-/* Hold off this process's serving threads between two requests, around a raw clone by
- * code that shares this process's memory (a CLONE_VM launcher); resume in the parent and
- * in the child. fork() does the same by itself once a serving thread was started. */
-void image_serve_pause(void);
-void image_serve_resume(void);
+int image_serve_main(uint64_t cache_max);
 
 /* ---- the decompressed-file cache (image/cache.c): files of at least one data block that
  * the server pushes whole are kept decompressed per user, so that the next start of the

@@ -1,16 +1,14 @@
 /* Mount backends for an opened image: a bind mount for sandbox folders, and squashfuse
- * for squashfs/SIF, served in-process (libsquashfuse_ll, libfuse3 low-level API) by a
- * server started before the mount: a thread of an instance's supervisor, or for a batch
- * container a detached process (double fork, own session, out of the payload's tree) that
- * exits when its owner's pidfd reports the owner gone: it cannot wait for the mount
- * namespace to die, as its own presence keeps it alive. */
+ * for squashfs/SIF (libsquashfuse_ll, libfuse3 low-level API), served by the image
+ * server's confined worker (image/serve.c starts and watches it): the FUSE operations,
+ * the push-ahead into the page cache, the decompressed-file cache glue and the serving
+ * loop, which ends when the owner's pidfd reports the owner gone or the mount goes away. */
 #include <errno.h>
 #include <fcntl.h>
 #include <float.h>
 #include <malloc.h>
 #include <limits.h>
 #include <poll.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,15 +50,15 @@ static int bind_dir(struct image *img, const char *target, const struct image_mo
  * to PUSH_MAX bytes, the server decompresses it once and stores it into the kernel's page
  * cache with FUSE_NOTIFY_STORE before it answers the open (keep_cache then keeps it), so
  * the faults that follow find their pages. Before the open reply no read of that inode can
- * be in flight, so no page the store must lock is held by a request only this thread could
+ * be in flight, so no page the store must lock is held by a request only this process could
  * answer. Larger files are paged in on demand as before. */
 #define PUSH_MAX (8u << 20)
 #define PUSH_CHUNK (1u << 20)
 
-/* per serving thread: the session (for the store) and the inodes already pushed, an
- * open-addressing set (inode numbers are never 0) */
-static __thread struct fuse_session *served;
-static __thread struct {
+/* the session (for the store) and the inodes already pushed, an open-addressing set
+ * (inode numbers are never 0) */
+static struct fuse_session *served;
+static struct {
         fuse_ino_t *slot;
         size_t cap, n;
 } pushed;
@@ -91,22 +89,23 @@ static bool pushed_add(fuse_ino_t ino)
         return true;
 }
 
-/* The decompressed-file cache (image/cache.c), per serving thread: opened at the first
- * file worth keeping (-EBADF until then; another negative value: none) */
-static __thread struct {
+/* The decompressed-file cache (image/cache.c): its folder, opened by cache_dir() before
+ * the worker confines itself (-EBADF until then; another negative value: none) */
+static struct {
         int dirfd;
         uint64_t max;
         int64_t used;              /* the folder's bytes as this server counts them; -1: not counted yet */
         struct file_cache_key key; /* the image's part of every entry's key */
 } cache;
 
-static void cache_init(int image_fd, uint64_t offset, uint64_t max)
+/* The image's part of the keys, once the image has come. */
+static void cache_init(int image_fd, uint64_t offset)
 {
         struct stat st;
-        cache.dirfd = max > 0 && fstat(image_fd, &st) == 0 ? -EBADF : -ENOTSUP;
-        cache.max = max;
         cache.used = -1;
-        if (cache.dirfd == -EBADF)
+        if (cache.dirfd < 0 || fstat(image_fd, &st) < 0)
+                cache.dirfd = -ENOTSUP; /* none: not closed, as the worker ends soon */
+        else
                 cache.key = (struct file_cache_key){
                         .dev = st.st_dev,
                         .ino = st.st_ino,
@@ -146,7 +145,7 @@ struct frag_put {
 /* The fragment entries a server has open (many small files share a block: one pread
  * each once the entry is open), oldest first out. */
 #define FRAG_FDS 8
-static __thread struct {
+static struct {
         uint32_t idx[FRAG_FDS];
         int fd[FRAG_FDS]; /* 0: free (fds of entries are never 0, stdin being open) */
         unsigned next;
@@ -474,7 +473,7 @@ static const struct fuse_lowlevel_ops sqfs_ops = {
  * (this CI kind: ~10 us a page, 18 us after fork's copy-on-write, against 0.6 us a page
  * populated by one madvise). A server keeps its heap while requests come (128 KiB blocks
  * from the heap, freed memory kept), and a pushed file is decompressed into a populated
- * mapping of its own. Its heap is not populated ahead (serve_from tells why). Once the
+ * mapping of its own. Its heap is not populated ahead (image_serve_worker tells why). Once the
  * mount has been idle for IDLE_MS, caches and heap are given back so that a long-running
  * instance's server stays small. */
 #define IDLE_MS 2000
@@ -487,9 +486,7 @@ static void heap_keep(void)
 
 static int heap_release(struct image *img, struct fuse_buf *buf)
 {
-        /* malloc_trim() gives back the main heap's top but not a thread arena's (a server
-         * thread's): that one shrinks on a large free() above the trim threshold, so lower
-         * it first; from here on, freed memory goes back at once */
+        /* from here on, freed memory goes back at once */
         mallopt(M_TRIM_THRESHOLD, 128 << 10);
         int r = sqfs_handle_reset_caches(img->sqfs);
         free(buf->mem); /* libfuse's 1 MiB receive buffer: allocated again on the next request */
@@ -499,42 +496,11 @@ static int heap_release(struct image *img, struct fuse_buf *buf)
         return r;
 }
 
-/* A server holds serve_lock whenever it is not waiting for a request, so that a launcher
- * sharing this process's memory (an instance's, while its supervisor serves in a thread)
- * can hold it around a raw clone: the child then gets no lock of glibc's (malloc's arenas)
- * half-taken by the server. fork() holds it by itself (atfork handlers, registered with
- * the first thread). */
-static pthread_mutex_t serve_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-
-static void fork_hold(void)
-{
-        pthread_mutex_lock(&serve_lock);
-}
-
-static void fork_release(void)
-{
-        pthread_mutex_unlock(&serve_lock);
-}
-
-static void atfork_register(void)
-{
-        pthread_atfork(fork_hold, fork_release, fork_release);
-}
-
-void image_serve_pause(void)
-{
-        fork_hold();
-}
-
-void image_serve_resume(void)
-{
-        fork_release();
-}
-
-/* Serve requests until the owner exits (owner_fd polls ready; -1: no owner) or the mount
- * goes away (ENODEV). Takes fuse_fd. Called with serve_lock held; drops it only to wait. */
-static void serve(struct image *img, int fuse_fd, int owner_fd)
+/* Serve requests until the owner exits (owner_fd polls ready) or the mount goes away
+ * (ENODEV). Takes fuse_fd. The unique id of the request being answered is kept in
+ * in_flight, memory shared with the monitor (image/serve.c), which answers that request
+ * with EIO should this process die before it does. */
+static void serve(struct image *img, int fuse_fd, int owner_fd, volatile uint64_t *in_flight)
 {
         char *argv[] = {"hutch-squashfuse", NULL};
         struct fuse_args args = FUSE_ARGS_INIT(1, argv);
@@ -554,9 +520,7 @@ static void serve(struct image *img, int fuse_fd, int owner_fd)
         struct pollfd p[2] = {{.fd = owner_fd, .events = POLLIN}, {.fd = fuse_fd, .events = POLLIN}};
         bool busy = true;
         for (bool done = false; !done;) {
-                pthread_mutex_unlock(&serve_lock);
                 int n = poll(p, 2, busy ? IDLE_MS : -1);
-                pthread_mutex_lock(&serve_lock);
                 if (n < 0) {
                         if (errno == EINTR)
                                 continue;
@@ -565,15 +529,20 @@ static void serve(struct image *img, int fuse_fd, int owner_fd)
                 if (n > 0 && (p[0].revents || (p[1].revents & (POLLERR | POLLHUP | POLLNVAL))))
                         break;
                 if (n == 0) {
-                        /* no cache to serve from: the mount fails (ENOTCONN), not the process */
+                        /* no cache to serve from: the mount fails (EIO from the monitor) */
                         done = heap_release(img, &buf) < 0;
                         busy = false;
                 } else {
                         busy = true;
                         int r = fuse_session_receive_buf(se, &buf);
-                        if (r > 0)
+                        if (r > 0) {
+                                /* struct fuse_in_header (40 bytes): len, opcode, unique id */
+                                uint64_t unique;
+                                memcpy(&unique, (char *) buf.mem + 8, sizeof unique);
+                                *in_flight = unique;
                                 fuse_session_process_buf(se, &buf);
-                        else if (r != -EINTR && r != -EAGAIN)
+                                *in_flight = 0;
+                        } else if (r != -EINTR && r != -EAGAIN)
                                 done = true;
                 }
         }
@@ -586,20 +555,18 @@ static void serve(struct image *img, int fuse_fd, int owner_fd)
 
 /* ---- The server is started before the mount exists, and waits on a seqpacket socket;
  * image_mount() makes the mount and sends its FUSE fd and the image's fd over (hand_over).
- * The server is either a thread of an instance's supervisor (image_serve_thread: no
- * process, nothing copied) or, for a batch container, a process forked at the launch's
- * start (image_serve_process), so that its fork and start-up (page-table copy, copy-on-
- * write faults, a wake-up on the other CPU: ~2.7 ms in the timeline when it was forked
- * after the mount) overlap the launcher's work up to the mount. */
+ * It is a process of its own (image/serve.c), started at a launch's start (batch) or by
+ * an instance's supervisor before the launcher, so that its exec and start-up overlap the
+ * launcher's work up to the mount. */
 struct serve_msg {
-        uint64_t offset, size, cache_max;
+        uint64_t offset, size;
         int32_t format;
         char path[PATH_MAX];
 };
 
-static int hand_over(int sock, struct image *img, int fuse_fd, uint64_t cache_max, struct hutch_error *err)
+static int hand_over(int sock, struct image *img, int fuse_fd, struct hutch_error *err)
 {
-        struct serve_msg m = {.offset = img->offset, .size = img->size, .cache_max = cache_max, .format = img->format};
+        struct serve_msg m = {.offset = img->offset, .size = img->size, .format = img->format};
         snprintf(m.path, sizeof m.path, "%s", img->path);
         int fds[2] = {fuse_fd, img->fd};
         if (send_fds(sock, &m, sizeof m, fds, 2) < 0)
@@ -607,41 +574,46 @@ static int hand_over(int sock, struct image *img, int fuse_fd, uint64_t cache_ma
         return 0;
 }
 
-/* A server's life: prepare, wait for the mount on sock (which it takes), serve it, clean
- * up. Ends at once when sock's other end closes with nothing sent (a folder image, or a
- * launch that failed first). */
-static void serve_from(int sock, int owner_fd, int ready_fd)
+/* The worker's life: open the cache folder (of cache_max bytes; 0: none) and confine
+ * itself while the launcher works up to the mount, wait for the mount on sock (which it
+ * takes), give the monitor its copy of the FUSE fd and the image's name on ctl, serve,
+ * clean up. Ends at once when sock's other end closes with nothing sent (a launch that
+ * failed first). The heap is not populated ahead: the launcher reaches the mount first and
+ * waits there, and a populate cost more than the faults it saves. */
+int image_serve_worker(int sock, int owner_fd, int ctl, uint64_t cache_max, volatile uint64_t *in_flight)
 {
         int fds[2] = {-EBADF, -EBADF};
         struct serve_msg m;
-        /* No heap is populated ahead of the answer to the mount's FUSE_INIT: the launcher
-         * reaches the mount first and waits there, so a populate would cost more than the
-         * faults it saves (docs/performance.md). A supervisor's thread changes malloc's
-         * settings once the mount has come (a folder's start need not). */
-        bool thread = owner_fd < 0;
-        cache.dirfd = -ENOTSUP;
-        if (!thread)
-                heap_keep();
-        if (ready_fd >= 0) {
-                (void) !write(ready_fd, "", 1);
-                close(ready_fd);
-        }
+        struct serve_filter filter;
+        heap_keep();
+        cache.max = cache_max;
+        cache.dirfd = cache_max > 0 ? -EBADF : -ENOTSUP;
+        cache_dir();
+        int keep[] = {sock, owner_fd, ctl, cache.dirfd};
+        int r = serve_filter_build(SERVE_WORKER, sock, ctl, &filter);
+        if (r >= 0)
+                r = serve_confine(&filter, keep, ELEMENTSOF(keep), cache.dirfd);
+        if (r < 0)
+                return SERVE_EXIT_CONFINE; /* the monitor answers the mount with EIO */
         ssize_t n = recv_fds(sock, &m, sizeof m, fds, 2);
         close(sock);
-        pthread_mutex_lock(&serve_lock);
-        if (n == (ssize_t) sizeof m && fds[0] >= 0 && fds[1] >= 0) {
+        bool ok = n == (ssize_t) sizeof m && fds[0] >= 0 && fds[1] >= 0;
+        if (ok) {
                 m.path[sizeof m.path - 1] = 0;
+                ok = send_fds(ctl, m.path, strlen(m.path) + 1, fds, 1) == 0;
+        }
+        close(ctl);
+        if (ok) {
                 struct image img = {
                         .format = m.format, .fd = fds[1], .offset = m.offset, .size = m.size, .path = m.path};
                 struct hutch_error e = HUTCH_ERROR_INIT;
-                if (thread)
-                        heap_keep();
-                cache_init(img.fd, img.offset, m.cache_max);
+                cache_init(img.fd, img.offset);
                 if (sqfs_handle_open(&img, &e) == 0) {
-                        serve(&img, fds[0], owner_fd);
+                        serve(&img, fds[0], owner_fd, in_flight);
                         fds[0] = -EBADF;
                         sqfs_handle_free(img.sqfs);
-                } /* else the mount's requests fail (ENOTCONN) once fds[0] is closed */
+                } else /* the monitor says so and answers the mount's requests with EIO */
+                        r = SERVE_EXIT_UNREADABLE;
         }
         for (int i = 0; i < 2; i++)
                 if (fds[i] >= 0)
@@ -649,113 +621,7 @@ static void serve_from(int sock, int owner_fd, int ready_fd)
         frag_fds_close();
         cache_done();
         image_thread_done();
-        pthread_mutex_unlock(&serve_lock);
-}
-
-struct thread_args {
-        int sock, ready_fd;
-};
-
-static void *serve_thread(void *p)
-{
-        struct thread_args a = *(struct thread_args *) p;
-        free(p);
-        sigset_t all;
-        sigfillset(&all);
-        pthread_sigmask(SIG_BLOCK, &all, NULL);
-        serve_from(a.sock, -1, a.ready_fd);
-        return NULL;
-}
-
-/* A batch container's server is a fresh program (spawn_detached: exec'd by two nested
- * CLONE_VM|CLONE_VFORK children, orphaned at once, in a session of its own, stdio on
- * /dev/null, no fd but these two), not a fork: a forked one shared the launcher's pages
- * copy-on-write, and the launcher, which goes on working for milliseconds after the early
- * start, paid a fault for each page it wrote (~18 us each on virtual machines). */
-/* The server program: hutch-squashfs (image/serve-main.c: the server alone, linked
- * statically, so that it starts without the dynamic loader: the launcher waits for its
- * first answer) beside this binary, as in a build folder, or in ../libexec/hutch/ from
- * it, as installed; never another installation's. Else this binary's hidden verb. */
-static const char *server_program(char *buf, size_t len)
-{
-        static const char *const rel[] = {"/hutch-squashfs", "/../libexec/hutch/hutch-squashfs"};
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n > 0) {
-                self[n] = 0;
-                char *slash = strrchr(self, '/');
-                if (slash)
-                        *slash = 0;
-                for (size_t i = 0; i < ELEMENTSOF(rel); i++)
-                        if ((size_t) snprintf(buf, len, "%s%s", self, rel[i]) < len && access(buf, X_OK) == 0)
-                                return buf;
-        }
-        return NULL;
-}
-
-int image_serve_process(int sock, int owner_fd, struct hutch_error *err)
-{
-        char path[PATH_MAX];
-        const char *prog = server_program(path, sizeof path);
-        char *argv[] = {"hutch-squashfs", prog ? NULL : IMAGE_SERVE_VERB, NULL};
-        int fds[] = {sock, owner_fd};
-        int r = spawn_detached(prog ? prog : "/proc/self/exe", argv, fds, ELEMENTSOF(fds));
-        log_debug("image server: %s", prog ? prog : "hutch " IMAGE_SERVE_VERB);
-        close(sock);
-        if (r < 0)
-                return hutch_err_sys(err, r, "cannot start the squashfuse server");
-        return 0;
-}
-
-int image_serve_main(void)
-{
-        int type = 0;
-        socklen_t len = sizeof type;
-        if (getsockopt(3, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_SEQPACKET)
-                return 2; /* not started by image_serve_process() */
-        prctl(PR_SET_NAME, "hutch-squashfs");
-        signal(SIGINT, SIG_IGN);
-        signal(SIGHUP, SIG_IGN);
-        signal(SIGTERM, SIG_IGN);
-        signal(SIGPIPE, SIG_IGN);
-        serve_from(3, 4, -1);
-        return 0;
-}
-
-int image_serve_thread(int sock, bool wait_ready, struct hutch_error *err)
-{
-        pthread_attr_t a;
-        pthread_t t;
-        int ready[2] = {-EBADF, -EBADF};
-        struct thread_args *ta = malloc(sizeof *ta);
-        if (!ta || (wait_ready && pipe2(ready, O_CLOEXEC) < 0)) {
-                free(ta);
-                close(sock);
-                return hutch_err_sys(err, -ENOMEM, "cannot start the FUSE server thread");
-        }
-        *ta = (struct thread_args){.sock = sock, .ready_fd = ready[1]};
-        pthread_once(&atfork_once, atfork_register);
-        pthread_attr_init(&a);
-        pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&a, 256 << 10);
-        int r = pthread_create(&t, &a, serve_thread, ta);
-        pthread_attr_destroy(&a);
-        if (r != 0) {
-                free(ta);
-                close(sock);
-                if (wait_ready) {
-                        close(ready[0]);
-                        close(ready[1]);
-                }
-                return hutch_err_sys(err, -r, "cannot start the FUSE server thread");
-        }
-        if (wait_ready) {
-                char c;
-                while (read(ready[0], &c, 1) < 0 && errno == EINTR)
-                        ;
-                close(ready[0]);
-        }
-        return 0;
+        return r;
 }
 
 static int mount_squashfuse(struct image *img, const char *target, const struct image_mount_opts *o,
@@ -778,7 +644,7 @@ static int mount_squashfuse(struct image *img, const char *target, const struct 
                 return hutch_err_sys(err, -errno, "cannot mount '%s' with FUSE", img->path);
         if (o->serve_sock < 0)
                 return hutch_err(err, -EINVAL, "internal error: no FUSE server for '%s'", img->path);
-        r = hand_over(o->serve_sock, img, fd, o->cache_max, err);
+        r = hand_over(o->serve_sock, img, fd, err);
         if (r < 0) {
                 umount2(target, MNT_DETACH);
                 return r;

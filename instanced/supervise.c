@@ -1,11 +1,12 @@
 /* The supervisor: one small process per instance, outside the container. It holds the
- * instance's lock, starts the container through a short-lived launcher (a CLONE_VM child
- * that enters the namespaces, mounts the image with its FUSE server and forks the init as
- * the supervisor's own child, then leaves), writes the state file, sends the container's
- * output to size-capped logs, restarts per policy and removes everything at the end. One
- * epoll loop over a signalfd, the log pipes and a timerfd. It is the child subreaper of its
- * tree, so the FUSE server ends up as its child and it leaves only after every process it
- * started is gone. */
+ * instance's lock, starts the image's server (hutch-squashfs, its child) and the container
+ * through a short-lived launcher (a CLONE_VM child that enters the namespaces, mounts the
+ * image, hands the mount to the server and forks the init as the supervisor's own child,
+ * then leaves), writes the state file, sends the container's output to size-capped logs,
+ * stops the container when its image server reports a crash, restarts per policy and
+ * removes everything at the end. One epoll loop over a signalfd, the log pipes, the
+ * server's report pipe and a timerfd. It is the child subreaper of its tree and leaves
+ * only after every process it started is gone. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -40,7 +41,7 @@
 
 #define LAUNCHER_STACK (1 << 20) /* mapped for each start, only the pages used are touched */
 
-enum { EV_SIGNAL, EV_OUT, EV_ERR, EV_TIMER };
+enum { EV_SIGNAL, EV_OUT, EV_ERR, EV_TIMER, EV_SERVER };
 
 struct log_sink {
         int dir_fd;
@@ -59,7 +60,12 @@ struct sup {
         struct log_sink out, err;
         struct cgroup cg; /* with limits: the instance's, the launcher enters it */
         pid_t init;       /* the container's PID 1, our child; 0 when none */
-        pid_t init_early; /* the same, written by the kernel as the launcher creates it */
+        pid_t server;     /* the image server of the current start, our child; 0 when none */
+        int self_fd;      /* our pidfd: the image server ends with us */
+        int srv_pipe[2];  /* where image servers report a crash, one line each */
+        bool server_failed;
+        struct hutch_error server_err; /* the first crash line of the current start */
+        pid_t init_early;              /* the same, written by the kernel as the launcher creates it */
         bool ready, stopping, finishing, backing_off, tidy_pending;
         int settled_in_row;
         struct timespec settle_start;
@@ -303,13 +309,14 @@ static void timer_off(struct sup *u)
 }
 
 static void on_started(struct sup *u, pid_t pid);
+static void on_server_report(struct sup *u);
 
-/* An instance's set-up runs on one CPU: the image server's thread, the launcher and the
- * init (until it forks the payload), which trade a FUSE request and its answer at every
- * step of the set-up. Across the two vCPUs of this project's CI kind each trade pays a
- * wake-up of the other vCPU (up to ~0.9 ms). The payload never sees the pinned mask: the
- * init takes the original back before it forks it, and so do our threads once the
- * launcher is done. (Pinning the payload's first programs too gained ~1 ms more, but a
+/* An instance's set-up runs on one CPU: the image server, the launcher and the init
+ * (until it forks the payload), which trade a FUSE request and its answer at every step of
+ * the set-up. Across the two vCPUs of this project's CI kind each trade pays a wake-up of
+ * the other vCPU (up to ~0.9 ms). The payload never sees the pinned mask: the init takes
+ * the original back before it forks it, and so do we and the server once the launcher is
+ * done. (Pinning the payload's first programs too gained ~1 ms more, but a
  * container task that pinned itself to that very CPU at once could not be told from one
  * still pinned by us.) */
 static void pin_start(struct sup *u)
@@ -324,17 +331,50 @@ static void pin_start(struct sup *u)
         u->pinned = sched_setaffinity(0, sizeof one, &one) == 0;
 }
 
-/* Our threads (the FUSE thread and this one) get the original mask back. */
+/* We, the image server and its worker (the server's child) get the original mask back. */
 static void unpin(struct sup *u)
 {
         if (!u->pinned)
                 return;
         u->pinned = false;
-        _cleanup_closedir_ DIR *d = opendir("/proc/self/task");
-        struct dirent *de;
-        while (d && (de = readdir(d)))
-                if (de->d_name[0] != '.')
-                        sched_setaffinity((pid_t) atoi(de->d_name), sizeof u->affinity, &u->affinity);
+        sched_setaffinity(0, sizeof u->affinity, &u->affinity);
+        if (u->server <= 0)
+                return;
+        sched_setaffinity(u->server, sizeof u->affinity, &u->affinity);
+        char path[64];
+        _cleanup_free_ char *kids = NULL;
+        snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int) u->server, (int) u->server);
+        if (read_full_at(AT_FDCWD, path, 4096, &kids, NULL) < 0)
+                return;
+        for (char *p = kids, *e; *p; p = e) {
+                long k = strtol(p, &e, 10);
+                if (e == p)
+                        break;
+                if (k > 0)
+                        sched_setaffinity((pid_t) k, sizeof u->affinity, &u->affinity);
+        }
+}
+
+/* The image's server, our child, for a squashfs or SIF image (a folder needs none): the
+ * launcher hands it the mount over *ret_sock. */
+static int server_start(struct sup *u, int *ret_sock, struct hutch_error *err)
+{
+        struct stat st;
+        int fs[2];
+        *ret_sock = -EBADF;
+        u->server_failed = false;
+        if (stat(u->spec->launch->image, &st) < 0 || S_ISDIR(st.st_mode))
+                return 0; /* a missing image fails in the launcher, with its message */
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fs) < 0)
+                return hutch_err_sys(err, -errno, "cannot create the image server's socket");
+        int r = image_serve_process(fs[0], u->self_fd, u->srv_pipe[1], u->spec->launch->conf->file_cache_size,
+                                    &u->server, err);
+        if (r < 0) {
+                close(fs[1]);
+                return r;
+        }
+        *ret_sock = fs[1];
+        return 0;
 }
 
 /* SIGKILL every child of this thread (the init, when one was made). */
@@ -357,29 +397,19 @@ static void kill_children(void)
 /* Start the container; returns once its payload runs (or setup failed). */
 static int container_start(struct sup *u, struct hutch_error *err)
 {
-        int sp[2], fs[2];
+        int sp[2], serve;
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the launcher socket");
-        /* the image's FUSE mount is served by a thread of ours: the launcher hands it over */
-        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fs) < 0) {
-                close(sp[0]);
-                close(sp[1]);
-                return hutch_err_sys(err, -errno, "cannot create the launcher socket");
-        }
-        /* where the launcher is a plain fork (AddressSanitizer) rather than a CLONE_VM child,
-         * fork it only once the thread waits on its socket: a lock of the allocator's held
-         * by the thread's start-up would stay held in the launcher forever */
         if (!u->ready)
-                pin_start(u); /* the thread and the launcher inherit it */
-        int r = image_serve_thread(fs[0], !run_in_vfork_shares_memory(), err);
+                pin_start(u); /* the server and the launcher inherit it */
+        int r = server_start(u, &serve, err);
         if (r < 0) {
                 unpin(u);
                 close(sp[0]);
                 close(sp[1]);
-                close(fs[1]);
                 return r;
         }
-        struct launcher_args a = {.u = u, .notify = sp[1], .serve = fs[1], .supervisor = getpid()};
+        struct launcher_args a = {.u = u, .notify = sp[1], .serve = serve, .supervisor = getpid()};
         u->init_early = 0;
         int ws = run_in_vfork(launcher_main, &a, LAUNCHER_STACK);
         if (ws >= 0 && WIFSIGNALED(ws)) {
@@ -396,7 +426,8 @@ static int container_start(struct sup *u, struct hutch_error *err)
         }
         unpin(u);
         close(sp[1]);
-        close(fs[1]);
+        if (serve >= 0)
+                close(serve);
         struct launch_event ev = {0};
         ssize_t n = ws < 0 ? -1 : recv(sp[0], &ev, sizeof ev, MSG_DONTWAIT);
         close(sp[0]);
@@ -506,6 +537,9 @@ static void on_container_exit(struct sup *u, int wstatus)
 {
         int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
         u->init = 0;
+        /* a container that ended on its image server's EIO: the server's line, written
+         * before that EIO, first (it may wait in the pipe behind this signal) */
+        on_server_report(u);
         if (u->cg.n_dirs && cgroup_oom_killed(&u->cg))
                 note(u, "the kernel's OOM killer killed a process of the container (memory limit reached)");
         if (!u->ready) {
@@ -519,7 +553,12 @@ static void on_container_exit(struct sup *u, int wstatus)
                 struct hutch_error e = HUTCH_ERROR_INIT;
                 hutch_err(&e, -ECHILD, "instance '%s' failed to start: the container exited with status %d", u->st.name,
                           status);
-                tell_cli(u, INSTANCE_MSG_FAILED, status, &e);
+                /* a crashed image server: its line alone (no status: the CLI shows no log,
+                 * where the container's reads failed for that one reason) */
+                if (u->server_failed)
+                        tell_cli(u, INSTANCE_MSG_FAILED, -1, &u->server_err);
+                else
+                        tell_cli(u, INSTANCE_MSG_FAILED, status, &e);
                 u->finishing = true;
                 return;
         }
@@ -537,6 +576,41 @@ static void on_container_exit(struct sup *u, int wstatus)
         note(u, "container exited with status %d; restart %u in %u ms", status, u->st.restarts, u->backoff_ms);
         u->backing_off = true;
         timer_arm(u, u->backoff_ms, false);
+}
+
+static void child_gone(struct sup *u, pid_t p, int ws)
+{
+        if (p == u->init)
+                on_container_exit(u, ws);
+        else if (p == u->server)
+                u->server = 0;
+}
+
+/* A line from an image server whose worker crashed: the server answers the container's
+ * reads with EIO from then on, so the container is ended (and restarted per policy); a
+ * start under way fails with that line. */
+static void on_server_report(struct sup *u)
+{
+        char buf[4096];
+        ssize_t n;
+        while ((n = read(u->srv_pipe[0], buf, sizeof buf - 1)) > 0) {
+                buf[n] = 0;
+                for (char *line = buf, *end; *line; line = end) {
+                        end = strchrnul(line, '\n');
+                        if (*end)
+                                *end++ = 0;
+                        const char *msg = startswith(line, "hutch: error: ") ? line + 14 : line;
+                        if (!*msg)
+                                continue;
+                        note(u, "%s", msg);
+                        if (!u->server_failed) {
+                                u->server_failed = true;
+                                hutch_err(&u->server_err, -EIO, "%s", msg);
+                        }
+                }
+        }
+        if (u->server_failed && u->init > 0)
+                kill(u->init, SIGKILL);
 }
 
 static void on_timer(struct sup *u)
@@ -572,8 +646,7 @@ static void on_signal(struct sup *u)
                         int ws;
                         pid_t p;
                         while ((p = waitpid(-1, &ws, WNOHANG)) > 0)
-                                if (p == u->init)
-                                        on_container_exit(u, ws);
+                                child_gone(u, p, ws);
                         continue;
                 }
                 /* SIGTERM/SIGINT/SIGHUP: stop; `instance stop` queues the signal to pass on */
@@ -600,8 +673,7 @@ static bool tree_gone(struct sup *u)
         int ws;
         pid_t p;
         while ((p = waitpid(-1, &ws, WNOHANG)) > 0)
-                if (p == u->init)
-                        on_container_exit(u, ws);
+                child_gone(u, p, ws);
         return p < 0 && errno == ECHILD;
 }
 
@@ -649,12 +721,15 @@ static int setup(struct sup *u, struct hutch_error *err)
         u->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
         u->epfd = epoll_create1(EPOLL_CLOEXEC);
         if (u->sigfd < 0 || u->timerfd < 0 || u->epfd < 0 || pipe2(u->out_pipe, O_CLOEXEC) < 0 ||
-            pipe2(u->err_pipe, O_CLOEXEC) < 0)
+            pipe2(u->err_pipe, O_CLOEXEC) < 0 || pipe2(u->srv_pipe, O_CLOEXEC) < 0 ||
+            (u->self_fd = pidfd_open_self()) < 0)
                 return hutch_err_sys(err, -errno, "cannot set up the supervisor");
         fcntl(u->out_pipe[0], F_SETFL, O_NONBLOCK);
         fcntl(u->err_pipe[0], F_SETFL, O_NONBLOCK);
+        fcntl(u->srv_pipe[0], F_SETFL, O_NONBLOCK);
         if (epoll_add(u->epfd, u->sigfd, EV_SIGNAL) < 0 || epoll_add(u->epfd, u->timerfd, EV_TIMER) < 0 ||
-            epoll_add(u->epfd, u->out_pipe[0], EV_OUT) < 0 || epoll_add(u->epfd, u->err_pipe[0], EV_ERR) < 0)
+            epoll_add(u->epfd, u->out_pipe[0], EV_OUT) < 0 || epoll_add(u->epfd, u->err_pipe[0], EV_ERR) < 0 ||
+            epoll_add(u->epfd, u->srv_pipe[0], EV_SERVER) < 0)
                 return hutch_err_sys(err, -errno, "cannot set up the supervisor");
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         prctl(PR_SET_NAME, SUPERVISOR_COMM);
@@ -677,6 +752,7 @@ static void loop(struct sup *u)
                         case EV_OUT: drain(u, u->out_pipe[0], &u->out); break;
                         case EV_ERR: drain(u, u->err_pipe[0], &u->err); break;
                         case EV_TIMER: on_timer(u); break;
+                        case EV_SERVER: on_server_report(u); break;
                         }
         }
 }
@@ -688,6 +764,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = -EBADF;
         u.out.fd = u.err.fd = u.out.dir_fd = -EBADF;
         u.out_pipe[0] = u.out_pipe[1] = u.err_pipe[0] = u.err_pipe[1] = -EBADF;
+        u.srv_pipe[0] = u.srv_pipe[1] = u.self_fd = -EBADF;
         u.st.uid = spec->env.uid;
         u.st.supervisor = getpid();
         proc_start_time(u.st.supervisor, &u.st.supervisor_start);
@@ -712,7 +789,13 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 r = container_start(&u, err);
                 int lr = logs_open(&u, &lerr);
                 if (r < 0) {
-                        note(&u, "%s", err->msg);
+                        /* an image server's crash makes the launcher fail on EIO: its line,
+                         * written before that EIO, says why */
+                        on_server_report(&u);
+                        if (u.server_failed)
+                                *err = u.server_err;
+                        else
+                                note(&u, "%s", err->msg);
                 } else if (lr < 0) {
                         *err = lerr;
                         r = lr;
@@ -740,8 +823,9 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 instance_dir_remove(u.root_fd, u.dir_fd, spec->name);
         sink_drop_aside(&u.out);
         sink_drop_aside(&u.err);
-        int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,      u.timerfd,
-                     u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1], u.out.dir_fd, u.sync_fd};
+        int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,
+                     u.timerfd,     u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1],
+                     u.srv_pipe[0], u.srv_pipe[1], u.self_fd,     u.out.dir_fd,  u.sync_fd};
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)
                 if (fds[i] >= 0)
                         close(fds[i]);

@@ -325,8 +325,8 @@ extern const size_t hutch_pid1_size;
 
 /* hutch-init (runtime/pid1.c, carried in this binary) in a sealed memfd, made by the
  * launcher before it starts the init: the init's work is a loop of system calls, and as
- * an exec'd program of a few KiB it keeps nothing of hutch's memory (an instance's
- * supervisor serves FUSE from a heap a forked init would hold a copy of). -1 when it
+ * an exec'd program of a few KiB it keeps nothing of hutch's memory (a forked init would
+ * hold a copy of an instance's supervisor's heap). -1 when it
  * cannot be made (vm.memfd_noexec = 2 refuses MFD_EXEC): the init is then a fork of
  * hutch running init_loop. */
 static int pid1_memfd(void)
@@ -497,9 +497,10 @@ int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigs
         return 0;
 }
 
-/* A batch container's image server is forked first thing (image_serve_process), so that
- * its fork and start-up overlap everything up to the mount, which is then handed to it;
- * an instance's is a thread of the supervisor, started before the launcher. */
+/* A batch container's image server is started first thing (image_serve_process), so that
+ * its start-up overlaps everything up to the mount, which is then handed to it; it reports
+ * a crash on our stderr, the user's. An instance's is started by its supervisor, before
+ * the launcher. */
 static int start_server(struct launch_ctx *c, struct hutch_error *err)
 {
         struct stat st;
@@ -508,7 +509,7 @@ static int start_server(struct launch_ctx *c, struct hutch_error *err)
                 return 0; /* a folder needs none; a missing image fails below, with its message */
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fs) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the FUSE server's socket");
-        int r = image_serve_process(fs[0], c->owner_pidfd, err);
+        int r = image_serve_process(fs[0], c->owner_pidfd, STDERR_FILENO, c->spec->conf->file_cache_size, NULL, err);
         if (r < 0) {
                 close(fs[1]);
                 return r;
@@ -607,14 +608,9 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         if (c->pid1_fd >= 0 || !run_in_vfork_shares_memory()) {
                 child = spawn_vm(init_main, &ia, CHILD_STACK, s->instance, s->init_early);
         } else {
-                /* an init running init_loop needs memory of its own: a fork. A raw clone
-                 * runs no atfork handler: with an instance's FUSE thread serving on this
-                 * memory, hold it between requests, so the child gets no lock half-taken */
-                if (s->instance)
-                        image_serve_pause();
+                /* an init running init_loop needs memory of its own: a fork (a raw clone
+                 * for an instance's: no other thread runs on the supervisor's memory) */
                 child = s->instance ? fork_sibling() : fork();
-                if (s->instance)
-                        image_serve_resume(); /* in the child too: its copy must not stay held */
                 if (child == 0)
                         init_main(&ia);
                 if (child < 0)

@@ -377,7 +377,6 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
                 .uid = c->ids.inside_uid,
                 .gid = c->ids.inside_gid,
                 .serve_sock = c->serve_sock,
-                .cache_max = s->conf->file_cache_size,
                 .kernel_ok = !c->ids.userns,
         };
         r = image_mount(&c->img, STAGE "/image", &o, err);

@@ -43,7 +43,7 @@ struct launch_ctx {
          * is forked as our sibling): the init checks it is alive after PR_SET_PDEATHSIG */
         int owner_pidfd;
         /* where the image's FUSE mount goes to be served (image_mount_opts): to the
-         * supervisor's thread in an instance, else to a server process started first thing;
+         * server the supervisor started in an instance, else to one started first thing;
          * closed once the rootfs is staged, so that no container process holds it */
         int serve_sock;
         int pid1_fd; /* hutch-init in a sealed memfd (run_init), or -1 */

@@ -35,11 +35,11 @@ struct launch_spec {
          * startscript is often empty) and leaves on SIGTERM/SIGINT/SIGHUP then. */
         bool instance;
         int notify_fd; /* with instance: where struct launch_event messages go */
-        /* with instance: the socket to the supervisor's FUSE server thread (> 0), see
-         * image_serve_thread() */
+        /* with instance: the socket to the image server the supervisor started (> 0), see
+         * image_serve_process() */
         int serve_sock;
         /* with instance: the CPU affinity the init takes back before it forks the payload
-         * (the set-up runs on one CPU with the image server's thread); NULL: none */
+         * (the set-up runs on one CPU with the image server); NULL: none */
         const void *affinity;
         size_t affinity_size;
         /* with instance: where the init's pid is written as it is created, before it runs

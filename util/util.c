@@ -591,12 +591,14 @@ __attribute__((no_sanitize_address)) static int detach_prepare(const int *fds, s
                 if (sigaction(sig, NULL, &old) == 0 && old.sa_handler != SIG_IGN && old.sa_handler != SIG_DFL)
                         sigaction(sig, &dfl, NULL);
         }
+        /* above the targets first: they may overlap, with each other or with stdio (a
+         * server's report fd is the caller's stderr) */
+        for (size_t i = 0; i < n_fds; i++)
+                if ((tmp[i] = fcntl(fds[i], F_DUPFD, 3 + (int) n_fds)) < 0)
+                        return -errno;
         int null = open("/dev/null", O_RDWR);
         if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
                 return -errno;
-        for (size_t i = 0; i < n_fds; i++) /* above the targets first: they may overlap */
-                if ((tmp[i] = fcntl(fds[i], F_DUPFD, 3 + (int) n_fds)) < 0)
-                        return -errno;
         for (size_t i = 0; i < n_fds; i++)
                 if (dup2(tmp[i], 3 + (int) i) < 0)
                         return -errno;
@@ -665,6 +667,31 @@ int spawn_detached(const char *path, char *const argv[], const int *fds, size_t 
                         ;
         munmap(stacks, 2 * STACK);
         return r < 0 ? r : d.err;
+}
+
+pid_t spawn_child(const char *path, char *const argv[], const int *fds, size_t n_fds)
+{
+        enum { STACK = 64 * 1024 };
+        struct detached d = {.path = path, .argv = argv, .fds = fds, .n_fds = n_fds};
+        if (n_fds > 8)
+                return -EINVAL;
+        char *stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED)
+                return -errno;
+        sigset_t all, old;
+        sigfillset(&all);
+        sigprocmask(SIG_SETMASK, &all, &old);
+        /* suspended until the child has exec'd (or failed to) */
+        pid_t child = clone(detached_exec, stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &d);
+        int r = child < 0 ? -errno : 0;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        munmap(stack, STACK);
+        if (r == 0 && d.err < 0) {
+                while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                r = d.err;
+        }
+        return r < 0 ? r : child;
 }
 
 bool run_in_vfork_shares_memory(void)

@@ -101,6 +101,9 @@ ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t n);
  * second has exec'd (fork's copy-on-write costs ~18 us per page touched afterwards on
  * virtual machines like CI's). 0, or -errno when the exec failed. */
 int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds);
+/* The same, but our child (for a process that watches it: an instance's supervisor and
+ * its image server): its pid once it has exec'd, or -errno when the exec failed. */
+pid_t spawn_child(const char *path, char *const argv[], const int *fds, size_t n_fds);
 /* Fork a process set up as spawn_detached's (own session, stdio on /dev/null, fds[i] as
  * fd 3+i, no other fd, no signal handler or blocked signal of ours) that goes on with this
  * process's code on a copy of its memory. Our child until we exit. Flush stdio first. 0 in

@@ -42,6 +42,7 @@ fails_with() {
 # reports the payload's end, which can trail the payload's exit by a moment.
 hutch_procs() {
 	pgrep -a -u "$(id -u)" -x hutch-squashfs
+	pgrep -a -u "$(id -u)" -x hutch-sqfs-mon
 	pgrep -a -u "$(id -u)" -x hutch-init
 	pgrep -a -u "$(id -u)" -x hutch-supervise
 	pgrep -a -u "$(id -u)" -x hutch-launch

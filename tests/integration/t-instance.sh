@@ -178,18 +178,21 @@ leftovers "kill -9 of the payload"
 run "$HUTCH" instance start "$I" victim
 sup=$(pgrep -u "$(id -u)" -x hutch-supervise)
 ipid=$(pgrep -u "$(id -u)" -x hutch-init)
-check "an idle instance is its supervisor and init: no launcher, no FUSE server process" \
-	'[ -z "$(pgrep -u $(id -u) -x hutch-launch)$(pgrep -u $(id -u) -x hutch-squashfs)" ] && [ "$(ps -o ppid= -p "$ipid" | tr -d " ")" = "$sup" ]'
-check "the supervisor serves the image's FUSE mount from a thread of its own" 'grep -q "^Threads:[[:space:]]*2$" /proc/$sup/status'
+mon=$(pgrep -P "$sup" -x hutch-sqfs-mon)
+srv=$(pgrep -P "${mon:-0}" -x hutch-squashfs)
+check "an idle instance is its supervisor, its image server and the init: no launcher" \
+	'[ -z "$(pgrep -u $(id -u) -x hutch-launch)" ] && [ "$(ps -o ppid= -p "$ipid" | tr -d " ")" = "$sup" ]'
+check "the image server is a process of the supervisor's (a monitor and its worker), not a thread in it" \
+	'[ -n "$mon" ] && [ -n "$srv" ] && grep -q "^Threads:[[:space:]]*1$" /proc/$sup/status'
 check "the init is hutch-init exec'd from a memfd, a few KiB resident" \
 	'readlink /proc/$ipid/exe | grep -q "memfd:hutch-init" && [ "$(awk "/^VmRSS/{print \$2}" /proc/$ipid/status)" -lt 256 ]'
-# the start runs on one CPU (the FUSE thread and the container's first programs); every task
+# the start runs on one CPU (the image server and the container's first programs); every task
 # has the caller's affinity back once the instance is up
 mine=$(grep Cpus_allowed_list /proc/self/status | cut -f2)
 hp=$(pgrep -u "$(id -u)" -x httpd | head -1)
 aff_ok() { for t in /proc/$1/task/*; do [ "$(grep Cpus_allowed_list "$t/status" | cut -f2)" = "$mine" ] || return 1; done; }
-check "after the start, the supervisor's threads, the init and the payload have the caller's CPUs ($mine)" \
-	'wait_for "aff_ok $sup && aff_ok $ipid && aff_ok $hp"'
+check "after the start, the supervisor, its image server, the init and the payload have the caller's CPUs ($mine)" \
+	'wait_for "aff_ok $sup && aff_ok $mon && aff_ok $srv && aff_ok $ipid && aff_ok $hp"'
 cp -a "$IMAGES/rootfs" "$T/affimg"
 printf '#!/bin/sh\ngrep Cpus_allowed_list /proc/self/status\n' > "$T/affimg/.singularity.d/startscript"
 chmod 755 "$T/affimg/.singularity.d/startscript"
@@ -198,7 +201,7 @@ check "the payload's very first program has the caller's CPUs, never the set-up'
 	'wait_for "grep -q Cpus_allowed_list \"\$HOME\"/.hutch/logs/*/aff.out" && [ "$(cut -f2 "$HOME"/.hutch/logs/*/aff.out)" = "$mine" ]'
 "$HUTCH" instance stop aff >/dev/null 2>&1
 kill -9 "$ipid"
-check "kill -9 of the init: the supervisor (and its FUSE thread) leave too" \
+check "kill -9 of the init: the supervisor (and its image server) leave too" \
 	'wait_for "[ -z \"\$(pgrep -u $(id -u) -x hutch-supervise)\" ]" && ! "$HUTCH" instance list | grep -q ^victim'
 check "... and the supervisor logged why" 'grep -q "exited with status 137" "$HOME"/.hutch/logs/*/victim.err'
 leftovers "kill -9 of the init"
