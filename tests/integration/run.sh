@@ -40,9 +40,13 @@ cp "$reaper" "$work/bin/reaper"
 cp "$builddir/tests/killfirst" "$work/bin/killfirst"
 cp "$builddir/tests/reaper-static" "$work/bin/reaper-static"
 cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$work/tests/"
-# `meson install` of the build into a staging root (t-install: run-singularity, completion)
-installed=$work/inst
-meson install -C "$builddir" --destdir "$installed" --no-rebuild --quiet >"$work/install.log" 2>&1 || installed=
+# `meson install` of the build into a staging root (t-install: run-singularity, completion);
+# "none" when HUTCH is not in a meson build folder (a copied binary)
+installed=none
+if [ -e "$builddir/build.ninja" ]; then
+	installed=$work/inst
+	meson install -C "$builddir" --destdir "$installed" --no-rebuild --quiet >"$work/install.log" 2>&1 || installed=
+fi
 hutch=$work/bin/hutch reaper=$work/bin/reaper here=$work/tests
 chown -R "$user" "$work"
 as_user() {
