@@ -38,10 +38,15 @@ cp "$hutch" "$work/bin/hutch"
 if [ -x "$builddir/hutch-squashfs" ]; then cp "$builddir/hutch-squashfs" "$work/bin/"; fi
 cp "$reaper" "$work/bin/reaper"
 cp "$builddir/tests/killfirst" "$work/bin/killfirst"
+cp "$builddir/tests/reaper-static" "$work/bin/reaper-static"
 cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$src/tests/helpers/craft.py" "$work/tests/"
-# `meson install` of the build into a staging root (t-install: run-singularity, completion)
-installed=$work/inst
-meson install -C "$builddir" --destdir "$installed" --no-rebuild --quiet >"$work/install.log" 2>&1 || installed=
+# `meson install` of the build into a staging root (t-install: run-singularity, completion);
+# "none" when HUTCH is not in a meson build folder (a copied binary)
+installed=none
+if [ -e "$builddir/build.ninja" ]; then
+	installed=$work/inst
+	meson install -C "$builddir" --destdir "$installed" --no-rebuild --quiet >"$work/install.log" 2>&1 || installed=
+fi
 hutch=$work/bin/hutch reaper=$work/bin/reaper here=$work/tests
 chown -R "$user" "$work"
 as_user() {
@@ -73,7 +78,7 @@ n=0
 fail=0
 for t in "${tests[@]}"; do
 	echo "# --- $t ($mode)"
-	out=$(cd "$work" && as_user env HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" \
+	out=$(cd "$work" && as_user env HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" \
 		MODE="$mode" SRC="$src" CGROUP_PARENT="${HUTCH_TEST_CGROUP_PARENT:-}" HOME="$(getent passwd "$user" | cut -d: -f6)" TMPDIR="$work" \
 		"$reaper" bash "$here/$t.sh" 2>&1)
 	while IFS= read -r line; do

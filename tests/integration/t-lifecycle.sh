@@ -40,7 +40,9 @@ kill -TERM "$pid"
 wait "$pid"
 rc=$?
 check "SIGTERM reaches a --pid payload through the init" '[ $rc -eq 143 ]'
-run timeout 10 "$HUTCH" exec "$I" sh -c 'sleep 0.2 & wait; echo waited'
+# tests/helpers/reaper.c, static: waits for every child with wait() until ECHILD, as tini
+# or Python's os.wait() do (a shell's `wait` waits only for the jobs it started)
+run timeout 10 "$HUTCH" exec -B "$REAPER_STATIC:/opt/reaper" "$I" /opt/reaper sh -c 'sleep 0.2 & echo waited'
 check "a payload that waits for all children is not held up" 'out_is waited && [ $RC -eq 0 ]'
 # hutch alone, without the static server beside it: a copy of itself serves
 mkdir "$T/alone" && cp "$HUTCH" "$T/alone/hutch"
