@@ -87,7 +87,7 @@ test_suite() {
 	# regression inputs, then 30 s each from the seed corpus; a finding fails the suite (its
 	# input is left in build-fuzz/)
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dtests=false -Dfuzz=true \
-		-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug >/dev/null
+		-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 	meson compile -C build-fuzz tests/fuzz/fuzz_squashfs tests/fuzz/fuzz_sif >/dev/null
 	FUZZ_ARTIFACTS=build-fuzz bash tests/fuzz/run.sh build-fuzz 30 >build-fuzz/fuzz.log 2>&1 || status=1
 	local logs=(build/meson-logs/testlog.txt build-asan/meson-logs/testlog-unit.txt build-asan/meson-logs/testlog.txt
