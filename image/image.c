@@ -281,14 +281,20 @@ int image_read_file(struct image *img, const char *path, size_t max, char **ret,
                 _cleanup_close_ int root = openat(img->fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
                 if (root < 0)
                         return hutch_err_sys(err, -errno, "cannot open image '%s'", img->path);
-                /* openat2 RESOLVE_IN_ROOT: symlinks in the sandbox resolve inside it */
-                struct open_how how = {.flags = O_RDONLY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+                /* openat2 RESOLVE_IN_ROOT: symlinks in the sandbox resolve inside it; O_PATH
+                 * first: a FIFO's open for reading blocks, a device's may act */
+                struct open_how how = {.flags = O_PATH | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+                struct stat st;
                 while (*path == '/')
                         path++;
                 _cleanup_close_ int fd = (int) syscall(SYS_openat2, root, path, &how, sizeof how);
                 if (fd < 0)
                         return errno == ENOENT ? -ENOENT
                                                : hutch_err_sys(err, -errno, "cannot read '%s' in image", path);
+                if (fstat(fd, &st) < 0)
+                        return hutch_err_sys(err, -errno, "cannot read '%s' in image", path);
+                if (!S_ISREG(st.st_mode))
+                        return hutch_err(err, -EINVAL, "'/%s' in image '%s' is not a regular file", path, img->path);
                 char pbuf[64];
                 snprintf(pbuf, sizeof pbuf, "/proc/self/fd/%d", fd);
                 int r = read_full_at(AT_FDCWD, pbuf, max, ret, ret_len);

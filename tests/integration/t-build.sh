@@ -53,5 +53,14 @@ if [ "$(id -u)" -ne 0 ]; then
 else
 	check "root's sandbox build keeps device nodes" '[ $RC -eq 0 ] && [ -c "$T/dev.sb/dev/null" ] && [ -b "$T/dev.sb/dev/sda" ] && ! err_has "device node"'
 fi
+# Files read from a sandbox image's metadata: a FIFO must not block (its open for reading
+# waits for a writer).
+mkdir "$T/fifo" && cp -a "$IMAGES/rootfs/." "$T/fifo/"
+rm "$T/fifo/.singularity.d/Singularity" "$T/fifo/.singularity.d/labels.json"
+mkfifo "$T/fifo/.singularity.d/Singularity" "$T/fifo/.singularity.d/labels.json"
+run timeout -s KILL 20 "$HUTCH" inspect "$T/fifo"
+check "inspect of a sandbox whose labels.json is a FIFO" 'fails_with "labels.json. in image .* is not a regular file"'
+run timeout -s KILL 20 "$HUTCH" build -q "$T/fifo.sif" "$T/fifo"
+check "build of a sandbox whose deffile is a FIFO records the default one" '[ $RC -eq 0 ] && "$HUTCH" sif dump 1 "$T/fifo.sif" | grep -q "^bootstrap: localimage"'
 leftovers "build"
 finish
