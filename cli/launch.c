@@ -31,6 +31,8 @@ enum {
         OPT_UTS,
         OPT_NET_IGNORED,
         OPT_RESTART,
+        OPT_TIE_TO_JOB,
+        OPT_NO_TIE_TO_JOB,
         OPT_LIMIT,
         OPT_APPLY_CGROUPS,
         OPT_CGROUP_PARENT,
@@ -64,6 +66,8 @@ static const struct option options[] = {
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"silent", no_argument, NULL, OPT_SILENT},
         {"restart", required_argument, NULL, OPT_RESTART},
+        {"tie-to-job", optional_argument, NULL, OPT_TIE_TO_JOB},
+        {"no-tie-to-job", no_argument, NULL, OPT_NO_TIE_TO_JOB},
         {"apply-cgroups", required_argument, NULL, OPT_APPLY_CGROUPS},
         {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"blkio-weight", required_argument, NULL, OPT_LIMIT},
@@ -166,6 +170,17 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
                         if (!a->instance)
                                 return cli_usage_error(verb, "--restart is an option of 'instance start'");
                         a->restart = optarg;
+                        break;
+                case OPT_TIE_TO_JOB:
+                case OPT_NO_TIE_TO_JOB:
+                        if (!a->instance)
+                                return cli_usage_error(verb, "--tie-to-job is an option of 'instance start'");
+                        if (o == OPT_NO_TIE_TO_JOB || (optarg && !strcmp(optarg, "false")))
+                                a->tie_to_job = 0;
+                        else if (!optarg || !strcmp(optarg, "true"))
+                                a->tie_to_job = 1;
+                        else
+                                return cli_usage_error(verb, "--tie-to-job takes true or false, not '%s'", optarg);
                         break;
                 case OPT_DEBUG: log_set_level(LOG_LEVEL_DEBUG); break;
                 case OPT_VERBOSE: log_set_level(LOG_LEVEL_VERBOSE); break;
