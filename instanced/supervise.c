@@ -325,6 +325,7 @@ static void timer_off(struct sup *u)
 }
 
 static void on_started(struct sup *u, pid_t pid);
+static void stop_container(struct sup *u, int sig);
 
 /* An instance's set-up runs on one CPU: the image server's thread, the launcher and the
  * init (until it forks the payload), which trade a FUSE request and its answer at every
@@ -484,11 +485,7 @@ static bool state_save(struct sup *u)
         hutch_err_sys(&e, r, "cannot write the state of instance '%s'", u->st.name);
         note(u, "%s: %s; stopping it", e.msg, strerror(-r));
         tell_cli(u, INSTANCE_MSG_FAILED, -1, &e);
-        u->stopping = true;
-        if (u->init > 0)
-                kill(u->init, SIGKILL);
-        else
-                u->finishing = true;
+        stop_container(u, SIGKILL);
         return false;
 }
 
