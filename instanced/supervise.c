@@ -35,8 +35,9 @@
 #define SETTLE_TICK_MS 1
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
-#define STABLE_RUN_S 10  /* a container that ran this long resets the backoff */
-#define TIDY_AFTER_MS 50 /* set-aside logs are removed, the heap trimmed, this long after a start */
+#define STABLE_RUN_S 10       /* a container that ran this long resets the backoff */
+#define TIDY_AFTER_MS 50      /* set-aside logs are removed, the heap trimmed, this long after a start */
+#define JOB_END_KILL_MS 10000 /* a payload that ignores SIGTERM at its job's end: SIGKILL, as stop's default */
 
 #define LAUNCHER_STACK (1 << 20) /* mapped for each start, only the pages used are touched */
 
@@ -61,7 +62,7 @@ struct sup {
         struct cgroup cg; /* with limits: the instance's, the launcher enters it */
         pid_t init;       /* the container's PID 1, our child; 0 when none */
         pid_t init_early; /* the same, written by the kernel as the launcher creates it */
-        bool ready, stopping, finishing, backing_off, tidy_pending;
+        bool ready, stopping, finishing, backing_off, tidy_pending, kill_pending;
         int settled_in_row;
         struct timespec settle_start;
         /* the set-up of the first start runs on one CPU (pin_start); the mask to go back to */
@@ -577,6 +578,11 @@ static void on_timer(struct sup *u)
 {
         uint64_t ticks;
         (void) !read(u->timerfd, &ticks, sizeof ticks);
+        if (u->kill_pending) {
+                if (u->init > 0)
+                        kill(u->init, SIGKILL);
+                u->kill_pending = false;
+        }
         if (u->tidy_pending) { /* a restart's backoff may have taken the timer over: now */
                 u->tidy_pending = false;
                 sink_drop_aside(&u->out);
@@ -618,6 +624,8 @@ static void on_job_end(struct sup *u)
         if (!u->stopping)
                 note(u, "the batch job %s ended (its process %d exited): stopping", u->st.job, (int) u->st.job_pid);
         stop_container(u, SIGTERM);
+        u->kill_pending = true;
+        timer_arm(u, JOB_END_KILL_MS, false);
 }
 
 static void on_signal(struct sup *u)

@@ -395,6 +395,9 @@ run env PBS_JOBID= LSB_JOBID= SLURM_JOB_ID=4242 setsid -w sh -c '"$0" instance s
 	"$0" instance list --json && sleep 0.5' "$HUTCH" "$d"
 check "an instance started in a batch job shows the job id, tied to it" '[ $RC -eq 0 ] && out_has "^tied .* 4242 (tied)$" && out_has "\"jobId\": \"4242\"" && out_has "\"tiedToJob\": true"'
 check "... and ends when the job's script does" 'wait_for "! \"$HUTCH\" instance list | grep -q ^tied" && grep -q "batch job 4242 ended" "$HOME"/.hutch/logs/*/tied.err'
+d2=$(image_with_startscript "trap '' TERM; exec sh -c 'trap \"\" TERM; while :; do sleep 1; done'" jobdeaf)
+run env SLURM_JOB_ID=4244 setsid -w sh -c '"$0" instance start "$1" deaf' "$HUTCH" "$d2"
+check "... a payload that ignores SIGTERM is killed 10 s after its job's end" 'wait_for "! \"$HUTCH\" instance list | grep -q ^deaf" 150'
 run env SLURM_JOB_ID=4243 setsid -w sh -c '"$0" instance start --no-tie-to-job "$1" free' "$HUTCH" "$d"
 sleep 0.3
 run "$HUTCH" instance list
