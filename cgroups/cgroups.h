@@ -83,17 +83,21 @@ struct cgroup {
 
 /* Create "name" beneath parent (NULL: the caller's own cgroup; else a path inside the
  * hierarchy, as hutch.conf's `cgroup parent`) and write the limits. On failure nothing is
- * left. */
+ * left. name is "hutch-...-PID", PID the process that removes it (cgroup_orphans_clean). */
 int cgroup_create(const struct cgroup_limits *l, const char *parent, const char *name, struct cgroup *ret,
                   struct hutch_error *err);
+/* Remove the caller's empty cgroups beneath parent (as cgroup_create's) whose owner, the
+ * pid ending their name ("hutch-...-PID"), is gone. cgroup_create does it first. */
+void cgroup_orphans_clean(const char *parent);
 /* Move pid (0: the caller) into every folder of cg. */
 int cgroup_enter(const struct cgroup *cg, pid_t pid, struct hutch_error *err);
 /* Kill what is inside, wait for it to be empty, remove the folders. Clears cg. */
 void cgroup_destroy(struct cgroup *cg);
 /* Forget cg without touching the kernel. */
 void cgroup_release(struct cgroup *cg);
-/* Did the kernel's OOM killer kill a process in cg? */
+/* Did the kernel's OOM killer kill a process in cg? How many times so far? */
 bool cgroup_oom_killed(const struct cgroup *cg);
+uint64_t cgroup_oom_kills(const struct cgroup *cg);
 
 struct cgroup_stats {
         uint64_t cpu_usage_ns;
@@ -101,6 +105,7 @@ struct cgroup_stats {
         uint64_t pids_current, pids_limit;     /* limit 0: none */
         uint64_t io_read_bytes, io_write_bytes;
 };
+/* -errno (-EACCES, -ENOENT) when cg's folders cannot be read. */
 int cgroup_stats_read(const struct cgroup *cg, struct cgroup_stats *ret);
 
 /* A cgroup as one line for state files, and back. */

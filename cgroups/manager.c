@@ -3,6 +3,7 @@
  * libcgroup 2.0 reads its own cgconfig model and does not know "beneath the caller's own
  * cgroup" or v2 delegation, while discovery is ~40 lines of /proc/self/mountinfo and
  * /proc/self/cgroup, and the writes are plain files. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -299,6 +300,18 @@ static int cpuset_init(const char *dir)
         return 0;
 }
 
+/* A parent named for cgroup v2 on a hybrid host (v1 controllers beside an empty cgroup2):
+ * say where the controllers are. */
+static int hybrid_hint(const struct layout *lo, const char *parent, int r, struct hutch_error *err)
+{
+        if (parent && lo->v2.mnt)
+                hutch_err_wrap(err,
+                               "on this hybrid host the controllers live in cgroup v1, not in cgroup v2 at %s: "
+                               "the cgroup parent '%s' is a path in each v1 hierarchy (/sys/fs/cgroup/memory, ...)",
+                               lo->v2.mnt, parent);
+        return r;
+}
+
 static int create_v1(const struct layout *lo, char **req, const char *parent, const char *name, struct cgroup *cg,
                      struct hutch_error *err)
 {
@@ -324,7 +337,7 @@ static int create_v1(const struct layout *lo, char **req, const char *parent, co
                 size_t before = cg->n_dirs;
                 int r = add_dir(cg, pdir, name, 1, required ? err : &ignored);
                 if (r < 0 && required)
-                        return r;
+                        return hybrid_hint(lo, parent, r, err);
                 if (r >= 0 && cg->n_dirs > before && !strcmp(*h, "cpuset") && (r = cpuset_init(cg->dirs[before])) < 0)
                         return hutch_err_sys(err, r, "cannot set up cpuset in '%s'", cg->dirs[before]);
         }
@@ -365,6 +378,60 @@ static int apply(const struct cgroup *cg, const struct cgroup_limits *l, struct 
         return r;
 }
 
+/* hutch's cgroups are named "hutch-...-PID", PID the process that made it and removes it
+ * (a batch hutch, an instance's supervisor); 0 for any other name. */
+static pid_t owner_pid(const char *name)
+{
+        const char *dash = strrchr(name, '-');
+        char *end;
+        if (!startswith(name, "hutch-") || dash[1] < '1' || dash[1] > '9')
+                return 0;
+        long pid = strtol(dash + 1, &end, 10);
+        return *end || pid > 4194304 ? 0 : (pid_t) pid;
+}
+
+/* Remove the caller's cgroups in dir whose owner is gone (killed with SIGKILL before it
+ * could): rmdir, which the kernel refuses while a process or a child cgroup is inside,
+ * so a live cgroup is never touched. An owner's pid reused by now keeps its cgroup until
+ * that process is gone too. */
+static void clean_in(const char *dir)
+{
+        _cleanup_closedir_ DIR *d = opendir(dir);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                pid_t pid = de->d_type == DT_DIR ? owner_pid(de->d_name) : 0;
+                struct stat st;
+                if (pid <= 0 || fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || st.st_uid != geteuid() ||
+                    kill(pid, 0) == 0 || errno != ESRCH)
+                        continue;
+                if (unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR) == 0)
+                        log_verbose("removed the cgroup %s/%s left by process %d", dir, de->d_name, (int) pid);
+        }
+}
+
+static void clean_orphans(const struct layout *lo, const char *parent)
+{
+        const struct hier *h[1 + ELEMENTSOF(v1_names)] = {&lo->v2};
+        for (size_t i = 0; i < ELEMENTSOF(v1_names); i++)
+                h[i + 1] = &lo->v1[i];
+        for (size_t i = 0; i < ELEMENTSOF(h); i++) {
+                if (!h[i]->mnt || (!h[i]->own && !parent))
+                        continue;
+                _cleanup_free_ char *dir = path_in(h[i], parent);
+                if (dir)
+                        clean_in(dir);
+        }
+}
+
+void cgroup_orphans_clean(const char *parent)
+{
+        struct layout lo = {0};
+        scan_mounts(&lo);
+        scan_own(&lo);
+        clean_orphans(&lo, parent);
+        layout_free(&lo);
+}
+
 int cgroup_create(const struct cgroup_limits *l, const char *parent, const char *name, struct cgroup *ret,
                   struct hutch_error *err)
 {
@@ -373,6 +440,7 @@ int cgroup_create(const struct cgroup_limits *l, const char *parent, const char 
         _cleanup_strv_ char **req = NULL;
         scan_mounts(&lo);
         scan_own(&lo);
+        clean_orphans(&lo, parent);
         needed(l, &req);
         /* no limits: a cgroup for accounting (`instance stats`), where memory is counted */
         bool accounting = !req;
@@ -464,12 +532,17 @@ static uint64_t key_value(const char *text, const char *key)
         return 0;
 }
 
-bool cgroup_oom_killed(const struct cgroup *cg)
+uint64_t cgroup_oom_kills(const struct cgroup *cg)
 {
         const char *file = cg->version == 2 ? "memory.events" : "memory.oom_control";
         const char *dir = dir_with(cg, file);
         _cleanup_free_ char *t = NULL;
-        return dir && read_at(dir, file, &t) >= 0 && key_value(t, "oom_kill") > 0;
+        return dir && read_at(dir, file, &t) >= 0 ? key_value(t, "oom_kill") : 0;
+}
+
+bool cgroup_oom_killed(const struct cgroup *cg)
+{
+        return cgroup_oom_kills(cg) > 0;
 }
 
 static uint64_t read_u64(const struct cgroup *cg, const char *file)
@@ -507,6 +580,16 @@ int cgroup_stats_read(const struct cgroup *cg, struct cgroup_stats *ret)
         struct cgroup_stats s = {0};
         if (!cg->n_dirs)
                 return -ENOENT;
+        /* a cgroup we may not read (another user's, or gone) is an error, not zero usage */
+        for (size_t i = 0; i < cg->n_dirs; i++) {
+                _cleanup_free_ char *p = strjoin(cg->dirs[i], "/cgroup.procs", NULL);
+                if (!p)
+                        return -ENOMEM;
+                int fd = open(p, O_RDONLY | O_CLOEXEC);
+                if (fd < 0)
+                        return -errno;
+                close(fd);
+        }
         if (cg->version == 2) {
                 const char *dir = dir_with(cg, "cpu.stat");
                 _cleanup_free_ char *t = NULL;

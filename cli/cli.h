@@ -45,6 +45,7 @@ struct launch_args {
         char **rest;   /* after IMAGE */
         bool instance; /* accept --restart */
         const char *restart;
+        int tie_to_job;     /* --tie-to-job[=true|false]: 1, 0; -1 when not given */
         char **limit_flags; /* \"memory=32M\", in order */
         char **env_values;  /* option values read from APPTAINER_<OPTION> and friends */
         const char *apply_cgroups;

@@ -72,9 +72,38 @@ static void print_file(const char *path, FILE *to)
         close(fd);
 }
 
+/* The batch job we run in, and with --tie-to-job (the default inside one) the process whose
+ * end is the job's: our session's leader, which Slurm's slurmstepd, PBS's mom and LSF's res
+ * make of the job script or task (each runs it in a session of its own); our parent when
+ * we lead the session ourselves (srun hutch ...: the step daemon). */
+static int job_tie(const struct cli *c, int tie, struct instance_spec *is, struct hutch_error *err)
+{
+        static const char *const vars[] = {"SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID"};
+        for (size_t i = 0; i < ELEMENTSOF(vars) && !is->job_id; i++) {
+                const char *v = cli_getenv(c, vars[i]);
+                is->job_id = v && *v ? v : NULL;
+        }
+        if (tie < 0)
+                tie = is->job_id != NULL;
+        if (!tie)
+                return 0;
+        if (!is->job_id)
+                return hutch_err(err, -EINVAL,
+                                 "--tie-to-job: not inside a batch job (none of SLURM_JOB_ID, PBS_JOBID, LSB_JOBID "
+                                 "is set)");
+        pid_t w = getsid(0);
+        if (w <= 1 || w == getpid())
+                w = getppid();
+        int r = proc_start_time(w, &is->job_pid_start);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot tie the instance to batch job %s", is->job_id);
+        is->job_pid = w;
+        return 0;
+}
+
 static int cmd_start(struct cli *c, const char *sub, int argc, char **argv)
 {
-        struct launch_args a = {.instance = true};
+        struct launch_args a = {.instance = true, .tie_to_job = -1};
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct instance_spec is = {0};
         const char *verb = !strcmp(sub, "run") ? "instance run" : "instance start";
@@ -96,6 +125,10 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv)
         a.spec.argv = a.rest + 1;
         if (startswith(a.spec.image, "instance://")) {
                 r = cli_usage_error(verb, "IMAGE cannot be an instance");
+                goto out;
+        }
+        if ((r = job_tie(c, a.tie_to_job, &is, &err)) < 0) {
+                r = cli_fail(&err);
                 goto out;
         }
         is.launch = &a.spec;
@@ -147,6 +180,8 @@ static void print_json(const struct instance_state *v, size_t n)
                 json_object_object_add(o, "started", json_object_new_string(t));
                 json_object_object_add(o, "restarts", json_object_new_int64(v[i].restarts));
                 json_object_object_add(o, "restartPolicy", json_object_new_string(v[i].restart ? v[i].restart : "no"));
+                json_object_object_add(o, "jobId", json_object_new_string(v[i].job ? v[i].job : ""));
+                json_object_object_add(o, "tiedToJob", json_object_new_boolean(v[i].job_pid > 0));
                 json_object_array_add(arr, o);
         }
         json_object_object_add(root, "instances", arr);
@@ -155,21 +190,44 @@ static void print_json(const struct instance_state *v, size_t n)
         json_object_put(root);
 }
 
+/* A path as one table cell: control bytes as \xNN. */
+static char *cell(const char *s)
+{
+        char *r = malloc(strlen(s ? s : "") * 4 + 1), *q = r;
+        for (const unsigned char *p = (const unsigned char *) (s ? s : ""); r && *p; p++)
+                q += *p < 0x20 || *p == 0x7f ? sprintf(q, "\\x%02x", *p) : (*q = (char) *p, 1);
+        if (r)
+                *q = 0;
+        return r;
+}
+
 static void print_table(const struct instance_state *v, size_t n, bool logs)
 {
         if (logs) {
                 printf("%-16s %-8s %s\n", "INSTANCE NAME", "PID", "LOGS");
-                for (size_t i = 0; i < n; i++)
-                        printf("%-16s %-8d %s\n%-16s %-8s %s\n", v[i].name, (int) v[i].pid, v[i].log_err, "", "",
-                               v[i].log_out);
+                for (size_t i = 0; i < n; i++) {
+                        _cleanup_free_ char *e = cell(v[i].log_err), *o = cell(v[i].log_out);
+                        printf("%-16s %-8d %s\n%-16s %-8s %s\n", v[i].name, (int) v[i].pid, e ? e : "", "", "",
+                               o ? o : "");
+                }
                 return;
         }
-        printf("%-16s %-8s %-15s %-40s %-19s %s\n", "INSTANCE NAME", "PID", "IP", "IMAGE", "STARTED", "RESTARTS");
+        /* a JOB column when an instance runs in a batch job (its id; "(tied)" when it ends with it) */
+        bool jobs = false;
+        for (size_t i = 0; i < n; i++)
+                jobs |= v[i].job && *v[i].job;
+        printf("%-16s %-8s %-15s %-40s %-19s %-8s%s\n", "INSTANCE NAME", "PID", "IP", "IMAGE", "STARTED", "RESTARTS",
+               jobs ? " JOB" : "");
         for (size_t i = 0; i < n; i++) {
                 char t[64];
                 format_time(v[i].started, t, sizeof t);
-                printf("%-16s %-8d %-15s %-40s %-19s %u\n", v[i].name, (int) v[i].pid, "", v[i].image, t,
-                       v[i].restarts);
+                _cleanup_free_ char *img = cell(v[i].image), *job = cell(v[i].job && *v[i].job ? v[i].job : "-");
+                if (jobs)
+                        printf("%-16s %-8d %-15s %-40s %-19s %-8u %s%s\n", v[i].name, (int) v[i].pid, "",
+                               img ? img : "", t, v[i].restarts, job ? job : "", v[i].job_pid > 0 ? " (tied)" : "");
+                else
+                        printf("%-16s %-8d %-15s %-40s %-19s %u\n", v[i].name, (int) v[i].pid, "", img ? img : "", t,
+                               v[i].restarts);
         }
 }
 
@@ -216,6 +274,8 @@ static int cmd_list(struct cli *c, int argc, char **argv)
                 struct instance_env env;
                 cli_instance_env(c, &env);
                 r = instance_list(&env, glob, &v, &n, &gone, &err);
+                /* the cgroups of supervisors killed before they could remove them */
+                cgroup_orphans_clean(c->conf.cgroup_parent);
         }
         if (r < 0)
                 return cli_fail(&err);
@@ -421,7 +481,11 @@ static int cmd_logs(struct cli *c, int argc, char **argv)
         if (want_err)
                 fs[nf++] = (struct follow){.path = errp, .to = stderr, .fd = -EBADF};
         for (size_t i = 0; i < nf; i++) {
+                struct stat st;
                 fs[i].fd = open(fs[i].path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                /* the file read is the one the path names: no rotation to catch up with */
+                if (fs[i].fd >= 0 && fstat(fs[i].fd, &st) == 0)
+                        fs[i].ino = st.st_ino;
                 if (tail >= 0) {
                         print_tail(fs[i].path, tail, fs[i].to);
                         if (fs[i].fd >= 0)
@@ -478,13 +542,23 @@ static int cmd_stats(struct cli *c, int argc, char **argv)
         if (r < 0) {
                 hutch_err(&err, -ENOENT,
                           "instance '%s' has no cgroup to read usage from (none could be made for it: cgroups are "
-                          "not delegated to uid %u)",
+                          "not delegated to uid %u); start it with --cgroup-parent naming a cgroup v2 subtree "
+                          "delegated to you (ask your admin for one), or as root",
                           name, (unsigned) getuid());
                 return cli_fail(&err);
         }
         struct cgroup_stats a, b;
         double ta = now_s(), tb;
         r = cgroup_stats_read(&cg, &a);
+        if (r < 0) {
+                hutch_err_sys(&err, r,
+                              "cannot read the usage of instance '%s' from its cgroup %s as uid %u: run `instance "
+                              "stats` as the user who started it (or root), or ask your admin to make the cgroup "
+                              "readable",
+                              name, cg.dirs[0], (unsigned) getuid());
+                cgroup_release(&cg);
+                return cli_fail(&err);
+        }
         for (bool first = true; r >= 0; first = false) {
                 struct timespec pause = {stream ? 1 : 0, stream ? 0 : 500000000L};
                 nanosleep(&pause, NULL);

@@ -32,6 +32,8 @@ enum {
         OPT_UTS,
         OPT_NET_IGNORED,
         OPT_RESTART,
+        OPT_TIE_TO_JOB,
+        OPT_NO_TIE_TO_JOB,
         OPT_LIMIT,
         OPT_APPLY_CGROUPS,
         OPT_CGROUP_PARENT,
@@ -65,6 +67,8 @@ static const struct option options[] = {
         {"quiet", no_argument, NULL, OPT_QUIET},
         {"silent", no_argument, NULL, OPT_SILENT},
         {"restart", required_argument, NULL, OPT_RESTART},
+        {"tie-to-job", optional_argument, NULL, OPT_TIE_TO_JOB},
+        {"no-tie-to-job", no_argument, NULL, OPT_NO_TIE_TO_JOB},
         {"apply-cgroups", required_argument, NULL, OPT_APPLY_CGROUPS},
         {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"blkio-weight", required_argument, NULL, OPT_LIMIT},
@@ -162,6 +166,17 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                 if (!a->instance)
                         return cli_usage_error(verb, "--restart is an option of 'instance start'");
                 a->restart = arg;
+                break;
+        case OPT_TIE_TO_JOB:
+        case OPT_NO_TIE_TO_JOB:
+                if (!a->instance)
+                        return cli_usage_error(verb, "--tie-to-job is an option of 'instance start'");
+                if (options[k].val == OPT_NO_TIE_TO_JOB || (arg && !strcmp(arg, "false")))
+                        a->tie_to_job = 0;
+                else if (!arg || !strcmp(arg, "true"))
+                        a->tie_to_job = 1;
+                else
+                        return cli_usage_error(verb, "--tie-to-job takes true or false, not '%s'", arg);
                 break;
         case OPT_DEBUG: log_set_level(LOG_LEVEL_DEBUG); break;
         case OPT_VERBOSE: log_set_level(LOG_LEVEL_VERBOSE); break;
@@ -317,12 +332,17 @@ static int apply_env_value(struct launch_args *a, const char *verb, size_t k, co
         return r;
 }
 
+static bool is_instance_option(int val)
+{
+        return val == OPT_RESTART || val == OPT_TIE_TO_JOB || val == OPT_NO_TIE_TO_JOB;
+}
+
 static int options_from_env(struct cli *c, struct launch_args *a, const char *verb, const bool *seen)
 {
         for (size_t k = 0; options[k].name; k++) {
                 const char *name = options[k].name;
                 bool adds = options[k].val == 'B' || options[k].val == OPT_MOUNT;
-                if ((seen[k] && !adds) || !is_env_option(name) || (options[k].val == OPT_RESTART && !a->instance))
+                if ((seen[k] && !adds) || !is_env_option(name) || (is_instance_option(options[k].val) && !a->instance))
                         continue;
                 /* the derived key first, then Apptainer's other names for the option */
                 for (size_t j = 0; j <= ELEMENTSOF(env_aliases); j++) {

@@ -1,5 +1,6 @@
 /* The CLI's side of running instances: list (own, or every live supervisor in /proc),
- * find, stop, join. Nothing here trusts a state file without the supervisor's lock. */
+ * find, stop, join. Nothing here trusts a state file without the supervisor's lock, and
+ * root trusts another user's state only as far as the kernel vouches for it. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -32,39 +35,68 @@ static int push_state(struct instance_state **v, size_t *n, struct instance_stat
         return 0;
 }
 
-int instance_list(const struct instance_env *env, const char *glob, struct instance_state **ret, size_t *ret_n,
-                  char ***ret_gone, struct hutch_error *err)
+static int list_root(int root, const char *glob, struct instance_state **v, size_t *n, char ***ret_gone)
 {
-        _cleanup_close_ int root = -EBADF;
-        struct instance_state *v = NULL;
-        size_t n = 0;
-        int r = state_root_open(env, false, &root, err);
-        if (r == -ENOENT) {
-                *ret = NULL;
-                *ret_n = 0;
-                return 0;
-        }
-        if (r < 0)
-                return r;
-        _cleanup_closedir_ DIR *d = fdopendir(dup(root));
+        _cleanup_closedir_ DIR *d = dir_stream_at(root);
         if (!d)
-                return hutch_err_sys(err, -errno, "cannot read the instance state folder");
+                return -errno;
         struct dirent *de;
         while ((de = readdir(d))) {
                 if (!instance_name_is_valid(de->d_name) || (glob && fnmatch(glob, de->d_name, 0) != 0))
                         continue;
                 struct instance_state st = {0};
-                r = instance_state_load(root, de->d_name, true, &st);
+                int r = instance_state_load(root, de->d_name, true, &st);
                 if (r == -ESRCH && ret_gone)
                         strv_extend(ret_gone, de->d_name);
                 if (r < 0)
                         continue;
-                if (push_state(&v, &n, &st) < 0) {
+                if (push_state(v, n, &st) < 0) {
                         instance_state_clear(&st);
-                        instance_state_free_array(v, n);
-                        return hutch_err(err, -ENOMEM, "out of memory");
+                        return -ENOMEM;
                 }
         }
+        return 0;
+}
+
+/* The user's live supervisors whose state no root holds (its folder removed under it, as
+ * logind does with /run/user/UID at the last logout), appended to v. */
+static void list_unrooted(const char *glob, struct instance_state **v, size_t *n)
+{
+        struct instance_state *all = NULL;
+        size_t na = 0;
+        struct hutch_error ignored = HUTCH_ERROR_INIT;
+        if (instance_list_all(glob, true, getuid(), &all, &na, &ignored) < 0)
+                return;
+        for (size_t i = 0; i < na; i++) {
+                bool known = false;
+                for (size_t j = 0; j < *n && !known; j++)
+                        known = (*v)[j].supervisor == all[i].supervisor;
+                if (!known)
+                        push_state(v, n, &all[i]);
+        }
+        instance_state_free_array(all, na);
+}
+
+int instance_list(const struct instance_env *env, const char *glob, struct instance_state **ret, size_t *ret_n,
+                  char ***ret_gone, struct hutch_error *err)
+{
+        int fds[STATE_ROOTS_MAX];
+        size_t nf = 0;
+        struct instance_state *v = NULL;
+        size_t n = 0;
+        int r = state_roots_open(env, fds, &nf, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < nf; i++) {
+                if (r >= 0 && (r = list_root(fds[i], glob, &v, &n, ret_gone)) < 0)
+                        hutch_err_sys(err, r, "cannot read the instance state folder");
+                close(fds[i]);
+        }
+        if (r < 0) {
+                instance_state_free_array(v, n);
+                return r;
+        }
+        list_unrooted(glob, &v, &n);
         if (n)
                 qsort(v, n, sizeof *v, state_cmp);
         *ret = v;
@@ -72,17 +104,75 @@ int instance_list(const struct instance_env *env, const char *glob, struct insta
         return 0;
 }
 
-static bool is_supervisor(const char *pid)
+static bool is_supervisor(int pdfd)
 {
-        char path[300], comm[32] = "";
-        snprintf(path, sizeof path, "/proc/%s/comm", pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        char comm[32] = "";
+        int fd = openat(pdfd, "comm", O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return false;
         ssize_t k = read(fd, comm, sizeof comm - 1);
         close(fd);
         comm[k > 0 ? k : 0] = 0;
         return !strcmp(comm, SUPERVISOR_COMM "\n");
+}
+
+/* The real uid and gid of the process, as the kernel has them ("Uid:\treal\teffective..."). */
+static int proc_ids(int pdfd, uid_t *ret_uid, gid_t *ret_gid)
+{
+        char buf[4096];
+        int fd = openat(pdfd, "status", O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        ssize_t k = read(fd, buf, sizeof buf - 1);
+        close(fd);
+        if (k <= 0)
+                return -EIO;
+        buf[k] = 0;
+        const char *u = strstr(buf, "\nUid:\t"), *g = strstr(buf, "\nGid:\t");
+        if (!u || !g)
+                return -EIO;
+        *ret_uid = (uid_t) strtoul(u + 6, NULL, 10);
+        *ret_gid = (gid_t) strtoul(g + 6, NULL, 10);
+        return 0;
+}
+
+/* The state of the supervisor /proc/PID, as its owner could read it: the folder it holds
+ * at SUPERVISOR_DIR_FD is reopened through /proc (not by a path it could point anywhere),
+ * with root's file system identity dropped to the process's real uid and gid for every
+ * open, and all of it must be that uid's (a forged state cannot claim root's name, hang
+ * us on a FIFO or have us read a file its owner cannot). */
+static int supervisor_state(int pdfd, pid_t pid, uid_t uid, gid_t gid, struct instance_state *ret)
+{
+        char link[4096], fdname[32];
+        snprintf(fdname, sizeof fdname, "fd/%d", SUPERVISOR_DIR_FD);
+        ssize_t k = readlinkat(pdfd, fdname, link, sizeof link - 1);
+        if (k <= 0)
+                return -ESRCH;
+        link[k] = 0;
+        const char *name = strrchr(link, '/');
+        if (!name || !instance_name_is_valid(++name))
+                return -EINVAL;
+        bool root = geteuid() == 0;
+        uid_t old_uid = root ? (uid_t) setfsuid(uid) : 0;
+        gid_t old_gid = root ? (gid_t) setfsgid(gid) : 0;
+        struct instance_state st = {0};
+        int r = -EPERM;
+        _cleanup_close_ int dfd = openat(pdfd, fdname, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NONBLOCK);
+        struct stat ds;
+        if (dfd >= 0 && fstat(dfd, &ds) == 0 && S_ISDIR(ds.st_mode) && ds.st_uid == uid)
+                r = instance_state_read_trusted(dfd, uid, &st);
+        if (root) {
+                setfsgid(old_gid);
+                setfsuid(old_uid);
+        }
+        if (r < 0)
+                return r;
+        if (strcmp(st.name, name) != 0 || st.supervisor != pid) {
+                instance_state_clear(&st);
+                return -EPERM;
+        }
+        *ret = st;
+        return 0;
 }
 
 int instance_list_all(const char *glob, bool one_uid, uid_t uid, struct instance_state **ret, size_t *ret_n,
@@ -95,26 +185,21 @@ int instance_list_all(const char *glob, bool one_uid, uid_t uid, struct instance
                 return hutch_err_sys(err, -errno, "cannot read /proc");
         struct dirent *de;
         while ((de = readdir(d))) {
-                if (de->d_name[0] < '1' || de->d_name[0] > '9' || !is_supervisor(de->d_name))
+                if (de->d_name[0] < '1' || de->d_name[0] > '9')
                         continue;
-                char path[300], link[4096];
-                snprintf(path, sizeof path, "/proc/%s/fd/%d", de->d_name, SUPERVISOR_DIR_FD);
-                ssize_t k = readlink(path, link, sizeof link - 1);
-                if (k <= 0)
+                /* everything about the process through this fd: it names that process
+                 * only, not another that reuses its pid */
+                _cleanup_close_ int pdfd = openat(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                uid_t puid;
+                gid_t pgid;
+                if (pdfd < 0 || !is_supervisor(pdfd) || proc_ids(pdfd, &puid, &pgid) < 0)
                         continue;
-                link[k] = 0;
-                char *slash = strrchr(link, '/');
-                if (!slash || slash == link)
+                if ((one_uid && puid != uid) || (geteuid() != 0 && puid != geteuid()))
                         continue;
-                *slash = 0;
-                const char *name = slash + 1;
-                if (glob && fnmatch(glob, name, 0) != 0)
-                        continue;
-                _cleanup_close_ int root = open(link, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 struct instance_state st = {0};
-                if (root < 0 || instance_state_load(root, name, false, &st) < 0)
+                if (supervisor_state(pdfd, (pid_t) atoi(de->d_name), puid, pgid, &st) < 0)
                         continue;
-                if ((one_uid && st.uid != uid) || push_state(&v, &n, &st) < 0) {
+                if ((glob && fnmatch(glob, st.name, 0) != 0) || push_state(&v, &n, &st) < 0) {
                         instance_state_clear(&st);
                         continue;
                 }
@@ -128,20 +213,31 @@ int instance_list_all(const char *glob, bool one_uid, uid_t uid, struct instance
 
 int instance_find(const struct instance_env *env, const char *name, struct instance_state *ret, struct hutch_error *err)
 {
-        _cleanup_close_ int root = -EBADF;
+        int fds[STATE_ROOTS_MAX];
+        size_t nf = 0;
         int r = instance_name_check(name, err);
-        if (r < 0)
+        if (r < 0 || (r = state_roots_open(env, fds, &nf, err)) < 0)
                 return r;
-        r = state_root_open(env, false, &root, err);
-        if (r == -ENOENT)
-                return hutch_err(err, -ENOENT, "no instance named '%s' is running", name);
-        if (r < 0)
-                return r;
-        r = instance_state_load(root, name, true, ret);
+        r = -ESRCH;
+        for (size_t i = 0; i < nf; i++) {
+                if (r == -ESRCH || r == -ENOENT)
+                        r = instance_state_load(fds[i], name, true, ret);
+                close(fds[i]);
+        }
         if (r == -EAGAIN)
                 return hutch_err(err, -EAGAIN, "instance '%s' is still starting", name);
-        if (r < 0)
+        if (r < 0) {
+                struct instance_state *v = NULL;
+                size_t n = 0;
+                list_unrooted(name, &v, &n);
+                if (n == 1) {
+                        *ret = v[0];
+                        free(v);
+                        return 0;
+                }
+                instance_state_free_array(v, n);
                 return hutch_err(err, -ENOENT, "no instance named '%s' is running", name);
+        }
         return 0;
 }
 
@@ -199,12 +295,16 @@ int instance_stop(const struct instance_env *env, const struct instance_state *s
                 syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
                 wait_gone(pidfd, -1);
         }
-        _cleanup_close_ int root = -EBADF;
+        int fds[STATE_ROOTS_MAX];
+        size_t nf = 0;
         struct hutch_error ignored = HUTCH_ERROR_INIT;
-        if (state_root_open(env, false, &root, &ignored) >= 0) {
+        if (state_roots_open(env, fds, &nf, &ignored) < 0)
+                nf = 0;
+        for (size_t i = 0; i < nf; i++) {
                 struct instance_state again = {0};
-                if (instance_state_load(root, st->name, true, &again) == 0)
+                if (instance_state_load(fds[i], st->name, true, &again) == 0)
                         instance_state_clear(&again); /* a new instance of that name already */
+                close(fds[i]);
         }
         return 0;
 }
@@ -219,10 +319,12 @@ int instance_join(const struct instance_env *env, const char *name, const struct
         struct runtime_target t = {.pid = st.pid, .start_time = st.pid_start, .image = st.image};
         /* into the instance's cgroup first, while still outside its user namespace */
         struct cgroup cg = CGROUP_NULL;
+        uint64_t ooms = 0;
         if (st.cgroup && *st.cgroup && cgroup_from_string(st.cgroup, &cg) == 0) {
+                ooms = cgroup_oom_kills(&cg);
                 r = cgroup_enter(&cg, 0, err);
-                cgroup_release(&cg);
                 if (r < 0) {
+                        cgroup_release(&cg);
                         instance_state_clear(&st);
                         return r;
                 }
@@ -230,6 +332,19 @@ int instance_join(const struct instance_env *env, const char *name, const struct
         r = runtime_join(spec, &t, ret_status, err);
         if (r == -ESRCH)
                 hutch_err_wrap(err, "instance '%s'", name);
+        /* as batch exec says it: the command's SIGKILL came from the OOM killer */
+        if (r >= 0 && *ret_status == 128 + SIGKILL && cg.n_dirs && cgroup_oom_kills(&cg) > ooms) {
+                struct cgroup_stats cs = {0};
+                if (cgroup_stats_read(&cg, &cs) == 0 && cs.memory_limit)
+                        log_msg(LOG_LEVEL_ERROR,
+                                "the command was killed by the kernel's OOM killer: instance '%s' reached its "
+                                "memory limit of %llu MiB",
+                                name, (unsigned long long) (cs.memory_limit >> 20));
+                else
+                        log_msg(LOG_LEVEL_ERROR, "the command was killed by the kernel's OOM killer (instance '%s')",
+                                name);
+        }
+        cgroup_release(&cg);
         instance_state_clear(&st);
         return r;
 }

@@ -17,11 +17,23 @@ struct instance_msg {
 };
 
 /* The supervisor's life, in the process instance_start forks. sync_fd is the CLI's
- * socket. Returns when the instance is over and everything it had is gone. */
+ * socket. Returns when the instance is over and everything it had is gone: the
+ * container's last exit status (128+N when killed by signal N), for the supervisor to
+ * exit with (systemd, scripts and `wait` read it), or -errno when it never ran. */
 int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hutch_error *err);
 
-/* Open (and with create, make) the state root; 0700, owned by the caller. */
+/* Open (and with create, make) the state root new instances go to; 0700, owned by the
+ * caller. */
 int state_root_open(const struct instance_env *env, bool create, int *ret_fd, struct hutch_error *err);
+/* Every state root of the user that exists (instance_state_roots), each once, the first
+ * root's errors reported; the others are skipped when unusable. */
+#define STATE_ROOTS_MAX 3
+int state_roots_open(const struct instance_env *env, int ret_fds[STATE_ROOTS_MAX], size_t *ret_n,
+                     struct hutch_error *err);
+/* Lock NAME in the root new instances go to, and make sure no live instance of that name
+ * is in another root: -EEXIST when one is. */
+int instance_claim(const struct instance_env *env, const char *name, int *ret_root_fd, int *ret_dir_fd,
+                   int *ret_lock_fd, struct hutch_error *err);
 /* Lock NAME: create NAME/ and NAME/lock, take an OFD write lock without waiting. -EEXIST
  * when a live supervisor holds it. Retries when the file was replaced under us. */
 int instance_lock(int root_fd, const char *name, int *ret_dir_fd, int *ret_lock_fd, struct hutch_error *err);
@@ -30,4 +42,8 @@ void instance_dir_remove(int root_fd, int dir_fd, const char *name);
 int instance_state_write(int dir_fd, const struct instance_state *st);
 /* Read NAME's state if its supervisor is alive: 0 and *ret filled; -ESRCH when the lock is
  * free (stale: removed when remove_stale); -EAGAIN while starting (no state yet). */
+/* The state in dir_fd of a live supervisor whose real uid is uid, trusting nothing in it:
+ * lock and state must be regular files of uid (no symlink followed, nothing blocks), the
+ * read is capped and the state must name uid. -ESRCH when the lock is free. */
+int instance_state_read_trusted(int dir_fd, uid_t uid, struct instance_state *ret);
 int instance_state_load(int root_fd, const char *name, bool remove_stale, struct instance_state *ret);

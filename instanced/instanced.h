@@ -20,6 +20,7 @@ struct instance_env {
         uid_t uid;
         const char *xdg_runtime_dir; /* NULL when unset */
         const char *home;
+        const char *runtime_base; /* where the users' runtime folders are; NULL: /run/user */
 };
 
 struct instance_spec {
@@ -30,6 +31,10 @@ struct instance_spec {
         uint64_t log_max_size; /* 0 = no cap */
         unsigned settle_ms;    /* cap on the wait for the container to settle at start */
         struct instance_env env;
+        const char *job_id; /* the batch job started in (SLURM_JOB_ID, PBS_JOBID, LSB_JOBID), or NULL */
+        /* --tie-to-job: the instance is stopped when this process of the job ends (0: not tied) */
+        pid_t job_pid;
+        unsigned long long job_pid_start;
 };
 
 /* What the state file of a running instance holds. */
@@ -45,7 +50,9 @@ struct instance_state {
         unsigned restarts;
         char *restart; /* policy as given: no, on-failure:3, always */
         char *log_out, *log_err;
-        char *cgroup; /* cgroup_to_string(), empty without limits */
+        char *cgroup;  /* cgroup_to_string(), empty without limits */
+        char *job;     /* the batch job id, empty outside a job */
+        pid_t job_pid; /* tied to the job: its process watched, else 0 */
 };
 
 void instance_state_clear(struct instance_state *st);
@@ -61,9 +68,13 @@ int instance_name_check(const char *name, struct hutch_error *err);
 /* "no", "always", "on-failure", "on-failure:N" */
 int restart_policy_parse(const char *s, enum restart_policy *ret, unsigned *ret_max, struct hutch_error *err);
 
-/* The folder holding NAME folders: $XDG_RUNTIME_DIR/hutch/instances when XDG_RUNTIME_DIR is
- * a folder of the user, else $HOME/.hutch/instances/<hostname>. Not created. */
+/* The folder new NAME folders go to: /run/user/UID/hutch/instances when /run/user/UID is a
+ * folder of the user, else $HOME/.hutch/instances/<hostname>: the same from a login shell,
+ * cron, su or a batch job, whether XDG_RUNTIME_DIR is set or not. Not created. */
 int instance_state_root(const struct instance_env *env, char **ret);
+/* Every folder an instance of the user on this host can be in, the one above first: the
+ * other of the two, and $XDG_RUNTIME_DIR/hutch/instances when that is the user's. */
+int instance_state_roots(const struct instance_env *env, char ***ret);
 int instance_log_paths(const struct instance_env *env, const char *name, char **ret_out, char **ret_err);
 
 /* CLI side of `instance start`: starts a supervisor (fork, setsid, fork, exec) and waits

@@ -24,7 +24,8 @@ int instance_start(const struct instance_spec *spec, int *ret_status, struct hut
         pid_t pid = fork_detached(&sp[1], 1);
         if (pid == 0) {
                 struct hutch_error e = HUTCH_ERROR_INIT;
-                exit(instance_supervise(spec, 3, &e) < 0 ? 1 : 0);
+                int r = instance_supervise(spec, 3, &e);
+                exit(r < 0 ? 255 : r);
         }
         close(sp[1]);
         if (pid < 0) {

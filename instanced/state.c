@@ -77,6 +77,7 @@ void instance_state_clear(struct instance_state *st)
         free(st->log_out);
         free(st->log_err);
         free(st->cgroup);
+        free(st->job);
         *st = (struct instance_state){0};
 }
 
@@ -96,6 +97,8 @@ static const struct field {
         /* sorted by key: looked up with bsearch */
         {"cgroup", F_STR, offsetof(struct instance_state, cgroup)},
         {"image", F_STR, offsetof(struct instance_state, image)},
+        {"job", F_STR, offsetof(struct instance_state, job)},
+        {"job_pid", F_PID, offsetof(struct instance_state, job_pid)},
         {"log_err", F_STR, offsetof(struct instance_state, log_err)},
         {"log_out", F_STR, offsetof(struct instance_state, log_out)},
         {"name", F_STR, offsetof(struct instance_state, name)},
@@ -114,11 +117,57 @@ static int field_cmp(const void *k, const void *f)
         return strcmp(k, ((const struct field *) f)->key);
 }
 
+/* String values are one line whatever bytes a path holds: '%', control bytes and DEL are
+ * written as %XX. */
+static bool needs_escape(unsigned char ch)
+{
+        return ch < 0x20 || ch == 0x7f || ch == '%';
+}
+
+static char *value_escape(const char *v)
+{
+        size_t n = 0;
+        for (const char *p = v; *p; p++)
+                n += needs_escape(*p) ? 3 : 1;
+        char *r = malloc(n + 1), *q = r;
+        if (!r)
+                return NULL;
+        for (const unsigned char *p = (const unsigned char *) v; *p; p++)
+                q += needs_escape(*p) ? sprintf(q, "%%%02X", *p) : (*q = (char) *p, 1);
+        *q = 0;
+        return r;
+}
+
+static int hex_digit(char ch)
+{
+        return ch >= '0' && ch <= '9'   ? ch - '0'
+               : ch >= 'A' && ch <= 'F' ? ch - 'A' + 10
+               : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10
+                                        : -1;
+}
+
+static char *value_unescape(const char *v)
+{
+        char *r = malloc(strlen(v) + 1), *q = r;
+        if (!r)
+                return NULL;
+        for (const char *p = v; *p; p++) {
+                int hi, lo;
+                if (*p == '%' && (hi = hex_digit(p[1])) >= 0 && (lo = hex_digit(p[2])) >= 0 && (hi || lo)) {
+                        *q++ = (char) (hi << 4 | lo);
+                        p += 2;
+                } else
+                        *q++ = *p;
+        }
+        *q = 0;
+        return r;
+}
+
 static int field_set(struct instance_state *st, const struct field *f, const char *v)
 {
         char *p = (char *) st + f->off, *end;
         if (f->kind == F_STR) {
-                char *d = strdup(v);
+                char *d = value_unescape(v);
                 if (!d)
                         return -ENOMEM;
                 free(*(char **) p);
@@ -190,23 +239,31 @@ int instance_state_parse(const char *text, struct instance_state *ret, struct hu
 int instance_state_format(const struct instance_state *st, char **ret)
 {
         char *s = NULL;
-        const char *strs[] = {st->image, st->restart, st->log_out, st->log_err, st->cgroup};
-        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
-                if (strs[i] && strchr(strs[i], '\n'))
-                        return -EINVAL;
+        const char *strs[] = {st->image ? st->image : "",     st->restart ? st->restart : "no",
+                              st->log_out ? st->log_out : "", st->log_err ? st->log_err : "",
+                              st->cgroup ? st->cgroup : "",   st->job ? st->job : ""};
+        char *e[ELEMENTSOF(strs)] = {NULL}, jp[32] = "";
+        if (st->job_pid > 0)
+                snprintf(jp, sizeof jp, "job_pid=%d\n", (int) st->job_pid);
+        int r = -ENOMEM;
         if (!st->name || !instance_name_is_valid(st->name))
                 return -EINVAL;
-        int n = asprintf(&s,
-                         "name=%s\npid=%d\npid_start=%llu\nsupervisor=%d\nsupervisor_start=%llu\nuid=%u\n"
-                         "image=%s\nstarted=%lld\nrestarts=%u\nrestart=%s\nlog_out=%s\nlog_err=%s\ncgroup=%s\n",
-                         st->name, (int) st->pid, st->pid_start, (int) st->supervisor, st->supervisor_start,
-                         (unsigned) st->uid, st->image ? st->image : "", st->started, st->restarts,
-                         st->restart ? st->restart : "no", st->log_out ? st->log_out : "",
-                         st->log_err ? st->log_err : "", st->cgroup ? st->cgroup : "");
-        if (n < 0)
-                return -ENOMEM;
+        for (size_t i = 0; i < ELEMENTSOF(strs); i++)
+                if (!(e[i] = value_escape(strs[i])))
+                        goto out;
+        if (asprintf(&s,
+                     "name=%s\npid=%d\npid_start=%llu\nsupervisor=%d\nsupervisor_start=%llu\nuid=%u\n"
+                     "image=%s\nstarted=%lld\nrestarts=%u\nrestart=%s\nlog_out=%s\nlog_err=%s\ncgroup=%s\n"
+                     "job=%s\n%s",
+                     st->name, (int) st->pid, st->pid_start, (int) st->supervisor, st->supervisor_start,
+                     (unsigned) st->uid, e[0], st->started, st->restarts, e[1], e[2], e[3], e[4], e[5], jp) < 0)
+                goto out;
         *ret = s;
-        return 0;
+        r = 0;
+out:
+        for (size_t i = 0; i < ELEMENTSOF(e); i++)
+                free(e[i]);
+        return r;
 }
 
 static int host_name(char *buf, size_t size)
@@ -216,19 +273,65 @@ static int host_name(char *buf, size_t size)
         return 0;
 }
 
-int instance_state_root(const struct instance_env *env, char **ret)
+/* The user's runtime folder, made by logind (pam_systemd) for sessions, cron jobs, su and
+ * Slurm steps alike: "RUNTIME_BASE/UID", where it exists and is the user's. */
+static char *runtime_dir(const struct instance_env *env)
+{
+        char *p = NULL;
+        if (asprintf(&p, "%s/%u", env->runtime_base ? env->runtime_base : "/run/user", (unsigned) env->uid) < 0)
+                return NULL;
+        if (!dir_is_users(p, env->uid)) {
+                free(p);
+                return NULL;
+        }
+        return p;
+}
+
+static int home_root(const struct instance_env *env, char **ret)
 {
         char host[256];
         host_name(host, sizeof host);
-        char *p = NULL;
-        if (dir_is_users(env->xdg_runtime_dir, env->uid))
-                p = strjoin(env->xdg_runtime_dir, "/hutch/instances", NULL);
-        else if (env->home && env->home[0] == '/' && asprintf(&p, "%s/.hutch/instances/%s", env->home, host) < 0)
-                p = NULL;
-        if (!p)
-                return env->home ? -ENOMEM : -ENOENT;
-        *ret = p;
+        if (!env->home || env->home[0] != '/')
+                return -ENOENT;
+        return asprintf(ret, "%s/.hutch/instances/%s", env->home, host) < 0 ? -ENOMEM : 0;
+}
+
+int instance_state_roots(const struct instance_env *env, char ***ret)
+{
+        _cleanup_strv_ char **v = NULL;
+        _cleanup_free_ char *run = runtime_dir(env), *home = NULL;
+        int r = home_root(env, &home);
+        if (r == -ENOMEM)
+                return r;
+        char *r0 = run ? strjoin(run, "/hutch/instances", NULL) : NULL;
+        if (run && (!r0 || strv_push(&v, r0) < 0))
+                return -ENOMEM;
+        if (home && strv_extend(&v, home) < 0)
+                return -ENOMEM;
+        if (dir_is_users(env->xdg_runtime_dir, env->uid)) {
+                _cleanup_free_ char *x = strjoin(env->xdg_runtime_dir, "/hutch/instances", NULL);
+                if (!x)
+                        return -ENOMEM;
+                if (!strv_contains(v, x) && strv_extend(&v, x) < 0)
+                        return -ENOMEM;
+        }
+        if (!v)
+                return -ENOENT;
+        *ret = steal_pointer(&v);
         return 0;
+}
+
+int instance_state_root(const struct instance_env *env, char **ret)
+{
+        _cleanup_free_ char *run = runtime_dir(env);
+        if (run) {
+                char *p = strjoin(run, "/hutch/instances", NULL);
+                if (!p)
+                        return -ENOMEM;
+                *ret = p;
+                return 0;
+        }
+        return home_root(env, ret);
 }
 
 int instance_log_paths(const struct instance_env *env, const char *name, char **ret_out, char **ret_err)
@@ -249,12 +352,9 @@ int instance_log_paths(const struct instance_env *env, const char *name, char **
         return 0;
 }
 
-int state_root_open(const struct instance_env *env, bool create, int *ret_fd, struct hutch_error *err)
+static int root_open(const char *root, uid_t uid, bool create, int *ret_fd, struct hutch_error *err)
 {
-        _cleanup_free_ char *root = NULL;
-        int r = instance_state_root(env, &root);
-        if (r < 0)
-                return hutch_err(err, r, "cannot tell where instance state lives: set HOME or XDG_RUNTIME_DIR");
+        int r;
         if (create && (r = mkdir_p_at(AT_FDCWD, root, 0700)) < 0)
                 return hutch_err_sys(err, r, "cannot create the instance state folder '%s'", root);
         int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -263,16 +363,97 @@ int state_root_open(const struct instance_env *env, bool create, int *ret_fd, st
                                ? -ENOENT
                                : hutch_err_sys(err, -errno, "cannot open the instance state folder '%s'", root);
         struct stat st;
-        if (fstat(fd, &st) < 0 || st.st_uid != env->uid) {
+        if (fstat(fd, &st) < 0 || st.st_uid != uid) {
                 close(fd);
                 return hutch_err(err, -EPERM, "instance state folder '%s' does not belong to uid %u", root,
-                                 (unsigned) env->uid);
+                                 (unsigned) uid);
         }
         if ((st.st_mode & 07777) != 0700)
                 (void) !fchmod(fd, 0700);
         *ret_fd = fd;
         return 0;
 }
+
+int state_root_open(const struct instance_env *env, bool create, int *ret_fd, struct hutch_error *err)
+{
+        _cleanup_free_ char *root = NULL;
+        int r = instance_state_root(env, &root);
+        if (r < 0)
+                return hutch_err(err, r, "cannot tell where instance state lives: set HOME");
+        return root_open(root, env->uid, create, ret_fd, err);
+}
+
+int state_roots_open(const struct instance_env *env, int ret_fds[STATE_ROOTS_MAX], size_t *ret_n,
+                     struct hutch_error *err)
+{
+        _cleanup_strv_ char **roots = NULL;
+        struct stat seen[STATE_ROOTS_MAX];
+        size_t n = 0;
+        int r = instance_state_roots(env, &roots);
+        if (r < 0)
+                return hutch_err(err, r, "cannot tell where instance state lives: set HOME");
+        for (size_t i = 0; roots[i] && n < STATE_ROOTS_MAX; i++) {
+                int fd;
+                struct hutch_error ignored = HUTCH_ERROR_INIT;
+                /* the first is where starts go: its errors count; the others may be absent */
+                r = root_open(roots[i], env->uid, false, &fd, i == 0 ? err : &ignored);
+                if (r == -ENOENT || (r < 0 && i > 0))
+                        continue;
+                if (r < 0) {
+                        while (n > 0)
+                                close(ret_fds[--n]);
+                        return r;
+                }
+                bool dup = false;
+                if (fstat(fd, &seen[n]) == 0)
+                        for (size_t j = 0; j < n; j++)
+                                dup |= seen[j].st_dev == seen[n].st_dev && seen[j].st_ino == seen[n].st_ino;
+                if (dup)
+                        close(fd);
+                else
+                        ret_fds[n++] = fd;
+        }
+        *ret_n = n;
+        return 0;
+}
+
+int instance_claim(const struct instance_env *env, const char *name, int *ret_root_fd, int *ret_dir_fd,
+                   int *ret_lock_fd, struct hutch_error *err)
+{
+        _cleanup_close_ int root = -EBADF, dir = -EBADF, lock = -EBADF;
+        int fds[STATE_ROOTS_MAX];
+        size_t n = 0;
+        int r = state_root_open(env, true, &root, err);
+        if (r < 0 || (r = instance_lock(root, name, &dir, &lock, err)) < 0)
+                return r;
+        /* held now: a start in another root that has not seen ours will see it */
+        if ((r = state_roots_open(env, fds, &n, err)) < 0) {
+                instance_dir_remove(root, dir, name);
+                return r;
+        }
+        struct stat a, b;
+        bool taken = false;
+        for (size_t i = 0; i < n; i++) {
+                struct instance_state st = {0};
+                if (!taken && fstat(fds[i], &a) == 0 && fstat(root, &b) == 0 &&
+                    (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
+                        r = instance_state_load(fds[i], name, true, &st);
+                        taken = r == 0 || r == -EAGAIN;
+                        instance_state_clear(&st);
+                }
+                close(fds[i]);
+        }
+        if (taken) {
+                instance_dir_remove(root, dir, name);
+                return hutch_err(err, -EEXIST, "instance '%s' already exists", name);
+        }
+        *ret_root_fd = steal_fd(&root);
+        *ret_dir_fd = steal_fd(&dir);
+        *ret_lock_fd = steal_fd(&lock);
+        return 0;
+}
+
+#define STATE_MAX 65536 /* a few hundred bytes; paths of 4 KiB each, escaped, still fit */
 
 static int lock_try(int fd)
 {
@@ -347,6 +528,53 @@ int instance_state_write(int dir_fd, const struct instance_state *st)
         return renameat(dir_fd, "state.tmp", dir_fd, "state") < 0 ? -errno : 0;
 }
 
+/* fd of name in dir_fd: a regular file of uid, never followed through a symlink, never
+ * blocking (a FIFO or device put there by its owner is refused, not waited on). */
+static int open_owned(int dir_fd, const char *name, int flags, uid_t uid, struct stat *ret_st)
+{
+        _cleanup_close_ int fd = openat(dir_fd, name, flags | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, ret_st) < 0)
+                return -errno;
+        if (!S_ISREG(ret_st->st_mode) || ret_st->st_uid != uid)
+                return -EPERM;
+        return steal_fd(&fd);
+}
+
+int instance_state_read_trusted(int dir_fd, uid_t uid, struct instance_state *ret)
+{
+        struct stat st;
+        _cleanup_close_ int lfd = open_owned(dir_fd, "lock", O_RDONLY, uid, &st);
+        if (lfd < 0)
+                return lfd;
+        if (!lock_is_held(lfd))
+                return -ESRCH;
+        _cleanup_close_ int fd = open_owned(dir_fd, "state", O_RDONLY, uid, &st);
+        if (fd < 0)
+                return fd;
+        if (st.st_size > STATE_MAX)
+                return -EFBIG;
+        _cleanup_free_ char *buf = malloc(STATE_MAX + 1);
+        if (!buf)
+                return -ENOMEM;
+        ssize_t n = pread_full(fd, buf, STATE_MAX, 0);
+        if (n < 0)
+                return (int) n;
+        buf[n] = 0;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        struct instance_state s = {0};
+        int r = instance_state_parse(buf, &s, &e);
+        if (r < 0)
+                return r;
+        if (s.uid != uid) { /* a state claiming someone else's instance */
+                instance_state_clear(&s);
+                return -EPERM;
+        }
+        *ret = s;
+        return 0;
+}
+
 int instance_state_load(int root_fd, const char *name, bool remove_stale, struct instance_state *ret)
 {
         _cleanup_close_ int dfd = openat(root_fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -358,7 +586,7 @@ int instance_state_load(int root_fd, const char *name, bool remove_stale, struct
         if (lfd >= 0 && lock_is_held(lfd)) {
                 _cleanup_free_ char *text = NULL;
                 struct hutch_error e = HUTCH_ERROR_INIT;
-                int r = read_full_at(dfd, "state", 1 << 16, &text, NULL);
+                int r = read_full_at(dfd, "state", STATE_MAX, &text, NULL);
                 if (r < 0)
                         return r == -ENOENT ? -EAGAIN : r;
                 r = instance_state_parse(text, ret, &e);

@@ -36,12 +36,13 @@
 #define SETTLE_TICK_MS 1
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
-#define STABLE_RUN_S 10  /* a container that ran this long resets the backoff */
-#define TIDY_AFTER_MS 50 /* set-aside logs are removed, the heap trimmed, this long after a start */
+#define STABLE_RUN_S 10       /* a container that ran this long resets the backoff */
+#define TIDY_AFTER_MS 50      /* set-aside logs are removed, the heap trimmed, this long after a start */
+#define JOB_END_KILL_MS 10000 /* a payload that ignores SIGTERM at its job's end: SIGKILL, as stop's default */
 
 #define LAUNCHER_STACK (1 << 20) /* mapped for each start, only the pages used are touched */
 
-enum { EV_SIGNAL, EV_OUT, EV_ERR, EV_TIMER, EV_SERVER };
+enum { EV_SIGNAL, EV_OUT, EV_ERR, EV_TIMER, EV_SERVER, EV_JOB };
 
 struct log_sink {
         int dir_fd;
@@ -56,6 +57,7 @@ struct sup {
         int sync_fd; /* to the CLI until ready */
         int root_fd, dir_fd, lock_fd;
         int epfd, sigfd, timerfd;
+        int job_fd; /* --tie-to-job: a pidfd of the job's process */
         int out_pipe[2], err_pipe[2];
         struct log_sink out, err;
         struct cgroup cg; /* with limits: the instance's, the launcher enters it */
@@ -66,7 +68,7 @@ struct sup {
         bool server_failed;
         struct hutch_error server_err; /* the first crash line of the current start */
         pid_t init_early;              /* the same, written by the kernel as the launcher creates it */
-        bool ready, stopping, finishing, backing_off, tidy_pending;
+        bool ready, stopping, finishing, backing_off, tidy_pending, kill_pending;
         int settled_in_row;
         struct timespec settle_start;
         /* the set-up of the first start runs on one CPU (pin_start); the mask to go back to */
@@ -74,6 +76,7 @@ struct sup {
         cpu_set_t affinity;
         unsigned backoff_ms;
         time_t run_started;
+        int exit_status; /* the container's last, as a shell's $?: 128+N when killed by N */
 };
 
 static void sink_close(struct log_sink *s)
@@ -162,6 +165,16 @@ static void __attribute__((format(printf, 2, 3))) note(struct sup *u, const char
         va_end(ap);
         if (k > (int) sizeof line - 2)
                 k = sizeof line - 2;
+        /* a path in the message holds any byte: control bytes would split the line or
+         * reach a terminal, so they are written as \xNN */
+        char esc[sizeof line * 4];
+        int m = 0;
+        for (int i = 0; i < k && m < (int) sizeof esc - 6; i++) {
+                unsigned char ch = (unsigned char) line[i];
+                m += ch < 0x20 || ch == 0x7f ? sprintf(esc + m, "\\x%02x", ch) : (esc[m] = (char) ch, 1);
+        }
+        memcpy(line, esc, m < (int) sizeof line - 2 ? m : (int) sizeof line - 2);
+        k = m < (int) sizeof line - 2 ? m : (int) sizeof line - 2;
         line[k++] = '\n';
         sink_write(&u->err, line, k);
         line[k - 1] = 0;
@@ -195,6 +208,16 @@ static int logs_prepare(struct sup *u, struct hutch_error *err)
         int dfd = open(out, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
         if (dfd < 0)
                 return hutch_err_sys(err, -errno, "cannot open the log folder '%s'", out);
+        /* in a home folder others can write to, the folder may be someone else's: it would
+         * then read (and shape) the container's output */
+        struct stat st;
+        if (fstat(dfd, &st) < 0 || st.st_uid != u->spec->env.uid) {
+                close(dfd);
+                return hutch_err(err, -EPERM, "the log folder '%s' does not belong to uid %u", out,
+                                 (unsigned) u->spec->env.uid);
+        }
+        if (st.st_mode & 077) /* nobody else's to read or write */
+                (void) !fchmod(dfd, st.st_mode & 0700);
         *slash = '/';
         u->out.dir_fd = dfd;
         u->err.dir_fd = dfd;
@@ -310,6 +333,7 @@ static void timer_off(struct sup *u)
 
 static void on_started(struct sup *u, pid_t pid);
 static void on_server_report(struct sup *u);
+static void stop_container(struct sup *u, int sig);
 
 /* An instance's set-up runs on one CPU: the image server, the launcher and the init
  * (until it forks the payload), which trade a FUSE request and its answer at every step of
@@ -482,11 +506,19 @@ static bool tree_settled(pid_t pid, int depth)
         return true;
 }
 
-static void state_save(struct sup *u)
+/* An instance whose state cannot be written could be neither listed, stopped nor joined:
+ * it is stopped, and a start in progress fails saying why. */
+static bool state_save(struct sup *u)
 {
         int r = instance_state_write(u->dir_fd, &u->st);
-        if (r < 0)
-                note(u, "cannot write the state file: %s", strerror(-r));
+        if (r >= 0)
+                return true;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        hutch_err_sys(&e, r, "cannot write the state of instance '%s'", u->st.name);
+        note(u, "%s: %s; stopping it", e.msg, strerror(-r));
+        tell_cli(u, INSTANCE_MSG_FAILED, -1, &e);
+        stop_container(u, SIGKILL);
+        return false;
 }
 
 static void on_started(struct sup *u, pid_t pid)
@@ -513,8 +545,10 @@ static void on_settle_tick(struct sup *u)
         u->settled_in_row = tree_settled(u->st.pid, 0) ? u->settled_in_row + 1 : 0;
         if (u->settled_in_row < 2 && waited_ms < (long) u->spec->settle_ms)
                 return;
+        timer_off(u);
+        if (!state_save(u))
+                return;
         u->ready = true;
-        state_save(u);
         /* the CLI, which returns once told, tends to be woken on our CPU and wait for it:
          * told first, the log line after, the tidying (on_timer) a while later */
         tell_cli(u, INSTANCE_MSG_READY, 0, NULL);
@@ -540,6 +574,7 @@ static void on_container_exit(struct sup *u, int wstatus)
         /* a container that ended on its image server's EIO: the server's line, written
          * before that EIO, first (it may wait in the pipe behind this signal) */
         on_server_report(u);
+        u->exit_status = status;
         if (u->cg.n_dirs && cgroup_oom_killed(&u->cg))
                 note(u, "the kernel's OOM killer killed a process of the container (memory limit reached)");
         if (!u->ready) {
@@ -617,6 +652,11 @@ static void on_timer(struct sup *u)
 {
         uint64_t ticks;
         (void) !read(u->timerfd, &ticks, sizeof ticks);
+        if (u->kill_pending) {
+                if (u->init > 0)
+                        kill(u->init, SIGKILL);
+                u->kill_pending = false;
+        }
         if (u->tidy_pending) { /* a restart's backoff may have taken the timer over: now */
                 u->tidy_pending = false;
                 sink_drop_aside(&u->out);
@@ -638,6 +678,30 @@ static void on_timer(struct sup *u)
                 on_settle_tick(u);
 }
 
+static void stop_container(struct sup *u, int sig)
+{
+        u->stopping = true;
+        if (u->init > 0)
+                kill(u->init, sig);
+        else
+                u->finishing = true;
+        if (u->backing_off) {
+                u->backing_off = false;
+                timer_off(u);
+        }
+}
+
+/* The batch job the instance is tied to ended: so does the instance. */
+static void on_job_end(struct sup *u)
+{
+        epoll_ctl(u->epfd, EPOLL_CTL_DEL, u->job_fd, NULL);
+        if (!u->stopping)
+                note(u, "the batch job %s ended (its process %d exited): stopping", u->st.job, (int) u->st.job_pid);
+        stop_container(u, SIGTERM);
+        u->kill_pending = true;
+        timer_arm(u, JOB_END_KILL_MS, false);
+}
+
 static void on_signal(struct sup *u)
 {
         struct signalfd_siginfo si;
@@ -655,15 +719,7 @@ static void on_signal(struct sup *u)
                         sig = si.ssi_int;
                 if (!u->stopping)
                         note(u, "stopping (signal %d)", sig);
-                u->stopping = true;
-                if (u->init > 0)
-                        kill(u->init, sig);
-                else
-                        u->finishing = true;
-                if (u->backing_off) {
-                        u->backing_off = false;
-                        timer_off(u);
-                }
+                stop_container(u, sig);
         }
 }
 
@@ -677,6 +733,25 @@ static bool tree_gone(struct sup *u)
         return p < 0 && errno == ECHILD;
 }
 
+/* --tie-to-job: a pidfd of the job's process, which polls readable once it exits (Linux
+ * 5.3). It works whatever the scheduler does with the job's other processes: under
+ * Slurm's proctrack/linuxproc the supervisor, in a session of its own, would outlive it. */
+static int job_watch(struct sup *u, struct hutch_error *err)
+{
+        const struct instance_spec *s = u->spec;
+        unsigned long long t;
+        if (s->job_pid <= 0)
+                return 0;
+        u->job_fd = pidfd_open_pid(s->job_pid);
+        if (u->job_fd < 0 || proc_start_time(s->job_pid, &t) < 0 || t != s->job_pid_start)
+                return hutch_err(err, -ESRCH, "cannot tie instance '%s' to batch job %s: its process %d is gone",
+                                 s->name, s->job_id ? s->job_id : "?", (int) s->job_pid);
+        u->st.job_pid = s->job_pid;
+        if (epoll_add(u->epfd, u->job_fd, EV_JOB) < 0)
+                return hutch_err_sys(err, -errno, "cannot set up the supervisor");
+        return 0;
+}
+
 static int setup(struct sup *u, struct hutch_error *err)
 {
         /* hold SUPERVISOR_DIR_FD now, so no fd opened below lands on it */
@@ -685,8 +760,8 @@ static int setup(struct sup *u, struct hutch_error *err)
                 return hutch_err_sys(err, -errno, "cannot set up the supervisor");
         if (hold != SUPERVISOR_DIR_FD)
                 close(hold);
-        int r = state_root_open(&u->spec->env, true, &u->root_fd, err);
-        if (r < 0 || (r = instance_lock(u->root_fd, u->spec->name, &u->dir_fd, &u->lock_fd, err)) < 0)
+        int r = instance_claim(&u->spec->env, u->spec->name, &u->root_fd, &u->dir_fd, &u->lock_fd, err);
+        if (r < 0)
                 return r;
         unlinkat(u->dir_fd, "state", 0); /* of a supervisor that died */
         if (dup3(u->dir_fd, SUPERVISOR_DIR_FD, O_CLOEXEC) < 0)
@@ -695,7 +770,9 @@ static int setup(struct sup *u, struct hutch_error *err)
                 return r;
         const struct launch_spec *ls = u->spec->launch;
         char name[INSTANCE_NAME_MAX + 32];
-        snprintf(name, sizeof name, "hutch-%u-%s", (unsigned) u->st.uid, u->spec->name);
+        /* the supervisor's pid last: unique across the user's state roots, and whose
+         * cgroup it is once the supervisor is gone (cgroup_orphans_clean) */
+        snprintf(name, sizeof name, "hutch-%u-%s-%d", (unsigned) u->st.uid, u->spec->name, (int) getpid());
         if (ls->limits && cgroup_limits_any(ls->limits)) {
                 if ((r = cgroup_create(ls->limits, ls->cgroup_parent, name, &u->cg, err)) < 0)
                         return r;
@@ -731,6 +808,8 @@ static int setup(struct sup *u, struct hutch_error *err)
             epoll_add(u->epfd, u->out_pipe[0], EV_OUT) < 0 || epoll_add(u->epfd, u->err_pipe[0], EV_ERR) < 0 ||
             epoll_add(u->epfd, u->srv_pipe[0], EV_SERVER) < 0)
                 return hutch_err_sys(err, -errno, "cannot set up the supervisor");
+        if ((r = job_watch(u, err)) < 0)
+                return r;
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         prctl(PR_SET_NAME, SUPERVISOR_COMM);
         openlog("hutch", LOG_PID, LOG_USER);
@@ -753,6 +832,7 @@ static void loop(struct sup *u)
                         case EV_ERR: drain(u, u->err_pipe[0], &u->err); break;
                         case EV_TIMER: on_timer(u); break;
                         case EV_SERVER: on_server_report(u); break;
+                        case EV_JOB: on_job_end(u); break;
                         }
         }
 }
@@ -761,7 +841,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
 {
         struct sup u = {.spec = spec, .sync_fd = sync_fd};
         fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
-        u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = -EBADF;
+        u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = u.job_fd = -EBADF;
         u.out.fd = u.err.fd = u.out.dir_fd = -EBADF;
         u.out_pipe[0] = u.out_pipe[1] = u.err_pipe[0] = u.err_pipe[1] = -EBADF;
         u.srv_pipe[0] = u.srv_pipe[1] = u.self_fd = -EBADF;
@@ -770,6 +850,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         proc_start_time(u.st.supervisor, &u.st.supervisor_start);
         u.st.started = time(NULL);
         u.st.name = strdup(spec->name);
+        u.st.job = strdup(spec->job_id ? spec->job_id : "");
         u.st.image = realpath(spec->launch->image, NULL);
         u.st.restart = strdup(spec->restart == RESTART_NO       ? "no"
                               : spec->restart == RESTART_ALWAYS ? "always"
@@ -781,7 +862,8 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         }
         if (!u.st.image)
                 u.st.image = strdup(spec->launch->image);
-        int r = (!u.st.name || !u.st.image || !u.st.restart) ? hutch_err(err, -ENOMEM, "out of memory") : 0;
+        int r = (!u.st.name || !u.st.image || !u.st.restart || !u.st.job) ? hutch_err(err, -ENOMEM, "out of memory")
+                                                                          : 0;
         if (r >= 0)
                 r = setup(&u, err);
         if (r >= 0) {
@@ -816,6 +898,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 tell_cli(&u, INSTANCE_MSG_FAILED, -1, NULL);
                 if (u.ready)
                         syslog(LOG_INFO, "instance %s (uid %u): gone", u.st.name, (unsigned) u.st.uid);
+                r = u.exit_status;
         }
         if (u.cg.n_dirs)
                 cgroup_destroy(&u.cg);
@@ -823,9 +906,9 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 instance_dir_remove(u.root_fd, u.dir_fd, spec->name);
         sink_drop_aside(&u.out);
         sink_drop_aside(&u.err);
-        int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,
-                     u.timerfd,     u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1],
-                     u.srv_pipe[0], u.srv_pipe[1], u.self_fd,     u.out.dir_fd,  u.sync_fd};
+        int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,       u.timerfd,
+                     u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1], u.srv_pipe[0], u.srv_pipe[1],
+                     u.self_fd,     u.out.dir_fd,  u.sync_fd,     u.job_fd};
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)
                 if (fds[i] >= 0)
                         close(fds[i]);

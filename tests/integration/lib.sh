@@ -50,7 +50,8 @@ hutch_procs() {
 
 # instance state folders of the test user (none may be left after a test)
 state_dirs() {
-	ls -d "$HOME"/.hutch/instances/*/* "${XDG_RUNTIME_DIR:-/nonexistent}"/hutch/instances/* 2>/dev/null
+	ls -d "$HOME"/.hutch/instances/*/* "${XDG_RUNTIME_DIR:-/nonexistent}"/hutch/instances/* \
+		"/run/user/$(id -u)"/hutch/instances/* 2>/dev/null
 }
 
 # wait_for EXPR [TENTHS]: poll until EXPR holds (default 5 s)

@@ -20,6 +20,10 @@ if [ "$MODE" = user ] && [ -z "${CGROUP_PARENT:-}" ]; then
 	check "... also for an instance, which is not started" '[ $RC -eq 255 ] && err_has "not delegated" && [ -z "$(state_dirs)" ]'
 	run "$HUTCH" exec "$R" true
 	check "without limits nothing touches cgroups" '[ $RC -eq 0 ]'
+	run "$HUTCH" instance start "$IMAGES/image.sif" nocg
+	run "$HUTCH" instance stats --no-stream nocg
+	check "instance stats without a cgroup says why and what to do" 'fails_with "no cgroup to read usage from" && err_has "--cgroup-parent"'
+	"$HUTCH" instance stop nocg >/dev/null 2>&1
 	leftovers "rootless limits"
 	finish
 fi
@@ -88,6 +92,10 @@ run "$HUTCH" exec --memory lots "$R" true
 check "a bad size fails" 'fails_with "512M"'
 run "$HUTCH" exec --cgroup-parent relative/x --memory 32M "$R" true
 check "a relative --cgroup-parent is refused" '[ $RC -eq 255 ] && err_has "cgroup-parent"'
+if [ $V = 1 ] && [ -n "$(findmnt -n -t cgroup2 2>/dev/null)" ]; then
+	run "$HUTCH" exec --cgroup-parent /no-such-parent --memory 32M "$R" true
+	check "--cgroup-parent on a hybrid host says the controllers live in v1 there" 'fails_with "controllers live in cgroup v1"'
+fi
 run "$HUTCH" exec --cgroup-parent /a/../b --memory 32M "$R" true
 check "a --cgroup-parent that climbs with .. is refused" '[ $RC -eq 255 ] && err_has "cgroup-parent"'
 conf 'max memory = 64M'
@@ -102,11 +110,33 @@ run "$HUTCH" instance start --memory 64M --pids-limit 50 "$IMAGES/image.sif" lim
 check "an instance starts with limits" '[ $RC -eq 0 ]'
 run "$HUTCH" exec instance://lim cat /proc/self/cgroup
 check "exec instance:// joins the instance's cgroup" 'out_has "hutch-$(id -u)-lim"'
+run "$HUTCH" exec instance://lim sh -c 'head -c 200000000 /dev/zero | tail >/dev/null'
+check "a command of an instance OOM-killed at the instance's limit: hutch says so" '[ $RC -eq 137 ] && err_has "OOM killer" && err_has "64 MiB"'
+run "$HUTCH" exec instance://lim true
+check "... and only then" '[ $RC -eq 0 ] && ! err_has OOM'
 run "$HUTCH" instance stats --no-stream lim
 check "instance stats shows CPU, memory usage/limit, pids and block I/O" 'out_has "^lim " && out_has "64.0MiB" && out_has "CPU %"'
 run "$HUTCH" instance stats --json --no-stream lim
 check "instance stats --json" 'out_has "\"memory_limit\": 67108864"'
 run "$HUTCH" instance stop lim
 check "stop removes the instance's cgroup" '[ $RC -eq 0 ] && [ "$(cgroups_of_hutch | wc -l)" -eq "$before" ]'
+
+# --- cgroups of a hutch killed with SIGKILL: the next command that finds them removes them
+cg_busy() { for d in $(cgroups_of_hutch); do [ -s "$d/cgroup.procs" ] && return 0; done; return 1; }
+"$HUTCH" exec --memory 64M "$R" sleep 300 </dev/null >/dev/null 2>&1 &
+bp=$!
+check "a batch hutch with limits has its cgroup" 'wait_for "cgroups_of_hutch | grep -q -- -$bp\$"'
+kill -9 "$bp"
+wait "$bp" 2>/dev/null
+wait_for '! cg_busy'
+run "$HUTCH" exec --memory 32M "$R" true
+check "kill -9 of a batch hutch with limits: the next one removes the cgroup left" '[ $RC -eq 0 ] && [ "$(cgroups_of_hutch | wc -l)" -eq "$before" ]'
+run "$HUTCH" instance start --memory 64M "$IMAGES/image.sif" orphan
+sup=$(pgrep -u "$(id -u)" -x hutch-supervise | head -1)
+check "an instance's cgroup ends in its supervisor's pid" 'cgroups_of_hutch | grep -q -- "-$(id -u)-orphan-$sup\$"'
+kill -9 "$sup"
+wait_for '[ -z "$(pgrep -u $(id -u) -x hutch-init)" ] && ! cg_busy'
+run "$HUTCH" instance list
+check "kill -9 of a supervisor: the next list removes its state and its cgroup" '[ "$(cgroups_of_hutch | wc -l)" -eq "$before" ] && err_has "orphan.*no longer running"'
 leftovers "cgroups"
 finish

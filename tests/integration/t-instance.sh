@@ -61,6 +61,14 @@ run "$HUTCH" instance start "$d" argy one two
 check "startscript gets ARGS" 'wait_for "\"$HUTCH\" instance logs argy 2>/dev/null | grep -q \"start args: one two\""'
 run "$HUTCH" instance logs --out argy
 check "logs --out shows the container's stdout" 'out_has "start args: one two"'
+check "... each line once" '[ "$(grep -c "start args: one two" "$OUT")" -eq 1 ]'
+run "$HUTCH" instance logs argy
+check "logs shows each line once" '[ "$(grep -c "start args: one two" "$OUT")" -eq 1 ] && [ "$(grep -c "instance started" "$ERR")" -eq 1 ]'
+"$HUTCH" instance logs -f --out argy > "$T/argyf" 2>&1 &
+fpid=$!
+check "logs -f shows each line once in its first dump" 'wait_for "grep -q \"start args\" \"$T/argyf\"" && sleep 0.3 && [ "$(grep -c "start args: one two" "$T/argyf")" -eq 1 ]'
+kill "$fpid" 2>/dev/null
+wait "$fpid" 2>/dev/null
 "$HUTCH" instance stop argy >/dev/null 2>&1
 run "$HUTCH" instance run "$I" runner x y
 check "instance run runs the runscript, and stays up after it exits 0" '[ $RC -eq 0 ] && "$HUTCH" instance list | grep -q "^runner "'
@@ -82,6 +90,40 @@ leftovers "missing image"
 run "$HUTCH" instance start -B /nonexistent-src:/x "$I" nope
 check "a bad bind fails the start with the launcher's error" 'fails_with "nonexistent-src"'
 leftovers "bad bind"
+
+# --- any byte in a path; a state that cannot be written
+mkdir "$T/new
+line" && cp "$I" "$T/new
+line/i.sif"
+run "$HUTCH" instance start "$T/new
+line/i.sif" nl
+check "an image path with a newline: the instance starts" '[ $RC -eq 0 ]'
+run "$HUTCH" instance list --json
+check "... is listed, with its path whole" 'out_has "\"instance\": \"nl\"" && out_has "new\\\\nline/i.sif"'
+run "$HUTCH" instance list
+check "... and one row in the table, the byte escaped" 'out_has "^nl .*new\\\\x0aline/i.sif" && [ "$(wc -l < "$OUT")" -eq 2 ]'
+run "$HUTCH" exec instance://nl cat /etc/hutch-test-marker
+check "... can be joined" 'out_is image-marker'
+check "... and its log lines stay whole" 'grep -q "instance started.*new\\\\x0aline" "$HOME"/.hutch/logs/*/nl.err && ! grep -q "^line/" "$HOME"/.hutch/logs/*/nl.err'
+run "$HUTCH" instance stop nl
+check "... and stops" '[ $RC -eq 0 ]'
+leftovers "a newline in the image path"
+if [ "$MODE" = root ]; then
+	# a full runtime folder (a tiny tmpfs, in a mount namespace of its own)
+	run unshare -m sh -c 'mount -t tmpfs -o size=64k,mode=0755 tmpfs /run/user && mkdir -m 0700 /run/user/0 &&
+		{ dd if=/dev/zero of=/run/user/0/fill bs=4k 2>/dev/null; XDG_RUNTIME_DIR=/run/user/0 "$0" instance start "$1" full; }' "$HUTCH" "$I"
+	check "a state that cannot be written (a full runtime folder) fails the start" 'fails_with "cannot write the state of instance .full.: No space"'
+	leftovers "a full runtime folder"
+fi
+
+if [ "$MODE" = root ]; then
+	# a shared home folder where another user made the log folder first
+	mkdir -p "$T/shared/.hutch/logs/$(hostname)"
+	chown hutchtest "$T/shared/.hutch/logs/$(hostname)" 2>/dev/null || chown 1 "$T/shared/.hutch/logs/$(hostname)"
+	HOME=$T/shared run "$HUTCH" instance start "$I" theirs
+	check "a log folder of another user is refused" 'fails_with "log folder .* does not belong to uid 0" && [ -z "$(ls "$T/shared/.hutch/logs/$(hostname)")" ]'
+	leftovers "a log folder of another user"
+fi
 
 # --- names
 for bad in 'a/b' '-x' '.hidden' '_x' 'a b' "$(printf 'x%.0s' $(seq 65))" 'é'; do
@@ -242,6 +284,27 @@ d=$(image_with_startscript 'sleep 0.3; exit 3' flaky)
 run "$HUTCH" instance start --restart on-failure:2 "$d" flaky
 check "on-failure:N gives up after N restarts" 'wait_for "! \"$HUTCH\" instance list | grep -q ^flaky" 100 && [ "$(grep -c "restart [0-9]" "$HOME"/.hutch/logs/*/flaky.err)" -eq 2 ]'
 leftovers "on-failure:N"
+# the supervisor exits with its container's status, as a subreaper above it sees
+cat > "$T/subreap.py" <<'PY'
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: the supervisor comes to us
+first = os.fork()
+if first == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+while True:
+    try:
+        pid, st = os.wait()
+    except ChildProcessError:
+        break
+    if pid != first:
+        print(os.WEXITSTATUS(st) if os.WIFEXITED(st) else "signal %d" % os.WTERMSIG(st))
+PY
+d=$(image_with_startscript 'sleep 0.5; exit 3' three)
+run python3 "$T/subreap.py" "$HUTCH" instance start "$d" three
+check "the supervisor exits with its container's status (3)" 'out_is 3'
+run python3 "$T/subreap.py" sh -c '"$1" instance start "$2" killed && kill -9 $(pgrep -u $(id -u) -x httpd | head -1)' - "$HUTCH" "$I"
+check "... and with 128+N when signal N killed the container (137)" 'out_is 137'
+leftovers "the supervisor's status"
 mkdir -p "$HOME/.hutch/instances/$(hostname)/ghost"
 printf 'name=ghost\npid=1\nsupervisor=1\n' > "$HOME/.hutch/instances/$(hostname)/ghost/state"
 : > "$HOME/.hutch/instances/$(hostname)/ghost/lock"
@@ -291,13 +354,94 @@ run "$HUTCH" instance list --user 4000000
 check "list --user of another uid does not show it" '! out_has "^seen "'
 "$HUTCH" instance stop seen >/dev/null 2>&1
 leftovers "list --all"
+if [ "$MODE" = root ]; then
+	# Another user's supervisor and its state are that user's to forge: root's list --all
+	# trusts only what the kernel vouches for (the process's real uid, the folder the
+	# supervisor holds) and reads the state as that user would.
+	U=hutchtest
+	id "$U" >/dev/null 2>&1 || useradd -m -s /bin/bash "$U"
+	UH=$(getent passwd "$U" | cut -d: -f6) uid=$(id -u "$U")
+	asu() { runuser -u "$U" -- env HOME="$UH" "$@"; }
+	asu "$HUTCH" instance start "$I" forge >/dev/null 2>&1
+	fsup=$(pgrep -u "$uid" -x hutch-supervise | head -1)
+	trap '[ -n "${fsup:-}" ] && kill "$fsup" 2>/dev/null; "$HUTCH" instance stop --all --force >/dev/null 2>&1; rm -rf "$T"' EXIT
+	fdir=$(readlink "/proc/$fsup/fd/4")
+	asu cp "$fdir/state" "$UH/forge.state"
+	asu sh -c 'sed "s/^uid=.*/uid=0/" "$1/state" > "$1/f" && mv -f "$1/f" "$1/state"' - "$fdir"
+	run timeout 10 "$HUTCH" instance list --user root
+	check "a user's state that claims uid 0 is not listed as root's" '[ $RC -eq 0 ] && ! out_has "^forge "'
+	run timeout 10 "$HUTCH" instance list --all --json
+	check "... nor anywhere in list --all" '[ $RC -eq 0 ] && ! out_has "\"forge\""'
+	asu sh -c 'mkfifo "$1/f" && mv -f "$1/f" "$1/state"' - "$fdir"
+	run timeout 10 "$HUTCH" instance list --all
+	check "a FIFO as a user's state does not hang root's list --all" '[ $RC -eq 0 ]'
+	# a root-only file that would pass for the state: root must not read it for the user
+	sed "s|^image=.*|image=/ROOT-ONLY-FILE-READ|" "$UH/forge.state" > "$T/secret"
+	chmod 0600 "$T/secret"
+	asu ln -sfn "$T/secret" "$fdir/state"
+	run timeout 10 "$HUTCH" instance list --all
+	check "a symlink from a user's state to a root-only file is not followed" '[ $RC -eq 0 ] && ! out_has ROOT-ONLY'
+	asu sh -c 'rm -f "$1/state" && cp "$2" "$1/state"' - "$fdir" "$UH/forge.state"
+	run "$HUTCH" instance list --user "$U"
+	check "the user's real state is listed again" 'out_has "^forge "'
+	asu "$HUTCH" instance stop forge >/dev/null 2>&1
+	check "the user's instance is stopped" 'wait_for "! kill -0 $fsup 2>/dev/null"'
+	kill "$fsup" 2>/dev/null
+	rm -f "$UH/forge.state"
+	fsup=
+fi
 
-# --- XDG_RUNTIME_DIR
+# --- batch jobs: the job id recorded and shown; tied to the job (the default inside one),
+# the instance ends with the job's script (its session's leader), whatever proctrack does
+d=$(image_with_startscript '' jobimg)
+run env PBS_JOBID= LSB_JOBID= SLURM_JOB_ID=4242 setsid -w sh -c '"$0" instance start "$1" tied && "$0" instance list &&
+	"$0" instance list --json && sleep 0.5' "$HUTCH" "$d"
+check "an instance started in a batch job shows the job id, tied to it" '[ $RC -eq 0 ] && out_has "^tied .* 4242 (tied)$" && out_has "\"jobId\": \"4242\"" && out_has "\"tiedToJob\": true"'
+check "... and ends when the job's script does" 'wait_for "! \"$HUTCH\" instance list | grep -q ^tied" && grep -q "batch job 4242 ended" "$HOME"/.hutch/logs/*/tied.err'
+d2=$(image_with_startscript "trap '' TERM; exec sh -c 'trap \"\" TERM; while :; do sleep 1; done'" jobdeaf)
+run env SLURM_JOB_ID=4244 setsid -w sh -c '"$0" instance start "$1" deaf' "$HUTCH" "$d2"
+check "... a payload that ignores SIGTERM is killed 10 s after its job's end" 'wait_for "! \"$HUTCH\" instance list | grep -q ^deaf" 150'
+run env SLURM_JOB_ID=4243 setsid -w sh -c '"$0" instance start --no-tie-to-job "$1" free' "$HUTCH" "$d"
+sleep 0.3
+run "$HUTCH" instance list
+check "--no-tie-to-job: the instance outlives the job's script, its job id still shown" 'out_has "^free .* 4243$"'
+"$HUTCH" instance stop free >/dev/null 2>&1
+run env -u SLURM_JOB_ID -u PBS_JOBID -u LSB_JOBID "$HUTCH" instance start --tie-to-job "$d" notjob
+check "--tie-to-job outside a batch job is an error" 'fails_with "not inside a batch job"'
+run "$HUTCH" instance start --tie-to-job=maybe "$d" notjob
+check "--tie-to-job takes true or false" '[ $RC -eq 255 ] && err_has "true or false"'
+leftovers "batch jobs"
+
+# --- one set of instances whatever the environment (login shell, cron, su, a batch job)
 mkdir -m 0700 "$T/xdg"
 XDG_RUNTIME_DIR=$T/xdg run "$HUTCH" instance start "$I" xdg
-check "state lives in \$XDG_RUNTIME_DIR/hutch/instances when that is the user's" '[ -s "$T/xdg/hutch/instances/xdg/state" ] && [ "$(stat -c %a "$T/xdg/hutch/instances/xdg/state")" = 600 ] && [ "$(stat -c %a "$T/xdg/hutch/instances/xdg")" = 700 ]'
-XDG_RUNTIME_DIR=$T/xdg run "$HUTCH" instance stop xdg
-check "... and is removed by stop" '[ $RC -eq 0 ] && [ ! -e "$T/xdg/hutch/instances/xdg" ]'
+check "XDG_RUNTIME_DIR does not move an instance's state" '[ $RC -eq 0 ] && [ ! -e "$T/xdg/hutch/instances/xdg" ] && state_dirs | grep -q "/xdg$"'
+run env -u XDG_RUNTIME_DIR "$HUTCH" instance list
+check "an instance started with XDG_RUNTIME_DIR set is listed without it" 'out_has "^xdg "'
+run env -u XDG_RUNTIME_DIR "$HUTCH" instance start "$I" xdg
+check "... its NAME cannot be started a second time" 'fails_with "instance .xdg. already exists"'
+run env -u XDG_RUNTIME_DIR "$HUTCH" exec instance://xdg cat /etc/hutch-test-marker
+check "... it can be joined" 'out_is image-marker'
+run env -u XDG_RUNTIME_DIR "$HUTCH" instance stop xdg
+check "... and stopped" '[ $RC -eq 0 ] && [ -z "$(state_dirs)" ]'
+leftovers "one set of instances"
+if [ "$MODE" = root ] && [ ! -e /run/user/0 ]; then
+	# /run/user/0 appears (a login) after an instance started under $HOME; later it is
+	# unmounted under a running instance (the last logout): every instance stays in view
+	d=$(image_with_startscript '' quiet)
+	run "$HUTCH" instance start "$d" before
+	run unshare -m sh -c 'mount -t tmpfs -o size=1m,mode=0755 tmpfs /run/user && mkdir -m 0700 /run/user/0 &&
+		"$0" instance list && { "$0" instance start "$1" before; echo "again $?"; } &&
+		"$0" instance start "$1" fresh && ls /run/user/0/hutch/instances && umount -l /run/user &&
+		"$0" instance list && "$0" instance stop fresh before' "$HUTCH" "$d"
+	"$HUTCH" instance stop before >/dev/null 2>&1
+	check "with /run/user/UID present, an instance under \$HOME is still listed and its NAME taken" \
+		'[ "$(grep -c "^before " "$OUT")" -eq 2 ] && out_has "^again 255$" && err_has "instance .before. already exists"'
+	check "... new instances go to /run/user/UID" 'out_has "^fresh$"'
+	check "... and one whose folder was unmounted under it is still listed and stopped" \
+		'[ $RC -eq 0 ] && out_has "^fresh " && [ -z "$(pgrep -x hutch-supervise)" ]'
+	leftovers "/run/user/UID"
+fi
 run "$HUTCH" instance start "$I" idle
 sleep 2.5 # the FUSE server gives its caches and heap back after 2 s without requests
 run "$HUTCH" exec instance://idle md5sum /bin/busybox /etc/hutch-test-marker

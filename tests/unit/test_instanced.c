@@ -6,10 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "instanced/instanced.h"
+#include "util/util.h"
 
 static void test_names(void **state)
 {
@@ -92,12 +94,28 @@ static void test_state_roundtrip(void **state)
         assert_int_equal(back.restarts, 3);
         assert_string_equal(back.restart, "on-failure:5");
         assert_string_equal(back.log_err, st.log_err);
+        assert_string_equal(back.job, "");
+        assert_int_equal(back.job_pid, 0);
         free(text);
         instance_state_clear(&back);
-        /* a newline in a value would forge a line: refused */
+        st.job = strdup("4242");
+        st.job_pid = 777;
+        assert_int_equal(instance_state_format(&st, &text), 0);
+        assert_int_equal(instance_state_parse(text, &back, &err), 0);
+        assert_string_equal(back.job, "4242");
+        assert_int_equal(back.job_pid, 777);
+        free(text);
+        instance_state_clear(&back);
+        /* any byte of a path is representable, and none forges a line */
         free(st.image);
-        st.image = strdup("/x\npid=1");
-        assert_int_equal(instance_state_format(&st, &text), -EINVAL);
+        st.image = strdup("/x\npid=1\t%41%\r\x7f\x01\xc3\xa9=");
+        assert_int_equal(instance_state_format(&st, &text), 0);
+        assert_null(strstr(text, "\npid=1\t"));
+        assert_int_equal(instance_state_parse(text, &back, &err), 0);
+        assert_string_equal(back.image, st.image);
+        assert_int_equal(back.pid, 1234);
+        free(text);
+        instance_state_clear(&back);
         instance_state_clear(&st);
 }
 
@@ -127,34 +145,52 @@ static void test_state_parse_bad(void **state)
 
 static void test_paths(void **state)
 {
-        char *p = NULL, *o = NULL, *e = NULL, host[256];
+        char *p = NULL, *o = NULL, *e = NULL, host[256], **v = NULL;
         gethostname(host, sizeof host);
-        struct instance_env env = {.uid = getuid(), .xdg_runtime_dir = NULL, .home = "/home/u"};
+        char base[] = "/tmp/run-user.XXXXXX", xdg[] = "/tmp/xdg.XXXXXX", run[600];
+        assert_non_null(mkdtemp(base));
+        assert_non_null(mkdtemp(xdg));
+        struct instance_env env = {.uid = getuid(), .xdg_runtime_dir = NULL, .home = "/home/u", .runtime_base = base};
         assert_int_equal(instance_state_root(&env, &p), 0);
         char want[600];
         snprintf(want, sizeof want, "/home/u/.hutch/instances/%s", host);
         assert_string_equal(p, want);
         free(p);
-        /* an XDG_RUNTIME_DIR that is not the user's folder is not used */
-        env.xdg_runtime_dir = "/nonexistent-xdg";
+        /* XDG_RUNTIME_DIR, set or not, does not move new instances: it is only looked in */
+        env.xdg_runtime_dir = xdg;
         assert_int_equal(instance_state_root(&env, &p), 0);
         assert_string_equal(p, want);
         free(p);
-        char tmpl[] = "/tmp/xdg.XXXXXX";
-        assert_non_null(mkdtemp(tmpl));
-        env.xdg_runtime_dir = tmpl;
+        assert_int_equal(instance_state_roots(&env, &v), 0);
+        assert_int_equal(strv_length(v), 2);
+        assert_string_equal(v[0], want);
+        snprintf(run, sizeof run, "%s/hutch/instances", xdg);
+        assert_string_equal(v[1], run);
+        strv_free(v);
+        /* the user's runtime folder, where it exists, whatever the environment says */
+        snprintf(run, sizeof run, "%s/%u", base, (unsigned) getuid());
+        assert_int_equal(mkdir(run, 0700), 0);
+        env.xdg_runtime_dir = NULL;
         assert_int_equal(instance_state_root(&env, &p), 0);
-        snprintf(want, sizeof want, "%s/hutch/instances", tmpl);
-        assert_string_equal(p, want);
+        strcat(run, "/hutch/instances");
+        assert_string_equal(p, run);
         free(p);
-        rmdir(tmpl);
+        assert_int_equal(instance_state_roots(&env, &v), 0);
+        assert_int_equal(strv_length(v), 2);
+        assert_string_equal(v[0], run);
+        assert_string_equal(v[1], want);
+        strv_free(v);
+        *strrchr(run, '/') = 0;
+        *strrchr(run, '/') = 0;
+        rmdir(run);
+        rmdir(base);
+        rmdir(xdg);
         assert_int_equal(instance_log_paths(&env, "web", &o, &e), 0);
         snprintf(want, sizeof want, "/home/u/.hutch/logs/%s/web.err", host);
         assert_string_equal(e, want);
         free(o);
         free(e);
         env.home = NULL;
-        env.xdg_runtime_dir = NULL;
         assert_int_equal(instance_state_root(&env, &p), -ENOENT);
 }
 
