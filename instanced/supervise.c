@@ -355,6 +355,32 @@ static void pin_start(struct sup *u)
         u->pinned = sched_setaffinity(0, sizeof one, &one) == 0;
 }
 
+/* Calls fn for each child of thread tid of process pid, until fn returns false (then
+ * false). A list that cannot be read has no children. */
+static bool each_child(pid_t pid, pid_t tid, bool (*fn)(pid_t child, void *arg), void *arg)
+{
+        char path[96];
+        _cleanup_free_ char *kids = NULL;
+        snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int) pid, (int) tid);
+        if (read_full_at(AT_FDCWD, path, 1 << 16, &kids, NULL) < 0)
+                return true;
+        for (char *p = kids, *e; *p; p = e) {
+                long k = strtol(p, &e, 10);
+                if (e == p)
+                        break;
+                if (k > 0 && !fn((pid_t) k, arg))
+                        return false;
+        }
+        return true;
+}
+
+static bool child_unpin(pid_t child, void *arg)
+{
+        const cpu_set_t *mask = arg;
+        sched_setaffinity(child, sizeof *mask, mask);
+        return true;
+}
+
 /* We, the image server and its worker (the server's child) get the original mask back. */
 static void unpin(struct sup *u)
 {
@@ -365,18 +391,7 @@ static void unpin(struct sup *u)
         if (u->server <= 0)
                 return;
         sched_setaffinity(u->server, sizeof u->affinity, &u->affinity);
-        char path[64];
-        _cleanup_free_ char *kids = NULL;
-        snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int) u->server, (int) u->server);
-        if (read_full_at(AT_FDCWD, path, 4096, &kids, NULL) < 0)
-                return;
-        for (char *p = kids, *e; *p; p = e) {
-                long k = strtol(p, &e, 10);
-                if (e == p)
-                        break;
-                if (k > 0)
-                        sched_setaffinity((pid_t) k, sizeof u->affinity, &u->affinity);
-        }
+        each_child(u->server, u->server, child_unpin, &u->affinity);
 }
 
 /* The image's server, our child, for a squashfs or SIF image (a folder needs none): the
@@ -402,20 +417,16 @@ static int server_start(struct sup *u, int *ret_sock, struct hutch_error *err)
 }
 
 /* SIGKILL every child of this thread (the init, when one was made). */
+static bool child_kill(pid_t child, void *arg)
+{
+        (void) arg;
+        kill(child, SIGKILL);
+        return true;
+}
+
 static void kill_children(void)
 {
-        char path[64];
-        _cleanup_free_ char *kids = NULL;
-        snprintf(path, sizeof path, "/proc/self/task/%d/children", (int) gettid());
-        if (read_full_at(AT_FDCWD, path, 1 << 16, &kids, NULL) < 0)
-                return;
-        for (char *p = kids, *e; *p; p = e) {
-                long k = strtol(p, &e, 10);
-                if (e == p)
-                        break;
-                if (k > 0)
-                        kill((pid_t) k, SIGKILL);
-        }
+        each_child(getpid(), gettid(), child_kill, NULL);
 }
 
 /* Start the container; returns once its payload runs (or setup failed). */
@@ -475,6 +486,13 @@ static int container_start(struct sup *u, struct hutch_error *err)
 /* Every task of pid and its descendants sleeping (S), idle (I) or stopped: the container has
  * settled. Running (R), waiting on I/O or a FUSE page-in (D) or a zombie not yet reaped
  * (Z) mean it is still getting up or going down. */
+static bool tree_settled(pid_t pid, int depth);
+
+static bool child_settled(pid_t child, void *arg)
+{
+        return tree_settled(child, *(int *) arg);
+}
+
 static bool tree_settled(pid_t pid, int depth)
 {
         char path[64];
@@ -490,18 +508,9 @@ static bool tree_settled(pid_t pid, int depth)
                 char st = proc_state(pid, tid);
                 if (st != 'S' && st != 'I' && st != 'T' && st != 't')
                         return false;
-                char cpath[96];
-                _cleanup_free_ char *kids = NULL;
-                snprintf(cpath, sizeof cpath, "/proc/%d/task/%d/children", (int) pid, (int) tid);
-                if (read_full_at(AT_FDCWD, cpath, 1 << 16, &kids, NULL) < 0)
-                        continue;
-                for (char *p = kids, *e; *p; p = e) {
-                        pid_t k = (pid_t) strtol(p, &e, 10);
-                        if (e == p)
-                                break;
-                        if (k > 0 && !tree_settled(k, depth + 1))
-                                return false;
-                }
+                int next = depth + 1;
+                if (!each_child(pid, tid, child_settled, &next))
+                        return false;
         }
         return true;
 }

@@ -646,52 +646,50 @@ pid_t fork_detached(const int *fds, size_t n_fds)
         return 0;
 }
 
-int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds)
+/* Run fn(d) in a CLONE_VM|CLONE_VFORK child on a stack of its own (two stacks' worth: a
+ * child that clones again gives the second to its own child), with every signal blocked
+ * meanwhile so no handler of ours runs on the borrowed memory. We are suspended until the
+ * child has exec'd or exited, so the stacks are free again when this returns. */
+static pid_t vfork_run(int (*fn)(void *), struct detached *d)
 {
         enum { STACK = 64 * 1024 };
-        struct detached d = {.path = path, .argv = argv, .fds = fds, .n_fds = n_fds};
-        if (n_fds > 8)
+        if (d->n_fds > 8)
                 return -EINVAL;
         char *stacks = mmap(NULL, 2 * STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
         if (stacks == MAP_FAILED)
                 return -errno;
-        d.stack = stacks + 2 * STACK; /* stacks grow down */
+        d->stack = stacks + 2 * STACK; /* stacks grow down */
         sigset_t all, old;
         sigfillset(&all);
         sigprocmask(SIG_SETMASK, &all, &old);
-        pid_t mid = clone(detached_orphan, stacks + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &d);
-        int r = mid < 0 ? -errno : 0;
+        pid_t child = clone(fn, stacks + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, d);
+        int r = child < 0 ? -errno : 0;
         sigprocmask(SIG_SETMASK, &old, NULL);
-        if (mid > 0)
-                while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
-                        ;
         munmap(stacks, 2 * STACK);
-        return r < 0 ? r : d.err;
+        return r < 0 ? r : child;
+}
+
+int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds)
+{
+        struct detached d = {.path = path, .argv = argv, .fds = fds, .n_fds = n_fds};
+        pid_t mid = vfork_run(detached_orphan, &d);
+        if (mid < 0)
+                return mid;
+        while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        return d.err;
 }
 
 pid_t spawn_child(const char *path, char *const argv[], const int *fds, size_t n_fds)
 {
-        enum { STACK = 64 * 1024 };
         struct detached d = {.path = path, .argv = argv, .fds = fds, .n_fds = n_fds};
-        if (n_fds > 8)
-                return -EINVAL;
-        char *stack = mmap(NULL, STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        if (stack == MAP_FAILED)
-                return -errno;
-        sigset_t all, old;
-        sigfillset(&all);
-        sigprocmask(SIG_SETMASK, &all, &old);
-        /* suspended until the child has exec'd (or failed to) */
-        pid_t child = clone(detached_exec, stack + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, &d);
-        int r = child < 0 ? -errno : 0;
-        sigprocmask(SIG_SETMASK, &old, NULL);
-        munmap(stack, STACK);
-        if (r == 0 && d.err < 0) {
+        pid_t child = vfork_run(detached_exec, &d);
+        if (child > 0 && d.err < 0) {
                 while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
                         ;
-                r = d.err;
+                return d.err;
         }
-        return r < 0 ? r : child;
+        return child;
 }
 
 bool run_in_vfork_shares_memory(void)
