@@ -81,7 +81,8 @@ struct serve_filter {
 };
 /* recv_fd, send_fd: the one socket it may receive on (the mount's hand-over), the one it
  * may send on (the FUSE fd to the monitor); -EBADF: none */
-int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, struct serve_filter *ret);
+int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, bool cache, struct serve_filter *ret);
+bool serve_landlock_available(void);
 /* Confine this process: every fd >= 3 but keep[] closed, no core file, no capability,
  * no_new_privs, no file reachable by path but beneath dir_fd (-EBADF: none; Landlock,
  * where the kernel has it), the filter f. */

@@ -470,9 +470,8 @@ static const struct fuse_lowlevel_ops sqfs_ops = {
 };
 
 /* Fresh memory costs a page fault per 4 KiB page on first touch, dear on virtual machines
- * (this CI kind: ~10 us a page, 18 us after fork's copy-on-write, against 0.6 us a page
- * populated by one madvise). A server keeps its heap while requests come (128 KiB blocks
- * from the heap, freed memory kept), and a pushed file is decompressed into a populated
+ * (an order of magnitude more than a page populated by one madvise: docs/performance.md). A server keeps its heap while
+ * requests come (128 KiB blocks from the heap, freed memory kept), and a pushed file is decompressed into a populated
  * mapping of its own. Its heap is not populated ahead (image_serve_worker tells why). Once the
  * mount has been idle for IDLE_MS, caches and heap are given back so that a long-running
  * instance's server stays small. */
@@ -589,8 +588,12 @@ int image_serve_worker(int sock, int owner_fd, int ctl, uint64_t cache_max, vola
         cache.max = cache_max;
         cache.dirfd = cache_max > 0 ? -EBADF : -ENOTSUP;
         cache_dir();
+        if (cache.dirfd >= 0 && !serve_landlock_available()) { /* see landlock_beneath */
+                close(cache.dirfd);
+                cache.dirfd = -ENOTSUP;
+        }
         int keep[] = {sock, owner_fd, ctl, cache.dirfd};
-        int r = serve_filter_build(SERVE_WORKER, sock, ctl, &filter);
+        int r = serve_filter_build(SERVE_WORKER, sock, ctl, cache.dirfd >= 0, &filter);
         if (r >= 0)
                 r = serve_confine(&filter, keep, ELEMENTSOF(keep), cache.dirfd);
         if (r < 0)

@@ -50,10 +50,8 @@ static const int worker_calls[] = {
         SCMP_SYS(close),
         SCMP_SYS(exit),
         SCMP_SYS(exit_group),
-        SCMP_SYS(fcntl),           /* fdopendir: the cache's trim */
         SCMP_SYS(fstat),           /* cache entries */
         SCMP_SYS(futex),
-        SCMP_SYS(getdents64),      /* the cache's trim */
         SCMP_SYS(geteuid),         /* a cache entry must be ours */
         SCMP_SYS(getgid),          /* squashfuse: the owner of what the image leaves unowned */
         SCMP_SYS(getpid),          /* a debug line */
@@ -65,22 +63,32 @@ static const int worker_calls[] = {
         SCMP_SYS(mremap),
         SCMP_SYS(munmap),
         SCMP_SYS(newfstatat),
-        SCMP_SYS(openat),          /* cache entries, beneath the cache folder's fd */
         SCMP_SYS(poll),
         SCMP_SYS(ppoll),
         SCMP_SYS(pread64),         /* the image; cached fragment blocks */
         SCMP_SYS(read),            /* /dev/fuse */
-        SCMP_SYS(renameat),        /* a cache entry into place */
-        SCMP_SYS(renameat2),
         SCMP_SYS(restart_syscall),
         SCMP_SYS(rt_sigreturn),
         SCMP_SYS(sigaltstack),     /* AddressSanitizer, at exit */
         SCMP_SYS(sysinfo),         /* qsort sizes its buffer by the memory (the cache's trim) */
-        SCMP_SYS(unlinkat),        /* the cache's trim */
-        SCMP_SYS(utimensat),       /* a cache hit is marked used */
         SCMP_SYS(write),           /* /dev/fuse; cache entries */
         SCMP_SYS(writev),          /* /dev/fuse: replies and page-cache stores */
 };
+
+/* The worker's calls on the cache folder, allowed only where Landlock holds them beneath
+ * it (serve_landlock_available): seccomp cannot tell a cache entry from the user's files. */
+static const int cache_calls[] = {
+        SCMP_SYS(getdents64),      /* the cache's trim */
+        SCMP_SYS(openat),          /* cache entries, beneath the cache folder's fd */
+        SCMP_SYS(renameat),        /* a cache entry into place */
+        SCMP_SYS(renameat2),
+        SCMP_SYS(unlinkat),        /* the cache's trim */
+        SCMP_SYS(utimensat),       /* a cache hit is marked used */
+};
+
+/* fcntl commands the worker may use (fdopendir, for the cache's trim). F_SETOWN, F_SETSIG
+ * and F_SETFL's O_ASYNC would have the kernel signal any process of the user. */
+static const int fcntl_cmds[] = {F_GETFD, F_SETFD, F_GETFL};
 
 /* The monitor, once the worker has died: reports, answers EIO. */
 static const int monitor_calls[] = {
@@ -118,26 +126,43 @@ static int caps_drop(void)
         return syscall(SYS_capset, &h, d) < 0 ? -errno : 0;
 }
 
-/* The role's filter as a program for serve_confine. The worker confines itself while the
- * launcher works up to the mount, off the start's path (even so it competes with the
- * launcher for the CPU): libseccomp's first use probes the kernel's features (~0.2 ms,
- * fifteen system calls), the kernel's attach takes about as long. */
-int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, struct serve_filter *ret)
+/* The role's filter as a program for serve_confine; cache: the worker keeps the cache
+ * folder (and Landlock holds it beneath it). The worker confines itself while the launcher
+ * works up to the mount, off the start's path (libseccomp's first use probes the kernel's
+ * features, which costs about as much as the kernel's attach: docs/performance.md). */
+static int allow_on_arg(scmp_filter_ctx ctx, int call, unsigned arg, scmp_datum_t value)
 {
-        const int *calls = role == SERVE_WORKER ? worker_calls : monitor_calls;
-        size_t n = role == SERVE_WORKER ? ELEMENTSOF(worker_calls) : ELEMENTSOF(monitor_calls);
+        /* spelt out: SCMP_A0() leaves fields to the compiler, which clang's
+         * -Wmissing-field-initializers refuses */
+        struct scmp_arg_cmp cmp = {.arg = arg, .op = SCMP_CMP_EQ, .datum_a = value, .datum_b = 0};
+        return seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, call, 1, &cmp);
+}
+
+static int allow_all(scmp_filter_ctx ctx, const int *calls, size_t n)
+{
+        int r = 0;
+        for (size_t i = 0; i < n && r >= 0; i++)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, calls[i], 0);
+        return r;
+}
+
+int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, bool cache, struct serve_filter *ret)
+{
+        bool worker = role == SERVE_WORKER;
         scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
         if (!ctx)
                 return -ENOMEM;
-        int r = 0, p[2] = {-EBADF, -EBADF};
-        for (size_t i = 0; i < n && r >= 0; i++)
-                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, calls[i], 0);
+        int p[2] = {-EBADF, -EBADF};
+        int r = worker ? allow_all(ctx, worker_calls, ELEMENTSOF(worker_calls))
+                       : allow_all(ctx, monitor_calls, ELEMENTSOF(monitor_calls));
+        if (r >= 0 && worker && cache)
+                r = allow_all(ctx, cache_calls, ELEMENTSOF(cache_calls));
+        for (size_t i = 0; r >= 0 && worker && cache && i < ELEMENTSOF(fcntl_cmds); i++)
+                r = allow_on_arg(ctx, SCMP_SYS(fcntl), 1, (scmp_datum_t) fcntl_cmds[i]);
         if (r >= 0 && recv_fd >= 0)
-                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(recvmsg), 1,
-                                     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t) recv_fd));
+                r = allow_on_arg(ctx, SCMP_SYS(recvmsg), 0, (scmp_datum_t) recv_fd);
         if (r >= 0 && send_fd >= 0)
-                r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(sendmsg), 1,
-                                     SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t) send_fd));
+                r = allow_on_arg(ctx, SCMP_SYS(sendmsg), 0, (scmp_datum_t) send_fd);
         /* the program is a few hundred bytes: it fits in a pipe's buffer */
         if (r >= 0 && pipe2(p, O_CLOEXEC) < 0)
                 r = -errno;
@@ -154,10 +179,16 @@ int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, struct se
         return r;
 }
 
+bool serve_landlock_available(void)
+{
+        return syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) >= 1;
+}
+
 /* Landlock (Linux 5.13, where the kernel enables it): no file is reached by path but
  * beneath dir_fd (none: -1), so that a worker the image took over cannot open the user's
  * files by an absolute path or "..", which a seccomp filter cannot tell from a cache
- * entry. Where the kernel has no Landlock the seccomp filter stands alone. */
+ * entry. Where the kernel has no Landlock the worker serves without the cache, and its
+ * seccomp filter then allows no call that takes a path (serve_filter_build). */
 static int landlock_beneath(int dir_fd)
 {
         long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
@@ -347,7 +378,7 @@ static int monitor(pid_t worker, int ctl, volatile uint64_t *in_flight)
         /* confined before it reads the first request the container sends */
         struct serve_filter filter;
         int keep[] = {SERVE_OWNER_FD, SERVE_REPORT_FD, fuse};
-        if (serve_filter_build(SERVE_MONITOR, -EBADF, -EBADF, &filter) < 0 ||
+        if (serve_filter_build(SERVE_MONITOR, -EBADF, -EBADF, false, &filter) < 0 ||
             serve_confine(&filter, keep, ELEMENTSOF(keep), -EBADF) < 0)
                 return 1; /* the mount fails (ENOTCONN) once this ends */
         report(SERVE_REPORT_FD, path, ws);
@@ -414,7 +445,7 @@ static const char *server_program(char *buf, size_t len)
 
 /* A fresh program, not a fork: a forked server shared the launcher's pages copy-on-write,
  * and the launcher, which goes on working for milliseconds after the early start, paid a
- * fault for each page it wrote (~18 us each on virtual machines). */
+ * fault for each page it wrote (dear on virtual machines: docs/performance.md). */
 int image_serve_process(int sock, int owner_fd, int report_fd, uint64_t cache_max, pid_t *ret_pid,
                         struct hutch_error *err)
 {

@@ -19,6 +19,9 @@ for src in "$T/raw.sqfs" "$T/raw.sif" "$IMAGES/image.sif"; do
 	mkdir -p "$d"
 	python3 "$craft" cases "$src" "$d" 2>/dev/null
 done
+# the cases below are only as good as their images: craft.py must have made them all
+made=$(ls "$T"/img/*/* 2>/dev/null | wc -l)
+check "craft.py made the crafted images ($made)" '[ "$made" -ge 20 ]'
 
 no_report() { ! ls "$T"/asan* "$T"/ubsan* >/dev/null 2>&1; }
 server_alive() { ! grep -qE 'Transport endpoint is not connected|Software caused connection abort' "$OUT" "$ERR"; }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -589,6 +590,56 @@ static void test_crafted(void **state)
         assert_int_equal(rmdir(dir), 0);
 }
 
+/* The server's confinement, as a worker applies it: what its filter and Landlock refuse. */
+enum { TRY_OPEN_OUTSIDE, TRY_SETOWN, TRY_EXEC, TRY_CACHE_CREATE };
+
+static int confined_try(bool cache, int dirfd, int what)
+{
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                struct serve_filter f;
+                int keep[] = {dirfd};
+                if (serve_filter_build(SERVE_WORKER, -EBADF, -EBADF, cache, &f) < 0 ||
+                    serve_confine(&f, keep, 1, cache ? dirfd : -EBADF) < 0)
+                        _exit(100);
+                switch (what) {
+                case TRY_OPEN_OUTSIDE: _exit(open("/etc/hostname", O_RDONLY) < 0 ? errno : 0);
+                case TRY_SETOWN: _exit(fcntl(dirfd, F_SETOWN, getpid()) < 0 ? errno : 0);
+                case TRY_EXEC: execl("/bin/true", "true", (char *) NULL); _exit(errno);
+                case TRY_CACHE_CREATE:
+                        _exit(openat(dirfd, "entry", O_CREAT | O_WRONLY | O_CLOEXEC, 0600) < 0 ? errno : 0);
+                }
+                _exit(101);
+        }
+        int ws;
+        assert_int_equal(waitpid(pid, &ws, 0), pid);
+        return WIFSIGNALED(ws) ? -WTERMSIG(ws) : WEXITSTATUS(ws);
+}
+
+static void test_serve_confinement(void **state)
+{
+        (void) state;
+        char dir[] = "/tmp/hutch-confine.XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        int dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(dirfd >= 0);
+        /* no signal can be aimed at another process through the fds it keeps */
+        assert_int_equal(confined_try(true, dirfd, TRY_SETOWN), -SIGSYS);
+        assert_int_equal(confined_try(false, dirfd, TRY_SETOWN), -SIGSYS);
+        assert_int_equal(confined_try(true, dirfd, TRY_EXEC), -SIGSYS);
+        /* without the cache no call that takes a path is allowed at all */
+        assert_int_equal(confined_try(false, dirfd, TRY_OPEN_OUTSIDE), -SIGSYS);
+        if (serve_landlock_available()) {
+                /* with it, Landlock holds paths beneath the cache folder */
+                assert_int_equal(confined_try(true, dirfd, TRY_OPEN_OUTSIDE), EACCES);
+                assert_int_equal(confined_try(true, dirfd, TRY_CACHE_CREATE), 0);
+                unlinkat(dirfd, "entry", 0);
+        }
+        close(dirfd);
+        rmdir(dir);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -605,6 +656,7 @@ int main(void)
                 cmocka_unit_test(test_fuzz_replay),
                 cmocka_unit_test(test_crafted),
                 cmocka_unit_test(test_dir_index),
+                cmocka_unit_test(test_serve_confinement),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
