@@ -208,6 +208,11 @@ static void test_read_regular(void **state)
         /* a FIFO with no writer: an error at once, not a wait */
         assert_int_equal(read_regular_at(dfd, "fifo", 100, &t, NULL), -EBADFD);
         assert_int_equal(read_regular_at(AT_FDCWD, "/dev/zero", 100, &t, NULL), -EBADFD);
+        /* /dev/null names no file: read as empty */
+        assert_int_equal(read_regular_at(AT_FDCWD, "/dev/null", 100, &t, &len), 0);
+        assert_int_equal(len, 0);
+        free(t);
+        t = NULL;
         assert_int_equal(read_regular_at(dfd, ".", 100, &t, NULL), -EISDIR);
         assert_int_equal(read_regular_at(dfd, "none", 100, &t, NULL), -ENOENT);
         assert_int_equal(unlinkat(dfd, "f", 0), 0);
