@@ -246,7 +246,7 @@ static int logs_open(struct sup *u, struct hutch_error *err)
         return 0;
 }
 
-static void drain(struct sup *u, int fd, struct log_sink *s)
+static void drain(int fd, struct log_sink *s)
 {
         char buf[65536];
         ssize_t n;
@@ -591,8 +591,8 @@ static void on_container_exit(struct sup *u, int wstatus)
                 /* what the container wrote before it exited is in the pipes, maybe not read
                  * yet (the signal can come first in an epoll batch): into the logs before
                  * the CLI reads them to show its error */
-                drain(u, u->out_pipe[0], &u->out);
-                drain(u, u->err_pipe[0], &u->err);
+                drain(u->out_pipe[0], &u->out);
+                drain(u->err_pipe[0], &u->err);
                 note(u, "container exited with status %d while starting", status);
                 struct hutch_error e = HUTCH_ERROR_INIT;
                 hutch_err(&e, -ECHILD, "instance '%s' failed to start: the container exited with status %d", u->st.name,
@@ -837,8 +837,8 @@ static void loop(struct sup *u)
                 for (int i = 0; i < n; i++)
                         switch (ev[i].data.u32) {
                         case EV_SIGNAL: on_signal(u); break;
-                        case EV_OUT: drain(u, u->out_pipe[0], &u->out); break;
-                        case EV_ERR: drain(u, u->err_pipe[0], &u->err); break;
+                        case EV_OUT: drain(u->out_pipe[0], &u->out); break;
+                        case EV_ERR: drain(u->err_pipe[0], &u->err); break;
                         case EV_TIMER: on_timer(u); break;
                         case EV_SERVER: on_server_report(u); break;
                         case EV_JOB: on_job_end(u); break;
@@ -902,8 +902,8 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 (void) !send(sync_fd, &m, sizeof m, MSG_NOSIGNAL);
         } else {
                 loop(&u);
-                drain(&u, u.out_pipe[0], &u.out);
-                drain(&u, u.err_pipe[0], &u.err);
+                drain(u.out_pipe[0], &u.out);
+                drain(u.err_pipe[0], &u.err);
                 tell_cli(&u, INSTANCE_MSG_FAILED, -1, NULL);
                 if (u.ready)
                         syslog(LOG_INFO, "instance %s (uid %u): gone", u.st.name, (unsigned) u.st.uid);

@@ -728,8 +728,8 @@ pid_t spawn_vm(int (*fn)(void *), void *arg, size_t stack_size, bool sibling, pi
         mprotect(stack, guard, PROT_NONE);
         if (stack_size > STACK_PREFAULT)
                 (void) madvise(stack + guard + stack_size - STACK_PREFAULT, STACK_PREFAULT, MADV_POPULATE_WRITE);
-        pid_t child = clone(fn, stack + guard + stack_size,
-                            CLONE_VM | CLONE_VFORK | (sibling ? CLONE_PARENT : 0) | SIGCHLD, arg);
+        int flags = CLONE_VM | CLONE_VFORK | (sibling ? CLONE_PARENT : 0) | (early ? CLONE_PARENT_SETTID : 0);
+        pid_t child = clone(fn, stack + guard + stack_size, flags | SIGCHLD, arg, early);
         int r = child < 0 ? -errno : child;
         munmap(stack, guard + stack_size);
         return r;

@@ -19,6 +19,7 @@ static const char *file_value(struct cgroup_file *f, size_t n, const char *file)
 
 static void test_flags(void **state)
 {
+        (void) state;
         struct cgroup_limits l;
         struct hutch_error err = HUTCH_ERROR_INIT;
         cgroup_limits_init(&l);
@@ -50,6 +51,7 @@ static void test_flags(void **state)
 
 static void test_v2_files(void **state)
 {
+        (void) state;
         struct cgroup_limits l;
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct cgroup_file *f;
@@ -85,6 +87,7 @@ static void test_v2_files(void **state)
 
 static void test_v1_files(void **state)
 {
+        (void) state;
         struct cgroup_limits l;
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct cgroup_file *f;
@@ -121,6 +124,7 @@ static void test_v1_files(void **state)
 
 static void test_toml(void **state)
 {
+        (void) state;
         struct cgroup_limits l;
         struct hutch_error err = HUTCH_ERROR_INIT;
         cgroup_limits_init(&l);
@@ -160,6 +164,7 @@ static void test_toml(void **state)
 
 static void test_clamp(void **state)
 {
+        (void) state;
         struct cgroup_limits l, max, def;
         struct hutch_error err = HUTCH_ERROR_INIT;
         char *what = NULL;
@@ -186,6 +191,7 @@ static void test_clamp(void **state)
 
 static void test_string(void **state)
 {
+        (void) state;
         struct cgroup cg;
         char *s = NULL;
         assert_int_equal(cgroup_from_string("1\t/sys/fs/cgroup/memory/a\t/sys/fs/cgroup/cpu/a", &cg), 0);

@@ -13,6 +13,7 @@
 
 static void test_conf_parse(void **state)
 {
+        (void) state;
         struct hutch_conf c;
         struct hutch_error e = HUTCH_ERROR_INIT;
         conf_defaults(&c);
@@ -34,6 +35,7 @@ static void test_conf_parse(void **state)
 
 static void test_conf_warnings(void **state)
 {
+        (void) state;
         struct hutch_conf c;
         struct hutch_error e = HUTCH_ERROR_INIT;
         conf_defaults(&c);
@@ -47,6 +49,7 @@ static void test_conf_warnings(void **state)
 
 static void test_conf_numbers(void **state)
 {
+        (void) state;
         struct hutch_conf c;
         struct hutch_error e = HUTCH_ERROR_INIT;
         conf_defaults(&c);
@@ -68,6 +71,7 @@ static void test_conf_numbers(void **state)
 
 static void test_conf_file(void **state)
 {
+        (void) state;
         struct hutch_conf c;
         struct hutch_error e = HUTCH_ERROR_INIT;
         char *t = NULL;
@@ -84,6 +88,7 @@ static void test_conf_file(void **state)
 
 static void test_bind_spec(void **state)
 {
+        (void) state;
         struct bind_spec *b = NULL;
         size_t n = 0;
         struct hutch_error e = HUTCH_ERROR_INIT;
@@ -100,6 +105,7 @@ static void test_bind_spec(void **state)
 
 static void test_bind_spec_errors(void **state)
 {
+        (void) state;
         static const char *const bad[] = {"/a:rel", "", "/a:/b:xx", "/a:/b:ro:extra", ":/b", "/a:", "relative"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 struct bind_spec *b = NULL;
@@ -113,6 +119,7 @@ static void test_bind_spec_errors(void **state)
 
 static void test_mount_spec(void **state)
 {
+        (void) state;
         struct bind_spec *b = NULL;
         size_t n = 0;
         struct hutch_error e = HUTCH_ERROR_INIT;
@@ -131,6 +138,7 @@ static void test_mount_spec(void **state)
 
 static void test_env_file(void **state)
 {
+        (void) state;
         char **env = NULL;
         struct hutch_error e = HUTCH_ERROR_INIT;
         assert_int_equal(env_file_parse("# c\n\nA=1\nexport B=two words # comment\nC=\"q \\\"x\\\"\"\nD='s $x'\nA=2\n",
@@ -156,6 +164,7 @@ static void test_env_file(void **state)
 
 static void test_no_mount(void **state)
 {
+        (void) state;
         unsigned m = 0;
         struct hutch_error e = HUTCH_ERROR_INIT;
         assert_int_equal(no_mount_parse("home,tmp,/etc/hosts,bind-paths", &m, &e), 0);
@@ -166,6 +175,7 @@ static void test_no_mount(void **state)
 
 static void test_conf_instance(void **state)
 {
+        (void) state;
         struct hutch_conf c;
         struct hutch_error e = HUTCH_ERROR_INIT;
         conf_defaults(&c);

@@ -73,6 +73,7 @@ static off_t fsize(int fd)
 
 static void test_header_roundtrip(void **state)
 {
+        (void) state;
         struct sif_header h = {.launch = "#!x\n",
                                .version = "01",
                                .arch = "04",
@@ -102,6 +103,7 @@ static void test_header_roundtrip(void **state)
 
 static void test_header_bad_table(void **state)
 {
+        (void) state;
         struct sif_header h = {.version = "01", .descr_total = 10, .descr_offset = 4096, .descr_size = 10};
         uint8_t b[SIF_HEADER_SIZE];
         struct sif_header g;
@@ -117,6 +119,7 @@ static void test_header_bad_table(void **state)
 
 static void test_descriptor_roundtrip(void **state)
 {
+        (void) state;
         struct sif_descriptor d = {.datatype = SIF_DATA_PARTITION,
                                    .used = true,
                                    .id = 7,
@@ -144,6 +147,7 @@ static void test_descriptor_roundtrip(void **state)
 
 static void test_load_and_primary(void **state)
 {
+        (void) state;
         const int32_t parts[][2] = {{SIF_FS_RAW, SIF_PART_SYSTEM}, {SIF_FS_SQUASH, SIF_PART_PRIMSYS}};
         int fd = make_sif(parts, 2, 0);
         struct sif s;
@@ -161,6 +165,7 @@ static void test_load_and_primary(void **state)
 
 static void test_load_truncated(void **state)
 {
+        (void) state;
         const int32_t parts[][2] = {{SIF_FS_SQUASH, SIF_PART_PRIMSYS}};
         struct sif s;
         struct hutch_error e = HUTCH_ERROR_INIT;
@@ -176,6 +181,7 @@ static void test_load_truncated(void **state)
 
 static void test_primary_kinds(void **state)
 {
+        (void) state;
         static const struct {
                 int32_t fstype, parttype;
                 int want;
@@ -204,6 +210,7 @@ static void test_primary_kinds(void **state)
  * message: never reads out of bounds (ASan in CI) or returns an object past the end. */
 static void test_load_mutations(void **state)
 {
+        (void) state;
         const int32_t parts[][2] = {{SIF_FS_RAW, SIF_PART_SYSTEM}, {SIF_FS_SQUASH, SIF_PART_PRIMSYS}};
         int base = make_sif(parts, 2, 0);
         off_t size = fsize(base);
@@ -409,6 +416,7 @@ static void replay_dir(const char *rel, int (*one)(const uint8_t *, size_t))
 
 static void test_fuzz_replay(void **state)
 {
+        (void) state;
         replay_dir("tests/fuzz/corpus/squashfs", fuzz_squashfs_one);
         replay_dir("tests/fuzz/corpus/sif", fuzz_squashfs_one);
         replay_dir("tests/fuzz/regressions/squashfs", fuzz_squashfs_one);
@@ -425,6 +433,7 @@ static void put_le(uint8_t *p, uint64_t v, size_t n)
 /* Each superblock field an attacker may set, on a good image: refused, saying which. */
 static void test_squashfs_check(void **state)
 {
+        (void) state;
         static const struct {
                 size_t off, width;
                 uint64_t value;
@@ -483,6 +492,7 @@ static void test_squashfs_check(void **state)
  * listing resumed at any entry's offset goes on with that entry. */
 static void test_dir_index(void **state)
 {
+        (void) state;
         char path[PATH_MAX], name[SQUASHFS_NAME_LEN + 1], want[64];
         struct image img;
         struct hutch_error e = HUTCH_ERROR_INIT;
@@ -564,6 +574,7 @@ static void check_crafted(const char *file, const char *kind, const char *name)
 
 static void test_crafted(void **state)
 {
+        (void) state;
         char dir[] = "/tmp/hutch-crafted-XXXXXX", cmd[PATH_MAX * 4], src[PATH_MAX], craft[PATH_MAX];
         assert_non_null(mkdtemp(dir));
         src_path("tests/helpers/craft.py", craft, sizeof craft);

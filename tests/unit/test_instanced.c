@@ -15,6 +15,7 @@
 
 static void test_names(void **state)
 {
+        (void) state;
         static const char *const good[] = {"a",
                                            "web",
                                            "Web1",
@@ -41,6 +42,7 @@ static void test_names(void **state)
 
 static void test_restart(void **state)
 {
+        (void) state;
         struct hutch_error err = HUTCH_ERROR_INIT;
         enum restart_policy p;
         unsigned n;
@@ -67,6 +69,7 @@ static void test_restart(void **state)
 
 static void test_state_roundtrip(void **state)
 {
+        (void) state;
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct instance_state st = {.name = strdup("web"),
                                     .pid = 1234,
@@ -121,6 +124,7 @@ static void test_state_roundtrip(void **state)
 
 static void test_state_parse_bad(void **state)
 {
+        (void) state;
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct instance_state st;
         /* unknown keys are a newer writer's: ignored */
@@ -145,6 +149,7 @@ static void test_state_parse_bad(void **state)
 
 static void test_paths(void **state)
 {
+        (void) state;
         char *p = NULL, *o = NULL, *e = NULL, host[256], **v = NULL;
         gethostname(host, sizeof host);
         char base[] = "/tmp/run-user.XXXXXX", xdg[] = "/tmp/xdg.XXXXXX", run[600];

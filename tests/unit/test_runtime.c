@@ -15,6 +15,7 @@
 
 static void test_subid(void **state)
 {
+        (void) state;
         const char *text = "# comment\nalice:100000:65536\n1001:200000:1000\nbob:bad:1\ncarol:300000:0\n";
         unsigned long s = 0, n = 0;
         assert_int_equal(subid_find(text, "alice", 1000, &s, &n), 0);
