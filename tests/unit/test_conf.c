@@ -81,8 +81,12 @@ static void test_conf_file(void **state)
         assert_int_equal(conf_load(&c, "/", &e), -EISDIR);
         assert_non_null(strstr(e.msg, "is a folder"));
         assert_int_equal(conf_load(&c, "/nonexistent/hutch.conf", &e), -ENOENT);
-        assert_int_equal(conf_file_read("/dev/null", 10, "env file", &t, &e), -EBADFD);
-        assert_non_null(strstr(e.msg, "env file '/dev/null'"));
+        assert_int_equal(conf_file_read("/dev/full", 10, "env file", &t, &e), -EBADFD);
+        assert_non_null(strstr(e.msg, "env file '/dev/full'"));
+        /* /dev/null names none: empty */
+        assert_int_equal(conf_file_read("/dev/null", 10, "env file", &t, &e), 0);
+        assert_string_equal(t, "");
+        free(t);
         conf_free(&c);
 }
 
