@@ -66,7 +66,9 @@ static const char *host_arch_code(void)
         return "00";
 }
 
-int sif_write(const char *target, int sqfs_fd, const char *deffile, const char *inspect_json, struct hutch_error *err)
+/* The SIF into fd, a new empty file; target names it in messages. */
+static int sif_write_fd(int fd, const char *target, int sqfs_fd, const char *deffile, const char *inspect_json,
+                        struct hutch_error *err)
 {
         struct sif_header h = {.launch = "#!/usr/bin/env run-singularity\n", .version = "01"};
         struct sif_descriptor d[3];
@@ -112,9 +114,6 @@ int sif_write(const char *target, int sqfs_fd, const char *deffile, const char *
         snprintf(d[2].arch, sizeof d[2].arch, "%s", h.arch);
         h.data_size = end - h.data_offset;
 
-        _cleanup_close_ int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0755);
-        if (fd < 0)
-                return hutch_err_sys(err, -errno, "cannot create '%s'", target);
         uint8_t hb[SIF_HEADER_SIZE];
         _cleanup_free_ uint8_t *tb = calloc(SIF_DESCRIPTORS, SIF_DESCRIPTOR_SIZE);
         if (!tb)
@@ -137,79 +136,194 @@ int sif_write(const char *target, int sqfs_fd, const char *deffile, const char *
         return 0;
 }
 
-static void remove_tree(const char *path)
+int sif_write(const char *target, int sqfs_fd, const char *deffile, const char *inspect_json, struct hutch_error *err)
 {
-        char *argv[] = {"rm", "-rf", "--", (char *) path, NULL};
-        spawn_wait(argv, true);
+        _cleanup_close_ int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0755);
+        if (fd < 0)
+                return hutch_err_sys(err, -errno, "cannot create '%s'", target);
+        return sif_write_fd(fd, target, sqfs_fd, deffile, inspect_json, err);
+}
+
+/* Runs a tool with cwd as its working directory (fchdir in the child), so every relative
+ * name in argv resolves through that open folder, never through a path another user could
+ * change. stdout: to out (>= 0), else the terminal when show, else /dev/null. stderr is
+ * captured and its last non-empty line kept in last, for the one error message. Returns
+ * the exit status, or negative errno. */
+static int tool_run(int cwd, char *const argv[], int out, bool show, char *last, size_t cap)
+{
+        int pfd[2];
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return -errno;
+        pid_t p = fork();
+        if (p < 0) {
+                int r = -errno;
+                close(pfd[0]);
+                close(pfd[1]);
+                return r;
+        }
+        if (p == 0) {
+                if (fchdir(cwd) < 0)
+                        _exit(127);
+                if (out < 0 && !show)
+                        out = open("/dev/null", O_WRONLY);
+                if (out >= 0)
+                        dup2(out, STDOUT_FILENO);
+                dup2(pfd[1], STDERR_FILENO);
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        close(pfd[1]);
+        char buf[4096], line[512];
+        size_t len = 0;
+        if (cap)
+                last[0] = 0;
+        for (ssize_t n = 1; n != 0;) {
+                n = read(pfd[0], buf, sizeof buf);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                for (ssize_t i = 0; i <= (n > 0 ? n : 0); i++) {
+                        bool end = i == n || n <= 0 || buf[i] == '\n' || buf[i] == '\r';
+                        if (!end) {
+                                if (len < sizeof line - 1)
+                                        line[len++] = buf[i];
+                                continue;
+                        }
+                        if (i == n && n > 0)
+                                break; /* the line goes on in the next read */
+                        while (len > 0 && (line[len - 1] == ' ' || line[len - 1] == '\t'))
+                                len--;
+                        if (len > 0 && cap)
+                                snprintf(last, cap, "%.*s", (int) len, line);
+                        len = 0;
+                }
+                if (n < 0)
+                        break;
+        }
+        close(pfd[0]);
+        int status;
+        while (waitpid(p, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* The one error message of a failed tool ("STEP 'WHAT' failed"): the tool's own last line
+ * when it printed one. */
+static int tool_error(const char *step, const char *what, int r, const char *last, struct hutch_error *err)
+{
+        if (r > 0 && last[0])
+                return hutch_err(err, -EIO, "%s '%s' failed: %s", step, what, last);
+        return hutch_err(err, r < 0 ? r : -EIO, "%s '%s' failed (%s %d)", step, what, r < 0 ? "error" : "exit status",
+                         r < 0 ? -r : r);
 }
 
 /* The build's private folder beside the target, where every intermediate file is made:
- * mkdtemp makes it 0700 under a name nobody can guess, so nothing another user planted (a
- * symlink, a folder) is followed or written through, and only what hutch made is renamed
- * into place; beside the target, so that rename stays on one filesystem. */
+ * mkdtemp makes it 0700 under a name nobody can guess, beside the target so the final
+ * rename stays on one filesystem. Its name is used once, to open it; after the check that
+ * the folder opened is the one made (ours, 0700), everything happens through fd (tools run
+ * in it, files are opened and renamed relative to it), since another user who can write
+ * to the target's folder can still rename the private folder away and put theirs, or a
+ * symlink, under its name. */
 struct work {
-        char *dir;    /* TARGET.hutch-tmp-XXXXXX */
-        char *result; /* dir/image: the new file or folder */
-        char *sqfs;   /* dir/image.sqfs: an intermediate squashfs */
+        char *dir;        /* TARGET.hutch-tmp-XXXXXX */
+        const char *name; /* its last component */
+        char *base;       /* the target's last component */
+        int parent;       /* the target's folder (O_PATH) */
+        int fd;           /* the private folder, checked */
+        struct stat st;
 };
+#define WORK_NULL ((struct work){.parent = -1, .fd = -1})
+
+/* Names made in the private folder. */
+#define W_IMAGE "image"     /* the new file or folder */
+#define W_SQFS "image.sqfs" /* an intermediate squashfs */
+#define W_DEVICES "devices" /* device nodes a user's sandbox leaves out */
+#define W_LISTING "listing" /* unsquashfs's listing */
 
 static void work_remove(struct work *w)
 {
-        if (w->dir)
-                remove_tree(w->dir);
+        struct stat st;
+        char last[1];
+        if (w->fd >= 0) {
+                char *argv[] = {"rm", "-rf", "--", W_IMAGE, W_SQFS, W_DEVICES, W_LISTING, NULL};
+                tool_run(w->fd, argv, -1, false, last, 0);
+                /* by name only while the name is still this folder: it may have been renamed away */
+                if (fstatat(w->parent, w->name, &st, AT_SYMLINK_NOFOLLOW) == 0 && st.st_dev == w->st.st_dev &&
+                    st.st_ino == w->st.st_ino)
+                        unlinkat(w->parent, w->name, AT_REMOVEDIR);
+                close(w->fd);
+        }
+        if (w->parent >= 0)
+                close(w->parent);
         free(w->dir);
-        free(w->result);
-        free(w->sqfs);
+        free(w->base);
+        *w = WORK_NULL;
 }
 
 static int work_make(const char *target, struct work *ret, struct hutch_error *err)
 {
-        struct work w = {0};
+        struct work w = WORK_NULL;
         _cleanup_free_ char *t = strdup(target);
         if (!t)
                 return hutch_err(err, -ENOMEM, "out of memory");
         for (size_t n = strlen(t); n > 1 && t[n - 1] == '/'; n--)
                 t[n - 1] = 0;
-        if (asprintf(&w.dir, "%s.hutch-tmp-XXXXXX", t) < 0)
-                return hutch_err(err, -ENOMEM, "out of memory");
-        if (!mkdtemp(w.dir)) {
-                int r = hutch_err_sys(err, -errno, "cannot create a temporary folder beside '%s'", target);
-                free(w.dir);
-                return r;
-        }
-        w.result = strjoin(w.dir, "/image", NULL);
-        w.sqfs = strjoin(w.dir, "/image.sqfs", NULL);
-        if (!w.result || !w.sqfs) {
+        char *slash = strrchr(t, '/');
+        w.base = strdup(slash ? slash + 1 : t);
+        if (slash)
+                slash[slash == t ? 1 : 0] = 0;
+        if (!w.base || asprintf(&w.dir, "%s/%s.hutch-tmp-XXXXXX", slash ? t : ".", w.base) < 0) {
                 work_remove(&w);
                 return hutch_err(err, -ENOMEM, "out of memory");
+        }
+        w.parent = open(slash ? t : ".", O_DIRECTORY | O_PATH | O_CLOEXEC);
+        if (w.parent < 0) {
+                int r = hutch_err_sys(err, -errno, "cannot open the folder of '%s'", target);
+                work_remove(&w);
+                return r;
+        }
+        if (!mkdtemp(w.dir)) {
+                int r = hutch_err_sys(err, -errno, "cannot create a temporary folder beside '%s'", target);
+                work_remove(&w);
+                return r;
+        }
+        w.name = strrchr(w.dir, '/') + 1;
+        w.fd = openat(w.parent, w.name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (w.fd < 0 || fstat(w.fd, &w.st) < 0 || !S_ISDIR(w.st.st_mode) || w.st.st_uid != geteuid() ||
+            (w.st.st_mode & 07777) != 0700) {
+                /* not the folder made: leave whatever is there alone */
+                if (w.fd >= 0)
+                        close(w.fd);
+                w.fd = -1;
+                work_remove(&w);
+                return hutch_err(err, -EPERM, "the temporary folder beside '%s' was replaced while opening it", target);
         }
         *ret = w;
         return 0;
 }
 
-/* Squashfs bytes of img in a new file at path (mksquashfs for folders). progress: leave
- * mksquashfs's progress bar on (it draws it only on a terminal). */
-static int squashfs_from(struct image *img, const char *path, bool progress, struct hutch_error *err)
+/* Squashfs bytes of img in a new file name in the private folder (mksquashfs for
+ * folders). progress: leave mksquashfs's progress bar on (it draws it only on a terminal). */
+static int squashfs_from(struct image *img, const struct work *w, const char *name, bool progress,
+                         struct hutch_error *err)
 {
+        char last[256];
         if (img->format == IMAGE_FORMAT_DIR) {
-                char *argv[8] = {"mksquashfs", img->path, (char *) path, "-noappend", "-quiet"};
+                char *argv[8] = {"mksquashfs", img->path, (char *) name, "-noappend", "-quiet"};
                 size_t n = 5;
                 if (!progress)
                         argv[n++] = "-no-progress";
                 if (getuid() != 0)
                         argv[n++] = "-all-root";
-                int r = spawn_wait(argv, !progress);
-                if (r != 0)
-                        return hutch_err(err, r < 0 ? r : -EIO, "mksquashfs of '%s' failed (%s %d)", img->path,
-                                         r < 0 ? "error" : "exit status", r < 0 ? -r : r);
-                return 0;
+                int r = tool_run(w->fd, argv, -1, progress, last, sizeof last);
+                return r != 0 ? tool_error("mksquashfs of", img->path, r, last, err) : 0;
         }
-        _cleanup_close_ int out = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        _cleanup_close_ int out = openat(w->fd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         if (out < 0)
-                return hutch_err_sys(err, -errno, "cannot create '%s'", path);
+                return hutch_err_sys(err, -errno, "cannot create '%s/%s'", w->dir, name);
         int r = copy_range(img->fd, (off_t) img->offset, img->size, out, 0);
         if (r < 0)
-                return hutch_err_sys(err, r, "cannot write '%s'", path);
+                return hutch_err_sys(err, r, "cannot write '%s/%s'", w->dir, name);
         return 0;
 }
 
@@ -234,30 +348,32 @@ static void tree_scan(const char *path, uint64_t *ret_bytes, size_t *ret_devices
         *ret_devices = devices;
 }
 
-/* The device nodes of the squashfs at sqfs, from unsquashfs's listing, one name a line
- * (relative to the root) into a new file at exclude. Returns how many; *ret_first: the
- * first one's name. */
-static int devices_list(const char *sqfs, const char *exclude, char **ret_first, struct hutch_error *err)
+/* The device nodes of the private folder's squashfs, from unsquashfs's listing, one name a
+ * line (relative to the root) into a new file W_DEVICES there. Returns how many;
+ * *ret_first: the first one's name. */
+static int devices_list(struct image *img, const struct work *w, char **ret_first, struct hutch_error *err)
 {
         static const char prefix[] = " squashfs-root/";
-        int pfd[2];
-        if (pipe2(pfd, O_CLOEXEC) < 0)
-                return hutch_err_sys(err, -errno, "cannot create a pipe");
-        pid_t p = fork();
-        if (p == 0) {
-                dup2(pfd[1], STDOUT_FILENO);
-                execlp("unsquashfs", "unsquashfs", "-lln", sqfs, (char *) NULL);
-                _exit(127);
-        }
-        close(pfd[1]);
-        _cleanup_fclose_ FILE *in = p < 0 ? NULL : fdopen(pfd[0], "r");
-        if (!in)
-                close(pfd[0]);
-        _cleanup_fclose_ FILE *out = in ? fopen(exclude, "wxe") : NULL;
+        char last[256];
+        _cleanup_close_ int lfd = openat(w->fd, W_LISTING, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (lfd < 0)
+                return hutch_err_sys(err, -errno, "cannot create '%s/%s'", w->dir, W_LISTING);
+        char *argv[] = {"unsquashfs", "-lln", W_SQFS, NULL};
+        int r = tool_run(w->fd, argv, lfd, false, last, sizeof last);
+        if (r != 0)
+                return tool_error("unsquashfs of", img->path, r, last, err);
+        int dfd = openat(w->fd, W_DEVICES, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        _cleanup_fclose_ FILE *out = dfd < 0 ? NULL : fdopen(dfd, "w");
+        if (!out && dfd >= 0)
+                close(dfd);
+        int in_fd = lseek(lfd, 0, SEEK_SET) == 0 ? dup(lfd) : -1;
+        _cleanup_fclose_ FILE *in = in_fd < 0 ? NULL : fdopen(in_fd, "r");
+        if (!in && in_fd >= 0)
+                close(in_fd);
         _cleanup_free_ char *line = NULL;
         size_t cap = 0;
         int n = 0;
-        while (out && getline(&line, &cap, in) > 0) {
+        while (out && in && getline(&line, &cap, in) > 0) {
                 char *name = strstr(line, prefix);
                 if ((line[0] != 'c' && line[0] != 'b') || !name)
                         continue;
@@ -267,16 +383,8 @@ static int devices_list(const char *sqfs, const char *exclude, char **ret_first,
                         *ret_first = strdup(name);
                 fprintf(out, "%s\n", name);
         }
-        if (in) { /* before the wait: a writer must not block on a full pipe */
-                fclose(in);
-                in = NULL;
-        }
-        int status = 0;
-        if (p > 0)
-                while (waitpid(p, &status, 0) < 0 && errno == EINTR)
-                        ;
-        if (!out || fflush(out) != 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                return hutch_err(err, -EIO, "cannot list the device nodes of '%s'", sqfs);
+        if (!out || !in || fflush(out) != 0)
+                return hutch_err(err, -EIO, "cannot list the device nodes of '%s'", img->path);
         return n;
 }
 
@@ -289,43 +397,40 @@ static int build_sandbox(struct image *img, bool progress, const struct work *w,
         bool user = getuid() != 0;
         uint64_t bytes;
         size_t devices = 0;
+        char last[256];
+        int r;
         if (img->format == IMAGE_FORMAT_DIR && user)
                 tree_scan(img->path, &bytes, &devices);
         if (img->format == IMAGE_FORMAT_DIR && devices == 0) {
-                char *argv[] = {"cp", "-a", "--", img->path, w->result, NULL};
-                if (spawn_wait(argv, false) != 0)
-                        return hutch_err(err, -EIO, "copying '%s' failed", img->path);
-                return 0;
+                char *argv[] = {"cp", "-a", "--", img->path, W_IMAGE, NULL};
+                r = tool_run(w->fd, argv, -1, true, last, sizeof last);
+                return r != 0 ? tool_error("copying", img->path, r, last, err) : 0;
         }
-        int r = squashfs_from(img, w->sqfs, progress, err);
-        if (r < 0)
+        if ((r = squashfs_from(img, w, W_SQFS, progress, err)) < 0)
                 return r;
         char *argv[12] = {"unsquashfs", "-quiet"};
         size_t n = 2;
         if (!progress)
                 argv[n++] = "-no-progress";
-        _cleanup_free_ char *exclude = strjoin(w->dir, "/devices", NULL), *first = NULL;
-        if (!exclude)
-                return hutch_err(err, -ENOMEM, "out of memory");
+        _cleanup_free_ char *first = NULL;
         if (user) {
-                if ((r = devices_list(w->sqfs, exclude, &first, err)) < 0)
+                if ((r = devices_list(img, w, &first, err)) < 0)
                         return r;
                 if (r > 0) {
                         log_verbose("leaving out %d device node%s (/%s%s): a user cannot create them", r,
                                     r > 1 ? "s" : "", first ? first : "", r > 1 ? ", ..." : "");
                         argv[n++] = "-no-wildcards";
                         argv[n++] = "-exclude-file";
-                        argv[n++] = exclude;
+                        argv[n++] = W_DEVICES;
                 }
         }
         argv[n++] = "-d";
-        argv[n++] = w->result;
-        argv[n++] = w->sqfs;
-        r = spawn_wait(argv, !progress);
-        if (r != 0)
-                return hutch_err(err, -EIO, "unsquashfs of '%s' failed", img->path);
-        return 0;
+        argv[n++] = W_IMAGE;
+        argv[n++] = W_SQFS;
+        r = tool_run(w->fd, argv, -1, progress, last, sizeof last);
+        return r != 0 ? tool_error("unsquashfs of", img->path, r, last, err) : 0;
 }
+
 static char *default_deffile(struct image *img)
 {
         char *d = NULL;
@@ -340,17 +445,20 @@ static int build_file(struct image *img, const struct build_spec *b, const struc
                       struct hutch_error *err)
 {
         if (!sif)
-                return squashfs_from(img, w->result, b->progress, err);
-        int r = squashfs_from(img, w->sqfs, b->progress, err);
+                return squashfs_from(img, w, W_IMAGE, b->progress, err);
+        int r = squashfs_from(img, w, W_SQFS, b->progress, err);
         if (r < 0)
                 return r;
         _cleanup_free_ char *def = b->deffile ? strdup(b->deffile) : default_deffile(img), *json = NULL;
         if (image_inspect_json(img, IMAGE_META_ALL, &json, err) < 0)
                 json = NULL;
-        _cleanup_close_ int fd = open(w->sqfs, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        _cleanup_close_ int fd = openat(w->fd, W_SQFS, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
-                return hutch_err_sys(err, -errno, "cannot reopen '%s'", w->sqfs);
-        return sif_write(w->result, fd, def, json, err);
+                return hutch_err_sys(err, -errno, "cannot reopen '%s/%s'", w->dir, W_SQFS);
+        _cleanup_close_ int out = openat(w->fd, W_IMAGE, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0755);
+        if (out < 0)
+                return hutch_err_sys(err, -errno, "cannot create '%s/%s'", w->dir, W_IMAGE);
+        return sif_write_fd(out, b->target, fd, def, json, err);
 }
 
 static double seconds_since(const struct timespec *t0)
@@ -360,14 +468,18 @@ static double seconds_since(const struct timespec *t0)
         return (double) (t.tv_sec - t0->tv_sec) + (double) (t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* The new image into place: an existing folder target (--force) is removed first, as
- * rename(2) replaces only an empty one. */
+/* The new image into place, from the private folder into the target's folder, both by fd:
+ * an existing folder target (--force) is removed first, as rename(2) replaces only an
+ * empty one. */
 static int result_install(const struct work *w, const char *target, struct hutch_error *err)
 {
         struct stat st;
-        if (lstat(target, &st) == 0 && S_ISDIR(st.st_mode))
-                remove_tree(target);
-        if (rename(w->result, target) < 0)
+        char last[1];
+        if (fstatat(w->parent, w->base, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {
+                char *argv[] = {"rm", "-rf", "--", w->base, NULL};
+                tool_run(w->parent, argv, -1, false, last, 0);
+        }
+        if (renameat(w->fd, W_IMAGE, w->parent, w->base) < 0)
                 return hutch_err_sys(err, -errno, "cannot move the new image to '%s'", target);
         return 0;
 }
@@ -375,7 +487,7 @@ static int result_install(const struct work *w, const char *target, struct hutch
 int image_build(const struct build_spec *b, struct hutch_error *err)
 {
         struct image img = IMAGE_NULL;
-        struct work w = {0};
+        struct work w = WORK_NULL;
         struct stat st;
         struct timespec t0;
         bool sandbox = b->sandbox;

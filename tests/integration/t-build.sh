@@ -37,6 +37,38 @@ done
 run bash -c 'plant dir "$0.hutch-tmp-$$" && exec "$HUTCH" build --sandbox "$0" "$1"' "$shared/out.sb" "$I"
 check "build --sandbox in a shared folder: a planted folder is not used" '[ $RC -eq 0 ] && [ -f "$shared/out.sb/etc/hutch-test-marker" ] && [ "$(stat -c %u "$shared/out.sb")" = "$(id -u)" ] && [ "$(planted | wc -l)" -eq 1 ] && [ -z "$(ls -A $(planted))" ]'
 rm -rf "$shared"/*.hutch-tmp-*
+# The other user renames the build's private folder away within the shared folder (no
+# ownership of it needed without the sticky bit) and puts their own 0777 folder under its
+# name, at the moment the build runs its tool: a wrapper first on PATH does that move
+# deterministically, once, then runs the real tool. The build must go on in its own folder
+# (by fd), leave the planted folder untouched, and remove only what it made.
+mkdir -p "$T/bin"
+for tool in mksquashfs unsquashfs; do
+	printf '#!/bin/bash\nd=$(ls -d "$shared"/*.hutch-tmp-* 2>/dev/null | head -1)\nif [ -n "$d" ] && ! ls -d "$shared"/*.away >/dev/null 2>&1; then $PLANTER mv "$d" "$d.away" && $PLANTER mkdir -m 0777 "$d"; fi\nexec %s "$@"\n' "$(command -v $tool)" > "$T/bin/$tool"
+	chmod 0755 "$T/bin/$tool"
+done
+race() { # race TARGET BUILD-ARGS...: the build with the wrapper, the checks on what the move left
+	run env PATH="$T/bin:$PATH" "$HUTCH" build "$@"
+	moved=$(ls -d "$shared"/*.away 2>/dev/null)
+	planted=${moved%.away}
+}
+race "$shared/race.sif" "$IMAGES/rootfs"
+check "build (mksquashfs) whose private folder is swapped: the new SIF is in place" '[ $RC -eq 0 ] && [ -n "$moved" ] && [ -f "$shared/race.sif" ] && [ "$(stat -c %u "$shared/race.sif")" = "$(id -u)" ] && "$HUTCH" exec "$shared/race.sif" cat /etc/hutch-test-marker >/dev/null'
+check "and the folder put under its name is not written to or removed" '[ -d "$planted" ] && [ -z "$(ls -A "$planted")" ] && [ -z "$(ls -A "$moved")" ]'
+rm -rf "$shared"/*.hutch-tmp-*
+race --sandbox "$shared/race.sb" "$I"
+check "build --sandbox (unsquashfs) whose private folder is swapped: the sandbox is in place" '[ $RC -eq 0 ] && [ -n "$moved" ] && [ -f "$shared/race.sb/etc/hutch-test-marker" ] && [ "$(stat -c %u "$shared/race.sb")" = "$(id -u)" ]'
+check "and the folder put under its name is not written to or removed" '[ -d "$planted" ] && [ -z "$(ls -A "$planted")" ] && [ -z "$(ls -A "$moved")" ]'
+rm -rf "$shared"/*.hutch-tmp-* "$shared"/race.*
+
+# A tool's failure is one error line with the tool's own last line (the INFO line stays,
+# as Apptainer prints INFO then FATAL): a squashfs whose data blocks are garbage passes
+# the open (superblock, tables) and fails in unsquashfs.
+"$HUTCH" build -q "$T/bad.sqfs" "$IMAGES/rootfs"
+data_end=$(od -An -tu8 -j64 -N8 "$T/bad.sqfs" | tr -d ' ')
+head -c $((data_end - 96)) /dev/zero | tr '\0' '\377' | dd of="$T/bad.sqfs" bs=1 seek=96 conv=notrunc status=none
+run "$HUTCH" build --sandbox "$T/bad.sb" "$T/bad.sqfs"
+check "unsquashfs failing: one error line with its last line" '[ $RC -eq 255 ] && [ "$(grep -vc "^INFO " "$ERR")" -eq 1 ] && err_has "^hutch: error: unsquashfs of .$T/bad.sqfs. failed: ." && [ ! -e "$T/bad.sb" ] && [ -z "$(ls -d "$T"/*hutch-tmp* 2>/dev/null)" ]'
 check "a build leaves no temporary file or folder" '[ -z "$(ls -d "$shared"/*hutch-tmp* "$T"/*hutch-tmp* 2>/dev/null)" ]'
 
 # Device nodes (every debootstrap image has some in /dev): mksquashfs makes them from a
