@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "tests/fuzz/fuzz.h"
+#include "fuzz.h"
 
 static char input[64];
 

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "image/image.h"
-#include "tests/fuzz/fuzz.h"
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "image/image-internal.h"
-#include "tests/fuzz/fuzz.h"
+#include "fuzz.h"
 
 #define MAX_NODES 256
 #define MAX_ENTRIES 512

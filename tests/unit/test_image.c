@@ -25,12 +25,12 @@
 int fuzz_squashfs_one(const uint8_t *data, size_t size);
 int fuzz_sif_one(const uint8_t *data, size_t size);
 #define LLVMFuzzerTestOneInput fuzz_squashfs_one
-#include "tests/fuzz/fuzz_squashfs.c"
+#include "../fuzz/fuzz_squashfs.c"
 #undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_sif_one
-#include "tests/fuzz/fuzz_sif.c"
+#include "../fuzz/fuzz_sif.c"
 #undef LLVMFuzzerTestOneInput
-#include "tests/fuzz/fuzz.c"
+#include "../fuzz/fuzz.c"
 
 #define NDESCR 4
 #define DATA_OFF (4096 + NDESCR * SIF_DESCRIPTOR_SIZE)
