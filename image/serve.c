@@ -86,8 +86,9 @@ static const int cache_calls[] = {
         SCMP_SYS(utimensat),       /* a cache hit is marked used */
 };
 
-/* fcntl commands the worker may use (fdopendir, for the cache's trim). F_SETOWN, F_SETSIG
- * and F_SETFL's O_ASYNC would have the kernel signal any process of the user. */
+/* fcntl commands the worker may use (libfuse's check of the /dev/fd/N it mounts, fdopendir
+ * for the cache's trim). F_SETOWN, F_SETSIG and F_SETFL's O_ASYNC would have the kernel
+ * signal any process of the user. */
 static const int fcntl_cmds[] = {F_GETFD, F_SETFD, F_GETFL};
 
 /* The monitor, once the worker has died: reports, answers EIO. */
@@ -157,7 +158,11 @@ int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, bool cach
                        : allow_all(ctx, monitor_calls, ELEMENTSOF(monitor_calls));
         if (r >= 0 && worker && cache)
                 r = allow_all(ctx, cache_calls, ELEMENTSOF(cache_calls));
-        for (size_t i = 0; r >= 0 && worker && cache && i < ELEMENTSOF(fcntl_cmds); i++)
+        /* without the cache every open fails as Landlock would fail one outside it: libfuse's
+         * mount opens /dev/null to make sure fds 0-2 exist, and copes with a refusal */
+        if (r >= 0 && worker && !cache)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 0);
+        for (size_t i = 0; r >= 0 && worker && i < ELEMENTSOF(fcntl_cmds); i++)
                 r = allow_on_arg(ctx, SCMP_SYS(fcntl), 1, (scmp_datum_t) fcntl_cmds[i]);
         if (r >= 0 && recv_fd >= 0)
                 r = allow_on_arg(ctx, SCMP_SYS(recvmsg), 0, (scmp_datum_t) recv_fd);
@@ -188,7 +193,8 @@ bool serve_landlock_available(void)
  * beneath dir_fd (none: -1), so that a worker the image took over cannot open the user's
  * files by an absolute path or "..", which a seccomp filter cannot tell from a cache
  * entry. Where the kernel has no Landlock the worker serves without the cache, and its
- * seccomp filter then allows no call that takes a path (serve_filter_build). */
+ * seccomp filter then fails every open (EACCES) and allows no rename or removal
+ * (serve_filter_build). */
 static int landlock_beneath(int dir_fd)
 {
         long abi = syscall(SYS_landlock_create_ruleset, NULL, 0, LANDLOCK_CREATE_RULESET_VERSION);
