@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 # Every Debian package hutch needs, named once here (and once in meson.build for libraries).
 BUILD_DEPS=(gcc meson ninja-build pkg-config libsquashfuse-dev libfuse3-dev libinih-dev libjson-c-dev zlib1g-dev liblzma-dev liblzo2-dev liblz4-dev libzstd-dev libdeflate-dev libseccomp-dev)
 RUN_DEPS=(fuse3 squashfs-tools uidmap)
-TEST_DEPS=(libcmocka-dev busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio clang libclang-rt-14-dev)
+TEST_DEPS=(libcmocka-dev python3 busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio clang libclang-rt-14-dev)
 BENCH_DEPS=(bubblewrap charliecloud podman runc catatonit hyperfine bc time linux-perf)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
