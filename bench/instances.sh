@@ -92,7 +92,7 @@ echo "memory of one idle instance (SIF image, busybox httpd):"
 as_user "$hutch" instance start "$img/image.sif" web >/dev/null 2>&1
 sleep 3 # idle: the FUSE server gives back its start-up heap after 2 s without requests
 tr=0 tp=0 ta=0
-for comm in hutch-supervise hutch-squashfs hutch-init; do
+for comm in hutch-supervise hutch-sqfs-mon hutch-squashfs hutch-init; do
 	p=$(pgrep -u "$user" -x "$comm" | head -1) || true
 	[ -n "$p" ] || { printf '  %-28s (not running)\n' "$comm"; continue; }
 	read -r r pss an < <(mem_of "$p")
