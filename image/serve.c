@@ -430,23 +430,11 @@ int image_serve_main(uint64_t cache_max)
 
 /* The server program: hutch-squashfs (image/serve-main.c: the server alone, linked
  * statically, so that it starts without the dynamic loader: the launcher waits for its
- * first answer) beside this binary, as in a build folder, or in ../libexec/hutch/ from
- * it, as installed; never another installation's. Else this binary's hidden verb. */
+ * first answer), found as every program of hutch's is (libexec_program). Else this
+ * binary's hidden verb. */
 static const char *server_program(char *buf, size_t len)
 {
-        static const char *const rel[] = {"/hutch-squashfs", "/../libexec/hutch/hutch-squashfs"};
-        char self[PATH_MAX];
-        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-        if (n > 0) {
-                self[n] = 0;
-                char *slash = strrchr(self, '/');
-                if (slash)
-                        *slash = 0;
-                for (size_t i = 0; i < ELEMENTSOF(rel); i++)
-                        if ((size_t) snprintf(buf, len, "%s%s", self, rel[i]) < len && access(buf, X_OK) == 0)
-                                return buf;
-        }
-        return NULL;
+        return libexec_program("hutch-squashfs", buf, len);
 }
 
 /* A fresh program, not a fork: a forked server shared the launcher's pages copy-on-write,

@@ -499,6 +499,26 @@ void close_all_fds(int from, const int *keep, size_t n)
         }
 }
 
+const char *libexec_program(const char *name, char *buf, size_t len)
+{
+        static const char *const rel[] = {"", "/../libexec/hutch"};
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0 || strchr(name, '/'))
+                return NULL;
+        self[n] = 0;
+        char *slash = strrchr(self, '/');
+        if (slash)
+                *slash = 0;
+        for (size_t i = 0; i < ELEMENTSOF(rel); i++) {
+                struct stat st;
+                if ((size_t) snprintf(buf, len, "%s%s/%s", self, rel[i], name) < len && stat(buf, &st) == 0 &&
+                    S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
+                        return buf;
+        }
+        return NULL;
+}
+
 int spawn_wait(char *const argv[], bool quiet)
 {
         pid_t p = fork();

@@ -131,6 +131,12 @@ bool run_in_vfork_shares_memory(void);
  * it only where no other thread exists. */
 pid_t fork_sibling(void);
 
+/* hutch's own programs (hutch-squashfs, and the libexec programs of verbs whose libraries
+ * the lean hutch binary does not load): NAME beside this binary, as in a build folder, or
+ * in ../libexec/hutch/ from it, as installed; never another installation's. buf, or NULL
+ * when neither is an executable file. */
+const char *libexec_program(const char *name, char *buf, size_t len);
+
 /* Run argv (PATH lookup), wait; returns its exit status (128+N if killed) or -errno.
  * quiet: stdout to /dev/null. */
 int spawn_wait(char *const argv[], bool quiet);
