@@ -34,8 +34,11 @@ chmod 0755 "$work"
 # of the binaries and scripts in the work folder, which it owns.
 mkdir -p "$work/bin" "$work/tests"
 cp "$hutch" "$work/bin/hutch"
-# the static image server, found beside hutch (absent from sanitizer builds)
-if [ -x "$builddir/hutch-squashfs" ]; then cp "$builddir/hutch-squashfs" "$work/bin/"; fi
+# hutch's other programs, found beside hutch (libexec_program): the static image server
+# (absent from sanitizer builds) and the programs of verbs with libraries of their own
+for p in "$builddir"/hutch-*; do
+	[ -f "$p" ] && [ -x "$p" ] && cp "$p" "$work/bin/"
+done
 cp "$reaper" "$work/bin/reaper"
 cp "$builddir/tests/killfirst" "$work/bin/killfirst"
 cp "$builddir/tests/reaper-static" "$work/bin/reaper-static"
