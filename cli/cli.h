@@ -51,6 +51,8 @@ struct launch_args {
         const char *apply_cgroups;
         const char *cgroup_parent; /* --cgroup-parent */
         struct cgroup_limits limits;
+        struct net_spec net; /* --net, -p, --network-args, --dns, --add-host */
+        const char *network; /* --network as given */
 };
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv);
 void launch_args_free(struct launch_args *a);

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "exit.h"
@@ -37,6 +38,11 @@ enum {
         OPT_LIMIT,
         OPT_APPLY_CGROUPS,
         OPT_CGROUP_PARENT,
+        OPT_NETWORK,
+        OPT_NETWORK_ARGS,
+        OPT_PUBLISH,
+        OPT_DNS,
+        OPT_ADD_HOST,
 };
 
 static const struct option options[] = {
@@ -86,6 +92,13 @@ static const struct option options[] = {
         {"memory-swap", required_argument, NULL, OPT_LIMIT},
         {"oom-kill-disable", no_argument, NULL, OPT_LIMIT},
         {"pids-limit", required_argument, NULL, OPT_LIMIT},
+        /* networks (net/); "-p" is --pid unless a port mapping follows it (parse_options) */
+        {"net", no_argument, NULL, 'n'},
+        {"network", required_argument, NULL, OPT_NETWORK},
+        {"network-args", required_argument, NULL, OPT_NETWORK_ARGS},
+        {"publish", required_argument, NULL, OPT_PUBLISH},
+        {"dns", required_argument, NULL, OPT_DNS},
+        {"add-host", required_argument, NULL, OPT_ADD_HOST},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -99,6 +112,7 @@ void launch_args_free(struct launch_args *a)
         strv_free(a->limit_flags);
         strv_free(a->env_values);
         cgroup_limits_free(&a->limits);
+        net_spec_free(&a->net);
 }
 
 /* --env A=1,B=2 is a list (as Apptainer's); a value with a comma but no '=' after it is one. */
@@ -178,6 +192,12 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                 else
                         return cli_usage_error(verb, "--tie-to-job takes true or false, not '%s'", arg);
                 break;
+        case 'n': a->net.enabled = true; break;
+        case OPT_NETWORK: a->network = arg; break;
+        case OPT_NETWORK_ARGS: r = net_args_parse(arg, &a->net, &err); break;
+        case OPT_PUBLISH: r = net_publish_parse(arg, &a->net, &err); break;
+        case OPT_DNS: r = net_dns_parse(arg, &a->net, &err); break;
+        case OPT_ADD_HOST: r = net_add_host_parse(arg, &a->net, &err); break;
         case OPT_DEBUG: log_set_level(LOG_LEVEL_DEBUG); break;
         case OPT_VERBOSE: log_set_level(LOG_LEVEL_VERBOSE); break;
         case OPT_QUIET: log_set_level(LOG_LEVEL_WARNING); break;
@@ -206,13 +226,20 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
         int o, idx = -1;
         optind = 1;
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+B:cCeH:W:piwfuh", options, &idx)) != -1) {
+        while ((o = getopt_long(argc, argv, "+B:cCeH:W:piwfunh", options, &idx)) != -1) {
                 if (o == '?') {
                         if (optopt)
                                 return cli_usage_error(verb, "option '-%c' is unknown or misses its value", optopt);
                         return cli_usage_error(verb, "unknown option '%s'", argv[optind - 1]);
                 }
                 size_t k = option_index(o, idx);
+                /* Apptainer's -p is --pid, podman's -p publishes: a standalone "-p" followed
+                 * by a port mapping publishes it */
+                if (o == 'p' && idx < 0 && !strcmp(argv[optind - 1], "-p") && optind < argc &&
+                    net_publish_looks_like(argv[optind])) {
+                        k = option_index(OPT_PUBLISH, -1);
+                        optarg = argv[optind++];
+                }
                 int r = apply_option(a, verb, k, optarg);
                 if (r >= 0)
                         return r;
@@ -456,6 +483,34 @@ static int build_limits(struct cli *c, struct launch_args *a)
         return 0;
 }
 
+#ifndef HUTCH_CONF_PATH
+#define HUTCH_CONF_PATH "/etc/hutch/hutch.conf"
+#endif
+
+/* --net, --network, -p: resolved against hutch.conf's policy and the named networks in the
+ * network/ folder beside hutch.conf; published host ports must be free now. -1 to go on. */
+static int build_net(struct cli *c, struct launch_args *a)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct net_spec *n = &a->net;
+        a->spec.net = n;
+        if (!n->enabled && !a->network)
+                return -1;
+        const char *conf = cli_getenv(c, "HUTCH_CONF");
+        _cleanup_free_ char *dir = strdup(conf ? conf : HUTCH_CONF_PATH);
+        if (!dir)
+                return cli_usage_error(NULL, "out of memory");
+        char *slash = strrchr(dir, '/');
+        if (slash)
+                *slash = 0;
+        _cleanup_free_ char *netdir = strjoin(slash ? dir : ".", "/network", NULL);
+        if (!netdir)
+                return cli_usage_error(NULL, "out of memory");
+        if (net_spec_resolve(n, a->network, &c->conf, netdir, getuid() == 0, &err) < 0 || net_ports_check(n, &err) < 0)
+                return cli_fail(&err);
+        return -1;
+}
+
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv)
 {
         struct launch_spec *s = &a->spec;
@@ -479,7 +534,7 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
                 return r < 0 ? cli_usage_error(verb, "out of memory") : r;
         if ((r = build_limits(c, a)) != 0)
                 return r;
-        return -1;
+        return build_net(c, a);
 }
 
 int verb_launch(struct cli *c, const char *verb, int argc, char **argv)

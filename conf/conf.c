@@ -45,6 +45,11 @@ void conf_free(struct hutch_conf *c)
         c->limit_defaults = c->limit_maxima = NULL;
         free(c->cgroup_parent);
         c->cgroup_parent = NULL;
+        free(c->net_default);
+        free(c->net_users_allow);
+        free(c->net_bridge);
+        free(c->net_subnet);
+        c->net_default = c->net_users_allow = c->net_bridge = c->net_subnet = NULL;
 }
 
 struct parse_state {
@@ -63,7 +68,7 @@ static int parse_bool(const char *v)
         return -1;
 }
 
-enum key_kind { KEY_BOOL, KEY_DEV, KEY_BIND, KEY_ALLOW, KEY_SIZE, KEY_MS, KEY_CGPARENT, KEY_LIMIT };
+enum key_kind { KEY_BOOL, KEY_DEV, KEY_BIND, KEY_ALLOW, KEY_SIZE, KEY_MS, KEY_CGPARENT, KEY_LIMIT, KEY_STR };
 
 /* Sorted by key, looked up by bsearch. */
 static const struct conf_key {
@@ -93,6 +98,11 @@ static const struct conf_key {
         {"mount proc", KEY_BOOL, offsetof(struct hutch_conf, mount_proc)},
         {"mount sys", KEY_BOOL, offsetof(struct hutch_conf, mount_sys)},
         {"mount tmp", KEY_BOOL, offsetof(struct hutch_conf, mount_tmp)},
+        {"network bridge", KEY_STR, offsetof(struct hutch_conf, net_bridge)},
+        {"network default", KEY_STR, offsetof(struct hutch_conf, net_default)},
+        {"network masquerade", KEY_BOOL, offsetof(struct hutch_conf, net_masquerade)},
+        {"network subnet", KEY_STR, offsetof(struct hutch_conf, net_subnet)},
+        {"network users allow", KEY_STR, offsetof(struct hutch_conf, net_users_allow)},
         {"user bind control", KEY_BOOL, offsetof(struct hutch_conf, user_bind_control)},
 };
 
@@ -167,6 +177,15 @@ static int handler(void *user, const char *section, const char *name, const char
                 if (asprintf(&e, "%s=%s", !strcmp(what, "pids limit") ? "pids-limit" : what, value) < 0 ||
                     strv_push(k->off ? &c->limit_maxima : &c->limit_defaults, e) < 0)
                         return 0;
+                break;
+        }
+        case KEY_STR: {
+                /* checked where it is used (net_spec_resolve), which names the key */
+                char **p = (char **) ((char *) c + k->off), *v = strdup(value);
+                if (!v)
+                        return 0;
+                free(*p);
+                *p = v;
                 break;
         }
         case KEY_ALLOW: break;

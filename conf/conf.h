@@ -23,6 +23,13 @@ struct hutch_conf {
         uint64_t instance_log_max_size;  /* bytes per log file before rotation; 0 = no cap */
         uint64_t instance_ready_timeout; /* ms `instance start` waits for the container to settle */
         uint64_t file_cache_size;        /* bytes of decompressed files kept per user; 0 = none */
+        /* networks (net/): the --net default, which networks users may use (a comma list of
+         * none, pasta, slirp4netns, bridge and named networks), the built-in bridge */
+        char *net_default;     /* NULL: none */
+        char *net_users_allow; /* NULL: none, pasta, slirp4netns */
+        char *net_bridge;      /* NULL: hutch0 */
+        char *net_subnet;      /* NULL: 10.89.0.0/24 */
+        bool net_masquerade;
         unsigned n_warnings;
 };
 

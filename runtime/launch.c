@@ -71,6 +71,8 @@ void ctx_free(struct launch_ctx *c)
         free(c->gecos);
         free(c->home_dst);
         free(c->cwd);
+        free(c->hosts_text);
+        free(c->resolv_text);
         host_path_close(&c->home);
         host_path_close(&c->cwdp);
         host_path_close(&c->tmp);
@@ -90,6 +92,7 @@ void ctx_free(struct launch_ctx *c)
                 close(c->pid1_fd);
         if (c->serve_sock >= 0)
                 close(c->serve_sock);
+        net_helper_close(&c->net);
 }
 
 static int learn_user(struct launch_ctx *c, struct hutch_error *err)
@@ -242,6 +245,27 @@ static int check_allowed(const struct launch_ctx *c, struct hutch_error *err)
         return 0;
 }
 
+/* --dns, --add-host, and --hostname in a network namespace of its own: the container's
+ * resolv.conf and hosts are written (the host's hosts file plus those lines). */
+static int plan_net_files(struct launch_ctx *c, struct hutch_error *err)
+{
+        const struct launch_spec *s = c->spec;
+        const struct net_spec *n = s->net;
+        if (!n)
+                return 0;
+        if (n->dns && !(s->no_mount & NO_MOUNT_RESOLV) && net_resolv_text(n, &c->resolv_text) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if ((n->add_hosts || (n->enabled && s->hostname)) && !(s->no_mount & NO_MOUNT_HOSTS)) {
+                _cleanup_free_ char *base = NULL;
+                int r = read_regular_at(AT_FDCWD, "/etc/hosts", 1 << 20, &base, NULL);
+                if (r < 0 && r != -ENOENT)
+                        log_verbose("cannot read the host's /etc/hosts (%s), writing a new one", strerror(-r));
+                if (net_hosts_text(n, base, n->enabled ? s->hostname : NULL, &c->hosts_text) < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+        }
+        return 0;
+}
+
 static int learn_host(struct launch_ctx *c, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
@@ -261,7 +285,7 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
         if (!(s->no_mount & NO_MOUNT_RESOLV) &&
             (r = host_path_open("/etc/resolv.conf", false, "", &c->resolv, err)) < 0)
                 return r;
-        return 0;
+        return plan_net_files(c, err);
 }
 
 /* --pwd must exist (as Apptainer); else the host cwd when visible, else $HOME, else /. */
@@ -551,10 +575,16 @@ static int init_main(void *p)
         run_init(c, a->sync[1]);
 }
 
+static bool has_netns(const struct launch_spec *s)
+{
+        return s->net && s->net->enabled && s->net->type != NET_TYPE_HOST;
+}
+
 static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
-        int flags = CLONE_NEWNS | (s->ipc_ns ? CLONE_NEWIPC : 0) | (s->uts_ns || s->hostname ? CLONE_NEWUTS : 0);
+        int flags = CLONE_NEWNS | (s->ipc_ns ? CLONE_NEWIPC : 0) | (s->uts_ns || s->hostname ? CLONE_NEWUTS : 0) |
+                    (has_netns(s) ? CLONE_NEWNET : 0);
         /* the parent of the --pid init, which it checks for; the batch image server's owner */
         c->owner_pidfd = s->instance ? pidfd_open_pid(getppid()) : pidfd_open_self();
         if (c->owner_pidfd < 0)
@@ -571,7 +601,12 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
          * would let a mode-0000 image of the caller's own pass */
         if (access(s->image, R_OK) < 0)
                 return hutch_err_sys(err, -errno, "cannot read image '%s'", s->image);
+        /* the network helper stays in the host's namespaces: started before we leave them */
+        if ((r = net_helper_start(s->net, &c->net, err)) < 0)
+                return r;
         if ((r = userns_enter(&c->ids, flags, err)) < 0 || (r = learn_host(c, err)) < 0)
+                return r;
+        if (has_netns(s) && ((r = net_loopback_up(err)) < 0 || (r = net_helper_wire(&c->net, err)) < 0))
                 return r;
         if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
                 return hutch_err_sys(err, -errno, "cannot set hostname '%s'", s->hostname);
@@ -583,6 +618,9 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         }
         if (!s->pid_ns) {
                 if ((r = rootfs_assemble(c, err)) < 0 || (r = rootfs_pivot(c, err)) < 0)
+                        return r;
+                /* this process becomes the payload: its end undoes the network */
+                if ((r = net_helper_watch(&c->net, getpid(), err)) < 0)
                         return r;
                 return payload_exec(c, err);
         }
@@ -622,6 +660,11 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 close(sp[0]);
                 return hutch_err_sys(err, child, "cannot fork into the PID namespace");
         }
+        /* the init's end undoes the network (an init already gone: the helper sees us close
+         * its socket instead, and undoes it then) */
+        struct hutch_error werr = HUTCH_ERROR_INIT;
+        if (net_helper_watch(&c->net, child, &werr) < 0)
+                log_verbose("%s", werr.msg);
         return child_wait(s, child, sp[0], &old, ret_status, err);
 }
 

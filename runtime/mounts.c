@@ -477,6 +477,20 @@ static int bind_session_dir(struct rootfs *rt, const char *name, const char *dst
         return bind_fd(rt, fd, true, dst, false, err);
 }
 
+/* A file hutch writes (--dns, --add-host), from the staging tmpfs, read-only at dst. */
+static int bind_text(struct rootfs *rt, const char *name, const char *text, const char *dst, struct hutch_error *err)
+{
+        char p[128];
+        snprintf(p, sizeof p, STAGE "/session/%s", name);
+        int r = write_file_at(AT_FDCWD, p, text, strlen(text), 0644);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot write %s", p);
+        _cleanup_close_ int fd = open(p, O_PATH | O_CLOEXEC);
+        if (fd < 0)
+                return hutch_err_sys(err, -errno, "cannot open %s", p);
+        return bind_fd(rt, fd, false, dst, true, err);
+}
+
 static bool path_under(const char *path, const char *dir)
 {
         size_t n = strlen(dir);
@@ -531,8 +545,10 @@ static int mount_user_dirs(struct launch_ctx *c, struct rootfs *rt, struct hutch
                 if ((r = bind_host(rt, &c->cwdp, NULL, false, err)) < 0)
                         return r;
         }
-        if ((r = bind_host(rt, &c->hosts, "/etc/hosts", true, err)) < 0 ||
-            (r = bind_host(rt, &c->resolv, "/etc/resolv.conf", true, err)) < 0)
+        if ((r = c->hosts_text ? bind_text(rt, "hosts", c->hosts_text, "/etc/hosts", err)
+                               : bind_host(rt, &c->hosts, "/etc/hosts", true, err)) < 0 ||
+            (r = c->resolv_text ? bind_text(rt, "resolv.conf", c->resolv_text, "/etc/resolv.conf", err)
+                                : bind_host(rt, &c->resolv, "/etc/resolv.conf", true, err)) < 0)
                 return r;
         for (size_t i = 0; i < c->n_binds; i++)
                 if ((r = bind_host(rt, &c->binds[i], c->bind_dsts[i], c->bind_ro[i], err)) < 0)

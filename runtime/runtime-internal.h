@@ -46,7 +46,11 @@ struct launch_ctx {
          * server the supervisor started in an instance, else to one started first thing;
          * closed once the rootfs is staged, so that no container process holds it */
         int serve_sock;
-        int pid1_fd; /* hutch-init in a sealed memfd (run_init), or -1 */
+        struct net_helper net; /* hutch-net, for pasta, slirp4netns and bridge */
+        int pid1_fd;           /* hutch-init in a sealed memfd (run_init), or -1 */
+        /* /etc/hosts and /etc/resolv.conf written for --add-host, --hostname with --net and
+         * --dns, bound instead of the host's; NULL: the host's */
+        char *hosts_text, *resolv_text;
         bool mounted_cwd;
         bool has_env_scripts;
 };
@@ -61,7 +65,7 @@ int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err);
         {                                                                                                        \
                 .spec = (s), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF, .pid1_fd = -EBADF,  \
                 .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF, .vartmp.fd = -EBADF, .hosts.fd = -EBADF, \
-                .resolv.fd = -EBADF                                                                              \
+                .resolv.fd = -EBADF, .net.sock = -EBADF                                                          \
         }
 void ctx_free(struct launch_ctx *c);
 /* Parent side of a fork into a PID namespace: a struct hutch_error on sync_fd means the

@@ -7,6 +7,7 @@
 
 #include "cgroups/cgroups.h"
 #include "conf/conf.h"
+#include "net/net.h"
 #include "util/error.h"
 
 enum launch_action { LAUNCH_EXEC, LAUNCH_RUN, LAUNCH_SHELL, LAUNCH_TEST, LAUNCH_START };
@@ -53,6 +54,8 @@ struct launch_spec {
         char **env;      /* forced inside: --env, --env-file, HUTCHENV_* */
         char **host_env; /* the caller's environment */
         const struct hutch_conf *conf;
+        /* --net and friends (net/net.h); NULL or not enabled: the host's network */
+        const struct net_spec *net;
 };
 
 /* Runs the payload. Without a PID namespace this never returns on success: the process is

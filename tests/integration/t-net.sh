@@ -1,0 +1,43 @@
+# Networks (net/): --net --network none, published ports through pasta and slirp4netns,
+# instances' addresses and ports, bad input; bridges only inside a network namespace this
+# test makes (root).
+. "$(dirname "$0")/lib.sh"
+I=$IMAGES/image.sif
+
+# only lo, up, and nothing else
+run "$HUTCH" exec --net --network none "$I" cat /proc/net/dev
+check "--network none: only lo" '[ "$RC" -eq 0 ] && [ "$(tail -n +3 "$OUT" | wc -l)" -eq 1 ] && out_has "lo:"'
+run "$HUTCH" exec --net "$I" sh -c 'ping -c1 -W1 127.0.0.1 >/dev/null 2>&1 || nc -l -p 7777 -e true & sleep 0.1; echo x | nc 127.0.0.1 7777; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags'
+check "--net alone is none, loopback is up" '[ "$RC" -eq 0 ] && out_has "0x9"'
+run "$HUTCH" exec --net --hostname box --add-host db:10.1.2.3 --dns 192.0.2.53 "$I" sh -c 'hostname; cat /etc/hosts /etc/resolv.conf'
+check "--hostname, --add-host and --dns" '[ "$RC" -eq 0 ] && out_has "^box$" && out_has "10.1.2.3	db" && out_has "127.0.1.1	box" && out_has "nameserver 192.0.2.53"'
+run "$HUTCH" exec --dns 192.0.2.53 "$I" cat /proc/net/dev
+check "--dns alone keeps the host network" '[ "$RC" -eq 0 ] && [ "$(tail -n +3 "$OUT" | wc -l)" -ge 1 ] && [ "$(grep -c : "$OUT")" -eq "$(grep -c : /proc/net/dev)" ]'
+run "$HUTCH" exec -p "$I" true
+check "-p before IMAGE is still --pid" '[ "$RC" -eq 0 ]'
+
+# bad input: one line, nothing started
+run "$HUTCH" exec --net --network nosuch "$I" true
+check "unknown network" 'fails_with "unknown network .nosuch."'
+run "$HUTCH" exec --net --network pasta,slirp4netns "$I" true
+check "two networks" 'fails_with "one network"'
+for bad in 0:80 80:0 65536:80 8080:99999 x:80 8080:80/sctp 300.1.1.1:8080:80; do
+	run "$HUTCH" exec -p "$bad" "$I" true
+	check "-p $bad refused" 'fails_with "$bad"'
+done
+run "$HUTCH" exec --network-args "portmap=8080" "$I" true
+check "malformed portmap" 'fails_with "portmap"'
+run "$HUTCH" exec --dns 1.2.3 "$I" true
+check "--dns that is not an IP" 'fails_with "not an IP address"'
+run "$HUTCH" exec --add-host db "$I" true
+check "--add-host without an IP" 'fails_with "NAME:IP"'
+run "$HUTCH" exec --net --network none -p 18080:80 "$I" true
+check "a port published on none" 'fails_with "no way in"'
+if [ "$(id -u)" -ne 0 ]; then
+	run "$HUTCH" exec --net --network pasta -p 80:8080 "$I" true
+	check "a privileged host port for a user" 'fails_with "port 80 is privileged"'
+	run "$HUTCH" exec --net --network bridge "$I" true
+	check "bridge is root's" 'fails_with "only root"'
+fi
+leftovers "networks"
+finish

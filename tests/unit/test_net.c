@@ -1,0 +1,259 @@
+/* net: published ports and portmap parsing, --dns/--add-host, the --network policy, named
+ * networks, and bridge address leases (exhaustion, reuse after free, a dead holder's lease,
+ * concurrent allocators in several processes). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "net/net.h"
+#include "util/util.h"
+
+static void test_publish(void **state)
+{
+        (void) state;
+        struct net_spec s = {0};
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        assert_int_equal(net_publish_parse("8080:80", &s, &err), 0);
+        assert_string_equal(s.publish[0].host_ip, "127.0.0.1");
+        assert_true(s.publish[0].host_port == 8080 && s.publish[0].port == 80 && !s.publish[0].udp);
+        assert_true(s.enabled);
+        assert_int_equal(net_publish_parse("0.0.0.0:5353:53/udp", &s, &err), 0);
+        assert_true(s.publish[1].udp && s.publish[1].host_port == 5353 && s.publish[1].port == 53);
+        assert_string_equal(s.publish[1].host_ip, "0.0.0.0");
+        assert_int_equal(net_publish_parse("[::1]:8443:443/tcp", &s, &err), 0);
+        assert_string_equal(s.publish[2].host_ip, "::1");
+        const char *bad[] = {"80",       "0:80",         "80:0",          "65536:80",    "80:70000",
+                             "a:80",     "8080:80/sctp", "1.2.3:8080:80", "x.y:8080:80", "8080:80:",
+                             ":8080:80", "8080::80",     "-1:80",         "+80:80",      "999999999999999999999:80"};
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                assert_int_equal(net_publish_parse(bad[i], &s, &err), -EINVAL);
+                assert_non_null(strstr(err.msg, bad[i]));
+        }
+        assert_int_equal(net_publish_parse("8080:81", &s, &err), -EINVAL); /* host port twice */
+        assert_int_equal(s.n_publish, 3);
+        char buf[256];
+        net_ports_format(&s, buf, sizeof buf);
+        assert_string_equal(buf, "127.0.0.1:8080->80/tcp,0.0.0.0:5353->53/udp,[::1]:8443->443/tcp");
+        assert_int_equal(net_args_parse("portmap=9090:90/tcp", &s, &err), 0);
+        assert_int_equal(s.n_publish, 4);
+        assert_int_equal(net_args_parse("portmap=9091:90/tcp,portmap=9092:91/udp", &s, &err), 0);
+        assert_int_equal(s.n_publish, 6);
+        assert_int_equal(net_args_parse("ipRange=10.0.0.0/24", &s, &err), -EINVAL);
+        assert_int_equal(net_args_parse("portmap=9093", &s, &err), -EINVAL);
+        net_spec_free(&s);
+}
+
+static void test_looks_like(void **state)
+{
+        (void) state;
+        assert_true(net_publish_looks_like("8080:80"));
+        assert_true(net_publish_looks_like("127.0.0.1:8080:80/udp"));
+        assert_true(net_publish_looks_like("[::1]:8080:80"));
+        assert_true(net_publish_looks_like("0:80")); /* malformed, still a mapping: refused as one */
+        assert_false(net_publish_looks_like("image.sif"));
+        assert_false(net_publish_looks_like("/tmp/x:y"));
+        assert_false(net_publish_looks_like("docker://busybox:latest"));
+        assert_false(net_publish_looks_like("8080"));
+        assert_false(net_publish_looks_like(NULL));
+}
+
+static void test_dns_hosts(void **state)
+{
+        (void) state;
+        struct net_spec s = {0};
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        assert_int_equal(net_dns_parse("1.1.1.1,2001:db8::1", &s, &err), 0);
+        assert_int_equal(net_dns_parse("1.1.1", &s, &err), -EINVAL);
+        assert_int_equal(net_dns_parse(",", &s, &err), -EINVAL);
+        assert_int_equal(net_add_host_parse("db:10.0.0.5", &s, &err), 0);
+        assert_int_equal(net_add_host_parse("v6:fd00::5", &s, &err), 0);
+        assert_int_equal(net_add_host_parse("db", &s, &err), -EINVAL);
+        assert_int_equal(net_add_host_parse("db:300.0.0.1", &s, &err), -EINVAL);
+        assert_int_equal(net_add_host_parse("-x:10.0.0.1", &s, &err), -EINVAL);
+        assert_int_equal(net_add_host_parse("a b:10.0.0.1", &s, &err), -EINVAL);
+        _cleanup_free_ char *r = NULL, *h = NULL, *h2 = NULL;
+        assert_int_equal(net_resolv_text(&s, &r), 0);
+        assert_string_equal(r, "# hutch --dns\nnameserver 1.1.1.1\nnameserver 2001:db8::1\n");
+        assert_int_equal(net_hosts_text(&s, "127.0.0.1 localhost", "box", &h), 0);
+        assert_string_equal(h, "127.0.0.1 localhost\n127.0.1.1\tbox\n10.0.0.5\tdb\nfd00::5\tv6\n");
+        assert_int_equal(net_hosts_text(&s, NULL, NULL, &h2), 0);
+        assert_non_null(strstr(h2, "localhost"));
+        net_spec_free(&s);
+}
+
+static char tmpdir[64];
+
+static void write_text(const char *name, const char *text)
+{
+        char p[256];
+        snprintf(p, sizeof p, "%s/%s", tmpdir, name);
+        assert_int_equal(write_file_at(AT_FDCWD, p, text, strlen(text), 0644), 0);
+}
+
+static void test_resolve(void **state)
+{
+        (void) state;
+        struct hutch_conf conf;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        conf_defaults(&conf);
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/test_net.XXXXXX");
+        assert_non_null(mkdtemp(tmpdir));
+        write_text("lab.conf",
+                   "# a lab network\ntype = bridge\nbridge = lab0\nsubnet = 10.77.0.0/28\nmasquerade = yes\n");
+        write_text("bad.conf", "type = bridge\nsubnet = 10.77.0.0/33\n");
+        write_text("gw.conf", "subnet = 10.77.0.0/24\ngateway = 10.78.0.1\n");
+        write_text("key.conf", "subnet = 10.77.0.0/24\ncolour = blue\n");
+
+        struct net_spec s = {0};
+        assert_int_equal(net_spec_resolve(&s, NULL, &conf, tmpdir, false, &err), 0);
+        assert_int_equal(s.type, NET_TYPE_NONE);
+        assert_int_equal(net_spec_resolve(&s, "pasta", &conf, tmpdir, false, &err), 0);
+        assert_int_equal(s.type, NET_TYPE_PASTA);
+        assert_int_equal(net_spec_resolve(&s, "none,slirp4netns", &conf, tmpdir, false, &err), 0);
+        assert_int_equal(s.type, NET_TYPE_SLIRP4NETNS);
+        assert_int_equal(net_spec_resolve(&s, "pasta,slirp4netns", &conf, tmpdir, false, &err), -EINVAL);
+        assert_int_equal(net_spec_resolve(&s, "bridge", &conf, tmpdir, false, &err), -EPERM);
+        assert_int_equal(net_spec_resolve(&s, "bridge", &conf, tmpdir, true, &err), 0);
+        assert_int_equal(s.type, NET_TYPE_BRIDGE);
+        assert_string_equal(s.bridge.bridge, "hutch0");
+        assert_true(s.bridge.subnet == 0x0a590000 && s.bridge.prefix == 24 && s.bridge.gateway == 0x0a590001);
+        assert_int_equal(net_spec_resolve(&s, "lab", &conf, tmpdir, true, &err), 0);
+        assert_string_equal(s.bridge.bridge, "lab0");
+        assert_true(s.bridge.masquerade && s.bridge.prefix == 28 && s.bridge.gateway == 0x0a4d0001);
+        assert_int_equal(net_spec_resolve(&s, "nosuch", &conf, tmpdir, true, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "unknown network 'nosuch'"));
+        assert_int_equal(net_spec_resolve(&s, "../etc/x", &conf, tmpdir, true, &err), -EINVAL);
+        assert_int_equal(net_spec_resolve(&s, "bad", &conf, tmpdir, true, &err), -EINVAL);
+        assert_int_equal(net_spec_resolve(&s, "gw", &conf, tmpdir, true, &err), -EINVAL);
+        assert_int_equal(net_spec_resolve(&s, "key", &conf, tmpdir, true, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "colour"));
+        /* the admin's policy */
+        conf.net_users_allow = strdup("none");
+        assert_int_equal(net_spec_resolve(&s, "pasta", &conf, tmpdir, false, &err), -EPERM);
+        assert_int_equal(net_spec_resolve(&s, "pasta", &conf, tmpdir, true, &err), 0);
+        conf.net_default = strdup("slirp4netns");
+        conf.net_users_allow[0] = 0;
+        free(conf.net_users_allow);
+        conf.net_users_allow = strdup("slirp4netns");
+        assert_int_equal(net_spec_resolve(&s, NULL, &conf, tmpdir, false, &err), 0);
+        assert_int_equal(s.type, NET_TYPE_SLIRP4NETNS);
+        /* published ports: none has no way in; a privileged host port is root's */
+        struct net_spec p = {0};
+        assert_int_equal(net_publish_parse("80:80", &p, &err), 0);
+        assert_int_equal(net_spec_resolve(&p, "slirp4netns", &conf, tmpdir, false, &err), -EPERM);
+        assert_non_null(strstr(err.msg, "port 80"));
+        assert_int_equal(net_spec_resolve(&p, "none", &conf, tmpdir, true, &err), -EINVAL);
+        net_spec_free(&p);
+        net_spec_free(&s);
+        conf_free(&conf);
+}
+
+static struct net_bridge_conf small_net(void)
+{
+        struct net_bridge_conf b = {.name = "t", .bridge = "t0"};
+        assert_int_equal(net_cidr_parse("10.9.0.0/29", &b.subnet, &b.prefix), 0);
+        b.gateway = b.subnet + 1;
+        return b;
+}
+
+static void test_lease(void **state)
+{
+        (void) state;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct net_bridge_conf b = small_net(); /* .2 to .6: five addresses */
+        _cleanup_close_ int dfd = open(tmpdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        unsigned long long st;
+        assert_int_equal(proc_start_time(getpid(), &st), 0);
+        uint32_t a[5], x;
+        for (int i = 0; i < 5; i++) {
+                assert_int_equal(net_lease_take(dfd, &b, getpid(), st, &a[i], &err), 0);
+                assert_true(a[i] == b.subnet + 2 + (uint32_t) i);
+        }
+        assert_int_equal(net_lease_take(dfd, &b, getpid(), st, &x, &err), -EADDRNOTAVAIL);
+        assert_non_null(strstr(err.msg, "no free address"));
+        assert_int_equal(net_lease_release(dfd, &b, a[2]), 0);
+        assert_int_equal(net_lease_take(dfd, &b, getpid(), st, &x, &err), 0);
+        assert_true(x == a[2]);
+        /* a lease whose holder is gone (another start time: a reused pid) is free again */
+        assert_int_equal(net_lease_release(dfd, &b, a[4]), 0);
+        assert_int_equal(net_lease_take(dfd, &b, getpid(), st + 1, &x, &err), 0);
+        assert_int_equal(net_lease_take(dfd, &b, getpid(), st, &x, &err), 0);
+        assert_true(x == a[4]);
+        for (int i = 0; i < 5; i++)
+                assert_int_equal(net_lease_release(dfd, &b, a[i]), 0);
+}
+
+/* Several processes allocate at once: every address distinct, none lost. */
+static void test_lease_concurrent(void **state)
+{
+        (void) state;
+        struct net_bridge_conf b = small_net();
+        snprintf(b.name, sizeof b.name, "c");
+        assert_int_equal(net_cidr_parse("10.9.0.0/26", &b.subnet, &b.prefix), 0);
+        b.gateway = b.subnet + 1;
+        _cleanup_close_ int dfd = open(tmpdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int pipefd[2];
+        assert_int_equal(pipe(pipefd), 0);
+        enum { KIDS = 8, EACH = 5 };
+        pid_t kids[KIDS];
+        for (int k = 0; k < KIDS; k++) {
+                kids[k] = fork();
+                assert_true(kids[k] >= 0);
+                if (kids[k] == 0) {
+                        struct hutch_error err = HUTCH_ERROR_INIT;
+                        unsigned long long st;
+                        uint32_t v[EACH];
+                        /* the holder is the parent (alive throughout), as a helper would be */
+                        if (proc_start_time(getppid(), &st) < 0)
+                                _exit(1);
+                        for (int i = 0; i < EACH; i++)
+                                if (net_lease_take(dfd, &b, getppid(), st, &v[i], &err) < 0)
+                                        _exit(2);
+                        if (write(pipefd[1], v, sizeof v) != (ssize_t) sizeof v)
+                                _exit(3);
+                        _exit(0);
+                }
+        }
+        close(pipefd[1]);
+        for (int k = 0; k < KIDS; k++) {
+                int ws;
+                assert_int_equal(waitpid(kids[k], &ws, 0), kids[k]);
+                assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+        }
+        uint32_t all[KIDS * EACH];
+        assert_int_equal(read(pipefd[0], all, sizeof all), (ssize_t) sizeof all);
+        close(pipefd[0]);
+        for (int i = 0; i < KIDS * EACH; i++) {
+                assert_true(all[i] > b.gateway && all[i] < b.subnet + 63);
+                for (int j = 0; j < i; j++)
+                        assert_true(all[i] != all[j]);
+        }
+}
+
+static void test_cleanup(void **state)
+{
+        (void) state;
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_publish),   cmocka_unit_test(test_looks_like),
+                cmocka_unit_test(test_dns_hosts), cmocka_unit_test(test_resolve),
+                cmocka_unit_test(test_lease),     cmocka_unit_test(test_lease_concurrent),
+                cmocka_unit_test(test_cleanup),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
