@@ -28,6 +28,8 @@ static const char launch_options[] =
         "      --hostname NAME           new UTS namespace with this hostname\n"
         "  -w, --writable                write to a sandbox folder image\n"
         "      --writable-tmpfs          writable root; changes are lost at exit\n"
+        "  -o, --overlay PATH[:ro|:rw]   persistent overlay: a folder (repeatable, comma lists; the\n"
+        "                                last writable one keeps the changes, in PATH/upper)\n"
         "  -f, --fakeroot                uid/gid 0 inside (subordinate ids from /etc/subuid when granted)\n"
         "      --shell PATH              shell for 'shell' (default /bin/bash --norc, else /bin/sh)\n"
         "  -d, --debug / -v, --verbose / -q, --quiet / -s, --silent\n"

@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "exit.h"
+#include "image/image.h"
 #include "instanced/instanced.h"
 #include "runtime/runtime.h"
 #include "util/log.h"
@@ -99,6 +100,7 @@ static const struct option options[] = {
         {"publish", required_argument, NULL, OPT_PUBLISH},
         {"dns", required_argument, NULL, OPT_DNS},
         {"add-host", required_argument, NULL, OPT_ADD_HOST},
+        {"overlay", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -106,6 +108,7 @@ static const struct option options[] = {
 void launch_args_free(struct launch_args *a)
 {
         bind_spec_free_array(a->spec.binds, a->spec.n_binds);
+        overlay_spec_free_array(a->spec.overlays, a->spec.n_overlays);
         strv_free(a->spec.env);
         strv_free(a->env_opts);
         strv_free(a->env_files);
@@ -152,6 +155,7 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                 a->cgroup_parent = arg;
                 break;
         case 'B': r = bind_spec_parse(arg, &s->binds, &s->n_binds, &err); break;
+        case 'o': r = overlay_spec_add(arg, &s->overlays, &s->n_overlays, &err); break;
         case OPT_MOUNT: r = mount_spec_parse(arg, &s->binds, &s->n_binds, &err); break;
         case OPT_NO_MOUNT: r = no_mount_parse(arg, &s->no_mount, &err); break;
         case 'c': s->contain = true; break;
@@ -226,7 +230,7 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
         int o, idx = -1;
         optind = 1;
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+B:cCeH:W:piwfunh", options, &idx)) != -1) {
+        while ((o = getopt_long(argc, argv, "+B:cCeH:W:piwfunho:", options, &idx)) != -1) {
                 if (o == '?') {
                         if (optopt)
                                 return cli_usage_error(verb, "option '-%c' is unknown or misses its value", optopt);
@@ -315,7 +319,7 @@ static int apply_env_value(struct launch_args *a, const char *verb, size_t k, co
 {
         /* Apptainer trims each item of a list option (pflag's string slices), the whole value
          * of the others */
-        const char *sep = options[k].val == 'B' || options[k].val == OPT_NO_MOUNT ? "," : "";
+        const char *sep = options[k].val == 'B' || options[k].val == OPT_NO_MOUNT || options[k].val == 'o' ? "," : "";
         _cleanup_free_ char *t = malloc(strlen(v) + 1);
         size_t o = 0;
         if (!t)

@@ -188,3 +188,42 @@ enum image_meta {
 int image_inspect_json(struct image *img, unsigned what, char **ret, struct hutch_error *err);
 /* Plain text, as Apptainer prints without --json. */
 int image_inspect_text(struct image *img, unsigned what, char **ret, struct hutch_error *err);
+
+/* ---- persistent overlays (image/overlay.c): --overlay PATH[:ro|:rw] */
+struct overlay_spec {
+        char *path;
+        bool ro;
+};
+/* One "PATH[:ro|:rw]". */
+int overlay_spec_parse(const char *arg, struct overlay_spec *ret, struct hutch_error *err);
+/* A comma list of them, appended to *v. */
+int overlay_spec_add(const char *list, struct overlay_spec **v, size_t *n, struct hutch_error *err);
+void overlay_spec_free_array(struct overlay_spec *v, size_t n);
+/* The last writable one: the upper layer (-1: none); every other is a read-only lower layer. */
+ssize_t overlay_upper_index(const struct overlay_spec *v, size_t n);
+
+enum overlay_kind { OVERLAY_DIR, OVERLAY_EXT3 };
+struct overlay {
+        char *path; /* absolute */
+        enum overlay_kind kind;
+        bool ro;               /* a lower layer */
+        int fd;                /* the folder or image file, opened as the caller; holds the lock */
+        uint64_t offset, size; /* ext3: the filesystem in the file */
+};
+/* Open each overlay with the caller's credentials, classify it, give a writable folder its
+ * upper/ and work/, and (lock) flock it: shared when read-only, exclusive for the upper
+ * layer, without waiting: -EBUSY naming the holder (an instance, or a pid). The locks last
+ * as long as the fds (close-on-exec, see image_overlays_keep_across_exec). */
+int image_overlays_open(const struct overlay_spec *v, size_t n, bool lock, struct overlay **ret,
+                        struct hutch_error *err);
+void image_overlays_close(struct overlay *v, size_t n);
+/* The lock fds survive exec: a batch payload holds its overlays' locks for its life. */
+int image_overlays_keep_across_exec(struct overlay *v, size_t n);
+/* Who holds a flock on (dev, ino) in /proc/locks's text: its pid, 0 when not listed. Pure. */
+pid_t overlay_lock_holder_find(const char *locks, dev_t dev, ino_t ino);
+/* An ext2/3/4 superblock (the 1024 bytes at offset 1024 of the filesystem). */
+bool ext3_superblock_is(const uint8_t *sb, size_t len);
+/* An instance's supervisor, named as a lock holder: its comm, and the fd where it keeps
+ * its instance folder open (instanced/ checks they match its own). */
+#define OVERLAY_SUPERVISOR_COMM "hutch-supervise"
+#define OVERLAY_SUPERVISOR_DIR_FD 4

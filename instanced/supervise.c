@@ -40,6 +40,9 @@
 #define TIDY_AFTER_MS 50      /* set-aside logs are removed, the heap trimmed, this long after a start */
 #define JOB_END_KILL_MS 10000 /* a payload that ignores SIGTERM at its job's end: SIGKILL, as stop's default */
 
+/* a supervisor is named as an overlay's lock holder by these */
+_Static_assert(SUPERVISOR_DIR_FD == OVERLAY_SUPERVISOR_DIR_FD, "the overlay lock holder's instance folder fd");
+
 #define LAUNCHER_STACK (1 << 20) /* mapped for each start, only the pages used are touched */
 
 enum { EV_SIGNAL, EV_OUT, EV_ERR, EV_TIMER, EV_SERVER, EV_JOB };
@@ -58,6 +61,8 @@ struct sup {
         int root_fd, dir_fd, lock_fd;
         int epfd, sigfd, timerfd;
         int job_fd; /* --tie-to-job: a pidfd of the job's process */
+        /* --overlay: opened and locked for the instance's life, across restarts */
+        struct overlay *ovl;
         int out_pipe[2], err_pipe[2];
         struct log_sink out, err;
         struct cgroup cg; /* with limits: the instance's, the launcher enters it */
@@ -300,6 +305,7 @@ static int launcher_main(void *p)
         spec.affinity = a->u->pinned ? &a->u->affinity : NULL;
         spec.affinity_size = spec.affinity ? sizeof a->u->affinity : 0;
         spec.init_early = &u->init_early;
+        spec.overlays_locked = true;
         int status = 0;
         if (runtime_launch(&spec, &status, &err) < 0) {
                 struct launch_event ev = {.type = LAUNCH_EVENT_FAILED, .err = err};
@@ -778,6 +784,8 @@ static int setup(struct sup *u, struct hutch_error *err)
         if ((r = logs_prepare(u, err)) < 0)
                 return r;
         const struct launch_spec *ls = u->spec->launch;
+        if (ls->n_overlays && (r = image_overlays_open(ls->overlays, ls->n_overlays, true, &u->ovl, err)) < 0)
+                return r;
         char name[INSTANCE_NAME_MAX + 32];
         /* the supervisor's pid last: unique across the user's state roots, and whose
          * cgroup it is once the supervisor is gone (cgroup_orphans_clean) */
@@ -923,6 +931,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                         close(fds[i]);
         sink_close(&u.out);
         sink_close(&u.err);
+        image_overlays_close(u.ovl, spec->launch->n_overlays);
         instance_state_clear(&u.st);
         return r;
 }

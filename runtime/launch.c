@@ -93,6 +93,11 @@ void ctx_free(struct launch_ctx *c)
         if (c->serve_sock >= 0)
                 close(c->serve_sock);
         net_helper_close(&c->net);
+        for (size_t i = 0; c->ovl_tree && i < c->n_ovl; i++)
+                if (c->ovl_tree[i] >= 0)
+                        close(c->ovl_tree[i]);
+        free(c->ovl_tree);
+        image_overlays_close(c->ovl, c->n_ovl);
 }
 
 static int learn_user(struct launch_ctx *c, struct hutch_error *err)
@@ -273,7 +278,8 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
         int r;
 
         if ((r = image_open(s->image, s->writable, &c->img, err)) < 0 || (r = check_allowed(c, err)) < 0 ||
-            (r = plan_home(c, err)) < 0 || (r = plan_tmp(c, err)) < 0 || (r = plan_binds(c, err)) < 0)
+            (r = plan_home(c, err)) < 0 || (r = plan_tmp(c, err)) < 0 || (r = plan_binds(c, err)) < 0 ||
+            (r = overlays_clone(c, err)) < 0)
                 return r;
         if (getcwd(cwd, sizeof cwd)) {
                 c->cwd = strdup(cwd);
@@ -601,6 +607,8 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
          * would let a mode-0000 image of the caller's own pass */
         if (access(s->image, R_OK) < 0)
                 return hutch_err_sys(err, -errno, "cannot read image '%s'", s->image);
+        if ((r = overlays_open(c, err)) < 0)
+                return r;
         /* the network helper stays in the host's namespaces: started before we leave them */
         if ((r = net_helper_start(s->net, &c->net, err)) < 0)
                 return r;

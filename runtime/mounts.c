@@ -27,7 +27,7 @@
 #include "util/log.h"
 #include "util/util.h"
 
-#define STAGE "/tmp"
+#define STAGE STAGE_DIR
 
 /* The container root being assembled; fd is reopened when a tmpfs is stacked on "/". */
 struct rootfs {
@@ -382,15 +382,11 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
         r = image_mount(&c->img, STAGE "/image", &o, err);
         if (r < 0)
                 return r;
-        if (s->writable_tmpfs) {
-                /* --writable-tmpfs: a kernel overlay whose upper layer is the staging tmpfs */
-                if (!s->conf->enable_overlay)
-                        return hutch_err(err, -EPERM, "--writable-tmpfs needs 'enable overlay = yes' in hutch.conf");
-                if (mount("overlay", STAGE "/root", "overlay", 0,
-                          "lowerdir=" STAGE "/image,upperdir=" STAGE "/rw/upper,workdir=" STAGE "/rw/work") < 0)
-                        return hutch_err_sys(err, -errno, "cannot mount the --writable-tmpfs overlay");
-                return 0;
-        }
+        if (s->writable_tmpfs && !s->conf->enable_overlay)
+                return hutch_err(err, -EPERM, "--writable-tmpfs needs 'enable overlay = yes' in hutch.conf");
+        /* --writable-tmpfs alone: a kernel overlay whose upper layer is the staging tmpfs */
+        if (s->writable_tmpfs || c->n_ovl)
+                return overlays_stage(c, STAGE "/image", STAGE "/root", err);
         if (mount(STAGE "/image", STAGE "/root", NULL, MS_BIND | MS_REC, NULL) < 0)
                 return hutch_err_sys(err, -errno, "cannot bind the image root");
         return 0;
@@ -701,7 +697,7 @@ int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err)
         if ((r = mount_system(c, &rt, err)) >= 0 && (r = mount_user_dirs(c, &rt, err)) >= 0 &&
             (r = write_identity(c, &rt, err)) >= 0) {
                 c->has_env_scripts = has_env_scripts(&rt);
-                if (!c->spec->writable && !c->spec->writable_tmpfs)
+                if (!c->spec->writable && !c->root_writable)
                         r = make_root_ro(&rt, err);
         }
         for (size_t i = 0; i < rt.n_split; i++)

@@ -53,13 +53,27 @@ struct launch_ctx {
         char *hosts_text, *resolv_text;
         bool mounted_cwd;
         bool has_env_scripts;
+        struct overlay *ovl; /* --overlay, opened (and locked) on the host */
+        size_t n_ovl;
+        int *ovl_tree;      /* each one's tree, cloned once the mount namespace is ours */
+        bool root_writable; /* an overlay's upper layer or --writable-tmpfs */
 };
+
+/* The staging tmpfs, in the container's private mount namespace: every host path the
+ * container needs is an fd taken before it covers this folder. */
+#define STAGE_DIR "/tmp"
 
 /* Staging tmpfs and the image mount (handed to the FUSE server started before). */
 int rootfs_stage(struct launch_ctx *c, struct hutch_error *err);
 /* /proc, /sys, /dev, home, tmp, cwd, binds, passwd/group; then the root goes read-only. */
 int rootfs_assemble(struct launch_ctx *c, struct hutch_error *err);
 int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err);
+/* --overlay (runtime/overlay.c): open and lock the layers on the host, with the caller's
+ * credentials; then, in the private mount namespace, mount root as the overlay of image
+ * and them (and --writable-tmpfs's staging upper layer). */
+int overlays_open(struct launch_ctx *c, struct hutch_error *err);
+int overlays_clone(struct launch_ctx *c, struct hutch_error *err);
+int overlays_stage(struct launch_ctx *c, const char *image, const char *root, struct hutch_error *err);
 
 #define LAUNCH_CTX_INIT(s)                                                                                       \
         {                                                                                                        \

@@ -10,6 +10,8 @@
 #include "net/net.h"
 #include "util/error.h"
 
+struct overlay_spec;
+
 enum launch_action { LAUNCH_EXEC, LAUNCH_RUN, LAUNCH_SHELL, LAUNCH_TEST, LAUNCH_START };
 
 /* What a launcher with a notify_fd reports (one SOCK_SEQPACKET message each). */
@@ -56,6 +58,11 @@ struct launch_spec {
         const struct hutch_conf *conf;
         /* --net and friends (net/net.h); NULL or not enabled: the host's network */
         const struct net_spec *net;
+        /* --overlay, in the order given (image/image.h); overlays_locked: the caller (an
+         * instance's supervisor) holds their locks for the container's life */
+        struct overlay_spec *overlays;
+        size_t n_overlays;
+        bool overlays_locked;
 };
 
 /* Runs the payload. Without a PID namespace this never returns on success: the process is

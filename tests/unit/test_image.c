@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -652,6 +653,73 @@ static void test_serve_confinement(void **state)
         rmdir(dir);
 }
 
+/* --overlay PATH[:ro|:rw], comma lists, the upper layer's choice */
+static void test_overlay_spec(void **state)
+{
+        (void) state;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct overlay_spec o, *v = NULL;
+        size_t n = 0;
+
+        assert_int_equal(overlay_spec_parse("/a/b", &o, &err), 0);
+        assert_string_equal(o.path, "/a/b");
+        assert_false(o.ro);
+        free(o.path);
+        assert_int_equal(overlay_spec_parse("/a:b:ro", &o, &err), 0);
+        assert_string_equal(o.path, "/a:b");
+        assert_true(o.ro);
+        free(o.path);
+        assert_int_equal(overlay_spec_parse("rel:rw", &o, &err), 0);
+        assert_string_equal(o.path, "rel");
+        assert_false(o.ro);
+        free(o.path);
+        assert_int_equal(overlay_spec_parse("/a:rx", &o, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "ro or rw"));
+        assert_int_equal(overlay_spec_parse(":ro", &o, &err), -EINVAL);
+        assert_int_equal(overlay_spec_parse("", &o, &err), -EINVAL);
+        assert_int_equal(overlay_spec_parse("/a:", &o, &err), -EINVAL);
+
+        assert_int_equal(overlay_spec_add("/l1:ro,/u1,/l2:ro", &v, &n, &err), 0);
+        assert_int_equal(overlay_spec_add("/u2", &v, &n, &err), 0);
+        assert_int_equal(n, 4);
+        assert_string_equal(v[3].path, "/u2");
+        assert_int_equal(overlay_upper_index(v, n), 3);
+        assert_int_equal(overlay_upper_index(v, 3), 1);
+        assert_int_equal(overlay_upper_index(v, 1), -1);
+        assert_int_equal(overlay_spec_add(",", &v, &n, &err), -EINVAL);
+        assert_int_equal(overlay_spec_add("/x,/y:bad", &v, &n, &err), -EINVAL);
+        assert_int_equal(n, 5); /* the good ones before the bad one stay, freed with the rest */
+        overlay_spec_free_array(v, n);
+}
+
+/* /proc/locks: a flock's holder by device and inode; waiters and other kinds skipped */
+static void test_overlay_lock_holder(void **state)
+{
+        (void) state;
+        const char *locks = "1: POSIX  ADVISORY  WRITE 11 fe:00:42 0 EOF\n"
+                            "2: FLOCK  ADVISORY  WRITE 22 fe:00:4242 0 EOF\n"
+                            "2: -> FLOCK  ADVISORY  WRITE 33 fe:00:42 0 EOF\n"
+                            "3: FLOCK  ADVISORY  READ 44 08:01:42 0 EOF\n"
+                            "4: FLOCK  ADVISORY  WRITE 55 fe:00:42 0 EOF\n";
+        assert_int_equal(overlay_lock_holder_find(locks, makedev(0xfe, 0), 42), 55);
+        assert_int_equal(overlay_lock_holder_find(locks, makedev(8, 1), 42), 44);
+        assert_int_equal(overlay_lock_holder_find(locks, makedev(0xfe, 0), 4242), 22);
+        assert_int_equal(overlay_lock_holder_find(locks, makedev(0xfe, 0), 7), 0);
+        assert_int_equal(overlay_lock_holder_find("", makedev(0xfe, 0), 42), 0);
+        assert_int_equal(overlay_lock_holder_find("garbage\n 00:00:0 \n", makedev(0, 0), 0), 0);
+}
+
+static void test_ext3_superblock(void **state)
+{
+        (void) state;
+        uint8_t sb[1024] = {0};
+        assert_false(ext3_superblock_is(sb, sizeof sb));
+        sb[56] = 0x53;
+        sb[57] = 0xef;
+        assert_true(ext3_superblock_is(sb, sizeof sb));
+        assert_false(ext3_superblock_is(sb, 57));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -669,6 +737,9 @@ int main(void)
                 cmocka_unit_test(test_crafted),
                 cmocka_unit_test(test_dir_index),
                 cmocka_unit_test(test_serve_confinement),
+                cmocka_unit_test(test_overlay_spec),
+                cmocka_unit_test(test_overlay_lock_holder),
+                cmocka_unit_test(test_ext3_superblock),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,137 @@
+/* The container root as a kernel overlay: the image at the bottom, the --overlay layers
+ * above it in the order given, and on top the last writable overlay's upper/ (or the
+ * staging tmpfs for --writable-tmpfs). Each overlay is attached under the staging tmpfs
+ * first (STAGE/ovl/N), so the overlay's options name short paths of ours. Extended
+ * attributes are the user.overlay.* ones (userxattr) as root too: an overlay folder then
+ * reads the same whether a user or root wrote it (opaque folders are such an attribute). */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/mount.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "runtime-internal.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define OVL_DIR STAGE_DIR "/ovl"
+
+int overlays_open(struct launch_ctx *c, struct hutch_error *err)
+{
+        const struct launch_spec *s = c->spec;
+        if (!s->n_overlays)
+                return 0;
+        if (!s->conf->enable_overlay)
+                return hutch_err(err, -EPERM, "--overlay needs 'enable overlay = yes' in hutch.conf");
+        int r = image_overlays_open(s->overlays, s->n_overlays, !s->overlays_locked, &c->ovl, err);
+        if (r < 0)
+                return r;
+        c->n_ovl = s->n_overlays;
+        /* a batch container holds its overlays' locks until its last process ends; an
+         * instance's are its supervisor's */
+        if (!s->overlays_locked && image_overlays_keep_across_exec(c->ovl, c->n_ovl) < 0)
+                return hutch_err_sys(err, -errno, "cannot keep the overlays' locks");
+        return 0;
+}
+
+/* Each folder overlay's tree, cloned in this mount namespace (a clone must come from the
+ * caller's own) before the staging tmpfs covers its path, and checked to be the folder that
+ * was opened and locked. */
+int overlays_clone(struct launch_ctx *c, struct hutch_error *err)
+{
+        if (!c->n_ovl)
+                return 0;
+        c->ovl_tree = malloc(c->n_ovl * sizeof *c->ovl_tree);
+        if (!c->ovl_tree)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < c->n_ovl; i++)
+                c->ovl_tree[i] = -EBADF;
+        for (size_t i = 0; i < c->n_ovl; i++) {
+                const struct overlay *o = &c->ovl[i];
+                struct stat a, b;
+                int tree = (int) syscall(SYS_open_tree, AT_FDCWD, o->path,
+                                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_NO_AUTOMOUNT);
+                if (tree < 0)
+                        return hutch_err_sys(err, -errno, "cannot open overlay '%s'", o->path);
+                c->ovl_tree[i] = tree;
+                if (fstat(tree, &a) < 0 || fstat(o->fd, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
+                        return hutch_err(err, -ESTALE, "overlay '%s' was replaced while it was being set up", o->path);
+        }
+        return 0;
+}
+
+/* The folder a layer contributes: upper/ when the overlay has one (it was an upper layer
+ * once), else the overlay's own root. */
+static void layer_path(const char *at, char *buf, size_t len)
+{
+        struct stat st;
+        snprintf(buf, len, "%s/upper", at);
+        if (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode))
+                snprintf(buf, len, "%s", at);
+}
+
+static int attach_all(struct launch_ctx *c, struct hutch_error *err)
+{
+        if (mkdir(OVL_DIR, 0755) < 0 && errno != EEXIST)
+                return hutch_err_sys(err, -errno, "cannot create '%s' in the staging area", OVL_DIR);
+        for (size_t i = 0; i < c->n_ovl; i++) {
+                char at[64];
+                snprintf(at, sizeof at, OVL_DIR "/%zu", i);
+                if (mkdir(at, 0755) < 0 && errno != EEXIST)
+                        return hutch_err_sys(err, -errno, "cannot create '%s' in the staging area", at);
+                if (syscall(SYS_move_mount, c->ovl_tree[i], "", AT_FDCWD, at, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+                        return hutch_err_sys(err, -errno, "cannot attach overlay '%s'", c->ovl[i].path);
+                close(c->ovl_tree[i]);
+                c->ovl_tree[i] = -EBADF;
+        }
+        return 0;
+}
+
+int overlays_stage(struct launch_ctx *c, const char *image, const char *root, struct hutch_error *err)
+{
+        _cleanup_free_ char *lower = strdup(""), *opts = NULL;
+        char upper[96] = "", work[96] = "", layer[96];
+        const char *upper_path = "--writable-tmpfs";
+        int r = attach_all(c, err);
+        if (r < 0)
+                return r;
+        /* lowerdir lists the top layer first: the later an overlay is given, the higher */
+        for (size_t i = c->n_ovl; lower && i > 0; i--) {
+                char at[64];
+                snprintf(at, sizeof at, OVL_DIR "/%zu", i - 1);
+                if (!c->ovl[i - 1].ro) {
+                        snprintf(upper, sizeof upper, "%s/upper", at);
+                        snprintf(work, sizeof work, "%s/work", at);
+                        upper_path = c->ovl[i - 1].path;
+                        continue;
+                }
+                layer_path(at, layer, sizeof layer);
+                _cleanup_free_ char *old = steal_pointer(&lower);
+                lower = strjoin(old, layer, ":");
+        }
+        if (!upper[0] && c->spec->writable_tmpfs) {
+                snprintf(upper, sizeof upper, STAGE_DIR "/rw/upper");
+                snprintf(work, sizeof work, STAGE_DIR "/rw/work");
+        }
+        if (!lower)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if ((upper[0] ? asprintf(&opts, "lowerdir=%s%s,upperdir=%s,workdir=%s,userxattr", lower, image, upper, work)
+                      : asprintf(&opts, "lowerdir=%s%s,userxattr", lower, image)) < 0) {
+                opts = NULL;
+                return hutch_err(err, -ENOMEM, "out of memory");
+        }
+        log_debug("overlay %s", opts);
+        if (mount("overlay", root, "overlay", 0, opts) < 0) {
+                if (upper[0])
+                        return hutch_err_sys(err, -errno, "cannot mount the overlay whose upper layer is '%s'",
+                                             upper_path);
+                return hutch_err_sys(err, -errno, "cannot mount the read-only overlays");
+        }
+        c->root_writable = upper[0] != 0;
+        return 0;
+}

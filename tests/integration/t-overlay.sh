@@ -1,0 +1,110 @@
+# Persistent overlays: folder overlays written, kept and read again (whiteouts and opaque
+# folders too), read-only layers and their order, one writer at a time (batch and
+# instance holders named), instances keeping data across stop/start and restarts, bad input.
+. "$(dirname "$0")/lib.sh"
+trap '"$HUTCH" instance stop --all --force >/dev/null 2>&1; rm -rf "$T"' EXIT
+I=$IMAGES/image.sif
+# writes into the image's folders: as root through the SIF (a FUSE lower layer); as a user
+# through the sandbox folder, which is the user's (the SIF's files belong to root, a uid
+# the user's namespace does not map: see the user guide's limits)
+W=$I
+[ "$MODE" = root ] || W=$IMAGES/rootfs
+O=$T/ovl
+mkdir "$O"
+
+# --- a folder overlay
+run "$HUTCH" exec -o "$O" "$W" sh -c 'echo kept > /etc/added && rm /etc/hutch-test-marker'
+check "--overlay DIR: writes go to DIR/upper" '[ $RC -eq 0 ] && [ "$(cat "$O/upper/etc/added")" = kept ] && [ -d "$O/work" ]'
+check "a deleted image file is a whiteout in DIR/upper" '[ -c "$O/upper/etc/hutch-test-marker" ]'
+run "$HUTCH" exec --overlay "$O" "$W" sh -c 'cat /etc/added; test -e /etc/hutch-test-marker || echo gone'
+check "the next start sees the change and the deletion" 'out_is "kept
+gone"'
+run "$HUTCH" exec -o "$O" "$W" sh -c 'rm -rf /srv/www && mkdir /srv/www && echo n > /srv/www/new'
+run "$HUTCH" exec -o "$O:ro" "$W" ls /srv/www
+check "a folder made anew over an image folder stays opaque" 'out_is new'
+run "$HUTCH" exec -o "$O:ro" "$W" sh -c 'cat /etc/added; echo x > /etc/more'
+check "DIR:ro is a read-only layer" '[ $RC -ne 0 ] && out_is kept && [ ! -e "$O/upper/etc/more" ]'
+run "$HUTCH" exec --writable-tmpfs "$W" sh -c 'echo t > /etc/tmpfs-file'
+check "--writable-tmpfs writes" '[ $RC -eq 0 ]'
+run "$HUTCH" exec --writable-tmpfs "$W" sh -c 'test -e /etc/tmpfs-file || echo lost'
+check "--writable-tmpfs loses its changes at exit" 'out_is lost'
+run "$HUTCH" exec "$W" sh -c 'cat /etc/added 2>/dev/null; cat /etc/hutch-test-marker'
+check "without --overlay the image is untouched" 'out_is image-marker'
+
+# --- layers: the last writable overlay is the upper one, the others read-only lowers
+mkdir "$T/l1" "$T/l2"
+echo l1 > "$T/l1/f1"
+echo l1 > "$T/l1/both"
+echo l2 > "$T/l2/both"
+run "$HUTCH" exec -o "$T/l1:ro" -o "$T/l2:ro" "$I" sh -c 'cat /f1 /both'
+check "read-only folders stack, the later above" 'out_is "l1
+l2"'
+mkdir "$T/u2"
+run "$HUTCH" exec -o "$T/l2" -o "$T/u2" "$I" sh -c 'cat /both; echo w > /w'
+check "two writable: the last is the upper layer, the first a lower one" 'out_is l2 && [ -e "$T/u2/upper/w" ] && [ ! -e "$T/l2/upper" ] && [ ! -e "$T/l2/w" ]'
+
+# --- one writer at a time
+"$HUTCH" exec -o "$O" "$I" sh -c 'touch /ready; exec sleep 30' >/dev/null 2>&1 &
+bg=$!
+wait_for '[ -e "$O/upper/ready" ]'
+run "$HUTCH" exec -o "$O" "$I" true
+check "a second writer is refused, naming the batch holder's pid" "fails_with \"overlay '$O' is in use by pid $bg (sleep): one writer at a time\""
+run "$HUTCH" exec -o "$O:ro" "$I" true
+check "a reader is refused while it is written" 'fails_with "is being written by pid"'
+kill "$bg"
+wait "$bg" 2>/dev/null
+run "$HUTCH" exec -o "$O" "$I" true
+check "once the holder is gone the overlay is free" '[ $RC -eq 0 ]'
+rm -f "$O/upper/ready"
+"$HUTCH" exec -o "$T/l1:ro" "$I" sh -c "touch $T/r1-ready; exec sleep 30" >/dev/null 2>&1 &
+bg=$!
+wait_for '[ -e "$T/r1-ready" ]'
+run "$HUTCH" exec -o "$T/l1:ro" "$I" cat /f1
+check "readers share an overlay" 'out_is l1'
+kill "$bg"
+wait "$bg" 2>/dev/null
+
+# --- instances: the supervisor holds the lock; data survives stop/start and restarts
+K=$T/kv
+mkdir "$K"
+run "$HUTCH" instance start -o "$K" "$I" kv
+check "instance start --overlay" '[ $RC -eq 0 ]'
+run "$HUTCH" exec instance://kv sh -c 'mkdir -p /data && echo v1 > /data/key'
+run "$HUTCH" exec -o "$K" "$I" true
+check "a second writer is refused, naming the instance" "fails_with \"overlay '$K' is in use by instance 'kv' (pid [0-9]*): one writer\""
+"$HUTCH" instance stop kv >/dev/null 2>&1
+run "$HUTCH" instance start -o "$K" "$I" kv
+run "$HUTCH" exec instance://kv cat /data/key
+check "an instance's data survives instance stop / start" 'out_is v1'
+"$HUTCH" instance stop kv >/dev/null 2>&1
+R=$(mktemp -d "$T/img.XXXX")
+cp -a "$IMAGES/rootfs/." "$R"
+printf '#!/bin/sh\ncount=$(cat /data/n 2>/dev/null || echo 0)\nmkdir -p /data && echo $((count + 1)) > /data/n\nexec sleep 1000\n' >"$R/.singularity.d/startscript"
+run "$HUTCH" instance start --restart always -o "$K" "$R" kvr
+check "instance start --restart always --overlay" '[ $RC -eq 0 ]'
+wait_for '[ "$(cat "$K/upper/data/n" 2>/dev/null)" = 1 ]'
+run "$HUTCH" exec instance://kvr sh -c 'kill 1'
+check "after a restart the container counts on from the overlay" 'wait_for "[ \"\$(cat \"$K/upper/data/n\" 2>/dev/null)\" = 2 ]" 100'
+"$HUTCH" instance stop kvr >/dev/null 2>&1
+leftovers "overlay instances"
+
+# --- bad input
+run "$HUTCH" exec -o "$T/missing" "$I" true
+check "a missing overlay path: one error line" 'fails_with "overlay .*missing. does not exist"'
+echo junk > "$T/junk.img"
+run "$HUTCH" exec -o "$T/junk.img" "$I" true
+check "a file that is not an ext3 image: one error line" 'fails_with "is neither a folder nor an ext3 image"'
+run "$HUTCH" exec -o "$O:rx" "$I" true
+check "an unknown mode after ':'" 'fails_with "ro or rw"'
+run "$HUTCH" exec -o "" "$I" true
+check "an empty --overlay" 'fails_with "names no path"'
+mkdir "$T/rodir"
+chmod 0555 "$T/rodir"
+if [ "$MODE" = user ]; then
+	run "$HUTCH" exec -o "$T/rodir" "$I" true
+	check "a folder the user cannot write: one error line" 'fails_with "cannot write to overlay"'
+fi
+run env HUTCH_OVERLAY="$T/l1:ro" "$HUTCH" exec "$I" cat /f1
+check "HUTCH_OVERLAY sets --overlay" 'out_is l1'
+leftovers "overlay"
+finish
