@@ -8,8 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # Every Debian package hutch needs, named once here (and once in meson.build for libraries).
-BUILD_DEPS=(gcc meson ninja-build pkg-config libsquashfuse-dev libfuse3-dev libinih-dev libjson-c-dev zlib1g-dev liblzma-dev liblzo2-dev liblz4-dev libzstd-dev libdeflate-dev libseccomp-dev)
-RUN_DEPS=(fuse3 squashfs-tools uidmap)
+BUILD_DEPS=(gcc meson ninja-build pkg-config libsquashfuse-dev libfuse3-dev libinih-dev libjson-c-dev zlib1g-dev liblzma-dev liblzo2-dev liblz4-dev libzstd-dev libdeflate-dev libseccomp-dev
+	librnp-dev libssl-dev) # librnp, libcrypto: hutch-sign (key, sign, verify)
+RUN_DEPS=(fuse3 squashfs-tools uidmap
+	librnp0 libssl3) # hutch-sign
 TEST_DEPS=(libcmocka-dev python3 busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio clang libclang-rt-14-dev)
 BENCH_DEPS=(bubblewrap charliecloud podman runc catatonit hyperfine bc time linux-perf)
 

@@ -110,6 +110,25 @@ static const struct {
          "'file cache size' in hutch.conf (default 128M; 0: no cache). An entry is named after the\n"
          "image file's device, inode, size and times, so a changed image never meets an old entry.\n"
          "list: how many entries, their size, the folder; clean: removes them all (-f is accepted)."},
+        {"key",
+         "hutch key newpair|list|import FILE|export [--armor] [--secret] [FINGERPRINT] FILE|remove [--secret] "
+         "FINGERPRINT",
+         "Manage your OpenPGP keys: ~/.hutch/keys/pgp-public and pgp-secret (HUTCH_KEYSDIR), the layout\n"
+         "of Apptainer's ~/.apptainer/keys, which is read too (APPTAINER_KEYSDIR).\n"
+         "newpair --name N [--email E] [--comment C] [--bit-length 4096]: an RSA key pair.\n"
+         "list [--secret]; import FILE (armored or binary, public or secret); export to FILE (- for\n"
+         "stdout; the only key unless a FINGERPRINT is given); remove from the public keyring, or the\n"
+         "secret one with --secret. Passphrases: HUTCH_SIGN_PASSPHRASE, --passphrase-file FILE, or asked\n"
+         "on the terminal without echo (empty: no protection). search, push, pull: no network keyserver."},
+        {"sign", "hutch sign [--keyidx N] [--sif-id ID | --group-id ID] [--passphrase-file F] IMAGE.sif",
+         "Sign a SIF image as Apptainer 1.1+ does: for each object group (or the one given), a\n"
+         "clear-signed list of the header's and objects' SHA-256 digests, appended as a signature\n"
+         "object. --keyidx: which secret key ('hutch key list --secret'), needed when there are several."},
+        {"verify", "hutch verify [--sif-id ID | --group-id ID] [--legacy-insecure [--all]] [--json] IMAGE.sif",
+         "Verify a SIF image's signatures with your keyring: each signer's name and fingerprint\n"
+         "([LOCAL]: from the keyring) and the objects verified. Fails, naming what, when the image is\n"
+         "unsigned, a signer is unknown, a signature is bad or an object changed after signing.\n"
+         "Legacy (Singularity < 3.6) signatures only with --legacy-insecure; with --all, each object's."},
         {"version", "hutch version", "Print the version."},
         {"help", "hutch help [VERB]", "Show help."},
 };

@@ -72,6 +72,15 @@ const char *sif_fstype_name(int32_t t);
 const char *sif_parttype_name(int32_t t);
 const char *sif_arch_name(const char *code);   /* "02" -> "amd64" */
 const char *sif_arch_code(const char *goarch); /* "amd64" -> "02" */
+/* Signature objects (the sylabs integrity format): the hash type and the signing key's
+ * fingerprint kept in the descriptor's extra bytes. */
+#define SIF_ENTITY_LEN 256
+void sif_signature_meta(const struct sif_descriptor *d, int32_t *ret_hashtype, uint8_t ret_entity[SIF_ENTITY_LEN]);
+/* Append an object: data written where the data section ends, d (datatype, groupid, linkid,
+ * name, extra as given) stored in the first unused descriptor with id, offset, size and
+ * times filled in, then the header's counts; the header's other bytes stay as they were. */
+int sif_object_append(int fd, const void *data, size_t len, int64_t now, struct sif_descriptor *d,
+                      struct hutch_error *err);
 
 /* ---- an opened image */
 struct image {

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "image.h"
 #include "util/util.h"
@@ -35,6 +36,24 @@ static void put32(uint8_t *p, uint32_t v)
 {
         uint32_t le = htole32(v);
         memcpy(p, &le, 4);
+}
+
+/* 0, or -1 with errno */
+static int write_full_at(int fd, const void *buf, size_t len, int64_t off)
+{
+        const uint8_t *p = buf;
+        while (len > 0) {
+                ssize_t n = pwrite(fd, p, len, off);
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n <= 0) {
+                        if (n == 0)
+                                errno = EIO;
+                        return -1;
+                }
+                p += n, len -= (size_t) n, off += n;
+        }
+        return 0;
 }
 
 static void copy_str(char *dst, const uint8_t *src, size_t n)
@@ -252,4 +271,53 @@ const char *sif_arch_code(const char *goarch)
                 if (strcmp(arches[i].name, goarch) == 0)
                         return arches[i].code;
         return "00";
+}
+
+void sif_signature_meta(const struct sif_descriptor *d, int32_t *ret_hashtype, uint8_t ret_entity[SIF_ENTITY_LEN])
+{
+        *ret_hashtype = (int32_t) get32(d->extra);
+        memcpy(ret_entity, d->extra + 4, SIF_ENTITY_LEN);
+}
+
+int sif_object_append(int fd, const void *data, size_t len, int64_t now, struct sif_descriptor *d,
+                      struct hutch_error *err)
+{
+        uint8_t hb[SIF_HEADER_SIZE], db[SIF_DESCRIPTOR_SIZE];
+        struct sif_header h;
+
+        ssize_t n = pread_full(fd, hb, sizeof hb, 0);
+        if (n < 0)
+                return hutch_err_sys(err, (int) n, "cannot read SIF header");
+        int r = sif_header_parse(hb, (size_t) n, &h, err);
+        if (r < 0)
+                return r;
+        /* the first unused slot, as the reference writer picks it; its id is its index + 1 */
+        int64_t i = 0;
+        for (; i < h.descr_total; i++) {
+                n = pread_full(fd, db, sizeof db, h.descr_offset + i * SIF_DESCRIPTOR_SIZE);
+                if (n != SIF_DESCRIPTOR_SIZE)
+                        return hutch_err(err, n < 0 ? (int) n : -EIO, "cannot read SIF descriptor table");
+                if (!db[4])
+                        break;
+        }
+        if (i == h.descr_total || h.descr_free <= 0)
+                return hutch_err(err, -ENOSPC, "the SIF image has no free object descriptor left");
+        if (h.data_offset < 0 || h.data_size < 0 || (uint64_t) h.data_size > INT64_MAX - len - h.data_offset)
+                return hutch_err(err, -EINVAL, "corrupt SIF header: bad data section");
+        d->used = true;
+        d->id = (uint32_t) i + 1;
+        d->offset = h.data_offset + h.data_size;
+        d->size = d->size_with_padding = (int64_t) len;
+        d->created = d->modified = now;
+        if (write_full_at(fd, data, len, d->offset) < 0)
+                return hutch_err_sys(err, -errno, "cannot write the new SIF object");
+        sif_descriptor_format(d, db);
+        if (write_full_at(fd, db, sizeof db, h.descr_offset + i * SIF_DESCRIPTOR_SIZE) < 0)
+                return hutch_err_sys(err, -errno, "cannot write the SIF descriptor");
+        put64(hb + 72, now);
+        put64(hb + 80, h.descr_free - 1);
+        put64(hb + 120, h.data_size + (int64_t) len);
+        if (write_full_at(fd, hb, sizeof hb, 0) < 0)
+                return hutch_err_sys(err, -errno, "cannot write the SIF header");
+        return 0;
 }

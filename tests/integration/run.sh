@@ -67,11 +67,16 @@ as_user() {
 }
 as_user env HOME="$(getent passwd "$user" | cut -d: -f6)" bash "$here/mkimage.sh" "$work/img" "$hutch" >/dev/null ||
 	{ echo "Bail out! cannot build test images"; exit 1; }
-sifcheck=
+sifcheck= sifverify=
 # (HUTCH_IT_NO_GO: the VM tier, where building it under emulation takes minutes)
 if [ -z "${HUTCH_IT_NO_GO:-}" ] && command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/sylabs/sif ]; then
 	GOPATH=/usr/share/gocode GO111MODULE=off GOCACHE=$work/gocache GOFLAGS=-mod=mod \
 		go build -o "$work/sifcheck" "$src/tests/helpers/sifcheck.go" 2>"$work/go.err" && sifcheck=$work/sifcheck
+	# pkg/integrity imports the module path .../sif/v2: a GOPATH entry of its own maps it
+	mkdir -p "$work/gopath/src/github.com/sylabs/sif"
+	ln -s /usr/share/gocode/src/github.com/sylabs/sif "$work/gopath/src/github.com/sylabs/sif/v2"
+	GOPATH=$work/gopath:/usr/share/gocode GO111MODULE=off GOCACHE=$work/gocache GOFLAGS=-mod=mod \
+		go build -o "$work/sifverify" "$src/tests/helpers/sifverify.go" 2>>"$work/go.err" && sifverify=$work/sifverify
 	chmod -R a+rX "$work" 2>/dev/null
 fi
 
@@ -81,7 +86,7 @@ n=0
 fail=0
 for t in "${tests[@]}"; do
 	echo "# --- $t ($mode)"
-	out=$(cd "$work" && as_user env HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" \
+	out=$(cd "$work" && as_user env HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" SIFVERIFY="$sifverify" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" \
 		MODE="$mode" SRC="$src" CGROUP_PARENT="${HUTCH_TEST_CGROUP_PARENT:-}" HOME="$(getent passwd "$user" | cut -d: -f6)" TMPDIR="$work" \
 		"$reaper" bash "$here/$t.sh" 2>&1)
 	while IFS= read -r line; do

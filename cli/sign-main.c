@@ -1,0 +1,571 @@
+/* hutch-sign: the verbs that need librnp and libcrypto (key, sign, verify), a program of
+ * its own so the lean hutch never loads them; hutch execs it with its argv. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "exit.h"
+#include "image/image.h"
+#include "sign/sign.h"
+#include "util/cleanup.h"
+#include "util/log.h"
+#include "util/util.h"
+
+extern char **environ;
+
+struct sign_cli {
+        struct cli c;
+        char hutch_dir[4096], apptainer_dir[4096];
+        const char *passphrase_file;
+};
+
+static int fail(const struct hutch_error *err)
+{
+        return cli_fail(err);
+}
+
+static int fail_msg(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail_msg(int code, const char *fmt, ...)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        char msg[sizeof err.msg];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        hutch_err(&err, code, "%s", msg);
+        return cli_fail(&err);
+}
+
+static int key_dirs(struct sign_cli *s)
+{
+        const char *home = cli_getenv(&s->c, "HOME");
+        const char *d = cli_getenv(&s->c, "HUTCH_KEYSDIR");
+        if (!home || !*home)
+                return fail_msg(-ENOENT, "HOME is not set: no keyring folder");
+        if (d && *d)
+                snprintf(s->hutch_dir, sizeof s->hutch_dir, "%s", d);
+        else
+                snprintf(s->hutch_dir, sizeof s->hutch_dir, "%s/.hutch/keys", home);
+        d = cli_getenv(&s->c, "APPTAINER_KEYSDIR");
+        if (d && *d)
+                snprintf(s->apptainer_dir, sizeof s->apptainer_dir, "%s", d);
+        else
+                snprintf(s->apptainer_dir, sizeof s->apptainer_dir, "%s/.apptainer/keys", home);
+        return 0;
+}
+
+/* hutch's keyring, and Apptainer's read too unless writing */
+static int keyring_open(struct sign_cli *s, struct sign_keyring *kr, bool write, bool secret)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        const char *extra[] = {s->apptainer_dir, NULL};
+        int r = sign_keyring_open(kr, s->hutch_dir, write ? NULL : extra, secret, &err);
+        return r < 0 ? fail(&err) : 0;
+}
+
+/* The passphrase: HUTCH_SIGN_PASSPHRASE, --passphrase-file (its first line), or asked on
+ * the terminal with echo off (twice when confirm). NULL after an error was printed. */
+static char *passphrase_get(struct sign_cli *s, const char *prompt, bool confirm)
+{
+        const char *env = cli_getenv(&s->c, "HUTCH_SIGN_PASSPHRASE");
+        char buf[1024], again[1024];
+        if (env)
+                return strdup(env);
+        if (s->passphrase_file) {
+                _cleanup_free_ char *data = NULL;
+                size_t len = 0;
+                int r = read_regular_at(AT_FDCWD, s->passphrase_file, 64 * 1024, &data, &len);
+                if (r < 0) {
+                        struct hutch_error err = HUTCH_ERROR_INIT;
+                        hutch_err_sys(&err, r, "cannot read passphrase file '%s'", s->passphrase_file);
+                        fail(&err);
+                        return NULL;
+                }
+                data[strcspn(data, "\r\n")] = 0;
+                return strdup(data);
+        }
+        _cleanup_close_ int tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
+        struct termios old, quiet;
+        if (tty < 0 || tcgetattr(tty, &old) < 0) {
+                fail_msg(-ENOTTY,
+                         "no passphrase: set HUTCH_SIGN_PASSPHRASE, give --passphrase-file, or run on a terminal");
+                return NULL;
+        }
+        for (int round = 0; round < (confirm ? 2 : 1); round++) {
+                char *dst = round ? again : buf;
+                quiet = old;
+                quiet.c_lflag &= ~(tcflag_t) (ECHO | ECHONL);
+                dprintf(tty, "%s", round ? "Retype passphrase: " : prompt);
+                (void) tcsetattr(tty, TCSAFLUSH, &quiet);
+                ssize_t n = read(tty, dst, sizeof buf - 1);
+                (void) tcsetattr(tty, TCSAFLUSH, &old);
+                dprintf(tty, "\n");
+                dst[n > 0 ? n : 0] = 0;
+                dst[strcspn(dst, "\r\n")] = 0;
+        }
+        if (confirm && strcmp(buf, again) != 0) {
+                fail_msg(-EINVAL, "passphrases do not match");
+                return NULL;
+        }
+        char *p = strdup(buf);
+        explicit_bzero(buf, sizeof buf);
+        explicit_bzero(again, sizeof again);
+        return p;
+}
+
+static void free_secret(char **p)
+{
+        if (*p) {
+                explicit_bzero(*p, strlen(*p));
+                free(*p);
+        }
+}
+
+static int parse_id(const char *verb, const char *opt, const char *v, uint32_t *ret)
+{
+        uint64_t x;
+        if (parse_u64_range(v, 1, UINT32_MAX & ~0xf0000000u, &x) < 0)
+                return cli_usage_error(verb, "%s needs a positive number, not '%s'", opt, v);
+        *ret = (uint32_t) x;
+        return 0;
+}
+
+/* ---- verify */
+static void json_str(const char *s)
+{
+        putchar('"');
+        for (; *s; s++) {
+                if (*s == '"' || *s == '\\')
+                        printf("\\%c", *s);
+                else if ((unsigned char) *s < 0x20)
+                        printf("\\u%04x", *s);
+                else
+                        putchar(*s);
+        }
+        putchar('"');
+}
+
+static void verify_print_json(const char *path, const struct sign_verify_report *rep, const struct hutch_error *err)
+{
+        printf("{\"image\":");
+        json_str(path);
+        printf(",\"verified\":%s,\"signatures\":[", err->code ? "false" : "true");
+        for (size_t i = 0; i < rep->n_sigs; i++) {
+                const struct sign_sig_result *s = &rep->sigs[i];
+                printf("%s{\"id\":%u,\"%s\":%u,\"fingerprint\":", i ? "," : "", s->sig_id,
+                       s->is_group ? "group" : "object", s->target);
+                json_str(s->fingerprint);
+                printf(",\"entity\":");
+                json_str(s->entity);
+                printf(",\"local\":%s,\"objects\":[", s->key_known ? "true" : "false");
+                for (size_t k = 0; k < s->n_verified; k++)
+                        printf("%s%u", k ? "," : "", s->verified[k]);
+                printf("],\"error\":");
+                if (s->err.code)
+                        json_str(s->err.msg);
+                else
+                        printf("null");
+                printf("}");
+        }
+        printf("],\"error\":");
+        if (err->code)
+                json_str(err->msg);
+        else
+                printf("null");
+        printf("}\n");
+}
+
+static void verify_print(const char *path, const struct sif *sif, const struct sign_verify_report *rep)
+{
+        printf("Verifying image with PGP key material: %s\n", path);
+        for (size_t i = 0; i < rep->n_sigs; i++) {
+                const struct sign_sig_result *s = &rep->sigs[i];
+                const char *tag = s->key_known ? "[LOCAL]  " : "[UNKNOWN]";
+                if (s->entity[0])
+                        printf("%s Signing entity: %s\n", tag, s->entity);
+                printf("%s Fingerprint: %s\n", tag, s->fingerprint);
+                if (s->err.code)
+                        continue;
+                printf("Objects verified:\nID  |GROUP   |LINK    "
+                       "|TYPE\n------------------------------------------------\n");
+                for (size_t k = 0; k < s->n_verified; k++) {
+                        const struct sif_descriptor *d = sif_descriptor_find(sif, s->verified[k]);
+                        char link[16] = "NONE";
+                        if (!d)
+                                continue;
+                        if (d->linkid)
+                                snprintf(link, sizeof link, "%u%s", d->linkid & ~SIF_GROUP_MASK,
+                                         d->linkid & SIF_GROUP_MASK ? " (G)" : "");
+                        printf("%-4u|%-8u|%-8s|%s\n", d->id, d->groupid & ~SIF_GROUP_MASK, link,
+                               sif_datatype_name(d->datatype));
+                }
+        }
+}
+
+static int verb_verify(struct sign_cli *s, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"all", no_argument, NULL, 'a'},
+                {"sif-id", required_argument, NULL, 'i'},
+                {"group-id", required_argument, NULL, 'g'},
+                {"legacy-insecure", no_argument, NULL, 'l'},
+                {"json", no_argument, NULL, 'j'},
+                {"local", no_argument, NULL, 'L'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        struct sign_verify_opts o = {0};
+        bool json = false;
+        int ch;
+        while ((ch = getopt_long(argc, argv, "+ai:g:jlLh", opts, NULL)) != -1)
+                switch (ch) {
+                case 'a': o.all = true; break;
+                case 'i':
+                        if (parse_id("verify", "--sif-id", optarg, &o.sif_id))
+                                return EXIT_USAGE;
+                        break;
+                case 'g':
+                        if (parse_id("verify", "--group-id", optarg, &o.group_id))
+                                return EXIT_USAGE;
+                        break;
+                case 'l': o.legacy = true; break;
+                case 'j': json = true; break;
+                case 'L': break; /* the keyring is always local: no keyserver */
+                case 'h': cli_help_print("verify"); return 0;
+                default: return cli_usage_error("verify", "bad option");
+                }
+        if (optind != argc - 1)
+                return cli_usage_error("verify", "verify needs one IMAGE");
+        if (o.sif_id && o.group_id)
+                return cli_usage_error("verify", "--sif-id and --group-id exclude each other");
+        const char *path = argv[optind];
+        _cleanup_(sign_keyring_close) struct sign_keyring kr = SIGN_KEYRING_NULL;
+        struct sign_verify_report rep = {0};
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        int r = keyring_open(s, &kr, false, false);
+        if (r)
+                return r;
+        r = sign_image_verify(&kr, path, &o, &rep, &err);
+        if (json)
+                verify_print_json(path, &rep, &err);
+        else {
+                struct sif sif = {0};
+                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+                struct stat st;
+                if (fd >= 0 && fstat(fd, &st) == 0 && rep.n_sigs &&
+                    sif_load(fd, (uint64_t) st.st_size, &sif, &(struct hutch_error) HUTCH_ERROR_INIT) == 0) {
+                        verify_print(path, &sif, &rep);
+                        sif_free(&sif);
+                }
+                if (r >= 0)
+                        printf("Container verified: %s\n", path);
+        }
+        sign_verify_report_free(&rep);
+        return r < 0 ? fail(&err) : 0;
+}
+
+/* ---- sign */
+static int pick_secret_key(struct sign_keyring *kr, long idx, char fp[41])
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        _cleanup_free_ struct sign_key_info *keys = NULL;
+        size_t n = 0;
+        if (sign_keyring_list(kr, true, &keys, &n, &err) < 0)
+                return fail(&err);
+        if (n == 0)
+                return fail_msg(-ENOKEY, "no secret key in the keyring: create one with 'hutch key newpair'");
+        if (idx < 0 && n > 1)
+                return fail_msg(-EINVAL, "the keyring holds several secret keys: choose one with --keyidx N (see "
+                                         "'hutch key list --secret')");
+        if (idx < 0)
+                idx = 0;
+        if ((size_t) idx >= n) {
+                return fail_msg(-EINVAL, "no secret key with index %ld (see 'hutch key list --secret')", idx);
+        }
+        memcpy(fp, keys[idx].fingerprint, 41);
+        return 0;
+}
+
+static int verb_sign(struct sign_cli *s, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"keyidx", required_argument, NULL, 'k'},
+                {"sif-id", required_argument, NULL, 'i'},
+                {"group-id", required_argument, NULL, 'g'},
+                {"all", no_argument, NULL, 'a'},
+                {"passphrase-file", required_argument, NULL, 'P'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        struct sign_opts o = {0};
+        long idx = -1;
+        uint64_t v;
+        int ch;
+        while ((ch = getopt_long(argc, argv, "+k:i:g:ah", opts, NULL)) != -1)
+                switch (ch) {
+                case 'k':
+                        if (parse_u64_range(optarg, 0, 1u << 20, &v) < 0)
+                                return cli_usage_error("sign", "--keyidx needs a number, not '%s'", optarg);
+                        idx = (long) v;
+                        break;
+                case 'i':
+                        if (parse_id("sign", "--sif-id", optarg, &o.sif_id))
+                                return EXIT_USAGE;
+                        break;
+                case 'g':
+                        if (parse_id("sign", "--group-id", optarg, &o.group_id))
+                                return EXIT_USAGE;
+                        break;
+                case 'a': break; /* every group is the default */
+                case 'P': s->passphrase_file = optarg; break;
+                case 'h': cli_help_print("sign"); return 0;
+                default: return cli_usage_error("sign", "bad option");
+                }
+        if (optind != argc - 1)
+                return cli_usage_error("sign", "sign needs one IMAGE");
+        if (o.sif_id && o.group_id)
+                return cli_usage_error("sign", "--sif-id and --group-id exclude each other");
+        const char *path = argv[optind];
+        _cleanup_(sign_keyring_close) struct sign_keyring kr = SIGN_KEYRING_NULL;
+        _cleanup_(free_secret) char *pass = NULL;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        char fp[41];
+        bool prot = false;
+        size_t n = 0;
+        int r = keyring_open(s, &kr, false, true);
+        if (r || (r = pick_secret_key(&kr, idx, fp)))
+                return r;
+        if (sign_key_protected(&kr, fp, &prot, &err) < 0)
+                return fail(&err);
+        if (prot && !(pass = passphrase_get(s, "Enter key passphrase: ", false)))
+                return EXIT_HUTCH_FAILURE;
+        o.fingerprint = fp;
+        o.passphrase = pass;
+        o.now = time(NULL);
+        if (sign_image_sign(&kr, path, &o, &n, &err) < 0)
+                return fail(&err);
+        printf("Signature created and applied to image '%s' (%zu object group%s, key %s)\n", path, n, n == 1 ? "" : "s",
+               fp);
+        return 0;
+}
+
+/* ---- key */
+static void key_print(size_t i, const struct sign_key_info *k)
+{
+        char when[64] = "";
+        time_t t = k->created;
+        struct tm tm;
+        if (gmtime_r(&t, &tm))
+                strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S +0000 UTC", &tm);
+        printf("%zu) User:              %s\n   Creation time:     %s\n   Fingerprint:       %s\n"
+               "   Length (in bits):  %u\n\n",
+               i, k->uid, when, k->fingerprint, k->bits);
+}
+
+static int key_list(struct sign_cli *s, bool secret)
+{
+        _cleanup_(sign_keyring_close) struct sign_keyring kr = SIGN_KEYRING_NULL;
+        _cleanup_free_ struct sign_key_info *keys = NULL;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        size_t n = 0;
+        int r = keyring_open(s, &kr, false, secret);
+        if (r)
+                return r;
+        if (sign_keyring_list(&kr, secret, &keys, &n, &err) < 0)
+                return fail(&err);
+        printf("%s key listing (%s/pgp-%s, %s/pgp-%s):\n\n", secret ? "Private" : "Public", s->hutch_dir,
+               secret ? "secret" : "public", s->apptainer_dir, secret ? "secret" : "public");
+        for (size_t i = 0; i < n; i++)
+                key_print(i, &keys[i]);
+        return 0;
+}
+
+static int read_input(const char *path, char **ret, size_t *ret_len)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        int r = read_regular_at(AT_FDCWD, path, 16u << 20, ret, ret_len);
+        if (r < 0) {
+                hutch_err_sys(&err, r, "cannot read '%s'", path);
+                return fail(&err);
+        }
+        return 0;
+}
+
+static int key_import(struct sign_cli *s, const char *path)
+{
+        _cleanup_(sign_keyring_close) struct sign_keyring kr = SIGN_KEYRING_NULL;
+        _cleanup_free_ char *data = NULL;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        size_t len = 0, n = 0;
+        int r = read_input(path, &data, &len);
+        if (r || (r = keyring_open(s, &kr, true, true)))
+                return r;
+        if (sign_keyring_import(&kr, data, len, &n, &err) < 0) {
+                hutch_err_wrap(&err, "cannot import '%s'", path);
+                return fail(&err);
+        }
+        if (sign_keyring_save(&kr, &err) < 0)
+                return fail(&err);
+        printf("%zu key%s imported from '%s' into %s\n", n, n == 1 ? "" : "s", path, s->hutch_dir);
+        return 0;
+}
+
+static int key_export(struct sign_cli *s, const char *which, const char *path, bool secret, bool armor)
+{
+        _cleanup_(sign_keyring_close) struct sign_keyring kr = SIGN_KEYRING_NULL;
+        _cleanup_free_ char *data = NULL;
+        _cleanup_free_ struct sign_key_info *keys = NULL;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        size_t len = 0, n = 0;
+        int r = keyring_open(s, &kr, false, secret);
+        if (r)
+                return r;
+        if (!which) {
+                if (sign_keyring_list(&kr, secret, &keys, &n, &err) < 0)
+                        return fail(&err);
+                if (n != 1)
+                        return fail_msg(
+                                -EINVAL,
+                                "name the key to export (a fingerprint): the keyring does not hold exactly one");
+                which = keys[0].fingerprint;
+        }
+        if (sign_keyring_export(&kr, which, secret, armor, &data, &len, &err) < 0)
+                return fail(&err);
+        if (!strcmp(path, "-"))
+                return write_full(STDOUT_FILENO, data, len) < 0 ? EXIT_HUTCH_FAILURE : 0;
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, secret ? 0600 : 0644);
+        if (fd < 0 || write_full(fd, data, len) < 0) {
+                hutch_err_sys(&err, -errno, "cannot write '%s'", path);
+                if (fd >= 0)
+                        unlink(path);
+                return fail(&err);
+        }
+        printf("%s key %s exported to '%s'\n", secret ? "Private" : "Public", which, path);
+        return 0;
+}
+
+static int key_remove(struct sign_cli *s, const char *which, bool secret)
+{
+        _cleanup_(sign_keyring_close) struct sign_keyring kr = SIGN_KEYRING_NULL;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        int r = keyring_open(s, &kr, true, true);
+        if (r)
+                return r;
+        if (sign_keyring_remove(&kr, which, secret, &err) < 0 || sign_keyring_save(&kr, &err) < 0)
+                return fail(&err);
+        printf("%s key %s removed from %s\n", secret ? "Private" : "Public", which, s->hutch_dir);
+        return 0;
+}
+
+static int key_newpair(struct sign_cli *s, const char *name, const char *email, const char *comment, uint32_t bits)
+{
+        _cleanup_(sign_keyring_close) struct sign_keyring kr = SIGN_KEYRING_NULL;
+        _cleanup_(free_secret) char *pass = NULL;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct sign_key_info ki;
+        if (!name || !*name)
+                return cli_usage_error("key", "newpair needs --name (and --email)");
+        int r = keyring_open(s, &kr, true, true);
+        if (r)
+                return r;
+        if (!(pass = passphrase_get(s, "Enter a passphrase (empty: none): ", true)))
+                return EXIT_HUTCH_FAILURE;
+        struct sign_newpair np = {.name = name, .email = email, .comment = comment, .passphrase = pass, .bits = bits};
+        if (sign_keyring_newpair(&kr, &np, &ki, &err) < 0 || sign_keyring_save(&kr, &err) < 0)
+                return fail(&err);
+        printf("Generated key pair %s (%s) in %s\n", ki.fingerprint, ki.uid, s->hutch_dir);
+        return 0;
+}
+
+static int verb_key(struct sign_cli *s, int argc, char **argv)
+{
+        static const struct option opts[] = {
+                {"armor", no_argument, NULL, 'a'},
+                {"secret", no_argument, NULL, 's'},
+                {"name", required_argument, NULL, 'N'},
+                {"email", required_argument, NULL, 'E'},
+                {"comment", required_argument, NULL, 'C'},
+                {"bit-length", required_argument, NULL, 'b'},
+                {"passphrase-file", required_argument, NULL, 'P'},
+                {"push", required_argument, NULL, 'p'},
+                {"help", no_argument, NULL, 'h'},
+                {0},
+        };
+        const char *name = NULL, *email = NULL, *comment = NULL;
+        bool armor = false, secret = false;
+        uint64_t bits = 4096;
+        int ch;
+        if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+                cli_help_print("key");
+                return argc < 2 ? EXIT_USAGE : 0;
+        }
+        const char *sub = argv[1];
+        optind = 2;
+        while ((ch = getopt_long(argc, argv, "+asN:E:C:b:h", opts, NULL)) != -1)
+                switch (ch) {
+                case 'a': armor = true; break;
+                case 's': secret = true; break;
+                case 'N': name = optarg; break;
+                case 'E': email = optarg; break;
+                case 'C': comment = optarg; break;
+                case 'b':
+                        if (parse_u64_range(optarg, 1024, 16384, &bits) < 0)
+                                return cli_usage_error("key", "--bit-length needs 1024 to 16384, not '%s'", optarg);
+                        break;
+                case 'P': s->passphrase_file = optarg; break;
+                case 'p': break; /* --push=false: there is no keyserver to push to */
+                case 'h': cli_help_print("key"); return 0;
+                default: return cli_usage_error("key", "bad option");
+                }
+        int nargs = argc - optind;
+        char **a = argv + optind;
+        if (!strcmp(sub, "list") && nargs == 0)
+                return key_list(s, secret);
+        if (!strcmp(sub, "newpair") && nargs == 0)
+                return key_newpair(s, name, email, comment, (uint32_t) bits);
+        if (!strcmp(sub, "import") && nargs == 1)
+                return key_import(s, a[0]);
+        if (!strcmp(sub, "export") && (nargs == 1 || nargs == 2))
+                return key_export(s, nargs == 2 ? a[0] : NULL, a[nargs - 1], secret, armor);
+        if (!strcmp(sub, "remove") && nargs == 1)
+                return key_remove(s, a[0], secret);
+        if (!strcmp(sub, "search") || !strcmp(sub, "push") || !strcmp(sub, "pull"))
+                return fail_msg(-ENOTSUP, "key %s: no network keyserver configured", sub);
+        if (!strcmp(sub, "list") || !strcmp(sub, "newpair") || !strcmp(sub, "import") || !strcmp(sub, "export") ||
+            !strcmp(sub, "remove"))
+                return cli_usage_error("key", "wrong number of arguments for 'key %s'", sub);
+        return cli_usage_error("key", "unknown key command '%s'", sub);
+}
+
+int main(int argc, char **argv)
+{
+        struct sign_cli s = {.c.environ = environ};
+        int i = 1;
+
+        log_set_level(LOG_LEVEL_INFO);
+        for (; i < argc && argv[i][0] == '-' && cli_log_flag(argv[i]); i++)
+                ;
+        if (i >= argc)
+                return cli_usage_error(NULL, "hutch-sign is run by hutch: 'hutch key|sign|verify ...'");
+        const char *verb = argv[i];
+        int r = key_dirs(&s);
+        if (r)
+                return r;
+        optind = 1;
+        if (!strcmp(verb, "verify"))
+                return verb_verify(&s, argc - i, argv + i);
+        if (!strcmp(verb, "sign"))
+                return verb_sign(&s, argc - i, argv + i);
+        if (!strcmp(verb, "key"))
+                return verb_key(&s, argc - i, argv + i);
+        return cli_usage_error(NULL, "unknown command '%s'", verb);
+}

@@ -1,0 +1,148 @@
+# Signing and verifying SIF images in Apptainer's format (hutch-sign): the reference
+# implementation's signed fixtures verify, hutch's signatures verify with the reference
+# (SIFVERIFY) and with hutch, and every change or bad input is refused in one line.
+. "$(dirname "$0")/lib.sh"
+KEYS=${FIXTURES%/images}/keys
+# keyrings of this test only
+export HOME=$T/home HUTCH_KEYSDIR=$T/keys
+mkdir -p "$HOME"
+unset HUTCH_SIGN_PASSPHRASE
+
+run "$HUTCH" verify "$FIXTURES/one-group-signed.sif"
+check "a signed image by an unknown key fails, naming its fingerprint" 'fails_with "unknown key 12045C8C0B1004D058DE4BEDA20C27EE7FF7BA84"'
+run "$HUTCH" key import "$KEYS/private.asc"
+check "key import of the reference test key" '[ $RC -eq 0 ] && out_has "1 key imported"'
+for f in one-group-signed two-groups-signed; do
+	run "$HUTCH" verify "$FIXTURES/$f.sif"
+	check "verify $f.sif (signed by the reference code)" '[ $RC -eq 0 ] && out_has "\[LOCAL\] *Fingerprint: 12045C8C0B1004D058DE4BEDA20C27EE7FF7BA84" && out_has "Container verified"'
+done
+run "$HUTCH" verify "$FIXTURES/two-groups-signed.sif" --json
+run "$HUTCH" verify --json "$FIXTURES/two-groups-signed.sif"
+check "verify --json lists both groups' signatures" '[ $RC -eq 0 ] && out_has "\"verified\":true" && out_has "\"group\":2" && out_has "\"objects\":\[3\]"'
+run "$HUTCH" verify --group-id 2 "$FIXTURES/two-groups-signed.sif"
+check "verify --group-id verifies that group only" '[ $RC -eq 0 ] && out_has "^3 " && ! out_has "^1 "'
+run "$HUTCH" verify --sif-id 1 "$FIXTURES/two-groups-signed.sif"
+check "verify --sif-id verifies that object" '[ $RC -eq 0 ] && out_has "^1 " && ! out_has "^2 "'
+run "$HUTCH" verify --group-id 9 "$FIXTURES/two-groups-signed.sif"
+check "verify --group-id of a missing group" 'fails_with "no object group 9"'
+for f in one-group-signed-legacy-group two-groups-signed-legacy-group one-group-signed-legacy; do
+	run "$HUTCH" verify "$FIXTURES/$f.sif"
+	check "legacy signatures are refused without --legacy-insecure ($f)" 'fails_with "legacy-insecure"'
+	run "$HUTCH" verify --legacy-insecure "$FIXTURES/$f.sif"
+	check "verify --legacy-insecure $f.sif" '[ $RC -eq 0 ] && out_has "Container verified"'
+done
+run "$HUTCH" verify --legacy-insecure --all "$FIXTURES/one-group-signed-legacy-all.sif"
+check "verify --legacy-insecure --all: each object's own signature" '[ $RC -eq 0 ] && out_has "^2 "'
+run "$HUTCH" verify --legacy-insecure "$FIXTURES/one-group-signed.sif"
+check "--legacy-insecure does not verify new-format signatures" 'fails_with "no legacy signature"'
+run "$HUTCH" verify "$FIXTURES/one-group.sif"
+check "an unsigned image fails" 'fails_with "not signed"'
+run "$HUTCH" verify "$IMAGES/rootfs"
+check "verify of a folder fails in one line" 'fails_with "SIF"'
+
+# newpair -> sign -> verify -> one byte changed
+export HUTCH_SIGN_PASSPHRASE=pw1
+run "$HUTCH" key newpair --name "Tester One" --email one@example.org --bit-length 2048
+check "key newpair (passphrase from HUTCH_SIGN_PASSPHRASE)" '[ $RC -eq 0 ] && [ "$(stat -c %a "$T/keys/pgp-secret")" = 600 ]'
+fp1=$(sed -n 's/^Generated key pair \([0-9A-F]*\) .*/\1/p' "$OUT")
+run "$HUTCH" sign "$FIXTURES/two-groups.sif"
+check "sign with several secret keys asks for --keyidx" 'fails_with "keyidx"'
+run "$HUTCH" key list --secret
+idx=$(grep -B2 "$fp1" "$OUT" | sed -n 's/^\([0-9]\)) User.*/\1/p')
+cp "$FIXTURES/two-groups.sif" "$T/a.sif"
+HUTCH_SIGN_PASSPHRASE=wrong run "$HUTCH" sign --keyidx "$idx" "$T/a.sif"
+check "sign with a wrong passphrase fails and leaves the image as it was" 'fails_with "wrong passphrase" && cmp -s "$T/a.sif" "$FIXTURES/two-groups.sif"'
+run "$HUTCH" sign --keyidx "$idx" "$T/a.sif"
+check "sign appends a signature per object group" '[ $RC -eq 0 ] && out_has "2 object groups"'
+run "$HUTCH" verify "$T/a.sif"
+check "hutch verifies what it signed" '[ $RC -eq 0 ] && out_has "Tester One <one@example.org>" && out_has "$fp1"'
+run "$HUTCH" sif list "$T/a.sif"
+check "the signature objects are linked to their groups" 'out_has "1 (G) .*Signature" && out_has "2 (G) .*Signature"'
+"$HUTCH" key export "$fp1" "$T/one.pub" >/dev/null
+if [ -n "${SIFVERIFY:-}" ]; then
+	run "$SIFVERIFY" "$T/a.sif" "$T/one.pub"
+	check "the reference pkg/integrity verifies hutch's signatures" '[ $RC -eq 0 ] && out_has "signature 4 verified object 2" && out_has "signature 5 verified object 3"'
+else
+	notok "the reference integrity oracle could not be built (golang-github-sylabs-sif-dev)"
+fi
+cp "$T/a.sif" "$T/b.sif"
+printf 'X' | dd of="$T/b.sif" bs=1 seek=41000 conv=notrunc status=none
+run "$HUTCH" verify "$T/b.sif"
+check "one byte changed in a partition: verify fails naming the object" 'fails_with "object 3 changed after signing"'
+if [ -n "${SIFVERIFY:-}" ]; then
+	run "$SIFVERIFY" "$T/b.sif" "$T/one.pub"
+	check "the reference rejects it too" '[ $RC -eq 1 ] && out_has "integrity compromised: 3"'
+fi
+
+# a second signer
+HUTCH_SIGN_PASSPHRASE= run "$HUTCH" key newpair --name "Tester Two" --email two@example.org --bit-length 2048
+fp2=$(sed -n 's/^Generated key pair \([0-9A-F]*\) .*/\1/p' "$OUT")
+run "$HUTCH" key list --secret
+idx2=$(grep -B2 "$fp2" "$OUT" | sed -n 's/^\([0-9]\)) User.*/\1/p')
+run "$HUTCH" sign --keyidx "$idx2" --group-id 1 "$T/a.sif"
+check "a second signer (unprotected key) signs group 1" '[ $RC -eq 0 ]'
+run "$HUTCH" verify "$T/a.sif"
+check "verify reports both signers" '[ $RC -eq 0 ] && out_has "$fp1" && out_has "$fp2" && [ "$(grep -c Fingerprint "$OUT")" -eq 3 ]'
+
+# export / import round trip into another keyring; remove
+run "$HUTCH" key export --armor "$fp2" "$T/two.asc"
+check "key export --armor" '[ $RC -eq 0 ] && grep -q "BEGIN PGP PUBLIC KEY BLOCK" "$T/two.asc"'
+run "$HUTCH" key export --armor "$fp2" "$T/two.asc"
+check "key export does not overwrite a file" 'fails_with "two.asc"'
+HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" key import "$T/two.asc"
+HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" verify --group-id 1 "$T/a.sif"
+check "an exported public key imported elsewhere verifies" 'fails_with "unknown key $fp1"'
+HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" key import "$T/one.pub"
+HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" verify "$T/a.sif"
+check "with both public keys imported, everything verifies" '[ $RC -eq 0 ]'
+HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" sign "$T/a.sif"
+check "sign without a secret key fails" 'fails_with "no secret key"'
+run "$HUTCH" key export --secret --armor "$fp1" "$T/one.sec"
+check "key export --secret" '[ $RC -eq 0 ] && grep -q "PRIVATE KEY BLOCK" "$T/one.sec" && [ "$(stat -c %a "$T/one.sec")" = 600 ]'
+run "$HUTCH" key remove "$fp2"
+check "key remove" '[ $RC -eq 0 ]'
+run "$HUTCH" key list
+check "the removed key is no longer listed" '[ $RC -eq 0 ] && ! out_has "$fp2" && out_has "$fp1"'
+run "$HUTCH" key remove "$fp2"
+check "key remove of a missing key" 'fails_with "no key"'
+
+# the Apptainer keyring is read too
+mkdir -p "$HOME/.apptainer/keys"
+cp "$T/keys2/pgp-public" "$HOME/.apptainer/keys/pgp-public"
+HUTCH_KEYSDIR=$T/keys3 run "$HUTCH" verify "$T/a.sif"
+check "keys in ~/.apptainer/keys verify" '[ $RC -eq 0 ]'
+rm -rf "$HOME/.apptainer"
+
+# bad input
+cp "$T/a.sif" "$T/c.sif"
+off=$("$HUTCH" sif list "$T/c.sif" | awk -F'|' '$1 ~ /^4 / {split($4, p, "-"); print p[1]}')
+printf 'garbage-garbage-garbage' | dd of="$T/c.sif" bs=1 seek=$((off + 200)) conv=notrunc status=none
+run "$HUTCH" verify "$T/c.sif"
+check "a corrupt signature object fails" 'fails_with "signature object 4"'
+cp "$T/a.sif" "$T/d.sif"
+# object 2 marked unused: the signature covers an object that is gone
+printf '\0' | dd of="$T/d.sif" bs=1 seek=$((4096 + 585 + 4)) conv=notrunc status=none
+run "$HUTCH" verify --group-id 1 "$T/d.sif"
+check "a signature over a missing object fails" 'fails_with "not found in the image"'
+mkdir -p "$T/bad"
+echo "this is no keyring" > "$T/bad/pgp-public"
+HUTCH_KEYSDIR=$T/bad run "$HUTCH" verify "$T/a.sif"
+check "a keyring file that is not PGP" 'fails_with "not an OpenPGP keyring"'
+head -c 300 "$T/two.asc" > "$T/trunc.asc"
+run "$HUTCH" key import "$T/trunc.asc"
+check "a truncated armored key is refused" 'fails_with "no valid OpenPGP key"'
+run "$HUTCH" key import "$T/nonexistent.asc"
+check "import of a missing file" 'fails_with "nonexistent.asc"'
+for v in search push pull; do
+	run "$HUTCH" key $v someone
+	check "key $v: no keyserver" 'fails_with "no network keyserver configured"'
+done
+run "$HUTCH" verify --sif-id x "$T/a.sif"
+check "verify --sif-id needs a number" '[ $RC -ne 0 ] && err_has "positive number"'
+unset HUTCH_SIGN_PASSPHRASE
+run "$HUTCH" sign --keyidx "$idx" "$T/a.sif"
+check "a protected key without a passphrase source or terminal" 'fails_with "no passphrase"'
+echo pw1 > "$T/pass"
+run "$HUTCH" sign --keyidx "$idx" --passphrase-file "$T/pass" "$T/a.sif"
+check "sign --passphrase-file" '[ $RC -eq 0 ]'
+check "no temporary keyring files left" '[ -z "$(ls "$T/keys" | grep -v "^pgp-public$" | grep -v "^pgp-secret$")" ]'
