@@ -14,6 +14,11 @@ RUN_DEPS=(fuse3 squashfs-tools uidmap
 	librnp0 libssl3) # hutch-sign
 TEST_DEPS=(libcmocka-dev python3 busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio clang libclang-rt-14-dev)
 BENCH_DEPS=(bubblewrap charliecloud podman runc catatonit hyperfine bc time linux-perf)
+# registry/ (hutch-registry): libcurl, libarchive, libcrypto; its tests run a real registry
+BUILD_DEPS+=(libcurl4-openssl-dev libarchive-dev libssl-dev)
+RUN_DEPS+=(libcurl4 libarchive13 libssl3)
+TEST_DEPS+=(docker-registry skopeo apache2-utils openssl zstd curl)
+BENCH_DEPS+=(umoci)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -30,6 +30,11 @@ bool cli_help_has(const char *verb);
  * line, and the exit code; -1 when source may go on. */
 int cli_source_check(const char *source, bool build);
 
+/* docker://, oras://: pulled into the cache by hutch-registry; *ret_path the cached SIF.
+ * Returns -1 to go on, else the exit code (the error printed). */
+bool cli_is_registry_source(const char *s);
+int cli_registry_fetch(const char *uri, char **ret_path);
+
 int verb_launch(struct cli *c, const char *verb, int argc, char **argv);
 int verb_inspect(struct cli *c, int argc, char **argv);
 int verb_run_help(struct cli *c, int argc, char **argv);
@@ -53,6 +58,7 @@ struct launch_args {
         struct cgroup_limits limits;
         struct net_spec net; /* --net, -p, --network-args, --dns, --add-host */
         const char *network; /* --network as given */
+        char *image_path;    /* the cached SIF of a registry IMAGE */
 };
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv);
 void launch_args_free(struct launch_args *a);

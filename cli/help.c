@@ -129,6 +129,31 @@ static const struct {
          "([LOCAL]: from the keyring) and the objects verified. Fails, naming what, when the image is\n"
          "unsigned, a signer is unknown, a signature is bad or an object changed after signing.\n"
          "Legacy (Singularity < 3.6) signatures only with --legacy-insecure; with --all, each object's."},
+        {"pull", "hutch pull [--force] [--dir DIR] [--arch ARCH] [--disable-cache] [--no-https] [OUTPUT.sif] URI",
+         "Pull an image from a registry into a SIF file (default name: REPO_TAG.sif).\n"
+         "URI: docker://[HOST[:PORT]/]REPO[:TAG|@sha256:HEX] (Docker Hub without HOST), or\n"
+         "oras://HOST/REPO:TAG (a SIF pushed as an ORAS artifact, pulled byte for byte).\n"
+         "A docker image becomes a squashfs SIF with Apptainer's /.singularity.d metadata: the\n"
+         "config's Env, ENTRYPOINT/CMD as the runscript, WorkingDir, labels. Blobs are verified\n"
+         "against their digests and kept in $HUTCH_CACHEDIR (default ~/.hutch/cache): blob/ and\n"
+         "oci-tmp/ (the SIFs); exec|run|shell|test|instance start take docker:// and oras:// and\n"
+         "run the cache's copy.\n"
+         "  --arch ARCH      an index's entry for ARCH (amd64, arm64[/v8], ...; default: this host's)\n"
+         "  --no-https       plain HTTP (also HUTCH_NOHTTPS=1 or APPTAINER_NOHTTPS=1)\n"
+         "  --disable-cache  neither read nor fill the cache\n"
+         "Credentials: HUTCH_DOCKER_USERNAME/PASSWORD (or APPTAINER_DOCKER_*), else 'hutch remote\n"
+         "login', ~/.docker/config.json, podman's auth.json. TLS: the system CAs, or SSL_CERT_FILE.\n"
+         "Proxies: http_proxy, https_proxy, no_proxy. Off a terminal progress is one line per blob;\n"
+         "-q: silent."},
+        {"push", "hutch push [--no-https] IMAGE.sif oras://HOST/REPO:TAG",
+         "Push a SIF file as an ORAS artifact, with the media types Apptainer uses\n"
+         "(application/vnd.sylabs.sif.layer.v1.sif), so that Apptainer and hutch pull it back."},
+        {"remote",
+         "hutch remote login [--username U] [--password-stdin] [--no-https] docker://HOST\n"
+         "       hutch remote logout docker://HOST",
+         "Store (after checking them with the registry) or forget credentials for a registry,\n"
+         "in ~/.hutch/docker-config.json (Docker's format, mode 0600). Without --password-stdin the\n"
+         "password is asked for on the terminal."},
         {"version", "hutch version", "Print the version."},
         {"help", "hutch help [VERB]", "Show help."},
 };

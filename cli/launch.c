@@ -116,6 +116,7 @@ void launch_args_free(struct launch_args *a)
         strv_free(a->env_values);
         cgroup_limits_free(&a->limits);
         net_spec_free(&a->net);
+        free(a->image_path);
 }
 
 /* --env A=1,B=2 is a list (as Apptainer's); a value with a comma but no '=' after it is one. */
@@ -528,7 +529,7 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
         if (optind >= argc)
                 return cli_usage_error(verb, "missing IMAGE");
         s->image = argv[optind++];
-        if ((r = cli_source_check(s->image, false)) >= 0)
+        if (!cli_is_registry_source(s->image) && (r = cli_source_check(s->image, false)) >= 0)
                 return r;
         a->rest = argv + optind;
         s->argv = a->rest;
@@ -538,7 +539,14 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
                 return r < 0 ? cli_usage_error(verb, "out of memory") : r;
         if ((r = build_limits(c, a)) != 0)
                 return r;
-        return build_net(c, a);
+        if ((r = build_net(c, a)) >= 0)
+                return r;
+        if (cli_is_registry_source(s->image)) {
+                if ((r = cli_registry_fetch(s->image, &a->image_path)) >= 0)
+                        return r;
+                s->image = a->image_path;
+        }
+        return -1;
 }
 
 int verb_launch(struct cli *c, const char *verb, int argc, char **argv)

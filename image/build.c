@@ -505,11 +505,12 @@ int image_build(const struct build_spec *b, struct hutch_error *err)
                 image_close(&img);
                 return r;
         }
-        log_info("Building %s %s from %s image %s",
-                 sandbox ? "sandbox"
-                 : sif   ? "SIF file"
-                         : "squashfs file",
-                 b->target, image_format_name(img.format), img.path);
+        if (!b->quiet)
+                log_info("Building %s %s from %s image %s",
+                         sandbox ? "sandbox"
+                         : sif   ? "SIF file"
+                                 : "squashfs file",
+                         b->target, image_format_name(img.format), img.path);
         r = sandbox ? build_sandbox(&img, b->progress, &w, err) : build_file(&img, b, &w, sif, err);
         image_close(&img);
         if (r >= 0)
@@ -525,6 +526,7 @@ int image_build(const struct build_spec *b, struct hutch_error *err)
                 tree_scan(b->target, &bytes, &devices);
         char size[32];
         size_format(bytes, size, sizeof size);
-        log_info("Build complete: %s (%s, %.1f s)", b->target, size, seconds_since(&t0));
+        if (!b->quiet)
+                log_info("Build complete: %s (%s, %.1f s)", b->target, size, seconds_since(&t0));
         return 0;
 }

@@ -176,6 +176,7 @@ struct build_spec {
         bool force;
         const char *deffile; /* text recorded in the SIF, may be NULL */
         bool progress;       /* mksquashfs's and unsquashfs's progress bars (on a terminal) */
+        bool quiet;          /* no "Building"/"Build complete" lines (a step of a pull) */
 };
 int image_build(const struct build_spec *b, struct hutch_error *err);
 /* Wrap an existing squashfs file into a new SIF file with the objects Apptainer writes. */

@@ -42,7 +42,8 @@ done
 cp "$reaper" "$work/bin/reaper"
 cp "$builddir/tests/killfirst" "$work/bin/killfirst"
 cp "$builddir/tests/reaper-static" "$work/bin/reaper-static"
-cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$src/tests/helpers/craft.py" "$work/tests/"
+cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$src/tests/helpers/craft.py" "$src/tests/helpers/mkoci.py" \
+	"$src/tests/helpers/badreg.py" "$work/tests/"
 # `meson install` of the build into a staging root (t-install: run-singularity, completion);
 # "none" when HUTCH is not in a meson build folder (a copied binary)
 installed=none

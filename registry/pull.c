@@ -1,0 +1,584 @@
+/* docker:// images to SIF files: the manifest resolved (an index to the caller's
+ * platform), config and layers fetched into the blob cache, verified, unpacked into a
+ * private folder, given Apptainer's /.singularity.d metadata, and squashed into a SIF. The
+ * SIF is kept in the cache as oci-tmp/<manifest hex>.sif (exec docker:// runs it from there)
+ * and copied to the target. Nothing is left under a final name on failure. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "image/image.h"
+#include "registry-internal.h"
+#include "util/log.h"
+#include "util/util.h"
+
+static const char *const accept_manifest[] = {
+        "Accept: " MT_OCI_MANIFEST ", " MT_OCI_INDEX ", " MT_DOCKER_MANIFEST ", " MT_DOCKER_LIST, NULL};
+
+/* GET the manifest of reference (a tag or digest), checked against the digest when one is
+ * known. */
+static int manifest_get(struct http_client *c, const char *reference, const char *want_digest, struct oci_manifest *ret,
+                        char ret_digest[72], struct hutch_error *err)
+{
+        _cleanup_free_ char *path = NULL, *what = NULL;
+        struct http_response r = {0};
+        if (asprintf(&path, "/v2/%s/manifests/%s", c->repo, reference) < 0 ||
+            asprintf(&what, "%s/%s:%s", c->host, c->repo, reference) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        int k = http_request(c, "GET", path, accept_manifest, NULL, 0, -1, 0, &r, err);
+        if (k < 0)
+                return k;
+        if (r.status != 200) {
+                k = r.status == 404 ? hutch_err(err, -ENOENT, "%s: no such image (manifest unknown)", what)
+                                    : http_status_error(&r, what, err);
+                http_response_free(&r);
+                return k;
+        }
+        sha256_buf(r.body ? r.body : "", r.len, ret_digest);
+        if (want_digest && strcmp(ret_digest, want_digest) != 0) {
+                http_response_free(&r);
+                return hutch_err(err, -EBADMSG, "%s: the manifest does not match its digest (got %.19s)", what,
+                                 ret_digest);
+        }
+        k = oci_manifest_parse(r.body ? r.body : "", r.len, ret, err);
+        http_response_free(&r);
+        return k < 0 ? hutch_err_wrap(err, "%s", what) : 0;
+}
+
+/* The image manifest for the platform wanted, and its digest. */
+static int manifest_resolve(struct http_client *c, const struct registry_ref *ref, const char *arch,
+                            struct oci_manifest *ret, char digest[72], struct hutch_error *err)
+{
+        struct oci_manifest m = {0};
+        int r = manifest_get(c, ref->digest ? ref->digest : ref->tag, ref->digest, &m, digest, err);
+        if (r < 0 || !m.is_index) {
+                *ret = m;
+                return r;
+        }
+        const char *variant = NULL;
+        const char *host = registry_host_arch(&variant);
+        if (arch) {
+                variant = NULL;
+                if (strchr(arch, '/')) { /* arm64/v8 */
+                        static char a[32];
+                        snprintf(a, sizeof a, "%s", arch);
+                        char *sl = strchr(a, '/');
+                        *sl = 0;
+                        variant = strchr(arch, '/') + 1;
+                        arch = a;
+                }
+        } else
+                arch = host;
+        const struct oci_descriptor *d;
+        r = oci_index_select(&m, "linux", arch, variant, &d, err);
+        if (r < 0) {
+                oci_manifest_free(&m);
+                return r;
+        }
+        _cleanup_free_ char *want = strdup(d->digest);
+        oci_manifest_free(&m);
+        if (!want)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        r = manifest_get(c, want, want, &m, digest, err);
+        if (r >= 0 && m.is_index) {
+                oci_manifest_free(&m);
+                return hutch_err(err, -EBADMSG, "%s/%s: an index names another index", c->host, c->repo);
+        }
+        *ret = m;
+        return r;
+}
+
+/* 'text' quoted for sh: inside single quotes, ' as '\'' */
+static int squote_append(char **buf, size_t *len, FILE *f, const char *s)
+{
+        (void) buf;
+        (void) len;
+        fputc('\'', f);
+        for (; *s; s++)
+                if (*s == '\'')
+                        fputs("'\\''", f);
+                else
+                        fputc(*s, f);
+        fputc('\'', f);
+        return 0;
+}
+
+/* OCI_ENTRYPOINT / OCI_CMD as Apptainer writes them: each word in double quotes, the
+ * whole in single quotes ('"/bin/sh" "-c"'). */
+static void oci_words(FILE *f, const char *var, char *const *v)
+{
+        char *b = NULL;
+        size_t bl = 0;
+        FILE *w = open_memstream(&b, &bl);
+        for (size_t i = 0; w && v && v[i]; i++) {
+                fprintf(w, "%s\"", i ? " " : "");
+                for (const char *p = v[i]; *p; p++) {
+                        if (strchr("\"\\$`", *p))
+                                fputc('\\', w);
+                        fputc(*p, w);
+                }
+                fputc('"', w);
+        }
+        if (w)
+                fclose(w);
+        fprintf(f, "%s=", var);
+        squote_append(NULL, NULL, f, b ? b : "");
+        fputc('\n', f);
+        free(b);
+}
+
+/* The runscript Apptainer writes for an OCI image: ENTRYPOINT and CMD combined as Docker
+ * does, evaluated by the shell, with SINGULARITY_NO_EVAL (APPTAINER_NO_EVAL) to pass the
+ * words unevaluated; WorkingDir entered first, since `run` starts in the image's. */
+static char *runscript_text(const struct oci_config *cfg)
+{
+        char *b = NULL;
+        size_t bl = 0;
+        FILE *f = open_memstream(&b, &bl);
+        if (!f)
+                return NULL;
+        fputs("#!/bin/sh\n", f);
+        oci_words(f, "OCI_ENTRYPOINT", cfg->entrypoint);
+        oci_words(f, "OCI_CMD", cfg->cmd);
+        if (cfg->workdir && *cfg->workdir && strcmp(cfg->workdir, "/") != 0) {
+                fputs("# the image's WorkingDir\ncd ", f);
+                squote_append(NULL, NULL, f, cfg->workdir);
+                fputs(" 2>/dev/null || true\n", f);
+        }
+        fputs("\n"
+              "# When SINGULARITY_NO_EVAL set, use OCI compatible behavior that does\n"
+              "# not evaluate resolved CMD / ENTRYPOINT / ARGS through the shell, and\n"
+              "# does not modify expected quoting behavior of args.\n"
+              "if [ -n \"$SINGULARITY_NO_EVAL\" ] || [ -n \"$APPTAINER_NO_EVAL\" ]; then\n"
+              "    # ENTRYPOINT only - run entrypoint plus args\n"
+              "    if [ -z \"$OCI_CMD\" ] && [ -n \"$OCI_ENTRYPOINT\" ]; then\n"
+              "        eval \"set -- $OCI_ENTRYPOINT \\\"\\$@\\\"\"\n"
+              "        exec \"$@\"\n"
+              "    fi\n"
+              "    # CMD only - run CMD or override with args\n"
+              "    if [ -n \"$OCI_CMD\" ] && [ -z \"$OCI_ENTRYPOINT\" ]; then\n"
+              "        if [ $# -eq 0 ]; then\n"
+              "            eval \"set -- $OCI_CMD\"\n"
+              "        fi\n"
+              "        exec \"$@\"\n"
+              "    fi\n"
+              "    # ENTRYPOINT and CMD - run ENTRYPOINT with CMD as default args\n"
+              "    # override with user provided args\n"
+              "    if [ $# -gt 0 ]; then\n"
+              "        eval \"set -- $OCI_ENTRYPOINT \\\"\\$@\\\"\"\n"
+              "    else\n"
+              "        eval \"set -- $OCI_ENTRYPOINT $OCI_CMD\"\n"
+              "    fi\n"
+              "    exec \"$@\"\n"
+              "fi\n"
+              "\n"
+              "# Standard Apptainer behavior evaluates CMD / ENTRYPOINT / ARGS combination\n"
+              "CMDLINE_ARGS=\"\"\n"
+              "# prepare command line arguments for evaluation\n"
+              "for arg in \"$@\"; do\n"
+              "    CMDLINE_ARGS=\"${CMDLINE_ARGS} \\\"$arg\\\"\"\n"
+              "done\n"
+              "\n"
+              "# ENTRYPOINT only - run entrypoint plus args\n"
+              "if [ -z \"$OCI_CMD\" ] && [ -n \"$OCI_ENTRYPOINT\" ]; then\n"
+              "    if [ $# -gt 0 ]; then\n"
+              "        SINGULARITY_OCI_RUN=\"${OCI_ENTRYPOINT} ${CMDLINE_ARGS}\"\n"
+              "    else\n"
+              "        SINGULARITY_OCI_RUN=\"${OCI_ENTRYPOINT}\"\n"
+              "    fi\n"
+              "fi\n"
+              "\n"
+              "# CMD only - run CMD or override with args\n"
+              "if [ -n \"$OCI_CMD\" ] && [ -z \"$OCI_ENTRYPOINT\" ]; then\n"
+              "    if [ $# -gt 0 ]; then\n"
+              "        SINGULARITY_OCI_RUN=\"${CMDLINE_ARGS}\"\n"
+              "    else\n"
+              "        SINGULARITY_OCI_RUN=\"${OCI_CMD}\"\n"
+              "    fi\n"
+              "fi\n"
+              "\n"
+              "# ENTRYPOINT and CMD - run ENTRYPOINT with CMD as default args\n"
+              "# override with user provided args\n"
+              "if [ -n \"$OCI_CMD\" ] && [ -n \"$OCI_ENTRYPOINT\" ]; then\n"
+              "    if [ $# -gt 0 ]; then\n"
+              "        SINGULARITY_OCI_RUN=\"${OCI_ENTRYPOINT} ${CMDLINE_ARGS}\"\n"
+              "    else\n"
+              "        SINGULARITY_OCI_RUN=\"${OCI_ENTRYPOINT} ${OCI_CMD}\"\n"
+              "    fi\n"
+              "fi\n"
+              "\n"
+              "# Evaluate shell expressions first and set arguments accordingly,\n"
+              "# then execute final command as first container process\n"
+              "eval \"set ${SINGULARITY_OCI_RUN}\"\n"
+              "exec \"$@\"\n",
+              f);
+        if (fclose(f) != 0) {
+                free(b);
+                return NULL;
+        }
+        return b;
+}
+
+/* env/10-docker2singularity.sh: the config's Env, as Apptainer writes it (PATH set, every
+ * other variable only when the caller has not set it). */
+static char *env_text(const struct oci_config *cfg)
+{
+        char *b = NULL;
+        size_t bl = 0;
+        FILE *f = open_memstream(&b, &bl);
+        if (!f)
+                return NULL;
+        fputs("#!/bin/sh\n", f);
+        for (size_t i = 0; cfg->env && cfg->env[i]; i++) {
+                const char *eq = strchr(cfg->env[i], '=');
+                size_t kl = eq ? (size_t) (eq - cfg->env[i]) : strlen(cfg->env[i]);
+                if (!is_valid_env_name(cfg->env[i], kl))
+                        continue;
+                fprintf(f, "export %.*s=", (int) kl, cfg->env[i]);
+                if (!eq)
+                        fprintf(f, "\"${%.*s:-}\"\n", (int) kl, cfg->env[i]);
+                else if (kl == 4 && !strncmp(cfg->env[i], "PATH", 4)) {
+                        squote_append(NULL, NULL, f, eq + 1);
+                        fputc('\n', f);
+                } else {
+                        fprintf(f, "\"${%.*s:-", (int) kl, cfg->env[i]);
+                        for (const char *p = eq + 1; *p; p++) {
+                                if (strchr("\"\\$`", *p))
+                                        fputc('\\', f);
+                                fputc(*p, f);
+                        }
+                        fputs("}\"\n", f);
+                }
+        }
+        if (fclose(f) != 0) {
+                free(b);
+                return NULL;
+        }
+        return b;
+}
+
+/* /.singularity.d and the folders and files every Apptainer image has. */
+static int metadata_write(int root_fd, const struct oci_config *cfg, const char *source, struct hutch_error *err)
+{
+        static const char *const dirs[] = {".singularity.d/env",
+                                           ".singularity.d/actions",
+                                           ".singularity.d/libs",
+                                           "proc",
+                                           "sys",
+                                           "dev",
+                                           "tmp",
+                                           "var/tmp",
+                                           "home",
+                                           "root",
+                                           "etc",
+                                           "mnt",
+                                           "opt",
+                                           "srv"};
+        int r;
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
+                if ((r = root_mkdir_p(root_fd, dirs[i], 0755)) < 0)
+                        return hutch_err_sys(err, r, "cannot create /%s in the image", dirs[i]);
+        static const char *const etc_files[] = {"etc/passwd", "etc/group", "etc/hosts", "etc/resolv.conf"};
+        for (size_t i = 0; i < ELEMENTSOF(etc_files); i++)
+                if ((r = root_write(root_fd, etc_files[i], "", 0644, false)) < 0 && r != -EEXIST)
+                        return hutch_err_sys(err, r, "cannot create /%s in the image", etc_files[i]);
+        _cleanup_free_ char *run = runscript_text(cfg), *env = env_text(cfg), *def = NULL;
+        if (!run || !env || asprintf(&def, "bootstrap: docker\nfrom: %s\n", source) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        const char *labels = cfg->labels_json ? cfg->labels_json : "{}";
+        static const char *const names[] = {".singularity.d/runscript", ".singularity.d/env/10-docker2singularity.sh",
+                                            ".singularity.d/labels.json", ".singularity.d/Singularity"};
+        const char *texts[] = {run, env, labels, def};
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if ((r = root_write(root_fd, names[i], texts[i], i < 2 ? 0755 : 0644, true)) < 0)
+                        return hutch_err_sys(err, r, "cannot write /%s in the image", names[i]);
+        if (unlinkat(root_fd, "singularity", 0) < 0 && errno != ENOENT && errno != EISDIR)
+                return hutch_err_sys(err, -errno, "cannot replace /singularity in the image");
+        if (symlinkat(".singularity.d/runscript", root_fd, "singularity") < 0 && errno != EEXIST)
+                return hutch_err_sys(err, -errno, "cannot create /singularity in the image");
+        return 0;
+}
+
+/* A private folder: mkdtemp beside base, opened and checked to be ours. */
+static int private_dir(const char *base, char **ret_path, struct hutch_error *err)
+{
+        char *p = NULL;
+        if (asprintf(&p, "%s.hutch-pull-XXXXXX", base) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if (!mkdtemp(p)) {
+                int r = hutch_err_sys(err, -errno, "cannot create a temporary folder beside '%s'", base);
+                free(p);
+                return r;
+        }
+        int fd = open(p, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 07777) != 0700) {
+                if (fd >= 0)
+                        close(fd);
+                free(p);
+                return hutch_err(err, -EPERM, "the temporary folder beside '%s' was replaced", base);
+        }
+        *ret_path = p;
+        return fd;
+}
+
+static void private_dir_remove(const char *path)
+{
+        /* a user's unpacked tree may hold folders without u+w again (layer_unpack_finish) */
+        char *chmod_argv[] = {"chmod", "-R", "u+rwX", "--", (char *) path, NULL};
+        char *rm_argv[] = {"rm", "-rf", "--", (char *) path, NULL};
+        if (geteuid() != 0)
+                spawn_wait(chmod_argv, true);
+        spawn_wait(rm_argv, true);
+}
+
+struct pull_ctx {
+        const struct pull_spec *p;
+        struct registry_ref ref;
+        struct http_client c;
+        struct oci_manifest m;
+        char digest[72];
+        char *work; /* private folder */
+        int work_fd;
+        int blob_fd; /* where blobs are */
+};
+
+/* Fetch config and layers, unpack, write metadata, squash into target. */
+static int convert(struct pull_ctx *x, const char *target, struct hutch_error *err)
+{
+        const struct pull_spec *p = x->p;
+        size_t n = x->m.n_layers + 1;
+        _cleanup_free_ struct blob_want *w = calloc(n, sizeof *w);
+        if (!w)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        w[0] = (struct blob_want){x->m.config.digest, x->m.config.size, "config"};
+        for (size_t i = 0; i < x->m.n_layers; i++)
+                w[i + 1] = (struct blob_want){x->m.layers[i].digest, x->m.layers[i].size, "layer"};
+        int r = blobs_fetch(&x->c, x->blob_fd, w, n, p->progress, p->quiet, err);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *cj = NULL;
+        size_t cl;
+        r = read_regular_at(x->blob_fd, x->m.config.digest + 7, 16u << 20, &cj, &cl);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot read the image config");
+        struct oci_config cfg = {0};
+        if ((r = oci_config_parse(cj, cl, &cfg, err)) < 0)
+                return r;
+        if (mkdirat(x->work_fd, "rootfs", 0755) < 0) {
+                oci_config_free(&cfg);
+                return hutch_err_sys(err, -errno, "cannot create the unpack folder");
+        }
+        _cleanup_close_ int root = openat(x->work_fd, "rootfs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct unpack_opts uo = {.as_root = geteuid() == 0};
+        for (size_t i = 0; i < x->m.n_layers && r >= 0 && root >= 0; i++) {
+                char path[PATH_MAX];
+                snprintf(path, sizeof path, "/proc/self/fd/%d/%s", x->blob_fd, x->m.layers[i].digest + 7);
+                if (!p->quiet)
+                        log_verbose("Unpacking layer %zu/%zu %.19s", i + 1, x->m.n_layers, x->m.layers[i].digest);
+                r = layer_unpack(root, path, &uo, err);
+                if (r < 0)
+                        hutch_err_wrap(err, "layer %.19s", x->m.layers[i].digest);
+        }
+        if (r >= 0 && root < 0)
+                r = hutch_err_sys(err, -errno, "cannot open the unpack folder");
+        if (root >= 0)
+                layer_unpack_finish(root, &uo);
+        if (r >= 0)
+                r = metadata_write(root, &cfg, p->source, err);
+        oci_config_free(&cfg);
+        if (r < 0)
+                return r;
+        char rootpath[PATH_MAX];
+        snprintf(rootpath, sizeof rootpath, "%s/rootfs", x->work);
+        _cleanup_free_ char *def = NULL;
+        if (asprintf(&def, "bootstrap: docker\nfrom: %s\n", p->source) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        struct build_spec b = {.target = target,
+                               .source = rootpath,
+                               .force = true,
+                               .deffile = def,
+                               .progress = p->progress,
+                               .quiet = true};
+        if (!p->quiet)
+                log_info("Creating SIF file...");
+        return image_build(&b, err);
+}
+
+/* Copy src into target through a temporary name beside it. */
+static int copy_to(const char *src, const char *target, struct hutch_error *err)
+{
+        _cleanup_free_ char *tmp = NULL;
+        if (asprintf(&tmp, "%s.hutch-tmp-XXXXXX", target) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        _cleanup_close_ int in = open(src, O_RDONLY | O_CLOEXEC);
+        _cleanup_close_ int out = mkostemp(tmp, O_CLOEXEC);
+        if (in < 0 || out < 0) {
+                int r = hutch_err_sys(err, -errno, "cannot copy the image to '%s'", target);
+                if (out >= 0)
+                        unlink(tmp);
+                return r;
+        }
+        struct stat st;
+        int r = fstat(in, &st) < 0 ? -errno : 0;
+        for (off_t left = st.st_size; r == 0 && left > 0;) {
+                ssize_t k = copy_file_range(in, NULL, out, NULL, (size_t) left, 0);
+                if (k <= 0) {
+                        r = k < 0 ? -errno : -EIO;
+                        break;
+                }
+                left -= k;
+        }
+        if (r == 0 && (fchmod(out, 0755) < 0 || fsync(out) < 0 || rename(tmp, target) < 0))
+                r = -errno;
+        if (r < 0) {
+                unlink(tmp);
+                return hutch_err_sys(err, r, "cannot copy the image to '%s'", target);
+        }
+        return 0;
+}
+
+/* The cache's SIF of the resolved manifest, built under its lock when missing. */
+static int cached_sif(struct pull_ctx *x, char **ret, struct hutch_error *err)
+{
+        _cleanup_free_ char *dir = NULL, *path = NULL, *lock = NULL;
+        const char *hex = x->digest + 7;
+        if (asprintf(&dir, "%s/oci-tmp", x->p->cache_dir) < 0 || asprintf(&path, "%s/%s.sif", dir, hex) < 0 ||
+            asprintf(&lock, "%s/.%s.lock", dir, hex) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        int r = mkdir_p_at(AT_FDCWD, dir, 0700);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot create the cache folder '%s'", dir);
+        _cleanup_close_ int lk = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (lk < 0)
+                return hutch_err_sys(err, -errno, "cannot lock '%s'", lock);
+        while (flock(lk, LOCK_EX) < 0)
+                if (errno != EINTR)
+                        return hutch_err_sys(err, -errno, "cannot lock '%s'", lock);
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+                log_verbose("Using the cached image %s", path);
+        } else {
+                if ((x->work_fd = private_dir(path, &x->work, err)) < 0)
+                        return x->work_fd;
+                if ((r = convert(x, path, err)) < 0)
+                        return r;
+        }
+        *ret = steal_pointer(&path);
+        return 0;
+}
+
+/* A reference by digest names the same image for ever: the cache notes which image
+ * manifest it resolved to for an architecture (oci-tmp/REFHEX-ARCH.ref), so that the next
+ * use needs no request at all. */
+static char *ref_note_path(const struct pull_ctx *x)
+{
+        const char *variant, *arch = x->p->arch ? x->p->arch : registry_host_arch(&variant);
+        char *s = NULL, a[64];
+        snprintf(a, sizeof a, "%s", arch);
+        for (char *c = a; *c; c++)
+                if (*c == '/')
+                        *c = '-';
+        if (asprintf(&s, "%s/oci-tmp/%s-%s.ref", x->p->cache_dir, x->ref.digest + 7, a) < 0)
+                return NULL;
+        return s;
+}
+
+static char *cached_by_digest(const struct pull_ctx *x)
+{
+        _cleanup_free_ char *note = ref_note_path(x), *hex = NULL;
+        char *sif = NULL;
+        size_t len;
+        struct stat st;
+        if (!note || read_regular_at(AT_FDCWD, note, 128, &hex, &len) < 0 || len != 64 ||
+            asprintf(&sif, "%s/oci-tmp/%s.sif", x->p->cache_dir, hex) < 0)
+                return NULL;
+        if (stat(sif, &st) < 0 || !S_ISREG(st.st_mode)) {
+                free(sif);
+                return NULL;
+        }
+        return sif;
+}
+
+static int pull_docker(struct pull_ctx *x, char **ret_path, struct hutch_error *err)
+{
+        const struct pull_spec *p = x->p;
+        if (x->ref.digest && !p->disable_cache) {
+                _cleanup_free_ char *sif = cached_by_digest(x);
+                if (sif) {
+                        log_verbose("Using the cached image %s", sif);
+                        if (!p->target) {
+                                *ret_path = steal_pointer(&sif);
+                                return 0;
+                        }
+                        return copy_to(sif, p->target, err);
+                }
+        }
+        int r = http_client_init(&x->c, &x->ref, p->no_https, p->ca_file, &p->auth, false, err);
+        if (r < 0)
+                return r;
+        if ((r = manifest_resolve(&x->c, &x->ref, p->arch, &x->m, x->digest, err)) < 0)
+                return r;
+        log_verbose("Manifest %s", x->digest);
+        if (!p->disable_cache) {
+                if ((x->blob_fd = cache_blob_dir(p->cache_dir, true, err)) < 0)
+                        return x->blob_fd;
+                _cleanup_free_ char *sif = NULL, *note = x->ref.digest ? ref_note_path(x) : NULL;
+                if ((r = cached_sif(x, &sif, err)) < 0)
+                        return r;
+                if (note && write_file_at(AT_FDCWD, note, x->digest + 7, 64, 0600) < 0)
+                        log_verbose("cannot write '%s', ignoring", note);
+                if (!p->target) {
+                        *ret_path = steal_pointer(&sif);
+                        return 0;
+                }
+                return copy_to(sif, p->target, err);
+        }
+        if (!p->target)
+                return hutch_err(err, -EINVAL, "running a docker:// image needs the cache (no --disable-cache)");
+        if ((x->work_fd = private_dir(p->target, &x->work, err)) < 0)
+                return x->work_fd;
+        if (mkdirat(x->work_fd, "blobs", 0700) < 0 ||
+            (x->blob_fd = openat(x->work_fd, "blobs", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+                return hutch_err_sys(err, -errno, "cannot create a blob folder in '%s'", x->work);
+        return convert(x, p->target, err);
+}
+
+int registry_pull(const struct pull_spec *p, char **ret_path, struct hutch_error *err)
+{
+        struct pull_ctx x = {.p = p, .work_fd = -1, .blob_fd = -1};
+        struct stat st;
+        if (ret_path)
+                *ret_path = NULL;
+        int r = registry_ref_parse(p->source, &x.ref, err);
+        if (r < 0)
+                return r;
+        if (p->target && !p->force && lstat(p->target, &st) == 0) {
+                registry_ref_free(&x.ref);
+                return hutch_err(err, -EEXIST, "image file '%s' already exists; use --force to overwrite it",
+                                 p->target);
+        }
+        if (x.ref.transport == REGISTRY_ORAS)
+                r = oras_pull(p, &x.ref, ret_path, err);
+        else
+                r = pull_docker(&x, ret_path, err);
+        if (x.c.requests)
+                log_debug("%u HTTP requests", x.c.requests);
+        if (x.work_fd >= 0)
+                close(x.work_fd);
+        if (x.blob_fd >= 0)
+                close(x.blob_fd);
+        if (x.work)
+                private_dir_remove(x.work);
+        free(x.work);
+        oci_manifest_free(&x.m);
+        http_client_free(&x.c);
+        registry_ref_free(&x.ref);
+        return r;
+}

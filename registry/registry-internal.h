@@ -1,0 +1,60 @@
+/* Shared inside registry/: the HTTP client of the distribution API and the blob cache. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "registry.h"
+
+struct http_client {
+        void *curl; /* CURL *, for the small requests */
+        const char *scheme;
+        char *host, *repo;
+        char *auth;        /* "Authorization: ..." header, or NULL */
+        char *user, *pass; /* for basic auth and token requests */
+        const char *ca_file;
+        bool push;         /* ask for push scope */
+        unsigned requests; /* made so far */
+};
+struct http_response {
+        long status;
+        char *body;
+        size_t len;
+        char *content_type, *www_auth, *location, *digest;
+};
+int http_client_init(struct http_client *c, const struct registry_ref *ref, bool no_https, const char *ca_file,
+                     const struct registry_auth *a, bool push, struct hutch_error *err);
+void http_client_free(struct http_client *c);
+void http_response_free(struct http_response *r);
+/* A request to path (starting with "/v2/") or a whole URL, answered in memory (bodies of at
+ * most 16 MiB); authenticates once on a 401 and repeats. upload_fd >= 0: the body is read
+ * from it (upload_len bytes), else body/body_len. */
+int http_request(struct http_client *c, const char *method, const char *path, const char *const *headers,
+                 const void *body, size_t body_len, int upload_fd, uint64_t upload_len, struct http_response *ret,
+                 struct hutch_error *err);
+/* A one-line reason for a failed response: the registry's own error message when given. */
+int http_status_error(const struct http_response *r, const char *what, struct hutch_error *err);
+
+/* The blobs of desc (n of them) into dir_fd as files named by their hex digest, verified,
+ * fetched in parallel; one already present is used as is. Each file is made under a
+ * temporary name and renamed once verified. */
+struct blob_want {
+        const char *digest;
+        int64_t size;
+        const char *what; /* for progress lines */
+};
+int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *w, size_t n, bool progress, bool quiet,
+                struct hutch_error *err);
+
+/* The blob cache: DIR/blob/blobs/sha256/HEX, locked per blob while it is fetched. */
+int cache_blob_dir(const char *cache_dir, bool create, struct hutch_error *err);
+
+int oras_pull(const struct pull_spec *p, const struct registry_ref *ref, char **ret_path, struct hutch_error *err);
+/* "sha256:HEX" of len bytes */
+void sha256_buf(const void *buf, size_t len, char out[72]);
+/* Inside an unpacked root, every name resolved in it (RESOLVE_IN_ROOT: an image's symlink
+ * never leads out): folders made, a file written (replace: an existing one, or a symlink,
+ * is replaced; else -EEXIST). */
+int root_mkdir_p(int root_fd, const char *path, mode_t mode);
+int root_write(int root_fd, const char *path, const char *text, mode_t mode, bool replace);

@@ -1,0 +1,135 @@
+/* Images from registries and local OCI sources: references, the OCI distribution client
+ * (docker://, oras://), the blob cache, layers unpacked with whiteouts, and the conversion
+ * of an OCI image into a SIF with Apptainer's /.singularity.d metadata. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "util/error.h"
+
+/* ---- references: docker://[HOST[:PORT]/]REPO[:TAG][@sha256:HEX], oras://HOST/REPO:TAG */
+enum registry_transport { REGISTRY_DOCKER, REGISTRY_ORAS };
+struct registry_ref {
+        enum registry_transport transport;
+        char *host;   /* "registry-1.docker.io" for Docker Hub */
+        char *repo;   /* "library/alpine" */
+        char *tag;    /* NULL when only a digest was given */
+        char *digest; /* "sha256:HEX" or NULL */
+};
+#define DOCKER_HUB_HOST "registry-1.docker.io"
+int registry_ref_parse(const char *uri, struct registry_ref *ret, struct hutch_error *err);
+void registry_ref_free(struct registry_ref *r);
+/* Apptainer's default file name: the last component of the repository, "_" and the tag
+ * (or "sha256_HEX" for a digest), ".sif". Caller frees. */
+char *registry_ref_default_name(const struct registry_ref *r);
+/* "sha256:" and 64 lowercase hex digits */
+bool registry_digest_is_valid(const char *d);
+
+/* ---- OCI and Docker manifests, indexes and image configs */
+struct oci_descriptor {
+        char *media_type, *digest;
+        int64_t size;
+        char *os, *arch, *variant; /* index entries */
+};
+struct oci_manifest {
+        bool is_index;
+        char *media_type;
+        struct oci_descriptor config;
+        struct oci_descriptor *layers; /* manifest: layers; index: manifests */
+        size_t n_layers;
+};
+int oci_manifest_parse(const char *json, size_t len, struct oci_manifest *ret, struct hutch_error *err);
+void oci_manifest_free(struct oci_manifest *m);
+/* The index entry for os/arch (variant: NULL = any, else "v8" style). -ENOENT with the
+ * platforms offered named in err. */
+int oci_index_select(const struct oci_manifest *idx, const char *os, const char *arch, const char *variant,
+                     const struct oci_descriptor **ret, struct hutch_error *err);
+struct oci_config {
+        char **env, **entrypoint, **cmd;
+        char *workdir, *labels_json, *os, *arch;
+};
+int oci_config_parse(const char *json, size_t len, struct oci_config *ret, struct hutch_error *err);
+void oci_config_free(struct oci_config *c);
+/* The host's GOARCH name (amd64, arm64, ...); *variant "v8" etc. or NULL */
+const char *registry_host_arch(const char **variant);
+
+#define MT_OCI_MANIFEST "application/vnd.oci.image.manifest.v1+json"
+#define MT_OCI_INDEX "application/vnd.oci.image.index.v1+json"
+#define MT_DOCKER_MANIFEST "application/vnd.docker.distribution.manifest.v2+json"
+#define MT_DOCKER_LIST "application/vnd.docker.distribution.manifest.list.v2+json"
+#define MT_SIF_LAYER "application/vnd.sylabs.sif.layer.v1.sif"
+#define MT_SIF_CONFIG "application/vnd.sylabs.sif.config.v1+json"
+
+/* ---- whiteouts (pure): what a layer entry's name means */
+enum whiteout { WHITEOUT_NONE, WHITEOUT_FILE, WHITEOUT_OPAQUE };
+/* path: a normalized relative path. WHITEOUT_FILE: *ret_target is the path it deletes
+ * (caller frees); WHITEOUT_OPAQUE: *ret_target is the folder made opaque ("" for the
+ * root). */
+enum whiteout whiteout_classify(const char *path, char **ret_target);
+
+/* ---- layers: tar, gzip or zstd, unpacked into root (an open folder) in order */
+struct unpack_opts {
+        bool as_root; /* keep owners and make device nodes; else leave them out */
+        /* a user's unpack: folders are made u+rwx so that later layers can write into
+         * them; their modes from the layers are kept here and set by layer_unpack_finish */
+        void *dir_modes;
+};
+int layer_unpack(int root_fd, const char *layer_path, struct unpack_opts *o, struct hutch_error *err);
+/* The folders' own modes back (a user's unpack); frees o's state. */
+void layer_unpack_finish(int root_fd, struct unpack_opts *o);
+
+/* ---- SHA-256 of a file, "sha256:HEX" */
+int sha256_file(int fd, char out[72], struct hutch_error *err);
+
+/* ---- pulling */
+struct registry_auth {
+        const char *username, *password; /* NULL: from the credential files, else anonymous */
+        const char *config_dir;          /* hutch's own credentials folder (~/.hutch) */
+        const char *docker_config;       /* ~/.docker/config.json, or NULL */
+        const char *podman_auth;         /* ${XDG_RUNTIME_DIR}/containers/auth.json, or NULL */
+};
+struct pull_spec {
+        const char *source;    /* the URI as given */
+        const char *target;    /* the SIF to write; NULL: the cache's copy only (exec docker://) */
+        const char *cache_dir; /* $HUTCH_CACHEDIR or ~/.hutch/cache */
+        const char *arch;      /* --arch, NULL: the host's */
+        const char *ca_file;   /* extra CA bundle (SSL_CERT_FILE), NULL: the system's */
+        bool force, disable_cache, no_https, progress, quiet;
+        struct registry_auth auth;
+};
+/* The image to target, or (target NULL) to the cache, whose path is then in *ret_path
+ * (caller frees; may be NULL otherwise). */
+int registry_pull(const struct pull_spec *p, char **ret_path, struct hutch_error *err);
+
+struct push_spec {
+        const char *image; /* a SIF file */
+        const char *dest;  /* oras://HOST/REPO:TAG */
+        const char *ca_file;
+        bool no_https, quiet;
+        struct registry_auth auth;
+};
+int registry_push(const struct push_spec *p, struct hutch_error *err);
+
+/* ---- credentials stored by `remote login`: DIR/docker-config.json, 0600, Docker's format */
+int registry_login(const char *config_dir, const char *host, const char *username, const char *password,
+                   struct hutch_error *err);
+/* The registry accepts user/pass (GET /v2/ with them). */
+int registry_login_check(const char *host, const char *user, const char *pass, bool no_https, const char *ca_file,
+                         struct hutch_error *err);
+int registry_logout(const char *config_dir, const char *host, struct hutch_error *err);
+/* The credentials for host from hutch's file, then docker's, then podman's: 1 found,
+ * 0 none. The caller frees both strings. */
+int registry_auth_lookup(const struct registry_auth *a, const char *host, char **ret_user, char **ret_pass);
+
+/* ---- the cache: blob/blobs/sha256/HEX and oci-tmp/HEX.sif under the cache folder */
+enum cache_type { CACHE_BLOB = 1, CACHE_SIF = 2 };
+struct cache_usage {
+        size_t blobs, sifs;
+        uint64_t blob_bytes, sif_bytes;
+};
+int registry_cache_usage(const char *cache_dir, struct cache_usage *ret, struct hutch_error *err);
+/* Remove entries of the types older than days (0: all). */
+int registry_cache_clean(const char *cache_dir, unsigned types, unsigned days, struct hutch_error *err);

@@ -1,0 +1,226 @@
+# Registries: pull docker:// images from a real registry (Debian's docker-registry on
+# loopback, plain HTTP and TLS with basic auth) into SIFs with Apptainer's metadata, run
+# them straight from docker://, the blob cache (one download, shared, offline by digest),
+# credentials, ORAS push/pull, and every bad input as one error line with nothing left.
+. "$(dirname "$0")/lib.sh"
+for tool in docker-registry skopeo openssl htpasswd zstd python3 curl; do
+	command -v "$tool" >/dev/null || { notok "registry tests need $tool (dev.sh TEST_DEPS)"; finish; }
+done
+REGBIN=$(dirname "$HUTCH")/hutch-registry
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done; rm -rf "$T"' EXIT
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+export HUTCH_CACHEDIR=$T/cache
+H=$(dirname "$0")/../helpers
+[ -f "$H/mkoci.py" ] || H=$(dirname "$0")
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_registry NAME [tls]: a docker-registry on a free loopback port, its access log in
+# $T/NAME.log; sets PORT
+start_registry() {
+	local name=$1 tls=${2:-}
+	PORT=$(free_port)
+	{
+		printf 'version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\n'
+		printf 'storage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\n' "$T/$name-data"
+		printf 'http:\n  addr: 127.0.0.1:%s\n' "$PORT"
+		if [ -n "$tls" ]; then
+			printf '  tls:\n    certificate: %s\n    key: %s\n' "$T/srv.pem" "$T/srv.key"
+			printf 'auth:\n  htpasswd:\n    realm: hutch-test\n    path: %s\n' "$T/htpasswd"
+		fi
+	} > "$T/$name.yml"
+	docker-registry serve "$T/$name.yml" > "$T/$name.log" 2>&1 &
+	PIDS+=($!)
+	wait_for "curl -sk -o /dev/null https://127.0.0.1:$PORT/v2/ 2>/dev/null || curl -s -o /dev/null http://127.0.0.1:$PORT/v2/" 100
+}
+
+python3 "$H/mkoci.py" "$T/oci" || { notok "cannot write the test images"; finish; }
+start_registry plain
+P=$PORT R=127.0.0.1:$PORT
+push() { skopeo copy -q --insecure-policy --dest-tls-verify=false "$@" >"$T/skopeo.err" 2>&1; }
+for t in basic layers zstd plain; do push "oci:$T/oci:$t" "docker://$R/test/busybox:$t" || { notok "skopeo push $t"; cat "$T/skopeo.err"; finish; }; done
+push --all "oci:$T/oci:multi" "docker://$R/test/busybox:multi" || { notok "skopeo push multi"; cat "$T/skopeo.err"; finish; }
+export HUTCH_NOHTTPS=1
+blob_gets() { grep -c '"GET /v2/[^ ]*/blobs/sha256:' "$T/plain.log"; }
+requests() { grep -c '"[A-Z]* /v2/' "$T/plain.log"; }
+W=$T/w
+mkdir "$W"
+cd "$W" || exit 1
+left() { ls -A "$W" | grep -v -x -e "$@"; }
+
+# ---- pull and what the SIF holds
+run "$HUTCH" pull "docker://$R/test/busybox:basic"
+check "pull writes Apptainer's default name REPO_TAG.sif" '[ $RC -eq 0 ] && [ -f busybox_basic.sif ] && [ -z "$(left busybox_basic.sif)" ]'
+check "off a terminal, progress as quiet lines" 'err_has "Copying blob sha256:" && err_has "Pulled docker://"'
+run "$HUTCH" -q pull --force "docker://$R/test/busybox:basic"
+check "pull -q is silent" '[ $RC -eq 0 ] && [ ! -s "$ERR" ] && [ ! -s "$OUT" ]'
+run "$HUTCH" run busybox_basic.sif
+check "run: ENTRYPOINT with CMD as arguments, in the WorkingDir" '[ $RC -eq 0 ] && [ "$(cat "$OUT")" = "entry:ep:one two words
+/srv/app" ]'
+run "$HUTCH" run busybox_basic.sif "a b" c
+check "run ARGS replace CMD" '[ $RC -eq 0 ] && out_has "^entry:ep:a b c$"'
+run "$HUTCH" exec busybox_basic.sif sh -c 'echo "$GREETING|$QUOTED|$PATH"; cat /srv/app/hard'
+check "the config's Env, quoted exactly; hard links kept" '[ $RC -eq 0 ] && out_has "^hello from config|a \"b\" \$c|/usr/local/bin:/bin$" && out_has "^app data$"'
+run "$HUTCH" exec busybox_basic.sif cat /.singularity.d/runscript /.singularity.d/Singularity
+check "runscript as Apptainer writes it, deffile bootstrap: docker" "out_has \"^OCI_ENTRYPOINT='\\\"/bin/sh\\\" \\\"-c\\\"\" && out_has '^eval \"set \${SINGULARITY_OCI_RUN}\"' && out_has \"^from: docker://$R/test/busybox:basic\$\""
+run "$HUTCH" inspect busybox_basic.sif
+check "inspect shows the config's labels" '[ $RC -eq 0 ] && out_has "org.hutch.test: yes"'
+DIG=$(curl -sI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$R/v2/test/busybox/manifests/basic" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
+run "$HUTCH" pull --dir "$T" bydigest.sif "docker://$R/test/busybox@$DIG"
+check "pull by digest, --dir" '[ $RC -eq 0 ] && [ -f "$T/bydigest.sif" ]'
+run "$HUTCH" pull "docker://$R/test/busybox:layers"
+run "$HUTCH" exec busybox_layers.sif sh -c 'ls /srv/opq; cat /etc/marker; echo; ls /etc/gone /srv/keep /srv/opq/old /srv/opq/sub 2>&1 | wc -l; cat /etc/ro/added; stat -c %a /etc/ro'
+check "whiteouts and opaque folders applied exactly; folder modes kept" '[ $RC -eq 0 ] && [ "$(cat "$OUT")" = "new
+layers
+4
+added
+555" ]'
+run "$HUTCH" pull "docker://$R/test/busybox:zstd"
+run "$HUTCH" exec busybox_zstd.sif cat /etc/marker
+check "a zstd layer" '[ $RC -eq 0 ] && out_is zstd'
+run "$HUTCH" pull "docker://$R/test/busybox:plain"
+run "$HUTCH" run busybox_plain.sif
+check "an uncompressed layer; CMD alone" '[ $RC -eq 0 ] && out_is "plain cmd"'
+if [ "$(uname -m)" = x86_64 ]; then
+	run "$HUTCH" pull "docker://$R/test/busybox:multi"
+	run "$HUTCH" exec busybox_multi.sif cat /etc/marker
+	check "an index: the caller's architecture" '[ $RC -eq 0 ] && out_is amd64'
+fi
+run "$HUTCH" pull --arch arm64 arm.sif "docker://$R/test/busybox:multi"
+run "$HUTCH" exec arm.sif cat /etc/marker
+check "an index: --arch" '[ $RC -eq 0 ] && out_is arm64'
+run "$HUTCH" pull --arch s390x s390x.sif "docker://$R/test/busybox:multi"
+check "an architecture the index lacks: one error naming those it has" 'fails_with "no linux/s390x variant (it has: linux/arm64/v8, linux/amd64)" && [ ! -e s390x.sif ]'
+run "$HUTCH" pull "docker://$R/test/busybox:basic"
+check "an existing file is kept without --force" 'fails_with "already exists; use --force"'
+
+# ---- the cache
+n=$(blob_gets)
+run "$HUTCH" pull --force again.sif "docker://$R/test/busybox:basic"
+check "a cached image fetches no blob again" '[ $RC -eq 0 ] && [ "$(blob_gets)" -eq "$n" ]'
+n=$(requests)
+run "$HUTCH" pull --force again.sif "docker://$R/test/busybox@$DIG"
+check "a cached image by digest makes no request at all" '[ $RC -eq 0 ] && [ "$(requests)" -eq "$n" ]'
+run "$HUTCH" exec "docker://$R/test/busybox:zstd" cat /etc/marker
+check "exec docker://: runs the cached image" '[ $RC -eq 0 ] && out_is zstd'
+run "$HUTCH" exec "docker://$R/test/busybox:latest" true
+check "exec docker:// of a missing tag: one error line" 'fails_with "no such image"'
+n=$(blob_gets)
+run "$HUTCH" run "docker://$R/test/busybox:plain"
+check "run docker://: the cache's copy, no blob fetched" '[ $RC -eq 0 ] && out_is "plain cmd" && [ "$(blob_gets)" -eq "$n" ]'
+n=$(blob_gets)
+HUTCH_CACHEDIR=$T/cache2 "$HUTCH" -q pull c1.sif "docker://$R/test/busybox:layers" 2>"$T/c1.err" &
+c1=$!
+HUTCH_CACHEDIR=$T/cache2 "$HUTCH" -q pull c2.sif "docker://$R/test/busybox:layers" 2>"$T/c2.err"
+c2=$?
+wait $c1
+c1=$?
+check "two concurrent pulls of one image both succeed" '[ $c1 -eq 0 ] && [ $c2 -eq 0 ] && [ -f c1.sif ] && [ -f c2.sif ]'
+check "and fetch each of its 4 blobs once" '[ "$(( $(blob_gets) - n ))" -eq 4 ]'
+rm -f c1.sif c2.sif again.sif arm.sif
+
+# ---- errors: one line, nothing left
+before=$(ls -A "$W" | sort | tr '\n' ' ')
+cache_clean() { ! find "$T/cache" "$T/cache2" "$T/cache3" -name '*.part' -o -name '*hutch-pull*' -o -name '*hutch-tmp*' | grep -q .; }
+run "$HUTCH" pull "docker://$R/test/busybox:nosuchtag"
+check "a missing tag" 'fails_with "no such image" && [ "$(ls -A "$W" | sort | tr "\n" " ")" = "$before" ]'
+run "$HUTCH" pull "docker://$R/test/nosuchrepo:v1"
+check "a missing repository" 'fails_with "no such image"'
+run "$HUTCH" pull x.sif "docker://127.0.0.1:$(free_port)/test/busybox:basic"
+check "a registry that is down" 'fails_with "cannot reach" && [ ! -e x.sif ]'
+run "$HUTCH" pull x.sif "docker://$R/Test/Upper"
+check "a malformed reference" 'fails_with "not a valid repository name"'
+run "$HUTCH" pull x.sif "docker://$R/test/busybox@sha256:$(printf %064d 0)"
+check "a digest nobody has" 'fails_with "no such image" && [ ! -e x.sif ]'
+for mode in corrupt truncate; do
+	rm -f "$T/bad.port"
+	python3 "$H/badreg.py" "$T/oci" "$mode" "$T/bad.port" &
+	PIDS+=($!)
+	wait_for '[ -s "$T/bad.port" ]'
+	run env HUTCH_CACHEDIR="$T/cache3" "$HUTCH" -q pull x.sif "docker://127.0.0.1:$(cat "$T/bad.port")/test/busybox:basic"
+	case $mode in
+	corrupt) check "a blob that does not match its digest" 'fails_with "does not match its digest" && [ ! -e x.sif ] && cache_clean' ;;
+	truncate) check "a truncated blob" 'fails_with "blob sha256:[0-9a-f]*" && [ ! -e x.sif ] && cache_clean' ;;
+	esac
+done
+check "nothing left under a final or temporary name" '[ "$(ls -A "$W" | sort | tr "\n" " ")" = "$before" ] && cache_clean'
+# a full disk: a small tmpfs of a mount namespace of our own
+if unshare -rm true 2>/dev/null; then
+	mkdir "$T/small"
+	run unshare -rm sh -c 'mount -t tmpfs -o size=600k tmpfs "$1" && cd "$1" && HUTCH_CACHEDIR="$1/cache" "$2" pull full.sif "docker://$3/test/busybox:layers"; r=$?; ls -A "$1" "$1/cache/blob/blobs/sha256" "$1/cache/oci-tmp" >&2; exit $r' sh "$T/small" "$HUTCH" "$R"
+	check "a full disk: one error, no partial file" '[ $RC -eq 255 ] && grep -q "^hutch: error: .*[Nn]o space left" "$ERR" && ! grep -q "full.sif\|\.part\|hutch-pull\|hutch-tmp" "$ERR"'
+fi
+
+# ---- TLS and basic auth
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$T/ca.key" -out "$T/ca.pem" -days 1 -subj /CN=hutch-test-ca 2>/dev/null
+openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$T/srv.key" -out "$T/srv.csr" -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\n' > "$T/ext"
+openssl x509 -req -in "$T/srv.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial -out "$T/srv.pem" -days 1 -extfile "$T/ext" 2>/dev/null
+htpasswd -Bbn alice s3cret > "$T/htpasswd"
+start_registry tls tls
+S=127.0.0.1:$PORT
+push --dest-creds alice:s3cret "oci:$T/oci:basic" "docker://$S/private/busybox:v1" || { notok "skopeo push to the TLS registry"; cat "$T/skopeo.err"; }
+unset HUTCH_NOHTTPS
+export SSL_CERT_FILE=$T/ca.pem
+run env HUTCH_DOCKER_USERNAME=alice HUTCH_DOCKER_PASSWORD=s3cret "$HUTCH" pull tls.sif "docker://$S/private/busybox:v1"
+check "TLS with the test's CA, basic auth from HUTCH_DOCKER_USERNAME/PASSWORD" '[ $RC -eq 0 ] && [ -f tls.sif ]'
+run env APPTAINER_DOCKER_USERNAME=alice APPTAINER_DOCKER_PASSWORD=wrong "$HUTCH" pull --disable-cache tls2.sif "docker://$S/private/busybox:v1"
+check "a wrong password (APPTAINER_DOCKER_*)" 'fails_with "refused\|HTTP 401" && [ ! -e tls2.sif ]'
+run "$HUTCH" pull --disable-cache tls2.sif "docker://$S/private/busybox:v1"
+check "no credentials" 'fails_with "needs credentials" && [ ! -e tls2.sif ]'
+run env SSL_CERT_FILE=/dev/null HUTCH_DOCKER_USERNAME=alice HUTCH_DOCKER_PASSWORD=s3cret "$HUTCH" pull --disable-cache tls2.sif "docker://$S/private/busybox:v1"
+check "a certificate no CA vouches for" 'fails_with "cannot reach https://" && [ ! -e tls2.sif ]'
+echo s3cret | "$HUTCH" remote login --username alice --password-stdin "docker://$S" >"$OUT" 2>"$ERR"
+RC=$?
+check "remote login checks and stores the credentials, 0600" '[ $RC -eq 0 ] && [ "$(stat -c %a "$HOME/.hutch/docker-config.json")" = 600 ]'
+run "$HUTCH" pull --disable-cache tls3.sif "docker://$S/private/busybox:v1"
+check "pull with the stored credentials" '[ $RC -eq 0 ] && [ -f tls3.sif ]'
+echo wrong | "$HUTCH" remote login --username alice --password-stdin "docker://$S" >"$OUT" 2>"$ERR"
+RC=$?
+check "remote login with a wrong password fails, storing nothing" 'fails_with "refused"'
+run "$HUTCH" remote logout "docker://$S"
+run "$HUTCH" pull --disable-cache tls4.sif "docker://$S/private/busybox:v1"
+check "remote logout forgets them" 'fails_with "needs credentials"'
+run "$HUTCH" remote logout "docker://$S"
+check "logout when not logged in" 'fails_with "not logged in"'
+mkdir -p "$T/dockercfg"
+printf '{"auths":{"%s":{"auth":"%s"}}}' "$S" "$(printf alice:s3cret | base64)" > "$T/dockercfg/config.json"
+run env DOCKER_CONFIG="$T/dockercfg" "$HUTCH" pull --disable-cache tls5.sif "docker://$S/private/busybox:v1"
+check "credentials from Docker's config.json" '[ $RC -eq 0 ] && [ -f tls5.sif ]'
+unset SSL_CERT_FILE
+export HUTCH_NOHTTPS=1
+rm -f tls*.sif
+
+# ---- ORAS
+run "$HUTCH" push busybox_basic.sif "oras://$R/test/sif:v1"
+check "push a SIF as an ORAS artifact" '[ $RC -eq 0 ]'
+curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$R/v2/test/sif/manifests/v1" > "$T/oras.json"
+check "with Apptainer's media types" 'grep -q "application/vnd.sylabs.sif.layer.v1.sif" "$T/oras.json" && grep -q "application/vnd.sylabs.sif.config.v1+json" "$T/oras.json"'
+run "$HUTCH" pull back.sif "oras://$R/test/sif:v1"
+check "pull oras:// gives the same bytes back" '[ $RC -eq 0 ] && cmp -s back.sif busybox_basic.sif'
+# an artifact written as oras writes it, by hand
+sif=busybox_layers.sif
+sd=sha256:$(sha256sum < "$sif" | cut -d" " -f1)
+printf '{}' > "$T/cfg"
+cd_=sha256:$(sha256sum < "$T/cfg" | cut -d" " -f1)
+upload() { # FILE DIGEST
+	local loc
+	loc=$(curl -s -D - -o /dev/null -X POST "http://$R/v2/test/other/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p')
+	case $loc in /*) loc=http://$R$loc ;; esac
+	curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/octet-stream' --data-binary "@$1" "$loc&digest=$2"
+}
+m=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.sylabs.sif.config.v1+json","digest":"%s","size":2},"layers":[{"mediaType":"application/vnd.sylabs.sif.layer.v1.sif","digest":"%s","size":%s,"annotations":{"org.opencontainers.image.title":"%s"}}]}' "$cd_" "$sd" "$(stat -c %s "$sif")" "$sif")
+st=$(upload "$sif" "$sd")$(upload "$T/cfg" "$cd_")$(curl -s -o /dev/null -w '%{http_code}' -X PUT -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' --data "$m" "http://$R/v2/test/other/manifests/v2")
+run "$HUTCH" pull other.sif "oras://$R/test/other:v2"
+check "pull an artifact another client pushed, byte-identical" '[ "$st" = 201201201 ] && [ $RC -eq 0 ] && cmp -s other.sif "$sif"'
+run "$HUTCH" exec "oras://$R/test/other:v2" cat /etc/marker
+check "exec oras://" '[ $RC -eq 0 ] && out_is layers'
+run "$HUTCH" pull x.sif "oras://$R/test/busybox:basic"
+check "an image that is no SIF artifact" 'fails_with "not a SIF artifact" && [ ! -e x.sif ]'
+run "$HUTCH" push /etc/passwd "oras://$R/test/sif:bad"
+check "push of a file that is no SIF" 'fails_with "not a SIF file"'
+run "$HUTCH" push busybox_basic.sif "docker://$R/test/sif:bad"
+check "push takes oras:// only" '[ $RC -eq 255 ] && err_has "push takes oras://"'
+
+leftovers "registry"
+finish

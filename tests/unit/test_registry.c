@@ -1,0 +1,268 @@
+/* registry: references, manifests and indexes, image configs, whiteouts, and layers
+ * unpacked with whiteouts and opaque folders applied exactly. */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "registry/registry.h"
+
+static void test_ref(void **state)
+{
+        (void) state;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct registry_ref r;
+        assert_int_equal(registry_ref_parse("docker://alpine", &r, &err), 0);
+        assert_string_equal(r.host, DOCKER_HUB_HOST);
+        assert_string_equal(r.repo, "library/alpine");
+        assert_string_equal(r.tag, "latest");
+        assert_null(r.digest);
+        char *n = registry_ref_default_name(&r);
+        assert_string_equal(n, "alpine_latest.sif");
+        free(n);
+        registry_ref_free(&r);
+
+        assert_int_equal(registry_ref_parse("docker://127.0.0.1:5000/test/busy-box:v1.2", &r, &err), 0);
+        assert_string_equal(r.host, "127.0.0.1:5000");
+        assert_string_equal(r.repo, "test/busy-box");
+        assert_string_equal(r.tag, "v1.2");
+        n = registry_ref_default_name(&r);
+        assert_string_equal(n, "busy-box_v1.2.sif");
+        free(n);
+        registry_ref_free(&r);
+
+        const char *d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        char uri[200];
+        snprintf(uri, sizeof uri, "docker://localhost/a/b@%s", d);
+        assert_int_equal(registry_ref_parse(uri, &r, &err), 0);
+        assert_string_equal(r.host, "localhost");
+        assert_null(r.tag);
+        assert_string_equal(r.digest, d);
+        n = registry_ref_default_name(&r);
+        assert_true(strncmp(n, "b_sha256_0123", 13) == 0);
+        free(n);
+        registry_ref_free(&r);
+
+        assert_int_equal(registry_ref_parse("docker://user/img:1", &r, &err), 0);
+        assert_string_equal(r.repo, "user/img");
+        registry_ref_free(&r);
+        assert_int_equal(registry_ref_parse("oras://h.io/x:1", &r, &err), 0);
+        assert_int_equal(r.transport, REGISTRY_ORAS);
+        registry_ref_free(&r);
+
+        static const char *const bad[] = {
+                "docker://",     "docker://UPPER",      "docker://a:b:c", "docker://a@sha256:12", "docker://a/:t",
+                "docker://a:-t", "oras://noregistry:1", "http://a",       "docker://a//b",        "docker://a_"};
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+                assert_int_equal(registry_ref_parse(bad[i], &r, &err), -EINVAL);
+}
+
+#define D1 "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+#define D2 "sha256:2222222222222222222222222222222222222222222222222222222222222222"
+
+static void test_manifest(void **state)
+{
+        (void) state;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct oci_manifest m;
+        const char *man = "{\"schemaVersion\":2,\"mediaType\":\"" MT_OCI_MANIFEST "\",\"config\":{\"mediaType\":\"x\","
+                          "\"digest\":\"" D1 "\",\"size\":10},\"layers\":[{\"mediaType\":\"l\",\"digest\":\"" D2
+                          "\",\"size\":5},{\"digest\":\"" D1 "\",\"size\":0}]}";
+        assert_int_equal(oci_manifest_parse(man, strlen(man), &m, &err), 0);
+        assert_false(m.is_index);
+        assert_int_equal(m.n_layers, 2);
+        assert_string_equal(m.config.digest, D1);
+        assert_int_equal(m.layers[0].size, 5);
+        oci_manifest_free(&m);
+
+        const char *idx = "{\"schemaVersion\":2,\"manifests\":[{\"digest\":\"" D1 "\",\"size\":1,\"platform\":{\"os\":"
+                          "\"linux\",\"architecture\":\"arm64\",\"variant\":\"v8\"}},{\"digest\":\"" D2 "\",\"size\":1,"
+                          "\"platform\":{\"os\":\"linux\",\"architecture\":\"amd64\"}}]}";
+        assert_int_equal(oci_manifest_parse(idx, strlen(idx), &m, &err), 0);
+        assert_true(m.is_index);
+        const struct oci_descriptor *d;
+        assert_int_equal(oci_index_select(&m, "linux", "amd64", NULL, &d, &err), 0);
+        assert_string_equal(d->digest, D2);
+        assert_int_equal(oci_index_select(&m, "linux", "arm64", "v8", &d, &err), 0);
+        assert_string_equal(d->digest, D1);
+        assert_int_equal(oci_index_select(&m, "linux", "s390x", NULL, &d, &err), -ENOENT);
+        assert_non_null(strstr(err.msg, "linux/arm64/v8"));
+        oci_manifest_free(&m);
+
+        static const char *const bad[] = {
+                "",
+                "[]",
+                "{\"schemaVersion\":1,\"layers\":[]}",
+                "{\"layers\":{}}",
+                "{\"layers\":[{\"digest\":\"sha256:12\",\"size\":1}],\"config\":{\"digest\":\"" D1 "\",\"size\":1}}",
+                "{\"layers\":[],\"config\":{\"digest\":\"" D1 "\"}}",
+                "{\"layers\":[]}",
+                "{\"config\":1}",
+        };
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+                assert_true(oci_manifest_parse(bad[i], strlen(bad[i]), &m, &err) < 0);
+}
+
+static void test_config(void **state)
+{
+        (void) state;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct oci_config c;
+        const char *j = "{\"architecture\":\"amd64\",\"os\":\"linux\",\"config\":{\"Env\":[\"PATH=/bin\",\"A=b c\"],"
+                        "\"Entrypoint\":[\"/bin/sh\",\"-c\"],\"Cmd\":[\"echo hi\"],\"WorkingDir\":\"/srv\","
+                        "\"Labels\":{\"k\":\"v\"}}}";
+        assert_int_equal(oci_config_parse(j, strlen(j), &c, &err), 0);
+        assert_string_equal(c.env[1], "A=b c");
+        assert_string_equal(c.entrypoint[1], "-c");
+        assert_string_equal(c.cmd[0], "echo hi");
+        assert_null(c.cmd[1]);
+        assert_string_equal(c.workdir, "/srv");
+        assert_non_null(strstr(c.labels_json, "\"k\""));
+        oci_config_free(&c);
+        assert_int_equal(oci_config_parse("{}", 2, &c, &err), 0);
+        assert_null(c.env);
+        oci_config_free(&c);
+        assert_true(oci_config_parse("nope", 4, &c, &err) < 0);
+}
+
+static void test_whiteout(void **state)
+{
+        (void) state;
+        char *t;
+        assert_int_equal(whiteout_classify("a/b", &t), WHITEOUT_NONE);
+        assert_int_equal(whiteout_classify("a/.wh.b", &t), WHITEOUT_FILE);
+        assert_string_equal(t, "a/b");
+        free(t);
+        assert_int_equal(whiteout_classify(".wh.top", &t), WHITEOUT_FILE);
+        assert_string_equal(t, "top");
+        free(t);
+        assert_int_equal(whiteout_classify("d/e/.wh..wh..opq", &t), WHITEOUT_OPAQUE);
+        assert_string_equal(t, "d/e");
+        free(t);
+        assert_int_equal(whiteout_classify(".wh..wh..opq", &t), WHITEOUT_OPAQUE);
+        assert_string_equal(t, "");
+        free(t);
+        assert_int_equal(whiteout_classify("x/.wh.", &t), WHITEOUT_NONE);
+}
+
+/* A tar of entries "NAME" (file, content NAME), "NAME/" (folder), "NAME->TARGET" (symlink). */
+static void tar_write(const char *path, const char *const *names)
+{
+        struct archive *a = archive_write_new();
+        archive_write_set_format_pax_restricted(a);
+        archive_write_add_filter_gzip(a);
+        assert_int_equal(archive_write_open_filename(a, path), ARCHIVE_OK);
+        for (; *names; names++) {
+                struct archive_entry *e = archive_entry_new();
+                char name[256];
+                snprintf(name, sizeof name, "%s", *names);
+                char *arrow = strstr(name, "->");
+                size_t n = strlen(name);
+                if (arrow) {
+                        *arrow = 0;
+                        archive_entry_set_filetype(e, AE_IFLNK);
+                        archive_entry_set_symlink(e, arrow + 2);
+                        archive_entry_set_perm(e, 0777);
+                } else if (name[n - 1] == '/') {
+                        archive_entry_set_filetype(e, AE_IFDIR);
+                        archive_entry_set_perm(e, 0555); /* read-only: later layers still write below */
+                } else {
+                        archive_entry_set_filetype(e, AE_IFREG);
+                        archive_entry_set_perm(e, 0644);
+                        archive_entry_set_size(e, (la_int64_t) n);
+                }
+                archive_entry_set_pathname(e, name);
+                assert_int_equal(archive_write_header(a, e), ARCHIVE_OK);
+                if (!arrow && name[n - 1] != '/')
+                        archive_write_data(a, name, n);
+                archive_entry_free(e);
+        }
+        archive_write_close(a);
+        archive_write_free(a);
+}
+
+static bool exists(int root, const char *p)
+{
+        struct stat st;
+        return fstatat(root, p, &st, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+static void test_unpack(void **state)
+{
+        (void) state;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        char dir[] = "/tmp/test_registry.XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char root[300], l1[300], l2[300], l3[300];
+        snprintf(root, sizeof root, "%s/root", dir);
+        snprintf(l1, sizeof l1, "%s/l1.tgz", dir);
+        snprintf(l2, sizeof l2, "%s/l2.tgz", dir);
+        snprintf(l3, sizeof l3, "%s/l3.tgz", dir);
+        assert_int_equal(mkdir(root, 0755), 0);
+        const char *const layer1[] = {"usr/",    "usr/lib/", "usr/lib/keep", "lib->usr/lib", "gone",  "opq/",
+                                      "opq/old", "opq/sub/", "opq/sub/old2", "dir/",         "dir/x", NULL};
+        /* the opaque marker after an entry of its own layer: that entry stays */
+        const char *const layer2[] = {"opq/",      "opq/new",   "opq/.wh..wh..opq", ".wh.gone",
+                                      "dir/.wh.x", "lib/added", "./usr/../escape",  NULL};
+        const char *const layer3[] = {"/abs", "../up", NULL};
+        tar_write(l1, layer1);
+        tar_write(l2, layer2);
+        tar_write(l3, layer3);
+        int fd = open(root, O_RDONLY | O_DIRECTORY);
+        struct unpack_opts o = {.as_root = false};
+        assert_int_equal(layer_unpack(fd, l1, &o, &err), 0);
+        assert_true(exists(fd, "usr/lib/keep"));
+        assert_true(exists(fd, "opq/sub/old2"));
+        assert_int_equal(layer_unpack(fd, l2, &o, &err), 0);
+        assert_false(exists(fd, "gone"));
+        assert_false(exists(fd, "dir/x"));
+        assert_true(exists(fd, "dir"));
+        assert_false(exists(fd, "opq/old"));
+        assert_false(exists(fd, "opq/sub"));
+        assert_true(exists(fd, "opq/new"));
+        assert_false(exists(fd, "opq/.wh..wh..opq"));
+        assert_false(exists(fd, ".wh.gone"));
+        assert_true(exists(fd, "usr/lib/added")); /* through the image's own symlink */
+        assert_true(exists(fd, "usr/lib/keep"));
+        char esc[300];
+        snprintf(esc, sizeof esc, "%s/escape", dir);
+        assert_false(exists(AT_FDCWD, esc));
+        assert_int_equal(layer_unpack(fd, l3, &o, &err), 0);
+        assert_true(exists(fd, "abs")); /* made relative to the root */
+        struct stat st;
+        assert_int_equal(fstatat(fd, "usr", &st, 0), 0);
+        assert_int_equal(st.st_mode & 07777, 0755); /* writable while layers go on */
+        layer_unpack_finish(fd, &o);
+        assert_int_equal(fstatat(fd, "usr", &st, 0), 0);
+        assert_int_equal(st.st_mode & 07777, 0555); /* the layer's mode in the end */
+        snprintf(esc, sizeof esc, "%s/up", dir);
+        assert_false(exists(AT_FDCWD, esc));
+        char bad[300];
+        snprintf(bad, sizeof bad, "%s/notatar", dir);
+        int b = open(bad, O_WRONLY | O_CREAT, 0644);
+        assert_int_equal(write(b, "garbage garbage garbage", 23), 23);
+        close(b);
+        assert_true(layer_unpack(fd, bad, &o, &err) < 0);
+        close(fd);
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "chmod -R u+rwx %s; rm -rf %s", dir, dir);
+        assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_ref),      cmocka_unit_test(test_manifest), cmocka_unit_test(test_config),
+                cmocka_unit_test(test_whiteout), cmocka_unit_test(test_unpack),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
