@@ -1,4 +1,7 @@
-/* build: conversions between sandbox folders, squashfs files and SIF files. */
+/* build: conversions between sandbox folders, squashfs files and SIF files, and builds
+ * from definition files (recipe/). */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -6,40 +9,141 @@
 #include "cli.h"
 #include "exit.h"
 #include "image/image.h"
+#include "recipe/recipe.h"
 #include "util/log.h"
+#include "util/util.h"
 
-int verb_build(struct cli *c, int argc, char **argv)
-{
-        struct build_spec b = {0};
-        struct hutch_error err = HUTCH_ERROR_INIT;
+struct build_args {
+        bool sandbox, force, notest, fakeroot;
+        char **build_args;
         const char *pos[2];
-        int n = 0;
-        (void) c;
+        int n;
+};
 
+/* An option with a value: "--opt V" or "--opt=V"; *i advanced. NULL when argv[*i] is not it. */
+static const char *opt_value(int argc, char **argv, int *i, const char *name, bool *missing)
+{
+        size_t n = strlen(name);
+        if (strncmp(argv[*i], name, n))
+                return NULL;
+        if (argv[*i][n] == '=')
+                return argv[*i] + n + 1;
+        if (argv[*i][n])
+                return NULL;
+        if (*i + 1 >= argc) {
+                *missing = true;
+                return NULL;
+        }
+        return argv[++*i];
+}
+
+static int build_arg_file(struct build_args *a, const char *path)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        _cleanup_free_ char *text = NULL;
+        int r = read_regular_at(AT_FDCWD, path, 1 << 20, &text, NULL);
+        if (r < 0) {
+                hutch_err_sys(&err, r, "cannot read --build-arg-file '%s'", path);
+                return cli_fail(&err);
+        }
+        if (recipe_build_args_parse(text, &a->build_args, &err) < 0) {
+                hutch_err_wrap(&err, "--build-arg-file '%s'", path);
+                return cli_fail(&err);
+        }
+        return -1;
+}
+
+/* -1 to go on, else the exit code */
+static int parse_args(struct build_args *a, int argc, char **argv)
+{
         for (int i = 1; i < argc; i++) {
+                const char *v;
+                bool missing = false;
                 if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
                         cli_help_print("build");
                         return 0;
                 }
                 if (!strcmp(argv[i], "-s") || !strcmp(argv[i], "--sandbox"))
-                        b.sandbox = true;
+                        a->sandbox = true;
                 else if (!strcmp(argv[i], "-F") || !strcmp(argv[i], "--force"))
-                        b.force = true;
+                        a->force = true;
+                else if (!strcmp(argv[i], "-T") || !strcmp(argv[i], "--notest"))
+                        a->notest = true;
+                else if (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--fakeroot"))
+                        a->fakeroot = true;
+                else if ((v = opt_value(argc, argv, &i, "--build-arg", &missing))) {
+                        if (!strchr(v, '=') || v[0] == '=')
+                                return cli_usage_error("build", "--build-arg wants KEY=VALUE, not '%s'", v);
+                        if (strv_extend(&a->build_args, v) < 0)
+                                return cli_usage_error("build", "out of memory");
+                } else if (!missing && (v = opt_value(argc, argv, &i, "--build-arg-file", &missing))) {
+                        int r = build_arg_file(a, v);
+                        if (r >= 0)
+                                return r;
+                } else if (missing)
+                        return cli_usage_error("build", "option '%s' needs a value", argv[i]);
                 else if (cli_log_flag(argv[i]))
                         ;
                 else if (argv[i][0] == '-' && argv[i][1])
                         return cli_usage_error("build", "unknown option '%s'", argv[i]);
-                else if (n == 2)
+                else if (a->n == 2)
                         return cli_usage_error("build", "expects TARGET and SOURCE only");
                 else
-                        pos[n++] = argv[i];
+                        a->pos[a->n++] = argv[i];
         }
-        if (n != 2)
+        if (a->n != 2)
                 return cli_usage_error("build", "expects TARGET and SOURCE");
-        b.target = pos[0];
-        b.progress = isatty(STDOUT_FILENO) && log_get_level() >= LOG_LEVEL_INFO;
-        b.source = pos[1];
-        int r = cli_source_check(b.source, true);
+        return -1;
+}
+
+static int build_recipe(struct cli *c, const struct build_args *a, bool progress)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        int r = cli_load_conf(c);
+        if (r != 0)
+                return r;
+        struct recipe_build_spec s = {
+                .target = a->pos[0],
+                .path = a->pos[1],
+                .sandbox = a->sandbox,
+                .force = a->force,
+                .notest = a->notest,
+                .fakeroot = a->fakeroot,
+                .progress = progress,
+                .build_args = a->build_args,
+                .conf = &c->conf,
+                .host_env = c->environ,
+        };
+        r = recipe_build(&s, &err);
+        conf_free(&c->conf);
+        return r < 0 ? cli_fail(&err) : 0;
+}
+
+int verb_build(struct cli *c, int argc, char **argv)
+{
+        struct build_args a = {0};
+        struct build_spec b = {0};
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        int r = parse_args(&a, argc, argv);
+        if (r >= 0) {
+                strv_free(a.build_args);
+                return r;
+        }
+        bool progress = isatty(STDOUT_FILENO) && log_get_level() >= LOG_LEVEL_INFO;
+        if (cli_is_deffile(a.pos[1])) {
+                r = build_recipe(c, &a, progress);
+                strv_free(a.build_args);
+                return r;
+        }
+        strv_free(a.build_args);
+        if (a.notest || a.fakeroot || a.build_args)
+                return cli_usage_error("build", "--notest, --fakeroot and --build-arg are for definition files");
+        b.target = a.pos[0];
+        b.sandbox = a.sandbox;
+        b.force = a.force;
+        b.progress = progress;
+        b.source = a.pos[1];
+        r = cli_source_check(b.source, true);
         if (r >= 0)
                 return r;
         if (image_build(&b, &err) < 0)

@@ -29,6 +29,8 @@ bool cli_help_has(const char *verb);
 /* docker://, library://, ... (and for build, a definition file): "not supported yet", one
  * line, and the exit code; -1 when source may go on. */
 int cli_source_check(const char *source, bool build);
+/* A regular file whose first meaningful line is "Bootstrap: ..." */
+bool cli_is_deffile(const char *path);
 
 /* docker://, oras://: pulled into the cache by hutch-registry; *ret_path the cached SIF.
  * Returns -1 to go on, else the exit code (the error printed). */

@@ -75,8 +75,10 @@ static const char *const unsupported_prefixes[] = {
         "library://", "oras://",        "shub://",         "http://", "https://",
 };
 
-/* A definition file: a regular file whose first meaningful line is "Bootstrap: ...". */
-static bool is_deffile(const char *path)
+/* A definition file: a regular file that is not an image (SIF, squashfs) and whose first
+ * meaningful line is a header line ("Bootstrap: ...", "From: ...") or a section ("%post"),
+ * so that one without its Bootstrap line is still reported as a definition file. */
+bool cli_is_deffile(const char *path)
 {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
         struct stat st;
@@ -87,11 +89,16 @@ static bool is_deffile(const char *path)
         if (n <= 0)
                 return false;
         buf[n] = 0;
+        if (startswith(buf, "hsqs") || startswith(buf, "#!/usr/bin/env run-singularity") || memchr(buf, 0, (size_t) n))
+                return false;
         for (char *l = buf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
                 l += strspn(l, " \t");
                 if (*l == '#' || *l == '\n' || *l == '\r')
                         continue;
-                return !strncasecmp(l, "bootstrap", 9) && l[9 + strspn(l + 9, " \t")] == ':';
+                if (*l == '%')
+                        return true;
+                size_t k = strspn(l, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789");
+                return k > 0 && l[k + strspn(l + k, " \t")] == ':';
         }
         return false;
 }
@@ -107,10 +114,8 @@ int cli_source_check(const char *source, bool build)
                                   source, unsupported_prefixes[i]);
                         return cli_fail(&err);
                 }
-        if (build && is_deffile(source)) {
-                hutch_err(&err, -ENOTSUP,
-                          "'%s' is a definition file: building from definition files is not supported yet (build "
-                          "from a folder, a squashfs file or a SIF file)",
+        if (!build && cli_is_deffile(source)) {
+                hutch_err(&err, -EINVAL, "'%s' is a definition file: build an image from it with 'hutch build'",
                           source);
                 return cli_fail(&err);
         }

@@ -94,11 +94,20 @@ static const struct {
          "IMAGE",
          "Show an image's metadata (default: labels)."},
         {"run-help", "hutch run-help IMAGE", "Show the image's runscript help (/.singularity.d/runscript.help)."},
-        {"build", "hutch build [--sandbox] [--force] [-q] TARGET SOURCE",
-         "Convert between a sandbox folder, a squashfs file and a SIF file.\n"
+        {"build",
+         "hutch build [--sandbox] [--force] [-q] TARGET SOURCE\n"
+         "       hutch build [--sandbox] [--force] [--notest] [--fakeroot] [--build-arg K=V]... [--build-arg-file F] "
+         "TARGET RECIPE.def",
+         "Convert between a sandbox folder, a squashfs file and a SIF file, or build from a definition file.\n"
          "TARGET is a SIF file unless --sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file).\n"
          "Says what it builds, and the size and time when done; -q: quiet. A sandbox built by a user\n"
-         "leaves out device nodes (only root can make them)."},
+         "leaves out device nodes (only root can make them).\n"
+         "A definition file (Apptainer's format; Bootstrap: localimage, busybox or scratch; Stage: for\n"
+         "multi-stage builds) runs %setup on the host, %files, %post in the container, then writes\n"
+         "%environment, %runscript, %startscript, %test, %labels and %help where Apptainer does and runs\n"
+         "%test (-T, --notest: not). {{ NAME }} takes --build-arg NAME=VALUE, a --build-arg-file line or\n"
+         "its %arguments default. As a user the build runs as root of a user namespace with your\n"
+         "/etc/subuid and /etc/subgid ranges (--fakeroot is implied). A failed build leaves nothing."},
         {"sif", "hutch sif list|info ID|dump ID IMAGE.sif",
          "List a SIF file's objects, describe one, or write one's data to stdout."},
         {"cache", "hutch cache list|clean [-f|--force]",

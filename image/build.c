@@ -494,6 +494,8 @@ int image_build(const struct build_spec *b, struct hutch_error *err)
         bool sif = !sandbox && !endswith(b->target, ".sqfs") && !endswith(b->target, ".squashfs");
 
         clock_gettime(CLOCK_MONOTONIC, &t0);
+        if (b->start)
+                t0 = *b->start;
         if (lstat(b->target, &st) == 0 && !b->force)
                 return hutch_err(err, -EEXIST, "build target '%s' already exists; use --force to overwrite it",
                                  b->target);

@@ -6,6 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "util/error.h"
 
@@ -177,6 +178,8 @@ struct build_spec {
         const char *deffile; /* text recorded in the SIF, may be NULL */
         bool progress;       /* mksquashfs's and unsquashfs's progress bars (on a terminal) */
         bool quiet;          /* no "Building"/"Build complete" lines (a step of a pull) */
+        /* when the whole build began (CLOCK_MONOTONIC); NULL: now */
+        const struct timespec *start;
 };
 int image_build(const struct build_spec *b, struct hutch_error *err);
 /* Wrap an existing squashfs file into a new SIF file with the objects Apptainer writes. */

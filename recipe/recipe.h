@@ -107,3 +107,20 @@ void recipe_free(struct recipe *r);
 int recipe_build_args_parse(const char *text, char ***args, struct hutch_error *err);
 /* The stage a "%files from NAME" names: its index, or -1. */
 int recipe_stage_find(const struct recipe *r, const char *name);
+
+/* ---- building (recipe/build.c) */
+struct recipe_build_spec {
+        const char *target;
+        const char *path; /* the definition file */
+        bool sandbox, force, notest, fakeroot;
+        bool progress;     /* mksquashfs's progress bar */
+        char **build_args; /* "KEY=VALUE" */
+        const struct hutch_conf *conf;
+        char **host_env;
+};
+/* Build every stage of the definition file in a private folder beside the target (each
+ * stage's rootfs, bootstrapped, its sections run), then the last stage into the target
+ * (SIF, squashfs by its name, or --sandbox folder); the folder is removed whatever happens,
+ * so a failed build leaves neither it nor a partial target. As a user the whole build runs
+ * as root of a user namespace (runtime_fakeroot_enter). */
+int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err);

@@ -86,3 +86,10 @@ int runtime_join(const struct launch_spec *spec, const struct runtime_target *t,
 
 /* /etc/subuid-style line lookup: the first range for name or uid. Pure, for tests. */
 int subid_find(const char *text, const char *name, uid_t id, unsigned long *ret_start, unsigned long *ret_count);
+
+/* Become root in a new user namespace of this process: with the caller's subordinate id
+ * ranges through newuidmap/newgidmap when /etc/subuid and /etc/subgid grant them
+ * (*ret_subids true), else with the caller's own ids alone. A rootless build runs whole as
+ * that root (as Apptainer's --fakeroot builds do), so that what its scripts chown to other
+ * ids stays readable, removable and packable by it. */
+int runtime_fakeroot_enter(bool *ret_subids, struct hutch_error *err);

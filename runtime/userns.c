@@ -4,6 +4,7 @@
  * helper in the parent namespace when /etc/subuid grants one (gid map first), else a
  * single mapping of 0 to the caller. */
 #include <errno.h>
+#include <pwd.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -182,5 +183,20 @@ int userns_enter(const struct idmap_plan *m, int extra_flags, struct hutch_error
         if (setresgid(m->inside_gid, m->inside_gid, m->inside_gid) < 0 ||
             setresuid(m->inside_uid, m->inside_uid, m->inside_uid) < 0)
                 return hutch_err_sys(err, -errno, "cannot switch to the mapped ids");
+        return 0;
+}
+
+int runtime_fakeroot_enter(bool *ret_subids, struct hutch_error *err)
+{
+        struct idmap_plan m;
+        struct passwd *pw = getpwuid(getuid());
+        char num[32];
+        snprintf(num, sizeof num, "%u", (unsigned) getuid());
+        int r = idmap_plan_make(getuid(), getgid(), pw ? pw->pw_name : num, true, &m);
+        if (r >= 0)
+                r = userns_enter(&m, 0, err);
+        if (r < 0)
+                return r;
+        *ret_subids = m.subids;
         return 0;
 }

@@ -1,0 +1,362 @@
+/* Building from a definition file: each stage's rootfs is bootstrapped in a private folder
+ * beside the target, its sections run in Apptainer's order (%setup on the host, %files,
+ * %post in the container through the launcher, then the metadata of /.singularity.d, then
+ * %test), and the last stage becomes the target through image_build. Every path inside a
+ * rootfs is resolved in it (openat2 RESOLVE_IN_ROOT), so a symlink of a base image never
+ * makes the build write or copy outside the rootfs. */
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <glob.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "image/image.h"
+#include "recipe-internal.h"
+#include "runtime/runtime.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#define DEFFILE_MAX (4u << 20)
+
+int root_open(int rootfd, const char *path, int flags)
+{
+        struct open_how how = {.flags = (uint64_t) (flags | O_CLOEXEC),
+                               .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS};
+        int fd = (int) syscall(SYS_openat2, rootfd, path[0] ? path : "/", &how, sizeof how);
+        return fd < 0 ? -errno : fd;
+}
+
+/* Every folder of path (absolute, inside the root), made where missing. */
+int root_mkdirs(int rootfd, const char *path, mode_t mode)
+{
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        for (char *s = p + strspn(p, "/"); *s;) {
+                char *e = s + strcspn(s, "/");
+                char c = *e;
+                *e = 0;
+                char *slash = strrchr(p, '/');
+                *slash = 0;
+                _cleanup_close_ int dfd = root_open(rootfd, p[0] ? p : "/", O_RDONLY | O_DIRECTORY);
+                *slash = '/';
+                if (dfd < 0)
+                        return dfd;
+                if (mkdirat(dfd, slash + 1, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                *e = c;
+                s = e + strspn(e, "/");
+        }
+        return 0;
+}
+
+/* The folder of path (made where missing) opened in the root; *ret_base: its last name. */
+static int root_parent(int rootfd, const char *path, const char **ret_base)
+{
+        _cleanup_free_ char *dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        char *slash = strrchr(dir, '/');
+        *ret_base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+        if (slash)
+                *slash = 0;
+        int r = root_mkdirs(rootfd, slash ? dir : "/", 0755);
+        if (r < 0)
+                return r;
+        return root_open(rootfd, slash && dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY);
+}
+
+/* A new file at path inside the root, replacing what was there (a symlink is replaced, not
+ * followed). */
+int root_write(int rootfd, const char *path, const char *data, size_t len, mode_t mode)
+{
+        const char *base;
+        _cleanup_close_ int dfd = root_parent(rootfd, path, &base);
+        if (dfd < 0)
+                return dfd;
+        if (unlinkat(dfd, base, 0) < 0 && errno != ENOENT)
+                return -errno;
+        _cleanup_close_ int fd = openat(dfd, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd < 0)
+                return -errno;
+        int r = write_full(fd, data, len);
+        if (r >= 0 && fchmod(fd, mode) < 0)
+                r = -errno;
+        return r;
+}
+
+int root_read(int rootfd, const char *path, char **ret)
+{
+        _cleanup_free_ char *dir = strdup(path);
+        if (!dir)
+                return -ENOMEM;
+        char *slash = strrchr(dir, '/');
+        if (!slash)
+                return -EINVAL;
+        *slash = 0;
+        _cleanup_close_ int dfd = root_open(rootfd, dir[0] ? dir : "/", O_RDONLY | O_DIRECTORY);
+        if (dfd < 0)
+                return dfd;
+        /* a symlink at the name: resolved inside the root */
+        struct stat st;
+        if (fstatat(dfd, slash + 1, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode)) {
+                _cleanup_close_ int fd = root_open(rootfd, path, O_PATH);
+                char proc[64];
+                if (fd < 0)
+                        return fd;
+                snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+                return read_regular_at(AT_FDCWD, proc, DEFFILE_MAX, ret, NULL);
+        }
+        return read_regular_at(dfd, slash + 1, DEFFILE_MAX, ret, NULL);
+}
+
+bool root_exists(int rootfd, const char *path)
+{
+        _cleanup_close_ int fd = root_open(rootfd, path, O_PATH);
+        return fd >= 0;
+}
+
+/* ---- processes */
+
+/* Run argv on the host with env added to ours, wait: its exit status (128+N for a signal),
+ * or -errno. The fds of keep_fds (ended by -1) stay open in it, for paths
+ * /proc/self/fd/N/NAME that reach into a rootfs without resolving its symlinks on the
+ * host. */
+int host_run(char *const argv[], char *const env[], const int *keep_fds)
+{
+        fflush(NULL);
+        pid_t p = fork();
+        if (p < 0)
+                return -errno;
+        if (p == 0) {
+                for (size_t i = 0; env && env[i]; i++)
+                        putenv(env[i]);
+                for (size_t i = 0; keep_fds && keep_fds[i] >= 0; i++)
+                        fcntl(keep_fds[i], F_SETFD, 0);
+                execvp(argv[0], argv);
+                fprintf(stderr, "hutch: error: cannot run '%s': %s\n", argv[0], strerror(errno));
+                _exit(127);
+        }
+        int status;
+        while (waitpid(p, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* Run argv in the rootfs through the launcher, in a child (the launcher becomes its
+ * payload): the payload's exit status, or a negative errno with err filled when the
+ * container could not be set up. */
+int container_run(const struct build_ctx *b, const char *rootfs, enum launch_action action, char *const argv[],
+                  char **env, bool writable, struct hutch_error *err)
+{
+        int pfd[2];
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return hutch_err_sys(err, -errno, "cannot create a pipe");
+        fflush(NULL);
+        pid_t p = fork();
+        if (p < 0) {
+                close(pfd[0]);
+                close(pfd[1]);
+                return hutch_err_sys(err, -errno, "cannot fork");
+        }
+        if (p == 0) {
+                struct hutch_error e = HUTCH_ERROR_INIT;
+                struct launch_spec ls = {
+                        .image = rootfs,
+                        .action = action,
+                        .argv = (char **) argv,
+                        .writable = writable,
+                        .contain = true,
+                        .cleanenv = true,
+                        .env = env,
+                        .host_env = b->spec->host_env,
+                        .conf = b->spec->conf,
+                        .pwd = "/",
+                };
+                close(pfd[0]);
+                int status = 0;
+                if (runtime_launch(&ls, &status, &e) < 0) {
+                        (void) !write(pfd[1], &e, sizeof e);
+                        _exit(255);
+                }
+                _exit(status);
+        }
+        close(pfd[1]);
+        struct hutch_error e;
+        ssize_t n = read(pfd[0], &e, sizeof e);
+        close(pfd[0]);
+        int status;
+        while (waitpid(p, &status, 0) < 0)
+                if (errno != EINTR)
+                        return hutch_err_sys(err, -errno, "cannot wait for the container");
+        if (n == (ssize_t) sizeof e) {
+                *err = e;
+                err->msg[sizeof err->msg - 1] = 0;
+                return e.code < 0 ? e.code : -EIO;
+        }
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+/* "-c /bin/bash" (the interpreter) or sh options ("-x") of a section, before the script. */
+int script_argv(const char *args, const char *script, bool errexit, char ***ret)
+{
+        _cleanup_strv_ char **words = NULL, **v = NULL;
+        if (args && strsplit(args, " \t", &words) < 0)
+                return -ENOMEM;
+        size_t i = 0;
+        if (words && words[0] && !strcmp(words[0], "-c") && words[1]) {
+                for (i = 1; words[i]; i++)
+                        if (strv_extend(&v, words[i]) < 0)
+                                return -ENOMEM;
+        } else {
+                if (strv_extend(&v, "/bin/sh") < 0 || (errexit && strv_extend(&v, "-e") < 0))
+                        return -ENOMEM;
+                for (; words && words[i]; i++)
+                        if (strv_extend(&v, words[i]) < 0)
+                                return -ENOMEM;
+        }
+        if (strv_extend(&v, script) < 0)
+                return -ENOMEM;
+        *ret = steal_pointer(&v);
+        return 0;
+}
+
+/* ---- a whole build */
+
+static double seconds_since(const struct timespec *t0)
+{
+        struct timespec t;
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        return (double) (t.tv_sec - t0->tv_sec) + (double) (t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* The private folder beside the target: TARGET.hutch-build-XXXXXX, 0700. */
+static int work_make(struct build_ctx *b, struct hutch_error *err)
+{
+        char abs[PATH_MAX];
+        _cleanup_free_ char *t = strdup(b->spec->target);
+        if (!t)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        for (size_t n = strlen(t); n > 1 && t[n - 1] == '/'; n--)
+                t[n - 1] = 0;
+        char *slash = strrchr(t, '/');
+        const char *base = slash ? slash + 1 : t;
+        if (slash)
+                slash[slash == t ? 1 : 0] = 0;
+        if (!realpath(slash ? t : ".", abs))
+                return hutch_err_sys(err, -errno, "cannot reach the folder of '%s'", b->spec->target);
+        if (asprintf(&b->work, "%s/%s.hutch-build-XXXXXX", strcmp(abs, "/") ? abs : "", base) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if (!mkdtemp(b->work)) {
+                int r = hutch_err_sys(err, -errno, "cannot create a temporary folder beside '%s'", b->spec->target);
+                b->work = mfree_str(b->work);
+                return r;
+        }
+        return 0;
+}
+
+static void work_remove(struct build_ctx *b)
+{
+        if (!b->work)
+                return;
+        char *argv[] = {"rm", "-rf", "--", b->work, NULL};
+        if (host_run(argv, NULL, NULL) != 0)
+                log_warning("cannot remove the build folder '%s', ignoring", b->work);
+        b->work = mfree_str(b->work);
+}
+
+char *mfree_str(char *p)
+{
+        free(p);
+        return NULL;
+}
+
+/* The last stage into the target: a folder renamed into place, or a file made by
+ * image_build from it (which removes its own temporary files on failure). */
+static int output(struct build_ctx *b, const char *rootfs, const struct timespec *t0, struct hutch_error *err)
+{
+        const struct recipe_build_spec *s = b->spec;
+        struct stat st;
+        if (!s->sandbox) {
+                struct build_spec bs = {.target = s->target,
+                                        .source = rootfs,
+                                        .force = true,
+                                        .deffile = b->rec.raw,
+                                        .progress = s->progress,
+                                        .start = t0};
+                return image_build(&bs, err);
+        }
+        if (lstat(s->target, &st) == 0) {
+                char *argv[] = {"rm", "-rf", "--", (char *) s->target, NULL};
+                if (host_run(argv, NULL, NULL) != 0)
+                        return hutch_err(err, -EIO, "cannot remove the existing '%s'", s->target);
+        }
+        if (rename(rootfs, s->target) < 0)
+                return hutch_err_sys(err, -errno, "cannot move the new sandbox to '%s'", s->target);
+        log_info("Build complete: %s (sandbox, %.1f s)", s->target, seconds_since(t0));
+        return 0;
+}
+
+static int deffile_read(const char *path, char **ret, size_t *ret_len, struct hutch_error *err)
+{
+        int r = read_regular_at(AT_FDCWD, path, DEFFILE_MAX, ret, ret_len);
+        if (r == -EFBIG)
+                return hutch_err(err, r, "definition file '%s' is larger than 4 MiB", path);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot read definition file '%s'", path);
+        return 0;
+}
+
+int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
+{
+        struct build_ctx b = {.spec = s};
+        struct timespec t0;
+        struct stat st;
+        _cleanup_free_ char *text = NULL;
+        size_t len;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        int r = deffile_read(s->path, &text, &len, err);
+        if (r < 0)
+                return r;
+        if ((r = recipe_parse(text, len, s->build_args, s->path, &b.rec, err)) < 0)
+                return r;
+        for (char **u = b.rec.unused_args; u && *u; u++)
+                log_warning("build argument '%s' is not used by %s", *u, s->path);
+        if (lstat(s->target, &st) == 0 && !s->force)
+                r = hutch_err(err, -EEXIST, "build target '%s' already exists; use --force to overwrite it", s->target);
+        for (size_t i = 0; r >= 0 && i < b.rec.n_stages; i++)
+                r = agent_check(&b, &b.rec.stages[i], err);
+        if (r >= 0 && getuid() != 0) {
+                if (!s->fakeroot)
+                        log_verbose("building as a user: as root of a user namespace (--fakeroot)");
+                r = runtime_fakeroot_enter(&b.subids, err);
+                if (r >= 0 && !b.subids)
+                        log_warning("only your own id is mapped in the build (no range for you in /etc/subuid and "
+                                    "/etc/subgid): %%post cannot give files to other users");
+                b.fakeroot = true;
+        }
+        if (r >= 0)
+                r = work_make(&b, err);
+        for (size_t i = 0; r >= 0 && i < b.rec.n_stages; i++)
+                r = stage_build(&b, i, err);
+        if (r >= 0) {
+                _cleanup_free_ char *last = stage_rootfs(&b, b.rec.n_stages - 1);
+                r = last ? output(&b, last, &t0, err) : hutch_err(err, -ENOMEM, "out of memory");
+        }
+        work_remove(&b);
+        recipe_free(&b.rec);
+        return r;
+}

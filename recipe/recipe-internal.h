@@ -1,0 +1,40 @@
+/* Shared between the files of the build: the build's state, the helpers that work inside
+ * a rootfs by fd, and the stage steps. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "recipe.h"
+#include "runtime/runtime.h"
+
+struct build_ctx {
+        const struct recipe_build_spec *spec;
+        struct recipe rec;
+        char *work;    /* the private folder (absolute) */
+        bool fakeroot; /* the build runs as root of a user namespace */
+        bool subids;   /* ... with the caller's subordinate ranges, not its id alone */
+};
+
+/* path resolved inside the root (openat2 RESOLVE_IN_ROOT); -errno */
+int root_open(int rootfd, const char *path, int flags);
+int root_mkdirs(int rootfd, const char *path, mode_t mode);
+int root_write(int rootfd, const char *path, const char *data, size_t len, mode_t mode);
+int root_read(int rootfd, const char *path, char **ret);
+bool root_exists(int rootfd, const char *path);
+char *mfree_str(char *p);
+
+/* argv on the host with env (KEY=VALUE) added, the fds of keep_fds (-1 ended) inherited */
+int host_run(char *const argv[], char *const env[], const int *keep_fds);
+int container_run(const struct build_ctx *b, const char *rootfs, enum launch_action action, char *const argv[],
+                  char **env, bool writable, struct hutch_error *err);
+int script_argv(const char *args, const char *script, bool errexit, char ***ret);
+
+/* recipe/stage.c */
+int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct hutch_error *err);
+char *stage_rootfs(const struct build_ctx *b, size_t i);
+int stage_build(struct build_ctx *b, size_t i, struct hutch_error *err);
+/* labels.json at path: what is there, the build's org.label-schema.* labels when
+ * build_labels, then labels[] */
+int labels_write(int rootfd, const char *path, const struct recipe_stage *st, const struct recipe_kv *labels, size_t n,
+                 bool build_labels, struct hutch_error *err);

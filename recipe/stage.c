@@ -1,0 +1,572 @@
+/* One stage of a build: the bootstrap agent makes its rootfs, then its sections run in
+ * Apptainer's order and place their files where Apptainer does (/.singularity.d/...), so
+ * that inspect of the image agrees with Apptainer's. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <glob.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "image/image.h"
+#include "recipe-internal.h"
+#include "util/log.h"
+#include "util/util.h"
+
+#ifndef HUTCH_VERSION
+#define HUTCH_VERSION "0.0.0"
+#endif
+
+#define ENV_HEAD "#!/bin/sh\n# Custom environment shell code should follow\n\n"
+
+char *stage_rootfs(const struct build_ctx *b, size_t i)
+{
+        char *p = NULL;
+        return asprintf(&p, "%s/stage-%zu", b->work, i + 1) < 0 ? NULL : p;
+}
+
+/* "stage 2 (final)" or "" for a single stage, in messages */
+static void stage_label(const struct build_ctx *b, const struct recipe_stage *st, char *buf, size_t len)
+{
+        buf[0] = 0;
+        if (b->rec.n_stages > 1)
+                snprintf(buf, len, "stage %zu%s%s%s: ", (size_t) (st - b->rec.stages) + 1, st->name ? " (" : "",
+                         st->name ? st->name : "", st->name ? ")" : "");
+}
+
+static const char *host_busybox(void)
+{
+        static const char *const paths[] = {"/usr/bin/busybox", "/bin/busybox"};
+        for (size_t i = 0; i < ELEMENTSOF(paths); i++)
+                if (access(paths[i], X_OK) == 0)
+                        return paths[i];
+        return NULL;
+}
+
+/* Agents of other sources: they need hutch-registry (the registry module's program). */
+static const char *const registry_agents[] = {"docker",      "docker-archive", "docker-daemon", "oci",
+                                              "oci-archive", "library",        "oras",          "shub"};
+
+int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct hutch_error *err)
+{
+        const char *a = st->bootstrap, *path = b->spec->path;
+        struct stat sst;
+        char lbl[128];
+        stage_label(b, st, lbl, sizeof lbl);
+        if (recipe_header_get(st, "fingerprints"))
+                return hutch_err(err, -ENOTSUP,
+                                 "%s: %s'Fingerprints:' is not supported yet (hutch cannot check SIF "
+                                 "signatures); remove it to build without the check",
+                                 path, lbl);
+        if (!strcasecmp(a, "scratch"))
+                return 0;
+        if (!strcasecmp(a, "busybox")) {
+                if (!host_busybox())
+                        return hutch_err(err, -ENOENT,
+                                         "%s: %sBootstrap: busybox needs the host's static busybox "
+                                         "(install the busybox-static package)",
+                                         path, lbl);
+                return 0;
+        }
+        if (!strcasecmp(a, "localimage")) {
+                if (!st->from || !*st->from)
+                        return hutch_err(err, -EINVAL, "%s: %sBootstrap: localimage needs 'From: IMAGE'", path, lbl);
+                if (stat(st->from, &sst) < 0)
+                        return hutch_err_sys(err, -errno, "%s: %sFrom: '%s'", path, lbl, st->from);
+                return 0;
+        }
+        for (size_t i = 0; i < ELEMENTSOF(registry_agents); i++)
+                if (!strcasecmp(a, registry_agents[i])) {
+                        if (!st->from || !*st->from)
+                                return hutch_err(err, -EINVAL, "%s: %sBootstrap: %s needs 'From: ...'", path, lbl, a);
+                        return hutch_err(err, -ENOTSUP, "%s: %sBootstrap: %s is not supported yet", path, lbl, a);
+                }
+        if (!strcasecmp(a, "debootstrap") || !strcasecmp(a, "yum") || !strcasecmp(a, "dnf") ||
+            !strcasecmp(a, "zypper") || !strcasecmp(a, "arch") || !strcasecmp(a, "busybox"))
+                return hutch_err(err, -ENOTSUP, "%s: %sBootstrap: %s is not supported yet", path, lbl, a);
+        return hutch_err(err, -EINVAL,
+                         "%s: %sunknown bootstrap agent '%s' (localimage, busybox, scratch, docker, docker-archive, "
+                         "oci, oci-archive, debootstrap, yum, dnf)",
+                         path, lbl, a);
+}
+
+/* ---- bootstrap agents */
+
+/* The host's static busybox as /bin/busybox, a link for each of its applets, and the
+ * passwd and group files of root and nobody. */
+static int bootstrap_busybox(int rootfd, struct hutch_error *err)
+{
+        const char *bb = host_busybox();
+        _cleanup_free_ char *data = NULL;
+        size_t len;
+        int r = read_regular_at(AT_FDCWD, bb, 64u << 20, &data, &len);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot read %s", bb);
+        if ((r = root_write(rootfd, "/bin/busybox", data, len, 0755)) < 0)
+                return hutch_err_sys(err, r, "cannot write /bin/busybox");
+        _cleanup_close_ int bin = root_open(rootfd, "/bin", O_RDONLY | O_DIRECTORY);
+        _cleanup_free_ char *cmd = strjoin(bb, " --list", NULL);
+        FILE *p = cmd ? popen(cmd, "re") : NULL;
+        char line[256];
+        size_t n = 0;
+        while (p && bin >= 0 && fgets(line, sizeof line, p)) {
+                line[strcspn(line, "\n")] = 0;
+                if (line[0] && !strchr(line, '/') && strcmp(line, "busybox") && symlinkat("busybox", bin, line) == 0)
+                        n++;
+        }
+        if (p)
+                pclose(p);
+        if (n == 0)
+                return hutch_err(err, -EIO, "cannot list the applets of %s", bb);
+        static const char passwd[] = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/"
+                                     "false\n";
+        static const char group[] = "root:x:0:\nnogroup:x:65534:\n";
+        if ((r = root_write(rootfd, "/etc/passwd", passwd, strlen(passwd), 0644)) < 0 ||
+            (r = root_write(rootfd, "/etc/group", group, strlen(group), 0644)) < 0)
+                return hutch_err_sys(err, r, "cannot write /etc/passwd");
+        return 0;
+}
+
+static int bootstrap(struct build_ctx *b, const struct recipe_stage *st, const char *rootfs, struct hutch_error *err)
+{
+        if (!strcasecmp(st->bootstrap, "localimage")) {
+                struct build_spec bs = {.target = rootfs, .source = st->from, .sandbox = true, .quiet = true};
+                return image_build(&bs, err);
+        }
+        if (mkdir(rootfs, 0755) < 0)
+                return hutch_err_sys(err, -errno, "cannot create '%s'", rootfs);
+        if (!strcasecmp(st->bootstrap, "busybox")) {
+                _cleanup_close_ int rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                return rootfd < 0 ? hutch_err_sys(err, -errno, "cannot open '%s'", rootfs)
+                                  : bootstrap_busybox(rootfd, err);
+        }
+        (void) b;
+        return 0; /* scratch */
+}
+
+/* What Apptainer puts in every image: the folders the runtime mounts on, the metadata
+ * folders and their default files, the /singularity and /environment links. */
+static int base_env(int rootfd, struct hutch_error *err)
+{
+        static const char *const dirs[] = {"/bin",
+                                           "/dev",
+                                           "/home",
+                                           "/etc",
+                                           "/root",
+                                           "/proc",
+                                           "/sys",
+                                           "/tmp",
+                                           "/var/tmp",
+                                           "/.singularity.d/actions",
+                                           "/.singularity.d/env",
+                                           "/.singularity.d/libs"};
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(dirs); i++)
+                r = root_mkdirs(rootfd, dirs[i], 0755);
+        static const char *const files[][2] = {
+                {"/etc/hosts", ""},
+                {"/etc/resolv.conf", ""},
+                {"/.singularity.d/env/90-environment.sh", ENV_HEAD},
+        };
+        for (size_t i = 0; r >= 0 && i < ELEMENTSOF(files); i++)
+                if (!root_exists(rootfd, files[i][0]))
+                        r = root_write(rootfd, files[i][0], files[i][1], strlen(files[i][1]), i == 2 ? 0755 : 0644);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot make the base folders and files of the image");
+        _cleanup_close_ int top = root_open(rootfd, "/", O_RDONLY | O_DIRECTORY);
+        if (top >= 0) {
+                (void) symlinkat(".singularity.d/runscript", top, "singularity");
+                (void) symlinkat(".singularity.d/env/90-environment.sh", top, "environment");
+        }
+        return 0;
+}
+
+/* ---- sections */
+
+static int section_failed(const struct build_ctx *b, const struct recipe_stage *st, const char *sec, int r,
+                          struct hutch_error *err)
+{
+        char lbl[128];
+        stage_label(b, st, lbl, sizeof lbl);
+        if (r < 0)
+                return hutch_err_wrap(err, "%s%%%s", lbl, sec);
+        if (b->fakeroot && !b->subids)
+                return hutch_err(err, -EIO,
+                                 "%s%%%s failed with exit status %d (only your own id is mapped: chown to other ids, "
+                                 "apt-get, dnf and useradd need a range for you in /etc/subuid and /etc/subgid)",
+                                 lbl, sec, r);
+        return hutch_err(err, -EIO, "%s%%%s failed with exit status %d", lbl, sec, r);
+}
+
+/* %setup: on the host, $APPTAINER_ROOTFS and $SINGULARITY_ROOTFS naming the rootfs. */
+static int run_setup(struct build_ctx *b, const struct recipe_stage *st, size_t i, const char *rootfs,
+                     struct hutch_error *err)
+{
+        const struct recipe_script *sc = &st->script[RECIPE_SETUP];
+        _cleanup_free_ char *path = NULL, *e1 = strjoin("APPTAINER_ROOTFS=", rootfs, NULL),
+                            *e2 = strjoin("SINGULARITY_ROOTFS=", rootfs, NULL);
+        _cleanup_strv_ char **argv = NULL;
+        if (!sc->text)
+                return 0;
+        log_info("Running setup scriptlet");
+        if (asprintf(&path, "%s/setup-%zu.sh", b->work, i + 1) < 0 || !e1 || !e2 ||
+            script_argv(sc->args, path, true, &argv) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        int r = write_file_at(AT_FDCWD, path, sc->text, strlen(sc->text), 0700);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot write '%s'", path);
+        char *env[] = {e1, e2, NULL};
+        r = host_run(argv, env, NULL);
+        return r != 0 ? section_failed(b, st, "setup", r, err) : 0;
+}
+
+static bool has_glob(const char *s)
+{
+        return strpbrk(s, "*?[") != NULL;
+}
+
+/* The destination of a %files line as a path cp can write to without following the
+ * rootfs's symlinks on the host: /proc/self/fd/N[/NAME], N a folder opened in the root. */
+static int dest_path(int rootfd, const char *dst, bool many, int *ret_fd, char **ret)
+{
+        _cleanup_free_ char *d = dst[0] == '/' ? strdup(dst) : strjoin("/", dst, NULL);
+        if (!d)
+                return -ENOMEM;
+        struct stat st;
+        int fd = root_open(rootfd, d, O_RDONLY | O_DIRECTORY);
+        if (fd < 0 && (endswith(d, "/") || many)) {
+                int r = root_mkdirs(rootfd, d, 0755);
+                if (r < 0)
+                        return r;
+                fd = root_open(rootfd, d, O_RDONLY | O_DIRECTORY);
+        }
+        if (fd >= 0) {
+                *ret_fd = fd;
+                return asprintf(ret, "/proc/self/fd/%d/", fd) < 0 ? -ENOMEM : 0;
+        }
+        char *slash = strrchr(d, '/');
+        *slash = 0;
+        int r = root_mkdirs(rootfd, d[0] ? d : "/", 0755);
+        if (r < 0)
+                return r;
+        fd = root_open(rootfd, d[0] ? d : "/", O_RDONLY | O_DIRECTORY);
+        if (fd < 0)
+                return fd;
+        /* a symlink at the name is replaced, not written through */
+        if (fstatat(fd, slash + 1, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+                unlinkat(fd, slash + 1, 0);
+        *ret_fd = fd;
+        return asprintf(ret, "/proc/self/fd/%d/%s", fd, slash + 1) < 0 ? -ENOMEM : 0;
+}
+
+/* Sources of a %files from STAGE line: its folder opened in that stage's root, entries of
+ * it matching the last component (a glob there). */
+static int stage_sources(int srcroot, const char *src, int *ret_fd, char ***ret, struct hutch_error *err)
+{
+        _cleanup_free_ char *d = src[0] == '/' ? strdup(src) : strjoin("/", src, NULL);
+        if (!d)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        char *slash = strrchr(d, '/');
+        *slash = 0;
+        const char *pat = slash + 1;
+        int fd = root_open(srcroot, d[0] ? d : "/", O_RDONLY | O_DIRECTORY);
+        if (fd < 0)
+                return hutch_err_sys(err, fd, "%%files: source '%s'", src);
+        _cleanup_strv_ char **v = NULL;
+        DIR *dir = dir_stream_at(fd);
+        for (struct dirent *e; dir && (e = readdir(dir));) {
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                        continue;
+                if (has_glob(pat) ? fnmatch(pat, e->d_name, FNM_PERIOD) != 0 : strcmp(pat, e->d_name) != 0)
+                        continue;
+                char *p = NULL;
+                if (asprintf(&p, "/proc/self/fd/%d/%s", fd, e->d_name) < 0 || strv_push(&v, p) < 0) {
+                        closedir(dir);
+                        close(fd);
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                }
+        }
+        if (dir)
+                closedir(dir);
+        if (!v) {
+                close(fd);
+                return hutch_err(err, -ENOENT, "%%files: source '%s' does not exist", src);
+        }
+        *ret_fd = fd;
+        *ret = steal_pointer(&v);
+        return 0;
+}
+
+static int copy_line(struct build_ctx *b, const struct recipe_files *f, const struct recipe_file *l, int rootfd,
+                     int srcroot, struct hutch_error *err)
+{
+        _cleanup_strv_ char **srcs = NULL, **argv = NULL;
+        _cleanup_free_ char *dst = NULL;
+        _cleanup_close_ int sfd = -1, dfd = -1;
+        int r;
+        if (f->from) {
+                if ((r = stage_sources(srcroot, l->src, &sfd, &srcs, err)) < 0)
+                        return r;
+        } else {
+                glob_t g;
+                r = 0;
+                if (glob(l->src, GLOB_NOSORT, NULL, &g) != 0 || g.gl_pathc == 0) {
+                        globfree(&g);
+                        return hutch_err(err, -ENOENT, "%%files: source '%s' %s", l->src,
+                                         has_glob(l->src) ? "matches nothing" : "does not exist");
+                }
+                for (size_t i = 0; i < g.gl_pathc && r >= 0; i++)
+                        r = strv_extend(&srcs, g.gl_pathv[i]);
+                globfree(&g);
+                if (r < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+        }
+        const char *d = l->dst[0] ? l->dst : l->src;
+        if ((r = dest_path(rootfd, d, strv_length(srcs) > 1, &dfd, &dst)) < 0)
+                return hutch_err_sys(err, r, "%%files: cannot make the destination '%s'", d);
+        /* host files are copied with their symlinks followed (cp -L, as Apptainer); a stage's
+         * are copied as they are, so that its links cannot reach the host's files */
+        if (strv_extend(&argv, "cp") < 0 || strv_extend(&argv, f->from ? "-fRP" : "-fLr") < 0 ||
+            strv_extend(&argv, "--") < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        for (char **s = srcs; *s; s++)
+                if (strv_extend(&argv, *s) < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+        if (strv_extend(&argv, dst) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        int keep[] = {sfd, dfd, -1};
+        if (sfd < 0) {
+                keep[0] = dfd;
+                keep[1] = -1;
+        }
+        r = host_run(argv, NULL, keep);
+        (void) b;
+        if (r != 0)
+                return hutch_err(err, -EIO, "%%files: copying '%s' to '%s' failed", l->src, d);
+        return 0;
+}
+
+static int copy_files(struct build_ctx *b, const struct recipe_stage *st, int rootfd, struct hutch_error *err)
+{
+        for (size_t k = 0; k < st->n_files; k++) {
+                const struct recipe_files *f = &st->files[k];
+                _cleanup_close_ int srcroot = -1;
+                if (f->from) {
+                        int s = recipe_stage_find(&b->rec, f->from);
+                        _cleanup_free_ char *p = stage_rootfs(b, (size_t) s);
+                        srcroot = p ? open(p, O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+                        if (srcroot < 0)
+                                return hutch_err_sys(err, -errno, "cannot open stage '%s'", f->from);
+                        log_info("Copying files from stage %s", f->from);
+                } else if (f->n)
+                        log_info("Copying files from host");
+                for (size_t i = 0; i < f->n; i++) {
+                        int r = copy_line(b, f, &f->lines[i], rootfd, srcroot, err);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+/* %post: in the container (writable), /bin/sh -e unless "-c SHELL", the host's network. */
+static int run_post(struct build_ctx *b, const struct recipe_stage *st, const char *rootfs, int rootfd,
+                    struct hutch_error *err)
+{
+        const struct recipe_script *sc = &st->script[RECIPE_POST];
+        static const char script[] = "/.post.script";
+        _cleanup_strv_ char **argv = NULL;
+        if (!sc->text)
+                return 0;
+        log_info("Running post scriptlet");
+        int r = root_write(rootfd, script, sc->text, strlen(sc->text), 0755);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot write %s into the image", script);
+        if (script_argv(sc->args, script, true, &argv) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        char *env[] = {"APPTAINER_ROOTFS=/", "SINGULARITY_ROOTFS=/", NULL};
+        r = container_run(b, rootfs, LAUNCH_EXEC, argv, env, true, err);
+        _cleanup_close_ int top = root_open(rootfd, "/", O_RDONLY | O_DIRECTORY);
+        if (top >= 0)
+                unlinkat(top, script + 1, 0);
+        return r != 0 ? section_failed(b, st, "post", r, err) : 0;
+}
+
+/* ---- metadata */
+
+static int write_script(int rootfd, const char *path, const char *text, struct hutch_error *err)
+{
+        _cleanup_free_ char *s = strjoin("#!/bin/sh\n\n", text, "\n");
+        int r = s ? root_write(rootfd, path, s, strlen(s), 0755) : -ENOMEM;
+        return r < 0 ? hutch_err_sys(err, r, "cannot write %s into the image", path) : 0;
+}
+
+static const char *goarch(void)
+{
+        static struct utsname u;
+        static const char *const m[][2] = {{"x86_64", "amd64"},    {"aarch64", "arm64"}, {"i686", "386"},
+                                           {"ppc64le", "ppc64le"}, {"s390x", "s390x"},   {"riscv64", "riscv64"}};
+        if (uname(&u) == 0)
+                for (size_t i = 0; i < ELEMENTSOF(m); i++)
+                        if (!strcmp(u.machine, m[i][0]))
+                                return m[i][1];
+        return u.machine;
+}
+
+static void label_set(json_object *o, const char *k, const char *v)
+{
+        json_object_object_add(o, k, json_object_new_string(v));
+}
+
+/* labels.json: the base image's, then the build's org.label-schema.* labels, then %labels. */
+int labels_write(int rootfd, const char *path, const struct recipe_stage *st, const struct recipe_kv *labels, size_t n,
+                 bool build_labels, struct hutch_error *err)
+{
+        _cleanup_free_ char *old = NULL;
+        json_object *o = NULL;
+        if (root_read(rootfd, path, &old) >= 0)
+                o = json_tokener_parse(old);
+        if (!o || !json_object_is_type(o, json_type_object)) {
+                json_object_put(o);
+                o = json_object_new_object();
+        }
+        if (build_labels) {
+                char date[128];
+                time_t now = time(NULL);
+                struct tm tm;
+                strftime(date, sizeof date, "%A_%-d_%B_%Y_%-H:%-M:%-S_%Z", localtime_r(&now, &tm));
+                label_set(o, "org.label-schema.schema-version", "1.0");
+                label_set(o, "org.label-schema.build-arch", goarch());
+                label_set(o, "org.label-schema.build-date", date);
+                label_set(o, "org.label-schema.usage.hutch.version", HUTCH_VERSION);
+                if (st->script[RECIPE_HELP].text)
+                        label_set(o, "org.label-schema.usage", "/.singularity.d/runscript.help");
+                for (size_t i = 0; i < st->n_header; i++) {
+                        _cleanup_free_ char *k =
+                                strjoin("org.label-schema.usage.singularity.deffile.", st->header[i].key, NULL);
+                        if (k)
+                                label_set(o, k, st->header[i].value);
+                }
+        }
+        for (size_t i = 0; i < n; i++)
+                label_set(o, labels[i].key, labels[i].value);
+        const char *s =
+                json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB |
+                                                          JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+        int r = root_write(rootfd, path, s, strlen(s), 0644);
+        json_object_put(o);
+        return r < 0 ? hutch_err_sys(err, r, "cannot write %s into the image", path) : 0;
+}
+
+/* The definition file as /.singularity.d/Singularity; the base image's goes to
+ * bootstrap_history/SingularityN, as Apptainer keeps it. */
+static int deffile_write(struct build_ctx *b, int rootfd, struct hutch_error *err)
+{
+        static const char path[] = "/.singularity.d/Singularity";
+        _cleanup_free_ char *old = NULL;
+        int r = 0;
+        if (root_read(rootfd, path, &old) >= 0) {
+                for (int n = 0; n < 1000; n++) {
+                        char h[128];
+                        snprintf(h, sizeof h, "/.singularity.d/bootstrap_history/Singularity%d", n);
+                        if (!root_exists(rootfd, h)) {
+                                r = root_write(rootfd, h, old, strlen(old), 0644);
+                                break;
+                        }
+                }
+        }
+        if (r >= 0)
+                r = root_write(rootfd, path, b->rec.raw, b->rec.raw_len, 0644);
+        return r < 0 ? hutch_err_sys(err, r, "cannot write %s into the image", path) : 0;
+}
+
+static int metadata(struct build_ctx *b, const struct recipe_stage *st, int rootfd, struct hutch_error *err)
+{
+        const struct recipe_script *sc = st->script;
+        int r = 0;
+        if (sc[RECIPE_HELP].text) {
+                log_info("Adding help info");
+                r = root_write(rootfd, "/.singularity.d/runscript.help", sc[RECIPE_HELP].text,
+                               strlen(sc[RECIPE_HELP].text), 0644);
+                if (r < 0)
+                        return hutch_err_sys(err, r, "cannot write the help file into the image");
+        }
+        if (sc[RECIPE_ENVIRONMENT].text) {
+                log_info("Adding environment to container");
+                _cleanup_free_ char *t = strjoin("\n", sc[RECIPE_ENVIRONMENT].text, "\n");
+                _cleanup_close_ int fd = -1;
+                r = t ? root_open(rootfd, "/.singularity.d/env/90-environment.sh", O_WRONLY | O_APPEND) : -ENOMEM;
+                if (r >= 0) {
+                        fd = r;
+                        r = write_full(fd, t, strlen(t));
+                }
+                if (r < 0)
+                        return hutch_err_sys(err, r, "cannot write the environment into the image");
+        }
+        if (sc[RECIPE_RUNSCRIPT].text) {
+                log_info("Adding runscript");
+                if ((r = write_script(rootfd, "/.singularity.d/runscript", sc[RECIPE_RUNSCRIPT].text, err)) < 0)
+                        return r;
+        }
+        if (sc[RECIPE_STARTSCRIPT].text) {
+                log_info("Adding startscript");
+                if ((r = write_script(rootfd, "/.singularity.d/startscript", sc[RECIPE_STARTSCRIPT].text, err)) < 0)
+                        return r;
+        }
+        if (sc[RECIPE_TEST].text) {
+                log_info("Adding testscript");
+                if ((r = write_script(rootfd, "/.singularity.d/test", sc[RECIPE_TEST].text, err)) < 0)
+                        return r;
+        }
+        log_info("Adding labels");
+        if ((r = labels_write(rootfd, "/.singularity.d/labels.json", st, st->labels, st->n_labels, true, err)) < 0)
+                return r;
+        return deffile_write(b, rootfd, err);
+}
+
+/* %test, after everything else, unless --notest: its failure fails the build. */
+static int run_test(struct build_ctx *b, const struct recipe_stage *st, const char *rootfs, struct hutch_error *err)
+{
+        if (!st->script[RECIPE_TEST].text)
+                return 0;
+        if (b->spec->notest) {
+                log_verbose("--notest: not running the test script");
+                return 0;
+        }
+        log_info("Running testscript");
+        char *argv[] = {NULL};
+        int r = container_run(b, rootfs, LAUNCH_TEST, argv, NULL, false, err);
+        return r != 0 ? section_failed(b, st, "test", r, err) : 0;
+}
+
+int stage_build(struct build_ctx *b, size_t i, struct hutch_error *err)
+{
+        const struct recipe_stage *st = &b->rec.stages[i];
+        _cleanup_free_ char *rootfs = stage_rootfs(b, i);
+        if (!rootfs)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        log_info("Stage %zu/%zu%s%s%s: Bootstrap: %s%s%s", i + 1, b->rec.n_stages, st->name ? " (" : "",
+                 st->name ? st->name : "", st->name ? ")" : "", st->bootstrap, st->from ? " From: " : "",
+                 st->from ? st->from : "");
+        int r = bootstrap(b, st, rootfs, err);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (rootfd < 0)
+                return hutch_err_sys(err, -errno, "cannot open '%s'", rootfs);
+        if ((r = base_env(rootfd, err)) < 0 || (r = run_setup(b, st, i, rootfs, err)) < 0 ||
+            (r = copy_files(b, st, rootfd, err)) < 0 || (r = run_post(b, st, rootfs, rootfd, err)) < 0 ||
+            (r = metadata(b, st, rootfd, err)) < 0)
+                return r;
+        if (i + 1 == b->rec.n_stages)
+                r = run_test(b, st, rootfs, err);
+        return r;
+}

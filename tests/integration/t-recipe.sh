@@ -1,0 +1,154 @@
+# build from definition files: every section, stages, templates, the bad ones, rootless.
+. "$(dirname "$0")/lib.sh"
+I=$IMAGES/image.sif
+cd "$T" || exit 1
+# no build folder, stage or partial target may be left by any build
+no_build_leftovers() { [ -z "$(ls -d "$T"/*.hutch-build-* "$T"/*.hutch-tmp-* 2>/dev/null)" ]; }
+
+echo hostdata > "$T/host.txt"
+mkdir -p "$T/data" "$T/my dir"
+echo a > "$T/data/a.txt" && echo b > "$T/data/b.txt" && echo c > "$T/data/c.log" && echo spaced > "$T/my dir/f 1"
+cat > "$T/all.def" <<EOF
+Bootstrap: localimage
+From: $I
+
+%arguments
+    greeting=hello
+
+%help
+    This image greets.
+
+%setup
+    echo "setup in \$APPTAINER_ROOTFS" > "\$SINGULARITY_ROOTFS/setup.txt"
+
+%files
+    $T/host.txt /opt/host.txt
+    $T/data/*.txt /opt/data/
+    "$T/my dir/f 1" "/opt/with space"
+
+%environment
+    export MYVAR={{ greeting }}
+
+%post
+    echo "post as \$(id -u)" > /post.txt
+    echo 'export FROMPOST=yes' >> \$APPTAINER_ENVIRONMENT
+    chown 1000:1000 /post.txt
+
+%runscript
+    echo "run: \$MYVAR \$FROMPOST \$*"
+
+%startscript
+    echo started
+
+%test
+    grep -q "post as 0" /post.txt
+
+%labels
+    Author someone@example.org
+    Version 1.2
+EOF
+printf '# CRLF line\r\n' >> "$T/all.def"
+run "$HUTCH" build "$T/all.sif" "$T/all.def"
+check "build: localimage with every section" '[ $RC -eq 0 ] && [ -f "$T/all.sif" ] && no_build_leftovers'
+check "build announces the stage, each section and the total" 'err_has "Stage 1/1: Bootstrap: localimage" && err_has "Running setup scriptlet" && err_has "Running post scriptlet" && err_has "Running testscript" && err_has "Build complete: $T/all.sif"'
+run "$HUTCH" run "$T/all.sif" x y
+check "%runscript, %environment with its template, \$APPTAINER_ENVIRONMENT from %post" 'out_is "run: hello yes x y"'
+# as a user, the ids %post gave away are seen with --fakeroot (subordinate ranges)
+FAKE=
+[ "$(id -u)" -ne 0 ] && FAKE=--fakeroot
+run "$HUTCH" exec $FAKE "$T/all.sif" sh -c 'cat /setup.txt /opt/host.txt /opt/data/a.txt /opt/data/b.txt "/opt/with space" /post.txt; ls /opt/data; stat -c %u:%g /post.txt'
+check "%setup, %files (glob, quoted path) and %post made their files" "[ \$RC -eq 0 ] && out_has '^setup in /' && out_has hostdata && out_has '^spaced' && out_has 'post as 0' && ! out_has c.log && out_has '^1000:1000'"
+run "$HUTCH" test "$T/all.sif"
+check "test runs %test" '[ $RC -eq 0 ]'
+run "$HUTCH" run-help "$T/all.sif"
+check "run-help shows %help" 'out_has "This image greets."'
+run "$HUTCH" inspect "$T/all.sif"
+check "inspect: %labels and the build labels" 'out_has "^Author: someone@example.org" && out_has "^Version: 1.2" && out_has "org.label-schema.build-arch:" && out_has "org.label-schema.usage.singularity.deffile.bootstrap: localimage" && out_has "org.label-schema.usage: /.singularity.d/runscript.help"'
+run "$HUTCH" inspect --startscript "$T/all.sif"
+check "inspect --startscript" 'out_has "echo started"'
+"$HUTCH" inspect --deffile "$T/all.sif" > "$T/deffile.out"
+check "inspect --deffile: the definition file byte for byte (CRLF too)" 'cmp -s "$T/deffile.out" "$T/all.def"'
+run "$HUTCH" exec "$T/all.sif" cat /.singularity.d/Singularity /.singularity.d/bootstrap_history/Singularity0
+check "the image's own deffile, the base image's kept in bootstrap_history" 'out_has "%startscript" && out_has "from: busybox-static"'
+if [ -n "$SIFCHECK" ]; then
+	run "$SIFCHECK" "$T/all.sif"
+	check "the reference SIF code reads the built SIF (Def.FILE, JSON, partition)" '[ $RC -eq 0 ] && out_has "type=Def.FILE" && out_has "type=JSON.Generic" && out_has "fs=Squashfs part=\*System"'
+fi
+
+# --sandbox, --force, target already there
+run "$HUTCH" build -q --sandbox "$T/sb" "$T/all.def"
+check "build --sandbox: a folder with the metadata where Apptainer puts it" '[ $RC -eq 0 ] && [ -x "$T/sb/.singularity.d/runscript" ] && [ -f "$T/sb/.singularity.d/labels.json" ] && [ -f "$T/sb/.singularity.d/runscript.help" ] && [ -L "$T/sb/singularity" ] && [ -f "$T/sb/opt/host.txt" ] && [ ! -e "$T/sb/.post.script" ] && no_build_leftovers'
+run "$HUTCH" build -q --sandbox "$T/sb" "$T/all.def"
+check "a target already there needs --force" 'fails_with "already exists; use --force" && [ -f "$T/sb/opt/host.txt" ]'
+run "$HUTCH" build -q --force --notest "$T/all.sif" "$T/all.def"
+check "build --force replaces the target" '[ $RC -eq 0 ] && no_build_leftovers'
+
+# busybox and scratch agents, multi-stage with %files from, %post -c, templates
+cat > "$T/multi.def" <<'EOF'
+Bootstrap: busybox
+Stage: devel
+
+%post
+    mkdir -p /out
+    echo "made in devel" > /out/{{ name }}
+    ln -s /etc/shadow /out/hostlink
+
+Bootstrap: localimage
+From: {{ base }}
+Stage: final
+
+%files from devel
+    /out/{{ name }} /opt/
+    /out/hostlink /opt/hostlink
+
+%post -c /bin/ash
+    false
+    echo "no -e with -c" > /after
+EOF
+run "$HUTCH" build -q --build-arg name=result.txt --build-arg "base=$I" "$T/multi.sif" "$T/multi.def"
+check "multi-stage: busybox stage, %files from it, build args" '[ $RC -eq 0 ] && no_build_leftovers && [ ! -s "$ERR" ]'
+run "$HUTCH" exec "$T/multi.sif" sh -c 'cat /opt/result.txt /after; readlink /opt/hostlink; ls /out 2>&1'
+check "only the last stage is the image; %post -c SHELL runs without -e" 'out_has "^made in devel" && out_has "^no -e with -c" && out_has "^/etc/shadow" && out_has "No such file"'
+printf 'Bootstrap: scratch\n%%files\n    %s /bin/busybox\n%%labels\n    Kind scratch\n' "$(command -v busybox)" > "$T/scratch.def"
+run "$HUTCH" build -q --sandbox "$T/scratch.sb" "$T/scratch.def"
+check "scratch: an empty rootfs with the base folders and what %files put" '[ $RC -eq 0 ] && [ -x "$T/scratch.sb/bin/busybox" ] && [ -d "$T/scratch.sb/proc" ] && [ -d "$T/scratch.sb/.singularity.d/env" ] && grep -q "\"Kind\": \"scratch\"" "$T/scratch.sb/.singularity.d/labels.json"'
+run "$HUTCH" build -q --build-arg unused=1 --build-arg name=x --build-arg "base=$I" "$T/multi2.sif" "$T/multi.def"
+check "a build argument no template uses is a warning" '[ $RC -eq 0 ] && err_has "WARNING.*build argument .unused. is not used"'
+
+# A symlink of the base image never makes %files or the metadata write outside the rootfs.
+cp -a "$IMAGES/rootfs" "$T/evilbase"
+mkdir -p "$T/outside"
+ln -s "$T/outside" "$T/evilbase/opt"
+ln -sf "$T/outside/labels.json" "$T/evilbase/.singularity.d/labels.json"
+mkdir -p "$T/evilbase/$T/outside"
+printf 'Bootstrap: localimage\nFrom: %s\n%%files\n    %s /opt/x\n' "$T/evilbase" "$T/host.txt" > "$T/evil.def"
+run "$HUTCH" build -q --sandbox "$T/evil.sb" "$T/evil.def"
+check "symlinks of the base image are resolved inside the rootfs" '[ $RC -eq 0 ] && [ -z "$(ls -A "$T/outside")" ] && [ -f "$T/evil.sb/$T/outside/x" ] && [ ! -L "$T/evil.sb/.singularity.d/labels.json" ] && grep -q org.label-schema "$T/evil.sb/.singularity.d/labels.json"'
+
+# Bad definition files: one error line, status 255, no target, no build folder.
+bad() { # bad DESC EXPECTED DEF-TEXT [BUILD-ARGS]
+	printf '%b' "$3" > "$T/bad.def"
+	run "$HUTCH" build -q ${4:-} "$T/bad.sif" "$T/bad.def"
+	check "$1" "fails_with \"$2\" && [ ! -e \"$T/bad.sif\" ] && no_build_leftovers"
+}
+bad "no Bootstrap header" "no 'Bootstrap:' header" 'From: x\n%post\n    true\n'
+bad "an unknown bootstrap agent" "unknown bootstrap agent 'nosuch'" 'Bootstrap: nosuch\n'
+bad "localimage without From" "needs 'From: IMAGE'" 'Bootstrap: localimage\n'
+bad "a From that does not exist" "From: '/nonexistent.sif': No such file" 'Bootstrap: localimage\nFrom: /nonexistent.sif\n'
+bad "a %files source that does not exist" "%files: source '/nonexistent/file' does not exist" "Bootstrap: localimage\nFrom: $I\n%files\n    /nonexistent/file /x\n"
+bad "%post exiting 3 names the section and the status" "%post failed with exit status 3" "Bootstrap: localimage\nFrom: $I\n%post\n    exit 3\n"
+bad "a failing %test fails the build" "%test failed with exit status 1" "Bootstrap: localimage\nFrom: $I\n%test\n    false\n"
+bad "an unterminated template" "bad.def:4: unterminated template '{{ x'" "Bootstrap: localimage\nFrom: $I\n%post\n    echo {{ x\n"
+bad "a template without a value" "build argument 'who' has no value" "Bootstrap: scratch\n%post\n    echo {{ who }}\n"
+bad "an unknown section, as Apptainer" "invalid section '%postinstall'" "Bootstrap: scratch\n%postinstall\n    true\n"
+bad "Fingerprints: not supported yet" "'Fingerprints:' is not supported yet" "Bootstrap: localimage\nFrom: $I\nFingerprints: 12345678\n"
+bad "a %files from an unknown stage" "no stage before this one is named 'nope'" "Bootstrap: scratch\n%files from nope\n    /x\n"
+printf 'Bootstrap: localimage\nFrom: %s\n%%test\n    false\n' "$I" > "$T/failtest.def"
+run "$HUTCH" build -q --notest "$T/notest.sif" "$T/failtest.def"
+check "--notest skips %test" '[ $RC -eq 0 ] && [ -f "$T/notest.sif" ]'
+run "$HUTCH" build -q --build-arg novalue "$T/bad.sif" "$T/failtest.def"
+check "--build-arg without =" 'fails_with "KEY=VALUE"'
+run "$HUTCH" exec "$T/all.def" true
+check "a definition file given to exec says to build it" 'fails_with "is a definition file"'
+leftovers "t-recipe"
+finish
