@@ -16,6 +16,8 @@ struct cli {
 };
 
 int cli_load_conf(struct cli *c);
+/* The system hutch.conf this build reads. */
+const char *cli_system_conf_path(void);
 /* Print "hutch: error: <msg>" and return EXIT_HUTCH_FAILURE. */
 int cli_fail(const struct hutch_error *err);
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -122,15 +122,29 @@ int cli_source_check(const char *source, bool build)
         return -1;
 }
 
+const char *cli_system_conf_path(void)
+{
+        return HUTCH_CONF_PATH;
+}
+
+/* The system file always, then the user's own (HUTCH_CONF, else ~/.hutch/hutch.conf),
+ * which can only tighten it: no variable switches the admin's policy off. */
 int cli_load_conf(struct cli *c)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
         const char *path = cli_getenv(c, "HUTCH_CONF");
-        if (!path)
-                path = HUTCH_CONF_PATH;
+        const char *home = cli_getenv(c, "HOME");
+        _cleanup_free_ char *own = NULL;
         conf_defaults(&c->conf);
         c->conf_loaded = true;
-        int r = conf_load(&c->conf, path, &err);
+        int r = conf_load_system(&c->conf, HUTCH_CONF_PATH, &err);
+        if (r < 0 && r != -ENOENT)
+                return cli_fail(&err);
+        if (!path && home && home[0] == '/')
+                path = own = strjoin(home, "/.hutch/hutch.conf", NULL);
+        if (!path)
+                return 0;
+        r = conf_load_user(&c->conf, path, &err);
         if (r < 0 && r != -ENOENT)
                 return cli_fail(&err);
         return 0;

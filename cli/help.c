@@ -52,7 +52,8 @@ static const char launch_options[] =
         "\n"
         "Environment: HUTCHENV_K=V (or APPTAINERENV_K=V) sets K inside; every option also as\n"
         "HUTCH_<OPTION>, APPTAINER_<OPTION> or SINGULARITY_<OPTION> (APPTAINER_CLEANENV=1,\n"
-        "APPTAINER_BIND=...; the command line wins); HUTCH_CONF names the configuration file.\n"
+        "APPTAINER_BIND=...; the command line wins); HUTCH_CONF names your own configuration file\n"
+        "(default ~/.hutch/hutch.conf), which can only tighten the system's (see 'hutch help').\n"
         "Exit status: the payload's own; 255 when hutch itself fails; 128+N when killed by signal N.\n";
 
 static const struct {
@@ -188,5 +189,8 @@ void cli_help_print(const char *verb)
                "hutch runs containers from one image file or folder, as the calling user.\n\nCommands:\n");
         for (size_t i = 0; i < ELEMENTSOF(verbs); i++) /* the first line: a summary */
                 printf("  %-9s %.*s\n", verbs[i].verb, (int) strcspn(verbs[i].what, "\n"), verbs[i].what);
-        printf("\nRun 'hutch help COMMAND' for a command's options.\n");
+        printf("\nRun 'hutch help COMMAND' for a command's options.\n"
+               "System configuration: %s\n"
+               "(always read; HUTCH_CONF or ~/.hutch/hutch.conf can only tighten it: hutch.conf(5)).\n",
+               cli_system_conf_path());
 }

@@ -134,6 +134,7 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv)
         is.launch = &a.spec;
         is.log_max_size = c->conf.instance_log_max_size;
         is.settle_ms = (unsigned) c->conf.instance_ready_timeout;
+        is.max_instances = (unsigned) c->conf.max_instances;
         cli_instance_env(c, &is.env);
         r = instance_start(&is, &status, &err);
         if (r < 0) {

@@ -466,20 +466,27 @@ static int build_limits(struct cli *c, struct launch_args *a)
         }
         if (limits_from_list(l, a->limit_flags, NULL, &err) < 0)
                 return cli_fail(&err);
-        struct cgroup_limits def, max;
+        struct cgroup_limits def, max, umax;
         cgroup_limits_init(&def);
         cgroup_limits_init(&max);
+        cgroup_limits_init(&umax);
         int r = limits_from_list(&def, c->conf.limit_defaults, "hutch.conf default", &err);
         if (r >= 0)
                 r = limits_from_list(&max, c->conf.limit_maxima, "hutch.conf max", &err);
+        /* the user's own maxima apply after the admin's: both hold */
+        if (r >= 0)
+                r = limits_from_list(&umax, c->conf.limit_maxima_user, "your hutch.conf's max", &err);
         if (r >= 0) {
-                _cleanup_free_ char *what = NULL;
+                _cleanup_free_ char *what = NULL, *uwhat = NULL;
                 cgroup_limits_default(l, &def);
                 if (cgroup_limits_clamp(l, &max, &what) > 0)
                         log_warning("lowered to the maximum hutch.conf allows: %s", what);
+                if (cgroup_limits_clamp(l, &umax, &uwhat) > 0)
+                        log_warning("lowered to the maximum your hutch.conf sets: %s", uwhat);
         }
         cgroup_limits_free(&def);
         cgroup_limits_free(&max);
+        cgroup_limits_free(&umax);
         if (r < 0)
                 return cli_fail(&err);
         if (cgroup_limits_any(l))

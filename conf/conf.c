@@ -3,10 +3,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ini.h>
+#include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "conf.h"
 #include "util/log.h"
@@ -33,6 +37,7 @@ void conf_defaults(struct hutch_conf *c)
                 .instance_log_max_size = 10 << 20,
                 .file_cache_size = 128 << 20,
                 .instance_ready_timeout = 1000,
+                .allow_fakeroot = true,
         };
 }
 
@@ -50,6 +55,13 @@ void conf_free(struct hutch_conf *c)
         free(c->net_bridge);
         free(c->net_subnet);
         c->net_default = c->net_users_allow = c->net_bridge = c->net_subnet = NULL;
+        strv_free(c->limit_container_paths);
+        strv_free(c->limit_container_owners);
+        strv_free(c->limit_container_paths_user);
+        strv_free(c->limit_container_owners_user);
+        strv_free(c->limit_maxima_user);
+        c->limit_container_paths = c->limit_container_owners = NULL;
+        c->limit_container_paths_user = c->limit_container_owners_user = c->limit_maxima_user = NULL;
 }
 
 struct parse_state {
@@ -68,7 +80,19 @@ static int parse_bool(const char *v)
         return -1;
 }
 
-enum key_kind { KEY_BOOL, KEY_DEV, KEY_BIND, KEY_ALLOW, KEY_SIZE, KEY_MS, KEY_CGPARENT, KEY_LIMIT, KEY_STR };
+enum key_kind {
+        KEY_BOOL,
+        KEY_DEV,
+        KEY_BIND,
+        KEY_ALLOW,
+        KEY_SIZE,
+        KEY_MS,
+        KEY_CGPARENT,
+        KEY_LIMIT,
+        KEY_LIST,
+        KEY_COUNT,
+        KEY_STR
+};
 
 /* Sorted by key, looked up by bsearch. */
 static const struct conf_key {
@@ -79,16 +103,21 @@ static const struct conf_key {
         {"allow container dir", KEY_BOOL, offsetof(struct hutch_conf, allow_dir)},
         {"allow container sif", KEY_BOOL, offsetof(struct hutch_conf, allow_sif)},
         {"allow container squashfs", KEY_BOOL, offsetof(struct hutch_conf, allow_squashfs)},
+        {"allow fakeroot", KEY_BOOL, offsetof(struct hutch_conf, allow_fakeroot)},
         {"bind path", KEY_BIND, 0},
         {"cgroup parent", KEY_CGPARENT, 0},
         {"default cpus", KEY_LIMIT, 0},
         {"default memory", KEY_LIMIT, 0},
         {"default pids limit", KEY_LIMIT, 0},
         {"enable overlay", KEY_BOOL, offsetof(struct hutch_conf, enable_overlay)},
+        {"enforce bind paths", KEY_BOOL, offsetof(struct hutch_conf, enforce_bind_paths)},
         {"file cache size", KEY_SIZE, offsetof(struct hutch_conf, file_cache_size)},
         {"instance log max size", KEY_SIZE, offsetof(struct hutch_conf, instance_log_max_size)},
         {"instance ready timeout", KEY_MS, offsetof(struct hutch_conf, instance_ready_timeout)},
+        {"limit container owners", KEY_LIST, offsetof(struct hutch_conf, limit_container_owners)},
+        {"limit container paths", KEY_LIST, offsetof(struct hutch_conf, limit_container_paths)},
         {"max cpus", KEY_LIMIT, 1},
+        {"max instances", KEY_COUNT, offsetof(struct hutch_conf, max_instances)},
         {"max memory", KEY_LIMIT, 1},
         {"max pids limit", KEY_LIMIT, 1},
         {"mount dev", KEY_DEV, 0},
@@ -123,6 +152,7 @@ static int handler(void *user, const char *section, const char *name, const char
                 c->n_warnings++;
                 return 1;
         }
+        c->set_mask |= UINT64_C(1) << (k - keys);
         switch (k->kind) {
         case KEY_BOOL: {
                 int b = parse_bool(value);
@@ -188,9 +218,175 @@ static int handler(void *user, const char *section, const char *name, const char
                 *p = v;
                 break;
         }
+        case KEY_LIST: {
+                /* "a, b, c" as in Apptainer's 'limit container paths'; NULL (or empty) lifts it */
+                char ***list = (char ***) ((char *) c + k->off);
+                _cleanup_strv_ char **v = NULL;
+                strv_free(*list);
+                *list = NULL;
+                if (strsplit(value, ",", &v) < 0)
+                        return 0;
+                for (char **p = v; *p; p++) {
+                        char *w = *p + strspn(*p, " \t");
+                        size_t n = strlen(w);
+                        while (n > 0 && (w[n - 1] == ' ' || w[n - 1] == '\t'))
+                                w[--n] = 0;
+                        if (*w && strcmp(w, "NULL") != 0 && strv_extend(list, w) < 0)
+                                return 0;
+                }
+                break;
+        }
+        case KEY_COUNT: {
+                uint64_t v;
+                if (parse_u64_range(value, 0, 1000000, &v) < 0) {
+                        log_warning("%s:%u: '%s' wants a count (0 = no limit), not '%s', ignoring", st->name, st->line,
+                                    name, value);
+                        c->n_warnings++;
+                } else
+                        *(uint64_t *) ((char *) c + k->off) = v;
+                break;
+        }
         case KEY_ALLOW: break;
         }
         return 1;
+}
+
+/* Where 0 means "no limit" a user's 0 loosens; elsewhere (the cache size) it is the least. */
+static bool zero_is_unlimited(const struct conf_key *k)
+{
+        return k->off == offsetof(struct hutch_conf, instance_log_max_size) ||
+               k->off == offsetof(struct hutch_conf, max_instances);
+}
+
+static void loosen_ignored(struct hutch_conf *sys, const char *name, const char *key)
+{
+        log_warning("%s: '%s' cannot loosen the system configuration, ignoring", name, key);
+        sys->n_warnings++;
+}
+
+static void tighten_number(struct hutch_conf *sys, const struct hutch_conf *user, const struct conf_key *k,
+                           const char *name)
+{
+        uint64_t *s = (uint64_t *) ((char *) sys + k->off);
+        uint64_t u = *(const uint64_t *) ((const char *) user + k->off);
+        if (k->kind == KEY_MS)
+                *s = u; /* a wait, not a permission */
+        else if (zero_is_unlimited(k) ? u != 0 && (*s == 0 || u <= *s) : u <= *s)
+                *s = u;
+        else
+                loosen_ignored(sys, name, k->key);
+}
+
+static void tighten_str(struct hutch_conf *sys, struct hutch_conf *user, const struct conf_key *k, const char *name);
+
+static void tighten_one(struct hutch_conf *sys, struct hutch_conf *user, const struct conf_key *k, const char *name)
+{
+        switch (k->kind) {
+        case KEY_BOOL: {
+                /* every yes/no key grants something with yes, but one: enforcing takes away */
+                bool *s = (bool *) ((char *) sys + k->off), u = *(bool *) ((char *) user + k->off);
+                bool grants = k->off != offsetof(struct hutch_conf, enforce_bind_paths);
+                if (u != *s && u == grants)
+                        loosen_ignored(sys, name, k->key);
+                else
+                        *s = u;
+                break;
+        }
+        case KEY_DEV:
+                if (user->mount_dev > sys->mount_dev)
+                        loosen_ignored(sys, name, k->key);
+                else
+                        sys->mount_dev = user->mount_dev;
+                break;
+        case KEY_BIND:
+                /* the user's own binds, allowed where -B is; under 'enforce bind paths' the
+                 * admin's list stays exactly the admin's */
+                if (!sys->user_bind_control || sys->enforce_bind_paths) {
+                        loosen_ignored(sys, name, k->key);
+                        break;
+                }
+                for (char **b = user->bind_paths; b && *b; b++)
+                        if (strv_extend(&sys->bind_paths, *b) < 0)
+                                break;
+                break;
+        case KEY_SIZE:
+        case KEY_MS:
+        case KEY_COUNT: tighten_number(sys, user, k, name); break;
+        case KEY_CGPARENT:
+                if (sys->cgroup_parent)
+                        loosen_ignored(sys, name, k->key);
+                else
+                        sys->cgroup_parent = steal_pointer(&user->cgroup_parent);
+                break;
+        case KEY_LIMIT: {
+                char ***from = k->off ? &user->limit_maxima : &user->limit_defaults;
+                char ***to = k->off ? &sys->limit_maxima_user : &sys->limit_defaults;
+                for (char **p = *from; p && *p; p++)
+                        if (strv_extend(to, *p) < 0)
+                                break;
+                strv_free(*from);
+                *from = NULL;
+                break;
+        }
+        case KEY_LIST: {
+                char ***from = (char ***) ((char *) user + k->off);
+                char ***to = k->off == offsetof(struct hutch_conf, limit_container_paths)
+                                     ? &sys->limit_container_paths_user
+                                     : &sys->limit_container_owners_user;
+                strv_free(*to);
+                *to = steal_pointer(from);
+                break;
+        }
+        case KEY_STR: tighten_str(sys, user, k, name); break;
+        case KEY_ALLOW: break;
+        }
+}
+
+/* Each network of list is one of allowed (comma lists, spaces ignored). */
+static bool list_within(const char *list, const char *allowed)
+{
+        _cleanup_strv_ char **l = NULL, **a = NULL;
+        if (strsplit(list, ",", &l) < 0 || strsplit(allowed, ",", &a) < 0)
+                return false;
+        for (char **p = l; *p; p++) {
+                char *w = *p + strspn(*p, " \t");
+                size_t n = strcspn(w, " \t");
+                bool found = n == 0;
+                for (char **q = a; *q && !found; q++) {
+                        char *v = *q + strspn(*q, " \t");
+                        found = strcspn(v, " \t") == n && !strncmp(v, w, n);
+                }
+                if (!found)
+                        return false;
+        }
+        return true;
+}
+
+static void tighten_str(struct hutch_conf *sys, struct hutch_conf *user, const struct conf_key *k, const char *name)
+{
+        char **s = (char **) ((char *) sys + k->off), **u = (char **) ((char *) user + k->off);
+        bool ok;
+        if (k->off == offsetof(struct hutch_conf, net_default))
+                ok = true; /* a preference: still checked against the networks users may use */
+        else if (k->off == offsetof(struct hutch_conf, net_users_allow))
+                ok = list_within(*u, *s ? *s : "none, pasta, slirp4netns");
+        else
+                ok = false; /* the bridge's interface and subnet are the admin's */
+        if (!ok) {
+                loosen_ignored(sys, name, k->key);
+                return;
+        }
+        free(*s);
+        *s = steal_pointer(u);
+}
+
+void conf_tighten(struct hutch_conf *sys, struct hutch_conf *user, const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+                if (user->set_mask & (UINT64_C(1) << i))
+                        tighten_one(sys, user, &keys[i], name);
+        sys->n_warnings += user->n_warnings;
+        conf_free(user);
 }
 
 static char *reader(char *buf, int size, void *stream)
@@ -251,4 +447,121 @@ int conf_load(struct hutch_conf *c, const char *path, struct hutch_error *err)
         if (r < 0)
                 return r;
         return conf_parse_string(c, text, path, err);
+}
+
+int conf_load_system(struct hutch_conf *c, const char *path, struct hutch_error *err)
+{
+        /* O_NONBLOCK: a FIFO planted there never blocks (it is then refused as no regular file) */
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return errno == ENOENT ? -ENOENT
+                                       : hutch_err_sys(err, -errno, "cannot read system configuration '%s'", path);
+        if (!S_ISREG(st.st_mode))
+                return hutch_err(err, -EPERM, "system configuration '%s' is not a regular file: refused", path);
+        if (st.st_uid != 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
+                return hutch_err(err, -EPERM,
+                                 "system configuration '%s' is not owned by root or is writable by group or others: "
+                                 "refused (chown root; chmod go-w)",
+                                 path);
+        char proc[64];
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        _cleanup_free_ char *text = NULL;
+        /* read through the fd checked, not the path again */
+        int r = read_regular_at(AT_FDCWD, proc, CONF_MAX, &text, NULL);
+        if (r == -EFBIG)
+                return hutch_err(err, r, "system configuration '%s' is larger than 1 MiB", path);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot read system configuration '%s'", path);
+        return conf_parse_string(c, text, path, err);
+}
+
+int conf_load_user(struct hutch_conf *c, const char *path, struct hutch_error *err)
+{
+        struct hutch_conf u;
+        conf_defaults(&u);
+        int r = conf_load(&u, path, err);
+        if (r < 0) {
+                conf_free(&u);
+                return r;
+        }
+        conf_tighten(c, &u, path);
+        return 0;
+}
+
+static bool path_beneath(const char *path, const char *prefix)
+{
+        size_t n = strlen(prefix);
+        while (n > 1 && prefix[n - 1] == '/')
+                n--;
+        if (n == 1 && prefix[0] == '/')
+                return true;
+        return strncmp(path, prefix, n) == 0 && (path[n] == 0 || path[n] == '/');
+}
+
+static bool owner_listed(char *const *owners, uid_t uid)
+{
+        for (char *const *o = owners; o && *o; o++) {
+                struct passwd *pw = getpwnam(*o);
+                uint64_t n;
+                if ((pw && pw->pw_uid == uid) || (!pw && parse_u64_range(*o, 0, UINT32_MAX, &n) == 0 && n == uid))
+                        return true;
+        }
+        return false;
+}
+
+static bool path_listed(char *const *paths, const char *real)
+{
+        for (char *const *p = paths; p && *p; p++)
+                if (path_beneath(real, *p))
+                        return true;
+        return false;
+}
+
+int conf_image_check(const struct hutch_conf *c, int fd, const char *path, struct hutch_error *err)
+{
+        if (!c->limit_container_paths && !c->limit_container_owners && !c->limit_container_paths_user &&
+            !c->limit_container_owners_user)
+                return 0;
+        /* the image as opened: a symlink or a renamed folder cannot move it into a listed path */
+        char proc[64], real[PATH_MAX];
+        struct stat st;
+        snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(proc, real, sizeof real - 1);
+        if (n < 0 || fstat(fd, &st) < 0)
+                return hutch_err_sys(err, -errno, "cannot check image '%s' against hutch.conf", path);
+        real[n] = 0;
+        const char *key = NULL;
+        if ((c->limit_container_paths && !path_listed(c->limit_container_paths, real)) ||
+            (c->limit_container_paths_user && !path_listed(c->limit_container_paths_user, real)))
+                key = "limit container paths";
+        else if ((c->limit_container_owners && !owner_listed(c->limit_container_owners, st.st_uid)) ||
+                 (c->limit_container_owners_user && !owner_listed(c->limit_container_owners_user, st.st_uid)))
+                key = "limit container owners";
+        if (key)
+                return hutch_err(err, -EPERM, "image '%s' is not allowed by hutch.conf ('%s')", path, key);
+        return 0;
+}
+
+int conf_bind_check(const struct hutch_conf *c, const char *dst, struct hutch_error *err)
+{
+        if (!c->enforce_bind_paths)
+                return 0;
+        for (char **b = c->bind_paths; b && *b; b++) {
+                struct bind_spec *v = NULL;
+                size_t n = 0;
+                struct hutch_error ignored = HUTCH_ERROR_INIT;
+                if (bind_spec_parse(*b, &v, &n, &ignored) < 0)
+                        continue;
+                bool hit = false;
+                for (size_t i = 0; i < n && !hit; i++)
+                        hit = path_beneath(dst, v[i].dst) || path_beneath(v[i].dst, dst);
+                bind_spec_free_array(v, n);
+                if (hit)
+                        return hutch_err(err, -EPERM,
+                                         "bind destination '%s' would cover hutch.conf's 'bind path = %s' "
+                                         "('enforce bind paths = yes')",
+                                         dst, *b);
+        }
+        return 0;
 }

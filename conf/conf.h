@@ -30,6 +30,16 @@ struct hutch_conf {
         char *net_bridge;      /* NULL: hutch0 */
         char *net_subnet;      /* NULL: 10.89.0.0/24 */
         bool net_masquerade;
+        /* Admin policy (hutch.conf(5)); a user's file can only tighten it, see conf_tighten(). */
+        bool allow_fakeroot;
+        bool enforce_bind_paths;           /* users may not drop or cover the 'bind path' entries */
+        uint64_t max_instances;            /* running instances per user; 0 = no limit */
+        char **limit_container_paths;      /* an image must lie beneath one of these; NULL: anywhere */
+        char **limit_container_owners;     /* an image must belong to one of these users; NULL: anyone */
+        char **limit_container_paths_user; /* the same from the user's own file: both must hold */
+        char **limit_container_owners_user;
+        char **limit_maxima_user; /* the user's own maxima: applied after the admin's */
+        uint64_t set_mask;        /* the keys this file set (bit: index in the key table) */
         unsigned n_warnings;
 };
 
@@ -44,6 +54,24 @@ int conf_load(struct hutch_conf *c, const char *path, struct hutch_error *err);
  * it, naming it as "<what> '<path>'". */
 int conf_file_read(const char *path, size_t max, const char *what, char **ret, struct hutch_error *err);
 int conf_parse_string(struct hutch_conf *c, const char *text, const char *name, struct hutch_error *err);
+
+/* The system file: always read, whatever the environment says; refused (-EPERM) unless it
+ * is a regular file owned by root and not writable by group or others. -ENOENT when absent
+ * (the defaults stay). */
+int conf_load_system(struct hutch_conf *c, const char *path, struct hutch_error *err);
+/* A user's file (HUTCH_CONF or ~/.hutch/hutch.conf) over the system's c: parsed on its own,
+ * then merged by conf_tighten(). -ENOENT when absent. */
+int conf_load_user(struct hutch_conf *c, const char *path, struct hutch_error *err);
+/* Merge the keys user set into sys, each only in the tighter direction (a 'no' turns a
+ * permission off, never on; sizes and counts only shrink; lists of limits both apply).
+ * A loosening key is logged (naming the file name) and ignored. user is emptied. Pure, for tests. */
+void conf_tighten(struct hutch_conf *sys, struct hutch_conf *user, const char *name);
+/* 'limit container paths' and 'limit container owners' (both the admin's and the user's)
+ * for an opened image: its real path from fd, its owner from fstat. -EPERM names the key. */
+int conf_image_check(const struct hutch_conf *c, int fd, const char *path, struct hutch_error *err);
+/* 'enforce bind paths': -EPERM when a user's bind destination dst equals, covers or lies
+ * beneath the destination of a 'bind path' entry. */
+int conf_bind_check(const struct hutch_conf *c, const char *dst, struct hutch_error *err);
 
 struct bind_spec {
         char *src;

@@ -31,8 +31,10 @@ int state_root_open(const struct instance_env *env, bool create, int *ret_fd, st
 int state_roots_open(const struct instance_env *env, int ret_fds[STATE_ROOTS_MAX], size_t *ret_n,
                      struct hutch_error *err);
 /* Lock NAME in the root new instances go to, and make sure no live instance of that name
- * is in another root: -EEXIST when one is. */
-int instance_claim(const struct instance_env *env, const char *name, int *ret_root_fd, int *ret_dir_fd,
+ * is in another root: -EEXIST when one is. With max > 0, -EUSERS when the user would run
+ * more than max instances with this one (counted once it is locked, so two racing starts
+ * both see each other). */
+int instance_claim(const struct instance_env *env, const char *name, unsigned max, int *ret_root_fd, int *ret_dir_fd,
                    int *ret_lock_fd, struct hutch_error *err);
 /* Lock NAME: create NAME/ and NAME/lock, take an OFD write lock without waiting. -EEXIST
  * when a live supervisor holds it. Retries when the file was replaced under us. */

@@ -27,9 +27,10 @@ struct instance_spec {
         struct launch_spec *launch;
         const char *name;
         enum restart_policy restart;
-        unsigned max_restarts; /* on-failure:N; 0 = no limit */
-        uint64_t log_max_size; /* 0 = no cap */
-        unsigned settle_ms;    /* cap on the wait for the container to settle at start */
+        unsigned max_restarts;  /* on-failure:N; 0 = no limit */
+        uint64_t log_max_size;  /* 0 = no cap */
+        unsigned settle_ms;     /* cap on the wait for the container to settle at start */
+        unsigned max_instances; /* hutch.conf 'max instances': per user, this one included; 0 = no limit */
         struct instance_env env;
         const char *job_id; /* the batch job started in (SLURM_JOB_ID, PBS_JOBID, LSB_JOBID), or NULL */
         /* --tie-to-job: the instance is stopped when this process of the job ends (0: not tied) */

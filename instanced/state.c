@@ -417,7 +417,35 @@ int state_roots_open(const struct instance_env *env, int ret_fds[STATE_ROOTS_MAX
         return 0;
 }
 
-int instance_claim(const struct instance_env *env, const char *name, int *ret_root_fd, int *ret_dir_fd,
+static bool lock_is_held(int fd);
+
+/* Live instances in a state root: folders whose lock a supervisor holds (ours too: an OFD
+ * lock conflicts with every other open of the file, in this process as well). */
+static size_t count_live(int root_fd)
+{
+        int fd = dup(root_fd);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        size_t n = 0;
+        if (!d) {
+                if (fd >= 0)
+                        close(fd);
+                return 0;
+        }
+        rewinddir(d);
+        for (struct dirent *e; (e = readdir(d));) {
+                if (!instance_name_is_valid(e->d_name))
+                        continue;
+                _cleanup_close_ int dfd = openat(root_fd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+                _cleanup_close_ int lfd =
+                        dfd < 0 ? -EBADF : openat(dfd, "lock", O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+                if (lfd >= 0 && lock_is_held(lfd))
+                        n++;
+        }
+        closedir(d);
+        return n;
+}
+
+int instance_claim(const struct instance_env *env, const char *name, unsigned max, int *ret_root_fd, int *ret_dir_fd,
                    int *ret_lock_fd, struct hutch_error *err)
 {
         _cleanup_close_ int root = -EBADF, dir = -EBADF, lock = -EBADF;
@@ -433,7 +461,10 @@ int instance_claim(const struct instance_env *env, const char *name, int *ret_ro
         }
         struct stat a, b;
         bool taken = false;
+        size_t live = 0;
         for (size_t i = 0; i < n; i++) {
+                if (max > 0)
+                        live += count_live(fds[i]);
                 struct instance_state st = {0};
                 if (!taken && fstat(fds[i], &a) == 0 && fstat(root, &b) == 0 &&
                     (a.st_dev != b.st_dev || a.st_ino != b.st_ino)) {
@@ -446,6 +477,11 @@ int instance_claim(const struct instance_env *env, const char *name, int *ret_ro
         if (taken) {
                 instance_dir_remove(root, dir, name);
                 return hutch_err(err, -EEXIST, "instance '%s' already exists", name);
+        }
+        if (max > 0 && live > max) {
+                instance_dir_remove(root, dir, name);
+                return hutch_err(err, -EUSERS,
+                                 "you run %u instances already, the most hutch.conf allows ('max instances')", max);
         }
         *ret_root_fd = steal_fd(&root);
         *ret_dir_fd = steal_fd(&dir);

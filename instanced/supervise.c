@@ -775,7 +775,8 @@ static int setup(struct sup *u, struct hutch_error *err)
                 return hutch_err_sys(err, -errno, "cannot set up the supervisor");
         if (hold != SUPERVISOR_DIR_FD)
                 close(hold);
-        int r = instance_claim(&u->spec->env, u->spec->name, &u->root_fd, &u->dir_fd, &u->lock_fd, err);
+        int r = instance_claim(&u->spec->env, u->spec->name, u->spec->max_instances, &u->root_fd, &u->dir_fd,
+                               &u->lock_fd, err);
         if (r < 0)
                 return r;
         unlinkat(u->dir_fd, "state", 0); /* of a supervisor that died */

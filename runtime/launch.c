@@ -177,6 +177,10 @@ static int add_bind(struct launch_ctx *c, const char *src, const char *dst, bool
                 host_path_close(&c->binds[n]);
                 return hutch_err(err, -EINVAL, "bind destination '%s' must be an absolute path", dst);
         }
+        if (required && (r = conf_bind_check(c->spec->conf, norm, err)) < 0) {
+                host_path_close(&c->binds[n]);
+                return r;
+        }
         c->bind_dsts[n] = steal_pointer(&norm);
         c->bind_ro[n] = ro;
         c->n_binds++;
@@ -188,6 +192,15 @@ static int plan_binds(struct launch_ctx *c, struct hutch_error *err)
         const struct launch_spec *s = c->spec;
         int r;
 
+        if ((s->no_mount & NO_MOUNT_BIND_PATHS) && s->conf->enforce_bind_paths && s->conf->bind_paths)
+                return hutch_err(err, -EPERM,
+                                 "--no-mount bind-paths is not allowed by hutch.conf "
+                                 "('enforce bind paths = yes')");
+        if (s->n_binds > 0 && !s->conf->user_bind_control)
+                return hutch_err(err, -EPERM,
+                                 "binds of your own are not allowed by hutch.conf "
+                                 "('user bind control = no'): '%s'",
+                                 s->binds[0].src);
         if (!(s->no_mount & NO_MOUNT_BIND_PATHS))
                 for (char **b = s->conf->bind_paths; b && *b; b++) {
                         struct bind_spec *v = NULL;
@@ -247,7 +260,9 @@ static int check_allowed(const struct launch_ctx *c, struct hutch_error *err)
                         err, -EPERM, "%s images are not allowed by hutch.conf ('allow container %s = no'): '%s'",
                         image_format_name(c->img.format),
                         c->img.format == IMAGE_FORMAT_DIR ? "dir" : image_format_name(c->img.format), c->img.path);
-        return 0;
+        if (c->spec->fakeroot && !cf->allow_fakeroot)
+                return hutch_err(err, -EPERM, "--fakeroot is not allowed by hutch.conf ('allow fakeroot = no')");
+        return conf_image_check(cf, c->img.fd, c->img.path, err);
 }
 
 /* --dns, --add-host, and --hostname in a network namespace of its own: the container's

@@ -1,10 +1,13 @@
 /* conf: hutch.conf, bind and --mount specs, env files, --no-mount names. */
 #include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "conf/conf.h"
@@ -200,6 +203,149 @@ static void test_conf_instance(void **state)
         conf_free(&c);
 }
 
+/* A user's file over the system's: only the tighter direction of each key is taken. */
+static void test_conf_tighten(void **state)
+{
+        (void) state;
+        struct hutch_conf sys, u;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        log_set_level(LOG_LEVEL_ERROR);
+        conf_defaults(&sys);
+        assert_int_equal(conf_parse_string(&sys,
+                                           "allow container dir = no\nmount dev = minimal\nmax instances = 4\n"
+                                           "instance log max size = 1M\ncgroup parent = /adm\nmax memory = 1G\n"
+                                           "limit container paths = /srv/img, /opt/img\nfile cache size = 64M\n",
+                                           "sys", &e),
+                         0);
+        assert_int_equal(strv_length(sys.limit_container_paths), 2);
+        assert_string_equal(sys.limit_container_paths[1], "/opt/img");
+        conf_defaults(&u);
+        assert_int_equal(conf_parse_string(&u,
+                                           "allow container dir = yes\nallow container sif = no\nmount dev = yes\n"
+                                           "max instances = 0\ninstance log max size = 0\ncgroup parent = /mine\n"
+                                           "max memory = 8G\nlimit container paths = /home\nfile cache size = 1G\n"
+                                           "instance ready timeout = 5000\n",
+                                           "user", &e),
+                         0);
+        unsigned before = sys.n_warnings;
+        conf_tighten(&sys, &u, "user");
+        assert_false(sys.allow_dir); /* yes cannot switch the admin's no off */
+        assert_false(sys.allow_sif); /* no tightens */
+        assert_true(sys.allow_squashfs);
+        assert_int_equal(sys.mount_dev, MOUNT_DEV_MINIMAL);
+        assert_true(sys.max_instances == 4);               /* 0 would be no limit */
+        assert_true(sys.instance_log_max_size == 1 << 20); /* likewise */
+        assert_true(sys.file_cache_size == 64u << 20);
+        assert_true(sys.instance_ready_timeout == 5000); /* a wait, not a permission */
+        assert_string_equal(sys.cgroup_parent, "/adm");
+        assert_int_equal(strv_length(sys.limit_maxima), 1); /* the admin's stay the admin's */
+        assert_string_equal(sys.limit_maxima_user[0], "memory=8G");
+        assert_int_equal(strv_length(sys.limit_container_paths), 2);
+        assert_string_equal(sys.limit_container_paths_user[0], "/home");
+        assert_int_equal(sys.n_warnings - before, 6);
+        /* a user's tighter numbers are taken; an unset key changes nothing */
+        conf_defaults(&u);
+        assert_int_equal(conf_parse_string(&u, "max instances = 2\ninstance log max size = 4K\n", "user", &e), 0);
+        conf_tighten(&sys, &u, "user");
+        assert_true(sys.max_instances == 2 && sys.instance_log_max_size == 4096 && !sys.allow_dir);
+        conf_free(&sys);
+        /* with no system limit, the user's own 'max instances' and cgroup parent apply */
+        conf_defaults(&sys);
+        conf_defaults(&u);
+        assert_int_equal(conf_parse_string(&u, "max instances = 3\ncgroup parent = /mine\nbind path = /x\n", "u", &e),
+                         0);
+        conf_tighten(&sys, &u, "u");
+        assert_true(sys.max_instances == 3);
+        assert_string_equal(sys.cgroup_parent, "/mine");
+        assert_string_equal(sys.bind_paths[0], "/x");
+        conf_free(&sys);
+        /* 'user bind control = no': the user's file adds no binds either */
+        conf_defaults(&sys);
+        assert_int_equal(conf_parse_string(&sys, "user bind control = no\n", "sys", &e), 0);
+        conf_defaults(&u);
+        assert_int_equal(conf_parse_string(&u, "bind path = /x\nuser bind control = yes\n", "u", &e), 0);
+        conf_tighten(&sys, &u, "u");
+        assert_null(sys.bind_paths);
+        assert_false(sys.user_bind_control);
+        /* 'enforce bind paths': yes is the tight side */
+        conf_defaults(&u);
+        assert_int_equal(conf_parse_string(&u, "enforce bind paths = yes\n", "u", &e), 0);
+        conf_tighten(&sys, &u, "u");
+        assert_true(sys.enforce_bind_paths);
+        conf_defaults(&u);
+        before = sys.n_warnings;
+        assert_int_equal(conf_parse_string(&u, "enforce bind paths = no\n", "u", &e), 0);
+        conf_tighten(&sys, &u, "u");
+        assert_true(sys.enforce_bind_paths && sys.n_warnings == before + 1);
+        conf_free(&sys);
+}
+
+static void test_conf_policy_checks(void **state)
+{
+        (void) state;
+        struct hutch_conf c;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        conf_defaults(&c);
+        int fd = open("/etc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(conf_image_check(&c, fd, "/etc", &e), 0);
+        assert_int_equal(conf_parse_string(&c, "limit container paths = /usr, /et\n", "t", &e), 0);
+        assert_int_equal(conf_image_check(&c, fd, "/etc", &e), -EPERM); /* /et is no parent of /etc */
+        assert_non_null(strstr(e.msg, "limit container paths"));
+        assert_int_equal(conf_parse_string(&c, "limit container paths = /usr, /etc/\n", "t", &e), 0);
+        assert_int_equal(conf_image_check(&c, fd, "/etc", &e), 0);
+        assert_int_equal(conf_parse_string(&c, "limit container owners = nosuchuser, 4000000\n", "t", &e), 0);
+        assert_int_equal(conf_image_check(&c, fd, "/etc", &e), -EPERM); /* /etc is root's */
+        assert_non_null(strstr(e.msg, "limit container owners"));
+        assert_int_equal(conf_parse_string(&c, "limit container owners = nosuchuser, root\n", "t", &e), 0);
+        assert_int_equal(conf_image_check(&c, fd, "/etc", &e), 0);
+        assert_int_equal(conf_parse_string(&c, "limit container owners = NULL\n", "t", &e), 0);
+        assert_null(c.limit_container_owners);
+        close(fd);
+
+        assert_int_equal(conf_parse_string(&c, "bind path = /data:/mnt/data\nbind path = /etc/localtime\n", "t", &e),
+                         0);
+        assert_int_equal(conf_bind_check(&c, "/mnt/data", &e), 0); /* not enforced */
+        assert_int_equal(conf_parse_string(&c, "enforce bind paths = yes\n", "t", &e), 0);
+        assert_int_equal(conf_bind_check(&c, "/mnt/data", &e), -EPERM);
+        assert_int_equal(conf_bind_check(&c, "/mnt/data/x", &e), -EPERM);
+        assert_int_equal(conf_bind_check(&c, "/mnt", &e), -EPERM);
+        assert_int_equal(conf_bind_check(&c, "/", &e), -EPERM);
+        assert_int_equal(conf_bind_check(&c, "/mnt/database", &e), 0);
+        assert_int_equal(conf_bind_check(&c, "/etc/localtime", &e), -EPERM);
+        assert_int_equal(conf_bind_check(&c, "/etc/hosts", &e), 0);
+        conf_free(&c);
+}
+
+static void test_conf_system_file(void **state)
+{
+        (void) state;
+        struct hutch_conf c;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        char path[] = "/tmp/test_conf.XXXXXX";
+        int fd = mkstemp(path);
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, "mount home = no\n", 16), 16);
+        close(fd);
+        conf_defaults(&c);
+        assert_int_equal(chmod(path, 0666), 0);
+        assert_int_equal(conf_load_system(&c, path, &e), -EPERM); /* writable by others */
+        assert_non_null(strstr(e.msg, "refused"));
+        assert_int_equal(chmod(path, 0620), 0);
+        assert_int_equal(conf_load_system(&c, path, &e), -EPERM); /* by the group */
+        assert_int_equal(chmod(path, 0644), 0);
+        if (geteuid() == 0) {
+                assert_int_equal(conf_load_system(&c, path, &e), 0);
+                assert_false(c.mount_home);
+                assert_int_equal(chown(path, 1, 0), 0);
+        }
+        assert_int_equal(conf_load_system(&c, path, &e), -EPERM); /* not root's */
+        assert_int_equal(conf_load_system(&c, "/nonexistent/hutch.conf", &e), -ENOENT);
+        assert_int_equal(conf_load_system(&c, "/dev/null", &e), -EPERM); /* no regular file */
+        unlink(path);
+        conf_free(&c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -208,6 +354,8 @@ int main(void)
                 cmocka_unit_test(test_conf_instance),    cmocka_unit_test(test_bind_spec),
                 cmocka_unit_test(test_bind_spec_errors), cmocka_unit_test(test_mount_spec),
                 cmocka_unit_test(test_env_file),         cmocka_unit_test(test_no_mount),
+                cmocka_unit_test(test_conf_tighten),     cmocka_unit_test(test_conf_policy_checks),
+                cmocka_unit_test(test_conf_system_file),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
