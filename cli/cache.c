@@ -1,5 +1,6 @@
-/* cache list|clean: the per-user decompressed-file cache of squashfs and SIF images
- * (image/cache.c), as `apptainer cache` shows and empties Apptainer's. */
+/* cache list|clean: the registry cache of blobs and converted images (registry/cache.c)
+ * and the per-user decompressed-file cache of squashfs and SIF images (image/cache.c), as
+ * `apptainer cache` shows and empties Apptainer's. */
 #include <errno.h>
 #include <pwd.h>
 #include <stdio.h>
@@ -10,6 +11,7 @@
 #include "cli.h"
 #include "exit.h"
 #include "image/image.h"
+#include "registry/registry.h"
 #include "util/util.h"
 
 /* The cache folder (or a level of it) is not the caller's alone: name what is wrong and
@@ -37,6 +39,54 @@ static int not_own(const char *xdg, const char *path)
         return cli_fail(&err);
 }
 
+enum { CACHE_FILE = 4, CACHE_ALL = CACHE_BLOB | CACHE_SIF | CACHE_FILE };
+
+static unsigned cache_types_parse(const char *v)
+{
+        unsigned t = 0;
+        _cleanup_strv_ char **parts = NULL;
+        if (strsplit(v, ",", &parts) < 0)
+                return 0;
+        for (size_t i = 0; parts && parts[i]; i++) {
+                unsigned one = !strcmp(parts[i], "blob")                                  ? CACHE_BLOB
+                               : !strcmp(parts[i], "sif") || !strcmp(parts[i], "oci-tmp") ? CACHE_SIF
+                               : !strcmp(parts[i], "file")                                ? CACHE_FILE
+                               : !strcmp(parts[i], "all")                                 ? CACHE_ALL
+                                                                                          : 0;
+                if (!one)
+                        return 0;
+                t |= one;
+        }
+        return t;
+}
+
+/* The registry cache ($HUTCH_CACHEDIR, default ~/.hutch/cache): blobs and the SIFs made
+ * from images. Returns -1 to go on to the decompressed-file cache, else the exit code. */
+static int registry_part(struct cli *c, const char *cmd, unsigned types, unsigned days)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        _cleanup_free_ char *dir = cli_registry_cache_dir(c);
+        if (!dir) {
+                hutch_err(&err, -ENOENT, "no cache folder: set HOME or HUTCH_CACHEDIR");
+                return cli_fail(&err);
+        }
+        if (!strcmp(cmd, "clean")) {
+                if (registry_cache_clean(dir, types & (CACHE_BLOB | CACHE_SIF), days, &err) < 0)
+                        return cli_fail(&err);
+                return -1;
+        }
+        struct cache_usage u;
+        if (registry_cache_usage(dir, &u, &err) < 0)
+                return cli_fail(&err);
+        char sb[32], bb[32];
+        size_format(u.sif_bytes, sb, sizeof sb);
+        size_format(u.blob_bytes, bb, sizeof bb);
+        printf("There are %zu container file(s) using %s and %zu oci blob file(s) using %s of space\nImage cache "
+               "folder: %s\n",
+               u.sifs, sb, u.blobs, bb, dir);
+        return -1;
+}
+
 int verb_cache(struct cli *c, int argc, char **argv)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
@@ -48,14 +98,33 @@ int verb_cache(struct cli *c, int argc, char **argv)
         if (!cmd || (strcmp(cmd, "list") != 0 && strcmp(cmd, "clean") != 0))
                 return cmd ? cli_usage_error("cache", "unknown cache command '%s'", cmd)
                            : cli_usage_error("cache", "expects list or clean");
+        unsigned types = CACHE_ALL;
+        unsigned days = 0;
         for (int i = 2; i < argc; i++) {
                 if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
                         cli_help_print("cache");
                         return 0;
                 }
-                /* Apptainer's clean asks first unless --force; this cache is only a cache */
-                if (strcmp(cmd, "clean") != 0 || (strcmp(argv[i], "-f") != 0 && strcmp(argv[i], "--force") != 0))
-                        return cli_usage_error("cache", "unknown option '%s' for 'cache %s'", argv[i], cmd);
+                const char *a = argv[i];
+                if ((!strcmp(a, "-T") || !strcmp(a, "--type")) && i + 1 < argc) {
+                        if ((types = cache_types_parse(argv[++i])) == 0)
+                                return cli_usage_error("cache",
+                                                       "--type takes blob, sif, file or all (a comma list), "
+                                                       "not '%s'",
+                                                       argv[i]);
+                } else if ((!strcmp(a, "-D") || !strcmp(a, "--days")) && i + 1 < argc && !strcmp(cmd, "clean")) {
+                        uint64_t d;
+                        if (parse_u64_range(argv[++i], 1, 100000, &d) < 0)
+                                return cli_usage_error("cache", "--days takes a number of days, not '%s'", argv[i]);
+                        days = (unsigned) d;
+                } else if (strcmp(cmd, "clean") != 0 || (strcmp(a, "-f") != 0 && strcmp(a, "--force") != 0))
+                        /* Apptainer's clean asks first unless --force; this cache is only a cache */
+                        return cli_usage_error("cache", "unknown option '%s' for 'cache %s'", a, cmd);
+        }
+        if (types & (CACHE_BLOB | CACHE_SIF)) {
+                int r = registry_part(c, cmd, types, days);
+                if (r >= 0 || !(types & CACHE_FILE))
+                        return r >= 0 ? r : 0;
         }
         const char *xdg = cli_getenv(c, "XDG_RUNTIME_DIR");
         _cleanup_free_ char *path = NULL;

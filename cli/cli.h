@@ -38,6 +38,8 @@ bool cli_is_deffile(const char *path);
  * Returns -1 to go on, else the exit code (the error printed). */
 bool cli_is_registry_source(const char *s);
 int cli_registry_fetch(const char *uri, char **ret_path);
+/* $HUTCH_CACHEDIR, else ~/.hutch/cache; NULL without either. */
+char *cli_registry_cache_dir(const struct cli *c);
 
 int verb_launch(struct cli *c, const char *verb, int argc, char **argv);
 int verb_inspect(struct cli *c, int argc, char **argv);

@@ -1,4 +1,5 @@
-/* Images named by a registry URI (docker://, oras://) for the running verbs: hutch-registry
+/* Images named by a registry URI (docker://, oras://) or a local OCI source (oci:,
+ * oci-archive:, docker-archive:) for the running verbs: hutch-registry
  * pulls them into the cache (once: later runs find them there) and prints the cached SIF's
  * path, which the verb then runs as any SIF. Its progress and errors reach the user's
  * terminal directly; its libraries never load into hutch. */
@@ -18,7 +19,8 @@
 
 bool cli_is_registry_source(const char *s)
 {
-        return startswith(s, "docker://") || startswith(s, "oras://");
+        return startswith(s, "docker://") || startswith(s, "oras://") || startswith(s, "oci:") ||
+               startswith(s, "oci-archive:") || startswith(s, "docker-archive:");
 }
 
 int cli_registry_fetch(const char *uri, char **ret_path)
@@ -83,4 +85,15 @@ int cli_registry_fetch(const char *uri, char **ret_path)
                 return cli_fail(&err);
         }
         return -1;
+}
+
+char *cli_registry_cache_dir(const struct cli *c)
+{
+        const char *d = cli_getenv(c, "HUTCH_CACHEDIR"), *home = cli_getenv(c, "HOME");
+        char *s = NULL;
+        if (d && *d)
+                return strdup(d);
+        if (home && *home && asprintf(&s, "%s/.hutch/cache", home) >= 0)
+                return s;
+        return NULL;
 }

@@ -73,20 +73,9 @@ static void paths_free(struct paths *p)
         free(p->podman);
 }
 
-static char *cache_dir(const struct cli *c)
-{
-        const char *d = cli_getenv(c, "HUTCH_CACHEDIR"), *home = cli_getenv(c, "HOME");
-        char *s = NULL;
-        if (d && *d)
-                return strdup(d);
-        if (home && asprintf(&s, "%s/.hutch/cache", home) >= 0)
-                return s;
-        return NULL;
-}
-
 static bool is_pull_source(const char *s)
 {
-        return startswith(s, "docker://") || startswith(s, "oras://");
+        return startswith(s, "docker://") || startswith(s, "oras://") || registry_source_is_local(s);
 }
 
 /* pull [options] [OUT] URI; cache-pull [options] URI (hidden: prints the cached path) */
@@ -128,18 +117,21 @@ static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
                 return cli_usage_error("pull", "missing URI (docker://..., oras://...)");
         p.source = pos[n - 1];
         if (!is_pull_source(p.source))
-                return cli_usage_error("pull", "'%s': pull takes docker://... or oras://...", p.source);
+                return cli_usage_error(
+                        "pull", "'%s': pull takes docker://, oras://, oci:, oci-archive: or docker-archive:", p.source);
         if (to_cache && n != 1)
                 return cli_usage_error("pull", "cache-pull takes the URI only");
         struct registry_ref ref;
-        if (registry_ref_parse(p.source, &ref, &err) < 0)
-                return cli_fail(&err);
-        _cleanup_free_ char *target = NULL, *name = registry_ref_default_name(&ref);
-        registry_ref_free(&ref);
+        if (!registry_source_is_local(p.source)) {
+                if (registry_ref_parse(p.source, &ref, &err) < 0)
+                        return cli_fail(&err);
+                registry_ref_free(&ref);
+        }
+        _cleanup_free_ char *target = NULL, *name = registry_default_name(p.source);
         const char *out = n == 2 ? pos[0] : name;
         if (!to_cache && (!out || (dir ? asprintf(&target, "%s/%s", dir, out) : asprintf(&target, "%s", out)) < 0))
                 return cli_usage_error("pull", "out of memory");
-        _cleanup_free_ char *cache = cache_dir(c);
+        _cleanup_free_ char *cache = cli_registry_cache_dir(c);
         if (!cache && !p.disable_cache)
                 return cli_usage_error("pull", "no cache folder: set HOME or HUTCH_CACHEDIR, or use --disable-cache");
         p.target = target;

@@ -39,7 +39,11 @@ static int walk(const char *cache_dir, const char *sub, bool clean, time_t min_a
                 struct stat st;
                 if (e->d_name[0] == '.' || fstatat(fd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
                         continue;
-                if (clean && now - st.st_mtime >= min_age) {
+                /* oci-tmp's REFHEX-ARCH.ref notes (pull.c) go with the SIFs, uncounted */
+                bool note = endswith(e->d_name, ".ref");
+                if (note && !clean)
+                        continue;
+                if (clean && (note || now - st.st_mtime >= min_age)) {
                         char lock[300];
                         size_t hl = strcspn(e->d_name, ".");
                         snprintf(lock, sizeof lock, ".%.*s.lock", (int) hl, e->d_name);

@@ -306,7 +306,7 @@ static int metadata_write(int root_fd, const struct oci_config *cfg, const char 
 }
 
 /* A private folder: mkdtemp beside base, opened and checked to be ours. */
-static int private_dir(const char *base, char **ret_path, struct hutch_error *err)
+int private_dir(const char *base, char **ret_path, struct hutch_error *err)
 {
         char *p = NULL;
         if (asprintf(&p, "%s.hutch-pull-XXXXXX", base) < 0)
@@ -338,34 +338,41 @@ static void private_dir_remove(const char *path)
         spawn_wait(rm_argv, true);
 }
 
-struct pull_ctx {
-        const struct pull_spec *p;
-        struct registry_ref ref;
-        struct http_client c;
-        struct oci_manifest m;
-        char digest[72];
-        char *work; /* private folder */
-        int work_fd;
-        int blob_fd; /* where blobs are */
-};
-
-/* Fetch config and layers, unpack, write metadata, squash into target. */
-static int convert(struct pull_ctx *x, const char *target, struct hutch_error *err)
+/* Fetch the blobs (docker://), check them (local sources), unpack the layers, write
+ * metadata, squash into target. */
+int convert(struct pull_ctx *x, const char *target, struct hutch_error *err)
 {
         const struct pull_spec *p = x->p;
-        size_t n = x->m.n_layers + 1;
-        _cleanup_free_ struct blob_want *w = calloc(n, sizeof *w);
-        if (!w)
-                return hutch_err(err, -ENOMEM, "out of memory");
-        w[0] = (struct blob_want){x->m.config.digest, x->m.config.size, "config"};
-        for (size_t i = 0; i < x->m.n_layers; i++)
-                w[i + 1] = (struct blob_want){x->m.layers[i].digest, x->m.layers[i].size, "layer"};
-        int r = blobs_fetch(&x->c, x->blob_fd, w, n, p->progress, p->quiet, err);
-        if (r < 0)
-                return r;
+        int r = 0;
+        if (x->fetch) {
+                size_t n = x->m.n_layers + 1;
+                _cleanup_free_ struct blob_want *w = calloc(n, sizeof *w);
+                if (!w)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                w[0] = (struct blob_want){x->m.config.digest, x->m.config.size, "config"};
+                for (size_t i = 0; i < x->m.n_layers; i++)
+                        w[i + 1] = (struct blob_want){x->m.layers[i].digest, x->m.layers[i].size, "layer"};
+                if ((r = blobs_fetch(&x->c, x->blob_fd, w, n, p->progress, p->quiet, err)) < 0)
+                        return r;
+        }
+        for (size_t i = 0; x->verify && i <= x->n_names; i++) {
+                const char *name = i == 0 ? x->config_name : x->names[i - 1];
+                const char *want = i == 0 ? x->config_digest : x->digests[i - 1];
+                char got[72];
+                _cleanup_close_ int fd = openat(x->blob_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+                if (fd < 0)
+                        return hutch_err_sys(err, -errno, "cannot open '%s' of the image", name);
+                if (!want)
+                        continue;
+                if ((r = sha256_file(fd, got, err)) < 0)
+                        return r;
+                if (strcmp(got, want) != 0)
+                        return hutch_err(err, -EBADMSG, "'%s' of the image does not match its digest %.19s", name,
+                                         want);
+        }
         _cleanup_free_ char *cj = NULL;
         size_t cl;
-        r = read_regular_at(x->blob_fd, x->m.config.digest + 7, 16u << 20, &cj, &cl);
+        r = read_regular_at(x->blob_fd, x->config_name, 16u << 20, &cj, &cl);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot read the image config");
         struct oci_config cfg = {0};
@@ -377,14 +384,14 @@ static int convert(struct pull_ctx *x, const char *target, struct hutch_error *e
         }
         _cleanup_close_ int root = openat(x->work_fd, "rootfs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         struct unpack_opts uo = {.as_root = geteuid() == 0};
-        for (size_t i = 0; i < x->m.n_layers && r >= 0 && root >= 0; i++) {
+        for (size_t i = 0; i < x->n_names && r >= 0 && root >= 0; i++) {
                 char path[PATH_MAX];
-                snprintf(path, sizeof path, "/proc/self/fd/%d/%s", x->blob_fd, x->m.layers[i].digest + 7);
+                snprintf(path, sizeof path, "/proc/self/fd/%d/%s", x->blob_fd, x->names[i]);
                 if (!p->quiet)
-                        log_verbose("Unpacking layer %zu/%zu %.19s", i + 1, x->m.n_layers, x->m.layers[i].digest);
+                        log_verbose("Unpacking layer %zu/%zu %s", i + 1, x->n_names, x->names[i]);
                 r = layer_unpack(root, path, &uo, err);
                 if (r < 0)
-                        hutch_err_wrap(err, "layer %.19s", x->m.layers[i].digest);
+                        hutch_err_wrap(err, "layer %.19s", x->names[i]);
         }
         if (r >= 0 && root < 0)
                 r = hutch_err_sys(err, -errno, "cannot open the unpack folder");
@@ -412,7 +419,7 @@ static int convert(struct pull_ctx *x, const char *target, struct hutch_error *e
 }
 
 /* Copy src into target through a temporary name beside it. */
-static int copy_to(const char *src, const char *target, struct hutch_error *err)
+int copy_to(const char *src, const char *target, struct hutch_error *err)
 {
         _cleanup_free_ char *tmp = NULL;
         if (asprintf(&tmp, "%s.hutch-tmp-XXXXXX", target) < 0)
@@ -445,7 +452,7 @@ static int copy_to(const char *src, const char *target, struct hutch_error *err)
 }
 
 /* The cache's SIF of the resolved manifest, built under its lock when missing. */
-static int cached_sif(struct pull_ctx *x, char **ret, struct hutch_error *err)
+int cached_sif(struct pull_ctx *x, char **ret, struct hutch_error *err)
 {
         _cleanup_free_ char *dir = NULL, *path = NULL, *lock = NULL;
         const char *hex = x->digest + 7;
@@ -465,7 +472,7 @@ static int cached_sif(struct pull_ctx *x, char **ret, struct hutch_error *err)
         if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
                 log_verbose("Using the cached image %s", path);
         } else {
-                if ((x->work_fd = private_dir(path, &x->work, err)) < 0)
+                if (!x->work && (x->work_fd = private_dir(path, &x->work, err)) < 0)
                         return x->work_fd;
                 if ((r = convert(x, path, err)) < 0)
                         return r;
@@ -526,6 +533,13 @@ static int pull_docker(struct pull_ctx *x, char **ret_path, struct hutch_error *
         if ((r = manifest_resolve(&x->c, &x->ref, p->arch, &x->m, x->digest, err)) < 0)
                 return r;
         log_verbose("Manifest %s", x->digest);
+        x->fetch = true;
+        x->config_name = x->m.config.digest + 7;
+        x->n_names = x->m.n_layers;
+        if (!(x->names = calloc(x->n_names + 1, sizeof *x->names)))
+                return hutch_err(err, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < x->n_names; i++)
+                x->names[i] = x->m.layers[i].digest + 7;
         if (!p->disable_cache) {
                 if ((x->blob_fd = cache_blob_dir(p->cache_dir, true, err)) < 0)
                         return x->blob_fd;
@@ -556,6 +570,12 @@ int registry_pull(const struct pull_spec *p, char **ret_path, struct hutch_error
         struct stat st;
         if (ret_path)
                 *ret_path = NULL;
+        if (registry_source_is_local(p->source)) {
+                if (p->target && !p->force && lstat(p->target, &st) == 0)
+                        return hutch_err(err, -EEXIST, "image file '%s' already exists; use --force to overwrite it",
+                                         p->target);
+                return pull_ctx_end(&x, pull_local(&x, ret_path, err));
+        }
         int r = registry_ref_parse(p->source, &x.ref, err);
         if (r < 0)
                 return r;
@@ -568,17 +588,26 @@ int registry_pull(const struct pull_spec *p, char **ret_path, struct hutch_error
                 r = oras_pull(p, &x.ref, ret_path, err);
         else
                 r = pull_docker(&x, ret_path, err);
-        if (x.c.requests)
-                log_debug("%u HTTP requests", x.c.requests);
-        if (x.work_fd >= 0)
-                close(x.work_fd);
-        if (x.blob_fd >= 0)
-                close(x.blob_fd);
-        if (x.work)
-                private_dir_remove(x.work);
-        free(x.work);
-        oci_manifest_free(&x.m);
-        http_client_free(&x.c);
-        registry_ref_free(&x.ref);
+        r = pull_ctx_end(&x, r);
+        return r;
+}
+
+int pull_ctx_end(struct pull_ctx *x, int r)
+{
+        if (x->c.requests)
+                log_debug("%u HTTP requests", x->c.requests);
+        if (x->work_fd >= 0)
+                close(x->work_fd);
+        if (x->blob_fd >= 0)
+                close(x->blob_fd);
+        if (x->work)
+                private_dir_remove(x->work);
+        free(x->work);
+        free(x->names);
+        free(x->digests);
+        strv_free(x->owned);
+        oci_manifest_free(&x->m);
+        http_client_free(&x->c);
+        registry_ref_free(&x->ref);
         return r;
 }

@@ -58,3 +58,29 @@ void sha256_buf(const void *buf, size_t len, char out[72]);
  * is replaced; else -EEXIST). */
 int root_mkdir_p(int root_fd, const char *path, mode_t mode);
 int root_write(int root_fd, const char *path, const char *text, mode_t mode, bool replace);
+
+/* ---- a pull (pull.c, local.c) */
+struct pull_ctx {
+        const struct pull_spec *p;
+        struct registry_ref ref;
+        struct http_client c;
+        struct oci_manifest m;
+        char digest[72]; /* the image manifest's (the cache's key) */
+        char *work;      /* private folder */
+        int work_fd;
+        int blob_fd;             /* where config and layers are */
+        const char *config_name; /* in blob_fd */
+        const char **names;      /* the layers in blob_fd, bottom first */
+        size_t n_names;
+        bool fetch;  /* fetch the manifest's blobs into blob_fd first */
+        bool verify; /* check config_digest and digests[] before use */
+        const char *config_digest;
+        char **digests; /* NULL entries: not checked */
+        char **owned;   /* strings the above point into */
+};
+int convert(struct pull_ctx *x, const char *target, struct hutch_error *err);
+int cached_sif(struct pull_ctx *x, char **ret, struct hutch_error *err);
+int copy_to(const char *src, const char *target, struct hutch_error *err);
+int private_dir(const char *base, char **ret_path, struct hutch_error *err);
+int pull_ctx_end(struct pull_ctx *x, int r);
+int pull_local(struct pull_ctx *x, char **ret_path, struct hutch_error *err);

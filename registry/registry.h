@@ -25,6 +25,10 @@ void registry_ref_free(struct registry_ref *r);
 /* Apptainer's default file name: the last component of the repository, "_" and the tag
  * (or "sha256_HEX" for a digest), ".sif". Caller frees. */
 char *registry_ref_default_name(const struct registry_ref *r);
+/* oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE */
+bool registry_source_is_local(const char *source);
+/* The default file name for any source (REPO_TAG.sif, DIR_TAG.sif, FILE.sif). */
+char *registry_default_name(const char *source);
 /* "sha256:" and 64 lowercase hex digits */
 bool registry_digest_is_valid(const char *d);
 

@@ -356,6 +356,10 @@ int layer_unpack(int root_fd, const char *layer_path, struct unpack_opts *o, str
         if (n < 0)
                 return hutch_err_sys(err, -errno, "cannot name the unpack folder");
         L.root_path[n] = 0;
+        /* opened first: a relative name is the caller's, not the root's */
+        _cleanup_close_ int in = open(layer_path, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+                return hutch_err_sys(err, -errno, "cannot open layer '%s'", layer_path);
         /* libarchive writes relative to the working folder */
         _cleanup_close_ int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (fchdir(root_fd) < 0)
@@ -378,7 +382,7 @@ int layer_unpack(int root_fd, const char *layer_path, struct unpack_opts *o, str
         archive_read_support_filter_zstd(a);
         archive_read_support_filter_none(a);
         archive_read_support_format_tar(a);
-        if (archive_read_open_filename(a, layer_path, 1 << 17) != ARCHIVE_OK) {
+        if (archive_read_open_fd(a, in, 1 << 17) != ARCHIVE_OK) {
                 r = hutch_err(err, -EIO, "cannot read layer '%s': %s", layer_path, archive_error_string(a));
                 goto out;
         }

@@ -119,6 +119,48 @@ check "two concurrent pulls of one image both succeed" '[ $c1 -eq 0 ] && [ $c2 -
 check "and fetch each of its 4 blobs once" '[ "$(( $(blob_gets) - n ))" -eq 4 ]'
 rm -f c1.sif c2.sif again.sif arm.sif
 
+# ---- local sources and instances
+skopeo copy -q --insecure-policy "oci:$T/oci:zstd" "oci-archive:$T/z.tar" && skopeo copy -q --insecure-policy "oci:$T/oci:basic" "docker-archive:$T/d.tar" || notok "skopeo writes archives"
+run "$HUTCH" pull "oci:$T/oci:layers"
+run "$HUTCH" exec oci_layers.sif cat /etc/marker
+check "pull oci:DIR:TAG" '[ $RC -eq 0 ] && out_is layers'
+run "$HUTCH" pull "oci:$T/oci"
+check "oci:DIR holding several images needs a TAG" 'fails_with "holds 5 images: name one"'
+run "$HUTCH" pull "oci-archive:$T/z.tar"
+run "$HUTCH" exec z_latest.sif cat /etc/marker
+check "pull oci-archive:FILE" '[ $RC -eq 0 ] && out_is zstd'
+run "$HUTCH" pull "docker-archive:$T/d.tar"
+run "$HUTCH" run d_latest.sif x
+check "pull docker-archive:FILE (docker save's format)" '[ $RC -eq 0 ] && out_has "^entry:ep:x$"'
+run "$HUTCH" exec "oci:$T/oci:plain" cat /etc/marker
+check "exec oci:DIR:TAG" '[ $RC -eq 0 ] && out_is plain'
+cp -r "$T/oci" "$T/oci-bad"
+for l in $(find "$T/oci-bad/blobs/sha256" -size +100k); do
+	printf x | dd of="$l" bs=1 seek=100 conv=notrunc status=none
+done
+run "$HUTCH" pull --disable-cache bad.sif "oci:$T/oci-bad:basic"
+check "an OCI layout's blob that does not match its digest" 'fails_with "does not match its digest" && [ ! -e bad.sif ]'
+run "$HUTCH" pull x.sif "docker-archive:$T/nonexistent.tar"
+check "a missing archive" 'fails_with "nonexistent.tar" && [ ! -e x.sif ]'
+rm -f oci_layers.sif z_latest.sif d_latest.sif
+run "$HUTCH" instance start "docker://$R/test/busybox:basic" regtest
+run "$HUTCH" exec instance://regtest cat /etc/marker
+check "instance start docker://" '[ $RC -eq 0 ] && out_is base'
+"$HUTCH" instance stop regtest >/dev/null 2>&1
+run "$HUTCH" cache list
+check "cache list counts the SIFs and blobs" '[ $RC -eq 0 ] && out_has "There are [1-9][0-9]* container file(s) using .* and [1-9][0-9]* oci blob file(s)" && out_has "Image cache folder: $T/cache"'
+run "$HUTCH" cache clean --type sif --days 1
+check "cache clean --days keeps newer entries" '[ $RC -eq 0 ] && [ -n "$(ls "$T/cache/oci-tmp/"*.sif)" ]'
+run "$HUTCH" cache clean --type sif
+check "cache clean --type sif empties oci-tmp, keeps the blobs" '[ $RC -eq 0 ] && [ -z "$(ls "$T/cache/oci-tmp/"*.sif 2>/dev/null)" ] && [ -n "$(ls "$T/cache/blob/blobs/sha256")" ]'
+n=$(blob_gets)
+run "$HUTCH" exec "docker://$R/test/busybox:basic" true
+check "a SIF made again from cached blobs, none fetched" '[ $RC -eq 0 ] && [ "$(blob_gets)" -eq "$n" ]'
+run "$HUTCH" cache clean --type blob,sif
+check "cache clean --type blob,sif" '[ $RC -eq 0 ] && [ -z "$(ls "$T/cache/blob/blobs/sha256")" ]'
+run "$HUTCH" cache clean --type nope
+check "cache clean --type of no kind" 'fails_with "--type takes blob, sif, file or all"'
+
 # ---- errors: one line, nothing left
 before=$(ls -A "$W" | sort | tr '\n' ' ')
 cache_clean() { ! find "$T/cache" "$T/cache2" "$T/cache3" -name '*.part' -o -name '*hutch-pull*' -o -name '*hutch-tmp*' | grep -q .; }
