@@ -12,6 +12,9 @@ BUILD_DEPS=(gcc meson ninja-build pkg-config libsquashfuse-dev libfuse3-dev libi
 	librnp-dev libssl-dev) # librnp, libcrypto: hutch-sign (key, sign, verify)
 RUN_DEPS=(fuse3 squashfs-tools uidmap
 	librnp0 libssl3) # hutch-sign
+# net/ (hutch-net): libnl for bridges; pasta (passt) and slirp4netns for user-mode networks
+BUILD_DEPS+=(libnl-3-dev libnl-route-3-dev)
+RUN_DEPS+=(passt slirp4netns)
 TEST_DEPS=(libcmocka-dev python3 busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio clang libclang-rt-14-dev)
 BENCH_DEPS=(bubblewrap charliecloud podman runc catatonit hyperfine bc time linux-perf)
 # registry/ (hutch-registry): libcurl, libarchive, libcrypto; its tests run a real registry

@@ -174,7 +174,8 @@ static void print_json(const struct instance_state *v, size_t n)
                 json_object_object_add(o, "instance", json_object_new_string(v[i].name));
                 json_object_object_add(o, "pid", json_object_new_int(v[i].pid));
                 json_object_object_add(o, "img", json_object_new_string(v[i].image ? v[i].image : ""));
-                json_object_object_add(o, "ip", json_object_new_string(""));
+                json_object_object_add(o, "ip", json_object_new_string(v[i].ip ? v[i].ip : ""));
+                json_object_object_add(o, "ports", json_object_new_string(v[i].ports ? v[i].ports : ""));
                 json_object_object_add(o, "logErrPath", json_object_new_string(v[i].log_err ? v[i].log_err : ""));
                 json_object_object_add(o, "logOutPath", json_object_new_string(v[i].log_out ? v[i].log_out : ""));
                 json_object_object_add(o, "uid", json_object_new_int64(v[i].uid));
@@ -214,21 +215,26 @@ static void print_table(const struct instance_state *v, size_t n, bool logs)
                 return;
         }
         /* a JOB column when an instance runs in a batch job (its id; "(tied)" when it ends with it) */
-        bool jobs = false;
-        for (size_t i = 0; i < n; i++)
+        bool jobs = false, ports = false;
+        for (size_t i = 0; i < n; i++) {
                 jobs |= v[i].job && *v[i].job;
-        printf("%-16s %-8s %-15s %-40s %-19s %-8s%s\n", "INSTANCE NAME", "PID", "IP", "IMAGE", "STARTED", "RESTARTS",
-               jobs ? " JOB" : "");
+                ports |= v[i].ports && *v[i].ports;
+        }
+        printf("%-16s %-8s %-15s %-40s %-19s %-8s%s%s\n", "INSTANCE NAME", "PID", "IP", "IMAGE", "STARTED", "RESTARTS",
+               jobs ? " JOB" : "", ports ? " PORTS" : "");
         for (size_t i = 0; i < n; i++) {
                 char t[64];
                 format_time(v[i].started, t, sizeof t);
                 _cleanup_free_ char *img = cell(v[i].image), *job = cell(v[i].job && *v[i].job ? v[i].job : "-");
+                const char *ip = v[i].ip && *v[i].ip ? v[i].ip : "-";
+                _cleanup_free_ char *pc = ports ? cell(v[i].ports && *v[i].ports ? v[i].ports : "-") : NULL;
                 if (jobs)
-                        printf("%-16s %-8d %-15s %-40s %-19s %-8u %s%s\n", v[i].name, (int) v[i].pid, "",
-                               img ? img : "", t, v[i].restarts, job ? job : "", v[i].job_pid > 0 ? " (tied)" : "");
+                        printf("%-16s %-8d %-15s %-40s %-19s %-8u %s%s", v[i].name, (int) v[i].pid, ip, img ? img : "",
+                               t, v[i].restarts, job ? job : "", v[i].job_pid > 0 ? " (tied)" : "");
                 else
-                        printf("%-16s %-8d %-15s %-40s %-19s %u\n", v[i].name, (int) v[i].pid, "", img ? img : "", t,
-                               v[i].restarts);
+                        printf("%-16s %-8d %-15s %-40s %-19s %-*u", v[i].name, (int) v[i].pid, ip, img ? img : "", t,
+                               ports ? 8 : 0, v[i].restarts);
+                printf("%s%s\n", pc ? " " : "", pc ? pc : "");
         }
 }
 

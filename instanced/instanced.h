@@ -54,6 +54,8 @@ struct instance_state {
         char *cgroup;  /* cgroup_to_string(), empty without limits */
         char *job;     /* the batch job id, empty outside a job */
         pid_t job_pid; /* tied to the job: its process watched, else 0 */
+        char *ip;      /* with a network of its own: the container's IPv4 address, else empty */
+        char *ports;   /* published ports, "127.0.0.1:8080->80/tcp,...", else empty */
 };
 
 void instance_state_clear(struct instance_state *st);

@@ -78,6 +78,8 @@ void instance_state_clear(struct instance_state *st)
         free(st->log_err);
         free(st->cgroup);
         free(st->job);
+        free(st->ip);
+        free(st->ports);
         *st = (struct instance_state){0};
 }
 
@@ -97,6 +99,7 @@ static const struct field {
         /* sorted by key: looked up with bsearch */
         {"cgroup", F_STR, offsetof(struct instance_state, cgroup)},
         {"image", F_STR, offsetof(struct instance_state, image)},
+        {"ip", F_STR, offsetof(struct instance_state, ip)},
         {"job", F_STR, offsetof(struct instance_state, job)},
         {"job_pid", F_PID, offsetof(struct instance_state, job_pid)},
         {"log_err", F_STR, offsetof(struct instance_state, log_err)},
@@ -104,6 +107,7 @@ static const struct field {
         {"name", F_STR, offsetof(struct instance_state, name)},
         {"pid", F_PID, offsetof(struct instance_state, pid)},
         {"pid_start", F_ULL, offsetof(struct instance_state, pid_start)},
+        {"ports", F_STR, offsetof(struct instance_state, ports)},
         {"restart", F_STR, offsetof(struct instance_state, restart)},
         {"restarts", F_UINT, offsetof(struct instance_state, restarts)},
         {"started", F_LL, offsetof(struct instance_state, started)},
@@ -241,7 +245,8 @@ int instance_state_format(const struct instance_state *st, char **ret)
         char *s = NULL;
         const char *strs[] = {st->image ? st->image : "",     st->restart ? st->restart : "no",
                               st->log_out ? st->log_out : "", st->log_err ? st->log_err : "",
-                              st->cgroup ? st->cgroup : "",   st->job ? st->job : ""};
+                              st->cgroup ? st->cgroup : "",   st->job ? st->job : "",
+                              st->ip ? st->ip : "",           st->ports ? st->ports : ""};
         char *e[ELEMENTSOF(strs)] = {NULL}, jp[32] = "";
         if (st->job_pid > 0)
                 snprintf(jp, sizeof jp, "job_pid=%d\n", (int) st->job_pid);
@@ -254,9 +259,10 @@ int instance_state_format(const struct instance_state *st, char **ret)
         if (asprintf(&s,
                      "name=%s\npid=%d\npid_start=%llu\nsupervisor=%d\nsupervisor_start=%llu\nuid=%u\n"
                      "image=%s\nstarted=%lld\nrestarts=%u\nrestart=%s\nlog_out=%s\nlog_err=%s\ncgroup=%s\n"
-                     "job=%s\n%s",
+                     "job=%s\nip=%s\nports=%s\n%s",
                      st->name, (int) st->pid, st->pid_start, (int) st->supervisor, st->supervisor_start,
-                     (unsigned) st->uid, e[0], st->started, st->restarts, e[1], e[2], e[3], e[4], e[5], jp) < 0)
+                     (unsigned) st->uid, e[0], st->started, st->restarts, e[1], e[2], e[3], e[4], e[5], e[6], e[7],
+                     jp) < 0)
                 goto out;
         *ret = s;
         r = 0;

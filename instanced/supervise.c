@@ -477,6 +477,9 @@ static int container_start(struct sup *u, struct hutch_error *err)
                 return hutch_err_sys(err, ws, "cannot start the launcher");
         if (n == (ssize_t) sizeof ev && ev.type == LAUNCH_EVENT_STARTED && ev.pid > 0) {
                 u->init = ev.pid;
+                free(u->st.ip);
+                ev.net_addr[sizeof ev.net_addr - 1] = 0;
+                u->st.ip = ev.net_addr[0] ? strdup(ev.net_addr) : NULL;
                 on_started(u, ev.pid);
                 return 0;
         }
@@ -880,6 +883,11 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         }
         if (!u.st.image)
                 u.st.image = strdup(spec->launch->image);
+        if (spec->launch->net && spec->launch->net->n_publish) {
+                char ports[1024];
+                net_ports_format(spec->launch->net, ports, sizeof ports);
+                u.st.ports = strdup(ports);
+        }
         int r = (!u.st.name || !u.st.image || !u.st.restart || !u.st.job) ? hutch_err(err, -ENOMEM, "out of memory")
                                                                           : 0;
         if (r >= 0)

@@ -137,7 +137,7 @@ int runtime_join(const struct launch_spec *spec, const struct runtime_target *t,
                 _exit(255);
         }
         close(sp[1]);
-        r = child_wait(spec, child, sp[0], &old, ret_status, err);
+        r = child_wait(spec, child, sp[0], &old, NULL, ret_status, err);
         ctx_free(&c);
         return r;
 }

@@ -516,8 +516,8 @@ static int forward_until_exit(pid_t child, const sigset_t *all)
 
 /* The parent outside a --pid namespace (or of a joined process), with every signal blocked
  * since before the child existed: forward signals, return the child's status. */
-int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigset_t *old, int *ret_status,
-               struct hutch_error *err)
+int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigset_t *old, const char *net_addr,
+               int *ret_status, struct hutch_error *err)
 {
         sigset_t all;
         sigfillset(&all);
@@ -530,6 +530,7 @@ int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigs
                 if (n == (ssize_t) sizeof *err)
                         return err->code < 0 ? err->code : -EIO;
                 struct launch_event ev = {.type = LAUNCH_EVENT_STARTED, .pid = child};
+                snprintf(ev.net_addr, sizeof ev.net_addr, "%s", net_addr ? net_addr : "");
                 (void) !send(s->notify_fd, &ev, sizeof ev, MSG_NOSIGNAL);
                 *ret_status = 0;
                 return 0;
@@ -631,6 +632,8 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 return r;
         if (has_netns(s) && ((r = net_loopback_up(err)) < 0 || (r = net_helper_wire(&c->net, err)) < 0))
                 return r;
+        if (has_netns(s) && s->instance)
+                net_address_get(c->net_addr, sizeof c->net_addr);
         if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
                 return hutch_err_sys(err, -errno, "cannot set hostname '%s'", s->hostname);
         if ((r = rootfs_stage(c, err)) < 0)
@@ -688,7 +691,7 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         struct hutch_error werr = HUTCH_ERROR_INIT;
         if (net_helper_watch(&c->net, child, &werr) < 0)
                 log_verbose("%s", werr.msg);
-        return child_wait(s, child, sp[0], &old, ret_status, err);
+        return child_wait(s, child, sp[0], &old, c->net_addr, ret_status, err);
 }
 
 static int launch_plain(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)

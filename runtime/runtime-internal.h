@@ -47,6 +47,7 @@ struct launch_ctx {
          * closed once the rootfs is staged, so that no container process holds it */
         int serve_sock;
         struct net_helper net; /* hutch-net, for pasta, slirp4netns and bridge */
+        char net_addr[46];     /* the container's IPv4 address once wired, for instance list */
         int pid1_fd;           /* hutch-init in a sealed memfd (run_init), or -1 */
         /* /etc/hosts and /etc/resolv.conf written for --add-host, --hostname with --net and
          * --dns, bound instead of the host's; NULL: the host's */
@@ -86,8 +87,8 @@ void ctx_free(struct launch_ctx *c);
  * child failed before exec, EOF that it exec'd; then forward signals until it exits. The
  * caller blocks every signal before the child exists (a child that exits before the block
  * would leave no SIGCHLD to wait for: SIG_DFL discards it); old: the mask to restore. */
-int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigset_t *old, int *ret_status,
-               struct hutch_error *err);
+int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigset_t *old, const char *net_addr,
+               int *ret_status, struct hutch_error *err);
 
 /* Read the regular file that pathfd (O_PATH) names, at most max bytes (a multiple of 1 MiB,
  * for the message). A FIFO, device or folder is refused without being opened for reading

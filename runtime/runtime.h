@@ -23,6 +23,7 @@ struct launch_event {
         int type;
         pid_t pid;
         struct hutch_error err;
+        char net_addr[46]; /* STARTED with a network of its own: its first IPv4 address, or "" */
 };
 
 struct launch_spec {

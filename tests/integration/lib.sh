@@ -46,6 +46,8 @@ hutch_procs() {
 	pgrep -a -u "$(id -u)" -x hutch-init
 	pgrep -a -u "$(id -u)" -x hutch-supervise
 	pgrep -a -u "$(id -u)" -x hutch-launch
+	pgrep -a -u "$(id -u)" -x hutch-net
+	pgrep -a -u "$(id -u)" -f '^(pasta|slirp4netns) .*/proc/self/fd/'
 }
 
 # instance state folders of the test user (none may be left after a test)

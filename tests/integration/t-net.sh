@@ -40,4 +40,35 @@ if [ "$(id -u)" -ne 0 ]; then
 	check "bridge is root's" 'fails_with "only root"'
 fi
 leftovers "networks"
+
+# user-mode networking: a batch container, then an instance serving http on a published port
+PORT=$((20000 + $$ % 20000))
+for n in pasta slirp4netns; do
+	run "$HUTCH" exec --net --network $n "$I" cat /proc/net/dev
+	check "$n: lo and one interface" '[ "$RC" -eq 0 ] && [ "$(tail -n +3 "$OUT" | wc -l)" -eq 2 ]'
+	leftovers "$n batch"
+	PORT=$((PORT + 1))
+	HUTCH_TEST_PORT=8080 run "$HUTCH" instance start --net --network $n -p 127.0.0.1:$PORT:8080 "$I" web
+	check "$n: instance with a published port starts" '[ "$RC" -eq 0 ]'
+	check "$n: the published port answers from the host" 'http_get $PORT | grep -q "200 OK"'
+	run "$HUTCH" instance list
+	check "$n: instance list shows the address and the port" 'out_has "PORTS" && awk "\$1==\"web\"{print \$3}" "$OUT" | grep -q "^[0-9.]*$" && out_has "127.0.0.1:$PORT->8080/tcp"'
+	run "$HUTCH" instance list --json
+	check "$n: --json too" 'out_has "\"ports\": \"127.0.0.1:$PORT->8080/tcp\"" && grep -q "\"ip\": \"[0-9]" "$OUT"'
+	run "$HUTCH" exec instance://web cat /proc/net/dev
+	check "$n: exec instance:// joins its network" '[ "$RC" -eq 0 ] && [ "$(tail -n +3 "$OUT" | wc -l)" -eq 2 ] && ! grep -q "^ *lo:.*" /dev/null'
+	run "$HUTCH" instance start --net --network $n -p 127.0.0.1:$PORT:8080 "$I" web2
+	check "$n: a port already taken fails naming it" 'fails_with "$PORT"'
+	run "$HUTCH" instance stop web
+	check "$n: stop" '[ "$RC" -eq 0 ]'
+	leftovers "$n instance"
+done
+
+# SIGKILL of the supervisor: the helper and its pasta go with the container
+HUTCH_TEST_PORT=8080 run "$HUTCH" instance start --net --network pasta -p 127.0.0.1:$PORT:8080 "$I" killed
+sup=$(pgrep -u "$(id -u)" -x hutch-supervise | head -1)
+[ -n "$sup" ] && kill -9 "$sup"
+check "after kill -9 of the supervisor no helper is left" 'wait_for "[ -z \"\$(hutch_procs)\" ]" 50'
+run "$HUTCH" instance list
+leftovers "kill -9"
 finish

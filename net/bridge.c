@@ -1,0 +1,240 @@
+/* The bridge network (root): the bridge with the gateway address (made on first use), a
+ * veth pair per container (host end enslaved to the bridge, eth0 in the container), an
+ * address from the subnet's lease file and the default route — all with libnl-route-3,
+ * in-process; the container's side through a netlink socket opened inside its namespace. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/link.h>
+#include <netlink/route/link/bridge.h>
+#include <netlink/route/link/veth.h>
+#include <netlink/route/route.h>
+
+#include "net-helper.h"
+#include "util/util.h"
+
+#define LEASE_DIR "/run/hutch/net"
+
+static struct nl_sock *nl_open(void)
+{
+        struct nl_sock *sk = nl_socket_alloc();
+        if (sk && nl_connect(sk, NETLINK_ROUTE) < 0) {
+                nl_socket_free(sk);
+                return NULL;
+        }
+        return sk;
+}
+
+static int nl_fail(struct hutch_error *err, int nlerr, const char *what, const char *name)
+{
+        return hutch_err(err, -EIO, "cannot %s '%s': %s", what, name, nl_geterror(nlerr));
+}
+
+static struct nl_addr *v4_addr(uint32_t a, unsigned prefix)
+{
+        uint32_t be = htonl(a);
+        struct nl_addr *n = nl_addr_build(AF_INET, &be, 4);
+        if (n)
+                nl_addr_set_prefixlen(n, (int) prefix);
+        return n;
+}
+
+/* Add a to the interface ifindex; an address already there is fine. */
+static int addr_add(struct nl_sock *sk, int ifindex, uint32_t a, unsigned prefix)
+{
+        struct rtnl_addr *ra = rtnl_addr_alloc();
+        struct nl_addr *local = v4_addr(a, prefix);
+        int r = -NLE_NOMEM;
+        if (ra && local) {
+                rtnl_addr_set_ifindex(ra, ifindex);
+                rtnl_addr_set_local(ra, local);
+                r = rtnl_addr_add(sk, ra, 0);
+                if (r == -NLE_EXIST)
+                        r = 0;
+        }
+        nl_addr_put(local);
+        rtnl_addr_put(ra);
+        return r;
+}
+
+static int link_up(struct nl_sock *sk, struct rtnl_link *l)
+{
+        struct rtnl_link *change = rtnl_link_alloc();
+        if (!change)
+                return -NLE_NOMEM;
+        rtnl_link_set_flags(change, IFF_UP);
+        int r = rtnl_link_change(sk, l, change, 0);
+        rtnl_link_put(change);
+        return r;
+}
+
+/* The bridge, made with the gateway address when missing (two containers racing: one
+ * makes it, the other finds it). Its ifindex. */
+static int bridge_ensure(struct nl_sock *sk, const struct net_bridge_conf *b, struct hutch_error *err)
+{
+        struct rtnl_link *l = NULL;
+        int r = rtnl_link_get_kernel(sk, 0, b->bridge, &l);
+        if (r == -NLE_OBJ_NOTFOUND || r == -NLE_NODEV) {
+                r = rtnl_link_bridge_add(sk, b->bridge);
+                if (r < 0 && r != -NLE_EXIST)
+                        return nl_fail(err, r, "create the bridge", b->bridge);
+                r = rtnl_link_get_kernel(sk, 0, b->bridge, &l);
+        }
+        if (r < 0)
+                return nl_fail(err, r, "find the bridge", b->bridge);
+        int ifindex = rtnl_link_get_ifindex(l);
+        if (!rtnl_link_is_bridge(l)) {
+                rtnl_link_put(l);
+                return hutch_err(err, -EEXIST, "'%s' exists and is not a bridge", b->bridge);
+        }
+        r = addr_add(sk, ifindex, b->gateway, b->prefix);
+        if (r >= 0 && !(rtnl_link_get_flags(l) & IFF_UP))
+                r = link_up(sk, l);
+        rtnl_link_put(l);
+        if (r < 0)
+                return nl_fail(err, r, "set up the bridge", b->bridge);
+        return ifindex;
+}
+
+static int veth_make(struct nl_sock *sk, struct helper *h, int master, struct hutch_error *err)
+{
+        struct rtnl_link *veth = rtnl_link_veth_alloc();
+        if (!veth)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        struct rtnl_link *peer = rtnl_link_veth_get_peer(veth);
+        rtnl_link_set_name(veth, h->veth);
+        rtnl_link_set_master(veth, master);
+        rtnl_link_set_flags(veth, IFF_UP);
+        rtnl_link_set_name(peer, "eth0");
+        rtnl_link_set_ns_fd(peer, h->netns);
+        int r = rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL);
+        rtnl_link_put(peer);
+        rtnl_link_veth_release(veth);
+        if (r < 0) {
+                h->veth[0] = 0;
+                return nl_fail(err, r, "create the veth pair", h->veth);
+        }
+        return 0;
+}
+
+/* Inside the container's namespace: lo and eth0 up, the address, the default route. */
+static int inside_configure(struct helper *h, struct hutch_error *err)
+{
+        const struct net_bridge_conf *b = &h->req.bridge;
+        struct nl_sock *sk = nl_open();
+        struct rtnl_link *eth = NULL, *lo = NULL;
+        struct rtnl_route *rt = NULL;
+        struct nl_addr *gw = NULL, *dst = NULL;
+        int r = sk ? rtnl_link_get_kernel(sk, 0, "eth0", &eth) : -NLE_NOMEM;
+        if (r >= 0)
+                r = rtnl_link_get_kernel(sk, 0, "lo", &lo);
+        if (r >= 0)
+                r = addr_add(sk, rtnl_link_get_ifindex(eth), h->addr, b->prefix);
+        if (r >= 0)
+                r = link_up(sk, lo);
+        if (r >= 0)
+                r = link_up(sk, eth);
+        if (r >= 0) {
+                struct rtnl_nexthop *nh = rtnl_route_nh_alloc();
+                rt = rtnl_route_alloc();
+                gw = v4_addr(b->gateway, 32);
+                dst = nl_addr_build(AF_INET, NULL, 0);
+                if (!nh || !rt || !gw || !dst) {
+                        rtnl_route_nh_free(nh);
+                        r = -NLE_NOMEM;
+                } else {
+                        nl_addr_set_prefixlen(dst, 0);
+                        rtnl_route_set_family(rt, AF_INET);
+                        rtnl_route_set_dst(rt, dst);
+                        rtnl_route_nh_set_gateway(nh, gw);
+                        rtnl_route_nh_set_ifindex(nh, rtnl_link_get_ifindex(eth));
+                        rtnl_route_add_nexthop(rt, nh);
+                        r = rtnl_route_add(sk, rt, NLM_F_CREATE);
+                }
+        }
+        nl_addr_put(gw);
+        nl_addr_put(dst);
+        rtnl_route_put(rt);
+        rtnl_link_put(eth);
+        rtnl_link_put(lo);
+        if (sk)
+                nl_socket_free(sk);
+        if (r < 0)
+                return nl_fail(err, r, "configure the container's interface", "eth0");
+        return 0;
+}
+
+/* The netlink socket of the container's side is opened in its namespace: we enter it for
+ * that and come back (a netlink socket stays in the namespace it was made in). */
+static int inside(struct helper *h, struct hutch_error *err)
+{
+        _cleanup_close_ int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+        if (home < 0 || setns(h->netns, CLONE_NEWNET) < 0)
+                return hutch_err_sys(err, -errno, "cannot enter the container's network namespace");
+        int r = inside_configure(h, err);
+        if (setns(home, CLONE_NEWNET) < 0)
+                return hutch_err_sys(err, -errno, "cannot return to the host's network namespace");
+        return r;
+}
+
+int bridge_wire(struct helper *h, struct hutch_error *err)
+{
+        const struct net_bridge_conf *b = &h->req.bridge;
+        unsigned long long st;
+        if (getuid() != 0)
+                return hutch_err(err, -EPERM, "network '%s' is a bridge, which only root can join", b->name);
+        if (mkdir_p_at(AT_FDCWD, LEASE_DIR, 0700) < 0 && errno != EEXIST)
+                return hutch_err_sys(err, -errno, "cannot create %s", LEASE_DIR);
+        h->lease_dir = open(LEASE_DIR, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (h->lease_dir < 0)
+                return hutch_err_sys(err, -errno, "cannot open %s", LEASE_DIR);
+        int r = proc_start_time(getpid(), &st);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot read our own start time");
+        if ((r = net_lease_take(h->lease_dir, b, getpid(), st, &h->addr, err)) < 0) {
+                h->addr = 0;
+                return r;
+        }
+        struct nl_sock *sk = nl_open();
+        if (!sk)
+                return hutch_err(err, -EIO, "cannot open a netlink socket");
+        snprintf(h->veth, sizeof h->veth, "hv%d", (int) getpid());
+        r = bridge_ensure(sk, b, err);
+        if (r >= 0)
+                r = veth_make(sk, h, r, err);
+        nl_socket_free(sk);
+        if (r >= 0)
+                r = inside(h, err);
+        return r;
+}
+
+void bridge_unwire(struct helper *h)
+{
+        if (h->veth[0]) {
+                struct nl_sock *sk = nl_open();
+                struct rtnl_link *l = rtnl_link_alloc();
+                if (sk && l) {
+                        rtnl_link_set_name(l, h->veth);
+                        rtnl_link_delete(sk, l); /* gone with the container's namespace already: fine */
+                }
+                rtnl_link_put(l);
+                if (sk)
+                        nl_socket_free(sk);
+                h->veth[0] = 0;
+        }
+        if (h->addr && h->lease_dir >= 0)
+                net_lease_release(h->lease_dir, &h->req.bridge, h->addr);
+        h->addr = 0;
+        if (h->lease_dir >= 0)
+                close(h->lease_dir);
+        h->lease_dir = -EBADF;
+}

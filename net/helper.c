@@ -1,0 +1,339 @@
+/* hutch-net's work: wire a container's new network namespace to the host (pasta,
+ * slirp4netns or a bridge), then watch the container and undo it all when it ends. It runs
+ * detached, in the host's namespaces, as the caller. What it starts (pasta, slirp4netns) is
+ * its child with PR_SET_PDEATHSIG, so a SIGKILL of the helper ends it too; the veth goes
+ * with the container's namespace, and a bridge lease whose holder is gone is free again. */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "net-helper.h"
+#include "util/util.h"
+
+/* Tools are taken from the system's folders only, never from PATH. */
+static const char *system_tool(const char *name, char *buf, size_t len)
+{
+        static const char *const dirs[] = {"/usr/bin", "/usr/sbin", "/bin", "/sbin"};
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                snprintf(buf, len, "%s/%s", dirs[i], name);
+                if (access(buf, X_OK) == 0)
+                        return buf;
+        }
+        return NULL;
+}
+
+static bool same_ns(int fd, const char *mine)
+{
+        struct stat a, b;
+        return fstat(fd, &a) == 0 && stat(mine, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+}
+
+/* The last line a tool wrote on stderr (read from the pipe until EOF or 64 KiB), trimmed. */
+static void last_line(int fd, char *buf, size_t len)
+{
+        char all[65536];
+        size_t n = 0;
+        ssize_t k;
+        while (n < sizeof all - 1 && (k = read(fd, all + n, sizeof all - 1 - n)) > 0)
+                n += (size_t) k;
+        while (n && (all[n - 1] == '\n' || all[n - 1] == ' '))
+                n--;
+        all[n] = 0;
+        char *l = strrchr(all, '\n');
+        l = l ? l + 1 : all;
+        size_t m = strlen(l) < len - 1 ? strlen(l) : len - 1;
+        memcpy(buf, l, m);
+        buf[m] = 0;
+}
+
+/* Start tool (argv) as our child, tied to us: PDEATHSIG, and the fds in keep (made
+ * inheritable) plus its stderr on errfd. */
+static pid_t tool_start(const char *path, char *const argv[], const int *keep, size_t n, int errfd)
+{
+        pid_t self = getpid(), pid = fork();
+        if (pid != 0)
+                return pid < 0 ? -errno : pid;
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != self)
+                _exit(127);
+        for (size_t i = 0; i < n; i++)
+                fcntl(keep[i], F_SETFD, 0);
+        if (errfd >= 0)
+                dup2(errfd, STDERR_FILENO);
+        signal(SIGPIPE, SIG_DFL); /* pasta refuses an ignored SIGPIPE */
+        execv(path, argv);
+        _exit(127);
+}
+
+/* The tool ended before it was ready: why, as it said it. */
+static int tool_failed(struct helper *h, const char *tool, int errfd, struct hutch_error *err)
+{
+        char line[400];
+        int ws = 0;
+        if (h->tool > 0) {
+                kill(h->tool, SIGKILL);
+                waitpid(h->tool, &ws, 0);
+                h->tool = 0;
+        }
+        last_line(errfd, line, sizeof line);
+        return hutch_err(err, -EIO, "%s failed%s%s", tool, line[0] ? ": " : "", line);
+}
+
+static int pasta_start(struct helper *h, struct hutch_error *err)
+{
+        char path[64], netns[32], userns[32], pidf[32];
+        char specs[2][NET_PUBLISH_MAX][96];
+        char *argv[32 + 2 * NET_PUBLISH_MAX];
+        size_t a = 0, nt = 0, nu = 0;
+        int ready[2], errp[2];
+        if (!system_tool("pasta", path, sizeof path))
+                return hutch_err(err, -ENOENT, "network 'pasta' needs pasta (Debian package passt), not installed");
+        if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0)
+                return hutch_err_sys(err, -errno, "cannot create a pipe");
+        snprintf(netns, sizeof netns, "/proc/self/fd/%d", h->netns);
+        snprintf(userns, sizeof userns, "/proc/self/fd/%d", h->userns);
+        /* pasta writes its pid file once the namespace is wired: our readiness signal */
+        snprintf(pidf, sizeof pidf, "/proc/self/fd/%d", ready[1]);
+        argv[a++] = "pasta";
+        argv[a++] = "--config-net";
+        argv[a++] = "--foreground";
+        argv[a++] = "--quiet";
+        argv[a++] = "--pid";
+        argv[a++] = pidf;
+        argv[a++] = "--netns";
+        argv[a++] = netns;
+        if (!same_ns(h->userns, "/proc/self/ns/user")) {
+                argv[a++] = "--userns";
+                argv[a++] = userns;
+        }
+        if (getuid() == 0) {
+                /* as root pasta would become nobody, who may not enter the namespace */
+                argv[a++] = "--runas";
+                argv[a++] = "0";
+        }
+        for (uint32_t i = 0; i < h->req.n_publish; i++) {
+                const struct net_publish *p = &h->req.publish[i];
+                char *s = p->udp ? specs[1][nu++] : specs[0][nt++];
+                snprintf(s, 96, "%s/%u:%u", p->host_ip, p->host_port, p->port);
+                argv[a++] = p->udp ? "-u" : "-t";
+                argv[a++] = s;
+        }
+        /* only what is published: no automatic forwarding either way */
+        if (!nt) {
+                argv[a++] = "-t";
+                argv[a++] = "none";
+        }
+        if (!nu) {
+                argv[a++] = "-u";
+                argv[a++] = "none";
+        }
+        argv[a++] = "-T";
+        argv[a++] = "none";
+        argv[a++] = "-U";
+        argv[a++] = "none";
+        argv[a] = NULL;
+        int keep[] = {h->netns, h->userns, ready[1]};
+        h->tool = tool_start(path, argv, keep, ELEMENTSOF(keep), errp[1]);
+        close(ready[1]);
+        close(errp[1]);
+        if (h->tool < 0) {
+                close(ready[0]);
+                close(errp[0]);
+                return hutch_err_sys(err, h->tool, "cannot start %s", path);
+        }
+        char buf[32];
+        ssize_t n = read(ready[0], buf, sizeof buf);
+        close(ready[0]);
+        int r = n > 0 ? 0 : tool_failed(h, "pasta", errp[0], err);
+        close(errp[0]);
+        return r;
+}
+
+/* slirp4netns's API: one JSON request, one JSON answer. */
+static int slirp_api(const char *sock_path, const char *req, char *ans, size_t len)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        if (strlen(sock_path) >= sizeof sa.sun_path)
+                return -ENAMETOOLONG;
+        memcpy(sa.sun_path, sock_path, strlen(sock_path) + 1);
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || write_full(fd, req, strlen(req)) < 0)
+                return -errno;
+        shutdown(fd, SHUT_WR);
+        size_t n = 0;
+        ssize_t k;
+        while (n < len - 1 && (k = read(fd, ans + n, len - 1 - n)) > 0)
+                n += (size_t) k;
+        ans[n] = 0;
+        return 0;
+}
+
+static int slirp_forward(struct helper *h, const char *api, struct hutch_error *err)
+{
+        for (uint32_t i = 0; i < h->req.n_publish; i++) {
+                const struct net_publish *p = &h->req.publish[i];
+                char req[256], ans[512];
+                snprintf(req, sizeof req,
+                         "{\"execute\": \"add_hostfwd\", \"arguments\": {\"proto\": \"%s\", \"host_addr\": \"%s\", "
+                         "\"host_port\": %u, \"guest_port\": %u}}",
+                         p->udp ? "udp" : "tcp", p->host_ip, p->host_port, p->port);
+                int r = slirp_api(api, req, ans, sizeof ans);
+                if (r < 0)
+                        return hutch_err_sys(err, r, "cannot reach slirp4netns's API socket");
+                if (strstr(ans, "\"error\""))
+                        return hutch_err(err, -EADDRINUSE, "slirp4netns cannot publish host port %s:%u/%s: %s",
+                                         p->host_ip, p->host_port, p->udp ? "udp" : "tcp", ans);
+        }
+        return 0;
+}
+
+static int slirp_start(struct helper *h, struct hutch_error *err)
+{
+        char path[64], netns[32], userns[40], readyfd[24], exitfd[24], api[128];
+        char *argv[24];
+        size_t a = 0;
+        int ready[2], errp[2], ex[2];
+        if (!system_tool("slirp4netns", path, sizeof path))
+                return hutch_err(err, -ENOENT, "network 'slirp4netns' needs slirp4netns, which is not installed");
+        if (pipe2(ready, O_CLOEXEC) < 0 || pipe2(errp, O_CLOEXEC) < 0 || pipe2(ex, O_CLOEXEC) < 0)
+                return hutch_err_sys(err, -errno, "cannot create a pipe");
+        /* the API socket lives in a private folder for as long as the forwards take */
+        snprintf(h->tmpdir, sizeof h->tmpdir, "/tmp/hutch-net.XXXXXX");
+        if (!mkdtemp(h->tmpdir)) {
+                h->tmpdir[0] = 0;
+                return hutch_err_sys(err, -errno, "cannot create a folder for slirp4netns's socket");
+        }
+        snprintf(api, sizeof api, "%s/api.sock", h->tmpdir);
+        snprintf(netns, sizeof netns, "/proc/self/fd/%d", h->netns);
+        snprintf(userns, sizeof userns, "--userns-path=/proc/self/fd/%d", h->userns);
+        snprintf(readyfd, sizeof readyfd, "--ready-fd=%d", ready[1]);
+        /* slirp4netns ends when this pipe's other end (ours) closes */
+        snprintf(exitfd, sizeof exitfd, "--exit-fd=%d", ex[0]);
+        h->exit_fd = ex[1];
+        argv[a++] = "slirp4netns";
+        argv[a++] = "--configure";
+        argv[a++] = "--mtu=65520";
+        argv[a++] = "--disable-host-loopback";
+        argv[a++] = "--netns-type=path";
+        if (!same_ns(h->userns, "/proc/self/ns/user"))
+                argv[a++] = userns;
+        argv[a++] = readyfd;
+        argv[a++] = exitfd;
+        if (h->req.n_publish) {
+                argv[a++] = "--api-socket";
+                argv[a++] = api;
+        }
+        argv[a++] = netns;
+        argv[a++] = "tap0";
+        argv[a] = NULL;
+        int keep[] = {h->netns, h->userns, ready[1], ex[0]};
+        h->tool = tool_start(path, argv, keep, ELEMENTSOF(keep), errp[1]);
+        close(ready[1]);
+        close(errp[1]);
+        close(ex[0]);
+        if (h->tool < 0) {
+                close(ready[0]);
+                close(errp[0]);
+                return hutch_err_sys(err, h->tool, "cannot start %s", path);
+        }
+        char buf[8];
+        ssize_t n = read(ready[0], buf, sizeof buf);
+        close(ready[0]);
+        int r = n > 0 ? 0 : tool_failed(h, "slirp4netns", errp[0], err);
+        close(errp[0]);
+        if (r >= 0)
+                r = slirp_forward(h, api, err);
+        unlink(api);
+        rmdir(h->tmpdir);
+        h->tmpdir[0] = 0;
+        return r;
+}
+
+static int wire(struct helper *h, struct hutch_error *err)
+{
+        switch (h->req.type) {
+        case NET_TYPE_PASTA: return pasta_start(h, err);
+        case NET_TYPE_SLIRP4NETNS: return slirp_start(h, err);
+        case NET_TYPE_BRIDGE: return bridge_wire(h, err);
+        default: return hutch_err(err, -EINVAL, "network type %d needs no helper", h->req.type);
+        }
+}
+
+static void undo(struct helper *h)
+{
+        if (h->tool > 0) {
+                kill(h->tool, SIGTERM);
+                while (waitpid(h->tool, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                h->tool = 0;
+        }
+        if (h->exit_fd >= 0)
+                close(h->exit_fd);
+        h->exit_fd = -EBADF;
+        if (h->tmpdir[0]) {
+                char api[160];
+                snprintf(api, sizeof api, "%s/api.sock", h->tmpdir);
+                unlink(api);
+                rmdir(h->tmpdir);
+        }
+        if (h->req.type == NET_TYPE_BRIDGE)
+                bridge_unwire(h);
+}
+
+/* The container ends when owner's pidfd is readable; a socket closed without one means the
+ * launcher failed (or was killed) before the container ran. */
+static void watch(int sock)
+{
+        char c;
+        int pidfd = -EBADF;
+        ssize_t n = recv_fds(sock, &c, 1, &pidfd, 1);
+        if (n != 1 || c != 'w' || pidfd < 0)
+                return;
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        while (poll(&p, 1, -1) < 0 && errno == EINTR)
+                ;
+        close(pidfd);
+}
+
+int net_helper_main(int sock, int argc, char **argv)
+{
+        struct helper h = {.netns = -EBADF, .userns = -EBADF, .exit_fd = -EBADF, .lease_dir = -EBADF};
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct net_wire_reply rep = {.err = HUTCH_ERROR_INIT};
+        int fds[2] = {-EBADF, -EBADF};
+        char c;
+        (void) argc;
+        (void) argv;
+        prctl(PR_SET_NAME, "hutch-net");
+        signal(SIGPIPE, SIG_IGN);
+        if (recv(sock, &h.req, sizeof h.req, 0) != (ssize_t) sizeof h.req || h.req.n_publish > NET_PUBLISH_MAX)
+                return 1;
+        if (recv_fds(sock, &c, 1, fds, 2) != 1 || c != 'n' || fds[0] < 0 || fds[1] < 0)
+                return 1;
+        h.netns = fds[0];
+        h.userns = fds[1];
+        int r = wire(&h, &err);
+        if (r < 0) {
+                undo(&h);
+                rep.err = err;
+        }
+        (void) !send(sock, &rep, sizeof rep, MSG_NOSIGNAL);
+        /* the namespace stays alive through the container, not through us */
+        close(h.netns);
+        close(h.userns);
+        if (r < 0)
+                return 1;
+        watch(sock);
+        undo(&h);
+        return 0;
+}

@@ -1,0 +1,23 @@
+/* hutch-net's own internals: the state of one wiring and the bridge (libnl) half of it. */
+#pragma once
+
+#include <sys/types.h>
+
+#include "net-internal.h"
+
+struct helper {
+        struct net_wire_req req;
+        int netns, userns; /* the container's, while wiring */
+        pid_t tool;        /* pasta or slirp4netns, our child; 0 when none */
+        int exit_fd;       /* slirp4netns's --exit-fd, our end */
+        char tmpdir[64];   /* slirp4netns's API socket folder while it exists */
+        /* bridge */
+        uint32_t addr; /* leased, host order; 0 when none */
+        int lease_dir; /* the lease folder, while a lease is held */
+        char veth[16]; /* host end */
+};
+
+/* A veth pair: the host end on the bridge (made, with the gateway address, when missing),
+ * eth0 in the container with a leased address and the default route. Root. */
+int bridge_wire(struct helper *h, struct hutch_error *err);
+void bridge_unwire(struct helper *h);
