@@ -226,7 +226,7 @@ static void print_table(const struct instance_state *v, size_t n, bool logs)
                 char t[64];
                 format_time(v[i].started, t, sizeof t);
                 _cleanup_free_ char *img = cell(v[i].image), *job = cell(v[i].job && *v[i].job ? v[i].job : "-");
-                const char *ip = v[i].ip && *v[i].ip ? v[i].ip : "-";
+                const char *ip = v[i].ip ? v[i].ip : "";
                 _cleanup_free_ char *pc = ports ? cell(v[i].ports && *v[i].ports ? v[i].ports : "-") : NULL;
                 if (jobs)
                         printf("%-16s %-8d %-15s %-40s %-19s %-8u %s%s", v[i].name, (int) v[i].pid, ip, img ? img : "",
