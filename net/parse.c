@@ -92,7 +92,7 @@ static int publish_split(const char *v, struct net_publish *p)
                 return -ERANGE;
         if (!net_ip_is_valid(ip) || strlen(ip) >= sizeof p->host_ip)
                 return -EADDRNOTAVAIL;
-        snprintf(p->host_ip, sizeof p->host_ip, "%s", ip);
+        memcpy(p->host_ip, ip, strlen(ip) + 1); /* length checked above */
         return 0;
 }
 
