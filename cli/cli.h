@@ -65,6 +65,9 @@ struct launch_args {
         struct net_spec net; /* --net, -p, --network-args, --dns, --add-host */
         const char *network; /* --network as given */
         char *image_path;    /* the cached SIF of a registry IMAGE */
+        char **security;     /* --security values, in order */
+        char *seccomp_text;  /* the profile --security seccomp:FILE names */
+        char *seccomp_path;  /* FILE */
 };
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv);
 void launch_args_free(struct launch_args *a);

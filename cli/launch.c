@@ -41,6 +41,12 @@ enum {
         OPT_CGROUP_PARENT,
         OPT_NETWORK,
         OPT_NETWORK_ARGS,
+        OPT_SECURITY,
+        OPT_KEEP_PRIVS,
+        OPT_NO_PRIVS,
+        OPT_ADD_CAPS,
+        OPT_DROP_CAPS,
+        OPT_ALLOW_SETUID,
         OPT_PUBLISH,
         OPT_DNS,
         OPT_ADD_HOST,
@@ -97,6 +103,12 @@ static const struct option options[] = {
         {"net", no_argument, NULL, 'n'},
         {"network", required_argument, NULL, OPT_NETWORK},
         {"network-args", required_argument, NULL, OPT_NETWORK_ARGS},
+        {"security", required_argument, NULL, OPT_SECURITY},
+        {"keep-privs", no_argument, NULL, OPT_KEEP_PRIVS},
+        {"no-privs", no_argument, NULL, OPT_NO_PRIVS},
+        {"add-caps", required_argument, NULL, OPT_ADD_CAPS},
+        {"drop-caps", required_argument, NULL, OPT_DROP_CAPS},
+        {"allow-setuid", no_argument, NULL, OPT_ALLOW_SETUID},
         {"publish", required_argument, NULL, OPT_PUBLISH},
         {"dns", required_argument, NULL, OPT_DNS},
         {"add-host", required_argument, NULL, OPT_ADD_HOST},
@@ -117,6 +129,9 @@ void launch_args_free(struct launch_args *a)
         cgroup_limits_free(&a->limits);
         net_spec_free(&a->net);
         free(a->image_path);
+        strv_free(a->security);
+        free(a->seccomp_text);
+        free(a->seccomp_path);
 }
 
 /* --env A=1,B=2 is a list (as Apptainer's); a value with a comma but no '=' after it is one. */
@@ -200,6 +215,12 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
         case 'n': a->net.enabled = true; break;
         case OPT_NETWORK: a->network = arg; break;
         case OPT_NETWORK_ARGS: r = net_args_parse(arg, &a->net, &err); break;
+        case OPT_SECURITY: r = strv_extend(&a->security, arg); break;
+        case OPT_KEEP_PRIVS: s->keep_privs = true; break;
+        case OPT_NO_PRIVS: s->no_privs = true; break;
+        case OPT_ADD_CAPS: r = runtime_caps_parse(arg, &s->add_caps, &err); break;
+        case OPT_DROP_CAPS: r = runtime_caps_parse(arg, &s->drop_caps, &err); break;
+        case OPT_ALLOW_SETUID: s->allow_setuid = true; break;
         case OPT_PUBLISH: r = net_publish_parse(arg, &a->net, &err); break;
         case OPT_DNS: r = net_dns_parse(arg, &a->net, &err); break;
         case OPT_ADD_HOST: r = net_add_host_parse(arg, &a->net, &err); break;
@@ -523,6 +544,79 @@ static int build_net(struct cli *c, struct launch_args *a)
         return -1;
 }
 
+/* One --security value: seccomp:FILE|default, uid:N, gid:N (Apptainer's forms; apparmor:
+ * and selinux: are not supported). -1 to go on. */
+static int security_one(struct launch_args *a, const char *verb, const char *v)
+{
+        struct launch_spec *s = &a->spec;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        uint64_t n;
+        if (startswith(v, "seccomp:")) {
+                const char *f = v + 8;
+                free(a->seccomp_path);
+                if (!(a->seccomp_path = strdup(f)))
+                        return cli_usage_error(verb, "out of memory");
+                s->seccomp_name = a->seccomp_path;
+                if (!strcmp(f, "default")) {
+                        s->seccomp_default = true;
+                        return -1;
+                }
+                free(a->seccomp_text);
+                a->seccomp_text = NULL;
+                if (conf_file_read(f, 1 << 20, "seccomp profile", &a->seccomp_text, &err) < 0)
+                        return cli_fail(&err);
+                s->seccomp_json = a->seccomp_text;
+                s->seccomp_default = false;
+                return -1;
+        }
+        if (startswith(v, "uid:") || startswith(v, "gid:")) {
+                if (parse_u64_range(v + 4, 0, UINT32_MAX - 1, &n) < 0)
+                        return cli_usage_error(verb, "--security %.4s wants a number, not '%s'", v, v + 4);
+                if (v[0] == 'u') {
+                        s->has_uid = true;
+                        s->uid = (uid_t) n;
+                } else {
+                        s->has_gid = true;
+                        s->gid = (gid_t) n;
+                }
+                return -1;
+        }
+        return cli_usage_error(verb, "--security '%s' is not seccomp:PROFILE.json, seccomp:default, uid:N or gid:N", v);
+}
+
+/* --security values (comma lists) and the privilege options: which are root's (or
+ * fakeroot's) alone is checked here, before anything starts. -1 to go on. */
+static int build_security(struct launch_args *a, const char *verb)
+{
+        struct launch_spec *s = &a->spec;
+        int r;
+        for (char **p = a->security; p && *p; p++) {
+                _cleanup_strv_ char **v = NULL;
+                if (strsplit(*p, ",", &v) < 0)
+                        return cli_usage_error(verb, "out of memory");
+                for (char **q = v; *q; q++)
+                        if ((r = security_one(a, verb, *q)) >= 0)
+                                return r;
+        }
+        bool root = getuid() == 0;
+        const char *what = NULL;
+        if (!root && (s->has_uid || s->has_gid))
+                what = "--security uid:/gid:";
+        else if (!root && s->allow_setuid)
+                what = "--allow-setuid";
+        else if (!root && !s->fakeroot && s->keep_privs)
+                what = "--keep-privs";
+        else if (!root && !s->fakeroot && s->add_caps)
+                what = "--add-caps";
+        if (what) {
+                struct hutch_error err = HUTCH_ERROR_INIT;
+                hutch_err(&err, -EPERM, "%s is for root%s only", what,
+                          s->has_uid || s->has_gid || s->allow_setuid ? "" : " and --fakeroot");
+                return cli_fail(&err);
+        }
+        return -1;
+}
+
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv)
 {
         struct launch_spec *s = &a->spec;
@@ -547,6 +641,8 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
         if ((r = build_limits(c, a)) != 0)
                 return r;
         if ((r = build_net(c, a)) >= 0)
+                return r;
+        if ((r = build_security(a, verb)) >= 0)
                 return r;
         if (cli_is_registry_source(s->image)) {
                 if ((r = cli_registry_fetch(s->image, &a->image_path)) >= 0)

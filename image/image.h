@@ -116,7 +116,8 @@ struct image_mount_opts {
         uid_t uid; /* owner of the FUSE connection, as seen in the current user namespace */
         gid_t gid;
         int serve_sock;
-        bool kernel_ok; /* really root: kernel mounts allowed */
+        bool kernel_ok;  /* really root: kernel mounts allowed */
+        bool allow_suid; /* root's --allow-setuid: no nosuid (setuid files of the image work) */
 };
 int image_mount(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err);
 /* Start the image server (hutch-squashfs; image/serve.c), with a decompressed-file cache of

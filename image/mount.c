@@ -34,13 +34,13 @@ struct mount_backend {
 static int bind_dir(struct image *img, const char *target, const struct image_mount_opts *o, struct hutch_error *err)
 {
         char src[64];
-        (void) o;
         snprintf(src, sizeof src, "/proc/self/fd/%d", img->fd);
         if (mount(src, target, NULL, MS_BIND | MS_REC, NULL) < 0)
                 return hutch_err_sys(err, -errno, "cannot bind sandbox '%s'", img->path);
-        if (!img->writable &&
-            mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV, NULL) < 0)
-                log_debug("read-only remount of sandbox failed (%m), ignoring");
+        /* setuid files of a sandbox have no effect, writable or not (unless root asks) */
+        unsigned long f = (img->writable ? 0 : MS_RDONLY) | (o->allow_suid ? 0 : MS_NOSUID);
+        if (f && mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | MS_NODEV | f, NULL) < 0)
+                log_debug("remount of sandbox failed (%m), ignoring");
         return 0;
 }
 
@@ -643,7 +643,8 @@ static int mount_squashfuse(struct image *img, const char *target, const struct 
         /* default_permissions: the kernel checks modes; squashfuse itself does not */
         snprintf(opts, sizeof opts, "fd=%d,rootmode=40000,user_id=%u,group_id=%u,allow_other,default_permissions", fd,
                  (unsigned) o->uid, (unsigned) o->gid);
-        if (mount(img->path, target, "fuse.squashfuse", MS_NOSUID | MS_NODEV | MS_RDONLY, opts) < 0)
+        if (mount(img->path, target, "fuse.squashfuse", (o->allow_suid ? 0 : MS_NOSUID) | MS_NODEV | MS_RDONLY, opts) <
+            0)
                 return hutch_err_sys(err, -errno, "cannot mount '%s' with FUSE", img->path);
         if (o->serve_sock < 0)
                 return hutch_err(err, -EINVAL, "internal error: no FUSE server for '%s'", img->path);

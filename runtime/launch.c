@@ -65,6 +65,7 @@ static int host_path_open(const char *path, bool required, const char *what, str
 void ctx_free(struct launch_ctx *c)
 {
         image_close(&c->img);
+        seccomp_prog_free(&c->seccomp);
         free(c->user);
         free(c->host_home);
         free(c->shell);
@@ -292,6 +293,8 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
         char cwd[PATH_MAX];
         int r;
 
+        if ((r = seccomp_prog_make(s, &c->seccomp, err)) < 0)
+                return r;
         if ((r = image_open(s->image, s->writable, &c->img, err)) < 0 || (r = check_allowed(c, err)) < 0 ||
             (r = plan_home(c, err)) < 0 || (r = plan_tmp(c, err)) < 0 || (r = plan_binds(c, err)) < 0 ||
             (r = overlays_clone(c, err)) < 0)
@@ -333,9 +336,9 @@ static int payload_exec_cmd(struct launch_ctx *c, const struct payload_cmd *cmd,
                 return hutch_err(err, -EINVAL, "no command given");
         if ((r = enter_workdir(c, err)) < 0)
                 return r;
-        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-                return hutch_err_sys(err, -errno, "cannot set no_new_privs");
         log_debug("exec %s", cmd->argv[0]);
+        if ((r = security_apply(c, err)) < 0)
+                return r;
         environ = cmd->envp;
         execvp(cmd->argv[0], cmd->argv);
         r = -errno;

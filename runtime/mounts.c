@@ -378,6 +378,7 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
                 .gid = c->ids.inside_gid,
                 .serve_sock = c->serve_sock,
                 .kernel_ok = !c->ids.userns,
+                .allow_suid = s->allow_setuid,
         };
         r = image_mount(&c->img, STAGE "/image", &o, err);
         if (r < 0)

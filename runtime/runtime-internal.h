@@ -27,8 +27,17 @@ struct host_path {
 };
 
 /* Everything the launcher learns on the host before it enters namespaces. */
+/* A compiled seccomp filter (struct sock_filter[len]), made on the host. */
+struct seccomp_prog {
+        void *filter;
+        unsigned short len;
+};
+int seccomp_prog_make(const struct launch_spec *s, struct seccomp_prog *ret, struct hutch_error *err);
+void seccomp_prog_free(struct seccomp_prog *p);
+
 struct launch_ctx {
         const struct launch_spec *spec;
+        struct seccomp_prog seccomp;
         struct image img;
         struct idmap_plan ids;
         char *user, *host_home, *shell, *gecos;
@@ -59,6 +68,10 @@ struct launch_ctx {
         int *ovl_tree;      /* each one's tree, cloned once the mount namespace is ours */
         bool root_writable; /* an overlay's upper layer or --writable-tmpfs */
 };
+
+/* ids, capabilities, no_new_privs, then the seccomp filter: the last steps before the
+ * exec. Allocates nothing. */
+int security_apply(const struct launch_ctx *c, struct hutch_error *err);
 
 /* The staging tmpfs, in the container's private mount namespace: every host path the
  * container needs is an fd taken before it covers this folder. */

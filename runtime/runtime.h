@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "cgroups/cgroups.h"
@@ -64,6 +65,18 @@ struct launch_spec {
         struct overlay_spec *overlays;
         size_t n_overlays;
         bool overlays_locked;
+        /* --security seccomp:FILE (its JSON text) or seccomp:default; applied last before the
+         * exec, after the ids and capabilities below */
+        const char *seccomp_json;
+        const char *seccomp_name; /* FILE, for errors */
+        bool seccomp_default;
+        /* root: --security uid:N, gid:N; root and fakeroot: --no-privs, --add-caps, --drop-caps
+         * (bit N: capability N); root: --allow-setuid (no no_new_privs, no nosuid on images) */
+        bool has_uid, has_gid;
+        uid_t uid;
+        gid_t gid;
+        bool keep_privs, no_privs, allow_setuid;
+        uint64_t add_caps, drop_caps;
 };
 
 /* Runs the payload. Without a PID namespace this never returns on success: the process is
@@ -84,6 +97,9 @@ struct runtime_target {
  * the target is gone or is another process. */
 int runtime_join(const struct launch_spec *spec, const struct runtime_target *t, int *ret_status,
                  struct hutch_error *err);
+
+/* "CAP_SYS_ADMIN,chown,all" into *mask (bit N: capability N). */
+int runtime_caps_parse(const char *list, uint64_t *mask, struct hutch_error *err);
 
 /* /etc/subuid-style line lookup: the first range for name or uid. Pure, for tests. */
 int subid_find(const char *text, const char *name, uid_t id, unsigned long *ret_start, unsigned long *ret_count);

@@ -11,6 +11,7 @@
 
 #include "runtime/runtime-internal.h"
 #include "runtime/runtime.h"
+#include "util/log.h"
 #include "util/util.h"
 
 static void test_subid(void **state)
@@ -77,8 +78,83 @@ static void test_env_script(void **state)
         }
 }
 
+static void test_caps_parse(void **state)
+{
+        (void) state;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        uint64_t m = 0;
+        assert_int_equal(runtime_caps_parse("CAP_CHOWN,net_bind_service, Cap_Sys_Admin", &m, &e), 0);
+        assert_true(m == ((1ull << 0) | (1ull << 10) | (1ull << 21)));
+        assert_int_equal(runtime_caps_parse("checkpoint_restore", &m, &e), 0);
+        assert_true(m & (1ull << 40));
+        assert_int_equal(runtime_caps_parse("CAP_NOPE", &m, &e), -EINVAL);
+        assert_non_null(strstr(e.msg, "CAP_NOPE"));
+        m = 0;
+        assert_int_equal(runtime_caps_parse("all", &m, &e), 0);
+        assert_true(m == ~0ull);
+}
+
+/* Profiles compile to BPF or fail with one message naming the profile. */
+static void test_seccomp_profile(void **state)
+{
+        (void) state;
+        static const struct {
+                const char *json, *msg; /* msg NULL: compiles */
+        } cases[] = {
+                {"{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"mkdir\", \"nosuch\"], "
+                 "\"action\": \"SCMP_ACT_ERRNO\", \"errnoRet\": 1}]}",
+                 NULL},
+                {"{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"architectures\": [\"SCMP_ARCH_X86_64\"], \"syscalls\": "
+                 "[{\"names\": [\"read\"], \"action\": \"SCMP_ACT_ALLOW\", \"args\": [{\"index\": 0, \"value\": "
+                 "0, \"op\": \"SCMP_CMP_EQ\"}, {\"index\": 0, \"value\": 3, \"op\": \"SCMP_CMP_EQ\"}]}]}",
+                 NULL},
+                {"{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"name\": \"chmod\", \"action\": "
+                 "\"SCMP_ACT_KILL_PROCESS\", \"includes\": {\"arches\": [\"s390x\"]}}]}",
+                 NULL},
+                {"{\"defaultAction\": ", "not valid JSON"},
+                {"[]", "JSON object"},
+                {"{\"syscalls\": []}", "defaultAction is missing"},
+                {"{\"defaultAction\": 3}", "action name"},
+                {"{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": {}}", "syscalls is a list"},
+                {"{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"action\": \"SCMP_ACT_LOG\"}]}",
+                 "names list"},
+                {"{\"defaultAction\": \"SCMP_ACT_ERRNO\", \"defaultErrnoRet\": 70000}", "errnoRet is out of range"},
+                {"{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"architectures\": [\"x86\"]}", "SCMP_ARCH_"},
+                {"{\"defaultAction\": \"SCMP_ACT_ALLOW\", \"syscalls\": [{\"names\": [\"read\"], \"action\": "
+                 "\"SCMP_ACT_LOG\", \"args\": [{\"index\": 0, \"value\": 1, \"op\": \"SCMP_CMP_SIMILAR\"}]}]}",
+                 "unknown operator"},
+        };
+        log_set_level(LOG_LEVEL_ERROR);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                struct launch_spec s = {.seccomp_json = cases[i].json, .seccomp_name = "p.json"};
+                struct seccomp_prog p;
+                struct hutch_error e = HUTCH_ERROR_INIT;
+                int r = seccomp_prog_make(&s, &p, &e);
+                if (!cases[i].msg) {
+                        assert_int_equal(r, 0);
+                        assert_true(p.len > 0 && p.filter);
+                } else {
+                        assert_true(r < 0);
+                        assert_null(p.filter);
+                        assert_non_null(strstr(e.msg, "p.json"));
+                        assert_non_null(strstr(e.msg, cases[i].msg));
+                }
+                seccomp_prog_free(&p);
+        }
+        struct launch_spec d = {.seccomp_default = true};
+        struct seccomp_prog p;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        assert_int_equal(seccomp_prog_make(&d, &p, &e), 0);
+        assert_true(p.len > 50);
+        seccomp_prog_free(&p);
+        struct launch_spec none = {0};
+        assert_int_equal(seccomp_prog_make(&none, &p, &e), 0);
+        assert_null(p.filter);
+}
+
 int main(void)
 {
-        const struct CMUnitTest tests[] = {cmocka_unit_test(test_subid), cmocka_unit_test(test_env_script)};
+        const struct CMUnitTest tests[] = {cmocka_unit_test(test_subid), cmocka_unit_test(test_env_script),
+                                           cmocka_unit_test(test_caps_parse), cmocka_unit_test(test_seccomp_profile)};
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
