@@ -33,6 +33,8 @@ bool cli_help_has(const char *verb);
 int cli_source_check(const char *source, bool build);
 /* A regular file whose first meaningful line is "Bootstrap: ..." */
 bool cli_is_deffile(const char *path);
+/* A SCIF app's name: letters, digits, '.', '_', '-' (not "." or "..") */
+bool cli_is_app_name(const char *s);
 
 /* docker://, oras://: pulled into the cache by hutch-registry; *ret_path the cached SIF.
  * Returns -1 to go on, else the exit code (the error printed). */

@@ -103,6 +103,12 @@ bool cli_is_deffile(const char *path)
         return false;
 }
 
+bool cli_is_app_name(const char *s)
+{
+        static const char ok[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-";
+        return s[0] && strspn(s, ok) == strlen(s) && strcmp(s, ".") && strcmp(s, "..");
+}
+
 int cli_source_check(const char *source, bool build)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;

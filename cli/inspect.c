@@ -1,4 +1,5 @@
 /* inspect and run-help: an image's metadata, read without starting a container. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +24,44 @@ static const struct {
         {"--test", IMAGE_META_TEST},
 };
 
-static int print_meta(const char *path, unsigned what, bool json, const char *empty_msg)
+static const char app_bad[] = "";
+#define APP_BAD app_bad
+
+/* --app NAME or --app=NAME at argv[*i] (*i moved onto NAME): the name; APP_BAD for a bad
+ * or missing one; else cur. */
+static const char *app_option(int argc, char **argv, int *i, const char *cur)
+{
+        const char *v = NULL;
+        if (!strcmp(argv[*i], "--app"))
+                v = *i + 1 < argc ? argv[++*i] : APP_BAD;
+        else if (startswith(argv[*i], "--app="))
+                v = argv[*i] + strlen("--app=");
+        else
+                return cur;
+        return v != APP_BAD && cli_is_app_name(v) ? v : APP_BAD;
+}
+
+static int print_meta(const char *path, const char *app, unsigned what, bool json, const char *empty_msg)
 {
         struct image img = IMAGE_NULL;
         struct hutch_error err = HUTCH_ERROR_INIT;
         _cleanup_free_ char *out = NULL;
 
         int r = image_open(path, false, &img, &err);
+        if (r >= 0 && app) {
+                /* an app has one of these at least (image_has_file reads files, not folders) */
+                static const char *const any[] = {"labels.json", "runscript",      "env/90-environment.sh",
+                                                  "test",        "runscript.help", "startscript"};
+                bool found = false;
+                for (size_t i = 0; i < ELEMENTSOF(any) && !found; i++) {
+                        char p[4096];
+                        snprintf(p, sizeof p, "/scif/apps/%s/scif/%s", app, any[i]);
+                        found = image_has_file(&img, p);
+                }
+                img.app = app;
+                if (!found)
+                        r = hutch_err(&err, -ENOENT, "no app '%s' in '%s'", app, path);
+        }
         if (r >= 0)
                 r = json ? image_inspect_json(&img, what, &out, &err) : image_inspect_text(&img, what, &out, &err);
         image_close(&img);
@@ -48,7 +80,7 @@ int verb_inspect(struct cli *c, int argc, char **argv)
 {
         unsigned what = 0;
         bool json = false;
-        const char *image = NULL;
+        const char *image = NULL, *app = NULL;
         (void) c;
 
         for (int i = 1; i < argc; i++) {
@@ -59,6 +91,11 @@ int verb_inspect(struct cli *c, int argc, char **argv)
                 }
                 if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j"))
                         json = known = true;
+                if (!strcmp(argv[i], "--app") || startswith(argv[i], "--app=")) {
+                        if ((app = app_option(argc, argv, &i, app)) == APP_BAD)
+                                return cli_usage_error("inspect", "--app wants an app's name");
+                        continue;
+                }
                 for (size_t k = 0; k < ELEMENTSOF(inspect_flags) && !known; k++)
                         if (!strcmp(argv[i], inspect_flags[k].flag)) {
                                 what |= inspect_flags[k].bit;
@@ -74,17 +111,23 @@ int verb_inspect(struct cli *c, int argc, char **argv)
         }
         if (!image)
                 return cli_usage_error("inspect", "missing IMAGE");
-        return print_meta(image, what ? what : IMAGE_META_LABELS, json, NULL);
+        return print_meta(image, app, what ? what : IMAGE_META_LABELS, json, NULL);
 }
 
 int verb_run_help(struct cli *c, int argc, char **argv)
 {
+        const char *app = NULL;
         (void) c;
         if (argc == 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
                 cli_help_print("run-help");
                 return 0;
         }
-        if (argc != 2)
+        int i = 1;
+        if (argc > 1 && (app = app_option(argc, argv, &i, NULL)) == APP_BAD)
+                return cli_usage_error("run-help", "--app wants an app's name");
+        if (app)
+                i++;
+        if (argc - i != 1)
                 return cli_usage_error("run-help", "expects exactly one IMAGE");
-        return print_meta(argv[1], IMAGE_META_HELPFILE, false, "No help sections were defined for this image");
+        return print_meta(argv[i], app, IMAGE_META_HELPFILE, false, "No help sections were defined for this image");
 }

@@ -50,6 +50,7 @@ enum {
         OPT_PUBLISH,
         OPT_DNS,
         OPT_ADD_HOST,
+        OPT_APP,
 };
 
 static const struct option options[] = {
@@ -113,6 +114,7 @@ static const struct option options[] = {
         {"dns", required_argument, NULL, OPT_DNS},
         {"add-host", required_argument, NULL, OPT_ADD_HOST},
         {"overlay", required_argument, NULL, 'o'},
+        {"app", required_argument, NULL, OPT_APP},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -164,6 +166,11 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                 break;
         }
         case OPT_APPLY_CGROUPS: a->apply_cgroups = arg; break;
+        case OPT_APP:
+                if (!cli_is_app_name(arg))
+                        return cli_usage_error(verb, "--app wants an app's name, not '%s'", arg);
+                s->app = arg;
+                break;
         case OPT_CGROUP_PARENT:
                 if (arg[0] != '/' || strstr(arg, "/..") || strstr(arg, "//"))
                         return cli_usage_error(verb, "--cgroup-parent wants a cgroup path like /user.slice/x, not '%s'",

@@ -91,6 +91,9 @@ struct image {
         uint64_t offset, size; /* the squashfs filesystem inside the file */
         bool writable;
         struct sqfs_handle *sqfs; /* lazily opened reader for metadata */
+        /* inspect --app, run-help --app: the metadata of /.singularity.d is read from the
+         * app's /scif/apps/APP/scif instead (the definition file stays the image's) */
+        const char *app;
 };
 
 #define IMAGE_NULL           \

@@ -31,6 +31,12 @@ static const char *const env_files[] = {"/.singularity.d/env/10-docker2singulari
 /* -ENOENT is "absent", not an error. */
 static int read_opt(struct image *img, const char *path, char **ret, struct hutch_error *err)
 {
+        static const char sd[] = "/.singularity.d/";
+        char app_path[4096];
+        if (img->app && startswith(path, sd) && strcmp(path, "/.singularity.d/Singularity")) {
+                snprintf(app_path, sizeof app_path, "/scif/apps/%s/scif/%s", img->app, path + strlen(sd));
+                path = app_path;
+        }
         int r = image_read_file(img, path, META_MAX, ret, NULL, err);
         if (r == -ENOENT) {
                 *ret = NULL;

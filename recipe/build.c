@@ -160,7 +160,7 @@ int host_run(char *const argv[], char *const env[], const int *keep_fds)
  * payload): the payload's exit status, or a negative errno with err filled when the
  * container could not be set up. */
 int container_run(const struct build_ctx *b, const char *rootfs, enum launch_action action, char *const argv[],
-                  char **env, bool writable, struct hutch_error *err)
+                  char **env, bool writable, const char *pwd, struct hutch_error *err)
 {
         int pfd[2];
         if (pipe2(pfd, O_CLOEXEC) < 0)
@@ -184,7 +184,7 @@ int container_run(const struct build_ctx *b, const char *rootfs, enum launch_act
                         .env = env,
                         .host_env = b->spec->host_env,
                         .conf = b->spec->conf,
-                        .pwd = "/",
+                        .pwd = pwd ? pwd : "/",
                 };
                 close(pfd[0]);
                 int status = 0;

@@ -521,7 +521,9 @@ static int app_section(struct recipe_stage *st, size_t k, const char *args, cons
                 return hutch_err(err, -ENOMEM, "out of memory");
         if (!name)
                 return hutch_err(err, -EINVAL, "%s:%zu: %%%s needs the app's name", path, line, app_section_names[k]);
-        if (!name[0] || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+        if (!name[0] ||
+            strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != strlen(name) ||
+            !strcmp(name, ".") || !strcmp(name, ".."))
                 return hutch_err(err, -EINVAL, "%s:%zu: '%s' is not an app name", path, line, name);
         struct recipe_app *app = app_get(st, name);
         int r = app ? 0 : -ENOMEM;

@@ -27,7 +27,7 @@ char *mfree_str(char *p);
 /* argv on the host with env (KEY=VALUE) added, the fds of keep_fds (-1 ended) inherited */
 int host_run(char *const argv[], char *const env[], const int *keep_fds);
 int container_run(const struct build_ctx *b, const char *rootfs, enum launch_action action, char *const argv[],
-                  char **env, bool writable, struct hutch_error *err);
+                  char **env, bool writable, const char *pwd, struct hutch_error *err);
 int script_argv(const char *args, const char *script, bool errexit, char ***ret);
 
 /* recipe/stage.c */

@@ -393,7 +393,7 @@ static int run_post(struct build_ctx *b, const struct recipe_stage *st, const ch
         if (script_argv(sc->args, script, true, &argv) < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");
         char *env[] = {"APPTAINER_ROOTFS=/", "SINGULARITY_ROOTFS=/", NULL};
-        r = container_run(b, rootfs, LAUNCH_EXEC, argv, env, true, err);
+        r = container_run(b, rootfs, LAUNCH_EXEC, argv, env, true, NULL, err);
         _cleanup_close_ int top = root_open(rootfd, "/", O_RDONLY | O_DIRECTORY);
         if (top >= 0)
                 unlinkat(top, script + 1, 0);
@@ -543,8 +543,129 @@ static int run_test(struct build_ctx *b, const struct recipe_stage *st, const ch
         }
         log_info("Running testscript");
         char *argv[] = {NULL};
-        int r = container_run(b, rootfs, LAUNCH_TEST, argv, NULL, false, err);
+        int r = container_run(b, rootfs, LAUNCH_TEST, argv, NULL, false, NULL, err);
         return r != 0 ? section_failed(b, st, "test", r, err) : 0;
+}
+
+/* ---- SCIF apps: /scif/apps/NAME (bin, lib, scif/ with the app's metadata), /scif/data/NAME */
+
+static int app_dirs_files(struct build_ctx *b, const struct recipe_stage *st, int rootfd, struct hutch_error *err)
+{
+        for (size_t k = 0; k < st->n_apps; k++) {
+                const struct recipe_app *a = &st->apps[k];
+                static const char *const dirs[][2] = {{"/scif/apps/", "/bin"},
+                                                      {"/scif/apps/", "/lib"},
+                                                      {"/scif/apps/", "/scif/env"},
+                                                      {"/scif/data/", "/input"},
+                                                      {"/scif/data/", "/output"}};
+                for (size_t d = 0; d < ELEMENTSOF(dirs); d++) {
+                        char p[4096];
+                        snprintf(p, sizeof p, "%s%s%s", dirs[d][0], a->name, dirs[d][1]);
+                        int r = root_mkdirs(rootfd, p, 0755);
+                        if (r < 0)
+                                return hutch_err_sys(err, r, "cannot make %s in the image", p);
+                }
+                if (a->n_files)
+                        log_info("Copying files of app %s", a->name);
+                for (size_t i = 0; i < a->n_files; i++) {
+                        const struct recipe_file *l = &a->files[i];
+                        struct recipe_files host = {0};
+                        const char *base = strrchr(l->src, '/') ? strrchr(l->src, '/') + 1 : l->src;
+                        _cleanup_free_ char *dst = NULL;
+                        if (asprintf(&dst, "/scif/apps/%s/%s", a->name, l->dst[0] ? l->dst : base) < 0)
+                                return hutch_err(err, -ENOMEM, "out of memory");
+                        struct recipe_file line = {.src = l->src, .dst = dst};
+                        int r = copy_line(b, &host, &line, rootfd, -1, err);
+                        if (r < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+/* %appinstall NAME: after %post, in the container, in the app's folder. */
+static int app_install(struct build_ctx *b, const struct recipe_stage *st, const char *rootfs, int rootfd,
+                       struct hutch_error *err)
+{
+        static const char script[] = "/.appinstall.script";
+        for (size_t k = 0; k < st->n_apps; k++) {
+                const struct recipe_app *a = &st->apps[k];
+                const struct recipe_script *sc = &a->script[RECIPE_APP_INSTALL];
+                _cleanup_strv_ char **argv = NULL;
+                char pwd[4096], sec[300];
+                if (!sc->text)
+                        continue;
+                log_info("Running appinstall scriptlet of app %s", a->name);
+                int r = root_write(rootfd, script, sc->text, strlen(sc->text), 0755);
+                if (r < 0)
+                        return hutch_err_sys(err, r, "cannot write %s into the image", script);
+                if (script_argv(sc->args, script, true, &argv) < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                snprintf(pwd, sizeof pwd, "/scif/apps/%s", a->name);
+                char *env[] = {"APPTAINER_ROOTFS=/", "SINGULARITY_ROOTFS=/", NULL};
+                r = container_run(b, rootfs, LAUNCH_EXEC, argv, env, true, pwd, err);
+                _cleanup_close_ int top = root_open(rootfd, "/", O_RDONLY | O_DIRECTORY);
+                if (top >= 0)
+                        unlinkat(top, script + 1, 0);
+                snprintf(sec, sizeof sec, "appinstall %s", a->name);
+                if (r != 0)
+                        return section_failed(b, st, sec, r, err);
+        }
+        return 0;
+}
+
+static int app_metadata(const struct recipe_stage *st, int rootfd, struct hutch_error *err)
+{
+        static const struct {
+                enum recipe_app_section sec;
+                const char *file;
+                bool script;
+        } files[] = {
+                {RECIPE_APP_RUN, "runscript", true},
+                {RECIPE_APP_START, "startscript", true},
+                {RECIPE_APP_TEST, "test", true},
+                {RECIPE_APP_HELP, "runscript.help", false},
+        };
+        _cleanup_free_ char *base = strdup("#!/bin/sh\n");
+        for (size_t k = 0; base && k < st->n_apps; k++) {
+                const struct recipe_app *a = &st->apps[k];
+                char p[4096];
+                int r = 0;
+                for (size_t f = 0; f < ELEMENTSOF(files) && r >= 0; f++) {
+                        const char *t = a->script[files[f].sec].text;
+                        snprintf(p, sizeof p, "/scif/apps/%s/scif/%s", a->name, files[f].file);
+                        if (t && files[f].script)
+                                r = write_script(rootfd, p, t, err);
+                        else if (t && (r = root_write(rootfd, p, t, strlen(t), 0644)) < 0)
+                                r = hutch_err_sys(err, r, "cannot write %s into the image", p);
+                }
+                if (r >= 0 && a->script[RECIPE_APP_ENV].text) {
+                        _cleanup_free_ char *t = strjoin(ENV_HEAD, a->script[RECIPE_APP_ENV].text, "\n");
+                        snprintf(p, sizeof p, "/scif/apps/%s/scif/env/90-environment.sh", a->name);
+                        if ((r = t ? root_write(rootfd, p, t, strlen(t), 0755) : -ENOMEM) < 0)
+                                r = hutch_err_sys(err, r, "cannot write %s into the image", p);
+                }
+                snprintf(p, sizeof p, "/scif/apps/%s/scif/labels.json", a->name);
+                if (r >= 0)
+                        r = labels_write(rootfd, p, st, a->labels, a->n_labels, false, err);
+                if (r < 0)
+                        return r;
+                /* every app's folders by name, for the image's scripts (94-appsbase.sh) */
+                if (!is_valid_env_name(a->name, strlen(a->name)))
+                        continue;
+                char *n = NULL;
+                if (asprintf(&n,
+                             "%sexport SCIF_APPROOT_%s=/scif/apps/%s SCIF_APPBIN_%s=/scif/apps/%s/bin "
+                             "SCIF_APPLIB_%s=/scif/apps/%s/lib SCIF_APPDATA_%s=/scif/data/%s\n",
+                             base, a->name, a->name, a->name, a->name, a->name, a->name, a->name, a->name) < 0)
+                        n = NULL;
+                free(base);
+                base = n;
+        }
+        if (!base)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        int r = st->n_apps ? root_write(rootfd, "/.singularity.d/env/94-appsbase.sh", base, strlen(base), 0755) : 0;
+        return r < 0 ? hutch_err_sys(err, r, "cannot write 94-appsbase.sh into the image") : 0;
 }
 
 int stage_build(struct build_ctx *b, size_t i, struct hutch_error *err)
@@ -563,8 +684,9 @@ int stage_build(struct build_ctx *b, size_t i, struct hutch_error *err)
         if (rootfd < 0)
                 return hutch_err_sys(err, -errno, "cannot open '%s'", rootfs);
         if ((r = base_env(rootfd, err)) < 0 || (r = run_setup(b, st, i, rootfs, err)) < 0 ||
-            (r = copy_files(b, st, rootfd, err)) < 0 || (r = run_post(b, st, rootfs, rootfd, err)) < 0 ||
-            (r = metadata(b, st, rootfd, err)) < 0)
+            (r = copy_files(b, st, rootfd, err)) < 0 || (r = app_dirs_files(b, st, rootfd, err)) < 0 ||
+            (r = run_post(b, st, rootfs, rootfd, err)) < 0 || (r = app_install(b, st, rootfs, rootfd, err)) < 0 ||
+            (r = metadata(b, st, rootfd, err)) < 0 || (r = app_metadata(st, rootfd, err)) < 0)
                 return r;
         if (i + 1 == b->rec.n_stages)
                 r = run_test(b, st, rootfs, err);

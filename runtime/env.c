@@ -33,6 +33,41 @@ static bool is_forwarding_prefix(const char *e)
         return startswith(e, "HUTCHENV_") || startswith(e, "APPTAINERENV_") || startswith(e, "SINGULARITYENV_");
 }
 
+/* SCIF's variables for --app NAME (as Apptainer sets them), its bin/ and lib/ first. */
+static int app_env(const char *app, char ***env)
+{
+        static const char *const vars[][2] = {
+                {"SCIF_APPROOT", ""},
+                {"SCIF_APPMETA", "/scif"},
+                {"SCIF_APPBIN", "/bin"},
+                {"SCIF_APPLIB", "/lib"},
+                {"SCIF_APPRUN", "/scif/runscript"},
+                {"SCIF_APPSTART", "/scif/startscript"},
+                {"SCIF_APPTEST", "/scif/test"},
+                {"SCIF_APPHELP", "/scif/runscript.help"},
+                {"SCIF_APPLABELS", "/scif/labels.json"},
+                {"SCIF_APPENV", "/scif/env/90-environment.sh"},
+        };
+        char buf[4096];
+        if (put(env, "SCIF_APPNAME", app) < 0 || put(env, "SCIF_APPS", "/scif/apps") < 0 ||
+            put(env, "SCIF_DATA", "/scif/data") < 0)
+                return -ENOMEM;
+        snprintf(buf, sizeof buf, "/scif/data/%s", app);
+        if (put(env, "SCIF_APPDATA", buf) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < ELEMENTSOF(vars); i++) {
+                snprintf(buf, sizeof buf, "/scif/apps/%s%s", app, vars[i][1]);
+                if (put(env, vars[i][0], buf) < 0)
+                        return -ENOMEM;
+        }
+        const char *path = strv_env_get(*env, "PATH"), *ld = strv_env_get(*env, "LD_LIBRARY_PATH");
+        snprintf(buf, sizeof buf, "/scif/apps/%s/bin:%s", app, path ? path : DEFAULT_PATH);
+        if (put(env, "PATH", buf) < 0)
+                return -ENOMEM;
+        snprintf(buf, sizeof buf, "/scif/apps/%s/lib%s%s", app, ld ? ":" : "", ld ? ld : "");
+        return put(env, "LD_LIBRARY_PATH", buf);
+}
+
 static int base_env(const struct launch_ctx *c, char ***env)
 {
         const struct launch_spec *s = c->spec;
@@ -75,7 +110,7 @@ static int base_env(const struct launch_ctx *c, char ***env)
                         return -ENOMEM;
         if (s->action == LAUNCH_SHELL && put(env, "PS1", "Hutch> ") < 0)
                 return -ENOMEM;
-        return 0;
+        return s->app ? app_env(s->app, env) : 0;
 }
 
 /* Forced variables: --env and friends. PREPEND_PATH/APPEND_PATH edit PATH, as Apptainer. */
@@ -105,10 +140,20 @@ static int apply_forced(char *const *forced, char ***env)
  * (they win over %environment), then execs "$@". A name goes into the text as it is, so
  * only a POSIX name may (-EINVAL otherwise; the CLI refuses others first); a value goes in
  * single-quoted. */
-int payload_env_script(char *const *forced, char **ret)
+int payload_env_script(char *const *forced, const char *app, char **ret)
 {
         _cleanup_free_ char *s =
                 strdup("for f in /.singularity.d/env/*.sh; do if [ -f \"$f\" ]; then . \"$f\"; fi; done; ");
+        if (s && app) { /* the app's scripts after the image's; its bin/ first again */
+                char *n = NULL;
+                if (asprintf(&n,
+                             "%sfor f in /scif/apps/%s/scif/env/*.sh; do if [ -f \"$f\" ]; then . \"$f\"; fi; "
+                             "done; export PATH=/scif/apps/%s/bin:\"$PATH\"; ",
+                             s, app, app) < 0)
+                        n = NULL;
+                free(s);
+                s = n;
+        }
         for (char *const *f = forced; s && f && *f; f++) {
                 const char *eq = strchr(*f, '=');
                 if (!eq || !is_valid_env_name(*f, eq - *f))
@@ -145,11 +190,33 @@ static bool exists_exec(const char *p)
         return access(p, X_OK) == 0;
 }
 
+/* --app NAME with run, test or instance start: the app's script, by /bin/sh (Apptainer runs
+ * them so); -ENOENT when the app has none. */
+static int app_action_argv(const struct launch_spec *s, char ***ret)
+{
+        const char *f = s->action == LAUNCH_RUN ? "runscript" : s->action == LAUNCH_TEST ? "test" : "startscript";
+        _cleanup_strv_ char **v = NULL;
+        char p[4096];
+        snprintf(p, sizeof p, "/scif/apps/%s/scif/%s", s->app, f);
+        if (access(p, F_OK) < 0)
+                return -ENOENT;
+        if (strv_extend(&v, "/bin/sh") < 0 || strv_extend(&v, p) < 0)
+                return -ENOMEM;
+        for (char **a = s->argv; a && *a; a++)
+                if (strv_extend(&v, *a) < 0)
+                        return -ENOMEM;
+        *ret = steal_pointer(&v);
+        return 0;
+}
+
 /* The command for the action, before any env wrapper. */
 static int action_argv(const struct launch_ctx *c, char ***ret)
 {
         const struct launch_spec *s = c->spec;
         _cleanup_strv_ char **v = NULL;
+
+        if (s->app && s->action != LAUNCH_EXEC && s->action != LAUNCH_SHELL)
+                return app_action_argv(s, ret);
 
         switch (s->action) {
         case LAUNCH_EXEC: v = strv_copy(s->argv); break;
@@ -200,15 +267,21 @@ int payload_prepare(struct launch_ctx *c, struct payload_cmd *ret, struct hutch_
         int r = base_env(c, &env);
         if (r < 0)
                 return hutch_err(err, r, "out of memory");
+        if (c->spec->app) {
+                char p[4096];
+                snprintf(p, sizeof p, "/scif/apps/%s/scif", c->spec->app);
+                if (access(p, F_OK) < 0)
+                        return hutch_err(err, -EINVAL, "no app '%s' in the image (no %s)", c->spec->app, p);
+        }
         r = action_argv(c, &argv);
         if (r == -ENOENT)
                 return r; /* no test script: the caller reports it */
         if (r < 0)
                 return hutch_err(err, r, "out of memory");
-        if (c->has_env_scripts && exists_exec("/bin/sh")) {
+        if ((c->has_env_scripts || c->spec->app) && exists_exec("/bin/sh")) {
                 _cleanup_free_ char *script = NULL;
                 _cleanup_strv_ char **w = NULL;
-                r = payload_env_script(c->spec->env, &script);
+                r = payload_env_script(c->spec->env, c->spec->app, &script);
                 if (r == -EINVAL)
                         return hutch_err(err, r, "a forced environment variable has an invalid name");
                 if (r < 0 || strv_extend(&w, "/bin/sh") < 0 || strv_extend(&w, "-c") < 0 ||

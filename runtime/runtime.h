@@ -55,6 +55,9 @@ struct launch_spec {
         const struct cgroup_limits *limits;
         const char *cgroup_parent; /* hutch.conf 'cgroup parent'; NULL: the caller's cgroup */
         const char *hostname, *home, *pwd, *workdir, *shell;
+        /* --app NAME: a SCIF app of the image (/scif/apps/NAME): its runscript, test or
+         * startscript, its bin/ first on PATH, its env scripts and SCIF_* variables */
+        const char *app;
         char **env;      /* forced inside: --env, --env-file, HUTCHENV_* */
         char **host_env; /* the caller's environment */
         const struct hutch_conf *conf;

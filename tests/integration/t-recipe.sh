@@ -75,6 +75,61 @@ if [ -n "$SIFCHECK" ]; then
 	check "the reference SIF code reads the built SIF (Def.FILE, JSON, partition)" '[ $RC -eq 0 ] && out_has "type=Def.FILE" && out_has "type=JSON.Generic" && out_has "fs=Squashfs part=\*System"'
 fi
 
+# SCIF apps
+echo appdata > "$T/app.txt"
+cat > "$T/apps.def" <<EOF
+Bootstrap: localimage
+From: $I
+
+%appinstall hello
+    printf '#!/bin/sh\necho "hello tool in \$(pwd)"\n' > bin/hello-tool
+    chmod +x bin/hello-tool
+    pwd > installed-in
+
+%apprun hello
+    echo "hello app: \$HELLO_VAR \$SCIF_APPNAME \$*"
+
+%appenv hello
+    export HELLO_VAR=from-appenv
+
+%applabels hello
+    Tool hello-1.0
+
+%appfiles hello
+    $T/app.txt
+
+%apphelp hello
+    Help of the hello app.
+
+%apptest hello
+    test -f \$SCIF_APPROOT/installed-in
+
+%apprun other
+    echo other
+EOF
+run "$HUTCH" build -q "$T/apps.sif" "$T/apps.def"
+check "build with SCIF apps" '[ $RC -eq 0 ] && no_build_leftovers'
+run "$HUTCH" run --app hello "$T/apps.sif" a b
+check "run --app: the app's runscript with its %appenv" 'out_is "hello app: from-appenv hello a b"'
+run "$HUTCH" exec --app hello "$T/apps.sif" sh -c 'hello-tool; cat $SCIF_APPROOT/installed-in $SCIF_APPROOT/app.txt; echo $SCIF_APPDATA; ls -d /scif/data/hello/input'
+check "exec --app: the app's bin/ on PATH, %appinstall ran in its folder, %appfiles copied" 'out_has "^hello tool in" && out_has "^/scif/apps/hello$" && out_has "^appdata" && out_has "^/scif/data/hello$" && out_has "^/scif/data/hello/input"'
+run "$HUTCH" test --app hello "$T/apps.sif"
+check "test --app runs %apptest" '[ $RC -eq 0 ]'
+run "$HUTCH" run --app other "$T/apps.sif"
+check "a second app" 'out_is other'
+run "$HUTCH" inspect --app hello "$T/apps.sif"
+check "inspect --app: the app's %applabels" 'out_has "^Tool: hello-1.0" && ! out_has "org.label-schema.build-date"'
+run "$HUTCH" inspect --app hello --runscript "$T/apps.sif"
+check "inspect --app --runscript" 'out_has "hello app:"'
+run "$HUTCH" run-help --app hello "$T/apps.sif"
+check "run-help --app: %apphelp" 'out_has "Help of the hello app."'
+run "$HUTCH" run --app nope "$T/apps.sif"
+check "run --app of an app the image lacks" 'fails_with "no app .nope."'
+run "$HUTCH" inspect --app nope "$T/apps.sif"
+check "inspect --app of an app the image lacks" 'fails_with "no app .nope."'
+run "$HUTCH" run --app '../x' "$T/apps.sif"
+check "--app takes a name only" 'fails_with "--app wants an app.s name"'
+
 # --sandbox, --force, target already there
 run "$HUTCH" build -q --sandbox "$T/sb" "$T/all.def"
 check "build --sandbox: a folder with the metadata where Apptainer puts it" '[ $RC -eq 0 ] && [ -x "$T/sb/.singularity.d/runscript" ] && [ -f "$T/sb/.singularity.d/labels.json" ] && [ -f "$T/sb/.singularity.d/runscript.help" ] && [ -L "$T/sb/singularity" ] && [ -f "$T/sb/opt/host.txt" ] && [ ! -e "$T/sb/.post.script" ] && no_build_leftovers'

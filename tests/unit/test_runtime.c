@@ -65,7 +65,7 @@ static void test_env_script(void **state)
         for (size_t i = 0; i < ELEMENTSOF(values); i++) {
                 _cleanup_free_ char *entry = strjoin("V=", values[i], NULL), *script = NULL;
                 char *forced[] = {entry, NULL};
-                assert_int_equal(payload_env_script(forced, &script), 0);
+                assert_int_equal(payload_env_script(forced, NULL, &script), 0);
                 _cleanup_free_ char *out = run_wrapper(script);
                 assert_string_equal(out, values[i]);
         }
@@ -73,7 +73,7 @@ static void test_env_script(void **state)
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char *script = NULL;
                 char *forced[] = {(char *) bad[i], NULL};
-                assert_int_equal(payload_env_script(forced, &script), -EINVAL);
+                assert_int_equal(payload_env_script(forced, NULL, &script), -EINVAL);
                 assert_null(script);
         }
 }
