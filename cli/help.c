@@ -40,6 +40,7 @@ static const char launch_options[] =
         "      --drop-caps CAPS          drop these (CAP_NET_RAW,sys_admin,...)\n"
         "      --keep-privs              keep every capability (root, --fakeroot; the default there)\n"
         "      --allow-setuid            setuid files of the image work: no nosuid, no no_new_privs (root)\n"
+        "      --app NAME                a SCIF app of the image: its runscript/test/startscript, env, bin/\n"
         "  -d, --debug / -v, --verbose / -q, --quiet / -s, --silent\n"
         "Limits (a cgroup beneath yours; rootless only in a delegated cgroup v2 subtree):\n"
         "      --cpus N, --cpu-shares N, --cpuset-cpus LIST, --cpuset-mems LIST\n"
@@ -99,10 +100,13 @@ static const struct {
          "Join a running instance with: hutch exec|run|shell instance://NAME ...\n"
          "State: $XDG_RUNTIME_DIR/hutch/instances/NAME, else $HOME/.hutch/instances/HOST/NAME."},
         {"inspect",
-         "hutch inspect [--labels|--runscript|--startscript|--test|--deffile|--environment|--helpfile|--all] [--json] "
+         "hutch inspect [--app NAME] "
+         "[--labels|--runscript|--startscript|--test|--deffile|--environment|--helpfile|--all] "
+         "[--json] "
          "IMAGE",
          "Show an image's metadata (default: labels)."},
-        {"run-help", "hutch run-help IMAGE", "Show the image's runscript help (/.singularity.d/runscript.help)."},
+        {"run-help", "hutch run-help [--app NAME] IMAGE",
+         "Show the image's runscript help (/.singularity.d/runscript.help; an app's with --app)."},
         {"build",
          "hutch build [--sandbox] [--force] [-q] TARGET SOURCE\n"
          "       hutch build [--sandbox] [--force] [--notest] [--fakeroot] [--build-arg K=V]... [--build-arg-file F] "
