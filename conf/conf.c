@@ -551,8 +551,11 @@ int conf_bind_check(const struct hutch_conf *c, const char *dst, struct hutch_er
                 struct bind_spec *v = NULL;
                 size_t n = 0;
                 struct hutch_error ignored = HUTCH_ERROR_INIT;
-                if (bind_spec_parse(*b, &v, &n, &ignored) < 0)
+                if (bind_spec_parse(*b, &v, &n, &ignored) < 0) {
+                        /* what a list parsed before its bad entry is appended: freed all the same */
+                        bind_spec_free_array(v, n);
                         continue;
+                }
                 bool hit = false;
                 for (size_t i = 0; i < n && !hit; i++)
                         hit = path_beneath(dst, v[i].dst) || path_beneath(v[i].dst, dst);

@@ -11,7 +11,7 @@ secs=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(squashfs sif)
+[ ${#targets[@]} -gt 0 ] || targets=(squashfs sif conf toml state specs)
 art=${FUZZ_ARTIFACTS:-$PWD}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -21,7 +21,10 @@ for t in "${targets[@]}"; do
 	n=$((n + 1))
 	bin=$build/tests/fuzz/fuzz_$t
 	seeds=()
-	for d in "$here/corpus/$t" "$here/corpus/sif"; do
+	# the image targets share the SIF seeds; the parsers have their own alone
+	other=
+	case $t in squashfs | sif) other=$here/corpus/sif ;; esac
+	for d in "$here/corpus/$t" $other; do
 		[ -d "$d" ] && seeds+=("$d")
 	done
 	mkdir -p "$work/$t"

@@ -314,6 +314,9 @@ static void test_conf_policy_checks(void **state)
         assert_int_equal(conf_bind_check(&c, "/mnt/database", &e), 0);
         assert_int_equal(conf_bind_check(&c, "/etc/localtime", &e), -EPERM);
         assert_int_equal(conf_bind_check(&c, "/etc/hosts", &e), 0);
+        /* a list whose later entry is bad (found by fuzz_conf: its good part leaked) */
+        assert_int_equal(conf_parse_string(&c, "bind path = /a:/b,/c:x\n", "t", &e), 0);
+        assert_int_equal(conf_bind_check(&c, "/q", &e), 0);
         conf_free(&c);
 }
 
