@@ -528,7 +528,8 @@ static int build_limits(struct cli *c, struct launch_args *a)
 #endif
 
 /* --net, --network, -p: resolved against hutch.conf's policy and the named networks in the
- * network/ folder beside hutch.conf; published host ports must be free now. -1 to go on. */
+ * network/ folder beside the system hutch.conf; published host ports must be free now. -1
+ * to go on. */
 static int build_net(struct cli *c, struct launch_args *a)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
@@ -536,8 +537,8 @@ static int build_net(struct cli *c, struct launch_args *a)
         a->spec.net = n;
         if (!n->enabled && !a->network)
                 return -1;
-        const char *conf = cli_getenv(c, "HUTCH_CONF");
-        _cleanup_free_ char *dir = strdup(conf ? conf : HUTCH_CONF_PATH);
+        /* the admin's folder, beside the system hutch.conf (a user's file only tightens) */
+        _cleanup_free_ char *dir = strdup(HUTCH_CONF_PATH);
         if (!dir)
                 return cli_usage_error(NULL, "out of memory");
         char *slash = strrchr(dir, '/');

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "net.h"
+#include "util/log.h"
 #include "util/util.h"
 
 static const char *const type_names[] = {
@@ -395,6 +396,13 @@ int net_spec_resolve(struct net_spec *s, const char *list, const struct hutch_co
         if (!root && !user_allowed(conf, chosen))
                 return hutch_err(err, -EPERM,
                                  "network '%s' is not allowed for users by hutch.conf ('network users allow')", chosen);
+        if (t == NET_TYPE_BRIDGE && s->n_publish > 0)
+                return hutch_err(err, -EINVAL,
+                                 "publishing a port of a bridge network is not supported: use --network pasta or "
+                                 "slirp4netns, or reach %s from the host",
+                                 s->bridge.bridge);
+        if (t == NET_TYPE_BRIDGE && s->bridge.masquerade)
+                log_warning("masquerading (network '%s') is not implemented, ignoring", s->bridge.name);
         if (t == NET_TYPE_NONE && s->n_publish > 0)
                 return hutch_err(err, -EINVAL,
                                  "a port is published but network 'none' has no way in: use --network pasta, "

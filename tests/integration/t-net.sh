@@ -71,4 +71,40 @@ sup=$(pgrep -u "$(id -u)" -x hutch-supervise | head -1)
 check "after kill -9 of the supervisor no helper is left" 'wait_for "[ -z \"\$(hutch_procs)\" ]" 50'
 run "$HUTCH" instance list
 leftovers "kill -9"
+
+# bridge (root): only inside a network namespace made here, so the host's interfaces are
+# never touched
+if [ "$(id -u)" -eq 0 ]; then
+	cat > "$T/bridge.sh" <<'EOS'
+set -u
+ip link set lo up
+leases=/run/hutch/net/bridge.leases
+HUTCH_TEST_PORT=8080 "$HUTCH" instance start --net --network bridge "$I" br1 || echo "start failed"
+a=$("$HUTCH" instance list --json | sed -n 's/.*"ip": "\(10\.[0-9.]*\)".*/\1/p')
+echo "addr1=$a"
+"$HUTCH" exec --net --network bridge "$I" sh -c "ip -4 -o addr show eth0; ip route; printf 'GET / HTTP/1.0\r\n\r\n' | nc $a 8080 | head -1"
+"$HUTCH" exec instance://br1 ip -4 -o addr show eth0 | sed 's/^/joined: /'
+ip -o link | grep -c 'master hutch0' | sed 's/^/veths=/'
+"$HUTCH" instance stop br1 >/dev/null 2>&1
+echo "after-stop veths=$(ip -o link | grep -c 'master hutch0') leases=$(grep -c . $leases)"
+HUTCH_TEST_PORT=8080 "$HUTCH" instance start --net --network bridge "$I" br2 >/dev/null 2>&1
+kill -9 "$(pgrep -x hutch-supervise | head -1)"
+for i in $(seq 50); do [ -z "$(pgrep -x hutch-net)" ] && break; sleep 0.1; done
+"$HUTCH" instance list >/dev/null 2>&1
+echo "after-kill veths=$(ip -o link | grep -c 'master hutch0') helpers=$(pgrep -c -x hutch-net)"
+"$HUTCH" exec --net --network bridge "$I" ip -4 -o addr show eth0 | sed 's/^/reused: /'
+"$HUTCH" exec --net --network bridge -p 18080:80 "$I" true 2>&1 | sed 's/^/publish: /'
+EOS
+	run env HUTCH="$HUTCH" I="$I" unshare -n bash "$T/bridge.sh"
+	a=$(sed -n 's/^addr1=//p' "$OUT")
+	check "bridge: an instance gets an address of the subnet" 'echo "$a" | grep -q "^10\.89\.0\.[0-9]*$"'
+	check "bridge: a second container gets another address, a default route, and reaches the first" \
+		'grep "eth0" "$OUT" | grep -v "$a/" | grep -q "inet 10.89.0" && out_has "default via 10.89.0.1" && out_has "200 OK"'
+	check "bridge: exec instance:// sees the instance's eth0" 'out_has "joined: .*inet $a/24"'
+	check "bridge: after stop no veth and no lease" 'out_has "after-stop veths=0 leases=0"'
+	check "bridge: after kill -9 of the supervisor no veth and no helper" 'out_has "after-kill veths=0 helpers=0"'
+	check "bridge: the crashed container's lease is free again" 'out_has "reused: .*inet 10.89.0.2/24"'
+	check "bridge: publishing is refused" 'out_has "publish: hutch: error: publishing a port of a bridge network"'
+	leftovers "bridge"
+fi
 finish
