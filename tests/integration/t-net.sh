@@ -56,7 +56,7 @@ for n in pasta slirp4netns; do
 	run "$HUTCH" instance list --json
 	check "$n: --json too" 'out_has "\"ports\": \"127.0.0.1:$PORT->8080/tcp\"" && grep -q "\"ip\": \"[0-9]" "$OUT"'
 	run "$HUTCH" exec instance://web cat /proc/net/dev
-	check "$n: exec instance:// joins its network" '[ "$RC" -eq 0 ] && [ "$(tail -n +3 "$OUT" | wc -l)" -eq 2 ] && ! grep -q "^ *lo:.*" /dev/null'
+	check "$n: exec instance:// joins its network" '[ "$RC" -eq 0 ] && [ "$(tail -n +3 "$OUT" | wc -l)" -eq 2 ]'
 	run "$HUTCH" instance start --net --network $n -p 127.0.0.1:$PORT:8080 "$I" web2
 	check "$n: a port already taken fails naming it" 'fails_with "$PORT"'
 	run "$HUTCH" instance stop web
