@@ -101,14 +101,47 @@ static int job_tie(const struct cli *c, int tie, struct instance_spec *is, struc
         return 0;
 }
 
-static int cmd_start(struct cli *c, const char *sub, int argc, char **argv)
+/* `hutch instance supervise --sync-fd=N [--tie=PID:START] -- start|run ARGS`: the
+ * supervisor, exec'd by `instance start` (or by a systemd unit), parses the start's own
+ * command line again. */
+struct supervise_opts {
+        int sync_fd;
+        pid_t tie_pid;
+        unsigned long long tie_start;
+};
+
+/* The supervisor's arguments after --sync-fd: the tie, then the start's own command line. */
+static int supervisor_args(const struct instance_spec *is, const char *sub, int argc, char **argv, char ***ret)
+{
+        _cleanup_strv_ char **v = NULL;
+        char tie[64];
+        if (is->job_pid > 0) {
+                snprintf(tie, sizeof tie, "--tie=%d:%llu", (int) is->job_pid, is->job_pid_start);
+                if (strv_extend(&v, tie) < 0)
+                        return -ENOMEM;
+        }
+        if (strv_extend(&v, "--") < 0 || strv_extend(&v, sub) < 0)
+                return -ENOMEM;
+        for (int i = 1; i < argc; i++)
+                if (strv_extend(&v, argv[i]) < 0)
+                        return -ENOMEM;
+        *ret = steal_pointer(&v);
+        return 0;
+}
+
+static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, const struct supervise_opts *sv)
 {
         struct launch_args a = {.instance = true, .tie_to_job = -1};
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct instance_spec is = {0};
         const char *verb = !strcmp(sub, "run") ? "instance run" : "instance start";
+        _cleanup_strv_ char **orig = NULL, **sargs = NULL;
         int r, status;
 
+        /* the parse may reorder or rewrite argv: the supervisor gets it as given */
+        orig = strv_copy(argv);
+        if (!orig)
+                return cli_fail(&(struct hutch_error){.code = -ENOMEM, .msg = "out of memory"});
         a.spec.action = !strcmp(sub, "run") ? LAUNCH_RUN : LAUNCH_START;
         if ((r = launch_args_parse(c, &a, verb, argc, argv)) >= 0)
                 goto out;
@@ -127,15 +160,32 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv)
                 r = cli_usage_error(verb, "IMAGE cannot be an instance");
                 goto out;
         }
-        if ((r = job_tie(c, a.tie_to_job, &is, &err)) < 0) {
+        /* the supervisor, in a session of its own, cannot tell the job's process: it is
+         * given the one the CLI found */
+        if ((r = job_tie(c, sv ? 0 : a.tie_to_job, &is, &err)) < 0) {
                 r = cli_fail(&err);
                 goto out;
+        }
+        if (sv) {
+                is.job_pid = sv->tie_pid;
+                is.job_pid_start = sv->tie_start;
         }
         is.launch = &a.spec;
         is.log_max_size = c->conf.instance_log_max_size;
         is.settle_ms = (unsigned) c->conf.instance_ready_timeout;
         is.max_instances = (unsigned) c->conf.max_instances;
         cli_instance_env(c, &is.env);
+        if (sv) {
+                r = instance_supervise(&is, sv->sync_fd, &err);
+                r = r < 0 ? EXIT_HUTCH_FAILURE : r;
+                goto out;
+        }
+        if (supervisor_args(&is, sub, argc, orig, &sargs) < 0) {
+                r = cli_fail(&(struct hutch_error){.code = -ENOMEM, .msg = "out of memory"});
+                goto out;
+        }
+        is.supervisor_path = "hutch";
+        is.supervisor_args = sargs;
         r = instance_start(&is, &status, &err);
         if (r < 0) {
                 /* the container's own words first, as it wrote them */
@@ -146,14 +196,58 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv)
                 goto out;
         }
         log_info("instance started successfully");
-        /* done: every page this process writes now is a copy-on-write fault (~15 us on VMs
-         * like CI's), as it still shares them with the supervisor it forked; freeing
-         * would write many, and the caller waits for our exit */
-        fflush(NULL);
-        _exit(0);
+        r = 0;
 out:
         launch_args_free(&a);
         return r;
+}
+
+static int parse_tie(const char *s, struct supervise_opts *o)
+{
+        char *end;
+        errno = 0;
+        long pid = strtol(s, &end, 10);
+        if (errno || end == s || *end != ':' || pid <= 0 || pid > INT32_MAX)
+                return -EINVAL;
+        s = end + 1;
+        unsigned long long t = strtoull(s, &end, 10);
+        if (errno || end == s || *end)
+                return -EINVAL;
+        o->tie_pid = (pid_t) pid;
+        o->tie_start = t;
+        return 0;
+}
+
+/* A supervisor whose own command line is wrong was not started by hutch: its starter (if
+ * any) hears why on the sync fd. */
+static int supervise_usage(const struct supervise_opts *o, const char *arg)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        if (arg)
+                hutch_err(&err, -EINVAL, "'instance supervise' does not take '%s'", arg);
+        else
+                hutch_err(&err, -EINVAL, "'instance supervise' needs '-- start ARGS'");
+        if (o->sync_fd >= 0)
+                instance_sync_fail(o->sync_fd, &err);
+        return cli_usage_error("instance supervise", "%s", err.msg);
+}
+
+static int cmd_supervise(struct cli *c, int argc, char **argv)
+{
+        struct supervise_opts o = {.sync_fd = -1};
+        int i = 1;
+        for (; i < argc && strcmp(argv[i], "--"); i++) {
+                uint64_t fd;
+                if (startswith(argv[i], "--sync-fd=") && parse_u64_range(argv[i] + 10, 0, INT32_MAX, &fd) >= 0)
+                        o.sync_fd = (int) fd;
+                else if (!(startswith(argv[i], "--tie=") && parse_tie(argv[i] + 6, &o) >= 0))
+                        return supervise_usage(&o, argv[i]);
+        }
+        if (o.sync_fd >= 0 && fcntl(o.sync_fd, F_GETFD) < 0)
+                return cli_usage_error("instance supervise", "--sync-fd=%d is not open", o.sync_fd);
+        if (i + 1 >= argc || (strcmp(argv[i + 1], "start") && strcmp(argv[i + 1], "run")))
+                return supervise_usage(&o, NULL);
+        return cmd_start(c, argv[i + 1], argc - i - 1, argv + i + 1, &o);
 }
 
 static void format_time(long long t, char *buf, size_t size)
@@ -613,7 +707,9 @@ int verb_instance(struct cli *c, int argc, char **argv)
                 return sub ? 0 : EXIT_USAGE;
         }
         if (!strcmp(sub, "start") || !strcmp(sub, "run"))
-                return cmd_start(c, sub, argc - 1, argv + 1);
+                return cmd_start(c, sub, argc - 1, argv + 1, NULL);
+        if (!strcmp(sub, "supervise")) /* not for users: what `instance start` execs */
+                return cmd_supervise(c, argc - 1, argv + 1);
         if (!strcmp(sub, "list"))
                 return cmd_list(c, argc - 1, argv + 1);
         if (!strcmp(sub, "stop"))

@@ -16,11 +16,11 @@ struct instance_msg {
         struct hutch_error err;
 };
 
-/* The supervisor's life, in the process instance_start forks. sync_fd is the CLI's
- * socket. Returns when the instance is over and everything it had is gone: the
- * container's last exit status (128+N when killed by signal N), for the supervisor to
- * exit with (systemd, scripts and `wait` read it), or -errno when it never ran. */
-int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hutch_error *err);
+/* The supervisor's command line: spec->supervisor_path instance supervise --sync-fd=N
+ * spec->supervisor_args... */
+int instance_supervisor_argv(const struct instance_spec *spec, int sync_fd, char ***ret);
+/* The CLI's wait for the supervisor's word on sock. */
+int instance_sync_wait(const struct instance_spec *spec, int sock, int *ret_status, struct hutch_error *err);
 
 /* Open (and with create, make) the state root new instances go to; 0700, owned by the
  * caller. */

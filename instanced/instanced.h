@@ -36,6 +36,11 @@ struct instance_spec {
         /* --tie-to-job: the instance is stopped when this process of the job ends (0: not tied) */
         pid_t job_pid;
         unsigned long long job_pid_start;
+        /* instance_start execs the supervisor as `supervisor_path instance supervise
+         * --sync-fd=N supervisor_args...`, where the args re-state this spec ("--tie=PID:START",
+         * "--", "start", the start's own arguments) */
+        const char *supervisor_path;
+        char *const *supervisor_args;
 };
 
 /* What the state file of a running instance holds. */
@@ -80,10 +85,17 @@ int instance_state_root(const struct instance_env *env, char **ret);
 int instance_state_roots(const struct instance_env *env, char ***ret);
 int instance_log_paths(const struct instance_env *env, const char *name, char **ret_out, char **ret_err);
 
-/* CLI side of `instance start`: starts a supervisor (fork, setsid, fork, exec) and waits
- * until the container runs or failed. On a failed payload *ret_status is its exit code
- * (else -1) so the caller can show the container's own error output. */
+/* CLI side of `instance start`: execs the supervisor, detached, and waits until the
+ * container runs or failed. On a failed payload *ret_status is its exit code (else -1) so
+ * the caller can show the container's own error output. */
 int instance_start(const struct instance_spec *spec, int *ret_status, struct hutch_error *err);
+/* The supervisor's life (`hutch instance supervise`). sync_fd is the socket to whoever
+ * started it (-1: none). Returns when the instance is over and everything it had is gone:
+ * the container's last exit status (128+N when killed by signal N), for the supervisor to
+ * exit with (systemd, scripts and `wait` read it), or -errno when it never ran. */
+int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hutch_error *err);
+/* A supervisor that cannot even read its spec tells its starter why over sync_fd. */
+void instance_sync_fail(int sync_fd, const struct hutch_error *err);
 
 /* Running instances of env's user matching glob (NULL: all), sorted by name. Dead entries
  * are removed; their names are appended to *ret_gone when given. */

@@ -73,6 +73,7 @@ struct sup {
         bool server_failed;
         struct hutch_error server_err; /* the first crash line of the current start */
         pid_t init_early;              /* the same, written by the kernel as the launcher creates it */
+        pid_t ended_early;             /* an init_early ended as its launcher was killed, not yet logged */
         bool ready, stopping, finishing, backing_off, tidy_pending, kill_pending;
         int settled_in_row;
         struct timespec settle_start;
@@ -249,6 +250,14 @@ static int logs_open(struct sup *u, struct hutch_error *err)
         if ((r = sink_open(&u->out, true)) < 0 || (r = sink_open(&u->err, true)) < 0)
                 return hutch_err_sys(err, r, "cannot open the logs of instance '%s'", u->spec->name);
         return 0;
+}
+
+static void note_ended_early(struct sup *u)
+{
+        if (u->ended_early > 0 && u->err.fd >= 0) {
+                note(u, "the launcher was killed; its init (pid %d) was ended before going on", (int) u->ended_early);
+                u->ended_early = 0;
+        }
 }
 
 static void drain(int fd, struct log_sink *s)
@@ -458,12 +467,16 @@ static int container_start(struct sup *u, struct hutch_error *err)
                  * until its exec (spawn_vm). End it (and with it its PID namespace) before
                  * anything here touches the heap; an init of its own memory (forked) is
                  * ended too, as nobody will tell it the start failed */
-                if (u->init_early > 0) {
-                        kill(u->init_early, SIGKILL);
-                        while (waitpid(u->init_early, NULL, 0) < 0 && errno == EINTR)
+                pid_t early = u->init_early;
+                if (early > 0) {
+                        kill(early, SIGKILL);
+                        while (waitpid(early, NULL, 0) < 0 && errno == EINTR)
                                 ;
                 }
                 kill_children();
+                /* only now may the heap be used: the account, for the log and the tests
+                 * (written once the logs are open) */
+                u->ended_early = early;
         }
         unpin(u);
         close(sp[1]);
@@ -687,6 +700,7 @@ static void on_timer(struct sup *u)
                 struct hutch_error e = HUTCH_ERROR_INIT;
                 u->backing_off = false;
                 if (container_start(u, &e) < 0) {
+                        note_ended_early(u);
                         note(u, "restart failed: %s", e.msg);
                         u->finishing = true;
                 }
@@ -896,6 +910,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 struct hutch_error lerr = HUTCH_ERROR_INIT;
                 r = container_start(&u, err);
                 int lr = logs_open(&u, &lerr);
+                note_ended_early(&u);
                 if (r < 0) {
                         /* an image server's crash makes the launcher fail on EIO: its line,
                          * written before that EIO, says why */
