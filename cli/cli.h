@@ -72,6 +72,9 @@ struct launch_args {
         char *seccomp_path;  /* FILE */
 };
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv);
+/* hutch.conf's trusted-key policy for image (cli/trust.c): -1 to go on, else the exit code
+ * after the one error line. */
+int cli_trust_check(struct cli *c, const char *image);
 void launch_args_free(struct launch_args *a);
 
 void cli_instance_env(const struct cli *c, struct instance_env *ret);

@@ -657,7 +657,7 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
                         return r;
                 s->image = a->image_path;
         }
-        return -1;
+        return cli_trust_check(c, s->image);
 }
 
 int verb_launch(struct cli *c, const char *verb, int argc, char **argv)

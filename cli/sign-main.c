@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,10 @@
 #include "util/cleanup.h"
 #include "util/log.h"
 #include "util/util.h"
+
+#ifndef HUTCH_CONF_PATH
+#define HUTCH_CONF_PATH "/etc/hutch/hutch.conf"
+#endif
 
 extern char **environ;
 
@@ -546,6 +551,72 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
         return cli_usage_error("key", "unknown key command '%s'", sub);
 }
 
+/* ---- policy-check IMAGE: spawned by hutch before it starts an image the site's policy
+ * governs; exit 0 lets it start, otherwise one error line */
+static int conf_keys_dir(struct sign_cli *s, char *buf, size_t len)
+{
+        const char *conf = cli_getenv(&s->c, "HUTCH_CONF");
+        snprintf(buf, len, "%s", conf ? conf : HUTCH_CONF_PATH);
+        char *slash = strrchr(buf, '/');
+        if (!slash)
+                return snprintf(buf, len, "keys") < 0 ? -EINVAL : 0;
+        snprintf(slash, len - (size_t) (slash - buf), "/keys");
+        return 0;
+}
+
+static void trust_cache_put(struct sign_cli *s, const struct stat *st, char *const *fps)
+{
+        char name[TRUST_CACHE_NAME_MAX];
+        _cleanup_close_ int dirfd = trust_cache_open(geteuid(), cli_getenv(&s->c, "XDG_RUNTIME_DIR"), true);
+        if (dirfd < 0)
+                return;
+        trust_cache_name(st, trust_policy_hash(fps), name, sizeof name);
+        int fd = openat(dirfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0)
+                close(fd);
+}
+
+static int verb_policy_check(struct sign_cli *s, int argc, char **argv)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        _cleanup_strv_ char **fps = NULL;
+        _cleanup_(sign_keyring_close) struct sign_keyring kr = SIGN_KEYRING_NULL;
+        struct sign_verify_report rep = {0};
+        char real[PATH_MAX], sys_keys[PATH_MAX];
+        struct stat before, after;
+
+        if (argc != 2)
+                return cli_usage_error(NULL, "policy-check is run by hutch itself");
+        int r = cli_load_conf(&s->c);
+        if (r)
+                return r;
+        if (!realpath(argv[1], real))
+                return fail_msg(-errno, "the site's image policy cannot check '%s': %s", argv[1], strerror(errno));
+        if (trust_policy_for(s->c.conf.trusted_keys, real, &fps, &err) < 0)
+                return fail(&err);
+        if (!fps)
+                return 0;
+        conf_keys_dir(s, sys_keys, sizeof sys_keys);
+        const char *dirs[] = {sys_keys, s->hutch_dir, s->apptainer_dir, NULL};
+        if (stat(real, &before) < 0)
+                return fail_msg(-errno, "cannot stat '%s': %s", real, strerror(errno));
+        if (sign_keyring_open(&kr, NULL, dirs, false, &err) < 0)
+                return fail(&err);
+        struct sign_verify_opts o = {.trusted = fps};
+        r = sign_image_verify(&kr, real, &o, &rep, &err);
+        sign_verify_report_free(&rep);
+        if (r < 0)
+                return fail_msg(r, "'%s' is refused by the site's image policy (hutch.conf 'trusted key'): %s", argv[1],
+                                err.msg);
+        /* cached only when the file did not change meanwhile */
+        if (stat(real, &after) == 0 && after.st_ino == before.st_ino && after.st_dev == before.st_dev &&
+            after.st_size == before.st_size && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec &&
+            after.st_mtim.tv_sec == before.st_mtim.tv_sec && after.st_ctim.tv_sec == before.st_ctim.tv_sec &&
+            after.st_ctim.tv_nsec == before.st_ctim.tv_nsec)
+                trust_cache_put(s, &before, fps);
+        return 0;
+}
+
 int main(int argc, char **argv)
 {
         struct sign_cli s = {.c.environ = environ};
@@ -567,5 +638,7 @@ int main(int argc, char **argv)
                 return verb_sign(&s, argc - i, argv + i);
         if (!strcmp(verb, "key"))
                 return verb_key(&s, argc - i, argv + i);
+        if (!strcmp(verb, "policy-check"))
+                return verb_policy_check(&s, argc - i, argv + i);
         return cli_usage_error(NULL, "unknown command '%s'", verb);
 }

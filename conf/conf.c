@@ -45,6 +45,8 @@ void conf_free(struct hutch_conf *c)
 {
         strv_free(c->bind_paths);
         c->bind_paths = NULL;
+        strv_free(c->trusted_keys);
+        c->trusted_keys = NULL;
         strv_free(c->limit_defaults);
         strv_free(c->limit_maxima);
         c->limit_defaults = c->limit_maxima = NULL;
@@ -91,7 +93,8 @@ enum key_kind {
         KEY_LIMIT,
         KEY_LIST,
         KEY_COUNT,
-        KEY_STR
+        KEY_STR,
+        KEY_TRUST
 };
 
 /* Sorted by key, looked up by bsearch. */
@@ -132,6 +135,7 @@ static const struct conf_key {
         {"network masquerade", KEY_BOOL, offsetof(struct hutch_conf, net_masquerade)},
         {"network subnet", KEY_STR, offsetof(struct hutch_conf, net_subnet)},
         {"network users allow", KEY_STR, offsetof(struct hutch_conf, net_users_allow)},
+        {"trusted key", KEY_TRUST, 0},
         {"user bind control", KEY_BOOL, offsetof(struct hutch_conf, user_bind_control)},
 };
 
@@ -246,6 +250,10 @@ static int handler(void *user, const char *section, const char *name, const char
                         *(uint64_t *) ((char *) c + k->off) = v;
                 break;
         }
+        case KEY_TRUST:
+                if (strv_extend(&c->trusted_keys, value) < 0)
+                        return 0;
+                break;
         case KEY_ALLOW: break;
         }
         return 1;
@@ -338,6 +346,7 @@ static void tighten_one(struct hutch_conf *sys, struct hutch_conf *user, const s
                 break;
         }
         case KEY_STR: tighten_str(sys, user, k, name); break;
+        case KEY_TRUST: loosen_ignored(sys, name, k->key); break; /* the site's keys are the admin's */
         case KEY_ALLOW: break;
         }
 }

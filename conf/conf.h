@@ -40,6 +40,8 @@ struct hutch_conf {
         char **limit_container_owners_user;
         char **limit_maxima_user; /* the user's own maxima: applied after the admin's */
         uint64_t set_mask;        /* the keys this file set (bit: index in the key table) */
+        /* 'trusted key = FINGERPRINT [FOLDER...]' lines as written (sign/: trust_policy_for) */
+        char **trusted_keys;
         unsigned n_warnings;
 };
 

@@ -64,10 +64,11 @@ int sign_keyring_newpair(struct sign_keyring *kr, const struct sign_newpair *np,
 
 /* ---- verification */
 struct sign_verify_opts {
-        uint32_t sif_id;   /* only this object (0: none) */
-        uint32_t group_id; /* only this group (0: none) */
-        bool legacy;       /* verify legacy (SIFHASH) signatures instead */
-        bool all;          /* with legacy: each object's own signature */
+        uint32_t sif_id;      /* only this object (0: none) */
+        uint32_t group_id;    /* only this group (0: none) */
+        bool legacy;          /* verify legacy (SIFHASH) signatures instead */
+        bool all;             /* with legacy: each object's own signature */
+        char *const *trusted; /* only signatures whose descriptor names one of these fingerprints */
 };
 
 struct sign_sig_result {
@@ -105,3 +106,17 @@ int sign_image_sign(struct sign_keyring *kr, const char *path, const struct sign
                     struct hutch_error *err);
 /* Whether the secret key needs a passphrase. */
 int sign_key_protected(struct sign_keyring *kr, const char *fingerprint, bool *ret, struct hutch_error *err);
+
+/* ---- the admin's policy (hutch.conf 'trusted key = FINGERPRINT [FOLDER...]'): pure, and
+ * linked into the lean hutch, which spawns 'hutch-sign policy-check' only when needed */
+/* The fingerprints (upper case) of the lines that govern path (absolute, symlinks
+ * resolved): a line without folders governs every image, one with folders the images in
+ * them. None: the policy leaves path alone. A malformed line is an error (fail closed). */
+int trust_policy_for(char *const *lines, const char *path, char ***ret_fps, struct hutch_error *err);
+uint64_t trust_policy_hash(char *const *fps);
+/* $XDG_RUNTIME_DIR/hutch/trust when that folder is uid's, else /dev/shm/hutch-UID/trust: an
+ * entry named after an image file's device, inode, size and times and the policy's hash
+ * says that file passed. */
+int trust_cache_open(uid_t uid, const char *xdg_runtime_dir, bool create);
+void trust_cache_name(const struct stat *st, uint64_t policy, char *buf, size_t len);
+#define TRUST_CACHE_NAME_MAX 160

@@ -394,8 +394,21 @@ static size_t legacy_default_tasks(const struct sif_file *f, struct task *tasks,
         return n;
 }
 
+static bool is_trusted(const struct sif_object *sig, char *const *trusted)
+{
+        int32_t ht = 0;
+        uint8_t entity[SIF_ENTITY_LEN];
+        char fp[41];
+        sif_signature_meta(&sig->d, &ht, entity);
+        fp_hex(entity, 20, fp);
+        for (size_t i = 0; trusted[i]; i++)
+                if (!strcasecmp(trusted[i], fp))
+                        return true;
+        return false;
+}
+
 static int run_task(struct sign_keyring *kr, const struct sif_file *f, const struct task *t, bool legacy,
-                    struct sign_verify_report *rep, struct hutch_error *err)
+                    char *const *trusted, struct sign_verify_report *rep, struct hutch_error *err)
 {
         size_t n = 0, other = 0;
         uint32_t link = t->is_group ? (t->target | SIF_GROUP_MASK) : t->target;
@@ -406,7 +419,7 @@ static int run_task(struct sign_keyring *kr, const struct sif_file *f, const str
                 const struct sif_object *sig = &f->obj[i];
                 _cleanup_free_ char *data = NULL;
                 struct sign_sig_result *res = NULL;
-                if (!is_signature(sig) || sig->d.linkid != link)
+                if (!is_signature(sig) || sig->d.linkid != link || (trusted && !is_trusted(sig, trusted)))
                         continue;
                 int r = read_object(f, sig, &data, err);
                 if (r < 0)
@@ -431,6 +444,8 @@ static int run_task(struct sign_keyring *kr, const struct sif_file *f, const str
         if (n > 0)
                 return 0;
         const char *what = t->is_group ? "object group" : "object";
+        if (trusted)
+                return hutch_err(err, -ENOENT, "%s %u is not signed by a key the site trusts", what, t->target);
         if (!legacy)
                 other += count_legacy(f);
         if (other && !legacy)
@@ -514,7 +529,7 @@ int sign_image_verify(struct sign_keyring *kr, const char *path, const struct si
         for (size_t i = 0; i < n; i++) {
                 if (o->legacy && !tasks[i].is_group)
                         tasks[i].subset_ok = false;
-                r = run_task(kr, &f, &tasks[i], o->legacy, ret, err);
+                r = run_task(kr, &f, &tasks[i], o->legacy, o->trusted, ret, err);
                 if (r < 0)
                         return r;
         }

@@ -146,3 +146,58 @@ echo pw1 > "$T/pass"
 run "$HUTCH" sign --keyidx "$idx" --passphrase-file "$T/pass" "$T/a.sif"
 check "sign --passphrase-file" '[ $RC -eq 0 ]'
 check "no temporary keyring files left" '[ -z "$(ls "$T/keys" | grep -v "^pgp-public$" | grep -v "^pgp-secret$")" ]'
+
+# the site's policy: hutch.conf 'trusted key = FINGERPRINT [FOLDER...]'
+cp "$IMAGES/image.sif" "$T/unsigned.sif"
+cp "$IMAGES/image.sif" "$T/signed.sif"
+cp "$IMAGES/image.sif" "$T/other.sif"
+HUTCH_SIGN_PASSPHRASE=pw1 "$HUTCH" sign --keyidx "$idx" "$T/signed.sif" >/dev/null
+HUTCH_SIGN_PASSPHRASE= "$HUTCH" key newpair --name "Tester Three" --bit-length 1024 >/dev/null
+fp3=$("$HUTCH" key list --secret | grep -A2 "Tester Three" | sed -n 's/.*Fingerprint: *//p')
+idx3=$("$HUTCH" key list --secret | grep "Tester Three" | sed -n 's/^\([0-9]\)) User.*/\1/p')
+HUTCH_SIGN_PASSPHRASE= "$HUTCH" sign --keyidx "$idx3" "$T/other.sif" >/dev/null
+mkdir -p "$T/etc"
+export HUTCH_CONF=$T/etc/hutch.conf
+echo "trusted key = $fp1" > "$HUTCH_CONF"
+run "$HUTCH" exec "$T/unsigned.sif" true
+check "policy: an unsigned image is refused in one line" 'fails_with "refused by the site.s image policy" && fails_with "not signed by a key the site trusts"'
+check "policy: nothing is left behind by the refusal" 'no_leftovers'
+run "$HUTCH" exec "$T/other.sif" true
+check "policy: an image signed by an untrusted key is refused" 'fails_with "not signed by a key the site trusts"'
+run "$HUTCH" exec "$T/signed.sif" cat /etc/hutch-test-marker
+check "policy: an image signed by a trusted key runs" '[ $RC -eq 0 ] && out_is image-marker'
+trust=${XDG_RUNTIME_DIR:-/nonexistent}/hutch/trust
+[ -d "$trust" ] || trust=/dev/shm/hutch-$(id -u)/trust
+check "policy: the success is cached" '[ "$(ls "$trust" | grep -c "^t-")" -ge 1 ]'
+run "$HUTCH" exec "$T/signed.sif" cat /etc/hutch-test-marker
+check "policy: a later run of the unchanged file runs" '[ $RC -eq 0 ] && out_is image-marker'
+off=$("$HUTCH" sif list "$T/signed.sif" | awk -F'|' '$5 ~ /Squashfs/ {split($4, p, "-"); print p[1]}')
+printf 'X' | dd of="$T/signed.sif" bs=1 seek=$((off + 100)) conv=notrunc status=none
+run "$HUTCH" exec "$T/signed.sif" true
+check "policy: the same file changed after its cached success is checked again and refused" 'fails_with "changed after signing"'
+run "$HUTCH" exec "$IMAGES/rootfs" true
+check "policy: a folder image is refused" 'fails_with "refused by the site.s image policy"'
+run "$HUTCH" instance start "$T/unsigned.sif" trust1
+check "policy: instance start of an unsigned image is refused" 'fails_with "not signed by a key the site trusts" && no_leftovers'
+mkdir -p "$T/gov"
+cp "$T/unsigned.sif" "$T/gov/u.sif"
+echo "trusted key = $(echo "$fp1" | tr A-F a-f) $T/gov" > "$HUTCH_CONF"
+run "$HUTCH" exec "$T/unsigned.sif" true
+check "policy: an image outside the governed folders runs" '[ $RC -eq 0 ]'
+run "$HUTCH" exec "$T/gov/u.sif" true
+check "policy: an image in a governed folder is checked (lower-case fingerprint accepted)" 'fails_with "not signed by a key the site trusts"'
+ln -s "$T/gov/u.sif" "$T/link.sif"
+run "$HUTCH" exec "$T/link.sif" true
+check "policy: a symlink from outside to a governed image is checked" 'fails_with "not signed by a key the site trusts"'
+echo "trusted key = 1234 /x" > "$HUTCH_CONF"
+run "$HUTCH" exec "$T/unsigned.sif" true
+check "policy: a malformed 'trusted key' line refuses (fail closed)" 'fails_with "40 hex digits"'
+# the site's keyring beside hutch.conf: the signer's public key need not be the user's
+echo "trusted key = $fp3" > "$HUTCH_CONF"
+mkdir -p "$T/etc/keys" "$T/empty"
+HUTCH_KEYSDIR=$T/keys run "$HUTCH" key export "$fp3" "$T/etc/keys/pgp-public"
+HUTCH_KEYSDIR=$T/empty run "$HUTCH" exec "$T/other.sif" true
+check "policy: the signer's key is found in the keys folder beside hutch.conf" '[ $RC -eq 0 ]'
+unset HUTCH_CONF
+# this test's cache entries (files that are gone with $T)
+rm -f "$trust"/t-* 2>/dev/null

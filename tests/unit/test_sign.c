@@ -263,12 +263,52 @@ static void test_reference_fixtures(void **state)
         sign_keyring_close(&kr);
 }
 
+static void test_policy(void **state)
+{
+        (void) state;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        char **fps = NULL;
+        const char *a = "12045C8C0B1004D058DE4BEDA20C27EE7FF7BA84", *b = "08119cb7ef52a6b0096f2f84e88bc6a0cef26589";
+        char line1[128], line2[128];
+        snprintf(line1, sizeof line1, "%s /shared/images /opt/img/", a);
+        snprintf(line2, sizeof line2, "%s", b);
+        char *only_a[] = {line1, NULL}, *both[] = {line1, line2, NULL};
+
+        assert_int_equal(trust_policy_for(only_a, "/home/u/x.sif", &fps, &err), 0);
+        assert_null(fps);
+        assert_int_equal(trust_policy_for(only_a, "/shared/images-other/x.sif", &fps, &err), 0);
+        assert_null(fps);
+        assert_int_equal(trust_policy_for(only_a, "/opt/img/x.sif", &fps, &err), 0);
+        assert_non_null(fps);
+        assert_string_equal(fps[0], a);
+        strv_free(fps);
+        assert_int_equal(trust_policy_for(both, "/home/u/x.sif", &fps, &err), 0);
+        assert_string_equal(fps[0], "08119CB7EF52A6B0096F2F84E88BC6A0CEF26589");
+        assert_null(fps[1]);
+        uint64_t h1 = trust_policy_hash(fps);
+        strv_free(fps);
+        assert_int_equal(trust_policy_for(both, "/shared/images/sub/x.sif", &fps, &err), 0);
+        assert_int_equal(strv_length(fps), 2);
+        assert_true(trust_policy_hash(fps) != h1);
+        strv_free(fps);
+        char *bad1[] = {"1234 /x", NULL}, *bad2[] = {line2, "12045C8C0B1004D058DE4BEDA20C27EE7FF7BA84 relative", NULL};
+        assert_int_equal(trust_policy_for(bad1, "/x/y", &fps, &err), -EINVAL);
+        assert_int_equal(trust_policy_for(bad2, "/x/y", &fps, &err), -EINVAL);
+
+        struct stat st = {.st_dev = 1, .st_ino = 2, .st_size = 3};
+        char n1[TRUST_CACHE_NAME_MAX], n2[TRUST_CACHE_NAME_MAX];
+        trust_cache_name(&st, 7, n1, sizeof n1);
+        st.st_ctim.tv_nsec = 1;
+        trust_cache_name(&st, 7, n2, sizeof n2);
+        assert_string_not_equal(n1, n2);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_digest_parse),          cmocka_unit_test(test_integrity_bytes),
                 cmocka_unit_test(test_sign_verify_roundtrip), cmocka_unit_test(test_bad_keyrings),
-                cmocka_unit_test(test_reference_fixtures),
+                cmocka_unit_test(test_reference_fixtures),    cmocka_unit_test(test_policy),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
