@@ -20,10 +20,6 @@
 #include "util/log.h"
 #include "util/util.h"
 
-#ifndef HUTCH_CONF_PATH
-#define HUTCH_CONF_PATH "/etc/hutch/hutch.conf"
-#endif
-
 extern char **environ;
 
 struct sign_cli {
@@ -553,15 +549,15 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
 
 /* ---- policy-check IMAGE: spawned by hutch before it starts an image the site's policy
  * governs; exit 0 lets it start, otherwise one error line */
-static int conf_keys_dir(struct sign_cli *s, char *buf, size_t len)
+/* the site's keys: the folder "keys" beside the system hutch.conf */
+static void conf_keys_dir(char *buf, size_t len)
 {
-        const char *conf = cli_getenv(&s->c, "HUTCH_CONF");
-        snprintf(buf, len, "%s", conf ? conf : HUTCH_CONF_PATH);
+        snprintf(buf, len, "%s", cli_system_conf_path());
         char *slash = strrchr(buf, '/');
-        if (!slash)
-                return snprintf(buf, len, "keys") < 0 ? -EINVAL : 0;
-        snprintf(slash, len - (size_t) (slash - buf), "/keys");
-        return 0;
+        if (slash)
+                snprintf(slash, len - (size_t) (slash - buf), "/keys");
+        else
+                snprintf(buf, len, "keys");
 }
 
 static void trust_cache_put(struct sign_cli *s, const struct stat *st, char *const *fps)
@@ -596,7 +592,7 @@ static int verb_policy_check(struct sign_cli *s, int argc, char **argv)
                 return fail(&err);
         if (!fps)
                 return 0;
-        conf_keys_dir(s, sys_keys, sizeof sys_keys);
+        conf_keys_dir(sys_keys, sizeof sys_keys);
         const char *dirs[] = {sys_keys, s->hutch_dir, s->apptainer_dir, NULL};
         if (stat(real, &before) < 0)
                 return fail_msg(-errno, "cannot stat '%s': %s", real, strerror(errno));
