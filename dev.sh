@@ -16,6 +16,9 @@ RUN_DEPS=(fuse3 squashfs-tools uidmap
 BUILD_DEPS+=(libnl-3-dev libnl-route-3-dev)
 RUN_DEPS+=(passt slirp4netns)
 TEST_DEPS=(libcmocka-dev python3 busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio clang libclang-rt-14-dev)
+# instances as systemd user units (hutch-systemd), tested with a real systemd --user
+BUILD_DEPS+=(libsystemd-dev)
+TEST_DEPS+=(systemd)
 BENCH_DEPS=(bubblewrap charliecloud podman runc catatonit hyperfine bc time linux-perf)
 # registry/ (hutch-registry): libcurl, libarchive, libcrypto; its tests run a real registry
 BUILD_DEPS+=(libcurl4-openssl-dev libarchive-dev libssl-dev)

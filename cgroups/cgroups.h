@@ -89,6 +89,9 @@ int cgroup_create(const struct cgroup_limits *l, const char *parent, const char 
 /* Remove the caller's empty cgroups beneath parent (as cgroup_create's) whose owner, the
  * pid ending their name ("hutch-...-PID"), is gone. cgroup_create does it first. */
 void cgroup_orphans_clean(const char *parent);
+/* The caller's own cgroup v2 (a systemd unit's, Delegate=yes), for stats: -ENOENT
+ * without a cgroup2 mount. Nothing is created. */
+int cgroup_own(struct cgroup *ret);
 /* Move pid (0: the caller) into every folder of cg. */
 int cgroup_enter(const struct cgroup *cg, pid_t pid, struct hutch_error *err);
 /* Kill what is inside, wait for it to be empty, remove the folders. Clears cg. */

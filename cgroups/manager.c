@@ -432,6 +432,24 @@ void cgroup_orphans_clean(const char *parent)
         layout_free(&lo);
 }
 
+int cgroup_own(struct cgroup *ret)
+{
+        struct layout lo = {0};
+        struct cgroup cg = {.version = 2};
+        scan_mounts(&lo);
+        scan_own(&lo);
+        int r = -ENOENT;
+        if (lo.v2.mnt && lo.v2.own) {
+                cg.dirs[0] = strjoin(lo.v2.mnt, strcmp(lo.v2.own, "/") ? lo.v2.own : "", NULL);
+                cg.n_dirs = cg.dirs[0] ? 1 : 0;
+                r = cg.dirs[0] ? 0 : -ENOMEM;
+        }
+        layout_free(&lo);
+        if (r >= 0)
+                *ret = cg;
+        return r;
+}
+
 int cgroup_create(const struct cgroup_limits *l, const char *parent, const char *name, struct cgroup *ret,
                   struct hutch_error *err)
 {

@@ -64,6 +64,8 @@ struct launch_args {
         const char *apply_cgroups;
         const char *cgroup_parent; /* --cgroup-parent */
         struct cgroup_limits limits;
+
+        const char *systemd; /* --systemd auto|yes|no */
         struct net_spec net; /* --net, -p, --network-args, --dns, --add-host */
         const char *network; /* --network as given */
         char *image_path;    /* the cached SIF of a registry IMAGE */

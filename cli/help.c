@@ -78,7 +78,9 @@ static const struct {
          "       hutch instance list [--json] [--logs] [--all] [--user U] [NAME-GLOB]\n"
          "       hutch instance stop [--all] [--signal SIG] [--timeout S] [--force] [NAME-GLOB]\n"
          "       hutch instance logs [-f|--follow] [--tail N] [--err|--out] NAME\n"
-         "       hutch instance stats [--json] [--no-stream] NAME",
+         "       hutch instance stats [--json] [--no-stream] NAME\n"
+         "       hutch instance unit [--restart no|on-failure|always] [--wanted-by T] [--install] [options]\n"
+         "                           IMAGE NAME [ARGS...]",
          "Long-running containers of the calling user, each kept by one small supervisor process.\n"
          "start runs the image's startscript (/.singularity.d/startscript) with ARGS, run its runscript;\n"
          "either returns once the container runs (or fails, showing its error output). A startscript\n"
@@ -89,14 +91,20 @@ static const struct {
          "  --tie-to-job[=true|false], --no-tie-to-job  inside a batch job (SLURM_JOB_ID, PBS_JOBID,\n"
          "                    LSB_JOBID set; on by default there) the instance stops when the job's\n"
          "                    script or task ends, whatever the scheduler's process tracking\n"
+         "  --systemd auto|yes|no  run the supervisor as unit hutch-NAME.service of your systemd user\n"
+         "                    manager (Type=notify, Delegate=yes, limits as unit properties): auto\n"
+         "                    (default; hutch.conf 'systemd') where one is reachable, yes or fail\n"
          "stats [--json] [--no-stream] NAME: CPU %, memory usage/limit, pids, block I/O.\n"
-         "list: NAME, PID (the container's PID 1), IMAGE, STARTED, RESTARTS, and JOB for instances\n"
-         "started in a batch job; --json in Apptainer's shape (with jobId); --logs the log paths;\n"
+         "list: NAME, PID (the container's PID 1), IMAGE, STARTED, KEEPER (hutch or systemd), RESTARTS,\n"
+         "and JOB for instances started in a batch job; --json in Apptainer's shape (with jobId,\n"
+         "keeper, unit); --logs the log paths;\n"
          "--all every user's (root), --user U one user's.\n"
          "stop: SIGTERM (or --signal), SIGKILL after --timeout seconds (default 10), --force at once;\n"
          "returns when the instance and all it had are gone.\n"
          "logs: stdout (to stdout) and stderr (to stderr) of the instance, from\n"
          "$HOME/.hutch/logs/HOST/NAME.out|.err, rotated at 'instance log max size' (hutch.conf).\n"
+         "unit: a systemd user unit file running the instance with these options (Restart= from\n"
+         "--restart); --install writes it to ~/.config/systemd/user/, reloads and enables it.\n"
          "Join a running instance with: hutch exec|run|shell instance://NAME ...\n"
          "State: $XDG_RUNTIME_DIR/hutch/instances/NAME, else $HOME/.hutch/instances/HOST/NAME."},
         {"inspect",

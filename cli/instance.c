@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -106,6 +107,7 @@ static int job_tie(const struct cli *c, int tie, struct instance_spec *is, struc
  * command line again. */
 struct supervise_opts {
         int sync_fd;
+        const char *unit; /* --unit: the systemd unit it runs as */
         pid_t tie_pid;
         unsigned long long tie_start;
 };
@@ -169,6 +171,14 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, cons
         if (sv) {
                 is.job_pid = sv->tie_pid;
                 is.job_pid_start = sv->tie_start;
+                is.unit = sv->unit;
+                is.notify_socket = sv->unit ? cli_getenv(c, "NOTIFY_SOCKET") : NULL;
+        } else if (instance_systemd_parse(a.systemd ? a.systemd : c->conf.systemd, &is.systemd, &err) < 0) {
+                if (!a.systemd)
+                        cli_error_context("hutch.conf 'systemd'");
+                r = cli_fail(&err);
+                cli_error_context(NULL);
+                goto out;
         }
         is.launch = &a.spec;
         is.log_max_size = c->conf.instance_log_max_size;
@@ -197,6 +207,123 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, cons
         }
         log_info("instance started successfully");
         r = 0;
+out:
+        launch_args_free(&a);
+        return r;
+}
+
+/* --install: into the user's unit folder, then the manager reloads and enables it. */
+static int unit_install(struct cli *c, const char *name, const char *text)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        char unit[INSTANCE_NAME_MAX * 4 + 32];
+        const char *cfg = cli_getenv(c, "XDG_CONFIG_HOME"), *home = cli_getenv(c, "HOME");
+        _cleanup_free_ char *dir = NULL, *path = NULL;
+        instance_unit_name(name, unit, sizeof unit);
+        if (cfg && cfg[0] == '/')
+                dir = strjoin(cfg, "/systemd/user", NULL);
+        else if (home && home[0] == '/')
+                dir = strjoin(home, "/.config/systemd/user", NULL);
+        else
+                return cli_fail(&(struct hutch_error){.code = -ENOENT, .msg = "--install: HOME is not set"});
+        path = dir ? strjoin(dir, "/", unit) : NULL;
+        if (!path)
+                return cli_fail(&(struct hutch_error){.code = -ENOMEM, .msg = "out of memory"});
+        int r = mkdir_p_at(AT_FDCWD, dir, 0755);
+        if (r >= 0)
+                r = write_file_at(AT_FDCWD, path, text, strlen(text), 0644);
+        if (r < 0) {
+                hutch_err_sys(&err, r, "cannot write the unit file '%s'", path);
+                return cli_fail(&err);
+        }
+        char *reload[] = {"systemctl", "--user", "daemon-reload", NULL};
+        char *enable[] = {"systemctl", "--user", "--quiet", "enable", unit, NULL};
+        if ((r = spawn_wait(reload, true)) != 0 || (r = spawn_wait(enable, true)) != 0) {
+                hutch_err(&err, -EIO,
+                          "wrote '%s', but `systemctl --user %s` failed (status %d): is your systemd user manager "
+                          "running?",
+                          path, r == 0 ? "enable" : "daemon-reload", r);
+                return cli_fail(&err);
+        }
+        printf("%s\n", path);
+        log_info("enabled %s: systemctl --user start %s", unit, unit);
+        return 0;
+}
+
+/* `instance unit [--restart P] [--wanted-by T] [--install] [start options] IMAGE NAME
+ * [ARGS]`: the unit file of an instance (podman generate systemd's idea), its ExecStart=
+ * the same supervisor `instance start` runs. */
+static int cmd_unit(struct cli *c, int argc, char **argv)
+{
+        const char *restart = "no", *wanted = NULL;
+        bool install = false;
+        int i = 1;
+        for (; i < argc; i++) {
+                const char *v = NULL;
+                if (!strcmp(argv[i], "--install"))
+                        install = true;
+                else if ((!strcmp(argv[i], "--restart") || !strcmp(argv[i], "--wanted-by")) && i + 1 < argc)
+                        v = argv[i + 1];
+                else if (startswith(argv[i], "--restart=") || startswith(argv[i], "--wanted-by="))
+                        v = strchr(argv[i], '=') + 1;
+                else
+                        break;
+                if (v && startswith(argv[i], "--restart"))
+                        restart = v;
+                else if (v)
+                        wanted = v;
+                if (v && !strchr(argv[i], '='))
+                        i++;
+        }
+        if (strcmp(restart, "no") && strcmp(restart, "on-failure") && strcmp(restart, "always"))
+                return cli_usage_error("instance unit", "--restart takes no, on-failure or always, not '%s'", restart);
+        if (wanted && (!*wanted || strpbrk(wanted, " \t\n/")))
+                return cli_usage_error("instance unit", "--wanted-by takes a unit name, not '%s'", wanted);
+        /* the rest is a start's command line: parsed here to check it, and for the limits */
+        _cleanup_strv_ char **args = strv_copy(argv + i), **sargv = NULL;
+        struct launch_args a = {.instance = true, .tie_to_job = 0};
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        if (!args || strv_extend(&sargv, "unit") < 0)
+                return cli_fail(&(struct hutch_error){.code = -ENOMEM, .msg = "out of memory"});
+        for (char **p = args; *p; p++)
+                if (strv_extend(&sargv, *p) < 0)
+                        return cli_fail(&(struct hutch_error){.code = -ENOMEM, .msg = "out of memory"});
+        int r = launch_args_parse(c, &a, "instance unit", (int) strv_length(sargv), sargv);
+        if (r >= 0)
+                goto out;
+        if (!a.rest[0]) {
+                r = cli_usage_error("instance unit", "missing instance NAME after IMAGE");
+                goto out;
+        }
+        if (instance_name_check(a.rest[0], &err) < 0) {
+                r = cli_fail(&err);
+                goto out;
+        }
+        char self[PATH_MAX], cwd[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0 || !getcwd(cwd, sizeof cwd)) {
+                r = cli_fail(&(struct hutch_error){.code = -EIO, .msg = "cannot tell where hutch or this folder is"});
+                goto out;
+        }
+        self[n] = 0;
+        struct instance_unit u = {.hutch = self,
+                                  .name = a.rest[0],
+                                  .args = args,
+                                  .cwd = cwd,
+                                  .restart = restart,
+                                  .wanted_by = wanted,
+                                  .limits = a.spec.limits};
+        _cleanup_free_ char *text = NULL;
+        if (instance_unit_file(&u, &text) < 0) {
+                r = cli_fail(&(struct hutch_error){.code = -ENOMEM, .msg = "out of memory"});
+                goto out;
+        }
+        if (install)
+                r = unit_install(c, a.rest[0], text);
+        else {
+                fputs(text, stdout);
+                r = 0;
+        }
 out:
         launch_args_free(&a);
         return r;
@@ -240,6 +367,8 @@ static int cmd_supervise(struct cli *c, int argc, char **argv)
                 uint64_t fd;
                 if (startswith(argv[i], "--sync-fd=") && parse_u64_range(argv[i] + 10, 0, INT32_MAX, &fd) >= 0)
                         o.sync_fd = (int) fd;
+                else if (startswith(argv[i], "--unit=") && argv[i][7])
+                        o.unit = argv[i] + 7;
                 else if (!(startswith(argv[i], "--tie=") && parse_tie(argv[i] + 6, &o) >= 0))
                         return supervise_usage(&o, argv[i]);
         }
@@ -278,6 +407,9 @@ static void print_json(const struct instance_state *v, size_t n)
                 json_object_object_add(o, "restartPolicy", json_object_new_string(v[i].restart ? v[i].restart : "no"));
                 json_object_object_add(o, "jobId", json_object_new_string(v[i].job ? v[i].job : ""));
                 json_object_object_add(o, "tiedToJob", json_object_new_boolean(v[i].job_pid > 0));
+                json_object_object_add(o, "keeper",
+                                       json_object_new_string(v[i].keeper && *v[i].keeper ? v[i].keeper : "hutch"));
+                json_object_object_add(o, "unit", json_object_new_string(v[i].unit ? v[i].unit : ""));
                 json_object_array_add(arr, o);
         }
         json_object_object_add(root, "instances", arr);
@@ -314,20 +446,23 @@ static void print_table(const struct instance_state *v, size_t n, bool logs)
                 jobs |= v[i].job && *v[i].job;
                 ports |= v[i].ports && *v[i].ports;
         }
-        printf("%-16s %-8s %-15s %-40s %-19s %-8s%s%s\n", "INSTANCE NAME", "PID", "IP", "IMAGE", "STARTED", "RESTARTS",
-               jobs ? " JOB" : "", ports ? " PORTS" : "");
+        printf("%-16s %-8s %-15s %-40s %-19s %-7s %-8s%s%s\n", "INSTANCE NAME", "PID", "IP", "IMAGE", "STARTED",
+               "KEEPER", "RESTARTS", jobs ? " JOB" : "", ports ? " PORTS" : "");
         for (size_t i = 0; i < n; i++) {
                 char t[64];
                 format_time(v[i].started, t, sizeof t);
                 _cleanup_free_ char *img = cell(v[i].image), *job = cell(v[i].job && *v[i].job ? v[i].job : "-");
                 const char *ip = v[i].ip ? v[i].ip : "";
                 _cleanup_free_ char *pc = ports ? cell(v[i].ports && *v[i].ports ? v[i].ports : "-") : NULL;
+                /* who keeps the supervisor: hutch itself, or the user's systemd manager */
+                const char *keeper = v[i].keeper && *v[i].keeper ? v[i].keeper : "hutch";
                 if (jobs)
-                        printf("%-16s %-8d %-15s %-40s %-19s %-8u %s%s", v[i].name, (int) v[i].pid, ip, img ? img : "",
-                               t, v[i].restarts, job ? job : "", v[i].job_pid > 0 ? " (tied)" : "");
+                        printf("%-16s %-8d %-15s %-40s %-19s %-7s %-8u %s%s", v[i].name, (int) v[i].pid, ip,
+                               img ? img : "", t, keeper, v[i].restarts, job ? job : "",
+                               v[i].job_pid > 0 ? " (tied)" : "");
                 else
-                        printf("%-16s %-8d %-15s %-40s %-19s %-*u", v[i].name, (int) v[i].pid, ip, img ? img : "", t,
-                               ports ? 8 : 0, v[i].restarts);
+                        printf("%-16s %-8d %-15s %-40s %-19s %-7s %-*u", v[i].name, (int) v[i].pid, ip, img ? img : "",
+                               t, keeper, ports ? 8 : 0, v[i].restarts);
                 printf("%s%s\n", pc ? " " : "", pc ? pc : "");
         }
 }
@@ -708,6 +843,8 @@ int verb_instance(struct cli *c, int argc, char **argv)
         }
         if (!strcmp(sub, "start") || !strcmp(sub, "run"))
                 return cmd_start(c, sub, argc - 1, argv + 1, NULL);
+        if (!strcmp(sub, "unit"))
+                return cmd_unit(c, argc - 1, argv + 1);
         if (!strcmp(sub, "supervise")) /* not for users: what `instance start` execs */
                 return cmd_supervise(c, argc - 1, argv + 1);
         if (!strcmp(sub, "list"))

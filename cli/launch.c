@@ -36,6 +36,7 @@ enum {
         OPT_RESTART,
         OPT_TIE_TO_JOB,
         OPT_NO_TIE_TO_JOB,
+        OPT_SYSTEMD,
         OPT_LIMIT,
         OPT_APPLY_CGROUPS,
         OPT_CGROUP_PARENT,
@@ -83,6 +84,7 @@ static const struct option options[] = {
         {"restart", required_argument, NULL, OPT_RESTART},
         {"tie-to-job", optional_argument, NULL, OPT_TIE_TO_JOB},
         {"no-tie-to-job", no_argument, NULL, OPT_NO_TIE_TO_JOB},
+        {"systemd", required_argument, NULL, OPT_SYSTEMD},
         {"apply-cgroups", required_argument, NULL, OPT_APPLY_CGROUPS},
         {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"blkio-weight", required_argument, NULL, OPT_LIMIT},
@@ -207,6 +209,11 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                 if (!a->instance)
                         return cli_usage_error(verb, "--restart is an option of 'instance start'");
                 a->restart = arg;
+                break;
+        case OPT_SYSTEMD:
+                if (!a->instance)
+                        return cli_usage_error(verb, "--systemd is an option of 'instance start'");
+                a->systemd = arg;
                 break;
         case OPT_TIE_TO_JOB:
         case OPT_NO_TIE_TO_JOB:
@@ -394,7 +401,7 @@ static int apply_env_value(struct launch_args *a, const char *verb, size_t k, co
 
 static bool is_instance_option(int val)
 {
-        return val == OPT_RESTART || val == OPT_TIE_TO_JOB || val == OPT_NO_TIE_TO_JOB;
+        return val == OPT_RESTART || val == OPT_TIE_TO_JOB || val == OPT_NO_TIE_TO_JOB || val == OPT_SYSTEMD;
 }
 
 static int options_from_env(struct cli *c, struct launch_args *a, const char *verb, const bool *seen)

@@ -64,6 +64,8 @@ void conf_free(struct hutch_conf *c)
         strv_free(c->limit_maxima_user);
         c->limit_container_paths = c->limit_container_owners = NULL;
         c->limit_container_paths_user = c->limit_container_owners_user = c->limit_maxima_user = NULL;
+        free(c->systemd);
+        c->systemd = NULL;
 }
 
 struct parse_state {
@@ -135,6 +137,7 @@ static const struct conf_key {
         {"network masquerade", KEY_BOOL, offsetof(struct hutch_conf, net_masquerade)},
         {"network subnet", KEY_STR, offsetof(struct hutch_conf, net_subnet)},
         {"network users allow", KEY_STR, offsetof(struct hutch_conf, net_users_allow)},
+        {"systemd", KEY_STR, offsetof(struct hutch_conf, systemd)},
         {"trusted key", KEY_TRUST, 0},
         {"user bind control", KEY_BOOL, offsetof(struct hutch_conf, user_bind_control)},
 };
@@ -377,6 +380,8 @@ static void tighten_str(struct hutch_conf *sys, struct hutch_conf *user, const s
         bool ok;
         if (k->off == offsetof(struct hutch_conf, net_default))
                 ok = true; /* a preference: still checked against the networks users may use */
+        else if (k->off == offsetof(struct hutch_conf, systemd))
+                ok = true; /* a preference: who keeps the user's own instances */
         else if (k->off == offsetof(struct hutch_conf, net_users_allow))
                 ok = list_within(*u, *s ? *s : "none, pasta, slirp4netns");
         else

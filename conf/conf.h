@@ -42,6 +42,8 @@ struct hutch_conf {
         uint64_t set_mask;        /* the keys this file set (bit: index in the key table) */
         /* 'trusted key = FINGERPRINT [FOLDER...]' lines as written (sign/: trust_policy_for) */
         char **trusted_keys;
+        /* 'systemd': auto (NULL), yes or no: instances as units of the user's manager */
+        char *systemd;
         unsigned n_warnings;
 };
 

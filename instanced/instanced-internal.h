@@ -19,6 +19,12 @@ struct instance_msg {
 /* The supervisor's command line: spec->supervisor_path instance supervise --sync-fd=N
  * spec->supervisor_args... */
 int instance_supervisor_argv(const struct instance_spec *spec, int sync_fd, char ***ret);
+/* instance_start through the user's systemd manager; *ret_fallback when --systemd auto
+ * found none (nothing was done). */
+int instance_start_systemd(const struct instance_spec *spec, bool *ret_fallback, int *ret_status,
+                           struct hutch_error *err);
+/* One sd_notify message ("READY=1\nSTATUS=...") to the unit's manager. */
+int instance_notify(const char *socket_path, const char *msg);
 /* The CLI's wait for the supervisor's word on sock. */
 int instance_sync_wait(const struct instance_spec *spec, int sock, int *ret_status, struct hutch_error *err);
 

@@ -14,6 +14,9 @@
 #define INSTANCE_NAME_MAX 64
 
 enum restart_policy { RESTART_NO, RESTART_ON_FAILURE, RESTART_ALWAYS };
+/* --systemd: a unit of the user's systemd manager keeps the supervisor (yes), where one is
+ * reachable (auto), or never (no) */
+enum instance_systemd { INSTANCE_SYSTEMD_AUTO, INSTANCE_SYSTEMD_YES, INSTANCE_SYSTEMD_NO };
 
 /* Where a user's state and logs live; filled by cli/ from the caller's environment. */
 struct instance_env {
@@ -41,6 +44,11 @@ struct instance_spec {
          * "--", "start", the start's own arguments) */
         const char *supervisor_path;
         char *const *supervisor_args;
+        enum instance_systemd systemd;
+        /* in the supervisor: the systemd unit it runs as (--unit), or NULL, and that unit's
+         * $NOTIFY_SOCKET (or NULL) */
+        const char *unit;
+        const char *notify_socket;
 };
 
 /* What the state file of a running instance holds. */
@@ -61,6 +69,8 @@ struct instance_state {
         pid_t job_pid; /* tied to the job: its process watched, else 0 */
         char *ip;      /* with a network of its own: the container's IPv4 address, else empty */
         char *ports;   /* published ports, "127.0.0.1:8080->80/tcp,...", else empty */
+        char *keeper;  /* "systemd" when a systemd user unit runs the supervisor, else empty */
+        char *unit;    /* that unit's name */
 };
 
 void instance_state_clear(struct instance_state *st);
@@ -69,6 +79,27 @@ void instance_state_free_array(struct instance_state *v, size_t n);
  * error. Pure, for tests. */
 int instance_state_parse(const char *text, struct instance_state *ret, struct hutch_error *err);
 int instance_state_format(const struct instance_state *st, char **ret);
+
+/* hutch-NAME.service, NAME escaped as systemd-escape does; and back. -EINVAL for what is
+ * not such a unit. */
+int instance_unit_name(const char *name, char *buf, size_t size);
+int instance_unit_name_parse(const char *unit, char *buf, size_t size);
+int instance_systemd_parse(const char *s, enum instance_systemd *ret, struct hutch_error *err);
+/* Limits as "-p" "Name=type:value" words of hutch-systemd, appended to *v. */
+int instance_unit_limit_props(const struct cgroup_limits *l, char ***v);
+
+/* A unit file that runs instance name (`instance unit`): ExecStart= the supervisor with
+ * the start's arguments, its limits as properties, systemd's Restart=. */
+struct instance_unit {
+        const char *hutch; /* absolute path of hutch */
+        const char *name;
+        char *const *args; /* the start's own arguments: [options] IMAGE NAME [ARGS] */
+        const char *cwd;
+        const char *restart;   /* systemd's Restart=: no, on-failure, always */
+        const char *wanted_by; /* NULL: default.target */
+        const struct cgroup_limits *limits;
+};
+int instance_unit_file(const struct instance_unit *u, char **ret);
 
 /* [A-Za-z0-9][A-Za-z0-9_.-]{0,63} */
 bool instance_name_is_valid(const char *name);

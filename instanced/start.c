@@ -52,6 +52,12 @@ int instance_start(const struct instance_spec *spec, int *ret_status, struct hut
 {
         int sp[2];
         *ret_status = -1;
+        if (spec->systemd != INSTANCE_SYSTEMD_NO) {
+                bool fallback;
+                int r = instance_start_systemd(spec, &fallback, ret_status, err);
+                if (!fallback)
+                        return r;
+        }
         _cleanup_strv_ char **argv = NULL;
         if (instance_supervisor_argv(spec, 3, &argv) < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");

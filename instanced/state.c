@@ -80,6 +80,8 @@ void instance_state_clear(struct instance_state *st)
         free(st->job);
         free(st->ip);
         free(st->ports);
+        free(st->keeper);
+        free(st->unit);
         *st = (struct instance_state){0};
 }
 
@@ -102,6 +104,7 @@ static const struct field {
         {"ip", F_STR, offsetof(struct instance_state, ip)},
         {"job", F_STR, offsetof(struct instance_state, job)},
         {"job_pid", F_PID, offsetof(struct instance_state, job_pid)},
+        {"keeper", F_STR, offsetof(struct instance_state, keeper)},
         {"log_err", F_STR, offsetof(struct instance_state, log_err)},
         {"log_out", F_STR, offsetof(struct instance_state, log_out)},
         {"name", F_STR, offsetof(struct instance_state, name)},
@@ -114,6 +117,7 @@ static const struct field {
         {"supervisor", F_PID, offsetof(struct instance_state, supervisor)},
         {"supervisor_start", F_ULL, offsetof(struct instance_state, supervisor_start)},
         {"uid", F_UINT, offsetof(struct instance_state, uid)},
+        {"unit", F_STR, offsetof(struct instance_state, unit)},
 };
 
 static int field_cmp(const void *k, const void *f)
@@ -246,7 +250,8 @@ int instance_state_format(const struct instance_state *st, char **ret)
         const char *strs[] = {st->image ? st->image : "",     st->restart ? st->restart : "no",
                               st->log_out ? st->log_out : "", st->log_err ? st->log_err : "",
                               st->cgroup ? st->cgroup : "",   st->job ? st->job : "",
-                              st->ip ? st->ip : "",           st->ports ? st->ports : ""};
+                              st->ip ? st->ip : "",           st->ports ? st->ports : "",
+                              st->keeper ? st->keeper : "",   st->unit ? st->unit : ""};
         char *e[ELEMENTSOF(strs)] = {NULL}, jp[32] = "";
         if (st->job_pid > 0)
                 snprintf(jp, sizeof jp, "job_pid=%d\n", (int) st->job_pid);
@@ -259,10 +264,10 @@ int instance_state_format(const struct instance_state *st, char **ret)
         if (asprintf(&s,
                      "name=%s\npid=%d\npid_start=%llu\nsupervisor=%d\nsupervisor_start=%llu\nuid=%u\n"
                      "image=%s\nstarted=%lld\nrestarts=%u\nrestart=%s\nlog_out=%s\nlog_err=%s\ncgroup=%s\n"
-                     "job=%s\nip=%s\nports=%s\n%s",
+                     "job=%s\nip=%s\nports=%s\n%skeeper=%s\nunit=%s\n",
                      st->name, (int) st->pid, st->pid_start, (int) st->supervisor, st->supervisor_start,
-                     (unsigned) st->uid, e[0], st->started, st->restarts, e[1], e[2], e[3], e[4], e[5], e[6], e[7],
-                     jp) < 0)
+                     (unsigned) st->uid, e[0], st->started, st->restarts, e[1], e[2], e[3], e[4], e[5], e[6], e[7], jp,
+                     e[8], e[9]) < 0)
                 goto out;
         *ret = s;
         r = 0;

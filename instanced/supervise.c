@@ -66,6 +66,7 @@ struct sup {
         int out_pipe[2], err_pipe[2];
         struct log_sink out, err;
         struct cgroup cg; /* with limits: the instance's, the launcher enters it */
+        bool cg_is_unit;  /* cg is our systemd unit's own: only read */
         pid_t init;       /* the container's PID 1, our child; 0 when none */
         pid_t server;     /* the image server of the current start, our child; 0 when none */
         int self_fd;      /* our pidfd: the image server ends with us */
@@ -187,6 +188,13 @@ static void __attribute__((format(printf, 2, 3))) note(struct sup *u, const char
         syslog(LOG_INFO, "instance %s (uid %u): %s", u->st.name, (unsigned) u->st.uid, line + 7);
 }
 
+/* Under a systemd unit (Type=notify): the manager hears READY=1, STATUS= and STOPPING=1. */
+static void tell_manager(struct sup *u, const char *msg)
+{
+        if (u->spec->unit && u->spec->notify_socket)
+                (void) instance_notify(u->spec->notify_socket, msg);
+}
+
 static void tell_cli(struct sup *u, int type, int status, const struct hutch_error *err)
 {
         if (u->sync_fd < 0)
@@ -303,7 +311,7 @@ static int launcher_main(void *p)
         spec.pid_ns = true;
         spec.no_init = false;
         spec.limits = NULL; /* the supervisor made the cgroup; the launcher goes in */
-        if (u->cg.n_dirs && cgroup_enter(&u->cg, 0, &err) < 0) {
+        if (u->cg.n_dirs && !u->cg_is_unit && cgroup_enter(&u->cg, 0, &err) < 0) {
                 struct launch_event ev = {.type = LAUNCH_EVENT_FAILED, .err = err};
                 (void) !send(notify, &ev, sizeof ev, MSG_NOSIGNAL);
                 _exit(255);
@@ -583,6 +591,7 @@ static void on_settle_tick(struct sup *u)
         /* the CLI, which returns once told, tends to be woken on our CPU and wait for it:
          * told first, the log line after, the tidying (on_timer) a while later */
         tell_cli(u, INSTANCE_MSG_READY, 0, NULL);
+        tell_manager(u, "READY=1\nSTATUS=running");
         note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);
         u->tidy_pending = true;
         timer_arm(u, TIDY_AFTER_MS, false);
@@ -640,6 +649,7 @@ static void on_container_exit(struct sup *u, int wstatus)
                 u->backoff_ms = BACKOFF_MAX_MS;
         u->st.restarts++;
         note(u, "container exited with status %d; restart %u in %u ms", status, u->st.restarts, u->backoff_ms);
+        tell_manager(u, "STATUS=restarting after an exit");
         u->backing_off = true;
         timer_arm(u, u->backoff_ms, false);
 }
@@ -712,6 +722,8 @@ static void on_timer(struct sup *u)
 
 static void stop_container(struct sup *u, int sig)
 {
+        if (!u->stopping)
+                tell_manager(u, "STOPPING=1\nSTATUS=stopping");
         u->stopping = true;
         if (u->init > 0)
                 kill(u->init, sig);
@@ -808,7 +820,11 @@ static int setup(struct sup *u, struct hutch_error *err)
         /* the supervisor's pid last: unique across the user's state roots, and whose
          * cgroup it is once the supervisor is gone (cgroup_orphans_clean) */
         snprintf(name, sizeof name, "hutch-%u-%s-%d", (unsigned) u->st.uid, u->spec->name, (int) getpid());
-        if (ls->limits && cgroup_limits_any(ls->limits)) {
+        if (u->spec->unit) {
+                /* the unit's cgroup holds the limits (its properties) and the whole tree:
+                 * read for stats, never created or removed here */
+                u->cg_is_unit = cgroup_own(&u->cg) >= 0;
+        } else if (ls->limits && cgroup_limits_any(ls->limits)) {
                 if ((r = cgroup_create(ls->limits, ls->cgroup_parent, name, &u->cg, err)) < 0)
                         return r;
         } else {
@@ -902,6 +918,10 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 net_ports_format(spec->launch->net, ports, sizeof ports);
                 u.st.ports = strdup(ports);
         }
+        if (spec->unit) {
+                u.st.keeper = strdup("systemd");
+                u.st.unit = strdup(spec->unit);
+        }
         int r = (!u.st.name || !u.st.image || !u.st.restart || !u.st.job) ? hutch_err(err, -ENOMEM, "out of memory")
                                                                           : 0;
         if (r >= 0)
@@ -941,7 +961,9 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                         syslog(LOG_INFO, "instance %s (uid %u): gone", u.st.name, (unsigned) u.st.uid);
                 r = u.exit_status;
         }
-        if (u.cg.n_dirs)
+        if (u.cg_is_unit)
+                cgroup_release(&u.cg);
+        else if (u.cg.n_dirs)
                 cgroup_destroy(&u.cg);
         if (u.dir_fd >= 0 && u.lock_fd >= 0)
                 instance_dir_remove(u.root_fd, u.dir_fd, spec->name);

@@ -107,6 +107,15 @@ static void test_state_roundtrip(void **state)
         assert_int_equal(instance_state_parse(text, &back, &err), 0);
         assert_string_equal(back.job, "4242");
         assert_int_equal(back.job_pid, 777);
+        assert_string_equal(back.keeper, "");
+        free(text);
+        instance_state_clear(&back);
+        st.keeper = strdup("systemd");
+        st.unit = strdup("hutch-db\\x2d1.service");
+        assert_int_equal(instance_state_format(&st, &text), 0);
+        assert_int_equal(instance_state_parse(text, &back, &err), 0);
+        assert_string_equal(back.keeper, "systemd");
+        assert_string_equal(back.unit, st.unit);
         free(text);
         instance_state_clear(&back);
         /* any byte of a path is representable, and none forges a line */
@@ -199,12 +208,57 @@ static void test_paths(void **state)
         assert_int_equal(instance_state_root(&env, &p), -ENOENT);
 }
 
+/* NAME <-> hutch-NAME.service as systemd-escape does it; limits as unit properties */
+static void test_units(void **state)
+{
+        (void) state;
+        char buf[300], back[80];
+        assert_int_equal(instance_unit_name("web", buf, sizeof buf), 0);
+        assert_string_equal(buf, "hutch-web.service");
+        assert_int_equal(instance_unit_name("db-1.x_y", buf, sizeof buf), 0);
+        assert_string_equal(buf, "hutch-db\\x2d1.x_y.service");
+        assert_int_equal(instance_unit_name_parse(buf, back, sizeof back), 0);
+        assert_string_equal(back, "db-1.x_y");
+        assert_int_equal(instance_unit_name("-bad", buf, sizeof buf), -EINVAL);
+        assert_int_equal(instance_unit_name("web", buf, 12), -ENAMETOOLONG);
+        assert_int_equal(instance_unit_name_parse("hutch-.service", back, sizeof back), -EINVAL);
+        assert_int_equal(instance_unit_name_parse("other-web.service", back, sizeof back), -EINVAL);
+        assert_int_equal(instance_unit_name_parse("hutch-a\\x2.service", back, sizeof back), -EINVAL);
+        assert_int_equal(instance_unit_name_parse("hutch-a\\x2fb.service", back, sizeof back), -EINVAL);
+        assert_int_equal(instance_unit_name_parse("hutch-web.scope", back, sizeof back), -EINVAL);
+
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        enum instance_systemd m;
+        assert_int_equal(instance_systemd_parse(NULL, &m, &err), 0);
+        assert_int_equal(m, INSTANCE_SYSTEMD_AUTO);
+        assert_int_equal(instance_systemd_parse("yes", &m, &err), 0);
+        assert_int_equal(m, INSTANCE_SYSTEMD_YES);
+        assert_int_equal(instance_systemd_parse("maybe", &m, &err), -EINVAL);
+
+        struct cgroup_limits l;
+        cgroup_limits_init(&l);
+        assert_int_equal(cgroup_limit_flag(&l, "memory", "1G", &err), 0);
+        assert_int_equal(cgroup_limit_flag(&l, "cpus", "0.5", &err), 0);
+        assert_int_equal(cgroup_limit_flag(&l, "pids-limit", "100", &err), 0);
+        assert_int_equal(cgroup_limit_flag(&l, "cpuset-cpus", "0-1", &err), 0);
+        char **v = NULL;
+        assert_int_equal(instance_unit_limit_props(&l, &v), 0);
+        assert_non_null(v);
+        assert_true(strv_contains(v, "MemoryMax=t:1073741824"));
+        assert_true(strv_contains(v, "CPUQuotaPerSecUSec=t:500000"));
+        assert_true(strv_contains(v, "TasksMax=t:100"));
+        assert_true(strv_contains(v, "AllowedCPUs=cpus:0-1"));
+        assert_string_equal(v[0], "-p");
+        strv_free(v);
+        cgroup_limits_free(&l);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),           cmocka_unit_test(test_restart),
                 cmocka_unit_test(test_state_roundtrip), cmocka_unit_test(test_state_parse_bad),
-                cmocka_unit_test(test_paths),
+                cmocka_unit_test(test_paths),           cmocka_unit_test(test_units),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

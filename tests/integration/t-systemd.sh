@@ -1,0 +1,127 @@
+# Instances kept by a real systemd user manager (instance start --systemd): a `systemd --user`
+# of the test user, started here in a private mount and cgroup namespace (tmpfs on
+# /run/systemd with /run/systemd/system, a cgroup2 subtree beneath ours chowned to the user
+# and mounted as the namespace's /sys/fs/cgroup, XDG_RUNTIME_DIR on a tmpfs of the user's).
+# Root mode only: a user cannot make that namespace.
+. "$(dirname "$0")/lib.sh"
+SD=/lib/systemd/systemd
+if [ "${1:-}" != inner ]; then
+	if [ "$MODE" != root ] || [ ! -x $SD ] || [ ! -d /sys/fs/cgroup/unified ] && ! grep -q '^0::' /proc/self/cgroup; then
+		echo "ok - # SKIP a user manager needs root to set up its namespace (mode $MODE)"
+		finish
+	fi
+	U=${HUTCH_SD_USER:-hutchtest}
+	id "$U" >/dev/null 2>&1 || useradd -m -s /bin/bash "$U"
+	v2=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)
+	CG=$v2$(sed -n 's/^0:://p' /proc/self/cgroup)/hutch-systemd-test-$$
+	CG=${CG//\/\//\/}
+	mkdir "$CG" && chown -R "$U" "$CG"
+	cleanup() {
+		# deepest first: what the manager made beneath
+		find "$CG" -depth -type d -exec rmdir {} + 2>/dev/null
+		rm -rf "$T"
+	}
+	trap cleanup EXIT
+	chmod 0755 "$T"
+	(echo "$BASHPID" > "$CG/cgroup.procs" &&
+		exec unshare --mount --cgroup --propagation private bash "$0" inner "$U") </dev/null
+	exit $?
+fi
+
+# --- inside: the namespace's own /sys/fs/cgroup, /run/systemd and /run/user/UID
+U=$2
+UID_=$(id -u "$U")
+UHOME=$(getent passwd "$U" | cut -d: -f6)
+umount -l /sys/fs/cgroup 2>/dev/null
+mount -t cgroup2 cgroup2 /sys/fs/cgroup || { echo "not ok - cannot mount the cgroup2 subtree"; exit 0; }
+mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system
+mkdir -p /run/user && mount -t tmpfs -o mode=0755 tmpfs /run/user && install -d -o "$U" -g "$U" -m 0700 "/run/user/$UID_"
+RT=/run/user/$UID_
+asu() { setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UHOME" XDG_RUNTIME_DIR="$RT" PATH="$PATH" "$@"; }
+asu $SD --user </dev/null >"$T/manager.log" 2>&1 &
+MGR=$!
+# the manager leaves on `systemctl --user exit`; whatever a unit left is killed through
+# the slice of its units (cgroup.kill, Linux 5.14; this shell is in the manager's init.scope)
+stop_manager() {
+	asu "$HUTCH" instance stop --all --force >/dev/null 2>&1
+	asu systemctl --user exit >/dev/null 2>&1
+	wait_for '! kill -0 $MGR 2>/dev/null' 50
+	[ ! -e /sys/fs/cgroup/app.slice/cgroup.kill ] || echo 1 > /sys/fs/cgroup/app.slice/cgroup.kill
+	kill -9 "$MGR" 2>/dev/null
+	wait "$MGR" 2>/dev/null
+}
+trap 'stop_manager' EXIT
+wait_for "[ -S $RT/systemd/private ]" 100
+check "a systemd user manager of $U runs in the namespace" '[ -S $RT/systemd/private ]' || sed 's/^/#   /' "$T/manager.log" | tail -5
+sctl() { asu systemctl --user "$@"; }
+
+I=$IMAGES/image.sif
+run asu "$HUTCH" instance start --systemd yes "$I" web
+check "start --systemd yes: the instance runs as a unit of the user's manager" '[ $RC -eq 0 ]'
+check "... hutch-web.service is active" '[ "$(sctl is-active hutch-web.service)" = active ]'
+mainpid=$(sctl show -P MainPID hutch-web.service)
+check "... its main process is the supervisor, inside the unit's cgroup" \
+	'[ "$(cat /proc/$mainpid/comm)" = hutch-supervise ] && grep -q "hutch-web.service$" /proc/$mainpid/cgroup'
+run asu "$HUTCH" instance list
+check "list shows the keeper: systemd" 'out_has "^web .* systemd  *0$"'
+run asu "$HUTCH" instance list --json
+check "list --json: keeper and unit" 'out_has "\"keeper\": \"systemd\"" && out_has "\"unit\": \"hutch-web.service\""'
+run asu "$HUTCH" exec instance://web cat /etc/hutch-test-marker
+check "exec instance:// joins it" 'out_is image-marker'
+run asu "$HUTCH" instance stop web
+check "instance stop stops the unit" '[ $RC -eq 0 ] && wait_for "[ \"\$(sctl is-active hutch-web.service)\" != active ]" && ! pgrep -u $UID_ -x hutch-supervise'
+
+run asu "$HUTCH" instance start --systemd yes "$I" db-1
+check "a NAME with '-' maps to an escaped unit name" '[ $RC -eq 0 ] && [ "$(sctl is-active "hutch-db\\x2d1.service")" = active ]'
+sctl stop "hutch-db\\x2d1.service"
+run asu "$HUTCH" instance list
+check "systemctl --user stop: the instance is gone and hutch's state agrees at once" \
+	'[ "$(grep -c . "$OUT")" -eq 1 ] && ! pgrep -u $UID_ -x hutch-init'
+
+run asu "$HUTCH" instance start --systemd yes "$T/nonexistent.sif" bad
+check "a failing start through the manager: one line, the supervisor's reason" 'fails_with "nonexistent.sif"'
+check "... and no unit is left" '! sctl is-failed hutch-bad.service >/dev/null 2>&1 && [ -z "$(sctl list-units --all --no-legend "hutch-bad*")" ]'
+
+run asu env XDG_RUNTIME_DIR="$T/none" "$HUTCH" instance start --systemd yes "$I" nomgr
+check "--systemd yes without a manager: one line saying so" 'fails_with "no systemd user manager is reachable"'
+run asu env XDG_RUNTIME_DIR="$T/none" "$HUTCH" instance start --systemd auto "$I" fallback
+check "--systemd auto without a manager: hutch's own supervisor" '[ $RC -eq 0 ]'
+run asu env XDG_RUNTIME_DIR="$T/none" "$HUTCH" instance list
+check "... listed with keeper hutch" 'out_has "^fallback .* hutch  *0$"'
+asu env XDG_RUNTIME_DIR="$T/none" "$HUTCH" instance stop fallback >/dev/null 2>&1
+run asu "$HUTCH" instance start --systemd maybe "$I" x
+check "--systemd takes auto, yes or no" 'fails_with "auto, yes or no"'
+
+# --- crashes and restarts under the unit
+run asu "$HUTCH" instance start --systemd yes --restart on-failure:1 "$I" phoenix
+hp=$(pgrep -u "$UID_" -x httpd | head -1)
+kill -9 "$hp"
+check "kill -9 of the payload: --restart on-failure brings it back inside the unit" \
+	'wait_for "asu \"$HUTCH\" instance list | grep -q \"^phoenix .* systemd  *1\$\"" && [ "$(sctl is-active hutch-phoenix.service)" = active ]'
+hp=$(pgrep -u "$UID_" -x httpd | head -1)
+kill -9 "$hp"
+check "... and gives up after N: the unit ends, nothing is listed" \
+	'wait_for "[ \"\$(sctl is-active hutch-phoenix.service)\" != active ]" && ! asu "$HUTCH" instance list | grep -q ^phoenix'
+run asu "$HUTCH" instance start --systemd yes "$I" victim
+sup=$(sctl show -P MainPID hutch-victim.service)
+kill -9 "$sup"
+check "kill -9 of the supervisor: the unit is no longer active, the instance not listed, nothing left" \
+	'wait_for "[ \"\$(sctl is-active hutch-victim.service)\" != active ]" && ! asu "$HUTCH" instance list 2>/dev/null | grep -q ^victim && wait_for "! pgrep -u $UID_ -x hutch-init"'
+
+# --- a unit file that survives the manager (and a reboot)
+run asu "$HUTCH" instance unit --install --restart on-failure "$I" svc
+check "instance unit --install writes and enables hutch-svc.service" \
+	'[ $RC -eq 0 ] && [ -f "$UHOME/.config/systemd/user/hutch-svc.service" ] && [ "$(sctl is-enabled hutch-svc.service)" = enabled ]'
+sctl start hutch-svc.service
+check "... systemctl --user start runs the instance" 'asu "$HUTCH" instance list | grep -q "^svc .* systemd "'
+stop_manager
+asu $SD --user </dev/null >>"$T/manager.log" 2>&1 &
+MGR=$!
+check "... and after the manager restarts, the instance is up again (WantedBy=default.target)" \
+	'wait_for "asu \"$HUTCH\" instance list 2>/dev/null | grep -q \"^svc .* systemd \"" 100'
+sctl disable --now hutch-svc.service >/dev/null 2>&1
+rm -f "$UHOME/.config/systemd/user/hutch-svc.service"
+
+stop_manager
+trap - EXIT
+check "after the manager stops, nothing of the user's is left" 'wait_for "! pgrep -u $UID_ >/dev/null"'
