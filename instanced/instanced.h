@@ -101,6 +101,19 @@ struct instance_unit {
 };
 int instance_unit_file(const struct instance_unit *u, char **ret);
 
+/* One audit event of an instance (start, stop, exit, restart): a journal entry with
+ * HUTCH_* fields, or a syslog line without journald. exit_status -1: none. */
+struct instance_audit {
+        const char *event, *instance, *user, *image, *keeper, *unit, *limits;
+        uid_t uid;
+        pid_t pid;
+        int exit_status;
+        unsigned restarts;
+};
+/* journald's native datagram (KEY=VALUE lines); pure, for tests */
+int instance_audit_format(const struct instance_audit *a, char **ret, size_t *ret_len);
+void instance_audit(const struct instance_audit *a);
+
 /* [A-Za-z0-9][A-Za-z0-9_.-]{0,63} */
 bool instance_name_is_valid(const char *name);
 int instance_name_check(const char *name, struct hutch_error *err);

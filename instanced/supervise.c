@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <pwd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -67,6 +68,7 @@ struct sup {
         struct log_sink out, err;
         struct cgroup cg; /* with limits: the instance's, the launcher enters it */
         bool cg_is_unit;  /* cg is our systemd unit's own: only read */
+        char user[64];    /* the user's name, for the audit trail */
         pid_t init;       /* the container's PID 1, our child; 0 when none */
         pid_t server;     /* the image server of the current start, our child; 0 when none */
         int self_fd;      /* our pidfd: the image server ends with us */
@@ -186,6 +188,21 @@ static void __attribute__((format(printf, 2, 3))) note(struct sup *u, const char
         sink_write(&u->err, line, k);
         line[k - 1] = 0;
         syslog(LOG_INFO, "instance %s (uid %u): %s", u->st.name, (unsigned) u->st.uid, line + 7);
+}
+
+static void audit(struct sup *u, const char *event, int exit_status)
+{
+        struct instance_audit a = {.event = event,
+                                   .instance = u->st.name,
+                                   .user = u->user,
+                                   .image = u->st.image,
+                                   .keeper = u->spec->unit ? "systemd" : "hutch",
+                                   .unit = u->spec->unit,
+                                   .uid = u->st.uid,
+                                   .pid = u->st.pid,
+                                   .exit_status = exit_status,
+                                   .restarts = u->st.restarts};
+        instance_audit(&a);
 }
 
 /* Under a systemd unit (Type=notify): the manager hears READY=1, STATUS= and STOPPING=1. */
@@ -566,6 +583,7 @@ static void on_started(struct sup *u, pid_t pid)
         proc_start_time(pid, &u->st.pid_start);
         if (u->ready) { /* a restart */
                 state_save(u);
+                audit(u, "restart", -1);
                 u->tidy_pending = true;
                 timer_arm(u, TIDY_AFTER_MS, false);
                 return;
@@ -592,6 +610,7 @@ static void on_settle_tick(struct sup *u)
          * told first, the log line after, the tidying (on_timer) a while later */
         tell_cli(u, INSTANCE_MSG_READY, 0, NULL);
         tell_manager(u, "READY=1\nSTATUS=running");
+        audit(u, "start", -1);
         note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);
         u->tidy_pending = true;
         timer_arm(u, TIDY_AFTER_MS, false);
@@ -639,9 +658,11 @@ static void on_container_exit(struct sup *u, int wstatus)
         }
         if (!should_restart(u, status)) {
                 note(u, "container exited with status %d%s", status, u->stopping ? " (stopped)" : "");
+                audit(u, u->stopping ? "stop" : "exit", status);
                 u->finishing = true;
                 return;
         }
+        audit(u, "exit", status);
         if (time(NULL) - u->run_started >= STABLE_RUN_S)
                 u->backoff_ms = 0;
         u->backoff_ms = u->backoff_ms ? u->backoff_ms * 2 : BACKOFF_FIRST_MS;
@@ -864,6 +885,10 @@ static int setup(struct sup *u, struct hutch_error *err)
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         prctl(PR_SET_NAME, SUPERVISOR_COMM);
         openlog("hutch", LOG_PID, LOG_USER);
+        struct passwd *pw = getpwuid(u->st.uid);
+        snprintf(u->user, sizeof u->user, "%s", pw ? pw->pw_name : "");
+        if (!pw)
+                snprintf(u->user, sizeof u->user, "%u", (unsigned) u->st.uid);
         return 0;
 }
 

@@ -38,6 +38,19 @@ mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system
 mkdir -p /run/user && mount -t tmpfs -o mode=0755 tmpfs /run/user && install -d -o "$U" -g "$U" -m 0700 "/run/user/$UID_"
 RT=/run/user/$UID_
 asu() { setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UHOME" XDG_RUNTIME_DIR="$RT" PATH="$PATH" "$@"; }
+# a stand-in for journald on its socket: each datagram of the native protocol to a file
+mkdir -p /run/systemd/journal
+python3 -c '
+import socket, sys, os
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/run/systemd/journal/socket")
+os.chmod("/run/systemd/journal/socket", 0o666)
+out = open(sys.argv[1], "ab", buffering=0)
+while True:
+    out.write(s.recv(65536) + b"--\n")
+' "$T/journal" &
+JRN=$!
+wait_for "[ -S /run/systemd/journal/socket ]"
 asu $SD --user </dev/null >"$T/manager.log" 2>&1 &
 MGR=$!
 # the manager leaves on `systemctl --user exit`; whatever a unit left is killed through
@@ -50,7 +63,7 @@ stop_manager() {
 	kill -9 "$MGR" 2>/dev/null
 	wait "$MGR" 2>/dev/null
 }
-trap 'stop_manager' EXIT
+trap 'stop_manager; kill $JRN' EXIT
 wait_for "[ -S $RT/systemd/private ]" 100
 check "a systemd user manager of $U runs in the namespace" '[ -S $RT/systemd/private ]' || sed 's/^/#   /' "$T/manager.log" | tail -5
 sctl() { asu systemctl --user "$@"; }
@@ -71,6 +84,11 @@ check "exec instance:// joins it" 'out_is image-marker'
 run asu "$HUTCH" instance stop web
 check "instance stop stops the unit" '[ $RC -eq 0 ] && wait_for "[ \"\$(sctl is-active hutch-web.service)\" != active ]" && ! pgrep -u $UID_ -x hutch-supervise'
 
+# the audit trail: one journal entry per start and stop, with the HUTCH_ fields
+entry() { awk -v RS='--\n' -v ev="HUTCH_EVENT=$1" -v nm="HUTCH_INSTANCE=$2" 'index($0, ev "\n") && index($0, nm "\n")' "$T/journal"; }
+check "the audit trail: a journal entry for the start (instance, user, keeper, unit, image, pid)" \
+	'entry start web | grep -qx "HUTCH_USER=$U" && entry start web | grep -qx HUTCH_KEEPER=systemd && entry start web | grep -qx HUTCH_UNIT=hutch-web.service && entry start web | grep -qx "HUTCH_IMAGE=$I" && entry start web | grep -q "^HUTCH_PID=[0-9]"'
+check "... and one for the stop, with the exit status" 'wait_for "entry stop web | grep -q ^HUTCH_EXIT_STATUS="'
 run asu "$HUTCH" instance start --systemd yes "$I" db-1
 check "a NAME with '-' maps to an escaped unit name" '[ $RC -eq 0 ] && [ "$(sctl is-active "hutch-db\\x2d1.service")" = active ]'
 sctl stop "hutch-db\\x2d1.service"
@@ -100,6 +118,8 @@ check "kill -9 of the payload: --restart on-failure brings it back inside the un
 	'wait_for "asu \"$HUTCH\" instance list | grep -q \"^phoenix .* systemd  *1\$\"" && [ "$(sctl is-active hutch-phoenix.service)" = active ]'
 hp=$(pgrep -u "$UID_" -x httpd | head -1)
 kill -9 "$hp"
+check "... the restart and the unexpected exits are in the audit trail" \
+	'wait_for "entry restart phoenix | grep -q HUTCH_RESTARTS=1" && entry exit phoenix | grep -q "^HUTCH_EXIT_STATUS=137"'
 check "... and gives up after N: the unit ends, nothing is listed" \
 	'wait_for "[ \"\$(sctl is-active hutch-phoenix.service)\" != active ]" && ! asu "$HUTCH" instance list | grep -q ^phoenix'
 run asu "$HUTCH" instance start --systemd yes "$I" victim
@@ -123,5 +143,6 @@ sctl disable --now hutch-svc.service >/dev/null 2>&1
 rm -f "$UHOME/.config/systemd/user/hutch-svc.service"
 
 stop_manager
+kill $JRN
 trap - EXIT
 check "after the manager stops, nothing of the user's is left" 'wait_for "! pgrep -u $UID_ >/dev/null"'

@@ -253,12 +253,42 @@ static void test_units(void **state)
         cgroup_limits_free(&l);
 }
 
+/* the journal's native protocol: KEY=VALUE lines, the binary form for a value with a newline */
+static void test_audit(void **state)
+{
+        (void) state;
+        struct instance_audit a = {.event = "exit",
+                                   .instance = "web",
+                                   .user = "alice",
+                                   .image = "/x/a\nb.sif",
+                                   .unit = "hutch-web.service",
+                                   .uid = 1000,
+                                   .pid = 42,
+                                   .exit_status = 137};
+        char *buf = NULL;
+        size_t len = 0;
+        assert_int_equal(instance_audit_format(&a, &buf, &len), 0);
+        assert_non_null(memmem(buf, len, "\nHUTCH_INSTANCE=web\n", 20));
+        assert_non_null(memmem(buf, len, "\nHUTCH_USER=alice\n", 18));
+        assert_non_null(memmem(buf, len, "\nHUTCH_EXIT_STATUS=137\n", 23));
+        assert_non_null(memmem(buf, len, "\nHUTCH_KEEPER=hutch\n", 20));
+        assert_non_null(memmem(buf, len, "\nHUTCH_UNIT=hutch-web.service\n", 30));
+        assert_non_null(memmem(buf, len, "\nHUTCH_IMAGE\n\x0a\0\0\0\0\0\0\0/x/a\nb.sif\n", 29));
+        assert_true(startswith(buf, "MESSAGE=instance web of alice: exit (status 137)\n"));
+        free(buf);
+        a.exit_status = -1;
+        assert_int_equal(instance_audit_format(&a, &buf, &len), 0);
+        assert_null(memmem(buf, len, "HUTCH_EXIT_STATUS", 17));
+        free(buf);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_names),           cmocka_unit_test(test_restart),
                 cmocka_unit_test(test_state_roundtrip), cmocka_unit_test(test_state_parse_bad),
                 cmocka_unit_test(test_paths),           cmocka_unit_test(test_units),
+                cmocka_unit_test(test_audit),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
