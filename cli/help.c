@@ -94,6 +94,8 @@ static const struct {
          "  --systemd auto|yes|no  run the supervisor as unit hutch-NAME.service of your systemd user\n"
          "                    manager (Type=notify, Delegate=yes, limits as unit properties): auto\n"
          "                    (default; hutch.conf 'systemd') where one is reachable, yes or fail\n"
+         "  --pid-file FILE   write the supervisor's pid to FILE (a Type=forking unit's PIDFile=;\n"
+         "                    that unit keeps the instance: implies --systemd no)\n"
          "stats [--json] [--no-stream] NAME: CPU %, memory usage/limit, pids, block I/O.\n"
          "list: NAME, PID (the container's PID 1), IMAGE, STARTED, KEEPER (hutch or systemd), RESTARTS,\n"
          "and JOB for instances started in a batch job; --json in Apptainer's shape (with jobId,\n"

@@ -131,6 +131,27 @@ static int supervisor_args(const struct instance_spec *is, const char *sub, int 
         return 0;
 }
 
+/* --pid-file (as Apptainer's): the supervisor's pid, the process that lives as long as the
+ * instance, for a Type=forking unit's PIDFile=. */
+static int pid_file_write(const struct instance_spec *is, const char *path)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct instance_state st = {0};
+        char line[32];
+        if (instance_find(&is->env, is->name, &st, &err) < 0)
+                return cli_fail(&err);
+        int n = snprintf(line, sizeof line, "%d\n", (int) st.supervisor);
+        int r = write_file_at(AT_FDCWD, path, line, (size_t) n, 0644);
+        if (r < 0) {
+                /* a unit that cannot find its process would never see it end: none is left */
+                struct hutch_error ignored = HUTCH_ERROR_INIT;
+                hutch_err_sys(&err, r, "cannot write the pid file '%s'", path);
+                (void) instance_stop(&is->env, &st, SIGKILL, 0, true, &ignored);
+        }
+        instance_state_clear(&st);
+        return r < 0 ? cli_fail(&err) : 0;
+}
+
 static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, const struct supervise_opts *sv)
 {
         struct launch_args a = {.instance = true, .tie_to_job = -1};
@@ -173,6 +194,15 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, cons
                 is.job_pid_start = sv->tie_start;
                 is.unit = sv->unit;
                 is.notify_socket = sv->unit ? cli_getenv(c, "NOTIFY_SOCKET") : NULL;
+        } else if (a.pid_file && a.systemd && strcmp(a.systemd, "no")) {
+                r = cli_usage_error(verb,
+                                    "--pid-file is for a unit written by hand, which keeps the instance "
+                                    "itself: not with --systemd %s",
+                                    a.systemd);
+                goto out;
+        } else if (a.pid_file) {
+                /* the unit around this command is the keeper (Type=forking, PIDFile=) */
+                is.systemd = INSTANCE_SYSTEMD_NO;
         } else if (instance_systemd_parse(a.systemd ? a.systemd : c->conf.systemd, &is.systemd, &err) < 0) {
                 if (!a.systemd)
                         cli_error_context("hutch.conf 'systemd'");
@@ -205,6 +235,8 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, cons
                 r = cli_fail(&err);
                 goto out;
         }
+        if (a.pid_file && (r = pid_file_write(&is, a.pid_file)) != 0)
+                goto out;
         log_info("instance started successfully");
         r = 0;
 out:

@@ -37,6 +37,7 @@ enum {
         OPT_TIE_TO_JOB,
         OPT_NO_TIE_TO_JOB,
         OPT_SYSTEMD,
+        OPT_PID_FILE,
         OPT_LIMIT,
         OPT_APPLY_CGROUPS,
         OPT_CGROUP_PARENT,
@@ -85,6 +86,7 @@ static const struct option options[] = {
         {"tie-to-job", optional_argument, NULL, OPT_TIE_TO_JOB},
         {"no-tie-to-job", no_argument, NULL, OPT_NO_TIE_TO_JOB},
         {"systemd", required_argument, NULL, OPT_SYSTEMD},
+        {"pid-file", required_argument, NULL, OPT_PID_FILE},
         {"apply-cgroups", required_argument, NULL, OPT_APPLY_CGROUPS},
         {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"blkio-weight", required_argument, NULL, OPT_LIMIT},
@@ -214,6 +216,11 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                 if (!a->instance)
                         return cli_usage_error(verb, "--systemd is an option of 'instance start'");
                 a->systemd = arg;
+                break;
+        case OPT_PID_FILE:
+                if (!a->instance)
+                        return cli_usage_error(verb, "--pid-file is an option of 'instance start'");
+                a->pid_file = arg;
                 break;
         case OPT_TIE_TO_JOB:
         case OPT_NO_TIE_TO_JOB:
@@ -401,7 +408,8 @@ static int apply_env_value(struct launch_args *a, const char *verb, size_t k, co
 
 static bool is_instance_option(int val)
 {
-        return val == OPT_RESTART || val == OPT_TIE_TO_JOB || val == OPT_NO_TIE_TO_JOB || val == OPT_SYSTEMD;
+        return val == OPT_RESTART || val == OPT_TIE_TO_JOB || val == OPT_NO_TIE_TO_JOB || val == OPT_SYSTEMD ||
+               val == OPT_PID_FILE;
 }
 
 static int options_from_env(struct cli *c, struct launch_args *a, const char *verb, const bool *seen)

@@ -142,6 +142,29 @@ check "... and after the manager restarts, the instance is up again (WantedBy=de
 sctl disable --now hutch-svc.service >/dev/null 2>&1
 rm -f "$UHOME/.config/systemd/user/hutch-svc.service"
 
+# --- a unit written by hand: Type=forking around instance start --pid-file
+mkdir -p "$UHOME/.config/systemd/user"
+cat > "$UHOME/.config/systemd/user/forked.service" <<EOF
+[Service]
+Type=forking
+PIDFile=%t/forked.pid
+ExecStart=$HUTCH instance start --pid-file %t/forked.pid $I forked
+ExecStop=$HUTCH instance stop forked
+EOF
+chown -R "$U" "$UHOME/.config"
+sctl daemon-reload
+sctl start forked.service
+check "Type=forking + PIDFile= around instance start --pid-file: active, its main process the supervisor" \
+	'[ "$(sctl is-active forked.service)" = active ] && [ "$(cat /proc/$(sctl show -P MainPID forked.service)/comm)" = hutch-supervise ]'
+sctl stop forked.service
+check "... systemctl --user stop ends the instance" '! asu "$HUTCH" instance list | grep -q ^forked && ! pgrep -u $UID_ -x hutch-init'
+rm -f "$UHOME/.config/systemd/user/forked.service"
+run asu "$HUTCH" instance start --pid-file /proc/nope/pid "$I" nopid
+check "--pid-file that cannot be written: one line, and the instance is not left running" \
+	'fails_with "cannot write the pid file" && ! asu "$HUTCH" instance list | grep -q ^nopid && wait_for "! pgrep -u $UID_ -x hutch-init"'
+run asu "$HUTCH" instance start --pid-file "$T/p" --systemd yes "$I" x
+check "--pid-file with --systemd yes is refused" '[ $RC -eq 255 ] && err_has "not with --systemd yes"'
+
 stop_manager
 kill $JRN
 trap - EXIT
