@@ -84,7 +84,7 @@ t0=$(date +%s%N)
 for i in $(seq 48); do
 	asu env HUTCH_TEST_PORT=$((19000 + i)) "$hutch" -q instance start --systemd yes "$img" "p$i" >"$WORK/p$i.out" 2>&1 &
 done
-wait
+wait "${pids[@]}"
 t1=$(date +%s%N)
 up=$(asu "$hutch" instance list | awk '$1 ~ /^p[0-9]/ && / systemd /' | wc -l)
 printf '  48 parallel starts through the manager: %d up in %.0f ms\n' "$up" "$(((t1 - t0) / 1000000))"

@@ -915,6 +915,15 @@ static void loop(struct sup *u)
 
 int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hutch_error *err)
 {
+        /* a unit passes the socket as stdin: moved up, /dev/null in its place, so that no
+         * fd made later lands on 0-2 (the launcher sets those up for the container) */
+        if (sync_fd >= 0 && sync_fd <= 2) {
+                int moved = fcntl(sync_fd, F_DUPFD_CLOEXEC, 10), null = open("/dev/null", O_RDWR | O_CLOEXEC);
+                if (moved >= 0 && null >= 0 && dup2(null, sync_fd) >= 0)
+                        sync_fd = moved;
+                if (null >= 0)
+                        close(null);
+        }
         struct sup u = {.spec = spec, .sync_fd = sync_fd};
         fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
         u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = u.job_fd = -EBADF;

@@ -207,6 +207,10 @@ int instance_start_systemd(const struct instance_spec *spec, bool *ret_fallback,
         char prog[PATH_MAX], self[PATH_MAX], unit[INSTANCE_NAME_MAX * 4 + 32], msg[1024];
         bool yes = spec->systemd == INSTANCE_SYSTEMD_YES;
         *ret_fallback = false;
+        /* inside a batch job, auto keeps the instance in the job's own processes (and
+         * cgroup): a unit of the user's manager would escape the scheduler's accounting */
+        if (!yes && spec->job_id)
+                return *ret_fallback = true, 0;
         if (!manager_reachable(&spec->env)) {
                 if (!yes)
                         return *ret_fallback = true, 0;

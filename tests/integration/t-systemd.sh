@@ -29,6 +29,7 @@ if [ "${1:-}" != inner ]; then
 fi
 
 # --- inside: the namespace's own /sys/fs/cgroup, /run/systemd and /run/user/UID
+chmod 0755 "$T"
 U=$2
 UID_=$(id -u "$U")
 UHOME=$(getent passwd "$U" | cut -d: -f6)
@@ -37,7 +38,7 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup || { echo "not ok - cannot mount the cgr
 mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system
 mkdir -p /run/user && mount -t tmpfs -o mode=0755 tmpfs /run/user && install -d -o "$U" -g "$U" -m 0700 "/run/user/$UID_"
 RT=/run/user/$UID_
-asu() { setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UHOME" XDG_RUNTIME_DIR="$RT" PATH="$PATH" "$@"; }
+asu() { setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UHOME" XDG_RUNTIME_DIR="$RT" PATH="$PATH" HUTCH_TEST_PORT=18580 "$@"; }
 # a stand-in for journald on its socket: each datagram of the native protocol to a file
 mkdir -p /run/systemd/journal
 python3 -c '
@@ -63,12 +64,15 @@ stop_manager() {
 	kill -9 "$MGR" 2>/dev/null
 	wait "$MGR" 2>/dev/null
 }
-trap 'stop_manager; kill $JRN' EXIT
+trap 'stop_manager; kill $JRN; rm -rf "$T"' EXIT
 wait_for "[ -S $RT/systemd/private ]" 100
 check "a systemd user manager of $U runs in the namespace" '[ -S $RT/systemd/private ]' || sed 's/^/#   /' "$T/manager.log" | tail -5
 sctl() { asu systemctl --user "$@"; }
 
 I=$IMAGES/image.sif
+# an image without a service (no startscript): for units whose environment has no port
+Q=$T/quiet
+cp -a "$IMAGES/rootfs" "$Q" && rm -f "$Q/.singularity.d/startscript"
 run asu "$HUTCH" instance start --systemd yes "$I" web
 check "start --systemd yes: the instance runs as a unit of the user's manager" '[ $RC -eq 0 ]'
 check "... hutch-web.service is active" '[ "$(sctl is-active hutch-web.service)" = active ]'
@@ -107,6 +111,10 @@ check "--systemd auto without a manager: hutch's own supervisor" '[ $RC -eq 0 ]'
 run asu env XDG_RUNTIME_DIR="$T/none" "$HUTCH" instance list
 check "... listed with keeper hutch" 'out_has "^fallback .* hutch  *0$"'
 asu env XDG_RUNTIME_DIR="$T/none" "$HUTCH" instance stop fallback >/dev/null 2>&1
+run asu env SLURM_JOB_ID=77 HUTCH_TEST_PORT=18391 "$HUTCH" instance start --no-tie-to-job "$I" injob
+check "--systemd auto inside a batch job: hutch's own supervisor, so the job keeps its processes" \
+	'[ $RC -eq 0 ] && asu "$HUTCH" instance list | grep "^injob " | grep -q " hutch " && [ -z "$(sctl list-units --no-legend "hutch-injob*")" ]'
+asu "$HUTCH" instance stop injob >/dev/null 2>&1
 run asu "$HUTCH" instance start --systemd maybe "$I" x
 check "--systemd takes auto, yes or no" 'fails_with "auto, yes or no"'
 
@@ -129,7 +137,7 @@ check "kill -9 of the supervisor: the unit is no longer active, the instance not
 	'wait_for "[ \"\$(sctl is-active hutch-victim.service)\" != active ]" && ! asu "$HUTCH" instance list 2>/dev/null | grep -q ^victim && wait_for "! pgrep -u $UID_ -x hutch-init"'
 
 # --- a unit file that survives the manager (and a reboot)
-run asu "$HUTCH" instance unit --install --restart on-failure "$I" svc
+run asu "$HUTCH" instance unit --install --restart on-failure "$Q" svc
 check "instance unit --install writes and enables hutch-svc.service" \
 	'[ $RC -eq 0 ] && [ -f "$UHOME/.config/systemd/user/hutch-svc.service" ] && [ "$(sctl is-enabled hutch-svc.service)" = enabled ]'
 sctl start hutch-svc.service
@@ -142,13 +150,27 @@ check "... and after the manager restarts, the instance is up again (WantedBy=de
 sctl disable --now hutch-svc.service >/dev/null 2>&1
 rm -f "$UHOME/.config/systemd/user/hutch-svc.service"
 
+# --- 48 starts at once through the manager (Apptainer's #3607: D-Bus failures at 24-48):
+# every one comes up, none fails silently
+pids=()
+for i in $(seq 48); do
+	asu "$HUTCH" instance start --systemd yes "$Q" "par$i" >"$T/par$i.log" 2>&1 &
+	pids+=($!)
+done
+wait "${pids[@]}" # not the journal's stand-in or the manager
+check "48 parallel starts through the manager: 48 active units, 48 instances listed" \
+	'[ "$(asu "$HUTCH" instance list | grep -c "^par[0-9]* .* systemd ")" -eq 48 ] && [ "$(sctl list-units --no-legend --state=active "hutch-par*" | wc -l)" -eq 48 ]' ||
+	cat "$T"/par*.log | sort | uniq -c | sed 's/^/#   /' | head -5
+run asu "$HUTCH" instance stop --all
+check "... and stop --all stops them all" '[ $RC -eq 0 ] && [ -z "$(sctl list-units --no-legend "hutch-par*")" ]'
+
 # --- a unit written by hand: Type=forking around instance start --pid-file
 mkdir -p "$UHOME/.config/systemd/user"
 cat > "$UHOME/.config/systemd/user/forked.service" <<EOF
 [Service]
 Type=forking
 PIDFile=%t/forked.pid
-ExecStart=$HUTCH instance start --pid-file %t/forked.pid $I forked
+ExecStart=$HUTCH instance start --pid-file %t/forked.pid $Q forked
 ExecStop=$HUTCH instance stop forked
 EOF
 chown -R "$U" "$UHOME/.config"
@@ -167,5 +189,5 @@ check "--pid-file with --systemd yes is refused" '[ $RC -eq 255 ] && err_has "no
 
 stop_manager
 kill $JRN
-trap - EXIT
+trap 'rm -rf "$T"' EXIT
 check "after the manager stops, nothing of the user's is left" 'wait_for "! pgrep -u $UID_ >/dev/null"'
