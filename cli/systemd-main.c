@@ -219,15 +219,22 @@ static int connect_manager(sd_bus **ret)
         if (!rt || rt[0] != '/')
                 return -ENXIO;
         snprintf(addr, sizeof addr, "unix:path=%s/systemd/private", rt);
-        int r = sd_bus_new(&bus);
-        if (r < 0)
-                return r;
-        if ((r = sd_bus_set_address(bus, addr)) < 0 || (r = sd_bus_start(bus)) < 0) {
-                sd_bus_unref(bus);
-                return r;
+        int r = 0;
+        /* many starts at once fill the socket's backlog: a non-blocking connect then says
+         * EAGAIN, which is tried again (for a few seconds), never taken for "no manager" */
+        for (int tries = 0; tries < 100; tries++) {
+                if ((r = sd_bus_new(&bus)) < 0)
+                        return r;
+                if ((r = sd_bus_set_address(bus, addr)) >= 0 && (r = sd_bus_start(bus)) >= 0) {
+                        *ret = bus;
+                        return 0;
+                }
+                bus = sd_bus_unref(bus);
+                if (r != -EAGAIN && r != -EINTR)
+                        break;
+                usleep(20000 + 1000 * (getpid() % 20));
         }
-        *ret = bus;
-        return 0;
+        return r;
 }
 
 static int cmd_start(int argc, char **argv)

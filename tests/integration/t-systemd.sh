@@ -150,20 +150,6 @@ check "... and after the manager restarts, the instance is up again (WantedBy=de
 sctl disable --now hutch-svc.service >/dev/null 2>&1
 rm -f "$UHOME/.config/systemd/user/hutch-svc.service"
 
-# --- 48 starts at once through the manager (Apptainer's #3607: D-Bus failures at 24-48):
-# every one comes up, none fails silently
-pids=()
-for i in $(seq 48); do
-	asu "$HUTCH" instance start --systemd yes "$Q" "par$i" >"$T/par$i.log" 2>&1 &
-	pids+=($!)
-done
-wait "${pids[@]}" # not the journal's stand-in or the manager
-check "48 parallel starts through the manager: 48 active units, 48 instances listed" \
-	'[ "$(asu "$HUTCH" instance list | grep -c "^par[0-9]* .* systemd ")" -eq 48 ] && [ "$(sctl list-units --no-legend --state=active "hutch-par*" | wc -l)" -eq 48 ]' ||
-	cat "$T"/par*.log | sort | uniq -c | sed 's/^/#   /' | head -5
-run asu "$HUTCH" instance stop --all
-check "... and stop --all stops them all" '[ $RC -eq 0 ] && [ -z "$(sctl list-units --no-legend "hutch-par*")" ]'
-
 # --- a unit written by hand: Type=forking around instance start --pid-file
 mkdir -p "$UHOME/.config/systemd/user"
 cat > "$UHOME/.config/systemd/user/forked.service" <<EOF
