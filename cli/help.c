@@ -125,11 +125,12 @@ static const struct {
          "TARGET is a SIF file unless --sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file).\n"
          "Says what it builds, and the size and time when done; -q: quiet. A sandbox built by a user\n"
          "leaves out device nodes (only root can make them).\n"
-         "A definition file (Apptainer's format; Bootstrap: localimage, busybox or scratch; Stage: for\n"
-         "multi-stage builds) runs %setup on the host, %files, %post in the container, then writes\n"
-         "%environment, %runscript, %startscript, %test, %labels and %help where Apptainer does and runs\n"
-         "%test (-T, --notest: not). {{ NAME }} takes --build-arg NAME=VALUE, a --build-arg-file line or\n"
-         "its %arguments default. As a user the build runs as root of a user namespace with your\n"
+         "A definition file (Apptainer's format; Bootstrap: localimage, busybox, scratch, or docker,\n"
+         "docker-archive, oci, oci-archive through hutch-registry; Stage: for multi-stage builds) runs\n"
+         "%setup on the host, %files, %post in the container, then writes %environment, %runscript,\n"
+         "%startscript, %test, %labels and %help where Apptainer does and runs %test (-T, --notest:\n"
+         "not). {{ NAME }} takes --build-arg NAME=VALUE, a --build-arg-file line or its %arguments\n"
+         "default. As a user the build runs as root of a user namespace with your\n"
          "/etc/subuid and /etc/subgid ranges (--fakeroot is implied). A failed build leaves nothing."},
         {"sif", "hutch sif list|info ID|dump ID IMAGE.sif",
          "List a SIF file's objects, describe one, or write one's data to stdout."},

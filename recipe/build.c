@@ -339,6 +339,8 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
                 r = hutch_err(err, -EEXIST, "build target '%s' already exists; use --force to overwrite it", s->target);
         for (size_t i = 0; r >= 0 && i < b.rec.n_stages; i++)
                 r = agent_check(&b, &b.rec.stages[i], err);
+        if (r >= 0)
+                r = agents_fetch(&b, err);
         if (r >= 0 && getuid() != 0) {
                 if (!s->fakeroot)
                         log_verbose("building as a user: as root of a user namespace (--fakeroot)");
@@ -357,6 +359,9 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
                 r = last ? output(&b, last, &t0, err) : hutch_err(err, -ENOMEM, "out of memory");
         }
         work_remove(&b);
+        for (size_t i = 0; b.pulled && i < b.rec.n_stages; i++)
+                free(b.pulled[i]);
+        free(b.pulled);
         recipe_free(&b.rec);
         return r;
 }

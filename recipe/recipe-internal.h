@@ -14,6 +14,7 @@ struct build_ctx {
         char *work;    /* the private folder (absolute) */
         bool fakeroot; /* the build runs as root of a user namespace */
         bool subids;   /* ... with the caller's subordinate ranges, not its id alone */
+        char **pulled; /* per stage: the cached SIF of a registry agent's source, or NULL */
 };
 
 /* path resolved inside the root (openat2 RESOLVE_IN_ROOT); -errno */
@@ -32,6 +33,9 @@ int script_argv(const char *args, const char *script, bool errexit, char ***ret)
 
 /* recipe/stage.c */
 int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct hutch_error *err);
+/* The sources of registry agents (docker, docker-archive, oci, oci-archive) into the
+ * cache through hutch-registry, before the build enters its user namespace. */
+int agents_fetch(struct build_ctx *b, struct hutch_error *err);
 char *stage_rootfs(const struct build_ctx *b, size_t i);
 int stage_build(struct build_ctx *b, size_t i, struct hutch_error *err);
 /* labels.json at path: what is there, the build's org.label-schema.* labels when

@@ -7,6 +7,8 @@
 #include <fnmatch.h>
 #include <glob.h>
 #include <json-c/json.h>
+#include <limits.h>
+#include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,9 +53,105 @@ static const char *host_busybox(void)
         return NULL;
 }
 
-/* Agents of other sources: they need hutch-registry (the registry module's program). */
-static const char *const registry_agents[] = {"docker",      "docker-archive", "docker-daemon", "oci",
-                                              "oci-archive", "library",        "oras",          "shub"};
+/* Agents of other sources: the first five through hutch-registry (the registry module's
+ * program), with the URI prefix it takes; the others are not supported yet. */
+static const char *const registry_agents[] = {"docker", "docker-archive", "oci",     "oci-archive",
+                                              "oras",   "docker-daemon",  "library", "shub"};
+static const char *const registry_prefix[] = {"docker://", "docker-archive:", "oci:", "oci-archive:", "oras://"};
+
+static bool is_registry_agent(const char *a)
+{
+        for (size_t i = 0; i < ELEMENTSOF(registry_prefix); i++)
+                if (!strcasecmp(a, registry_agents[i]))
+                        return true;
+        return false;
+}
+
+/* The URI of a registry agent's source, as Apptainer makes it:
+ * docker://[REGISTRY/][NAMESPACE/]FROM, oci:FROM, ... */
+static char *registry_uri(const struct recipe_stage *st)
+{
+        const char *reg = recipe_header_get(st, "registry"), *ns = recipe_header_get(st, "namespace");
+        char *u = NULL;
+        for (size_t i = 0; i < ELEMENTSOF(registry_prefix); i++) {
+                if (strcasecmp(st->bootstrap, registry_agents[i]))
+                        continue;
+                bool docker = i == 0;
+                if (asprintf(&u, "%s%s%s%s%s%s", registry_prefix[i], docker && reg ? reg : "", docker && reg ? "/" : "",
+                             docker && ns ? ns : "", docker && ns ? "/" : "", st->from) < 0)
+                        return NULL;
+        }
+        return u;
+}
+
+/* `hutch-registry cache-pull URI`: the path of the cached SIF it prints on stdout; its
+ * progress and errors go to our stderr. */
+static int registry_fetch(const char *uri, char **ret, struct hutch_error *err)
+{
+        char prog[PATH_MAX];
+        if (!libexec_program("hutch-registry", prog, sizeof prog))
+                return hutch_err(err, -ENOENT, "'%s' needs hutch-registry, which is not installed beside hutch", uri);
+        log_info("Fetching %s", uri);
+        int pfd[2];
+        if (pipe2(pfd, O_CLOEXEC) < 0)
+                return hutch_err_sys(err, -errno, "cannot run hutch-registry");
+        fflush(NULL);
+        pid_t pid = fork();
+        if (pid < 0) {
+                close(pfd[0]);
+                close(pfd[1]);
+                return hutch_err_sys(err, -errno, "cannot run hutch-registry");
+        }
+        if (pid == 0) {
+                bool quiet = log_get_level() < LOG_LEVEL_INFO;
+                char *argv[] = {"hutch-registry", quiet ? "--quiet" : "cache-pull", quiet ? "cache-pull" : (char *) uri,
+                                quiet ? (char *) uri : NULL, NULL};
+                if (dup2(pfd[1], STDOUT_FILENO) < 0)
+                        _exit(127);
+                execv(prog, argv);
+                _exit(127);
+        }
+        close(pfd[1]);
+        char buf[PATH_MAX + 2];
+        size_t len = 0;
+        for (ssize_t n; len < sizeof buf - 1 && (n = read(pfd[0], buf + len, sizeof buf - 1 - len)) != 0;) {
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        break;
+                len += (size_t) n;
+        }
+        close(pfd[0]);
+        buf[len] = 0;
+        int status;
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return hutch_err_sys(err, -errno, "cannot wait for hutch-registry");
+        buf[strcspn(buf, "\n")] = 0;
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || !buf[0])
+                return hutch_err(err, -EIO, "Bootstrap from '%s' failed (hutch-registry said why)", uri);
+        *ret = strdup(buf);
+        return *ret ? 0 : hutch_err(err, -ENOMEM, "out of memory");
+}
+
+int agents_fetch(struct build_ctx *b, struct hutch_error *err)
+{
+        b->pulled = calloc(b->rec.n_stages + 1, sizeof(char *));
+        if (!b->pulled)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        for (size_t i = 0; i < b->rec.n_stages; i++) {
+                const struct recipe_stage *st = &b->rec.stages[i];
+                if (!is_registry_agent(st->bootstrap))
+                        continue;
+                _cleanup_free_ char *uri = registry_uri(st);
+                if (!uri)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                int r = registry_fetch(uri, &b->pulled[i], err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
 
 int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct hutch_error *err)
 {
@@ -85,9 +183,18 @@ int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct
         }
         for (size_t i = 0; i < ELEMENTSOF(registry_agents); i++)
                 if (!strcasecmp(a, registry_agents[i])) {
+                        char prog[PATH_MAX];
                         if (!st->from || !*st->from)
                                 return hutch_err(err, -EINVAL, "%s: %sBootstrap: %s needs 'From: ...'", path, lbl, a);
-                        return hutch_err(err, -ENOTSUP, "%s: %sBootstrap: %s is not supported yet", path, lbl, a);
+                        if (i >= 5)
+                                return hutch_err(err, -ENOTSUP, "%s: %sBootstrap: %s is not supported yet", path, lbl,
+                                                 a);
+                        if (!libexec_program("hutch-registry", prog, sizeof prog))
+                                return hutch_err(err, -ENOENT,
+                                                 "%s: %sBootstrap: %s needs hutch-registry, which is not installed "
+                                                 "beside hutch",
+                                                 path, lbl, a);
+                        return 0;
                 }
         if (!strcasecmp(a, "debootstrap") || !strcasecmp(a, "yum") || !strcasecmp(a, "dnf") ||
             !strcasecmp(a, "zypper") || !strcasecmp(a, "arch") || !strcasecmp(a, "busybox"))
@@ -137,8 +244,10 @@ static int bootstrap_busybox(int rootfd, struct hutch_error *err)
 
 static int bootstrap(struct build_ctx *b, const struct recipe_stage *st, const char *rootfs, struct hutch_error *err)
 {
-        if (!strcasecmp(st->bootstrap, "localimage")) {
-                struct build_spec bs = {.target = rootfs, .source = st->from, .sandbox = true, .quiet = true};
+        const char *pulled = b->pulled ? b->pulled[st - b->rec.stages] : NULL;
+        if (!strcasecmp(st->bootstrap, "localimage") || pulled) {
+                struct build_spec bs = {
+                        .target = rootfs, .source = pulled ? pulled : st->from, .sandbox = true, .quiet = true};
                 return image_build(&bs, err);
         }
         if (mkdir(rootfs, 0755) < 0)

@@ -93,9 +93,9 @@ for src in docker://alpine library://alpine oras://ghcr.io/x/y:1 shub://x/y; do
 	run $TO "$HUTCH" build "$T/out.sif" "$src"
 	check "build from $src: not supported yet" 'fails_with "not supported yet" && [ ! -e "$T/out.sif" ]'
 done
-printf 'Bootstrap: docker\nFrom: alpine\n\n%%post\n    true\n' > "$T/x.def"
+printf 'Bootstrap: library\nFrom: alpine\n\n%%post\n    true\n' > "$T/x.def"
 run $TO "$HUTCH" build "$T/out.sif" "$T/x.def"
-check "build from a definition file: not supported yet" 'fails_with "not supported yet" && [ ! -e "$T/out.sif" ]'
+check "build from a definition file with an agent hutch lacks: not supported yet" 'fails_with "not supported yet" && [ ! -e "$T/out.sif" ]'
 run $TO "$HUTCH" help nosuch
 check "help for an unknown command is an error" 'fails_with "nosuch"'
 run $TO "$HUTCH" help exec

@@ -180,6 +180,42 @@ printf 'Bootstrap: localimage\nFrom: %s\n%%files\n    %s /opt/x\n' "$T/evilbase"
 run "$HUTCH" build -q --sandbox "$T/evil.sb" "$T/evil.def"
 check "symlinks of the base image are resolved inside the rootfs" '[ $RC -eq 0 ] && [ -z "$(ls -A "$T/outside")" ] && [ -f "$T/evil.sb/$T/outside/x" ] && [ ! -L "$T/evil.sb/.singularity.d/labels.json" ] && grep -q org.label-schema "$T/evil.sb/.singularity.d/labels.json"'
 
+# Bootstrap agents through hutch-registry: oci, docker-archive, docker (a registry on loopback)
+H=$(dirname "$0")/../helpers
+[ -f "$H/mkoci.py" ] || H=$(dirname "$0")
+unset http_proxy https_proxy HTTP_PROXY HTTPS_PROXY all_proxy ALL_PROXY
+export HUTCH_CACHEDIR=$T/cache
+if python3 "$H/mkoci.py" "$T/oci" >/dev/null 2>&1; then
+	printf 'Bootstrap: oci\nFrom: %s/oci:basic\n%%post\n    echo from-oci > /agent.txt\n' "$T" > "$T/oci.def"
+	run "$HUTCH" build "$T/oci.sif" "$T/oci.def"
+	check "Bootstrap: oci (hutch-registry's cache)" '[ $RC -eq 0 ] && err_has "Fetching oci:" && no_build_leftovers'
+	run "$HUTCH" exec "$T/oci.sif" cat /agent.txt
+	check "and %post ran on it" 'out_is from-oci'
+	if command -v skopeo >/dev/null; then
+		skopeo copy -q --insecure-policy "oci:$T/oci:basic" "docker-archive:$T/d.tar" 2>/dev/null
+		printf 'Bootstrap: docker-archive\nFrom: %s/d.tar\n%%post\n    echo from-archive > /agent.txt\n' "$T" > "$T/da.def"
+		run "$HUTCH" build -q "$T/da.sif" "$T/da.def"
+		check "Bootstrap: docker-archive" '[ $RC -eq 0 ] && [ "$("$HUTCH" exec "$T/da.sif" cat /agent.txt)" = from-archive ]'
+	fi
+	if command -v skopeo >/dev/null && command -v docker-registry >/dev/null; then
+		PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+		printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: 127.0.0.1:%s\n' "$T/reg" "$PORT" > "$T/reg.yml"
+		docker-registry serve "$T/reg.yml" > "$T/reg.log" 2>&1 &
+		REGPID=$!
+		trap 'kill $REGPID 2>/dev/null; wait $REGPID 2>/dev/null; rm -rf "$T"' EXIT
+		wait_for "curl -s -o /dev/null http://127.0.0.1:$PORT/v2/" 100
+		skopeo copy -q --insecure-policy --dest-tls-verify=false "oci:$T/oci:basic" "docker://127.0.0.1:$PORT/test/busybox:basic" 2>/dev/null
+		printf 'Bootstrap: docker\nRegistry: 127.0.0.1:%s\nNamespace: test\nFrom: busybox:basic\n%%post\n    echo from-docker > /agent.txt\n' "$PORT" > "$T/docker.def"
+		run env HUTCH_NOHTTPS=1 "$HUTCH" build -q "$T/docker.sif" "$T/docker.def"
+		check "Bootstrap: docker with Registry: and Namespace: (a registry on loopback)" '[ $RC -eq 0 ] && [ "$("$HUTCH" exec "$T/docker.sif" cat /agent.txt)" = from-docker ]'
+		printf 'Bootstrap: docker\nFrom: 127.0.0.1:%s/test/busybox:nosuchtag\n' "$PORT" > "$T/docker2.def"
+		run env HUTCH_NOHTTPS=1 "$HUTCH" build -q "$T/bad.sif" "$T/docker2.def"
+		check "Bootstrap: docker of a missing tag: the registry's error, no target" '[ $RC -eq 255 ] && err_has "^hutch: error: " && [ ! -e "$T/bad.sif" ] && no_build_leftovers'
+		kill $REGPID 2>/dev/null
+		wait $REGPID 2>/dev/null
+	fi
+fi
+
 # Bad definition files: one error line, status 255, no target, no build folder.
 bad() { # bad DESC EXPECTED DEF-TEXT [BUILD-ARGS]
 	printf '%b' "$3" > "$T/bad.def"
