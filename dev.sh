@@ -25,6 +25,8 @@ BUILD_DEPS+=(libcurl4-openssl-dev libarchive-dev libssl-dev)
 RUN_DEPS+=(libcurl4 libarchive13 libssl3)
 TEST_DEPS+=(docker-registry skopeo apache2-utils openssl zstd curl)
 BENCH_DEPS+=(umoci)
+# recipe/ (build from definition files): Bootstrap: debootstrap runs the host's debootstrap
+TEST_DEPS+=(debootstrap)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

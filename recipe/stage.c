@@ -153,6 +153,20 @@ int agents_fetch(struct build_ctx *b, struct hutch_error *err)
         return 0;
 }
 
+/* A tool on the host, searched where root finds it (debootstrap is in /usr/sbin). */
+static bool find_tool(const char *name)
+{
+        static const char *const dirs[] = {"/usr/local/sbin", "/usr/local/bin", "/usr/sbin",
+                                           "/usr/bin",        "/sbin",          "/bin"};
+        for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
+                char p[256];
+                snprintf(p, sizeof p, "%s/%s", dirs[i], name);
+                if (access(p, X_OK) == 0)
+                        return true;
+        }
+        return false;
+}
+
 int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct hutch_error *err)
 {
         const char *a = st->bootstrap, *path = b->spec->path;
@@ -196,8 +210,24 @@ int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct
                                                  path, lbl, a);
                         return 0;
                 }
-        if (!strcasecmp(a, "debootstrap") || !strcasecmp(a, "yum") || !strcasecmp(a, "dnf") ||
-            !strcasecmp(a, "zypper") || !strcasecmp(a, "arch") || !strcasecmp(a, "busybox"))
+        if (!strcasecmp(a, "debootstrap")) {
+                if (!find_tool("debootstrap"))
+                        return hutch_err(err, -ENOENT,
+                                         "%s: %sBootstrap: debootstrap needs debootstrap (install the debootstrap "
+                                         "package)",
+                                         path, lbl);
+                if (!recipe_header_get(st, "osversion"))
+                        return hutch_err(err, -EINVAL, "%s: %sBootstrap: debootstrap needs 'OSVersion: SUITE'", path,
+                                         lbl);
+                if (getuid() != 0)
+                        return hutch_err(err, -EPERM,
+                                         "%s: %sBootstrap: debootstrap needs root: it makes device nodes, which a "
+                                         "user namespace cannot",
+                                         path, lbl);
+                return 0;
+        }
+        if (!strcasecmp(a, "yum") || !strcasecmp(a, "dnf") || !strcasecmp(a, "zypper") || !strcasecmp(a, "arch") ||
+            !strcasecmp(a, "busybox"))
                 return hutch_err(err, -ENOTSUP, "%s: %sBootstrap: %s is not supported yet", path, lbl, a);
         return hutch_err(err, -EINVAL,
                          "%s: %sunknown bootstrap agent '%s' (localimage, busybox, scratch, docker, docker-archive, "
@@ -206,6 +236,33 @@ int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct
 }
 
 /* ---- bootstrap agents */
+
+/* debootstrap --variant=minbase [--include=A,B] OSVERSION ROOTFS [MIRRORURL], its output
+ * shown; as Apptainer's agent (which uses MirrorURL and Include the same way). */
+static int bootstrap_debootstrap(const struct recipe_stage *st, const char *rootfs, struct hutch_error *err)
+{
+        const char *suite = recipe_header_get(st, "osversion"), *mirror = recipe_header_get(st, "mirrorurl"),
+                   *include = recipe_header_get(st, "include");
+        _cleanup_free_ char *inc = NULL;
+        _cleanup_strv_ char **argv = NULL;
+        if (include && *include) {
+                inc = strjoin("--include=", include, NULL);
+                for (char *p = inc ? inc + strlen("--include=") : NULL; p && *p; p++)
+                        if (*p == ' ' || *p == '\t')
+                                *p = ',';
+        }
+        if (strv_extend(&argv, "debootstrap") < 0 || strv_extend(&argv, "--variant=minbase") < 0 ||
+            (inc && strv_extend(&argv, inc) < 0) || strv_extend(&argv, suite) < 0 || strv_extend(&argv, rootfs) < 0 ||
+            (mirror && *mirror && strv_extend(&argv, mirror) < 0))
+                return hutch_err(err, -ENOMEM, "out of memory");
+        log_info("Running debootstrap %s%s%s", suite, mirror ? " from " : "", mirror ? mirror : "");
+        char *env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL};
+        int r = host_run(argv, env, NULL);
+        if (r != 0)
+                return hutch_err(err, r < 0 ? r : -EIO, "debootstrap of '%s' failed (%s %d)", suite,
+                                 r < 0 ? "error" : "exit status", r < 0 ? -r : r);
+        return 0;
+}
 
 /* The host's static busybox as /bin/busybox, a link for each of its applets, and the
  * passwd and group files of root and nobody. */
@@ -250,6 +307,8 @@ static int bootstrap(struct build_ctx *b, const struct recipe_stage *st, const c
                         .target = rootfs, .source = pulled ? pulled : st->from, .sandbox = true, .quiet = true};
                 return image_build(&bs, err);
         }
+        if (!strcasecmp(st->bootstrap, "debootstrap"))
+                return bootstrap_debootstrap(st, rootfs, err);
         if (mkdir(rootfs, 0755) < 0)
                 return hutch_err_sys(err, -errno, "cannot create '%s'", rootfs);
         if (!strcasecmp(st->bootstrap, "busybox")) {

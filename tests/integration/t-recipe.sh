@@ -216,6 +216,26 @@ if python3 "$H/mkoci.py" "$T/oci" >/dev/null 2>&1; then
 	fi
 fi
 
+# Bootstrap: debootstrap: a minbase Debian 12 with one package in %post. Heavy (a download
+# from the mirror and an install): run when HUTCH_TEST_DEBOOTSTRAP=1 is set, as root, once
+# per run (the SIF is kept in the run's folder for the other t-files of that run).
+if [ "${HUTCH_TEST_DEBOOTSTRAP:-}" = 1 ] && [ "$(id -u)" -eq 0 ] && command -v debootstrap >/dev/null; then
+	deb=$TMPDIR/debootstrap-bookworm.sif
+	printf 'Bootstrap: debootstrap\nOSVersion: bookworm\nMirrorURL: http://deb.debian.org/debian\n%%post\n    apt-get update -q && apt-get install -y -q --no-install-recommends hello\n%%runscript\n    exec hello\n' > "$T/deb.def"
+	[ -f "$deb" ] || run "$HUTCH" build -q "$deb" "$T/deb.def"
+	run "$HUTCH" run "$deb"
+	check "Bootstrap: debootstrap (minbase bookworm) with a package installed in %post" 'out_is "Hello, world!"'
+fi
+printf 'Bootstrap: debootstrap\nMirrorURL: http://deb.debian.org/debian\n' > "$T/deb2.def"
+run "$HUTCH" build -q "$T/bad.sif" "$T/deb2.def"
+if ! command -v debootstrap >/dev/null && [ ! -x /usr/sbin/debootstrap ]; then
+	check "Bootstrap: debootstrap without the tool names the package" 'fails_with "install the debootstrap package" && no_build_leftovers'
+elif [ "$(id -u)" -eq 0 ]; then
+	check "Bootstrap: debootstrap without OSVersion" 'fails_with "needs .OSVersion: SUITE." && no_build_leftovers'
+else
+	check "Bootstrap: debootstrap as a user: needs root" 'fails_with "debootstrap needs" && no_build_leftovers'
+fi
+
 # Bad definition files: one error line, status 255, no target, no build folder.
 bad() { # bad DESC EXPECTED DEF-TEXT [BUILD-ARGS]
 	printf '%b' "$3" > "$T/bad.def"
