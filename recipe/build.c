@@ -130,6 +130,18 @@ bool root_exists(int rootfd, const char *path)
 
 /* ---- processes */
 
+/* -q: the tools' and scripts' output (a package manager's) is not shown; their errors are. */
+static void quiet_stdout(void)
+{
+        if (log_get_level() >= LOG_LEVEL_INFO)
+                return;
+        int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        if (fd >= 0 && fd != STDOUT_FILENO) {
+                dup2(fd, STDOUT_FILENO);
+                close(fd);
+        }
+}
+
 /* Run argv on the host with env added to ours, wait: its exit status (128+N for a signal),
  * or -errno. The fds of keep_fds (ended by -1) stay open in it, for paths
  * /proc/self/fd/N/NAME that reach into a rootfs without resolving its symlinks on the
@@ -141,6 +153,7 @@ int host_run(char *const argv[], char *const env[], const int *keep_fds)
         if (p < 0)
                 return -errno;
         if (p == 0) {
+                quiet_stdout();
                 for (size_t i = 0; env && env[i]; i++)
                         putenv(env[i]);
                 for (size_t i = 0; keep_fds && keep_fds[i] >= 0; i++)
@@ -187,6 +200,7 @@ int container_run(const struct build_ctx *b, const char *rootfs, enum launch_act
                         .pwd = pwd ? pwd : "/",
                 };
                 close(pfd[0]);
+                quiet_stdout();
                 int status = 0;
                 if (runtime_launch(&ls, &status, &e) < 0) {
                         (void) !write(pfd[1], &e, sizeof e);
