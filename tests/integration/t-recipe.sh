@@ -30,6 +30,7 @@ From: $I
     export MYVAR={{ greeting }}
 
 %post
+    echo "post says hello"
     echo "post as \$(id -u)" > /post.txt
     echo 'export FROMPOST=yes' >> \$APPTAINER_ENVIRONMENT
     chown 1000:1000 /post.txt
@@ -50,7 +51,7 @@ EOF
 printf '# CRLF line\r\n' >> "$T/all.def"
 run "$HUTCH" build "$T/all.sif" "$T/all.def"
 check "build: localimage with every section" '[ $RC -eq 0 ] && [ -f "$T/all.sif" ] && no_build_leftovers'
-check "build announces the stage, each section and the total" 'err_has "Stage 1/1: Bootstrap: localimage" && err_has "Running setup scriptlet" && err_has "Running post scriptlet" && err_has "Running testscript" && err_has "Build complete: $T/all.sif"'
+check "build announces the stage, each section and the total" 'out_has "^post says hello" && err_has "Stage 1/1: Bootstrap: localimage" && err_has "Running setup scriptlet" && err_has "Running post scriptlet" && err_has "Running testscript" && err_has "Build complete: $T/all.sif"'
 run "$HUTCH" run "$T/all.sif" x y
 check "%runscript, %environment with its template, \$APPTAINER_ENVIRONMENT from %post" 'out_is "run: hello yes x y"'
 # as a user, the ids %post gave away are seen with --fakeroot (subordinate ranges)
@@ -132,7 +133,7 @@ check "--app takes a name only" 'fails_with "--app wants an app.s name"'
 
 # --sandbox, --force, target already there
 run "$HUTCH" build -q --sandbox "$T/sb" "$T/all.def"
-check "build --sandbox: a folder with the metadata where Apptainer puts it" '[ $RC -eq 0 ] && [ -x "$T/sb/.singularity.d/runscript" ] && [ -f "$T/sb/.singularity.d/labels.json" ] && [ -f "$T/sb/.singularity.d/runscript.help" ] && [ -L "$T/sb/singularity" ] && [ -f "$T/sb/opt/host.txt" ] && [ ! -e "$T/sb/.post.script" ] && no_build_leftovers'
+check "build --sandbox: a folder with the metadata where Apptainer puts it" '[ $RC -eq 0 ] && [ ! -s "$OUT" ] && [ -x "$T/sb/.singularity.d/runscript" ] && [ -f "$T/sb/.singularity.d/labels.json" ] && [ -f "$T/sb/.singularity.d/runscript.help" ] && [ -L "$T/sb/singularity" ] && [ -f "$T/sb/opt/host.txt" ] && [ ! -e "$T/sb/.post.script" ] && no_build_leftovers'
 run "$HUTCH" build -q --sandbox "$T/sb" "$T/all.def"
 check "a target already there needs --force" 'fails_with "already exists; use --force" && [ -f "$T/sb/opt/host.txt" ]'
 run "$HUTCH" build -q --force --notest "$T/all.sif" "$T/all.def"
