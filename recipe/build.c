@@ -130,6 +130,39 @@ bool root_exists(int rootfd, const char *path)
 
 /* ---- processes */
 
+/* SIGINT, SIGTERM, SIGHUP during a build: the running step's process group (a script, a
+ * container) is ended, the step fails, and the build removes its folder as on any failure.
+ * Steps run in process groups of their own so that this reaches everything they started
+ * (a %post's background jobs too); their stdin is /dev/null, as they are not in the
+ * terminal's foreground group. */
+static volatile sig_atomic_t interrupted;
+static volatile pid_t step_pgid;
+
+static void on_signal(int sig)
+{
+        interrupted = sig;
+        if (step_pgid > 0)
+                kill(-step_pgid, SIGKILL);
+}
+
+static void step_child_setup(void)
+{
+        setpgid(0, 0);
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0 && fd != STDIN_FILENO) {
+                dup2(fd, STDIN_FILENO);
+                close(fd);
+        }
+}
+
+static void step_started(pid_t p)
+{
+        setpgid(p, p);
+        step_pgid = p;
+        if (interrupted)
+                kill(-p, SIGKILL);
+}
+
 /* -q: the tools' and scripts' output (a package manager's) is not shown; their errors are. */
 static void quiet_stdout(void)
 {
@@ -153,6 +186,7 @@ int host_run(char *const argv[], char *const env[], const int *keep_fds)
         if (p < 0)
                 return -errno;
         if (p == 0) {
+                step_child_setup();
                 quiet_stdout();
                 for (size_t i = 0; env && env[i]; i++)
                         putenv(env[i]);
@@ -162,10 +196,14 @@ int host_run(char *const argv[], char *const env[], const int *keep_fds)
                 fprintf(stderr, "hutch: error: cannot run '%s': %s\n", argv[0], strerror(errno));
                 _exit(127);
         }
+        step_started(p);
         int status;
         while (waitpid(p, &status, 0) < 0)
-                if (errno != EINTR)
+                if (errno != EINTR) {
+                        step_pgid = 0;
                         return -errno;
+                }
+        step_pgid = 0;
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -200,6 +238,7 @@ int container_run(const struct build_ctx *b, const char *rootfs, enum launch_act
                         .pwd = pwd ? pwd : "/",
                 };
                 close(pfd[0]);
+                step_child_setup();
                 quiet_stdout();
                 int status = 0;
                 if (runtime_launch(&ls, &status, &e) < 0) {
@@ -209,13 +248,19 @@ int container_run(const struct build_ctx *b, const char *rootfs, enum launch_act
                 _exit(status);
         }
         close(pfd[1]);
+        step_started(p);
         struct hutch_error e;
-        ssize_t n = read(pfd[0], &e, sizeof e);
+        ssize_t n;
+        while ((n = read(pfd[0], &e, sizeof e)) < 0 && errno == EINTR)
+                ;
         close(pfd[0]);
         int status;
         while (waitpid(p, &status, 0) < 0)
-                if (errno != EINTR)
+                if (errno != EINTR) {
+                        step_pgid = 0;
                         return hutch_err_sys(err, -errno, "cannot wait for the container");
+                }
+        step_pgid = 0;
         if (n == (ssize_t) sizeof e) {
                 *err = e;
                 err->msg[sizeof err->msg - 1] = 0;
@@ -364,15 +409,23 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
                                     "/etc/subgid): %%post cannot give files to other users");
                 b.fakeroot = true;
         }
+        struct sigaction sa = {.sa_handler = on_signal}, old[3];
+        static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                sigaction(sigs[i], &sa, &old[i]);
         if (r >= 0)
                 r = work_make(&b, err);
-        for (size_t i = 0; r >= 0 && i < b.rec.n_stages; i++)
+        for (size_t i = 0; r >= 0 && i < b.rec.n_stages && !interrupted; i++)
                 r = stage_build(&b, i, err);
+        if (interrupted)
+                r = hutch_err(err, -EINTR, "build interrupted by signal %d; nothing of it is left", (int) interrupted);
         if (r >= 0) {
                 _cleanup_free_ char *last = stage_rootfs(&b, b.rec.n_stages - 1);
                 r = last ? output(&b, last, &t0, err) : hutch_err(err, -ENOMEM, "out of memory");
         }
         work_remove(&b);
+        for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
+                sigaction(sigs[i], &old[i], NULL);
         for (size_t i = 0; b.pulled && i < b.rec.n_stages; i++)
                 free(b.pulled[i]);
         free(b.pulled);

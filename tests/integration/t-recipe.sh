@@ -237,6 +237,16 @@ else
 	check "Bootstrap: debootstrap as a user: needs root" 'fails_with "debootstrap needs" && no_build_leftovers'
 fi
 
+# An interrupted build (SIGINT while %post runs) ends the step's processes and leaves nothing.
+printf 'Bootstrap: localimage\nFrom: %s\n%%post\n    sleep 30 &\n    sleep 30\n' "$I" > "$T/slow.def"
+"$HUTCH" build -q "$T/int.sif" "$T/slow.def" >/dev/null 2>"$T/int.err" &
+bpid=$!
+wait_for 'pgrep -u "$(id -u)" -f "^sleep 30" >/dev/null' 100
+kill -INT $bpid
+wait $bpid
+brc=$?
+check "an interrupted build: its %post killed, no target, no build folder" '[ $brc -eq 255 ] && grep -q "interrupted by signal 2" "$T/int.err" && [ ! -e "$T/int.sif" ] && no_build_leftovers && wait_for "! pgrep -u $(id -u) -f \"^sleep 30\" >/dev/null" 20'
+
 # Bad definition files: one error line, status 255, no target, no build folder.
 bad() { # bad DESC EXPECTED DEF-TEXT [BUILD-ARGS]
 	printf '%b' "$3" > "$T/bad.def"
