@@ -135,7 +135,7 @@ bool root_exists(int rootfd, const char *path)
  * Steps run in process groups of their own so that this reaches everything they started
  * (a %post's background jobs too); their stdin is /dev/null, as they are not in the
  * terminal's foreground group. */
-static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t interrupted, cleaning; /* cleaning: the removal is not interrupted */
 static volatile pid_t step_pgid;
 
 static void on_signal(int sig)
@@ -158,6 +158,8 @@ static void step_child_setup(void)
 static void step_started(pid_t p)
 {
         setpgid(p, p);
+        if (cleaning)
+                return;
         step_pgid = p;
         if (interrupted)
                 kill(-p, SIGKILL);
@@ -331,10 +333,12 @@ static void work_remove(struct build_ctx *b)
 {
         if (!b->work)
                 return;
+        cleaning = 1;
         char *argv[] = {"rm", "-rf", "--", b->work, NULL};
         if (host_run(argv, NULL, NULL) != 0)
                 log_warning("cannot remove the build folder '%s', ignoring", b->work);
         b->work = mfree_str(b->work);
+        cleaning = 0;
 }
 
 char *mfree_str(char *p)
