@@ -303,14 +303,21 @@ static int work_make(const char *target, struct work *ret, struct hutch_error *e
 }
 
 /* Squashfs bytes of img in a new file name in the private folder (mksquashfs for
- * folders). progress: leave mksquashfs's progress bar on (it draws it only on a terminal). */
-static int squashfs_from(struct image *img, const struct work *w, const char *name, bool progress,
+ * folders). progress: leave mksquashfs's progress bar on (it draws it only on a terminal).
+ * zstd: build_spec's. */
+static int squashfs_from(struct image *img, const struct work *w, const char *name, bool progress, bool zstd,
                          struct hutch_error *err)
 {
         char last[256];
         if (img->format == IMAGE_FORMAT_DIR) {
-                char *argv[8] = {"mksquashfs", img->path, (char *) name, "-noappend", "-quiet"};
+                char *argv[12] = {"mksquashfs", img->path, (char *) name, "-noappend", "-quiet"};
                 size_t n = 5;
+                if (zstd) {
+                        argv[n++] = "-comp";
+                        argv[n++] = "zstd";
+                        argv[n++] = "-Xcompression-level";
+                        argv[n++] = "3";
+                }
                 if (!progress)
                         argv[n++] = "-no-progress";
                 if (getuid() != 0)
@@ -406,7 +413,7 @@ static int build_sandbox(struct image *img, bool progress, const struct work *w,
                 r = tool_run(w->fd, argv, -1, true, last, sizeof last);
                 return r != 0 ? tool_error("copying", img->path, r, last, err) : 0;
         }
-        if ((r = squashfs_from(img, w, W_SQFS, progress, err)) < 0)
+        if ((r = squashfs_from(img, w, W_SQFS, progress, false, err)) < 0)
                 return r;
         char *argv[12] = {"unsquashfs", "-quiet"};
         size_t n = 2;
@@ -445,8 +452,8 @@ static int build_file(struct image *img, const struct build_spec *b, const struc
                       struct hutch_error *err)
 {
         if (!sif)
-                return squashfs_from(img, w, W_IMAGE, b->progress, err);
-        int r = squashfs_from(img, w, W_SQFS, b->progress, err);
+                return squashfs_from(img, w, W_IMAGE, b->progress, b->zstd, err);
+        int r = squashfs_from(img, w, W_SQFS, b->progress, b->zstd, err);
         if (r < 0)
                 return r;
         _cleanup_free_ char *def = b->deffile ? strdup(b->deffile) : default_deffile(img), *json = NULL;

@@ -182,6 +182,9 @@ struct build_spec {
         const char *deffile; /* text recorded in the SIF, may be NULL */
         bool progress;       /* mksquashfs's and unsquashfs's progress bars (on a terminal) */
         bool quiet;          /* no "Building"/"Build complete" lines (a step of a pull) */
+        /* a folder squashed with zstd level 3 instead of mksquashfs's gzip -9: about 5x
+         * faster at the same size (docs/performance.md); squashfuse and Linux >= 4.14 read it */
+        bool zstd;
         /* when the whole build began (CLOCK_MONOTONIC); NULL: now */
         const struct timespec *start;
 };

@@ -293,13 +293,13 @@ int pull_local(struct pull_ctx *x, char **ret_path, struct hutch_error *err)
         }
         if (!p->disable_cache) {
                 _cleanup_free_ char *sif = NULL;
-                if ((r = cached_sif(x, &sif, err)) < 0)
+                if ((r = cached_sif(x, p->target, &sif, err)) < 0)
                         return r;
                 if (!p->target) {
                         *ret_path = steal_pointer(&sif);
                         return 0;
                 }
-                return copy_to(sif, p->target, err);
+                return sif ? copy_to(sif, p->target, err) : 0;
         }
         if (!x->work && (x->work_fd = private_dir(p->target, &x->work, err)) < 0)
                 return x->work_fd;

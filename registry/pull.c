@@ -21,10 +21,21 @@
 static const char *const accept_manifest[] = {
         "Accept: " MT_OCI_MANIFEST ", " MT_OCI_INDEX ", " MT_DOCKER_MANIFEST ", " MT_DOCKER_LIST, NULL};
 
+/* A verified document into the blob cache (best effort: only a cache), atomically. */
+static void blob_store(int dir_fd, const char *digest, const char *buf, size_t len)
+{
+        char tmp[96];
+        snprintf(tmp, sizeof tmp, ".%s.tmp-%d", digest + 7, (int) getpid());
+        if (write_file_at(dir_fd, tmp, buf, len, 0600) < 0 || renameat(dir_fd, tmp, dir_fd, digest + 7) < 0) {
+                unlinkat(dir_fd, tmp, 0);
+                log_verbose("cannot cache manifest %.19s, ignoring", digest);
+        }
+}
+
 /* GET the manifest of reference (a tag or digest), checked against the digest when one is
  * known. */
-static int manifest_get(struct http_client *c, const char *reference, const char *want_digest, struct oci_manifest *ret,
-                        char ret_digest[72], struct hutch_error *err)
+static int manifest_get(struct http_client *c, int store_fd, const char *reference, const char *want_digest,
+                        struct oci_manifest *ret, char ret_digest[72], struct hutch_error *err)
 {
         _cleanup_free_ char *path = NULL, *what = NULL;
         struct http_response r = {0};
@@ -47,16 +58,18 @@ static int manifest_get(struct http_client *c, const char *reference, const char
                                  ret_digest);
         }
         k = oci_manifest_parse(r.body ? r.body : "", r.len, ret, err);
+        if (k >= 0 && store_fd >= 0)
+                blob_store(store_fd, ret_digest, r.body ? r.body : "", r.len);
         http_response_free(&r);
         return k < 0 ? hutch_err_wrap(err, "%s", what) : 0;
 }
 
 /* The image manifest for the platform wanted, and its digest. */
-static int manifest_resolve(struct http_client *c, const struct registry_ref *ref, const char *arch,
+static int manifest_resolve(struct http_client *c, int store_fd, const struct registry_ref *ref, const char *arch,
                             struct oci_manifest *ret, char digest[72], struct hutch_error *err)
 {
         struct oci_manifest m = {0};
-        int r = manifest_get(c, ref->digest ? ref->digest : ref->tag, ref->digest, &m, digest, err);
+        int r = manifest_get(c, store_fd, ref->digest ? ref->digest : ref->tag, ref->digest, &m, digest, err);
         if (r < 0 || !m.is_index) {
                 *ret = m;
                 return r;
@@ -85,7 +98,7 @@ static int manifest_resolve(struct http_client *c, const struct registry_ref *re
         oci_manifest_free(&m);
         if (!want)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        r = manifest_get(c, want, want, &m, digest, err);
+        r = manifest_get(c, store_fd, want, want, &m, digest, err);
         if (r >= 0 && m.is_index) {
                 oci_manifest_free(&m);
                 return hutch_err(err, -EBADMSG, "%s/%s: an index names another index", c->host, c->repo);
@@ -412,7 +425,8 @@ int convert(struct pull_ctx *x, const char *target, struct hutch_error *err)
                                .force = true,
                                .deffile = def,
                                .progress = p->progress,
-                               .quiet = true};
+                               .quiet = true,
+                               .zstd = true};
         if (!p->quiet)
                 log_info("Creating SIF file...");
         return image_build(&b, err);
@@ -452,7 +466,7 @@ int copy_to(const char *src, const char *target, struct hutch_error *err)
 }
 
 /* The cache's SIF of the resolved manifest, built under its lock when missing. */
-int cached_sif(struct pull_ctx *x, char **ret, struct hutch_error *err)
+int cached_sif(struct pull_ctx *x, const char *target, char **ret, struct hutch_error *err)
 {
         _cleanup_free_ char *dir = NULL, *path = NULL, *lock = NULL;
         const char *hex = x->digest + 7;
@@ -471,13 +485,17 @@ int cached_sif(struct pull_ctx *x, char **ret, struct hutch_error *err)
         struct stat st;
         if (stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
                 log_verbose("Using the cached image %s", path);
-        } else {
-                if (!x->work && (x->work_fd = private_dir(path, &x->work, err)) < 0)
-                        return x->work_fd;
-                if ((r = convert(x, path, err)) < 0)
-                        return r;
+                *ret = steal_pointer(&path);
+                return 0;
         }
-        *ret = steal_pointer(&path);
+        /* a pull to a file makes it there, not in the cache: no copy of the image (the blobs
+         * are cached, and exec docker:// keeps its own) */
+        const char *dest = target ? target : path;
+        if (!x->work && (x->work_fd = private_dir(dest, &x->work, err)) < 0)
+                return x->work_fd;
+        if ((r = convert(x, dest, err)) < 0)
+                return r;
+        *ret = target ? NULL : steal_pointer(&path);
         return 0;
 }
 
@@ -497,41 +515,43 @@ static char *ref_note_path(const struct pull_ctx *x)
         return s;
 }
 
-static char *cached_by_digest(const struct pull_ctx *x)
+/* The image manifest a digest reference resolved to before, from the cache: 0 found (x->m
+ * and x->digest set), -ENOENT not. */
+static int manifest_offline(struct pull_ctx *x)
 {
-        _cleanup_free_ char *note = ref_note_path(x), *hex = NULL;
-        char *sif = NULL;
-        size_t len;
-        struct stat st;
+        _cleanup_free_ char *note = ref_note_path(x), *hex = NULL, *text = NULL;
+        size_t len, tl;
+        char got[72];
         if (!note || read_regular_at(AT_FDCWD, note, 128, &hex, &len) < 0 || len != 64 ||
-            asprintf(&sif, "%s/oci-tmp/%s.sif", x->p->cache_dir, hex) < 0)
-                return NULL;
-        if (stat(sif, &st) < 0 || !S_ISREG(st.st_mode)) {
-                free(sif);
-                return NULL;
+            read_regular_at(x->blob_fd, hex, 16u << 20, &text, &tl) < 0)
+                return -ENOENT;
+        sha256_buf(text, tl, got);
+        struct hutch_error e;
+        if (strcmp(got + 7, hex) != 0 || oci_manifest_parse(text, tl, &x->m, &e) < 0)
+                return -ENOENT;
+        if (x->m.is_index) {
+                oci_manifest_free(&x->m);
+                return -ENOENT;
         }
-        return sif;
+        memcpy(x->digest, got, sizeof got);
+        return 0;
 }
 
 static int pull_docker(struct pull_ctx *x, char **ret_path, struct hutch_error *err)
 {
         const struct pull_spec *p = x->p;
-        if (x->ref.digest && !p->disable_cache) {
-                _cleanup_free_ char *sif = cached_by_digest(x);
-                if (sif) {
-                        log_verbose("Using the cached image %s", sif);
-                        if (!p->target) {
-                                *ret_path = steal_pointer(&sif);
-                                return 0;
-                        }
-                        return copy_to(sif, p->target, err);
-                }
-        }
         int r = http_client_init(&x->c, &x->ref, p->no_https, p->ca_file, &p->auth, false, err);
         if (r < 0)
                 return r;
-        if ((r = manifest_resolve(&x->c, &x->ref, p->arch, &x->m, x->digest, err)) < 0)
-                return r;
+        if (!p->disable_cache && (x->blob_fd = cache_blob_dir(p->cache_dir, true, err)) < 0)
+                return x->blob_fd;
+        _cleanup_free_ char *note = x->ref.digest && !p->disable_cache ? ref_note_path(x) : NULL;
+        if (!note || manifest_offline(x) < 0) {
+                if ((r = manifest_resolve(&x->c, x->blob_fd, &x->ref, p->arch, &x->m, x->digest, err)) < 0)
+                        return r;
+                if (note && write_file_at(AT_FDCWD, note, x->digest + 7, 64, 0600) < 0)
+                        log_verbose("cannot write '%s', ignoring", note);
+        }
         log_verbose("Manifest %s", x->digest);
         x->fetch = true;
         x->config_name = x->m.config.digest + 7;
@@ -541,18 +561,14 @@ static int pull_docker(struct pull_ctx *x, char **ret_path, struct hutch_error *
         for (size_t i = 0; i < x->n_names; i++)
                 x->names[i] = x->m.layers[i].digest + 7;
         if (!p->disable_cache) {
-                if ((x->blob_fd = cache_blob_dir(p->cache_dir, true, err)) < 0)
-                        return x->blob_fd;
-                _cleanup_free_ char *sif = NULL, *note = x->ref.digest ? ref_note_path(x) : NULL;
-                if ((r = cached_sif(x, &sif, err)) < 0)
+                _cleanup_free_ char *sif = NULL;
+                if ((r = cached_sif(x, p->target, &sif, err)) < 0)
                         return r;
-                if (note && write_file_at(AT_FDCWD, note, x->digest + 7, 64, 0600) < 0)
-                        log_verbose("cannot write '%s', ignoring", note);
                 if (!p->target) {
                         *ret_path = steal_pointer(&sif);
                         return 0;
                 }
-                return copy_to(sif, p->target, err);
+                return sif ? copy_to(sif, p->target, err) : 0;
         }
         if (!p->target)
                 return hutch_err(err, -EINVAL, "running a docker:// image needs the cache (no --disable-cache)");

@@ -79,7 +79,9 @@ struct pull_ctx {
         char **owned;   /* strings the above point into */
 };
 int convert(struct pull_ctx *x, const char *target, struct hutch_error *err);
-int cached_sif(struct pull_ctx *x, char **ret, struct hutch_error *err);
+/* The cache's SIF of x->digest (*ret), else made under its lock: into target when given
+ * (*ret NULL then), else into the cache. */
+int cached_sif(struct pull_ctx *x, const char *target, char **ret, struct hutch_error *err);
 int copy_to(const char *src, const char *target, struct hutch_error *err);
 int private_dir(const char *base, char **ret_path, struct hutch_error *err);
 int pull_ctx_end(struct pull_ctx *x, int r);

@@ -1,8 +1,12 @@
 #!/usr/bin/env python3
-"""A registry that lies, for the tests: serves the images of an OCI layout (its tags by
-name, manifests and blobs by digest) on 127.0.0.1, except that every layer blob is
-corrupt (one byte changed) or truncated (half sent, then the connection closed), and
-counts requests. usage: badreg.py OCIDIR corrupt|truncate PORTFILE"""
+"""A registry for what docker-registry cannot do, for the tests: serves the images of an
+OCI layout (its tags by name, manifests and blobs by digest) on 127.0.0.1, and
+  corrupt   every layer blob with one byte changed
+  truncate  every layer blob half sent, then the connection closed
+  bearer    Docker Hub's anonymous tokens: 401 with WWW-Authenticate: Bearer realm=...
+            until a request brings the token that GET /token?scope=...&service=... gave
+Each request's method, path and Authorization header go to PORTFILE.log.
+usage: badreg.py OCIDIR corrupt|truncate|bearer PORTFILE"""
 import http.server
 import json
 import os
@@ -23,7 +27,21 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
-        p = self.path.split("/")
+        with open(portfile + ".log", "a") as f:
+            f.write(f"GET {self.path} {self.headers.get('Authorization', '-')}\n")
+        p = self.path.split("?")[0].split("/")
+        if mode == "bearer":
+            if self.path.startswith("/token?"):
+                q = dict(kv.split("=", 1) for kv in self.path.split("?", 1)[1].split("&"))
+                ok = q.get("service") == "badreg" and q.get("scope") == "repository%3Atest%2Fbusybox%3Apull"
+                return self.send(200 if ok else 400, json.dumps({"token": "tok-anon"}).encode(), "application/json")
+            if self.headers.get("Authorization") != "Bearer tok-anon":
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Bearer realm="http://127.0.0.1:%d/token",service="badreg",'
+                                 'scope="repository:test/busybox:pull"' % srv.server_address[1])
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
         if self.path == "/v2/":
             return self.send(200, b"{}", "application/json")
         if len(p) >= 5 and p[-2] == "manifests":
@@ -36,7 +54,7 @@ class H(http.server.BaseHTTPRequestHandler):
                                  "application/json")
         if len(p) >= 5 and p[-2] == "blobs":
             data = blob(p[-1])
-            if data[:1] != b"{":  # a layer, not a config
+            if data[:1] != b"{" and mode != "bearer":  # a layer, not a config
                 if mode == "corrupt":
                     data = data[:-1] + bytes([data[-1] ^ 1])
                 else:

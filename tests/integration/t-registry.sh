@@ -174,8 +174,8 @@ run "$HUTCH" pull x.sif "docker://$R/Test/Upper"
 check "a malformed reference" 'fails_with "not a valid repository name"'
 run "$HUTCH" pull x.sif "docker://$R/test/busybox@sha256:$(printf %064d 0)"
 check "a digest nobody has" 'fails_with "no such image" && [ ! -e x.sif ]'
-for mode in corrupt truncate; do
-	rm -f "$T/bad.port"
+for mode in corrupt truncate bearer; do
+	rm -f "$T/bad.port" "$T/bad.port.log"
 	python3 "$H/badreg.py" "$T/oci" "$mode" "$T/bad.port" &
 	PIDS+=($!)
 	wait_for '[ -s "$T/bad.port" ]'
@@ -183,6 +183,11 @@ for mode in corrupt truncate; do
 	case $mode in
 	corrupt) check "a blob that does not match its digest" 'fails_with "does not match its digest" && [ ! -e x.sif ] && cache_clean' ;;
 	truncate) check "a truncated blob" 'fails_with "blob sha256:[0-9a-f]*" && [ ! -e x.sif ] && cache_clean' ;;
+	bearer)
+		check "anonymous bearer tokens (Docker Hub's way)" '[ $RC -eq 0 ] && [ -f x.sif ] && grep -q "^GET /token?scope=repository%3Atest%2Fbusybox%3Apull&service=badreg -$" "$T/bad.port.log"'
+		check "one token for the whole pull" '[ "$(grep -c "^GET /token" "$T/bad.port.log")" -eq 1 ] && [ "$(grep -c "Bearer tok-anon" "$T/bad.port.log")" -ge 2 ]'
+		rm -f x.sif
+		;;
 	esac
 done
 check "nothing left under a final or temporary name" '[ "$(ls -A "$W" | sort | tr "\n" " ")" = "$before" ] && cache_clean'
