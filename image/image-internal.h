@@ -87,11 +87,15 @@ bool serve_landlock_available(void);
  * no_new_privs, no file reachable by path but beneath dir_fd (-EBADF: none; Landlock,
  * where the kernel has it), the filter f. */
 int serve_confine(const struct serve_filter *f, const int *keep, size_t n_keep, int dir_fd);
+/* The worker serves with up to SERVE_THREADS_MAX threads (one per CPU it may run on), each
+ * its own squashfs reader (image/mount.c). */
+#define SERVE_THREADS_MAX 8
 /* The worker: takes sock (the mount's hand-over), sends the monitor its copy of the FUSE
  * fd and the image's path on ctl (which it takes), serves until owner_fd (a pidfd) polls
  * ready or the mount goes away, with a decompressed-file cache of cache_max bytes (0:
- * none); in_flight: shared with the monitor. Returns its exit
- * status: 0, or one of these, which the monitor reports as a crash. */
+ * none); in_flight: SERVE_THREADS_MAX slots shared with the monitor, each the unique id of
+ * the request a thread answers (0: none). Returns its exit status: 0, or one of these,
+ * which the monitor reports as a crash. */
 #define SERVE_EXIT_CONFINE 3    /* it could not confine itself, and served nothing */
 #define SERVE_EXIT_UNREADABLE 4 /* squashfuse could not open the image */
 int image_serve_worker(int sock, int owner_fd, int ctl, uint64_t cache_max, volatile uint64_t *in_flight);

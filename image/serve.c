@@ -16,6 +16,7 @@
 #include <linux/landlock.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
@@ -59,7 +60,8 @@ static const int worker_calls[] = {
         SCMP_SYS(gettid),          /* a cache entry's temporary name */
         SCMP_SYS(getuid),
         SCMP_SYS(madvise),         /* malloc_trim */
-        SCMP_SYS(mmap),            /* pushed files; large allocations */
+        SCMP_SYS(mmap),            /* pushed files; large allocations; threads' stacks */
+        SCMP_SYS(mprotect),        /* a thread's stack guard page */
         SCMP_SYS(mremap),
         SCMP_SYS(munmap),
         SCMP_SYS(newfstatat),
@@ -68,7 +70,10 @@ static const int worker_calls[] = {
         SCMP_SYS(pread64),         /* the image; cached fragment blocks */
         SCMP_SYS(read),            /* /dev/fuse */
         SCMP_SYS(restart_syscall),
+        SCMP_SYS(rseq),            /* a thread's start (glibc registers its restartable sequences) */
+        SCMP_SYS(rt_sigprocmask),  /* a thread's start and end (glibc blocks signals around them) */
         SCMP_SYS(rt_sigreturn),
+        SCMP_SYS(set_robust_list), /* a thread's start */
         SCMP_SYS(sigaltstack),     /* AddressSanitizer, at exit */
         SCMP_SYS(sysinfo),         /* qsort sizes its buffer by the memory (the cache's trim) */
         SCMP_SYS(write),           /* /dev/fuse; cache entries */
@@ -162,6 +167,24 @@ int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, bool cach
          * mount opens /dev/null to make sure fds 0-2 exist, and copes with a refusal */
         if (r >= 0 && worker && !cache)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 0);
+        /* the worker's threads (image/mount.c: serve_threads): clone only as a thread, which
+         * shares this filter and Landlock's domain; clone3, whose flags seccomp cannot see,
+         * fails as on an older kernel, and glibc falls back to clone */
+        if (r >= 0 && worker) {
+                struct scmp_arg_cmp thread = {
+                        .arg = 0, .op = SCMP_CMP_MASKED_EQ, .datum_a = CLONE_THREAD, .datum_b = CLONE_THREAD};
+                r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1, &thread);
+        }
+        if (r >= 0 && worker)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+        /* glibc's first thread installs its handler of SIGSETXID (SIGRTMIN + 1), which
+         * carries set*id calls to every thread: that signal's only */
+        if (r >= 0 && worker)
+                r = allow_on_arg(ctx, SCMP_SYS(rt_sigaction), 0, 33);
+        /* a thread's attributes ask for its CPU mask (AddressSanitizer's thread start, in a
+         * sanitizer build's server): ENOSYS, which glibc takes as "no such feature" */
+        if (r >= 0 && worker)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(sched_getaffinity), 0);
         for (size_t i = 0; r >= 0 && worker && i < ELEMENTSOF(fcntl_cmds); i++)
                 r = allow_on_arg(ctx, SCMP_SYS(fcntl), 1, (scmp_datum_t) fcntl_cmds[i]);
         if (r >= 0 && recv_fd >= 0)
@@ -241,7 +264,7 @@ int serve_confine(const struct serve_filter *f, const int *keep, size_t n_keep, 
 
 /* ---- After the worker's crash: every request is answered with EIO (a FUSE_INIT still to
  * come is answered as a server would, so that the requests after it fail with EIO, not
- * with a refused connection), the one the worker died on first. */
+ * with a refused connection), those the worker's threads died on first. */
 #define EIO_BUF_SIZE ((1u << 20) + (64u << 10)) /* a request of libfuse's max_write fits */
 
 static void reply(int fuse, const void *msg, size_t len)
@@ -274,10 +297,11 @@ static void reply_init(int fuse, const struct fuse_in_header *in, size_t len)
         reply(fuse, &r, sizeof r);
 }
 
-static void eio_serve(int fuse, int owner, uint64_t in_flight)
+static void eio_serve(int fuse, int owner, const volatile uint64_t *in_flight)
 {
-        if (in_flight)
-                reply_err(fuse, in_flight, EIO);
+        for (unsigned i = 0; i < SERVE_THREADS_MAX; i++)
+                if (in_flight[i])
+                        reply_err(fuse, in_flight[i], EIO);
         char *buf = mmap(NULL, EIO_BUF_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (buf == MAP_FAILED)
                 return;
@@ -388,7 +412,7 @@ static int monitor(pid_t worker, int ctl, volatile uint64_t *in_flight)
             serve_confine(&filter, keep, ELEMENTSOF(keep), -EBADF) < 0)
                 return 1; /* the mount fails (ENOTCONN) once this ends */
         report(SERVE_REPORT_FD, path, ws);
-        eio_serve(fuse, SERVE_OWNER_FD, *in_flight);
+        eio_serve(fuse, SERVE_OWNER_FD, in_flight);
         return 0;
 }
 
@@ -402,9 +426,10 @@ int image_serve_main(uint64_t cache_max)
         signal(SIGHUP, SIG_IGN);
         signal(SIGTERM, SIG_IGN);
         signal(SIGPIPE, SIG_IGN);
-        /* the unique id of the request the worker answers, for the monitor to answer */
-        volatile uint64_t *in_flight =
-                mmap(NULL, sizeof *in_flight, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+        /* the unique id of the request each of the worker's threads answers, for the monitor
+         * to answer */
+        volatile uint64_t *in_flight = mmap(NULL, SERVE_THREADS_MAX * sizeof *in_flight, PROT_READ | PROT_WRITE,
+                                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         int ctl[2];
         if (in_flight == MAP_FAILED || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, ctl) < 0)
                 return 1;

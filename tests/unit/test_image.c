@@ -1,6 +1,8 @@
 /* image: SIF header and descriptor encoding, sif_load bounds checks, partition choice,
  * squashfs superblock checks — on SIF bytes built in memory; the decompressed-file cache's
  * names, entries and eviction in a temporary folder. */
+#include <pthread.h>
+#include <sys/syscall.h>
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -603,7 +605,12 @@ static void test_crafted(void **state)
 }
 
 /* The server's confinement, as a worker applies it: what its filter and Landlock refuse. */
-enum { TRY_OPEN_OUTSIDE, TRY_SETOWN, TRY_EXEC, TRY_CACHE_CREATE };
+enum { TRY_OPEN_OUTSIDE, TRY_SETOWN, TRY_EXEC, TRY_CACHE_CREATE, TRY_THREAD, TRY_FORK, TRY_CLONE3, TRY_SIGACTION };
+
+static void *thread_noop(void *arg)
+{
+        return arg;
+}
 
 static int confined_try(bool cache, int dirfd, int what)
 {
@@ -621,6 +628,14 @@ static int confined_try(bool cache, int dirfd, int what)
                 case TRY_EXEC: execl("/bin/true", "true", (char *) NULL); _exit(errno);
                 case TRY_CACHE_CREATE:
                         _exit(openat(dirfd, "entry", O_CREAT | O_WRONLY | O_CLOEXEC, 0600) < 0 ? errno : 0);
+                case TRY_THREAD: {
+                        pthread_t t;
+                        void *ret = NULL;
+                        _exit(pthread_create(&t, NULL, thread_noop, &ret) || pthread_join(t, &ret) ? 1 : 0);
+                }
+                case TRY_FORK: _exit(fork() < 0 ? errno : 0);
+                case TRY_CLONE3: _exit(syscall(SYS_clone3, NULL, 0) < 0 ? errno : 0);
+                case TRY_SIGACTION: _exit(signal(SIGUSR1, SIG_IGN) == SIG_ERR ? errno : 0);
                 }
                 _exit(101);
         }
@@ -640,6 +655,12 @@ static void test_serve_confinement(void **state)
         assert_int_equal(confined_try(true, dirfd, TRY_SETOWN), -SIGSYS);
         assert_int_equal(confined_try(false, dirfd, TRY_SETOWN), -SIGSYS);
         assert_int_equal(confined_try(true, dirfd, TRY_EXEC), -SIGSYS);
+        /* threads (the worker's serving threads), but no process, nor a clone3 whose flags
+         * the filter cannot see, nor another signal handler than glibc's SIGSETXID */
+        assert_int_equal(confined_try(false, dirfd, TRY_THREAD), 0);
+        assert_int_equal(confined_try(false, dirfd, TRY_FORK), -SIGSYS);
+        assert_int_equal(confined_try(false, dirfd, TRY_CLONE3), ENOSYS);
+        assert_int_equal(confined_try(false, dirfd, TRY_SIGACTION), -SIGSYS);
         /* without the cache every open fails and nothing can be created */
         assert_int_equal(confined_try(false, dirfd, TRY_OPEN_OUTSIDE), EACCES);
         assert_int_equal(confined_try(false, dirfd, TRY_CACHE_CREATE), EACCES);
@@ -720,6 +741,115 @@ static void test_ext3_superblock(void **state)
         assert_false(ext3_superblock_is(sb, 57));
 }
 
+/* ---- Threads reading one image, each through a handle of its own (the image server's
+ * serving threads, image/mount.c): every file byte-exact in every thread, in orders that
+ * overlap, with caches emptied under way (fragment blocks evicted while files sharing them
+ * are read); inode numbers the same from every handle. */
+#define PAR_THREADS 4
+#define PAR_FILES 256
+struct par_file {
+        sqfs_inode_id id;
+        fuse_ino_t ino;
+        uint64_t size;
+        char *data;
+};
+static struct par_file par_files[PAR_FILES];
+static size_t par_n;
+static struct image par_img;
+
+static void par_collect(sqfs_ll *ll, const sqfs_inode *dir, int depth)
+{
+        struct squash_dir d;
+        sqfs_dir_entry ent;
+        char name[SQUASHFS_NAME_LEN + 1];
+        assert_int_equal(squash_dir_open(&ll->fs, dir, 0, &d), 0);
+        while (squash_dir_next(&d, &ent, name) > 0 && par_n < PAR_FILES) {
+                sqfs_inode inode;
+                assert_int_equal(squash_inode_get(&ll->fs, ent.inode, &inode), 0);
+                if (S_ISDIR(inode.base.mode) && depth < 8)
+                        par_collect(ll, &inode, depth + 1);
+                else if (S_ISREG(inode.base.mode) && inode.xtra.reg.file_size < (4u << 20)) {
+                        struct par_file *f = &par_files[par_n++];
+                        f->id = ent.inode;
+                        f->ino = ll->ino_register(ll, &ent);
+                        f->size = inode.xtra.reg.file_size;
+                        f->data = malloc(f->size + 1);
+                        assert_non_null(f->data);
+                        assert_int_equal(squash_read(&ll->fs, &inode, 0, f->size, f->data), (ssize_t) f->size);
+                }
+        }
+}
+
+static void *par_reader(void *arg)
+{
+        unsigned k = (unsigned) (uintptr_t) arg;
+        struct image img = par_img;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        img.sqfs = NULL;
+        if (sqfs_handle_open(&img, &e) < 0)
+                return (void *) "open";
+        sqfs_ll *ll = &img.sqfs->ll;
+        const char *bad = NULL;
+        char *buf = malloc(4u << 20);
+        for (unsigned round = 0; round < 6 && !bad && buf; round++) {
+                for (size_t j = 0; j < par_n && !bad; j++) {
+                        /* thread k starts at its own place, odd threads walk backwards */
+                        size_t i = (k % 2 ? par_n - 1 - (j + k * 7) % par_n : (j + k * 7) % par_n);
+                        struct par_file *f = &par_files[i];
+                        sqfs_inode inode;
+                        if (ll->ino_fuse(ll, f->id) != f->ino || sqfs_ll_inode(ll, &inode, f->ino) != SQFS_OK)
+                                bad = "inode";
+                        /* read in pieces of a few sizes, from the start */
+                        size_t piece = round % 3 == 0 ? 4096 : round % 3 == 1 ? 70000 : (size_t) f->size + 1;
+                        for (uint64_t off = 0; !bad && off < f->size; off += piece) {
+                                ssize_t got = squash_read(&ll->fs, &inode, off, piece, buf);
+                                size_t want = f->size - off < piece ? (size_t) (f->size - off) : piece;
+                                if (got != (ssize_t) want || memcmp(buf, f->data + off, want) != 0)
+                                        bad = "bytes";
+                        }
+                        if (j % 17 == k && sqfs_handle_reset_caches(img.sqfs) < 0)
+                                bad = "reset";
+                }
+        }
+        free(buf);
+        sqfs_handle_free(img.sqfs);
+        image_thread_done();
+        return (void *) bad;
+}
+
+static void test_parallel_reads(void **state)
+{
+        (void) state;
+        char path[PATH_MAX];
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        const char *images[] = {"tests/fuzz/corpus/squashfs/gzip.sqfs", "tests/fuzz/corpus/squashfs/xz.sqfs",
+                                "tests/fuzz/corpus/squashfs/raw.sqfs"};
+        for (size_t k = 0; k < ELEMENTSOF(images); k++) {
+                assert_int_equal(image_open(src_path(images[k], path, sizeof path), false, &par_img, &e), 0);
+                assert_int_equal(sqfs_handle_open(&par_img, &e), 0);
+                sqfs_ll *ll = &par_img.sqfs->ll;
+                /* the 64-bit mapping (no table): what lets every thread have its own handle */
+                assert_null(ll->ino_data);
+                sqfs_inode root;
+                assert_int_equal(squash_inode_get(&ll->fs, ll->fs.sb.root_inode, &root), 0);
+                par_n = 0;
+                par_collect(ll, &root, 0);
+                assert_true(par_n >= 2);
+                pthread_t t[PAR_THREADS];
+                for (unsigned i = 0; i < PAR_THREADS; i++)
+                        assert_int_equal(pthread_create(&t[i], NULL, par_reader, (void *) (uintptr_t) i), 0);
+                for (unsigned i = 0; i < PAR_THREADS; i++) {
+                        void *bad;
+                        assert_int_equal(pthread_join(t[i], &bad), 0);
+                        if (bad)
+                                fail_msg("%s: thread %u: %s", images[k], i, (const char *) bad);
+                }
+                for (size_t i = 0; i < par_n; i++)
+                        free(par_files[i].data);
+                image_close(&par_img);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -740,6 +870,7 @@ int main(void)
                 cmocka_unit_test(test_overlay_spec),
                 cmocka_unit_test(test_overlay_lock_holder),
                 cmocka_unit_test(test_ext3_superblock),
+                cmocka_unit_test(test_parallel_reads),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
