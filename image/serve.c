@@ -73,6 +73,7 @@ static const int worker_calls[] = {
         SCMP_SYS(rseq),            /* a thread's start (glibc registers its restartable sequences) */
         SCMP_SYS(rt_sigprocmask),  /* a thread's start and end (glibc blocks signals around them) */
         SCMP_SYS(rt_sigreturn),
+        SCMP_SYS(sched_yield),     /* a spin lock's back-off (AddressSanitizer's allocator) */
         SCMP_SYS(set_robust_list), /* a thread's start */
         SCMP_SYS(sigaltstack),     /* AddressSanitizer, at exit */
         SCMP_SYS(sysinfo),         /* qsort sizes its buffer by the memory (the cache's trim) */
