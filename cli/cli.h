@@ -49,6 +49,7 @@ int verb_run_help(struct cli *c, int argc, char **argv);
 int verb_build(struct cli *c, int argc, char **argv);
 int verb_sif(struct cli *c, int argc, char **argv);
 int verb_cache(struct cli *c, int argc, char **argv);
+int verb_overlay(struct cli *c, int argc, char **argv);
 
 /* The launcher options every running verb shares (exec, run, shell, test, instance start). */
 struct launch_args {

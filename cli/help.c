@@ -132,6 +132,10 @@ static const struct {
          "not). {{ NAME }} takes --build-arg NAME=VALUE, a --build-arg-file line or its %arguments\n"
          "default. As a user the build runs as root of a user namespace with your\n"
          "/etc/subuid and /etc/subgid ranges (--fakeroot is implied). A failed build leaves nothing."},
+        {"overlay", "hutch overlay create [--size MiB] [--sparse] [--create-dir DIR]... FILE",
+         "Create FILE, an ext3 image to use with --overlay: upper/ and work/ belong to you, and each\n"
+         "--create-dir DIR is made as upper/DIR. --size: in MiB, at least 64 (the default);\n"
+         "--sparse: the file's blocks are allocated as they are written."},
         {"sif", "hutch sif list|info ID|dump ID IMAGE.sif",
          "List a SIF file's objects, describe one, or write one's data to stdout."},
         {"cache", "hutch cache list|clean [-f|--force]",

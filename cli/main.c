@@ -115,6 +115,8 @@ int main(int argc, char **argv)
                 r = verb_build(&c, vargc, vargv);
         else if (!strcmp(verb, "sif"))
                 r = verb_sif(&c, vargc, vargv);
+        else if (!strcmp(verb, "overlay"))
+                r = verb_overlay(&c, vargc, vargv);
         else if (!strcmp(verb, "cache")) {
                 if ((r = cli_load_conf(&c)) != 0)
                         return r;

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "image.h"
+#include "image-internal.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -149,7 +149,7 @@ int sif_write(const char *target, int sqfs_fd, const char *deffile, const char *
  * change. stdout: to out (>= 0), else the terminal when show, else /dev/null. stderr is
  * captured and its last non-empty line kept in last, for the one error message. Returns
  * the exit status, or negative errno. */
-static int tool_run(int cwd, char *const argv[], int out, bool show, char *last, size_t cap)
+int tool_run(int cwd, char *const argv[], int out, bool show, char *last, size_t cap)
 {
         int pfd[2];
         if (pipe2(pfd, O_CLOEXEC) < 0)
@@ -209,7 +209,7 @@ static int tool_run(int cwd, char *const argv[], int out, bool show, char *last,
 
 /* The one error message of a failed tool ("STEP 'WHAT' failed"): the tool's own last line
  * when it printed one. */
-static int tool_error(const char *step, const char *what, int r, const char *last, struct hutch_error *err)
+int tool_error(const char *step, const char *what, int r, const char *last, struct hutch_error *err)
 {
         if (r > 0 && last[0])
                 return hutch_err(err, -EIO, "%s '%s' failed: %s", step, what, last);
@@ -224,15 +224,6 @@ static int tool_error(const char *step, const char *what, int r, const char *las
  * in it, files are opened and renamed relative to it), since another user who can write
  * to the target's folder can still rename the private folder away and put theirs, or a
  * symlink, under its name. */
-struct work {
-        char *dir;        /* TARGET.hutch-tmp-XXXXXX */
-        const char *name; /* its last component */
-        char *base;       /* the target's last component */
-        int parent;       /* the target's folder (O_PATH) */
-        int fd;           /* the private folder, checked */
-        struct stat st;
-};
-#define WORK_NULL ((struct work){.parent = -1, .fd = -1})
 
 /* Names made in the private folder. */
 #define W_IMAGE "image"     /* the new file or folder */
@@ -240,7 +231,7 @@ struct work {
 #define W_DEVICES "devices" /* device nodes a user's sandbox leaves out */
 #define W_LISTING "listing" /* unsquashfs's listing */
 
-static void work_remove(struct work *w)
+void work_remove(struct work *w)
 {
         struct stat st;
         char last[1];
@@ -260,7 +251,7 @@ static void work_remove(struct work *w)
         *w = WORK_NULL;
 }
 
-static int work_make(const char *target, struct work *ret, struct hutch_error *err)
+int work_make(const char *target, struct work *ret, struct hutch_error *err)
 {
         struct work w = WORK_NULL;
         _cleanup_free_ char *t = strdup(target);

@@ -1,6 +1,8 @@
 /* Shared internals of image/: the squashfs reader handle. */
 #pragma once
 
+#include <sys/stat.h>
+
 #include "image.h"
 
 /* squashfuse's installed headers carry its config.h (FUSE_USE_VERSION, _POSIX_C_SOURCE)
@@ -99,3 +101,21 @@ int serve_confine(const struct serve_filter *f, const int *keep, size_t n_keep, 
 #define SERVE_EXIT_CONFINE 3    /* it could not confine itself, and served nothing */
 #define SERVE_EXIT_UNREADABLE 4 /* squashfuse could not open the image */
 int image_serve_worker(int sock, int owner_fd, int ctl, uint64_t cache_max, volatile uint64_t *in_flight);
+
+/* ---- image/build.c's helpers, shared with overlay create (image/overlay-create.c) */
+/* The build's private folder beside the target: see work_make in image/build.c. */
+struct work {
+        char *dir;        /* TARGET.hutch-tmp-XXXXXX */
+        const char *name; /* its last component */
+        char *base;       /* the target's last component */
+        int parent;       /* the target's folder (O_PATH) */
+        int fd;           /* the private folder, checked */
+        struct stat st;
+};
+#define WORK_NULL ((struct work){.parent = -1, .fd = -1})
+int work_make(const char *target, struct work *ret, struct hutch_error *err);
+/* Remove build.c's own names in it, then the folder (other names: remove them first). */
+void work_remove(struct work *w);
+/* Run a tool in the folder cwd; its stderr's last line in last (cap bytes). */
+int tool_run(int cwd, char *const argv[], int out, bool show, char *last, size_t cap);
+int tool_error(const char *step, const char *what, int r, const char *last, struct hutch_error *err);

@@ -247,3 +247,17 @@ bool ext3_superblock_is(const uint8_t *sb, size_t len);
  * its instance folder open (instanced/ checks they match its own). */
 #define OVERLAY_SUPERVISOR_COMM "hutch-supervise"
 #define OVERLAY_SUPERVISOR_DIR_FD 4
+
+/* `overlay create` (image/overlay-create.c): a new ext3 image of size_mib MiB (at least
+ * OVERLAY_SIZE_MIN_MIB) holding upper/ and work/ owned by the caller, and upper/DIR for each
+ * create_dirs entry (absolute). sparse: the file's blocks are not allocated up front.
+ * -EEXIST when target exists. */
+#define OVERLAY_SIZE_MIN_MIB 64
+struct overlay_create_spec {
+        const char *target;
+        uint64_t size_mib;
+        bool sparse;
+        char **create_dirs;
+};
+int image_overlay_create(const struct overlay_create_spec *s, struct hutch_error *err);
+int overlay_create_dir_check(const char *dir, struct hutch_error *err);

@@ -6,10 +6,12 @@
  * reads the same whether a user or root wrote it (opaque folders are such an attribute). */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/loop.h>
 #include <linux/mount.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -32,6 +34,13 @@ int overlays_open(struct launch_ctx *c, struct hutch_error *err)
         if (r < 0)
                 return r;
         c->n_ovl = s->n_overlays;
+        for (size_t i = 0; i < c->n_ovl; i++)
+                if (c->ovl[i].kind == OVERLAY_EXT3 && c->ids.userns)
+                        return hutch_err(
+                                err, -EPERM,
+                                "ext3 overlay '%s' needs root: as a user, the kernel's overlayfs does not take "
+                                "fuse2fs's mount as a layer (no d_type); use a folder overlay",
+                                c->ovl[i].path);
         /* a batch container holds its overlays' locks until its last process ends; an
          * instance's are its supervisor's */
         if (!s->overlays_locked && image_overlays_keep_across_exec(c->ovl, c->n_ovl) < 0)
@@ -54,6 +63,8 @@ int overlays_clone(struct launch_ctx *c, struct hutch_error *err)
         for (size_t i = 0; i < c->n_ovl; i++) {
                 const struct overlay *o = &c->ovl[i];
                 struct stat a, b;
+                if (o->kind != OVERLAY_DIR)
+                        continue;
                 int tree = (int) syscall(SYS_open_tree, AT_FDCWD, o->path,
                                          OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_NO_AUTOMOUNT);
                 if (tree < 0)
@@ -63,6 +74,41 @@ int overlays_clone(struct launch_ctx *c, struct hutch_error *err)
                         return hutch_err(err, -ESTALE, "overlay '%s' was replaced while it was being set up", o->path);
         }
         return 0;
+}
+
+/* An ext3 overlay as real root: a loop device over the image file's fd (detached by the
+ * kernel once the filesystem is unmounted: LO_FLAGS_AUTOCLEAR), mounted at at. */
+static int loop_mount(const struct overlay *o, const char *at, struct hutch_error *err)
+{
+        _cleanup_close_ int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+        if (ctl < 0)
+                return hutch_err_sys(err, -errno, "cannot open /dev/loop-control for overlay '%s'", o->path);
+        /* another process may take the free device first: LOOP_CONFIGURE says EBUSY then */
+        for (int tries = 0; tries < 32; tries++) {
+                int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+                if (n < 0)
+                        return hutch_err_sys(err, -errno, "no free loop device for overlay '%s'", o->path);
+                char dev[32];
+                snprintf(dev, sizeof dev, "/dev/loop%d", n);
+                _cleanup_close_ int lfd = open(dev, (o->ro ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+                if (lfd < 0)
+                        return hutch_err_sys(err, -errno, "cannot open %s for overlay '%s'", dev, o->path);
+                struct loop_config cfg = {.fd = (uint32_t) o->fd};
+                cfg.info.lo_offset = o->offset;
+                cfg.info.lo_sizelimit = o->size;
+                cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR | (o->ro ? LO_FLAGS_READ_ONLY : 0);
+                if (ioctl(lfd, LOOP_CONFIGURE, &cfg) < 0) {
+                        if (errno == EBUSY)
+                                continue;
+                        return hutch_err_sys(err, -errno, "cannot set up %s for overlay '%s'", dev, o->path);
+                }
+                unsigned long flags = MS_NOSUID | MS_NODEV | (o->ro ? MS_RDONLY : 0);
+                if (mount(dev, at, "ext3", flags, NULL) < 0 &&
+                    (errno != ENODEV || mount(dev, at, "ext4", flags, NULL) < 0))
+                        return hutch_err_sys(err, -errno, "cannot mount ext3 overlay '%s'", o->path);
+                return 0;
+        }
+        return hutch_err(err, -EBUSY, "no free loop device for overlay '%s'", o->path);
 }
 
 /* The folder a layer contributes: upper/ when the overlay has one (it was an upper layer
@@ -84,6 +130,12 @@ static int attach_all(struct launch_ctx *c, struct hutch_error *err)
                 snprintf(at, sizeof at, OVL_DIR "/%zu", i);
                 if (mkdir(at, 0755) < 0 && errno != EEXIST)
                         return hutch_err_sys(err, -errno, "cannot create '%s' in the staging area", at);
+                if (c->ovl[i].kind == OVERLAY_EXT3) {
+                        int r = loop_mount(&c->ovl[i], at, err);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
                 if (syscall(SYS_move_mount, c->ovl_tree[i], "", AT_FDCWD, at, MOVE_MOUNT_F_EMPTY_PATH) < 0)
                         return hutch_err_sys(err, -errno, "cannot attach overlay '%s'", c->ovl[i].path);
                 close(c->ovl_tree[i]);

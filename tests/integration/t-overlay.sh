@@ -88,6 +88,48 @@ check "after a restart the container counts on from the overlay" 'wait_for "[ \"
 "$HUTCH" instance stop kvr >/dev/null 2>&1
 leftovers "overlay instances"
 
+# --- ext3 images: overlay create; as root a loop device and the kernel's ext3
+E=$T/ovl.img
+fsck_clean() { /usr/sbin/e2fsck -fn "$1" >/dev/null 2>&1; }
+run "$HUTCH" overlay create --create-dir /data "$E"
+check "overlay create: an ext3 image e2fsck finds clean" '[ $RC -eq 0 ] && fsck_clean "$E" && [ "$(stat -c %s "$E")" -eq $((64 << 20)) ]'
+check "... whose upper/data is the caller's" '/usr/sbin/debugfs -R "stat /upper/data" "$E" 2>/dev/null | grep -q "User: *$(id -u) "'
+run "$HUTCH" overlay create --sparse --size 100 "$T/sparse.img"
+check "overlay create --sparse --size 100: a sparse file of 100 MiB" '[ $RC -eq 0 ] && [ "$(stat -c %s "$T/sparse.img")" -eq $((100 << 20)) ] && [ "$(du -k "$T/sparse.img" | cut -f1)" -lt 20000 ]'
+if [ "$MODE" = root ]; then
+	run "$HUTCH" exec -o "$E" "$W" sh -c 'echo e > /data/f && rm /etc/hutch-test-marker'
+	check "--overlay IMG.ext3 writes" '[ $RC -eq 0 ]'
+	run "$HUTCH" exec -o "$E" "$W" sh -c 'cat /data/f; test -e /etc/hutch-test-marker || echo gone'
+	check "the next start sees the write and the deletion" 'out_is "e
+gone"'
+	check "the image is clean after use and its loop device gone" 'fsck_clean "$E" && wait_for "[ -z \"\$(losetup -j "$E")\" ]"'
+	run "$HUTCH" exec -o "$E:ro" "$W" sh -c 'cat /data/f; echo x > /data/g'
+	check "IMG:ro is a read-only layer" '[ $RC -ne 0 ] && out_is e'
+	run "$HUTCH" instance start -o "$E" "$W" ext
+	run "$HUTCH" exec -o "$E" "$W" true
+	check "an image in use by an instance is refused, naming it" 'fails_with "overlay .$E. is in use by instance .ext."'
+	run "$HUTCH" exec instance://ext sh -c 'for i in 1 2 3 4 5 6 7 8; do echo $i > /data/n$i; done'
+	pkill -KILL -u "$(id -u)" -x hutch-supervise
+	check "a supervisor killed with SIGKILL leaves a clean image" 'wait_for "[ -z \"\$(losetup -j "$E")\" ]" && fsck_clean "$E"'
+	"$HUTCH" instance list >/dev/null 2>&1 # removes the killed supervisor's stale state
+	run "$HUTCH" exec -o "$E" "$W" sh -c 'dd if=/dev/zero of=/data/big bs=1M count=80'
+	check "a full ext3 overlay gives the container ENOSPC" '[ $RC -ne 0 ] && err_has "No space left on device"'
+	check "... and e2fsck -n finds the image clean" 'wait_for "[ -z \"\$(losetup -j "$E")\" ]" && fsck_clean "$E"'
+else
+	run "$HUTCH" exec -o "$E" "$I" true
+	check "as a user an ext3 overlay is refused: one line saying why" 'fails_with "ext3 overlay .* needs root"'
+fi
+run "$HUTCH" overlay create --size 12 "$T/small.img"
+check "overlay create --size below 64 MiB: one line, nothing made" 'fails_with "from 64" && [ ! -e "$T/small.img" ]'
+run "$HUTCH" overlay create --size lots "$T/small.img"
+check "overlay create --size not a number" 'fails_with "whole number of MiB" && [ ! -e "$T/small.img" ]'
+run "$HUTCH" overlay create "$E"
+check "overlay create on an existing file" 'fails_with "already exists"'
+run "$HUTCH" overlay create "$T/nodir/x.img"
+check "overlay create in a missing folder" 'fails_with "nodir" && [ ! -e "$T/nodir" ]'
+run "$HUTCH" overlay create --create-dir data "$T/rel.img"
+check "overlay create --create-dir wants an absolute path" 'fails_with "absolute" && [ -z "$(ls "$T" | grep rel.img)" ]'
+
 # --- bad input
 run "$HUTCH" exec -o "$T/missing" "$I" true
 check "a missing overlay path: one error line" 'fails_with "overlay .*missing. does not exist"'
