@@ -169,10 +169,13 @@ python_bench() {
 	lib=/usr/lib/$(basename "$pyver")
 	mkdir -p "$py"/{proc,sys,dev,tmp,etc,home,usr/bin}
 	cp "$pyver" "$py/usr/bin/python3"
-	for so in $(ldd "$pyver" | grep -o '/[^ ]*'); do
+	# the interpreter's libraries and its extension modules' (libmpdec, libsqlite3, ...)
+	for so in $(ldd "$pyver" "$lib"/lib-dynload/*.so 2>/dev/null | grep -v ':$' | grep -o '/[^ ]*\.so[^ ]*' | sort -u); do
+		[ -e "$py$so" ] && continue
 		mkdir -p "$py$(dirname "$so")"
 		cp -L "$so" "$py$so"
 	done
+	touch "$py"/etc/{passwd,group,hosts,resolv.conf}
 	mkdir -p "$py/usr/lib"
 	cp -a "$lib" "$py/usr/lib/"
 	rm -rf "$py$lib/test" "$py$lib/idlelib" "$py$lib/tkinter"
