@@ -1,0 +1,67 @@
+#!/bin/bash
+# Overlay benchmark: `exec true` latency, and write/read throughput (one 100 MiB file; 5000
+# small files) through a folder overlay, an ext3 overlay (loop device: as root) and
+# --writable-tmpfs, against no overlay and against the same work on the host's disk in the
+# same folder. As root (ext3 overlays are root's); apptainer, when installed, runs the same
+# rows with its own overlays.
+# usage: bench/overlay.sh BUILD/hutch [RUNS]      (as root)
+set -euo pipefail
+hutch=$(readlink -f "$1")
+runs=${2:-30}
+. "$(dirname "$0")/lib.sh"
+# beside the build, on the disk the overlays are meant for (/tmp may be a tmpfs)
+work=$(mktemp -d "$(dirname "$hutch")/hutch-bench-overlay.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+cc -O2 -o "$work/timeit" "$src/bench/timeit.c"
+bash "$src/tests/helpers/mkimage.sh" "$work/img" "$hutch" >/dev/null
+img=$work/img/image.sif
+mkdir "$work/dir"
+"$hutch" overlay create --size 1024 "$work/ext3.img"
+
+echo "overlay: $runs runs each, as root, $(nproc) cores, kernel $(uname -r), $(df -T "$work" | awk 'NR==2{print $2}') under $work"
+declare -A med
+lat() { # name args...
+	local name=$1 r
+	shift
+	r=$("$work/timeit" "$runs" "$hutch" exec "$@" "$img" true)
+	med[$name]=${r%% *}
+	printf '  exec true %-16s median %7.2f ms\n' "$name" "${med[$name]}"
+}
+lat none
+lat folder -o "$work/dir"
+lat ext3 -o "$work/ext3.img"
+lat writable-tmpfs --writable-tmpfs
+awk -v a="${med[ext3]}" -v b="${med[none]}" 'BEGIN{printf "  ext3 overlay adds %.2f ms to a start (target <= 10)\n", a - b}'
+
+# work SH-SCRIPT in a fresh /w: wall seconds of the whole command
+big='dd if=/dev/zero of=/w/big bs=1M count=100 conv=fsync 2>/dev/null && cat /w/big >/dev/null'
+small='i=0; while [ $i -lt 5000 ]; do echo x > /w/f$i; i=$((i + 1)); done; sync'
+secs() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)); }
+declare -A ms
+row() { # name hutch-args...
+	local name=$1
+	shift
+	ms[$name-big]=$(secs "$hutch" exec "$@" "$img" sh -c "mkdir -p /w && $big && rm -rf /w")
+	ms[$name-small]=$(secs "$hutch" exec "$@" "$img" sh -c "mkdir -p /w && $small && rm -rf /w")
+	printf '  %-16s 100 MiB write+read %6d ms   5000 small files %6d ms\n' "$name" "${ms[$name-big]}" "${ms[$name-small]}"
+}
+host() {
+	mkdir -p "$work/w"
+	ms[host-big]=$(secs busybox sh -c "${big//\/w/$work/w}")
+	ms[host-small]=$(secs busybox sh -c "${small//\/w/$work/w}")
+	rm -rf "$work/w"
+	printf '  %-16s 100 MiB write+read %6d ms   5000 small files %6d ms\n' host-disk "${ms[host-big]}" "${ms[host-small]}"
+}
+host
+row folder -o "$work/dir"
+row ext3 -o "$work/ext3.img"
+row writable-tmpfs --writable-tmpfs
+awk -v h="${ms[host-small]}" -v e="${ms[ext3-small]}" -v f="${ms[folder-small]}" 'BEGIN{
+	printf "  small files vs host disk: ext3 %.2fx, folder %.2fx (target >= 0.5x)\n", h / e, h / f }'
+if command -v apptainer >/dev/null; then
+	apptainer overlay create --size 1024 "$work/app.img" >/dev/null
+	r=$("$work/timeit" "$runs" apptainer exec --overlay "$work/app.img" "$img" true)
+	printf '  apptainer exec true, ext3 overlay: median %7.2f ms\n' "${r%% *}"
+else
+	echo "  (apptainer is not installed: no apptainer rows)"
+fi
