@@ -287,6 +287,20 @@ static int plan_net_files(struct launch_ctx *c, struct hutch_error *err)
         return 0;
 }
 
+/* A cache folder another user made first (/dev/shm/hutch-UID is anyone's to create) is
+ * never used; say so loudly, as silence would hide the attempt. */
+static void cache_check(const struct launch_ctx *c)
+{
+        _cleanup_free_ char *bad = NULL;
+        struct stat st;
+        if (c->img.format == IMAGE_FORMAT_DIR || c->spec->conf->file_cache_size == 0)
+                return;
+        if (file_cache_why_not_own(geteuid(), strv_env_get(c->spec->host_env, "XDG_RUNTIME_DIR"), &bad, &st) > 0)
+                log_warning("the decompressed-file cache '%s' is not yours alone (owner uid %u, mode %04o): not "
+                            "used; someone may have planted it, ask root to remove it",
+                            bad, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
+}
+
 static int learn_host(struct launch_ctx *c, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
@@ -295,8 +309,10 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
 
         if ((r = seccomp_prog_make(s, &c->seccomp, err)) < 0)
                 return r;
-        if ((r = image_open(s->image, s->writable, &c->img, err)) < 0 || (r = check_allowed(c, err)) < 0 ||
-            (r = plan_home(c, err)) < 0 || (r = plan_tmp(c, err)) < 0 || (r = plan_binds(c, err)) < 0 ||
+        if ((r = image_open(s->image, s->writable, &c->img, err)) < 0 || (r = check_allowed(c, err)) < 0)
+                return r;
+        cache_check(c);
+        if ((r = plan_home(c, err)) < 0 || (r = plan_tmp(c, err)) < 0 || (r = plan_binds(c, err)) < 0 ||
             (r = overlays_clone(c, err)) < 0)
                 return r;
         if (getcwd(cwd, sizeof cwd)) {
