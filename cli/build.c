@@ -14,8 +14,8 @@
 #include "util/util.h"
 
 struct build_args {
-        bool sandbox, force, notest, fakeroot;
-        char **build_args;
+        bool sandbox, force, notest, fakeroot, update;
+        char **build_args, **sections;
         const char *pos[2];
         int n;
 };
@@ -53,6 +53,17 @@ static int build_arg_file(struct build_args *a, const char *path)
         return -1;
 }
 
+/* --section's names (Apptainer's, and the other sections a build runs or writes) */
+static bool is_section_arg(const char *s)
+{
+        static const char *const names[] = {"all",       "none",        "setup", "files",  "post", "environment",
+                                            "runscript", "startscript", "test",  "labels", "help"};
+        for (size_t i = 0; i < ELEMENTSOF(names); i++)
+                if (!strcmp(s, names[i]))
+                        return true;
+        return false;
+}
+
 /* -1 to go on, else the exit code */
 static int parse_args(struct build_args *a, int argc, char **argv)
 {
@@ -71,7 +82,18 @@ static int parse_args(struct build_args *a, int argc, char **argv)
                         a->notest = true;
                 else if (!strcmp(argv[i], "-f") || !strcmp(argv[i], "--fakeroot"))
                         a->fakeroot = true;
-                else if ((v = opt_value(argc, argv, &i, "--build-arg", &missing))) {
+                else if (!strcmp(argv[i], "-u") || !strcmp(argv[i], "--update"))
+                        a->update = true;
+                else if ((v = opt_value(argc, argv, &i, "--section", &missing))) {
+                        _cleanup_strv_ char **parts = NULL;
+                        if (strsplit(v, ",", &parts) < 0)
+                                return cli_usage_error("build", "out of memory");
+                        for (char **p = parts; p && *p; p++)
+                                if (!is_section_arg(*p))
+                                        return cli_usage_error("build", "--section: '%s' is not a section", *p);
+                                else if (strv_extend(&a->sections, *p) < 0)
+                                        return cli_usage_error("build", "out of memory");
+                } else if ((v = opt_value(argc, argv, &i, "--build-arg", &missing))) {
                         if (!strchr(v, '=') || v[0] == '=')
                                 return cli_usage_error("build", "--build-arg wants KEY=VALUE, not '%s'", v);
                         if (strv_extend(&a->build_args, v) < 0)
@@ -109,6 +131,8 @@ static int build_recipe(struct cli *c, const struct build_args *a, bool progress
                 .force = a->force,
                 .notest = a->notest,
                 .fakeroot = a->fakeroot,
+                .update = a->update,
+                .sections = a->sections,
                 .progress = progress,
                 .build_args = a->build_args,
                 .conf = &c->conf,
@@ -127,17 +151,23 @@ int verb_build(struct cli *c, int argc, char **argv)
         int r = parse_args(&a, argc, argv);
         if (r >= 0) {
                 strv_free(a.build_args);
+                strv_free(a.sections);
                 return r;
         }
         bool progress = isatty(STDOUT_FILENO) && log_get_level() >= LOG_LEVEL_INFO;
         if (cli_is_deffile(a.pos[1])) {
                 r = build_recipe(c, &a, progress);
                 strv_free(a.build_args);
+                strv_free(a.sections);
                 return r;
         }
+        bool recipe_only = a.notest || a.fakeroot || a.build_args || a.update || a.sections;
         strv_free(a.build_args);
-        if (a.notest || a.fakeroot || a.build_args)
-                return cli_usage_error("build", "--notest, --fakeroot and --build-arg are for definition files");
+        strv_free(a.sections);
+        if (recipe_only)
+                return cli_usage_error("build",
+                                       "--notest, --fakeroot, --update, --section and --build-arg are for definition "
+                                       "files");
         b.target = a.pos[0];
         b.sandbox = a.sandbox;
         b.force = a.force;

@@ -120,8 +120,8 @@ static const struct {
          "Show the image's runscript help (/.singularity.d/runscript.help; an app's with --app)."},
         {"build",
          "hutch build [--sandbox] [--force] [-q] TARGET SOURCE\n"
-         "       hutch build [--sandbox] [--force] [--notest] [--fakeroot] [--build-arg K=V]... [--build-arg-file F] "
-         "TARGET RECIPE.def",
+         "       hutch build [--sandbox] [--force] [--notest] [--fakeroot] [--update] [--section S,...] "
+         "[--build-arg K=V]... [--build-arg-file F] TARGET RECIPE.def",
          "Convert between a sandbox folder, a squashfs file and a SIF file, or build from a definition file.\n"
          "TARGET is a SIF file unless --sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file).\n"
          "Says what it builds, and the size and time when done; -q: quiet. A sandbox built by a user\n"
@@ -132,7 +132,10 @@ static const struct {
          "%startscript, %test, %labels and %help where Apptainer does and runs %test (-T, --notest:\n"
          "not). {{ NAME }} takes --build-arg NAME=VALUE, a --build-arg-file line or its %arguments\n"
          "default. As a user the build runs as root of a user namespace with your\n"
-         "/etc/subuid and /etc/subgid ranges (--fakeroot is implied). A failed build leaves nothing."},
+         "/etc/subuid and /etc/subgid ranges (--fakeroot is implied). A failed build leaves nothing.\n"
+         "-u, --update: the last stage goes into TARGET, an existing --sandbox folder, without its\n"
+         "bootstrap. --section S,...: run only these (setup, files, post, environment, runscript,\n"
+         "startscript, test, labels, help, all, none)."},
         {"overlay", "hutch overlay create [--size MiB] [--sparse] [--create-dir DIR]... FILE",
          "Create FILE, an ext3 image to use with --overlay: upper/ and work/ belong to you, and each\n"
          "--create-dir DIR is made as upper/DIR. --size: in MiB, at least 64 (the default);\n"

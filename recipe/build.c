@@ -353,6 +353,10 @@ static int output(struct build_ctx *b, const char *rootfs, const struct timespec
 {
         const struct recipe_build_spec *s = b->spec;
         struct stat st;
+        if (s->update) {
+                log_info("Build complete: %s (sandbox updated, %.1f s)", s->target, seconds_since(t0));
+                return 0;
+        }
         if (!s->sandbox) {
                 struct build_spec bs = {.target = s->target,
                                         .source = rootfs,
@@ -398,7 +402,11 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
                 return r;
         for (char **u = b.rec.unused_args; u && *u; u++)
                 log_warning("build argument '%s' is not used by %s", *u, s->path);
-        if (lstat(s->target, &st) == 0 && !s->force)
+        if (s->update && (lstat(s->target, &st) < 0 || !S_ISDIR(st.st_mode) || !s->sandbox))
+                r = hutch_err(err, -EINVAL,
+                              "--update needs --sandbox and TARGET an existing sandbox folder ('%s' is not)",
+                              s->target);
+        else if (!s->update && lstat(s->target, &st) == 0 && !s->force)
                 r = hutch_err(err, -EEXIST, "build target '%s' already exists; use --force to overwrite it", s->target);
         for (size_t i = 0; r >= 0 && i < b.rec.n_stages; i++)
                 r = agent_check(&b, &b.rec.stages[i], err);

@@ -37,6 +37,8 @@ int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct
  * cache through hutch-registry, before the build enters its user namespace. */
 int agents_fetch(struct build_ctx *b, struct hutch_error *err);
 char *stage_rootfs(const struct build_ctx *b, size_t i);
+/* --section: whether the section named runs */
+bool section_wanted(const struct build_ctx *b, const char *name);
 int stage_build(struct build_ctx *b, size_t i, struct hutch_error *err);
 /* labels.json at path: what is there, the build's org.label-schema.* labels when
  * build_labels, then labels[] */

@@ -113,6 +113,8 @@ struct recipe_build_spec {
         const char *target;
         const char *path; /* the definition file */
         bool sandbox, force, notest, fakeroot;
+        bool update;       /* --update: the last stage goes into TARGET, an existing sandbox */
+        char **sections;   /* --section: the sections to run (NULL: all; "none": none) */
         bool progress;     /* mksquashfs's progress bar */
         char **build_args; /* "KEY=VALUE" */
         const struct hutch_conf *conf;

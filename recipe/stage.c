@@ -32,7 +32,14 @@
 char *stage_rootfs(const struct build_ctx *b, size_t i)
 {
         char *p = NULL;
+        if (b->spec->update && i + 1 == b->rec.n_stages)
+                return realpath(b->spec->target, NULL);
         return asprintf(&p, "%s/stage-%zu", b->work, i + 1) < 0 ? NULL : p;
+}
+
+bool section_wanted(const struct build_ctx *b, const char *name)
+{
+        return !b->spec->sections || strv_contains(b->spec->sections, name) || strv_contains(b->spec->sections, "all");
 }
 
 /* "stage 2 (final)" or "" for a single stage, in messages */
@@ -379,6 +386,8 @@ static int run_setup(struct build_ctx *b, const struct recipe_stage *st, size_t 
                      struct hutch_error *err)
 {
         const struct recipe_script *sc = &st->script[RECIPE_SETUP];
+        if (!section_wanted(b, "setup"))
+                return 0;
         _cleanup_free_ char *path = NULL, *e1 = strjoin("APPTAINER_ROOTFS=", rootfs, NULL),
                             *e2 = strjoin("SINGULARITY_ROOTFS=", rootfs, NULL);
         _cleanup_strv_ char **argv = NULL;
@@ -524,6 +533,8 @@ static int copy_line(struct build_ctx *b, const struct recipe_files *f, const st
 
 static int copy_files(struct build_ctx *b, const struct recipe_stage *st, int rootfd, struct hutch_error *err)
 {
+        if (!section_wanted(b, "files"))
+                return 0;
         for (size_t k = 0; k < st->n_files; k++) {
                 const struct recipe_files *f = &st->files[k];
                 _cleanup_close_ int srcroot = -1;
@@ -552,7 +563,7 @@ static int run_post(struct build_ctx *b, const struct recipe_stage *st, const ch
         const struct recipe_script *sc = &st->script[RECIPE_POST];
         static const char script[] = "/.post.script";
         _cleanup_strv_ char **argv = NULL;
-        if (!sc->text)
+        if (!sc->text || !section_wanted(b, "post"))
                 return 0;
         log_info("Running post scriptlet");
         int r = root_write(rootfd, script, sc->text, strlen(sc->text), 0755);
@@ -660,14 +671,14 @@ static int metadata(struct build_ctx *b, const struct recipe_stage *st, int root
 {
         const struct recipe_script *sc = st->script;
         int r = 0;
-        if (sc[RECIPE_HELP].text) {
+        if (sc[RECIPE_HELP].text && section_wanted(b, "help")) {
                 log_info("Adding help info");
                 r = root_write(rootfd, "/.singularity.d/runscript.help", sc[RECIPE_HELP].text,
                                strlen(sc[RECIPE_HELP].text), 0644);
                 if (r < 0)
                         return hutch_err_sys(err, r, "cannot write the help file into the image");
         }
-        if (sc[RECIPE_ENVIRONMENT].text) {
+        if (sc[RECIPE_ENVIRONMENT].text && section_wanted(b, "environment")) {
                 log_info("Adding environment to container");
                 _cleanup_free_ char *t = strjoin("\n", sc[RECIPE_ENVIRONMENT].text, "\n");
                 _cleanup_close_ int fd = -1;
@@ -679,21 +690,23 @@ static int metadata(struct build_ctx *b, const struct recipe_stage *st, int root
                 if (r < 0)
                         return hutch_err_sys(err, r, "cannot write the environment into the image");
         }
-        if (sc[RECIPE_RUNSCRIPT].text) {
+        if (sc[RECIPE_RUNSCRIPT].text && section_wanted(b, "runscript")) {
                 log_info("Adding runscript");
                 if ((r = write_script(rootfd, "/.singularity.d/runscript", sc[RECIPE_RUNSCRIPT].text, err)) < 0)
                         return r;
         }
-        if (sc[RECIPE_STARTSCRIPT].text) {
+        if (sc[RECIPE_STARTSCRIPT].text && section_wanted(b, "startscript")) {
                 log_info("Adding startscript");
                 if ((r = write_script(rootfd, "/.singularity.d/startscript", sc[RECIPE_STARTSCRIPT].text, err)) < 0)
                         return r;
         }
-        if (sc[RECIPE_TEST].text) {
+        if (sc[RECIPE_TEST].text && section_wanted(b, "test")) {
                 log_info("Adding testscript");
                 if ((r = write_script(rootfd, "/.singularity.d/test", sc[RECIPE_TEST].text, err)) < 0)
                         return r;
         }
+        if (!section_wanted(b, "labels"))
+                return deffile_write(b, rootfd, err);
         log_info("Adding labels");
         if ((r = labels_write(rootfd, "/.singularity.d/labels.json", st, st->labels, st->n_labels, true, err)) < 0)
                 return r;
@@ -703,7 +716,7 @@ static int metadata(struct build_ctx *b, const struct recipe_stage *st, int root
 /* %test, after everything else, unless --notest: its failure fails the build. */
 static int run_test(struct build_ctx *b, const struct recipe_stage *st, const char *rootfs, struct hutch_error *err)
 {
-        if (!st->script[RECIPE_TEST].text)
+        if (!st->script[RECIPE_TEST].text || !section_wanted(b, "test"))
                 return 0;
         if (b->spec->notest) {
                 log_verbose("--notest: not running the test script");
@@ -845,16 +858,19 @@ int stage_build(struct build_ctx *b, size_t i, struct hutch_error *err)
         log_info("Stage %zu/%zu%s%s%s: Bootstrap: %s%s%s", i + 1, b->rec.n_stages, st->name ? " (" : "",
                  st->name ? st->name : "", st->name ? ")" : "", st->bootstrap, st->from ? " From: " : "",
                  st->from ? st->from : "");
-        int r = bootstrap(b, st, rootfs, err);
+        /* --update: the last stage's sections run in the existing sandbox, not bootstrapped */
+        bool update = b->spec->update && i + 1 == b->rec.n_stages, apps = !b->spec->sections;
+        int r = update ? 0 : bootstrap(b, st, rootfs, err);
         if (r < 0)
                 return r;
         _cleanup_close_ int rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (rootfd < 0)
                 return hutch_err_sys(err, -errno, "cannot open '%s'", rootfs);
         if ((r = base_env(rootfd, err)) < 0 || (r = run_setup(b, st, i, rootfs, err)) < 0 ||
-            (r = copy_files(b, st, rootfd, err)) < 0 || (r = app_dirs_files(b, st, rootfd, err)) < 0 ||
-            (r = run_post(b, st, rootfs, rootfd, err)) < 0 || (r = app_install(b, st, rootfs, rootfd, err)) < 0 ||
-            (r = metadata(b, st, rootfd, err)) < 0 || (r = app_metadata(st, rootfd, err)) < 0)
+            (r = copy_files(b, st, rootfd, err)) < 0 || (apps && (r = app_dirs_files(b, st, rootfd, err)) < 0) ||
+            (r = run_post(b, st, rootfs, rootfd, err)) < 0 ||
+            (apps && (r = app_install(b, st, rootfs, rootfd, err)) < 0) || (r = metadata(b, st, rootfd, err)) < 0 ||
+            (apps && (r = app_metadata(st, rootfd, err)) < 0))
                 return r;
         if (i + 1 == b->rec.n_stages)
                 r = run_test(b, st, rootfs, err);

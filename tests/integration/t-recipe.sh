@@ -247,6 +247,21 @@ wait $bpid
 brc=$?
 check "an interrupted build: its %post killed, no target, no build folder" '[ $brc -eq 255 ] && grep -q "interrupted by signal 2" "$T/int.err" && [ ! -e "$T/int.sif" ] && no_build_leftovers && wait_for "! pgrep -u $(id -u) -f \"^sleep 30\" >/dev/null" 20'
 
+# --update into an existing sandbox, --section to run only some sections
+echo one > "$T/f1"
+printf 'Bootstrap: scratch\n%%files\n    %s /f\n%%labels\n    L one\n%%runscript\n    echo one\n' "$T/f1" > "$T/up.def"
+"$HUTCH" build -q --sandbox "$T/up.sb" "$T/up.def"
+echo two > "$T/f1"
+sed 's/one/two/' "$T/up.def" > "$T/up2.def"
+run "$HUTCH" build -q --update --sandbox --section labels "$T/up.sb" "$T/up2.def"
+check "--update --section labels: only the labels change in the sandbox" '[ $RC -eq 0 ] && [ "$(cat "$T/up.sb/f")" = one ] && grep -q "\"L\": \"two\"" "$T/up.sb/.singularity.d/labels.json" && grep -q "echo one" "$T/up.sb/.singularity.d/runscript" && no_build_leftovers'
+run "$HUTCH" build -q --update --sandbox "$T/up.sb" "$T/up2.def"
+check "--update: every section again" '[ $RC -eq 0 ] && [ "$(cat "$T/up.sb/f")" = two ] && grep -q "echo two" "$T/up.sb/.singularity.d/runscript"'
+run "$HUTCH" build -q --update "$T/up.sif" "$T/up2.def"
+check "--update needs an existing sandbox" 'fails_with "--update needs --sandbox" && [ ! -e "$T/up.sif" ]'
+run "$HUTCH" build -q --section bogus --sandbox "$T/x.sb" "$T/up2.def"
+check "--section of an unknown section" 'fails_with "not a section"'
+
 # Bad definition files: one error line, status 255, no target, no build folder.
 bad() { # bad DESC EXPECTED DEF-TEXT [BUILD-ARGS]
 	printf '%b' "$3" > "$T/bad.def"
