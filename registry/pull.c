@@ -21,6 +21,18 @@
 static const char *const accept_manifest[] = {
         "Accept: " MT_OCI_MANIFEST ", " MT_OCI_INDEX ", " MT_DOCKER_MANIFEST ", " MT_DOCKER_LIST, NULL};
 
+/* Root of the initial user namespace, who may make device nodes and give files any
+ * owner; root of a user namespace (a fakeroot build) is a user here (mknod fails there). */
+static bool is_really_root(void)
+{
+        _cleanup_free_ char *map = NULL;
+        if (geteuid() != 0 || read_full_at(AT_FDCWD, "/proc/self/uid_map", 4096, &map, NULL) < 0)
+                return false;
+        unsigned long inside, outside, count;
+        return sscanf(map, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 && outside == 0 &&
+               count == 4294967295UL;
+}
+
 /* A verified document into the blob cache (best effort: only a cache), atomically. */
 static void blob_store(int dir_fd, const char *digest, const char *buf, size_t len)
 {
@@ -396,7 +408,7 @@ int convert(struct pull_ctx *x, const char *target, struct hutch_error *err)
                 return hutch_err_sys(err, -errno, "cannot create the unpack folder");
         }
         _cleanup_close_ int root = openat(x->work_fd, "rootfs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        struct unpack_opts uo = {.as_root = geteuid() == 0};
+        struct unpack_opts uo = {.as_root = is_really_root()};
         for (size_t i = 0; i < x->n_names && r >= 0 && root >= 0; i++) {
                 char path[PATH_MAX];
                 snprintf(path, sizeof path, "/proc/self/fd/%d/%s", x->blob_fd, x->names[i]);

@@ -48,6 +48,10 @@ def tar_bytes(entries):
                 ti.type = tarfile.SYMTYPE
                 ti.linkname = data
                 t.addfile(ti)
+            elif kind == "chr":
+                ti.type = tarfile.CHRTYPE
+                ti.devmajor, ti.devminor = data
+                t.addfile(ti)
             elif kind == "hard":
                 ti.type = tarfile.LNKTYPE
                 ti.linkname = data
@@ -137,7 +141,7 @@ upper1 = layer([("etc/gone", "file", b"x", 0o644), ("srv/opq", "dir", None, 0o75
 upper2 = layer([("etc/.wh.gone", "file", b"", 0o644), ("srv/.wh.keep", "file", b"", 0o644),
                 ("srv/opq", "dir", None, 0o755), ("srv/opq/.wh..wh..opq", "file", b"", 0o644),
                 ("srv/opq/new", "file", b"new", 0o644), ("etc/marker", "file", b"layers", 0o644),
-                ("etc/ro/added", "file", b"added\n", 0o644)])
+                ("etc/ro/added", "file", b"added\n", 0o644), ("etc/devnull", "chr", (1, 3), 0o666)])
 tag(image([base, upper1, upper2], CONFIG), "layers")
 
 ztop = layer([("etc/marker", "file", b"zstd", 0o644)], ZST)

@@ -75,6 +75,12 @@ layers
 4
 added
 555" ]'
+run "$HUTCH" exec busybox_layers.sif stat -c %F /etc/devnull
+if [ "$(id -u)" -eq 0 ]; then
+	check "root keeps device nodes" '[ $RC -eq 0 ] && out_is "character special file"'
+else
+	check "a user's pull leaves device nodes out, as Apptainer" '[ $RC -ne 0 ] && err_has "No such file"'
+fi
 run "$HUTCH" pull "docker://$R/test/busybox:zstd"
 run "$HUTCH" exec busybox_zstd.sif cat /etc/marker
 check "a zstd layer" '[ $RC -eq 0 ] && out_is zstd'
