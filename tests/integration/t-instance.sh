@@ -265,8 +265,13 @@ for try in 1 2 3 4 5 6; do
 done
 check "kill -9 of the launcher mid-start (caught at try $try): the start fails saying so" \
 	'[ $hit = yes ] && fails_with "launcher of instance .lkill. exited with status 137"'
-check "... and the supervisor ended the launcher's init before going on" \
-	'grep -q "the launcher was killed; its init (pid [0-9]*) was ended before going on" "$HOME"/.hutch/logs/*/lkill.err'
+# (a sanitizer build forks the launcher and the init instead: no shared heap to guard)
+if ldd "$HUTCH" 2>/dev/null | grep -q libasan; then
+	echo "ok - # SKIP the launcher's init shares no memory in a sanitizer build"
+else
+	check "... and the supervisor ended the launcher's init before going on" \
+		'grep -q "the launcher was killed; its init (pid [0-9]*) was ended before going on" "$HOME"/.hutch/logs/*/lkill.err'
+fi
 leftovers "kill -9 of the launcher"
 if [ "$MODE" = root ] && [ -e /proc/sys/vm/memfd_noexec ]; then
 	# vm.memfd_noexec is per PID namespace and may only be raised: raise it in a throw-away one
