@@ -1,0 +1,85 @@
+# Attacks a shared node sees: a second user (hutchtest2) against TEST_USER's instances,
+# logs and cache; symlinks planted where hutch writes; symlinked bind sources and
+# destinations. The script runs as root (run.sh) and runs hutch as each user itself.
+. "$(dirname "$0")/lib.sh"
+[ "$(id -u)" -eq 0 ] || { echo "ok - # SKIP t-attack needs root to make a second user"; finish; }
+V=${TEST_USER:-root}
+VUID=$(id -u "$V")
+VHOME=$(getent passwd "$V" | cut -d: -f6)
+A=hutchtest2
+id "$A" >/dev/null 2>&1 || useradd -m -s /bin/bash "$A"
+AHOME=$(getent passwd "$A" | cut -d: -f6)
+AUID=$(id -u "$A")
+chmod 0755 "$T"
+v() { if [ "$V" = root ]; then env HOME="$VHOME" "$@"; else runuser -u "$V" -- env HOME="$VHOME" "$@"; fi; }
+a() { runuser -u "$A" -- env HOME="$AHOME" "$@"; }
+hutch_procs() {
+	local p u
+	for u in "$VUID" "$AUID"; do
+		for p in hutch-squashfs hutch-sqfs-mon hutch-init hutch-supervise hutch-launch; do pgrep -a -u "$u" -x $p; done
+	done
+}
+state_dirs() { ls -d "$VHOME"/.hutch/instances/*/* "$AHOME"/.hutch/instances/*/* /run/user/{$VUID,$AUID}/hutch/instances/* 2>/dev/null; }
+# the victim's cache folder of a run before this one is set aside (the suite holds its
+# lock: no one else's test uses it meanwhile) and put back at the end
+shm=/dev/shm/hutch-$VUID
+saved=$shm.t-attack.$$
+[ -e "$shm" ] && mv "$shm" "$saved"
+outside=/opt/hutch-attack.$$
+trap 'v "$HUTCH" instance stop --all --force >/dev/null 2>&1; a "$HUTCH" instance stop --all --force >/dev/null 2>&1
+	rm -rf "$shm" "$outside"; [ -e "$saved" ] && mv "$saved" "$shm"
+	rm -rf "$T" "$VHOME/.hutch/logs/$(hostname)/planted.out"' EXIT
+I=$IMAGES/image.sif
+
+run v "$HUTCH" instance start "$I" web
+check "the victim's instance starts" '[ $RC -eq 0 ]'
+run a "$HUTCH" instance list
+check "another user's list does not show it" '[ $RC -eq 0 ] && ! out_has web'
+run a "$HUTCH" instance stop web
+check "another user cannot stop it by name" '[ $RC -ne 0 ]'
+run a env HOME="$VHOME" "$HUTCH" instance list
+check "... nor list it through the victim's HOME" '! out_has web'
+run a env HOME="$VHOME" XDG_RUNTIME_DIR="/run/user/$VUID" "$HUTCH" instance stop --signal KILL web
+check "... nor signal it through the victim's HOME and runtime folder" '[ $RC -ne 0 ]'
+run a env HOME="$VHOME" "$HUTCH" exec instance://web true
+check "... nor join it" '[ $RC -ne 0 ]'
+run a env HOME="$VHOME" "$HUTCH" instance logs web
+check "... nor read its logs" '[ $RC -ne 0 ]'
+run a cat "$VHOME/.hutch/logs/$(hostname)/web.out"
+check "... nor read the log file itself" '[ $RC -ne 0 ]'
+run v "$HUTCH" instance list
+check "after all that the victim's instance still runs" 'out_has web'
+logdir=$VHOME/.hutch/logs/$(hostname)
+check "log folder 0700, log files 0600" '[ "$(stat -c %a "$logdir")" = 700 ] && [ "$(stat -c %a "$logdir/web.out")" = 600 ]'
+v "$HUTCH" instance stop web >/dev/null 2>&1
+
+# a symlink planted where an instance's log goes is not followed
+echo precious > "$T/precious" && chown "$V" "$T/precious"
+v ln -sf "$T/precious" "$logdir/planted.out"
+run v "$HUTCH" instance start "$I" planted
+v "$HUTCH" instance stop planted >/dev/null 2>&1
+check "a symlink planted at a log path is not written through" '[ "$(cat "$T/precious")" = precious ]'
+rm -f "$logdir/planted.out"
+
+# symlinked bind sources and destinations
+mkdir -p "$T/secret" && echo secret > "$T/secret/s" && chmod 0700 "$T/secret"
+ln -s "$T/secret" "$T/link"
+if [ "$V" != root ]; then
+	run v "$HUTCH" exec -B "$T/link:/mnt" "$I" cat /mnt/s
+	check "a bind source symlinked to a folder the user cannot read gives nothing" '[ $RC -ne 0 ] && ! out_has secret'
+fi
+cp -a "$IMAGES/rootfs" "$T/sandbox"
+# a host folder the container does not see (not under /tmp, /var/tmp or a home)
+mkdir -p "$outside"
+ln -s "$outside" "$T/sandbox/escape"
+chown -R "$V" "$T/sandbox"
+mkdir -p "$T/src" && echo payload > "$T/src/p" && chown -R "$V" "$T/src"
+before=$(wc -l < /proc/self/mountinfo)
+run v "$HUTCH" exec -B "$T/src:/escape/x" "$T/sandbox" sh -c 'ls /escape/x'
+check "a bind destination through an image symlink stays inside the container" '[ -z "$(ls -A "$outside")" ] && [ "$(wc -l < /proc/self/mountinfo)" -eq "$before" ]'
+ln -s /etc "$T/sandbox/etclink"
+run v "$HUTCH" exec -B "$T/src:/etclink/hutch-attack" "$T/sandbox" true
+check "a bind destination through an absolute image symlink never reaches the host's /etc" '[ ! -e /etc/hutch-attack ]'
+
+leftovers "attack"
+finish
