@@ -659,6 +659,13 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
         s->argv = a->rest;
         if ((r = options_from_env(c, a, verb, seen)) >= 0)
                 return r;
+        if (s->writable && image_file_is_sif(s->image)) {
+                /* --writable on a SIF writes into its overlay partition */
+                struct hutch_error err = HUTCH_ERROR_INIT;
+                if (overlay_spec_writable_sif(s->image, &s->overlays, &s->n_overlays, &err) < 0)
+                        return cli_fail(&err);
+                s->writable = false;
+        }
         if ((r = build_env(c, a)) != 0)
                 return r < 0 ? cli_usage_error(verb, "out of memory") : r;
         if ((r = build_limits(c, a)) != 0)

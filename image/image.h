@@ -222,7 +222,7 @@ void overlay_spec_free_array(struct overlay_spec *v, size_t n);
 /* The last writable one: the upper layer (-1: none); every other is a read-only lower layer. */
 ssize_t overlay_upper_index(const struct overlay_spec *v, size_t n);
 
-enum overlay_kind { OVERLAY_DIR, OVERLAY_EXT3 };
+enum overlay_kind { OVERLAY_DIR, OVERLAY_EXT3 /* an ext3 image, or a SIF's overlay partition */ };
 struct overlay {
         char *path; /* absolute */
         enum overlay_kind kind;
@@ -241,6 +241,12 @@ void image_overlays_close(struct overlay *v, size_t n);
 int image_overlays_keep_across_exec(struct overlay *v, size_t n);
 /* Who holds a flock on (dev, ino) in /proc/locks's text: its pid, 0 when not listed. Pure. */
 pid_t overlay_lock_holder_find(const char *locks, dev_t dev, ino_t ino);
+/* A regular file with SIF's magic. */
+bool image_file_is_sif(const char *path);
+/* -w/--writable on a SIF: its overlay partition as the last, writable, overlay. */
+int overlay_spec_writable_sif(const char *image, struct overlay_spec **v, size_t *n, struct hutch_error *err);
+/* A SIF's ext3 overlay partition, or NULL. */
+const struct sif_descriptor *sif_overlay_partition(const struct sif *s);
 /* An ext2/3/4 superblock (the 1024 bytes at offset 1024 of the filesystem). */
 bool ext3_superblock_is(const uint8_t *sb, size_t len);
 /* An instance's supervisor, named as a lock holder: its comm, and the fd where it keeps
@@ -251,7 +257,8 @@ bool ext3_superblock_is(const uint8_t *sb, size_t len);
 /* `overlay create` (image/overlay-create.c): a new ext3 image of size_mib MiB (at least
  * OVERLAY_SIZE_MIN_MIB) holding upper/ and work/ owned by the caller, and upper/DIR for each
  * create_dirs entry (absolute). sparse: the file's blocks are not allocated up front.
- * -EEXIST when target exists. */
+ * When target is a SIF file, the image becomes its overlay partition (-EEXIST when it has
+ * one); when it is another file, -EEXIST. */
 #define OVERLAY_SIZE_MIN_MIB 64
 struct overlay_create_spec {
         const char *target;

@@ -151,7 +151,37 @@ bool ext3_superblock_is(const uint8_t *sb, size_t len)
         return len >= 58 && sb[56] == 0x53 && sb[57] == 0xef;
 }
 
-/* Folder or ext3 image: anything else is refused here, with what it is. */
+const struct sif_descriptor *sif_overlay_partition(const struct sif *s)
+{
+        for (size_t i = 0; i < s->n_descr; i++)
+                if (s->descr[i].datatype == SIF_DATA_PARTITION && s->descr[i].parttype == SIF_PART_OVERLAY &&
+                    s->descr[i].fstype == SIF_FS_EXT3)
+                        return &s->descr[i];
+        return NULL;
+}
+
+/* A SIF's overlay partition: its ext3 filesystem's place in the file. */
+static int overlay_sif(struct overlay *o, const struct stat *st, struct hutch_error *err)
+{
+        struct sif s;
+        int r = sif_load(o->fd, (uint64_t) st->st_size, &s, err);
+        if (r < 0)
+                return hutch_err_wrap(err, "overlay '%s'", o->path);
+        const struct sif_descriptor *d = sif_overlay_partition(&s);
+        if (d) {
+                o->kind = OVERLAY_EXT3;
+                o->offset = (uint64_t) d->offset;
+                o->size = (uint64_t) d->size;
+        }
+        sif_free(&s);
+        if (!d)
+                return hutch_err(err, -ENOENT,
+                                 "SIF '%s' has no overlay partition: add one with 'hutch overlay create %s'", o->path,
+                                 o->path);
+        return 0;
+}
+
+/* Folder, ext3 image or SIF with an overlay partition: anything else is refused here. */
 static int overlay_classify(struct overlay *o, const struct stat *st, struct hutch_error *err)
 {
         if (S_ISDIR(st->st_mode)) {
@@ -164,6 +194,9 @@ static int overlay_classify(struct overlay *o, const struct stat *st, struct hut
         ssize_t k = pread_full(o->fd, sb, sizeof sb, 1024);
         if (k < 0)
                 return hutch_err_sys(err, (int) k, "cannot read overlay '%s'", o->path);
+        uint8_t head[48];
+        if (pread_full(o->fd, head, sizeof head, 0) == (ssize_t) sizeof head && !memcmp(head + 32, "SIF_MAGIC", 10))
+                return overlay_sif(o, st, err);
         if (!ext3_superblock_is(sb, (size_t) k))
                 return hutch_err(err, -EINVAL, "overlay '%s' is neither a folder nor an ext3 image file", o->path);
         o->kind = OVERLAY_EXT3;
@@ -248,5 +281,27 @@ int image_overlays_keep_across_exec(struct overlay *v, size_t n)
         for (size_t i = 0; i < n; i++)
                 if (v[i].fd >= 0 && fcntl(v[i].fd, F_SETFD, 0) < 0)
                         return -errno;
+        return 0;
+}
+
+bool image_file_is_sif(const char *path)
+{
+        uint8_t head[48];
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        struct stat st;
+        return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+               pread_full(fd, head, sizeof head, 0) == (ssize_t) sizeof head && !memcmp(head + 32, "SIF_MAGIC", 10);
+}
+
+int overlay_spec_writable_sif(const char *image, struct overlay_spec **v, size_t *n, struct hutch_error *err)
+{
+        struct overlay_spec *nv = realloc(*v, (*n + 1) * sizeof *nv);
+        if (!nv)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        *v = nv;
+        nv[*n] = (struct overlay_spec){.path = strdup(image)};
+        if (!nv[*n].path)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        (*n)++;
         return 0;
 }

@@ -119,6 +119,33 @@ else
 	run "$HUTCH" exec -o "$E" "$I" true
 	check "as a user an ext3 overlay is refused: one line saying why" 'fails_with "ext3 overlay .* needs root"'
 fi
+# --- SIF-embedded overlays: overlay create adds one, -w writes into it
+S=$T/image.sif
+cp "$I" "$S"
+run "$HUTCH" exec -w "$S" true
+check "-w on a SIF without an overlay partition: one line saying how to add one" 'fails_with "has no overlay partition: add one with .hutch overlay create $S."'
+run "$HUTCH" overlay create --size 64 --create-dir /data "$S"
+check "overlay create on a SIF adds an overlay partition" '[ $RC -eq 0 ] && "$HUTCH" sif list "$S" | grep -q "Ext3/Overlay"'
+if [ -n "$SIFCHECK" ]; then
+	check "... which the reference SIF library reads" '"$SIFCHECK" "$S" >/dev/null 2>&1'
+fi
+run "$HUTCH" exec "$S" cat /etc/hutch-test-marker
+check "the SIF still runs as before" 'out_is image-marker'
+run "$HUTCH" overlay create "$S"
+check "overlay create on a SIF that has one: one line" 'fails_with "already has an overlay partition"'
+if [ "$MODE" = root ]; then
+	run "$HUTCH" exec -w "$S" sh -c 'echo in-sif > /data/f'
+	check "-w writes into the SIF's overlay partition" '[ $RC -eq 0 ]'
+	run "$HUTCH" exec --writable "$S" cat /data/f
+	check "... and the next start reads it" 'out_is in-sif'
+	run "$HUTCH" exec -o "$S:ro" "$I" cat /data/f
+	check "--overlay SIF:ro layers the partition read-only" 'out_is in-sif'
+	off=$("$HUTCH" sif list "$S" | awk -F'|' '/Overlay/{split($4, p, "-"); print p[1]}')
+	check "the partition is clean for e2fsck" 'wait_for "[ -z \"\$(losetup -j "$S")\" ]" && /usr/sbin/e2fsck -fn "$S?offset=$off" >/dev/null 2>&1'
+else
+	run "$HUTCH" exec -w "$S" true
+	check "as a user -w on a SIF is refused: one line saying why" 'fails_with "needs root"'
+fi
 run "$HUTCH" overlay create --size 12 "$T/small.img"
 check "overlay create --size below 64 MiB: one line, nothing made" 'fails_with "from 64" && [ ! -e "$T/small.img" ]'
 run "$HUTCH" overlay create --size lots "$T/small.img"
