@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -173,10 +174,16 @@ int verb_build(struct cli *c, int argc, char **argv)
         b.force = a.force;
         b.progress = progress;
         b.source = a.pos[1];
-        r = cli_source_check(b.source, true);
-        if (r >= 0)
+        /* build TARGET docker://... (as Apptainer): the image pulled into the cache by
+         * hutch-registry, then converted from that SIF as any other source */
+        char *pulled = NULL;
+        if (cli_is_registry_source(b.source)) {
+                if ((r = cli_registry_fetch(b.source, &pulled)) >= 0)
+                        return r;
+                b.source = pulled;
+        } else if ((r = cli_source_check(b.source, true)) >= 0)
                 return r;
-        if (image_build(&b, &err) < 0)
-                return cli_fail(&err);
-        return 0;
+        r = image_build(&b, &err);
+        free(pulled);
+        return r < 0 ? cli_fail(&err) : 0;
 }

@@ -69,10 +69,9 @@ int cli_usage_error(const char *verb, const char *fmt, ...)
         return EXIT_USAGE;
 }
 
-/* Sources of other issues' making: a clear "not supported yet" rather than "No such file". */
+/* Sources hutch cannot read: a clear "not supported yet" rather than "No such file". */
 static const char *const unsupported_prefixes[] = {
-        "docker://",  "docker-daemon:", "docker-archive:", "oci:",    "oci-archive:",
-        "library://", "oras://",        "shub://",         "http://", "https://",
+        "docker-daemon:", "library://", "shub://", "http://", "https://",
 };
 
 /* A definition file: a regular file that is not an image (SIF, squashfs) and whose first

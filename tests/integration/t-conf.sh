@@ -87,11 +87,18 @@ if [ "$(id -u)" -eq 0 ] && [ ! -e /dev/shm/hutch-65534 ] && command -v setpriv >
 fi
 
 # Sources that are not supported yet say so.
-for src in docker://alpine library://alpine oras://ghcr.io/x/y:1 shub://x/y; do
+for src in library://alpine shub://x/y; do
 	run $TO "$HUTCH" exec "$src" true
 	check "exec $src: not supported yet" 'fails_with "not supported yet"'
 	run $TO "$HUTCH" build "$T/out.sif" "$src"
 	check "build from $src: not supported yet" 'fails_with "not supported yet" && [ ! -e "$T/out.sif" ]'
+done
+# A registry that does not answer: one line, nothing made
+for src in docker://127.0.0.1:1/alpine oras://127.0.0.1:1/x/y:1; do
+	run $TO env HUTCH_CACHEDIR="$T/regcache" "$HUTCH" exec "$src" true
+	check "exec $src, nothing listening: one error line" 'fails_with "cannot reach"'
+	run $TO env HUTCH_CACHEDIR="$T/regcache" "$HUTCH" build "$T/out.sif" "$src"
+	check "build from $src, nothing listening: one error line, no target" 'fails_with "cannot reach" && [ ! -e "$T/out.sif" ]'
 done
 printf 'Bootstrap: library\nFrom: alpine\n\n%%post\n    true\n' > "$T/x.def"
 run $TO "$HUTCH" build "$T/out.sif" "$T/x.def"

@@ -111,6 +111,10 @@ run "$HUTCH" exec "docker://$R/test/busybox:zstd" cat /etc/marker
 check "exec docker://: runs the cached image" '[ $RC -eq 0 ] && out_is zstd'
 run "$HUTCH" exec "docker://$R/test/busybox:latest" true
 check "exec docker:// of a missing tag: one error line" 'fails_with "no such image"'
+run "$HUTCH" build --sandbox built "docker://$R/test/busybox:zstd"
+check "build --sandbox DIR docker://: a folder of the image" '[ $RC -eq 0 ] && [ "$(cat built/etc/marker)" = zstd ]'
+run "$HUTCH" build nobuilt.sif "docker://$R/test/busybox:latest"
+check "build from a missing tag: one error line, no target" 'fails_with "no such image" && [ ! -e nobuilt.sif ]'
 n=$(blob_gets)
 run "$HUTCH" run "docker://$R/test/busybox:plain"
 check "run docker://: the cache's copy, no blob fetched" '[ $RC -eq 0 ] && out_is "plain cmd" && [ "$(blob_gets)" -eq "$n" ]'
