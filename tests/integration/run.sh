@@ -3,6 +3,9 @@
 # requested identity under a subreaper, and prints one TAP stream.
 # usage: run.sh HUTCH root|user [t-name...]
 #   root: as root;  user: as the unprivileged user 'hutchtest' (created when missing)
+#   Each mode has a second user of its own (AUX_USER: hutchtest3 for root's run, hutchtest2
+#   for the user's), for tests that act as another user: the two modes run at the same time
+#   (tests/meson.build), and a test's leftover checks look at its own users' processes only.
 #   HUTCH_TEST_CGROUP_PARENT: a cgroup v2 subtree delegated to that user (tests/vm/)
 set -u
 hutch=$(readlink -f "$1")
@@ -18,11 +21,12 @@ fixtures=/usr/share/gocode/src/github.com/sylabs/sif/test/images
 # squashfuse needs /dev/fuse usable by users, as on any desktop or HPC node
 chmod 0666 /dev/fuse
 
-user=root
+user=root aux=hutchtest3
 if [ "$mode" = user ]; then
-	user=hutchtest
+	user=hutchtest aux=hutchtest2
 	id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
 fi
+id "$aux" >/dev/null 2>&1 || useradd -m -s /bin/bash "$aux"
 work=$(mktemp -d /tmp/hutch-it.XXXXXX)
 # the decompressed-file cache of a user without XDG_RUNTIME_DIR: gone after the run unless
 # it was there before
@@ -91,7 +95,7 @@ for t in "${tests[@]}"; do
 	# and run hutch as TEST_USER themselves
 	runner=as_user
 	case $t in t-policy | t-attack | t-trust) runner=env ;; esac
-	out=$(cd "$work" && $runner env TEST_USER="$user" HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" SIFVERIFY="$sifverify" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" \
+	out=$(cd "$work" && $runner env TEST_USER="$user" AUX_USER="$aux" HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" SIFVERIFY="$sifverify" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" \
 		MODE="$mode" SRC="$src" CGROUP_PARENT="${HUTCH_TEST_CGROUP_PARENT:-}" HOME="$(getent passwd "$user" | cut -d: -f6)" TMPDIR="$work" \
 		"$reaper" bash "$here/$t.sh" 2>&1)
 	while IFS= read -r line; do

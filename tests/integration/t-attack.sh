@@ -1,4 +1,4 @@
-# Attacks a shared node sees: a second user (hutchtest2) against TEST_USER's instances,
+# Attacks a shared node sees: a second user (AUX_USER) against TEST_USER's instances,
 # logs and cache; symlinks planted where hutch writes; symlinked bind sources and
 # destinations. The script runs as root (run.sh) and runs hutch as each user itself.
 . "$(dirname "$0")/lib.sh"
@@ -6,7 +6,7 @@
 V=${TEST_USER:-root}
 VUID=$(id -u "$V")
 VHOME=$(getent passwd "$V" | cut -d: -f6)
-A=hutchtest2
+A=${AUX_USER:-hutchtest2}
 id "$A" >/dev/null 2>&1 || useradd -m -s /bin/bash "$A"
 AHOME=$(getent passwd "$A" | cut -d: -f6)
 AUID=$(id -u "$A")

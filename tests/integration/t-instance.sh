@@ -371,7 +371,7 @@ if [ "$MODE" = root ]; then
 	# Another user's supervisor and its state are that user's to forge: root's list --all
 	# trusts only what the kernel vouches for (the process's real uid, the folder the
 	# supervisor holds) and reads the state as that user would.
-	U=hutchtest
+	U=${AUX_USER:-hutchtest3}
 	id "$U" >/dev/null 2>&1 || useradd -m -s /bin/bash "$U"
 	UH=$(getent passwd "$U" | cut -d: -f6) uid=$(id -u "$U")
 	asu() { runuser -u "$U" -- env HOME="$UH" "$@"; }
@@ -452,7 +452,7 @@ if [ "$MODE" = root ] && [ ! -e /run/user/0 ]; then
 		'[ "$(grep -c "^before " "$OUT")" -eq 2 ] && out_has "^again 255$" && err_has "instance .before. already exists"'
 	check "... new instances go to /run/user/UID" 'out_has "^fresh$"'
 	check "... and one whose folder was unmounted under it is still listed and stopped" \
-		'[ $RC -eq 0 ] && out_has "^fresh " && [ -z "$(pgrep -x hutch-supervise)" ]'
+		'[ $RC -eq 0 ] && out_has "^fresh " && [ -z "$(pgrep -u 0 -x hutch-supervise)" ]'
 	leftovers "/run/user/UID"
 fi
 run "$HUTCH" instance start "$I" idle

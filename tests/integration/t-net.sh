@@ -88,10 +88,10 @@ ip -o link | grep -c 'master hutch0' | sed 's/^/veths=/'
 "$HUTCH" instance stop br1 >/dev/null 2>&1
 echo "after-stop veths=$(ip -o link | grep -c 'master hutch0') leases=$(grep -c . $leases)"
 HUTCH_TEST_PORT=8080 "$HUTCH" instance start --net --network bridge "$I" br2 >/dev/null 2>&1
-kill -9 "$(pgrep -x hutch-supervise | head -1)"
-for i in $(seq 50); do [ -z "$(pgrep -x hutch-net)" ] && break; sleep 0.1; done
+kill -9 "$(pgrep -u 0 -x hutch-supervise | head -1)"
+for i in $(seq 50); do [ -z "$(pgrep -u 0 -x hutch-net)" ] && break; sleep 0.1; done
 "$HUTCH" instance list >/dev/null 2>&1
-echo "after-kill veths=$(ip -o link | grep -c 'master hutch0') helpers=$(pgrep -c -x hutch-net)"
+echo "after-kill veths=$(ip -o link | grep -c 'master hutch0') helpers=$(pgrep -c -u 0 -x hutch-net)"
 "$HUTCH" exec --net --network bridge "$I" ip -4 -o addr show eth0 | sed 's/^/reused: /'
 "$HUTCH" exec --net --network bridge -p 18080:80 "$I" true 2>&1 | sed 's/^/publish: /'
 EOS

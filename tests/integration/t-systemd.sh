@@ -10,7 +10,7 @@ if [ "${1:-}" != inner ]; then
 		echo "ok - # SKIP a user manager needs root to set up its namespace (mode $MODE)"
 		finish
 	fi
-	U=${HUTCH_SD_USER:-hutchtest}
+	U=${HUTCH_SD_USER:-${AUX_USER:-hutchtest3}}
 	id "$U" >/dev/null 2>&1 || useradd -m -s /bin/bash "$U"
 	v2=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/self/mounts)
 	CG=$v2$(sed -n 's/^0:://p' /proc/self/cgroup)/hutch-systemd-test-$$
