@@ -24,8 +24,8 @@ if [ "${3:-}" != inner ]; then
 	mkdir -p "$work/bin"
 	cp "$hutch" "$(dirname "$hutch")"/hutch-squashfs "$(dirname "$hutch")"/hutch-systemd "$work/bin/" 2>/dev/null || true
 	cc -O2 -o "$work/svcwait" "$src/bench/svcwait.c"
-	runuser -u "$user" -- env HOME="/home/$user" bash "$src/tests/helpers/mkimage.sh" "$work/img" "$work/bin/hutch" >/dev/null
 	chown -R "$user" "$work"
+	runuser -u "$user" -- env HOME="/home/$user" bash "$src/tests/helpers/mkimage.sh" "$work/img" "$work/bin/hutch" >/dev/null
 	podman_setup "$work"
 	echo "systemd mode: $runs runs each, as user '$user', $(nproc) cores, kernel $(uname -r)"
 	if command -v podman >/dev/null; then

@@ -271,8 +271,9 @@ int instance_start_systemd(const struct instance_spec *spec, bool *ret_fallback,
 }
 
 /* sd_notify's protocol by hand: one datagram to $NOTIFY_SOCKET (a path, or '@' for the
- * abstract namespace). The manager's queue can be full while many units start at once:
- * waited for (up to a second), never dropped at the first EAGAIN. */
+ * abstract namespace). While many units start at once the manager's receive queue is full
+ * (net.unix.max_dgram_qlen): the socket is connected, so that poll() waits for room in that
+ * queue, and the message is sent again for up to 10 s, never dropped at the first EAGAIN. */
 int instance_notify(const char *socket_path, const char *msg)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -287,18 +288,23 @@ int instance_notify(const char *socket_path, const char *msg)
         if (fd < 0)
                 return -errno;
         int r = 0;
-        for (int tries = 0; tries < 100; tries++) {
-                if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *) &sa,
-                           (socklen_t) (offsetof(struct sockaddr_un, sun_path) + len)) >= 0) {
+        if (connect(fd, (struct sockaddr *) &sa, (socklen_t) (offsetof(struct sockaddr_un, sun_path) + len)) < 0) {
+                r = -errno;
+                close(fd);
+                return r;
+        }
+        for (int tries = 0; tries < 500; tries++) {
+                if (send(fd, msg, strlen(msg), MSG_NOSIGNAL) >= 0) {
                         r = 0;
                         break;
                 }
                 r = -errno;
-                if (r != -EAGAIN && r != -ENOBUFS)
+                if (r != -EAGAIN && r != -ENOBUFS && r != -EINTR)
                         break;
                 struct pollfd p = {.fd = fd, .events = POLLOUT};
-                if (poll(&p, 1, 10) < 0 && errno != EINTR)
-                        break;
+                if (poll(&p, 1, 20) == 1)
+                        continue;
+                usleep(1000);
         }
         close(fd);
         return r;

@@ -150,6 +150,23 @@ check "... and after the manager restarts, the instance is up again (WantedBy=de
 sctl disable --now hutch-svc.service >/dev/null 2>&1
 rm -f "$UHOME/.config/systemd/user/hutch-svc.service"
 
+# --- 48 starts at once through the manager (Apptainer's #3607: D-Bus failures at 24-48):
+# every one comes up, none fails silently
+pids=()
+for i in $(seq 48); do
+	asu "$HUTCH" instance start --systemd yes "$Q" "par$i" >"$T/par$i.log" 2>&1 &
+	pids+=($!)
+done
+fails=0
+for p in "${pids[@]}"; do wait "$p" || fails=$((fails + 1)); done
+listed=$(asu "$HUTCH" instance list | grep -c "^par[0-9]* .* systemd ")
+active=$(sctl list-units --no-legend --state=active "hutch-par*" | wc -l)
+check "48 parallel starts through the manager: 48 succeed, 48 listed, 48 active units ($fails failed, $listed, $active)" \
+	'[ $fails -eq 0 ] && [ $listed -eq 48 ] && [ $active -eq 48 ]'
+[ $fails -eq 0 ] || grep -h error "$T"/par*.log | sort | uniq -c | sed 's/^/#   /' | head -5
+run asu "$HUTCH" instance stop --all
+check "... and stop --all stops them all" '[ $RC -eq 0 ] && [ -z "$(sctl list-units --no-legend "hutch-par*")" ]'
+
 # --- a unit written by hand: Type=forking around instance start --pid-file
 mkdir -p "$UHOME/.config/systemd/user"
 cat > "$UHOME/.config/systemd/user/forked.service" <<EOF
