@@ -434,7 +434,7 @@ static bool lock_is_held(int fd);
  * lock conflicts with every other open of the file, in this process as well). */
 static size_t count_live(int root_fd)
 {
-        int fd = dup(root_fd);
+        int fd = fcntl(root_fd, F_DUPFD_CLOEXEC, 3);
         DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
         size_t n = 0;
         if (!d) {

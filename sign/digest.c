@@ -87,8 +87,10 @@ size_t sif_file_groups(const struct sif_file *f, uint32_t *ret, size_t max)
                 size_t k = 0;
                 while (k < n && ret[k] < g)
                         k++;
-                if ((k < n && ret[k] == g) || n == max)
+                if (k < n && ret[k] == g)
                         continue;
+                if (n == max) /* a group left out would go unverified: the caller refuses */
+                        return SIZE_MAX;
                 memmove(ret + k + 1, ret + k, (n - k) * sizeof *ret);
                 ret[k] = g;
                 n++;

@@ -31,7 +31,8 @@ struct sif_file {
 int sif_file_open(struct sif_file *f, const char *path, bool write, struct hutch_error *err);
 void sif_file_close(struct sif_file *f);
 const struct sif_object *sif_file_object(const struct sif_file *f, uint32_t id);
-/* The group ids in use (no signature-only "no group"), ascending. */
+/* The group ids in use (no signature-only "no group"), ascending; SIZE_MAX when there are
+ * more than max of them. */
 size_t sif_file_groups(const struct sif_file *f, uint32_t *ret, size_t max);
 
 /* Digest algorithms of the metadata JSON ("sha256", ...) */

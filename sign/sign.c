@@ -166,6 +166,8 @@ int sign_image_sign(struct sign_keyring *kr, const char *path, const struct sign
                 groups[ng++] = o->group_id;
         else
                 ng = sif_file_groups(&f, groups, GROUPS_MAX);
+        if (ng == SIZE_MAX)
+                return hutch_err(err, -E2BIG, "the image has more than %d object groups", GROUPS_MAX);
         if (ng == 0)
                 return hutch_err(err, -ENOENT, "the image has no object group to sign");
         r = signing_key(kr, o, &key, err);

@@ -375,6 +375,8 @@ static size_t legacy_default_tasks(const struct sif_file *f, struct task *tasks,
 {
         uint32_t groups[TARGETS_MAX];
         size_t ng = sif_file_groups(f, groups, TARGETS_MAX), n = 0;
+        if (ng == SIZE_MAX) /* fails closed: "not signed" */
+                return 0;
         for (size_t g = 0; g < ng && n < max; g++)
                 for (size_t i = 0; i < f->n_obj; i++) {
                         _cleanup_free_ char *data = NULL;
@@ -518,6 +520,8 @@ int sign_image_verify(struct sign_keyring *kr, const char *path, const struct si
         } else {
                 uint32_t groups[TARGETS_MAX];
                 size_t ng = sif_file_groups(&f, groups, TARGETS_MAX);
+                if (ng == SIZE_MAX)
+                        return hutch_err(err, -E2BIG, "the image has more than %d object groups", TARGETS_MAX);
                 if (ng == 0)
                         return hutch_err(err, -ENOENT, "the image has no object group to verify");
                 for (size_t i = 0; i < ng && r >= 0; i++)

@@ -303,12 +303,31 @@ static void test_policy(void **state)
         assert_string_not_equal(n1, n2);
 }
 
+/* More object groups than the caller can hold: refused, never silently cut (a group left
+ * out would go unverified). */
+static void test_groups_overflow(void **state)
+{
+        (void) state;
+        struct sif_object objs[3] = {0};
+        for (uint32_t i = 0; i < 3; i++)
+                objs[i].d.groupid = SIF_GROUP_MASK | (i + 1);
+        struct sif_file f = {.obj = objs, .n_obj = 3};
+        uint32_t groups[3];
+        assert_int_equal(sif_file_groups(&f, groups, 3), 3);
+        assert_int_equal(groups[0], 1);
+        assert_int_equal(groups[2], 3);
+        assert_true(sif_file_groups(&f, groups, 2) == SIZE_MAX);
+        objs[2].d.groupid = SIF_GROUP_MASK | 2; /* two distinct groups fit */
+        assert_int_equal(sif_file_groups(&f, groups, 2), 2);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_digest_parse),          cmocka_unit_test(test_integrity_bytes),
-                cmocka_unit_test(test_sign_verify_roundtrip), cmocka_unit_test(test_bad_keyrings),
-                cmocka_unit_test(test_reference_fixtures),    cmocka_unit_test(test_policy),
+                cmocka_unit_test(test_digest_parse),    cmocka_unit_test(test_groups_overflow),
+                cmocka_unit_test(test_integrity_bytes), cmocka_unit_test(test_sign_verify_roundtrip),
+                cmocka_unit_test(test_bad_keyrings),    cmocka_unit_test(test_reference_fixtures),
+                cmocka_unit_test(test_policy),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
