@@ -195,10 +195,12 @@ static char *name_resolve(int root_fd, const char *root_path, const char *name)
         snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
         ssize_t n = readlink(link, real, sizeof real - 1);
         close(fd);
-        size_t rl = strlen(root_path);
-        if (n < 0 || (size_t) n < rl || strncmp(real, root_path, rl) != 0 || (real[rl] && real[rl] != '/'))
+        if (n < 0)
                 return strdup(name);
         real[n] = 0;
+        size_t rl = strlen(root_path);
+        if ((size_t) n < rl || strncmp(real, root_path, rl) != 0 || (real[rl] && real[rl] != '/'))
+                return strdup(name);
         const char *rel = real + rl + (real[rl] == '/');
         char *s = NULL;
         if (asprintf(&s, "%s%s%s", rel, *rel ? "/" : "", base) < 0)
@@ -244,10 +246,17 @@ static void dir_mode_apply(const void *node, VISIT v, int depth)
         if (v != postorder && v != leaf)
                 return;
         const struct dir_mode *d = *(const struct dir_mode *const *) node;
+        /* A later layer may have put a symlink in the path: the folder is found inside the
+         * root only, and a plain *at() call on the path would follow that symlink out. */
+        int fd = open_in_root(finish_root_fd, d->path, O_PATH | O_DIRECTORY | O_NOFOLLOW);
+        if (fd < 0)
+                return;
         struct stat st;
-        /* still a folder (a later layer may have replaced it) */
-        if (fstatat(finish_root_fd, d->path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode))
-                fchmodat(finish_root_fd, d->path, d->mode, 0);
+        char link[64];
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) /* still a folder */
+                (void) chmod(link, d->mode);
+        close(fd);
 }
 
 void layer_unpack_finish(int root_fd, struct unpack_opts *o)

@@ -258,11 +258,51 @@ static void test_unpack(void **state)
         assert_int_equal(system(cmd), 0);
 }
 
+/* A later layer replaces a folder noted for its mode by a symlink out of the root: the
+ * mode goes to nothing outside. */
+static void test_unpack_mode_symlink(void **state)
+{
+        (void) state;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        char dir[] = "/tmp/test_registry.XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char root[300], out[300], outd[300], l1[300], l2[300], link[400];
+        snprintf(root, sizeof root, "%s/root", dir);
+        snprintf(out, sizeof out, "%s/victim", dir);
+        snprintf(outd, sizeof outd, "%s/victim/d", dir);
+        snprintf(l1, sizeof l1, "%s/l1.tgz", dir);
+        snprintf(l2, sizeof l2, "%s/l2.tgz", dir);
+        snprintf(link, sizeof link, "x->%s", out);
+        assert_int_equal(mkdir(root, 0755), 0);
+        assert_int_equal(mkdir(out, 0755), 0);
+        assert_int_equal(mkdir(outd, 0755), 0);
+        assert_int_equal(chmod(outd, 0755), 0);
+        const char *const layer1[] = {"x/", "x/d/", NULL};
+        const char *const layer2[] = {".wh.x", link, NULL};
+        tar_write(l1, layer1);
+        tar_write(l2, layer2);
+        int fd = open(root, O_RDONLY | O_DIRECTORY);
+        struct unpack_opts o = {.as_root = false};
+        assert_int_equal(layer_unpack(fd, l1, &o, &err), 0);
+        assert_int_equal(layer_unpack(fd, l2, &o, &err), 0);
+        layer_unpack_finish(fd, &o);
+        struct stat st;
+        assert_int_equal(stat(outd, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0755);
+        assert_int_equal(stat(out, &st), 0);
+        assert_int_equal(st.st_mode & 07777, 0755);
+        close(fd);
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "chmod -R u+rwx %s; rm -rf %s", dir, dir);
+        assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ref),      cmocka_unit_test(test_manifest), cmocka_unit_test(test_config),
-                cmocka_unit_test(test_whiteout), cmocka_unit_test(test_unpack),
+                cmocka_unit_test(test_ref),    cmocka_unit_test(test_manifest),
+                cmocka_unit_test(test_config), cmocka_unit_test(test_whiteout),
+                cmocka_unit_test(test_unpack), cmocka_unit_test(test_unpack_mode_symlink),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
