@@ -114,6 +114,9 @@ static int docker_archive(struct pull_ctx *x, struct hutch_error *err)
                 log_warning("the docker archive holds %zu images; converting the first", json_object_array_length(m));
         if (!(x->config_name = own(x, jstr(e, "Config"))))
                 return hutch_err(err, -EBADMSG, "malformed docker archive: no Config");
+        if (!archive_name_is_valid(x->config_name))
+                return hutch_err(err, -EBADMSG, "malformed docker archive: Config '%s' is not a name inside it",
+                                 x->config_name);
         if ((r = json_read_at(x->blob_fd, x->config_name, &cfg, err)) < 0)
                 return r;
         if (json_object_object_get_ex(cfg, "rootfs", &rootfs))
@@ -128,7 +131,8 @@ static int docker_archive(struct pull_ctx *x, struct hutch_error *err)
                 return hutch_err(err, -ENOMEM, "out of memory");
         for (size_t i = 0; i < n; i++) {
                 struct json_object *l = json_object_array_get_idx(layers, i), *d = json_object_array_get_idx(diffs, i);
-                if (!json_object_is_type(l, json_type_string) || !registry_digest_is_valid(json_object_get_string(d)))
+                if (!json_object_is_type(l, json_type_string) || !registry_digest_is_valid(json_object_get_string(d)) ||
+                    !archive_name_is_valid(json_object_get_string(l)))
                         return hutch_err(err, -EBADMSG, "malformed docker archive: layer %zu", i + 1);
                 x->names[i] = own(x, strdup(json_object_get_string(l)));
                 x->digests[i] = (char *) own(x, strdup(json_object_get_string(d)));
@@ -141,6 +145,12 @@ static int docker_archive(struct pull_ctx *x, struct hutch_error *err)
         _cleanup_close_ int cfd = openat(x->blob_fd, x->config_name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (cfd < 0 || sha256_file(cfd, cd, err) < 0)
                 return hutch_err_sys(err, -EIO, "cannot read the config of the docker archive");
+        /* docker save names the config by its digest (HEX.json, or blobs/sha256/HEX) */
+        const char *cb = strrchr(x->config_name, '/');
+        cb = cb ? cb + 1 : x->config_name;
+        size_t hl = strspn(cb, "0123456789abcdef");
+        if (hl == 64 && (!cb[64] || !strcmp(cb + 64, ".json")) && strncmp(cd + 7, cb, 64) != 0)
+                return hutch_err(err, -EBADMSG, "the config of the docker archive does not match its digest %.19s", cb);
         memcpy(x->digest, cd, sizeof x->digest); /* the cache's key */
         return 0;
 }

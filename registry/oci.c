@@ -363,9 +363,24 @@ enum whiteout whiteout_classify(const char *path, char **ret_target)
                 *ret_target = strndup(path, dirlen);
                 return WHITEOUT_OPAQUE;
         }
-        if (!base[4])
-                return WHITEOUT_NONE;
+        if (!base[4] || !strcmp(base + 4, ".") || !strcmp(base + 4, ".."))
+                return WHITEOUT_BAD;
         if (asprintf(ret_target, "%.*s%s%s", (int) dirlen, path, slash ? "/" : "", base + 4) < 0)
                 *ret_target = NULL;
         return WHITEOUT_FILE;
+}
+
+bool archive_name_is_valid(const char *name)
+{
+        if (!name || !*name || *name == '/')
+                return false;
+        for (const char *p = name;;) {
+                const char *end = strchrnul(p, '/');
+                size_t n = (size_t) (end - p);
+                if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+                        return false;
+                if (!*end)
+                        return true;
+                p = end + 1;
+        }
 }

@@ -68,11 +68,14 @@ const char *registry_host_arch(const char **variant);
 #define MT_SIF_CONFIG "application/vnd.sylabs.sif.config.v1+json"
 
 /* ---- whiteouts (pure): what a layer entry's name means */
-enum whiteout { WHITEOUT_NONE, WHITEOUT_FILE, WHITEOUT_OPAQUE };
+enum whiteout { WHITEOUT_NONE, WHITEOUT_FILE, WHITEOUT_OPAQUE, WHITEOUT_BAD };
 /* path: a normalized relative path. WHITEOUT_FILE: *ret_target is the path it deletes
  * (caller frees); WHITEOUT_OPAQUE: *ret_target is the folder made opaque ("" for the
- * root). */
+ * root); WHITEOUT_BAD: a whiteout of "", "." or "..", which no layer may hold. */
 enum whiteout whiteout_classify(const char *path, char **ret_target);
+/* A file name inside an archive (docker save's manifest.json): relative, each part a
+ * plain name (not empty, ".", ".."). */
+bool archive_name_is_valid(const char *name);
 
 /* ---- layers: tar, gzip or zstd, unpacked into root (an open folder) in order */
 struct unpack_opts {

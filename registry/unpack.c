@@ -302,6 +302,7 @@ static int entry_apply(struct layer_ctx *L, struct archive *a, struct archive_en
                 close(pfd);
                 return r < 0 ? hutch_err_sys(err, r, "cannot apply the whiteout of '/%s'", target) : 0;
         }
+        case WHITEOUT_BAD: return hutch_err(err, -EBADMSG, "layer entry '/%s' is a whiteout of no file", name);
         case WHITEOUT_NONE: break;
         }
         mode_t type = archive_entry_filetype(e);

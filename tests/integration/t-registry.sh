@@ -150,6 +150,17 @@ for l in $(find "$T/oci-bad/blobs/sha256" -size +100k); do
 done
 run "$HUTCH" pull --disable-cache bad.sif "oci:$T/oci-bad:basic"
 check "an OCI layout's blob that does not match its digest" 'fails_with "does not match its digest" && [ ! -e bad.sif ]'
+no_pull_left() { ! ls -a | grep -q "hutch-pull"; }
+mkdir -p "$T/dx" && tar -C "$T/dx" -xf "$T/d.tar" && cp "$T/dx/manifest.json" "$T/dx/m.orig"
+sed -i 's/"Config":"/"Config":"..\/..\//' "$T/dx/manifest.json" && tar -C "$T/dx" -cf "$T/dbad.tar" .
+run "$HUTCH" pull --disable-cache x.sif "docker-archive:$T/dbad.tar"
+check "a docker archive whose Config names a file outside it" 'fails_with "is not a name inside it" && [ ! -e x.sif ] && no_pull_left'
+cp "$T/dx/m.orig" "$T/dx/manifest.json" && rm "$T/dx/m.orig" && for c in "$T"/dx/*.json; do
+        [ "${c##*/}" = manifest.json ] || echo " " >>"$c"
+done && tar -C "$T/dx" -cf "$T/dbad.tar" .
+run "$HUTCH" pull --disable-cache x.sif "docker-archive:$T/dbad.tar"
+check "a docker archive whose config does not match its name's digest" 'fails_with "does not match its digest" && [ ! -e x.sif ] && no_pull_left'
+rm -rf "$T/dx" "$T/dbad.tar"
 run "$HUTCH" pull x.sif "docker-archive:$T/nonexistent.tar"
 check "a missing archive" 'fails_with "nonexistent.tar" && [ ! -e x.sif ]'
 rm -f oci_layers.sif z_latest.sif d_latest.sif

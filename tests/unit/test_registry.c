@@ -151,7 +151,34 @@ static void test_whiteout(void **state)
         assert_int_equal(whiteout_classify(".wh..wh..opq", &t), WHITEOUT_OPAQUE);
         assert_string_equal(t, "");
         free(t);
-        assert_int_equal(whiteout_classify("x/.wh.", &t), WHITEOUT_NONE);
+        assert_int_equal(whiteout_classify("x/.wh.", &t), WHITEOUT_BAD);
+        assert_int_equal(whiteout_classify(".wh..", &t), WHITEOUT_BAD);
+        assert_null(t);
+        assert_int_equal(whiteout_classify(".wh...", &t), WHITEOUT_BAD);
+        assert_int_equal(whiteout_classify("a/.wh..", &t), WHITEOUT_BAD);
+        assert_int_equal(whiteout_classify("a/b/.wh...", &t), WHITEOUT_BAD);
+        assert_int_equal(whiteout_classify("a/.wh....", &t), WHITEOUT_FILE); /* "..." is a plain name */
+        assert_string_equal(t, "a/...");
+        free(t);
+}
+
+static void test_archive_name(void **state)
+{
+        (void) state;
+        assert_true(archive_name_is_valid("abc.json"));
+        assert_true(archive_name_is_valid("0123/layer.tar"));
+        assert_true(archive_name_is_valid("blobs/sha256/0123"));
+        assert_true(archive_name_is_valid("..x/.y"));
+        assert_false(archive_name_is_valid(NULL));
+        assert_false(archive_name_is_valid(""));
+        assert_false(archive_name_is_valid("/etc/passwd"));
+        assert_false(archive_name_is_valid(".."));
+        assert_false(archive_name_is_valid("../x.json"));
+        assert_false(archive_name_is_valid("a/../../x"));
+        assert_false(archive_name_is_valid("a/.."));
+        assert_false(archive_name_is_valid("./a"));
+        assert_false(archive_name_is_valid("a//b"));
+        assert_false(archive_name_is_valid("a/"));
 }
 
 /* A tar of entries "NAME" (file, content NAME), "NAME/" (folder), "NAME->TARGET" (symlink). */
@@ -300,9 +327,10 @@ static void test_unpack_mode_symlink(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ref),    cmocka_unit_test(test_manifest),
-                cmocka_unit_test(test_config), cmocka_unit_test(test_whiteout),
-                cmocka_unit_test(test_unpack), cmocka_unit_test(test_unpack_mode_symlink),
+                cmocka_unit_test(test_ref),          cmocka_unit_test(test_manifest),
+                cmocka_unit_test(test_config),       cmocka_unit_test(test_whiteout),
+                cmocka_unit_test(test_unpack),       cmocka_unit_test(test_unpack_mode_symlink),
+                cmocka_unit_test(test_archive_name),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
