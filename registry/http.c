@@ -506,6 +506,8 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                 nt++;
         }
         CURLM *m = r >= 0 && nt > 0 ? curl_multi_init() : NULL;
+        if (!m && r >= 0 && nt > 0)
+                r = hutch_err(err, -ENOMEM, "out of memory");
         if (m) {
                 curl_multi_setopt(m, CURLMOPT_MAX_TOTAL_CONNECTIONS, 6L);
                 curl_multi_setopt(m, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
@@ -513,6 +515,10 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
         struct curl_slist *hl = c->auth ? curl_slist_append(NULL, c->auth) : NULL;
         for (size_t i = 0; m && i < nt; i++) {
                 CURL *h = curl_easy_init();
+                if (!h) {
+                        r = hutch_err(err, -ENOMEM, "out of memory");
+                        break;
+                }
                 char url[1024];
                 snprintf(url, sizeof url, "%s://%s/v2/%s/blobs/%s", c->scheme, c->host, c->repo, t[i].w->digest);
                 curl_common(c, h);
@@ -529,7 +535,7 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
         }
         size_t done = 0;
         time_t last = 0;
-        for (int running = 1; m && running;) {
+        for (int running = r >= 0; m && running;) {
                 curl_multi_perform(m, &running);
                 CURLMsg *msg;
                 int left;

@@ -105,8 +105,14 @@ int oras_pull(const struct pull_spec *p, const struct registry_ref *ref, char **
                 r = hutch_err(err, -ENOMEM, "out of memory");
 out:
         if (tmpdir) {
-                if (blob_fd >= 0)
-                        unlinkat(blob_fd, sif ? sif->digest + 7 : "", 0);
+                if (blob_fd >= 0 && sif) { /* the blob, and blobs_fetch's lock and partial file */
+                        char name[80];
+                        unlinkat(blob_fd, sif->digest + 7, 0);
+                        snprintf(name, sizeof name, ".%.64s.lock", sif->digest + 7);
+                        unlinkat(blob_fd, name, 0);
+                        snprintf(name, sizeof name, ".%.64s.part", sif->digest + 7);
+                        unlinkat(blob_fd, name, 0);
+                }
                 rmdir(tmpdir);
         }
         oci_manifest_free(&m);

@@ -266,6 +266,9 @@ curl -s -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$R/v2/te
 check "with Apptainer's media types" 'grep -q "application/vnd.sylabs.sif.layer.v1.sif" "$T/oras.json" && grep -q "application/vnd.sylabs.sif.config.v1+json" "$T/oras.json"'
 run "$HUTCH" pull back.sif "oras://$R/test/sif:v1"
 check "pull oras:// gives the same bytes back" '[ $RC -eq 0 ] && cmp -s back.sif busybox_basic.sif'
+rm -f back.sif
+run "$HUTCH" pull --disable-cache back.sif "oras://$R/test/sif:v1"
+check "pull --disable-cache oras:// leaves no work folder" '[ $RC -eq 0 ] && cmp -s back.sif busybox_basic.sif && no_pull_left'
 # an artifact written as oras writes it, by hand
 sif=busybox_layers.sif
 sd=sha256:$(sha256sum < "$sif" | cut -d" " -f1)
