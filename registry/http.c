@@ -190,6 +190,53 @@ static char *url_escape(CURL *h, const char *s)
         return r;
 }
 
+/* The host name of url (no user, port or brackets), lower case. */
+static void url_host(const char *url, char *out, size_t size)
+{
+        const char *a = strstr(url, "://");
+        a = a ? a + 3 : url;
+        size_t n = strcspn(a, "/?#");
+        const char *at = memrchr(a, '@', n);
+        if (at) {
+                n -= (size_t) (at + 1 - a);
+                a = at + 1;
+        }
+        if (*a == '[') {
+                const char *close = memchr(a, ']', n);
+                n = close ? (size_t) (close - a - 1) : 0;
+                a++;
+        } else {
+                const char *colon = memchr(a, ':', n);
+                if (colon)
+                        n = (size_t) (colon - a);
+        }
+        snprintf(out, size, "%.*s", (int) n, a);
+        for (char *p = out; *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+}
+
+/* The user's credentials go to a realm of the registry's own site only: the same host, or
+ * (a host name, not an address) the same last two labels, as registry-1.docker.io and
+ * auth.docker.io. */
+static bool realm_is_registrys(const char *realm, const char *registry_host)
+{
+        char a[256], b[256];
+        url_host(realm, a, sizeof a);
+        url_host(registry_host, b, sizeof b);
+        if (!*a || !strcmp(a, b))
+                return *a != 0;
+        if (strchr(a, ':') || strspn(a, "0123456789.") == strlen(a) || strspn(b, "0123456789.") == strlen(b))
+                return false;
+        const char *sa = a + strlen(a), *sb = b + strlen(b);
+        for (int dots = 0; sa > a && dots < 2;)
+                if (*--sa == '.' && ++dots == 2)
+                        sa++;
+        for (int dots = 0; sb > b && dots < 2;)
+                if (*--sb == '.' && ++dots == 2)
+                        sb++;
+        return strchr(sa, '.') && !strcmp(sa, sb);
+}
+
 /* A bearer token from the challenge's realm, with the credentials when there are some. */
 static int bearer_token(struct http_client *c, const char *challenge, struct hutch_error *err)
 {
@@ -198,6 +245,10 @@ static int bearer_token(struct http_client *c, const char *challenge, struct hut
         _cleanup_free_ char *scope = NULL, *url = NULL, *es = NULL, *esc = NULL;
         if (!realm || !(startswith(realm, "https://") || startswith(realm, "http://")))
                 return hutch_err(err, -EPROTO, "registry %s asks for a token without a usable realm", c->host);
+        if (startswith(realm, "http://") && strcmp(c->scheme, "http") != 0)
+                return hutch_err(err, -EPROTO,
+                                 "registry %s asks for a token over plain http (%s); use --no-https to allow it",
+                                 c->host, realm);
         /* no repository (remote login): a token for the registry alone */
         if (*c->repo && asprintf(&scope, "repository:%s:%s", c->repo, c->push ? "pull,push" : "pull") < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");
@@ -214,7 +265,10 @@ static int bearer_token(struct http_client *c, const char *challenge, struct hut
         curl_easy_setopt(h, CURLOPT_URL, url);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
-        if (c->user) {
+        bool creds = c->user && realm_is_registrys(realm, c->host);
+        if (c->user && !creds)
+                log_verbose("not sending the credentials for %s to the token service %s, another host", c->host, realm);
+        if (creds) {
                 curl_easy_setopt(h, CURLOPT_USERNAME, c->user);
                 curl_easy_setopt(h, CURLOPT_PASSWORD, c->pass);
         }
