@@ -510,9 +510,13 @@ static int copy_line(struct build_ctx *b, const struct recipe_files *f, const st
         if ((r = dest_path(rootfd, d, strv_length(srcs) > 1, &dfd, &dst)) < 0)
                 return hutch_err_sys(err, r, "%%files: cannot make the destination '%s'", d);
         /* host files are copied with their symlinks followed (cp -L, as Apptainer); a stage's
-         * are copied as they are, so that its links cannot reach the host's files */
-        if (strv_extend(&argv, "cp") < 0 || strv_extend(&argv, f->from ? "-fRP" : "-fLr") < 0 ||
-            strv_extend(&argv, "--") < 0)
+         * are copied as they are, so that its links cannot reach the host's files.
+         * cp runs on the host below dst, a folder resolved inside the root: nothing the image
+         * holds may redirect it there. --remove-destination unlinks an existing name before
+         * writing (a symlink or a hard link is replaced, never written through), and cp
+         * descends only into real folders (lstat), refusing a symlink where a folder goes. */
+        if (strv_extend(&argv, "cp") < 0 || strv_extend(&argv, f->from ? "-RP" : "-Lr") < 0 ||
+            strv_extend(&argv, "--remove-destination") < 0 || strv_extend(&argv, "--") < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");
         for (char **s = srcs; *s; s++)
                 if (strv_extend(&argv, *s) < 0)

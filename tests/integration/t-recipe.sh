@@ -180,6 +180,16 @@ mkdir -p "$T/evilbase/$T/outside"
 printf 'Bootstrap: localimage\nFrom: %s\n%%files\n    %s /opt/x\n' "$T/evilbase" "$T/host.txt" > "$T/evil.def"
 run "$HUTCH" build -q --sandbox "$T/evil.sb" "$T/evil.def"
 check "symlinks of the base image are resolved inside the rootfs" '[ $RC -eq 0 ] && [ -z "$(ls -A "$T/outside")" ] && [ -f "$T/evil.sb/$T/outside/x" ] && [ ! -L "$T/evil.sb/.singularity.d/labels.json" ] && grep -q org.label-schema "$T/evil.sb/.singularity.d/labels.json"'
+# An existing name in a %files destination folder that is a symlink to a host file (the
+# target in $T only) is replaced in the image, never written through.
+cp -a "$IMAGES/rootfs" "$T/evilbase2"
+mkdir -p "$T/evilbase2/usr/local/bin" "$T/evilsrc"
+echo orig > "$T/outside/victim"
+echo new > "$T/evilsrc/tool"
+ln -s "$T/outside/victim" "$T/evilbase2/usr/local/bin/tool"
+printf 'Bootstrap: localimage\nFrom: %s\n%%files\n    %s /usr/local/bin/\n' "$T/evilbase2" "$T/evilsrc/tool" > "$T/evil2.def"
+run "$HUTCH" build -q --sandbox "$T/evil2.sb" "$T/evil2.def"
+check "%files onto a symlink of the base image replaces it inside the rootfs" '[ $RC -eq 0 ] && [ "$(cat "$T/outside/victim")" = orig ] && [ ! -L "$T/evil2.sb/usr/local/bin/tool" ] && [ "$(cat "$T/evil2.sb/usr/local/bin/tool")" = new ] && no_build_leftovers'
 
 # Bootstrap agents through hutch-registry: oci, docker-archive, docker (a registry on loopback)
 H=$(dirname "$0")/../helpers
