@@ -414,10 +414,24 @@ static bool each_child(pid_t pid, pid_t tid, bool (*fn)(pid_t child, void *arg),
         return true;
 }
 
+/* Every thread of the child: the worker's serving threads were made while it was pinned and
+ * keep their own mask. */
 static bool child_unpin(pid_t child, void *arg)
 {
         const cpu_set_t *mask = arg;
-        sched_setaffinity(child, sizeof *mask, mask);
+        char path[48];
+        snprintf(path, sizeof path, "/proc/%d/task", (int) child);
+        DIR *d = opendir(path);
+        if (!d) {
+                sched_setaffinity(child, sizeof *mask, mask);
+                return true;
+        }
+        for (struct dirent *e; (e = readdir(d));) {
+                long tid = strtol(e->d_name, NULL, 10);
+                if (tid > 0)
+                        sched_setaffinity((pid_t) tid, sizeof *mask, mask);
+        }
+        closedir(d);
         return true;
 }
 

@@ -66,7 +66,7 @@ check "a command missing in the image (image with env scripts)" 'fails_with "/no
 run "$HUTCH" exec "$FIXTURES/one-group.sif" nosuchcmd
 check "a command missing in the image (no shell in the image)" 'fails_with "nosuchcmd"'
 run "$HUTCH" exec --writable "$I" true
-check "--writable on an image file" 'fails_with "sandbox"'
+check "--writable on a SIF without an overlay partition says how to add one" 'fails_with "hutch overlay create"'
 run "$HUTCH" exec --pwd /no/such/dir "$I" pwd
 check "--pwd that does not exist" 'fails_with "--pwd ./no/such/dir."'
 
