@@ -117,7 +117,8 @@ int net_helper_start(const struct net_spec *s, struct net_helper *h, struct hutc
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the network helper's socket");
         struct net_wire_req req = {.type = s->type, .bridge = s->bridge, .n_publish = (uint32_t) s->n_publish};
-        memcpy(req.publish, s->publish, s->n_publish * sizeof *s->publish);
+        if (s->n_publish) /* no array at all without ports */
+                memcpy(req.publish, s->publish, s->n_publish * sizeof *s->publish);
         /* the request goes first: it waits in the socket until the helper reads it */
         if (send(sp[1], &req, sizeof req, MSG_NOSIGNAL) != (ssize_t) sizeof req) {
                 int e = -errno;
