@@ -151,11 +151,12 @@ done
 run "$HUTCH" pull --disable-cache bad.sif "oci:$T/oci-bad:basic"
 check "an OCI layout's blob that does not match its digest" 'fails_with "does not match its digest" && [ ! -e bad.sif ]'
 no_pull_left() { ! ls -a | grep -q "hutch-pull"; }
-mkdir -p "$T/dx" && tar -C "$T/dx" -xf "$T/d.tar" && cp "$T/dx/manifest.json" "$T/dx/m.orig"
+# the archive's files are read-only (as skopeo writes them): made writable for the edits
+mkdir -p "$T/dx" && tar -C "$T/dx" -xf "$T/d.tar" && chmod -R u+w "$T/dx" && cp "$T/dx/manifest.json" "$T/dx/m.orig"
 sed -i 's/"Config":"/"Config":"..\/..\//' "$T/dx/manifest.json" && tar -C "$T/dx" -cf "$T/dbad.tar" .
 run "$HUTCH" pull --disable-cache x.sif "docker-archive:$T/dbad.tar"
 check "a docker archive whose Config names a file outside it" 'fails_with "is not a name inside it" && [ ! -e x.sif ] && no_pull_left'
-cp "$T/dx/m.orig" "$T/dx/manifest.json" && rm "$T/dx/m.orig" && for c in "$T"/dx/*.json; do
+mv -f "$T/dx/m.orig" "$T/dx/manifest.json" && for c in "$T"/dx/*.json; do
         [ "${c##*/}" = manifest.json ] || echo " " >>"$c"
 done && tar -C "$T/dx" -cf "$T/dbad.tar" .
 run "$HUTCH" pull --disable-cache x.sif "docker-archive:$T/dbad.tar"
