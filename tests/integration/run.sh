@@ -21,9 +21,11 @@ fixtures=/usr/share/gocode/src/github.com/sylabs/sif/test/images
 # squashfuse needs /dev/fuse usable by users, as on any desktop or HPC node
 chmod 0666 /dev/fuse
 
-user=root aux=hutchtest3
+# the test image's startscript serves http on HUTCH_TEST_PORT: a port of each mode's own,
+# so both modes' instances can run at once (a test that needs another port sets its own)
+user=root aux=hutchtest3 tport=18190
 if [ "$mode" = user ]; then
-	user=hutchtest aux=hutchtest2
+	user=hutchtest aux=hutchtest2 tport=18290
 	id "$user" >/dev/null 2>&1 || useradd -m -s /bin/bash "$user"
 fi
 id "$aux" >/dev/null 2>&1 || useradd -m -s /bin/bash "$aux"
@@ -95,7 +97,7 @@ for t in "${tests[@]}"; do
 	# and run hutch as TEST_USER themselves
 	runner=as_user
 	case $t in t-policy | t-attack | t-trust) runner=env ;; esac
-	out=$(cd "$work" && $runner env TEST_USER="$user" AUX_USER="$aux" HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" SIFVERIFY="$sifverify" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" \
+	out=$(cd "$work" && $runner env TEST_USER="$user" AUX_USER="$aux" HUTCH_TEST_PORT="$tport" HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" SIFVERIFY="$sifverify" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" \
 		MODE="$mode" SRC="$src" CGROUP_PARENT="${HUTCH_TEST_CGROUP_PARENT:-}" HOME="$(getent passwd "$user" | cut -d: -f6)" TMPDIR="$work" \
 		"$reaper" bash "$here/$t.sh" 2>&1)
 	while IFS= read -r line; do

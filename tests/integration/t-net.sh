@@ -50,7 +50,7 @@ for n in pasta slirp4netns; do
 	PORT=$((PORT + 1))
 	HUTCH_TEST_PORT=8080 run "$HUTCH" instance start --net --network $n -p 127.0.0.1:$PORT:8080 "$I" web
 	check "$n: instance with a published port starts" '[ "$RC" -eq 0 ]'
-	check "$n: the published port answers from the host" 'http_get $PORT | grep -q "200 OK"'
+	check "$n: the published port answers from the host" 'wait_for "http_get $PORT | grep -q \"200 OK\""'
 	run "$HUTCH" instance list
 	check "$n: instance list shows the address and the port" 'out_has "PORTS" && awk "\$1==\"web\"{print \$3}" "$OUT" | grep -q "^[0-9.]*$" && out_has "127.0.0.1:$PORT->8080/tcp"'
 	run "$HUTCH" instance list --json
