@@ -49,6 +49,7 @@ static const int worker_calls[] = {
         SCMP_SYS(brk),             /* malloc */
         SCMP_SYS(clock_gettime),   /* the cache's LRU times, where the vDSO cannot answer */
         SCMP_SYS(close),
+        SCMP_SYS(dup),             /* libfuse's perror of a failed /dev/fuse read or write (glibc dups stderr) */
         SCMP_SYS(exit),
         SCMP_SYS(exit_group),
         SCMP_SYS(fstat),           /* cache entries */
