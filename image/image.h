@@ -227,7 +227,8 @@ struct overlay {
         char *path; /* absolute */
         enum overlay_kind kind;
         bool ro;               /* a lower layer */
-        int fd;                /* the folder or image file, opened as the caller; holds the lock */
+        int fd;                /* the folder or image file, opened as the caller (close-on-exec) */
+        int lock_fd;           /* holds the lock: see image_overlays_keep_across_exec */
         uint64_t offset, size; /* ext3: the filesystem in the file */
 };
 /* Open each overlay with the caller's credentials, classify it, give a writable folder its
@@ -237,7 +238,16 @@ struct overlay {
 int image_overlays_open(const struct overlay_spec *v, size_t n, bool lock, struct overlay **ret,
                         struct hutch_error *err);
 void image_overlays_close(struct overlay *v, size_t n);
-/* The lock fds survive exec: a batch payload holds its overlays' locks for its life. */
+/* A folder overlay's lock moves to a fd of tree (O_PATH, the caller's), a detached clone of
+ * the folder made in the launcher's own mount namespace: made read-only here, and fit to
+ * cross exec (below). */
+int image_overlay_lock_move(struct overlay *o, int tree, struct hutch_error *err);
+/* The lock fds survive exec: a batch payload holds its overlays' locks for its life.
+ * Invariant: a lock fd the payload inherits opens no way out of the container and writes
+ * nothing. For an ext3 image or SIF it is a second, read-only, fd of the file (o->fd, read
+ * and write, stays close-on-exec); for a folder, the root of a detached, non-recursive,
+ * read-only clone of it (image_overlay_lock_move): ".." at a detached mount's root stays
+ * there. A folder's lock therefore crosses exec only once it has moved. */
 int image_overlays_keep_across_exec(struct overlay *v, size_t n);
 /* Who holds a flock on (dev, ino) in /proc/locks's text: its pid, 0 when not listed. Pure. */
 pid_t overlay_lock_holder_find(const char *locks, dev_t dev, ino_t ino);

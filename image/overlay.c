@@ -5,12 +5,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/mount.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "image.h"
@@ -125,11 +127,13 @@ static void holder_describe(pid_t pid, char *buf, size_t len)
                 snprintf(buf, len, "pid %d", (int) pid);
 }
 
-/* flock the overlay: shared to read, exclusive to write; a conflict names the holder. */
-static int overlay_lock(const struct overlay *o, struct hutch_error *err)
+/* flock the overlay through fd: shared to read, exclusive to write; a conflict names the holder. */
+static int overlay_lock(struct overlay *o, int fd, struct hutch_error *err)
 {
-        if (flock(o->fd, (o->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
+        if (flock(fd, (o->ro ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0) {
+                o->lock_fd = fd;
                 return 0;
+        }
         if (errno != EWOULDBLOCK)
                 return hutch_err_sys(err, -errno, "cannot lock overlay '%s'", o->path);
         struct stat st;
@@ -220,7 +224,7 @@ static int overlay_open_one(const struct overlay_spec *s, bool ro, bool lock, st
 {
         char abs[PATH_MAX];
         struct stat st;
-        *o = (struct overlay){.fd = -EBADF, .ro = ro};
+        *o = (struct overlay){.fd = -EBADF, .lock_fd = -EBADF, .ro = ro};
         if (!realpath(s->path, abs))
                 return hutch_err_sys(err, -errno, "overlay '%s' does not exist or is not reachable", s->path);
         if (!(o->path = strdup(abs)))
@@ -244,7 +248,41 @@ static int overlay_open_one(const struct overlay_spec *s, bool ro, bool lock, st
                 if ((r = overlay_dir_prepare(o, err)) < 0)
                         return r;
         }
-        return lock ? overlay_lock(o, err) : 0;
+        if (!lock)
+                return 0;
+        if (o->kind == OVERLAY_DIR)
+                return overlay_lock(o, o->fd, err);
+        /* an image's lock is on a read-only fd of its own, the one that may cross exec */
+        char self[64];
+        snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
+        int lfd = open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (lfd < 0)
+                return hutch_err_sys(err, -errno, "cannot open overlay '%s' to lock it", s->path);
+        r = overlay_lock(o, lfd, err);
+        if (r < 0)
+                close(lfd);
+        return r;
+}
+
+int image_overlay_lock_move(struct overlay *o, int tree, struct hutch_error *err)
+{
+        struct mount_attr attr = {.attr_set =
+                                          MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC};
+        if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0)
+                return hutch_err_sys(err, -errno, "cannot make the lock of overlay '%s' read-only", o->path);
+        /* two fds of one file are two lockers even in one process: the lock is let go, then
+         * taken again (someone taking it in between is a conflict, reported as such) */
+        if (o->lock_fd == o->fd && flock(o->fd, LOCK_UN) < 0)
+                return hutch_err_sys(err, -errno, "cannot lock overlay '%s'", o->path);
+        o->lock_fd = -EBADF;
+        /* tree is O_PATH, which flock refuses: a folder fd of the same mount */
+        int fd = openat(tree, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return hutch_err_sys(err, -errno, "cannot open overlay '%s' to lock it", o->path);
+        int r = overlay_lock(o, fd, err);
+        if (r < 0)
+                close(fd);
+        return r;
 }
 
 int image_overlays_open(const struct overlay_spec *v, size_t n, bool lock, struct overlay **ret,
@@ -269,6 +307,8 @@ int image_overlays_open(const struct overlay_spec *v, size_t n, bool lock, struc
 void image_overlays_close(struct overlay *v, size_t n)
 {
         for (size_t i = 0; v && i < n; i++) {
+                if (v[i].lock_fd >= 0 && v[i].lock_fd != v[i].fd)
+                        close(v[i].lock_fd);
                 if (v[i].fd >= 0)
                         close(v[i].fd);
                 free(v[i].path);
@@ -279,8 +319,12 @@ void image_overlays_close(struct overlay *v, size_t n)
 int image_overlays_keep_across_exec(struct overlay *v, size_t n)
 {
         for (size_t i = 0; i < n; i++)
-                if (v[i].fd >= 0 && fcntl(v[i].fd, F_SETFD, 0) < 0)
-                        return -errno;
+                if (v[i].lock_fd >= 0) {
+                        if (v[i].lock_fd == v[i].fd)
+                                return -EBADFD; /* a folder's own fd: its lock has not moved */
+                        if (fcntl(v[i].lock_fd, F_SETFD, 0) < 0)
+                                return -errno;
+                }
         return 0;
 }
 

@@ -41,10 +41,6 @@ int overlays_open(struct launch_ctx *c, struct hutch_error *err)
                                 "ext3 overlay '%s' needs root: as a user, the kernel's overlayfs does not take "
                                 "fuse2fs's mount as a layer (no d_type); use a folder overlay",
                                 c->ovl[i].path);
-        /* a batch container holds its overlays' locks until its last process ends; an
-         * instance's are its supervisor's */
-        if (!s->overlays_locked && image_overlays_keep_across_exec(c->ovl, c->n_ovl) < 0)
-                return hutch_err_sys(err, -errno, "cannot keep the overlays' locks");
         return 0;
 }
 
@@ -72,7 +68,28 @@ int overlays_clone(struct launch_ctx *c, struct hutch_error *err)
                 c->ovl_tree[i] = tree;
                 if (fstat(tree, &a) < 0 || fstat(o->fd, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
                         return hutch_err(err, -ESTALE, "overlay '%s' was replaced while it was being set up", o->path);
+                if (c->spec->overlays_locked)
+                        continue;
+                /* the lock's own clone: the folder alone, never attached (see
+                 * image_overlays_keep_across_exec) */
+                int lock = (int) syscall(SYS_open_tree, AT_FDCWD, o->path,
+                                         OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_NO_AUTOMOUNT);
+                if (lock < 0)
+                        return hutch_err_sys(err, -errno, "cannot open overlay '%s'", o->path);
+                if (fstat(lock, &a) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+                        close(lock);
+                        return hutch_err(err, -ESTALE, "overlay '%s' was replaced while it was being set up", o->path);
+                }
+                int r = image_overlay_lock_move(&c->ovl[i], lock, err);
+                close(lock);
+                if (r < 0)
+                        return r;
         }
+        /* a batch container holds its overlays' locks until its last process ends; an
+         * instance's are its supervisor's */
+        int r = c->spec->overlays_locked ? 0 : image_overlays_keep_across_exec(c->ovl, c->n_ovl);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot keep the overlays' locks");
         return 0;
 }
 

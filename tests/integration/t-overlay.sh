@@ -30,6 +30,9 @@ run "$HUTCH" exec --writable-tmpfs "$W" sh -c 'test -e /etc/tmpfs-file || echo l
 check "--writable-tmpfs loses its changes at exit" 'out_is lost'
 run "$HUTCH" exec "$W" sh -c 'cat /etc/added 2>/dev/null; cat /etc/hutch-test-marker'
 check "without --overlay the image is untouched" 'out_is image-marker'
+touch "$T/host-marker"
+run "$HUTCH" exec -o "$O" "$W" sh -c 'for f in /proc/self/fd/*; do ls -a "$f/../" 2>/dev/null; [ -d "$f/upper" ] && touch "$f/upper/via-fd" 2>/dev/null && echo wrote; done'
+check "no fd the payload inherits reaches the host beside the overlay or writes into it" '[ $RC -eq 0 ] && ! out_has host-marker && ! out_has wrote && [ ! -e "$O/upper/via-fd" ]'
 
 # --- layers: the last writable overlay is the upper one, the others read-only lowers
 mkdir "$T/l1" "$T/l2"
@@ -102,6 +105,8 @@ if [ "$MODE" = root ]; then
 	run "$HUTCH" exec -o "$E" "$W" sh -c 'cat /data/f; test -e /etc/hutch-test-marker || echo gone'
 	check "the next start sees the write and the deletion" 'out_is "e
 gone"'
+	run "$HUTCH" exec -o "$E" "$W" sh -c 'for f in /proc/self/fd/*; do case "$(readlink "$f")" in *ovl.img*) grep ^flags "/proc/self/fdinfo/${f##*/}" ;; esac; done'
+	check "the payload holds the ext3 image it writes read-only (its lock), no more" 'out_has flags && ! grep -q "[1-7]\$" "$OUT"'
 	check "the image is clean after use and its loop device gone" 'fsck_clean "$E" && wait_for "[ -z \"\$(losetup -j "$E")\" ]"'
 	run "$HUTCH" exec -o "$E:ro" "$W" sh -c 'cat /data/f; echo x > /data/g'
 	check "IMG:ro is a read-only layer" '[ $RC -ne 0 ] && out_is e'
