@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <linux/loop.h>
 #include <linux/mount.h>
+#include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,14 +129,80 @@ static int loop_mount(const struct overlay *o, const char *at, struct hutch_erro
         return hutch_err(err, -EBUSY, "no free loop device for overlay '%s'", o->path);
 }
 
-/* The folder a layer contributes: upper/ when the overlay has one (it was an upper layer
- * once), else the overlay's own root. */
-static void layer_path(const char *at, char *buf, size_t len)
+/* name (upper or work) of the overlay attached at at, opened beneath at without following
+ * a symlink: an image's "upper -> /" would make a host folder a layer. Its fd's
+ * /proc/self/fd/N is what overlayfs gets, so the folder checked is the one used. -ENOENT or
+ * -ENOTDIR (err untouched) when it has no such folder. */
+static int sub_open(const struct overlay *o, const char *at, const char *name, struct hutch_error *err)
 {
-        struct stat st;
-        snprintf(buf, len, "%s/upper", at);
-        if (stat(buf, &st) < 0 || !S_ISDIR(st.st_mode))
+        _cleanup_close_ int dfd = open(at, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return hutch_err_sys(err, -errno, "cannot open overlay '%s'", o->path);
+        struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                               .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+        int fd = (int) syscall(SYS_openat2, dfd, name, &how, sizeof how);
+        if (fd >= 0)
+                return fd;
+        if (errno == ENOENT || errno == ENOTDIR)
+                return -errno;
+        if (errno == ELOOP)
+                return hutch_err(err, -ELOOP, "overlay '%s': its '%s' is a symbolic link: refused", o->path, name);
+        return hutch_err_sys(err, -errno, "cannot open '%s' in overlay '%s'", name, o->path);
+}
+
+/* The fds of the folders handed to overlayfs, open until it is mounted. */
+struct sub_fds {
+        int fd[64];
+        size_t n;
+};
+
+static void sub_fds_close(struct sub_fds *f)
+{
+        for (size_t i = 0; i < f->n; i++)
+                close(f->fd[i]);
+}
+
+/* The folder a layer contributes: upper/ when the overlay has one (it was an upper layer
+ * once), else the overlay's own root; as a path through an fd of ours. */
+static int layer_path(const struct overlay *o, const char *at, struct sub_fds *f, char *buf, size_t len,
+                      struct hutch_error *err)
+{
+        int fd = sub_open(o, at, "upper", err);
+        if (fd == -ENOENT || fd == -ENOTDIR) {
                 snprintf(buf, len, "%s", at);
+                return 0;
+        }
+        if (fd < 0)
+                return fd;
+        if (f->n == ELEMENTSOF(f->fd)) {
+                close(fd);
+                return hutch_err(err, -E2BIG, "too many overlays");
+        }
+        f->fd[f->n++] = fd;
+        snprintf(buf, len, "/proc/self/fd/%d", fd);
+        return 0;
+}
+
+/* The writable overlay's upper/ and work/, both folders of its own. */
+static int upper_paths(const struct overlay *o, const char *at, struct sub_fds *f, char *upper, char *work, size_t len,
+                       struct hutch_error *err)
+{
+        static const char *const name[] = {"upper", "work"};
+        char *buf[] = {upper, work};
+        for (size_t i = 0; i < ELEMENTSOF(name); i++) {
+                int fd = sub_open(o, at, name[i], err);
+                if (fd == -ENOENT || fd == -ENOTDIR)
+                        return hutch_err(err, fd, "overlay '%s' has no folder %s/", o->path, name[i]);
+                if (fd < 0)
+                        return fd;
+                if (f->n == ELEMENTSOF(f->fd)) {
+                        close(fd);
+                        return hutch_err(err, -E2BIG, "too many overlays");
+                }
+                f->fd[f->n++] = fd;
+                snprintf(buf[i], len, "/proc/self/fd/%d", fd);
+        }
+        return 0;
 }
 
 static int attach_all(struct launch_ctx *c, struct hutch_error *err)
@@ -166,6 +233,7 @@ int overlays_stage(struct launch_ctx *c, const char *image, const char *root, st
         _cleanup_free_ char *lower = strdup(""), *opts = NULL;
         char upper[96] = "", work[96] = "", layer[96];
         const char *upper_path = "--writable-tmpfs";
+        struct sub_fds f __attribute__((cleanup(sub_fds_close))) = {.n = 0};
         int r = attach_all(c, err);
         if (r < 0)
                 return r;
@@ -174,12 +242,13 @@ int overlays_stage(struct launch_ctx *c, const char *image, const char *root, st
                 char at[64];
                 snprintf(at, sizeof at, OVL_DIR "/%zu", i - 1);
                 if (!c->ovl[i - 1].ro) {
-                        snprintf(upper, sizeof upper, "%s/upper", at);
-                        snprintf(work, sizeof work, "%s/work", at);
+                        if ((r = upper_paths(&c->ovl[i - 1], at, &f, upper, work, sizeof upper, err)) < 0)
+                                return r;
                         upper_path = c->ovl[i - 1].path;
                         continue;
                 }
-                layer_path(at, layer, sizeof layer);
+                if ((r = layer_path(&c->ovl[i - 1], at, &f, layer, sizeof layer, err)) < 0)
+                        return r;
                 _cleanup_free_ char *old = steal_pointer(&lower);
                 lower = strjoin(old, layer, ":");
         }

@@ -120,6 +120,14 @@ gone"'
 	run "$HUTCH" exec -o "$E" "$W" sh -c 'dd if=/dev/zero of=/data/big bs=1M count=80'
 	check "a full ext3 overlay gives the container ENOSPC" '[ $RC -ne 0 ] && err_has "No space left on device"'
 	check "... and e2fsck -n finds the image clean" 'wait_for "[ -z \"\$(losetup -j "$E")\" ]" && fsck_clean "$E"'
+	# an image whose upper/ is a symlink to the host's / must not make / a layer
+	mkdir -p "$T/evil/work"
+	ln -s / "$T/evil/upper"
+	/usr/sbin/mkfs.ext3 -q -d "$T/evil" "$T/evil.img" 64M >/dev/null 2>&1
+	run "$HUTCH" exec -o "$T/evil.img:ro" "$W" ls /
+	check "an ext3 overlay whose upper is a symlink: one line, refused" 'fails_with "upper. is a symbolic link: refused" && wait_for "[ -z \"\$(losetup -j "$T/evil.img")\" ]"'
+	run "$HUTCH" exec -o "$T/evil.img" "$W" true
+	check "... as the writable layer too, nothing left mounted" 'fails_with "upper. is a symbolic link: refused" && wait_for "[ -z \"\$(losetup -j "$T/evil.img")\" ]" && ! grep -q evil.img /proc/self/mountinfo'
 else
 	run "$HUTCH" exec -o "$E" "$I" true
 	check "as a user an ext3 overlay is refused: one line saying why" 'fails_with "ext3 overlay .* needs root"'
