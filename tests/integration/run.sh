@@ -96,6 +96,7 @@ for t in "${tests[@]}"; do
 	# tests that stage what only root can (a system hutch.conf, a second user) run as root
 	# and run hutch as TEST_USER themselves
 	runner=as_user
+	start=$SECONDS
 	case $t in t-policy | t-attack | t-trust) runner=env ;; esac
 	out=$(cd "$work" && $runner env TEST_USER="$user" AUX_USER="$aux" HUTCH_TEST_PORT="$tport" HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" SIFVERIFY="$sifverify" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" \
 		MODE="$mode" SRC="$src" CGROUP_PARENT="${HUTCH_TEST_CGROUP_PARENT:-}" HOME="$(getent passwd "$user" | cut -d: -f6)" TMPDIR="$work" \
@@ -107,6 +108,7 @@ for t in "${tests[@]}"; do
 		*) echo "# $line" ;;
 		esac
 	done <<< "$out"
+	echo "# $t ($mode): $((SECONDS - start)) s"
 done
 echo "1..$n"
 [ "$fail" -eq 0 ]
