@@ -162,6 +162,18 @@ static void sub_fds_close(struct sub_fds *f)
                 close(f->fd[i]);
 }
 
+/* fd kept in f until overlayfs is mounted; buf gets the path overlayfs is to use for it. */
+static int sub_keep(struct sub_fds *f, int fd, char *buf, size_t len, struct hutch_error *err)
+{
+        if (f->n == ELEMENTSOF(f->fd)) {
+                close(fd);
+                return hutch_err(err, -E2BIG, "too many overlays");
+        }
+        f->fd[f->n++] = fd;
+        snprintf(buf, len, "/proc/self/fd/%d", fd);
+        return 0;
+}
+
 /* The folder a layer contributes: upper/ when the overlay has one (it was an upper layer
  * once), else the overlay's own root; as a path through an fd of ours. */
 static int layer_path(const struct overlay *o, const char *at, struct sub_fds *f, char *buf, size_t len,
@@ -172,15 +184,7 @@ static int layer_path(const struct overlay *o, const char *at, struct sub_fds *f
                 snprintf(buf, len, "%s", at);
                 return 0;
         }
-        if (fd < 0)
-                return fd;
-        if (f->n == ELEMENTSOF(f->fd)) {
-                close(fd);
-                return hutch_err(err, -E2BIG, "too many overlays");
-        }
-        f->fd[f->n++] = fd;
-        snprintf(buf, len, "/proc/self/fd/%d", fd);
-        return 0;
+        return fd < 0 ? fd : sub_keep(f, fd, buf, len, err);
 }
 
 /* The writable overlay's upper/ and work/, both folders of its own. */
@@ -193,14 +197,9 @@ static int upper_paths(const struct overlay *o, const char *at, struct sub_fds *
                 int fd = sub_open(o, at, name[i], err);
                 if (fd == -ENOENT || fd == -ENOTDIR)
                         return hutch_err(err, fd, "overlay '%s' has no folder %s/", o->path, name[i]);
-                if (fd < 0)
-                        return fd;
-                if (f->n == ELEMENTSOF(f->fd)) {
-                        close(fd);
-                        return hutch_err(err, -E2BIG, "too many overlays");
-                }
-                f->fd[f->n++] = fd;
-                snprintf(buf[i], len, "/proc/self/fd/%d", fd);
+                int r = fd < 0 ? fd : sub_keep(f, fd, buf[i], len, err);
+                if (r < 0)
+                        return r;
         }
         return 0;
 }
