@@ -76,6 +76,19 @@ demo() {
 	build/hutch instance stop demo
 }
 
+# step TITLE CMD...: runs a meson test command; prints its time, and on failure which
+# tests failed and how (FAIL, TIMEOUT, ...): the TAP logs alone do not show a timeout
+step() {
+	local title=$1 out start=$SECONDS rc=0
+	shift
+	out=$("$@" 2>&1) || rc=$?
+	echo "dev.sh: $title: $((SECONDS - start)) s"
+	[ "$rc" -eq 0 ] && return 0
+	echo "dev.sh: FAILED: $title"
+	grep -E ' (FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS) ' <<<"$out" | head -10
+	return 1
+}
+
 test_suite() {
 	install_deps "${BUILD_DEPS[@]}" "${RUN_DEPS[@]}" "${TEST_DEPS[@]}"
 	local status=0
@@ -85,19 +98,31 @@ test_suite() {
 	if [ -n "$fmt" ]; then
 		echo "$fmt" | head -20
 		echo "not ok - clang-format: run clang-format -i on the files above"
+		echo "dev.sh: FAILED: clang-format"
 		status=1
 	fi
 	build build -Dtests=true
-	meson test -C build --print-errorlogs >/dev/null 2>&1 || status=1
+	step "release build: unit, integration (root and user), cgroup v2 VM tier" \
+		meson test -C build --print-errorlogs || status=1
 	# The same suite built with AddressSanitizer + UBSan. LeakSanitizer checks the unit tests;
 	# in the integration run it cannot: its exit-time check forks a tracer, which the kernel
 	# refuses in a --pid launcher whose PID namespace has lost its init.
 	build build-asan -Dtests=true -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		meson test -C build-asan --suite unit --print-errorlogs >/dev/null 2>&1 || status=1
-	cp build-asan/meson-logs/testlog.txt build-asan/meson-logs/testlog-unit.txt
+		step "ASan+UBSan: unit" meson test -C build-asan --suite unit --logbase testlog-unit --print-errorlogs ||
+		status=1
+	# Integration under the sanitizers: every file as the user, and as root the files whose
+	# code paths only root takes (bridges, root's cgroups and units, kernel overlays, system
+	# mounts); the two side by side, as in the release run. Both modes of every file run
+	# in the release build above.
 	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-		meson test -C build-asan --suite integration --print-errorlogs >/dev/null 2>&1 || status=1
+		step "ASan+UBSan: integration as root (root-only paths)" meson test -C build-asan integration-root --no-rebuild \
+		--logbase testlog-root --print-errorlogs --test-args "t-net t-cgroups t-overlay t-mounts t-systemd t-lifecycle" &
+	local rootjob=$!
+	ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		step "ASan+UBSan: integration as the user" meson test -C build-asan integration-user --no-rebuild \
+		--logbase testlog-user --print-errorlogs || status=1
+	wait "$rootjob" || status=1
 	# the libFuzzer targets (tests/fuzz; only they: the rest is not built with clang): their
 	# regression inputs, then 15 s each from the seed corpus (six targets: the whole fuzz run
 	# stays within 2 minutes); a finding fails the suite (its input is left in build-fuzz/)
@@ -105,9 +130,10 @@ test_suite() {
 		-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 	meson compile -C build-fuzz tests/fuzz/fuzz_squashfs tests/fuzz/fuzz_sif tests/fuzz/fuzz_conf tests/fuzz/fuzz_toml \
 		tests/fuzz/fuzz_state tests/fuzz/fuzz_specs >/dev/null
-	FUZZ_ARTIFACTS=build-fuzz bash tests/fuzz/run.sh build-fuzz 15 >build-fuzz/fuzz.log 2>&1 || status=1
-	local logs=(build/meson-logs/testlog.txt build-asan/meson-logs/testlog-unit.txt build-asan/meson-logs/testlog.txt
-		build-fuzz/fuzz.log)
+	FUZZ_ARTIFACTS=build-fuzz bash tests/fuzz/run.sh build-fuzz 15 >build-fuzz/fuzz.log 2>&1 ||
+		{ echo "dev.sh: FAILED: fuzz (build-fuzz/fuzz.log)"; status=1; }
+	local logs=(build/meson-logs/testlog.txt build-asan/meson-logs/testlog-unit.txt build-asan/meson-logs/testlog-root.txt
+		build-asan/meson-logs/testlog-user.txt build-fuzz/fuzz.log)
 	grep -hE '^(not ok|Bail out)|\[  FAILED  \]|ERROR: (Address|Leak)Sanitizer|runtime error:' "${logs[@]}" | head -50 || true
 	local pass fail
 	pass=$(cat "${logs[@]}" | grep -cE '^ok [0-9]+|^\[       OK \]' || true)
