@@ -15,6 +15,10 @@ RUN_DEPS=(fuse3 squashfs-tools uidmap
 # net/ (hutch-net): libnl for bridges; pasta (passt) and slirp4netns for user-mode networks
 BUILD_DEPS+=(libnl-3-dev libnl-route-3-dev)
 RUN_DEPS+=(passt slirp4netns)
+# a bridge's published ports and masquerading (hutch-net, libnftables); tests read the rules with nft
+BUILD_DEPS+=(libnftables-dev)
+RUN_DEPS+=(libnftables1)
+TEST_DEPS+=(nftables)
 TEST_DEPS=(libcmocka-dev python3 busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio clang libclang-rt-14-dev)
 # instances as systemd user units (hutch-systemd), tested with a real systemd --user
 BUILD_DEPS+=(libsystemd-dev)

@@ -200,6 +200,8 @@ int bridge_wire(struct helper *h, struct hutch_error *err)
         int r = proc_start_time(getpid(), &st);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot read our own start time");
+        /* the rules of a container whose hutch-net died go as its lease is freed */
+        nat_sweep();
         if ((r = net_lease_take(h->lease_dir, b, getpid(), st, &h->addr, err)) < 0) {
                 h->addr = 0;
                 return r;
@@ -214,11 +216,14 @@ int bridge_wire(struct helper *h, struct hutch_error *err)
         nl_socket_free(sk);
         if (r >= 0)
                 r = inside(h, err);
+        if (r >= 0)
+                r = nat_add(h, err);
         return r;
 }
 
 void bridge_unwire(struct helper *h)
 {
+        nat_remove(h);
         if (h->veth[0]) {
                 struct nl_sock *sk = nl_open();
                 struct rtnl_link *l = rtnl_link_alloc();

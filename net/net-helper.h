@@ -12,12 +12,22 @@ struct helper {
         int exit_fd;       /* slirp4netns's --exit-fd, our end */
         char tmpdir[64];   /* slirp4netns's API socket folder while it exists */
         /* bridge */
-        uint32_t addr; /* leased, host order; 0 when none */
-        int lease_dir; /* the lease folder, while a lease is held */
-        char veth[16]; /* host end */
+        uint32_t addr;                /* leased, host order; 0 when none */
+        int lease_dir;                /* the lease folder, while a lease is held */
+        char veth[16];                /* host end */
+        char nat_table[64];           /* our nftables table, while it exists */
+        int port_fd[NET_PUBLISH_MAX]; /* the published host ports, held */
+        size_t n_port_fd;
 };
 
 /* A veth pair: the host end on the bridge (made, with the gateway address, when missing),
  * eth0 in the container with a leased address and the default route. Root. */
 int bridge_wire(struct helper *h, struct hutch_error *err);
 void bridge_unwire(struct helper *h);
+
+/* A bridge container's nftables table (DNAT of its published ports, masquerading when the
+ * network asks for it) and its host ports held; nothing when it needs neither. Root. */
+int nat_add(struct helper *h, struct hutch_error *err);
+void nat_remove(struct helper *h);
+/* Delete the tables whose holder (a hutch-net) is gone. */
+void nat_sweep(void);

@@ -18,3 +18,18 @@ struct net_wire_req {
 struct net_wire_reply {
         struct hutch_error err; /* code 0: wired */
 };
+
+/* ---- nftables (bridge networks): one table per container, named after the lease holder
+ * (hutch-net's pid and start time), so a table whose holder died is known as stale ---- */
+#define NET_NAT_TABLE_PREFIX "hutch_"
+bool net_nat_table_name(char *buf, size_t len, pid_t holder, unsigned long long start);
+/* "hutch_PID_START" → its parts; false for any other name */
+bool net_nat_table_parse(const char *name, pid_t *ret_holder, unsigned long long *ret_start);
+/* Whether a bridge container needs a table: masquerading on, or a published port. */
+bool net_nat_needed(const struct net_bridge_conf *b, size_t n_publish);
+/* The table's commands in nft's language: DNAT of each published port (from elsewhere and
+ * from this host), masquerading of what loopback sends to the container, and of what the
+ * container sends out of other interfaces when b->masquerade. -EAFNOSUPPORT for a host
+ * address that is not IPv4, -ENOBUFS when buf is too small. */
+int net_nat_rules(char *buf, size_t len, const char *table, const struct net_bridge_conf *b, uint32_t addr,
+                  const struct net_publish *pub, size_t n_publish);

@@ -396,13 +396,12 @@ int net_spec_resolve(struct net_spec *s, const char *list, const struct hutch_co
         if (!root && !user_allowed(conf, chosen))
                 return hutch_err(err, -EPERM,
                                  "network '%s' is not allowed for users by hutch.conf ('network users allow')", chosen);
-        if (t == NET_TYPE_BRIDGE && s->n_publish > 0)
-                return hutch_err(err, -EINVAL,
-                                 "publishing a port of a bridge network is not supported: use --network pasta or "
-                                 "slirp4netns, or reach %s from the host",
-                                 s->bridge.bridge);
-        if (t == NET_TYPE_BRIDGE && s->bridge.masquerade)
-                log_warning("masquerading (network '%s') is not implemented, ignoring", s->bridge.name);
+        for (size_t i = 0; t == NET_TYPE_BRIDGE && i < s->n_publish; i++)
+                if (strchr(s->publish[i].host_ip, ':'))
+                        return hutch_err(
+                                err, -EINVAL,
+                                "network '%s' is a bridge, which publishes on IPv4 host addresses only, not '%s'",
+                                s->bridge.name, s->publish[i].host_ip);
         if (t == NET_TYPE_NONE && s->n_publish > 0)
                 return hutch_err(err, -EINVAL,
                                  "a port is published but network 'none' has no way in: use --network pasta, "

@@ -93,7 +93,26 @@ for i in $(seq 50); do [ -z "$(pgrep -u 0 -x hutch-net)" ] && break; sleep 0.1; 
 "$HUTCH" instance list >/dev/null 2>&1
 echo "after-kill veths=$(ip -o link | grep -c 'master hutch0') helpers=$(pgrep -c -u 0 -x hutch-net)"
 "$HUTCH" exec --net --network bridge "$I" ip -4 -o addr show eth0 | sed 's/^/reused: /'
-"$HUTCH" exec --net --network bridge -p 18080:80 "$I" true 2>&1 | sed 's/^/publish: /'
+# a published port: from this namespace's loopback to the instance, the port held meanwhile
+HUTCH_TEST_PORT=8080 "$HUTCH" instance start --net --network bridge -p 18080:8080 "$I" brp >/dev/null 2>&1 || echo "brp failed"
+for i in $(seq 50); do
+	r=$( (exec 3<>/dev/tcp/127.0.0.1/18080 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && head -1 <&3) 2>/dev/null)
+	[ -n "$r" ] && break
+	sleep 0.1
+done
+echo "published: $r"
+echo "tables=$(nft list tables | grep -c ' hutch_')"
+"$HUTCH" exec --net --network bridge -p 18080:80 "$I" true 2>&1 | sed 's/^/taken: /'
+"$HUTCH" exec --net --network bridge -p '[::1]:18081:80' "$I" true 2>&1 | sed 's/^/v6: /'
+"$HUTCH" instance stop brp >/dev/null 2>&1
+echo "after-publish-stop tables=$(nft list tables | grep -c ' hutch_')"
+# its hutch-net killed: the table outlives it until the next bridge container's hutch-net
+HUTCH_TEST_PORT=8080 "$HUTCH" instance start --net --network bridge -p 18082:8080 "$I" brk >/dev/null 2>&1 || echo "brk failed"
+kill -9 "$(pgrep -u 0 -x hutch-net | head -1)"
+"$HUTCH" instance stop brk >/dev/null 2>&1
+echo "stale tables=$(nft list tables | grep -c ' hutch_')"
+"$HUTCH" exec --net --network bridge "$I" true
+echo "swept tables=$(nft list tables | grep -c ' hutch_')"
 EOS
 	run env HUTCH="$HUTCH" I="$I" unshare -n bash "$T/bridge.sh"
 	a=$(sed -n 's/^addr1=//p' "$OUT")
@@ -104,7 +123,55 @@ EOS
 	check "bridge: after stop no veth and no lease" 'out_has "after-stop veths=0 leases=0"'
 	check "bridge: after kill -9 of the supervisor no veth and no helper" 'out_has "after-kill veths=0 helpers=0"'
 	check "bridge: the crashed container's lease is free again" 'out_has "reused: .*inet 10.89.0.2/24"'
-	check "bridge: publishing is refused" 'out_has "publish: hutch: error: publishing a port of a bridge network"'
+	check "bridge: a published port answers on this host's loopback" 'out_has "published: HTTP/1.[01] 200"'
+	check "bridge: a published port is one nftables table" 'out_has "^tables=1$"'
+	check "bridge: a published port is held: a second container cannot take it" \
+		'out_has "taken: hutch: error: host port 127.0.0.1:18080/tcp is already in use"'
+	check "bridge: an IPv6 host address is refused" 'out_has "v6: hutch: error: .*IPv4 host addresses only"'
+	check "bridge: after stop no table is left" 'out_has "after-publish-stop tables=0"'
+	check "bridge: a killed hutch-net's table goes with the next bridge container" \
+		'out_has "stale tables=1" && out_has "swept tables=0"'
 	leftovers "bridge"
+
+	# masquerading, turned on by a named network the admin writes: staged beside the system
+	# hutch.conf on an overlay in a private mount namespace; the "outside" is a namespace of
+	# its own behind a veth, with no route back to the bridge's subnet
+	cat > "$T/masq.sh" <<'EOS'
+set -u
+ip link set lo up
+SYS=$("$HUTCH" help | sed -n 's/^System configuration: //p')
+d=$(dirname "$SYS")
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+mkdir -p "$T/mq/up" "$T/mq/wk"
+mount -t overlay overlay -o "lowerdir=$d,upperdir=$T/mq/up,workdir=$T/mq/wk" "$d" || echo "cannot stage"
+mkdir -p "$(dirname "$SYS")/network"
+printf 'type = bridge\nbridge = hutchm0\nsubnet = 10.91.0.0/24\nmasquerade = yes\n' > "$(dirname "$SYS")/network/masq.conf"
+unshare -n sleep 60 &
+out=$!
+for i in $(seq 50); do [ "$(readlink /proc/$out/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.05; done
+ip link add up0 type veth peer name up1
+ip link set up1 netns "$out"
+ip addr add 10.99.0.1/24 dev up0
+ip link set up0 up
+nsenter -t "$out" -n sh -c 'ip link set lo up; ip addr add 10.99.0.2/24 dev up1; ip link set up1 up'
+# a server outside that answers with the address it sees
+nsenter -t "$out" -n python3 -c '
+import socket
+s = socket.socket(); s.bind(("10.99.0.2", 9000)); s.listen(8)
+while True:
+    c, a = s.accept(); c.sendall((a[0] + "\n").encode()); c.close()' &
+srv=$!
+for i in $(seq 50); do nsenter -t "$out" -n ss -ltn | grep -q ':9000 ' && break; sleep 0.1; done
+"$HUTCH" exec --net --network masq "$I" nc -w 3 10.99.0.2 9000 | sed 's/^/masq: /'
+echo "after-masq tables=$(nft list tables | grep -c ' hutch_')"
+"$HUTCH" exec --net --network bridge "$I" nc -w 2 10.99.0.2 9000 | sed 's/^/plain: /'
+kill "$srv" "$out"
+wait
+EOS
+	run env HUTCH="$HUTCH" I="$I" T="$T" unshare -n -m --propagation private bash "$T/masq.sh"
+	check "masquerade: the outside sees the host's address" 'out_has "^masq: 10.99.0.1$"'
+	check "masquerade: without it the outside cannot answer" '! out_has "^plain: "'
+	check "masquerade: no table left" 'out_has "after-masq tables=0"'
+	leftovers "masquerade"
 fi
 finish

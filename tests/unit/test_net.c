@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "net/net-internal.h"
 #include "net/net.h"
 #include "util/util.h"
 
@@ -152,9 +153,63 @@ static void test_resolve(void **state)
         assert_int_equal(net_spec_resolve(&p, "slirp4netns", &conf, tmpdir, false, &err), -EPERM);
         assert_non_null(strstr(err.msg, "port 80"));
         assert_int_equal(net_spec_resolve(&p, "none", &conf, tmpdir, true, &err), -EINVAL);
+        /* a bridge publishes (root) on IPv4 host addresses only */
+        assert_int_equal(net_spec_resolve(&p, "bridge", &conf, tmpdir, true, &err), 0);
+        assert_int_equal(net_publish_parse("[::1]:8080:80", &p, &err), 0);
+        assert_int_equal(net_spec_resolve(&p, "bridge", &conf, tmpdir, true, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "IPv4 host addresses only"));
         net_spec_free(&p);
         net_spec_free(&s);
         conf_free(&conf);
+}
+
+static void test_nat_rules(void **state)
+{
+        (void) state;
+        struct net_bridge_conf b = {.name = "lab", .bridge = "lab0"};
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct net_spec s = {0};
+        char buf[2048], t[64];
+        pid_t pid;
+        unsigned long long st;
+        /* the table's name carries its holder, and only such a name parses back */
+        assert_true(net_nat_table_name(t, sizeof t, 1234, 98765ULL));
+        assert_string_equal(t, "hutch_1234_98765");
+        assert_true(net_nat_table_parse(t, &pid, &st) && pid == 1234 && st == 98765ULL);
+        assert_false(net_nat_table_parse("hutch_1234_98765x", &pid, &st));
+        assert_false(net_nat_table_parse("hutch_0_1", &pid, &st));
+        assert_false(net_nat_table_parse("hutch_-1_1", &pid, &st));
+        assert_false(net_nat_table_parse("nat", &pid, &st));
+        assert_false(net_nat_table_name(t, 8, 1234, 98765ULL));
+        /* nothing to do: no table */
+        assert_false(net_nat_needed(&b, 0));
+        /* published ports: DNAT from elsewhere and from this host, loopback masqueraded */
+        assert_int_equal(net_publish_parse("18080:80", &s, &err), 0);
+        assert_int_equal(net_publish_parse("0.0.0.0:5353:53/udp", &s, &err), 0);
+        assert_true(net_nat_needed(&b, s.n_publish));
+        assert_int_equal(net_nat_rules(buf, sizeof buf, "hutch_1_2", &b, 0x0a4d0005, s.publish, s.n_publish), 0);
+        assert_non_null(strstr(buf, "add table ip hutch_1_2\n"));
+        assert_non_null(
+                strstr(buf, "add rule ip hutch_1_2 pre ip daddr 127.0.0.1 tcp dport 18080 dnat to 10.77.0.5:80\n"));
+        assert_non_null(
+                strstr(buf, "add rule ip hutch_1_2 out ip daddr 127.0.0.1 tcp dport 18080 dnat to 10.77.0.5:80\n"));
+        assert_non_null(
+                strstr(buf, "add rule ip hutch_1_2 out fib daddr type local udp dport 5353 dnat to 10.77.0.5:53\n"));
+        assert_non_null(strstr(buf, "post ip saddr 127.0.0.0/8 ip daddr 10.77.0.5 masquerade\n"));
+        assert_null(strstr(buf, "oifname"));
+        /* masquerading: what leaves by another interface than the bridge */
+        b.masquerade = true;
+        assert_true(net_nat_needed(&b, 0));
+        assert_int_equal(net_nat_rules(buf, sizeof buf, "hutch_1_2", &b, 0x0a4d0005, NULL, 0), 0);
+        assert_non_null(strstr(buf, "add rule ip hutch_1_2 post ip saddr 10.77.0.5 oifname != \"lab0\" masquerade\n"));
+        assert_null(strstr(buf, "dnat"));
+        assert_null(strstr(buf, " pre "));
+        /* too small a buffer, an IPv6 host address */
+        assert_int_equal(net_nat_rules(buf, 64, "hutch_1_2", &b, 0x0a4d0005, s.publish, s.n_publish), -ENOBUFS);
+        assert_int_equal(net_publish_parse("[::1]:8080:80", &s, &err), 0);
+        assert_int_equal(net_nat_rules(buf, sizeof buf, "hutch_1_2", &b, 0x0a4d0005, s.publish, s.n_publish),
+                         -EAFNOSUPPORT);
+        net_spec_free(&s);
 }
 
 static struct net_bridge_conf small_net(void)
@@ -253,7 +308,7 @@ int main(void)
                 cmocka_unit_test(test_publish),   cmocka_unit_test(test_looks_like),
                 cmocka_unit_test(test_dns_hosts), cmocka_unit_test(test_resolve),
                 cmocka_unit_test(test_lease),     cmocka_unit_test(test_lease_concurrent),
-                cmocka_unit_test(test_cleanup),
+                cmocka_unit_test(test_cleanup),   cmocka_unit_test(test_nat_rules),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
