@@ -3,7 +3,9 @@
 # network, --network none, pasta and slirp4netns; (2) request rate (ab, keep-alive off,
 # bounded: N requests, 4 at a time) and throughput (curl of a 64 MiB file, 5 times) through
 # a published port of busybox httpd in a hutch instance (pasta, slirp4netns) against
-# podman's rootless port forwarding of the same server on the same rootfs, in the same run.
+# podman's rootless port forwarding of the same server on the same rootfs, in the same run;
+# as root, the bridge (start time, and the same server published through nftables DNAT) in a
+# network namespace of the bench's own.
 # Prints medians and ratios.
 # usage: bench/net.sh BUILD/hutch [RUNS] [REQUESTS]   (as root; hutch-net beside hutch)
 set -euo pipefail
@@ -13,8 +15,10 @@ reqs=${3:-3000}
 . "$(dirname "$0")/lib.sh"
 work=$(mktemp -d /tmp/hutch-bench.XXXXXX)
 as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIME_DIR="$work/xdg" $(podman_env "$work") "$@"; }
+brns=
 cleanup() {
 	as_user "$hutch" instance stop -a >/dev/null 2>&1 || true
+	[ -n "$brns" ] && { nsenter -t "$brns" -n "$hutch" instance stop -a >/dev/null 2>&1; kill "$brns"; } || true
 	podman_cleanup "$work"
 	rm -rf "$work"
 }
@@ -30,10 +34,11 @@ img=$work/img
 cd "$work"
 
 declare -A med
+run_as=as_user # measure's runner: as the user, or (measure_root) as root
 measure() { # name command...
 	local name=$1 r
 	shift
-	if ! r=$(as_user "$work/timeit" "$runs" "$@" 2>"$work/err"); then
+	if ! r=$($run_as "$work/timeit" "$runs" "$@" 2>"$work/err"); then
 		echo "  $name: failed: $(tail -1 "$work/err")"
 		return
 	fi
@@ -48,15 +53,28 @@ measure host "$hutch" exec "$img/image.sif" true
 measure none "$hutch" exec --net --network none "$img/image.sif" true
 measure pasta "$hutch" exec --net --network pasta "$img/image.sif" true
 measure slirp4netns "$hutch" exec --net --network slirp4netns "$img/image.sif" true
+# the bridge is root's: measured as root inside a network namespace held for the run, so the
+# host's interfaces are never touched (the bridge is made there by the first start)
+unshare -n sleep 3600 &
+brns=$!
+sleep 0.2
+in_ns() { nsenter -t "$brns" -n "$@"; }
+in_ns ip link set lo up
+measure_root() { run_as= measure "$@"; }
+in_ns "$hutch" exec --net --network bridge "$img/image.sif" true
+measure_root "root host" nsenter -t "$brns" -n "$hutch" exec "$img/image.sif" true
+measure_root "root bridge" nsenter -t "$brns" -n "$hutch" exec --net --network bridge "$img/image.sif" true
 
-wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; return 1; }
+# serve_bench and wait_port run their clients through $via (empty: here; in_ns: the bridge's)
+via=
+wait_port() { for _ in $(seq 100); do $via curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; return 1; }
 declare -A rps mbs
 serve_bench() { # name port
 	local name=$1 port=$2 r t0 t1
 	wait_port "$port" || { echo "  $name: no answer on $port"; return; }
-	r=$(ab -q -n "$reqs" -c 4 "http://127.0.0.1:$port/" 2>&1 | awk '/^Requests per second/{print $4}')
+	r=$($via ab -q -n "$reqs" -c 4 "http://127.0.0.1:$port/" 2>&1 | awk '/^Requests per second/{print $4}')
 	t0=$(date +%s.%N)
-	for _ in 1 2 3 4 5; do curl -s -o /dev/null "http://127.0.0.1:$port/big"; done
+	for _ in 1 2 3 4 5; do $via curl -s -o /dev/null "http://127.0.0.1:$port/big"; done
 	t1=$(date +%s.%N)
 	rps[$name]=$r
 	mbs[$name]=$(echo "5 * 64 / ($t1 - $t0)" | bc -l)
@@ -72,6 +90,14 @@ for n in pasta slirp4netns; do
 	serve_bench "hutch-$n" $port
 	as_user "$hutch" instance stop "bench-$n" >/dev/null 2>&1 || true
 done
+port=$((port + 1))
+if in_ns "$hutch" instance start --net --network bridge -p 127.0.0.1:$port:8080 -B "$work/www:/srv/www" \
+	"$img/image.sif" bench-bridge >/dev/null 2>&1; then
+	via=in_ns serve_bench hutch-bridge $port
+	in_ns "$hutch" instance stop bench-bridge >/dev/null 2>&1 || true
+else
+	echo "  bridge: instance did not start"
+fi
 if command -v podman >/dev/null; then
 	port=$((port + 1))
 	as_user podman --runtime runc --cgroup-manager=cgroupfs --events-backend=file run -d --name bench-httpd \
@@ -96,8 +122,11 @@ echo "start cost over the host network:"
 diff_ms "none - host (target <= 1 ms)" none host
 diff_ms "pasta - host" pasta host
 diff_ms "slirp4netns - host" slirp4netns host
+diff_ms "bridge - host, as root" "root bridge" "root host"
 echo "ratios (higher is better for hutch):"
 ratio "request rate hutch pasta / podman (target >= 1.0)" hutch-pasta podman rps
 ratio "request rate hutch slirp4netns / podman" hutch-slirp4netns podman rps
 ratio "throughput hutch pasta / podman" hutch-pasta podman mbs
 ratio "throughput hutch slirp4netns / podman" hutch-slirp4netns podman mbs
+ratio "request rate hutch bridge (root, nftables) / podman" hutch-bridge podman rps
+ratio "throughput hutch bridge (root, nftables) / podman" hutch-bridge podman mbs
