@@ -97,7 +97,7 @@ for t in "${tests[@]}"; do
 	# and run hutch as TEST_USER themselves
 	runner=as_user
 	start=$SECONDS
-	case $t in t-policy | t-attack | t-trust) runner=env ;; esac
+	case $t in t-policy | t-attack | t-trust | t-faults) runner=env ;; esac
 	out=$(cd "$work" && $runner env TEST_USER="$user" AUX_USER="$aux" HUTCH_TEST_PORT="$tport" HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" SIFVERIFY="$sifverify" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" \
 		MODE="$mode" SRC="$src" CGROUP_PARENT="${HUTCH_TEST_CGROUP_PARENT:-}" HOME="$(getent passwd "$user" | cut -d: -f6)" TMPDIR="$work" \
 		"$reaper" bash "$here/$t.sh" 2>&1)
