@@ -87,6 +87,8 @@ if [ -z "${HUTCH_IT_NO_GO:-}" ] && command -v go >/dev/null && [ -d /usr/share/g
 	chmod -R a+rX "$work" 2>/dev/null
 fi
 
+# each file's time limit (HUTCH_TEST_FILE_TIMEOUT, seconds)
+file_timeout=${HUTCH_TEST_FILE_TIMEOUT:-420}
 tests=("$@")
 [ ${#tests[@]} -gt 0 ] || tests=($(cd "$here" && ls t-*.sh | sed 's/\.sh$//'))
 n=0
@@ -100,7 +102,10 @@ for t in "${tests[@]}"; do
 	case $t in t-policy | t-attack | t-trust | t-faults) runner=env ;; esac
 	out=$(cd "$work" && $runner env TEST_USER="$user" AUX_USER="$aux" HUTCH_TEST_PORT="$tport" HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" SIFVERIFY="$sifverify" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" \
 		MODE="$mode" SRC="$src" CGROUP_PARENT="${HUTCH_TEST_CGROUP_PARENT:-}" HOME="$(getent passwd "$user" | cut -d: -f6)" TMPDIR="$work" \
-		"$reaper" bash "$here/$t.sh" 2>&1)
+		timeout -k 10 "$file_timeout" "$reaper" bash "$here/$t.sh" 2>&1)
+	rc=$?
+	# a hung file is one failure of its own, not the end of the whole run
+	[ "$rc" -eq 124 ] || [ "$rc" -eq 137 ] && out+=$'\n'"not ok - $t timed out after $file_timeout s"
 	while IFS= read -r line; do
 		case $line in
 		"ok "*) n=$((n + 1)); echo "ok $n ${line#ok }" ;;
