@@ -42,7 +42,8 @@ for i in $(seq "$runs"); do
 	sleep "$(printf '0.%03d' "$ms")"
 	# the victim: one of the processes there are at that moment, at random
 	cands=()
-	c=$(pgrep -P "$cli" -x hutch) && cands+=("$c:cli")
+	# the CLI is the one named plain "hutch" (the launcher and supervisor rename themselves)
+	for p in $(pgrep -u "$TUID" -x hutch); do cands+=("$p:cli"); done
 	for n in "${victims[@]}"; do
 		for p in $(pgrep -u "$TUID" -x "$n"); do cands+=("$p:$n"); done
 	done
