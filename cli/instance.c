@@ -60,17 +60,26 @@ static int signal_parse(const char *s)
         return f ? f->sig : -EINVAL;
 }
 
-static void print_file(const char *path, FILE *to)
+/* The last lines of a log (at most its last 64 KiB), for a failed start. */
+static void print_file_tail(const char *path, long lines, FILE *to)
 {
-        int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        char buf[8192];
-        ssize_t n;
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        static char buf[65536];
         if (fd < 0)
                 return;
+        off_t end = lseek(fd, 0, SEEK_END);
+        off_t from = end > (off_t) sizeof buf ? end - (off_t) sizeof buf : 0;
+        ssize_t n = end < 0 ? -1 : pread(fd, buf, (size_t) (end - from), from);
+        if (n <= 0)
+                return;
+        size_t i = (size_t) n;
+        if (buf[i - 1] == '\n')
+                i--;
+        for (long seen = 0; i > 0; i--)
+                if (buf[i - 1] == '\n' && ++seen == lines)
+                        break;
         fflush(to);
-        while ((n = read(fd, buf, sizeof buf)) > 0)
-                (void) !write(fileno(to), buf, n);
-        close(fd);
+        (void) !write(fileno(to), buf + i, (size_t) n - i);
 }
 
 /* The batch job we run in, and with --tie-to-job (the default inside one) the process whose
@@ -152,6 +161,8 @@ static int pid_file_write(const struct instance_spec *is, const char *path)
         return r < 0 ? cli_fail(&err) : 0;
 }
 
+#define START_FAIL_LOG_LINES 20
+
 static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, const struct supervise_opts *sv)
 {
         struct launch_args a = {.instance = true, .tie_to_job = -1};
@@ -174,7 +185,8 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, cons
                 goto out;
         }
         if (instance_name_check(is.name, &err) < 0 ||
-            (a.restart && restart_policy_parse(a.restart, &is.restart, &is.max_restarts, &err) < 0)) {
+            (a.restart && restart_policy_parse(a.restart, &is.restart, &is.max_restarts, &err) < 0) ||
+            instance_ready_parse(a.ready, a.ready_timeout, &is.ready, &err) < 0) {
                 r = cli_fail(&err);
                 goto out;
         }
@@ -228,10 +240,11 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, cons
         is.supervisor_args = sargs;
         r = instance_start(&is, &status, &err);
         if (r < 0) {
-                /* the container's own words first, as it wrote them */
+                /* the container's own words first, as it wrote them: the end of its error
+                 * log */
                 _cleanup_free_ char *out = NULL, *errp = NULL;
                 if (status >= 0 && instance_log_paths(&is.env, is.name, &out, &errp) == 0)
-                        print_file(errp, stderr);
+                        print_file_tail(errp, START_FAIL_LOG_LINES, stderr);
                 r = cli_fail(&err);
                 goto out;
         }
@@ -327,7 +340,9 @@ static int cmd_unit(struct cli *c, int argc, char **argv)
                 r = cli_usage_error("instance unit", "missing instance NAME after IMAGE");
                 goto out;
         }
-        if (instance_name_check(a.rest[0], &err) < 0) {
+        struct instance_ready ready;
+        if (instance_name_check(a.rest[0], &err) < 0 ||
+            instance_ready_parse(a.ready, a.ready_timeout, &ready, &err) < 0) {
                 r = cli_fail(&err);
                 goto out;
         }

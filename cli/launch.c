@@ -38,6 +38,8 @@ enum {
         OPT_NO_TIE_TO_JOB,
         OPT_SYSTEMD,
         OPT_PID_FILE,
+        OPT_READY,
+        OPT_READY_TIMEOUT,
         OPT_LIMIT,
         OPT_APPLY_CGROUPS,
         OPT_CGROUP_PARENT,
@@ -87,6 +89,8 @@ static const struct option options[] = {
         {"no-tie-to-job", no_argument, NULL, OPT_NO_TIE_TO_JOB},
         {"systemd", required_argument, NULL, OPT_SYSTEMD},
         {"pid-file", required_argument, NULL, OPT_PID_FILE},
+        {"ready", required_argument, NULL, OPT_READY},
+        {"ready-timeout", required_argument, NULL, OPT_READY_TIMEOUT},
         {"apply-cgroups", required_argument, NULL, OPT_APPLY_CGROUPS},
         {"cgroup-parent", required_argument, NULL, OPT_CGROUP_PARENT},
         {"blkio-weight", required_argument, NULL, OPT_LIMIT},
@@ -221,6 +225,12 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                 if (!a->instance)
                         return cli_usage_error(verb, "--pid-file is an option of 'instance start'");
                 a->pid_file = arg;
+                break;
+        case OPT_READY:
+        case OPT_READY_TIMEOUT:
+                if (!a->instance)
+                        return cli_usage_error(verb, "--%s is an option of 'instance start'", options[k].name);
+                *(options[k].val == OPT_READY ? &a->ready : &a->ready_timeout) = arg;
                 break;
         case OPT_TIE_TO_JOB:
         case OPT_NO_TIE_TO_JOB:
@@ -409,7 +419,7 @@ static int apply_env_value(struct launch_args *a, const char *verb, size_t k, co
 static bool is_instance_option(int val)
 {
         return val == OPT_RESTART || val == OPT_TIE_TO_JOB || val == OPT_NO_TIE_TO_JOB || val == OPT_SYSTEMD ||
-               val == OPT_PID_FILE;
+               val == OPT_PID_FILE || val == OPT_READY || val == OPT_READY_TIMEOUT;
 }
 
 static int options_from_env(struct cli *c, struct launch_args *a, const char *verb, const bool *seen)
@@ -682,6 +692,31 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
         return cli_trust_check(c, s->image);
 }
 
+/* A unit written by hand (Type=notify) around `hutch exec|run`: the payload reaches the
+ * manager's $NOTIFY_SOCKET. A path is bound at the same path inside and the variable kept
+ * even under --cleanenv (unless --env sets it); an abstract socket ('@') lives in the
+ * network namespace, so only the host's network reaches it. */
+static int notify_passthrough(struct cli *c, struct launch_args *a)
+{
+        struct launch_spec *s = &a->spec;
+        const char *v = cli_getenv(c, "NOTIFY_SOCKET");
+        if (!v || !*v)
+                return 0;
+        if (v[0] == '@') {
+                if (a->net.enabled)
+                        log_warning("NOTIFY_SOCKET '%s' is an abstract socket, which a container with a network of its "
+                                    "own cannot reach",
+                                    v);
+        } else if (v[0] == '/')
+                s->notify_socket = v;
+        else
+                return 0;
+        if (strv_env_get(s->env, "NOTIFY_SOCKET"))
+                return 0;
+        _cleanup_free_ char *kv = strjoin("NOTIFY_SOCKET=", v, NULL);
+        return kv ? strv_push(&s->env, steal_pointer(&kv)) : -ENOMEM;
+}
+
 int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
 {
         struct launch_args a = {0};
@@ -703,6 +738,9 @@ int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
                 struct instance_env env;
                 cli_instance_env(c, &env);
                 r = instance_join(&env, s->image + strlen("instance://"), s, &status, &err);
+        } else if ((r = notify_passthrough(c, &a)) < 0) {
+                r = cli_usage_error(verb, "out of memory");
+                goto out;
         } else
                 r = runtime_launch(s, &status, &err);
         r = r < 0 ? cli_fail(&err) : status;

@@ -55,3 +55,14 @@ int instance_state_write(int dir_fd, const struct instance_state *st);
  * read is capped and the state must name uid. -ESRCH when the lock is free. */
 int instance_state_read_trusted(int dir_fd, uid_t uid, struct instance_state *ret);
 int instance_state_load(int root_fd, const char *name, bool remove_stale, struct instance_state *ret);
+
+/* Readiness probes (ready.c). A probe of spec->ready (TCP or EXEC) for the container whose
+ * PID 1 is init, as a child of ours: *ret its pid, which exits 0 once ready. */
+int ready_probe_start(const struct instance_spec *spec, pid_t init, pid_t *ret);
+/* --ready notify: a datagram socket NAME/notify in the instance folder dir_fd (non-blocking);
+ * *ret_path its host path, for the container's bind. */
+#define READY_NOTIFY_NAME "notify"
+#define READY_NOTIFY_DST "/run/hutch/notify"
+int ready_notify_open(int dir_fd, int *ret_fd, char **ret_path);
+/* Reads what waits on fd: true when a message said READY=1. */
+bool ready_notify_read(int fd);

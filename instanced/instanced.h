@@ -18,6 +18,21 @@ enum restart_policy { RESTART_NO, RESTART_ON_FAILURE, RESTART_ALWAYS };
  * reachable (auto), or never (no) */
 enum instance_systemd { INSTANCE_SYSTEMD_AUTO, INSTANCE_SYSTEMD_YES, INSTANCE_SYSTEMD_NO };
 
+/* --ready: when a start is done. NONE: once the container's processes settle (the
+ * default); NOTIFY: the payload sends READY=1 to $NOTIFY_SOCKET; TCP: 127.0.0.1:port in
+ * the container's network accepts a connection; EXEC: cmd, run by the container's
+ * /bin/sh -c in the instance, exits 0 (retried). */
+enum instance_ready_kind { INSTANCE_READY_NONE, INSTANCE_READY_NOTIFY, INSTANCE_READY_TCP, INSTANCE_READY_EXEC };
+#define INSTANCE_READY_TIMEOUT_DEFAULT_MS 60000
+struct instance_ready {
+        enum instance_ready_kind kind;
+        unsigned port;
+        const char *cmd;
+        unsigned timeout_ms; /* the payload not ready by then: the start fails */
+};
+/* --ready VALUE and --ready-timeout SECONDS (each NULL when not given). */
+int instance_ready_parse(const char *ready, const char *timeout, struct instance_ready *ret, struct hutch_error *err);
+
 /* Where a user's state and logs live; filled by cli/ from the caller's environment. */
 struct instance_env {
         uid_t uid;
@@ -30,9 +45,10 @@ struct instance_spec {
         struct launch_spec *launch;
         const char *name;
         enum restart_policy restart;
-        unsigned max_restarts;  /* on-failure:N; 0 = no limit */
-        uint64_t log_max_size;  /* 0 = no cap */
-        unsigned settle_ms;     /* cap on the wait for the container to settle at start */
+        unsigned max_restarts; /* on-failure:N; 0 = no limit */
+        uint64_t log_max_size; /* 0 = no cap */
+        unsigned settle_ms;    /* cap on the wait for the container to settle at start */
+        struct instance_ready ready;
         unsigned max_instances; /* hutch.conf 'max instances': per user, this one included; 0 = no limit */
         struct instance_env env;
         const char *job_id; /* the batch job started in (SLURM_JOB_ID, PBS_JOBID, LSB_JOBID), or NULL */

@@ -555,6 +555,7 @@ void instance_dir_remove(int root_fd, int dir_fd, const char *name)
 {
         unlinkat(dir_fd, "state", 0);
         unlinkat(dir_fd, "state.tmp", 0);
+        unlinkat(dir_fd, READY_NOTIFY_NAME, 0);
         unlinkat(dir_fd, "lock", 0);
         unlinkat(root_fd, name, AT_REMOVEDIR);
 }

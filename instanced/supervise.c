@@ -46,7 +46,10 @@ _Static_assert(SUPERVISOR_DIR_FD == OVERLAY_SUPERVISOR_DIR_FD, "the overlay lock
 
 #define LAUNCHER_STACK (1 << 20) /* mapped for each start, only the pages used are touched */
 
-enum { EV_SIGNAL, EV_OUT, EV_ERR, EV_TIMER, EV_SERVER, EV_JOB };
+#define READY_TICK_MS 50        /* --ready: how often the deadline is checked and a TCP probe made */
+#define READY_EXEC_EVERY_MS 250 /* --ready exec: the pause between two runs of the command */
+
+enum { EV_SIGNAL, EV_OUT, EV_ERR, EV_TIMER, EV_SERVER, EV_JOB, EV_NOTIFY };
 
 struct log_sink {
         int dir_fd;
@@ -86,6 +89,16 @@ struct sup {
         unsigned backoff_ms;
         time_t run_started;
         int exit_status; /* the container's last, as a shell's $?: 128+N when killed by N */
+        /* --ready: probing between the first start and readiness; the probe running (our
+         * child) or 0; the notify socket and its host path; the launcher's environment with
+         * NOTIFY_SOCKET */
+        bool probing;
+        pid_t probe;
+        struct timespec probe_start;
+        long next_probe_ms;
+        int notify_fd;
+        char *notify_path;
+        char **launch_env;
 };
 
 static void sink_close(struct log_sink *s)
@@ -340,6 +353,11 @@ static int launcher_main(void *p)
         spec.affinity_size = spec.affinity ? sizeof a->u->affinity : 0;
         spec.init_early = &u->init_early;
         spec.overlays_locked = true;
+        if (u->notify_path) {
+                spec.notify_socket = u->notify_path;
+                spec.notify_socket_dst = READY_NOTIFY_DST;
+                spec.env = u->launch_env;
+        }
         int status = 0;
         if (runtime_launch(&spec, &status, &err) < 0) {
                 struct launch_event ev = {.type = LAUNCH_EVENT_FAILED, .err = err};
@@ -372,6 +390,7 @@ static void timer_off(struct sup *u)
 }
 
 static void on_started(struct sup *u, pid_t pid);
+static void ready_begin(struct sup *u);
 static void on_server_report(struct sup *u);
 static void stop_container(struct sup *u, int sig);
 
@@ -602,9 +621,122 @@ static void on_started(struct sup *u, pid_t pid)
                 timer_arm(u, TIDY_AFTER_MS, false);
                 return;
         }
+        if (u->spec->ready.kind != INSTANCE_READY_NONE) {
+                ready_begin(u);
+                return;
+        }
         clock_gettime(CLOCK_MONOTONIC, &u->settle_start);
         u->settled_in_row = 0;
         timer_arm(u, SETTLE_TICK_MS, true);
+}
+
+static long ms_since(const struct timespec *t)
+{
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        return (now.tv_sec - t->tv_sec) * 1000 + (now.tv_nsec - t->tv_nsec) / 1000000;
+}
+
+/* The container runs and is ready (settled, or as --ready says): the CLI returns, the
+ * unit's manager hears READY=1. */
+static void became_ready(struct sup *u)
+{
+        u->ready = true;
+        /* the CLI, which returns once told, tends to be woken on our CPU and wait for it:
+         * told first, the log line after, the tidying (on_timer) a while later */
+        tell_cli(u, INSTANCE_MSG_READY, 0, NULL);
+        tell_manager(u, "READY=1\nSTATUS=running");
+        audit(u, "start", -1);
+        note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);
+        u->tidy_pending = true;
+        timer_arm(u, TIDY_AFTER_MS, false);
+}
+
+static void probe_end(struct sup *u)
+{
+        u->probing = false;
+        timer_off(u);
+        if (u->probe > 0)
+                kill(u->probe, SIGKILL); /* reaped by tree_gone or on SIGCHLD */
+}
+
+/* --ready: the state is written first (an exec probe joins through it), then probes run
+ * on the timer until one succeeds, READY=1 comes or the timeout passes. */
+static void ready_begin(struct sup *u)
+{
+        if (!state_save(u))
+                return;
+        u->probing = true;
+        u->next_probe_ms = 0;
+        clock_gettime(CLOCK_MONOTONIC, &u->probe_start);
+        tell_manager(u, "STATUS=waiting for the service to be ready");
+        timer_arm(u, READY_TICK_MS, true);
+}
+
+static void ready_done(struct sup *u)
+{
+        probe_end(u);
+        became_ready(u);
+}
+
+/* Not ready in time: the start fails (the CLI shows the error log) and the container is
+ * ended; the supervisor then removes everything as after any failed start. */
+static void ready_fail(struct sup *u, const char *why)
+{
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        probe_end(u);
+        drain(u->out_pipe[0], &u->out);
+        drain(u->err_pipe[0], &u->err);
+        note(u, "not ready: %s; stopping it", why);
+        hutch_err(&e, -ETIMEDOUT, "instance '%s' failed to start: %s", u->st.name, why);
+        tell_cli(u, INSTANCE_MSG_FAILED, 0, &e);
+        stop_container(u, SIGKILL);
+}
+
+static void on_ready_tick(struct sup *u)
+{
+        const struct instance_ready *r = &u->spec->ready;
+        long waited = ms_since(&u->probe_start);
+        char why[INSTANCE_NAME_MAX + 200];
+        if (waited >= (long) r->timeout_ms) {
+                if (r->kind == INSTANCE_READY_NOTIFY)
+                        snprintf(why, sizeof why, "no READY=1 on its NOTIFY_SOCKET within %.3g s",
+                                 r->timeout_ms / 1000.0);
+                else if (r->kind == INSTANCE_READY_TCP)
+                        snprintf(why, sizeof why, "nothing accepted connections on port %u within %.3g s", r->port,
+                                 r->timeout_ms / 1000.0);
+                else
+                        snprintf(why, sizeof why, "the --ready command did not succeed within %.3g s",
+                                 r->timeout_ms / 1000.0);
+                ready_fail(u, why);
+                return;
+        }
+        if (r->kind == INSTANCE_READY_NOTIFY || u->probe > 0 || waited < u->next_probe_ms)
+                return;
+        int k = ready_probe_start(u->spec, u->st.pid, &u->probe);
+        if (k < 0) {
+                snprintf(why, sizeof why, "cannot start its readiness probe: %s", strerror(-k));
+                ready_fail(u, why);
+        }
+}
+
+static void on_probe_exit(struct sup *u, int ws)
+{
+        u->probe = 0;
+        if (!u->probing)
+                return;
+        if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
+                ready_done(u);
+                return;
+        }
+        u->next_probe_ms =
+                ms_since(&u->probe_start) + (u->spec->ready.kind == INSTANCE_READY_EXEC ? READY_EXEC_EVERY_MS : 0);
+}
+
+static void on_notify(struct sup *u)
+{
+        if (ready_notify_read(u->notify_fd) && u->probing)
+                ready_done(u);
 }
 
 static void on_settle_tick(struct sup *u)
@@ -619,15 +751,7 @@ static void on_settle_tick(struct sup *u)
         timer_off(u);
         if (!state_save(u))
                 return;
-        u->ready = true;
-        /* the CLI, which returns once told, tends to be woken on our CPU and wait for it:
-         * told first, the log line after, the tidying (on_timer) a while later */
-        tell_cli(u, INSTANCE_MSG_READY, 0, NULL);
-        tell_manager(u, "READY=1\nSTATUS=running");
-        audit(u, "start", -1);
-        note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);
-        u->tidy_pending = true;
-        timer_arm(u, TIDY_AFTER_MS, false);
+        became_ready(u);
 }
 
 static bool should_restart(struct sup *u, int status)
@@ -652,6 +776,8 @@ static void on_container_exit(struct sup *u, int wstatus)
                 note(u, "the kernel's OOM killer killed a process of the container (memory limit reached)");
         if (!u->ready) {
                 timer_off(u);
+                if (u->probing)
+                        probe_end(u);
                 /* what the container wrote before it exited is in the pipes, maybe not read
                  * yet (the signal can come first in an epoll batch): into the logs before
                  * the CLI reads them to show its error */
@@ -693,6 +819,8 @@ static void child_gone(struct sup *u, pid_t p, int ws)
 {
         if (p == u->init)
                 on_container_exit(u, ws);
+        else if (p == u->probe)
+                on_probe_exit(u, ws);
         else if (p == u->server)
                 u->server = 0;
 }
@@ -751,7 +879,9 @@ static void on_timer(struct sup *u)
                 }
                 return;
         }
-        if (!u->ready && u->st.pid > 0)
+        if (u->probing)
+                on_ready_tick(u);
+        else if (!u->ready && u->st.pid > 0)
                 on_settle_tick(u);
 }
 
@@ -831,6 +961,26 @@ static int job_watch(struct sup *u, struct hutch_error *err)
         return 0;
 }
 
+/* --ready notify: our socket, bound into the container at READY_NOTIFY_DST and named by
+ * its NOTIFY_SOCKET (forced, as --env is). */
+static int notify_setup(struct sup *u, struct hutch_error *err)
+{
+        if (u->spec->ready.kind != INSTANCE_READY_NOTIFY)
+                return 0;
+        int r = ready_notify_open(u->dir_fd, &u->notify_fd, &u->notify_path);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot create the notify socket of instance '%s'", u->spec->name);
+        if (epoll_add(u->epfd, u->notify_fd, EV_NOTIFY) < 0)
+                return hutch_err_sys(err, -errno, "cannot set up the supervisor");
+        char **env = u->spec->launch->env;
+        for (size_t i = 0; env && env[i]; i++)
+                if (strv_extend(&u->launch_env, env[i]) < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+        if (strv_extend(&u->launch_env, "NOTIFY_SOCKET=" READY_NOTIFY_DST) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        return 0;
+}
+
 static int setup(struct sup *u, struct hutch_error *err)
 {
         /* hold SUPERVISOR_DIR_FD now, so no fd opened below lands on it */
@@ -894,7 +1044,7 @@ static int setup(struct sup *u, struct hutch_error *err)
             epoll_add(u->epfd, u->out_pipe[0], EV_OUT) < 0 || epoll_add(u->epfd, u->err_pipe[0], EV_ERR) < 0 ||
             epoll_add(u->epfd, u->srv_pipe[0], EV_SERVER) < 0)
                 return hutch_err_sys(err, -errno, "cannot set up the supervisor");
-        if ((r = job_watch(u, err)) < 0)
+        if ((r = job_watch(u, err)) < 0 || (r = notify_setup(u, err)) < 0)
                 return r;
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         prctl(PR_SET_NAME, SUPERVISOR_COMM);
@@ -923,6 +1073,7 @@ static void loop(struct sup *u)
                         case EV_TIMER: on_timer(u); break;
                         case EV_SERVER: on_server_report(u); break;
                         case EV_JOB: on_job_end(u); break;
+                        case EV_NOTIFY: on_notify(u); break;
                         }
         }
 }
@@ -943,7 +1094,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = u.job_fd = -EBADF;
         u.out.fd = u.err.fd = u.out.dir_fd = -EBADF;
         u.out_pipe[0] = u.out_pipe[1] = u.err_pipe[0] = u.err_pipe[1] = -EBADF;
-        u.srv_pipe[0] = u.srv_pipe[1] = u.self_fd = -EBADF;
+        u.srv_pipe[0] = u.srv_pipe[1] = u.self_fd = u.notify_fd = -EBADF;
         u.st.uid = spec->env.uid;
         u.st.supervisor = getpid();
         proc_start_time(u.st.supervisor, &u.st.supervisor_start);
@@ -1019,7 +1170,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         sink_drop_aside(&u.err);
         int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,       u.timerfd,
                      u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1], u.srv_pipe[0], u.srv_pipe[1],
-                     u.self_fd,     u.out.dir_fd,  u.sync_fd,     u.job_fd};
+                     u.self_fd,     u.out.dir_fd,  u.sync_fd,     u.job_fd,      u.notify_fd};
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)
                 if (fds[i] >= 0)
                         close(fds[i]);
@@ -1027,5 +1178,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         sink_close(&u.err);
         image_overlays_close(u.ovl, spec->launch->n_overlays);
         instance_state_clear(&u.st);
+        free(u.notify_path);
+        strv_free(u.launch_env);
         return r;
 }

@@ -216,6 +216,12 @@ static int plan_binds(struct launch_ctx *c, struct hutch_error *err)
         for (size_t i = 0; i < s->n_binds; i++)
                 if ((r = add_bind(c, s->binds[i].src, s->binds[i].dst, s->binds[i].ro, true, err)) < 0)
                         return r;
+        /* hutch's own, not the user's: no admin bind policy; writable, as connect(2) on a
+         * unix socket needs write permission */
+        if (s->notify_socket && s->notify_socket[0] == '/' &&
+            (r = add_bind(c, s->notify_socket, s->notify_socket_dst ? s->notify_socket_dst : s->notify_socket, false,
+                          false, err)) < 0)
+                return hutch_err_wrap(err, "the notify socket");
         return 0;
 }
 

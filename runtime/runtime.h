@@ -63,6 +63,10 @@ struct launch_spec {
         const struct hutch_conf *conf;
         /* --net and friends (net/net.h); NULL or not enabled: the host's network */
         const struct net_spec *net;
+        /* A unix socket of the host the payload reaches as $NOTIFY_SOCKET (sd_notify): bound
+         * read-write at notify_socket_dst (NULL: the same path) inside; a missing one is
+         * skipped. Setting the variable is the caller's (spec->env). NULL: none. */
+        const char *notify_socket, *notify_socket_dst;
         /* --overlay, in the order given (image/image.h); overlays_locked: the caller (an
          * instance's supervisor) holds their locks for the container's life */
         struct overlay_spec *overlays;

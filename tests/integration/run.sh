@@ -48,6 +48,7 @@ done
 cp "$reaper" "$work/bin/reaper"
 cp "$builddir/tests/killfirst" "$work/bin/killfirst"
 cp "$builddir/tests/reaper-static" "$work/bin/reaper-static"
+cp "$builddir/tests/sdnotify-static" "$work/bin/sdnotify-static"
 cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$src/tests/helpers/craft.py" "$src/tests/helpers/mkoci.py" \
 	"$src/tests/helpers/badreg.py" "$work/tests/"
 # `meson install` of the build into a staging root (t-install: run-singularity, completion);
@@ -100,7 +101,7 @@ for t in "${tests[@]}"; do
 	runner=as_user
 	start=$SECONDS
 	case $t in t-policy | t-attack | t-trust | t-faults) runner=env ;; esac
-	out=$(cd "$work" && $runner env TEST_USER="$user" AUX_USER="$aux" HUTCH_TEST_PORT="$tport" HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" SIFVERIFY="$sifverify" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" \
+	out=$(cd "$work" && $runner env TEST_USER="$user" AUX_USER="$aux" HUTCH_TEST_PORT="$tport" HUTCH="$hutch" IMAGES="$work/img" SIFCHECK="$sifcheck" SIFVERIFY="$sifverify" KILLFIRST="$work/bin/killfirst" FIXTURES="$fixtures" INSTALLED="$installed" REAPER_STATIC="$work/bin/reaper-static" SDNOTIFY_STATIC="$work/bin/sdnotify-static" \
 		MODE="$mode" SRC="$src" CGROUP_PARENT="${HUTCH_TEST_CGROUP_PARENT:-}" HOME="$(getent passwd "$user" | cut -d: -f6)" TMPDIR="$work" \
 		timeout -k 10 "$file_timeout" "$reaper" bash "$here/$t.sh" 2>&1)
 	rc=$?

@@ -67,6 +67,30 @@ static void test_restart(void **state)
                 assert_int_equal(restart_policy_parse(bad[i], &p, &n, &err), -EINVAL);
 }
 
+static void test_ready(void **state)
+{
+        (void) state;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct instance_ready r;
+        assert_int_equal(instance_ready_parse(NULL, NULL, &r, &err), 0);
+        assert_int_equal(r.kind, INSTANCE_READY_NONE);
+        assert_int_equal(instance_ready_parse("notify", NULL, &r, &err), 0);
+        assert_true(r.kind == INSTANCE_READY_NOTIFY && r.timeout_ms == INSTANCE_READY_TIMEOUT_DEFAULT_MS);
+        assert_int_equal(instance_ready_parse("tcp:8080", "2.5", &r, &err), 0);
+        assert_true(r.kind == INSTANCE_READY_TCP && r.port == 8080 && r.timeout_ms == 2500);
+        assert_int_equal(instance_ready_parse("tcp:65535", "240", &r, &err), 0);
+        assert_true(r.port == 65535 && r.timeout_ms == 240000);
+        assert_int_equal(instance_ready_parse("exec:pg_isready -q", NULL, &r, &err), 0);
+        assert_true(r.kind == INSTANCE_READY_EXEC && !strcmp(r.cmd, "pg_isready -q"));
+        const char *bad[][2] = {{"bogus", NULL},   {"tcp:0", NULL},   {"tcp:65536", NULL}, {"tcp:", NULL},
+                                {"tcp:-1", NULL},  {"tcp:80x", NULL}, {"exec:", NULL},     {"exec:  ", NULL},
+                                {"Notify", NULL},  {"notify", "-1"},  {"notify", "0"},     {"notify", "241"},
+                                {"notify", "nan"}, {"notify", "inf"}, {"notify", "1s"},    {"notify", ""},
+                                {NULL, "5"},       {"tcp: 80", NULL}};
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+                assert_int_equal(instance_ready_parse(bad[i][0], bad[i][1], &r, &err), -EINVAL);
+}
+
 static void test_state_roundtrip(void **state)
 {
         (void) state;
@@ -288,7 +312,7 @@ int main(void)
                 cmocka_unit_test(test_names),           cmocka_unit_test(test_restart),
                 cmocka_unit_test(test_state_roundtrip), cmocka_unit_test(test_state_parse_bad),
                 cmocka_unit_test(test_paths),           cmocka_unit_test(test_units),
-                cmocka_unit_test(test_audit),
+                cmocka_unit_test(test_audit),           cmocka_unit_test(test_ready),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
