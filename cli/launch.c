@@ -650,6 +650,23 @@ static int build_security(struct launch_args *a, const char *verb)
         return -1;
 }
 
+/* Joining a running instance adds a process to a root assembled at its start: options that
+ * would shape that root are refused rather than silently ignored. -1 to go on. */
+static int join_options_check(const struct launch_spec *s, const char *verb)
+{
+        if (!startswith(s->image, "instance://"))
+                return -1;
+        const char *opt = s->n_overlays       ? "--overlay"
+                          : s->writable_tmpfs ? "--writable-tmpfs"
+                          : s->writable       ? "--writable"
+                                              : NULL;
+        if (!opt)
+                return -1;
+        return cli_usage_error(
+                verb, "%s cannot be used with %s: an instance's root is set up by 'instance start' (give %s there)",
+                opt, s->image, opt);
+}
+
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv)
 {
         struct launch_spec *s = &a->spec;
@@ -668,6 +685,8 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
         a->rest = argv + optind;
         s->argv = a->rest;
         if ((r = options_from_env(c, a, verb, seen)) >= 0)
+                return r;
+        if ((r = join_options_check(s, verb)) >= 0)
                 return r;
         if (s->writable && image_file_is_sif(s->image)) {
                 /* --writable on a SIF writes into its overlay partition */

@@ -79,6 +79,13 @@ check "a second writer is refused, naming the instance" "fails_with \"overlay '$
 run "$HUTCH" instance start -o "$K" "$I" kv
 run "$HUTCH" exec instance://kv cat /data/key
 check "an instance's data survives instance stop / start" 'out_is v1'
+mkdir "$T/join"
+run "$HUTCH" exec -o "$T/join" instance://kv sh -c 'echo j > /data/joined'
+check "exec --overlay instance://NAME: one line, refused, nothing written" 'fails_with "hutch: error: --overlay cannot be used with instance://kv" && [ -z "$(ls -A "$T/join")" ] && [ ! -e "$K/upper/data/joined" ]'
+run "$HUTCH" shell --writable-tmpfs instance://kv
+check "shell --writable-tmpfs instance://NAME: one line, refused" 'fails_with "hutch: error: --writable-tmpfs cannot be used with instance://kv"'
+run env APPTAINER_OVERLAY="$T/join" "$HUTCH" run instance://kv
+check "run instance://NAME with APPTAINER_OVERLAY set: refused too" 'fails_with "--overlay cannot be used with instance://kv"'
 "$HUTCH" instance stop kv >/dev/null 2>&1
 R=$(mktemp -d "$T/img.XXXX")
 cp -a "$IMAGES/rootfs/." "$R"
