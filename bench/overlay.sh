@@ -3,7 +3,8 @@
 # small files) through a folder overlay, an ext3 overlay (loop device: as root) and
 # --writable-tmpfs, against no overlay and against the same work on the host's disk in the
 # same folder. As root (ext3 overlays are root's); apptainer, when installed, runs the same
-# rows with its own overlays.
+# rows with its own overlays. --writable-tmpfs's 100 MiB row needs a system hutch.conf whose
+# 'sessiondir max size' is above 100 (the default, 64, gives ENOSPC: the row says "failed").
 # usage: bench/overlay.sh BUILD/hutch [RUNS]      (as root)
 set -euo pipefail
 hutch=$(readlink -f "$1")
@@ -36,14 +37,20 @@ awk -v a="${med[ext3]}" -v b="${med[none]}" 'BEGIN{printf "  ext3 overlay adds %
 # work SH-SCRIPT in a fresh /w: wall seconds of the whole command
 big='dd if=/dev/zero of=/w/big bs=1M count=100 conv=fsync 2>/dev/null && cat /w/big >/dev/null'
 small='i=0; while [ $i -lt 5000 ]; do echo x > /w/f$i; i=$((i + 1)); done; sync'
-secs() { local t0 t1; t0=$(date +%s%N); "$@" >/dev/null; t1=$(date +%s%N); echo $(((t1 - t0) / 1000000)); }
+secs() {
+	local t0 t1
+	t0=$(date +%s%N)
+	"$@" >/dev/null 2>&1 || { echo failed; return; }
+	t1=$(date +%s%N)
+	echo $(((t1 - t0) / 1000000))
+}
 declare -A ms
 row() { # name hutch-args...
 	local name=$1
 	shift
 	ms[$name-big]=$(secs "$hutch" exec "$@" "$img" sh -c "mkdir -p /w && $big && rm -rf /w")
 	ms[$name-small]=$(secs "$hutch" exec "$@" "$img" sh -c "mkdir -p /w && $small && rm -rf /w")
-	printf '  %-16s 100 MiB write+read %6d ms   5000 small files %6d ms\n' "$name" "${ms[$name-big]}" "${ms[$name-small]}"
+	printf '  %-16s 100 MiB write+read %6s ms   5000 small files %6s ms\n' "$name" "${ms[$name-big]}" "${ms[$name-small]}"
 }
 host() {
 	mkdir -p "$work/w"

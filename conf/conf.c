@@ -36,6 +36,7 @@ void conf_defaults(struct hutch_conf *c)
                 .enable_overlay = true,
                 .instance_log_max_size = 10 << 20,
                 .file_cache_size = 128 << 20,
+                .sessiondir_max_size = 64 << 20, /* Apptainer's default */
                 .instance_ready_timeout = 1000,
                 .allow_fakeroot = true,
         };
@@ -90,6 +91,7 @@ enum key_kind {
         KEY_BIND,
         KEY_ALLOW,
         KEY_SIZE,
+        KEY_MIB,
         KEY_MS,
         KEY_CGPARENT,
         KEY_LIMIT,
@@ -137,6 +139,7 @@ static const struct conf_key {
         {"network masquerade", KEY_BOOL, offsetof(struct hutch_conf, net_masquerade)},
         {"network subnet", KEY_STR, offsetof(struct hutch_conf, net_subnet)},
         {"network users allow", KEY_STR, offsetof(struct hutch_conf, net_users_allow)},
+        {"sessiondir max size", KEY_MIB, offsetof(struct hutch_conf, sessiondir_max_size)},
         {"systemd", KEY_STR, offsetof(struct hutch_conf, systemd)},
         {"trusted key", KEY_TRUST, 0},
         {"user bind control", KEY_BOOL, offsetof(struct hutch_conf, user_bind_control)},
@@ -145,6 +148,25 @@ static const struct conf_key {
 static int key_cmp(const void *a, const void *b)
 {
         return strcmp(a, ((const struct conf_key *) b)->key);
+}
+
+/* Apptainer's 'sessiondir max size': a plain number is MiB; a size with a unit is taken
+ * too. 0 (no cap) or at least 1 MiB, the least the staging area's own files need. */
+static int mib_parse(const char *value, uint64_t *ret)
+{
+        uint64_t v;
+        int r;
+        if (value[0] && !value[strspn(value, "0123456789")]) {
+                r = parse_u64_range(value, 0, UINT64_MAX >> 20, &v);
+                v <<= 20;
+        } else
+                r = size_parse(value, &v);
+        if (r < 0)
+                return r;
+        if (v != 0 && v < (1 << 20))
+                return -ERANGE;
+        *ret = v;
+        return 0;
 }
 
 static int handler(void *user, const char *section, const char *name, const char *value)
@@ -194,6 +216,17 @@ static int handler(void *user, const char *section, const char *name, const char
                 if (!ok) {
                         log_warning("%s:%u: '%s' wants %s, not '%s', ignoring", st->name, st->line, name,
                                     k->kind == KEY_SIZE ? "a size (512K, 10M, 1G)" : "milliseconds", value);
+                        c->n_warnings++;
+                } else
+                        *(uint64_t *) ((char *) c + k->off) = v;
+                break;
+        }
+        case KEY_MIB: {
+                uint64_t v;
+                if (mib_parse(value, &v) < 0) {
+                        log_warning("%s:%u: '%s' wants MiB (64) or a size of at least 1M (512M, 2G; 0 = no cap), "
+                                    "not '%s', ignoring",
+                                    st->name, st->line, name, value);
                         c->n_warnings++;
                 } else
                         *(uint64_t *) ((char *) c + k->off) = v;
@@ -266,7 +299,8 @@ static int handler(void *user, const char *section, const char *name, const char
 static bool zero_is_unlimited(const struct conf_key *k)
 {
         return k->off == offsetof(struct hutch_conf, instance_log_max_size) ||
-               k->off == offsetof(struct hutch_conf, max_instances);
+               k->off == offsetof(struct hutch_conf, max_instances) ||
+               k->off == offsetof(struct hutch_conf, sessiondir_max_size);
 }
 
 static void loosen_ignored(struct hutch_conf *sys, const char *name, const char *key)
@@ -321,6 +355,7 @@ static void tighten_one(struct hutch_conf *sys, struct hutch_conf *user, const s
                                 break;
                 break;
         case KEY_SIZE:
+        case KEY_MIB:
         case KEY_MS:
         case KEY_COUNT: tighten_number(sys, user, k, name); break;
         case KEY_CGPARENT:

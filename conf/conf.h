@@ -23,6 +23,7 @@ struct hutch_conf {
         uint64_t instance_log_max_size;  /* bytes per log file before rotation; 0 = no cap */
         uint64_t instance_ready_timeout; /* ms `instance start` waits for the container to settle */
         uint64_t file_cache_size;        /* bytes of decompressed files kept per user; 0 = none */
+        uint64_t sessiondir_max_size;    /* bytes of the staging tmpfs (--writable-tmpfs, --contain); 0 = no cap */
         /* networks (net/): the --net default, which networks users may use (a comma list of
          * none, pasta, slirp4netns, bridge and named networks), the built-in bridge */
         char *net_default;     /* NULL: none */

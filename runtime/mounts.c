@@ -368,7 +368,12 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
 
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 return hutch_err_sys(err, -errno, "cannot make mounts private");
-        if (mount("hutch", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755") < 0)
+        /* 'sessiondir max size' caps what --writable-tmpfs and --contain's folders hold: a
+         * write past it gets ENOSPC (tmpfs's size=, in bytes, rounded up to pages) */
+        char opts[64] = "mode=0755";
+        if (s->conf->sessiondir_max_size)
+                snprintf(opts, sizeof opts, "mode=0755,size=%llu", (unsigned long long) s->conf->sessiondir_max_size);
+        if (mount("hutch", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
                 return hutch_err_sys(err, -errno, "cannot mount the staging tmpfs");
         for (size_t i = 0; i < ELEMENTSOF(dirs); i++)
                 if ((r = mkdir_stage(dirs[i], err)) < 0)

@@ -28,6 +28,20 @@ run "$HUTCH" exec --writable-tmpfs "$W" sh -c 'echo t > /etc/tmpfs-file'
 check "--writable-tmpfs writes" '[ $RC -eq 0 ]'
 run "$HUTCH" exec --writable-tmpfs "$W" sh -c 'test -e /etc/tmpfs-file || echo lost'
 check "--writable-tmpfs loses its changes at exit" 'out_is lost'
+# 'sessiondir max size' (hutch.conf, MiB, default 64) caps --writable-tmpfs and --contain's folders
+fill() { echo "dd if=/dev/zero of=$1 bs=1M count=$2 2>&1 >/dev/null | grep -o 'No space left on device'"; }
+run "$HUTCH" exec --writable-tmpfs "$W" sh -c "$(fill /big 70)"
+check "--writable-tmpfs past the default 64 MiB: ENOSPC inside" 'out_is "No space left on device"'
+printf 'sessiondir max size = 8\n' >"$T/small.conf"
+run env HUTCH_CONF="$T/small.conf" "$HUTCH" exec --writable-tmpfs "$W" sh -c "$(fill /big 6); ls -s /big"
+check "a user's 'sessiondir max size = 8': 6 MiB fit" '[ $RC -eq 0 ] && out_has "^ *6144 /big"'
+run env HUTCH_CONF="$T/small.conf" "$HUTCH" exec --writable-tmpfs "$W" sh -c "$(fill /big 10)"
+check "... 10 MiB get ENOSPC" 'out_is "No space left on device"'
+run env HUTCH_CONF="$T/small.conf" "$HUTCH" exec --contain "$W" sh -c "$(fill /tmp/big 10)"
+check "... and so does --contain's /tmp" 'out_is "No space left on device"'
+printf 'sessiondir max size = 0\n' >"$T/big.conf"
+run env HUTCH_CONF="$T/big.conf" "$HUTCH" exec --writable-tmpfs "$W" sh -c "$(fill /big 70)"
+check "a user's file cannot lift the cap (0): warned, ignored" 'out_is "No space left on device" && err_has "cannot loosen"'
 run "$HUTCH" exec "$W" sh -c 'cat /etc/added 2>/dev/null; cat /etc/hutch-test-marker'
 check "without --overlay the image is untouched" 'out_is image-marker'
 touch "$T/host-marker"

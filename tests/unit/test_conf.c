@@ -203,6 +203,57 @@ static void test_conf_instance(void **state)
         conf_free(&c);
 }
 
+/* 'sessiondir max size': Apptainer's MiB, a size with a unit, 0 for no cap; only smaller
+ * (and never 0) from a user's file. */
+static void test_conf_sessiondir(void **state)
+{
+        (void) state;
+        struct hutch_conf c, u;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        log_set_level(LOG_LEVEL_ERROR);
+        conf_defaults(&c);
+        assert_true(c.sessiondir_max_size == 64u << 20);
+        assert_int_equal(conf_parse_string(&c, "sessiondir max size = 16\n", "t", &e), 0);
+        assert_true(c.sessiondir_max_size == 16u << 20 && c.n_warnings == 0);
+        assert_int_equal(conf_parse_string(&c, "sessiondir max size = 1G\n", "t", &e), 0);
+        assert_true(c.sessiondir_max_size == 1u << 30);
+        static const char *const bad[] = {"sessiondir max size = 512K\n", "sessiondir max size = lots\n",
+                                          "sessiondir max size = -1\n", "sessiondir max size = 99999999999999999\n",
+                                          "sessiondir max size = \n"};
+        for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
+                assert_int_equal(conf_parse_string(&c, bad[i], "t", &e), 0);
+                assert_true(c.sessiondir_max_size == 1u << 30);
+                assert_int_equal(c.n_warnings, i + 1);
+        }
+        assert_int_equal(conf_parse_string(&c, "sessiondir max size = 0\n", "t", &e), 0);
+        assert_true(c.sessiondir_max_size == 0);
+        conf_free(&c);
+        /* over a system cap of 32 MiB: 8 tightens; 0 (no cap) and 128 would loosen */
+        conf_defaults(&c);
+        assert_int_equal(conf_parse_string(&c, "sessiondir max size = 32\n", "sys", &e), 0);
+        static const struct {
+                const char *text;
+                uint64_t want;
+        } cases[] = {{"sessiondir max size = 0\n", 32u << 20},
+                     {"sessiondir max size = 128\n", 32u << 20},
+                     {"sessiondir max size = 8\n", 8u << 20}};
+        for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+                conf_defaults(&u);
+                assert_int_equal(conf_parse_string(&u, cases[i].text, "user", &e), 0);
+                conf_tighten(&c, &u, "user");
+                assert_true(c.sessiondir_max_size == cases[i].want);
+        }
+        conf_free(&c);
+        /* with no system cap (0) a user may set one */
+        conf_defaults(&c);
+        c.sessiondir_max_size = 0;
+        conf_defaults(&u);
+        assert_int_equal(conf_parse_string(&u, "sessiondir max size = 4\n", "user", &e), 0);
+        conf_tighten(&c, &u, "user");
+        assert_true(c.sessiondir_max_size == 4u << 20);
+        conf_free(&c);
+}
+
 /* A user's file over the system's: only the tighter direction of each key is taken. */
 static void test_conf_tighten(void **state)
 {
@@ -358,7 +409,7 @@ int main(void)
                 cmocka_unit_test(test_bind_spec_errors), cmocka_unit_test(test_mount_spec),
                 cmocka_unit_test(test_env_file),         cmocka_unit_test(test_no_mount),
                 cmocka_unit_test(test_conf_tighten),     cmocka_unit_test(test_conf_policy_checks),
-                cmocka_unit_test(test_conf_system_file),
+                cmocka_unit_test(test_conf_system_file), cmocka_unit_test(test_conf_sessiondir),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
