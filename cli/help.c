@@ -143,10 +143,13 @@ static const struct {
          "-u, --update: the last stage goes into TARGET, an existing --sandbox folder, without its\n"
          "bootstrap. --section S,...: run only these (setup, files, post, environment, runscript,\n"
          "startscript, test, labels, help, all, none)."},
-        {"overlay", "hutch overlay create [--size MiB] [--sparse] [--create-dir DIR]... FILE",
+        {"overlay", "hutch overlay create [--size MiB] [--sparse] [--create-dir DIR]... [-f|--fakeroot] FILE",
          "Create FILE, an ext3 image to use with --overlay: upper/ and work/ belong to you, and each\n"
          "--create-dir DIR is made as upper/DIR. --size: in MiB, at least 64 (the default);\n"
-         "--sparse: the file's blocks are allocated as they are written."},
+         "--sparse: the file's blocks are allocated as they are written. -f, --fakeroot: those\n"
+         "folders belong to uid 0 in the image, root inside a --fakeroot container that mounts it\n"
+         "in its user namespace (as Apptainer's); the file stays yours. When FILE is a SIF file the\n"
+         "image becomes its overlay partition."},
         {"sif", "hutch sif list|info ID|dump ID IMAGE.sif",
          "List a SIF file's objects, describe one, or write one's data to stdout."},
         {"cache", "hutch cache list|clean [-f|--force]",

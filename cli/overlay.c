@@ -4,18 +4,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "exit.h"
 #include "image/image.h"
 #include "util/util.h"
 
-enum { OPT_SIZE = 0x100, OPT_SPARSE, OPT_CREATE_DIR };
+enum { OPT_SIZE = 0x100, OPT_SPARSE, OPT_CREATE_DIR, OPT_FAKEROOT };
 
 static const struct option options[] = {
         {"size", required_argument, NULL, OPT_SIZE},
         {"sparse", no_argument, NULL, OPT_SPARSE},
         {"create-dir", required_argument, NULL, OPT_CREATE_DIR},
+        {"fakeroot", no_argument, NULL, OPT_FAKEROOT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -28,10 +30,11 @@ static int overlay_create(int argc, char **argv)
         struct overlay_create_spec s = {.size_mib = OVERLAY_SIZE_MIN_MIB};
         struct hutch_error err = HUTCH_ERROR_INIT;
         _cleanup_strv_ char **dirs = NULL;
+        bool fakeroot = false;
         int o, r;
         optind = 1;
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+s:h", options, NULL)) != -1) {
+        while ((o = getopt_long(argc, argv, "+s:fh", options, NULL)) != -1) {
                 switch (o) {
                 case OPT_SIZE:
                 case 's':
@@ -42,6 +45,8 @@ static int overlay_create(int argc, char **argv)
                                                        OVERLAY_SIZE_MIN_MIB, SIZE_MAX_MIB, optarg);
                         break;
                 case OPT_SPARSE: s.sparse = true; break;
+                case OPT_FAKEROOT:
+                case 'f': fakeroot = true; break;
                 case OPT_CREATE_DIR:
                         if (overlay_create_dir_check(optarg, &err) < 0)
                                 return cli_fail(&err);
@@ -56,6 +61,15 @@ static int overlay_create(int argc, char **argv)
                 return cli_usage_error("overlay", optind >= argc ? "missing FILE" : "create takes one FILE");
         s.target = argv[optind];
         s.create_dirs = dirs;
+        /* --fakeroot: made as root of a user namespace whose root is the caller (as --fakeroot
+         * maps it), so upper/, work/ and the --create-dir folders are uid 0 in the image: root
+         * inside a --fakeroot container that mounts it in its namespace (Apptainer's fuse2fs
+         * under --fakeroot) and root's own when root mounts it. The file stays the caller's. */
+        if (fakeroot && getuid() != 0) {
+                bool subids;
+                if (runtime_fakeroot_enter(&subids, &err) < 0)
+                        return cli_fail(&err);
+        }
         return image_overlay_create(&s, &err) < 0 ? cli_fail(&err) : 0;
 }
 

@@ -120,7 +120,15 @@ check "overlay create: an ext3 image e2fsck finds clean" '[ $RC -eq 0 ] && fsck_
 check "... whose upper/data is the caller's" '/usr/sbin/debugfs -R "stat /upper/data" "$E" 2>/dev/null | grep -q "User: *$(id -u) "'
 run "$HUTCH" overlay create --sparse --size 100 "$T/sparse.img"
 check "overlay create --sparse --size 100: a sparse file of 100 MiB" '[ $RC -eq 0 ] && [ "$(stat -c %s "$T/sparse.img")" -eq $((100 << 20)) ] && [ "$(du -k "$T/sparse.img" | cut -f1)" -lt 20000 ]'
+owner_in() { /usr/sbin/debugfs -R "stat $2" "$1" 2>/dev/null | grep -o "User: *[0-9]* *Group: *[0-9]*" | tr -s ' '; }
+F=$T/fake.img
+run "$HUTCH" overlay create --fakeroot --create-dir /data "$F"
+check "overlay create --fakeroot: upper/, work/ and --create-dir folders are root's in the image" '[ $RC -eq 0 ] && fsck_clean "$F" && [ "$(owner_in "$F" /upper)" = "User: 0 Group: 0" ] && [ "$(owner_in "$F" /work)" = "User: 0 Group: 0" ] && [ "$(owner_in "$F" /upper/data)" = "User: 0 Group: 0" ]'
+check "... and the file is the caller's" '[ "$(stat -c %u "$F")" = "$(id -u)" ]'
 if [ "$MODE" = root ]; then
+	run "$HUTCH" exec --fakeroot -o "$F" "$W" sh -c 'touch /x /data/y && stat -c "%u %g" /x /data/y'
+	check "exec --fakeroot -o IMG made with --fakeroot: root writes, files are root's" '[ $RC -eq 0 ] && out_is "0 0
+0 0" && wait_for "[ -z \"\$(losetup -j "$F")\" ]" && [ "$(owner_in "$F" /upper/x)" = "User: 0 Group: 0" ] && fsck_clean "$F"'
 	run "$HUTCH" exec -o "$E" "$W" sh -c 'echo e > /data/f && rm /etc/hutch-test-marker'
 	check "--overlay IMG.ext3 writes" '[ $RC -eq 0 ]'
 	run "$HUTCH" exec -o "$E" "$W" sh -c 'cat /data/f; test -e /etc/hutch-test-marker || echo gone'
@@ -153,6 +161,14 @@ else
 	run "$HUTCH" exec -o "$E" "$I" true
 	check "as a user an ext3 overlay is refused: one line saying why" 'fails_with "ext3 overlay .* needs root"'
 fi
+# --- a folder overlay under --fakeroot: root inside is the caller, so what root makes there
+# is the caller's on the host
+FR=$T/fakeroot-ovl
+mkdir "$FR"
+run "$HUTCH" exec --fakeroot -o "$FR" "$W" sh -c 'mkdir /made && touch /made/f && stat -c "%u" /made/f'
+check "exec --fakeroot -o DIR: root inside makes files that are the caller's on the host" '[ $RC -eq 0 ] && out_is 0 && [ "$(stat -c %u "$FR/upper/made/f")" = "$(id -u)" ] && [ "$(stat -c %u "$FR/upper/made")" = "$(id -u)" ]'
+run "$HUTCH" exec --fakeroot -o "$FR" "$W" sh -c 'echo again > /made/f && cat /made/f'
+check "... and can write them again next time" 'out_is again'
 # --- SIF-embedded overlays: overlay create adds one, -w writes into it
 S=$T/image.sif
 cp "$I" "$S"
