@@ -233,6 +233,7 @@ int container_run(const struct build_ctx *b, const char *rootfs, enum launch_act
                         .argv = (char **) argv,
                         .writable = writable,
                         .contain = true,
+                        .session_uncapped = true,
                         .cleanenv = true,
                         .env = env,
                         .host_env = b->spec->host_env,

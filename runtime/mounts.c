@@ -371,7 +371,7 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
         /* 'sessiondir max size' caps what --writable-tmpfs and --contain's folders hold: a
          * write past it gets ENOSPC (tmpfs's size=, in bytes, rounded up to pages) */
         char opts[64] = "mode=0755";
-        if (s->conf->sessiondir_max_size)
+        if (s->conf->sessiondir_max_size && !s->session_uncapped)
                 snprintf(opts, sizeof opts, "mode=0755,size=%llu", (unsigned long long) s->conf->sessiondir_max_size);
         if (mount("hutch", STAGE, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
                 return hutch_err_sys(err, -errno, "cannot mount the staging tmpfs");

@@ -35,6 +35,9 @@ struct launch_spec {
         size_t n_binds;
         unsigned no_mount; /* enum no_mount_bit */
         bool contain, cleanenv, no_home, writable, writable_tmpfs, fakeroot;
+        /* a build's step (recipe/): its staging tmpfs, a %post's /tmp, is not capped by
+         * hutch.conf 'sessiondir max size' (downloads and unpacked sources live there) */
+        bool session_uncapped;
         bool pid_ns, ipc_ns, uts_ns, no_init;
         /* An instance: PID 1 outlives a payload that exits 0 (as Apptainer's instances do, whose
          * startscript is often empty) and leaves on SIGTERM/SIGINT/SIGHUP then. */

@@ -39,6 +39,10 @@ run env HUTCH_CONF="$T/small.conf" "$HUTCH" exec --writable-tmpfs "$W" sh -c "$(
 check "... 10 MiB get ENOSPC" 'out_is "No space left on device"'
 run env HUTCH_CONF="$T/small.conf" "$HUTCH" exec --contain "$W" sh -c "$(fill /tmp/big 10)"
 check "... and so does --contain's /tmp" 'out_is "No space left on device"'
+printf 'Bootstrap: localimage\nFrom: %s\n\n%%post\n    dd if=/dev/zero of=/tmp/big bs=1M count=10 && rm /tmp/big\n' "$I" >"$T/big.def"
+run env HUTCH_CONF="$T/small.conf" "$HUTCH" build --sandbox "$T/built" "$T/big.def"
+check "... but not a build's %post: its /tmp takes 10 MiB" '[ $RC -eq 0 ] && [ -d "$T/built/etc" ]'
+rm -rf "$T/built"
 printf 'sessiondir max size = 0\n' >"$T/big.conf"
 run env HUTCH_CONF="$T/big.conf" "$HUTCH" exec --writable-tmpfs "$W" sh -c "$(fill /big 70)"
 check "a user's file cannot lift the cap (0): warned, ignored" 'out_is "No space left on device" && err_has "cannot loosen"'
