@@ -138,8 +138,10 @@ static const struct {
          "%setup on the host, %files, %post in the container, then writes %environment, %runscript,\n"
          "%startscript, %test, %labels and %help where Apptainer does and runs %test (-T, --notest:\n"
          "not). {{ NAME }} takes --build-arg NAME=VALUE, a --build-arg-file line or its %arguments\n"
-         "default. As a user the build runs as root of a user namespace with your\n"
-         "/etc/subuid and /etc/subgid ranges (--fakeroot is implied). A failed build leaves nothing.\n"
+         "default. Fingerprints: FP[,FP...] (localimage, oras): the source SIF must verify with your\n"
+         "keyrings and be signed by every key listed. As a user the build runs as root of a user\n"
+         "namespace with your /etc/subuid and /etc/subgid ranges (--fakeroot is implied). A failed\n"
+         "build leaves nothing.\n"
          "-u, --update: the last stage goes into TARGET, an existing --sandbox folder, without its\n"
          "bootstrap. --section S,...: run only these (setup, files, post, environment, runscript,\n"
          "startscript, test, labels, help, all, none)."},

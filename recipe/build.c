@@ -413,6 +413,9 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
                 r = agent_check(&b, &b.rec.stages[i], err);
         if (r >= 0)
                 r = agents_fetch(&b, err);
+        /* before the user namespace: hutch-sign reads the caller's keyrings as the caller */
+        for (size_t i = 0; r >= 0 && i < b.rec.n_stages; i++)
+                r = fingerprints_check(&b, &b.rec.stages[i], b.pulled[i] ? b.pulled[i] : b.rec.stages[i].from, err);
         if (r >= 0 && getuid() != 0) {
                 if (!s->fakeroot)
                         log_verbose("building as a user: as root of a user namespace (--fakeroot)");

@@ -44,3 +44,17 @@ int stage_build(struct build_ctx *b, size_t i, struct hutch_error *err);
  * build_labels, then labels[] */
 int labels_write(int rootfd, const char *path, const struct recipe_stage *st, const struct recipe_kv *labels, size_t n,
                  bool build_labels, struct hutch_error *err);
+
+/* recipe/fingerprints.c: the 'Fingerprints:' header */
+/* Apptainer's reading of the value: a trailing comment dropped, comma-separated, each 40 hex
+ * digits (upper-cased in *ret; duplicates dropped); an empty value requires nothing (*ret
+ * NULL). */
+int fingerprints_parse(const char *value, char ***ret, struct hutch_error *err);
+/* From hutch-sign's `verify --json` report: the keys that signed every object group, when
+ * the image verifies; else its failure in err (-EBADMSG). */
+int fingerprints_signers(const char *report, char ***ret, struct hutch_error *err);
+/* The stage's source (source: the localimage's From, or the SIF a registry agent pulled) is
+ * a SIF that verifies with the caller's keyrings and is signed by every key the stage's
+ * 'Fingerprints:' lists; nothing to do without the header. */
+int fingerprints_check(const struct build_ctx *b, const struct recipe_stage *st, const char *source,
+                       struct hutch_error *err);

@@ -180,11 +180,19 @@ int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct
         struct stat sst;
         char lbl[128];
         stage_label(b, st, lbl, sizeof lbl);
-        if (recipe_header_get(st, "fingerprints"))
-                return hutch_err(err, -ENOTSUP,
-                                 "%s: %s'Fingerprints:' is not supported yet (hutch cannot check SIF "
-                                 "signatures); remove it to build without the check",
-                                 path, lbl);
+        const char *fpv = recipe_header_get(st, "fingerprints");
+        if (fpv) {
+                _cleanup_strv_ char **fps = NULL;
+                if (fingerprints_parse(fpv, &fps, err) < 0)
+                        return hutch_err_wrap(err, "%s%s%.*s", path, lbl[0] ? ": " : "",
+                                              lbl[0] ? (int) strlen(lbl) - 2 : 0, lbl);
+                /* Apptainer checks them on the SIFs of localimage, library and oras */
+                if (fps && strcasecmp(a, "localimage") && strcasecmp(a, "oras") && strcasecmp(a, "library"))
+                        return hutch_err(err, -EINVAL,
+                                         "%s: %s'Fingerprints:' checks the signatures of a SIF source (Bootstrap: "
+                                         "localimage or oras), not of Bootstrap: %s",
+                                         path, lbl, a);
+        }
         if (!strcasecmp(a, "scratch"))
                 return 0;
         if (!strcasecmp(a, "busybox")) {

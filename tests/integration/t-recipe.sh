@@ -288,7 +288,7 @@ bad "a failing %test fails the build" "%test failed with exit status 1" "Bootstr
 bad "an unterminated template" "bad.def:4: unterminated template '{{ x'" "Bootstrap: localimage\nFrom: $I\n%post\n    echo {{ x\n"
 bad "a template without a value" "build argument 'who' has no value" "Bootstrap: scratch\n%post\n    echo {{ who }}\n"
 bad "an unknown section, as Apptainer" "invalid section '%postinstall'" "Bootstrap: scratch\n%postinstall\n    true\n"
-bad "Fingerprints: not supported yet" "'Fingerprints:' is not supported yet" "Bootstrap: localimage\nFrom: $I\nFingerprints: 12345678\n"
+bad "a malformed Fingerprints: (t-fingerprints checks signatures)" "'12345678' is not a key fingerprint" "Bootstrap: localimage\nFrom: $I\nFingerprints: 12345678\n"
 bad "a %files from an unknown stage" "no stage before this one is named 'nope'" "Bootstrap: scratch\n%files from nope\n    /x\n"
 printf 'Bootstrap: localimage\nFrom: %s\n%%test\n    false\n' "$I" > "$T/failtest.def"
 run "$HUTCH" build -q --notest "$T/notest.sif" "$T/failtest.def"

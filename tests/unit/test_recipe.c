@@ -7,6 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "recipe/recipe-internal.h"
 #include "recipe/recipe.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -270,6 +271,67 @@ static void test_recipe_build_args_file(void **state)
         assert_string_equal(e.msg, "line 2: 'noequals' is not KEY=VALUE");
 }
 
+#define FP_A "12045C8C0B1004D058DE4BEDA20C27EE7FF7BA84"
+#define FP_B "0123456789ABCDEF0123456789ABCDEF01234567"
+
+static void test_recipe_fingerprints_parse(void **state)
+{
+        (void) state;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        _cleanup_strv_ char **fps = NULL, **none = NULL;
+        /* Apptainer: a trailing comment dropped, comma-separated, spaces trimmed; any case */
+        assert_int_equal(fingerprints_parse(" 12045c8c0b1004d058de4beda20c27ee7ff7ba84 ,\t" FP_B ", " FP_A
+                                            " # the two release keys",
+                                            &fps, &e),
+                         0);
+        assert_int_equal(strv_length(fps), 2);
+        assert_string_equal(fps[0], FP_A);
+        assert_string_equal(fps[1], FP_B);
+        assert_int_equal(fingerprints_parse("  # nothing", &none, &e), 0);
+        assert_null(none);
+        assert_int_equal(fingerprints_parse("12345678", &none, &e), -EINVAL);
+        assert_string_equal(e.msg, "'Fingerprints: 12345678': '12345678' is not a key fingerprint (40 hex digits, "
+                                   "comma-separated)");
+        assert_int_equal(fingerprints_parse(FP_A ",," FP_B, &none, &e), -EINVAL);
+        assert_non_null(strstr(e.msg, "'' is not a key fingerprint"));
+        assert_int_equal(fingerprints_parse(FP_A ",", &none, &e), -EINVAL);
+        assert_int_equal(fingerprints_parse("1204 5C8C 0B10 04D0 58DE  4BED A20C 27EE 7FF7 BA84", &none, &e), -EINVAL);
+        assert_int_equal(fingerprints_parse("G2045C8C0B1004D058DE4BEDA20C27EE7FF7BA84", &none, &e), -EINVAL);
+        assert_int_equal(fingerprints_parse(FP_A "0", &none, &e), -EINVAL);
+        assert_null(none);
+}
+
+static void test_recipe_fingerprints_signers(void **state)
+{
+        (void) state;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        _cleanup_strv_ char **s = NULL, **none = NULL;
+        /* A signed both groups, B group 1 only: only A signed every group */
+        static const char two[] = "{\"image\":\"x.sif\",\"verified\":true,\"signatures\":["
+                                  "{\"id\":4,\"group\":1,\"fingerprint\":\"" FP_A "\",\"error\":null},"
+                                  "{\"id\":5,\"group\":2,\"fingerprint\":\"" FP_A "\",\"error\":null},"
+                                  "{\"id\":6,\"group\":1,\"fingerprint\":\"" FP_B "\",\"error\":null}"
+                                  "],\"error\":null}";
+        assert_int_equal(fingerprints_signers(two, &s, &e), 0);
+        assert_int_equal(strv_length(s), 1);
+        assert_string_equal(s[0], FP_A);
+        static const char bad[] = "{\"image\":\"x.sif\",\"verified\":false,\"signatures\":["
+                                  "{\"id\":4,\"group\":1,\"fingerprint\":\"" FP_A "\",\"error\":\"signature "
+                                  "object 4 not valid: bad signature\"}],\"error\":\"signature object 4 not valid: "
+                                  "bad signature\"}";
+        assert_int_equal(fingerprints_signers(bad, &none, &e), -EBADMSG);
+        assert_string_equal(e.msg, "signature object 4 not valid: bad signature");
+        assert_int_equal(fingerprints_signers("{\"verified\":false,\"signatures\":[],\"error\":\"the image is not "
+                                              "signed: no signature for object group 1\"}",
+                                              &none, &e),
+                         -EBADMSG);
+        assert_string_equal(e.msg, "the image is not signed: no signature for object group 1");
+        assert_int_equal(fingerprints_signers("{\"verified\":true,\"signatures\":[]}", &none, &e), -EBADMSG);
+        assert_int_equal(fingerprints_signers("not json", &none, &e), -EBADMSG);
+        assert_int_equal(fingerprints_signers("{\"verified\":true}", &none, &e), -EBADMSG);
+        assert_null(none);
+}
+
 int main(void)
 {
         log_set_level(LOG_LEVEL_ERROR);
@@ -281,6 +343,8 @@ int main(void)
                 cmocka_unit_test(test_recipe_twice_crlf_unknown),
                 cmocka_unit_test(test_recipe_templates),
                 cmocka_unit_test(test_recipe_build_args_file),
+                cmocka_unit_test(test_recipe_fingerprints_parse),
+                cmocka_unit_test(test_recipe_fingerprints_signers),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
