@@ -15,11 +15,20 @@
 #include "util/util.h"
 
 struct build_args {
-        bool sandbox, force, notest, fakeroot, update;
+        bool sandbox, force, notest, fakeroot, update, writable_tmpfs;
         char **build_args, **sections;
+        struct bind_spec *binds;
+        size_t n_binds;
         const char *pos[2];
         int n;
 };
+
+static void build_args_free(struct build_args *a)
+{
+        strv_free(a->build_args);
+        strv_free(a->sections);
+        bind_spec_free_array(a->binds, a->n_binds);
+}
 
 /* An option with a value: "--opt V" or "--opt=V"; *i advanced. NULL when argv[*i] is not it. */
 static const char *opt_value(int argc, char **argv, int *i, const char *name, bool *missing)
@@ -85,7 +94,14 @@ static int parse_args(struct build_args *a, int argc, char **argv)
                         a->fakeroot = true;
                 else if (!strcmp(argv[i], "-u") || !strcmp(argv[i], "--update"))
                         a->update = true;
-                else if ((v = opt_value(argc, argv, &i, "--section", &missing))) {
+                else if (!strcmp(argv[i], "--writable-tmpfs"))
+                        a->writable_tmpfs = true;
+                else if ((v = opt_value(argc, argv, &i, "-B", &missing)) ||
+                         (!missing && (v = opt_value(argc, argv, &i, "--bind", &missing)))) {
+                        struct hutch_error err = HUTCH_ERROR_INIT;
+                        if (bind_spec_parse(v, &a->binds, &a->n_binds, &err) < 0)
+                                return cli_usage_error("build", "--bind '%s': %s", v, err.msg);
+                } else if ((v = opt_value(argc, argv, &i, "--section", &missing))) {
                         _cleanup_strv_ char **parts = NULL;
                         if (strsplit(v, ",", &parts) < 0)
                                 return cli_usage_error("build", "out of memory");
@@ -136,6 +152,9 @@ static int build_recipe(struct cli *c, const struct build_args *a, bool progress
                 .sections = a->sections,
                 .progress = progress,
                 .build_args = a->build_args,
+                .binds = a->binds,
+                .n_binds = a->n_binds,
+                .writable_tmpfs = a->writable_tmpfs,
                 .conf = &c->conf,
                 .host_env = c->environ,
         };
@@ -151,24 +170,21 @@ int verb_build(struct cli *c, int argc, char **argv)
         struct hutch_error err = HUTCH_ERROR_INIT;
         int r = parse_args(&a, argc, argv);
         if (r >= 0) {
-                strv_free(a.build_args);
-                strv_free(a.sections);
+                build_args_free(&a);
                 return r;
         }
         bool progress = isatty(STDOUT_FILENO) && log_get_level() >= LOG_LEVEL_INFO;
         if (cli_is_deffile(a.pos[1])) {
                 r = build_recipe(c, &a, progress);
-                strv_free(a.build_args);
-                strv_free(a.sections);
+                build_args_free(&a);
                 return r;
         }
-        bool recipe_only = a.notest || a.fakeroot || a.build_args || a.update || a.sections;
-        strv_free(a.build_args);
-        strv_free(a.sections);
+        bool recipe_only =
+                a.notest || a.fakeroot || a.build_args || a.update || a.sections || a.binds || a.writable_tmpfs;
+        build_args_free(&a);
         if (recipe_only)
-                return cli_usage_error("build",
-                                       "--notest, --fakeroot, --update, --section and --build-arg are for definition "
-                                       "files");
+                return cli_usage_error("build", "--notest, --fakeroot, --update, --section, --build-arg, --bind and "
+                                                "--writable-tmpfs are for definition files");
         b.target = a.pos[0];
         b.sandbox = a.sandbox;
         b.force = a.force;

@@ -128,7 +128,8 @@ static const struct {
         {"build",
          "hutch build [--sandbox] [--force] [-q] TARGET SOURCE\n"
          "       hutch build [--sandbox] [--force] [--notest] [--fakeroot] [--update] [--section S,...] "
-         "[--build-arg K=V]... [--build-arg-file F] TARGET RECIPE.def",
+         "[--build-arg K=V]... [--build-arg-file F] [-B|--bind SRC[:DST[:ro]]]... [--writable-tmpfs] TARGET "
+         "RECIPE.def",
          "Convert between a sandbox folder, a squashfs file and a SIF file, or build from a definition file.\n"
          "TARGET is a SIF file unless --sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file).\n"
          "Says what it builds, and the size and time when done; -q: quiet. A sandbox built by a user\n"
@@ -144,7 +145,9 @@ static const struct {
          "build leaves nothing.\n"
          "-u, --update: the last stage goes into TARGET, an existing --sandbox folder, without its\n"
          "bootstrap. --section S,...: run only these (setup, files, post, environment, runscript,\n"
-         "startscript, test, labels, help, all, none)."},
+         "startscript, test, labels, help, all, none). -B, --bind SRC[:DST[:ro|rw]] (repeatable,\n"
+         "comma-separated lists): a host path in the containers of %post, %appinstall and %test, not\n"
+         "in the image. --writable-tmpfs: %test's root is writable, its changes dropped."},
         {"overlay", "hutch overlay create [--size MiB] [--sparse] [--create-dir DIR]... [-f|--fakeroot] FILE",
          "Create FILE, an ext3 image to use with --overlay: upper/ and work/ belong to you, and each\n"
          "--create-dir DIR is made as upper/DIR. --size: in MiB, at least 64 (the default);\n"

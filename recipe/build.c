@@ -232,6 +232,9 @@ int container_run(const struct build_ctx *b, const char *rootfs, enum launch_act
                         .action = action,
                         .argv = (char **) argv,
                         .writable = writable,
+                        .writable_tmpfs = !writable && b->spec->writable_tmpfs,
+                        .binds = b->spec->binds,
+                        .n_binds = b->spec->n_binds,
                         .contain = true,
                         .session_uncapped = true,
                         .cleanenv = true,
@@ -409,6 +412,9 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
                               s->target);
         else if (!s->update && lstat(s->target, &st) == 0 && !s->force)
                 r = hutch_err(err, -EEXIST, "build target '%s' already exists; use --force to overwrite it", s->target);
+        for (size_t i = 0; r >= 0 && i < s->n_binds; i++)
+                if (stat(s->binds[i].src, &st) < 0)
+                        r = hutch_err_sys(err, -errno, "--bind: cannot use '%s'", s->binds[i].src);
         for (size_t i = 0; r >= 0 && i < b.rec.n_stages; i++)
                 r = agent_check(&b, &b.rec.stages[i], err);
         if (r >= 0)

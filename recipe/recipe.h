@@ -113,10 +113,13 @@ struct recipe_build_spec {
         const char *target;
         const char *path; /* the definition file */
         bool sandbox, force, notest, fakeroot;
-        bool update;       /* --update: the last stage goes into TARGET, an existing sandbox */
-        char **sections;   /* --section: the sections to run (NULL: all; "none": none) */
-        bool progress;     /* mksquashfs's progress bar */
-        char **build_args; /* "KEY=VALUE" */
+        bool update;             /* --update: the last stage goes into TARGET, an existing sandbox */
+        char **sections;         /* --section: the sections to run (NULL: all; "none": none) */
+        bool progress;           /* mksquashfs's progress bar */
+        char **build_args;       /* "KEY=VALUE" */
+        struct bind_spec *binds; /* --bind: in the containers of %post, %appinstall and %test */
+        size_t n_binds;
+        bool writable_tmpfs; /* --writable-tmpfs: %test's root writable, its changes dropped */
         const struct hutch_conf *conf;
         char **host_env;
 };
