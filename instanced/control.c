@@ -329,7 +329,13 @@ int instance_join(const struct instance_env *env, const char *name, const struct
                         return r;
                 }
         }
-        r = runtime_join(spec, &t, ret_status, err);
+        /* the command runs under the instance's seccomp profile and privileges unless it
+         * names its own, as what the instance runs does */
+        struct launch_spec js = *spec;
+        if (instance_security_apply(st.security, st.seccomp_json, &js) < 0)
+                r = hutch_err(err, -ENOENT, "instance '%s': its seccomp profile is gone from its state folder", name);
+        else
+                r = runtime_join(&js, &t, ret_status, err);
         if (r == -ESRCH)
                 hutch_err_wrap(err, "instance '%s'", name);
         /* as batch exec says it: the command's SIGKILL came from the OOM killer */

@@ -87,6 +87,11 @@ struct instance_state {
         char *ports;   /* published ports, "127.0.0.1:8080->80/tcp,...", else empty */
         char *keeper;  /* "systemd" when a systemd user unit runs the supervisor, else empty */
         char *unit;    /* that unit's name */
+        /* the start's own --security seccomp: and privilege flags, which `exec instance://`
+         * applies too (instance_security_format); with "seccomp=file", seccomp_json holds
+         * the profile, read from seccomp.json in the state folder by instance_state_load */
+        char *security;
+        char *seccomp_json;
 };
 
 void instance_state_clear(struct instance_state *st);
@@ -95,6 +100,15 @@ void instance_state_free_array(struct instance_state *v, size_t n);
  * error. Pure, for tests. */
 int instance_state_parse(const char *text, struct instance_state *ret, struct hutch_error *err);
 int instance_state_format(const struct instance_state *st, char **ret);
+/* A start's security settings as one line of words: "seccomp=default" or "seccomp=file"
+ * (the profile's text kept beside the state), "keep-privs", "no-privs", "add-caps=HEX",
+ * "drop-caps=HEX"; "" when none. */
+int instance_security_format(const struct launch_spec *s, char **ret);
+/* What a joining command (`exec instance://`) inherits: the instance's seccomp profile
+ * when the command names none of its own, and its privilege flags when it gives none.
+ * json: the profile's text for "seccomp=file" (NULL: none kept, -ENOENT). Unknown words
+ * are skipped (a newer writer). */
+int instance_security_apply(const char *security, const char *json, struct launch_spec *s);
 
 /* hutch-NAME.service, NAME escaped as systemd-escape does; and back. -EINVAL for what is
  * not such a unit. */

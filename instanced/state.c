@@ -82,6 +82,8 @@ void instance_state_clear(struct instance_state *st)
         free(st->ports);
         free(st->keeper);
         free(st->unit);
+        free(st->security);
+        free(st->seccomp_json);
         *st = (struct instance_state){0};
 }
 
@@ -113,6 +115,7 @@ static const struct field {
         {"ports", F_STR, offsetof(struct instance_state, ports)},
         {"restart", F_STR, offsetof(struct instance_state, restart)},
         {"restarts", F_UINT, offsetof(struct instance_state, restarts)},
+        {"security", F_STR, offsetof(struct instance_state, security)},
         {"started", F_LL, offsetof(struct instance_state, started)},
         {"supervisor", F_PID, offsetof(struct instance_state, supervisor)},
         {"supervisor_start", F_ULL, offsetof(struct instance_state, supervisor_start)},
@@ -247,11 +250,11 @@ int instance_state_parse(const char *text, struct instance_state *ret, struct hu
 int instance_state_format(const struct instance_state *st, char **ret)
 {
         char *s = NULL;
-        const char *strs[] = {st->image ? st->image : "",     st->restart ? st->restart : "no",
-                              st->log_out ? st->log_out : "", st->log_err ? st->log_err : "",
-                              st->cgroup ? st->cgroup : "",   st->job ? st->job : "",
-                              st->ip ? st->ip : "",           st->ports ? st->ports : "",
-                              st->keeper ? st->keeper : "",   st->unit ? st->unit : ""};
+        const char *strs[] = {
+                st->image ? st->image : "",     st->restart ? st->restart : "no", st->log_out ? st->log_out : "",
+                st->log_err ? st->log_err : "", st->cgroup ? st->cgroup : "",     st->job ? st->job : "",
+                st->ip ? st->ip : "",           st->ports ? st->ports : "",       st->keeper ? st->keeper : "",
+                st->unit ? st->unit : "",       st->security ? st->security : ""};
         char *e[ELEMENTSOF(strs)] = {NULL}, jp[32] = "";
         if (st->job_pid > 0)
                 snprintf(jp, sizeof jp, "job_pid=%d\n", (int) st->job_pid);
@@ -264,10 +267,10 @@ int instance_state_format(const struct instance_state *st, char **ret)
         if (asprintf(&s,
                      "name=%s\npid=%d\npid_start=%llu\nsupervisor=%d\nsupervisor_start=%llu\nuid=%u\n"
                      "image=%s\nstarted=%lld\nrestarts=%u\nrestart=%s\nlog_out=%s\nlog_err=%s\ncgroup=%s\n"
-                     "job=%s\nip=%s\nports=%s\n%skeeper=%s\nunit=%s\n",
+                     "job=%s\nip=%s\nports=%s\n%skeeper=%s\nunit=%s\nsecurity=%s\n",
                      st->name, (int) st->pid, st->pid_start, (int) st->supervisor, st->supervisor_start,
                      (unsigned) st->uid, e[0], st->started, st->restarts, e[1], e[2], e[3], e[4], e[5], e[6], e[7], jp,
-                     e[8], e[9]) < 0)
+                     e[8], e[9], e[10]) < 0)
                 goto out;
         *ret = s;
         r = 0;
@@ -556,6 +559,7 @@ void instance_dir_remove(int root_fd, int dir_fd, const char *name)
         unlinkat(dir_fd, "state", 0);
         unlinkat(dir_fd, "state.tmp", 0);
         unlinkat(dir_fd, READY_NOTIFY_NAME, 0);
+        unlinkat(dir_fd, "seccomp.json", 0);
         unlinkat(dir_fd, "lock", 0);
         unlinkat(root_fd, name, AT_REMOVEDIR);
 }
@@ -640,10 +644,69 @@ int instance_state_load(int root_fd, const char *name, bool remove_stale, struct
                 r = instance_state_parse(text, ret, &e);
                 if (r < 0)
                         return r;
+                if (ret->security && strstr(ret->security, "seccomp=file") &&
+                    read_full_at(dfd, "seccomp.json", 1 << 20, &ret->seccomp_json, NULL) < 0)
+                        ret->seccomp_json = NULL; /* a join then says the profile is gone */
                 return 0;
         }
         /* nobody holds the lock: the supervisor is gone (crash, kill -9, reboot) */
         if (remove_stale && (lfd < 0 || lock_try(lfd) == 0))
                 instance_dir_remove(root_fd, dfd, name);
         return -ESRCH;
+}
+
+int instance_security_format(const struct launch_spec *s, char **ret)
+{
+        char buf[160] = "";
+        size_t n = 0;
+        if (s->seccomp_json || s->seccomp_default)
+                n += (size_t) snprintf(buf + n, sizeof buf - n, " seccomp=%s", s->seccomp_json ? "file" : "default");
+        if (s->keep_privs)
+                n += (size_t) snprintf(buf + n, sizeof buf - n, " keep-privs");
+        if (s->no_privs)
+                n += (size_t) snprintf(buf + n, sizeof buf - n, " no-privs");
+        if (s->add_caps)
+                n += (size_t) snprintf(buf + n, sizeof buf - n, " add-caps=%llx", (unsigned long long) s->add_caps);
+        if (s->drop_caps)
+                n += (size_t) snprintf(buf + n, sizeof buf - n, " drop-caps=%llx", (unsigned long long) s->drop_caps);
+        *ret = strdup(n ? buf + 1 : "");
+        return *ret ? 0 : -ENOMEM;
+}
+
+int instance_security_apply(const char *security, const char *json, struct launch_spec *s)
+{
+        bool own_seccomp = s->seccomp_json || s->seccomp_default;
+        bool own_privs = s->keep_privs || s->no_privs || s->add_caps || s->drop_caps;
+        const char *p = security ? security : "";
+        while (*p) {
+                size_t n = strcspn(p, " ");
+                char w[64];
+                if (n && n < sizeof w) {
+                        memcpy(w, p, n);
+                        w[n] = 0;
+                        unsigned long long v;
+                        char *end;
+                        if (!strcmp(w, "seccomp=default") && !own_seccomp)
+                                s->seccomp_default = true;
+                        else if (!strcmp(w, "seccomp=file") && !own_seccomp) {
+                                if (!json)
+                                        return -ENOENT;
+                                s->seccomp_json = json;
+                                s->seccomp_name = "the instance's profile";
+                        } else if (!strcmp(w, "keep-privs") && !own_privs)
+                                s->keep_privs = true;
+                        else if (!strcmp(w, "no-privs") && !own_privs)
+                                s->no_privs = true;
+                        else if ((startswith(w, "add-caps=") || startswith(w, "drop-caps=")) && !own_privs) {
+                                errno = 0;
+                                v = strtoull(strchr(w, '=') + 1, &end, 16);
+                                if (errno || *end || end == strchr(w, '=') + 1)
+                                        return -EINVAL;
+                                *(w[0] == 'a' ? &s->add_caps : &s->drop_caps) = v;
+                        }
+                }
+                p += n;
+                p += strspn(p, " ");
+        }
+        return 0;
 }

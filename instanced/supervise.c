@@ -999,6 +999,10 @@ static int setup(struct sup *u, struct hutch_error *err)
         if ((r = logs_prepare(u, err)) < 0)
                 return r;
         const struct launch_spec *ls = u->spec->launch;
+        /* the profile as the start read it, for `exec instance://` (instance_security_apply) */
+        if (ls->seccomp_json &&
+            (r = write_file_at(u->dir_fd, "seccomp.json", ls->seccomp_json, strlen(ls->seccomp_json), 0600)) < 0)
+                return hutch_err_sys(err, r, "cannot keep the instance's seccomp profile");
         if (ls->n_overlays && (r = image_overlays_open(ls->overlays, ls->n_overlays, true, &u->ovl, err)) < 0)
                 return r;
         char name[INSTANCE_NAME_MAX + 32];
@@ -1117,12 +1121,15 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 net_ports_format(spec->launch->net, ports, sizeof ports);
                 u.st.ports = strdup(ports);
         }
+        if (instance_security_format(spec->launch, &u.st.security) < 0)
+                u.st.security = NULL;
         if (spec->unit) {
                 u.st.keeper = strdup("systemd");
                 u.st.unit = strdup(spec->unit);
         }
-        int r = (!u.st.name || !u.st.image || !u.st.restart || !u.st.job) ? hutch_err(err, -ENOMEM, "out of memory")
-                                                                          : 0;
+        int r = (!u.st.name || !u.st.image || !u.st.restart || !u.st.job || !u.st.security)
+                        ? hutch_err(err, -ENOMEM, "out of memory")
+                        : 0;
         if (r >= 0)
                 r = setup(&u, err);
         if (r >= 0) {

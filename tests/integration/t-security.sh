@@ -68,6 +68,21 @@ else
 	run "$HUTCH" exec --add-caps CAP_NOPE "$I" true
 	check "an unknown capability is refused" 'fails_with "unknown capability .CAP_NOPE."'
 fi
+# a command joining an instance runs under the instance's profile and privileges, unless
+# it names its own
+trap '"$HUTCH" instance stop secinst >/dev/null 2>&1; rm -rf "$T"' EXIT
+run "$HUTCH" instance start --security "seccomp:$T/nomkdir.json" --no-privs "$I" secinst
+check "an instance starts under a profile" '[ $RC -eq 0 ]'
+rm "$T/nomkdir.json" # kept beside the instance's state as the start read it
+run "$HUTCH" exec instance://secinst mkdir /tmp/joined-mkdir
+check "exec instance:// runs under the instance's profile: mkdir fails with EPERM" \
+	'[ $RC -ne 0 ] && err_has "Operation not permitted"'
+run "$HUTCH" exec instance://secinst grep -E "^(Seccomp|CapBnd):" /proc/self/status
+check "... its filter and the instance's --no-privs are on the joined process" \
+	'out_has "Seccomp:.2" && out_has "CapBnd:.0000000000000000"'
+run "$HUTCH" exec --security seccomp:default instance://secinst sh -c 'mkdir /tmp/own-$$ && rmdir /tmp/own-$$ && echo made'
+check "... a profile of the command's own replaces it" 'out_is made'
+"$HUTCH" instance stop secinst >/dev/null 2>&1
 for img in "$I" "$R"; do
 	run "$HUTCH" exec "$img" awk '$5 == "/" {print $6}' /proc/self/mountinfo
 	check "the image root is nosuid ($(basename "$img"))" 'out_has nosuid'

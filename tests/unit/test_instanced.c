@@ -306,6 +306,44 @@ static void test_audit(void **state)
         free(buf);
 }
 
+/* what `exec instance://` inherits from the start: its seccomp profile and privilege flags,
+ * unless the joining command gives its own */
+static void test_security(void **state)
+{
+        (void) state;
+        char *f = NULL;
+        struct launch_spec a = {.seccomp_json = "{}", .keep_privs = true, .add_caps = 0x200000, .drop_caps = 0x1};
+        assert_int_equal(instance_security_format(&a, &f), 0);
+        assert_string_equal(f, "seccomp=file keep-privs add-caps=200000 drop-caps=1");
+        struct launch_spec j = {0};
+        assert_int_equal(instance_security_apply(f, "{\"defaultAction\": \"SCMP_ACT_ALLOW\"}", &j), 0);
+        assert_non_null(j.seccomp_json);
+        assert_true(j.keep_privs && j.add_caps == 0x200000 && j.drop_caps == 0x1 && !j.no_privs);
+        /* the profile kept beside the state is gone: an error, never a join without it */
+        struct launch_spec k = {0};
+        assert_int_equal(instance_security_apply(f, NULL, &k), -ENOENT);
+        free(f);
+        /* the command's own settings win */
+        struct launch_spec d = {.seccomp_default = true, .no_privs = true};
+        assert_int_equal(instance_security_format(&d, &f), 0);
+        assert_string_equal(f, "seccomp=default no-privs");
+        struct launch_spec own = {.seccomp_json = "mine", .drop_caps = 0x4};
+        assert_int_equal(instance_security_apply(f, NULL, &own), 0);
+        assert_string_equal(own.seccomp_json, "mine");
+        assert_false(own.seccomp_default || own.no_privs);
+        assert_true(own.drop_caps == 0x4);
+        free(f);
+        /* none; unknown words skipped; a bad number refused */
+        struct launch_spec none = {0};
+        assert_int_equal(instance_security_format(&none, &f), 0);
+        assert_string_equal(f, "");
+        free(f);
+        assert_int_equal(instance_security_apply("future-word seccomp=default", NULL, &none), 0);
+        assert_true(none.seccomp_default);
+        assert_int_equal(instance_security_apply("add-caps=zz", NULL, &none), -EINVAL);
+        assert_int_equal(instance_security_apply(NULL, NULL, &none), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -313,6 +351,7 @@ int main(void)
                 cmocka_unit_test(test_state_roundtrip), cmocka_unit_test(test_state_parse_bad),
                 cmocka_unit_test(test_paths),           cmocka_unit_test(test_units),
                 cmocka_unit_test(test_audit),           cmocka_unit_test(test_ready),
+                cmocka_unit_test(test_security),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
