@@ -61,7 +61,8 @@ static int join_ctx_make(struct launch_ctx *c, const struct runtime_target *t, s
                 c->cwd = strdup(cwd);
         if (!c->user || !c->host_home || !c->img.path)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        return 0;
+        /* compiled here, on the host, as a launch does; applied last before exec */
+        return seccomp_prog_make(c->spec, &c->seccomp, err);
 }
 
 /* In the instance's namespaces now: HOME as the instance has it, env scripts if any. */

@@ -78,10 +78,11 @@ run "$HUTCH" exec instance://secinst mkdir /tmp/joined-mkdir
 check "exec instance:// runs under the instance's profile: mkdir fails with EPERM" \
 	'[ $RC -ne 0 ] && err_has "Operation not permitted"'
 run "$HUTCH" exec instance://secinst grep -E "^(Seccomp|CapBnd):" /proc/self/status
+# (--no-privs empties the bounding set for root; a user's payload has no privileges anyway)
 check "... its filter and the instance's --no-privs are on the joined process" \
-	'out_has "Seccomp:.2" && out_has "CapBnd:.0000000000000000"'
-run "$HUTCH" exec --security seccomp:default instance://secinst sh -c 'mkdir /tmp/own-$$ && rmdir /tmp/own-$$ && echo made'
-check "... a profile of the command's own replaces it" 'out_is made'
+	'out_has "Seccomp:.2" && { [ "$MODE" = user ] || out_has "CapBnd:.0000000000000000"; }'
+run "$HUTCH" exec --security seccomp:default instance://secinst sh -c 'mkdir /tmp/own-$$ && rmdir /tmp/own-$$ && echo made; unshare -U true'
+check "... a profile of the command's own replaces it" 'out_is made && err_has "Operation not permitted"'
 "$HUTCH" instance stop secinst >/dev/null 2>&1
 for img in "$I" "$R"; do
 	run "$HUTCH" exec "$img" awk '$5 == "/" {print $6}' /proc/self/mountinfo
