@@ -544,6 +544,9 @@ static int build_limits(struct cli *c, struct launch_args *a)
                 return cli_fail(&err);
         if (cgroup_limits_any(l))
                 a->spec.limits = l;
+        /* the admin's 'cgroup parent' holds for users: a flag may only go deeper */
+        if (a->cgroup_parent && conf_cgroup_parent_check(&c->conf, a->cgroup_parent, getuid(), &err) < 0)
+                return cli_fail(&err);
         a->spec.cgroup_parent = a->cgroup_parent ? a->cgroup_parent : c->conf.cgroup_parent;
         return 0;
 }

@@ -522,7 +522,10 @@ int conf_load_system(struct hutch_conf *c, const char *path, struct hutch_error 
                 return hutch_err(err, r, "system configuration '%s' is larger than 1 MiB", path);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot read system configuration '%s'", path);
-        return conf_parse_string(c, text, path, err);
+        r = conf_parse_string(c, text, path, err);
+        if (r >= 0)
+                c->cgroup_parent_admins = c->cgroup_parent != NULL;
+        return r;
 }
 
 int conf_load_user(struct hutch_conf *c, const char *path, struct hutch_error *err)
@@ -616,4 +619,14 @@ int conf_bind_check(const struct hutch_conf *c, const char *dst, struct hutch_er
                                          dst, *b);
         }
         return 0;
+}
+
+int conf_cgroup_parent_check(const struct hutch_conf *c, const char *parent, uid_t uid, struct hutch_error *err)
+{
+        if (uid == 0 || !c->cgroup_parent_admins || !c->cgroup_parent || path_beneath(parent, c->cgroup_parent))
+                return 0;
+        return hutch_err(err, -EPERM,
+                         "--cgroup-parent '%s' is not beneath '%s', the system hutch.conf's 'cgroup parent': name "
+                         "a cgroup beneath it, or leave the flag out",
+                         parent, c->cgroup_parent);
 }

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "util/error.h"
 
@@ -18,6 +19,7 @@ struct hutch_conf {
         bool enable_overlay;
         char **bind_paths;               /* "src[:dst[:opts]]" as in the file */
         char *cgroup_parent;             /* 'cgroup parent': where containers' cgroups go; NULL: the caller's */
+        bool cgroup_parent_admins;       /* it came from the system file: users' --cgroup-parent stays beneath */
         char **limit_defaults;           /* "memory=4G", "cpus=2", "pids-limit=512": when the user asks for none */
         char **limit_maxima;             /* the same names: an admin's maximum wins over a user's flag */
         uint64_t instance_log_max_size;  /* bytes per log file before rotation; 0 = no cap */
@@ -77,6 +79,9 @@ int conf_image_check(const struct hutch_conf *c, int fd, const char *path, struc
 /* 'enforce bind paths': -EPERM when a user's bind destination dst equals, covers or lies
  * beneath the destination of a 'bind path' entry. */
 int conf_bind_check(const struct hutch_conf *c, const char *dst, struct hutch_error *err);
+/* --cgroup-parent of a caller with uid: where the system file sets 'cgroup parent', a user
+ * (not root) may only name that cgroup or one beneath it; -EPERM otherwise. */
+int conf_cgroup_parent_check(const struct hutch_conf *c, const char *parent, uid_t uid, struct hutch_error *err);
 
 struct bind_spec {
         char *src;

@@ -128,6 +128,23 @@ run u "$HUTCH" instance start "$I" two
 check "max instances = 1: once the first stops, another starts" '[ $RC -eq 0 ]'
 u "$HUTCH" instance stop two >/dev/null 2>&1
 
+sysconf "cgroup parent = /hutch-admin.slice"
+if [ "$TU" != root ]; then
+	run u "$HUTCH" exec --cgroup-parent /elsewhere "$Q" true
+	check "cgroup parent: a user's --cgroup-parent outside the admin's is refused in one line" \
+		'fails_with "not beneath ./hutch-admin.slice."'
+	run u "$HUTCH" instance start --cgroup-parent /hutch-admin.slicex "$I" cgp
+	check "... for instances too (a name that only starts the same is not beneath), nothing started" \
+		'[ $RC -eq 255 ] && err_has "not beneath" && ! u "$HUTCH" instance list | grep -q cgp'
+	run u "$HUTCH" exec --cgroup-parent /hutch-admin.slice/mine "$Q" true
+	check "... one beneath it is accepted" '[ $RC -eq 0 ]'
+	run u env HUTCH_CONF=/dev/null "$HUTCH" exec --cgroup-parent /elsewhere "$Q" true
+	check "... and HUTCH_CONF does not lift it" 'fails_with "not beneath"'
+else
+	run "$HUTCH" exec --cgroup-parent /elsewhere "$Q" true
+	check "cgroup parent: root's --cgroup-parent is root's choice" '[ $RC -eq 0 ]'
+fi
+
 if [ "$TU" = root ]; then
 	# the payload's own memory limit, from whichever hierarchy holds the memory controller
 	cat > "$T/mem" <<'EOF'

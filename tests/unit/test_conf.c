@@ -369,6 +369,20 @@ static void test_conf_policy_checks(void **state)
         assert_int_equal(conf_parse_string(&c, "bind path = /a:/b,/c:x\n", "t", &e), 0);
         assert_int_equal(conf_bind_check(&c, "/q", &e), 0);
         conf_free(&c);
+
+        /* --cgroup-parent against the admin's 'cgroup parent' (the system file's, not a user's) */
+        conf_defaults(&c);
+        assert_int_equal(conf_parse_string(&c, "cgroup parent = /hutch/\n", "t", &e), 0);
+        assert_int_equal(conf_cgroup_parent_check(&c, "/elsewhere", 1000, &e), 0); /* a user's own file's */
+        c.cgroup_parent_admins = true;
+        assert_int_equal(conf_cgroup_parent_check(&c, "/elsewhere", 1000, &e), -EPERM);
+        assert_non_null(strstr(e.msg, "'/hutch/'"));
+        assert_int_equal(conf_cgroup_parent_check(&c, "/hutchx", 1000, &e), -EPERM);
+        assert_int_equal(conf_cgroup_parent_check(&c, "/", 1000, &e), -EPERM);
+        assert_int_equal(conf_cgroup_parent_check(&c, "/hutch", 1000, &e), 0);
+        assert_int_equal(conf_cgroup_parent_check(&c, "/hutch/alice", 1000, &e), 0);
+        assert_int_equal(conf_cgroup_parent_check(&c, "/elsewhere", 0, &e), 0); /* root's choice */
+        conf_free(&c);
 }
 
 static void test_conf_system_file(void **state)
