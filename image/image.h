@@ -105,6 +105,13 @@ const char *image_format_name(enum image_format f);
 int image_open(const char *path, bool writable, struct image *ret, struct hutch_error *err);
 void image_close(struct image *img);
 
+/* "sha256:HEX" of the image's root file system bytes (a SIF's primary partition, a squashfs
+ * file whole); -EISDIR for a folder. cache_dir (NULL: none; created 0700 when missing) keeps
+ * each file's digest by device and inode while its size, mtime and ctime stay: an image is
+ * read whole once per version (image/digest.c). -EINTR when SIGTERM, SIGINT or SIGHUP is
+ * pending (blocked) for the caller while it reads. */
+int image_digest(const char *path, const char *cache_dir, char ret[72], struct hutch_error *err);
+
 /* Read a file from inside the image (symlinks inside the image resolved inside it), at most
  * max bytes. -ENOENT when absent. */
 int image_read_file(struct image *img, const char *path, size_t max, char **ret, size_t *ret_len,

@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "image/image-internal.h"
+#include "util/sha256.h"
 #include "util/util.h"
 
 /* The fuzz targets' walks, run here over the corpus, the regression inputs and the crafted
@@ -869,6 +870,60 @@ static void test_parallel_reads(void **state)
         }
 }
 
+/* image_digest: SHA-256 of the squashfs bytes, kept in the cache by the file's identity,
+ * and read again once the file changed (its ctime moved) */
+static void test_digest(void **state)
+{
+        (void) state;
+        char src[PATH_MAX], tmp[] = "/tmp/hutch-digest-XXXXXX", file[PATH_MAX], cache[PATH_MAX], d[72], want[72];
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        struct image img;
+        uint8_t *data, h[32];
+        size_t len = load(src_path("tests/fuzz/corpus/squashfs/gzip.sqfs", src, sizeof src), &data);
+        assert_non_null(mkdtemp(tmp));
+        snprintf(file, sizeof file, "%s/a.sqfs", tmp);
+        snprintf(cache, sizeof cache, "%s/cache", tmp);
+        assert_int_equal(write_file_at(AT_FDCWD, file, (char *) data, len, 0644), 0);
+        assert_int_equal(image_open(file, false, &img, &e), 0);
+        struct sha256 s;
+        sha256_init(&s);
+        sha256_update(&s, data + img.offset, img.size);
+        sha256_final(&s, h);
+        sha256_hex(h, want);
+        image_close(&img);
+        assert_int_equal(image_digest(file, NULL, d, &e), 0);
+        assert_string_equal(d, want);
+        assert_int_equal(image_digest(file, cache, d, &e), 0);
+        assert_string_equal(d, want);
+        /* the entry is what a second start reads: a changed digest in it is believed... */
+        DIR *dir = opendir(cache);
+        struct dirent *de;
+        char entry[PATH_MAX + 300] = "";
+        while ((de = readdir(dir)))
+                if (de->d_name[0] != '.')
+                        snprintf(entry, sizeof entry, "%s/%s", cache, de->d_name);
+        closedir(dir);
+        char *text = NULL;
+        assert_int_equal(read_full_at(AT_FDCWD, entry, 4096, &text, NULL), 0);
+        char *at = strstr(text, "sha256:");
+        assert_non_null(at);
+        memset(at + 7, '0', 64);
+        assert_int_equal(write_file_at(AT_FDCWD, entry, text, strlen(text), 0600), 0);
+        assert_int_equal(image_digest(file, cache, d, &e), 0);
+        assert_true(startswith(d, "sha256:0000000000"));
+        /* ...until the file changes */
+        assert_int_equal(utimensat(AT_FDCWD, file, NULL, 0), 0);
+        assert_int_equal(image_digest(file, cache, d, &e), 0);
+        assert_string_equal(d, want);
+        assert_int_equal(image_digest(tmp, cache, d, &e), -EISDIR);
+        free(text);
+        free(data);
+        unlink(entry);
+        rmdir(cache);
+        unlink(file);
+        assert_int_equal(rmdir(tmp), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -890,6 +945,7 @@ int main(void)
                 cmocka_unit_test(test_overlay_lock_holder),
                 cmocka_unit_test(test_ext3_superblock),
                 cmocka_unit_test(test_parallel_reads),
+                cmocka_unit_test(test_digest),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "util/sha256.h"
 #include "util/util.h"
 
 static void test_strv(void **state)
@@ -460,6 +461,41 @@ static void test_dir_stream(void **state)
         assert_int_equal(rmdir(dir), 0);
 }
 
+static void sha256_of(const void *data, size_t len, size_t step, char out[72])
+{
+        struct sha256 s;
+        uint8_t d[32];
+        sha256_init(&s);
+        for (size_t i = 0; i < len; i += step)
+                sha256_update(&s, (const char *) data + i, len - i < step ? len - i : step);
+        sha256_final(&s, d);
+        sha256_hex(d, out);
+}
+
+/* FIPS 180-4's examples, and lengths around the padding's edges fed in odd pieces */
+static void test_sha256(void **state)
+{
+        (void) state;
+        char h[72];
+        sha256_of("", 0, 1, h);
+        assert_string_equal(h, "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        sha256_of("abc", 3, 1, h);
+        assert_string_equal(h, "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        const char *two = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+        sha256_of(two, strlen(two), 7, h);
+        assert_string_equal(h, "sha256:248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+        char *m = malloc(1000000);
+        assert_non_null(m);
+        memset(m, 'a', 1000000);
+        sha256_of(m, 1000000, 4099, h);
+        assert_string_equal(h, "sha256:cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+        sha256_of(m, 55, 55, h);
+        assert_string_equal(h, "sha256:9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318");
+        sha256_of(m, 64, 13, h);
+        assert_string_equal(h, "sha256:ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
+        free(m);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -473,6 +509,7 @@ int main(void)
                 cmocka_unit_test(test_fork_detached),  cmocka_unit_test(test_close_all),
                 cmocka_unit_test(test_mkdir_p),        cmocka_unit_test(test_parse_numbers),
                 cmocka_unit_test(test_escape),         cmocka_unit_test(test_read_regular),
+                cmocka_unit_test(test_sha256),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
