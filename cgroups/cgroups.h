@@ -54,6 +54,10 @@ int cgroup_limits_clamp(struct cgroup_limits *l, const struct cgroup_limits *max
 /* Defaults: limits unset in *l are taken from def. */
 int cgroup_limits_default(struct cgroup_limits *l, const struct cgroup_limits *def);
 
+/* The limits as one line of their flags and values, "memory=1G,cpus=0.5,pids-limit=100"
+ * ("" for none or NULL): for state files, `instance list --all` and the audit trail. */
+int cgroup_limits_format(const struct cgroup_limits *l, char **ret);
+
 /* One controller file to write: "cpu.max" = "50000 100000". */
 struct cgroup_file {
         const char *controller; /* v1 hierarchy name (memory, cpu, pids, blkio, cpuset); v2: the controller */

@@ -419,3 +419,78 @@ int cgroup_limits_files(const struct cgroup_limits *l, int version, struct cgrou
         *ret_n = f.n;
         return 0;
 }
+
+/* A size as its flag takes it: 1G, 512M, 64K where exact, else bytes. */
+static void size_flag(FILE *f, int64_t v)
+{
+        static const char units[] = "KMGT";
+        int u = -1;
+        while (u < 3 && v >= 1024 && v % 1024 == 0) {
+                v /= 1024;
+                u++;
+        }
+        if (u >= 0)
+                fprintf(f, "%lld%c", (long long) v, units[u]);
+        else
+                fprintf(f, "%lld", (long long) v);
+}
+
+int cgroup_limits_format(const struct cgroup_limits *l, char **ret)
+{
+        static const char *const dev_flag_name[] = {
+                [CG_DEV_WEIGHT] = "blkio-weight-device", [CG_DEV_RBPS] = "device-read-bps",
+                [CG_DEV_WBPS] = "device-write-bps",      [CG_DEV_RIOPS] = "device-read-iops",
+                [CG_DEV_WIOPS] = "device-write-iops",
+        };
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return -ENOMEM;
+        const char *sep = "";
+#define NEXT(name) (fprintf(f, "%s%s", sep, name), sep = ",")
+        if (l && l->memory >= 0) {
+                NEXT("memory=");
+                size_flag(f, l->memory);
+        }
+        if (l && l->memory_reservation >= 0) {
+                NEXT("memory-reservation=");
+                size_flag(f, l->memory_reservation);
+        }
+        if (l && l->memory_swap == CG_UNLIMITED)
+                NEXT("memory-swap=-1");
+        else if (l && l->memory_swap >= 0) {
+                NEXT("memory-swap=");
+                size_flag(f, l->memory_swap);
+        }
+        if (l && l->cpu_quota >= 0) {
+                NEXT("cpus=");
+                fprintf(f, "%g", (double) l->cpu_quota / (double) (l->cpu_period ? l->cpu_period : 100000));
+        }
+        if (l && l->cpu_shares)
+                NEXT("cpu-shares="), fprintf(f, "%llu", (unsigned long long) l->cpu_shares);
+        if (l && l->cpuset_cpus)
+                NEXT("cpuset-cpus="), fprintf(f, "%s", l->cpuset_cpus);
+        if (l && l->cpuset_mems)
+                NEXT("cpuset-mems="), fprintf(f, "%s", l->cpuset_mems);
+        if (l && l->oom_kill_disable)
+                NEXT("oom-kill-disable");
+        if (l && l->pids == CG_UNLIMITED)
+                NEXT("pids-limit=-1");
+        else if (l && l->pids >= 0)
+                NEXT("pids-limit="), fprintf(f, "%lld", (long long) l->pids);
+        if (l && l->blkio_weight)
+                NEXT("blkio-weight="), fprintf(f, "%u", l->blkio_weight);
+        for (size_t i = 0; l && i < l->n_devs; i++) {
+                const struct cgroup_dev_limit *d = &l->devs[i];
+                NEXT(dev_flag_name[d->kind]);
+                fprintf(f, "=%u:%u:%llu", d->major, d->minor, (unsigned long long) d->value);
+        }
+#undef NEXT
+        if (fclose(f) != 0 || !buf) {
+                free(buf);
+                return -ENOMEM;
+        }
+        *ret = buf;
+        return 0;
+}

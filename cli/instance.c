@@ -11,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <grp.h>
 #include <sys/inotify.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -31,6 +33,54 @@ void cli_instance_env(const struct cli *c, struct instance_env *ret)
         }
         *ret = (struct instance_env){
                 .uid = getuid(), .xdg_runtime_dir = cli_getenv(c, "XDG_RUNTIME_DIR"), .home = home};
+}
+
+/* A user named by --user: a name or a uid, with its passwd entry. */
+static struct passwd *user_lookup(const char *user, struct hutch_error *err)
+{
+        uint64_t id;
+        struct passwd *pw = getpwnam(user);
+        if (!pw && parse_u64_range(user, 0, UINT32_MAX - 1, &id) >= 0)
+                pw = getpwuid((uid_t) id);
+        if (!pw)
+                hutch_err(err, -ENOENT, "no user named '%s' (or with that uid) on this host", user);
+        return pw;
+}
+
+/* `instance stop|logs|stats --user U`: the instances of U. Only root may name another
+ * user, and root then becomes that user for the rest of the command (U's groups, gid and
+ * uid, not dumpable): U's state and logs are found and opened with U's rights, and U's
+ * supervisor is signalled through a pidfd checked against its start time, all exactly as
+ * U's own command does it, so nothing U can write is read or followed with root's rights.
+ * *ret_home owns env->home. */
+static int as_user(const struct cli *c, const char *user, struct instance_env *env, char **ret_home,
+                   struct hutch_error *err)
+{
+        struct passwd *pw = user ? user_lookup(user, err) : NULL;
+        if (user && !pw)
+                return -ENOENT;
+        if (!user || pw->pw_uid == getuid()) {
+                cli_instance_env(c, env);
+                return 0;
+        }
+        if (getuid() != 0)
+                return hutch_err(err, -EPERM,
+                                 "only root can act on another user's instances (--user %s, you are uid %u)", user,
+                                 (unsigned) getuid());
+        char *home = strdup(pw->pw_dir);
+        uid_t uid = pw->pw_uid;
+        if (!home)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if (initgroups(pw->pw_name, pw->pw_gid) < 0 || setresgid(pw->pw_gid, pw->pw_gid, pw->pw_gid) < 0 ||
+            setresuid(uid, uid, uid) < 0) {
+                free(home);
+                return hutch_err_sys(err, -errno, "cannot act as user '%s'", user);
+        }
+        /* a changed uid makes the process non-dumpable already (prctl(2)): said here too */
+        (void) prctl(PR_SET_DUMPABLE, 0);
+        *env = (struct instance_env){.uid = uid, .home = home};
+        *ret_home = home;
+        return 0;
 }
 
 /* Sorted by name: looked up with bsearch. */
@@ -434,6 +484,17 @@ static void format_time(long long t, char *buf, size_t size)
                 snprintf(buf, size, "-");
 }
 
+/* The name of uid, else the number (in a static buffer: valid until the next call). */
+static const char *user_name(uid_t uid)
+{
+        static char buf[32];
+        struct passwd *pw = getpwuid(uid);
+        if (pw)
+                return pw->pw_name;
+        snprintf(buf, sizeof buf, "%u", (unsigned) uid);
+        return buf;
+}
+
 static void print_json(const struct instance_state *v, size_t n)
 {
         json_object *root = json_object_new_object(), *arr = json_object_new_array();
@@ -457,6 +518,9 @@ static void print_json(const struct instance_state *v, size_t n)
                 json_object_object_add(o, "keeper",
                                        json_object_new_string(v[i].keeper && *v[i].keeper ? v[i].keeper : "hutch"));
                 json_object_object_add(o, "unit", json_object_new_string(v[i].unit ? v[i].unit : ""));
+                json_object_object_add(o, "user", json_object_new_string(user_name(v[i].uid)));
+                json_object_object_add(o, "limits", json_object_new_string(v[i].limits ? v[i].limits : ""));
+                json_object_object_add(o, "imageDigest", json_object_new_string(v[i].digest ? v[i].digest : ""));
                 json_object_array_add(arr, o);
         }
         json_object_object_add(root, "instances", arr);
@@ -476,7 +540,8 @@ static char *cell(const char *s)
         return r;
 }
 
-static void print_table(const struct instance_state *v, size_t n, bool logs)
+/* With admin (list --all, --user): a USER column first, LIMITS and DIGEST (shortened) last. */
+static void print_table(const struct instance_state *v, size_t n, bool logs, bool admin)
 {
         if (logs) {
                 printf("%-16s %-8s %s\n", "INSTANCE NAME", "PID", "LOGS");
@@ -493,9 +558,14 @@ static void print_table(const struct instance_state *v, size_t n, bool logs)
                 jobs |= v[i].job && *v[i].job;
                 ports |= v[i].ports && *v[i].ports;
         }
-        printf("%-16s %-8s %-15s %-40s %-19s %-7s %-8s%s%s\n", "INSTANCE NAME", "PID", "IP", "IMAGE", "STARTED",
-               "KEEPER", "RESTARTS", jobs ? " JOB" : "", ports ? " PORTS" : "");
+        if (admin)
+                printf("%-12s ", "USER");
+        printf("%-16s %-8s %-15s %-40s %-19s %-7s %-8s%s%s%s\n", "INSTANCE NAME", "PID", "IP", "IMAGE", "STARTED",
+               "KEEPER", "RESTARTS", jobs ? " JOB" : "", ports ? " PORTS" : "",
+               admin ? " LIMITS                   DIGEST" : "");
         for (size_t i = 0; i < n; i++) {
+                if (admin)
+                        printf("%-12s ", user_name(v[i].uid));
                 char t[64];
                 format_time(v[i].started, t, sizeof t);
                 _cleanup_free_ char *img = cell(v[i].image), *job = cell(v[i].job && *v[i].job ? v[i].job : "-");
@@ -510,7 +580,15 @@ static void print_table(const struct instance_state *v, size_t n, bool logs)
                 else
                         printf("%-16s %-8d %-15s %-40s %-19s %-7s %-*u", v[i].name, (int) v[i].pid, ip, img ? img : "",
                                t, keeper, ports ? 8 : 0, v[i].restarts);
-                printf("%s%s\n", pc ? " " : "", pc ? pc : "");
+                printf("%s%s", pc ? " " : "", pc ? pc : "");
+                if (admin) {
+                        _cleanup_free_ char *lim = cell(v[i].limits && *v[i].limits ? v[i].limits : "-");
+                        char dig[20];
+                        /* "sha256:" and 12 hex digits, as image ids are shown; --json has it whole */
+                        snprintf(dig, sizeof dig, "%s", v[i].digest && *v[i].digest ? v[i].digest : "-");
+                        printf(" %-24s %s", lim ? lim : "", dig);
+                }
+                printf("\n");
         }
 }
 
@@ -551,6 +629,12 @@ static int cmd_list(struct cli *c, int argc, char **argv)
                                 return cli_fail(&err);
                         }
                         uid = pw ? pw->pw_uid : (uid_t) id;
+                        if (uid != getuid() && getuid() != 0) {
+                                hutch_err(&err, -EPERM,
+                                          "only root can list another user's instances (--user %s, you are uid %u)",
+                                          user, (unsigned) getuid());
+                                return cli_fail(&err);
+                        }
                 }
                 r = instance_list_all(glob, user != NULL, uid, &v, &n, &err);
         } else {
@@ -567,27 +651,33 @@ static int cmd_list(struct cli *c, int argc, char **argv)
         if (json)
                 print_json(v, n);
         else
-                print_table(v, n, logs);
+                print_table(v, n, logs, all || user);
         instance_state_free_array(v, n);
         return 0;
 }
 
 static const struct option stop_options[] = {
-        {"all", no_argument, NULL, 'a'},           {"signal", required_argument, NULL, 's'},
-        {"timeout", required_argument, NULL, 't'}, {"force", no_argument, NULL, 'F'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"all", no_argument, NULL, 'a'},
+        {"signal", required_argument, NULL, 's'},
+        {"timeout", required_argument, NULL, 't'},
+        {"force", no_argument, NULL, 'F'},
+        {"user", required_argument, NULL, 'u'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
 };
 
 static int cmd_stop(struct cli *c, int argc, char **argv)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
         bool all = false, force = false;
+        const char *user = NULL;
         int sig = SIGTERM, timeout_ms = 10000, o;
         optind = 1;
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+as:t:Fh", stop_options, NULL)) != -1) {
+        while ((o = getopt_long(argc, argv, "+as:t:Fu:h", stop_options, NULL)) != -1) {
                 switch (o) {
                 case 'a': all = true; break;
+                case 'u': user = optarg; break;
                 case 'F': force = true; break;
                 case 's':
                         if ((sig = signal_parse(optarg)) < 0)
@@ -608,7 +698,9 @@ static int cmd_stop(struct cli *c, int argc, char **argv)
         if (!glob && !all)
                 return cli_usage_error("instance", "name an instance (or a pattern), or give --all");
         struct instance_env env;
-        cli_instance_env(c, &env);
+        _cleanup_free_ char *home = NULL;
+        if (as_user(c, user, &env, &home, &err) < 0)
+                return cli_fail(&err);
         struct instance_state *v = NULL;
         size_t n = 0;
         if (instance_list(&env, all ? NULL : glob, &v, &n, NULL, &err) < 0)
@@ -713,8 +805,13 @@ static int follow_logs(const struct instance_env *env, const char *name, struct 
 }
 
 static const struct option logs_options[] = {
-        {"follow", no_argument, NULL, 'f'}, {"tail", required_argument, NULL, 'n'}, {"err", no_argument, NULL, 'e'},
-        {"out", no_argument, NULL, 'o'},    {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+        {"follow", no_argument, NULL, 'f'},
+        {"tail", required_argument, NULL, 'n'},
+        {"err", no_argument, NULL, 'e'},
+        {"out", no_argument, NULL, 'o'},
+        {"user", required_argument, NULL, 'u'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
 };
 
 static int cmd_logs(struct cli *c, int argc, char **argv)
@@ -722,13 +819,15 @@ static int cmd_logs(struct cli *c, int argc, char **argv)
         struct hutch_error err = HUTCH_ERROR_INIT;
         bool follow = false, want_out = true, want_err = true;
         long tail = -1;
+        const char *user = NULL;
         int o;
         optind = 1;
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+fn:eoh", logs_options, NULL)) != -1) {
+        while ((o = getopt_long(argc, argv, "+fn:eou:h", logs_options, NULL)) != -1) {
                 int64_t n;
                 switch (o) {
                 case 'f': follow = true; break;
+                case 'u': user = optarg; break;
                 case 'n':
                         if (parse_i64_range(optarg, 0, INT64_MAX, &n) < 0 || (tail = (long) n) < 0)
                                 return cli_usage_error("instance", "--tail wants a number of lines, not '%s'", optarg);
@@ -747,7 +846,9 @@ static int cmd_logs(struct cli *c, int argc, char **argv)
         if (instance_name_check(name, &err) < 0)
                 return cli_fail(&err);
         struct instance_env env;
-        cli_instance_env(c, &env);
+        _cleanup_free_ char *home = NULL;
+        if (as_user(c, user, &env, &home, &err) < 0)
+                return cli_fail(&err);
         _cleanup_free_ char *out = NULL, *errp = NULL;
         if (instance_log_paths(&env, name, &out, &errp) < 0) {
                 hutch_err(&err, -ENOENT, "cannot tell where logs are: HOME is not set");
@@ -786,6 +887,7 @@ static int cmd_logs(struct cli *c, int argc, char **argv)
 static const struct option stats_options[] = {
         {"json", no_argument, NULL, 'j'},
         {"no-stream", no_argument, NULL, 'n'},
+        {"user", required_argument, NULL, 'u'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -801,12 +903,14 @@ static int cmd_stats(struct cli *c, int argc, char **argv)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
         bool json = false, stream = true;
+        const char *user = NULL;
         int o;
         optind = 1;
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+jnh", stats_options, NULL)) != -1)
+        while ((o = getopt_long(argc, argv, "+jnu:h", stats_options, NULL)) != -1)
                 switch (o) {
                 case 'j': json = true; break;
+                case 'u': user = optarg; break;
                 case 'n': stream = false; break;
                 case 'h': cli_help_print("instance"); return 0;
                 default: return cli_usage_error("instance", "unknown option '%s'", argv[optind - 1]);
@@ -817,7 +921,9 @@ static int cmd_stats(struct cli *c, int argc, char **argv)
         struct instance_env env;
         struct instance_state st = {0};
         struct cgroup cg = CGROUP_NULL;
-        cli_instance_env(c, &env);
+        _cleanup_free_ char *home = NULL;
+        if (as_user(c, user, &env, &home, &err) < 0)
+                return cli_fail(&err);
         if (instance_find(&env, name, &st, &err) < 0)
                 return cli_fail(&err);
         int r = st.cgroup && *st.cgroup ? cgroup_from_string(st.cgroup, &cg) : -ENOENT;

@@ -80,6 +80,8 @@ int instance_audit_format(const struct instance_audit *a, char **ret, size_t *re
                 return -ENOMEM;
         if (a->limits && *a->limits && field_append(&buf, &len, "HUTCH_LIMITS", a->limits) < 0)
                 return -ENOMEM;
+        if (a->image_digest && *a->image_digest && field_append(&buf, &len, "HUTCH_IMAGE_DIGEST", a->image_digest) < 0)
+                return -ENOMEM;
         *ret = steal_pointer(&buf);
         *ret_len = len;
         return 0;
@@ -97,7 +99,10 @@ void instance_audit(const struct instance_audit *a)
         if (fd >= 0)
                 close(fd);
         if (!sent)
-                syslog(LOG_INFO, "instance %s (user %s, uid %u): %s, pid %d, image %s, keeper %s, exit status %d",
+                syslog(LOG_INFO,
+                       "instance %s (user %s, uid %u): %s, pid %d, image %s (%s), keeper %s, limits %s, exit status "
+                       "%d",
                        a->instance, a->user, (unsigned) a->uid, a->event, (int) a->pid, a->image ? a->image : "",
-                       a->keeper ? a->keeper : "hutch", a->exit_status);
+                       a->image_digest && *a->image_digest ? a->image_digest : "no digest",
+                       a->keeper ? a->keeper : "hutch", a->limits && *a->limits ? a->limits : "none", a->exit_status);
 }

@@ -92,6 +92,8 @@ struct instance_state {
          * the profile, read from seccomp.json in the state folder by instance_state_load */
         char *security;
         char *seccomp_json;
+        char *limits; /* cgroup_limits_format() of its limits, empty without */
+        char *digest; /* image_digest() of its image ("sha256:HEX"), empty for a folder or until known */
 };
 
 void instance_state_clear(struct instance_state *st);
@@ -134,7 +136,7 @@ int instance_unit_file(const struct instance_unit *u, char **ret);
 /* One audit event of an instance (start, stop, exit, restart): a journal entry with
  * HUTCH_* fields, or a syslog line without journald. exit_status -1: none. */
 struct instance_audit {
-        const char *event, *instance, *user, *image, *keeper, *unit, *limits;
+        const char *event, *instance, *user, *image, *image_digest, *keeper, *unit, *limits;
         uid_t uid;
         pid_t pid;
         int exit_status;

@@ -81,6 +81,7 @@ struct sup {
         pid_t init_early;              /* the same, written by the kernel as the launcher creates it */
         pid_t ended_early;             /* an init_early ended as its launcher was killed, not yet logged */
         bool ready, stopping, finishing, backing_off, tidy_pending, kill_pending;
+        bool start_audited; /* the start's audit entry waits for the image's digest */
         int settled_in_row;
         struct timespec settle_start;
         /* the set-up of the first start runs on one CPU (pin_start); the mask to go back to */
@@ -209,6 +210,8 @@ static void audit(struct sup *u, const char *event, int exit_status)
                                    .instance = u->st.name,
                                    .user = u->user,
                                    .image = u->st.image,
+                                   .image_digest = u->st.digest,
+                                   .limits = u->st.limits,
                                    .keeper = u->spec->unit ? "systemd" : "hutch",
                                    .unit = u->spec->unit,
                                    .uid = u->st.uid,
@@ -216,6 +219,32 @@ static void audit(struct sup *u, const char *event, int exit_status)
                                    .exit_status = exit_status,
                                    .restarts = u->st.restarts};
         instance_audit(&a);
+}
+
+/* The start's audit entry, with the image's digest: read once the CLI has returned (a
+ * large image's first start reads it whole; its next starts find it in the user's cache),
+ * and kept in the state for `instance list --all`. A digest that cannot be had is logged
+ * and left out: it never fails the instance. */
+static void audit_start(struct sup *u)
+{
+        if (u->start_audited)
+                return;
+        u->start_audited = true;
+        const char *home = u->spec->env.home;
+        _cleanup_free_ char *cache = home && *home == '/' ? strjoin(home, "/.hutch/cache/digest", NULL) : NULL;
+        char d[72];
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        if (!u->st.digest || !*u->st.digest) {
+                if (image_digest(u->st.image, cache, d, &e) >= 0) {
+                        free(u->st.digest);
+                        u->st.digest = strdup(d);
+                        /* not state_save: a state that cannot be written now still holds
+                         * everything but the digest, and the instance keeps running */
+                        (void) instance_state_write(u->dir_fd, &u->st);
+                } else if (e.code != -EISDIR)
+                        note(u, "no image digest for the audit trail: %s", e.msg);
+        }
+        audit(u, "start", -1);
 }
 
 /* Under a systemd unit (Type=notify): the manager hears READY=1, STATUS= and STOPPING=1. */
@@ -646,7 +675,6 @@ static void became_ready(struct sup *u)
          * told first, the log line after, the tidying (on_timer) a while later */
         tell_cli(u, INSTANCE_MSG_READY, 0, NULL);
         tell_manager(u, "READY=1\nSTATUS=running");
-        audit(u, "start", -1);
         note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);
         u->tidy_pending = true;
         timer_arm(u, TIDY_AFTER_MS, false);
@@ -798,10 +826,12 @@ static void on_container_exit(struct sup *u, int wstatus)
         }
         if (!should_restart(u, status)) {
                 note(u, "container exited with status %d%s", status, u->stopping ? " (stopped)" : "");
+                audit_start(u); /* stopped before its start was logged: logged first */
                 audit(u, u->stopping ? "stop" : "exit", status);
                 u->finishing = true;
                 return;
         }
+        audit_start(u);
         audit(u, "exit", status);
         if (time(NULL) - u->run_started >= STABLE_RUN_S)
                 u->backoff_ms = 0;
@@ -865,6 +895,8 @@ static void on_timer(struct sup *u)
                 u->tidy_pending = false;
                 sink_drop_aside(&u->out);
                 sink_drop_aside(&u->err);
+                if (u->ready)
+                        audit_start(u);
                 /* what the launcher allocated and freed on our heap; ~1 ms, with the
                  * arenas' locks held in turn (the FUSE thread's too): not during the start */
                 malloc_trim(0);
@@ -1127,9 +1159,10 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 u.st.keeper = strdup("systemd");
                 u.st.unit = strdup(spec->unit);
         }
-        int r = (!u.st.name || !u.st.image || !u.st.restart || !u.st.job || !u.st.security)
-                        ? hutch_err(err, -ENOMEM, "out of memory")
-                        : 0;
+        int r = cgroup_limits_format(spec->launch->limits, &u.st.limits);
+        r = (r < 0 || !u.st.name || !u.st.image || !u.st.restart || !u.st.job || !u.st.security)
+                    ? hutch_err(err, -ENOMEM, "out of memory")
+                    : 0;
         if (r >= 0)
                 r = setup(&u, err);
         if (r >= 0) {

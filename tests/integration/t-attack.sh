@@ -27,6 +27,7 @@ saved=$shm.t-attack.$$
 [ -e "$shm" ] && mv "$shm" "$saved"
 outside=/opt/hutch-attack.$$
 trap 'v "$HUTCH" instance stop --all --force >/dev/null 2>&1; a "$HUTCH" instance stop --all --force >/dev/null 2>&1
+	env HOME="$(getent passwd root | cut -d: -f6)" "$HUTCH" instance stop --force lim >/dev/null 2>&1
 	rm -rf "$shm" "$outside"; [ -e "$saved" ] && mv "$saved" "$shm"
 	rm -rf "$T" "$VHOME/.hutch/logs/$(hostname)/planted.out"' EXIT
 I=$IMAGES/image.sif
@@ -52,6 +53,51 @@ check "after all that the victim's instance still runs" 'out_has web'
 logdir=$VHOME/.hutch/logs/$(hostname)
 check "log folder 0700, log files 0600" '[ "$(stat -c %a "$logdir")" = 700 ] && [ "$(stat -c %a "$logdir/web.out")" = 600 ]'
 v "$HUTCH" instance stop web >/dev/null 2>&1
+
+# root acts on another user's instance (--user, a name or a uid); a user cannot
+run a env HUTCH_TEST_PORT=$((HUTCH_TEST_PORT + 7)) "$HUTCH" instance start "$I" other
+check "AUX_USER's instance starts" '[ $RC -eq 0 ]'
+alog=$AHOME/.hutch/logs/$(hostname)
+a sh -c "echo marker-of-aux >> '$alog/other.err'"
+if [ "$V" != root ]; then
+	run v "$HUTCH" instance stop --user "$A" other
+	check "a user's stop --user of another user: one line, permission" 'fails_with "only root can act on another user"'
+	run v "$HUTCH" instance logs --user "$AUID" other
+	check "... logs --user too" 'fails_with "only root can act on another user" && ! out_has marker'
+	run v "$HUTCH" instance stats --no-stream --user "$A" other
+	check "... stats --user too" 'fails_with "only root can act on another user"'
+	run v "$HUTCH" instance list --user "$A"
+	check "... list --user too" 'fails_with "only root can list another user"'
+fi
+# root's own instance with limits beside it (root's own HOME: the script's is the victim's)
+r() { env HOME="$(getent passwd root | cut -d: -f6)" "$@"; }
+run r env HUTCH_TEST_PORT=$((HUTCH_TEST_PORT + 8)) "$HUTCH" instance start --memory 64M --pids-limit 99 "$I" lim
+check "root's instance with limits starts" '[ $RC -eq 0 ]'
+run wait_for '"$HUTCH" instance list --all --json | grep -q "\"imageDigest\": \"sha256:[0-9a-f]\{64\}\""'
+run "$HUTCH" instance list --all
+check "root's list --all: a USER column, the keeper, limits and the image digest" \
+	'out_has "^USER  *INSTANCE NAME .* KEEPER .* LIMITS  *DIGEST$" && out_has "^$A  *other .* hutch  .* -  *sha256:[0-9a-f]\{12\}$" && out_has "^root  *lim .* memory=64M,pids-limit=99  *sha256:[0-9a-f]\{12\}$"'
+run "$HUTCH" instance list --all --json
+check "... and in --json (user, limits, the whole digest)" \
+	'out_has "\"user\": \"$A\"" && out_has "\"limits\": \"memory=64M,pids-limit=99\"" && [ "$(grep -c "\"imageDigest\": \"sha256:[0-9a-f]\{64\}\"" "$OUT")" -eq 2 ]'
+r "$HUTCH" instance stop lim >/dev/null 2>&1
+run "$HUTCH" instance logs --user "$A" other
+check "root reads another user's instance logs (logs --user NAME)" '[ $RC -eq 0 ] && err_has "^marker-of-aux$"'
+run "$HUTCH" instance stats --no-stream --user "$AUID" other
+check "root's stats --user UID finds that instance (rootless here: it has no cgroup, or its usage)" \
+	'[ $RC -eq 0 ] && out_has "^other " || fails_with "instance .other. has no cgroup"'
+# the user points the log at a file only root may read: root reads as the user
+a sh -c "mv '$alog/other.err' '$alog/other.err.real' && ln -s /etc/shadow '$alog/other.err'"
+run "$HUTCH" instance logs --tail 5 --user "$A" other
+check "a log symlinked to /etc/shadow is not read with root's rights" '! err_has "^root:" && ! out_has "^root:"'
+a sh -c "rm '$alog/other.err' && mv '$alog/other.err.real' '$alog/other.err'"
+run a "$HUTCH" instance list
+check "... and the instance still runs" 'out_has "^other "'
+run "$HUTCH" instance stop --user "$A" other
+check "root stops another user's instance (stop --user NAME)" \
+	'[ $RC -eq 0 ] && ! pgrep -u "$AUID" -x hutch-supervise >/dev/null && [ -z "$(a "$HUTCH" instance list --json | grep other)" ]'
+run "$HUTCH" instance stop --user no-such-user-here other
+check "stop --user of an unknown user: one line" 'fails_with "no user named"'
 
 # a symlink planted where an instance's log goes is not followed
 echo precious > "$T/precious" && chown "$V" "$T/precious"

@@ -93,6 +93,8 @@ entry() { awk -v RS='--\n' -v ev="HUTCH_EVENT=$1" -v nm="HUTCH_INSTANCE=$2" 'ind
 check "the audit trail: a journal entry for the start (instance, user, keeper, unit, image, pid)" \
 	'entry start web | grep -qx "HUTCH_USER=$U" && entry start web | grep -qx HUTCH_KEEPER=systemd && entry start web | grep -qx HUTCH_UNIT=hutch-web.service && entry start web | grep -qx "HUTCH_IMAGE=$I" && entry start web | grep -q "^HUTCH_PID=[0-9]"'
 check "... and one for the stop, with the exit status" 'wait_for "entry stop web | grep -q ^HUTCH_EXIT_STATUS="'
+check "... both with the image's digest (sha256 of its squashfs partition)" \
+	'entry start web | grep -qx "HUTCH_IMAGE_DIGEST=sha256:[0-9a-f]\{64\}" && [ "$(entry start web | grep ^HUTCH_IMAGE_DIGEST=)" = "$(entry stop web | grep ^HUTCH_IMAGE_DIGEST=)" ]'
 run asu "$HUTCH" instance start --systemd yes "$I" db-1
 check "a NAME with '-' maps to an escaped unit name" '[ $RC -eq 0 ] && [ "$(sctl is-active "hutch-db\\x2d1.service")" = active ]'
 sctl stop "hutch-db\\x2d1.service"

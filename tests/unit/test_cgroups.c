@@ -17,6 +17,29 @@ static const char *file_value(struct cgroup_file *f, size_t n, const char *file)
         return NULL;
 }
 
+static void test_limits_format(void **state)
+{
+        (void) state;
+        struct cgroup_limits l;
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        char *s = NULL;
+        cgroup_limits_init(&l);
+        assert_int_equal(cgroup_limits_format(&l, &s), 0);
+        assert_string_equal(s, "");
+        free(s);
+        assert_int_equal(cgroup_limits_format(NULL, &s), 0);
+        assert_string_equal(s, "");
+        free(s);
+        assert_int_equal(cgroup_limit_flag(&l, "memory", "1G", &e), 0);
+        assert_int_equal(cgroup_limit_flag(&l, "cpus", "0.5", &e), 0);
+        assert_int_equal(cgroup_limit_flag(&l, "pids-limit", "100", &e), 0);
+        assert_int_equal(cgroup_limit_flag(&l, "memory-swap", "-1", &e), 0);
+        assert_int_equal(cgroup_limits_format(&l, &s), 0);
+        assert_string_equal(s, "memory=1G,memory-swap=-1,cpus=0.5,pids-limit=100");
+        free(s);
+        cgroup_limits_free(&l);
+}
+
 static void test_flags(void **state)
 {
         (void) state;
@@ -208,8 +231,9 @@ static void test_string(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_flags), cmocka_unit_test(test_v2_files), cmocka_unit_test(test_v1_files),
-                cmocka_unit_test(test_toml),  cmocka_unit_test(test_clamp),    cmocka_unit_test(test_string),
+                cmocka_unit_test(test_flags),         cmocka_unit_test(test_v2_files), cmocka_unit_test(test_v1_files),
+                cmocka_unit_test(test_toml),          cmocka_unit_test(test_clamp),    cmocka_unit_test(test_string),
+                cmocka_unit_test(test_limits_format),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -140,6 +140,16 @@ static void test_state_roundtrip(void **state)
         assert_int_equal(instance_state_parse(text, &back, &err), 0);
         assert_string_equal(back.keeper, "systemd");
         assert_string_equal(back.unit, st.unit);
+        assert_string_equal(back.limits, "");
+        assert_string_equal(back.digest, "");
+        free(text);
+        instance_state_clear(&back);
+        st.limits = strdup("memory=1G,cpus=0.5");
+        st.digest = strdup("sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_int_equal(instance_state_format(&st, &text), 0);
+        assert_int_equal(instance_state_parse(text, &back, &err), 0);
+        assert_string_equal(back.limits, st.limits);
+        assert_string_equal(back.digest, st.digest);
         free(text);
         instance_state_clear(&back);
         /* any byte of a path is representable, and none forges a line */
@@ -299,6 +309,14 @@ static void test_audit(void **state)
         assert_non_null(memmem(buf, len, "\nHUTCH_UNIT=hutch-web.service\n", 30));
         assert_non_null(memmem(buf, len, "\nHUTCH_IMAGE\n\x0a\0\0\0\0\0\0\0/x/a\nb.sif\n", 29));
         assert_true(startswith(buf, "MESSAGE=instance web of alice: exit (status 137)\n"));
+        assert_null(memmem(buf, len, "HUTCH_IMAGE_DIGEST", 18)); /* none known: no field */
+        assert_null(memmem(buf, len, "HUTCH_LIMITS", 12));
+        free(buf);
+        a.image_digest = "sha256:00ff";
+        a.limits = "memory=1G";
+        assert_int_equal(instance_audit_format(&a, &buf, &len), 0);
+        assert_non_null(memmem(buf, len, "\nHUTCH_IMAGE_DIGEST=sha256:00ff\n", 32));
+        assert_non_null(memmem(buf, len, "\nHUTCH_LIMITS=memory=1G\n", 24));
         free(buf);
         a.exit_status = -1;
         assert_int_equal(instance_audit_format(&a, &buf, &len), 0);
