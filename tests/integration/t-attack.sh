@@ -73,7 +73,7 @@ fi
 r() { env HOME="$(getent passwd root | cut -d: -f6)" "$@"; }
 run r env HUTCH_TEST_PORT=$((HUTCH_TEST_PORT + 8)) "$HUTCH" instance start --memory 64M --pids-limit 99 "$I" lim
 check "root's instance with limits starts" '[ $RC -eq 0 ]'
-run wait_for '"$HUTCH" instance list --all --json | grep -q "\"imageDigest\": \"sha256:[0-9a-f]\{64\}\""'
+run wait_for '[ "$("$HUTCH" instance list --all --json | grep -c "\"imageDigest\": \"sha256:[0-9a-f]\{64\}\"")" -ge 2 ]'
 run "$HUTCH" instance list --all
 check "root's list --all: a USER column, the keeper, limits and the image digest" \
 	'out_has "^USER  *INSTANCE NAME .* KEEPER .* LIMITS  *DIGEST$" && out_has "^$A  *other .* hutch  .* -  *sha256:[0-9a-f]\{12\}$" && out_has "^root  *lim .* memory=64M,pids-limit=99  *sha256:[0-9a-f]\{12\}$"'
@@ -91,6 +91,12 @@ a sh -c "mv '$alog/other.err' '$alog/other.err.real' && ln -s /etc/shadow '$alog
 run "$HUTCH" instance logs --tail 5 --user "$A" other
 check "a log symlinked to /etc/shadow is not read with root's rights" '! err_has "^root:" && ! out_has "^root:"'
 a sh -c "rm '$alog/other.err' && mv '$alog/other.err.real' '$alog/other.err'"
+# ... or the log folder at a folder only root can enter (O_NOFOLLOW guards the last name only)
+mkdir -m 0700 "$T/rootonly" && echo secret-of-root > "$T/rootonly/other.err"
+a sh -c "mv '$alog' '$alog.real' && ln -s '$T/rootonly' '$alog'"
+run "$HUTCH" instance logs --user "$A" other
+check "a log folder symlinked to a root-only one is not read with root's rights" '! err_has secret-of-root && ! out_has secret-of-root'
+a sh -c "rm '$alog' && mv '$alog.real' '$alog'"
 run a "$HUTCH" instance list
 check "... and the instance still runs" 'out_has "^other "'
 run "$HUTCH" instance stop --user "$A" other

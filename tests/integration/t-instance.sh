@@ -360,11 +360,11 @@ leftovers "fifty instances"
 # --- every user's instances, from the live supervisors
 run "$HUTCH" instance start "$I" seen
 run "$HUTCH" instance list --all
-check "list --all finds the instance from its supervisor" 'out_has "^seen "'
+check "list --all finds the instance from its supervisor, with its USER" 'out_has "^$(id -un)  *seen "'
 run "$HUTCH" instance list --user "$(id -un)"
-check "list --user finds the user's instance" 'out_has "^seen "'
+check "list --user finds the user's instance" 'out_has "^$(id -un)  *seen "'
 run "$HUTCH" instance list --user 4000000
-check "list --user of another uid does not show it" '! out_has "^seen "'
+check "list --user of another uid does not show it" '! out_has " seen "'
 "$HUTCH" instance stop seen >/dev/null 2>&1
 leftovers "list --all"
 if [ "$MODE" = root ]; then
@@ -382,7 +382,7 @@ if [ "$MODE" = root ]; then
 	asu cp "$fdir/state" "$UH/forge.state"
 	asu sh -c 'sed "s/^uid=.*/uid=0/" "$1/state" > "$1/f" && mv -f "$1/f" "$1/state"' - "$fdir"
 	run timeout 10 "$HUTCH" instance list --user root
-	check "a user's state that claims uid 0 is not listed as root's" '[ $RC -eq 0 ] && ! out_has "^forge "'
+	check "a user's state that claims uid 0 is not listed as root's" '[ $RC -eq 0 ] && ! out_has " forge "'
 	run timeout 10 "$HUTCH" instance list --all --json
 	check "... nor anywhere in list --all" '[ $RC -eq 0 ] && ! out_has "\"forge\""'
 	asu sh -c 'mkfifo "$1/f" && mv -f "$1/f" "$1/state"' - "$fdir"
@@ -396,7 +396,7 @@ if [ "$MODE" = root ]; then
 	check "a symlink from a user's state to a root-only file is not followed" '[ $RC -eq 0 ] && ! out_has ROOT-ONLY'
 	asu sh -c 'rm -f "$1/state" && cp "$2" "$1/state"' - "$fdir" "$UH/forge.state"
 	run "$HUTCH" instance list --user "$U"
-	check "the user's real state is listed again" 'out_has "^forge "'
+	check "the user's real state is listed again" 'out_has "^$U  *forge "'
 	asu "$HUTCH" instance stop forge >/dev/null 2>&1
 	check "the user's instance is stopped" 'wait_for "! kill -0 $fsup 2>/dev/null"'
 	kill "$fsup" 2>/dev/null
