@@ -50,9 +50,10 @@ check "--ready-timeout: it fails after about the timeout" '[ $((SECONDS - t0)) -
 check "--ready-timeout: the service's error output is shown" 'err_has "waiting for a database"'
 leftovers "--ready timeout"
 
-# --- exec:CMD, run in the instance and retried until it exits 0
+# --- exec:CMD, run in the instance and retried until it exits 0 (--contain: a /tmp of the
+# instance's own, never the host's)
 flag=$(image_with_startscript 'sleep 1; touch /tmp/up; exec sleep 1000' flag)
-run "$HUTCH" instance start --ready 'exec:test -e /tmp/up' "$flag" rexec
+run "$HUTCH" instance start --contain --ready 'exec:test -e /tmp/up' "$flag" rexec
 check "--ready exec:CMD: start returns 0" '[ $RC -eq 0 ]'
 run "$HUTCH" exec instance://rexec test -e /tmp/up
 check "--ready exec:CMD: what CMD checked holds when start returns" '[ $RC -eq 0 ]'
@@ -63,12 +64,12 @@ leftovers "--ready exec"
 
 # --- notify: the payload's READY=1 on the NOTIFY_SOCKET hutch gives it
 ntf=$(image_with_startscript 'sleep 1; touch /tmp/up; /opt/sdnotify READY=1; exec sleep 1000' ntf)
-run "$HUTCH" instance start -B "$N:/opt/sdnotify" --ready notify "$ntf" rntf
+run "$HUTCH" instance start --contain -B "$N:/opt/sdnotify" --ready notify "$ntf" rntf
 check "--ready notify: start returns 0 once READY=1 came" '[ $RC -eq 0 ]'
 run "$HUTCH" exec instance://rntf test -e /tmp/up
 check "--ready notify: the payload had got that far" '[ $RC -eq 0 ]'
 "$HUTCH" instance stop rntf >/dev/null 2>&1
-run "$HUTCH" instance start --net -B "$N:/opt/sdnotify" --ready notify "$ntf" rntfnet
+run "$HUTCH" instance start --contain --net -B "$N:/opt/sdnotify" --ready notify "$ntf" rntfnet
 check "--ready notify works with a network of the instance's own" '[ $RC -eq 0 ]'
 "$HUTCH" instance stop rntfnet >/dev/null 2>&1
 run "$HUTCH" instance start --ready notify --ready-timeout 1 "$idle" rntfno
@@ -76,6 +77,7 @@ check "--ready notify without READY=1 fails the start" '[ $RC -eq 255 ] && last_
 leftovers "--ready notify"
 
 # --- NOTIFY_SOCKET of a Type=notify unit around `hutch exec|run` reaches the payload
+# (--contain: neither the host's /tmp nor the working folder, which hold the socket, is there)
 listen() { # listen SOCKET FILE: the first datagram on SOCKET into FILE (10 s at most)
 	python3 - "$1" "$2" <<'PY' &
 import socket, sys
@@ -92,15 +94,15 @@ PY
 	wait_for "[ -e $2.up ]"
 }
 listen "$T/notify.sock" "$T/got"
-run env NOTIFY_SOCKET="$T/notify.sock" "$HUTCH" exec -B "$N:/opt/sdnotify" "$I" /opt/sdnotify "READY=1"
+run env NOTIFY_SOCKET="$T/notify.sock" "$HUTCH" exec --contain -B "$N:/opt/sdnotify" "$I" /opt/sdnotify "READY=1"
 wait "$LPID"
 check "NOTIFY_SOCKET (a path) reaches an exec payload" '[ $RC -eq 0 ] && [ "$(cat $T/got 2>/dev/null)" = READY=1 ]'
 listen "$T/notify2.sock" "$T/got2"
-run env NOTIFY_SOCKET="$T/notify2.sock" "$HUTCH" exec --cleanenv -B "$N:/opt/sdnotify" "$I" /opt/sdnotify "READY=1"
+run env NOTIFY_SOCKET="$T/notify2.sock" "$HUTCH" exec --contain --cleanenv -B "$N:/opt/sdnotify" "$I" /opt/sdnotify "READY=1"
 wait "$LPID"
 check "NOTIFY_SOCKET passes under --cleanenv too" '[ $RC -eq 0 ] && [ "$(cat $T/got2 2>/dev/null)" = READY=1 ]'
 listen "@hutch-t-ready-$$" "$T/got3"
-run env NOTIFY_SOCKET="@hutch-t-ready-$$" "$HUTCH" exec -B "$N:/opt/sdnotify" "$I" /opt/sdnotify "READY=1"
+run env NOTIFY_SOCKET="@hutch-t-ready-$$" "$HUTCH" exec --contain -B "$N:/opt/sdnotify" "$I" /opt/sdnotify "READY=1"
 wait "$LPID"
 check "an abstract NOTIFY_SOCKET reaches a payload on the host's network" '[ $RC -eq 0 ] && [ "$(cat $T/got3 2>/dev/null)" = READY=1 ]'
 leftovers "NOTIFY_SOCKET passthrough"
