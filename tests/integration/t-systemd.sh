@@ -120,6 +120,23 @@ asu "$HUTCH" instance stop injob >/dev/null 2>&1
 run asu "$HUTCH" instance start --systemd maybe "$I" x
 check "--systemd takes auto, yes or no" 'fails_with "auto, yes or no"'
 
+# --- --ready under the unit: the manager hears READY=1 once the service answers
+S=$T/slowsd
+cp -a "$IMAGES/rootfs" "$S" && printf '#!/bin/sh\nsleep 2; exec httpd -f -p 18581 -h /srv/www\n' >"$S/.singularity.d/startscript"
+asu "$HUTCH" instance start --systemd yes --ready tcp:18581 "$S" rdy >"$T/rdy.log" 2>&1 &
+RDY=$!
+wait_for "[ \"\$(sctl is-active hutch-rdy.service)\" = activating ]" 20
+check "--ready under systemd: the unit is still activating while the service is not ready" \
+	'[ "$(sctl is-active hutch-rdy.service)" = activating ]'
+wait "$RDY"
+RC=$?
+check "... start returns 0 once it is, the unit active and the service answering" \
+	'[ $RC -eq 0 ] && [ "$(sctl is-active hutch-rdy.service)" = active ] && http_get 18581 | grep -q hello'
+asu "$HUTCH" instance stop rdy >/dev/null 2>&1
+run asu "$HUTCH" instance start --systemd yes --ready tcp:18582 --ready-timeout 1 "$Q" rdyno
+check "--ready under systemd, never ready: the start fails naming why, no unit left" \
+	'[ $RC -eq 255 ] && tail -n 1 "$ERR" | grep -q "nothing accepted connections on port 18582 within 1 s" && wait_for "[ -z \"\$(sctl list-units --all --no-legend \"hutch-rdyno*\")\" ]"'
+
 # --- crashes and restarts under the unit
 run asu "$HUTCH" instance start --systemd yes --restart on-failure:1 "$I" phoenix
 hp=$(pgrep -u "$UID_" -x httpd | head -1)
