@@ -82,7 +82,7 @@ check "completion: a limit option of exec" 'out_is --memory-swap'
 comp "hutch instance st"
 check "completion: instance subcommands" 'sorted "start stats stop"'
 comp "hutch instance logs --"
-check "completion: the options of one instance subcommand" 'sorted "--err --follow --out --tail"'
+check "completion: the options of one instance subcommand" 'sorted "--err --follow --out --tail --user"'
 comp "hutch exec $T/cimg/"
 check "completion: image files and folders, not other files" "sorted '$T/cimg/a.sif $T/cimg/b.sqfs $T/cimg/c.squashfs $T/cimg/d'"
 comp "hutch exec --bind /a:/b -e $T/cimg/a"
