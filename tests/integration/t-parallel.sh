@@ -66,11 +66,18 @@ check "a missing name reads as missing every time (ENOENT, not EIO), the rest as
 leftovers "missing names"
 
 # two containers of the same image at once, each with its own server
-"$HUTCH" exec "$T/img.sqfs" sh /readers.sh > "$T/out2" 2>&1 &
+# (what each read is compared whole; a container's messages are shown when it differs)
+"$HUTCH" exec "$T/img.sqfs" sh /readers.sh > "$T/out2" 2> "$T/err2" &
 p=$!
 run "$HUTCH" exec "$T/img.sqfs" sh /readers.sh
 wait "$p"
 rc2=$?
+if ! { [ $RC -eq 0 ] && [ $rc2 -eq 0 ] && cmp -s "$OUT" "$T/expected" && cmp -s "$T/out2" "$T/expected"; }; then
+	echo "# two containers: rc $RC and $rc2; what differs from the expected sums:"
+	diff "$T/expected" "$OUT" | sed 's/^/#   first: /'
+	diff "$T/expected" "$T/out2" | sed 's/^/#   second: /'
+	sed 's/^/#   second err: /' "$T/err2"
+fi
 check "two containers of one image read it at once, byte-exact" \
 	'[ $RC -eq 0 ] && [ $rc2 -eq 0 ] && cmp -s "$OUT" "$T/expected" && cmp -s "$T/out2" "$T/expected"'
 leftovers "two containers at once"
