@@ -12,6 +12,7 @@ BUILD_DEPS=(gcc meson ninja-build pkg-config libsquashfuse-dev libfuse3-dev libi
 	librnp-dev libssl-dev) # librnp, libcrypto: hutch-sign (key, sign, verify)
 RUN_DEPS=(fuse3 squashfs-tools uidmap
 	librnp0 libssl3) # hutch-sign
+TEST_DEPS=(libcmocka-dev python3 busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio clang libclang-rt-14-dev)
 # net/ (hutch-net): libnl for bridges; pasta (passt) and slirp4netns for user-mode networks
 BUILD_DEPS+=(libnl-3-dev libnl-route-3-dev)
 RUN_DEPS+=(passt slirp4netns)
@@ -19,7 +20,6 @@ RUN_DEPS+=(passt slirp4netns)
 BUILD_DEPS+=(libnftables-dev)
 RUN_DEPS+=(libnftables1)
 TEST_DEPS+=(nftables)
-TEST_DEPS=(libcmocka-dev python3 busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio clang libclang-rt-14-dev)
 # instances as systemd user units (hutch-systemd), tested with a real systemd --user
 BUILD_DEPS+=(libsystemd-dev)
 TEST_DEPS+=(systemd)
