@@ -19,7 +19,7 @@ RUN_DEPS+=(passt slirp4netns)
 # a bridge's published ports and masquerading (hutch-net, libnftables); tests read the rules with nft
 BUILD_DEPS+=(libnftables-dev)
 RUN_DEPS+=(libnftables1)
-TEST_DEPS+=(nftables)
+TEST_DEPS+=(nftables iproute2)
 # instances as systemd user units (hutch-systemd), tested with a real systemd --user
 BUILD_DEPS+=(libsystemd-dev)
 TEST_DEPS+=(systemd)
