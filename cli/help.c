@@ -200,17 +200,22 @@ static const struct {
          "  --disable-cache  neither read nor fill the cache\n"
          "Credentials: HUTCH_DOCKER_USERNAME/PASSWORD (or APPTAINER_DOCKER_*), else 'hutch remote\n"
          "login', ~/.docker/config.json, podman's auth.json. TLS: the system CAs, or SSL_CERT_FILE.\n"
+         "Per registry: podman's registries.conf ($CONTAINERS_REGISTRIES_CONF, else the user's or\n"
+         "/etc/containers/, and registries.conf.d/): insecure = true is TLS unverified, plain HTTP\n"
+         "if TLS fails; blocked = true is refused.\n"
          "Proxies: http_proxy, https_proxy, no_proxy. Off a terminal progress is one line per blob;\n"
          "-q: silent."},
         {"push", "hutch push [--no-https] IMAGE.sif oras://HOST/REPO:TAG",
          "Push a SIF file as an ORAS artifact, with the media types Apptainer uses\n"
-         "(application/vnd.sylabs.sif.layer.v1.sif), so that Apptainer and hutch pull it back."},
+         "(application/vnd.sylabs.sif.layer.v1.sif), so that Apptainer and hutch pull it back.\n"
+         "registries.conf's insecure and blocked registries apply as for pull."},
         {"remote",
          "hutch remote login [--username U] [--password-stdin] [--no-https] docker://HOST\n"
          "       hutch remote logout docker://HOST",
          "Store (after checking them with the registry) or forget credentials for a registry,\n"
          "in ~/.hutch/docker-config.json (Docker's format, mode 0600). Without --password-stdin the\n"
-         "password is asked for on the terminal."},
+         "password is asked for on the terminal. A registry insecure in podman's registries.conf\n"
+         "is reached as by pull (TLS unverified, plain HTTP if TLS fails)."},
         {"version", "hutch version", "Print the version."},
         {"help", "hutch help [VERB]", "Show help."},
 };

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -40,10 +41,34 @@ static const char *const user_env[] = {"HUTCH_DOCKER_USERNAME", "APPTAINER_DOCKE
 static const char *const pass_env[] = {"HUTCH_DOCKER_PASSWORD", "APPTAINER_DOCKER_PASSWORD",
                                        "SINGULARITY_DOCKER_PASSWORD", NULL};
 
-/* Where credentials are: hutch's folder, Docker's and podman's files. */
+/* Where credentials are: hutch's folder, Docker's and podman's files; podman's
+ * registries.conf files. */
 struct paths {
         char *hutch_dir, *docker, *podman;
+        char *regconf[4]; /* NULL-terminated */
 };
+
+/* registries.conf where podman (containers/image) reads it: $CONTAINERS_REGISTRIES_CONF, else
+ * the user's own file when there is one (and then only the user's drop-ins), else the
+ * system's; the drop-in folders after the file. */
+static void regconf_paths(const struct cli *c, struct paths *p)
+{
+        const char *env = cli_getenv(c, "CONTAINERS_REGISTRIES_CONF"), *home = cli_getenv(c, "HOME");
+        _cleanup_free_ char *user = home ? strjoin(home, "/.config/containers/registries.conf", NULL) : NULL;
+        size_t n = 0;
+        struct stat st;
+        if (env && *env)
+                p->regconf[n++] = strdup(env);
+        else if (user && stat(user, &st) == 0) {
+                p->regconf[n++] = steal_pointer(&user);
+                p->regconf[n++] = strjoin(p->regconf[0], ".d", NULL);
+                return;
+        } else
+                p->regconf[n++] = strdup("/etc/containers/registries.conf");
+        p->regconf[n++] = strdup("/etc/containers/registries.conf.d");
+        if (home)
+                p->regconf[n++] = strjoin(home, "/.config/containers/registries.conf.d", NULL);
+}
 
 static void paths_init(const struct cli *c, struct paths *p, struct registry_auth *a)
 {
@@ -64,6 +89,9 @@ static void paths_init(const struct cli *c, struct paths *p, struct registry_aut
         a->config_dir = p->hutch_dir;
         a->docker_config = p->docker;
         a->podman_auth = p->podman;
+        regconf_paths(c, p);
+        /* a NULL (out of memory) ends the list early: fewer files read, none misread */
+        a->registries_conf = (const char *const *) p->regconf;
 }
 
 static void paths_free(struct paths *p)
@@ -71,6 +99,8 @@ static void paths_free(struct paths *p)
         free(p->hutch_dir);
         free(p->docker);
         free(p->podman);
+        for (size_t i = 0; i < ELEMENTSOF(p->regconf); i++)
+                free(p->regconf[i]);
 }
 
 static bool is_pull_source(const char *s)
@@ -280,9 +310,12 @@ static int verb_remote(struct cli *c, int argc, char **argv)
                         r = hutch_err(&err, -EINVAL, "remote login needs --username");
                 else if (!pass)
                         r = hutch_err(&err, -EINVAL, "no password given (--password-stdin reads it from stdin)");
-                else
-                        r = registry_login_check(h, user, pass, no_https || env_true(c, no_https_env),
+                else {
+                        a.username = user;
+                        a.password = pass;
+                        r = registry_login_check(h, &a, no_https || env_true(c, no_https_env),
                                                  cli_getenv(c, "SSL_CERT_FILE"), &err);
+                }
                 if (r >= 0)
                         r = registry_login(paths.hutch_dir, h, user, pass, &err);
                 if (r >= 0)

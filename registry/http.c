@@ -121,19 +121,6 @@ static size_t on_header(char *p, size_t size, size_t n, void *user)
         return len;
 }
 
-static void curl_common(struct http_client *c, CURL *h)
-{
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_USERAGENT, "hutch/" HUTCH_VERSION);
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a stalled transfer fails after a minute */
-        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-        if (c->ca_file)
-                curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
-}
-
 int http_client_init(struct http_client *c, const struct registry_ref *ref, bool no_https, const char *ca_file,
                      const struct registry_auth *a, bool push, struct hutch_error *err)
 {
@@ -152,6 +139,18 @@ int http_client_init(struct http_client *c, const struct registry_ref *ref, bool
                 c->pass = strdup(a->password ? a->password : "");
         } else
                 registry_auth_lookup(a, ref->host, &c->user, &c->pass);
+        unsigned flags = 0;
+        int r = registries_conf_lookup(a->registries_conf, ref->host, ref->repo, &flags, err);
+        if (r >= 0 && (flags & REGISTRY_BLOCKED))
+                r = hutch_err(err, -EACCES, "registry %s%s%s is blocked in registries.conf", ref->host,
+                              *ref->repo ? "/" : "", ref->repo);
+        if (r < 0) {
+                http_client_free(c);
+                return r;
+        }
+        c->insecure = (flags & REGISTRY_INSECURE) && !no_https;
+        if (c->insecure)
+                log_verbose("%s is insecure in registries.conf: TLS unverified, plain HTTP if TLS fails", ref->host);
         return 0;
 }
 
@@ -215,6 +214,28 @@ static void url_host(const char *url, char *out, size_t size)
                 *p = (char) tolower((unsigned char) *p);
 }
 
+/* The options every handle gets; TLS verification off only towards an insecure registry
+ * itself (a token service elsewhere is verified as always). */
+static void curl_common(struct http_client *c, CURL *h, const char *url)
+{
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_USERAGENT, "hutch/" HUTCH_VERSION);
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, 30L);
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a stalled transfer fails after a minute */
+        curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, 60L);
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+        if (c->ca_file)
+                curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
+        char a[256], b[256];
+        url_host(url, a, sizeof a);
+        url_host(c->host, b, sizeof b);
+        if (c->insecure && !strcmp(a, b)) {
+                curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+                curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+        }
+}
+
 /* The user's credentials go to a realm of the registry's own site only: the same host, or
  * (a host name, not an address) the same last two labels, as registry-1.docker.io and
  * auth.docker.io. */
@@ -245,7 +266,7 @@ static int bearer_token(struct http_client *c, const char *challenge, struct hut
         _cleanup_free_ char *scope = NULL, *url = NULL, *es = NULL, *esc = NULL;
         if (!realm || !(startswith(realm, "https://") || startswith(realm, "http://")))
                 return hutch_err(err, -EPROTO, "registry %s asks for a token without a usable realm", c->host);
-        if (startswith(realm, "http://") && strcmp(c->scheme, "http") != 0)
+        if (startswith(realm, "http://") && strcmp(c->scheme, "http") != 0 && !c->insecure)
                 return hutch_err(err, -EPROTO,
                                  "registry %s asks for a token over plain http (%s); use --no-https to allow it",
                                  c->host, realm);
@@ -261,7 +282,7 @@ static int bearer_token(struct http_client *c, const char *challenge, struct hut
         if (!h)
                 return hutch_err(err, -ENOMEM, "out of memory");
         struct http_response r = {0};
-        curl_common(c, h);
+        curl_common(c, h, url);
         curl_easy_setopt(h, CURLOPT_URL, url);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &r);
@@ -354,7 +375,7 @@ static int perform(struct http_client *c, const char *method, const char *url, c
         struct curl_slist *hl = NULL;
         struct upload up = {.fd = upload_fd, .left = upload_len};
         curl_easy_reset(h);
-        curl_common(c, h);
+        curl_common(c, h, url);
         curl_easy_setopt(h, CURLOPT_URL, url);
         curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
@@ -382,9 +403,23 @@ static int perform(struct http_client *c, const char *method, const char *url, c
         CURLcode cc = curl_easy_perform(h);
         curl_slist_free_all(hl);
         c->requests++;
+        bool unreachable = cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
+                           cc == CURLE_COULDNT_RESOLVE_PROXY || cc == CURLE_OPERATION_TIMEDOUT;
+        if (cc != CURLE_OK && c->insecure && !c->scheme_fixed && !unreachable && !strcmp(c->scheme, "https")) {
+                /* as podman with an insecure registry: no TLS there, so plain HTTP */
+                log_verbose("%s: %s over https, trying plain http", c->host, curl_easy_strerror(cc));
+                c->scheme = "http";
+                c->scheme_fixed = true;
+                return -EAGAIN;
+        }
         if (cc != CURLE_OK)
-                return hutch_err(err, cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO, "cannot reach %s://%s: %s",
-                                 c->scheme, c->host, curl_easy_strerror(cc));
+                return hutch_err(err, cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO, "cannot reach %s://%s: %s%s",
+                                 c->scheme, c->host, curl_easy_strerror(cc),
+                                 cc == CURLE_SSL_CONNECT_ERROR && !c->insecure
+                                         ? " (a registry serving plain HTTP: --no-https, or insecure = true for it in "
+                                           "registries.conf)"
+                                         : "");
+        c->scheme_fixed = true;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
         return 0;
 }
@@ -393,19 +428,21 @@ int http_request(struct http_client *c, const char *method, const char *path, co
                  const void *body, size_t body_len, int upload_fd, uint64_t upload_len, struct http_response *ret,
                  struct hutch_error *err)
 {
-        _cleanup_free_ char *url = NULL;
-        if (startswith(path, "http://") || startswith(path, "https://"))
-                url = strdup(path);
-        else if (asprintf(&url, "%s://%s%s", c->scheme, c->host, path) < 0)
-                url = NULL;
-        if (!url)
-                return hutch_err(err, -ENOMEM, "out of memory");
+        bool whole = startswith(path, "http://") || startswith(path, "https://");
         for (int attempt = 0;; attempt++) {
+                _cleanup_free_ char *url = NULL;
+                if (whole ? !(url = strdup(path)) : asprintf(&url, "%s://%s%s", c->scheme, c->host, path) < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
                 struct http_response r = {0};
                 int k = perform(c, method, url, headers, body, body_len, upload_fd, upload_len, &r, err);
+                if (k == -EAGAIN && !whole) { /* the scheme changed: again, once */
+                        http_response_free(&r);
+                        attempt--;
+                        continue;
+                }
                 if (k < 0) {
                         http_response_free(&r);
-                        return k;
+                        return k == -EAGAIN ? hutch_err(err, -EIO, "cannot reach %s", url) : k;
                 }
                 if (r.status == 401 && attempt == 0) {
                         k = authenticate(c, r.www_auth, err);
@@ -575,7 +612,7 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                 }
                 char url[1024];
                 snprintf(url, sizeof url, "%s://%s/v2/%s/blobs/%s", c->scheme, c->host, c->repo, t[i].w->digest);
-                curl_common(c, h);
+                curl_common(c, h, url);
                 curl_easy_setopt(h, CURLOPT_URL, url);
                 curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
                 curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
@@ -658,11 +695,12 @@ int cache_blob_dir(const char *cache_dir, bool create, struct hutch_error *err)
         return fd;
 }
 
-int registry_login_check(const char *host, const char *user, const char *pass, bool no_https, const char *ca_file,
+int registry_login_check(const char *host, const struct registry_auth *site, bool no_https, const char *ca_file,
                          struct hutch_error *err)
 {
         struct registry_ref ref = {.host = (char *) host, .repo = (char *) ""};
-        struct registry_auth a = {.username = user, .password = pass};
+        const char *user = site->username;
+        struct registry_auth a = *site;
         struct http_client c;
         struct http_response r = {0};
         int k = http_client_init(&c, &ref, no_https, ca_file, &a, false, err);

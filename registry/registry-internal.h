@@ -15,6 +15,8 @@ struct http_client {
         char *user, *pass; /* for basic auth and token requests */
         const char *ca_file;
         bool push;         /* ask for push scope */
+        bool insecure;     /* registries.conf: TLS unverified, plain HTTP if TLS fails at first */
+        bool scheme_fixed; /* a request has been answered: no more falling back to HTTP */
         unsigned requests; /* made so far */
 };
 struct http_response {

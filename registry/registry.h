@@ -91,12 +91,25 @@ void layer_unpack_finish(int root_fd, struct unpack_opts *o);
 /* ---- SHA-256 of a file, "sha256:HEX" */
 int sha256_file(int fd, char out[72], struct hutch_error *err);
 
+/* ---- podman's registries.conf (containers-registries.conf(5)): [[registry]] entries'
+ * location (or prefix) with insecure = true (TLS unverified, or plain HTTP when TLS fails)
+ * or blocked = true, and version 1's [registries.insecure] and [registries.block] lists */
+enum { REGISTRY_INSECURE = 1, REGISTRY_BLOCKED = 2 };
+/* The flags for HOST/REPO (repo "" or NULL: the host alone) from paths (NULL-terminated;
+ * each a file, or a folder whose *.conf files are read in name order; missing ones
+ * skipped): the longest prefix matching wins, a later entry for the same prefix replaces an
+ * earlier one. A file that is not TOML: -EINVAL naming it and the line. */
+int registries_conf_lookup(const char *const *paths, const char *host, const char *repo, unsigned *ret_flags,
+                           struct hutch_error *err);
+
 /* ---- pulling */
 struct registry_auth {
         const char *username, *password; /* NULL: from the credential files, else anonymous */
         const char *config_dir;          /* hutch's own credentials folder (~/.hutch) */
         const char *docker_config;       /* ~/.docker/config.json, or NULL */
         const char *podman_auth;         /* ${XDG_RUNTIME_DIR}/containers/auth.json, or NULL */
+        /* podman's registries.conf files and drop-in folders, in order (registries_conf_lookup) */
+        const char *const *registries_conf;
 };
 struct pull_spec {
         const char *source;    /* the URI as given */
@@ -123,8 +136,9 @@ int registry_push(const struct push_spec *p, struct hutch_error *err);
 /* ---- credentials stored by `remote login`: DIR/docker-config.json, 0600, Docker's format */
 int registry_login(const char *config_dir, const char *host, const char *username, const char *password,
                    struct hutch_error *err);
-/* The registry accepts user/pass (GET /v2/ with them). */
-int registry_login_check(const char *host, const char *user, const char *pass, bool no_https, const char *ca_file,
+/* The registry accepts a's username/password (GET /v2/ with them); a's registries_conf
+ * applies. */
+int registry_login_check(const char *host, const struct registry_auth *a, bool no_https, const char *ca_file,
                          struct hutch_error *err);
 int registry_logout(const char *config_dir, const char *host, struct hutch_error *err);
 /* The credentials for host from hutch's file, then docker's, then podman's: 1 found,

@@ -256,9 +256,35 @@ mkdir -p "$T/dockercfg"
 printf '{"auths":{"%s":{"auth":"%s"}}}' "$S" "$(printf alice:s3cret | base64)" > "$T/dockercfg/config.json"
 run env DOCKER_CONFIG="$T/dockercfg" "$HUTCH" pull --disable-cache tls5.sif "docker://$S/private/busybox:v1"
 check "credentials from Docker's config.json" '[ $RC -eq 0 ] && [ -f tls5.sif ]'
+# insecure = true in podman's registries.conf: TLS no CA vouches for is accepted
+printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$S" > "$T/regs-tls.conf"
+run env CONTAINERS_REGISTRIES_CONF="$T/regs-tls.conf" SSL_CERT_FILE=/dev/null HUTCH_DOCKER_USERNAME=alice HUTCH_DOCKER_PASSWORD=s3cret "$HUTCH" pull --disable-cache tls6.sif "docker://$S/private/busybox:v1"
+check "a registry insecure in registries.conf: its certificate unverified" '[ $RC -eq 0 ] && [ -f tls6.sif ]'
 unset SSL_CERT_FILE
-export HUTCH_NOHTTPS=1
 rm -f tls*.sif
+
+# ---- podman's registries.conf, plain HTTP: insecure = true lets a pull fall back to it
+printf '# hutch test\n[[registry]]\nlocation = "%s"\ninsecure = true\n[[registry.mirror]]\nlocation = "x.test"\n' "$R" > "$T/regs.conf"
+run env CONTAINERS_REGISTRIES_CONF="$T/regs.conf" "$HUTCH" pull --disable-cache ins.sif "docker://$R/test/busybox:basic"
+check "insecure in registries.conf: plain HTTP without --no-https" '[ $RC -eq 0 ] && [ -f ins.sif ]'
+printf '[[registry]]\nlocation = "%s/other"\ninsecure = true\n' "$R" > "$T/regs-other.conf"
+run env CONTAINERS_REGISTRIES_CONF="$T/regs-other.conf" "$HUTCH" pull --disable-cache ins2.sif "docker://$R/test/busybox:basic"
+check "a plain HTTP registry not listed: one error line naming both ways" 'fails_with "cannot reach https://$R: .*--no-https, or insecure = true for it in registries.conf" && [ ! -e ins2.sif ]'
+mkdir -p "$T/regs.d"
+printf '[registries.insecure]\nregistries = ["%s"]\n' "$R" > "$T/regs.d/50-v1.conf"
+mkdir -p "$T/home/.config/containers"
+cp "$T/regs-other.conf" "$T/home/.config/containers/registries.conf"
+ln -s "$T/regs.d" "$T/home/.config/containers/registries.conf.d"
+run env HOME="$T/home" "$HUTCH" remote login --username u --password p "docker://$R"
+check "the user's registries.conf and its drop-ins (version 1's list): remote login over plain HTTP" '[ $RC -eq 0 ] && err_has "Logged in to $R"'
+printf '[[registry]]\nlocation = "%s/test"\nblocked = true\n' "$R" > "$T/regs-block.conf"
+run env CONTAINERS_REGISTRIES_CONF="$T/regs-block.conf" "$HUTCH" pull --no-https ins3.sif "docker://$R/test/busybox:basic"
+check "blocked = true: one error line, no request" 'fails_with "registry $R/test/busybox is blocked in registries.conf" && [ ! -e ins3.sif ]'
+printf '[[registry]]\nlocation = "%s" insecure = true\n' "$R" > "$T/regs-bad.conf"
+run env CONTAINERS_REGISTRIES_CONF="$T/regs-bad.conf" "$HUTCH" pull ins3.sif "docker://$R/test/busybox:basic"
+check "a registries.conf that is not TOML: one error line with the file and line" 'fails_with "regs-bad.conf:2: expected the end of the line" && [ ! -e ins3.sif ]'
+export HUTCH_NOHTTPS=1
+rm -f ins*.sif
 
 # ---- ORAS
 run "$HUTCH" push busybox_basic.sif "oras://$R/test/sif:v1"

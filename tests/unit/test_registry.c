@@ -328,13 +328,118 @@ static void test_unpack_mode_symlink(void **state)
         assert_int_equal(system(cmd), 0);
 }
 
+static void write_text(const char *dir, const char *name, const char *text)
+{
+        char p[400];
+        snprintf(p, sizeof p, "%s/%s", dir, name);
+        FILE *f = fopen(p, "w");
+        assert_non_null(f);
+        fputs(text, f);
+        fclose(f);
+}
+
+static unsigned conf_flags(const char *const *paths, const char *host, const char *repo)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        unsigned flags = 99;
+        int r = registries_conf_lookup(paths, host, repo, &flags, &err);
+        if (r < 0)
+                print_error("%s\n", err.msg);
+        assert_int_equal(r, 0);
+        return flags;
+}
+
+/* podman's registries.conf: what of it is read, the TOML around it skipped, drop-ins. */
+static void test_registries_conf(void **state)
+{
+        (void) state;
+        char dir[] = "/tmp/test_registry.XXXXXX", main_[300], dropins[300], bad[300];
+        assert_non_null(mkdtemp(dir));
+        snprintf(main_, sizeof main_, "%s/registries.conf", dir);
+        snprintf(dropins, sizeof dropins, "%s/d", dir);
+        assert_int_equal(mkdir(dropins, 0755), 0);
+        write_text(dir, "registries.conf",
+                   "# comment\n"
+                   "unqualified-search-registries = [\"docker.io\", # why\n"
+                   "   'quay.io',\n"
+                   "]\n"
+                   "short-name-mode = \"enforcing\"\n"
+                   "when = 1979-05-27 07:32:00Z\n"
+                   "text = \"\"\"\n"
+                   "[[registry]]\n"
+                   "location = \"inside.string\"\n"
+                   "insecure = true\"\"\"\n"
+                   "[[ registry ]]\n"
+                   "location = \"local.test:5000\"\n"
+                   "insecure = true # plain http\n"
+                   "[[registry.mirror]]\n"
+                   "location = \"mirror.test\"\n"
+                   "insecure = false\n"
+                   "blocked = true\n"
+                   "[[registry]]\n"
+                   "prefix = \"ns.test/team\"\n"
+                   "location = \"other.test\"\n"
+                   "insecure = true\n"
+                   "mirror = [{location = \"m.test\", insecure = true}, { location = 'n.test' }]\n"
+                   "[[registry]]\n"
+                   "location = \"ns.test/team/secret\"\n"
+                   "blocked = true\n"
+                   "[[registry]]\n"
+                   "location = \"*.wild.test\"\n"
+                   "insecure = true\n"
+                   "[[registry]]\n"
+                   "location = \"docker.io\"\n"
+                   "blocked = true\n"
+                   "[aliases]\n"
+                   "  \"almalinux\" = \"docker.io/library/almalinux\"\n"
+                   "  'key.with.dots' = 'x'\n");
+        write_text(dropins, "10-v1.conf",
+                   "[registries.insecure]\nregistries = ['v1.test', \"v1b.test\"]\n"
+                   "[registries.block]\nregistries = []\n");
+        write_text(dropins, "20-override.conf", "[[registry]]\nlocation = \"docker.io\"\n");
+        write_text(dropins, "ignored.txt", "not toml [[[\n");
+        const char *const paths[] = {main_, dropins, "/nonexistent/registries.conf", NULL};
+        assert_int_equal(conf_flags(paths, "local.test:5000", "a/b"), REGISTRY_INSECURE);
+        assert_int_equal(conf_flags(paths, "local.test:5000", ""), REGISTRY_INSECURE);
+        assert_int_equal(conf_flags(paths, "local.test", "a/b"), 0);     /* another port */
+        assert_int_equal(conf_flags(paths, "local.test:50000", "a"), 0); /* a prefix ends at '/', ':' or '@' */
+        assert_int_equal(conf_flags(paths, "inside.string", "a"), 0);    /* a string's text is no table */
+        assert_int_equal(conf_flags(paths, "mirror.test", "a"), 0);      /* a mirror's keys are the mirror's */
+        assert_int_equal(conf_flags(paths, "ns.test", "team/app"), REGISTRY_INSECURE);
+        assert_int_equal(conf_flags(paths, "ns.test", "teamx/app"), 0);
+        assert_int_equal(conf_flags(paths, "ns.test", "team/secret/x"), REGISTRY_BLOCKED); /* the longest */
+        assert_int_equal(conf_flags(paths, "r.wild.test", "a"), REGISTRY_INSECURE);
+        assert_int_equal(conf_flags(paths, "wild.test", "a"), 0);
+        assert_int_equal(conf_flags(paths, "v1b.test", "a"), REGISTRY_INSECURE);
+        assert_int_equal(conf_flags(paths, DOCKER_HUB_HOST, "library/alpine"), 0); /* the drop-in replaced it */
+        const char *const only_main[] = {main_, NULL};
+        assert_int_equal(conf_flags(only_main, DOCKER_HUB_HOST, "library/alpine"), REGISTRY_BLOCKED);
+        assert_int_equal(conf_flags(NULL, "local.test:5000", "a"), 0);
+
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        unsigned flags = 7;
+        const char *const bads[] = {"[[registry]]\nlocation = \"x\" insecure = true\n", "[[registry]\n",
+                                    "location = \"unterminated\n", "a = [1, 2\n", "= 3\n"};
+        snprintf(bad, sizeof bad, "%s/bad.conf", dir);
+        const char *const bad_paths[] = {bad, NULL};
+        for (size_t i = 0; i < sizeof bads / sizeof *bads; i++) {
+                write_text(dir, "bad.conf", bads[i]);
+                assert_int_equal(registries_conf_lookup(bad_paths, "x", "y", &flags, &err), -EINVAL);
+                assert_non_null(strstr(err.msg, "bad.conf:"));
+        }
+        assert_int_equal(flags, 7); /* written only on success */
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_ref),          cmocka_unit_test(test_manifest),
                 cmocka_unit_test(test_config),       cmocka_unit_test(test_whiteout),
                 cmocka_unit_test(test_unpack),       cmocka_unit_test(test_unpack_mode_symlink),
-                cmocka_unit_test(test_archive_name),
+                cmocka_unit_test(test_archive_name), cmocka_unit_test(test_registries_conf),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
