@@ -301,10 +301,12 @@ static void cache_check(const struct launch_ctx *c)
         struct stat st;
         if (c->img.format == IMAGE_FORMAT_DIR || c->spec->conf->file_cache_size == 0)
                 return;
+        /* the owner's uid is not shown: inside the user namespace another user's is the
+         * overflow uid */
         if (file_cache_why_not_own(geteuid(), strv_env_get(c->spec->host_env, "XDG_RUNTIME_DIR"), &bad, &st) > 0)
-                log_warning("the decompressed-file cache '%s' is not yours alone (owner uid %u, mode %04o): not "
-                            "used; someone may have planted it, ask root to remove it",
-                            bad, (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
+                log_warning("the decompressed-file cache '%s' is not yours alone (%s, mode %04o): not used; "
+                            "someone may have planted it, ask root to remove it",
+                            bad, st.st_uid != geteuid() ? "another user's" : "yours", (unsigned) (st.st_mode & 07777));
 }
 
 static int learn_host(struct launch_ctx *c, struct hutch_error *err)

@@ -146,5 +146,18 @@ ln -s /etc "$T/sandbox/etclink"
 run v "$HUTCH" exec -B "$T/src:/etclink/hutch-attack" "$T/sandbox" true
 check "a bind destination through an absolute image symlink never reaches the host's /etc" '[ ! -e /etc/hutch-attack ]'
 
+# /dev/shm/hutch-UID made first by another user (anyone may create it; the run has no
+# XDG_RUNTIME_DIR, so that is where the cache goes): the run warns, works without the
+# cache and puts nothing in the planted folder. The victim's own folder from the checks
+# above goes first (the one of earlier runs was set aside at the top).
+v "$HUTCH" instance stop --all --force >/dev/null 2>&1
+rm -rf "$shm"
+a mkdir -m 0777 "$shm"
+run v env -u XDG_RUNTIME_DIR "$HUTCH" exec "$I" sh -c 'cat /bin/busybox | wc -c'
+check "a cache folder planted by another user: the run works" '[ $RC -eq 0 ] && [ "$(cat "$OUT")" -gt 100000 ]'
+check "... warns that it is not the user's alone" 'err_has "not yours alone (another user.s, mode 0777)"'
+check "... and writes nothing into it" '[ -z "$(ls -A "$shm")" ] && [ "$(stat -c %u "$shm")" = "$AUID" ]'
+rm -rf "$shm"
+
 leftovers "attack"
 finish
