@@ -169,14 +169,23 @@ static const struct {
          "list: how many entries, their size, the folder; clean: removes them all (-f is accepted)."},
         {"key",
          "hutch key newpair|list|import FILE|export [--armor] [--secret] [FINGERPRINT] FILE|remove [--secret] "
-         "FINGERPRINT",
+         "FINGERPRINT|search [--url U] QUERY|pull [--url U] FINGERPRINT|push [--url U] FINGERPRINT",
          "Manage your OpenPGP keys: ~/.hutch/keys/pgp-public and pgp-secret (HUTCH_KEYSDIR), the layout\n"
          "of Apptainer's ~/.apptainer/keys, which is read too (APPTAINER_KEYSDIR).\n"
          "newpair --name N [--email E] [--comment C] [--bit-length 4096]: an RSA key pair.\n"
          "list [--secret]; import FILE (armored or binary, public or secret); export to FILE (- for\n"
          "stdout; the only key unless a FINGERPRINT is given); remove from the public keyring, or the\n"
          "secret one with --secret. Passphrases: HUTCH_SIGN_PASSPHRASE, --passphrase-file FILE, or asked\n"
-         "on the terminal without echo (empty: no protection). search, push, pull: no network keyserver."},
+         "on the terminal without echo (empty: no protection).\n"
+         "search, pull, push: HKP to the keyserver --url names (hkp://, hkps://, http://, https://), else\n"
+         "to the first of 'hutch keyserver list'; without either, 'no network keyserver configured'.\n"
+         "search: the keys whose user id or key id match QUERY (fingerprint, bits, creation, user ids);\n"
+         "pull: that key into the public keyring, only when the keyserver sent exactly it; push: a key\n"
+         "of your public keyring."},
+        {"keyserver", "hutch keyserver add [--insecure] URL|remove URL|list",
+         "The keyservers 'key search|pull|push' use, yours alone (~/.hutch/keyservers): the first added\n"
+         "is used. URL: hkps://HOST, https://HOST[:PORT][/PATH], or plain HTTP (hkp://HOST, port 11371\n"
+         "by default, or http://...), which needs --insecure."},
         {"sign", "hutch sign [--keyidx N] [--sif-id ID | --group-id ID] [--passphrase-file F] IMAGE.sif",
          "Sign a SIF image as Apptainer 1.1+ does: for each object group (or the one given), a\n"
          "clear-signed list of the header's and objects' SHA-256 digests, appended as a signature\n"

@@ -35,8 +35,8 @@ static const struct verb {
 static const struct external_verb {
         const char *verb, *program;
 } external_verbs[] = {
-        {"pull", "hutch-registry"}, {"push", "hutch-registry"}, {"remote", "hutch-registry"},
-        {"key", "hutch-sign"},      {"sign", "hutch-sign"},     {"verify", "hutch-sign"},
+        {"pull", "hutch-registry"}, {"push", "hutch-registry"}, {"remote", "hutch-registry"}, {"key", "hutch-sign"},
+        {"sign", "hutch-sign"},     {"verify", "hutch-sign"},   {"keyserver", "hutch-sign"},
 };
 
 static int exec_external(const struct external_verb *v, char **argv)

@@ -4,6 +4,7 @@
  * `hutch-registry cache-pull URI` for `exec docker://...`, reading the cached SIF's path
  * from its stdout. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "cli.h"
 #include "exit.h"
 #include "registry/registry.h"
+#include "util/cleanup.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -325,6 +327,45 @@ static int verb_remote(struct cli *c, int argc, char **argv)
         return r < 0 ? cli_fail(&err) : 0;
 }
 
+/* http-fetch [--post CONTENT-TYPE] [--max BYTES] URL (hidden: hutch-sign's keyserver
+ * requests, as hutch-sign does not load libcurl): the body to post on stdin; on stdout the
+ * reply's status on a line of its own, then its body. */
+static int verb_http_fetch(struct cli *c, int argc, char **argv)
+{
+        struct registry_http_req q = {.max = 1u << 20, .ca_file = cli_getenv(c, "SSL_CERT_FILE")};
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        _cleanup_free_ char *in = NULL, *body = NULL;
+        size_t in_len = 0, len = 0;
+        long status = 0;
+        uint64_t v;
+        for (int i = 1; i < argc; i++) {
+                if (!strcmp(argv[i], "--post") && i + 1 < argc)
+                        q.content_type = argv[++i];
+                else if (!strcmp(argv[i], "--max") && i + 1 < argc && parse_u64_range(argv[++i], 1, 16u << 20, &v) == 0)
+                        q.max = (size_t) v;
+                else if (argv[i][0] != '-' && !q.url)
+                        q.url = argv[i];
+                else
+                        return cli_usage_error(NULL, "http-fetch is run by hutch-sign");
+        }
+        if (!q.url)
+                return cli_usage_error(NULL, "http-fetch is run by hutch-sign");
+        if (q.content_type) {
+                int r = read_full_at(AT_FDCWD, "/dev/stdin", 16u << 20, &in, &in_len);
+                if (r < 0) {
+                        hutch_err_sys(&err, r, "cannot read the request's body");
+                        return cli_fail(&err);
+                }
+                q.body = in;
+                q.body_len = in_len;
+        }
+        if (registry_http_fetch(&q, &status, &body, &len, &err) < 0)
+                return cli_fail(&err);
+        printf("%ld\n", status);
+        fflush(stdout);
+        return write_full(STDOUT_FILENO, body, len) < 0 ? EXIT_HUTCH_FAILURE : 0;
+}
+
 int main(int argc, char **argv)
 {
         struct cli c = {.environ = environ};
@@ -344,5 +385,7 @@ int main(int argc, char **argv)
                 return verb_push(&c, argc - i, argv + i);
         if (!strcmp(verb, "remote"))
                 return verb_remote(&c, argc - i, argv + i);
+        if (!strcmp(verb, "http-fetch"))
+                return verb_http_fetch(&c, argc - i, argv + i);
         return cli_usage_error(NULL, "unknown command '%s'", verb);
 }

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "exit.h"
+#include "keyserver.h"
 #include "image/image.h"
 #include "sign/sign.h"
 #include "util/cleanup.h"
@@ -498,10 +499,11 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
                 {"bit-length", required_argument, NULL, 'b'},
                 {"passphrase-file", required_argument, NULL, 'P'},
                 {"push", required_argument, NULL, 'p'},
+                {"url", required_argument, NULL, 'u'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
-        const char *name = NULL, *email = NULL, *comment = NULL;
+        const char *name = NULL, *email = NULL, *comment = NULL, *url = NULL;
         bool armor = false, secret = false;
         uint64_t bits = 4096;
         int ch;
@@ -523,7 +525,8 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
                                 return cli_usage_error("key", "--bit-length needs 1024 to 16384, not '%s'", optarg);
                         break;
                 case 'P': s->passphrase_file = optarg; break;
-                case 'p': break; /* --push=false: there is no keyserver to push to */
+                case 'p': break; /* newpair --push=false: push with 'key push' */
+                case 'u': url = optarg; break;
                 case 'h': cli_help_print("key"); return 0;
                 default: return cli_usage_error("key", "bad option");
                 }
@@ -539,8 +542,12 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
                 return key_export(s, nargs == 2 ? a[0] : NULL, a[nargs - 1], secret, armor);
         if (!strcmp(sub, "remove") && nargs == 1)
                 return key_remove(s, a[0], secret);
-        if (!strcmp(sub, "search") || !strcmp(sub, "push") || !strcmp(sub, "pull"))
-                return fail_msg(-ENOTSUP, "key %s: no network keyserver configured", sub);
+        if (!strcmp(sub, "search") || !strcmp(sub, "push") || !strcmp(sub, "pull")) {
+                const char *read_dirs[] = {s->hutch_dir, s->apptainer_dir, NULL};
+                return keyserver_key_verb(&s->c, sub, url, s->hutch_dir, read_dirs, nargs, a);
+        }
+        if (url)
+                return cli_usage_error("key", "--url is for key search, pull and push");
         if (!strcmp(sub, "list") || !strcmp(sub, "newpair") || !strcmp(sub, "import") || !strcmp(sub, "export") ||
             !strcmp(sub, "remove"))
                 return cli_usage_error("key", "wrong number of arguments for 'key %s'", sub);
@@ -634,6 +641,8 @@ int main(int argc, char **argv)
                 return verb_sign(&s, argc - i, argv + i);
         if (!strcmp(verb, "key"))
                 return verb_key(&s, argc - i, argv + i);
+        if (!strcmp(verb, "keyserver"))
+                return verb_keyserver(&s.c, argc - i, argv + i);
         if (!strcmp(verb, "policy-check"))
                 return verb_policy_check(&s, argc - i, argv + i);
         return cli_usage_error(NULL, "unknown command '%s'", verb);

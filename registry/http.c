@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "registry-internal.h"
+#include "util/cleanup.h"
 #include "util/log.h"
 #include "util/util.h"
 
@@ -713,5 +714,72 @@ int registry_login_check(const char *host, const struct registry_auth *site, boo
                 k = http_status_error(&r, host, err);
         http_response_free(&r);
         http_client_free(&c);
+        return k;
+}
+
+/* ---- one plain request to a whole URL (the keyservers' HKP, for hutch-sign) */
+struct capped {
+        struct http_response *r;
+        size_t max;
+        bool over;
+};
+
+static size_t on_capped_body(char *p, size_t size, size_t n, void *user)
+{
+        struct capped *c = user;
+        if (c->r->len + size * n > c->max) {
+                c->over = true;
+                return 0;
+        }
+        return on_body(p, size, n, c->r);
+}
+
+int registry_http_fetch(const struct registry_http_req *q, long *ret_status, char **ret_body, size_t *ret_len,
+                        struct hutch_error *err)
+{
+        struct http_client c = {.ca_file = q->ca_file, .host = (char *) ""}; /* never insecure */
+        struct http_response r = {0};
+        struct capped cap = {.r = &r, .max = q->max < BODY_MAX ? q->max : BODY_MAX};
+        struct curl_slist *hl = NULL;
+
+        if (!startswith(q->url, "http://") && !startswith(q->url, "https://"))
+                return hutch_err(err, -EINVAL, "'%s' is not an http:// or https:// URL", q->url);
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+                return hutch_err(err, -EIO, "cannot initialise libcurl");
+        CURL *h = curl_easy_init();
+        if (!h)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        curl_common(&c, h, q->url);
+        curl_easy_setopt(h, CURLOPT_URL, q->url);
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
+        curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_capped_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &cap);
+        if (q->body) {
+                if (q->content_type) {
+                        _cleanup_free_ char *ct = strjoin("Content-Type: ", q->content_type, NULL);
+                        hl = ct ? curl_slist_append(hl, ct) : NULL;
+                        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+                }
+                curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->body);
+                curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t) q->body_len);
+        }
+        CURLcode cc = curl_easy_perform(h);
+        curl_slist_free_all(hl);
+        int k = 0;
+        if (cap.over)
+                k = hutch_err(err, -EFBIG, "the reply of %s is larger than %zu bytes", q->url, cap.max);
+        else if (cc != CURLE_OK)
+                k = hutch_err(err, cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO, "cannot reach %s: %s", q->url,
+                              curl_easy_strerror(cc));
+        else {
+                curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, ret_status);
+                *ret_body = r.body ? steal_pointer(&r.body) : strdup("");
+                *ret_len = r.len;
+                if (!*ret_body)
+                        k = hutch_err(err, -ENOMEM, "out of memory");
+        }
+        curl_easy_cleanup(h);
+        http_response_free(&r);
         return k;
 }

@@ -145,6 +145,18 @@ int registry_logout(const char *config_dir, const char *host, struct hutch_error
  * 0 none. The caller frees both strings. */
 int registry_auth_lookup(const struct registry_auth *a, const char *host, char **ret_user, char **ret_pass);
 
+/* ---- one plain request to a whole http(s):// URL, no registry authentication (hutch-sign's
+ * keyserver requests): a POST when body is given. The reply's status and body (at most max
+ * bytes, -EFBIG beyond; the caller frees it) whatever the status. */
+struct registry_http_req {
+        const char *url;
+        const char *body, *content_type; /* body NULL: GET */
+        size_t body_len, max;
+        const char *ca_file;
+};
+int registry_http_fetch(const struct registry_http_req *q, long *ret_status, char **ret_body, size_t *ret_len,
+                        struct hutch_error *err);
+
 /* ---- the cache: blob/blobs/sha256/HEX and oci-tmp/HEX.sif under the cache folder */
 enum cache_type { CACHE_BLOB = 1, CACHE_SIF = 2 };
 struct cache_usage {

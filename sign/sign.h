@@ -107,6 +107,28 @@ int sign_image_sign(struct sign_keyring *kr, const char *path, const struct sign
 /* Whether the secret key needs a passphrase. */
 int sign_key_protected(struct sign_keyring *kr, const char *fingerprint, bool *ret, struct hutch_error *err);
 
+/* ---- keyservers (HKP, sign/hkp.c: pure; the HTTP is hutch-registry's) */
+/* hkp://HOST[:PORT] (port 11371 by default), hkps://HOST, http(s)://HOST[:PORT][/PATH] →
+ * the http(s) URL that /pks/lookup and /pks/add go under (caller frees) */
+int sign_hkp_base(const char *url, char **ret, struct hutch_error *err);
+/* s in application/x-www-form-urlencoded (caller frees; NULL: out of memory) */
+char *sign_hkp_escape(const char *s);
+/* a key's fingerprint (40 hex digits) or long key id (16), "0x" allowed → upper case */
+bool sign_hkp_keyid_valid(const char *s, char *out, size_t size);
+#define SIGN_HKP_KEYS_MAX 1000
+struct sign_hkp_key {
+        char fingerprint[41]; /* or the key id the server gave, upper-case hex */
+        char alg[16];         /* "" when unknown */
+        uint32_t bits, created;
+        bool revoked, expired;
+        char uids[8][256]; /* unescaped; control characters as '?' */
+        size_t n_uids;
+};
+/* The machine-readable index of op=index&options=mr: info, pub and uid lines. Anything
+ * else is -EBADMSG; more than SIGN_HKP_KEYS_MAX keys -E2BIG. */
+int sign_hkp_index_parse(const char *text, size_t len, struct sign_hkp_key **ret, size_t *ret_n,
+                         struct hutch_error *err);
+
 /* ---- the admin's policy (hutch.conf 'trusted key = FINGERPRINT [FOLDER...]'): pure, and
  * linked into the lean hutch, which spawns 'hutch-sign policy-check' only when needed */
 /* The fingerprints (upper case) of the lines that govern path (absolute, symlinks

@@ -50,7 +50,7 @@ cp "$builddir/tests/killfirst" "$work/bin/killfirst"
 cp "$builddir/tests/reaper-static" "$work/bin/reaper-static"
 cp "$builddir/tests/sdnotify-static" "$work/bin/sdnotify-static"
 cp "$here"/*.sh "$src/tests/helpers/mkimage.sh" "$src/tests/helpers/craft.py" "$src/tests/helpers/mkoci.py" \
-	"$src/tests/helpers/badreg.py" "$work/tests/"
+	"$src/tests/helpers/badreg.py" "$src/tests/helpers/hkpserver.py" "$work/tests/"
 # `meson install` of the build into a staging root (t-install: run-singularity, completion);
 # "none" when HUTCH is not in a meson build folder (a copied binary)
 installed=none

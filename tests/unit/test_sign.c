@@ -321,13 +321,84 @@ static void test_groups_overflow(void **state)
         assert_int_equal(sif_file_groups(&f, groups, 2), 2);
 }
 
+/* keyserver URLs, the form encoding, key ids and the machine-readable index (sign/hkp.c) */
+static void test_hkp(void **state)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        char *u = NULL, id[41];
+        (void) state;
+        static const char *const good[][2] = {
+                {"hkp://keys.example.org", "http://keys.example.org:11371"},
+                {"hkp://keys.example.org:80/", "http://keys.example.org:80"},
+                {"hkps://keys.example.org", "https://keys.example.org"},
+                {"https://h:8443/ks//", "https://h:8443/ks"},
+                {"http://127.0.0.1:1", "http://127.0.0.1:1"},
+                {"hkp://[::1]", "http://[::1]:11371"},
+                {"hkp://[::1]:99", "http://[::1]:99"},
+        };
+        for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+                assert_int_equal(sign_hkp_base(good[i][0], &u, &err), 0);
+                assert_string_equal(u, good[i][1]);
+                free(u);
+        }
+        static const char *const bad[] = {"ftp://h",    "h",           "hkp://",     "https:///x",
+                                          "http://a b", "http://h/?x", "http://u@h", "hkp://:11371"};
+        for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+                assert_true(sign_hkp_base(bad[i], &u, &err) < 0);
+
+        char *e = sign_hkp_escape("a b+c/=\n~");
+        assert_string_equal(e, "a%20b%2Bc%2F%3D%0A~");
+        free(e);
+
+        assert_true(sign_hkp_keyid_valid("0x0123456789abcdef", id, sizeof id));
+        assert_string_equal(id, "0123456789ABCDEF");
+        assert_true(sign_hkp_keyid_valid("0123456789ABCDEF0123456789ABCDEF01234567", id, sizeof id));
+        assert_false(sign_hkp_keyid_valid("0123456789ABCDEG", id, sizeof id));
+        assert_false(sign_hkp_keyid_valid("01234567", id, sizeof id));
+        assert_false(sign_hkp_keyid_valid("", id, sizeof id));
+
+        struct sign_hkp_key *k = NULL;
+        size_t n = 0;
+        const char *idx = "info:1:2\r\npub:0123456789ABCDEF0123456789ABCDEF01234567:1:2048:1700000000::r\n"
+                          "uid:A%20B%20%3Ca@b%3E:1700000000::\nuid:esc%1B[31m:::\n"
+                          "pub:89abcdef:22::::\n";
+        assert_int_equal(sign_hkp_index_parse(idx, strlen(idx), &k, &n, &err), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(k[0].alg, "RSA");
+        assert_int_equal(k[0].bits, 2048);
+        assert_int_equal(k[0].created, 1700000000);
+        assert_true(k[0].revoked);
+        assert_int_equal(k[0].n_uids, 2);
+        assert_string_equal(k[0].uids[0], "A B <a@b>");
+        assert_string_equal(k[0].uids[1], "esc?[31m"); /* no escape sequence reaches a terminal */
+        assert_string_equal(k[1].fingerprint, "89ABCDEF");
+        assert_string_equal(k[1].alg, "EdDSA");
+        free(k);
+        static const char *const bad_idx[] = {
+                "",
+                "<html>error</html>",
+                "uid:before-a-key:::\n",
+                "pub:XYZ:1:2048:::\n",
+                "pub:0123456789ABCDEF:1:99999999:::\n",
+                "pub:0123456789ABCDEF:1:-1:::\n",
+                "info:1:1\ninfo:1:1\n",
+                "pub:0123456789ABCDEF:1:2048:::\nsomething:else\n",
+        };
+        for (size_t i = 0; i < sizeof bad_idx / sizeof bad_idx[0]; i++)
+                assert_int_equal(sign_hkp_index_parse(bad_idx[i], strlen(bad_idx[i]), &k, &n, &err), -EBADMSG);
+        assert_int_equal(sign_hkp_index_parse("info:1:0\n\0pub", 13, &k, &n, &err), -EBADMSG);
+        assert_int_equal(sign_hkp_index_parse("info:1:0\n", 9, &k, &n, &err), 0);
+        assert_int_equal(n, 0);
+        free(k);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_digest_parse),    cmocka_unit_test(test_groups_overflow),
                 cmocka_unit_test(test_integrity_bytes), cmocka_unit_test(test_sign_verify_roundtrip),
                 cmocka_unit_test(test_bad_keyrings),    cmocka_unit_test(test_reference_fixtures),
-                cmocka_unit_test(test_policy),
+                cmocka_unit_test(test_policy),          cmocka_unit_test(test_hkp),
         };
         return cmocka_run_group_tests(tests, setup, teardown);
 }
