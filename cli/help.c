@@ -212,8 +212,8 @@ static const struct {
          "Per registry: podman's registries.conf ($CONTAINERS_REGISTRIES_CONF, else the user's or\n"
          "/etc/containers/, and registries.conf.d/): insecure = true is TLS unverified, plain HTTP\n"
          "if TLS fails; blocked = true is refused.\n"
-         "Proxies: http_proxy, https_proxy, no_proxy. Off a terminal progress is one line per blob;\n"
-         "-q: silent."},
+         "Proxies: http_proxy, https_proxy, no_proxy. Progress: a bar per blob on a terminal, one\n"
+         "line per blob off a terminal; -q: silent."},
         {"push", "hutch push [--no-https] IMAGE.sif oras://HOST/REPO:TAG",
          "Push a SIF file as an ORAS artifact, with the media types Apptainer uses\n"
          "(application/vnd.sylabs.sif.layer.v1.sif), so that Apptainer and hutch pull it back.\n"

@@ -479,7 +479,7 @@ struct transfer {
         int fd;
         EVP_MD_CTX *md;
         uint64_t got;
-        bool write_failed;
+        bool write_failed, done;
         int lock;
         void *easy; /* CURL *, attached to the multi handle */
 };
@@ -545,15 +545,22 @@ static bool blob_present(int dir_fd, const struct blob_want *w)
                (w->size < 0 || st.st_size == w->size);
 }
 
-static void progress_line(const struct transfer *t, size_t n, size_t done, size_t total)
+static uint64_t now_ms(void)
 {
-        uint64_t got = 0, all = 0;
-        for (size_t i = 0; i < n; i++) {
-                got += t[i].got;
-                all += t[i].w->size > 0 ? (uint64_t) t[i].w->size : 0;
-        }
-        fprintf(stderr, "\rFetching blobs: %zu/%zu done, %.1f/%.1f MiB ", done, total, (double) got / 1048576.0,
-                (double) all / 1048576.0);
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+static void progress_update(struct progress *pg, struct progress_row *rows, const struct transfer *t, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                rows[i] = (struct progress_row){.what = t[i].w->what,
+                                                .digest = t[i].w->digest,
+                                                .got = t[i].got,
+                                                .total = t[i].w->size,
+                                                .done = t[i].done};
+        progress_draw(pg, rows, n);
 }
 
 int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want, size_t n, bool progress, bool quiet,
@@ -605,6 +612,8 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                 curl_multi_setopt(m, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
         }
         struct curl_slist *hl = c->auth ? curl_slist_append(NULL, c->auth) : NULL;
+        _cleanup_free_ struct progress_row *rows = progress && m ? calloc(nt, sizeof *rows) : NULL;
+        struct progress pg = {0};
         for (size_t i = 0; m && i < nt; i++) {
                 CURL *h = curl_easy_init();
                 if (!h) {
@@ -622,11 +631,14 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                 curl_easy_setopt(h, CURLOPT_PRIVATE, &t[i]);
                 curl_multi_add_handle(m, h);
                 t[i].easy = h;
-                if (!quiet && !progress)
-                        log_info("Copying blob %.19s (%s)", t[i].w->digest, t[i].w->what);
+                if (!quiet && !rows) {
+                        char size[32] = "size unknown";
+                        if (t[i].w->size >= 0)
+                                size_format((uint64_t) t[i].w->size, size, sizeof size);
+                        log_info("Copying blob %.19s (%s, %s)", t[i].w->digest, t[i].w->what, size);
+                }
         }
-        size_t done = 0;
-        time_t last = 0;
+        uint64_t last = 0;
         for (int running = r >= 0; m && running;) {
                 curl_multi_perform(m, &running);
                 CURLMsg *msg;
@@ -641,7 +653,7 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                         struct hutch_error e = HUTCH_ERROR_INIT;
                         int k = transfer_finish(dir_fd, tr, msg->data.result, status, c->host, &e);
                         c->requests++;
-                        done++;
+                        tr->done = k >= 0;
                         if (k < 0 && r >= 0) {
                                 r = k;
                                 *err = e;
@@ -650,17 +662,15 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                         close(tr->fd);
                         tr->fd = -1;
                 }
-                if (progress && time(NULL) != last) {
-                        last = time(NULL);
-                        progress_line(t, nt, done, nt);
+                if (rows && now_ms() - last >= 100) {
+                        last = now_ms();
+                        progress_update(&pg, rows, t, nt);
                 }
                 if (running)
-                        curl_multi_poll(m, NULL, 0, 1000, NULL);
+                        curl_multi_poll(m, NULL, 0, rows ? 100 : 1000, NULL);
         }
-        if (progress && m) {
-                progress_line(t, nt, done, nt);
-                fputc('\n', stderr);
-        }
+        if (rows)
+                progress_update(&pg, rows, t, nt);
         for (size_t i = 0; i < nt; i++) {
                 if (t[i].fd >= 0) { /* not finished: abandoned after another one's failure */
                         close(t[i].fd);

@@ -49,6 +49,21 @@ struct blob_want {
 int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *w, size_t n, bool progress, bool quiet,
                 struct hutch_error *err);
 
+/* Per-blob progress bars on a terminal (stderr), redrawn in place. */
+struct progress_row {
+        const char *what, *digest;
+        uint64_t got;
+        int64_t total; /* -1: unknown */
+        bool done;
+};
+struct progress {
+        size_t lines;   /* rows drawn each time, fixed at the first draw */
+        unsigned drawn; /* rows to move back up over */
+};
+/* One row fitted in width - 1 columns: "layer  0123456789ab [====>   ]  42% 1.2MiB/3.0MiB". */
+void progress_row_format(const struct progress_row *r, unsigned width, char *buf, size_t size);
+void progress_draw(struct progress *pg, const struct progress_row *rows, size_t n);
+
 /* The blob cache: DIR/blob/blobs/sha256/HEX, locked per blob while it is fetched. */
 int cache_blob_dir(const char *cache_dir, bool create, struct hutch_error *err);
 

@@ -51,9 +51,16 @@ left() { ls -A "$W" | grep -v -x -e "$@"; }
 # ---- pull and what the SIF holds
 run "$HUTCH" pull "docker://$R/test/busybox:basic"
 check "pull writes Apptainer's default name REPO_TAG.sif" '[ $RC -eq 0 ] && [ -f busybox_basic.sif ] && [ -z "$(left busybox_basic.sif)" ]'
-check "off a terminal, progress as quiet lines" 'err_has "Copying blob sha256:" && err_has "Pulled docker://"'
+check "off a terminal, progress as quiet lines: one per blob with its size, no bar" 'err_has "Copying blob sha256:[0-9a-f]\{12\} (layer, [0-9.]*[KM]*i*B)$" && err_has "Pulled docker://" && ! grep -q "$(printf "\r\|\033")" "$ERR"'
 run "$HUTCH" -q pull --force "docker://$R/test/busybox:basic"
 check "pull -q is silent" '[ $RC -eq 0 ] && [ ! -s "$ERR" ] && [ ! -s "$OUT" ]'
+if command -v script >/dev/null; then
+	# a terminal (script's pty): a bar per blob, redrawn in place, each done in the end
+	script -q -e -c "$HUTCH pull --disable-cache $T/tty.sif docker://$R/test/busybox:layers" /dev/null > "$T/tty.out" 2>&1
+	RC=$?
+	check "on a terminal, a progress bar per blob" '[ $RC -eq 0 ] && [ -f "$T/tty.sif" ] && [ "$(grep -ao "[0-9a-f]\{12\} \[=*\] 100% [0-9.]*[KM]*i*B/[0-9.]*[KM]*i*B done" "$T/tty.out" | sort -u | wc -l)" -eq 4 ] && ! grep -q "^INFO: *Copying blob" "$T/tty.out"'
+	rm -f "$T/tty.sif"
+fi
 run "$HUTCH" run busybox_basic.sif
 check "run: ENTRYPOINT with CMD as arguments, in the WorkingDir" '[ $RC -eq 0 ] && [ "$(cat "$OUT")" = "entry:ep:one two words
 /srv/app" ]'

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "registry/registry-internal.h"
 #include "registry/registry.h"
 
 static void test_ref(void **state)
@@ -433,6 +434,31 @@ static void test_registries_conf(void **state)
         assert_int_equal(system(cmd), 0);
 }
 
+/* A progress row: bar, percentage and sizes, never wider than the terminal. */
+static void test_progress_row(void **state)
+{
+        (void) state;
+        char buf[512];
+        const char *d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab";
+        struct progress_row r = {.what = "layer", .digest = d, .got = 512 << 10, .total = 1 << 20};
+        progress_row_format(&r, 80, buf, sizeof buf);
+        assert_string_equal(buf, "layer  0123456789ab [==============>               ]  50% 512.0KiB/1.0MiB");
+        r.got = 1 << 20;
+        r.done = true;
+        progress_row_format(&r, 80, buf, sizeof buf);
+        assert_string_equal(buf, "layer  0123456789ab [==============================] 100% 1.0MiB/1.0MiB done");
+        r = (struct progress_row){.what = "config", .digest = d, .got = 100, .total = -1};
+        progress_row_format(&r, 80, buf, sizeof buf);
+        assert_string_equal(buf, "config 0123456789ab [                              ]   0% 100B");
+        r = (struct progress_row){.what = "layer", .digest = d, .got = 3 << 20, .total = 12 << 20};
+        for (unsigned w = 2; w < 120; w++) {
+                progress_row_format(&r, w, buf, sizeof buf);
+                assert_true(strlen(buf) <= w - 1);
+        }
+        progress_row_format(&r, 45, buf, sizeof buf); /* too narrow for a bar: none */
+        assert_string_equal(buf, "layer  0123456789ab  25% 3.0MiB/12.0MiB");
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -440,6 +466,7 @@ int main(void)
                 cmocka_unit_test(test_config),       cmocka_unit_test(test_whiteout),
                 cmocka_unit_test(test_unpack),       cmocka_unit_test(test_unpack_mode_symlink),
                 cmocka_unit_test(test_archive_name), cmocka_unit_test(test_registries_conf),
+                cmocka_unit_test(test_progress_row),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
