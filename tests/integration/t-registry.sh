@@ -303,6 +303,21 @@ check "pull oras:// gives the same bytes back" '[ $RC -eq 0 ] && cmp -s back.sif
 rm -f back.sif
 run "$HUTCH" pull --disable-cache back.sif "oras://$R/test/sif:v1"
 check "pull --disable-cache oras:// leaves no work folder" '[ $RC -eq 0 ] && cmp -s back.sif busybox_basic.sif && no_pull_left'
+# a signed image pushed and pulled over oras:// verifies (signatures are SIF objects: the
+# artifact carries them byte for byte)
+cp busybox_basic.sif signed.sif
+HUTCH_KEYSDIR=$T/signkeys HUTCH_SIGN_PASSPHRASE= run "$HUTCH" key newpair --name "Oras Signer" --bit-length 2048
+sfp=$(sed -n 's/^Generated key pair \([0-9A-F]*\) .*/\1/p' "$OUT")
+HUTCH_KEYSDIR=$T/signkeys run "$HUTCH" sign signed.sif
+check "a signed image" '[ -n "$sfp" ] && [ $RC -eq 0 ]'
+run "$HUTCH" push signed.sif "oras://$R/test/signed:v1"
+rm -f signed.sif
+run "$HUTCH" pull signed.sif "oras://$R/test/signed:v1"
+HUTCH_KEYSDIR=$T/signkeys run "$HUTCH" verify signed.sif
+check "a signed image pushed and pulled over oras:// verifies" '[ $RC -eq 0 ] && out_has "Oras Signer" && out_has "$sfp" && out_has "Container verified"'
+HUTCH_KEYSDIR=$T/nokeys run "$HUTCH" verify signed.sif
+check "... and only with the signer's key" 'fails_with "unknown key $sfp"'
+rm -f signed.sif
 # an artifact written as oras writes it, by hand
 sif=busybox_layers.sif
 sd=sha256:$(sha256sum < "$sif" | cut -d" " -f1)
