@@ -33,6 +33,9 @@ TEST_DEPS+=(docker-registry skopeo apache2-utils openssl zstd curl)
 BENCH_DEPS+=(umoci)
 # recipe/ (build from definition files): Bootstrap: debootstrap runs the host's debootstrap
 TEST_DEPS+=(debootstrap)
+# Bootstrap: yum/dnf and zypper run the host's dnf and zypper; their tests make a repository
+# with rpmbuild (package rpm) and createrepo_c
+TEST_DEPS+=(dnf zypper rpm createrepo-c)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -34,11 +34,12 @@ static const char *const app_section_names[RECIPE_APP_N_SECTIONS] = {
         [RECIPE_APP_TEST] = "apptest",       [RECIPE_APP_START] = "appstart",
 };
 
-/* Apptainer's header keywords (pkg/build/types/parser: validHeaders); "otherurlN" for any N. */
+/* Apptainer's header keywords (pkg/build/types/parser: validHeaders); "otherurlN" for any N;
+ * "gpg": the yum agent's key (Singularity's header, Apptainer's $GPG). */
 static const char *const header_keys[] = {
         "bootstrap",  "from",        "includecmd", "mirrorurl",    "updateurl", "osversion", "include",
         "library",    "registry",    "namespace",  "stage",        "product",   "user",      "regcode",
-        "productpgp", "registerurl", "modules",    "fingerprints", "setopt",
+        "productpgp", "registerurl", "modules",    "fingerprints", "setopt",    "gpg",
 };
 
 const char *recipe_section_name(enum recipe_section s)

@@ -36,6 +36,9 @@ int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct
 /* The sources of registry agents (docker, docker-archive, oci, oci-archive) into the
  * cache through hutch-registry, before the build enters its user namespace. */
 int agents_fetch(struct build_ctx *b, struct hutch_error *err);
+/* url with every %{OSVERSION} (any case, as Apptainer's regex) replaced by ver, in *ret
+ * (NULL for a NULL url); -EINVAL when url names it and ver is NULL. */
+int osversion_subst(const char *url, const char *ver, char **ret);
 char *stage_rootfs(const struct build_ctx *b, size_t i);
 /* --section: whether the section named runs */
 bool section_wanted(const struct build_ctx *b, const char *name);

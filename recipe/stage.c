@@ -174,6 +174,101 @@ static bool find_tool(const char *name)
         return false;
 }
 
+/* ---- yum/dnf and zypper: the host's package manager installs into the rootfs
+ * (--installroot, --root) from MirrorURL, as Apptainer's agents do */
+
+static bool is_rpm_agent(const char *a)
+{
+        return !strcasecmp(a, "yum") || !strcasecmp(a, "dnf") || !strcasecmp(a, "zypper");
+}
+
+static bool is_zypper(const struct recipe_stage *st)
+{
+        return !strcasecmp(st->bootstrap, "zypper");
+}
+
+int osversion_subst(const char *url, const char *ver, char **ret)
+{
+        static const char key[] = "%{OSVERSION}";
+        const size_t klen = strlen(key);
+        *ret = NULL;
+        if (!url)
+                return 0;
+        size_t n = 0;
+        for (const char *p = url; (p = strcasestr(p, key)); p += klen)
+                n++;
+        if (n && !ver)
+                return -EINVAL;
+        char *out = malloc(strlen(url) + n * (ver ? strlen(ver) : 0) + 1), *o = out;
+        if (!out)
+                return -ENOMEM;
+        for (const char *p = url, *q; *p; p = q + klen) {
+                q = strcasestr(p, key);
+                size_t l = q ? (size_t) (q - p) : strlen(p);
+                memcpy(o, p, l);
+                o += l;
+                if (!q)
+                        break;
+                o = stpcpy(o, ver);
+        }
+        *o = 0;
+        *ret = out;
+        return 0;
+}
+
+/* An http(s) or ftp URL, or a file:// one naming a folder with repodata/repomd.xml (an
+ * rpm-md repository: what createrepo_c makes); checked before anything is made, so a
+ * wrong one is one line. */
+static int repo_url_check(const char *key, const char *url, struct hutch_error *err)
+{
+        if (!strncasecmp(url, "http://", 7) || !strncasecmp(url, "https://", 8) || !strncasecmp(url, "ftp://", 6))
+                return 0;
+        if (strncasecmp(url, "file://", 7))
+                return hutch_err(err, -EINVAL, "%s '%s' is not an http://, https://, ftp:// or file:// URL", key, url);
+        _cleanup_free_ char *md = strjoin(url + 7, "/repodata/repomd.xml", NULL);
+        if (!md)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if (access(md, R_OK) < 0)
+                return hutch_err_sys(err, -errno, "%s '%s' is no rpm-md repository (cannot read %s)", key, url, md);
+        return 0;
+}
+
+static int rpm_agent_check(const struct build_ctx *b, const struct recipe_stage *st, const char *lbl,
+                           struct hutch_error *err)
+{
+        const char *a = st->bootstrap, *path = b->spec->path, *ver = recipe_header_get(st, "osversion"),
+                   *gpg = recipe_header_get(st, "gpg");
+        bool zypper = is_zypper(st);
+        if (zypper ? !find_tool("zypper") : !find_tool("dnf") && !find_tool("yum"))
+                return hutch_err(err, -ENOENT, "%s: %sBootstrap: %s needs %s (install the %s package)", path, lbl, a,
+                                 zypper ? "zypper" : "dnf or yum", zypper ? "zypper" : "dnf");
+        if (!find_tool("rpm"))
+                return hutch_err(err, -ENOENT, "%s: %sBootstrap: %s needs rpm (install the rpm package)", path, lbl, a);
+        static const char *const keys[][2] = {{"mirrorurl", "MirrorURL:"}, {"updateurl", "UpdateURL:"}};
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                const char *v = recipe_header_get(st, keys[i][0]);
+                _cleanup_free_ char *url = NULL;
+                if (i == 0 && (!v || !*v))
+                        return hutch_err(err, -EINVAL, "%s: %sBootstrap: %s needs 'MirrorURL: URL'", path, lbl, a);
+                if (i == 1 && (zypper || !v || !*v))
+                        continue;
+                int r = osversion_subst(v, ver, &url);
+                if (r == -EINVAL)
+                        return hutch_err(err, r, "%s: %s%s '%s' uses %%{OSVERSION} but there is no 'OSVersion:'", path,
+                                         lbl, keys[i][1], v);
+                if (r < 0)
+                        return hutch_err(err, r, "out of memory");
+                if ((r = repo_url_check(keys[i][1], url, err)) < 0)
+                        return hutch_err_wrap(err, "%s%s%.*s", path, lbl[0] ? ": " : "",
+                                              lbl[0] ? (int) strlen(lbl) - 2 : 0, lbl);
+        }
+        /* rpm --import takes a file or a URL; Apptainer's agent wants https */
+        if (gpg && *gpg && gpg[0] != '/' && strncasecmp(gpg, "https://", 8))
+                return hutch_err(err, -EINVAL, "%s: %sGPG: '%s' is neither an https:// URL nor an absolute path", path,
+                                 lbl, gpg);
+        return 0;
+}
+
 int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct hutch_error *err)
 {
         const char *a = st->bootstrap, *path = b->spec->path;
@@ -241,12 +336,13 @@ int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct
                                          path, lbl);
                 return 0;
         }
-        if (!strcasecmp(a, "yum") || !strcasecmp(a, "dnf") || !strcasecmp(a, "zypper") || !strcasecmp(a, "arch") ||
-            !strcasecmp(a, "busybox"))
+        if (is_rpm_agent(a))
+                return rpm_agent_check(b, st, lbl, err);
+        if (!strcasecmp(a, "arch"))
                 return hutch_err(err, -ENOTSUP, "%s: %sBootstrap: %s is not supported yet", path, lbl, a);
         return hutch_err(err, -EINVAL,
                          "%s: %sunknown bootstrap agent '%s' (localimage, busybox, scratch, docker, docker-archive, "
-                         "oci, oci-archive, debootstrap, yum, dnf)",
+                         "oci, oci-archive, debootstrap, yum, dnf, zypper)",
                          path, lbl, a);
 }
 
@@ -276,6 +372,121 @@ static int bootstrap_debootstrap(const struct recipe_stage *st, const char *root
         if (r != 0)
                 return hutch_err(err, r < 0 ? r : -EIO, "debootstrap of '%s' failed (%s %d)", suite,
                                  r < 0 ? "error" : "exit status", r < 0 ? -r : r);
+        return 0;
+}
+
+/* yum's configuration, as Apptainer's agent writes it: the cache inside the rootfs (dnf
+ * puts it under --installroot), no repository but ours. */
+static char *yum_conf(const char *mirror, const char *update, bool gpg)
+{
+        const char *check = gpg ? "gpgcheck=1\n" : "gpgcheck=0\n";
+        char *c = NULL;
+        if (asprintf(&c,
+                     "[main]\ncachedir=/var/cache/yum-bootstrap\nkeepcache=0\ndebuglevel=2\nlogfile=/var/log/yum.log\n"
+                     "syslog_device=/dev/null\nexactarch=1\nobsoletes=1\n%splugins=1\nreposdir=0\ndeltarpm=0\n\n"
+                     "[base]\nname=Linux $releasever - $basearch\nbaseurl=%s\nenabled=1\n%s%s%s%s%s\n",
+                     check, mirror, check,
+                     update ? "\n[updates]\nname=Linux $releasever - $basearch updates\nbaseurl=" : "",
+                     update ? update : "", update ? "\nenabled=1\n" : "", update ? check : "") < 0)
+                return NULL;
+        return c;
+}
+
+/* Run a package tool of the rpm agents with HOME at the build's folder, whose .rpmmacros
+ * puts the rpm database at /var/lib/rpm of the rootfs: Debian's rpm would put it in
+ * ~/.rpmdb, where no rpm of the image looks (Apptainer asks the user to write that file). */
+static int rpm_tool_run(const struct build_ctx *b, const struct recipe_stage *st, char **argv, struct hutch_error *err)
+{
+        _cleanup_free_ char *home = strjoin(b->work, "/rpmhome", NULL), *macros = strjoin(home, "/.rpmmacros", NULL),
+                            *env_home = strjoin("HOME=", home, NULL);
+        static const char m[] = "%_var /var\n%_dbpath %{_var}/lib/rpm\n";
+        if (!home || !macros || !env_home)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if (mkdir(home, 0700) < 0 && errno != EEXIST)
+                return hutch_err_sys(err, -errno, "cannot create '%s'", home);
+        int r = write_file_at(AT_FDCWD, macros, m, strlen(m), 0600);
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot write '%s'", macros);
+        char *env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", env_home, NULL};
+        r = host_run(argv, env, NULL);
+        if (r != 0)
+                return hutch_err(err, r < 0 ? r : -EIO, "Bootstrap: %s: %s failed (%s %d)", st->bootstrap, argv[0],
+                                 r < 0 ? "error" : "exit status", r < 0 ? -r : r);
+        return 0;
+}
+
+/* yum/dnf (dnf --installroot) and zypper (zypper --root) into rootfs: Include's packages
+ * and the base Apptainer adds (yum: /etc/redhat-release coreutils; zypper: aaa_base);
+ * GPG: a key imported into the new rpm database and every package checked with it
+ * (without it nothing is checked, as in Apptainer). */
+static int bootstrap_rpm(const struct build_ctx *b, const struct recipe_stage *st, const char *rootfs, int rootfd,
+                         struct hutch_error *err)
+{
+        const char *ver = recipe_header_get(st, "osversion"), *gpg = recipe_header_get(st, "gpg"),
+                   *include = recipe_header_get(st, "include"), *setopt = recipe_header_get(st, "setopt");
+        bool zypper = is_zypper(st), check = gpg && *gpg;
+        size_t i = (size_t) (st - b->rec.stages) + 1;
+        _cleanup_free_ char *mirror = NULL, *update = NULL, *conf = NULL, *confpath = NULL, *rel = NULL;
+        _cleanup_strv_ char **argv = NULL, **inc = NULL;
+        int r;
+        if (osversion_subst(recipe_header_get(st, "mirrorurl"), ver, &mirror) < 0 ||
+            osversion_subst(recipe_header_get(st, "updateurl"), ver, &update) < 0 ||
+            (include && strsplit(include, " \t,", &inc) < 0) || (ver && asprintf(&rel, "--releasever=%s", ver) < 0))
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if (update && !*update)
+                update = mfree_str(update);
+        log_info("Running %s into the rootfs from %s", zypper ? "zypper" : "dnf", mirror);
+        if (check) {
+                char *a1[] = {"rpm", "--root", (char *) rootfs, "--initdb", NULL};
+                char *a2[] = {"rpm", "--root", (char *) rootfs, "--import", (char *) gpg, NULL};
+                if ((r = rpm_tool_run(b, st, a1, err)) < 0 || (r = rpm_tool_run(b, st, a2, err)) < 0)
+                        return r;
+        }
+        if (zypper) {
+                char *ar[] = {"zypper", "--non-interactive", "--root", (char *) rootfs, "addrepo",
+                              mirror,   "repo-oss",          NULL};
+                char *rf[] = {"zypper", "--non-interactive", check ? "--gpg-auto-import-keys" : "--no-gpg-checks",
+                              "--root", (char *) rootfs,     "refresh",
+                              NULL};
+                if ((r = rpm_tool_run(b, st, ar, err)) < 0 || (r = rpm_tool_run(b, st, rf, err)) < 0)
+                        return r;
+                if (strv_extend(&argv, "zypper") < 0 || strv_extend(&argv, "--non-interactive") < 0 ||
+                    (!check && strv_extend(&argv, "--no-gpg-checks") < 0) || strv_extend(&argv, "--root") < 0 ||
+                    strv_extend(&argv, rootfs) < 0 || (rel && strv_extend(&argv, rel) < 0) ||
+                    strv_extend(&argv, "install") < 0 || strv_extend(&argv, "--auto-agree-with-licenses") < 0 ||
+                    strv_extend(&argv, "--download-in-advance") < 0 || strv_extend(&argv, "aaa_base") < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+        } else {
+                if (asprintf(&confpath, "%s/yum-%zu.conf", b->work, i) < 0 || !(conf = yum_conf(mirror, update, check)))
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                if ((r = write_file_at(AT_FDCWD, confpath, conf, strlen(conf), 0600)) < 0)
+                        return hutch_err_sys(err, r, "cannot write '%s'", confpath);
+                const char *dnf = find_tool("dnf") ? "dnf" : "yum";
+                if (strv_extend(&argv, dnf) < 0 || strv_extend(&argv, "--noplugins") < 0 ||
+                    strv_extend(&argv, "-c") < 0 || strv_extend(&argv, confpath) < 0 ||
+                    strv_extend(&argv, "--installroot") < 0 || strv_extend(&argv, rootfs) < 0 ||
+                    (rel && strv_extend(&argv, rel) < 0) || strv_extend(&argv, "-y") < 0 ||
+                    (setopt && *setopt && (strv_extend(&argv, "--setopt") < 0 || strv_extend(&argv, setopt) < 0)) ||
+                    strv_extend(&argv, "install") < 0 || strv_extend(&argv, "/etc/redhat-release") < 0 ||
+                    strv_extend(&argv, "coreutils") < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+        }
+        for (size_t k = 0; inc && inc[k]; k++)
+                if (inc[k][0] && strv_extend(&argv, inc[k]) < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+        if ((r = rpm_tool_run(b, st, argv, err)) < 0)
+                return r;
+        /* the downloaded packages are not part of the image (Apptainer removes them too) */
+        _cleanup_close_ int cache = root_open(rootfd, "/var/cache", O_PATH | O_DIRECTORY);
+        if (cache >= 0) {
+                char dir[64];
+                snprintf(dir, sizeof dir, "/proc/self/fd/%d/%s", cache, zypper ? "zypp" : "yum-bootstrap");
+                char *rm[] = {"rm", "-rf", "--", dir, NULL};
+                int keep[] = {cache, -1};
+                if (host_run(rm, NULL, keep) != 0)
+                        log_warning("cannot remove /var/cache/%s of the rootfs, ignoring",
+                                    zypper ? "zypp" : "yum-bootstrap");
+        }
         return 0;
 }
 
@@ -326,6 +537,11 @@ static int bootstrap(struct build_ctx *b, const struct recipe_stage *st, const c
                 return bootstrap_debootstrap(st, rootfs, err);
         if (mkdir(rootfs, 0755) < 0)
                 return hutch_err_sys(err, -errno, "cannot create '%s'", rootfs);
+        if (is_rpm_agent(st->bootstrap)) {
+                _cleanup_close_ int rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                return rootfd < 0 ? hutch_err_sys(err, -errno, "cannot open '%s'", rootfs)
+                                  : bootstrap_rpm(b, st, rootfs, rootfd, err);
+        }
         if (!strcasecmp(st->bootstrap, "busybox")) {
                 _cleanup_close_ int rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
                 return rootfd < 0 ? hutch_err_sys(err, -errno, "cannot open '%s'", rootfs)

@@ -26,6 +26,7 @@ static void test_recipe_header_sections(void **state)
                                   "From: /images/base.sif   # trailing comment\n"
                                   "Include: a \\\n"
                                   "  b\n"
+                                  "GPG: https://example.org/RPM-GPG-KEY\n"
                                   "\n"
                                   "%help\n"
                                   "  Some help.\n"
@@ -55,6 +56,7 @@ static void test_recipe_header_sections(void **state)
         assert_string_equal(st->bootstrap, "localimage");
         assert_string_equal(st->from, "/images/base.sif");
         assert_string_equal(recipe_header_get(st, "include"), "a b");
+        assert_string_equal(recipe_header_get(st, "gpg"), "https://example.org/RPM-GPG-KEY");
         assert_null(st->name);
         assert_string_equal(st->script[RECIPE_HELP].text, "  Some help.\n");
         assert_string_equal(st->script[RECIPE_POST].text, "  echo post\n");
@@ -301,6 +303,28 @@ static void test_recipe_fingerprints_parse(void **state)
         assert_null(none);
 }
 
+static void test_recipe_osversion_subst(void **state)
+{
+        (void) state;
+        char *u = NULL;
+        assert_int_equal(osversion_subst("http://m/%{OSVERSION}/os/%{osversion}/x", "9", &u), 0);
+        assert_string_equal(u, "http://m/9/os/9/x");
+        free(u);
+        assert_int_equal(osversion_subst("file:///repo", NULL, &u), 0);
+        assert_string_equal(u, "file:///repo");
+        free(u);
+        assert_int_equal(osversion_subst("%{OsVersion}", "stream-9", &u), 0);
+        assert_string_equal(u, "stream-9");
+        free(u);
+        assert_int_equal(osversion_subst(NULL, "9", &u), 0);
+        assert_null(u);
+        assert_int_equal(osversion_subst("http://m/%{OSVERSION}", NULL, &u), -EINVAL);
+        assert_null(u);
+        assert_int_equal(osversion_subst("http://m/%{OSVERSION", "9", &u), 0);
+        assert_string_equal(u, "http://m/%{OSVERSION");
+        free(u);
+}
+
 static void test_recipe_fingerprints_signers(void **state)
 {
         (void) state;
@@ -345,6 +369,7 @@ int main(void)
                 cmocka_unit_test(test_recipe_build_args_file),
                 cmocka_unit_test(test_recipe_fingerprints_parse),
                 cmocka_unit_test(test_recipe_fingerprints_signers),
+                cmocka_unit_test(test_recipe_osversion_subst),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
