@@ -140,12 +140,13 @@ test_suite() {
 		--logbase testlog-user --print-errorlogs || status=1
 	wait "$rootjob" || status=1
 	# the libFuzzer targets (tests/fuzz; only they: the rest is not built with clang): their
-	# regression inputs, then 12 s each from the seed corpus (nine targets: the whole fuzz run
+	# regression inputs, then 12 s each from the seed corpus (ten targets: the whole fuzz run
 	# stays within 2 minutes); a finding fails the suite (its input is left in build-fuzz/)
 	[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dtests=false -Dfuzz=true \
 		-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 	meson compile -C build-fuzz tests/fuzz/fuzz_squashfs tests/fuzz/fuzz_sif tests/fuzz/fuzz_conf tests/fuzz/fuzz_toml \
-		tests/fuzz/fuzz_state tests/fuzz/fuzz_specs tests/fuzz/fuzz_net tests/fuzz/fuzz_recipe tests/fuzz/fuzz_oci >/dev/null
+		tests/fuzz/fuzz_state tests/fuzz/fuzz_specs tests/fuzz/fuzz_net tests/fuzz/fuzz_recipe tests/fuzz/fuzz_oci \
+		tests/fuzz/fuzz_sig >/dev/null
 	FUZZ_ARTIFACTS=build-fuzz bash tests/fuzz/run.sh build-fuzz 12 >build-fuzz/fuzz.log 2>&1 ||
 		{ echo "dev.sh: FAILED: fuzz (build-fuzz/fuzz.log)"; status=1; }
 	local logs=(build/meson-logs/testlog.txt build-asan/meson-logs/testlog-unit.txt build/meson-logs/testlog-valgrind-env.txt build-asan/meson-logs/testlog-root.txt

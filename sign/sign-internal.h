@@ -62,5 +62,11 @@ size_t descriptor_integrity_bytes(const struct sif_object *o, uint8_t *out);
 int quiet_begin(void);
 void quiet_end(int saved);
 
+/* The text of a signature object that librnp verified, checked against object group group
+ * of f: the integrity JSON, or legacy's "SIFHASH:" line (verify.c; apart for fuzz_sig). */
+struct sign_sig_result;
+int verify_signed_text(const struct sif_file *f, uint32_t group, const struct sif_object *sig, const char *text,
+                       bool legacy, struct sign_sig_result *res, struct hutch_error *err);
+
 /* librnp's result as text */
 const char *rnp_text(uint32_t r);

@@ -115,7 +115,6 @@ static int check_message(struct sign_keyring *kr, const struct sif_object *sig, 
         }
         uint32_t st = rnp_op_verify_signature_get_status(s);
         if (rnp_op_verify_signature_get_key(s, &key) == RNP_SUCCESS && key) {
-                _cleanup_free_ char *pfp = NULL;
                 char *fp = NULL, *uid = NULL;
                 bool primary = true;
                 (void) rnp_key_is_primary(key, &primary);
@@ -343,6 +342,18 @@ static int verify_sig(struct sign_keyring *kr, const struct sif_file *f, const s
         return metadata_matches(f, t, sig, text, res, err);
 }
 
+static int task_add_group(const struct sif_file *f, uint32_t g, struct task *t, struct hutch_error *err);
+
+int verify_signed_text(const struct sif_file *f, uint32_t group, const struct sif_object *sig, const char *text,
+                       bool legacy, struct sign_sig_result *res, struct hutch_error *err)
+{
+        struct task t;
+        int r = task_add_group(f, group, &t, err);
+        if (r < 0)
+                return r;
+        return legacy ? legacy_matches(f, &t, sig, text, res, err) : metadata_matches(f, &t, sig, text, res, err);
+}
+
 static int add_result(struct sign_verify_report *rep, struct sign_sig_result **ret)
 {
         struct sign_sig_result *s = realloc(rep->sigs, (rep->n_sigs + 1) * sizeof *s);
@@ -353,7 +364,6 @@ static int add_result(struct sign_verify_report *rep, struct sign_sig_result **r
         return 0;
 }
 
-static int task_add_group(const struct sif_file *f, uint32_t g, struct task *t, struct hutch_error *err);
 static int task_add_object(const struct sif_file *f, uint32_t id, bool legacy, struct task *t, struct hutch_error *err);
 
 static size_t count_legacy(const struct sif_file *f)

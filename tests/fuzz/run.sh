@@ -11,7 +11,7 @@ secs=$2
 shift 2
 here=$(cd "$(dirname "$0")" && pwd)
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(squashfs sif conf toml state specs net recipe oci)
+[ ${#targets[@]} -gt 0 ] || targets=(squashfs sif conf toml state specs net recipe oci sig)
 art=${FUZZ_ARTIFACTS:-$PWD}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
