@@ -4,6 +4,7 @@
  * %test), and the last stage becomes the target through image_build. Every path inside a
  * rootfs is resolved in it (openat2 RESOLVE_IN_ROOT), so a symlink of a base image never
  * makes the build write or copy outside the rootfs. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <fnmatch.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
@@ -183,6 +185,11 @@ static void quiet_stdout(void)
  * host. */
 int host_run(char *const argv[], char *const env[], const int *keep_fds)
 {
+        return host_run_setup(argv, env, keep_fds, NULL, NULL);
+}
+
+int host_run_setup(char *const argv[], char *const env[], const int *keep_fds, int (*setup)(void *arg), void *arg)
+{
         fflush(NULL);
         pid_t p = fork();
         if (p < 0)
@@ -194,6 +201,11 @@ int host_run(char *const argv[], char *const env[], const int *keep_fds)
                         putenv(env[i]);
                 for (size_t i = 0; keep_fds && keep_fds[i] >= 0; i++)
                         fcntl(keep_fds[i], F_SETFD, 0);
+                int r = setup ? setup(arg) : 0;
+                if (r < 0) {
+                        fprintf(stderr, "hutch: error: cannot prepare '%s': %s\n", argv[0], strerror(-r));
+                        _exit(127);
+                }
                 execvp(argv[0], argv);
                 fprintf(stderr, "hutch: error: cannot run '%s': %s\n", argv[0], strerror(errno));
                 _exit(127);
@@ -308,40 +320,95 @@ static double seconds_since(const struct timespec *t0)
         return (double) (t.tv_sec - t0->tv_sec) + (double) (t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
-/* The private folder beside the target: TARGET.hutch-build-XXXXXX, 0700. */
+/* The private folder beside the target, TARGET.hutch-build-XXXXXX (0700), made in the
+ * target's folder held open and itself held open (b->workfd): checked to be the folder we
+ * made, and emptied and removed through those descriptors, so that a rename or symlink in
+ * the target's path while the build runs cannot turn the removal onto another folder. */
 static int work_make(struct build_ctx *b, struct hutch_error *err)
 {
-        char abs[PATH_MAX];
-        _cleanup_free_ char *t = strdup(b->spec->target);
+        char abs[PATH_MAX], name[NAME_MAX + 1];
+        _cleanup_free_ char *t = strdup(b->spec->target), *base = NULL;
         if (!t)
                 return hutch_err(err, -ENOMEM, "out of memory");
         for (size_t n = strlen(t); n > 1 && t[n - 1] == '/'; n--)
                 t[n - 1] = 0;
         char *slash = strrchr(t, '/');
-        const char *base = slash ? slash + 1 : t;
+        if (!(base = strdup(slash ? slash + 1 : t)))
+                return hutch_err(err, -ENOMEM, "out of memory");
         if (slash)
                 slash[slash == t ? 1 : 0] = 0;
         if (!realpath(slash ? t : ".", abs))
                 return hutch_err_sys(err, -errno, "cannot reach the folder of '%s'", b->spec->target);
-        if (asprintf(&b->work, "%s/%s.hutch-build-XXXXXX", strcmp(abs, "/") ? abs : "", base) < 0)
-                return hutch_err(err, -ENOMEM, "out of memory");
-        if (!mkdtemp(b->work)) {
-                int r = hutch_err_sys(err, -errno, "cannot create a temporary folder beside '%s'", b->spec->target);
-                b->work = mfree_str(b->work);
+        _cleanup_close_ int parent = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (parent < 0)
+                return hutch_err_sys(err, -errno, "cannot open the folder of '%s'", b->spec->target);
+        int r = -EEXIST;
+        for (int i = 0; i < 100 && r == -EEXIST; i++) {
+                static const char chars[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+                unsigned char rnd[6];
+                char sfx[7];
+                if (getrandom(rnd, sizeof rnd, 0) != (ssize_t) sizeof rnd)
+                        return hutch_err_sys(err, -errno, "cannot name a temporary folder");
+                for (size_t k = 0; k < sizeof rnd; k++)
+                        sfx[k] = chars[rnd[k] % (sizeof chars - 1)];
+                sfx[6] = 0;
+                if (snprintf(name, sizeof name, "%.*s.hutch-build-%s", NAME_MAX - 20, base, sfx) < 0)
+                        return hutch_err(err, -EINVAL, "cannot name a temporary folder");
+                r = mkdirat(parent, name, 0700) < 0 ? -errno : 0;
+        }
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot create a temporary folder beside '%s'", b->spec->target);
+        struct stat st;
+        int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0 || fstat(fd, &st) < 0 || st.st_uid != geteuid() || fchmod(fd, 0700) < 0) {
+                r = hutch_err(err, fd < 0 ? -errno : -EPERM, "the temporary folder '%s/%s' was replaced", abs, name);
+                if (fd >= 0)
+                        close(fd);
                 return r;
         }
+        if (asprintf(&b->work, "%s/%s", strcmp(abs, "/") ? abs : "", name) < 0 || !(b->workname = strdup(name))) {
+                close(fd);
+                b->work = mfree_str(b->work);
+                return hutch_err(err, -ENOMEM, "out of memory");
+        }
+        b->workfd = fd;
+        b->parentfd = steal_fd(&parent);
         return 0;
 }
 
+/* What is in the folder, through its descriptor (rm -rf of /proc/self/fd/N/ENTRY: a
+ * symlink there is removed, not followed), then the folder itself from its parent's. */
 static void work_remove(struct build_ctx *b)
 {
-        if (!b->work)
+        if (b->workfd < 0)
                 return;
         cleaning = 1;
-        char *argv[] = {"rm", "-rf", "--", b->work, NULL};
-        if (host_run(argv, NULL, NULL) != 0)
+        _cleanup_strv_ char **argv = NULL;
+        int r = 0, dfd = dup(b->workfd);
+        DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
+        if (dfd >= 0 && !d)
+                close(dfd);
+        r = d && strv_extend(&argv, "rm") >= 0 && strv_extend(&argv, "-rf") >= 0 && strv_extend(&argv, "--") >= 0
+                    ? 0
+                    : -ENOMEM;
+        for (struct dirent *e; r >= 0 && (e = readdir(d));) {
+                char p[64 + NAME_MAX];
+                if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+                        continue;
+                snprintf(p, sizeof p, "/proc/self/fd/%d/%s", b->workfd, e->d_name);
+                r = strv_extend(&argv, p);
+        }
+        if (d)
+                closedir(d);
+        int keep[] = {b->workfd, -1};
+        if (r < 0 || (argv[3] && host_run(argv, NULL, keep) != 0) ||
+            unlinkat(b->parentfd, b->workname, AT_REMOVEDIR) < 0)
                 log_warning("cannot remove the build folder '%s', ignoring", b->work);
+        close(b->workfd);
+        close(b->parentfd);
+        b->workfd = b->parentfd = -EBADF;
         b->work = mfree_str(b->work);
+        b->workname = mfree_str(b->workname);
         cleaning = 0;
 }
 
@@ -393,7 +460,7 @@ static int deffile_read(const char *path, char **ret, size_t *ret_len, struct hu
 
 int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
 {
-        struct build_ctx b = {.spec = s};
+        struct build_ctx b = {.spec = s, .workfd = -EBADF, .parentfd = -EBADF};
         struct timespec t0;
         struct stat st;
         _cleanup_free_ char *text = NULL;

@@ -11,10 +11,13 @@
 struct build_ctx {
         const struct recipe_build_spec *spec;
         struct recipe rec;
-        char *work;    /* the private folder (absolute) */
-        bool fakeroot; /* the build runs as root of a user namespace */
-        bool subids;   /* ... with the caller's subordinate ranges, not its id alone */
-        char **pulled; /* per stage: the cached SIF of a registry agent's source, or NULL */
+        char *work;     /* the private folder (absolute) */
+        char *workname; /* ... its name in its parent */
+        int workfd;     /* ... held open, O_DIRECTORY */
+        int parentfd;   /* its parent (the target's folder), held open */
+        bool fakeroot;  /* the build runs as root of a user namespace */
+        bool subids;    /* ... with the caller's subordinate ranges, not its id alone */
+        char **pulled;  /* per stage: the cached SIF of a registry agent's source, or NULL */
 };
 
 /* path resolved inside the root (openat2 RESOLVE_IN_ROOT); -errno */
@@ -27,6 +30,8 @@ char *mfree_str(char *p);
 
 /* argv on the host with env (KEY=VALUE) added, the fds of keep_fds (-1 ended) inherited */
 int host_run(char *const argv[], char *const env[], const int *keep_fds);
+/* ... with setup(arg) run in the child before the exec (a negative errno fails it) */
+int host_run_setup(char *const argv[], char *const env[], const int *keep_fds, int (*setup)(void *arg), void *arg);
 int container_run(const struct build_ctx *b, const char *rootfs, enum launch_action action, char *const argv[],
                   char **env, bool writable, const char *pwd, struct hutch_error *err);
 int script_argv(const char *args, const char *script, bool errexit, char ***ret);

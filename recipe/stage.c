@@ -8,11 +8,13 @@
 #include <glob.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <sched.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -329,11 +331,6 @@ int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct
                 if (!recipe_header_get(st, "osversion"))
                         return hutch_err(err, -EINVAL, "%s: %sBootstrap: debootstrap needs 'OSVersion: SUITE'", path,
                                          lbl);
-                if (getuid() != 0)
-                        return hutch_err(err, -EPERM,
-                                         "%s: %sBootstrap: debootstrap needs root: it makes device nodes, which a "
-                                         "user namespace cannot",
-                                         path, lbl);
                 return 0;
         }
         if (is_rpm_agent(a))
@@ -348,9 +345,44 @@ int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct
 
 /* ---- bootstrap agents */
 
+/* As root of the build's user namespace debootstrap cannot make /dev's nodes (mknod needs
+ * CAP_MKNOD in the initial namespace): in a mount namespace of its own, as Apptainer's
+ * --fakeroot debootstrap does, the host's mknod is /bin/true and the rootfs's /dev/null,
+ * zero, random and urandom are the host's, bound. The binds end with the namespace, when
+ * debootstrap exits; empty files stay in the rootfs's /dev, where the launcher mounts its
+ * own /dev. */
+static int debootstrap_fakeroot_setup(void *arg)
+{
+        const char *rootfs = arg;
+        static const char *const devs[] = {"null", "zero", "random", "urandom"};
+        char t[PATH_MAX], m[PATH_MAX];
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+                return -errno;
+        if (!realpath("/bin/true", t) || !realpath("/bin/mknod", m) || mount(t, m, NULL, MS_BIND, NULL) < 0)
+                return -errno;
+        _cleanup_close_ int root = open(rootfs, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (root < 0 || (mkdirat(root, "dev", 0755) < 0 && errno != EEXIST))
+                return -errno;
+        _cleanup_close_ int dev = openat(root, "dev", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dev < 0)
+                return -errno;
+        for (size_t i = 0; i < ELEMENTSOF(devs); i++) {
+                char src[32], dst[64];
+                _cleanup_close_ int fd = openat(dev, devs[i], O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (fd < 0)
+                        return -errno;
+                snprintf(src, sizeof src, "/dev/%s", devs[i]);
+                snprintf(dst, sizeof dst, "/proc/self/fd/%d", fd);
+                if (mount(src, dst, NULL, MS_BIND, NULL) < 0)
+                        return -errno;
+        }
+        return 0;
+}
+
 /* debootstrap --variant=minbase [--include=A,B] OSVERSION ROOTFS [MIRRORURL], its output
  * shown; as Apptainer's agent (which uses MirrorURL and Include the same way). */
-static int bootstrap_debootstrap(const struct recipe_stage *st, const char *rootfs, struct hutch_error *err)
+static int bootstrap_debootstrap(const struct build_ctx *b, const struct recipe_stage *st, const char *rootfs,
+                                 struct hutch_error *err)
 {
         const char *suite = recipe_header_get(st, "osversion"), *mirror = recipe_header_get(st, "mirrorurl"),
                    *include = recipe_header_get(st, "include");
@@ -368,7 +400,13 @@ static int bootstrap_debootstrap(const struct recipe_stage *st, const char *root
                 return hutch_err(err, -ENOMEM, "out of memory");
         log_info("Running debootstrap %s%s%s", suite, mirror ? " from " : "", mirror ? mirror : "");
         char *env[] = {"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", NULL};
-        int r = host_run(argv, env, NULL);
+        if (b->fakeroot && !b->subids)
+                return hutch_err(err, -EPERM,
+                                 "Bootstrap: debootstrap as a user needs a range for you in /etc/subuid and "
+                                 "/etc/subgid (its packages belong to several ids)");
+        if (b->fakeroot && mkdir(rootfs, 0755) < 0)
+                return hutch_err_sys(err, -errno, "cannot create '%s'", rootfs);
+        int r = host_run_setup(argv, env, NULL, b->fakeroot ? debootstrap_fakeroot_setup : NULL, (void *) rootfs);
         if (r != 0)
                 return hutch_err(err, r < 0 ? r : -EIO, "debootstrap of '%s' failed (%s %d)", suite,
                                  r < 0 ? "error" : "exit status", r < 0 ? -r : r);
@@ -534,7 +572,7 @@ static int bootstrap(struct build_ctx *b, const struct recipe_stage *st, const c
                 return image_build(&bs, err);
         }
         if (!strcasecmp(st->bootstrap, "debootstrap"))
-                return bootstrap_debootstrap(st, rootfs, err);
+                return bootstrap_debootstrap(b, st, rootfs, err);
         if (mkdir(rootfs, 0755) < 0)
                 return hutch_err_sys(err, -errno, "cannot create '%s'", rootfs);
         if (is_rpm_agent(st->bootstrap)) {
