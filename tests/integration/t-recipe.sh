@@ -257,6 +257,22 @@ wait $bpid
 brc=$?
 check "an interrupted build: its %post killed, no target, no build folder" '[ $brc -eq 255 ] && grep -q "interrupted by signal 2" "$T/int.err" && [ ! -e "$T/int.sif" ] && no_build_leftovers && wait_for "! pgrep -u $(id -u) -f \"^sleep 30\" >/dev/null" 20'
 
+# The build folder is removed through descriptors: a %setup that moves the target's folder
+# away and puts a symlink to another folder (holding a folder of the build folder's name)
+# in its place makes the removal neither follow the symlink nor miss the real folder.
+mkdir -p "$T/sub" "$T/victim"
+cat > "$T/swap.def" <<EOF
+Bootstrap: localimage
+From: $I
+%setup
+    n=\$(basename "\$(dirname "\$APPTAINER_ROOTFS")")
+    mv "$T/sub" "$T/sub2" && ln -s "$T/victim" "$T/sub" && mkdir "$T/victim/\$n" && touch "$T/victim/\$n/keep"
+    exit 1
+EOF
+run "$HUTCH" build -q "$T/sub/swap.sif" "$T/swap.def"
+check "a build folder moved under a symlink: the removal reaches the build's own folder, not the symlink's" '[ $RC -eq 255 ] && [ -f "$T"/victim/swap.sif.hutch-build-*/keep ] && [ -z "$(ls -A "$T/sub2")" ]'
+rm -rf "$T/sub" "$T/sub2" "$T/victim"
+
 # --update into an existing sandbox, --section to run only some sections
 echo one > "$T/f1"
 printf 'Bootstrap: scratch\n%%files\n    %s /f\n%%labels\n    L one\n%%runscript\n    echo one\n' "$T/f1" > "$T/up.def"
