@@ -564,7 +564,7 @@ static void progress_update(struct progress *pg, struct progress_row *rows, cons
 }
 
 int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want, size_t n, bool progress, bool quiet,
-                struct hutch_error *err)
+                void (*on_ready)(void *ctx, const char *digest), void *ctx, struct hutch_error *err)
 {
         /* locks taken in digest order: two pulls wanting the same blobs never wait on each other crosswise */
         _cleanup_free_ struct blob_want *w = calloc(n ? n : 1, sizeof *w);
@@ -593,6 +593,8 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                 }
                 if (blob_present(dir_fd, &w[i])) {
                         log_verbose("Blob %.19s is cached", w[i].digest);
+                        if (on_ready)
+                                on_ready(ctx, w[i].digest);
                         close(lk);
                         continue;
                 }
@@ -654,6 +656,8 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                         int k = transfer_finish(dir_fd, tr, msg->data.result, status, c->host, &e);
                         c->requests++;
                         tr->done = k >= 0;
+                        if (k >= 0 && r >= 0 && on_ready)
+                                on_ready(ctx, tr->w->digest);
                         if (k < 0 && r >= 0) {
                                 r = k;
                                 *err = e;

@@ -97,7 +97,7 @@ int oras_pull(const struct pull_spec *p, const struct registry_ref *ref, char **
                 goto out;
         }
         struct blob_want w = {sif->digest, sif->size, "SIF"};
-        if ((r = blobs_fetch(&c, blob_fd, &w, 1, p->progress, p->quiet, err)) < 0)
+        if ((r = blobs_fetch(&c, blob_fd, &w, 1, p->progress, p->quiet, NULL, NULL, err)) < 0)
                 goto out;
         if (p->target)
                 r = copy_file(blob_fd, sif->digest + 7, p->target, err);

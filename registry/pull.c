@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -363,38 +366,175 @@ static void private_dir_remove(const char *path)
         spawn_wait(rm_argv, true);
 }
 
-/* Fetch the blobs (docker://), check them (local sources), unpack the layers, write
- * metadata, squash into target. */
-int convert(struct pull_ctx *x, const char *target, struct hutch_error *err)
+/* The layers are unpacked by a child of ours (its own copy of our memory; the root and blob
+ * folders its fds 4 and 5) as they become ready, in order, while later ones still download.
+ * A layer reaches it only once verified under its digest, so nothing unverified is ever
+ * unpacked; on any failure the child is killed and the work folder removed whole. */
+struct unpacker {
+        const struct pull_ctx *x;
+        pid_t pid;
+        int sock; /* SOCK_SEQPACKET: layer indices to the child, its result back */
+        size_t next;
+        bool *ready;
+};
+struct unpack_result {
+        int r;
+        struct hutch_error err;
+};
+enum { UNPACK_SOCK = 3, UNPACK_ROOT = 4, UNPACK_BLOBS = 5 };
+
+static _Noreturn void unpacker_main(const struct pull_ctx *x)
+{
+        struct unpack_opts uo = {.as_root = is_really_root()};
+        struct unpack_result res = {.err = HUTCH_ERROR_INIT};
+        for (;;) {
+                uint32_t i;
+                ssize_t k = recv(UNPACK_SOCK, &i, sizeof i, 0);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k == 0) /* every layer sent */
+                        break;
+                if (k != sizeof i || i >= x->n_names) {
+                        res.r = hutch_err(&res.err, -EPROTO, "the layer unpacker got a bad message");
+                        break;
+                }
+                char path[PATH_MAX];
+                snprintf(path, sizeof path, "/proc/self/fd/%d/%s", UNPACK_BLOBS, x->names[i]);
+                if ((res.r = layer_unpack(UNPACK_ROOT, path, &uo, &res.err)) < 0) {
+                        hutch_err_wrap(&res.err, "layer %.19s", x->names[i]);
+                        break;
+                }
+        }
+        if (res.r >= 0)
+                layer_unpack_finish(UNPACK_ROOT, &uo);
+        (void) !send(UNPACK_SOCK, &res, sizeof res, MSG_NOSIGNAL);
+        _exit(res.r < 0);
+}
+
+static int unpacker_start(struct unpacker *u, const struct pull_ctx *x, int root, struct hutch_error *err)
+{
+        int sv[2];
+        *u = (struct unpacker){.x = x, .pid = -1, .sock = -1};
+        if (!(u->ready = calloc(x->n_names + 1, sizeof *u->ready)))
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return hutch_err_sys(err, -errno, "cannot start the layer unpacker");
+        fflush(stdout);
+        fflush(stderr);
+        const int fds[] = {sv[1], root, x->blob_fd};
+        pid_t pid = fork_detached(fds, ELEMENTSOF(fds));
+        if (pid == 0)
+                unpacker_main(x);
+        close(sv[1]);
+        if (pid < 0) {
+                close(sv[0]);
+                return hutch_err_sys(err, pid, "cannot start the layer unpacker");
+        }
+        u->pid = pid;
+        u->sock = sv[0];
+        return 0;
+}
+
+/* The layers from u->next on that are ready, in order, to the child (a send that fails:
+ * the child has ended, and says why in its result). */
+static void unpacker_send(struct unpacker *u)
+{
+        for (; u->next < u->x->n_names && u->ready[u->next]; u->next++) {
+                uint32_t i = (uint32_t) u->next;
+                (void) !send(u->sock, &i, sizeof i, MSG_NOSIGNAL);
+        }
+}
+
+/* blobs_fetch's on_ready: a verified blob; the layers it is (a manifest may repeat one) */
+static void layer_ready(void *ctx, const char *digest)
+{
+        struct unpacker *u = ctx;
+        for (size_t i = 0; i < u->x->n_names; i++)
+                if (!strcmp(u->x->names[i], digest + 7))
+                        u->ready[i] = true;
+        unpacker_send(u);
+}
+
+/* ok: every layer to the child, then its result; else the child killed. Frees u. */
+static int unpacker_end(struct unpacker *u, bool ok, struct hutch_error *err)
+{
+        struct unpack_result res = {.r = -EIO};
+        ssize_t k = -1;
+        if (ok) {
+                for (size_t i = 0; i < u->x->n_names; i++)
+                        u->ready[i] = true;
+                unpacker_send(u);
+                shutdown(u->sock, SHUT_WR);
+                while ((k = recv(u->sock, &res, sizeof res, 0)) < 0 && errno == EINTR)
+                        ;
+        } else if (u->pid > 0)
+                kill(u->pid, SIGKILL);
+        while (u->pid > 0 && waitpid(u->pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        if (u->sock >= 0)
+                close(u->sock);
+        free(u->ready);
+        *u = (struct unpacker){.pid = -1, .sock = -1};
+        if (!ok)
+                return 0;
+        if (k != (ssize_t) sizeof res)
+                return hutch_err(err, -EIO, "the layer unpacker ended without a result");
+        if (res.r < 0)
+                *err = res.err;
+        return res.r;
+}
+
+/* The blobs fetched (docker://) or checked (local sources) while the layers are unpacked */
+static int layers_get(struct pull_ctx *x, int root, struct hutch_error *err)
 {
         const struct pull_spec *p = x->p;
-        int r = 0;
+        struct unpacker u;
+        int r = unpacker_start(&u, x, root, err);
+        if (r < 0) {
+                unpacker_end(&u, false, err);
+                return r;
+        }
         if (x->fetch) {
                 size_t n = x->m.n_layers + 1;
                 _cleanup_free_ struct blob_want *w = calloc(n, sizeof *w);
                 if (!w)
-                        return hutch_err(err, -ENOMEM, "out of memory");
-                w[0] = (struct blob_want){x->m.config.digest, x->m.config.size, "config"};
-                for (size_t i = 0; i < x->m.n_layers; i++)
-                        w[i + 1] = (struct blob_want){x->m.layers[i].digest, x->m.layers[i].size, "layer"};
-                if ((r = blobs_fetch(&x->c, x->blob_fd, w, n, p->progress, p->quiet, err)) < 0)
-                        return r;
+                        r = hutch_err(err, -ENOMEM, "out of memory");
+                for (size_t i = 0; w && i < n; i++)
+                        w[i] = i == 0 ? (struct blob_want){x->m.config.digest, x->m.config.size, "config"}
+                                      : (struct blob_want){x->m.layers[i - 1].digest, x->m.layers[i - 1].size, "layer"};
+                if (w)
+                        r = blobs_fetch(&x->c, x->blob_fd, w, n, p->progress, p->quiet, layer_ready, &u, err);
         }
-        for (size_t i = 0; x->verify && i <= x->n_names; i++) {
+        for (size_t i = 0; r >= 0 && x->verify && i <= x->n_names; i++) {
                 const char *name = i == 0 ? x->config_name : x->names[i - 1];
                 const char *want = i == 0 ? x->config_digest : x->digests[i - 1];
                 char got[72];
                 _cleanup_close_ int fd = openat(x->blob_fd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
                 if (fd < 0)
-                        return hutch_err_sys(err, -errno, "cannot open '%s' of the image", name);
-                if (!want)
-                        continue;
-                if ((r = sha256_file(fd, got, err)) < 0)
-                        return r;
-                if (strcmp(got, want) != 0)
-                        return hutch_err(err, -EBADMSG, "'%s' of the image does not match its digest %.19s", name,
-                                         want);
+                        r = hutch_err_sys(err, -errno, "cannot open '%s' of the image", name);
+                else if (want && (r = sha256_file(fd, got, err)) >= 0 && strcmp(got, want) != 0)
+                        r = hutch_err(err, -EBADMSG, "'%s' of the image does not match its digest %.19s", name, want);
         }
+        if (r < 0) {
+                unpacker_end(&u, false, err);
+                return r;
+        }
+        return unpacker_end(&u, true, err);
+}
+
+/* Fetch the blobs (docker://), check them (local sources), unpack the layers, write
+ * metadata, squash into target. */
+int convert(struct pull_ctx *x, const char *target, struct hutch_error *err)
+{
+        const struct pull_spec *p = x->p;
+        if (mkdirat(x->work_fd, "rootfs", 0755) < 0)
+                return hutch_err_sys(err, -errno, "cannot create the unpack folder");
+        _cleanup_close_ int root = openat(x->work_fd, "rootfs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (root < 0)
+                return hutch_err_sys(err, -errno, "cannot open the unpack folder");
+        int r = layers_get(x, root, err);
+        if (r < 0)
+                return r;
         _cleanup_free_ char *cj = NULL;
         size_t cl;
         r = read_regular_at(x->blob_fd, x->config_name, 16u << 20, &cj, &cl);
@@ -403,27 +543,7 @@ int convert(struct pull_ctx *x, const char *target, struct hutch_error *err)
         struct oci_config cfg = {0};
         if ((r = oci_config_parse(cj, cl, &cfg, err)) < 0)
                 return r;
-        if (mkdirat(x->work_fd, "rootfs", 0755) < 0) {
-                oci_config_free(&cfg);
-                return hutch_err_sys(err, -errno, "cannot create the unpack folder");
-        }
-        _cleanup_close_ int root = openat(x->work_fd, "rootfs", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        struct unpack_opts uo = {.as_root = is_really_root()};
-        for (size_t i = 0; i < x->n_names && r >= 0 && root >= 0; i++) {
-                char path[PATH_MAX];
-                snprintf(path, sizeof path, "/proc/self/fd/%d/%s", x->blob_fd, x->names[i]);
-                if (!p->quiet)
-                        log_verbose("Unpacking layer %zu/%zu %s", i + 1, x->n_names, x->names[i]);
-                r = layer_unpack(root, path, &uo, err);
-                if (r < 0)
-                        hutch_err_wrap(err, "layer %.19s", x->names[i]);
-        }
-        if (r >= 0 && root < 0)
-                r = hutch_err_sys(err, -errno, "cannot open the unpack folder");
-        if (root >= 0)
-                layer_unpack_finish(root, &uo);
-        if (r >= 0)
-                r = metadata_write(root, &cfg, p->source, err);
+        r = metadata_write(root, &cfg, p->source, err);
         oci_config_free(&cfg);
         if (r < 0)
                 return r;

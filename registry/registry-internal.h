@@ -46,8 +46,10 @@ struct blob_want {
         int64_t size;
         const char *what; /* for progress lines */
 };
+/* on_ready (or NULL) is called with each blob's digest once it is verified under its final
+ * name (or found there), while the others may still be downloading. */
 int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *w, size_t n, bool progress, bool quiet,
-                struct hutch_error *err);
+                void (*on_ready)(void *ctx, const char *digest), void *ctx, struct hutch_error *err);
 
 /* Per-blob progress bars on a terminal (stderr), redrawn in place. */
 struct progress_row {
