@@ -1,6 +1,6 @@
 /* The supervisor: one small process per instance, outside the container. It holds the
  * instance's lock, starts the image's server (hutch-squashfs, its child) and the container
- * through a short-lived launcher (a CLONE_VM child that enters the namespaces, mounts the
+ * through a short-lived launcher (a forked child that enters the namespaces, mounts the
  * image, hands the mount to the server and forks the init as the supervisor's own child,
  * then leaves), writes the state file, sends the container's output to size-capped logs,
  * stops the container when its image server reports a crash, restarts per policy and
@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -32,19 +31,18 @@
 #include "image/image.h"
 #include "instanced-internal.h"
 #include "util/log.h"
+#include "util/process.h"
 #include "util/util.h"
 
 #define SETTLE_TICK_MS 1
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 30000
 #define STABLE_RUN_S 10       /* a container that ran this long resets the backoff */
-#define TIDY_AFTER_MS 50      /* set-aside logs are removed, the heap trimmed, this long after a start */
+#define TIDY_AFTER_MS 50      /* set-aside logs are removed this long after a start */
 #define JOB_END_KILL_MS 10000 /* a payload that ignores SIGTERM at its job's end: SIGKILL, as stop's default */
 
 /* a supervisor is named as an overlay's lock holder by these */
 _Static_assert(SUPERVISOR_DIR_FD == OVERLAY_SUPERVISOR_DIR_FD, "the overlay lock holder's instance folder fd");
-
-#define LAUNCHER_STACK (1 << 20) /* mapped for each start, only the pages used are touched */
 
 #define READY_TICK_MS 50        /* --ready: how often the deadline is checked and a TCP probe made */
 #define READY_EXEC_EVERY_MS 250 /* --ready exec: the pause between two runs of the command */
@@ -78,8 +76,7 @@ struct sup {
         int srv_pipe[2];  /* where image servers report a crash, one line each */
         bool server_failed;
         struct hutch_error server_err; /* the first crash line of the current start */
-        pid_t init_early;              /* the same, written by the kernel as the launcher creates it */
-        pid_t ended_early;             /* an init_early ended as its launcher was killed, not yet logged */
+        pid_t ended_early;             /* a child ended as its launcher was killed, not yet logged */
         bool ready, stopping, finishing, backing_off, tidy_pending, kill_pending;
         bool start_audited; /* the start's audit entry waits for the image's digest */
         int settled_in_row;
@@ -335,28 +332,14 @@ static void drain(int fd, struct log_sink *s)
                 sink_write(s, buf, n);
 }
 
-struct launcher_args {
-        struct sup *u;
-        int notify, serve;
-        pid_t supervisor;
-};
-
-/* The launcher: runs on the supervisor's memory while the supervisor is suspended (so
- * nothing is copied), with stdio on the log pipes; the batch path with a PID namespace
- * makes the init its sibling (the supervisor's child), reports "started" or "failed"
- * through notify and returns once the payload runs. */
-static int launcher_main(void *p)
+/* The launcher: a fork of the supervisor (on a copy of its memory), with stdio on the log
+ * pipes; the batch path with a PID namespace makes the init its sibling (the supervisor's
+ * child), reports "started" or "failed" through notify and exits once the payload runs. */
+static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
 {
-        const struct launcher_args *a = p;
-        struct sup *u = a->u;
-        int notify = a->notify, serve = a->serve;
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct launch_spec spec = *u->spec->launch;
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != a->supervisor)
-                _exit(255);
         /* nothing of the supervisor's reaches the container: not its lock (whose copies
          * would keep the instance "alive"), the CLI's socket or the state folder */
         int keep[] = {notify, serve, u->out_pipe[1], u->err_pipe[1], devnull};
@@ -378,9 +361,8 @@ static int launcher_main(void *p)
         spec.instance = true;
         spec.notify_fd = notify;
         spec.serve_sock = serve;
-        spec.affinity = a->u->pinned ? &a->u->affinity : NULL;
-        spec.affinity_size = spec.affinity ? sizeof a->u->affinity : 0;
-        spec.init_early = &u->init_early;
+        spec.affinity = u->pinned ? &u->affinity : NULL;
+        spec.affinity_size = spec.affinity ? sizeof u->affinity : 0;
         spec.overlays_locked = true;
         if (u->notify_path) {
                 spec.notify_socket = u->notify_path;
@@ -518,17 +500,37 @@ static int server_start(struct sup *u, int *ret_sock, struct hutch_error *err)
         return 0;
 }
 
-/* SIGKILL every child of this thread (the init, when one was made). */
-static bool child_kill(pid_t child, void *arg)
+/* SIGKILL a child that is none of ours we know: the init a killed launcher made (as our
+ * child, CLONE_PARENT) before it could report it. Not reaped yet, so its pid is still its
+ * own. */
+static bool child_kill_unknown(pid_t child, void *arg)
 {
-        (void) arg;
-        kill(child, SIGKILL);
+        struct sup *u = arg;
+        if (child == u->server || child == u->probe || child == u->init)
+                return true;
+        if (proc_state(child, child) != 'Z' && kill(child, SIGKILL) == 0)
+                u->ended_early = child;
         return true;
 }
 
-static void kill_children(void)
+/* The launcher and its report: the init's pid once the payload runs, or why it failed.
+ * Returns the launcher's wait status or -errno. */
+static int launcher_run(struct sup *u, int notify, int serve)
 {
-        each_child(getpid(), gettid(), child_kill, NULL);
+        struct pidref launcher = PIDREF_NULL;
+        int r = process_fork(FORK_DEATHSIG, &launcher);
+        if (r < 0)
+                return r;
+        if (r == 0)
+                launcher_main(u, notify, serve);
+        int ws = 0;
+        while (waitpid(launcher.pid, &ws, 0) < 0)
+                if (errno != EINTR) {
+                        ws = -errno;
+                        break;
+                }
+        pidref_done(&launcher);
+        return ws;
 }
 
 /* Start the container; returns once its payload runs (or setup failed). */
@@ -546,25 +548,7 @@ static int container_start(struct sup *u, struct hutch_error *err)
                 close(sp[1]);
                 return r;
         }
-        struct launcher_args a = {.u = u, .notify = sp[1], .serve = serve, .supervisor = getpid()};
-        u->init_early = 0;
-        int ws = run_in_vfork(launcher_main, &a, LAUNCHER_STACK);
-        if (ws >= 0 && WIFSIGNALED(ws)) {
-                /* the launcher was killed: the init may still be running on our memory
-                 * until its exec (spawn_vm). End it (and with it its PID namespace) before
-                 * anything here touches the heap; an init of its own memory (forked) is
-                 * ended too, as nobody will tell it the start failed */
-                pid_t early = u->init_early;
-                if (early > 0) {
-                        kill(early, SIGKILL);
-                        while (waitpid(early, NULL, 0) < 0 && errno == EINTR)
-                                ;
-                }
-                kill_children();
-                /* only now may the heap be used: the account, for the log and the tests
-                 * (written once the logs are open) */
-                u->ended_early = early;
-        }
+        int ws = launcher_run(u, sp[1], serve);
         unpin(u);
         close(sp[1]);
         if (serve >= 0)
@@ -572,6 +556,13 @@ static int container_start(struct sup *u, struct hutch_error *err)
         struct launch_event ev = {0};
         ssize_t n = ws < 0 ? -1 : recv(sp[0], &ev, sizeof ev, MSG_DONTWAIT);
         close(sp[0]);
+        if (ws >= 0 && WIFSIGNALED(ws) && !(n == (ssize_t) sizeof ev && ev.type == LAUNCH_EVENT_STARTED)) {
+                /* the launcher was killed before it reported the init: an init it made is
+                 * our child all the same, and nobody would tell it the start failed. It is
+                 * ended (and with it its PID namespace); the account goes to the log once
+                 * it is open */
+                each_child(getpid(), getpid(), child_kill_unknown, u);
+        }
         u->run_started = time(NULL);
         if (ws < 0)
                 return hutch_err_sys(err, ws, "cannot start the launcher");
@@ -897,9 +888,6 @@ static void on_timer(struct sup *u)
                 sink_drop_aside(&u->err);
                 if (u->ready)
                         audit_start(u);
-                /* what the launcher allocated and freed on our heap; ~1 ms, with the
-                 * arenas' locks held in turn (the FUSE thread's too): not during the start */
-                malloc_trim(0);
         }
         if (u->backing_off) {
                 struct hutch_error e = HUTCH_ERROR_INIT;

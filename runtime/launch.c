@@ -25,6 +25,7 @@
 
 #include "runtime-internal.h"
 #include "util/log.h"
+#include "util/process.h"
 #include "util/util.h"
 
 static void host_path_close(struct host_path *h)
@@ -351,8 +352,7 @@ static int enter_workdir(const struct launch_ctx *c, struct hutch_error *err)
         return 0;
 }
 
-/* Exec a prepared command: workdir, no_new_privs, its environment, the exec. Allocates
- * nothing (it may run on its parent's memory, which would keep what it left). */
+/* Exec a prepared command: workdir, no_new_privs, its environment, the exec. */
 static int payload_exec_cmd(struct launch_ctx *c, const struct payload_cmd *cmd, struct hutch_error *err)
 {
         int r;
@@ -420,30 +420,19 @@ static int pid1_memfd(void)
 }
 #endif
 
-/* The init's and the payload's stacks while they run on their parent's memory. */
-#define CHILD_STACK (256 * 1024)
-
-struct payload_args {
-        struct launch_ctx *c;
-        const struct payload_cmd *cmd;
-        int prepared; /* payload_prepare's result */
-        struct hutch_error *err;
-        int sync_fd;
-};
-
-/* The payload, started by the init: on the init's memory until its exec (spawn_vm), with
- * the command the init prepared, so that nothing it allocates outlives it there. */
-static int payload_main(void *p)
+/* The payload, forked by the init, with the command the init prepared: a failure before
+ * its exec goes to the launcher on sync_fd. */
+static _Noreturn void payload_main(struct launch_ctx *c, const struct payload_cmd *cmd, int prepared, int sync_fd,
+                                   struct hutch_error *err)
 {
-        struct payload_args *a = p;
         sigset_t all;
         sigfillset(&all);
         sigprocmask(SIG_UNBLOCK, &all, NULL);
-        if (a->prepared == -ENOENT)
-                payload_none(a->c);
-        if (a->prepared >= 0)
-                payload_exec_cmd(a->c, a->cmd, a->err);
-        (void) !send(a->sync_fd, a->err, sizeof *a->err, MSG_NOSIGNAL);
+        if (prepared == -ENOENT)
+                payload_none(c);
+        if (prepared >= 0)
+                payload_exec_cmd(c, cmd, err);
+        (void) !send(sync_fd, err, sizeof *err, MSG_NOSIGNAL);
         _exit(255);
 }
 
@@ -483,9 +472,8 @@ static _Noreturn void init_loop(pid_t payload, bool keep)
 /* PID 1 of a --pid namespace: start the payload and become the init: hutch-init from the
  * launcher's memfd, else init_loop. In an instance, a payload that exits 0 leaves PID 1
  * running (Apptainer's instances outlive their startscript); a terminating signal ends
- * it. With the memfd the init runs on the launcher's memory until that exec (spawn_vm):
- * if the exec is refused all the same (a security module), it ends the payload and
- * fails. */
+ * it. If the exec of the memfd is refused all the same (a security module), it ends the
+ * payload and fails. */
 static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
@@ -496,14 +484,13 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
         sigprocmask(SIG_BLOCK, &all, NULL);
         if (c->spec->affinity)
                 sched_setaffinity(0, c->spec->affinity_size, c->spec->affinity);
-        struct payload_args pa = {.c = c, .cmd = &cmd, .err = &err, .sync_fd = sync_fd};
-        pa.prepared = payload_prepare(c, &cmd, &err);
-        char **env = environ;
-        pid_t payload = spawn_vm(payload_main, &pa, CHILD_STACK, false, NULL);
-        environ = env;
+        int prepared = payload_prepare(c, &cmd, &err);
+        pid_t payload = fork();
+        if (payload == 0)
+                payload_main(c, &cmd, prepared, sync_fd, &err);
         payload_cmd_free(&cmd);
         if (payload < 0) {
-                hutch_err_sys(&err, payload, "cannot start the payload");
+                hutch_err_sys(&err, -errno, "cannot start the payload");
                 (void) !send(sync_fd, &err, sizeof err, MSG_NOSIGNAL);
                 _exit(255);
         }
@@ -552,7 +539,7 @@ int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigs
         ssize_t n = recv(sync_fd, err, sizeof *err, 0);
         close(sync_fd);
         if (s->instance) {
-                /* the init is our parent's child (fork_sibling): report it and leave */
+                /* the init is our parent's child (FORK_SIBLING): report it and leave */
                 sigprocmask(SIG_SETMASK, old, NULL);
                 if (n == (ssize_t) sizeof *err)
                         return err->code < 0 ? err->code : -EIO;
@@ -597,21 +584,14 @@ struct init_args {
         const sigset_t *old; /* the signal mask from before the launcher blocked every signal */
 };
 
-/* The init-to-be, PID 1 of the new namespace, on the launcher's memory until its exec. */
-
-static int init_main(void *p)
+/* The init-to-be, PID 1 of the new namespace: a fork of the launcher until its exec. */
+static _Noreturn void init_main(struct init_args *a)
 {
-        struct init_args *a = p;
         struct launch_ctx *c = a->c;
         struct hutch_error err = HUTCH_ERROR_INIT;
         int r;
         sigprocmask(SIG_SETMASK, a->old, NULL);
         close(a->sync[0]);
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        /* getppid() is 0 across the PID namespace boundary: ask the parent's pidfd */
-        struct pollfd pp = {.fd = c->owner_pidfd, .events = POLLIN};
-        if (poll(&pp, 1, 0) != 0)
-                _exit(255);
         if ((r = rootfs_assemble(c, &err)) < 0 || (r = rootfs_pivot(c, &err)) < 0) {
                 (void) !send(a->sync[1], &err, sizeof err, MSG_NOSIGNAL);
                 _exit(255);
@@ -685,34 +665,28 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create sync socket");
         /* an instance's init is the supervisor's child (a sibling of ours), so this process
-         * need not stay; it runs on our memory until its exec (spawn_vm) */
+         * need not stay; it ends with its parent (the supervisor's end, or ours in batch) */
         sigset_t all, old;
         sigfillset(&all);
         struct init_args ia = {.c = c, .sync = sp, .old = &old};
-        pid_t child;
+        struct pidref init = PIDREF_NULL;
 #ifdef HUTCH_PID1
         c->pid1_fd = pid1_memfd();
 #endif
-        /* before the child exists: an init that ends at once (hutch-init runs while a
-         * vfork-style spawn still holds us) must leave its SIGCHLD pending for child_wait */
+        /* before the child exists: an init that ends at once must leave its SIGCHLD
+         * pending for child_wait */
         sigprocmask(SIG_BLOCK, &all, &old);
-        if (c->pid1_fd >= 0 || !run_in_vfork_shares_memory()) {
-                child = spawn_vm(init_main, &ia, CHILD_STACK, s->instance, s->init_early);
-        } else {
-                /* an init running init_loop needs memory of its own: a fork (a raw clone
-                 * for an instance's: no other thread runs on the supervisor's memory) */
-                child = s->instance ? fork_sibling() : fork();
-                if (child == 0)
-                        init_main(&ia);
-                if (child < 0)
-                        child = -errno;
-        }
+        r = process_fork(FORK_DEATHSIG | (s->instance ? FORK_SIBLING : 0), &init);
+        if (r == 0)
+                init_main(&ia);
         close(sp[1]);
-        if (child < 0) {
+        if (r < 0) {
                 sigprocmask(SIG_SETMASK, &old, NULL);
                 close(sp[0]);
-                return hutch_err_sys(err, child, "cannot fork into the PID namespace");
+                return hutch_err_sys(err, r, "cannot fork into the PID namespace");
         }
+        pid_t child = init.pid;
+        pidref_done(&init);
         /* the init's end undoes the network (an init already gone: the helper sees us close
          * its socket instead, and undoes it then) */
         struct hutch_error werr = HUTCH_ERROR_INIT;

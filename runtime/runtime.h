@@ -50,9 +50,6 @@ struct launch_spec {
          * (the set-up runs on one CPU with the image server); NULL: none */
         const void *affinity;
         size_t affinity_size;
-        /* with instance: where the init's pid is written as it is created, before it runs
-         * on the launcher's memory (the supervisor's, should the launcher be killed then) */
-        pid_t *init_early;
         /* Resource limits: the launcher stays outside as a small parent that creates the
          * cgroup, waits, reports an OOM kill and removes the cgroup. NULL: none. */
         const struct cgroup_limits *limits;

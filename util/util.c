@@ -591,14 +591,7 @@ struct detached {
 
 /* AddressSanitizer cannot follow a child running on a stack of its own in our memory (it
  * warns on every noreturn call there, and its leak checker would scan a stack it does not
- * know): under it, the helpers below keep to syscalls unchecked, and run_in_vfork forks. */
-#if defined(__SANITIZE_ADDRESS__)
-#define HUTCH_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define HUTCH_ASAN 1
-#endif
-#endif
+ * know): the vfork-style helpers below keep to syscalls, unchecked. */
 
 /* What a detached process starts with: its own session, the default action for every
  * signal we handle, stdin/stdout/stderr on /dev/null, fds[i] as fd 3+i and no other fd, no
@@ -713,63 +706,6 @@ pid_t spawn_child(const char *path, char *const argv[], const int *fds, size_t n
                 return d.err;
         }
         return child;
-}
-
-bool run_in_vfork_shares_memory(void)
-{
-#ifdef HUTCH_ASAN
-        return false;
-#else
-        return true;
-#endif
-}
-
-/* The top of a fresh stack that a child will touch anyway: populated in one call (a
- * page fault costs ~15 us on virtual machines like CI's, a populated page ~1 us). */
-#define STACK_PREFAULT (32 * 1024)
-
-pid_t spawn_vm(int (*fn)(void *), void *arg, size_t stack_size, bool sibling, pid_t *early)
-{
-#ifdef HUTCH_ASAN
-        (void) stack_size;
-        pid_t p = sibling ? fork_sibling() : fork();
-        if (p == 0)
-                _exit(fn(arg));
-        if (p > 0 && early)
-                *early = p;
-        return p < 0 ? -errno : p;
-#endif
-        /* a guard page below: an overflow faults instead of writing over other memory */
-        size_t guard = 4096;
-        char *stack =
-                mmap(NULL, guard + stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-        if (stack == MAP_FAILED)
-                return -errno;
-        mprotect(stack, guard, PROT_NONE);
-        if (stack_size > STACK_PREFAULT)
-                (void) madvise(stack + guard + stack_size - STACK_PREFAULT, STACK_PREFAULT, MADV_POPULATE_WRITE);
-        int flags = CLONE_VM | CLONE_VFORK | (sibling ? CLONE_PARENT : 0) | (early ? CLONE_PARENT_SETTID : 0);
-        pid_t child = clone(fn, stack + guard + stack_size, flags | SIGCHLD, arg, early);
-        int r = child < 0 ? -errno : child;
-        munmap(stack, guard + stack_size);
-        return r;
-}
-
-int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size)
-{
-        int status = 0;
-        pid_t child = spawn_vm(fn, arg, stack_size, false, NULL);
-        if (child < 0)
-                return child;
-        while (waitpid(child, &status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        return status;
-}
-
-pid_t fork_sibling(void)
-{
-        return (pid_t) syscall(SYS_clone, CLONE_PARENT | SIGCHLD, 0, NULL, NULL, 0);
 }
 
 int send_fds(int sock, const void *buf, size_t len, const int *fds, size_t n)

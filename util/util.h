@@ -109,28 +109,6 @@ pid_t spawn_child(const char *path, char *const argv[], const int *fds, size_t n
  * process's code on a copy of its memory. Our child until we exit. Flush stdio first. 0 in
  * the child (which _exits 127 when the set-up fails), its pid here, or -errno. */
 pid_t fork_detached(const int *fds, size_t n_fds);
-/* Run fn(arg) in a child that shares this process's memory (CLONE_VM|CLONE_VFORK, own
- * stack of stack_size bytes and a guard page, own fd table and signal handlers): nothing is
- * copied, and this process is suspended until the child exits; fn must end in _exit() and
- * must not exec. A process fn forks goes on on a copy of that stack.
- * Results come back through fds (under AddressSanitizer the child is a plain fork). Returns
- * the child's wait status, or -errno when it could not be started. */
-int run_in_vfork(int (*fn)(void *), void *arg, size_t stack_size);
-/* Start fn(arg) in a child that shares this process's memory until it execs or exits
- * (CLONE_VM|CLONE_VFORK, a stack of its own with a guard page): returns the child's pid
- * once it has done either, or -errno. fn must end in an exec or _exit; nothing it leaves
- * allocated is freed. sibling: the child is our parent's (CLONE_PARENT), not ours. early
- * (or NULL): where the kernel writes the child's pid as it creates it, before it runs
- * (for whoever must end it should this process die meanwhile). Under AddressSanitizer a
- * plain fork (fork_sibling), returning at once. */
-pid_t spawn_vm(int (*fn)(void *), void *arg, size_t stack_size, bool sibling, pid_t *early);
-/* false under AddressSanitizer, where run_in_vfork is a plain fork */
-bool run_in_vfork_shares_memory(void);
-/* fork(), but the child's parent is this process's parent (CLONE_PARENT): it survives our
- * exit and its exit is reported to our parent. A raw clone: no atfork handlers run, so use
- * it only where no other thread exists. */
-pid_t fork_sibling(void);
-
 /* hutch's own programs (hutch-squashfs, and the libexec programs of verbs whose libraries
  * the lean hutch binary does not load): NAME beside this binary, as in a build folder, or
  * in ../libexec/hutch/ from it, as installed; never another installation's. buf, or NULL

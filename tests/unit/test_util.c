@@ -245,57 +245,6 @@ static void test_proc(void **state)
         assert_int_equal(proc_state(0x3fffffff, 0), 0);
 }
 
-static int vfork_child(void *p)
-{
-        int *fds = p;
-        char big[64 << 10]; /* the child's own stack holds more than a page */
-        memset(big, 'x', sizeof big);
-        (void) !write(fds[1], big + sizeof big - 2, 2);
-        _exit(7);
-}
-
-/* run_in_vfork: the child's exit status comes back, output through an fd; under ASan it
- * is a plain fork, which must behave the same. */
-static void test_vfork(void **state)
-{
-        (void) state;
-        int fds[2];
-        char buf[4] = "";
-        assert_int_equal(pipe(fds), 0);
-        int ws = run_in_vfork(vfork_child, fds, 256 << 10);
-        assert_true(WIFEXITED(ws));
-        assert_int_equal(WEXITSTATUS(ws), 7);
-        assert_int_equal(read(fds[0], buf, sizeof buf), 2);
-        assert_string_equal(buf, "xx");
-        close(fds[0]);
-        close(fds[1]);
-}
-
-static int early_child(void *p)
-{
-        const volatile pid_t *early = p;
-        _exit(*early == getpid() ? 0 : 1);
-}
-
-/* spawn_vm: the pid is written to early before the child runs (a supervisor whose
- * launcher dies reads it there); under ASan (a plain fork, the child on a copy) only once
- * spawn_vm returns. */
-static void test_spawn_vm_early(void **state)
-{
-        (void) state;
-        if (getenv("HUTCH_VALGRIND")) /* dev.sh's valgrind run: valgrind cannot run CLONE_VM without a thread */
-                skip();
-        pid_t early = 0;
-        int ws = 0;
-        pid_t pid = spawn_vm(early_child, &early, 64 << 10, false, &early);
-        assert_true(pid > 0);
-        assert_int_equal(early, pid);
-        assert_int_equal(waitpid(pid, &ws, 0), pid);
-        assert_true(WIFEXITED(ws));
-        if (run_in_vfork_shares_memory())
-                assert_int_equal(WEXITSTATUS(ws), 0);
-}
-
 /* mkdir_p_at: every level made, an existing path is fine (through a symlink too), a file
  * in the way is an error */
 static void test_mkdir_p(void **state)
@@ -501,16 +450,15 @@ static void test_sha256(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_strv),           cmocka_unit_test(test_env),
-                cmocka_unit_test(test_quote),          cmocka_unit_test(test_split),
-                cmocka_unit_test(test_normalize),      cmocka_unit_test(test_env_name),
-                cmocka_unit_test(test_error),          cmocka_unit_test(test_size),
-                cmocka_unit_test(test_proc),           cmocka_unit_test(test_vfork),
-                cmocka_unit_test(test_spawn_vm_early), cmocka_unit_test(test_fds),
-                cmocka_unit_test(test_dir_stream),     cmocka_unit_test(test_size_format),
-                cmocka_unit_test(test_fork_detached),  cmocka_unit_test(test_close_all),
-                cmocka_unit_test(test_mkdir_p),        cmocka_unit_test(test_parse_numbers),
-                cmocka_unit_test(test_escape),         cmocka_unit_test(test_read_regular),
+                cmocka_unit_test(test_strv),          cmocka_unit_test(test_env),
+                cmocka_unit_test(test_quote),         cmocka_unit_test(test_split),
+                cmocka_unit_test(test_normalize),     cmocka_unit_test(test_env_name),
+                cmocka_unit_test(test_error),         cmocka_unit_test(test_size),
+                cmocka_unit_test(test_proc),          cmocka_unit_test(test_fds),
+                cmocka_unit_test(test_dir_stream),    cmocka_unit_test(test_size_format),
+                cmocka_unit_test(test_fork_detached), cmocka_unit_test(test_close_all),
+                cmocka_unit_test(test_mkdir_p),       cmocka_unit_test(test_parse_numbers),
+                cmocka_unit_test(test_escape),        cmocka_unit_test(test_read_regular),
                 cmocka_unit_test(test_sha256),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,145 @@
+/* util/process: the fork helper (plain, tied to its parent, as a sibling) and pidrefs. */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "util/process.h"
+
+/* a plain fork: the child runs on a copy (its writes are not ours), its status comes back,
+ * and the pidref carries a pidfd that polls readable once it has exited */
+static void test_fork_plain(void **state)
+{
+        (void) state;
+        static int shared_probe = 1;
+        struct pidref p = PIDREF_NULL;
+        int r = process_fork(0, &p);
+        if (r == 0) {
+                shared_probe = 2;
+                _exit(shared_probe == 2 ? 7 : 1);
+        }
+        assert_int_equal(r, 1);
+        assert_true(pidref_is_set(&p));
+        assert_true(p.fd >= 0);
+        struct pollfd pp = {.fd = p.fd, .events = POLLIN};
+        assert_int_equal(poll(&pp, 1, 5000), 1);
+        int ws = 0;
+        assert_int_equal(waitpid(p.pid, &ws, 0), p.pid);
+        assert_true(WIFEXITED(ws));
+        assert_int_equal(WEXITSTATUS(ws), 7);
+        assert_int_equal(shared_probe, 1);
+        /* gone: a signal through the pidfd reaches nobody, never a new owner of the pid */
+        assert_int_equal(pidref_kill(&p, SIGKILL), -ESRCH);
+        pidref_done(&p);
+        assert_false(pidref_is_set(&p));
+        assert_int_equal(p.fd, -EBADF);
+}
+
+/* pidref_kill signals the child it names */
+static void test_kill(void **state)
+{
+        (void) state;
+        struct pidref p = PIDREF_NULL;
+        int r = process_fork(0, &p);
+        if (r == 0) {
+                pause();
+                _exit(0);
+        }
+        assert_int_equal(r, 1);
+        assert_int_equal(pidref_kill(&p, SIGTERM), 0);
+        int ws = 0;
+        assert_int_equal(waitpid(p.pid, &ws, 0), p.pid);
+        assert_true(WIFSIGNALED(ws));
+        assert_int_equal(WTERMSIG(ws), SIGTERM);
+        pidref_done(&p);
+        struct pidref none = PIDREF_NULL;
+        assert_int_equal(pidref_kill(&none, 0), -ESRCH);
+        assert_int_equal(pidref_set_pid(&none, 0), -EINVAL);
+}
+
+/* FORK_SIBLING: a child of a middle process is ours (CLONE_PARENT), outlives the middle
+ * and is reaped by us; FORK_DEATHSIG ties it to us, not to the middle */
+static void test_sibling(void **state)
+{
+        (void) state;
+        int fds[2], go[2];
+        assert_int_equal(pipe(fds), 0);
+        assert_int_equal(pipe(go), 0);
+        pid_t me = getpid();
+        pid_t middle = fork();
+        if (middle == 0) {
+                struct pidref s = PIDREF_NULL;
+                int r = process_fork(FORK_SIBLING | FORK_DEATHSIG, &s);
+                if (r == 0) {
+                        /* wait for the middle to be gone, then say who our parent is */
+                        char c;
+                        (void) !read(go[0], &c, 1);
+                        _exit(getppid() == me ? 9 : 1);
+                }
+                pid_t pid = s.pid;
+                (void) !write(fds[1], &pid, sizeof pid);
+                _exit(r == 1 ? 0 : 1);
+        }
+        pid_t sib = 0;
+        assert_int_equal(read(fds[0], &sib, sizeof sib), (ssize_t) sizeof sib);
+        int ws = 0;
+        assert_int_equal(waitpid(middle, &ws, 0), middle);
+        assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+        assert_int_equal(write(go[1], "x", 1), 1);
+        assert_int_equal(waitpid(sib, &ws, 0), sib);
+        assert_true(WIFEXITED(ws));
+        assert_int_equal(WEXITSTATUS(ws), 9);
+        close(fds[0]);
+        close(fds[1]);
+        close(go[0]);
+        close(go[1]);
+}
+
+/* FORK_DEATHSIG: the child is killed when its parent ends (the middle process here) */
+static void test_deathsig(void **state)
+{
+        (void) state;
+        int fds[2];
+        assert_int_equal(pipe(fds), 0);
+        /* we reap the orphaned grandchild: it comes back to us, not to init */
+        assert_int_equal(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+        pid_t middle = fork();
+        if (middle == 0) {
+                struct pidref c = PIDREF_NULL;
+                int r = process_fork(FORK_DEATHSIG, &c);
+                if (r == 0) {
+                        pause();
+                        _exit(0);
+                }
+                (void) !write(fds[1], &c.pid, sizeof c.pid);
+                _exit(0);
+        }
+        pid_t child = 0;
+        assert_int_equal(read(fds[0], &child, sizeof child), (ssize_t) sizeof child);
+        int ws = 0;
+        assert_int_equal(waitpid(middle, &ws, 0), middle);
+        assert_int_equal(waitpid(child, &ws, 0), child);
+        /* killed, or (the middle gone before it asked) ended at once by the re-check */
+        assert_true((WIFSIGNALED(ws) && WTERMSIG(ws) == SIGKILL) || (WIFEXITED(ws) && WEXITSTATUS(ws) == 255));
+        prctl(PR_SET_CHILD_SUBREAPER, 0);
+        close(fds[0]);
+        close(fds[1]);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_fork_plain),
+                cmocka_unit_test(test_kill),
+                cmocka_unit_test(test_sibling),
+                cmocka_unit_test(test_deathsig),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

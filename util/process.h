@@ -1,0 +1,51 @@
+/* Processes: a pidref (pid + pidfd) for every child or peer that outlives one statement,
+ * and the one fork helper. A pidfd names one process for good, where a pid may be reused
+ * once the process is reaped (pidfd_open(2), Linux 5.3). Returns -errno, never prints. */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct pidref {
+        pid_t pid; /* 0 when unset */
+        int fd;    /* its pidfd, or -EBADF where none could be had */
+};
+
+#define PIDREF_NULL ((struct pidref){.pid = 0, .fd = -EBADF})
+
+static inline bool pidref_is_set(const struct pidref *p)
+{
+        return p->pid > 0;
+}
+
+/* Take pid (a child of ours not yet reaped, or a process known by other means) by a new
+ * pidfd. The pidref holds the pid even when no pidfd can be had (-errno then). */
+int pidref_set_pid(struct pidref *p, pid_t pid);
+/* Signal it through its pidfd (pidfd_send_signal(2), Linux 5.1): never another process
+ * that got its pid since. -ESRCH when it is gone (a zombie is gone). */
+int pidref_kill(const struct pidref *p, int sig);
+/* Close the pidfd and forget the process (it is not signalled or reaped). */
+void pidref_done(struct pidref *p);
+static inline void pidref_donep(struct pidref *p)
+{
+        pidref_done(p);
+}
+#define _cleanup_pidref_ __attribute__((cleanup(pidref_donep)))
+
+enum {
+        /* the child ends with SIGKILL when its parent does (PR_SET_PDEATHSIG), and at once
+         * should the parent already be gone by the time it asks (the re-check systemd's
+         * helper makes; the parent is watched by a pidfd taken before the fork, which works
+         * across a PID namespace where getppid() says 0) */
+        FORK_DEATHSIG = 1 << 0,
+        /* the child is our parent's, not ours (CLONE_PARENT): it outlives us, its exit is
+         * reported to our parent, and FORK_DEATHSIG ties it to our parent. Only in a
+         * single-threaded process: a raw clone runs no atfork handler. */
+        FORK_SIBLING = 1 << 1,
+};
+
+/* fork(): the child goes on with a copy of this process's memory (never on this memory).
+ * 0 in the child; in the parent 1 with *ret the child (its pidfd from CLONE_PIDFD), or
+ * -errno. */
+int process_fork(unsigned flags, struct pidref *ret);
