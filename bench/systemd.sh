@@ -22,7 +22,7 @@ if [ "${3:-}" != inner ]; then
 	trap cleanup EXIT
 	chmod 755 "$work"
 	mkdir -p "$work/bin"
-	cp "$hutch" "$(dirname "$hutch")"/hutch-squashfs "$(dirname "$hutch")"/hutch-systemd "$work/bin/" 2>/dev/null || true
+	cp "$hutch" "$(dirname "$hutch")"/hutch-squashfs "$(dirname "$hutch")"/hutch-init "$(dirname "$hutch")"/hutch-systemd "$work/bin/" 2>/dev/null || true
 	cc -O2 -o "$work/svcwait" "$src/bench/svcwait.c"
 	chown -R "$user" "$work"
 	runuser -u "$user" -- env HOME="/home/$user" bash "$src/tests/helpers/mkimage.sh" "$work/img" "$work/bin/hutch" >/dev/null

@@ -90,8 +90,8 @@ void ctx_free(struct launch_ctx *c)
         free(c->bind_ro);
         if (c->owner_pidfd >= 0)
                 close(c->owner_pidfd);
-        if (c->pid1_fd >= 0)
-                close(c->pid1_fd);
+        if (c->init_fd >= 0)
+                close(c->init_fd);
         if (c->serve_sock >= 0)
                 close(c->serve_sock);
         net_helper_close(&c->net);
@@ -391,34 +391,23 @@ int payload_exec(struct launch_ctx *c, struct hutch_error *err)
         return r;
 }
 
-#ifdef HUTCH_PID1
-extern const unsigned char hutch_pid1[];
-extern const size_t hutch_pid1_size;
-
-/* hutch-init (runtime/pid1.c, carried in this binary) in a sealed memfd, made by the
- * launcher before it starts the init: the init's work is a loop of system calls, and as
- * an exec'd program of a few KiB it keeps nothing of hutch's memory (a forked init would
- * hold a copy of an instance's supervisor's heap). -1 when it
- * cannot be made (vm.memfd_noexec = 2 refuses MFD_EXEC): the init is then a fork of
- * hutch running init_loop. */
-static int pid1_memfd(void)
+/* hutch-init (runtime/pid1.c), installed beside hutch's other programs, opened before
+ * the launcher leaves the host's namespaces (the init execs it by fd after pivot_root): the
+ * init's work is a loop of system calls, and as an exec'd program of a few KiB it keeps
+ * nothing of hutch's memory (a forked init would hold a copy of an instance's supervisor's
+ * heap). */
+static int init_open(struct launch_ctx *c, struct hutch_error *err)
 {
-#ifndef MFD_EXEC
-#define MFD_EXEC 0x0010U
-#endif
-        int fd = memfd_create("hutch-init", MFD_CLOEXEC | MFD_ALLOW_SEALING | MFD_EXEC);
-        if (fd < 0 && errno == EINVAL) /* before Linux 6.3 */
-                fd = memfd_create("hutch-init", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-        if (fd < 0)
-                return -1;
-        if (write_full(fd, hutch_pid1, hutch_pid1_size) < 0 ||
-            fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
-                close(fd);
-                return -1;
-        }
-        return fd;
+        char path[PATH_MAX];
+        if (!libexec_program("hutch-init", path, sizeof path))
+                return hutch_err(err, -ENOENT,
+                                 "cannot find hutch-init, the container's init (beside hutch or in "
+                                 "../libexec/hutch from it): is hutch installed whole?");
+        c->init_fd = open(path, O_PATH | O_CLOEXEC);
+        if (c->init_fd < 0)
+                return hutch_err_sys(err, -errno, "cannot open the container's init '%s'", path);
+        return 0;
 }
-#endif
 
 /* The payload, forked by the init, with the command the init prepared: a failure before
  * its exec goes to the launcher on sync_fd. */
@@ -436,44 +425,10 @@ static _Noreturn void payload_main(struct launch_ctx *c, const struct payload_cm
         _exit(255);
 }
 
-/* The init's loop (hutch-init's, in C, where it cannot be exec'd): forward signals to the
- * payload, reap everything, exit with the payload's status. */
-static _Noreturn void init_loop(pid_t payload, bool keep)
-{
-        static const int fwd[] = {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH, SIGCONT};
-        sigset_t all;
-        sigfillset(&all);
-        sigprocmask(SIG_BLOCK, &all, NULL);
-        prctl(PR_SET_NAME, "hutch-init");
-        for (;;) {
-                siginfo_t si;
-                int sig = sigwaitinfo(&all, &si);
-                if (sig == SIGCHLD) {
-                        int status;
-                        pid_t p;
-                        while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
-                                if (p != payload)
-                                        continue;
-                                int code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-                                if (code != 0 || !keep)
-                                        _exit(code);
-                                payload = 0;
-                        }
-                        continue;
-                }
-                if (payload == 0 && (sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT))
-                        _exit(0);
-                for (size_t i = 0; i < ELEMENTSOF(fwd) && payload > 0; i++)
-                        if (sig == fwd[i])
-                                kill(payload, sig);
-        }
-}
-
-/* PID 1 of a --pid namespace: start the payload and become the init: hutch-init from the
- * launcher's memfd, else init_loop. In an instance, a payload that exits 0 leaves PID 1
- * running (Apptainer's instances outlive their startscript); a terminating signal ends
- * it. If the exec of the memfd is refused all the same (a security module), it ends the
- * payload and fails. */
+/* PID 1 of a --pid namespace: start the payload and become the init, hutch-init. In an
+ * instance, a payload that exits 0 leaves PID 1 running (Apptainer's instances outlive
+ * their startscript); a terminating signal ends it. If the exec is refused (a security
+ * module), it ends the payload and fails. */
 static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
@@ -494,16 +449,12 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
                 (void) !send(sync_fd, &err, sizeof err, MSG_NOSIGNAL);
                 _exit(255);
         }
-        if (c->pid1_fd < 0) {
-                close(sync_fd);
-                init_loop(payload, c->spec->instance);
-        }
         /* sync_fd is closed by the exec (close-on-exec): the launcher's last word */
         char pid[16];
         snprintf(pid, sizeof pid, "%d", (int) payload);
         char *argv[] = {"hutch-init", pid, c->spec->instance ? "1" : "0", NULL}, *envp[] = {NULL};
-        fexecve(c->pid1_fd, argv, envp);
-        hutch_err_sys(&err, -errno, "cannot exec the container's init (hutch-init, from a memfd)");
+        syscall(SYS_execveat, c->init_fd, "", argv, envp, AT_EMPTY_PATH);
+        hutch_err_sys(&err, -errno, "cannot exec the container's init (hutch-init)");
         (void) !send(sync_fd, &err, sizeof err, MSG_NOSIGNAL);
         kill(payload, SIGKILL);
         _exit(255);
@@ -618,8 +569,10 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         c->owner_pidfd = s->instance ? pidfd_open_pid(getppid()) : pidfd_open_self();
         if (c->owner_pidfd < 0)
                 return hutch_err_sys(err, c->owner_pidfd, "pidfd_open");
-        int r = start_server(c, err);
-        if (r < 0)
+        int r;
+        if (s->pid_ns && !s->no_init && (r = init_open(c, err)) < 0)
+                return r;
+        if ((r = start_server(c, err)) < 0)
                 return r;
         /* Host paths are opened after unshare(CLONE_NEWNS): a bind mount's source must be a
          * mount of the caller's own namespace, so fds from before it fail with EINVAL. */
@@ -670,9 +623,6 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         sigfillset(&all);
         struct init_args ia = {.c = c, .sync = sp, .old = &old};
         struct pidref init = PIDREF_NULL;
-#ifdef HUTCH_PID1
-        c->pid1_fd = pid1_memfd();
-#endif
         /* before the child exists: an init that ends at once must leave its SIGCHLD
          * pending for child_wait */
         sigprocmask(SIG_BLOCK, &all, &old);

@@ -1,7 +1,8 @@
 /* hutch-init: PID 1 of a container's PID namespace, as a program of its own. hutch's init
- * forks the payload, then execs this (from a memfd; runtime/launch.c) so that what stays
- * for the container's whole life is a few KiB, not a copy of hutch: no libc, no heap, raw
- * system calls, built with -nostdlib -static and embedded into hutch (meson.build).
+ * forks the payload, then execs this (by an fd opened before pivot_root; runtime/launch.c)
+ * so that what stays for the container's whole life is a few KiB, not a copy of hutch: no
+ * libc, no heap, raw system calls, built with -nostdlib -static and installed in
+ * libexec/hutch (meson.build).
  *
  * usage: hutch-init PAYLOAD-PID KEEP   (every signal blocked on entry, as exec left them)
  * Forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH and SIGCONT to the

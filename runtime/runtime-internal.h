@@ -57,7 +57,7 @@ struct launch_ctx {
         int serve_sock;
         struct net_helper net; /* hutch-net, for pasta, slirp4netns and bridge */
         char net_addr[46];     /* the container's IPv4 address once wired, for instance list */
-        int pid1_fd;           /* hutch-init in a sealed memfd (run_init), or -1 */
+        int init_fd;           /* hutch-init, O_PATH, with --pid (run_init execs it) */
         /* /etc/hosts and /etc/resolv.conf written for --add-host, --hostname with --net and
          * --dns, bound instead of the host's; NULL: the host's */
         char *hosts_text, *resolv_text;
@@ -91,7 +91,7 @@ int overlays_stage(struct launch_ctx *c, const char *image, const char *root, st
 
 #define LAUNCH_CTX_INIT(s)                                                                                       \
         {                                                                                                        \
-                .spec = (s), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF, .pid1_fd = -EBADF,  \
+                .spec = (s), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF, .init_fd = -EBADF,  \
                 .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF, .vartmp.fd = -EBADF, .hosts.fd = -EBADF, \
                 .resolv.fd = -EBADF, .net.sock = -EBADF                                                          \
         }
