@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "exit.h"
 #include "util/log.h"
+#include "util/process.h"
 #include "util/util.h"
 
 void cli_instance_env(const struct cli *c, struct instance_env *ret)

@@ -31,6 +31,7 @@
 
 #include "image-internal.h"
 #include "util/log.h"
+#include "util/process.h"
 #include "util/util.h"
 
 /* the server's fds, as image_serve_process sets them up */

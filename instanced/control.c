@@ -17,6 +17,7 @@
 
 #include "instanced-internal.h"
 #include "util/log.h"
+#include "util/process.h"
 #include "util/util.h"
 
 static int state_cmp(const void *a, const void *b)

@@ -17,6 +17,7 @@
 
 #include "instanced-internal.h"
 #include "util/cleanup.h"
+#include "util/process.h"
 #include "util/util.h"
 
 /* inside the 300 s a systemd unit of hutch allows a start (TimeoutStartSec=) */

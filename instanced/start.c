@@ -12,6 +12,7 @@
 
 #include "instanced-internal.h"
 #include "util/cleanup.h"
+#include "util/process.h"
 #include "util/util.h"
 
 int instance_supervisor_argv(const struct instance_spec *spec, int sync_fd, char ***ret)

@@ -67,13 +67,13 @@ struct sup {
         struct overlay *ovl;
         int out_pipe[2], err_pipe[2];
         struct log_sink out, err;
-        struct cgroup cg; /* with limits: the instance's, the launcher enters it */
-        bool cg_is_unit;  /* cg is our systemd unit's own: only read */
-        char user[64];    /* the user's name, for the audit trail */
-        pid_t init;       /* the container's PID 1, our child; 0 when none */
-        pid_t server;     /* the image server of the current start, our child; 0 when none */
-        int self_fd;      /* our pidfd: the image server ends with us */
-        int srv_pipe[2];  /* where image servers report a crash, one line each */
+        struct cgroup cg;   /* with limits: the instance's, the launcher enters it */
+        bool cg_is_unit;    /* cg is our systemd unit's own: only read */
+        char user[64];      /* the user's name, for the audit trail */
+        struct pidref init; /* the container's PID 1, our child; unset when none */
+        pid_t server;       /* the image server of the current start, our child; 0 when none */
+        int self_fd;        /* our pidfd: the image server ends with us */
+        int srv_pipe[2];    /* where image servers report a crash, one line each */
         bool server_failed;
         struct hutch_error server_err; /* the first crash line of the current start */
         pid_t ended_early;             /* a child ended as its launcher was killed, not yet logged */
@@ -506,7 +506,7 @@ static int server_start(struct sup *u, int *ret_sock, struct hutch_error *err)
 static bool child_kill_unknown(pid_t child, void *arg)
 {
         struct sup *u = arg;
-        if (child == u->server || child == u->probe || child == u->init)
+        if (child == u->server || child == u->probe || child == u->init.pid)
                 return true;
         if (proc_state(child, child) != 'Z' && kill(child, SIGKILL) == 0)
                 u->ended_early = child;
@@ -567,7 +567,8 @@ static int container_start(struct sup *u, struct hutch_error *err)
         if (ws < 0)
                 return hutch_err_sys(err, ws, "cannot start the launcher");
         if (n == (ssize_t) sizeof ev && ev.type == LAUNCH_EVENT_STARTED && ev.pid > 0) {
-                u->init = ev.pid;
+                pidref_done(&u->init);
+                (void) pidref_set_pid(&u->init, ev.pid); /* our child, not reaped: the pid is its own */
                 free(u->st.ip);
                 ev.net_addr[sizeof ev.net_addr - 1] = 0;
                 u->st.ip = ev.net_addr[0] ? strdup(ev.net_addr) : NULL;
@@ -786,7 +787,7 @@ static bool should_restart(struct sup *u, int status)
 static void on_container_exit(struct sup *u, int wstatus)
 {
         int status = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
-        u->init = 0;
+        pidref_done(&u->init);
         /* a container that ended on its image server's EIO: the server's line, written
          * before that EIO, first (it may wait in the pipe behind this signal) */
         on_server_report(u);
@@ -838,7 +839,7 @@ static void on_container_exit(struct sup *u, int wstatus)
 
 static void child_gone(struct sup *u, pid_t p, int ws)
 {
-        if (p == u->init)
+        if (p == u->init.pid)
                 on_container_exit(u, ws);
         else if (p == u->probe)
                 on_probe_exit(u, ws);
@@ -869,8 +870,8 @@ static void on_server_report(struct sup *u)
                         }
                 }
         }
-        if (u->server_failed && u->init > 0)
-                kill(u->init, SIGKILL);
+        if (u->server_failed)
+                (void) pidref_kill(&u->init, SIGKILL);
 }
 
 static void on_timer(struct sup *u)
@@ -878,8 +879,7 @@ static void on_timer(struct sup *u)
         uint64_t ticks;
         (void) !read(u->timerfd, &ticks, sizeof ticks);
         if (u->kill_pending) {
-                if (u->init > 0)
-                        kill(u->init, SIGKILL);
+                (void) pidref_kill(&u->init, SIGKILL);
                 u->kill_pending = false;
         }
         if (u->tidy_pending) { /* a restart's backoff may have taken the timer over: now */
@@ -910,8 +910,8 @@ static void stop_container(struct sup *u, int sig)
         if (!u->stopping)
                 tell_manager(u, "STOPPING=1\nSTATUS=stopping");
         u->stopping = true;
-        if (u->init > 0)
-                kill(u->init, sig);
+        if (pidref_is_set(&u->init))
+                (void) pidref_kill(&u->init, sig);
         else
                 u->finishing = true;
         if (u->backing_off) {
@@ -1113,7 +1113,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 if (null >= 0)
                         close(null);
         }
-        struct sup u = {.spec = spec, .sync_fd = sync_fd};
+        struct sup u = {.spec = spec, .sync_fd = sync_fd, .init = PIDREF_NULL};
         fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
         u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = u.job_fd = -EBADF;
         u.out.fd = u.err.fd = u.out.dir_fd = -EBADF;
@@ -1169,8 +1169,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 } else if (lr < 0) {
                         *err = lerr;
                         r = lr;
-                        if (u.init > 0)
-                                kill(u.init, SIGKILL);
+                        (void) pidref_kill(&u.init, SIGKILL);
                 }
                 /* an init or FUSE server that got started leaves on its own: wait for it */
                 while (r < 0 && (waitpid(-1, NULL, 0) > 0 || errno == EINTR))
@@ -1204,6 +1203,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                         close(fds[i]);
         sink_close(&u.out);
         sink_close(&u.err);
+        pidref_done(&u.init);
         image_overlays_close(u.ovl, spec->launch->n_overlays);
         instance_state_clear(&u.st);
         free(u.notify_path);

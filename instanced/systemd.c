@@ -22,6 +22,7 @@
 
 #include "instanced-internal.h"
 #include "util/cleanup.h"
+#include "util/process.h"
 #include "util/util.h"
 
 #define UNIT_PREFIX "hutch-"

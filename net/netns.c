@@ -16,6 +16,7 @@
 
 #include "net-internal.h"
 #include "util/log.h"
+#include "util/process.h"
 #include "util/util.h"
 
 int net_loopback_up(struct hutch_error *err)

@@ -19,6 +19,7 @@
 #include "image/image.h"
 #include "registry-internal.h"
 #include "util/log.h"
+#include "util/process.h"
 #include "util/util.h"
 
 static const char *const accept_manifest[] = {

@@ -18,6 +18,7 @@
 
 #include "runtime-internal.h"
 #include "util/log.h"
+#include "util/process.h"
 #include "util/util.h"
 
 static const struct {

@@ -1,16 +1,20 @@
-/* Process creation and pidrefs (process.h): the fork helper and the pidfd-based signal. */
+/* Process creation and pidrefs (process.h): the fork helper, the vfork-style spawns (set up
+ * fds, exec: nothing else runs on the borrowed memory), pidfds. */
 #include <fcntl.h>
+#include <sched.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "process.h"
+#include "util.h"
 
 int pidref_set_pid(struct pidref *p, pid_t pid)
 {
@@ -91,4 +95,165 @@ int process_fork(unsigned flags, struct pidref *ret)
                 ret->fd = tmp.fd;
         }
         return 1;
+}
+
+int pidfd_open_self(void)
+{
+        int fd = (int) syscall(SYS_pidfd_open, getpid(), 0);
+        return fd < 0 ? -errno : fd;
+}
+
+int pidfd_open_pid(pid_t pid)
+{
+        int fd = (int) syscall(SYS_pidfd_open, pid, 0);
+        return fd < 0 ? -errno : fd;
+}
+
+struct detached {
+        const char *path;
+        char *const *argv;
+        const int *fds;
+        size_t n_fds;
+        char *stack; /* the second child's */
+        int err;
+};
+
+/* AddressSanitizer cannot follow a child running on a stack of its own in our memory (it
+ * warns on every noreturn call there, and its leak checker would scan a stack it does not
+ * know): the vfork-style helpers below keep to syscalls, unchecked. */
+
+/* What a detached process starts with: its own session, the default action for every
+ * signal we handle, stdin/stdout/stderr on /dev/null, fds[i] as fd 3+i and no other fd, no
+ * signal blocked. Syscalls only (it runs on borrowed memory in spawn_detached). */
+__attribute__((no_sanitize_address)) static int detach_prepare(const int *fds, size_t n_fds)
+{
+        int tmp[8];
+        struct sigaction dfl = {.sa_handler = SIG_DFL};
+        setsid();
+        for (int sig = 1; sig < NSIG; sig++) {
+                struct sigaction old;
+                /* a handler of ours would run on the borrowed memory: default before unblocking */
+                if (sigaction(sig, NULL, &old) == 0 && old.sa_handler != SIG_IGN && old.sa_handler != SIG_DFL)
+                        sigaction(sig, &dfl, NULL);
+        }
+        /* above the targets first: they may overlap, with each other or with stdio (a
+         * server's report fd is the caller's stderr) */
+        for (size_t i = 0; i < n_fds; i++)
+                if ((tmp[i] = fcntl(fds[i], F_DUPFD, 3 + (int) n_fds)) < 0)
+                        return -errno;
+        int null = open("/dev/null", O_RDWR);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(null, 1) < 0 || dup2(null, 2) < 0)
+                return -errno;
+        for (size_t i = 0; i < n_fds; i++)
+                if (dup2(tmp[i], 3 + (int) i) < 0)
+                        return -errno;
+        close_range(3 + (unsigned) n_fds, ~0u, 0);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        return 0;
+}
+
+/* Both children run on this process's memory while it is suspended: syscalls only. */
+__attribute__((no_sanitize_address)) static int detached_exec(void *p)
+{
+        struct detached *d = p;
+        int r = detach_prepare(d->fds, d->n_fds);
+        if (r == 0) {
+                execve(d->path, d->argv, environ);
+                r = -errno;
+        }
+        d->err = r;
+        _exit(127);
+}
+
+__attribute__((no_sanitize_address)) static int detached_orphan(void *p)
+{
+        struct detached *d = p;
+        /* suspended until the grandchild has exec'd; then its parent is gone */
+        if (clone(detached_exec, d->stack, CLONE_VM | CLONE_VFORK | SIGCHLD, d) < 0)
+                d->err = -errno;
+        _exit(0);
+}
+
+pid_t fork_detached(const int *fds, size_t n_fds)
+{
+        if (n_fds > 8)
+                return -EINVAL;
+        pid_t p = fork();
+        if (p < 0)
+                return -errno;
+        if (p > 0)
+                return p;
+        int r = detach_prepare(fds, n_fds);
+        if (r < 0)
+                _exit(127);
+        return 0;
+}
+
+/* Run fn(d) in a CLONE_VM|CLONE_VFORK child on a stack of its own (two stacks' worth: a
+ * child that clones again gives the second to its own child), with every signal blocked
+ * meanwhile so no handler of ours runs on the borrowed memory. We are suspended until the
+ * child has exec'd or exited, so the stacks are free again when this returns. */
+static pid_t vfork_run(int (*fn)(void *), struct detached *d)
+{
+        enum { STACK = 64 * 1024 };
+        if (d->n_fds > 8)
+                return -EINVAL;
+        char *stacks = mmap(NULL, 2 * STACK, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stacks == MAP_FAILED)
+                return -errno;
+        d->stack = stacks + 2 * STACK; /* stacks grow down */
+        sigset_t all, old;
+        sigfillset(&all);
+        sigprocmask(SIG_SETMASK, &all, &old);
+        pid_t child = clone(fn, stacks + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, d);
+        int r = child < 0 ? -errno : 0;
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        munmap(stacks, 2 * STACK);
+        return r < 0 ? r : child;
+}
+
+int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds)
+{
+        struct detached d = {.path = path, .argv = argv, .fds = fds, .n_fds = n_fds};
+        pid_t mid = vfork_run(detached_orphan, &d);
+        if (mid < 0)
+                return mid;
+        while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        return d.err;
+}
+
+pid_t spawn_child(const char *path, char *const argv[], const int *fds, size_t n_fds)
+{
+        struct detached d = {.path = path, .argv = argv, .fds = fds, .n_fds = n_fds};
+        pid_t child = vfork_run(detached_exec, &d);
+        if (child > 0 && d.err < 0) {
+                while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                return d.err;
+        }
+        return child;
+}
+
+int spawn_wait(char *const argv[], bool quiet)
+{
+        pid_t p = fork();
+        if (p < 0)
+                return -errno;
+        if (p == 0) {
+                if (quiet) {
+                        int null = open("/dev/null", O_WRONLY);
+                        if (null >= 0)
+                                dup2(null, 1);
+                }
+                execvp(argv[0], argv);
+                _exit(127);
+        }
+        int status;
+        while (waitpid(p, &status, 0) < 0)
+                if (errno != EINTR)
+                        return -errno;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }

@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 struct pidref {
@@ -49,3 +50,26 @@ enum {
  * 0 in the child; in the parent 1 with *ret the child (its pidfd from CLONE_PIDFD), or
  * -errno. */
 int process_fork(unsigned flags, struct pidref *ret);
+
+/* pidfds of ourselves or of pid (-errno). */
+int pidfd_open_self(void);
+int pidfd_open_pid(pid_t pid);
+
+/* Start the program at path with argv (environment kept) as a detached process: its own
+ * session, no parent of ours (it is orphaned at once), stdin/stdout/stderr on /dev/null,
+ * fds[i] as fd 3+i (n_fds <= 8) and no other fd. Nothing of this process's memory is
+ * copied: two CLONE_VM|CLONE_VFORK children as in posix_spawn, the first exiting once the
+ * second has exec'd (fork's copy-on-write costs ~18 us per page touched afterwards on
+ * virtual machines like CI's). 0, or -errno when the exec failed. */
+int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds);
+/* The same, but our child (for a process that watches it: an instance's supervisor and
+ * its image server): its pid once it has exec'd, or -errno when the exec failed. */
+pid_t spawn_child(const char *path, char *const argv[], const int *fds, size_t n_fds);
+/* Fork a process set up as spawn_detached's (own session, stdio on /dev/null, fds[i] as
+ * fd 3+i, no other fd, no signal handler or blocked signal of ours) that goes on with this
+ * process's code on a copy of its memory. Our child until we exit. Flush stdio first. 0 in
+ * the child (which _exits 127 when the set-up fails), its pid here, or -errno. */
+pid_t fork_detached(const int *fds, size_t n_fds);
+/* Run argv (PATH lookup), wait; returns its exit status (128+N if killed) or -errno.
+ * quiet: stdout to /dev/null. */
+int spawn_wait(char *const argv[], bool quiet);

@@ -77,9 +77,7 @@ size_t str_escape(char *dst, size_t size, const char *src);
 /* The other way, for people: "512B", "1.5KiB", "20.0MiB" (one decimal past bytes). */
 void size_format(uint64_t bytes, char *buf, size_t len);
 
-/* Process helpers. */
-int pidfd_open_self(void);
-int pidfd_open_pid(pid_t pid);
+/* /proc and fd helpers (process creation: process.h). */
 /* Field 22 of /proc/PID/stat: start time in clock ticks since boot (with the pid, a process
  * identity that survives pid reuse). */
 int proc_start_time(pid_t pid, unsigned long long *ret);
@@ -94,27 +92,8 @@ void close_all_fds(int from, const int *keep, size_t n);
 int send_fds(int sock, const void *buf, size_t len, const int *fds, size_t n);
 ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t n);
 
-/* Start the program at path with argv (environment kept) as a detached process: its own
- * session, no parent of ours (it is orphaned at once), stdin/stdout/stderr on /dev/null,
- * fds[i] as fd 3+i (n_fds <= 8) and no other fd. Nothing of this process's memory is
- * copied: two CLONE_VM|CLONE_VFORK children as in posix_spawn, the first exiting once the
- * second has exec'd (fork's copy-on-write costs ~18 us per page touched afterwards on
- * virtual machines like CI's). 0, or -errno when the exec failed. */
-int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds);
-/* The same, but our child (for a process that watches it: an instance's supervisor and
- * its image server): its pid once it has exec'd, or -errno when the exec failed. */
-pid_t spawn_child(const char *path, char *const argv[], const int *fds, size_t n_fds);
-/* Fork a process set up as spawn_detached's (own session, stdio on /dev/null, fds[i] as
- * fd 3+i, no other fd, no signal handler or blocked signal of ours) that goes on with this
- * process's code on a copy of its memory. Our child until we exit. Flush stdio first. 0 in
- * the child (which _exits 127 when the set-up fails), its pid here, or -errno. */
-pid_t fork_detached(const int *fds, size_t n_fds);
 /* hutch's own programs (hutch-squashfs, and the libexec programs of verbs whose libraries
  * the lean hutch binary does not load): NAME beside this binary, as in a build folder, or
  * in ../libexec/hutch/ from it, as installed; never another installation's. buf, or NULL
  * when neither is an executable file. */
 const char *libexec_program(const char *name, char *buf, size_t len);
-
-/* Run argv (PATH lookup), wait; returns its exit status (128+N if killed) or -errno.
- * quiet: stdout to /dev/null. */
-int spawn_wait(char *const argv[], bool quiet);

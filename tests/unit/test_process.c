@@ -1,5 +1,10 @@
-/* util/process: the fork helper (plain, tied to its parent, as a sibling) and pidrefs. */
+/* util/process: the fork helpers (plain, tied to its parent, as a sibling, detached), the
+ * vfork-style spawn and pidrefs. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -133,13 +138,60 @@ static void test_deathsig(void **state)
         close(fds[1]);
 }
 
+/* fork_detached: the child has its own session, stdio on /dev/null, the given fd as fd 3
+ * and no other; it reports over that fd (its exit is not ours to see once we exit, but
+ * here we still reap it) */
+static void test_fork_detached(void **state)
+{
+        (void) state;
+        int sp[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        int extra = open("/dev/null", O_RDONLY); /* not passed: must be closed in the child */
+        assert_true(extra >= 0);
+        pid_t p = fork_detached(&sp[1], 1);
+        if (p == 0) {
+                char self[64], null[64] = "";
+                int ok = getsid(0) == getpid() && fcntl(extra, F_GETFD) < 0 && fcntl(4, F_GETFD) < 0;
+                ssize_t n = readlink("/proc/self/fd/0", null, sizeof null - 1);
+                ok = ok && n > 0 && !strncmp(null, "/dev/null", 9);
+                snprintf(self, sizeof self, "%d", ok);
+                (void) !send(3, self, strlen(self), 0);
+                _exit(0);
+        }
+        assert_true(p > 0);
+        char buf[8] = "";
+        assert_int_equal(recv(sp[0], buf, sizeof buf, 0), 1);
+        assert_string_equal(buf, "1");
+        int ws;
+        assert_int_equal(waitpid(p, &ws, 0), p);
+        assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+        assert_int_equal(fork_detached(sp, 9), -EINVAL);
+        close(extra);
+        close(sp[0]);
+        close(sp[1]);
+}
+
+/* spawn_child: the pid once the program has exec'd; an exec that fails is an error, and
+ * nothing is left */
+static void test_spawn_child(void **state)
+{
+        (void) state;
+        char *argv[] = {"true", NULL};
+        pid_t p = spawn_child("/bin/true", argv, NULL, 0);
+        assert_true(p > 0);
+        int ws;
+        assert_int_equal(waitpid(p, &ws, 0), p);
+        assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+        assert_int_equal(spawn_child("/nonexistent/x", argv, NULL, 0), -ENOENT);
+        assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_fork_plain),
-                cmocka_unit_test(test_kill),
-                cmocka_unit_test(test_sibling),
-                cmocka_unit_test(test_deathsig),
+                cmocka_unit_test(test_fork_plain),    cmocka_unit_test(test_kill),
+                cmocka_unit_test(test_sibling),       cmocka_unit_test(test_deathsig),
+                cmocka_unit_test(test_fork_detached), cmocka_unit_test(test_spawn_child),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

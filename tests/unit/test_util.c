@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "util/sha256.h"
+#include "util/process.h"
 #include "util/util.h"
 
 static void test_strv(void **state)
@@ -298,39 +299,6 @@ static void test_close_all(void **state)
         assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
 }
 
-/* fork_detached: the child has its own session, stdio on /dev/null, the given fd as fd 3
- * and no other; it reports over that fd (its exit is not ours to see once we exit, but
- * here we still reap it) */
-static void test_fork_detached(void **state)
-{
-        (void) state;
-        int sp[2];
-        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
-        int extra = open("/dev/null", O_RDONLY); /* not passed: must be closed in the child */
-        assert_true(extra >= 0);
-        pid_t p = fork_detached(&sp[1], 1);
-        if (p == 0) {
-                char self[64], null[64] = "";
-                int ok = getsid(0) == getpid() && fcntl(extra, F_GETFD) < 0 && fcntl(4, F_GETFD) < 0;
-                ssize_t n = readlink("/proc/self/fd/0", null, sizeof null - 1);
-                ok = ok && n > 0 && !strncmp(null, "/dev/null", 9);
-                snprintf(self, sizeof self, "%d", ok);
-                (void) !send(3, self, strlen(self), 0);
-                _exit(0);
-        }
-        assert_true(p > 0);
-        char buf[8] = "";
-        assert_int_equal(recv(sp[0], buf, sizeof buf, 0), 1);
-        assert_string_equal(buf, "1");
-        int ws;
-        assert_int_equal(waitpid(p, &ws, 0), p);
-        assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
-        assert_int_equal(fork_detached(sp, 9), -EINVAL);
-        close(extra);
-        close(sp[0]);
-        close(sp[1]);
-}
-
 /* fds over a seqpacket socket: the message and each fd arrive (close-on-exec), fds beyond
  * the caller's room are closed, EOF reads as 0 */
 static void test_fds(void **state)
@@ -456,10 +424,9 @@ int main(void)
                 cmocka_unit_test(test_error),         cmocka_unit_test(test_size),
                 cmocka_unit_test(test_proc),          cmocka_unit_test(test_fds),
                 cmocka_unit_test(test_dir_stream),    cmocka_unit_test(test_size_format),
-                cmocka_unit_test(test_fork_detached), cmocka_unit_test(test_close_all),
-                cmocka_unit_test(test_mkdir_p),       cmocka_unit_test(test_parse_numbers),
-                cmocka_unit_test(test_escape),        cmocka_unit_test(test_read_regular),
-                cmocka_unit_test(test_sha256),
+                cmocka_unit_test(test_close_all),     cmocka_unit_test(test_mkdir_p),
+                cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_escape),
+                cmocka_unit_test(test_read_regular),  cmocka_unit_test(test_sha256),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
