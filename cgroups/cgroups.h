@@ -90,6 +90,9 @@ struct cgroup {
  * left. name is "hutch-...-PID", PID the process that removes it (cgroup_orphans_clean). */
 int cgroup_create(const struct cgroup_limits *l, const char *parent, const char *name, struct cgroup *ret,
                   struct hutch_error *err);
+/* Could cgroup_create make a cgroup with these limits here? It does, and removes it: the
+ * kernel's word on delegation and controllers. err says why not. */
+int cgroup_probe(const struct cgroup_limits *l, const char *parent, struct hutch_error *err);
 /* Remove the caller's empty cgroups beneath parent (as cgroup_create's) whose owner, the
  * pid ending their name ("hutch-...-PID"), is gone. cgroup_create does it first. */
 void cgroup_orphans_clean(const char *parent);

@@ -484,6 +484,18 @@ int cgroup_create(const struct cgroup_limits *l, const char *parent, const char 
         return 0;
 }
 
+int cgroup_probe(const struct cgroup_limits *l, const char *parent, struct hutch_error *err)
+{
+        struct cgroup cg = CGROUP_NULL;
+        char name[64];
+        snprintf(name, sizeof name, "hutch-probe-%d", (int) getpid());
+        int r = cgroup_create(l, parent, name, &cg, err);
+        if (r < 0)
+                return r;
+        cgroup_destroy(&cg);
+        return 0;
+}
+
 int cgroup_enter(const struct cgroup *cg, pid_t pid, struct hutch_error *err)
 {
         char v[32];

@@ -11,6 +11,10 @@
 
 struct cli {
         char **environ;
+        char **argv; /* hutch's whole command line, for a run through the systemd user manager */
+        /* --in-unit=UNIT (hidden, put there by hutch itself): this is that run, inside
+         * hutch-run-*.service, whose properties hold the limits */
+        const char *in_unit;
         struct hutch_conf conf;
         bool conf_loaded;
 };

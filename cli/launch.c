@@ -216,11 +216,7 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                         return cli_usage_error(verb, "--restart is an option of 'instance start'");
                 a->restart = arg;
                 break;
-        case OPT_SYSTEMD:
-                if (!a->instance)
-                        return cli_usage_error(verb, "--systemd is an option of 'instance start'");
-                a->systemd = arg;
-                break;
+        case OPT_SYSTEMD: a->systemd = arg; break;
         case OPT_PID_FILE:
                 if (!a->instance)
                         return cli_usage_error(verb, "--pid-file is an option of 'instance start'");
@@ -418,8 +414,8 @@ static int apply_env_value(struct launch_args *a, const char *verb, size_t k, co
 
 static bool is_instance_option(int val)
 {
-        return val == OPT_RESTART || val == OPT_TIE_TO_JOB || val == OPT_NO_TIE_TO_JOB || val == OPT_SYSTEMD ||
-               val == OPT_PID_FILE || val == OPT_READY || val == OPT_READY_TIMEOUT;
+        return val == OPT_RESTART || val == OPT_TIE_TO_JOB || val == OPT_NO_TIE_TO_JOB || val == OPT_PID_FILE ||
+               val == OPT_READY || val == OPT_READY_TIMEOUT;
 }
 
 static int options_from_env(struct cli *c, struct launch_args *a, const char *verb, const bool *seen)
@@ -739,6 +735,68 @@ static int notify_passthrough(struct cli *c, struct launch_args *a)
         return kv ? strv_push(&s->env, steal_pointer(&kv)) : -ENOMEM;
 }
 
+/* Inside a batch job: its scheduler accounts for the job's own processes and cgroup. */
+static bool in_batch_job(const struct cli *c)
+{
+        static const char *const vars[] = {"SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID"};
+        for (size_t i = 0; i < ELEMENTSOF(vars); i++) {
+                const char *v = cli_getenv(c, vars[i]);
+                if (v && *v)
+                        return true;
+        }
+        return false;
+}
+
+/* Who applies a batch run's limits: hutch in a cgroup of its own beneath the caller's
+ * (where that is delegated and has the controllers), else, per --systemd or hutch.conf
+ * 'systemd' (auto: where a manager is reachable, outside batch jobs and without a cgroup
+ * parent named), the user's systemd manager, in a transient service that runs this same
+ * command (this process becomes hutch-systemd run and never comes back). -1 to launch
+ * here, else the exit code. */
+static int limits_keeper(struct cli *c, struct launch_args *a)
+{
+        struct launch_spec *s = &a->spec;
+        struct hutch_error err = HUTCH_ERROR_INIT, why = HUTCH_ERROR_INIT;
+        enum instance_systemd mode;
+        if (c->in_unit) {
+                if (!instance_batch_unit_is_own(c->in_unit)) {
+                        hutch_err(&err, -EINVAL, "--in-unit is hutch's own: this is not unit '%s'", c->in_unit);
+                        return cli_fail(&err);
+                }
+                s->limits = NULL; /* the unit's properties hold them */
+                return -1;
+        }
+        if (!s->limits || startswith(s->image, "instance://"))
+                return -1;
+        if (instance_systemd_parse(a->systemd ? a->systemd : c->conf.systemd, &mode, &err) < 0) {
+                cli_error_context(a->systemd ? NULL : "hutch.conf 'systemd'");
+                int r = cli_fail(&err);
+                cli_error_context(NULL);
+                return r;
+        }
+        struct instance_env env;
+        cli_instance_env(c, &env);
+        if (mode != INSTANCE_SYSTEMD_YES) {
+                if ((mode == INSTANCE_SYSTEMD_AUTO && (in_batch_job(c) || s->cgroup_parent)) ||
+                    cgroup_probe(s->limits, s->cgroup_parent, &why) >= 0)
+                        return -1;
+                bool reachable = instance_manager_reachable(&env);
+                if (mode == INSTANCE_SYSTEMD_NO || !reachable) {
+                        hutch_err(&err, why.code, "%s; %s", why.msg,
+                                  mode == INSTANCE_SYSTEMD_NO
+                                          ? (reachable ? "--systemd no keeps them from your systemd user manager, "
+                                                         "which could apply them (--systemd auto)"
+                                                       : "and --systemd no keeps them from a systemd user manager")
+                                          : "and no systemd user manager is reachable to apply them instead (no "
+                                            "$XDG_RUNTIME_DIR/systemd/private: `loginctl enable-linger` or a login "
+                                            "session starts one)");
+                        return cli_fail(&err);
+                }
+        }
+        instance_batch_unit_exec(&env, s->limits, c->argv + 1, &err);
+        return cli_fail(&err);
+}
+
 int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
 {
         struct launch_args a = {0};
@@ -756,6 +814,8 @@ int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
                 r = cli_usage_error(verb, "missing COMMAND to execute in '%s'", s->image);
                 goto out;
         }
+        if ((r = limits_keeper(c, &a)) >= 0)
+                goto out;
         if (startswith(s->image, "instance://")) {
                 struct instance_env env;
                 cli_instance_env(c, &env);

@@ -39,6 +39,14 @@ static const struct external_verb {
         {"sign", "hutch-sign"},     {"verify", "hutch-sign"},   {"keyserver", "hutch-sign"},
 };
 
+static bool launch_verb(const char *verb)
+{
+        for (size_t k = 0; k < ELEMENTSOF(launch_verbs); k++)
+                if (!strcmp(verb, launch_verbs[k].name))
+                        return true;
+        return false;
+}
+
 static int exec_external(const struct external_verb *v, char **argv)
 {
         char path[PATH_MAX];
@@ -55,13 +63,17 @@ static int exec_external(const struct external_verb *v, char **argv)
 
 int main(int argc, char **argv)
 {
-        struct cli c = {.environ = environ};
+        struct cli c = {.environ = environ, .argv = argv};
         int i = 1;
 
         log_set_level(LOG_LEVEL_INFO);
         for (; i < argc && argv[i][0] == '-'; i++) {
                 if (cli_log_flag(argv[i]))
                         continue;
+                if (startswith(argv[i], "--in-unit=")) {
+                        c.in_unit = argv[i] + strlen("--in-unit=");
+                        continue;
+                }
                 if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
                         printf("hutch version %s\n", HUTCH_VERSION);
                         return 0;
@@ -95,6 +107,8 @@ int main(int argc, char **argv)
                 cli_help_print(vargc > 1 ? vargv[1] : NULL);
                 return 0;
         }
+        if (c.in_unit && (!strcmp(verb, "instance") || !launch_verb(verb)))
+                return cli_usage_error(NULL, "--in-unit is hutch's own, for exec, run, shell and test");
         for (size_t k = 0; k < ELEMENTSOF(launch_verbs); k++)
                 if (!strcmp(verb, launch_verbs[k].name)) {
                         if ((r = cli_load_conf(&c)) != 0)

@@ -1,21 +1,38 @@
 /* hutch-systemd: the one program of hutch that links libsystemd (sd-bus), so that hutch
- * itself stays free of it. Started by `instance start` (instanced/systemd.c), never by users:
+ * itself stays free of it. Started by hutch itself, never by users:
  *
  *   hutch-systemd start UNIT [-p Name=type:value]... -- SUPERVISOR ARGV...
  *
- * asks the caller's systemd user manager, over its private socket as systemctl --user does,
- * for the transient service UNIT running the supervisor (Type=notify, Delegate=yes,
- * KillMode=mixed, the limits as properties, the caller's environment and folder, fd 3 as its
- * stdin: the supervisor's socket to the CLI), and waits until the start job is over: exit 0
- * once the unit is active (the supervisor's READY=1), 3 when no manager can be reached, 1
- * otherwise, with one line on fd 4 saying why. */
+ * (spawned by `instance start`, instanced/systemd.c) asks the caller's systemd user manager,
+ * over its private socket as systemctl --user does, for the transient service UNIT running
+ * the supervisor (Type=notify, Delegate=yes, KillMode=mixed, the limits as properties, the
+ * caller's environment and folder, fd 3 as its stdin: the supervisor's socket to the CLI),
+ * and waits until the start job is over: exit 0 once the unit is active (the supervisor's
+ * READY=1), 3 when no manager can be reached, 1 otherwise, with one line on fd 4 saying why.
+ *
+ *   hutch-systemd run UNIT [-p Name=type:value]... -- HUTCH ARGV...
+ *
+ * (exec'd by `hutch exec|run|shell|test` with limits it cannot apply itself) runs the batch
+ * command as the transient service UNIT the manager forks, as `systemd-run --user --pipe
+ * --wait` does: the caller's stdin, stdout and stderr, environment and folder, the limits as
+ * properties, Delegate=yes; it forwards SIGINT, SIGTERM and SIGHUP to the unit's main
+ * process, waits for the unit to end and exits with the payload's status (128+N when killed
+ * by signal N), 255 with one "hutch: error:" line on stderr when the unit cannot run. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <systemd/sd-bus.h>
 #include <unistd.h>
 
@@ -150,8 +167,36 @@ static int append_exec(sd_bus_message *m, char **argv)
         return 0;
 }
 
-/* The caller's environment for the supervisor, but not what addressed the caller's own
- * manager or unit. */
+/* What systemd takes as an assignment (env_assignment_is_valid): a name of letters, digits
+ * and '_' not starting with a digit here (bash's exported functions, BASH_FUNC_f%%, are
+ * not), a value of valid UTF-8 without control characters but tab and newline. One
+ * invalid entry would make the manager refuse the whole unit. */
+static bool env_is_valid(const char *e)
+{
+        const unsigned char *p = (const unsigned char *) e;
+        if (!(*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')))
+                return false;
+        while (*p && *p != '=')
+                if (!(*p == '_' || (*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9')) ||
+                    !*++p)
+                        return false;
+        for (p++; *p;) {
+                int more = *p < 0x80             ? 0
+                           : (*p & 0xe0) == 0xc0 ? 1
+                           : (*p & 0xf0) == 0xe0 ? 2
+                           : (*p & 0xf8) == 0xf0 ? 3
+                                                 : -1;
+                if (more < 0 || (*p < 0x20 && *p != '\t' && *p != '\n') || *p == 0x7f)
+                        return false;
+                for (p++; more > 0; more--, p++)
+                        if ((*p & 0xc0) != 0x80)
+                                return false;
+        }
+        return true;
+}
+
+/* The caller's environment for the unit, but not what addressed the caller's own manager
+ * or unit. */
 static int append_env(sd_bus_message *m)
 {
         static const char *const drop[] = {"NOTIFY_SOCKET=", "LISTEN_PID=",     "LISTEN_FDS=", "LISTEN_FDNAMES=",
@@ -163,11 +208,10 @@ static int append_env(sd_bus_message *m)
             (r = sd_bus_message_open_container(m, 'a', "s")) < 0)
                 return r;
         for (char **e = environ; *e; e++) {
-                bool skip = false;
+                bool skip = !env_is_valid(*e);
                 for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
                         skip |= !strncmp(*e, drop[i], strlen(drop[i]));
-                /* systemd refuses what is not a valid assignment: left out */
-                if (!skip && strchr(*e, '=') && (r = sd_bus_message_append(m, "s", *e)) < 0)
+                if (!skip && (r = sd_bus_message_append(m, "s", *e)) < 0)
                         return r;
         }
         for (int i = 0; i < 3; i++)
@@ -176,39 +220,62 @@ static int append_env(sd_bus_message *m)
         return 0;
 }
 
+static int open_start(sd_bus *bus, sd_bus_message **ret, const char *unit)
+{
+        sd_bus_message *m = NULL;
+        int r = sd_bus_message_new_method_call(bus, &m, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                               "org.freedesktop.systemd1.Manager", "StartTransientUnit");
+        if (r >= 0 && (r = sd_bus_message_append(m, "ss", unit, "fail")) >= 0 &&
+            (r = sd_bus_message_open_container(m, 'a', "(sv)")) >= 0) {
+                *ret = m;
+                return 0;
+        }
+        sd_bus_message_unref(m);
+        return r;
+}
+
+/* ExecStart=, Environment=, the limits, and the end of the request. */
+static int close_start(sd_bus_message *m, char **props, size_t n_props, char **argv)
+{
+        int r;
+        if ((r = append_exec(m, argv)) < 0 || (r = append_env(m)) < 0)
+                return r;
+        for (size_t i = 0; i < n_props; i++)
+                if ((r = append_prop(m, props[i])) < 0)
+                        return r;
+        if ((r = sd_bus_message_close_container(m)) < 0)
+                return r;
+        return sd_bus_message_append(m, "a(sa(sv))", 0);
+}
+
+static void cwd_of(char *cwd, size_t size)
+{
+        if (!getcwd(cwd, size))
+                snprintf(cwd, size, "/");
+}
+
 static int build_start(sd_bus *bus, sd_bus_message **ret, const char *unit, char **props, size_t n_props, char **argv)
 {
         sd_bus_message *m = NULL;
         char cwd[PATH_MAX];
-        int r = sd_bus_message_new_method_call(bus, &m, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
-                                               "org.freedesktop.systemd1.Manager", "StartTransientUnit");
+        cwd_of(cwd, sizeof cwd);
+        int r = open_start(bus, &m, unit);
         if (r < 0)
                 return r;
-        if (!getcwd(cwd, sizeof cwd))
-                snprintf(cwd, sizeof cwd, "/");
-        if ((r = sd_bus_message_append(m, "ss", unit, "fail")) < 0 ||
-            (r = sd_bus_message_open_container(m, 'a', "(sv)")) < 0)
-                goto out;
         r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)", "Description", "s",
                                   "hutch instance", "Type", "s", "notify", "NotifyAccess", "s", "main", "Delegate", "b",
                                   1, "KillMode", "s", "mixed", "CollectMode", "s", "inactive-or-failed",
                                   "WorkingDirectory", "s", cwd, "StandardInputFileDescriptor", "h", SYNC_FD,
                                   "StandardOutput", "s", "journal", "StandardError", "s", "journal", "TimeoutStartUSec",
                                   "t", (uint64_t) START_TIMEOUT_US, "SendSIGHUP", "b", 0);
-        if (r < 0)
-                goto out;
-        if ((r = append_exec(m, argv)) < 0 || (r = append_env(m)) < 0)
-                goto out;
-        for (size_t i = 0; i < n_props; i++)
-                if ((r = append_prop(m, props[i])) < 0)
-                        goto out;
-        if ((r = sd_bus_message_close_container(m)) < 0 || (r = sd_bus_message_append(m, "a(sa(sv))", 0)) < 0)
-                goto out;
+        if (r >= 0)
+                r = close_start(m, props, n_props, argv);
+        if (r < 0) {
+                sd_bus_message_unref(m);
+                return r;
+        }
         *ret = m;
         return 0;
-out:
-        sd_bus_message_unref(m);
-        return r;
 }
 
 static int connect_manager(sd_bus **ret)
@@ -312,10 +379,281 @@ out:
         return r;
 }
 
+/* ---- run: one batch command as a transient service, waited for */
+
+#define EXIT_HUTCH_FAILURE 255
+
+static int run_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int run_fail(const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        fputs("hutch: error: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+        va_end(ap);
+        return EXIT_HUTCH_FAILURE;
+}
+
+struct run {
+        const char *unit;
+        struct job job;
+        char active[32], result[64];
+        int main_code, main_status; /* ExecMainCode (CLD_EXITED, CLD_KILLED, ...), its status */
+        bool removed;
+};
+
+/* PropertiesChanged of the unit: its state and, once the main process ended, how. They are
+ * read from the signal itself, as the unit may be collected (CollectMode=) before a Get. */
+static int on_unit_changed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct run *u = userdata;
+        const char *iface, *name, *v;
+        int32_t n;
+        (void) ret_error;
+        if (sd_bus_message_read(m, "s", &iface) < 0 || sd_bus_message_enter_container(m, 'a', "{sv}") < 0)
+                return 0;
+        while (sd_bus_message_enter_container(m, 'e', "sv") > 0) {
+                if (sd_bus_message_read(m, "s", &name) < 0)
+                        return 0;
+                if (!strcmp(name, "ActiveState") && sd_bus_message_read(m, "v", "s", &v) >= 0)
+                        snprintf(u->active, sizeof u->active, "%s", v);
+                else if (!strcmp(name, "Result") && sd_bus_message_read(m, "v", "s", &v) >= 0)
+                        snprintf(u->result, sizeof u->result, "%s", v);
+                else if (!strcmp(name, "ExecMainCode") && sd_bus_message_read(m, "v", "i", &n) >= 0)
+                        u->main_code = n;
+                else if (!strcmp(name, "ExecMainStatus") && sd_bus_message_read(m, "v", "i", &n) >= 0)
+                        u->main_status = n;
+                else if (sd_bus_message_skip(m, "v") < 0)
+                        return 0;
+                if (sd_bus_message_exit_container(m) < 0)
+                        return 0;
+        }
+        return 0;
+}
+
+static int on_unit_removed(sd_bus_message *m, void *userdata, sd_bus_error *ret_error)
+{
+        struct run *u = userdata;
+        const char *id, *path;
+        (void) ret_error;
+        if (sd_bus_message_read(m, "so", &id, &path) >= 0 && !strcmp(id, u->unit))
+                u->removed = true;
+        return 0;
+}
+
+static bool run_is_over(const struct run *u)
+{
+        if (!u->job.done)
+                return false;
+        if (strcmp(u->job.result, "done") || u->removed)
+                return true;
+        return u->main_code > 0 && (!strcmp(u->active, "inactive") || !strcmp(u->active, "failed"));
+}
+
+/* The caller's stdin, stdout and stderr go to the unit: a closed one is /dev/null there. */
+static void stdio_fill(void)
+{
+        for (int fd = 0; fd < 3; fd++)
+                if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR | O_CLOEXEC) != fd)
+                        _exit(EXIT_HUTCH_FAILURE);
+}
+
+static int run_request(sd_bus *bus, sd_bus_message **ret, const char *unit, char **props, size_t n_props, char **argv)
+{
+        sd_bus_message *m = NULL;
+        char cwd[PATH_MAX];
+        cwd_of(cwd, sizeof cwd);
+        int r = open_start(bus, &m, unit);
+        if (r < 0)
+                return r;
+        /* Type=exec: the start fails when hutch cannot be run; KillMode=mixed: a stop's
+         * SIGTERM goes to the payload, which may end its own children first */
+        r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)", "Description", "s", "hutch batch run",
+                                  "Type", "s", "exec", "Delegate", "b", 1, "KillMode", "s", "mixed", "CollectMode", "s",
+                                  "inactive-or-failed", "WorkingDirectory", "s", cwd, "StandardInputFileDescriptor",
+                                  "h", 0, "StandardOutputFileDescriptor", "h", 1, "StandardErrorFileDescriptor", "h", 2,
+                                  "SendSIGHUP", "b", 0);
+        /* the caller's umask, which a service would not have (systemd's default: 0022) */
+        mode_t mask = umask(0);
+        umask(mask);
+        if (r >= 0)
+                r = sd_bus_message_append(m, "(sv)", "UMask", "u", (uint32_t) mask);
+        if (r >= 0)
+                r = close_start(m, props, n_props, argv);
+        if (r < 0) {
+                sd_bus_message_unref(m);
+                return r;
+        }
+        *ret = m;
+        return 0;
+}
+
+static void kill_unit(sd_bus *bus, const char *unit, const char *whom, int sig)
+{
+        (void) sd_bus_call_method(bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                  "org.freedesktop.systemd1.Manager", "KillUnit", NULL, NULL, "ssi", unit, whom, sig);
+}
+
+/* Until the unit is over: bus messages, and the signals to forward to the payload. */
+static int run_wait(sd_bus *bus, struct run *u, int sfd)
+{
+        int pending = 0;
+        for (;;) {
+                int r = sd_bus_process(bus, NULL);
+                if (r < 0)
+                        return r;
+                if (r > 0)
+                        continue;
+                if (run_is_over(u))
+                        return 0;
+                if (pending && u->job.done) {
+                        kill_unit(bus, u->unit, "main", pending);
+                        pending = 0;
+                        continue;
+                }
+                uint64_t usec;
+                int timeout = -1;
+                if (sd_bus_get_timeout(bus, &usec) > 0 && usec != UINT64_MAX) {
+                        struct timespec ts;
+                        clock_gettime(CLOCK_MONOTONIC, &ts);
+                        uint64_t now = (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+                        timeout = usec > now ? (int) ((usec - now + 999) / 1000) : 0;
+                }
+                struct pollfd p[2] = {{.fd = sd_bus_get_fd(bus), .events = (short) sd_bus_get_events(bus)},
+                                      {.fd = sfd, .events = POLLIN}};
+                if (poll(p, 2, timeout) < 0 && errno != EINTR)
+                        return -errno;
+                struct signalfd_siginfo si;
+                if (p[1].revents & POLLIN && read(sfd, &si, sizeof si) == (ssize_t) sizeof si)
+                        pending = (int) si.ssi_signo;
+        }
+}
+
+/* MemoryMax= among the -p words, for the OOM message. */
+static uint64_t memory_max(char **props, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (!strncmp(props[i], "MemoryMax=t:", 12))
+                        return strtoull(props[i] + 12, NULL, 10);
+        return 0;
+}
+
+static int run_status(const struct run *u, char **props, size_t n_props)
+{
+        if (strcmp(u->job.result, "done"))
+                return run_fail("systemd could not run unit %s (%s): see journalctl --user -u %s", u->unit,
+                                u->job.result, u->unit);
+        if (u->main_code <= 0)
+                return run_fail("unit %s ended without telling how its command did", u->unit);
+        if (!strcmp(u->result, "oom-kill")) {
+                uint64_t mem = memory_max(props, n_props);
+                if (mem)
+                        run_fail("the container was killed by the kernel's OOM killer: it reached its memory limit "
+                                 "of %llu MiB (--memory)",
+                                 (unsigned long long) (mem >> 20));
+                else
+                        run_fail("the container was killed by the kernel's OOM killer");
+        }
+        return u->main_code == CLD_EXITED ? u->main_status & 0xff : 128 + u->main_status;
+}
+
+static int cmd_run(int argc, char **argv)
+{
+        struct run u = {.unit = argv[2]};
+        char *props[64];
+        size_t n_props = 0;
+        int i = 3;
+        for (; i < argc && strcmp(argv[i], "--"); i++) {
+                if (strcmp(argv[i], "-p") || i + 1 >= argc || n_props >= 64)
+                        return run_fail("hutch-systemd: bad argument '%s'", argv[i]);
+                props[n_props++] = argv[++i];
+        }
+        if (i + 1 >= argc)
+                return run_fail("hutch-systemd: no command after --");
+        stdio_fill();
+        /* from here a Ctrl-C is the payload's: held until the unit runs, then passed on */
+        sigset_t ss;
+        sigemptyset(&ss);
+        sigaddset(&ss, SIGINT);
+        sigaddset(&ss, SIGTERM);
+        sigaddset(&ss, SIGHUP);
+        sigprocmask(SIG_BLOCK, &ss, NULL);
+        int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sfd < 0)
+                return run_fail("cannot watch signals: %s", strerror(errno));
+
+        sd_bus *bus = NULL;
+        sd_bus_error e = SD_BUS_ERROR_NULL;
+        sd_bus_message *m = NULL, *reply = NULL;
+        char *path = NULL;
+        int r = connect_manager(&bus);
+        if (r < 0) {
+                close(sfd);
+                return run_fail("cannot reach the systemd user manager to apply the limits: %s", strerror(-r));
+        }
+        if ((r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", u.unit, &path)) < 0)
+                goto out;
+        r = sd_bus_call_method(bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                               "org.freedesktop.systemd1.Manager", "Subscribe", &e, NULL, NULL);
+        if (r >= 0)
+                r = sd_bus_match_signal(bus, NULL, NULL, "/org/freedesktop/systemd1",
+                                        "org.freedesktop.systemd1.Manager", "JobRemoved", on_job_removed, &u.job);
+        if (r >= 0)
+                r = sd_bus_match_signal(bus, NULL, NULL, "/org/freedesktop/systemd1",
+                                        "org.freedesktop.systemd1.Manager", "UnitRemoved", on_unit_removed, &u);
+        if (r >= 0)
+                r = sd_bus_match_signal(bus, NULL, NULL, path, "org.freedesktop.DBus.Properties", "PropertiesChanged",
+                                        on_unit_changed, &u);
+        if (r < 0) {
+                r = run_fail("the systemd user manager does not answer: %s", e.message ? e.message : strerror(-r));
+                goto out;
+        }
+        if ((r = run_request(bus, &m, u.unit, props, n_props, argv + i + 1)) < 0) {
+                r = run_fail("cannot build the request for unit %s: %s", u.unit, strerror(-r));
+                goto out;
+        }
+        for (int tries = 0;; tries++) {
+                sd_bus_error_free(&e);
+                r = sd_bus_call(bus, m, 0, &e, &reply);
+                if (r >= 0 || tries >= 20 || (r != -EBUSY && r != -ETIMEDOUT && r != -EAGAIN))
+                        break;
+                usleep(50000 * (tries + 1));
+        }
+        if (r < 0) {
+                r = run_fail("systemd could not start unit %s: %s", u.unit, e.message ? e.message : strerror(-r));
+                goto out;
+        }
+        if ((r = sd_bus_message_read(reply, "o", &u.job.path)) < 0) {
+                r = run_fail("systemd's answer for unit %s is not understood", u.unit);
+                goto out;
+        }
+        r = run_wait(bus, &u, sfd);
+        if (r < 0) {
+                /* nobody would wait for it: the unit is not left running */
+                kill_unit(bus, u.unit, "all", SIGKILL);
+                r = run_fail("lost the systemd user manager while unit %s ran: %s", u.unit, strerror(-r));
+                goto out;
+        }
+        r = run_status(&u, props, n_props);
+out:
+        if (r < 0)
+                r = run_fail("cannot talk to the systemd user manager: %s", strerror(-r));
+        close(sfd);
+        free(path);
+        sd_bus_error_free(&e);
+        sd_bus_message_unref(m);
+        sd_bus_message_unref(reply);
+        sd_bus_flush_close_unref(bus);
+        return r;
+}
+
 int main(int argc, char **argv)
 {
         if (argc >= 3 && !strcmp(argv[1], "start"))
                 return cmd_start(argc, argv);
-        fprintf(stderr, "hutch-systemd is started by hutch itself (instance start --systemd)\n");
+        if (argc >= 3 && !strcmp(argv[1], "run"))
+                return cmd_run(argc, argv);
+        fprintf(stderr, "hutch-systemd is started by hutch itself (instance start --systemd, exec with limits)\n");
         return 2;
 }

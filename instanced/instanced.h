@@ -120,6 +120,19 @@ int instance_systemd_parse(const char *s, enum instance_systemd *ret, struct hut
 /* Limits as "-p" "Name=type:value" words of hutch-systemd, appended to *v. */
 int instance_unit_limit_props(const struct cgroup_limits *l, char ***v);
 
+/* Is the caller's systemd user manager reachable ($XDG_RUNTIME_DIR/systemd/private)? */
+bool instance_manager_reachable(const struct instance_env *env);
+/* A batch run (exec, run, shell, test) whose limits the caller's own cgroup cannot take,
+ * as the transient service hutch-run-PID-RANDOM.service of the user's systemd manager:
+ * execs hutch-systemd run, which has the manager fork hutch again with args (hutch's own
+ * command line after argv[0]) behind the marker --in-unit=UNIT, the limits as the unit's
+ * properties and Delegate=yes, the caller's stdio, environment and folder; it waits for the
+ * unit and exits with the payload's status. Returns only on failure. */
+int instance_batch_unit_exec(const struct instance_env *env, const struct cgroup_limits *l, char *const *args,
+                             struct hutch_error *err);
+/* --in-unit=UNIT: is this process in that hutch-run-*.service's cgroup? */
+bool instance_batch_unit_is_own(const char *unit);
+
 /* A unit file that runs instance name (`instance unit`): ExecStart= the supervisor with
  * the start's arguments, its limits as properties, systemd's Restart=. */
 struct instance_unit {

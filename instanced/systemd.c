@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -269,6 +270,69 @@ int instance_start_systemd(const struct instance_spec *spec, bool *ret_fallback,
         r = instance_sync_wait(spec, sp[0], ret_status, err);
         close(sp[0]);
         return r;
+}
+
+bool instance_manager_reachable(const struct instance_env *env)
+{
+        return manager_reachable(env);
+}
+
+#define RUN_UNIT_PREFIX "hutch-run-"
+
+int instance_batch_unit_exec(const struct instance_env *env, const struct cgroup_limits *l, char *const *args,
+                             struct hutch_error *err)
+{
+        char prog[PATH_MAX], self[PATH_MAX], unit[64], marker[96];
+        if (!manager_reachable(env))
+                return hutch_err(err, -ENOENT,
+                                 "--systemd yes: no systemd user manager is reachable to apply the limits (no "
+                                 "$XDG_RUNTIME_DIR/systemd/private; `loginctl enable-linger` or a login session "
+                                 "starts one)");
+        if (!libexec_program("hutch-systemd", prog, sizeof prog))
+                return hutch_err(err, -ENOENT,
+                                 "limits through the systemd user manager need hutch-systemd, which is not installed "
+                                 "beside hutch");
+        ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (n <= 0 || n >= (ssize_t) sizeof self - 1)
+                return hutch_err_sys(err, n < 0 ? -errno : -ENAMETOOLONG, "cannot tell where hutch is");
+        self[n] = 0;
+        uint32_t rnd;
+        if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t) sizeof rnd)
+                rnd = (uint32_t) time(NULL) ^ (uint32_t) getpid() << 16;
+        snprintf(unit, sizeof unit, RUN_UNIT_PREFIX "%d-%08x.service", (int) getpid(), (unsigned) rnd);
+        snprintf(marker, sizeof marker, "--in-unit=%s", unit);
+        _cleanup_strv_ char **argv = NULL;
+        if (strv_extend(&argv, "hutch-systemd") < 0 || strv_extend(&argv, "run") < 0 || strv_extend(&argv, unit) < 0 ||
+            instance_unit_limit_props(l, &argv) < 0 || strv_extend(&argv, "--") < 0 || strv_extend(&argv, self) < 0 ||
+            strv_extend(&argv, marker) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        for (char *const *a = args; a && *a; a++)
+                if (strv_extend(&argv, *a) < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+        execv(prog, argv);
+        return hutch_err_sys(err, -errno, "cannot run %s", prog);
+}
+
+bool instance_batch_unit_is_own(const char *unit)
+{
+        size_t n = strlen(unit);
+        if (!startswith(unit, RUN_UNIT_PREFIX) || n < sizeof UNIT_SUFFIX ||
+            strcmp(unit + n - strlen(UNIT_SUFFIX), UNIT_SUFFIX) || strchr(unit, '/'))
+                return false;
+        _cleanup_free_ char *text = NULL;
+        if (read_full_at(AT_FDCWD, "/proc/self/cgroup", 1 << 16, &text, NULL) < 0)
+                return false;
+        /* cgroup v2's line "0::/user.slice/.../app.slice/UNIT" */
+        for (char *line = text; line && *line;) {
+                char *end = strchr(line, '\n');
+                if (end)
+                        *end = 0;
+                size_t k = strlen(line);
+                if (startswith(line, "0::") && k > n && line[k - n - 1] == '/' && !strcmp(line + k - n, unit))
+                        return true;
+                line = end ? end + 1 : NULL;
+        }
+        return false;
 }
 
 /* sd_notify's protocol by hand: one datagram to $NOTIFY_SOCKET (a path, or '@' for the

@@ -1,8 +1,9 @@
 # Instances kept by a real systemd user manager (instance start --systemd): a `systemd --user`
 # of the test user, started here in a private mount and cgroup namespace (tmpfs on
 # /run/systemd with /run/systemd/system, a cgroup2 subtree beneath ours chowned to the user
-# and mounted as the namespace's /sys/fs/cgroup, XDG_RUNTIME_DIR on a tmpfs of the user's).
-# Root mode only: a user cannot make that namespace.
+# and mounted as the namespace's /sys/fs/cgroup, XDG_RUNTIME_DIR on a tmpfs of the user's);
+# and batch runs whose limits go through it (hutch-run-*.service; in the VM tier, where the
+# units get controllers, enforced too). Root mode only: a user cannot make that namespace.
 . "$(dirname "$0")/lib.sh"
 SD=/lib/systemd/systemd
 if [ "${1:-}" != inner ]; then
@@ -73,6 +74,91 @@ I=$IMAGES/image.sif
 # an image without a service (no startscript): for units whose environment has no port
 Q=$T/quiet
 cp -a "$IMAGES/rootfs" "$Q" && rm -f "$Q/.singularity.d/startscript"
+# --- batch runs with limits through the manager (a transient hutch-run-*.service): this
+# namespace's cgroup2 offers no controllers to the user's own cgroup, so hutch cannot apply
+# them itself; the manager's unit carries them (enforced where the kernel has them: tests/vm)
+runs() { sctl list-units --all --no-legend 'hutch-run-*'; }
+# (asx ...) &: $! is hutch's own pid (asu, a function, would leave a shell between)
+asx() { exec setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UHOME" XDG_RUNTIME_DIR="$RT" PATH="$PATH" "$@"; }
+install -d -o "$U" -g "$U" "$T/wd"
+run asu "$HUTCH" exec --memory 64M --cpus 0.5 "$I" cat /proc/self/cgroup
+check "exec --memory by a user without a usable cgroup: the command runs inside hutch-run-*.service" \
+	'[ $RC -eq 0 ] && out_has "/hutch-run-[0-9]*-[0-9a-f]*\.service$"'
+check "... and the unit is gone after" 'wait_for "[ -z \"\$(runs)\" ]"'
+(asx "$HUTCH" exec --memory 64M --cpus 0.5 --pids-limit 50 "$I" sleep 30 >"$T/bg.out" 2>&1) &
+BG=$!
+wait_for '[ -n "$(runs)" ]' 100
+ru=$(runs | awk '{print $1}' | head -1)
+check "... the unit carries the limits as properties (MemoryMax, CPUQuota, TasksMax) and Delegate=yes" \
+	'[ "$(sctl show -P MemoryMax "$ru")" = 67108864 ] && [ "$(sctl show -P CPUQuotaPerSecUSec "$ru")" = 500ms ] && [ "$(sctl show -P TasksMax "$ru")" = 50 ] && [ "$(sctl show -P Delegate "$ru")" = yes ]'
+kill -TERM "$BG"
+wait "$BG"
+RC=$?
+check "SIGTERM to hutch ends the payload (status 143) and leaves no unit" '[ $RC -eq 143 ] && wait_for "[ -z \"\$(runs)\" ]"'
+# (a background job ignores SIGINT, which hutch then leaves ignored, as the payload would)
+(asx env --default-signal=INT "$HUTCH" exec --memory 64M "$I" sleep 30 >"$T/bg.out" 2>&1) &
+BG=$!
+wait_for '[ -n "$(runs)" ] && [ "$(sctl show -P ActiveState "$(runs | awk "{print \$1}")")" = active ]' 100
+kill -INT "$BG"
+wait "$BG"
+RC=$?
+check "Ctrl-C (SIGINT to hutch) ends it too (status 130), no unit left" '[ $RC -eq 130 ] && wait_for "[ -z \"\$(runs)\" ]"'
+(cd "$T/wd" && umask 0027 && echo hello | asu env FROMCALLER=yes "$HUTCH" exec --memory 64M "$I" sh -c 'read l; echo "$l $FROMCALLER $(pwd) $(umask)"; echo oops >&2; exit 7' >"$OUT" 2>"$ERR")
+RC=$?
+check "stdin, stdout, stderr, the environment, the folder and the umask are the caller's; the exit status is relayed" \
+	'[ $RC -eq 7 ] && out_is "hello yes $T/wd 0027" && [ "$(cat "$ERR")" = oops ]'
+run asu "$HUTCH" exec --memory 64M "$T/nonexistent.sif" true
+check "a bad image: one line, status 255, no unit left" \
+	'fails_with "nonexistent.sif" && wait_for "[ -z \"\$(runs)\" ]"'
+run asu "$HUTCH" exec --systemd no --memory 64M "$I" true
+check "--systemd no: the limits are refused in one line that says why and what would work" \
+	'fails_with "does not offer the memory controller" && err_has "--systemd auto" && [ -z "$(runs)" ]'
+run asu env HUTCH_SYSTEMD=no "$HUTCH" exec --memory 64M "$I" true
+check "... HUTCH_SYSTEMD=no as well" 'fails_with "--systemd no keeps them"'
+run asu env XDG_RUNTIME_DIR="$T/none" "$HUTCH" exec --memory 64M "$I" true
+check "no usable cgroup and no manager: one line saying both, and what would fix it" \
+	'fails_with "does not offer the memory controller" && err_has "no systemd user manager is reachable" && err_has "enable-linger"'
+run asu env XDG_RUNTIME_DIR="$T/none" "$HUTCH" exec --systemd yes --memory 64M "$I" true
+check "--systemd yes without a manager: one line" 'fails_with "no systemd user manager is reachable"'
+run asu env SLURM_JOB_ID=77 "$HUTCH" exec --memory 64M "$I" true
+check "inside a batch job the manager is left out (the job keeps its processes): refused" \
+	'fails_with "does not offer" && [ -z "$(runs)" ]'
+run asu "$HUTCH" --in-unit=hutch-run-1-0.service exec --memory 64M "$I" true
+check "--in-unit is hutch's own: outside that unit it is refused" 'fails_with "is hutch'"'"'s own"'
+run asu "$HUTCH" exec "$I" cat /proc/self/cgroup
+check "without limits nothing goes through the manager" '[ $RC -eq 0 ] && ! out_has hutch-run'
+if grep -qw memory /sys/fs/cgroup/cgroup.controllers; then
+	# the VM tier (tests/vm: cgroup v2 with every controller): the manager's units get the
+	# controllers, so the unit's limits hold
+	run asu "$HUTCH" exec --memory 32M "$I" sh -c 'head -c 200000000 /dev/zero | tail >/dev/null'
+	check "a memory hog above --memory 32M is OOM-killed in the unit, and hutch reports it" \
+		'[ $RC -eq 137 ] && err_has "OOM killer" && err_has "32 MiB" && wait_for "[ -z \"\$(runs)\" ]"'
+	# the payload's own cgroup (the unit's) as the container sees it
+	cat > "$T/usage" <<'USAGE'
+#!/bin/sh
+awk '$1 == "usage_usec" {print $2}' "/sys/fs/cgroup$(awk -F: '$1 == 0 {print $3}' /proc/self/cgroup)/cpu.stat"
+USAGE
+	chmod 0755 "$T/usage"
+	run asu "$HUTCH" exec --cpus 0.5 -B "$T/usage:/usage" "$I" sh -c "
+		t0=\$(/usage)
+		timeout 2 sh -c 'while :; do :; done'
+		t1=\$(/usage)
+		echo \$(( (t1 - t0) / 20000 ))"
+	check "--cpus 0.5 in the unit holds a busy loop near 50 % of one CPU (measured $(cat "$OUT") %)" \
+		'[ "$(cat "$OUT")" -ge 30 ] && [ "$(cat "$OUT")" -le 65 ]'
+fi
+
+# the end: the manager stops, and nothing of the user's is left
+teardown() {
+	stop_manager
+	kill $JRN
+	trap 'rm -rf "$T"' EXIT
+	check "after the manager stops, nothing of the user's is left" 'wait_for "! pgrep -u $UID_ >/dev/null"'
+	finish
+}
+# the VM tier runs the batch limits alone (the instances' part is the host's)
+[ -z "${HUTCH_IT_VM:-}" ] || teardown
+
 run asu "$HUTCH" instance start --systemd yes "$I" web
 check "start --systemd yes: the instance runs as a unit of the user's manager" '[ $RC -eq 0 ]'
 check "... hutch-web.service is active" '[ "$(sctl is-active hutch-web.service)" = active ]'
@@ -209,7 +295,4 @@ check "--pid-file that cannot be written: one line, and the instance is not left
 run asu "$HUTCH" instance start --pid-file "$T/p" --systemd yes "$I" x
 check "--pid-file with --systemd yes is refused" '[ $RC -eq 255 ] && err_has "not with --systemd yes"'
 
-stop_manager
-kill $JRN
-trap 'rm -rf "$T"' EXIT
-check "after the manager stops, nothing of the user's is left" 'wait_for "! pgrep -u $UID_ >/dev/null"'
+teardown

@@ -260,6 +260,12 @@ static void test_units(void **state)
         assert_int_equal(instance_unit_name_parse("hutch-a\\x2.service", back, sizeof back), -EINVAL);
         assert_int_equal(instance_unit_name_parse("hutch-a\\x2fb.service", back, sizeof back), -EINVAL);
         assert_int_equal(instance_unit_name_parse("hutch-web.scope", back, sizeof back), -EINVAL);
+        /* --in-unit: only a hutch-run-*.service whose cgroup holds this process (it is not) */
+        assert_false(instance_batch_unit_is_own("hutch-run-1-0.service"));
+        assert_false(instance_batch_unit_is_own("other.service"));
+        assert_false(instance_batch_unit_is_own("hutch-run-1-0.scope"));
+        assert_false(instance_batch_unit_is_own("hutch-run-/../x.service"));
+        assert_false(instance_batch_unit_is_own(""));
 
         struct hutch_error err = HUTCH_ERROR_INIT;
         enum instance_systemd m;
