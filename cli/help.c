@@ -177,7 +177,8 @@ static const struct {
          "FINGERPRINT|search [--url U] QUERY|pull [--url U] FINGERPRINT|push [--url U] FINGERPRINT",
          "Manage your OpenPGP keys: ~/.hutch/keys/pgp-public and pgp-secret (HUTCH_KEYSDIR), the layout\n"
          "of Apptainer's ~/.apptainer/keys, which is read too (APPTAINER_KEYSDIR).\n"
-         "newpair --name N [--email E] [--comment C] [--bit-length 4096]: an RSA key pair.\n"
+         "newpair --name N [--email E] [--comment C] [--bit-length 4096] [--push[=true|false]]: an RSA\n"
+         "key pair (--push: then pushed to the keyserver, as 'key push').\n"
          "list [--secret]; import FILE (armored or binary, public or secret); export to FILE (- for\n"
          "stdout; the only key unless a FINGERPRINT is given); remove from the public keyring, or the\n"
          "secret one with --secret. Passphrases: HUTCH_SIGN_PASSPHRASE, --passphrase-file FILE, or asked\n"

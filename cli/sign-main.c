@@ -468,7 +468,9 @@ static int key_remove(struct sign_cli *s, const char *which, bool secret)
         return 0;
 }
 
-static int key_newpair(struct sign_cli *s, const char *name, const char *email, const char *comment, uint32_t bits)
+/* newpair: a key pair, pushed to the keyserver when asked (--push, as Apptainer's) */
+static int key_newpair(struct sign_cli *s, const char *name, const char *email, const char *comment, uint32_t bits,
+                       bool push, const char *url)
 {
         _cleanup_(sign_keyring_close) struct sign_keyring kr = SIGN_KEYRING_NULL;
         _cleanup_(free_secret) char *pass = NULL;
@@ -485,7 +487,12 @@ static int key_newpair(struct sign_cli *s, const char *name, const char *email, 
         if (sign_keyring_newpair(&kr, &np, &ki, &err) < 0 || sign_keyring_save(&kr, &err) < 0)
                 return fail(&err);
         printf("Generated key pair %s (%s) in %s\n", ki.fingerprint, ki.uid, s->hutch_dir);
-        return 0;
+        if (!push)
+                return 0;
+        const char *read_dirs[] = {s->hutch_dir, NULL};
+        char *fp = ki.fingerprint;
+        fflush(stdout);
+        return keyserver_key_verb(&s->c, "push", url, s->hutch_dir, read_dirs, 1, &fp);
 }
 
 static int verb_key(struct sign_cli *s, int argc, char **argv)
@@ -498,13 +505,13 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
                 {"comment", required_argument, NULL, 'C'},
                 {"bit-length", required_argument, NULL, 'b'},
                 {"passphrase-file", required_argument, NULL, 'P'},
-                {"push", required_argument, NULL, 'p'},
+                {"push", optional_argument, NULL, 'p'},
                 {"url", required_argument, NULL, 'u'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
         const char *name = NULL, *email = NULL, *comment = NULL, *url = NULL;
-        bool armor = false, secret = false;
+        bool armor = false, secret = false, push = false;
         uint64_t bits = 4096;
         int ch;
         if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
@@ -525,29 +532,39 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
                                 return cli_usage_error("key", "--bit-length needs 1024 to 16384, not '%s'", optarg);
                         break;
                 case 'P': s->passphrase_file = optarg; break;
-                case 'p': break; /* newpair --push=false: push with 'key push' */
+                case 'p':
+                        if (!optarg || !strcmp(optarg, "true") || !strcmp(optarg, "1") || !strcmp(optarg, "yes"))
+                                push = true;
+                        else if (!strcmp(optarg, "false") || !strcmp(optarg, "0") || !strcmp(optarg, "no"))
+                                push = false;
+                        else
+                                return cli_usage_error("key", "--push takes true or false, not '%s'", optarg);
+                        break;
                 case 'u': url = optarg; break;
                 case 'h': cli_help_print("key"); return 0;
                 default: return cli_usage_error("key", "bad option");
                 }
         int nargs = argc - optind;
         char **a = argv + optind;
+        bool keyserver = !strcmp(sub, "search") || !strcmp(sub, "push") || !strcmp(sub, "pull");
+        if (url && !keyserver && strcmp(sub, "newpair") != 0)
+                return cli_usage_error("key", "--url is for key search, pull, push and newpair --push");
+        if (push && strcmp(sub, "newpair") != 0)
+                return cli_usage_error("key", "--push is for key newpair");
         if (!strcmp(sub, "list") && nargs == 0)
                 return key_list(s, secret);
         if (!strcmp(sub, "newpair") && nargs == 0)
-                return key_newpair(s, name, email, comment, (uint32_t) bits);
+                return key_newpair(s, name, email, comment, (uint32_t) bits, push, url);
         if (!strcmp(sub, "import") && nargs == 1)
                 return key_import(s, a[0]);
         if (!strcmp(sub, "export") && (nargs == 1 || nargs == 2))
                 return key_export(s, nargs == 2 ? a[0] : NULL, a[nargs - 1], secret, armor);
         if (!strcmp(sub, "remove") && nargs == 1)
                 return key_remove(s, a[0], secret);
-        if (!strcmp(sub, "search") || !strcmp(sub, "push") || !strcmp(sub, "pull")) {
+        if (keyserver) {
                 const char *read_dirs[] = {s->hutch_dir, s->apptainer_dir, NULL};
                 return keyserver_key_verb(&s->c, sub, url, s->hutch_dir, read_dirs, nargs, a);
         }
-        if (url)
-                return cli_usage_error("key", "--url is for key search, pull and push");
         if (!strcmp(sub, "list") || !strcmp(sub, "newpair") || !strcmp(sub, "import") || !strcmp(sub, "export") ||
             !strcmp(sub, "remove"))
                 return cli_usage_error("key", "wrong number of arguments for 'key %s'", sub);

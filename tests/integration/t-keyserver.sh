@@ -49,6 +49,13 @@ run "$HUTCH" key search "ks@example"
 check "key search shows fingerprint, bits and user id" '[ $RC -eq 0 ] && out_has "^$fp  *RSA  *2048 .*Key Server <ks@example.org>"'
 run "$HUTCH" key search --url "$URL" "0x${fp:24}"
 check "key search --url by key id" '[ $RC -eq 0 ] && out_has "^$fp "'
+HUTCH_SIGN_PASSPHRASE= run "$HUTCH" key newpair --push --url "$URL" --name "Pushed At Birth" --bit-length 2048
+fp3=$(sed -n 's/^Generated key pair \([0-9A-F]*\) .*/\1/p' "$OUT")
+check "key newpair --push pushes the new key" '[ $RC -eq 0 ] && [ -n "$fp3" ] && [ -s "$T/srv/$fp3.asc" ]'
+run "$HUTCH" key list --url "$URL"
+check "--url on a verb that uses no keyserver" 'fails_with "\-\-url is for"'
+run "$HUTCH" key newpair --push=maybe --name X
+check "--push takes true or false" 'fails_with "\-\-push takes true or false"'
 export HOME=$T/home2 HUTCH_KEYSDIR=$T/keys2
 mkdir -p "$HOME"
 run "$HUTCH" verify "$T/a.sif"
