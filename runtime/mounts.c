@@ -466,13 +466,18 @@ static int mount_system(struct launch_ctx *c, struct rootfs *rt, struct hutch_er
 }
 
 /* A staging-tmpfs folder standing in for a host folder under --contain. */
-static int bind_session_dir(struct rootfs *rt, const char *name, const char *dst, struct hutch_error *err)
+/* A fresh folder of the staging tmpfs bound at dst, of the given mode: /tmp and /var/tmp are
+ * 1777 as on any system, so a service user inside (apt's _apt in a build's %post, a database
+ * dropping to its own uid under --fakeroot) can write there. */
+static int bind_session_dir(struct rootfs *rt, const char *name, mode_t mode, const char *dst, struct hutch_error *err)
 {
         char p[128];
         snprintf(p, sizeof p, STAGE "/session/%s", name);
         int r = mkdir_stage(p, err);
         if (r < 0)
                 return r;
+        if (chmod(p, mode) < 0)
+                return hutch_err_sys(err, -errno, "cannot set the mode of '%s'", p);
         _cleanup_close_ int fd = open(p, O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return hutch_err_sys(err, -errno, "cannot open '%s'", p);
@@ -529,7 +534,7 @@ static int mount_user_dirs(struct launch_ctx *c, struct rootfs *rt, struct hutch
         if (c->home.fd >= 0)
                 r = bind_host(rt, &c->home, c->home_dst, false, err);
         else if (c->home_dst && s->contain && !s->no_home && !(s->no_mount & NO_MOUNT_HOME) && s->conf->mount_home)
-                r = bind_session_dir(rt, "home", c->home_dst, err);
+                r = bind_session_dir(rt, "home", 0755, c->home_dst, err);
         else
                 r = 0;
         if (r < 0)
@@ -539,8 +544,8 @@ static int mount_user_dirs(struct launch_ctx *c, struct rootfs *rt, struct hutch
                         if ((r = bind_host(rt, &c->tmp, "/tmp", false, err)) < 0 ||
                             (r = bind_host(rt, &c->vartmp, "/var/tmp", false, err)) < 0)
                                 return r;
-                } else if ((r = bind_session_dir(rt, "tmp", "/tmp", err)) < 0 ||
-                           (r = bind_session_dir(rt, "var_tmp", "/var/tmp", err)) < 0)
+                } else if ((r = bind_session_dir(rt, "tmp", 01777, "/tmp", err)) < 0 ||
+                           (r = bind_session_dir(rt, "var_tmp", 01777, "/var/tmp", err)) < 0)
                         return r;
         }
         if (c->cwdp.fd >= 0 && !cwd_is_covered(c)) {

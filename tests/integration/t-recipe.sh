@@ -31,6 +31,7 @@ From: $I
 
 %post
     echo "post says hello"
+    echo "post tmp \$(stat -c %a /tmp) \$(stat -c %a /var/tmp)"
     echo "post as \$(id -u)" > /post.txt
     echo 'export FROMPOST=yes' >> \$APPTAINER_ENVIRONMENT
     chown 1000:1000 /post.txt
@@ -52,6 +53,7 @@ printf '# CRLF line\r\n' >> "$T/all.def"
 run "$HUTCH" build "$T/all.sif" "$T/all.def"
 check "build: localimage with every section" '[ $RC -eq 0 ] && [ -f "$T/all.sif" ] && no_build_leftovers'
 check "build announces the stage, each section and the total" 'out_has "^post says hello" && err_has "Stage 1/1: Bootstrap: localimage" && err_has "Running setup scriptlet" && err_has "Running post scriptlet" && err_has "Running testscript" && err_has "Build complete: $T/all.sif"'
+check "%post's /tmp and /var/tmp are 1777 (a service user such as apt's _apt writes there)" 'out_has "^post tmp 1777 1777"'
 run "$HUTCH" run "$T/all.sif" x y
 check "%runscript, %environment with its template, \$APPTAINER_ENVIRONMENT from %post" 'out_is "run: hello yes x y"'
 # as a user, the ids %post gave away are seen with --fakeroot (subordinate ranges)
@@ -248,14 +250,16 @@ else
 fi
 
 # An interrupted build (SIGINT while %post runs) ends the step's processes and leaves nothing.
-printf 'Bootstrap: localimage\nFrom: %s\n%%post\n    sleep 30 &\n    sleep 30\n' "$I" > "$T/slow.def"
+# a sleep no other process on the machine runs: 30 s and this run's pid in thousandths
+slow="sleep 30.$(printf %03d $(($$ % 1000)))"
+printf 'Bootstrap: localimage\nFrom: %s\n%%post\n    %s &\n    %s\n' "$I" "$slow" "$slow" > "$T/slow.def"
 "$HUTCH" build -q "$T/int.sif" "$T/slow.def" >/dev/null 2>"$T/int.err" &
 bpid=$!
-wait_for 'pgrep -u "$(id -u)" -f "^sleep 30" >/dev/null' 100
+wait_for 'pgrep -u "$(id -u)" -fx "$slow" >/dev/null' 100
 kill -INT $bpid
 wait $bpid
 brc=$?
-check "an interrupted build: its %post killed, no target, no build folder" '[ $brc -eq 255 ] && grep -q "interrupted by signal 2" "$T/int.err" && [ ! -e "$T/int.sif" ] && no_build_leftovers && wait_for "! pgrep -u $(id -u) -f \"^sleep 30\" >/dev/null" 20'
+check "an interrupted build: its %post killed, no target, no build folder" '[ $brc -eq 255 ] && grep -q "interrupted by signal 2" "$T/int.err" && [ ! -e "$T/int.sif" ] && no_build_leftovers && wait_for "! pgrep -u $(id -u) -fx \"$slow\" >/dev/null" 20'
 
 # The build folder is removed through descriptors: a %setup that moves the target's folder
 # away and puts a symlink to another folder (holding a folder of the build folder's name)
