@@ -10,6 +10,8 @@
 
 #include "util/error.h"
 
+struct pidref; /* util/process.h */
+
 enum image_format { IMAGE_FORMAT_DIR, IMAGE_FORMAT_SQUASHFS, IMAGE_FORMAT_SIF };
 
 /* ---- SIF (Singularity Image Format), little endian, packed as the reference Go code writes it */
@@ -137,10 +139,10 @@ int image_mount(struct image *img, const char *target, const struct image_mount_
  * instance's supervisor) reports the owner's exit, and ends at once when sock's other end
  * closes with nothing handed over. Should the image crash it, it writes one line to
  * report_fd ("hutch: error: image 'X' is corrupt (server ended: SIGSEGV)") and answers the
- * mount with EIO from then on. ret_pid NULL: detached, out of the caller's tree and session
+ * mount with EIO from then on. ret NULL: detached, out of the caller's tree and session
  * (it cannot wait for a batch container's mount namespace to die: its presence would keep
- * it alive); else the caller's child, whose pid is stored there. */
-int image_serve_process(int sock, int owner_fd, int report_fd, uint64_t cache_max, pid_t *ret_pid,
+ * it alive); else the caller's child, held by *ret. */
+int image_serve_process(int sock, int owner_fd, int report_fd, uint64_t cache_max, struct pidref *ret,
                         struct hutch_error *err);
 /* The server process's life: `hutch-squashfs CACHE_MAX` or `hutch serve-image CACHE_MAX`
  * (hidden; the program's main routes it here, cache_max parsed) with the socket as fd 3,

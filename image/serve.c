@@ -468,7 +468,7 @@ static const char *server_program(char *buf, size_t len)
 /* A fresh program, not a fork: a forked server shared the launcher's pages copy-on-write,
  * and the launcher, which goes on working for milliseconds after the early start, paid a
  * fault for each page it wrote (dear on virtual machines: docs/performance.md). */
-int image_serve_process(int sock, int owner_fd, int report_fd, uint64_t cache_max, pid_t *ret_pid,
+int image_serve_process(int sock, int owner_fd, int report_fd, uint64_t cache_max, struct pidref *ret,
                         struct hutch_error *err)
 {
         char path[PATH_MAX], max[32];
@@ -477,13 +477,11 @@ int image_serve_process(int sock, int owner_fd, int report_fd, uint64_t cache_ma
         char *argv[] = {"hutch-squashfs", prog ? max : IMAGE_SERVE_VERB, prog ? NULL : max, NULL};
         int fds[] = {sock, owner_fd, report_fd};
         const char *exe = prog ? prog : "/proc/self/exe";
-        pid_t r = ret_pid ? spawn_child(exe, argv, fds, ELEMENTSOF(fds))
-                          : spawn_detached(exe, argv, fds, ELEMENTSOF(fds));
+        int r = ret ? spawn_child(exe, argv, fds, ELEMENTSOF(fds), ret)
+                    : spawn_detached(exe, argv, fds, ELEMENTSOF(fds));
         log_debug("image server: %s", prog ? prog : "hutch " IMAGE_SERVE_VERB);
         close(sock);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot start the squashfuse server");
-        if (ret_pid)
-                *ret_pid = r;
         return 0;
 }

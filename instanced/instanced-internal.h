@@ -2,6 +2,7 @@
 #pragma once
 
 #include "instanced.h"
+#include "util/process.h"
 
 /* The supervisor keeps its instance folder open at this fd, so `instance list --all` can
  * find every instance from the live supervisors in /proc. */
@@ -57,8 +58,8 @@ int instance_state_read_trusted(int dir_fd, uid_t uid, struct instance_state *re
 int instance_state_load(int root_fd, const char *name, bool remove_stale, struct instance_state *ret);
 
 /* Readiness probes (ready.c). A probe of spec->ready (TCP or EXEC) for the container whose
- * PID 1 is init, as a child of ours: *ret its pid, which exits 0 once ready. */
-int ready_probe_start(const struct instance_spec *spec, pid_t init, pid_t *ret);
+ * PID 1 is init (our child), as a child of ours held by *ret, which exits 0 once ready. */
+int ready_probe_start(const struct instance_spec *spec, const struct pidref *init, struct pidref *ret);
 /* --ready notify: a datagram socket NAME/notify in the instance folder dir_fd (non-blocking);
  * *ret_path its host path, for the container's bind. */
 #define READY_NOTIFY_NAME "notify"

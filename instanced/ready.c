@@ -87,10 +87,11 @@ static int ns_differ(pid_t pid, int types)
 }
 
 /* In the probe child: join init's network namespace (through its user namespace, which
- * the caller owns), connect to 127.0.0.1:port. */
-static int tcp_probe_child(pid_t init, unsigned port)
+ * the caller owns; by init's pidfd, passed as fd 3, else opened here: our parent's child,
+ * not reaped before we exit, so its pid is its own), connect to 127.0.0.1:port. */
+static int tcp_probe_child(pid_t init, bool have_pidfd, unsigned port)
 {
-        int pidfd = pidfd_open_pid(init);
+        int pidfd = have_pidfd ? 3 : pidfd_open_pid(init);
         int flags = ns_differ(init, CLONE_NEWUSER | CLONE_NEWNET);
         if (pidfd < 0 || flags < 0)
                 return 2;
@@ -108,16 +109,17 @@ static int tcp_probe_child(pid_t init, unsigned port)
         return connect(s, (struct sockaddr *) &a, sizeof a) == 0 ? 0 : 1;
 }
 
-int ready_probe_start(const struct instance_spec *spec, pid_t init, pid_t *ret)
+int ready_probe_start(const struct instance_spec *spec, const struct pidref *init, struct pidref *ret)
 {
         const struct instance_ready *r = &spec->ready;
         if (r->kind == INSTANCE_READY_TCP) {
-                pid_t p = fork_detached(NULL, 0);
+                bool have_pidfd = init->fd >= 0;
+                pid_t p = fork_detached(&init->fd, have_pidfd ? 1 : 0);
                 if (p < 0)
                         return p;
                 if (p == 0)
-                        _exit(tcp_probe_child(init, r->port));
-                *ret = p;
+                        _exit(tcp_probe_child(init->pid, have_pidfd, r->port));
+                (void) pidref_set_pid(ret, p); /* our child, not reaped: the pid is its own */
                 return 0;
         }
         if (r->kind == INSTANCE_READY_EXEC) {
@@ -126,11 +128,7 @@ int ready_probe_start(const struct instance_spec *spec, pid_t init, pid_t *ret)
                 char target[INSTANCE_NAME_MAX + 16];
                 snprintf(target, sizeof target, "instance://%s", spec->name);
                 char *argv[] = {"hutch", "--quiet", "exec", target, "/bin/sh", "-c", (char *) r->cmd, NULL};
-                pid_t p = spawn_child("/proc/self/exe", argv, NULL, 0);
-                if (p < 0)
-                        return p;
-                *ret = p;
-                return 0;
+                return spawn_child("/proc/self/exe", argv, NULL, 0, ret);
         }
         return -EINVAL;
 }

@@ -67,13 +67,13 @@ struct sup {
         struct overlay *ovl;
         int out_pipe[2], err_pipe[2];
         struct log_sink out, err;
-        struct cgroup cg;   /* with limits: the instance's, the launcher enters it */
-        bool cg_is_unit;    /* cg is our systemd unit's own: only read */
-        char user[64];      /* the user's name, for the audit trail */
-        struct pidref init; /* the container's PID 1, our child; unset when none */
-        pid_t server;       /* the image server of the current start, our child; 0 when none */
-        int self_fd;        /* our pidfd: the image server ends with us */
-        int srv_pipe[2];    /* where image servers report a crash, one line each */
+        struct cgroup cg;     /* with limits: the instance's, the launcher enters it */
+        bool cg_is_unit;      /* cg is our systemd unit's own: only read */
+        char user[64];        /* the user's name, for the audit trail */
+        struct pidref init;   /* the container's PID 1, our child; unset when none */
+        struct pidref server; /* the image server of the current start, our child; unset when none */
+        int self_fd;          /* our pidfd: the image server ends with us */
+        int srv_pipe[2];      /* where image servers report a crash, one line each */
         bool server_failed;
         struct hutch_error server_err; /* the first crash line of the current start */
         pid_t ended_early;             /* a child ended as its launcher was killed, not yet logged */
@@ -88,10 +88,10 @@ struct sup {
         time_t run_started;
         int exit_status; /* the container's last, as a shell's $?: 128+N when killed by N */
         /* --ready: probing between the first start and readiness; the probe running (our
-         * child) or 0; the notify socket and its host path; the launcher's environment with
+         * child) or unset; the notify socket and its host path; the launcher's environment with
          * NOTIFY_SOCKET */
         bool probing;
-        pid_t probe;
+        struct pidref probe;
         struct timespec probe_start;
         long next_probe_ms;
         int notify_fd;
@@ -472,10 +472,10 @@ static void unpin(struct sup *u)
                 return;
         u->pinned = false;
         sched_setaffinity(0, sizeof u->affinity, &u->affinity);
-        if (u->server <= 0)
+        if (!pidref_is_set(&u->server))
                 return;
-        sched_setaffinity(u->server, sizeof u->affinity, &u->affinity);
-        each_child(u->server, u->server, child_unpin, &u->affinity);
+        sched_setaffinity(u->server.pid, sizeof u->affinity, &u->affinity);
+        each_child(u->server.pid, u->server.pid, child_unpin, &u->affinity);
 }
 
 /* The image's server, our child, for a squashfs or SIF image (a folder needs none): the
@@ -506,7 +506,7 @@ static int server_start(struct sup *u, int *ret_sock, struct hutch_error *err)
 static bool child_kill_unknown(pid_t child, void *arg)
 {
         struct sup *u = arg;
-        if (child == u->server || child == u->probe || child == u->init.pid)
+        if (child == u->server.pid || child == u->probe.pid || child == u->init.pid)
                 return true;
         if (proc_state(child, child) != 'Z' && kill(child, SIGKILL) == 0)
                 u->ended_early = child;
@@ -524,13 +524,9 @@ static int launcher_run(struct sup *u, int notify, int serve)
         if (r == 0)
                 launcher_main(u, notify, serve);
         int ws = 0;
-        while (waitpid(launcher.pid, &ws, 0) < 0)
-                if (errno != EINTR) {
-                        ws = -errno;
-                        break;
-                }
+        r = pidref_wait(&launcher, 0, &ws);
         pidref_done(&launcher);
-        return ws;
+        return r < 0 ? r : ws;
 }
 
 /* Start the container; returns once its payload runs (or setup failed). */
@@ -554,7 +550,10 @@ static int container_start(struct sup *u, struct hutch_error *err)
         if (serve >= 0)
                 close(serve);
         struct launch_event ev = {0};
-        ssize_t n = ws < 0 ? -1 : recv(sp[0], &ev, sizeof ev, MSG_DONTWAIT);
+        _cleanup_close_ int init_fd = -EBADF;
+        /* not blocking: an init the launcher made may hold the other end until it execs */
+        fcntl(sp[0], F_SETFL, O_NONBLOCK);
+        ssize_t n = ws < 0 ? -1 : recv_fds(sp[0], &ev, sizeof ev, &init_fd, 1);
         close(sp[0]);
         if (ws >= 0 && WIFSIGNALED(ws) && !(n == (ssize_t) sizeof ev && ev.type == LAUNCH_EVENT_STARTED)) {
                 /* the launcher was killed before it reported the init: an init it made is
@@ -568,7 +567,10 @@ static int container_start(struct sup *u, struct hutch_error *err)
                 return hutch_err_sys(err, ws, "cannot start the launcher");
         if (n == (ssize_t) sizeof ev && ev.type == LAUNCH_EVENT_STARTED && ev.pid > 0) {
                 pidref_done(&u->init);
-                (void) pidref_set_pid(&u->init, ev.pid); /* our child, not reaped: the pid is its own */
+                if (init_fd >= 0)
+                        u->init = (struct pidref){.pid = ev.pid, .fd = steal_fd(&init_fd)};
+                else /* our child, not reaped: the pid is its own */
+                        (void) pidref_set_pid(&u->init, ev.pid);
                 free(u->st.ip);
                 ev.net_addr[sizeof ev.net_addr - 1] = 0;
                 u->st.ip = ev.net_addr[0] ? strdup(ev.net_addr) : NULL;
@@ -676,8 +678,7 @@ static void probe_end(struct sup *u)
 {
         u->probing = false;
         timer_off(u);
-        if (u->probe > 0)
-                kill(u->probe, SIGKILL); /* reaped by tree_gone or on SIGCHLD */
+        (void) pidref_kill(&u->probe, SIGKILL); /* reaped by tree_gone or on SIGCHLD */
 }
 
 /* --ready: the state is written first (an exec probe joins through it), then probes run
@@ -731,9 +732,9 @@ static void on_ready_tick(struct sup *u)
                 ready_fail(u, why);
                 return;
         }
-        if (r->kind == INSTANCE_READY_NOTIFY || u->probe > 0 || waited < u->next_probe_ms)
+        if (r->kind == INSTANCE_READY_NOTIFY || pidref_is_set(&u->probe) || waited < u->next_probe_ms)
                 return;
-        int k = ready_probe_start(u->spec, u->st.pid, &u->probe);
+        int k = ready_probe_start(u->spec, &u->init, &u->probe);
         if (k < 0) {
                 snprintf(why, sizeof why, "cannot start its readiness probe: %s", strerror(-k));
                 ready_fail(u, why);
@@ -742,7 +743,7 @@ static void on_ready_tick(struct sup *u)
 
 static void on_probe_exit(struct sup *u, int ws)
 {
-        u->probe = 0;
+        pidref_done(&u->probe);
         if (!u->probing)
                 return;
         if (WIFEXITED(ws) && WEXITSTATUS(ws) == 0) {
@@ -841,10 +842,10 @@ static void child_gone(struct sup *u, pid_t p, int ws)
 {
         if (p == u->init.pid)
                 on_container_exit(u, ws);
-        else if (p == u->probe)
+        else if (p == u->probe.pid)
                 on_probe_exit(u, ws);
-        else if (p == u->server)
-                u->server = 0;
+        else if (p == u->server.pid)
+                pidref_done(&u->server);
 }
 
 /* A line from an image server whose worker crashed: the server answers the container's
@@ -1113,7 +1114,8 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 if (null >= 0)
                         close(null);
         }
-        struct sup u = {.spec = spec, .sync_fd = sync_fd, .init = PIDREF_NULL};
+        struct sup u = {
+                .spec = spec, .sync_fd = sync_fd, .init = PIDREF_NULL, .server = PIDREF_NULL, .probe = PIDREF_NULL};
         fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
         u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = u.job_fd = -EBADF;
         u.out.fd = u.err.fd = u.out.dir_fd = -EBADF;
@@ -1204,6 +1206,8 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         sink_close(&u.out);
         sink_close(&u.err);
         pidref_done(&u.init);
+        pidref_done(&u.server);
+        pidref_done(&u.probe);
         image_overlays_close(u.ovl, spec->launch->n_overlays);
         instance_state_clear(&u.st);
         free(u.notify_path);

@@ -182,11 +182,12 @@ static int run_keeper(const char *prog, char **argv, int sync, int *ret_code, ch
         if (pipe2(ep, O_CLOEXEC) < 0)
                 return -errno;
         int fds[] = {sync, ep[1]};
-        pid_t pid = spawn_child(prog, argv, fds, ELEMENTSOF(fds));
+        _cleanup_pidref_ struct pidref keeper = PIDREF_NULL;
+        int r = spawn_child(prog, argv, fds, ELEMENTSOF(fds), &keeper);
         close(ep[1]);
-        if (pid < 0) {
+        if (r < 0) {
                 close(ep[0]);
-                return pid;
+                return r;
         }
         size_t k = 0;
         ssize_t n;
@@ -196,9 +197,8 @@ static int run_keeper(const char *prog, char **argv, int sync, int *ret_code, ch
         msg[strcspn(msg, "\n")] = 0;
         close(ep[0]);
         int ws;
-        while (waitpid(pid, &ws, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
+        if ((r = pidref_wait(&keeper, 0, &ws)) < 0)
+                return r;
         *ret_code = WIFEXITED(ws) ? WEXITSTATUS(ws) : 128 + WTERMSIG(ws);
         return 0;
 }

@@ -139,7 +139,10 @@ int runtime_join(const struct launch_spec *spec, const struct runtime_target *t,
                 _exit(255);
         }
         close(sp[1]);
-        r = child_wait(spec, child, sp[0], &old, NULL, ret_status, err);
+        struct pidref ch = PIDREF_NULL;
+        (void) pidref_set_pid(&ch, child); /* our child, not reaped: the pid is its own */
+        r = child_wait(spec, &ch, sp[0], &old, NULL, ret_status, err);
+        pidref_done(&ch);
         ctx_free(&c);
         return r;
 }

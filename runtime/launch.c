@@ -462,27 +462,27 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
 
 /* With every signal blocked: pass each one on to child (not the terminal stops) until it
  * exits; its status as an exit code (128+N for signal N). */
-static int forward_until_exit(pid_t child, const sigset_t *all)
+static int forward_until_exit(const struct pidref *child, const sigset_t *all)
 {
         int status = 0;
         for (;;) {
                 siginfo_t si;
                 int sig = sigwaitinfo(all, &si);
                 if (sig == SIGCHLD) {
-                        if (waitpid(child, &status, WNOHANG) == child)
+                        if (pidref_wait(child, WNOHANG, &status) != 0)
                                 break;
                         continue;
                 }
                 if (sig > 0 && sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)
-                        kill(child, sig);
+                        (void) pidref_kill(child, sig);
         }
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
 /* The parent outside a --pid namespace (or of a joined process), with every signal blocked
  * since before the child existed: forward signals, return the child's status. */
-int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigset_t *old, const char *net_addr,
-               int *ret_status, struct hutch_error *err)
+int child_wait(const struct launch_spec *s, const struct pidref *child, int sync_fd, const sigset_t *old,
+               const char *net_addr, int *ret_status, struct hutch_error *err)
 {
         sigset_t all;
         sigfillset(&all);
@@ -490,13 +490,14 @@ int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigs
         ssize_t n = recv(sync_fd, err, sizeof *err, 0);
         close(sync_fd);
         if (s->instance) {
-                /* the init is our parent's child (FORK_SIBLING): report it and leave */
+                /* the init is our parent's child (FORK_SIBLING): report it, with its pidfd
+                 * (from clone3), and leave */
                 sigprocmask(SIG_SETMASK, old, NULL);
                 if (n == (ssize_t) sizeof *err)
                         return err->code < 0 ? err->code : -EIO;
-                struct launch_event ev = {.type = LAUNCH_EVENT_STARTED, .pid = child};
+                struct launch_event ev = {.type = LAUNCH_EVENT_STARTED, .pid = child->pid};
                 snprintf(ev.net_addr, sizeof ev.net_addr, "%s", net_addr ? net_addr : "");
-                (void) !send(s->notify_fd, &ev, sizeof ev, MSG_NOSIGNAL);
+                (void) send_fds(s->notify_fd, &ev, sizeof ev, &child->fd, child->fd >= 0 ? 1 : 0);
                 *ret_status = 0;
                 return 0;
         }
@@ -635,14 +636,14 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 close(sp[0]);
                 return hutch_err_sys(err, r, "cannot fork into the PID namespace");
         }
-        pid_t child = init.pid;
-        pidref_done(&init);
         /* the init's end undoes the network (an init already gone: the helper sees us close
          * its socket instead, and undoes it then) */
         struct hutch_error werr = HUTCH_ERROR_INIT;
-        if (net_helper_watch(&c->net, child, &werr) < 0)
+        if (net_helper_watch(&c->net, init.pid, &werr) < 0)
                 log_verbose("%s", werr.msg);
-        return child_wait(s, child, sp[0], &old, c->net_addr, ret_status, err);
+        r = child_wait(s, &init, sp[0], &old, c->net_addr, ret_status, err);
+        pidref_done(&init);
+        return r;
 }
 
 static int launch_plain(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
@@ -685,13 +686,11 @@ static int launch_limited(const struct launch_spec *spec, int *ret_status, struc
         sigset_t all, old;
         sigfillset(&all);
         sigprocmask(SIG_BLOCK, &all, &old);
-        pid_t parent = getpid(), child = fork();
-        if (child == 0) {
+        struct pidref child = PIDREF_NULL;
+        r = process_fork(FORK_DEATHSIG, &child);
+        if (r == 0) {
                 sigprocmask(SIG_SETMASK, &old, NULL);
                 close(sp[0]);
-                prctl(PR_SET_PDEATHSIG, SIGKILL);
-                if (getppid() != parent)
-                        _exit(255);
                 r = cgroup_enter(&cg, 0, err);
                 if (r >= 0)
                         r = launch_plain(spec, &status, err);
@@ -702,14 +701,15 @@ static int launch_limited(const struct launch_spec *spec, int *ret_status, struc
                 _exit(status);
         }
         close(sp[1]);
-        if (child < 0) {
-                r = hutch_err_sys(err, -errno, "cannot fork");
+        if (r < 0) {
+                r = hutch_err_sys(err, r, "cannot fork");
                 close(sp[0]);
                 sigprocmask(SIG_SETMASK, &old, NULL);
                 cgroup_destroy(&cg);
                 return r;
         }
-        int code = forward_until_exit(child, &all);
+        int code = forward_until_exit(&child, &all);
+        pidref_done(&child);
         sigprocmask(SIG_SETMASK, &old, NULL);
         ssize_t n = recv(sp[0], err, sizeof *err, MSG_DONTWAIT);
         close(sp[0]);

@@ -7,6 +7,7 @@
 
 #include "image/image.h"
 #include "runtime.h"
+#include "util/process.h"
 
 struct idmap_plan {
         uid_t uid, inside_uid;
@@ -100,8 +101,8 @@ void ctx_free(struct launch_ctx *c);
  * child failed before exec, EOF that it exec'd; then forward signals until it exits. The
  * caller blocks every signal before the child exists (a child that exits before the block
  * would leave no SIGCHLD to wait for: SIG_DFL discards it); old: the mask to restore. */
-int child_wait(const struct launch_spec *s, pid_t child, int sync_fd, const sigset_t *old, const char *net_addr,
-               int *ret_status, struct hutch_error *err);
+int child_wait(const struct launch_spec *s, const struct pidref *child, int sync_fd, const sigset_t *old,
+               const char *net_addr, int *ret_status, struct hutch_error *err);
 
 /* Read the regular file that pathfd (O_PATH) names, at most max bytes (a multiple of 1 MiB,
  * for the message). A FIFO, device or folder is refused without being opened for reading

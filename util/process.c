@@ -39,6 +39,29 @@ int pidref_kill(const struct pidref *p, int sig)
         return kill(p->pid, sig) < 0 ? -errno : 0;
 }
 
+int pidref_wait(const struct pidref *p, int options, int *ret_ws)
+{
+        if (!pidref_is_set(p))
+                return -ECHILD;
+        siginfo_t si;
+        int r;
+        do {
+                memset(&si, 0, sizeof si);
+                r = p->fd >= 0 ? waitid(P_PIDFD, (id_t) p->fd, &si, WEXITED | options)
+                               : waitid(P_PID, (id_t) p->pid, &si, WEXITED | options);
+        } while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return -errno;
+        if (si.si_pid == 0)
+                return 0; /* WNOHANG: still running */
+        /* waitpid's encoding, which the callers' W* macros read */
+        int ws = si.si_code == CLD_EXITED ? (si.si_status & 0xff) << 8
+                                          : (si.si_status & 0x7f) | (si.si_code == CLD_DUMPED ? 0x80 : 0);
+        if (ret_ws)
+                *ret_ws = ws;
+        return 1;
+}
+
 void pidref_done(struct pidref *p)
 {
         if (p->fd >= 0) {
@@ -110,6 +133,7 @@ int pidfd_open_pid(pid_t pid)
 }
 
 struct detached {
+        int pidfd; /* spawn_child's child's, from CLONE_PIDFD */
         const char *path;
         char *const *argv;
         const int *fds;
@@ -195,7 +219,7 @@ pid_t fork_detached(const int *fds, size_t n_fds)
  * child that clones again gives the second to its own child), with every signal blocked
  * meanwhile so no handler of ours runs on the borrowed memory. We are suspended until the
  * child has exec'd or exited, so the stacks are free again when this returns. */
-static pid_t vfork_run(int (*fn)(void *), struct detached *d)
+static pid_t vfork_run(int (*fn)(void *), struct detached *d, int flags)
 {
         enum { STACK = 64 * 1024 };
         if (d->n_fds > 8)
@@ -207,7 +231,7 @@ static pid_t vfork_run(int (*fn)(void *), struct detached *d)
         sigset_t all, old;
         sigfillset(&all);
         sigprocmask(SIG_SETMASK, &all, &old);
-        pid_t child = clone(fn, stacks + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, d);
+        pid_t child = clone(fn, stacks + STACK, CLONE_VM | CLONE_VFORK | SIGCHLD | flags, d, &d->pidfd);
         int r = child < 0 ? -errno : 0;
         sigprocmask(SIG_SETMASK, &old, NULL);
         munmap(stacks, 2 * STACK);
@@ -216,8 +240,8 @@ static pid_t vfork_run(int (*fn)(void *), struct detached *d)
 
 int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds)
 {
-        struct detached d = {.path = path, .argv = argv, .fds = fds, .n_fds = n_fds};
-        pid_t mid = vfork_run(detached_orphan, &d);
+        struct detached d = {.pidfd = -EBADF, .path = path, .argv = argv, .fds = fds, .n_fds = n_fds};
+        pid_t mid = vfork_run(detached_orphan, &d, 0);
         if (mid < 0)
                 return mid;
         while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
@@ -225,16 +249,20 @@ int spawn_detached(const char *path, char *const argv[], const int *fds, size_t 
         return d.err;
 }
 
-pid_t spawn_child(const char *path, char *const argv[], const int *fds, size_t n_fds)
+int spawn_child(const char *path, char *const argv[], const int *fds, size_t n_fds, struct pidref *ret)
 {
-        struct detached d = {.path = path, .argv = argv, .fds = fds, .n_fds = n_fds};
-        pid_t child = vfork_run(detached_exec, &d);
-        if (child > 0 && d.err < 0) {
-                while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
-                        ;
+        struct detached d = {.pidfd = -EBADF, .path = path, .argv = argv, .fds = fds, .n_fds = n_fds};
+        pid_t child = vfork_run(detached_exec, &d, CLONE_PIDFD);
+        if (child < 0)
+                return child;
+        struct pidref p = {.pid = child, .fd = d.pidfd};
+        if (d.err < 0) {
+                (void) pidref_wait(&p, 0, NULL);
+                pidref_done(&p);
                 return d.err;
         }
-        return child;
+        *ret = p;
+        return 0;
 }
 
 int spawn_wait(char *const argv[], bool quiet)

@@ -26,6 +26,11 @@ int pidref_set_pid(struct pidref *p, pid_t pid);
 /* Signal it through its pidfd (pidfd_send_signal(2), Linux 5.1): never another process
  * that got its pid since. -ESRCH when it is gone (a zombie is gone). */
 int pidref_kill(const struct pidref *p, int sig);
+/* Reap it: waitid(2) on its pidfd (P_PIDFD, Linux 5.4), on its pid where it has none (a
+ * child not yet reaped keeps its pid). options: 0 or WNOHANG. 1 with *ret_ws its wait
+ * status (as waitpid's: WIFEXITED, WTERMSIG...), 0 when WNOHANG and it still runs, or
+ * -errno (-ECHILD: not our child, or reaped already). Retries on EINTR. */
+int pidref_wait(const struct pidref *p, int options, int *ret_ws);
 /* Close the pidfd and forget the process (it is not signalled or reaped). */
 void pidref_done(struct pidref *p);
 static inline void pidref_donep(struct pidref *p)
@@ -63,8 +68,9 @@ int pidfd_open_pid(pid_t pid);
  * virtual machines like CI's). 0, or -errno when the exec failed. */
 int spawn_detached(const char *path, char *const argv[], const int *fds, size_t n_fds);
 /* The same, but our child (for a process that watches it: an instance's supervisor and
- * its image server): its pid once it has exec'd, or -errno when the exec failed. */
-pid_t spawn_child(const char *path, char *const argv[], const int *fds, size_t n_fds);
+ * its image server): once it has exec'd, 0 with *ret the child (its pidfd from
+ * CLONE_PIDFD), or -errno when the exec failed (the child is reaped then). */
+int spawn_child(const char *path, char *const argv[], const int *fds, size_t n_fds, struct pidref *ret);
 /* Fork a process set up as spawn_detached's (own session, stdio on /dev/null, fds[i] as
  * fd 3+i, no other fd, no signal handler or blocked signal of ours) that goes on with this
  * process's code on a copy of its memory. Our child until we exit. Flush stdio first. 0 in

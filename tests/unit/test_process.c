@@ -185,20 +185,66 @@ static void test_fork_detached(void **state)
         close(sp[1]);
 }
 
-/* spawn_child: the pid once the program has exec'd; an exec that fails is an error, and
- * nothing is left */
+/* spawn_child: a pidref (pid and pidfd) once the program has exec'd; an exec that fails is
+ * an error, and nothing is left */
 static void test_spawn_child(void **state)
 {
         (void) state;
         SKIP_UNDER_VALGRIND();
         char *argv[] = {"true", NULL};
-        pid_t p = spawn_child("/bin/true", argv, NULL, 0);
-        assert_true(p > 0);
-        int ws;
-        assert_int_equal(waitpid(p, &ws, 0), p);
+        struct pidref p = PIDREF_NULL;
+        assert_int_equal(spawn_child("/bin/true", argv, NULL, 0, &p), 0);
+        assert_true(pidref_is_set(&p));
+        assert_true(p.fd >= 0);
+        int ws = -1;
+        assert_int_equal(pidref_wait(&p, 0, &ws), 1);
         assert_true(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
-        assert_int_equal(spawn_child("/nonexistent/x", argv, NULL, 0), -ENOENT);
+        pidref_done(&p);
+        assert_int_equal(spawn_child("/nonexistent/x", argv, NULL, 0, &p), -ENOENT);
+        assert_false(pidref_is_set(&p)); /* written only on success */
         assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+}
+
+/* pidref_wait: WNOHANG on a running child is 0; the status comes back as waitpid's (an
+ * exit code, a signal); a child reaped already, or none of ours, is -ECHILD; a pidref
+ * without a pidfd waits by pid */
+static void test_wait(void **state)
+{
+        (void) state;
+        SKIP_UNDER_VALGRIND();
+        struct pidref p = PIDREF_NULL;
+        int ws = -1;
+        int r = process_fork(0, &p);
+        if (r == 0) {
+                pause();
+                _exit(0);
+        }
+        assert_int_equal(r, 1);
+        assert_int_equal(pidref_wait(&p, WNOHANG, &ws), 0);
+        assert_int_equal(ws, -1); /* untouched */
+        assert_int_equal(pidref_kill(&p, SIGKILL), 0);
+        assert_int_equal(pidref_wait(&p, 0, &ws), 1);
+        assert_true(WIFSIGNALED(ws));
+        assert_int_equal(WTERMSIG(ws), SIGKILL);
+        assert_int_equal(pidref_wait(&p, WNOHANG, &ws), -ECHILD);
+        pidref_done(&p);
+
+        r = process_fork(0, &p);
+        if (r == 0)
+                _exit(42);
+        assert_int_equal(r, 1);
+        close(p.fd);
+        p.fd = -EBADF;
+        assert_int_equal(pidref_wait(&p, 0, &ws), 1);
+        assert_true(WIFEXITED(ws));
+        assert_int_equal(WEXITSTATUS(ws), 42);
+        pidref_done(&p);
+
+        struct pidref parent = PIDREF_NULL;
+        assert_int_equal(pidref_set_pid(&parent, getppid()), 0);
+        assert_int_equal(pidref_wait(&parent, WNOHANG, &ws), -ECHILD);
+        pidref_done(&parent);
+        assert_int_equal(pidref_wait(&parent, 0, &ws), -ECHILD); /* unset */
 }
 
 int main(void)
@@ -207,6 +253,7 @@ int main(void)
                 cmocka_unit_test(test_fork_plain),    cmocka_unit_test(test_kill),
                 cmocka_unit_test(test_sibling),       cmocka_unit_test(test_deathsig),
                 cmocka_unit_test(test_fork_detached), cmocka_unit_test(test_spawn_child),
+                cmocka_unit_test(test_wait),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
