@@ -229,17 +229,28 @@ if python3 "$H/mkoci.py" "$T/oci" >/dev/null 2>&1; then
 	fi
 fi
 
-# Bootstrap: debootstrap: a minbase Debian 12 with one package in %post. Heavy (a download
-# from the mirror and an install, about 3 minutes, six times a t-file's budget): run when
-# HUTCH_TEST_DEBOOTSTRAP=1 is set, as root and as a user (--fakeroot: the user namespace
-# with the user's subordinate ranges), once per run and mode (the SIF is kept in the run's
-# folder for the other t-files of that run).
-if [ "${HUTCH_TEST_DEBOOTSTRAP:-}" = 1 ] && [ -x /usr/sbin/debootstrap ]; then
+# Bootstrap: debootstrap: a minbase Debian 12 with one package in %post, from the Debian
+# mirror (about 2-3 minutes: a download and an install). HUTCH_TEST_DEBOOTSTRAP names the
+# modes it runs in (root, user, both as "1"; dev.sh's release run sets "user": the rootless
+# path, --fakeroot's user namespace with the subordinate ranges, is the harder one), once
+# per run and mode (the SIF is kept in the run's folder). An unreachable mirror is a skip
+# that says so, not a failure.
+case ",${HUTCH_TEST_DEBOOTSTRAP:-}," in
+*",1,"* | *",$MODE,"*) want_deb=1 ;;
+*) want_deb= ;;
+esac
+if [ -n "$want_deb" ] && [ -x /usr/sbin/debootstrap ]; then
 	deb=$TMPDIR/debootstrap-bookworm-$MODE.sif
-	printf 'Bootstrap: debootstrap\nOSVersion: bookworm\nMirrorURL: http://deb.debian.org/debian\n%%post\n    apt-get update -q && apt-get install -y -q --no-install-recommends hello\n%%runscript\n    exec hello\n' > "$T/deb.def"
-	[ -f "$deb" ] || run "$HUTCH" build -q "$deb" "$T/deb.def"
-	run "$HUTCH" run "$deb"
-	check "Bootstrap: debootstrap (minbase bookworm) with a package installed in %post" 'out_is "Hello, world!"'
+	if ! curl -sf -o /dev/null --max-time 15 http://deb.debian.org/debian/dists/bookworm/Release; then
+		echo "ok - Bootstrap: debootstrap # SKIP deb.debian.org cannot be reached from here"
+	else
+		printf 'Bootstrap: debootstrap\nOSVersion: bookworm\nMirrorURL: http://deb.debian.org/debian\n%%post\n    apt-get update -q && apt-get install -y -q --no-install-recommends hello\n%%runscript\n    exec hello\n' > "$T/deb.def"
+		[ -f "$deb" ] || run "$HUTCH" build -q "$deb" "$T/deb.def"
+		run "$HUTCH" run "$deb"
+		check "Bootstrap: debootstrap (minbase bookworm) with a package installed in %post" 'out_is "Hello, world!"'
+		run "$HUTCH" exec "$deb" sh -c '. /etc/os-release; echo "$VERSION_CODENAME"; dpkg-query -W -f "\${Status}\n" hello'
+		check "the debootstrap image is Debian bookworm with the package registered in dpkg's database" 'out_has "^bookworm$" && out_has "install ok installed"'
+	fi
 fi
 printf 'Bootstrap: debootstrap\nMirrorURL: http://deb.debian.org/debian\n' > "$T/deb2.def"
 run "$HUTCH" build -q "$T/bad.sif" "$T/deb2.def"
