@@ -11,7 +11,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -81,9 +80,6 @@ struct sup {
         bool start_audited; /* the start's audit entry waits for the image's digest */
         int settled_in_row;
         struct timespec settle_start;
-        /* the set-up of the first start runs on one CPU (pin_start); the mask to go back to */
-        bool pinned;
-        cpu_set_t affinity;
         unsigned backoff_ms;
         time_t run_started;
         int exit_status; /* the container's last, as a shell's $?: 128+N when killed by N */
@@ -361,8 +357,6 @@ static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
         spec.instance = true;
         spec.notify_fd = notify;
         spec.serve_sock = serve;
-        spec.affinity = u->pinned ? &u->affinity : NULL;
-        spec.affinity_size = spec.affinity ? sizeof u->affinity : 0;
         spec.overlays_locked = true;
         if (u->notify_path) {
                 spec.notify_socket = u->notify_path;
@@ -405,26 +399,6 @@ static void ready_begin(struct sup *u);
 static void on_server_report(struct sup *u);
 static void stop_container(struct sup *u, int sig);
 
-/* An instance's set-up runs on one CPU: the image server, the launcher and the init
- * (until it forks the payload), which trade a FUSE request and its answer at every step of
- * the set-up. Across the two vCPUs of this project's CI kind each trade pays a wake-up of
- * the other vCPU (up to ~0.9 ms). The payload never sees the pinned mask: the init takes
- * the original back before it forks it, and so do we and the server once the launcher is
- * done. (Pinning the payload's first programs too gained ~1 ms more, but a
- * container task that pinned itself to that very CPU at once could not be told from one
- * still pinned by us.) */
-static void pin_start(struct sup *u)
-{
-        int cpu = sched_getcpu();
-        if (cpu < 0 || cpu >= CPU_SETSIZE || sched_getaffinity(0, sizeof u->affinity, &u->affinity) < 0 ||
-            CPU_COUNT(&u->affinity) < 2 || !CPU_ISSET(cpu, &u->affinity))
-                return;
-        cpu_set_t one;
-        CPU_ZERO(&one);
-        CPU_SET(cpu, &one);
-        u->pinned = sched_setaffinity(0, sizeof one, &one) == 0;
-}
-
 /* Calls fn for each child of thread tid of process pid, until fn returns false (then
  * false). A list that cannot be read has no children. */
 static bool each_child(pid_t pid, pid_t tid, bool (*fn)(pid_t child, void *arg), void *arg)
@@ -442,40 +416,6 @@ static bool each_child(pid_t pid, pid_t tid, bool (*fn)(pid_t child, void *arg),
                         return false;
         }
         return true;
-}
-
-/* Every thread of the child: the worker's serving threads were made while it was pinned and
- * keep their own mask. */
-static bool child_unpin(pid_t child, void *arg)
-{
-        const cpu_set_t *mask = arg;
-        char path[48];
-        snprintf(path, sizeof path, "/proc/%d/task", (int) child);
-        DIR *d = opendir(path);
-        if (!d) {
-                sched_setaffinity(child, sizeof *mask, mask);
-                return true;
-        }
-        for (struct dirent *e; (e = readdir(d));) {
-                long tid = strtol(e->d_name, NULL, 10);
-                if (tid > 0)
-                        sched_setaffinity((pid_t) tid, sizeof *mask, mask);
-        }
-        closedir(d);
-        return true;
-}
-
-/* We, the image server and its worker (the server's child) get the original mask back. */
-static void unpin(struct sup *u)
-{
-        if (!u->pinned)
-                return;
-        u->pinned = false;
-        sched_setaffinity(0, sizeof u->affinity, &u->affinity);
-        if (!pidref_is_set(&u->server))
-                return;
-        sched_setaffinity(u->server.pid, sizeof u->affinity, &u->affinity);
-        each_child(u->server.pid, u->server.pid, child_unpin, &u->affinity);
 }
 
 /* The image's server, our child, for a squashfs or SIF image (a folder needs none): the
@@ -535,17 +475,13 @@ static int container_start(struct sup *u, struct hutch_error *err)
         int sp[2], serve;
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the launcher socket");
-        if (!u->ready)
-                pin_start(u); /* the server and the launcher inherit it */
         int r = server_start(u, &serve, err);
         if (r < 0) {
-                unpin(u);
                 close(sp[0]);
                 close(sp[1]);
                 return r;
         }
         int ws = launcher_run(u, sp[1], serve);
-        unpin(u);
         close(sp[1]);
         if (serve >= 0)
                 close(serve);

@@ -437,8 +437,6 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
 
         sigfillset(&all);
         sigprocmask(SIG_BLOCK, &all, NULL);
-        if (c->spec->affinity)
-                sched_setaffinity(0, c->spec->affinity_size, c->spec->affinity);
         int prepared = payload_prepare(c, &cmd, &err);
         pid_t payload = fork();
         if (payload == 0)

@@ -46,10 +46,6 @@ struct launch_spec {
         /* with instance: the socket to the image server the supervisor started (> 0), see
          * image_serve_process() */
         int serve_sock;
-        /* with instance: the CPU affinity the init takes back before it forks the payload
-         * (the set-up runs on one CPU with the image server); NULL: none */
-        const void *affinity;
-        size_t affinity_size;
         /* Resource limits: the launcher stays outside as a small parent that creates the
          * cgroup, waits, reports an OOM kill and removes the cgroup. NULL: none. */
         const struct cgroup_limits *limits;
