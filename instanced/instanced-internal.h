@@ -9,14 +9,6 @@
 #define SUPERVISOR_DIR_FD 4
 #define SUPERVISOR_COMM "hutch-supervise"
 
-enum instance_msg_type { INSTANCE_MSG_READY = 1, INSTANCE_MSG_FAILED };
-struct instance_msg {
-        int type;
-        int status; /* FAILED: the payload's exit code, or -1 when setup failed */
-        pid_t pid;
-        struct hutch_error err;
-};
-
 /* The supervisor's command line: spec->supervisor_path instance supervise --sync-fd=N
  * spec->supervisor_args... */
 int instance_supervisor_argv(const struct instance_spec *spec, int sync_fd, char ***ret);

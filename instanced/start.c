@@ -32,15 +32,12 @@ int instance_supervisor_argv(const struct instance_spec *spec, int sync_fd, char
 
 int instance_sync_wait(const struct instance_spec *spec, int sock, int *ret_status, struct hutch_error *err)
 {
-        struct instance_msg m = {0};
-        ssize_t n;
+        struct process_msg m = {0};
         *ret_status = -1;
-        while ((n = recv(sock, &m, sizeof m, 0)) < 0 && errno == EINTR)
-                ;
-        if (n != (ssize_t) sizeof m)
+        if (process_msg_recv(sock, 0, &m, NULL) != 1)
                 return hutch_err(err, -EIO, "the supervisor of instance '%s' exited before the container started",
                                  spec->name);
-        if (m.type == INSTANCE_MSG_READY)
+        if (m.type == PROCESS_MSG_READY)
                 return 0;
         *ret_status = m.status;
         *err = m.err;
@@ -79,6 +76,5 @@ int instance_start(const struct instance_spec *spec, int *ret_status, struct hut
 
 void instance_sync_fail(int sync_fd, const struct hutch_error *err)
 {
-        struct instance_msg m = {.type = INSTANCE_MSG_FAILED, .status = -1, .err = *err};
-        (void) !send(sync_fd, &m, sizeof m, MSG_NOSIGNAL);
+        process_msg_fail(sync_fd, err);
 }

@@ -251,10 +251,10 @@ static void tell_cli(struct sup *u, int type, int status, const struct hutch_err
 {
         if (u->sync_fd < 0)
                 return;
-        struct instance_msg m = {.type = type, .status = status, .pid = u->st.pid};
+        struct process_msg m = {.type = type, .status = status, .pid = u->st.pid};
         if (err)
                 m.err = *err;
-        (void) !send(u->sync_fd, &m, sizeof m, MSG_NOSIGNAL);
+        (void) process_msg_send(u->sync_fd, &m, -EBADF);
         close(u->sync_fd);
         u->sync_fd = -EBADF;
 }
@@ -350,8 +350,7 @@ static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
         spec.no_init = false;
         spec.limits = NULL; /* the supervisor made the cgroup; the launcher goes in */
         if (u->cg.n_dirs && !u->cg_is_unit && cgroup_enter(&u->cg, 0, &err) < 0) {
-                struct launch_event ev = {.type = LAUNCH_EVENT_FAILED, .err = err};
-                (void) !send(notify, &ev, sizeof ev, MSG_NOSIGNAL);
+                process_msg_fail(notify, &err);
                 _exit(255);
         }
         spec.instance = true;
@@ -365,8 +364,7 @@ static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
         }
         int status = 0;
         if (runtime_launch(&spec, &status, &err) < 0) {
-                struct launch_event ev = {.type = LAUNCH_EVENT_FAILED, .err = err};
-                (void) !send(notify, &ev, sizeof ev, MSG_NOSIGNAL);
+                process_msg_fail(notify, &err);
                 _exit(255);
         }
         _exit(0);
@@ -485,13 +483,12 @@ static int container_start(struct sup *u, struct hutch_error *err)
         close(sp[1]);
         if (serve >= 0)
                 close(serve);
-        struct launch_event ev = {0};
+        struct process_msg ev = {0};
         _cleanup_close_ int init_fd = -EBADF;
-        /* not blocking: an init the launcher made may hold the other end until it execs */
-        fcntl(sp[0], F_SETFL, O_NONBLOCK);
-        ssize_t n = ws < 0 ? -1 : recv_fds(sp[0], &ev, sizeof ev, &init_fd, 1);
+        /* not waiting: an init the launcher made may hold the other end until it execs */
+        bool got = ws >= 0 && process_msg_recv(sp[0], MSG_DONTWAIT, &ev, &init_fd) == 1;
         close(sp[0]);
-        if (ws >= 0 && WIFSIGNALED(ws) && !(n == (ssize_t) sizeof ev && ev.type == LAUNCH_EVENT_STARTED)) {
+        if (ws >= 0 && WIFSIGNALED(ws) && !(got && ev.type == PROCESS_MSG_STARTED)) {
                 /* the launcher was killed before it reported the init: an init it made is
                  * our child all the same, and nobody would tell it the start failed. It is
                  * ended (and with it its PID namespace); the account goes to the log once
@@ -501,19 +498,18 @@ static int container_start(struct sup *u, struct hutch_error *err)
         u->run_started = time(NULL);
         if (ws < 0)
                 return hutch_err_sys(err, ws, "cannot start the launcher");
-        if (n == (ssize_t) sizeof ev && ev.type == LAUNCH_EVENT_STARTED && ev.pid > 0) {
+        if (got && ev.type == PROCESS_MSG_STARTED && ev.pid > 0) {
                 pidref_done(&u->init);
                 if (init_fd >= 0)
                         u->init = (struct pidref){.pid = ev.pid, .fd = steal_fd(&init_fd)};
                 else /* our child, not reaped: the pid is its own */
                         (void) pidref_set_pid(&u->init, ev.pid);
                 free(u->st.ip);
-                ev.net_addr[sizeof ev.net_addr - 1] = 0;
                 u->st.ip = ev.net_addr[0] ? strdup(ev.net_addr) : NULL;
                 on_started(u, ev.pid);
                 return 0;
         }
-        if (n == (ssize_t) sizeof ev && ev.type == LAUNCH_EVENT_FAILED) {
+        if (got && ev.type == PROCESS_MSG_FAILED) {
                 *err = ev.err;
                 return err->code < 0 ? err->code : -EIO;
         }
@@ -564,7 +560,7 @@ static bool state_save(struct sup *u)
         struct hutch_error e = HUTCH_ERROR_INIT;
         hutch_err_sys(&e, r, "cannot write the state of instance '%s'", u->st.name);
         note(u, "%s: %s; stopping it", e.msg, strerror(-r));
-        tell_cli(u, INSTANCE_MSG_FAILED, -1, &e);
+        tell_cli(u, PROCESS_MSG_FAILED, -1, &e);
         stop_container(u, SIGKILL);
         return false;
 }
@@ -603,7 +599,7 @@ static void became_ready(struct sup *u)
         u->ready = true;
         /* the CLI, which returns once told, tends to be woken on our CPU and wait for it:
          * told first, the log line after, the tidying (on_timer) a while later */
-        tell_cli(u, INSTANCE_MSG_READY, 0, NULL);
+        tell_cli(u, PROCESS_MSG_READY, 0, NULL);
         tell_manager(u, "READY=1\nSTATUS=running");
         note(u, "instance started (pid %d, image %s)", (int) u->st.pid, u->st.image);
         u->tidy_pending = true;
@@ -646,7 +642,7 @@ static void ready_fail(struct sup *u, const char *why)
         drain(u->err_pipe[0], &u->err);
         note(u, "not ready: %s; stopping it", why);
         hutch_err(&e, -ETIMEDOUT, "instance '%s' failed to start: %s", u->st.name, why);
-        tell_cli(u, INSTANCE_MSG_FAILED, 0, &e);
+        tell_cli(u, PROCESS_MSG_FAILED, 0, &e);
         stop_container(u, SIGKILL);
 }
 
@@ -747,9 +743,9 @@ static void on_container_exit(struct sup *u, int wstatus)
                 /* a crashed image server: its line alone (no status: the CLI shows no log,
                  * where the container's reads failed for that one reason) */
                 if (u->server_failed)
-                        tell_cli(u, INSTANCE_MSG_FAILED, -1, &u->server_err);
+                        tell_cli(u, PROCESS_MSG_FAILED, -1, &u->server_err);
                 else
-                        tell_cli(u, INSTANCE_MSG_FAILED, status, &e);
+                        tell_cli(u, PROCESS_MSG_FAILED, status, &e);
                 u->finishing = true;
                 return;
         }
@@ -1114,13 +1110,12 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                         ;
         }
         if (r < 0) {
-                struct instance_msg m = {.type = INSTANCE_MSG_FAILED, .status = -1, .err = *err};
-                (void) !send(sync_fd, &m, sizeof m, MSG_NOSIGNAL);
+                process_msg_fail(sync_fd, err);
         } else {
                 loop(&u);
                 drain(u.out_pipe[0], &u.out);
                 drain(u.err_pipe[0], &u.err);
-                tell_cli(&u, INSTANCE_MSG_FAILED, -1, NULL);
+                tell_cli(&u, PROCESS_MSG_FAILED, -1, NULL);
                 if (u.ready)
                         syslog(LOG_INFO, "instance %s (uid %u): gone", u.st.name, (unsigned) u.st.uid);
                 r = u.exit_status;

@@ -135,7 +135,7 @@ int runtime_join(const struct launch_spec *spec, const struct runtime_target *t,
                 if (c.owner_pidfd < 0 || poll(&pp, 1, 0) != 0)
                         _exit(255);
                 payload_exec(&c, err);
-                (void) !send(sp[1], err, sizeof *err, MSG_NOSIGNAL);
+                process_msg_fail(sp[1], err);
                 _exit(255);
         }
         close(sp[1]);

@@ -421,7 +421,7 @@ static _Noreturn void payload_main(struct launch_ctx *c, const struct payload_cm
                 payload_none(c);
         if (prepared >= 0)
                 payload_exec_cmd(c, cmd, err);
-        (void) !send(sync_fd, err, sizeof *err, MSG_NOSIGNAL);
+        process_msg_fail(sync_fd, err);
         _exit(255);
 }
 
@@ -444,7 +444,7 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
         payload_cmd_free(&cmd);
         if (payload < 0) {
                 hutch_err_sys(&err, -errno, "cannot start the payload");
-                (void) !send(sync_fd, &err, sizeof err, MSG_NOSIGNAL);
+                process_msg_fail(sync_fd, &err);
                 _exit(255);
         }
         /* sync_fd is closed by the exec (close-on-exec): the launcher's last word */
@@ -453,7 +453,7 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
         char *argv[] = {"hutch-init", pid, c->spec->instance ? "1" : "0", NULL}, *envp[] = {NULL};
         syscall(SYS_execveat, c->init_fd, "", argv, envp, AT_EMPTY_PATH);
         hutch_err_sys(&err, -errno, "cannot exec the container's init (hutch-init)");
-        (void) !send(sync_fd, &err, sizeof err, MSG_NOSIGNAL);
+        process_msg_fail(sync_fd, &err);
         kill(payload, SIGKILL);
         _exit(255);
 }
@@ -484,24 +484,27 @@ int child_wait(const struct launch_spec *s, const struct pidref *child, int sync
 {
         sigset_t all;
         sigfillset(&all);
-        /* a failure before exec arrives as one struct hutch_error; EOF means exec happened */
-        ssize_t n = recv(sync_fd, err, sizeof *err, 0);
+        /* a failure before exec arrives as FAILED; EOF means exec happened */
+        struct process_msg m;
+        bool failed = process_msg_recv(sync_fd, 0, &m, NULL) == 1 && m.type == PROCESS_MSG_FAILED;
         close(sync_fd);
+        if (failed)
+                *err = m.err;
         if (s->instance) {
                 /* the init is our parent's child (FORK_SIBLING): report it, with its pidfd
                  * (from clone3), and leave */
                 sigprocmask(SIG_SETMASK, old, NULL);
-                if (n == (ssize_t) sizeof *err)
+                if (failed)
                         return err->code < 0 ? err->code : -EIO;
-                struct launch_event ev = {.type = LAUNCH_EVENT_STARTED, .pid = child->pid};
+                struct process_msg ev = {.type = PROCESS_MSG_STARTED, .pid = child->pid};
                 snprintf(ev.net_addr, sizeof ev.net_addr, "%s", net_addr ? net_addr : "");
-                (void) send_fds(s->notify_fd, &ev, sizeof ev, &child->fd, child->fd >= 0 ? 1 : 0);
+                (void) process_msg_send(s->notify_fd, &ev, child->fd);
                 *ret_status = 0;
                 return 0;
         }
         int code = forward_until_exit(child, &all);
         sigprocmask(SIG_SETMASK, old, NULL);
-        if (n == (ssize_t) sizeof *err)
+        if (failed)
                 return err->code < 0 ? err->code : -EIO;
         *ret_status = code;
         return 0;
@@ -543,12 +546,12 @@ static _Noreturn void init_main(struct init_args *a)
         sigprocmask(SIG_SETMASK, a->old, NULL);
         close(a->sync[0]);
         if ((r = rootfs_assemble(c, &err)) < 0 || (r = rootfs_pivot(c, &err)) < 0) {
-                (void) !send(a->sync[1], &err, sizeof err, MSG_NOSIGNAL);
+                process_msg_fail(a->sync[1], &err);
                 _exit(255);
         }
         if (c->spec->no_init) {
                 payload_exec(c, &err);
-                (void) !send(a->sync[1], &err, sizeof err, MSG_NOSIGNAL);
+                process_msg_fail(a->sync[1], &err);
                 _exit(255);
         }
         run_init(c, a->sync[1]);
@@ -693,7 +696,7 @@ static int launch_limited(const struct launch_spec *spec, int *ret_status, struc
                 if (r >= 0)
                         r = launch_plain(spec, &status, err);
                 if (r < 0) {
-                        (void) !send(sp[1], err, sizeof *err, MSG_NOSIGNAL);
+                        process_msg_fail(sp[1], err);
                         _exit(255);
                 }
                 _exit(status);
@@ -709,12 +712,15 @@ static int launch_limited(const struct launch_spec *spec, int *ret_status, struc
         int code = forward_until_exit(&child, &all);
         pidref_done(&child);
         sigprocmask(SIG_SETMASK, &old, NULL);
-        ssize_t n = recv(sp[0], err, sizeof *err, MSG_DONTWAIT);
+        struct process_msg m;
+        bool failed = process_msg_recv(sp[0], MSG_DONTWAIT, &m, NULL) == 1 && m.type == PROCESS_MSG_FAILED;
         close(sp[0]);
         bool oom = cgroup_oom_killed(&cg);
         cgroup_destroy(&cg);
-        if (n == (ssize_t) sizeof *err)
+        if (failed) {
+                *err = m.err;
                 return err->code < 0 ? err->code : -EIO;
+        }
         if (oom)
                 report_oom(spec->limits);
         *ret_status = code;

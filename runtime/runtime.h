@@ -15,18 +15,6 @@ struct overlay_spec;
 
 enum launch_action { LAUNCH_EXEC, LAUNCH_RUN, LAUNCH_SHELL, LAUNCH_TEST, LAUNCH_START };
 
-/* What a launcher with a notify_fd reports (one SOCK_SEQPACKET message each). */
-enum launch_event_type {
-        LAUNCH_EVENT_STARTED = 1, /* the payload was exec'd (or there is none); pid: PID 1's host pid */
-        LAUNCH_EVENT_FAILED,      /* setup failed before exec; err says why */
-};
-struct launch_event {
-        int type;
-        pid_t pid;
-        struct hutch_error err;
-        char net_addr[46]; /* STARTED with a network of its own: its first IPv4 address, or "" */
-};
-
 struct launch_spec {
         const char *image;
         enum launch_action action;
@@ -42,7 +30,7 @@ struct launch_spec {
         /* An instance: PID 1 outlives a payload that exits 0 (as Apptainer's instances do, whose
          * startscript is often empty) and leaves on SIGTERM/SIGINT/SIGHUP then. */
         bool instance;
-        int notify_fd; /* with instance: where struct launch_event messages go */
+        int notify_fd; /* with instance: where STARTED or FAILED goes (struct process_msg) */
         /* with instance: the socket to the image server the supervisor started (> 0), see
          * image_serve_process() */
         int serve_sock;

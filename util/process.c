@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -117,6 +118,51 @@ int process_fork(unsigned flags, struct pidref *ret)
                 (void) pidref_set_pid(&tmp, pid);
                 ret->fd = tmp.fd;
         }
+        return 1;
+}
+
+int process_msg_send(int sock, const struct process_msg *m, int fd)
+{
+        return send_fds(sock, m, sizeof *m, &fd, fd >= 0 ? 1 : 0) < 0 ? -errno : 0;
+}
+
+void process_msg_fail(int sock, const struct hutch_error *err)
+{
+        struct process_msg m = {.type = PROCESS_MSG_FAILED, .status = -1, .err = *err};
+        (void) process_msg_send(sock, &m, -EBADF);
+}
+
+int process_msg_recv(int sock, int flags, struct process_msg *ret, int *ret_fd)
+{
+        union {
+                char buf[CMSG_SPACE(sizeof(int))];
+                struct cmsghdr align;
+        } u;
+        struct process_msg m;
+        struct iovec iov = {.iov_base = &m, .iov_len = sizeof m};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof u.buf};
+        ssize_t n;
+        do
+                n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC | flags);
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return -errno;
+        int fd = -EBADF;
+        for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+                if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
+                        memcpy(&fd, CMSG_DATA(c), sizeof fd);
+        if (n != (ssize_t) sizeof m || (fd >= 0 && !ret_fd)) {
+                if (fd >= 0)
+                        close(fd);
+                fd = -EBADF;
+                if (n != (ssize_t) sizeof m)
+                        return 0;
+        }
+        m.err.msg[sizeof m.err.msg - 1] = 0;
+        m.net_addr[sizeof m.net_addr - 1] = 0;
+        *ret = m;
+        if (ret_fd)
+                *ret_fd = fd;
         return 1;
 }
 

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "error.h"
+
 struct pidref {
         pid_t pid; /* 0 when unset */
         int fd;    /* its pidfd, or -EBADF where none could be had */
@@ -55,6 +57,32 @@ enum {
  * 0 in the child; in the parent 1 with *ret the child (its pidfd from CLONE_PIDFD), or
  * -errno. */
 int process_fork(unsigned flags, struct pidref *ret);
+
+/* The one message format of the channels between hutch's processes (SOCK_SEQPACKET, one
+ * message each): the CLI and the supervisor it starts, the supervisor and its launcher,
+ * a launcher and the init (or payload) it forks. A failure before an exec sends FAILED;
+ * the exec itself closes the socket (close-on-exec), so EOF there means "exec'd". */
+enum process_msg_type {
+        PROCESS_MSG_STARTED = 1, /* launcher -> supervisor: the payload was exec'd (or there is
+                                  * none); pid: the init's, its pidfd passed along */
+        PROCESS_MSG_READY,       /* supervisor -> CLI: the instance is up; pid: its init's */
+        PROCESS_MSG_FAILED,      /* err says why; status: the payload's exit code, or -1 */
+};
+struct process_msg {
+        int type;
+        pid_t pid;
+        int status;
+        struct hutch_error err;
+        char net_addr[46]; /* STARTED with a network of its own: its first IPv4 address, or "" */
+};
+/* Send m, with fd (SCM_RIGHTS) unless it is < 0. 0 or -errno. */
+int process_msg_send(int sock, const struct process_msg *m, int fd);
+/* FAILED with err and status -1: what a child sends before it gives up. */
+void process_msg_fail(int sock, const struct hutch_error *err);
+/* Receive one message (flags: 0 or MSG_DONTWAIT; EINTR retried). 1 with *ret (and, when
+ * ret_fd is not NULL, a fd that came with it in *ret_fd, close-on-exec; else the fd is
+ * closed); 0 at EOF or for a message of another size; -errno. */
+int process_msg_recv(int sock, int flags, struct process_msg *ret, int *ret_fd);
 
 /* pidfds of ourselves or of pid (-errno). */
 int pidfd_open_self(void);

@@ -1,5 +1,5 @@
 /* util/process: the fork helpers (plain, tied to its parent, as a sibling, detached), the
- * vfork-style spawn and pidrefs. */
+ * vfork-style spawn, pidrefs and the message format of the channels between processes. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -247,13 +247,63 @@ static void test_wait(void **state)
         assert_int_equal(pidref_wait(&parent, 0, &ws), -ECHILD); /* unset */
 }
 
+/* process_msg: a message and a fd come through whole; FAILED carries the error and status
+ * -1; a fd nobody asked for is closed; a message of another size is none; EOF is 0 and an
+ * empty socket without waiting -EAGAIN */
+static void test_msg(void **state)
+{
+        (void) state;
+        int sp[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp), 0);
+        struct process_msg m = {.type = PROCESS_MSG_STARTED, .pid = 42}, got;
+        snprintf(m.net_addr, sizeof m.net_addr, "10.0.0.2");
+        int fd = open("/dev/null", O_RDONLY | O_CLOEXEC), rfd = -EBADF;
+        assert_true(fd >= 0);
+        assert_int_equal(process_msg_send(sp[1], &m, fd), 0);
+        assert_int_equal(process_msg_recv(sp[0], 0, &got, &rfd), 1);
+        assert_int_equal(got.type, PROCESS_MSG_STARTED);
+        assert_int_equal(got.pid, 42);
+        assert_string_equal(got.net_addr, "10.0.0.2");
+        assert_true(rfd >= 0 && rfd != fd);
+        assert_true(fcntl(rfd, F_GETFD) & FD_CLOEXEC);
+        close(rfd);
+
+        struct hutch_error e = {.code = -ENOENT};
+        snprintf(e.msg, sizeof e.msg, "cannot open x");
+        process_msg_fail(sp[1], &e);
+        rfd = -EBADF;
+        assert_int_equal(process_msg_recv(sp[0], 0, &got, &rfd), 1);
+        assert_int_equal(got.type, PROCESS_MSG_FAILED);
+        assert_int_equal(got.status, -1);
+        assert_int_equal(got.err.code, -ENOENT);
+        assert_string_equal(got.err.msg, "cannot open x");
+        assert_int_equal(rfd, -EBADF);
+
+        /* a fd sent to a receiver that wants none: closed, not leaked */
+        int before = dup(0);
+        close(before);
+        assert_int_equal(process_msg_send(sp[1], &m, fd), 0);
+        assert_int_equal(process_msg_recv(sp[0], 0, &got, NULL), 1);
+        int after = dup(0);
+        assert_int_equal(after, before);
+        close(after);
+
+        assert_int_equal(send(sp[1], "short", 5, 0), 5);
+        assert_int_equal(process_msg_recv(sp[0], 0, &got, NULL), 0);
+        assert_int_equal(process_msg_recv(sp[0], MSG_DONTWAIT, &got, NULL), -EAGAIN);
+        close(sp[1]);
+        assert_int_equal(process_msg_recv(sp[0], 0, &got, NULL), 0);
+        close(sp[0]);
+        close(fd);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_fork_plain),    cmocka_unit_test(test_kill),
                 cmocka_unit_test(test_sibling),       cmocka_unit_test(test_deathsig),
                 cmocka_unit_test(test_fork_detached), cmocka_unit_test(test_spawn_child),
-                cmocka_unit_test(test_wait),
+                cmocka_unit_test(test_wait),          cmocka_unit_test(test_msg),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
