@@ -24,6 +24,8 @@ int cli_load_conf(struct cli *c);
 const char *cli_system_conf_path(void);
 /* Print "hutch: error: <msg>" and return EXIT_HUTCH_FAILURE. */
 int cli_fail(const struct hutch_error *err);
+/* The same for a message made here (code: the error's errno, -ENOENT etc.). */
+int cli_failf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* While set, errors printed start with "<what>: " (the variable a value came from). */
 void cli_error_context(const char *what);

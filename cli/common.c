@@ -51,6 +51,18 @@ int cli_fail(const struct hutch_error *err)
         return EXIT_HUTCH_FAILURE;
 }
 
+int cli_failf(int code, const char *fmt, ...)
+{
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        char msg[sizeof err.msg];
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        va_end(ap);
+        hutch_err(&err, code, "%s", msg);
+        return cli_fail(&err);
+}
+
 int cli_usage_error(const char *verb, const char *fmt, ...)
 {
         char msg[1024];

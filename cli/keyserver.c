@@ -27,19 +27,6 @@ extern char **environ;
 #define KEY_REPLY_MAX (4u << 20)   /* a key with its signatures */
 #define INDEX_REPLY_MAX (1u << 20) /* a search's index */
 
-static int fail_code(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail_code(int code, const char *fmt, ...)
-{
-        struct hutch_error err = HUTCH_ERROR_INIT;
-        char msg[sizeof err.msg];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        hutch_err(&err, code, "%s", msg);
-        return cli_fail(&err);
-}
-
 /* ---- the user's keyservers: one "URL [insecure]" a line, the first is used */
 static char *list_path(struct cli *c)
 {
@@ -59,7 +46,7 @@ static int list_read(struct cli *c, struct server **ret, size_t *ret_n)
         _cleanup_free_ struct server *list = NULL;
         size_t len = 0, n = 0;
         if (!path)
-                return fail_code(-ENOENT, "HOME is not set: no list of keyservers");
+                return cli_failf(-ENOENT, "HOME is not set: no list of keyservers");
         int r = read_regular_at(AT_FDCWD, path, 1u << 20, &data, &len);
         if (r < 0 && r != -ENOENT) {
                 struct hutch_error err = HUTCH_ERROR_INIT;
@@ -73,7 +60,7 @@ static int list_read(struct cli *c, struct server **ret, size_t *ret_n)
                         continue;
                 struct server *l = realloc(list, (n + 1) * sizeof *l);
                 if (!l)
-                        return fail_code(-ENOMEM, "out of memory");
+                        return cli_failf(-ENOMEM, "out of memory");
                 list = l;
                 snprintf(list[n].url, sizeof list[n].url, "%s", url);
                 list[n++].insecure = !strcmp(flag, "insecure");
@@ -90,7 +77,7 @@ static int list_write(struct cli *c, const struct server *list, size_t n)
         _cleanup_free_ char *dir = path ? strndup(path, strrchr(path, '/') - path) : NULL;
         struct hutch_error err = HUTCH_ERROR_INIT;
         if (!tmp || !dir)
-                return fail_code(-ENOENT, "HOME is not set: no list of keyservers");
+                return cli_failf(-ENOENT, "HOME is not set: no list of keyservers");
         int r = mkdir_p_at(AT_FDCWD, dir, 0700);
         _cleanup_close_ int fd =
                 r < 0 ? -EBADF : open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -128,12 +115,12 @@ static int server_pick(struct cli *c, const char *verb, const char *url, char **
                 if (r)
                         return r;
                 if (n == 0)
-                        return fail_code(-ENOTSUP,
+                        return cli_failf(-ENOTSUP,
                                          "key %s: no network keyserver configured (add one with 'hutch keyserver add "
                                          "URL', or give --url URL)",
                                          verb);
                 if (is_plain_http(list[0].url) && !list[0].insecure)
-                        return fail_code(-EPERM,
+                        return cli_failf(-EPERM,
                                          "keyserver '%s' is plain HTTP: add it with 'hutch keyserver add --insecure'",
                                          list[0].url);
                 url = list[0].url;
@@ -179,39 +166,6 @@ static void reply_free(struct reply *r)
         *r = (struct reply){0};
 }
 
-static int read_capped(int fd, size_t max, char **ret, size_t *ret_len, bool *over)
-{
-        size_t cap = 4096, len = 0;
-        _cleanup_free_ char *buf = malloc(cap + 1);
-        if (!buf)
-                return -ENOMEM;
-        for (;;) {
-                if (len == cap) {
-                        if (cap >= max) {
-                                *over = true;
-                                break;
-                        }
-                        cap = cap * 2 > max ? max : cap * 2;
-                        char *nb = realloc(buf, cap + 1);
-                        if (!nb)
-                                return -ENOMEM;
-                        buf = nb;
-                }
-                ssize_t n = read(fd, buf + len, cap - len);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n < 0)
-                        return -errno;
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-        }
-        buf[len] = 0;
-        *ret = steal_pointer(&buf);
-        *ret_len = len;
-        return 0;
-}
-
 static int fetch(struct cli *c, const char *url, const char *ctype, const char *body, size_t body_len, size_t max,
                  struct reply *ret)
 {
@@ -219,12 +173,12 @@ static int fetch(struct cli *c, const char *url, const char *ctype, const char *
         _cleanup_close_ int in_r = -EBADF, in_w = -EBADF, out_r = -EBADF, out_w = -EBADF;
         int p[2];
         if (!libexec_program("hutch-registry", prog, sizeof prog))
-                return fail_code(-ENOENT, "keyservers need hutch-registry, which is not installed beside hutch");
+                return cli_failf(-ENOENT, "keyservers need hutch-registry, which is not installed beside hutch");
         if (pipe2(p, O_CLOEXEC) < 0)
-                return fail_code(-errno, "cannot make a pipe: %s", strerror(errno));
+                return cli_failf(-errno, "cannot make a pipe: %s", strerror(errno));
         out_r = p[0], out_w = p[1];
         if (pipe2(p, O_CLOEXEC) < 0)
-                return fail_code(-errno, "cannot make a pipe: %s", strerror(errno));
+                return cli_failf(-errno, "cannot make a pipe: %s", strerror(errno));
         in_r = p[0], in_w = p[1];
         snprintf(maxs, sizeof maxs, "%zu", max);
         char *argv[] = {"hutch-registry", "http-fetch", "--max", maxs, ctype ? "--post" : (char *) url,
@@ -239,7 +193,7 @@ static int fetch(struct cli *c, const char *url, const char *ctype, const char *
         int r = posix_spawn(&pid, prog, &fa, NULL, argv, c->environ);
         posix_spawn_file_actions_destroy(&fa);
         if (r != 0)
-                return fail_code(-r, "cannot run %s: %s", prog, strerror(r));
+                return cli_failf(-r, "cannot run %s: %s", prog, strerror(r));
         in_r = safe_close(in_r);
         out_w = safe_close(out_w);
         /* the child reads its whole body before it answers: no deadlock; one that died
@@ -248,24 +202,23 @@ static int fetch(struct cli *c, const char *url, const char *ctype, const char *
         if (body)
                 (void) write_full(in_w, body, body_len);
         in_w = safe_close(in_w);
-        bool over = false;
         char *raw = NULL;
         size_t len = 0;
-        int k = read_capped(out_r, max + 32, &raw, &len, &over);
+        int k = read_fd_full(out_r, max + 32, &raw, &len);
         out_r = safe_close(out_r);
         int status = 0;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
+        if (k == -EFBIG)
+                return cli_failf(k, "the reply of %s is larger than %zu bytes", url, max);
         if (k < 0)
-                return fail_code(k, "cannot read the keyserver's reply: %s", strerror(-k));
+                return cli_failf(k, "cannot read the keyserver's reply: %s", strerror(-k));
         _cleanup_free_ char *owned = raw;
-        if (over)
-                return fail_code(-EFBIG, "the reply of %s is larger than %zu bytes", url, max);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
                 return EXIT_HUTCH_FAILURE; /* hutch-registry said why in its one line */
         char *nl = memchr(raw, '\n', len);
         if (!nl || parse_long_status(raw, &ret->status) < 0)
-                return fail_code(-EIO, "hutch-registry gave no HTTP status for %s", url);
+                return cli_failf(-EIO, "hutch-registry gave no HTTP status for %s", url);
         ret->body = nl + 1;
         ret->len = len - (size_t) (nl + 1 - raw);
         ret->raw = steal_pointer(&owned);
@@ -306,19 +259,19 @@ static int key_search(struct cli *c, const char *base, const char *query)
         struct hutch_error err = HUTCH_ERROR_INIT;
         size_t n = 0;
         if (!q || asprintf(&url, "%s/pks/lookup?op=index&options=mr&search=%s", base, q) < 0)
-                return fail_code(-ENOMEM, "out of memory");
+                return cli_failf(-ENOMEM, "out of memory");
         int r = fetch(c, url, NULL, NULL, 0, INDEX_REPLY_MAX, &rep);
         if (r)
                 return r;
         if (rep.status == 404)
-                r = fail_code(-ENOENT, "no keys match '%s' on keyserver %s", query, base);
+                r = cli_failf(-ENOENT, "no keys match '%s' on keyserver %s", query, base);
         else if (rep.status != 200)
-                r = fail_code(-EIO, "keyserver %s answered the search with HTTP %ld", base, rep.status);
+                r = cli_failf(-EIO, "keyserver %s answered the search with HTTP %ld", base, rep.status);
         else if (sign_hkp_index_parse(rep.body, rep.len, &keys, &n, &err) < 0) {
                 hutch_err_wrap(&err, "keyserver %s", base);
                 r = cli_fail(&err);
         } else if (n == 0)
-                r = fail_code(-ENOENT, "no keys match '%s' on keyserver %s", query, base);
+                r = cli_failf(-ENOENT, "no keys match '%s' on keyserver %s", query, base);
         else
                 print_keys(keys, n);
         reply_free(&rep);
@@ -347,7 +300,7 @@ static int check_reply_key(const char *want, const struct reply *rep, const char
         if (sign_keyring_list(&scratch, false, &keys, &n, &err) < 0)
                 return cli_fail(&err);
         if (n != 1 || !is_the_key(want, keys[0].fingerprint))
-                return fail_code(-EBADMSG, "keyserver %s sent %s%s instead of the key %s: nothing imported", base,
+                return cli_failf(-EBADMSG, "keyserver %s sent %s%s instead of the key %s: nothing imported", base,
                                  n == 1 ? "the key " : "several keys", n == 1 ? keys[0].fingerprint : "", want);
         return 0;
 }
@@ -366,14 +319,14 @@ static int key_pull(struct cli *c, const char *base, const char *which, const ch
                                        "not '%s'",
                                        which);
         if (asprintf(&url, "%s/pks/lookup?op=get&options=mr&search=0x%s", base, want) < 0)
-                return fail_code(-ENOMEM, "out of memory");
+                return cli_failf(-ENOMEM, "out of memory");
         int r = fetch(c, url, NULL, NULL, 0, KEY_REPLY_MAX, &rep);
         if (r)
                 return r;
         if (rep.status == 404)
-                r = fail_code(-ENOENT, "keyserver %s has no key %s", base, want);
+                r = cli_failf(-ENOENT, "keyserver %s has no key %s", base, want);
         else if (rep.status != 200)
-                r = fail_code(-EIO, "keyserver %s answered the pull of %s with HTTP %ld", base, want, rep.status);
+                r = cli_failf(-EIO, "keyserver %s answered the pull of %s with HTTP %ld", base, want, rep.status);
         else
                 r = check_reply_key(want, &rep, base);
         if (r == 0 && (sign_keyring_open(&kr, keys_dir, NULL, false, &err) < 0 ||
@@ -399,12 +352,12 @@ static int key_push(struct cli *c, const char *base, const char *which, const ch
         escaped = sign_hkp_escape(armored);
         form = escaped ? strjoin("keytext=", escaped, NULL) : NULL;
         if (!form || asprintf(&url, "%s/pks/add", base) < 0)
-                return fail_code(-ENOMEM, "out of memory");
+                return cli_failf(-ENOMEM, "out of memory");
         int r = fetch(c, url, "application/x-www-form-urlencoded", form, strlen(form), INDEX_REPLY_MAX, &rep);
         if (r)
                 return r;
         if (rep.status != 200)
-                r = fail_code(-EIO, "keyserver %s refused the key %s: HTTP %ld", base, which, rep.status);
+                r = cli_failf(-EIO, "keyserver %s refused the key %s: HTTP %ld", base, which, rep.status);
         else
                 printf("Public key %s pushed to %s\n", which, base);
         reply_free(&rep);
@@ -452,19 +405,19 @@ static int keyserver_add(struct cli *c, const char *url, bool insecure)
         if (sign_hkp_base(url, &base, &err) < 0)
                 return cli_fail(&err);
         if (strlen(url) >= sizeof list->url)
-                return fail_code(-ENAMETOOLONG, "keyserver URL '%.60s...' is too long", url);
+                return cli_failf(-ENAMETOOLONG, "keyserver URL '%.60s...' is too long", url);
         if (is_plain_http(url) && !insecure)
-                return fail_code(-EPERM, "keyserver '%s' is plain HTTP: add it with --insecure to use it all the same",
+                return cli_failf(-EPERM, "keyserver '%s' is plain HTTP: add it with --insecure to use it all the same",
                                  url);
         int r = list_read(c, &list, &n);
         if (r)
                 return r;
         for (size_t i = 0; i < n; i++)
                 if (!strcmp(list[i].url, url))
-                        return fail_code(-EEXIST, "keyserver '%s' is already in the list", url);
+                        return cli_failf(-EEXIST, "keyserver '%s' is already in the list", url);
         struct server *l = realloc(list, (n + 1) * sizeof *l);
         if (!l)
-                return fail_code(-ENOMEM, "out of memory");
+                return cli_failf(-ENOMEM, "out of memory");
         list = l;
         snprintf(list[n].url, sizeof list[n].url, "%s", url);
         list[n++].insecure = insecure;
@@ -485,7 +438,7 @@ static int keyserver_remove(struct cli *c, const char *url)
                 if (strcmp(list[i].url, url) != 0)
                         list[k++] = list[i];
         if (k == n)
-                return fail_code(-ENOENT, "keyserver '%s' is not in the list (see 'hutch keyserver list')", url);
+                return cli_failf(-ENOENT, "keyserver '%s' is not in the list (see 'hutch keyserver list')", url);
         r = list_write(c, list, k);
         if (r == 0)
                 printf("Keyserver %s removed\n", url);

@@ -34,25 +34,12 @@ static int fail(const struct hutch_error *err)
         return cli_fail(err);
 }
 
-static int fail_msg(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fail_msg(int code, const char *fmt, ...)
-{
-        struct hutch_error err = HUTCH_ERROR_INIT;
-        char msg[sizeof err.msg];
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
-        hutch_err(&err, code, "%s", msg);
-        return cli_fail(&err);
-}
-
 static int key_dirs(struct sign_cli *s)
 {
         const char *home = cli_getenv(&s->c, "HOME");
         const char *d = cli_getenv(&s->c, "HUTCH_KEYSDIR");
         if (!home || !*home)
-                return fail_msg(-ENOENT, "HOME is not set: no keyring folder");
+                return cli_failf(-ENOENT, "HOME is not set: no keyring folder");
         if (d && *d)
                 snprintf(s->hutch_dir, sizeof s->hutch_dir, "%s", d);
         else
@@ -98,8 +85,8 @@ static char *passphrase_get(struct sign_cli *s, const char *prompt, bool confirm
         _cleanup_close_ int tty = open("/dev/tty", O_RDWR | O_NOCTTY | O_CLOEXEC);
         struct termios old, quiet;
         if (tty < 0 || tcgetattr(tty, &old) < 0) {
-                fail_msg(-ENOTTY,
-                         "no passphrase: set HUTCH_SIGN_PASSPHRASE, give --passphrase-file, or run on a terminal");
+                cli_failf(-ENOTTY,
+                          "no passphrase: set HUTCH_SIGN_PASSPHRASE, give --passphrase-file, or run on a terminal");
                 return NULL;
         }
         for (int round = 0; round < (confirm ? 2 : 1); round++) {
@@ -115,7 +102,7 @@ static char *passphrase_get(struct sign_cli *s, const char *prompt, bool confirm
                 dst[strcspn(dst, "\r\n")] = 0;
         }
         if (confirm && strcmp(buf, again) != 0) {
-                fail_msg(-EINVAL, "passphrases do not match");
+                cli_failf(-EINVAL, "passphrases do not match");
                 return NULL;
         }
         char *p = strdup(buf);
@@ -284,14 +271,14 @@ static int pick_secret_key(struct sign_keyring *kr, long idx, char fp[41])
         if (sign_keyring_list(kr, true, &keys, &n, &err) < 0)
                 return fail(&err);
         if (n == 0)
-                return fail_msg(-ENOKEY, "no secret key in the keyring: create one with 'hutch key newpair'");
+                return cli_failf(-ENOKEY, "no secret key in the keyring: create one with 'hutch key newpair'");
         if (idx < 0 && n > 1)
-                return fail_msg(-EINVAL, "the keyring holds several secret keys: choose one with --keyidx N (see "
-                                         "'hutch key list --secret')");
+                return cli_failf(-EINVAL, "the keyring holds several secret keys: choose one with --keyidx N (see "
+                                          "'hutch key list --secret')");
         if (idx < 0)
                 idx = 0;
         if ((size_t) idx >= n) {
-                return fail_msg(-EINVAL, "no secret key with index %ld (see 'hutch key list --secret')", idx);
+                return cli_failf(-EINVAL, "no secret key with index %ld (see 'hutch key list --secret')", idx);
         }
         memcpy(fp, keys[idx].fingerprint, 41);
         return 0;
@@ -435,7 +422,7 @@ static int key_export(struct sign_cli *s, const char *which, const char *path, b
                 if (sign_keyring_list(&kr, secret, &keys, &n, &err) < 0)
                         return fail(&err);
                 if (n != 1)
-                        return fail_msg(
+                        return cli_failf(
                                 -EINVAL,
                                 "name the key to export (a fingerprint): the keyring does not hold exactly one");
                 which = keys[0].fingerprint;
@@ -611,7 +598,7 @@ static int verb_policy_check(struct sign_cli *s, int argc, char **argv)
         if (r)
                 return r;
         if (!realpath(argv[1], real))
-                return fail_msg(-errno, "the site's image policy cannot check '%s': %s", argv[1], strerror(errno));
+                return cli_failf(-errno, "the site's image policy cannot check '%s': %s", argv[1], strerror(errno));
         if (trust_policy_for(s->c.conf.trusted_keys, real, &fps, &err) < 0)
                 return fail(&err);
         if (!fps)
@@ -619,15 +606,15 @@ static int verb_policy_check(struct sign_cli *s, int argc, char **argv)
         conf_keys_dir(sys_keys, sizeof sys_keys);
         const char *dirs[] = {sys_keys, s->hutch_dir, s->apptainer_dir, NULL};
         if (stat(real, &before) < 0)
-                return fail_msg(-errno, "cannot stat '%s': %s", real, strerror(errno));
+                return cli_failf(-errno, "cannot stat '%s': %s", real, strerror(errno));
         if (sign_keyring_open(&kr, NULL, dirs, false, &err) < 0)
                 return fail(&err);
         struct sign_verify_opts o = {.trusted = fps};
         r = sign_image_verify(&kr, real, &o, &rep, &err);
         sign_verify_report_free(&rep);
         if (r < 0)
-                return fail_msg(r, "'%s' is refused by the site's image policy (hutch.conf 'trusted key'): %s", argv[1],
-                                err.msg);
+                return cli_failf(r, "'%s' is refused by the site's image policy (hutch.conf 'trusted key'): %s",
+                                 argv[1], err.msg);
         /* cached only when the file did not change meanwhile */
         if (stat(real, &after) == 0 && after.st_ino == before.st_ino && after.st_dev == before.st_dev &&
             after.st_size == before.st_size && after.st_mtim.tv_nsec == before.st_mtim.tv_nsec &&

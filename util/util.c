@@ -217,8 +217,6 @@ ssize_t pread_full(int fd, void *buf, size_t len, off_t off)
         return (ssize_t) done;
 }
 
-static int read_fd_full(int fd, size_t max, char **ret, size_t *ret_len);
-
 int read_full_at(int dirfd, const char *path, size_t max, char **ret, size_t *ret_len)
 {
         _cleanup_close_ int fd = openat(dirfd, path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
@@ -227,7 +225,7 @@ int read_full_at(int dirfd, const char *path, size_t max, char **ret, size_t *re
         return read_fd_full(fd, max, ret, ret_len);
 }
 
-static int read_fd_full(int fd, size_t max, char **ret, size_t *ret_len)
+int read_fd_full(int fd, size_t max, char **ret, size_t *ret_len)
 {
         size_t cap = 4096, len = 0;
         _cleanup_free_ char *buf = malloc(cap + 1);

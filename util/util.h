@@ -35,8 +35,10 @@ int strsplit(const char *s, const char *sep, char ***ret);
 char *shell_quote(const char *s);
 bool is_valid_env_name(const char *s, size_t len);
 
-/* Whole-file helpers. read_full_at caps at max bytes (-EFBIG beyond). */
+/* Whole-file helpers. read_full_at and read_fd_full (from fd to its end: a file, a pipe)
+ * cap at max bytes (-EFBIG beyond); the text is NUL-terminated. */
 int read_full_at(int dirfd, const char *path, size_t max, char **ret, size_t *ret_len);
+int read_fd_full(int fd, size_t max, char **ret, size_t *ret_len);
 /* A regular file of at most max bytes, read whole (NUL-terminated). Opened O_NONBLOCK, so a
  * FIFO or a device never blocks: -EISDIR for a folder, -EBADFD for anything else that is
  * not a regular file, -EFBIG when larger than max. */
