@@ -180,6 +180,12 @@ int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, bool cach
         }
         if (r >= 0 && worker)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0);
+        /* libfuse reports a failed read or write of /dev/fuse (ENODEV from a reply to a
+         * RELEASE sent as the container ends) with perror, whose stream, dup'ed from
+         * stderr, asks isatty (TCGETS) on its first write: "no terminal", else the worker
+         * would die of SIGSYS on that line and be reported as crashed */
+        if (r >= 0 && worker)
+                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOTTY), SCMP_SYS(ioctl), 0);
         /* glibc's first thread installs its handler of SIGSETXID (SIGRTMIN + 1), which
          * carries set*id calls to every thread: that signal's only */
         if (r >= 0 && worker)

@@ -615,7 +615,8 @@ enum {
         TRY_FORK,
         TRY_CLONE3,
         TRY_SIGACTION,
-        TRY_PERROR
+        TRY_PERROR,
+        TRY_ISATTY
 };
 
 static void *thread_noop(void *arg)
@@ -630,9 +631,17 @@ static int confined_try(bool cache, int dirfd, int what)
         if (pid == 0) {
                 struct serve_filter f;
                 int keep[] = {dirfd};
-                int nul = open("/dev/null", O_WRONLY | O_CLOEXEC);
-                if (nul < 0 || dup2(nul, STDERR_FILENO) < 0) /* perror's line */
+                /* perror's line: /dev/null read-write, as the worker's stderr is
+                 * (spawn_child); a stream never written, as the worker's stderr is. perror
+                 * then writes through a stream of its own ("w+", which a write-only fd
+                 * refuses), whose first write asks isatty */
+                int nul = open("/dev/null", O_RDWR | O_CLOEXEC);
+                if (nul < 0 || dup2(nul, STDERR_FILENO) < 0)
                         _exit(102);
+                FILE *fresh = fdopen(STDERR_FILENO, "w");
+                if (!fresh)
+                        _exit(103);
+                stderr = fresh;
                 if (serve_filter_build(SERVE_WORKER, -EBADF, -EBADF, cache, &f) < 0 ||
                     serve_confine(&f, keep, 1, cache ? dirfd : -EBADF) < 0)
                         _exit(100);
@@ -654,6 +663,7 @@ static int confined_try(bool cache, int dirfd, int what)
                         errno = EIO;
                         perror("hutch-squashfs");
                         _exit(0);
+                case TRY_ISATTY: _exit(isatty(STDERR_FILENO) ? 0 : errno);
                 }
                 _exit(101);
         }
@@ -683,6 +693,8 @@ static void test_serve_confinement(void **state)
         assert_int_equal(confined_try(false, dirfd, TRY_SIGACTION), -SIGSYS);
         /* libfuse reports a failed read or write of /dev/fuse with perror (which dups stderr) */
         assert_int_equal(confined_try(false, dirfd, TRY_PERROR), 0);
+        assert_int_equal(confined_try(true, dirfd, TRY_PERROR), 0);
+        assert_int_equal(confined_try(false, dirfd, TRY_ISATTY), ENOTTY);
         /* without the cache every open fails and nothing can be created */
         assert_int_equal(confined_try(false, dirfd, TRY_OPEN_OUTSIDE), EACCES);
         assert_int_equal(confined_try(false, dirfd, TRY_CACHE_CREATE), EACCES);
