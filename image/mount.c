@@ -273,42 +273,168 @@ static int read_tail(sqfs *fs, sqfs_inode *inode, char *out, size_t want, struct
         return 0;
 }
 
+/* A data block of a file decompressed whole: where it lies in the image, its header, and
+ * where it goes in the file. */
+struct whole_block {
+        uint64_t pos, off;
+        uint32_t header;
+        size_t want;
+};
+
+/* The blocks of one file, taken one at a time by the opener's thread and, for a big file,
+ * the inflate helper (see below); the first error stops both. */
+struct whole_job {
+        sqfs *fs;
+        char *out;
+        const struct whole_block *b;
+        size_t n;
+        atomic_size_t next;
+        atomic_int err;
+};
+
+/* Every block is to fill exactly its part of the file: an uncompressed one of another
+ * length than that part, or one that inflates to another, is corrupt. */
+static int inflate_one(sqfs *fs, const struct whole_block *b, char *out, char *in)
+{
+        size_t bs = fs->sb.block_size;
+        bool compressed;
+        uint32_t csize;
+        sqfs_data_header(b->header, &compressed, &csize);
+        if (csize > (compressed ? bs : b->want) || b->pos > fs->sb.bytes_used || csize > fs->sb.bytes_used - b->pos)
+                return -EIO;
+        if (!compressed && csize > 0 && csize != b->want)
+                return -EIO;
+        if (csize == 0) /* a hole, zeros already */
+                return 0;
+        char *dst = compressed ? in : out + b->off;
+        if (pread(fs->fd, dst, csize, (off_t) (b->pos + fs->offset)) != (ssize_t) csize)
+                return -EIO;
+        size_t got = b->want;
+        if (compressed && (fs->decompressor(in, csize, out + b->off, &got) != SQFS_OK || got != b->want))
+                return -EIO;
+        return 0;
+}
+
+static void inflate_blocks(struct whole_job *j)
+{
+        _cleanup_free_ char *in = malloc(j->fs->sb.block_size);
+        if (!in) /* the other taker goes on; the opener, alone, fails */
+                return;
+        for (size_t i; !atomic_load(&j->err) && (i = atomic_fetch_add(&j->next, 1)) < j->n;) {
+                int r = inflate_one(j->fs, &j->b[i], j->out, in);
+                if (r < 0)
+                        atomic_store(&j->err, r);
+        }
+}
+
+/* The inflate helper: a thread of the server that shares the blocks of a big file being
+ * pushed with the thread that opens it. While the opener waits for its OPEN, the CPU it
+ * ran on is free, and an image's first start is mostly the inflating of its binaries and
+ * libraries (a Python binary is 55 gzip blocks). Started with the serving threads where
+ * the server may use more than one CPU, idle on a condition variable otherwise; one file
+ * at a time (another opener meanwhile inflates alone), offered before the opener starts
+ * and taken back when the opener is done before the helper woke. */
+#define HELP_MIN_BLOCKS 8
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        struct whole_job *job; /* offered or being worked on */
+        bool taken, stop, started;
+        pthread_t thread;
+} helper = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+
+static void *helper_main(void *arg)
+{
+        (void) arg;
+        pthread_mutex_lock(&helper.lock);
+        for (;;) {
+                while ((!helper.job || helper.taken) && !helper.stop)
+                        pthread_cond_wait(&helper.cond, &helper.lock);
+                if (helper.stop)
+                        break;
+                struct whole_job *j = helper.job;
+                helper.taken = true;
+                pthread_mutex_unlock(&helper.lock);
+                inflate_blocks(j);
+                pthread_mutex_lock(&helper.lock);
+                helper.job = NULL;
+                helper.taken = false;
+                pthread_cond_broadcast(&helper.cond);
+        }
+        pthread_mutex_unlock(&helper.lock);
+        image_thread_done();
+        return NULL;
+}
+
+static void helper_start(void)
+{
+        helper.stop = false;
+        helper.started = pool.n > 1 && pthread_create(&helper.thread, NULL, helper_main, NULL) == 0;
+}
+
+static void helper_stop(void)
+{
+        if (!helper.started)
+                return;
+        pthread_mutex_lock(&helper.lock);
+        helper.stop = true;
+        pthread_cond_broadcast(&helper.cond);
+        pthread_mutex_unlock(&helper.lock);
+        pthread_join(helper.thread, NULL);
+        helper.started = false;
+}
+
+/* The blocks of j, with the helper's hand where it is free and the file big enough. */
+static int inflate_job(struct whole_job *j)
+{
+        bool offered = false;
+        if (helper.started && j->n >= HELP_MIN_BLOCKS) {
+                pthread_mutex_lock(&helper.lock);
+                if (!helper.job) {
+                        helper.job = j;
+                        offered = true;
+                        pthread_cond_broadcast(&helper.cond);
+                }
+                pthread_mutex_unlock(&helper.lock);
+        }
+        inflate_blocks(j);
+        if (offered) {
+                pthread_mutex_lock(&helper.lock);
+                if (!helper.taken && helper.job == j)
+                        helper.job = NULL; /* not woken yet: nothing of j is its */
+                while (helper.job == j)
+                        pthread_cond_wait(&helper.cond, &helper.lock);
+                pthread_mutex_unlock(&helper.lock);
+        }
+        if (atomic_load(&j->err))
+                return atomic_load(&j->err);
+        return atomic_load(&j->next) < j->n ? -ENOMEM : 0;
+}
+
 /* Decompress a whole regular file into out (zeroed, of at least its size): data blocks go
  * from the image straight into place, not through squashfuse's block cache (whose fresh
- * 128 KiB blocks would each cost 32 page faults), then the tail from its fragment block.
- * Every block is to fill exactly its part of the file: an uncompressed one of another
- * length than that part, or one that inflates to another, is corrupt. */
+ * 128 KiB blocks would each cost 32 page faults), then the tail from its fragment block. */
 static int read_whole(sqfs *fs, sqfs_inode *inode, char *out, struct frag_put *put)
 {
         uint64_t size = inode->xtra.reg.file_size, off = 0;
-        size_t bs = fs->sb.block_size;
+        size_t bs = fs->sb.block_size, n = 0;
         sqfs_blocklist bl;
         sqfs_blocklist_init(fs, inode, &bl);
-        _cleanup_free_ char *in = bl.remain > 0 ? malloc(bs) : NULL;
-        if (bl.remain > 0 && !in)
+        /* the block list is in the inode: as many entries as blocks the file's size asks */
+        _cleanup_free_ struct whole_block *b = bl.remain > 0 ? calloc(bl.remain, sizeof *b) : NULL;
+        if (bl.remain > 0 && !b)
                 return -ENOMEM;
         while (bl.remain > 0) {
                 if (sqfs_blocklist_next(&bl) != SQFS_OK)
                         return -EIO;
                 size_t want = size - off < bs ? (size_t) (size - off) : bs;
-                bool compressed;
-                uint32_t csize;
-                sqfs_data_header(bl.header, &compressed, &csize);
-                if (csize > (compressed ? bs : want) || bl.block > fs->sb.bytes_used ||
-                    csize > fs->sb.bytes_used - bl.block)
-                        return -EIO;
-                if (!compressed && csize > 0 && csize != want)
-                        return -EIO;
-                if (csize > 0) { /* 0: a hole, zeros already */
-                        char *dst = compressed ? in : out + off;
-                        if (pread(fs->fd, dst, csize, (off_t) (bl.block + fs->offset)) != (ssize_t) csize)
-                                return -EIO;
-                        size_t got = want;
-                        if (compressed && (fs->decompressor(in, csize, out + off, &got) != SQFS_OK || got != want))
-                                return -EIO;
-                }
+                b[n++] = (struct whole_block){.pos = bl.block, .off = off, .header = bl.header, .want = want};
                 off += want;
         }
+        struct whole_job j = {.fs = fs, .out = out, .b = b, .n = n};
+        int r = n > 0 ? inflate_job(&j) : 0;
+        if (r < 0)
+                return r;
         return off < size ? read_tail(fs, inode, out + off, (size_t) (size - off), put) : 0;
 }
 
@@ -768,6 +894,8 @@ static bool serve(struct image *img, int fuse_fd, int owner_fd, volatile uint64_
         pool.in_flight = in_flight;
         own = img->sqfs;
         unsigned n = threads_start(t);
+        if (n > 0)
+                helper_start();
         /* the mount's end polls as POLLERR on its fd, with no event asked for */
         struct pollfd p[2] = {{.fd = owner_fd, .events = POLLIN}, {.fd = fuse_fd, .events = 0}};
         uint_fast64_t seen = UINT_FAST64_MAX;
@@ -797,6 +925,7 @@ static bool serve(struct image *img, int fuse_fd, int owner_fd, volatile uint64_
         /* the mount is gone: every thread ends with ENODEV */
         for (unsigned i = 0; i < n; i++)
                 pthread_join(t[i], NULL);
+        helper_stop();
         for (unsigned i = 0; i < SERVE_THREADS_MAX; i++) {
                 struct sqfs_handle *h = atomic_exchange(&pool.handle[i], NULL);
                 char *small = atomic_exchange(&pool.small[i], NULL);
