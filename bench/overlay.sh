@@ -5,7 +5,10 @@
 # same folder. As root (ext3 overlays are root's); apptainer, when installed, runs the same
 # rows with its own overlays. --writable-tmpfs's 100 MiB row needs a system hutch.conf whose
 # 'sessiondir max size' is above 100 (the default, 64, gives ENOSPC: the row says "failed").
-# usage: bench/overlay.sh BUILD/hutch [RUNS]      (as root)
+# With BENCH_USER=NAME a user row follows: that user's ext3 overlay, served by fuse2fs and
+# fuse-overlayfs (start cost, and the 5000 small files against the same user's writes to
+# the host's disk).
+# usage: [BENCH_USER=NAME] bench/overlay.sh BUILD/hutch [RUNS]      (as root)
 set -euo pipefail
 hutch=$(readlink -f "$1")
 runs=${2:-30}
@@ -65,6 +68,21 @@ row ext3 -o "$work/ext3.img"
 row writable-tmpfs --writable-tmpfs
 awk -v h="${ms[host-small]}" -v e="${ms[ext3-small]}" -v f="${ms[folder-small]}" 'BEGIN{
 	printf "  small files vs host disk: ext3 %.2fx, folder %.2fx (target >= 0.5x)\n", h / e, h / f }'
+if [ -n "${BENCH_USER:-}" ]; then
+	as_user() { setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --init-groups "$@"; }
+	chmod 0755 "$work"
+	mkdir "$work/u"
+	chown "$BENCH_USER": "$work/u"
+	as_user "$hutch" overlay create --size 1024 --create-dir /w "$work/u/ext3.img"
+	r=$(as_user "$work/timeit" "$runs" "$hutch" exec "$img" true)
+	r2=$(as_user "$work/timeit" "$runs" "$hutch" exec -o "$work/u/ext3.img" "$img" true)
+	printf '  user %s: exec true median %7.2f ms, with an ext3 overlay (fuse) %7.2f ms: adds %.2f ms\n' \
+		"$BENCH_USER" "${r%% *}" "${r2%% *}" "$(awk -v a="${r2%% *}" -v b="${r%% *}" 'BEGIN{print a - b}')"
+	mkdir "$work/u/w" && chown "$BENCH_USER": "$work/u/w"
+	hs=$(secs as_user busybox sh -c "${small//\/w/$work/u/w}")
+	us=$(secs as_user "$hutch" exec -o "$work/u/ext3.img" "$img" sh -c "$small && rm -f /w/f*")
+	printf '  user %s: 5000 small files: host disk %s ms, ext3 overlay (fuse) %s ms\n' "$BENCH_USER" "$hs" "$us"
+fi
 if command -v apptainer >/dev/null; then
 	apptainer overlay create --size 1024 "$work/app.img" >/dev/null
 	r=$("$work/timeit" "$runs" apptainer exec --overlay "$work/app.img" "$img" true)

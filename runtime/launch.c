@@ -94,6 +94,8 @@ void ctx_free(struct launch_ctx *c)
                 close(c->init_fd);
         if (c->serve_sock >= 0)
                 close(c->serve_sock);
+        if (c->fuse_sock >= 0)
+                close(c->fuse_sock);
         net_helper_close(&c->net);
         for (size_t i = 0; c->ovl_tree && i < c->n_ovl; i++)
                 if (c->ovl_tree[i] >= 0)
@@ -549,7 +551,7 @@ static _Noreturn void init_main(struct init_args *a)
                 process_msg_fail(a->sync[1], &err);
                 _exit(255);
         }
-        if (c->spec->no_init) {
+        if (c->spec->no_init || !c->spec->pid_ns) {
                 payload_exec(c, &err);
                 process_msg_fail(a->sync[1], &err);
                 _exit(255);
@@ -604,17 +606,20 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 close(c->serve_sock);
                 c->serve_sock = -EBADF;
         }
-        if (!s->pid_ns) {
+        /* this process becomes the payload, unless a user's ext3 overlay is served by
+         * fuse2fs: then it forks the payload and, once it has ended, waits for fuse2fs to
+         * write the image back, so that the image is clean when the caller goes on */
+        if (!s->pid_ns && !c->ovl_fuse) {
                 if ((r = rootfs_assemble(c, err)) < 0 || (r = rootfs_pivot(c, err)) < 0)
                         return r;
-                /* this process becomes the payload: its end undoes the network */
+                /* the payload's end undoes the network */
                 if ((r = net_helper_watch(&c->net, getpid(), err)) < 0)
                         return r;
                 return payload_exec(c, err);
         }
         /* only now: the first fork after unshare(CLONE_NEWPID) becomes the namespace's PID 1,
          * and that must be our init, not the FUSE server's helper */
-        if (unshare(CLONE_NEWPID) < 0)
+        if (s->pid_ns && unshare(CLONE_NEWPID) < 0)
                 return hutch_err_sys(err, -errno, "cannot create a PID namespace");
         int sp[2];
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
@@ -635,15 +640,18 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         if (r < 0) {
                 sigprocmask(SIG_SETMASK, &old, NULL);
                 close(sp[0]);
-                return hutch_err_sys(err, r, "cannot fork into the PID namespace");
+                return hutch_err_sys(err, r, "cannot fork the container's first process");
         }
         /* the init's end undoes the network (an init already gone: the helper sees us close
          * its socket instead, and undoes it then) */
+        overlays_fuse_arm(c, init.pid);
         struct hutch_error werr = HUTCH_ERROR_INIT;
         if (net_helper_watch(&c->net, init.pid, &werr) < 0)
                 log_verbose("%s", werr.msg);
         r = child_wait(s, &init, sp[0], &old, c->net_addr, ret_status, err);
         pidref_done(&init);
+        if (!s->instance)
+                overlays_fuse_wait(c);
         return r;
 }
 

@@ -22,8 +22,6 @@
 #include "util/log.h"
 #include "util/util.h"
 
-#define OVL_DIR STAGE_DIR "/ovl"
-
 int overlays_open(struct launch_ctx *c, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
@@ -35,13 +33,10 @@ int overlays_open(struct launch_ctx *c, struct hutch_error *err)
         if (r < 0)
                 return r;
         c->n_ovl = s->n_overlays;
-        for (size_t i = 0; i < c->n_ovl; i++)
-                if (c->ovl[i].kind == OVERLAY_EXT3 && c->ids.userns)
-                        return hutch_err(
-                                err, -EPERM,
-                                "ext3 overlay '%s' needs root: as a user, the kernel's overlayfs does not take "
-                                "fuse2fs's mount as a layer (no d_type); use a folder overlay",
-                                c->ovl[i].path);
+        /* as a user, ext3 images go through fuse2fs and fuse-overlayfs (runtime/overlay-fuse.c) */
+        for (size_t i = 0; i < c->n_ovl && c->ids.userns; i++)
+                if (c->ovl[i].kind == OVERLAY_EXT3)
+                        return overlays_fuse_check(c, &c->ovl[i], err);
         return 0;
 }
 
@@ -150,13 +145,7 @@ static int sub_open(const struct overlay *o, const char *at, const char *name, s
         return hutch_err_sys(err, -errno, "cannot open '%s' in overlay '%s'", name, o->path);
 }
 
-/* The fds of the folders handed to overlayfs, open until it is mounted. */
-struct sub_fds {
-        int fd[64];
-        size_t n;
-};
-
-static void sub_fds_close(struct sub_fds *f)
+void sub_fds_close(struct sub_fds *f)
 {
         for (size_t i = 0; i < f->n; i++)
                 close(f->fd[i]);
@@ -213,6 +202,8 @@ static int attach_all(struct launch_ctx *c, struct hutch_error *err)
                 snprintf(at, sizeof at, OVL_DIR "/%zu", i);
                 if (mkdir(at, 0755) < 0 && errno != EEXIST)
                         return hutch_err_sys(err, -errno, "cannot create '%s' in the staging area", at);
+                if (c->ovl[i].kind == OVERLAY_EXT3 && c->ovl_fuse)
+                        continue; /* fuse2fs mounts it (overlays_fuse_start) */
                 if (c->ovl[i].kind == OVERLAY_EXT3) {
                         int r = loop_mount(&c->ovl[i], at, err);
                         if (r < 0)
@@ -227,26 +218,27 @@ static int attach_all(struct launch_ctx *c, struct hutch_error *err)
         return 0;
 }
 
-int overlays_stage(struct launch_ctx *c, const char *image, const char *root, struct hutch_error *err)
+/* overlayfs's options for the layers attached under OVL_DIR: lowerdir (the top layer
+ * first: the later an overlay is given, the higher), then upperdir and workdir when there
+ * is an upper layer (*ret_upper names it for messages; NULL: none). kernel: the kernel's
+ * overlayfs (userxattr), else fuse-overlayfs's. The folders' fds are kept in f. */
+int overlay_opts_build(struct launch_ctx *c, const char *image, bool kernel, struct sub_fds *f, char **ret,
+                       const char **ret_upper, struct hutch_error *err)
 {
         _cleanup_free_ char *lower = strdup(""), *opts = NULL;
         char upper[96] = "", work[96] = "", layer[96];
-        const char *upper_path = "--writable-tmpfs";
-        struct sub_fds f __attribute__((cleanup(sub_fds_close))) = {.n = 0};
-        int r = attach_all(c, err);
-        if (r < 0)
-                return r;
-        /* lowerdir lists the top layer first: the later an overlay is given, the higher */
+        const char *upper_path = NULL;
+        int r;
         for (size_t i = c->n_ovl; lower && i > 0; i--) {
                 char at[64];
                 snprintf(at, sizeof at, OVL_DIR "/%zu", i - 1);
                 if (!c->ovl[i - 1].ro) {
-                        if ((r = upper_paths(&c->ovl[i - 1], at, &f, upper, work, sizeof upper, err)) < 0)
+                        if ((r = upper_paths(&c->ovl[i - 1], at, f, upper, work, sizeof upper, err)) < 0)
                                 return r;
                         upper_path = c->ovl[i - 1].path;
                         continue;
                 }
-                if ((r = layer_path(&c->ovl[i - 1], at, &f, layer, sizeof layer, err)) < 0)
+                if ((r = layer_path(&c->ovl[i - 1], at, f, layer, sizeof layer, err)) < 0)
                         return r;
                 _cleanup_free_ char *old = steal_pointer(&lower);
                 lower = strjoin(old, layer, ":");
@@ -254,21 +246,40 @@ int overlays_stage(struct launch_ctx *c, const char *image, const char *root, st
         if (!upper[0] && c->spec->writable_tmpfs) {
                 snprintf(upper, sizeof upper, STAGE_DIR "/rw/upper");
                 snprintf(work, sizeof work, STAGE_DIR "/rw/work");
+                upper_path = "--writable-tmpfs";
         }
         if (!lower)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        if ((upper[0] ? asprintf(&opts, "lowerdir=%s%s,upperdir=%s,workdir=%s,userxattr", lower, image, upper, work)
-                      : asprintf(&opts, "lowerdir=%s%s,userxattr", lower, image)) < 0) {
+        const char *x = kernel ? ",userxattr" : "";
+        if ((upper[0] ? asprintf(&opts, "lowerdir=%s%s,upperdir=%s,workdir=%s%s", lower, image, upper, work, x)
+                      : asprintf(&opts, "lowerdir=%s%s%s", lower, image, x)) < 0) {
                 opts = NULL;
                 return hutch_err(err, -ENOMEM, "out of memory");
         }
+        *ret = steal_pointer(&opts);
+        *ret_upper = upper_path;
+        return 0;
+}
+
+int overlays_stage(struct launch_ctx *c, const char *image, const char *root, struct hutch_error *err)
+{
+        _cleanup_free_ char *opts = NULL;
+        const char *upper_path;
+        struct sub_fds f __attribute__((cleanup(sub_fds_close))) = {.n = 0};
+        int r = attach_all(c, err);
+        if (r < 0)
+                return r;
+        if (c->ovl_fuse)
+                return overlays_fuse_start(c, image, root, err);
+        if ((r = overlay_opts_build(c, image, true, &f, &opts, &upper_path, err)) < 0)
+                return r;
         log_debug("overlay %s", opts);
         if (mount("overlay", root, "overlay", 0, opts) < 0) {
-                if (upper[0])
+                if (upper_path)
                         return hutch_err_sys(err, -errno, "cannot mount the overlay whose upper layer is '%s'",
                                              upper_path);
                 return hutch_err_sys(err, -errno, "cannot mount the read-only overlays");
         }
-        c->root_writable = upper[0] != 0;
+        c->root_writable = upper_path != NULL;
         return 0;
 }

@@ -66,8 +66,11 @@ struct launch_ctx {
         bool has_env_scripts;
         struct overlay *ovl; /* --overlay, opened (and locked) on the host */
         size_t n_ovl;
-        int *ovl_tree;      /* each one's tree, cloned once the mount namespace is ours */
-        bool root_writable; /* an overlay's upper layer or --writable-tmpfs */
+        int *ovl_tree;                        /* each one's tree, cloned once the mount namespace is ours */
+        bool root_writable;                   /* an overlay's upper layer or --writable-tmpfs */
+        bool ovl_fuse;                        /* ext3 overlays as a user: fuse2fs + fuse-overlayfs */
+        char fuse2fs[64], fuse_overlayfs[64]; /* their paths, in system folders */
+        int fuse_sock;                        /* to the hutch-fuse watcher */
 };
 
 /* ids, capabilities, no_new_privs, then the seccomp filter: the last steps before the
@@ -89,12 +92,34 @@ int rootfs_pivot(struct launch_ctx *c, struct hutch_error *err);
 int overlays_open(struct launch_ctx *c, struct hutch_error *err);
 int overlays_clone(struct launch_ctx *c, struct hutch_error *err);
 int overlays_stage(struct launch_ctx *c, const char *image, const char *root, struct hutch_error *err);
+#define OVL_DIR STAGE_DIR "/ovl"
+/* The fds of the folders handed to overlayfs, open until it is mounted (or, for
+ * fuse-overlayfs, inherited by it). */
+struct sub_fds {
+        int fd[64];
+        size_t n;
+};
+void sub_fds_close(struct sub_fds *f);
+int overlay_opts_build(struct launch_ctx *c, const char *image, bool kernel, struct sub_fds *f, char **ret,
+                       const char **ret_upper, struct hutch_error *err);
+/* ext3 overlays as a user (runtime/overlay-fuse.c): each image served by fuse2fs, the root
+ * by fuse-overlayfs, under a watcher process (hutch-fuse) outside the container's PID
+ * namespace that ends them, cleanly, once the container has ended. check: the helpers are
+ * installed (system folders only), sets c->ovl_fuse. start: the stack mounted at root, or
+ * one line and nothing left. arm: the process whose end is the container's (the payload or
+ * the init); until it is named, the launcher's end (an EOF) ends the stack too. */
+int overlays_fuse_check(struct launch_ctx *c, const struct overlay *o, struct hutch_error *err);
+int overlays_fuse_start(struct launch_ctx *c, const char *image, const char *root, struct hutch_error *err);
+void overlays_fuse_arm(struct launch_ctx *c, pid_t end);
+/* After the container's end: returns once the watcher has ended its helpers, each image
+ * written back and closed (a batch run returns only then). */
+void overlays_fuse_wait(struct launch_ctx *c);
 
-#define LAUNCH_CTX_INIT(s)                                                                                       \
-        {                                                                                                        \
-                .spec = (s), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF, .init_fd = -EBADF,  \
-                .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF, .vartmp.fd = -EBADF, .hosts.fd = -EBADF, \
-                .resolv.fd = -EBADF, .net.sock = -EBADF                                                          \
+#define LAUNCH_CTX_INIT(s)                                                                                        \
+        {                                                                                                         \
+                .spec = (s), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF, .init_fd = -EBADF,   \
+                .fuse_sock = -EBADF, .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF, .vartmp.fd = -EBADF, \
+                .hosts.fd = -EBADF, .resolv.fd = -EBADF, .net.sock = -EBADF                                       \
         }
 void ctx_free(struct launch_ctx *c);
 /* Parent side of a fork into a PID namespace: a struct hutch_error on sync_fd means the

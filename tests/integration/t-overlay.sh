@@ -119,6 +119,11 @@ leftovers "overlay instances"
 # --- ext3 images: overlay create; as root a loop device and the kernel's ext3
 E=$T/ovl.img
 fsck_clean() { /usr/sbin/e2fsck -fn "$1" >/dev/null 2>&1; }
+# as a user fuse2fs and fuse-overlayfs serve an ext3 overlay; they end with the container
+# (a batch run and instance stop return only once they have ended: fuse_gone at once;
+# after a SIGKILL or a failed start they end a moment later: nofuse waits)
+fuse_gone() { ! pgrep -u "$(id -u)" -x fuse2fs >/dev/null && ! pgrep -u "$(id -u)" -x fuse-overlayfs >/dev/null && ! pgrep -u "$(id -u)" -x hutch-fuse >/dev/null; }
+nofuse() { wait_for fuse_gone; }
 run "$HUTCH" overlay create --create-dir /data "$E"
 check "overlay create: an ext3 image e2fsck finds clean" '[ $RC -eq 0 ] && fsck_clean "$E" && [ "$(stat -c %s "$E")" -eq $((64 << 20)) ]'
 check "... whose upper/data is the caller's" '/usr/sbin/debugfs -R "stat /upper/data" "$E" 2>/dev/null | grep -q "User: *$(id -u) "'
@@ -161,9 +166,74 @@ gone"'
 	check "an ext3 overlay whose upper is a symlink: one line, refused" 'fails_with "upper. is a symbolic link: refused" && wait_for "[ -z \"\$(losetup -j "$T/evil.img")\" ]"'
 	run "$HUTCH" exec -o "$T/evil.img" "$W" true
 	check "... as the writable layer too, nothing left mounted" 'fails_with "upper. is a symbolic link: refused" && wait_for "[ -z \"\$(losetup -j "$T/evil.img")\" ]" && ! grep -q evil.img /proc/self/mountinfo'
+	# a user's ext3 overlay with fuse2fs missing (hidden in a mount namespace of ours): one
+	# line naming the package
+	U=${AUX_USER:-hutchtest3}
+	id "$U" >/dev/null 2>&1 || useradd -m -s /bin/bash "$U"
+	UH=$(getent passwd "$U" | cut -d: -f6)
+	runuser -u "$U" -- env HOME="$UH" "$HUTCH" overlay create "$UH/hutch-t-overlay.img" >/dev/null 2>&1
+	run unshare -m sh -c 'mount --bind /dev/null "$1" && exec runuser -u "$2" -- env HOME="$3" "$4" exec -o "$3/hutch-t-overlay.img" "$5" true' - "$(command -v fuse2fs)" "$U" "$UH" "$HUTCH" "$IMAGES/rootfs"
+	check "a user's ext3 overlay without fuse2fs: one line naming the package" 'fails_with "needs fuse2fs as a user: install the package .fuse2fs." && [ -z "$(pgrep -u "$U" -x hutch-fuse)" ]'
+	rm -f "$UH/hutch-t-overlay.img"
 else
-	run "$HUTCH" exec -o "$E" "$I" true
-	check "as a user an ext3 overlay is refused: one line saying why" 'fails_with "ext3 overlay .* needs root"'
+	# as a user: fuse2fs serves the image, fuse-overlayfs the root, both ended with the container
+	run "$HUTCH" exec -o "$E" "$W" sh -c 'echo e > /data/f && rm /etc/hutch-test-marker'
+	check "--overlay IMG.ext3 as a user writes (fuse2fs, fuse-overlayfs)" '[ $RC -eq 0 ]'
+	check "... it returns once its helpers have written the image back and ended: clean at once" 'fuse_gone && fsck_clean "$E"'
+	run "$HUTCH" exec -o "$E" "$W" sh -c 'cat /data/f; test -e /etc/hutch-test-marker || echo gone'
+	check "the next start sees the write and the deletion" 'out_is "e
+gone"'
+	run "$HUTCH" exec -o "$E:ro" "$W" sh -c 'cat /data/f; echo x > /data/g'
+	check "IMG:ro is a read-only layer" '[ $RC -ne 0 ] && out_is e'
+	"$HUTCH" exec -o "$E:ro" "$W" sh -c "touch $T/ro-ready; exec sleep 30" >/dev/null 2>&1 &
+	bg=$!
+	wait_for '[ -e "$T/ro-ready" ]'
+	run "$HUTCH" exec -o "$E:ro" "$W" cat /data/f
+	check "two readers share an ext3 image" 'out_is e'
+	run "$HUTCH" exec -o "$E" "$W" true
+	check "a writer is refused while it is read" "fails_with \"overlay '$E' is in use by pid $bg\""
+	kill "$bg"
+	wait "$bg" 2>/dev/null
+	nofuse
+	R1=$(mktemp -d "$T/img.XXXX")
+	cp -a "$IMAGES/rootfs/." "$R1"
+	printf '#!/bin/sh\nexec sleep 1000\n' >"$R1/.singularity.d/startscript"
+	chmod 0755 "$R1/.singularity.d/startscript"
+	run "$HUTCH" instance start -o "$E" "$R1" ext
+	check "instance start -o IMG.ext3 as a user" '[ $RC -eq 0 ]'
+	run "$HUTCH" exec -o "$E" "$W" true
+	check "a second writer is refused, naming the instance" 'fails_with "overlay .$E. is in use by instance .ext."'
+	run "$HUTCH" exec instance://ext sh -c 'echo v1 > /data/key'
+	"$HUTCH" instance stop ext >/dev/null 2>&1
+	check "instance stop returns once the helpers are gone, the image clean" 'fuse_gone && fsck_clean "$E"'
+	run "$HUTCH" instance start -o "$E" "$R1" ext
+	run "$HUTCH" exec instance://ext cat /data/key
+	check "an instance's data in an ext3 image survives stop / start" 'out_is v1'
+	run "$HUTCH" exec instance://ext sh -c 'for i in 1 2 3 4 5 6 7 8; do echo $i > /data/n$i; done'
+	pkill -KILL -u "$(id -u)" -x hutch-supervise
+	check "a supervisor killed with SIGKILL: fuse2fs ends cleanly, the image is clean" 'nofuse && fsck_clean "$E"'
+	"$HUTCH" instance list >/dev/null 2>&1 # removes the killed supervisor's stale state
+	R2=$(mktemp -d "$T/img.XXXX")
+	cp -a "$IMAGES/rootfs/." "$R2"
+	printf '#!/bin/sh\ncount=$(cat /data/n 2>/dev/null || echo 0)\necho $((count + 1)) > /data/n\nexec sleep 1000\n' >"$R2/.singularity.d/startscript"
+	chmod 0755 "$R2/.singularity.d/startscript"
+	run "$HUTCH" instance start --restart always -o "$E" "$R2" extr
+	wait_for '[ "$("$HUTCH" exec instance://extr cat /data/n 2>/dev/null)" = 1 ]'
+	"$HUTCH" exec instance://extr sh -c 'kill 1' >/dev/null 2>&1
+	check "after a restart the container counts on from the ext3 image" 'wait_for "[ \"\$(\"$HUTCH\" exec instance://extr cat /data/n 2>/dev/null)\" = 2 ]" 100'
+	"$HUTCH" instance stop extr >/dev/null 2>&1
+	check "... and after its stop nothing is left, the image clean" 'fuse_gone && fsck_clean "$E"'
+	run "$HUTCH" exec -o "$E" "$W" sh -c 'dd if=/dev/zero of=/data/big bs=1M count=80'
+	check "a full ext3 overlay gives the container ENOSPC" '[ $RC -ne 0 ] && err_has "No space left on device"'
+	check "... and e2fsck -n finds the image clean" 'fuse_gone && fsck_clean "$E"'
+	run "$HUTCH" exec --fakeroot -o "$F" "$W" sh -c 'touch /x /data/y && stat -c "%u %g" /x /data/y'
+	check "exec --fakeroot -o IMG made with --fakeroot: root writes, files are root's" '[ $RC -eq 0 ] && out_is "0 0
+0 0" && fuse_gone && [ "$(owner_in "$F" /upper/x)" = "User: 0 Group: 0" ] && fsck_clean "$F"'
+	# apptainer#1908: fuse2fs refusing or leaving early is one line, nothing left
+	cp "$E" "$T/bad.img"
+	printf 'xxxxxxxx' | dd of="$T/bad.img" bs=1 seek=1028 conv=notrunc 2>/dev/null
+	run "$HUTCH" exec -o "$T/bad.img" "$W" true
+	check "an image fuse2fs refuses: one line with its reason, nothing left" 'fails_with "fuse2fs could not mount overlay .$T/bad.img.: .*superblock is corrupt" && nofuse && ! grep -q fuse /proc/self/mountinfo'
 fi
 # --- a folder overlay under --fakeroot: root inside is the caller, so what root makes there
 # is the caller's on the host
@@ -187,19 +257,14 @@ run "$HUTCH" exec "$S" cat /etc/hutch-test-marker
 check "the SIF still runs as before" 'out_is image-marker'
 run "$HUTCH" overlay create "$S"
 check "overlay create on a SIF that has one: one line" 'fails_with "already has an overlay partition"'
-if [ "$MODE" = root ]; then
-	run "$HUTCH" exec -w "$S" sh -c 'echo in-sif > /data/f'
-	check "-w writes into the SIF's overlay partition" '[ $RC -eq 0 ]'
-	run "$HUTCH" exec --writable "$S" cat /data/f
-	check "... and the next start reads it" 'out_is in-sif'
-	run "$HUTCH" exec -o "$S:ro" "$I" cat /data/f
-	check "--overlay SIF:ro layers the partition read-only" 'out_is in-sif'
-	off=$("$HUTCH" sif list "$S" | awk -F'|' '/Overlay/{split($4, p, "-"); print p[1]}')
-	check "the partition is clean for e2fsck" 'wait_for "[ -z \"\$(losetup -j "$S")\" ]" && /usr/sbin/e2fsck -fn "$S?offset=$off" >/dev/null 2>&1'
-else
-	run "$HUTCH" exec -w "$S" true
-	check "as a user -w on a SIF is refused: one line saying why" 'fails_with "needs root"'
-fi
+run "$HUTCH" exec -w "$S" sh -c 'echo in-sif > /data/f'
+check "-w writes into the SIF's overlay partition (as a user: fuse2fs -o offset)" '[ $RC -eq 0 ]'
+run "$HUTCH" exec --writable "$S" cat /data/f
+check "... and the next start reads it" 'out_is in-sif'
+run "$HUTCH" exec -o "$S:ro" "$I" cat /data/f
+check "--overlay SIF:ro layers the partition read-only" 'out_is in-sif'
+off=$("$HUTCH" sif list "$S" | awk -F'|' '/Overlay/{split($4, p, "-"); print p[1]}')
+check "the partition is clean for e2fsck" 'wait_for "[ -z \"\$(losetup -j "$S")\" ]" && fuse_gone && /usr/sbin/e2fsck -fn "$S?offset=$off" >/dev/null 2>&1'
 run "$HUTCH" overlay create --size 12 "$T/small.img"
 check "overlay create --size below 64 MiB: one line, nothing made" 'fails_with "from 64" && [ ! -e "$T/small.img" ]'
 run "$HUTCH" overlay create --size lots "$T/small.img"
