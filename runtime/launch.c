@@ -94,8 +94,7 @@ void ctx_free(struct launch_ctx *c)
                 close(c->init_fd);
         if (c->serve_sock >= 0)
                 close(c->serve_sock);
-        if (c->fuse_sock >= 0)
-                close(c->fuse_sock);
+        overlays_fuse_close(c);
         net_helper_close(&c->net);
         for (size_t i = 0; c->ovl_tree && i < c->n_ovl; i++)
                 if (c->ovl_tree[i] >= 0)

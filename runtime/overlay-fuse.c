@@ -350,6 +350,14 @@ static _Noreturn void watcher_main(struct launch_ctx *c, int sock, const char *i
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         prctl(PR_SET_NAME, "hutch-fuse");
+        /* a session of its own, as the image server's: a Ctrl-C or a hangup at the
+         * caller's terminal reaches the payload, not the helpers, which end in order after
+         * it (fuse-overlayfs first) while the launcher waits. Its stderr stays (debug
+         * lines); stdin and stdout go to /dev/null */
+        setsid();
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null >= 0 && (dup2(null, STDIN_FILENO) < 0 || dup2(null, STDOUT_FILENO) < 0))
+                _exit(1);
         /* nothing of the launcher's but what the helpers need: an image server's socket or
          * an overlay's flock held here would outlive the container */
         int keep[72];
@@ -377,33 +385,32 @@ int overlays_fuse_start(struct launch_ctx *c, const char *image, const char *roo
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the overlay watcher's socket");
         fflush(NULL);
-        /* twice: the watcher is no child of the payload's, which may wait for any */
-        pid_t mid = fork();
-        if (mid == 0) {
+        /* our child: the launcher never becomes the payload with a watcher (launch_in_ctx)
+         * and reaps it once it has ended, so that nothing of it is left when the caller
+         * goes on; an instance's launcher leaves it to the supervisor, the subreaper */
+        pid_t pid = fork();
+        if (pid == 0) {
                 close(sp[0]);
-                if (fork() == 0)
-                        watcher_main(c, sp[1], image, root);
-                _exit(0);
+                watcher_main(c, sp[1], image, root);
         }
         close(sp[1]);
-        if (mid < 0) {
+        if (pid < 0) {
                 close(sp[0]);
                 return hutch_err_sys(err, -errno, "cannot fork the overlay watcher");
         }
-        waitpid(mid, NULL, 0);
         struct hutch_error res;
         ssize_t k = recv(sp[0], &res, sizeof res, 0);
-        if (k != (ssize_t) sizeof res) {
+        if (k != (ssize_t) sizeof res || res.code < 0) {
                 close(sp[0]);
-                return hutch_err(err, -EIO, "the overlay's FUSE watcher ended while mounting it");
-        }
-        if (res.code < 0) {
-                close(sp[0]);
+                waitpid(pid, NULL, 0); /* it has ended its helpers and leaves */
+                if (k != (ssize_t) sizeof res)
+                        return hutch_err(err, -EIO, "the overlay's FUSE watcher ended while mounting it");
                 *err = res;
                 return res.code;
         }
         c->root_writable = res.msg[0] != 0;
         c->fuse_sock = sp[0];
+        c->fuse_pid = pid;
         return 0;
 }
 
@@ -415,6 +422,8 @@ void overlays_fuse_arm(struct launch_ctx *c, pid_t end)
         char byte = 1;
         if (fd < 0 || send_fds(c->fuse_sock, &byte, 1, &fd, 1) < 0)
                 log_verbose("cannot tell the overlay watcher which process ends the container, ignoring");
+        else
+                c->fuse_armed = true;
         if (fd >= 0)
                 close(fd);
 }
@@ -429,5 +438,20 @@ void overlays_fuse_wait(struct launch_ctx *c)
         while (recv(c->fuse_sock, &byte, 1, 0) > 0 || errno == EINTR)
                 ;
         close(c->fuse_sock);
+        c->fuse_sock = -EBADF;
+        while (waitpid(c->fuse_pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        c->fuse_pid = 0;
+}
+
+void overlays_fuse_close(struct launch_ctx *c)
+{
+        /* not armed (a launch that failed after the mount): our EOF ends the helpers */
+        if (c->fuse_sock >= 0 && !c->fuse_armed) {
+                overlays_fuse_wait(c);
+                return;
+        }
+        if (c->fuse_sock >= 0)
+                close(c->fuse_sock);
         c->fuse_sock = -EBADF;
 }

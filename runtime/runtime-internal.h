@@ -71,6 +71,8 @@ struct launch_ctx {
         bool ovl_fuse;                        /* ext3 overlays as a user: fuse2fs + fuse-overlayfs */
         char fuse2fs[64], fuse_overlayfs[64]; /* their paths, in system folders */
         int fuse_sock;                        /* to the hutch-fuse watcher */
+        pid_t fuse_pid;                       /* the watcher, our child */
+        bool fuse_armed;                      /* it was told the container's end process */
 };
 
 /* ids, capabilities, no_new_privs, then the seccomp filter: the last steps before the
@@ -114,6 +116,9 @@ void overlays_fuse_arm(struct launch_ctx *c, pid_t end);
 /* After the container's end: returns once the watcher has ended its helpers, each image
  * written back and closed (a batch run returns only then). */
 void overlays_fuse_wait(struct launch_ctx *c);
+/* ctx_free's part: before the watcher was armed, waits as overlays_fuse_wait (the EOF ends
+ * the helpers); after, lets it go on (an instance's). */
+void overlays_fuse_close(struct launch_ctx *c);
 
 #define LAUNCH_CTX_INIT(s)                                                                                        \
         {                                                                                                         \

@@ -195,6 +195,15 @@ gone"'
 	kill "$bg"
 	wait "$bg" 2>/dev/null
 	nofuse
+	# a Ctrl-C at the terminal: SIGINT to the caller's process group ends the payload; the
+	# helpers, in a session of their own, end after it and the run returns once they have
+	setsid "$HUTCH" exec -o "$E" "$W" sh -c "touch $T/int-ready; exec sleep 30" >/dev/null 2>&1 &
+	bg=$!
+	wait_for '[ -e "$T/int-ready" ]'
+	kill -INT -- -"$bg"
+	wait "$bg" 2>/dev/null
+	check "SIGINT to the caller's process group: the run ends, then its helpers; the image is clean" 'fuse_gone && fsck_clean "$E"'
+	nofuse
 	R1=$(mktemp -d "$T/img.XXXX")
 	cp -a "$IMAGES/rootfs/." "$R1"
 	printf '#!/bin/sh\nexec sleep 1000\n' >"$R1/.singularity.d/startscript"
