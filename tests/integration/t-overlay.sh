@@ -118,12 +118,15 @@ leftovers "overlay instances"
 
 # --- ext3 images: overlay create; as root a loop device and the kernel's ext3
 E=$T/ovl.img
-fsck_clean() { /usr/sbin/e2fsck -fn "$1" >/dev/null 2>&1; }
+# (on a failure e2fsck's report goes into the TAP output)
+fsck_clean() { /usr/sbin/e2fsck -fn "$1" >"$T/fsck.out" 2>&1 || { echo "# e2fsck -fn: status $?"; sed 's/^/#   fsck: /' "$T/fsck.out"; false; }; }
 # as a user fuse2fs and fuse-overlayfs serve an ext3 overlay; they end with the container
 # (a batch run and instance stop return only once they have ended: fuse_gone at once;
 # after a SIGKILL or a failed start they end a moment later: nofuse waits)
-fuse_gone() { ! pgrep -u "$(id -u)" -x fuse2fs >/dev/null && ! pgrep -u "$(id -u)" -x fuse-overlayfs >/dev/null && ! pgrep -u "$(id -u)" -x hutch-fuse >/dev/null; }
-nofuse() { wait_for fuse_gone; }
+fuse_procs() { { pgrep -a -u "$(id -u)" -x fuse2fs; pgrep -a -u "$(id -u)" -x fuse-overlayfs; pgrep -a -u "$(id -u)" -x hutch-fuse; } | grep .; }
+# (on a failure the processes left go into the TAP output)
+fuse_gone() { ! fuse_procs >"$T/fuse.out" || { sed 's/^/#   left: /' "$T/fuse.out"; false; }; }
+nofuse() { wait_for '! fuse_procs >/dev/null' || fuse_gone; }
 run "$HUTCH" overlay create --create-dir /data "$E"
 check "overlay create: an ext3 image e2fsck finds clean" '[ $RC -eq 0 ] && fsck_clean "$E" && [ "$(stat -c %s "$E")" -eq $((64 << 20)) ]'
 check "... whose upper/data is the caller's" '/usr/sbin/debugfs -R "stat /upper/data" "$E" 2>/dev/null | grep -q "User: *$(id -u) "'
