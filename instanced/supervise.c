@@ -343,6 +343,9 @@ static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
         sigset_t all;
         sigfillset(&all);
         sigprocmask(SIG_UNBLOCK, &all, NULL);
+        /* the supervisor ignores SIGPIPE; an ignored signal stays ignored across exec, and
+         * the init and the payload must start as any program does ('yes | head' ends yes) */
+        signal(SIGPIPE, SIG_DFL);
         prctl(PR_SET_NAME, "hutch-launch");
         if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(u->out_pipe[1], 1) < 0 || dup2(u->err_pipe[1], 2) < 0)
                 _exit(255);
@@ -428,6 +431,9 @@ static int server_start(struct sup *u, int *ret_sock, struct hutch_error *err)
                 return 0; /* a missing image fails in the launcher, with its message */
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fs) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the image server's socket");
+        /* a restart's previous server may not be reaped yet: it ends with its mount, and is
+         * reaped as any child; only its pidfd is ours to close */
+        pidref_done(&u->server);
         int r = image_serve_process(fs[0], u->self_fd, u->srv_pipe[1], u->spec->launch->conf->file_cache_size,
                                     &u->server, err);
         if (r < 0) {

@@ -24,6 +24,17 @@ check "list shows NAME, PID and IMAGE" 'out_has "^web  *[0-9][0-9]*  *$I "'
 pid=$(awk '$1=="web"{print $2}' "$OUT")
 check "the listed PID is the container's init" '[ "$(cat /proc/$pid/comm)" = hutch-init ]'
 check "the startscript's service answers on the host network" 'wait_for "http_get $PORT | grep -q \"hello from the image\""'
+# the init and the service start with default signal dispositions: none of the supervisor's
+# ignored signals (SIGPIPE: 'yes | head' in a service must end yes by the signal)
+sigign() { awk '/^SigIgn:/{print $2}' "/proc/$1/status"; }
+sigpipe_ignored() { [ $(( 0x$(sigign "$1") & 0x1000 )) -ne 0 ]; }
+none_ignore_sigpipe() {
+	local k
+	for k in "$@"; do sigpipe_ignored "$k" && return 1; done
+	return 0
+}
+kids=$(cat /proc/$pid/task/*/children 2>/dev/null)
+check "the init and the startscript's processes do not ignore SIGPIPE" '[ -n "$kids" ] && none_ignore_sigpipe $pid $kids'
 run "$HUTCH" instance list --json
 check "list --json in Apptainer's shape" 'out_has "\"instance\": \"web\"" && out_has "\"pid\": $pid" && out_has "\"img\": \"$I\"" && out_has "logErrPath"'
 run "$HUTCH" instance list --logs
