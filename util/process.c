@@ -151,11 +151,13 @@ int process_msg_recv(int sock, int flags, struct process_msg *ret, int *ret_fd)
         for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
                 if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS && c->cmsg_len == CMSG_LEN(sizeof(int)))
                         memcpy(&fd, CMSG_DATA(c), sizeof fd);
-        if (n != (ssize_t) sizeof m || (fd >= 0 && !ret_fd)) {
+        /* a longer message arrives cut to our size with MSG_TRUNC: another size, so none */
+        bool whole = n == (ssize_t) sizeof m && !(mh.msg_flags & MSG_TRUNC);
+        if (!whole || (fd >= 0 && !ret_fd)) {
                 if (fd >= 0)
                         close(fd);
                 fd = -EBADF;
-                if (n != (ssize_t) sizeof m)
+                if (!whole)
                         return 0;
         }
         m.err.msg[sizeof m.err.msg - 1] = 0;

@@ -290,6 +290,11 @@ static void test_msg(void **state)
 
         assert_int_equal(send(sp[1], "short", 5, 0), 5);
         assert_int_equal(process_msg_recv(sp[0], 0, &got, NULL), 0);
+        /* a longer one (another version's) is none either, not its first sizeof bytes */
+        char longer[sizeof m + 8];
+        memset(longer, 0, sizeof longer);
+        assert_int_equal(send(sp[1], longer, sizeof longer, 0), (ssize_t) sizeof longer);
+        assert_int_equal(process_msg_recv(sp[0], 0, &got, NULL), 0);
         assert_int_equal(process_msg_recv(sp[0], MSG_DONTWAIT, &got, NULL), -EAGAIN);
         close(sp[1]);
         assert_int_equal(process_msg_recv(sp[0], 0, &got, NULL), 0);
