@@ -422,16 +422,30 @@ static int unpacker_start(struct unpacker *u, const struct pull_ctx *x, int root
                 return hutch_err_sys(err, -errno, "cannot start the layer unpacker");
         fflush(stdout);
         fflush(stderr);
-        const int fds[] = {sv[1], root, x->blob_fd};
-        pid_t pid = fork_detached(fds, ELEMENTSOF(fds));
-        if (pid == 0)
+        struct pidref p = PIDREF_NULL;
+        int r = process_fork(FORK_DEATHSIG, &p);
+        if (r == 0) {
+                /* ends with us (a pull killed or interrupted stops its unpacking at once);
+                 * our stderr for its warnings; the socket, root and blob folder as fds 3-5
+                 * and no other fd of ours */
+                const int fds[] = {sv[1], root, x->blob_fd};
+                int tmp[ELEMENTSOF(fds)];
+                for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                        if ((tmp[i] = fcntl(fds[i], F_DUPFD, UNPACK_SOCK + (int) ELEMENTSOF(fds))) < 0)
+                                _exit(127);
+                for (size_t i = 0; i < ELEMENTSOF(fds); i++)
+                        if (dup2(tmp[i], UNPACK_SOCK + (int) i) < 0)
+                                _exit(127);
+                close_range(UNPACK_SOCK + ELEMENTSOF(fds), ~0u, 0);
                 unpacker_main(x);
-        close(sv[1]);
-        if (pid < 0) {
-                close(sv[0]);
-                return hutch_err_sys(err, pid, "cannot start the layer unpacker");
         }
-        u->pid = pid;
+        close(sv[1]);
+        if (r < 0) {
+                close(sv[0]);
+                return hutch_err_sys(err, r, "cannot start the layer unpacker");
+        }
+        u->pid = p.pid;
+        pidref_done(&p);
         u->sock = sv[0];
         return 0;
 }
