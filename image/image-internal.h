@@ -62,6 +62,9 @@ void squash_forget(sqfs *fs);
 /* ---- image/mount.c: the server's read of a whole file it pushes (out: zeroed, of the
  * file's size), without the decompressed-file cache: for the fuzz target */
 int image_push_read(sqfs *fs, sqfs_inode *inode, char *out);
+/* The server's inflate helper, started (on) or stopped as the server does, for the unit
+ * tests: with it started, image_push_read shares a big file's blocks with it */
+void image_inflate_helper(bool on);
 
 /* ---- image/image.c */
 int sqfs_handle_open(struct image *img, struct hutch_error *err);

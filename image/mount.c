@@ -438,6 +438,16 @@ static int read_whole(sqfs *fs, sqfs_inode *inode, char *out, struct frag_put *p
         return off < size ? read_tail(fs, inode, out + off, (size_t) (size - off), put) : 0;
 }
 
+void image_inflate_helper(bool on)
+{
+        if (!on)
+                helper_stop();
+        else if (!helper.started) {
+                helper.stop = false;
+                helper.started = pthread_create(&helper.thread, NULL, helper_main, NULL) == 0;
+        }
+}
+
 int image_push_read(sqfs *fs, sqfs_inode *inode, char *out)
 {
         cache.dirfd = -ENOTSUP;
