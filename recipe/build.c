@@ -366,8 +366,11 @@ static int work_make(struct build_ctx *b, struct hutch_error *err)
                         close(fd);
                 return r;
         }
-        if (asprintf(&b->work, "%s/%s", strcmp(abs, "/") ? abs : "", name) < 0 || !(b->workname = strdup(name))) {
+        if (asprintf(&b->work, "%s/%s", strcmp(abs, "/") ? abs : "", name) < 0)
+                b->work = NULL; /* asprintf leaves it undefined */
+        if (!b->work || !(b->workname = strdup(name))) {
                 close(fd);
+                (void) unlinkat(parent, name, AT_REMOVEDIR); /* ours, and still empty */
                 b->work = mfree_str(b->work);
                 return hutch_err(err, -ENOMEM, "out of memory");
         }

@@ -468,7 +468,10 @@ static int forward_until_exit(const struct pidref *child, const sigset_t *all)
                 siginfo_t si;
                 int sig = sigwaitinfo(all, &si);
                 if (sig == SIGCHLD) {
-                        if (pidref_wait(child, WNOHANG, &status) != 0)
+                        int r = pidref_wait(child, WNOHANG, &status);
+                        if (r < 0)
+                                return 255; /* its status cannot be known: hutch's own failure */
+                        if (r > 0)
                                 break;
                         continue;
                 }

@@ -46,11 +46,19 @@ int pidref_wait(const struct pidref *p, int options, int *ret_ws)
                 return -ECHILD;
         siginfo_t si;
         int r;
-        do {
+        bool by_fd = p->fd >= 0;
+        for (;;) {
                 memset(&si, 0, sizeof si);
-                r = p->fd >= 0 ? waitid(P_PIDFD, (id_t) p->fd, &si, WEXITED | options)
-                               : waitid(P_PID, (id_t) p->pid, &si, WEXITED | options);
-        } while (r < 0 && errno == EINTR);
+                r = by_fd ? waitid(P_PIDFD, (id_t) p->fd, &si, WEXITED | options)
+                          : waitid(P_PID, (id_t) p->pid, &si, WEXITED | options);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0 && errno == EINVAL && by_fd) {
+                        by_fd = false; /* Linux 5.3 has pidfds but waits by them from 5.4 */
+                        continue;
+                }
+                break;
+        }
         if (r < 0)
                 return -errno;
         if (si.si_pid == 0)
