@@ -492,8 +492,17 @@ int cgroup_probe(const struct cgroup_limits *l, const char *parent, struct hutch
         int r = cgroup_create(l, parent, name, &cg, err);
         if (r < 0)
                 return r;
+        /* made, but no process could enter it: beneath a cgroup that holds processes, a
+         * threaded controller (cpu) leaves it "domain invalid" (EOPNOTSUPP on entering) */
+        _cleanup_free_ char *type = NULL;
+        if (cg.version == 2 && cg.n_dirs && read_at(cg.dirs[0], "cgroup.type", &type) >= 0 &&
+            startswith(type, "domain invalid"))
+                r = hutch_err(err, -EOPNOTSUPP,
+                              "cgroup '%s' cannot take processes: its parent holds some (cgroup v2's "
+                              "no-internal-processes rule); name an empty delegated cgroup with --cgroup-parent",
+                              cg.dirs[0]);
         cgroup_destroy(&cg);
-        return 0;
+        return r < 0 ? r : 0;
 }
 
 int cgroup_enter(const struct cgroup *cg, pid_t pid, struct hutch_error *err)

@@ -401,6 +401,8 @@ struct run {
         char active[32], result[64];
         int main_code, main_status; /* ExecMainCode (CLD_EXITED, CLD_KILLED, ...), its status */
         bool removed;
+        int events;         /* the unit's memory.events, once it runs: -1 without */
+        uint64_t oom_kills; /* its oom_kill, read whenever the kernel says it changed */
 };
 
 /* PropertiesChanged of the unit: its state and, once the main process ended, how. They are
@@ -442,13 +444,16 @@ static int on_unit_removed(sd_bus_message *m, void *userdata, sd_bus_error *ret_
         return 0;
 }
 
+/* Over once the unit is inactive (or failed, or gone) after its start job: a command that
+ * ends at once may fail the job of Type=exec, and its status still counts. */
 static bool run_is_over(const struct run *u)
 {
         if (!u->job.done)
                 return false;
-        if (strcmp(u->job.result, "done") || u->removed)
+        if (u->removed)
                 return true;
-        return u->main_code > 0 && (!strcmp(u->active, "inactive") || !strcmp(u->active, "failed"));
+        bool ended = !strcmp(u->active, "inactive") || !strcmp(u->active, "failed");
+        return ended && (u->main_code > 0 || strcmp(u->job.result, "done"));
 }
 
 /* The caller's stdin, stdout and stderr go to the unit: a closed one is /dev/null there. */
@@ -495,10 +500,48 @@ static void kill_unit(sd_bus *bus, const char *unit, const char *whom, int sig)
                                   "org.freedesktop.systemd1.Manager", "KillUnit", NULL, NULL, "ssi", unit, whom, sig);
 }
 
+/* The unit's memory.events (cgroup v2), opened once the unit runs: its oom_kill count is
+ * read while the cgroup lives (systemd's own Result=oom-kill does not come for every
+ * kill in the unit: not for a payload's, in the VM tier's runs). The
+ * unit's ControlGroup is a path in the cgroup2 hierarchy, mounted at /sys/fs/cgroup (or
+ * /sys/fs/cgroup/unified on a hybrid host). */
+static void events_open(sd_bus *bus, struct run *u, const char *path)
+{
+        char *cg = NULL, file[PATH_MAX];
+        if (sd_bus_get_property_string(bus, "org.freedesktop.systemd1", path, "org.freedesktop.systemd1.Service",
+                                       "ControlGroup", NULL, &cg) < 0 ||
+            !cg || cg[0] != '/')
+                goto out;
+        static const char *const roots[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+        for (size_t i = 0; i < 2 && u->events < 0; i++) {
+                snprintf(file, sizeof file, "%s%s/memory.events", roots[i], cg);
+                u->events = open(file, O_RDONLY | O_CLOEXEC);
+        }
+out:
+        free(cg);
+}
+
+static void events_read(struct run *u)
+{
+        char buf[512];
+        ssize_t n = pread(u->events, buf, sizeof buf - 1, 0);
+        if (n <= 0) {
+                /* the cgroup is gone (ENODEV): its file would poll ready for good */
+                close(u->events);
+                u->events = -1;
+                return;
+        }
+        buf[n] = 0;
+        const char *k = strstr(buf, "oom_kill ");
+        if (k && (k == buf || k[-1] == '\n'))
+                u->oom_kills = strtoull(k + 9, NULL, 10);
+}
+
 /* Until the unit is over: bus messages, and the signals to forward to the payload. */
-static int run_wait(sd_bus *bus, struct run *u, int sfd)
+static int run_wait(sd_bus *bus, struct run *u, const char *path, int sfd)
 {
         int pending = 0;
+        bool opened = false;
         for (;;) {
                 int r = sd_bus_process(bus, NULL);
                 if (r < 0)
@@ -507,6 +550,13 @@ static int run_wait(sd_bus *bus, struct run *u, int sfd)
                         continue;
                 if (run_is_over(u))
                         return 0;
+                if (u->job.done && !opened) {
+                        opened = true;
+                        events_open(bus, u, path);
+                        if (u->events >= 0)
+                                events_read(u);
+                        continue;
+                }
                 if (pending && u->job.done) {
                         kill_unit(bus, u->unit, "main", pending);
                         pending = 0;
@@ -520,10 +570,13 @@ static int run_wait(sd_bus *bus, struct run *u, int sfd)
                         uint64_t now = (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
                         timeout = usec > now ? (int) ((usec - now + 999) / 1000) : 0;
                 }
-                struct pollfd p[2] = {{.fd = sd_bus_get_fd(bus), .events = (short) sd_bus_get_events(bus)},
-                                      {.fd = sfd, .events = POLLIN}};
-                if (poll(p, 2, timeout) < 0 && errno != EINTR)
+                struct pollfd p[3] = {{.fd = sd_bus_get_fd(bus), .events = (short) sd_bus_get_events(bus)},
+                                      {.fd = sfd, .events = POLLIN},
+                                      {.fd = u->events, .events = POLLPRI}};
+                if (poll(p, 3, timeout) < 0 && errno != EINTR)
                         return -errno;
+                if (p[2].revents & (POLLPRI | POLLERR))
+                        events_read(u);
                 struct signalfd_siginfo si;
                 if (p[1].revents & POLLIN && read(sfd, &si, sizeof si) == (ssize_t) sizeof si)
                         pending = (int) si.ssi_signo;
@@ -541,12 +594,12 @@ static uint64_t memory_max(char **props, size_t n)
 
 static int run_status(const struct run *u, char **props, size_t n_props)
 {
-        if (strcmp(u->job.result, "done"))
+        if (u->main_code <= 0 && strcmp(u->job.result, "done"))
                 return run_fail("systemd could not run unit %s (%s): see journalctl --user -u %s", u->unit,
                                 u->job.result, u->unit);
         if (u->main_code <= 0)
                 return run_fail("unit %s ended without telling how its command did", u->unit);
-        if (!strcmp(u->result, "oom-kill")) {
+        if (!strcmp(u->result, "oom-kill") || u->oom_kills > 0) {
                 uint64_t mem = memory_max(props, n_props);
                 if (mem)
                         run_fail("the container was killed by the kernel's OOM killer: it reached its memory limit "
@@ -560,7 +613,7 @@ static int run_status(const struct run *u, char **props, size_t n_props)
 
 static int cmd_run(int argc, char **argv)
 {
-        struct run u = {.unit = argv[2]};
+        struct run u = {.unit = argv[2], .events = -1};
         char *props[64];
         size_t n_props = 0;
         int i = 3;
@@ -628,7 +681,7 @@ static int cmd_run(int argc, char **argv)
                 r = run_fail("systemd's answer for unit %s is not understood", u.unit);
                 goto out;
         }
-        r = run_wait(bus, &u, sfd);
+        r = run_wait(bus, &u, path, sfd);
         if (r < 0) {
                 /* nobody would wait for it: the unit is not left running */
                 kill_unit(bus, u.unit, "all", SIGKILL);
@@ -640,6 +693,8 @@ out:
         if (r < 0)
                 r = run_fail("cannot talk to the systemd user manager: %s", strerror(-r));
         close(sfd);
+        if (u.events >= 0)
+                close(u.events);
         free(path);
         sd_bus_error_free(&e);
         sd_bus_message_unref(m);
