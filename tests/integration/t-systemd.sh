@@ -39,7 +39,13 @@ mount -t cgroup2 cgroup2 /sys/fs/cgroup || { echo "not ok - cannot mount the cgr
 mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system
 mkdir -p /run/user && mount -t tmpfs -o mode=0755 tmpfs /run/user && install -d -o "$U" -g "$U" -m 0700 "/run/user/$UID_"
 RT=/run/user/$UID_
-asu() { setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UHOME" XDG_RUNTIME_DIR="$RT" PATH="$PATH" HUTCH_TEST_PORT=18580 "$@"; }
+# the user's clean environment, keeping a sanitizer build's options (ASan's default leak
+# check at exit would hang a hutch that joined an instance's PID namespace: its tracer
+# cannot reach it from there)
+SAN=()
+[ -z "${ASAN_OPTIONS:-}" ] || SAN+=("ASAN_OPTIONS=$ASAN_OPTIONS")
+[ -z "${UBSAN_OPTIONS:-}" ] || SAN+=("UBSAN_OPTIONS=$UBSAN_OPTIONS")
+asu() { setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UHOME" XDG_RUNTIME_DIR="$RT" PATH="$PATH" HUTCH_TEST_PORT=18580 ${SAN[@]+"${SAN[@]}"} "$@"; }
 # a stand-in for journald on its socket: each datagram of the native protocol to a file
 mkdir -p /run/systemd/journal
 python3 -c '
@@ -79,7 +85,7 @@ cp -a "$IMAGES/rootfs" "$Q" && rm -f "$Q/.singularity.d/startscript"
 # them itself; the manager's unit carries them (enforced where the kernel has them: tests/vm)
 runs() { sctl list-units --all --no-legend 'hutch-run-*'; }
 # (asx ...) &: $! is hutch's own pid (asu, a function, would leave a shell between)
-asx() { exec setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UHOME" XDG_RUNTIME_DIR="$RT" PATH="$PATH" "$@"; }
+asx() { exec setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UHOME" XDG_RUNTIME_DIR="$RT" PATH="$PATH" ${SAN[@]+"${SAN[@]}"} "$@"; }
 install -d -o "$U" -g "$U" "$T/wd"
 run asu "$HUTCH" exec --memory 64M --cpus 0.5 "$I" cat /proc/self/cgroup
 check "exec --memory by a user without a usable cgroup: the command runs inside hutch-run-*.service" \
