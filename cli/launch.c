@@ -3,6 +3,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 #include "instanced/instanced.h"
 #include "runtime/runtime.h"
 #include "util/log.h"
+#include "util/process.h"
 #include "util/util.h"
 
 enum {
@@ -797,6 +800,46 @@ static int limits_keeper(struct cli *c, struct launch_args *a)
         return cli_fail(&err);
 }
 
+/* hutch.conf 'audit batch runs': the run's start (status -1) or end as an entry in the
+ * journal (or syslog), as an instance's. Never fails the run. */
+static void batch_audit(const struct launch_spec *s, const char *verb, int status)
+{
+        struct passwd *pw = getpwuid(getuid());
+        char uid[24];
+        snprintf(uid, sizeof uid, "%u", (unsigned) getuid());
+        _cleanup_free_ char *limits = NULL;
+        if (s->limits && cgroup_limits_format(s->limits, &limits) < 0)
+                limits = NULL;
+        struct instance_audit a = {.event = status < 0 ? "start" : "end",
+                                   .verb = verb,
+                                   .user = pw ? pw->pw_name : uid,
+                                   .image = s->image,
+                                   .limits = limits,
+                                   .uid = getuid(),
+                                   .pid = getpid(),
+                                   .exit_status = status};
+        instance_audit(&a);
+}
+
+/* Under 'audit batch runs' hutch stays the run's parent, to log its end: a child goes on
+ * with the launch (which may exec into the payload) and gets the signals this process
+ * does. 0 in the child; in the parent 1 once the child ended, its status in *ret_status;
+ * or -errno. */
+static int audit_parent(int *ret_status)
+{
+        sigset_t all, old;
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, &old);
+        struct pidref child = PIDREF_NULL;
+        int r = process_fork(FORK_DEATHSIG, &child);
+        if (r > 0) {
+                *ret_status = runtime_forward_until_exit(&child);
+                pidref_done(&child);
+        }
+        sigprocmask(SIG_SETMASK, &old, NULL);
+        return r;
+}
+
 int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
 {
         struct launch_args a = {0};
@@ -816,6 +859,15 @@ int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
         }
         if ((r = limits_keeper(c, &a)) >= 0)
                 goto out;
+        if (c->conf.audit_batch) {
+                batch_audit(s, verb, -1);
+                if ((r = audit_parent(&status)) != 0) {
+                        r = r < 0 ? (hutch_err_sys(&err, r, "cannot fork"), cli_fail(&err)) : status;
+                        batch_audit(s, verb, r);
+                        goto out;
+                }
+                /* the child: on with the run, whose end the parent logs */
+        }
         if (startswith(s->image, "instance://")) {
                 struct instance_env env;
                 cli_instance_env(c, &env);

@@ -111,6 +111,7 @@ static const struct conf_key {
         {"allow container sif", KEY_BOOL, offsetof(struct hutch_conf, allow_sif)},
         {"allow container squashfs", KEY_BOOL, offsetof(struct hutch_conf, allow_squashfs)},
         {"allow fakeroot", KEY_BOOL, offsetof(struct hutch_conf, allow_fakeroot)},
+        {"audit batch runs", KEY_BOOL, offsetof(struct hutch_conf, audit_batch)},
         {"bind path", KEY_BIND, 0},
         {"cgroup parent", KEY_CGPARENT, 0},
         {"default cpus", KEY_LIMIT, 0},
@@ -328,9 +329,11 @@ static void tighten_one(struct hutch_conf *sys, struct hutch_conf *user, const s
 {
         switch (k->kind) {
         case KEY_BOOL: {
-                /* every yes/no key grants something with yes, but one: enforcing takes away */
+                /* every yes/no key grants something with yes, but two: enforcing and the
+                 * audit of batch runs take away */
                 bool *s = (bool *) ((char *) sys + k->off), u = *(bool *) ((char *) user + k->off);
-                bool grants = k->off != offsetof(struct hutch_conf, enforce_bind_paths);
+                bool grants = k->off != offsetof(struct hutch_conf, enforce_bind_paths) &&
+                              k->off != offsetof(struct hutch_conf, audit_batch);
                 if (u != *s && u == grants)
                         loosen_ignored(sys, name, k->key);
                 else

@@ -35,6 +35,7 @@ struct hutch_conf {
         bool net_masquerade;
         /* Admin policy (hutch.conf(5)); a user's file can only tighten it, see conf_tighten(). */
         bool allow_fakeroot;
+        bool audit_batch;                  /* 'audit batch runs': exec|run|shell|test log a start and an end */
         bool enforce_bind_paths;           /* users may not drop or cover the 'bind path' entries */
         uint64_t max_instances;            /* running instances per user; 0 = no limit */
         char **limit_container_paths;      /* an image must lie beneath one of these; NULL: anywhere */

@@ -52,28 +52,35 @@ int instance_audit_format(const struct instance_audit *a, char **ret, size_t *re
         snprintf(uid, sizeof uid, "%u", (unsigned) a->uid);
         snprintf(status, sizeof status, "%d", a->exit_status);
         snprintf(restarts, sizeof restarts, "%u", a->restarts);
-        if (a->exit_status >= 0)
-                snprintf(msg, sizeof msg, "instance %s of %s: %s (status %d)", a->instance, a->user, a->event,
-                         a->exit_status);
+        char what[300];
+        if (a->instance)
+                snprintf(what, sizeof what, "instance %s of %s", a->instance, a->user);
         else
-                snprintf(msg, sizeof msg, "instance %s of %s: %s (pid %d)", a->instance, a->user, a->event,
-                         (int) a->pid);
+                snprintf(what, sizeof what, "%s of %s", a->verb ? a->verb : "run", a->user);
+        if (a->exit_status >= 0)
+                snprintf(msg, sizeof msg, "%s: %s (status %d)", what, a->event, a->exit_status);
+        else
+                snprintf(msg, sizeof msg, "%s: %s (pid %d)", what, a->event, (int) a->pid);
         const char *f[][2] = {
                 {"MESSAGE", msg},
                 {"PRIORITY", a->exit_status > 0 ? "5" : "6"},
                 {"SYSLOG_IDENTIFIER", "hutch"},
                 {"HUTCH_EVENT", a->event},
-                {"HUTCH_INSTANCE", a->instance},
                 {"HUTCH_USER", a->user},
                 {"HUTCH_UID", uid},
                 {"HUTCH_IMAGE", a->image ? a->image : ""},
                 {"HUTCH_PID", pid},
-                {"HUTCH_KEEPER", a->keeper ? a->keeper : "hutch"},
-                {"HUTCH_RESTARTS", restarts},
         };
         for (size_t i = 0; i < ELEMENTSOF(f); i++)
                 if (field_append(&buf, &len, f[i][0], f[i][1]) < 0)
                         return -ENOMEM;
+        /* an instance's: its name, keeper and restarts; a batch run's: its verb */
+        if (a->instance && (field_append(&buf, &len, "HUTCH_INSTANCE", a->instance) < 0 ||
+                            field_append(&buf, &len, "HUTCH_KEEPER", a->keeper ? a->keeper : "hutch") < 0 ||
+                            field_append(&buf, &len, "HUTCH_RESTARTS", restarts) < 0))
+                return -ENOMEM;
+        if (!a->instance && field_append(&buf, &len, "HUTCH_VERB", a->verb ? a->verb : "run") < 0)
+                return -ENOMEM;
         if (a->exit_status >= 0 && field_append(&buf, &len, "HUTCH_EXIT_STATUS", status) < 0)
                 return -ENOMEM;
         if (a->unit && field_append(&buf, &len, "HUTCH_UNIT", a->unit) < 0)
@@ -98,7 +105,11 @@ void instance_audit(const struct instance_audit *a)
         bool sent = fd >= 0 && sendto(fd, buf, len, MSG_NOSIGNAL, (struct sockaddr *) &sa, sizeof sa) >= 0;
         if (fd >= 0)
                 close(fd);
-        if (!sent)
+        if (!sent && !a->instance)
+                syslog(LOG_INFO, "%s (user %s, uid %u): %s, pid %d, image %s, limits %s, exit status %d",
+                       a->verb ? a->verb : "run", a->user, (unsigned) a->uid, a->event, (int) a->pid,
+                       a->image ? a->image : "", a->limits && *a->limits ? a->limits : "none", a->exit_status);
+        else if (!sent)
                 syslog(LOG_INFO,
                        "instance %s (user %s, uid %u): %s, pid %d, image %s (%s), keeper %s, limits %s, exit status "
                        "%d",

@@ -147,9 +147,10 @@ struct instance_unit {
 int instance_unit_file(const struct instance_unit *u, char **ret);
 
 /* One audit event of an instance (start, stop, exit, restart): a journal entry with
- * HUTCH_* fields, or a syslog line without journald. exit_status -1: none. */
+ * HUTCH_* fields, or a syslog line without journald. exit_status -1: none. instance NULL:
+ * a batch run's (hutch.conf 'audit batch runs'), its verb in verb, no keeper. */
 struct instance_audit {
-        const char *event, *instance, *user, *image, *image_digest, *keeper, *unit, *limits;
+        const char *event, *instance, *user, *image, *image_digest, *keeper, *unit, *limits, *verb;
         uid_t uid;
         pid_t pid;
         int exit_status;

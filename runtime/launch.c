@@ -743,3 +743,10 @@ int runtime_launch(const struct launch_spec *spec, int *ret_status, struct hutch
                 return launch_limited(spec, ret_status, err);
         return launch_plain(spec, ret_status, err);
 }
+
+int runtime_forward_until_exit(const struct pidref *child)
+{
+        sigset_t all;
+        sigfillset(&all);
+        return forward_until_exit(child, &all);
+}

@@ -74,6 +74,10 @@ struct launch_spec {
  * the payload. With one, the caller's process waits and 0 is returned with *ret_status the
  * exit code to pass on (128+N for a signal). Negative on failure, err filled. */
 int runtime_launch(const struct launch_spec *spec, int *ret_status, struct hutch_error *err);
+/* With every signal blocked since before child existed: pass each one on to it (not the
+ * terminal stops) until it exits; its status as an exit code (128+N for signal N). */
+struct pidref;
+int runtime_forward_until_exit(const struct pidref *child);
 
 /* The process identity a joiner needs: PID 1 of an instance and its namespaces. */
 struct runtime_target {

@@ -133,6 +133,31 @@ run asu "$HUTCH" --in-unit=hutch-run-1-0.service exec --memory 64M "$I" true
 check "--in-unit is hutch's own: outside that unit it is refused" 'fails_with "is hutch'"'"'s own"'
 run asu "$HUTCH" exec "$I" cat /proc/self/cgroup
 check "without limits nothing goes through the manager" '[ $RC -eq 0 ] && ! out_has hutch-run'
+# --- the audit of batch runs: hutch.conf 'audit batch runs' (the admin's file, staged over
+# the path this build reads, in an overlay of this namespace) gives a start and an end entry
+SYS=$("$HUTCH" help | sed -n 's/^System configuration: //p')
+sd=$(dirname "$SYS")
+while [ ! -d "$sd" ]; do sd=$(dirname "$sd"); done
+mkdir -p "$T/up" "$T/wk"
+if mount -t overlay overlay -o "lowerdir=$sd,upperdir=$T/up,workdir=$T/wk" "$sd"; then
+	mkdir -p "$(dirname "$SYS")" && printf 'audit batch runs = yes\n' >"$SYS" && chmod 0644 "$SYS"
+	run asu "$HUTCH" exec "$I" sh -c 'exit 3'
+	bentry() { awk -v RS='--\n' -v ev="HUTCH_EVENT=$1" 'index($0, ev "\n") && index($0, "HUTCH_VERB=exec\n")' "$T/journal"; }
+	check "audit batch runs = yes: the run's start and end are journal entries (user, image, verb, status)" \
+		'[ $RC -eq 3 ] && bentry start | grep -qx "HUTCH_USER=$U" && bentry start | grep -qx "HUTCH_IMAGE=$I" && bentry end | grep -qx HUTCH_EXIT_STATUS=3'
+	# hutch stays the run's parent then: a signal to it reaches the run
+	(asx "$HUTCH" exec "$I" sleep 30 >/dev/null 2>&1) &
+	BG=$!
+	wait_for "pgrep -u $UID_ -x sleep >/dev/null" 100
+	kill -TERM "$BG"
+	wait "$BG"
+	RC=$?
+	check "... SIGTERM to that hutch ends the run (status 143), and the end entry says so" \
+		'[ $RC -eq 143 ] && bentry end | grep -qx HUTCH_EXIT_STATUS=143 && ! pgrep -u $UID_ -x sleep'
+	umount -l "$sd"
+else
+	echo "not ok - cannot stage the system hutch.conf over $sd"
+fi
 if grep -qw memory /sys/fs/cgroup/cgroup.controllers; then
 	# the VM tier (tests/vm: cgroup v2 with every controller): the manager's units get the
 	# controllers, so the unit's limits hold

@@ -328,6 +328,17 @@ static void test_conf_tighten(void **state)
         assert_int_equal(conf_parse_string(&u, "enforce bind paths = no\n", "u", &e), 0);
         conf_tighten(&sys, &u, "u");
         assert_true(sys.enforce_bind_paths && sys.n_warnings == before + 1);
+        /* 'audit batch runs' too: a user turns it on, never off */
+        assert_false(sys.audit_batch);
+        conf_defaults(&u);
+        assert_int_equal(conf_parse_string(&u, "audit batch runs = yes\n", "u", &e), 0);
+        conf_tighten(&sys, &u, "u");
+        assert_true(sys.audit_batch);
+        conf_defaults(&u);
+        before = sys.n_warnings;
+        assert_int_equal(conf_parse_string(&u, "audit batch runs = no\n", "u", &e), 0);
+        conf_tighten(&sys, &u, "u");
+        assert_true(sys.audit_batch && sys.n_warnings == before + 1);
         conf_free(&sys);
 }
 

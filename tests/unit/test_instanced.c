@@ -327,6 +327,22 @@ static void test_audit(void **state)
         a.exit_status = -1;
         assert_int_equal(instance_audit_format(&a, &buf, &len), 0);
         assert_null(memmem(buf, len, "HUTCH_EXIT_STATUS", 17));
+        assert_null(memmem(buf, len, "HUTCH_VERB", 10));
+        free(buf);
+        /* a batch run's (hutch.conf 'audit batch runs'): its verb, no instance or keeper */
+        struct instance_audit b = {.event = "end",
+                                   .verb = "exec",
+                                   .user = "alice",
+                                   .image = "/x/a.sif",
+                                   .uid = 1000,
+                                   .pid = 7,
+                                   .exit_status = 3};
+        assert_int_equal(instance_audit_format(&b, &buf, &len), 0);
+        assert_true(startswith(buf, "MESSAGE=exec of alice: end (status 3)\n"));
+        assert_non_null(memmem(buf, len, "\nHUTCH_VERB=exec\n", 17));
+        assert_non_null(memmem(buf, len, "\nHUTCH_EXIT_STATUS=3\n", 21));
+        assert_null(memmem(buf, len, "HUTCH_INSTANCE", 14));
+        assert_null(memmem(buf, len, "HUTCH_KEEPER", 12));
         free(buf);
 }
 
