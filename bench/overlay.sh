@@ -69,7 +69,8 @@ row writable-tmpfs --writable-tmpfs
 awk -v h="${ms[host-small]}" -v e="${ms[ext3-small]}" -v f="${ms[folder-small]}" 'BEGIN{
 	printf "  small files vs host disk: ext3 %.2fx, folder %.2fx (target >= 0.5x)\n", h / e, h / f }'
 if [ -n "${BENCH_USER:-}" ]; then
-	as_user() { setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --init-groups "$@"; }
+	uhome=$(getent passwd "$BENCH_USER" | cut -d: -f6)
+	as_user() { setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --init-groups env HOME="$uhome" USER="$BENCH_USER" "$@"; }
 	chmod 0755 "$work"
 	mkdir "$work/u"
 	chown "$BENCH_USER": "$work/u"
