@@ -79,7 +79,8 @@ static int hexval(char c)
                                       : -1;
 }
 
-/* a uid as the index escapes it (%XX); what a terminal would act on becomes '?' */
+/* a uid as the index escapes it (%XX); what a terminal would act on (C0 and C1 controls,
+ * bytes that are no well-formed UTF-8) becomes '?' */
 static void uid_unescape(const char *s, size_t len, char *out, size_t size)
 {
         size_t o = 0;
@@ -92,6 +93,13 @@ static void uid_unescape(const char *s, size_t len, char *out, size_t size)
                 out[o++] = c < 0x20 || c == 0x7f ? '?' : (char) c;
         }
         out[o] = 0;
+        for (size_t i = 0; i < o;) {
+                size_t n = (unsigned char) out[i] < 0x80 ? 1 : utf8_printable_len((const unsigned char *) out + i);
+                if (n == 0)
+                        out[i++] = '?';
+                else
+                        i += n;
+        }
 }
 
 static const char *alg_name(unsigned long a)

@@ -86,9 +86,7 @@ int parse_double_range(const char *s, double min, double max, double *ret)
         return 0;
 }
 
-/* Length of the UTF-8 sequence at s when it is well formed and not a C1 control
- * (U+0080..U+009F, which some terminals obey), else 0. */
-static size_t utf8_printable_len(const unsigned char *s)
+size_t utf8_printable_len(const unsigned char *s)
 {
         size_t n;
         unsigned char lo = 0x80, hi = 0xbf;

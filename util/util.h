@@ -75,6 +75,9 @@ int parse_double_range(const char *s, double min, double max, double *ret);
  * well-formed UTF-8 (but C1 controls) kept. Returns the length written. No allocation:
  * usable on borrowed memory. */
 size_t str_escape(char *dst, size_t size, const char *src);
+/* Length of the UTF-8 sequence at s (NUL-terminated) when it is well formed and not a C1
+ * control (U+0080..U+009F, which some terminals obey), else 0. */
+size_t utf8_printable_len(const unsigned char *s);
 
 /* The other way, for people: "512B", "1.5KiB", "20.0MiB" (one decimal past bytes). */
 void size_format(uint64_t bytes, char *buf, size_t len);

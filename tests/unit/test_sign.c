@@ -361,6 +361,7 @@ static void test_hkp(void **state)
         size_t n = 0;
         const char *idx = "info:1:2\r\npub:0123456789ABCDEF0123456789ABCDEF01234567:1:2048:1700000000::r\n"
                           "uid:A%20B%20%3Ca@b%3E:1700000000::\nuid:esc%1B[31m:::\n"
+                          "uid:c1%C2%9B31m%9B0m:::\nuid:J%C3%BCrgen%20%E6%97%A5:::\n"
                           "pub:89abcdef:22::::\n";
         assert_int_equal(sign_hkp_index_parse(idx, strlen(idx), &k, &n, &err), 0);
         assert_int_equal(n, 2);
@@ -368,9 +369,11 @@ static void test_hkp(void **state)
         assert_int_equal(k[0].bits, 2048);
         assert_int_equal(k[0].created, 1700000000);
         assert_true(k[0].revoked);
-        assert_int_equal(k[0].n_uids, 2);
+        assert_int_equal(k[0].n_uids, 4);
         assert_string_equal(k[0].uids[0], "A B <a@b>");
-        assert_string_equal(k[0].uids[1], "esc?[31m"); /* no escape sequence reaches a terminal */
+        assert_string_equal(k[0].uids[1], "esc?[31m");                   /* no escape sequence reaches a terminal */
+        assert_string_equal(k[0].uids[2], "c1??31m?0m");                 /* nor a C1 CSI, as UTF-8 or a lone byte */
+        assert_string_equal(k[0].uids[3], "J\xc3\xbcrgen \xe6\x97\xa5"); /* well-formed UTF-8 kept */
         assert_string_equal(k[1].fingerprint, "89ABCDEF");
         assert_string_equal(k[1].alg, "EdDSA");
         free(k);
