@@ -43,6 +43,27 @@
 
 extern char **environ;
 
+/* StartTransientUnit, tried again while the manager says it is busy (many units starting
+ * at once, Apptainer's #3607). A timeout is not tried again: the manager may have made the
+ * unit all the same, and a second request would fail on it while the first ran with nobody
+ * waiting for it; the unit is stopped instead, and the start fails. */
+static int start_unit_call(sd_bus *bus, sd_bus_message *m, const char *unit, sd_bus_error *e, sd_bus_message **reply)
+{
+        int r;
+        for (int tries = 0;; tries++) {
+                sd_bus_error_free(e);
+                r = sd_bus_call(bus, m, 0, e, reply);
+                if (r >= 0 || tries >= 20 || (r != -EBUSY && r != -EAGAIN))
+                        break;
+                usleep(50000 * (tries + 1));
+        }
+        if (r == -ETIMEDOUT)
+                (void) sd_bus_call_method(bus, "org.freedesktop.systemd1", "/org/freedesktop/systemd1",
+                                          "org.freedesktop.systemd1.Manager", "StopUnit", NULL, NULL, "ss", unit,
+                                          "replace");
+        return r;
+}
+
 static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int fail(int code, const char *fmt, ...)
 {
@@ -342,15 +363,7 @@ static int cmd_start(int argc, char **argv)
                 r = fail(1, "cannot build the request for unit %s: %s", unit, strerror(-r));
                 goto out;
         }
-        /* the manager refuses with "busy" or a timeout when many units start at once
-         * (Apptainer's #3607): tried again, never given up silently */
-        for (int tries = 0;; tries++) {
-                sd_bus_error_free(&e);
-                r = sd_bus_call(bus, m, 0, &e, &reply);
-                if (r >= 0 || tries >= 20 || (r != -EBUSY && r != -ETIMEDOUT && r != -EAGAIN))
-                        break;
-                usleep(50000 * (tries + 1));
-        }
+        r = start_unit_call(bus, m, unit, &e, &reply);
         if (r < 0) {
                 r = fail(1, "systemd could not start unit %s: %s", unit, e.message ? e.message : strerror(-r));
                 goto out;
@@ -666,13 +679,7 @@ static int cmd_run(int argc, char **argv)
                 r = run_fail("cannot build the request for unit %s: %s", u.unit, strerror(-r));
                 goto out;
         }
-        for (int tries = 0;; tries++) {
-                sd_bus_error_free(&e);
-                r = sd_bus_call(bus, m, 0, &e, &reply);
-                if (r >= 0 || tries >= 20 || (r != -EBUSY && r != -ETIMEDOUT && r != -EAGAIN))
-                        break;
-                usleep(50000 * (tries + 1));
-        }
+        r = start_unit_call(bus, m, u.unit, &e, &reply);
         if (r < 0) {
                 r = run_fail("systemd could not start unit %s: %s", u.unit, e.message ? e.message : strerror(-r));
                 goto out;
