@@ -6,7 +6,12 @@
  * fuse-overlayfs first, then fuse2fs with SIGTERM, on which fuse2fs writes its caches back
  * and marks the filesystem clean: a SIGKILL there would leave it for e2fsck to repair. The
  * helpers hold the mount namespace (they are in it), so its end cannot be what they wait
- * for. A fuse2fs still closing an image holds an OFD lock on it that a new one waits for. */
+ * for. A fuse2fs still closing an image holds an OFD lock on it that a new one waits for.
+ * The watcher holds each fuse2fs mount until that fuse2fs has ended (struct helper.hold):
+ * after pivot_root the mount is detached and fuse-overlayfs holds its last other reference,
+ * so without ours fuse-overlayfs's end would end the mount and fuse2fs's loop by itself,
+ * and libfuse 2 puts SIGTERM back to its default before the write-back: our SIGTERM, a
+ * moment later, then killed fuse2fs in the middle of it (an image e2fsck finds unclean). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/capability.h>
@@ -75,6 +80,7 @@ struct helper {
         pid_t pid;
         int pidfd;
         int errfd; /* its stderr, read for the line of a failure, drained afterwards */
+        int hold;  /* fuse2fs: its mount's root (O_PATH), so that only our SIGTERM ends it */
 };
 
 struct watcher {
@@ -121,6 +127,8 @@ static void helpers_end(struct watcher *w)
                 if (poll(&p, 1, CLOSE_WAIT_MS) == 0)
                         kill(h->pid, SIGKILL);
                 waitpid(h->pid, NULL, 0);
+                if (h->hold >= 0)
+                        close(h->hold);
         }
         w->n = 0;
 }
@@ -208,7 +216,7 @@ static int helper_spawn(struct watcher *w, char *const argv[], const int *keep, 
                 return hutch_err_sys(err, -errno, "cannot fork for %s", argv[0]);
         }
         struct helper *h = &w->h[w->n++];
-        *h = (struct helper){.pid = pid, .pidfd = pidfd_open_pid(pid), .errfd = ep[0]};
+        *h = (struct helper){.pid = pid, .pidfd = pidfd_open_pid(pid), .errfd = ep[0], .hold = -EBADF};
         fcntl(h->errfd, F_SETFL, O_NONBLOCK);
         if (h->pidfd < 0)
                 return hutch_err_sys(err, h->pidfd, "pidfd_open");
@@ -259,6 +267,9 @@ static int fuse2fs_start(struct watcher *w, size_t i, struct hutch_error *err)
                                          line[0] ? ": " : "", line);
                 }
         }
+        /* see the top of this file: fuse2fs's loop must end by our SIGTERM, not with its mount */
+        if ((h->hold = open(at, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+                return hutch_err_sys(err, -errno, "cannot hold the mount of overlay '%s'", o->path);
         return 0;
 }
 
