@@ -15,7 +15,7 @@
 #include "util/util.h"
 
 struct build_args {
-        bool sandbox, force, notest, fakeroot, update, writable_tmpfs;
+        bool sandbox, force, notest, fakeroot, update, writable_tmpfs, keep_build;
         char **build_args, **sections;
         struct bind_spec *binds;
         size_t n_binds;
@@ -96,6 +96,8 @@ static int parse_args(struct build_args *a, int argc, char **argv)
                         a->update = true;
                 else if (!strcmp(argv[i], "--writable-tmpfs"))
                         a->writable_tmpfs = true;
+                else if (!strcmp(argv[i], "--keep-build"))
+                        a->keep_build = true;
                 else if ((v = opt_value(argc, argv, &i, "-B", &missing)) ||
                          (!missing && (v = opt_value(argc, argv, &i, "--bind", &missing)))) {
                         struct hutch_error err = HUTCH_ERROR_INIT;
@@ -155,6 +157,7 @@ static int build_recipe(struct cli *c, const struct build_args *a, bool progress
                 .binds = a->binds,
                 .n_binds = a->n_binds,
                 .writable_tmpfs = a->writable_tmpfs,
+                .keep_build = a->keep_build,
                 .conf = &c->conf,
                 .host_env = c->environ,
         };
@@ -180,11 +183,11 @@ int verb_build(struct cli *c, int argc, char **argv)
                 return r;
         }
         bool recipe_only =
-                a.notest || a.fakeroot || a.build_args || a.update || a.sections || a.binds || a.writable_tmpfs;
+                a.notest || a.fakeroot || a.build_args || a.update || a.sections || a.binds || a.writable_tmpfs || a.keep_build;
         build_args_free(&a);
         if (recipe_only)
-                return cli_usage_error("build", "--notest, --fakeroot, --update, --section, --build-arg, --bind and "
-                                                "--writable-tmpfs are for definition files");
+                return cli_usage_error("build", "--notest, --fakeroot, --update, --section, --build-arg, --bind, "
+                                                "--writable-tmpfs and --keep-build are for definition files");
         b.target = a.pos[0];
         b.sandbox = a.sandbox;
         b.force = a.force;

@@ -134,7 +134,7 @@ static const struct {
         {"build",
          "hutch build [--sandbox] [--force] [-q] TARGET SOURCE\n"
          "       hutch build [--sandbox] [--force] [--notest] [--fakeroot] [--update] [--section S,...] "
-         "[--build-arg K=V]... [--build-arg-file F] [-B|--bind SRC[:DST[:ro]]]... [--writable-tmpfs] TARGET "
+         "[--build-arg K=V]... [--build-arg-file F] [-B|--bind SRC[:DST[:ro]]]... [--writable-tmpfs] [--keep-build] TARGET "
          "RECIPE.def",
          "Convert between a sandbox folder, a squashfs file and a SIF file, or build from a definition file.\n"
          "TARGET is a SIF file unless --sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file).\n"
@@ -149,7 +149,7 @@ static const struct {
          "default. Fingerprints: FP[,FP...] (localimage, oras): the source SIF must verify with your\n"
          "keyrings and be signed by every key listed. As a user the build runs as root of a user\n"
          "namespace with your /etc/subuid and /etc/subgid ranges (--fakeroot is implied). A failed\n"
-         "build leaves nothing.\n"
+         "build leaves nothing; with --keep-build its folder (a rootfs per stage) stays, named in the error.\n"
          "-u, --update: the last stage goes into TARGET, an existing --sandbox folder, without its\n"
          "bootstrap. --section S,...: run only these (setup, files, post, environment, runscript,\n"
          "startscript, test, labels, help, all, none). -B, --bind SRC[:DST[:ro|rw]] (repeatable,\n"

@@ -415,6 +415,22 @@ static void work_remove(struct build_ctx *b)
         cleaning = 0;
 }
 
+/* --keep-build after a failure: the folder stays where it is (its stages' rootfs inside,
+ * one folder per stage) and the error names it, replacing "nothing is left" wordings. */
+static void work_keep(struct build_ctx *b, struct hutch_error *err)
+{
+        char *nothing = strstr(err->msg, "; nothing of it is left");
+        if (nothing)
+                *nothing = 0;
+        size_t n = strlen(err->msg);
+        snprintf(err->msg + n, sizeof err->msg - n, " (build folder kept: %s)", b->work);
+        close(b->workfd);
+        close(b->parentfd);
+        b->workfd = b->parentfd = -EBADF;
+        b->work = mfree_str(b->work);
+        b->workname = mfree_str(b->workname);
+}
+
 char *mfree_str(char *p)
 {
         free(p);
@@ -515,7 +531,10 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
                 _cleanup_free_ char *last = stage_rootfs(&b, b.rec.n_stages - 1);
                 r = last ? output(&b, last, &t0, err) : hutch_err(err, -ENOMEM, "out of memory");
         }
-        work_remove(&b);
+        if (r < 0 && s->keep_build && b.workfd >= 0)
+                work_keep(&b, err);
+        else
+                work_remove(&b);
         for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
                 sigaction(sigs[i], &old[i], NULL);
         for (size_t i = 0; b.pulled && i < b.rec.n_stages; i++)

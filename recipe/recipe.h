@@ -120,12 +120,14 @@ struct recipe_build_spec {
         struct bind_spec *binds; /* --bind: in the containers of %post, %appinstall and %test */
         size_t n_binds;
         bool writable_tmpfs; /* --writable-tmpfs: %test's root writable, its changes dropped */
+        bool keep_build;     /* --keep-build: a failed build keeps its folder and names it */
         const struct hutch_conf *conf;
         char **host_env;
 };
 /* Build every stage of the definition file in a private folder beside the target (each
  * stage's rootfs, bootstrapped, its sections run), then the last stage into the target
- * (SIF, squashfs by its name, or --sandbox folder); the folder is removed whatever happens,
- * so a failed build leaves neither it nor a partial target. As a user the whole build runs
+ * (SIF, squashfs by its name, or --sandbox folder); the folder is removed whatever happens
+ * (but for a failure under keep_build, whose error then names it), so a failed build leaves
+ * neither it nor a partial target. As a user the whole build runs
  * as root of a user namespace (runtime_fakeroot_enter). */
 int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err);

@@ -321,6 +321,15 @@ bad "a template without a value" "build argument 'who' has no value" "Bootstrap:
 bad "an unknown section, as Apptainer" "invalid section '%postinstall'" "Bootstrap: scratch\n%postinstall\n    true\n"
 bad "a malformed Fingerprints: (t-fingerprints checks signatures)" "'12345678' is not a key fingerprint" "Bootstrap: localimage\nFrom: $I\nFingerprints: 12345678\n"
 bad "a %files from an unknown stage" "no stage before this one is named 'nope'" "Bootstrap: scratch\n%files from nope\n    /x\n"
+printf 'Bootstrap: localimage\nFrom: %s\n%%post\n    echo made > /made\n    exit 3\n' "$I" > "$T/keep.def"
+run "$HUTCH" build -q --keep-build "$T/keep.sif" "$T/keep.def"
+KEPT=$(sed -n 's/.*(build folder kept: \(.*\))$/\1/p' "$ERR" | tail -1)
+check "--keep-build: a failed build keeps its folder, named in the error, with what %post made" 'fails_with "%post failed with exit status 3" && [ ! -e "$T/keep.sif" ] && [ -n "$KEPT" ] && [ "$(cat "$KEPT/stage-1/made")" = made ]'
+[ -n "$KEPT" ] && case "$KEPT" in "$T"/keep.sif.hutch-build-*) chmod -R u+w "$KEPT"; rm -rf "$KEPT" ;; esac
+run "$HUTCH" build -q --keep-build "$T/kept-ok.sif" "$T/up2.def"
+check "--keep-build: a successful build still removes its folder" '[ $RC -eq 0 ] && [ -f "$T/kept-ok.sif" ] && no_build_leftovers'
+run "$HUTCH" build -q --keep-build "$T/x.sif" "$I"
+check "--keep-build is for definition files" 'fails_with "are for definition files"'
 printf 'Bootstrap: localimage\nFrom: %s\n%%test\n    false\n' "$I" > "$T/failtest.def"
 run "$HUTCH" build -q --notest "$T/notest.sif" "$T/failtest.def"
 check "--notest skips %test" '[ $RC -eq 0 ] && [ -f "$T/notest.sif" ]'
