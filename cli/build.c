@@ -182,8 +182,8 @@ int verb_build(struct cli *c, int argc, char **argv)
                 build_args_free(&a);
                 return r;
         }
-        bool recipe_only =
-                a.notest || a.fakeroot || a.build_args || a.update || a.sections || a.binds || a.writable_tmpfs || a.keep_build;
+        bool recipe_only = a.notest || a.fakeroot || a.build_args || a.update || a.sections || a.binds ||
+                           a.writable_tmpfs || a.keep_build;
         build_args_free(&a);
         if (recipe_only)
                 return cli_usage_error("build", "--notest, --fakeroot, --update, --section, --build-arg, --bind, "
