@@ -134,7 +134,8 @@ static const struct {
         {"build",
          "hutch build [--sandbox] [--force] [-q] TARGET SOURCE\n"
          "       hutch build [--sandbox] [--force] [--notest] [--fakeroot] [--update] [--section S,...] "
-         "[--build-arg K=V]... [--build-arg-file F] [-B|--bind SRC[:DST[:ro]]]... [--writable-tmpfs] [--keep-build] TARGET "
+         "[--build-arg K=V]... [--build-arg-file F] [-B|--bind SRC[:DST[:ro]]]... [--writable-tmpfs] [--keep-build] "
+         "TARGET "
          "RECIPE.def",
          "Convert between a sandbox folder, a squashfs file and a SIF file, or build from a definition file.\n"
          "TARGET is a SIF file unless --sandbox (a folder) or it ends in .sqfs/.squashfs (a squashfs file).\n"
