@@ -228,6 +228,15 @@ gone"'
 	pkill -KILL -u "$(id -u)" -x hutch-supervise
 	check "a supervisor killed with SIGKILL: fuse2fs ends cleanly, the image is clean" 'nofuse && fsck_clean "$E"'
 	"$HUTCH" instance list >/dev/null 2>&1 # removes the killed supervisor's stale state
+	# the watcher killed with SIGKILL: its helpers get SIGTERM from the kernel at once
+	# (PR_SET_PDEATHSIG) while fuse2fs still serves its mount, so it writes the image back
+	run "$HUTCH" instance start -o "$E" "$R1" ext
+	"$HUTCH" exec instance://ext sh -c 'for i in 1 2 3 4 5 6 7 8; do echo w$i > /data/w$i; done' >/dev/null 2>&1
+	pkill -KILL -u "$(id -u)" -x hutch-fuse
+	check "the overlay watcher killed with SIGKILL: fuse2fs ends cleanly, the image clean, the data kept" \
+		'nofuse && fsck_clean "$E" && marked_clean "$E" && [ "$(/usr/sbin/debugfs -R "cat /upper/data/w8" "$E" 2>/dev/null)" = w8 ]'
+	"$HUTCH" instance stop ext >/dev/null 2>&1
+	check "... and instance stop afterwards ends the instance, nothing left" 'wait_for "! pgrep -u $(id -u) -x hutch-supervise >/dev/null" && fuse_gone'
 	R2=$(mktemp -d "$T/img.XXXX")
 	cp -a "$IMAGES/rootfs/." "$R2"
 	printf '#!/bin/sh\ncount=$(cat /data/n 2>/dev/null || echo 0)\necho $((count + 1)) > /data/n\nexec sleep 1000\n' >"$R2/.singularity.d/startscript"
