@@ -125,10 +125,10 @@ static const struct {
          "State: $XDG_RUNTIME_DIR/hutch/instances/NAME, else $HOME/.hutch/instances/HOST/NAME."},
         {"inspect",
          "hutch inspect [--app NAME] "
-         "[--labels|--runscript|--startscript|--test|--deffile|--environment|--helpfile|--all] "
-         "[--json] "
-         "IMAGE",
-         "Show an image's metadata (default: labels)."},
+         "[-l|--labels] [-r|--runscript] [-s|--startscript] [-t|--test] [-d|--deffile] [-e|--environment] "
+         "[-H|--helpfile] [--all] [-j|--json] IMAGE",
+         "Show an image's metadata (default: labels), as Apptainer prints it: labels and env scripts\n"
+         "in key order; --json as Apptainer's JSON (tab-indented); --all: everything, as JSON."},
         {"run-help", "hutch run-help [--app NAME] IMAGE",
          "Show the image's runscript help (/.singularity.d/runscript.help; an app's with --app)."},
         {"build",

@@ -10,18 +10,19 @@
 #include "image/image.h"
 #include "util/util.h"
 
+/* Apptainer's flags and their short forms (cmd/internal/cli/inspect.go). */
 static const struct {
-        const char *flag;
+        const char *flag, *short_flag;
         unsigned bit;
 } inspect_flags[] = {
-        {"--all", IMAGE_META_ALL},
-        {"--deffile", IMAGE_META_DEFFILE},
-        {"--environment", IMAGE_META_ENVIRONMENT},
-        {"--helpfile", IMAGE_META_HELPFILE},
-        {"--labels", IMAGE_META_LABELS},
-        {"--runscript", IMAGE_META_RUNSCRIPT},
-        {"--startscript", IMAGE_META_STARTSCRIPT},
-        {"--test", IMAGE_META_TEST},
+        {"--all", NULL, IMAGE_META_ALL},
+        {"--deffile", "-d", IMAGE_META_DEFFILE},
+        {"--environment", "-e", IMAGE_META_ENVIRONMENT},
+        {"--helpfile", "-H", IMAGE_META_HELPFILE},
+        {"--labels", "-l", IMAGE_META_LABELS},
+        {"--runscript", "-r", IMAGE_META_RUNSCRIPT},
+        {"--startscript", "-s", IMAGE_META_STARTSCRIPT},
+        {"--test", "-t", IMAGE_META_TEST},
 };
 
 static const char app_bad[] = "";
@@ -97,8 +98,11 @@ int verb_inspect(struct cli *c, int argc, char **argv)
                         continue;
                 }
                 for (size_t k = 0; k < ELEMENTSOF(inspect_flags) && !known; k++)
-                        if (!strcmp(argv[i], inspect_flags[k].flag)) {
+                        if (!strcmp(argv[i], inspect_flags[k].flag) ||
+                            (inspect_flags[k].short_flag && !strcmp(argv[i], inspect_flags[k].short_flag))) {
                                 what |= inspect_flags[k].bit;
+                                /* --all shows everything, as JSON only (as Apptainer) */
+                                json |= inspect_flags[k].bit == IMAGE_META_ALL;
                                 known = true;
                         }
                 if (known || cli_log_flag(argv[i]))

@@ -30,6 +30,26 @@ run "$HUTCH" inspect --environment "$IMAGES/rootfs"
 check "inspect --environment" 'out_has "=== /.singularity.d/env/90-environment.sh ===" && out_has IMAGE_VAR'
 run "$HUTCH" inspect --json --labels --runscript "$I"
 check "inspect --json has Apptainer's shape" 'out_has "\"attributes\"" && out_has "\"maintainer\": \"hutch tests\"" && out_has "\"type\": \"container\""'
+# Apptainer's inspect (cmd/internal/cli/inspect.go): labels in key order, printed last; an
+# env script as "=== PATH ===", its text, a blank line; short flags; --json as Go's
+# MarshalIndent(.., "\t") of pkg/inspect's Metadata (environment a map, empty fields left out)
+run "$HUTCH" inspect "$I"
+check "inspect prints the labels in key order" 'out_is "$(printf "maintainer: hutch tests\norg.label-schema.schema-version: 1.0")"'
+run "$HUTCH" inspect -l -e -r "$I"
+check "inspect -l -e -r: runscript, env script and blank line, labels last" 'out_is "$(printf "%s\n" "#!/bin/sh" "echo \"runscript args: \$*\"" "=== /.singularity.d/env/90-environment.sh ===" "#!/bin/sh" "export IMAGE_VAR=\"from-image\"" "export OVERRIDE_ME=\"image-value\"" "" "maintainer: hutch tests" "org.label-schema.schema-version: 1.0")"'
+run "$HUTCH" inspect -j -e -l "$I"
+check "inspect -j -e -l: the layout of Go json (tabs), environment a map of script to text, then labels" 'python3 -c "
+import json, sys
+t = open(sys.argv[1]).read()
+a = json.loads(t)[\"data\"][\"attributes\"]
+ok = t == json.dumps(json.loads(t), indent=\"\t\") + \"\n\" and list(a) == [\"environment\", \"labels\"]
+ok = ok and a[\"environment\"] == {\"/.singularity.d/env/90-environment.sh\": \"#!/bin/sh\\nexport IMAGE_VAR=\\\"from-image\\\"\\nexport OVERRIDE_ME=\\\"image-value\\\"\"}
+sys.exit(not ok)" "$OUT"'
+run "$HUTCH" inspect --all "$I"
+check "inspect --all is JSON with every field" 'python3 -c "import json,sys; a=json.load(open(sys.argv[1]))[\"data\"][\"attributes\"]; sys.exit(sorted(a) != sorted([\"environment\",\"labels\",\"runscript\",\"test\",\"helpfile\",\"deffile\",\"startscript\"]))" "$OUT"'
+rm -f "$T/norun/.singularity.d/labels.json"
+run "$HUTCH" inspect --json "$T/norun"
+check "inspect --json of an image without labels: empty attributes, as Go omits them" 'out_is "$(printf "{\n\t\"data\": {\n\t\t\"attributes\": {}\n\t},\n\t\"type\": \"container\"\n}")"'
 run "$HUTCH" run-help "$I"
 check "run-help prints runscript.help" 'out_is "This image echoes its arguments."'
 run "$HUTCH" run-help "$T/norun"
