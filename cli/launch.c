@@ -876,7 +876,7 @@ int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
                 r = cli_usage_error(verb, "out of memory");
                 goto out;
         } else
-                r = runtime_launch(s, &status, &err);
+                r = runtime_launch(s, NULL, &status, &err);
         r = r < 0 ? cli_fail(&err) : status;
 out:
         launch_args_free(&a);

@@ -330,7 +330,8 @@ static void drain(int fd, struct log_sink *s)
 
 /* The launcher: a fork of the supervisor (on a copy of its memory), with stdio on the log
  * pipes; the batch path with a PID namespace makes the init its sibling (the supervisor's
- * child), reports "started" or "failed" through notify and exits once the payload runs. */
+ * child) and returns it once the payload runs; the launcher reports "started" with the
+ * init's pidfd, or "failed", through notify and exits. */
 static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
@@ -356,20 +357,20 @@ static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
                 process_msg_fail(notify, &err);
                 _exit(255);
         }
-        spec.instance = true;
-        spec.notify_fd = notify;
-        spec.serve_sock = serve;
-        spec.overlays_locked = true;
+        struct launch_instance_io io = LAUNCH_INSTANCE_IO_INIT;
+        io.serve_sock = serve;
         if (u->notify_path) {
                 spec.notify_socket = u->notify_path;
                 spec.notify_socket_dst = READY_NOTIFY_DST;
                 spec.env = u->launch_env;
         }
-        int status = 0;
-        if (runtime_launch(&spec, &status, &err) < 0) {
+        if (runtime_launch(&spec, &io, NULL, &err) < 0) {
                 process_msg_fail(notify, &err);
                 _exit(255);
         }
+        struct process_msg ev = {.type = PROCESS_MSG_STARTED, .pid = io.init.pid};
+        snprintf(ev.net_addr, sizeof ev.net_addr, "%s", io.net_addr);
+        (void) process_msg_send(notify, &ev, io.init.fd);
         _exit(0);
 }
 

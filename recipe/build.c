@@ -259,7 +259,7 @@ int container_run(const struct build_ctx *b, const char *rootfs, enum launch_act
                 step_child_setup();
                 quiet_stdout();
                 int status = 0;
-                if (runtime_launch(&ls, &status, &e) < 0) {
+                if (runtime_launch(&ls, NULL, &status, &e) < 0) {
                         (void) !write(pfd[1], &e, sizeof e);
                         _exit(255);
                 }

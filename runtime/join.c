@@ -99,7 +99,7 @@ static int join_target(const struct runtime_target *t, struct hutch_error *err)
 int runtime_join(const struct launch_spec *spec, const struct runtime_target *t, int *ret_status,
                  struct hutch_error *err)
 {
-        struct launch_ctx c = LAUNCH_CTX_INIT(spec);
+        struct launch_ctx c = LAUNCH_CTX_INIT(spec, NULL);
         int sp[2] = {-EBADF, -EBADF};
         int r = join_ctx_make(&c, t, err);
         if (r >= 0)
@@ -141,7 +141,7 @@ int runtime_join(const struct launch_spec *spec, const struct runtime_target *t,
         close(sp[1]);
         struct pidref ch = PIDREF_NULL;
         (void) pidref_set_pid(&ch, child); /* our child, not reaped: the pid is its own */
-        r = child_wait(spec, &ch, sp[0], &old, NULL, ret_status, err);
+        r = child_wait(&ch, sp[0], &old, ret_status, err);
         pidref_done(&ch);
         ctx_free(&c);
         return r;

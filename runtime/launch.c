@@ -1,9 +1,9 @@
 /* The launch path as a list of named stages: learn the host (user, paths opened as fds),
  * enter namespaces, assemble the rootfs, pivot, build the payload's argv/env, exec.
  * With --pid the launcher forks once: the child is PID 1 of the new namespace and runs a
- * minimal init, the parent waits and passes the exit status on. In an instance the init is
- * forked as the launcher's sibling (a child of the supervisor), and the launcher leaves as
- * soon as the payload runs. */
+ * minimal init, the parent waits and passes the exit status on. In an instance (an io
+ * struct given, the one thing that tells the paths apart) the init is forked as the
+ * launcher's sibling (a child of the supervisor) and handed back once the payload runs. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -451,12 +451,17 @@ static _Noreturn void run_init(struct launch_ctx *c, int sync_fd)
         /* sync_fd is closed by the exec (close-on-exec): the launcher's last word */
         char pid[16];
         snprintf(pid, sizeof pid, "%d", (int) payload);
-        char *argv[] = {"hutch-init", pid, c->spec->instance ? "1" : "0", NULL}, *envp[] = {NULL};
+        char *argv[] = {"hutch-init", pid, c->io ? "1" : "0", NULL}, *envp[] = {NULL};
         syscall(SYS_execveat, c->init_fd, "", argv, envp, AT_EMPTY_PATH);
         hutch_err_sys(&err, -errno, "cannot exec the container's init (hutch-init)");
         process_msg_fail(sync_fd, &err);
         kill(payload, SIGKILL);
         _exit(255);
+}
+
+static bool has_netns(const struct launch_spec *s)
+{
+        return s->net && s->net->enabled && s->net->type != NET_TYPE_HOST;
 }
 
 /* With every signal blocked: pass each one on to child (not the terminal stops) until it
@@ -483,8 +488,7 @@ static int forward_until_exit(const struct pidref *child, const sigset_t *all)
 
 /* The parent outside a --pid namespace (or of a joined process), with every signal blocked
  * since before the child existed: forward signals, return the child's status. */
-int child_wait(const struct launch_spec *s, const struct pidref *child, int sync_fd, const sigset_t *old,
-               const char *net_addr, int *ret_status, struct hutch_error *err)
+int child_wait(const struct pidref *child, int sync_fd, const sigset_t *old, int *ret_status, struct hutch_error *err)
 {
         sigset_t all;
         sigfillset(&all);
@@ -494,18 +498,6 @@ int child_wait(const struct launch_spec *s, const struct pidref *child, int sync
         close(sync_fd);
         if (failed)
                 *err = m.err;
-        if (s->instance) {
-                /* the init is our parent's child (FORK_SIBLING): report it, with its pidfd
-                 * (from clone3), and leave */
-                sigprocmask(SIG_SETMASK, old, NULL);
-                if (failed)
-                        return err->code < 0 ? err->code : -EIO;
-                struct process_msg ev = {.type = PROCESS_MSG_STARTED, .pid = child->pid};
-                snprintf(ev.net_addr, sizeof ev.net_addr, "%s", net_addr ? net_addr : "");
-                (void) process_msg_send(s->notify_fd, &ev, child->fd);
-                *ret_status = 0;
-                return 0;
-        }
         int code = forward_until_exit(child, &all);
         sigprocmask(SIG_SETMASK, old, NULL);
         if (failed)
@@ -514,15 +506,41 @@ int child_wait(const struct launch_spec *s, const struct pidref *child, int sync
         return 0;
 }
 
+/* An instance's launcher, once it forked the init (our parent's child, FORK_SIBLING): wait
+ * for the payload's exec (EOF) or a failure before it, then hand the init over to the
+ * caller, with the container's address, and leave. */
+static int init_hand_over(struct launch_ctx *c, struct pidref *init, int sync_fd, const sigset_t *old,
+                          struct hutch_error *err)
+{
+        struct process_msg m;
+        bool failed = process_msg_recv(sync_fd, 0, &m, NULL) == 1 && m.type == PROCESS_MSG_FAILED;
+        close(sync_fd);
+        sigprocmask(SIG_SETMASK, old, NULL);
+        if (failed) {
+                *err = m.err;
+                return err->code < 0 ? err->code : -EIO;
+        }
+        if (has_netns(c->spec))
+                net_address_get(c->io->net_addr, sizeof c->io->net_addr);
+        c->io->init = *init;
+        *init = PIDREF_NULL;
+        return 0;
+}
+
 /* A batch container's image server is started first thing (image_serve_process), so that
  * its start-up overlaps everything up to the mount, which is then handed to it; it reports
  * a crash on our stderr, the user's. An instance's is started by its supervisor, before
- * the launcher. */
+ * the launcher: its socket comes in io, and is ours from here on. */
 static int start_server(struct launch_ctx *c, struct hutch_error *err)
 {
         struct stat st;
         int fs[2];
-        if (c->serve_sock >= 0 || stat(c->spec->image, &st) < 0 || S_ISDIR(st.st_mode))
+        if (c->io) {
+                c->serve_sock = c->io->serve_sock;
+                c->io->serve_sock = -EBADF;
+                return 0;
+        }
+        if (stat(c->spec->image, &st) < 0 || S_ISDIR(st.st_mode))
                 return 0; /* a folder needs none; a missing image fails below, with its message */
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fs) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the FUSE server's socket");
@@ -561,18 +579,13 @@ static _Noreturn void init_main(struct init_args *a)
         run_init(c, a->sync[1]);
 }
 
-static bool has_netns(const struct launch_spec *s)
-{
-        return s->net && s->net->enabled && s->net->type != NET_TYPE_HOST;
-}
-
 static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
         int flags = CLONE_NEWNS | (s->ipc_ns ? CLONE_NEWIPC : 0) | (s->uts_ns || s->hostname ? CLONE_NEWUTS : 0) |
                     (has_netns(s) ? CLONE_NEWNET : 0);
         /* the parent of the --pid init, which it checks for; the batch image server's owner */
-        c->owner_pidfd = s->instance ? pidfd_open_pid(getppid()) : pidfd_open_self();
+        c->owner_pidfd = c->io ? pidfd_open_pid(getppid()) : pidfd_open_self();
         if (c->owner_pidfd < 0)
                 return hutch_err_sys(err, c->owner_pidfd, "pidfd_open");
         int r;
@@ -598,8 +611,6 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 return r;
         if (has_netns(s) && ((r = net_loopback_up(err)) < 0 || (r = net_helper_wire(&c->net, err)) < 0))
                 return r;
-        if (has_netns(s) && s->instance)
-                net_address_get(c->net_addr, sizeof c->net_addr);
         if (s->hostname && sethostname(s->hostname, strlen(s->hostname)) < 0)
                 return hutch_err_sys(err, -errno, "cannot set hostname '%s'", s->hostname);
         if ((r = rootfs_stage(c, err)) < 0)
@@ -635,7 +646,7 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         /* before the child exists: an init that ends at once must leave its SIGCHLD
          * pending for child_wait */
         sigprocmask(SIG_BLOCK, &all, &old);
-        r = process_fork(FORK_DEATHSIG | (s->instance ? FORK_SIBLING : 0), &init);
+        r = process_fork(FORK_DEATHSIG | (c->io ? FORK_SIBLING : 0), &init);
         if (r == 0)
                 init_main(&ia);
         close(sp[1]);
@@ -650,18 +661,18 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         struct hutch_error werr = HUTCH_ERROR_INIT;
         if (net_helper_watch(&c->net, init.pid, &werr) < 0)
                 log_verbose("%s", werr.msg);
-        r = child_wait(s, &init, sp[0], &old, c->net_addr, ret_status, err);
+        if (c->io)
+                return init_hand_over(c, &init, sp[0], &old, err);
+        r = child_wait(&init, sp[0], &old, ret_status, err);
         pidref_done(&init);
-        if (!s->instance)
-                overlays_fuse_wait(c);
+        overlays_fuse_wait(c);
         return r;
 }
 
-static int launch_plain(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
+static int launch_plain(const struct launch_spec *spec, struct launch_instance_io *io, int *ret_status,
+                        struct hutch_error *err)
 {
-        struct launch_ctx c = LAUNCH_CTX_INIT(spec);
-        if (spec->instance && spec->serve_sock > 0)
-                c.serve_sock = spec->serve_sock;
+        struct launch_ctx c = LAUNCH_CTX_INIT(spec, io);
         int r = launch_in_ctx(&c, ret_status, err);
         ctx_free(&c);
         return r;
@@ -704,7 +715,7 @@ static int launch_limited(const struct launch_spec *spec, int *ret_status, struc
                 close(sp[0]);
                 r = cgroup_enter(&cg, 0, err);
                 if (r >= 0)
-                        r = launch_plain(spec, &status, err);
+                        r = launch_plain(spec, NULL, &status, err);
                 if (r < 0) {
                         process_msg_fail(sp[1], err);
                         _exit(255);
@@ -737,11 +748,12 @@ static int launch_limited(const struct launch_spec *spec, int *ret_status, struc
         return 0;
 }
 
-int runtime_launch(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
+int runtime_launch(const struct launch_spec *spec, struct launch_instance_io *io, int *ret_status,
+                   struct hutch_error *err)
 {
         if (spec->limits && cgroup_limits_any(spec->limits))
                 return launch_limited(spec, ret_status, err);
-        return launch_plain(spec, ret_status, err);
+        return launch_plain(spec, io, ret_status, err);
 }
 
 int runtime_forward_until_exit(const struct pidref *child)

@@ -29,7 +29,7 @@ int overlays_open(struct launch_ctx *c, struct hutch_error *err)
                 return 0;
         if (!s->conf->enable_overlay)
                 return hutch_err(err, -EPERM, "--overlay needs 'enable overlay = yes' in hutch.conf");
-        int r = image_overlays_open(s->overlays, s->n_overlays, !s->overlays_locked, &c->ovl, err);
+        int r = image_overlays_open(s->overlays, s->n_overlays, !c->io, &c->ovl, err);
         if (r < 0)
                 return r;
         c->n_ovl = s->n_overlays;
@@ -64,7 +64,7 @@ int overlays_clone(struct launch_ctx *c, struct hutch_error *err)
                 c->ovl_tree[i] = tree;
                 if (fstat(tree, &a) < 0 || fstat(o->fd, &b) < 0 || a.st_dev != b.st_dev || a.st_ino != b.st_ino)
                         return hutch_err(err, -ESTALE, "overlay '%s' was replaced while it was being set up", o->path);
-                if (c->spec->overlays_locked)
+                if (c->io) /* the supervisor holds the locks */
                         continue;
                 /* the lock's own clone: the folder alone, never attached (see
                  * image_overlays_keep_across_exec) */
@@ -83,7 +83,7 @@ int overlays_clone(struct launch_ctx *c, struct hutch_error *err)
         }
         /* a batch container holds its overlays' locks until its last process ends; an
          * instance's are its supervisor's */
-        int r = c->spec->overlays_locked ? 0 : image_overlays_keep_across_exec(c->ovl, c->n_ovl);
+        int r = c->io ? 0 : image_overlays_keep_across_exec(c->ovl, c->n_ovl);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot keep the overlays' locks");
         return 0;

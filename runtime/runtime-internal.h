@@ -38,6 +38,9 @@ void seccomp_prog_free(struct seccomp_prog *p);
 
 struct launch_ctx {
         const struct launch_spec *spec;
+        /* an instance's (runtime.h), NULL in batch: the one thing launch.c asks to tell them
+         * apart */
+        struct launch_instance_io *io;
         struct seccomp_prog seccomp;
         struct image img;
         struct idmap_plan ids;
@@ -53,11 +56,11 @@ struct launch_ctx {
          * is forked as our sibling): the init checks it is alive after PR_SET_PDEATHSIG */
         int owner_pidfd;
         /* where the image's FUSE mount goes to be served (image_mount_opts): to the
-         * server the supervisor started in an instance, else to one started first thing;
+         * server the supervisor started in an instance (io's, ours now), else to one
+         * started first thing;
          * closed once the rootfs is staged, so that no container process holds it */
         int serve_sock;
         struct net_helper net; /* hutch-net, for pasta, slirp4netns and bridge */
-        char net_addr[46];     /* the container's IPv4 address once wired, for instance list */
         int init_fd;           /* hutch-init, O_PATH, with --pid (run_init execs it) */
         /* /etc/hosts and /etc/resolv.conf written for --add-host, --hostname with --net and
          * --dns, bound instead of the host's; NULL: the host's */
@@ -120,19 +123,18 @@ void overlays_fuse_wait(struct launch_ctx *c);
  * the helpers); after, lets it go on (an instance's). */
 void overlays_fuse_close(struct launch_ctx *c);
 
-#define LAUNCH_CTX_INIT(s)                                                                                        \
-        {                                                                                                         \
-                .spec = (s), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF, .init_fd = -EBADF,   \
-                .fuse_sock = -EBADF, .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF, .vartmp.fd = -EBADF, \
-                .hosts.fd = -EBADF, .resolv.fd = -EBADF, .net.sock = -EBADF                                       \
+#define LAUNCH_CTX_INIT(s, i)                                                                                   \
+        {                                                                                                       \
+                .spec = (s), .io = (i), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF,         \
+                .init_fd = -EBADF, .fuse_sock = -EBADF, .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF, \
+                .vartmp.fd = -EBADF, .hosts.fd = -EBADF, .resolv.fd = -EBADF, .net.sock = -EBADF                \
         }
 void ctx_free(struct launch_ctx *c);
 /* Parent side of a fork into a PID namespace: a struct hutch_error on sync_fd means the
  * child failed before exec, EOF that it exec'd; then forward signals until it exits. The
  * caller blocks every signal before the child exists (a child that exits before the block
  * would leave no SIGCHLD to wait for: SIG_DFL discards it); old: the mask to restore. */
-int child_wait(const struct launch_spec *s, const struct pidref *child, int sync_fd, const sigset_t *old,
-               const char *net_addr, int *ret_status, struct hutch_error *err);
+int child_wait(const struct pidref *child, int sync_fd, const sigset_t *old, int *ret_status, struct hutch_error *err);
 
 /* Read the regular file that pathfd (O_PATH) names, at most max bytes (a multiple of 1 MiB,
  * for the message). A FIFO, device or folder is refused without being opened for reading

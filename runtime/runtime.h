@@ -10,6 +10,7 @@
 #include "conf/conf.h"
 #include "net/net.h"
 #include "util/error.h"
+#include "util/process.h"
 
 struct overlay_spec;
 
@@ -27,13 +28,6 @@ struct launch_spec {
          * hutch.conf 'sessiondir max size' (downloads and unpacked sources live there) */
         bool session_uncapped;
         bool pid_ns, ipc_ns, uts_ns, no_init;
-        /* An instance: PID 1 outlives a payload that exits 0 (as Apptainer's instances do, whose
-         * startscript is often empty) and leaves on SIGTERM/SIGINT/SIGHUP then. */
-        bool instance;
-        int notify_fd; /* with instance: where STARTED or FAILED goes (struct process_msg) */
-        /* with instance: the socket to the image server the supervisor started (> 0), see
-         * image_serve_process() */
-        int serve_sock;
         /* Resource limits: the launcher stays outside as a small parent that creates the
          * cgroup, waits, reports an OOM kill and removes the cgroup. NULL: none. */
         const struct cgroup_limits *limits;
@@ -51,11 +45,9 @@ struct launch_spec {
          * read-write at notify_socket_dst (NULL: the same path) inside; a missing one is
          * skipped. Setting the variable is the caller's (spec->env). NULL: none. */
         const char *notify_socket, *notify_socket_dst;
-        /* --overlay, in the order given (image/image.h); overlays_locked: the caller (an
-         * instance's supervisor) holds their locks for the container's life */
+        /* --overlay, in the order given (image/image.h) */
         struct overlay_spec *overlays;
         size_t n_overlays;
-        bool overlays_locked;
         /* --security seccomp:FILE (its JSON text) or seccomp:default; applied last before the
          * exec, after the ids and capabilities below */
         const char *seccomp_json;
@@ -70,13 +62,33 @@ struct launch_spec {
         uint64_t add_caps, drop_caps;
 };
 
-/* Runs the payload. Without a PID namespace this never returns on success: the process is
- * the payload. With one, the caller's process waits and 0 is returned with *ret_status the
- * exit code to pass on (128+N for a signal). Negative on failure, err filled. */
-int runtime_launch(const struct launch_spec *spec, int *ret_status, struct hutch_error *err);
+/* What only an instance's launch has, beside its spec: the launcher is a child of the
+ * instance's supervisor, which started the image's server and holds the overlays' locks
+ * for the container's life (across restarts). The launcher makes the init the
+ * supervisor's child (a sibling of its own), hands the init back here once the payload
+ * runs, and leaves; PID 1 then outlives a payload that exits 0 (as Apptainer's instances
+ * do, whose startscript is often empty) and leaves on SIGTERM/SIGINT/SIGHUP. */
+struct launch_instance_io {
+        /* in: the socket to the image server the supervisor started (image_serve_process()),
+         * taken over (closed) by runtime_launch; -EBADF for a folder, which needs none */
+        int serve_sock;
+        /* out, once the payload was exec'd: the init (PID 1 of the container), our parent's
+         * child, with its pidfd */
+        struct pidref init;
+        /* out: with a network namespace of its own, the container's first IPv4 address, else "" */
+        char net_addr[46];
+};
+#define LAUNCH_INSTANCE_IO_INIT ((struct launch_instance_io){.serve_sock = -EBADF, .init = PIDREF_NULL})
+
+/* Runs the payload. Batch (io NULL): without a PID namespace this never returns on success,
+ * the process is the payload; with one, the caller's process waits and 0 is returned with
+ * *ret_status the exit code to pass on (128+N for a signal). An instance (io given, with
+ * pid_ns set and no limits: the supervisor made the cgroup): 0 once the payload runs, with
+ * io->init and io->net_addr filled. Negative on failure, err filled. */
+int runtime_launch(const struct launch_spec *spec, struct launch_instance_io *io, int *ret_status,
+                   struct hutch_error *err);
 /* With every signal blocked since before child existed: pass each one on to it (not the
  * terminal stops) until it exits; its status as an exit code (128+N for signal N). */
-struct pidref;
 int runtime_forward_until_exit(const struct pidref *child);
 
 /* The process identity a joiner needs: PID 1 of an instance and its namespaces. */
