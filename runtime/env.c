@@ -16,9 +16,10 @@
 
 /* Host variables never passed in: they describe the host's filesystem, not the image's. */
 static const char *const host_only[] = {"PATH", "LD_LIBRARY_PATH", "PS1", "PROMPT_COMMAND"};
-/* Kept by --cleanenv (Apptainer keeps the terminal type and proxies). */
-static const char *const clean_keep[] = {"TERM",      "LANG",       "http_proxy",  "https_proxy", "no_proxy",
-                                         "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",    "ALL_PROXY"};
+/* Kept by --cleanenv (Apptainer keeps the terminal type and proxies, and sets LANG=C:
+ * internal/pkg/util/env/clean.go). */
+static const char *const clean_keep[] = {"TERM",       "http_proxy",  "https_proxy", "no_proxy", "all_proxy",
+                                         "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",    "ALL_PROXY"};
 
 static int put(char ***env, const char *k, const char *v)
 {
@@ -71,6 +72,8 @@ static int app_env(const char *app, char ***env)
 static int base_env(const struct launch_ctx *c, char ***env)
 {
         const struct launch_spec *s = c->spec;
+        if (s->cleanenv && put(env, "LANG", "C") < 0)
+                return -ENOMEM;
         for (char **e = s->host_env; e && *e; e++) {
                 const char *eq = strchr(*e, '=');
                 if (!eq || is_forwarding_prefix(*e))
@@ -90,6 +93,11 @@ static int base_env(const struct launch_ctx *c, char ***env)
         if (!copy)
                 return -ENOMEM;
         const char *name = basename(copy);
+        /* Apptainer's action scripts' names (its APPTAINER_COMMAND, set by its action runner) */
+        static const char *const commands[] = {
+                [LAUNCH_EXEC] = "exec", [LAUNCH_RUN] = "run",     [LAUNCH_SHELL] = "shell",
+                [LAUNCH_TEST] = "test", [LAUNCH_START] = "start",
+        };
         const char *vars[][2] = {
                 {"PATH", DEFAULT_PATH},
                 {"LD_LIBRARY_PATH", "/.singularity.d/libs"},
@@ -104,6 +112,8 @@ static int base_env(const struct launch_ctx *c, char ***env)
                 {"SINGULARITY_NAME", name},
                 {"APPTAINER_ENVIRONMENT", "/.singularity.d/env/91-environment.sh"},
                 {"SINGULARITY_ENVIRONMENT", "/.singularity.d/env/91-environment.sh"},
+                {"APPTAINER_COMMAND", commands[s->action]},
+                {"SINGULARITY_COMMAND", commands[s->action]},
         };
         for (size_t i = 0; i < ELEMENTSOF(vars); i++)
                 if (put(env, vars[i][0], vars[i][1]) < 0)
@@ -173,10 +183,15 @@ int payload_env_script(char *const *forced, const char *app, char **ret)
                 free(s);
                 s = n;
         }
-        /* a missing command fails as without the wrapper: one line, status 255 */
+        /* a missing command, a folder or a file without x fail as without the wrapper (and as
+         * Apptainer, whose exec looks the command up first): one line, status 255 */
         char *n = s ? strjoin(s,
-                              "command -v \"$1\" >/dev/null 2>&1 || { echo \"hutch: error: cannot run '$1' in the "
-                              "container: No such file or directory\" >&2; exit 255; }; exec \"$@\"",
+                              "__hutch_m=; command -v \"$1\" >/dev/null 2>&1 || __hutch_m='No such file or directory'; "
+                              "case $1 in */*) if [ -d \"$1\" ]; then __hutch_m='Is a directory'; "
+                              "elif [ -e \"$1\" ] && [ ! -x \"$1\" ]; then __hutch_m='Permission denied'; fi;; esac; "
+                              "[ -z \"$__hutch_m\" ] || { echo \"hutch: error: cannot run '$1' in the container: "
+                              "$__hutch_m\" >&2; "
+                              "exit 255; }; unset __hutch_m; exec \"$@\"",
                               NULL)
                     : NULL;
         if (!n)

@@ -26,6 +26,22 @@ run env HOST_VAR=hostval "$HUTCH" exec "$I" sh -c 'echo $HOST_VAR'
 check "host environment passes through" 'out_is hostval'
 run env HOST_VAR=hostval "$HUTCH" exec --cleanenv "$I" sh -c 'echo "[$HOST_VAR]"'
 check "--cleanenv drops the host environment" 'out_is "[]"'
+run env LANG=fr_FR.UTF-8 TERM=vt100 "$HUTCH" exec --cleanenv "$I" sh -c 'echo "$LANG $TERM"'
+check "--cleanenv sets LANG=C and keeps TERM (as Apptainer)" 'out_is "C vt100"'
+run env LANG=fr_FR.UTF-8 APPTAINERENV_LANG=de_DE "$HUTCH" exec --cleanenv "$I" sh -c 'echo "$LANG"'
+check "--cleanenv: APPTAINERENV_LANG wins over LANG=C" 'out_is de_DE'
+run "$HUTCH" exec "$I" sh -c 'echo "$APPTAINER_COMMAND $SINGULARITY_COMMAND"'
+check "APPTAINER_COMMAND names the action" 'out_is "exec exec"'
+# Apptainer's exec looks the command up before it runs it: one error line and 255 for a
+# command that is missing, a folder, or a file without x (not the shell's 126/127)
+run "$HUTCH" exec "$I" nosuchcmd
+check "a missing command: one line, 255" '[ $RC -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "^hutch: error: cannot run .nosuchcmd. in the container: No such file or directory$"'
+run "$HUTCH" exec "$I" /etc/passwd
+check "a file without x: one line, 255" '[ $RC -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "^hutch: error: cannot run ./etc/passwd. in the container: Permission denied$"'
+run "$HUTCH" exec "$I" /etc
+check "a folder: one line, 255" '[ $RC -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "^hutch: error: cannot run ./etc. in the container: Is a directory$"'
+run env __hutch_m=x m=kept "$HUTCH" exec "$I" sh -c 'echo "$m"'
+check "the check leaves the payload's variables alone" 'out_is kept'
 run env PATH=/nonexistent:/usr/bin:/bin "$HUTCH" exec "$I" sh -c 'echo $PATH'
 check "host PATH is not passed; the container default is used" 'out_is /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
 run env HUTCHENV_FOO=bar APPTAINERENV_BAZ=qux "$HUTCH" exec "$I" sh -c 'echo $FOO-$BAZ'
