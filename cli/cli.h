@@ -15,6 +15,9 @@ struct cli {
         /* --in-unit=UNIT (hidden, put there by hutch itself): this is that run, inside
          * hutch-run-*.service, whose properties hold the limits */
         const char *in_unit;
+        /* --caller=PID:START:PIDNS (hidden, with --in-unit): the hutch waiting for that unit
+         * (hutch-systemd run); the run ends when it does */
+        const char *caller;
         struct hutch_conf conf;
         bool conf_loaded;
 };

@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli.h"
@@ -800,6 +802,34 @@ static int limits_keeper(struct cli *c, struct launch_args *a)
         return cli_fail(&err);
 }
 
+/* --caller=PID:START:PIDNS inside the unit: a pidfd of the hutch waiting for this run (-1 in
+ * *ret_fd where its pid means nothing here: another PID namespace than the manager's, or a
+ * kernel without pidfd_open), so that the run ends with it; an error when it has ended. */
+static int caller_tie(const char *caller, int *ret_fd, struct hutch_error *err)
+{
+        unsigned long long pid, start, ns, t;
+        char extra;
+        struct stat st;
+        *ret_fd = -1;
+        if (sscanf(caller, "%llu:%llu:%llu%c", &pid, &start, &ns, &extra) != 3 || pid == 0 || pid > INT_MAX)
+                return hutch_err(err, -EINVAL, "--caller is hutch's own: '%s' is not PID:START:PIDNS", caller);
+        if (stat("/proc/self/ns/pid", &st) < 0 || st.st_ino != ns) {
+                log_warning("the hutch that asked for this run is in another PID namespace than the systemd user "
+                            "manager: the run will not end should that hutch be killed");
+                return 0;
+        }
+        int fd = pidfd_open_pid((pid_t) pid);
+        if (fd == -ENOSYS)
+                return 0;
+        if (fd < 0 || proc_start_time((pid_t) pid, &t) < 0 || t != start) {
+                if (fd >= 0)
+                        close(fd);
+                return hutch_err(err, -ESRCH, "the hutch that asked for this run (pid %llu) has ended", pid);
+        }
+        *ret_fd = fd;
+        return 0;
+}
+
 /* hutch.conf 'audit batch runs': the run's start (status -1) or end as an entry in the
  * journal (or syslog), as an instance's. Never fails the run. */
 static void batch_audit(const struct launch_spec *s, const char *verb, int status)
@@ -821,11 +851,11 @@ static void batch_audit(const struct launch_spec *s, const char *verb, int statu
         instance_audit(&a);
 }
 
-/* Under 'audit batch runs' hutch stays the run's parent, to log its end: a child goes on
- * with the launch (which may exec into the payload) and gets the signals this process
- * does. 0 in the child; in the parent 1 once the child ended, its status in *ret_status;
- * or -errno. */
-static int audit_parent(int *ret_status)
+/* Under 'audit batch runs' hutch stays the run's parent, to log its end, and inside a unit
+ * tied to its caller (tie_fd), to end the run with it: a child goes on with the launch
+ * (which may exec into the payload) and gets the signals this process does. 0 in the
+ * child; in the parent 1 once the child ended, its status in *ret_status; or -errno. */
+static int audit_parent(int tie_fd, int *ret_status)
 {
         sigset_t all, old;
         sigfillset(&all);
@@ -833,7 +863,7 @@ static int audit_parent(int *ret_status)
         struct pidref child = PIDREF_NULL;
         int r = process_fork(FORK_DEATHSIG, &child);
         if (r > 0) {
-                *ret_status = runtime_forward_until_exit(&child);
+                *ret_status = runtime_forward_until_exit(&child, tie_fd);
                 pidref_done(&child);
         }
         sigprocmask(SIG_SETMASK, &old, NULL);
@@ -845,6 +875,7 @@ int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
         struct launch_args a = {0};
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct launch_spec *s = &a.spec;
+        _cleanup_close_ int tie_fd = -EBADF;
         int r, status = 0;
 
         s->action = !strcmp(verb, "exec")    ? LAUNCH_EXEC
@@ -859,14 +890,22 @@ int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
         }
         if ((r = limits_keeper(c, &a)) >= 0)
                 goto out;
-        if (c->conf.audit_batch) {
-                batch_audit(s, verb, -1);
-                if ((r = audit_parent(&status)) != 0) {
+        if (c->in_unit && c->caller && caller_tie(c->caller, &tie_fd, &err) < 0) {
+                r = cli_fail(&err);
+                goto out;
+        }
+        if (c->conf.audit_batch || tie_fd >= 0) {
+                if (c->conf.audit_batch)
+                        batch_audit(s, verb, -1);
+                if ((r = audit_parent(tie_fd, &status)) != 0) {
                         r = r < 0 ? (hutch_err_sys(&err, r, "cannot fork"), cli_fail(&err)) : status;
-                        batch_audit(s, verb, r);
+                        if (c->conf.audit_batch)
+                                batch_audit(s, verb, r);
                         goto out;
                 }
-                /* the child: on with the run, whose end the parent logs */
+                /* the child: on with the run, whose end the parent logs or ties to the caller */
+                closep(&tie_fd);
+                tie_fd = -EBADF;
         }
         if (startswith(s->image, "instance://")) {
                 struct instance_env env;

@@ -74,6 +74,10 @@ int main(int argc, char **argv)
                         c.in_unit = argv[i] + strlen("--in-unit=");
                         continue;
                 }
+                if (startswith(argv[i], "--caller=")) {
+                        c.caller = argv[i] + strlen("--caller=");
+                        continue;
+                }
                 if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
                         printf("hutch version %s\n", HUTCH_VERSION);
                         return 0;
@@ -109,6 +113,8 @@ int main(int argc, char **argv)
         }
         if (c.in_unit && (!strcmp(verb, "instance") || !launch_verb(verb)))
                 return cli_usage_error(NULL, "--in-unit is hutch's own, for exec, run, shell and test");
+        if (c.caller && !c.in_unit)
+                return cli_usage_error(NULL, "--caller is hutch's own, for a run inside its unit (--in-unit)");
         for (size_t k = 0; k < ELEMENTSOF(launch_verbs); k++)
                 if (!strcmp(verb, launch_verbs[k].name)) {
                         if ((r = cli_load_conf(&c)) != 0)

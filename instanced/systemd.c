@@ -282,7 +282,7 @@ bool instance_manager_reachable(const struct instance_env *env)
 int instance_batch_unit_exec(const struct instance_env *env, const struct cgroup_limits *l, char *const *args,
                              struct hutch_error *err)
 {
-        char prog[PATH_MAX], self[PATH_MAX], unit[64], marker[96];
+        char prog[PATH_MAX], self[PATH_MAX], unit[64], marker[96], caller[96];
         if (!manager_reachable(env))
                 return hutch_err(err, -ENOENT,
                                  "--systemd yes: no systemd user manager is reachable to apply the limits (no "
@@ -301,10 +301,21 @@ int instance_batch_unit_exec(const struct instance_env *env, const struct cgroup
                 rnd = (uint32_t) time(NULL) ^ (uint32_t) getpid() << 16;
         snprintf(unit, sizeof unit, RUN_UNIT_PREFIX "%d-%08x.service", (int) getpid(), (unsigned) rnd);
         snprintf(marker, sizeof marker, "--in-unit=%s", unit);
+        /* who waits for the unit: this process, as hutch-systemd run (an exec keeps the pid
+         * and start time), and the PID namespace its pid means something in; the run ends
+         * when it does, even by SIGKILL (the manager would keep a unit nobody waits for) */
+        unsigned long long start;
+        struct stat ns;
+        int r = proc_start_time(getpid(), &start);
+        if (r >= 0 && stat("/proc/self/ns/pid", &ns) < 0)
+                r = -errno;
+        if (r < 0)
+                return hutch_err_sys(err, r, "cannot tell this process's identity from /proc");
+        snprintf(caller, sizeof caller, "--caller=%d:%llu:%llu", (int) getpid(), start, (unsigned long long) ns.st_ino);
         _cleanup_strv_ char **argv = NULL;
         if (strv_extend(&argv, "hutch-systemd") < 0 || strv_extend(&argv, "run") < 0 || strv_extend(&argv, unit) < 0 ||
             instance_unit_limit_props(l, &argv) < 0 || strv_extend(&argv, "--") < 0 || strv_extend(&argv, self) < 0 ||
-            strv_extend(&argv, marker) < 0)
+            strv_extend(&argv, marker) < 0 || strv_extend(&argv, caller) < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");
         for (char *const *a = args; a && *a; a++)
                 if (strv_extend(&argv, *a) < 0)

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <linux/mount.h>
 #include <sys/stat.h>
@@ -756,9 +757,47 @@ int runtime_launch(const struct launch_spec *spec, struct launch_instance_io *io
         return launch_plain(spec, io, ret_status, err);
 }
 
-int runtime_forward_until_exit(const struct pidref *child)
+/* As forward_until_exit, and once tie_fd (a pidfd) polls readable, its process has ended:
+ * the child is killed (SIGKILL, as PR_SET_DEATHSIG ends a batch run's helpers) and waited
+ * for. The signals are read from a signalfd, which has those already pending too. */
+static int forward_tied(const struct pidref *child, const sigset_t *all, int tie_fd)
+{
+        _cleanup_close_ int sfd = signalfd(-1, all, SFD_CLOEXEC);
+        if (sfd < 0)
+                return forward_until_exit(child, all);
+        int status = 0;
+        for (;;) {
+                struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = tie_fd, .events = POLLIN}};
+                if (poll(p, 2, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return forward_until_exit(child, all);
+                }
+                if (p[1].revents) {
+                        (void) pidref_kill(child, SIGKILL);
+                        tie_fd = -1; /* poll leaves a negative fd out */
+                }
+                struct signalfd_siginfo si;
+                if (!(p[0].revents & POLLIN) || read(sfd, &si, sizeof si) != (ssize_t) sizeof si)
+                        continue;
+                int sig = (int) si.ssi_signo;
+                if (sig == SIGCHLD) {
+                        int r = pidref_wait(child, WNOHANG, &status);
+                        if (r < 0)
+                                return 255;
+                        if (r > 0)
+                                break;
+                        continue;
+                }
+                if (sig != SIGTSTP && sig != SIGTTIN && sig != SIGTTOU)
+                        (void) pidref_kill(child, sig);
+        }
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+int runtime_forward_until_exit(const struct pidref *child, int tie_fd)
 {
         sigset_t all;
         sigfillset(&all);
-        return forward_until_exit(child, &all);
+        return tie_fd >= 0 ? forward_tied(child, &all, tie_fd) : forward_until_exit(child, &all);
 }

@@ -88,8 +88,9 @@ struct launch_instance_io {
 int runtime_launch(const struct launch_spec *spec, struct launch_instance_io *io, int *ret_status,
                    struct hutch_error *err);
 /* With every signal blocked since before child existed: pass each one on to it (not the
- * terminal stops) until it exits; its status as an exit code (128+N for signal N). */
-int runtime_forward_until_exit(const struct pidref *child);
+ * terminal stops) until it exits; its status as an exit code (128+N for signal N). With
+ * tie_fd a pidfd (else -1): once that process ends, the child is killed (SIGKILL). */
+int runtime_forward_until_exit(const struct pidref *child, int tie_fd);
 
 /* The process identity a joiner needs: PID 1 of an instance and its namespaces. */
 struct runtime_target {

@@ -109,6 +109,18 @@ kill -INT "$BG"
 wait "$BG"
 RC=$?
 check "Ctrl-C (SIGINT to hutch) ends it too (status 130), no unit left" '[ $RC -eq 130 ] && wait_for "[ -z \"\$(runs)\" ]"'
+# SIGKILL to hutch (hutch-systemd run by then) cannot be passed on: the hutch inside the
+# unit holds a pidfd of it (--caller) and ends the run when it goes
+(asx "$HUTCH" exec --memory 64M "$I" sleep 3141 >"$T/bg.out" 2>&1) &
+BG=$!
+wait_for 'pgrep -u "$U" -x sleep >/dev/null' 100
+{ kill -KILL "$BG" && wait "$BG"; } 2>/dev/null
+wait_for '[ -z "$(runs)" ] && ! pgrep -u "$U" -f "sleep 3141" >/dev/null' 50
+left=$(runs; pgrep -a -u "$U" -f "sleep 3141")
+check "SIGKILL to hutch: its unit is gone within 5 s and nothing of the run is left" '[ -z "$left" ]'
+[ -z "$left" ] || echo "$left" | sed 's/^/#   left: /'
+run asu "$HUTCH" --caller=1:2:3 exec "$I" true
+check "--caller is hutch's own: without --in-unit it is refused" 'fails_with "is hutch'"'"'s own"'
 (cd "$T/wd" && umask 0027 && echo hello | asu env FROMCALLER=yes "$HUTCH" exec --memory 64M "$I" sh -c 'read l; echo "$l $FROMCALLER $(pwd) $(umask)"; echo oops >&2; exit 7' >"$OUT" 2>"$ERR")
 RC=$?
 check "stdin, stdout, stderr, the environment, the folder and the umask are the caller's; the exit status is relayed" \
