@@ -47,32 +47,12 @@ static const char *const pass_env[] = {"HUTCH_DOCKER_PASSWORD", "APPTAINER_DOCKE
  * registries.conf files. */
 struct paths {
         char *hutch_dir, *docker, *podman;
-        char *regconf[4]; /* NULL-terminated */
+        char *regconf[REGISTRIES_CONF_PATHS]; /* NULL-terminated */
 };
 
-/* registries.conf where podman (containers/image) reads it: $CONTAINERS_REGISTRIES_CONF, else
- * the user's own file when there is one (and then only the user's drop-ins), else the
- * system's; the drop-in folders after the file. */
-static void regconf_paths(const struct cli *c, struct paths *p)
-{
-        const char *env = cli_getenv(c, "CONTAINERS_REGISTRIES_CONF"), *home = cli_getenv(c, "HOME");
-        _cleanup_free_ char *user = home ? strjoin(home, "/.config/containers/registries.conf", NULL) : NULL;
-        size_t n = 0;
-        struct stat st;
-        if (env && *env)
-                p->regconf[n++] = strdup(env);
-        else if (user && stat(user, &st) == 0) {
-                p->regconf[n++] = steal_pointer(&user);
-                p->regconf[n++] = strjoin(p->regconf[0], ".d", NULL);
-                return;
-        } else
-                p->regconf[n++] = strdup("/etc/containers/registries.conf");
-        p->regconf[n++] = strdup("/etc/containers/registries.conf.d");
-        if (home)
-                p->regconf[n++] = strjoin(home, "/.config/containers/registries.conf.d", NULL);
-}
-
-static void paths_init(const struct cli *c, struct paths *p, struct registry_auth *a)
+/* Fails only for registries.conf's list (out of memory): the credential files are optional,
+ * a policy file left out is not. */
+static int paths_init(const struct cli *c, struct paths *p, struct registry_auth *a, struct hutch_error *err)
 {
         const char *home = cli_getenv(c, "HOME"), *dc = cli_getenv(c, "DOCKER_CONFIG"),
                    *raf = cli_getenv(c, "REGISTRY_AUTH_FILE"), *xdg = cli_getenv(c, "XDG_RUNTIME_DIR");
@@ -91,9 +71,8 @@ static void paths_init(const struct cli *c, struct paths *p, struct registry_aut
         a->config_dir = p->hutch_dir;
         a->docker_config = p->docker;
         a->podman_auth = p->podman;
-        regconf_paths(c, p);
-        /* a NULL (out of memory) ends the list early: fewer files read, none misread */
         a->registries_conf = (const char *const *) p->regconf;
+        return registries_conf_paths(cli_getenv(c, "CONTAINERS_REGISTRIES_CONF"), home, p->regconf, err);
 }
 
 static void paths_free(struct paths *p)
@@ -172,9 +151,10 @@ static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
         p.ca_file = cli_getenv(c, "SSL_CERT_FILE");
         p.quiet = log_get_level() < LOG_LEVEL_INFO;
         p.progress = !p.quiet && isatty(STDERR_FILENO);
-        paths_init(c, &paths, &p.auth);
         _cleanup_free_ char *path = NULL;
-        int r = registry_pull(&p, to_cache ? &path : NULL, &err);
+        int r = paths_init(c, &paths, &p.auth, &err);
+        if (r >= 0)
+                r = registry_pull(&p, to_cache ? &path : NULL, &err);
         paths_free(&paths);
         if (r < 0)
                 return cli_fail(&err);
@@ -218,8 +198,9 @@ static int verb_push(struct cli *c, int argc, char **argv)
         p.no_https = p.no_https || env_true(c, no_https_env);
         p.ca_file = cli_getenv(c, "SSL_CERT_FILE");
         p.quiet = log_get_level() < LOG_LEVEL_INFO;
-        paths_init(c, &paths, &p.auth);
-        int r = registry_push(&p, &err);
+        int r = paths_init(c, &paths, &p.auth, &err);
+        if (r >= 0)
+                r = registry_push(&p, &err);
         paths_free(&paths);
         if (r < 0)
                 return cli_fail(&err);
@@ -296,15 +277,14 @@ static int verb_remote(struct cli *c, int argc, char **argv)
         _cleanup_free_ char *h = strndup(host, strcspn(host, "/"));
         if (!h || !*h)
                 return cli_usage_error("remote", "'%s' names no host", uri);
-        paths_init(c, &paths, &a);
-        int r = 0;
-        if (!paths.hutch_dir)
+        int r = paths_init(c, &paths, &a, &err);
+        if (r >= 0 && !paths.hutch_dir)
                 r = hutch_err(&err, -ENOENT, "HOME is not set: no place for credentials");
-        else if (!strcmp(cmd, "logout")) {
+        else if (r >= 0 && !strcmp(cmd, "logout")) {
                 r = registry_logout(paths.hutch_dir, h, &err);
                 if (r >= 0)
                         log_info("Logged out of %s", h);
-        } else {
+        } else if (r >= 0) {
                 _cleanup_free_ char *pass = pass_opt ? strdup(pass_opt) : read_password(pw_stdin);
                 if (!user)
                         user = a.username;

@@ -215,8 +215,57 @@ static void url_host(const char *url, char *out, size_t size)
                 *p = (char) tolower((unsigned char) *p);
 }
 
+/* url's HOST:PORT (no user, no brackets, the host in lower case, the port its scheme's
+ * default when not given); a bare "HOST[:PORT]" is taken with scheme. */
+static void url_endpoint(const char *url, const char *scheme, char *out, size_t size)
+{
+        const char *a = strstr(url, "://"), *port = NULL;
+        if (a) {
+                scheme = a - url == 5 && !strncasecmp(url, "https", 5) ? "https" : "http";
+                a += 3;
+        } else
+                a = url;
+        size_t n = strcspn(a, "/?#"), pn = 0;
+        const char *at = memrchr(a, '@', n);
+        if (at) {
+                n -= (size_t) (at + 1 - a);
+                a = at + 1;
+        }
+        const char *end = a + n, *colon;
+        if (*a == '[') {
+                const char *close = memchr(a, ']', n);
+                colon = close && close + 1 < end && close[1] == ':' ? close + 1 : NULL;
+                n = close ? (size_t) (close - a - 1) : 0;
+                a++;
+        } else {
+                colon = memchr(a, ':', n);
+                if (colon)
+                        n = (size_t) (colon - a);
+        }
+        if (colon) {
+                port = colon + 1;
+                pn = (size_t) (end - port);
+        }
+        if (!pn) {
+                port = !strcmp(scheme, "https") ? "443" : "80";
+                pn = strlen(port);
+        }
+        snprintf(out, size, "%.*s:%.*s", (int) n, a, (int) pn, port);
+        for (char *p = out; *p; p++)
+                *p = (char) tolower((unsigned char) *p);
+}
+
+bool url_is_endpoint(const char *url, const char *scheme, const char *host)
+{
+        char a[300], b[300];
+        url_endpoint(url, scheme, a, sizeof a);
+        url_endpoint(host, scheme, b, sizeof b);
+        return !strcmp(a, b);
+}
+
 /* The options every handle gets; TLS verification off only towards an insecure registry
- * itself (a token service elsewhere is verified as always). */
+ * itself, its host at its port (a token service or blob store elsewhere, another port of
+ * the same host included, is verified as always). */
 static void curl_common(struct http_client *c, CURL *h, const char *url)
 {
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -228,13 +277,25 @@ static void curl_common(struct http_client *c, CURL *h, const char *url)
         curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
         if (c->ca_file)
                 curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file);
-        char a[256], b[256];
-        url_host(url, a, sizeof a);
-        url_host(c->host, b, sizeof b);
-        if (c->insecure && !strcmp(a, b)) {
+        if (c->insecure && url_is_endpoint(url, c->scheme, c->host)) {
                 curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
                 curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
         }
+        /* libcurl keeps a handle's TLS options across the redirects it follows, so a handle
+         * with verification off follows none: they are followed by hand (redirect_url), each
+         * hop with this function's choice for its own URL. */
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, c->insecure ? 0L : 1L);
+}
+
+/* Where a response of a handle that follows no redirects itself (an insecure registry's)
+ * sends the request next, or NULL: a copy for the caller to free. */
+static char *redirect_url(struct http_client *c, CURL *h, long status)
+{
+        char *next = NULL;
+        if (!c->insecure || status < 300 || status > 399 || status == 304 ||
+            curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &next) != CURLE_OK || !next)
+                return NULL;
+        return strdup(next);
 }
 
 /* The user's credentials go to a realm of the registry's own site only: the same host, or
@@ -368,9 +429,12 @@ static size_t on_read(char *p, size_t size, size_t n, void *user)
         return (size_t) k;
 }
 
-static int perform(struct http_client *c, const char *method, const char *url, const char *const *headers,
-                   const void *body, size_t body_len, int upload_fd, uint64_t upload_len, struct http_response *r,
-                   struct hutch_error *err)
+/* One request; from: the URL that redirected here (by hand), or NULL; *ret_next: where this
+ * one's redirect sends it next (GET and HEAD only), or NULL. A redirect gets the registry's
+ * Authorization header when it stays at the registry's host and port only. */
+static int perform_once(struct http_client *c, const char *method, const char *url, const char *from,
+                        const char *const *headers, const void *body, size_t body_len, int upload_fd,
+                        uint64_t upload_len, struct http_response *r, char **ret_next, struct hutch_error *err)
 {
         CURL *h = c->curl;
         struct curl_slist *hl = NULL;
@@ -378,14 +442,13 @@ static int perform(struct http_client *c, const char *method, const char *url, c
         curl_easy_reset(h);
         curl_common(c, h, url);
         curl_easy_setopt(h, CURLOPT_URL, url);
-        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
         for (size_t i = 0; headers && headers[i]; i++)
                 hl = curl_slist_append(hl, headers[i]);
-        if (c->auth)
+        if (c->auth && (!from || url_is_endpoint(url, c->scheme, c->host)))
                 hl = curl_slist_append(hl, c->auth);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
         if (!strcmp(method, "HEAD"))
@@ -413,16 +476,44 @@ static int perform(struct http_client *c, const char *method, const char *url, c
                 c->scheme_fixed = true;
                 return -EAGAIN;
         }
+        const char *what = curl_easy_strerror(cc);
+        if (cc != CURLE_OK && from)
+                return hutch_err(err, -EIO, "cannot reach %s (a redirect of %s): %s", url, from, what);
         if (cc != CURLE_OK)
                 return hutch_err(err, cc == CURLE_COULDNT_CONNECT ? -ECONNREFUSED : -EIO, "cannot reach %s://%s: %s%s",
-                                 c->scheme, c->host, curl_easy_strerror(cc),
+                                 c->scheme, c->host, what,
                                  cc == CURLE_SSL_CONNECT_ERROR && !c->insecure
                                          ? " (a registry serving plain HTTP: --no-https, or insecure = true for it in "
                                            "registries.conf)"
                                          : "");
         c->scheme_fixed = true;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
+        bool get = !strcmp(method, "GET") || !strcmp(method, "HEAD");
+        *ret_next = get && upload_fd < 0 && !body ? redirect_url(c, h, r->status) : NULL;
         return 0;
+}
+
+static int perform(struct http_client *c, const char *method, const char *url, const char *const *headers,
+                   const void *body, size_t body_len, int upload_fd, uint64_t upload_len, struct http_response *r,
+                   struct hutch_error *err)
+{
+        _cleanup_free_ char *hop = NULL, *from = NULL;
+        for (unsigned hops = 0;; hops++) {
+                char *next = NULL;
+                int k = perform_once(c, method, hop ? hop : url, from, headers, body, body_len, upload_fd, upload_len,
+                                     r, &next, err);
+                if (k < 0 || !next)
+                        return k;
+                free(from);
+                from = hop ? steal_pointer(&hop) : strdup(url);
+                hop = next;
+                if (!from)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                if (hops == 5)
+                        return hutch_err(err, -ELOOP, "%s: more than 5 redirects", c->host);
+                log_verbose("%s: redirected to %s", c->host, hop);
+                http_response_free(r);
+        }
 }
 
 int http_request(struct http_client *c, const char *method, const char *path, const char *const *headers,
@@ -481,13 +572,18 @@ struct transfer {
         uint64_t got;
         bool write_failed, done;
         int lock;
-        void *easy; /* CURL *, attached to the multi handle */
+        unsigned hops; /* redirects followed by hand */
+        void *easy;    /* CURL *, attached to the multi handle */
 };
 
 static size_t on_blob(char *p, size_t size, size_t n, void *user)
 {
         struct transfer *t = user;
         size_t len = size * n;
+        long status = 0;
+        curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &status);
+        if (status >= 300 && status <= 399) /* a redirect's own body (followed by hand) */
+                return len;
         if (t->w->size >= 0 && t->got + len > (uint64_t) t->w->size)
                 return 0; /* more than the manifest said: a wrong blob */
         if (write_full(t->fd, p, len) < 0) {
@@ -497,6 +593,18 @@ static size_t on_blob(char *p, size_t size, size_t n, void *user)
         EVP_DigestUpdate(t->md, p, len);
         t->got += len;
         return len;
+}
+
+/* A blob's handle for url; hl: the registry's headers (its authorization), or NULL */
+static void blob_handle_setup(struct http_client *c, CURL *h, const char *url, struct curl_slist *hl,
+                              struct transfer *t)
+{
+        curl_common(c, h, url);
+        curl_easy_setopt(h, CURLOPT_URL, url);
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_blob);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, t);
+        curl_easy_setopt(h, CURLOPT_PRIVATE, t);
 }
 
 static int cmp_want(const void *a, const void *b)
@@ -624,15 +732,9 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                 }
                 char url[1024];
                 snprintf(url, sizeof url, "%s://%s/v2/%s/blobs/%s", c->scheme, c->host, c->repo, t[i].w->digest);
-                curl_common(c, h, url);
-                curl_easy_setopt(h, CURLOPT_URL, url);
-                curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
-                curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-                curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_blob);
-                curl_easy_setopt(h, CURLOPT_WRITEDATA, &t[i]);
-                curl_easy_setopt(h, CURLOPT_PRIVATE, &t[i]);
-                curl_multi_add_handle(m, h);
                 t[i].easy = h;
+                blob_handle_setup(c, h, url, hl, &t[i]);
+                curl_multi_add_handle(m, h);
                 if (!quiet && !rows) {
                         char size[32] = "size unknown";
                         if (t[i].w->size >= 0)
@@ -652,8 +754,24 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                         long status = 0;
                         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **) &tr);
                         curl_easy_getinfo(msg->easy_handle, CURLINFO_RESPONSE_CODE, &status);
+                        CURL *h = msg->easy_handle;
+                        _cleanup_free_ char *next = msg->data.result == CURLE_OK ? redirect_url(c, h, status) : NULL;
+                        if (next && tr->hops++ < 5) { /* the same transfer, at the URL it was sent to */
+                                log_verbose("blob %.19s: redirected to %s", tr->w->digest, next);
+                                curl_multi_remove_handle(m, h);
+                                curl_easy_reset(h);
+                                blob_handle_setup(c, h, next, url_is_endpoint(next, c->scheme, c->host) ? hl : NULL,
+                                                  tr);
+                                curl_multi_add_handle(m, h);
+                                running = 1;
+                                continue;
+                        }
+                        const char *where = c->host;
+                        char *eff = NULL;
+                        if (tr->hops && curl_easy_getinfo(h, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK && eff)
+                                where = eff;
                         struct hutch_error e = HUTCH_ERROR_INIT;
-                        int k = transfer_finish(dir_fd, tr, msg->data.result, status, c->host, &e);
+                        int k = transfer_finish(dir_fd, tr, msg->data.result, status, where, &e);
                         c->requests++;
                         tr->done = k >= 0;
                         if (k >= 0 && r >= 0 && on_ready)

@@ -439,13 +439,14 @@ static int conf_path_read(const char *path, struct rules *rs, struct hutch_error
 }
 
 /* As containers/image matches a prefix: the whole reference, or up to a '/', ':' or '@';
- * "*.example.com" matches the hosts beneath example.com. The length matched, or 0. */
+ * "*.example.com" matches the hosts beneath example.com at any port (as containers/image),
+ * "*.example.com:5000" at that port only. The length matched, or 0. */
 static size_t prefix_match(const char *prefix, const char *ref)
 {
         size_t n = strlen(prefix);
         if (startswith(prefix, "*.")) {
-                size_t hl = strcspn(ref, "/");
-                size_t sl = n - 1; /* ".example.com" */
+                size_t hl = strcspn(ref, strchr(prefix, ':') ? "/" : "/:"); /* host[:port], or host */
+                size_t sl = n - 1;                                          /* ".example.com[:port]" */
                 return hl > sl && !strncmp(ref + hl - sl, prefix + 1, sl) ? n : 0;
         }
         if (strncmp(ref, prefix, n) != 0 || (ref[n] && !strchr("/:@", ref[n])))
@@ -482,5 +483,33 @@ int registries_conf_lookup(const char *const *paths, const char *host, const cha
         }
         rules_free(&rs);
         *ret_flags = flags;
+        return 0;
+}
+
+int registries_conf_paths(const char *env, const char *home, char *ret[REGISTRIES_CONF_PATHS], struct hutch_error *err)
+{
+        char *v[REGISTRIES_CONF_PATHS] = {NULL};
+        _cleanup_free_ char *user = home ? strjoin(home, "/.config/containers/registries.conf", NULL) : NULL;
+        size_t n = 0;
+        struct stat st;
+        bool ok = !home || user;
+        if (env && *env)
+                ok = ok && (v[n++] = strjoin(env, NULL, NULL));
+        else if (user && stat(user, &st) == 0) {
+                v[n++] = steal_pointer(&user);
+                ok = ok && (v[n++] = strjoin(v[0], ".d", NULL));
+        } else
+                ok = ok && (v[n++] = strjoin("/etc/containers/registries.conf", NULL, NULL));
+        if (ok && n == 1) {
+                ok = (v[n++] = strjoin("/etc/containers/registries.conf.d", NULL, NULL));
+                if (ok && home)
+                        ok = (v[n++] = strjoin(home, "/.config/containers/registries.conf.d", NULL));
+        }
+        if (!ok) { /* fail closed: a file left out could be the one blocking a registry */
+                for (size_t i = 0; i < n; i++)
+                        free(v[i]);
+                return hutch_err(err, -ENOMEM, "out of memory listing the registries.conf files");
+        }
+        memcpy(ret, v, sizeof v);
         return 0;
 }

@@ -70,6 +70,9 @@ void progress_draw(struct progress *pg, const struct progress_row *rows, size_t 
 int cache_blob_dir(const char *cache_dir, bool create, struct hutch_error *err);
 
 int oras_pull(const struct pull_spec *p, const struct registry_ref *ref, char **ret_path, struct hutch_error *err);
+/* url (scheme://HOST[:PORT]/...) is at host ("HOST[:PORT]", reached with scheme): the same
+ * host at the same port, a missing port being its scheme's default. */
+bool url_is_endpoint(const char *url, const char *scheme, const char *host);
 /* "sha256:HEX" of len bytes */
 void sha256_buf(const void *buf, size_t len, char out[72]);
 /* Inside an unpacked root, every name resolved in it (RESOLVE_IN_ROOT: an image's symlink

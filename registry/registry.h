@@ -101,6 +101,13 @@ enum { REGISTRY_INSECURE = 1, REGISTRY_BLOCKED = 2 };
  * earlier one. A file that is not TOML: -EINVAL naming it and the line. */
 int registries_conf_lookup(const char *const *paths, const char *host, const char *repo, unsigned *ret_flags,
                            struct hutch_error *err);
+/* Where podman (containers/image) reads registries.conf: env ($CONTAINERS_REGISTRIES_CONF)
+ * when set, else the user's file under home when there is one (and then only the user's
+ * drop-ins), else the system's; the drop-in folders after the file. ret: NULL-terminated,
+ * each entry for the caller to free; nothing on failure (out of memory fails the command,
+ * as a file left out could be one that blocks a registry). */
+#define REGISTRIES_CONF_PATHS 4
+int registries_conf_paths(const char *env, const char *home, char *ret[REGISTRIES_CONF_PATHS], struct hutch_error *err);
 
 /* ---- pulling */
 struct registry_auth {

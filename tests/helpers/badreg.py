@@ -5,12 +5,17 @@ OCI layout (its tags by name, manifests and blobs by digest) on 127.0.0.1, and
   truncate  every layer blob half sent, then the connection closed
   bearer    Docker Hub's anonymous tokens: 401 with WWW-Authenticate: Bearer realm=...
             until a request brings the token that GET /token?scope=...&service=... gave
-Each request's method, path and Authorization header go to PORTFILE.log.
-usage: badreg.py OCIDIR corrupt|truncate|bearer PORTFILE"""
+  redirect  over TLS (BADREG_TLS=CERT:KEY): blobs and manifests by digest answered with a
+            307 to a second server of this one on another port, which serves them
+Each request's method, path and Authorization header go to PORTFILE.log (the second
+server's lines start with "B ").
+usage: badreg.py OCIDIR corrupt|truncate|bearer|redirect PORTFILE"""
 import http.server
 import json
 import os
+import ssl
 import sys
+import threading
 
 layout, mode, portfile = sys.argv[1], sys.argv[2], sys.argv[3]
 with open(f"{layout}/index.json") as f:
@@ -27,9 +32,17 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        second = self.server is not srv
         with open(portfile + ".log", "a") as f:
-            f.write(f"GET {self.path} {self.headers.get('Authorization', '-')}\n")
+            f.write(f"{'B ' if second else ''}GET {self.path} {self.headers.get('Authorization', '-')}\n")
         p = self.path.split("?")[0].split("/")
+        if mode == "redirect" and not second and len(p) >= 5 and p[-1].startswith("sha256:"):
+            self.send_response(307)
+            self.send_header("Location", "https://127.0.0.1:%d%s" % (srv2.server_address[1], self.path))
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"307")  # a body that must not end up in the blob
+            return
         if mode == "bearer":
             if self.path.startswith("/token?"):
                 q = dict(kv.split("=", 1) for kv in self.path.split("?", 1)[1].split("&"))
@@ -54,7 +67,7 @@ class H(http.server.BaseHTTPRequestHandler):
                                  "application/json")
         if len(p) >= 5 and p[-2] == "blobs":
             data = blob(p[-1])
-            if data[:1] != b"{" and mode != "bearer":  # a layer, not a config
+            if data[:1] != b"{" and mode in ("corrupt", "truncate"):  # a layer, not a config
                 if mode == "corrupt":
                     data = data[:-1] + bytes([data[-1] ^ 1])
                 else:
@@ -77,6 +90,14 @@ class H(http.server.BaseHTTPRequestHandler):
 
 
 srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+srv2 = None
+if mode == "redirect":
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*os.environ["BADREG_TLS"].split(":"))
+    srv2 = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+    for s in (srv, srv2):
+        s.socket = ctx.wrap_socket(s.socket, server_side=True)
+    threading.Thread(target=srv2.serve_forever, daemon=True).start()
 with open(portfile + ".tmp", "w") as f:
     f.write(str(srv.server_address[1]))
 os.rename(portfile + ".tmp", portfile)

@@ -267,6 +267,24 @@ check "credentials from Docker's config.json" '[ $RC -eq 0 ] && [ -f tls5.sif ]'
 printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$S" > "$T/regs-tls.conf"
 run env CONTAINERS_REGISTRIES_CONF="$T/regs-tls.conf" SSL_CERT_FILE=/dev/null HUTCH_DOCKER_USERNAME=alice HUTCH_DOCKER_PASSWORD=s3cret "$HUTCH" pull --disable-cache tls6.sif "docker://$S/private/busybox:v1"
 check "a registry insecure in registries.conf: its certificate unverified" '[ $RC -eq 0 ] && [ -f tls6.sif ]'
+# an insecure registry redirecting blobs and manifests to another port of its host (blob
+# storage elsewhere): TLS verified there (libcurl would keep verification off across a
+# redirect it followed, and a host compared without its port was the registry's own)
+rm -f "$T/bad.port" "$T/bad.port.log"
+BADREG_TLS=$T/srv.pem:$T/srv.key python3 "$H/badreg.py" "$T/oci" redirect "$T/bad.port" &
+PIDS+=($!)
+wait_for '[ -s "$T/bad.port" ]'
+B=127.0.0.1:$(cat "$T/bad.port")
+printf '[[registry]]\nlocation = "%s"\ninsecure = true\n' "$B" > "$T/regs-redir.conf"
+run env CONTAINERS_REGISTRIES_CONF="$T/regs-redir.conf" SSL_CERT_FILE=/dev/null "$HUTCH" -q pull --disable-cache redir.sif "docker://$B/test/busybox:basic"
+check "an insecure registry's blob redirected to another port: verified there" 'fails_with "download of blob sha256:[0-9a-f]* from https://127.0.0.1:[0-9]*/v2/test/busybox/blobs/sha256:[0-9a-f]* failed: .*[Cc]ert" && [ ! -e redir.sif ] && no_pull_left'
+if [ "$(uname -m)" = x86_64 ]; then
+	run env CONTAINERS_REGISTRIES_CONF="$T/regs-redir.conf" SSL_CERT_FILE=/dev/null "$HUTCH" -q pull --disable-cache redir.sif "docker://$B/test/busybox:multi"
+	check "... and a manifest redirected so" 'fails_with "cannot reach https://127.0.0.1:[0-9]*/v2/test/busybox/manifests/sha256:[0-9a-f]* (a redirect of https://$B/.*[Cc]ert" && [ ! -e redir.sif ]'
+fi
+run env CONTAINERS_REGISTRIES_CONF="$T/regs-redir.conf" "$HUTCH" pull --disable-cache redir.sif "docker://$B/test/busybox:multi"
+check "redirects of an insecure registry followed, verified with the CA" '[ $RC -eq 0 ] && [ -f redir.sif ] && [ "$(grep -c "^B GET /v2/test/busybox/blobs/" "$T/bad.port.log")" -ge 2 ] && grep -q "^B GET /v2/test/busybox/manifests/sha256:" "$T/bad.port.log"'
+rm -f redir.sif
 unset SSL_CERT_FILE
 rm -f tls*.sif
 

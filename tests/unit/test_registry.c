@@ -389,6 +389,9 @@ static void test_registries_conf(void **state)
                    "location = \"*.wild.test\"\n"
                    "insecure = true\n"
                    "[[registry]]\n"
+                   "location = \"*.ported.test:5000\"\n"
+                   "insecure = true\n"
+                   "[[registry]]\n"
                    "location = \"docker.io\"\n"
                    "blocked = true\n"
                    "[aliases]\n"
@@ -411,6 +414,11 @@ static void test_registries_conf(void **state)
         assert_int_equal(conf_flags(paths, "ns.test", "team/secret/x"), REGISTRY_BLOCKED); /* the longest */
         assert_int_equal(conf_flags(paths, "r.wild.test", "a"), REGISTRY_INSECURE);
         assert_int_equal(conf_flags(paths, "wild.test", "a"), 0);
+        assert_int_equal(conf_flags(paths, "r.wild.test:5000", "a"), REGISTRY_INSECURE); /* any port */
+        assert_int_equal(conf_flags(paths, "r.wildxtest:5000", "a"), 0);
+        assert_int_equal(conf_flags(paths, "r.ported.test:5000", "a"), REGISTRY_INSECURE);
+        assert_int_equal(conf_flags(paths, "r.ported.test:5001", "a"), 0); /* that port only */
+        assert_int_equal(conf_flags(paths, "r.ported.test", "a"), 0);
         assert_int_equal(conf_flags(paths, "v1b.test", "a"), REGISTRY_INSECURE);
         assert_int_equal(conf_flags(paths, DOCKER_HUB_HOST, "library/alpine"), 0); /* the drop-in replaced it */
         const char *const only_main[] = {main_, NULL};
@@ -431,6 +439,97 @@ static void test_registries_conf(void **state)
         assert_int_equal(flags, 7); /* written only on success */
         char cmd[400];
         snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        assert_int_equal(system(cmd), 0);
+}
+
+/* Which URLs are an insecure registry's own (TLS unverified there only): host and port. */
+static void test_url_is_endpoint(void **state)
+{
+        (void) state;
+        assert_true(url_is_endpoint("https://reg.test:5000/v2/", "https", "reg.test:5000"));
+        assert_true(url_is_endpoint("https://user@REG.test:5000/v2/x?y", "https", "reg.test:5000"));
+        assert_false(url_is_endpoint("https://reg.test:5001/v2/", "https", "reg.test:5000"));
+        assert_false(url_is_endpoint("https://reg.test:5000/v2/", "https", "reg.test:5001"));
+        assert_false(url_is_endpoint("https://reg.test/v2/", "https", "reg.test:5000"));
+        assert_false(url_is_endpoint("https://reg.test:5000/v2/", "https", "reg.test"));
+        assert_true(url_is_endpoint("https://reg.test/v2/", "https", "reg.test"));
+        assert_true(url_is_endpoint("https://reg.test:443/v2/", "https", "reg.test"));
+        assert_false(url_is_endpoint("https://reg.test/v2/", "http", "reg.test")); /* 443 is not 80 */
+        assert_true(url_is_endpoint("http://reg.test/v2/", "http", "reg.test:80"));
+        assert_false(url_is_endpoint("https://blobs.test/x", "https", "reg.test"));
+        assert_false(url_is_endpoint("https://reg.test.evil/x", "https", "reg.test"));
+        assert_true(url_is_endpoint("https://[::1]:5000/v2/", "https", "[::1]:5000"));
+        assert_false(url_is_endpoint("https://[::1]:5001/v2/", "https", "[::1]:5000"));
+        assert_true(url_is_endpoint("https://[::1]/v2/", "https", "[::1]:443"));
+}
+
+char *__real_strjoin(const char *a, const char *b, const char *c);
+char *__wrap_strjoin(const char *a, const char *b, const char *c);
+static unsigned strjoin_fail_at; /* n > 0: the nth call from now fails */
+
+/* Linked with --wrap=strjoin: registry/'s calls come here */
+char *__wrap_strjoin(const char *a, const char *b, const char *c)
+{
+        if (strjoin_fail_at && --strjoin_fail_at == 0)
+                return NULL;
+        return __real_strjoin(a, b, c);
+}
+
+static void paths_free(char **v)
+{
+        for (size_t i = 0; i < REGISTRIES_CONF_PATHS; i++)
+                free(v[i]);
+}
+
+/* registries.conf where podman reads it; out of memory fails (a file left out could be the
+ * one blocking a registry) */
+static void test_registries_conf_paths(void **state)
+{
+        (void) state;
+        char home[] = "/tmp/test_registry.XXXXXX", cmd[300];
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        char *v[REGISTRIES_CONF_PATHS];
+        assert_non_null(mkdtemp(home));
+        assert_int_equal(registries_conf_paths("/x/r.conf", home, v, &err), 0);
+        assert_string_equal(v[0], "/x/r.conf");
+        assert_string_equal(v[1], "/etc/containers/registries.conf.d");
+        assert_non_null(strstr(v[2], "/.config/containers/registries.conf.d"));
+        assert_null(v[3]);
+        paths_free(v);
+        assert_int_equal(registries_conf_paths(NULL, home, v, &err), 0);
+        assert_string_equal(v[0], "/etc/containers/registries.conf");
+        assert_non_null(v[2]);
+        paths_free(v);
+        snprintf(cmd, sizeof cmd, "mkdir -p %s/.config/containers && touch %s/.config/containers/registries.conf", home,
+                 home);
+        assert_int_equal(system(cmd), 0);
+        assert_int_equal(registries_conf_paths("", home, v, &err), 0); /* empty: unset */
+        assert_non_null(strstr(v[0], "/.config/containers/registries.conf"));
+        assert_non_null(strstr(v[1], "/.config/containers/registries.conf.d"));
+        assert_null(v[2]);
+        paths_free(v);
+        assert_int_equal(registries_conf_paths(NULL, NULL, v, &err), 0);
+        assert_string_equal(v[0], "/etc/containers/registries.conf");
+        assert_null(v[2]);
+        paths_free(v);
+        /* each allocation failing in turn: an error, nothing returned; the user's file (2
+         * allocations), then $CONTAINERS_REGISTRIES_CONF and the system's (4 each) */
+        for (int which = 0; which < 3; which++) {
+                if (which == 1) {
+                        snprintf(cmd, sizeof cmd, "rm %s/.config/containers/registries.conf", home);
+                        assert_int_equal(system(cmd), 0);
+                }
+                for (unsigned n = 1; n <= (which ? 4u : 2u); n++) {
+                        memset(v, 0x5a, sizeof v);
+                        strjoin_fail_at = n;
+                        int r = registries_conf_paths(which == 2 ? "/x/r.conf" : NULL, home, v, &err);
+                        assert_int_equal(strjoin_fail_at, 0); /* the nth call was made */
+                        assert_int_equal(r, -ENOMEM);
+                        assert_non_null(strstr(err.msg, "registries.conf"));
+                        assert_ptr_equal(v[0], (char *) 0x5a5a5a5a5a5a5a5aUL);
+                }
+        }
+        snprintf(cmd, sizeof cmd, "rm -rf %s", home);
         assert_int_equal(system(cmd), 0);
 }
 
@@ -462,11 +561,17 @@ static void test_progress_row(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_ref),          cmocka_unit_test(test_manifest),
-                cmocka_unit_test(test_config),       cmocka_unit_test(test_whiteout),
-                cmocka_unit_test(test_unpack),       cmocka_unit_test(test_unpack_mode_symlink),
-                cmocka_unit_test(test_archive_name), cmocka_unit_test(test_registries_conf),
+                cmocka_unit_test(test_ref),
+                cmocka_unit_test(test_manifest),
+                cmocka_unit_test(test_config),
+                cmocka_unit_test(test_whiteout),
+                cmocka_unit_test(test_unpack),
+                cmocka_unit_test(test_unpack_mode_symlink),
+                cmocka_unit_test(test_archive_name),
+                cmocka_unit_test(test_registries_conf),
                 cmocka_unit_test(test_progress_row),
+                cmocka_unit_test(test_url_is_endpoint),
+                cmocka_unit_test(test_registries_conf_paths),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
