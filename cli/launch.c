@@ -474,10 +474,18 @@ static int build_env(struct cli *c, struct launch_args *a)
         int r;
 
         for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
-                for (char **e = c->environ; e && *e; e++)
-                        if (startswith(*e, prefixes[i]) && strchr(*e, '=') &&
-                            (r = put_forced(a, *e + strlen(prefixes[i]), prefixes[i])) != 0)
+                for (char **e = c->environ; e && *e; e++) {
+                        if (!startswith(*e, prefixes[i]) || !strchr(*e, '='))
+                                continue;
+                        /* HOME comes from --home only (Apptainer's alwaysOmitKeys: a warning) */
+                        if (startswith(*e + strlen(prefixes[i]), "HOME=")) {
+                                log_warning("Overriding HOME environment variable with %sHOME is not permitted",
+                                            prefixes[i]);
+                                continue;
+                        }
+                        if ((r = put_forced(a, *e + strlen(prefixes[i]), prefixes[i])) != 0)
                                 return r;
+                }
         for (char **f = a->env_files; f && *f; f++) {
                 _cleanup_free_ char *text = NULL;
                 if (conf_file_read(*f, 1 << 20, "env file", &text, &err) < 0 ||

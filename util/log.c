@@ -28,7 +28,11 @@ void log_msg(enum log_level level, const char *fmt, ...)
 
         if (level > current)
                 return;
-        int n = snprintf(line, sizeof line, "%-8s ", names[level]);
+        /* Apptainer's sylog: "INFO:    ", "WARNING: " ("%-8s " of the name and a colon); its
+         * DEBUG lines have no colon */
+        char name[16];
+        snprintf(name, sizeof name, "%s%s", names[level], level == LOG_LEVEL_DEBUG ? "" : ":");
+        int n = snprintf(line, sizeof line, "%-8s ", name);
         if (level == LOG_LEVEL_DEBUG)
                 n += snprintf(line + n, sizeof line - n, "[P=%d] ", (int) getpid());
         char msg[sizeof line];

@@ -4,8 +4,8 @@
 I=$IMAGES/image.sif
 
 run "$HUTCH" build "$T/out.sif" "$IMAGES/rootfs"
-check "build says what it builds from what" '[ $RC -eq 0 ] && err_has "^INFO .*Building SIF file $T/out.sif from sandbox image $IMAGES/rootfs"'
-check "build says when it is done, with the size" 'err_has "^INFO .*Build complete: $T/out.sif ([0-9.]*[KM]iB, [0-9.]* s)$"'
+check "build says what it builds from what" '[ $RC -eq 0 ] && err_has "^INFO: .*Building SIF file $T/out.sif from sandbox image $IMAGES/rootfs"'
+check "build says when it is done, with the size" 'err_has "^INFO: .*Build complete: $T/out.sif ([0-9.]*[KM]iB, [0-9.]* s)$"'
 check "off a terminal, no progress bar" '[ ! -s "$OUT" ] && [ "$(wc -l < "$ERR")" -eq 2 ]'
 run "$HUTCH" build -q --sandbox "$T/out.sb" "$I"
 check "build -q prints nothing" '[ $RC -eq 0 ] && [ ! -s "$OUT" ] && [ ! -s "$ERR" ] && [ -f "$T/out.sb/etc/hutch-test-marker" ]'
@@ -68,7 +68,7 @@ rm -rf "$shared"/*.hutch-tmp-* "$shared"/race.*
 data_end=$(od -An -tu8 -j64 -N8 "$T/bad.sqfs" | tr -d ' ')
 head -c $((data_end - 96)) /dev/zero | tr '\0' '\377' | dd of="$T/bad.sqfs" bs=1 seek=96 conv=notrunc status=none
 run "$HUTCH" build --sandbox "$T/bad.sb" "$T/bad.sqfs"
-check "unsquashfs failing: one error line with its last line" '[ $RC -eq 255 ] && [ "$(grep -vc "^INFO " "$ERR")" -eq 1 ] && err_has "^hutch: error: unsquashfs of .$T/bad.sqfs. failed: ." && [ ! -e "$T/bad.sb" ] && [ -z "$(ls -d "$T"/*hutch-tmp* 2>/dev/null)" ]'
+check "unsquashfs failing: one error line with its last line" '[ $RC -eq 255 ] && [ "$(grep -vc "^INFO: " "$ERR")" -eq 1 ] && err_has "^hutch: error: unsquashfs of .$T/bad.sqfs. failed: ." && [ ! -e "$T/bad.sb" ] && [ -z "$(ls -d "$T"/*hutch-tmp* 2>/dev/null)" ]'
 check "a build leaves no temporary file or folder" '[ -z "$(ls -d "$shared"/*hutch-tmp* "$T"/*hutch-tmp* 2>/dev/null)" ]'
 
 # Device nodes (every debootstrap image has some in /dev): mksquashfs makes them from a
@@ -78,7 +78,7 @@ mksquashfs "$T/devsrc" "$T/dev.sqfs" -noappend -quiet -no-progress -p 'dev/null 
 run "$HUTCH" build -v --sandbox "$T/dev.sb" "$T/dev.sqfs"
 if [ "$(id -u)" -ne 0 ]; then
 	check "a user's sandbox build leaves device nodes out" '[ $RC -eq 0 ] && [ -f "$T/dev.sb/etc/data" ] && [ -d "$T/dev.sb/dev" ] && [ -z "$(ls -A "$T/dev.sb/dev")" ]'
-	check "and says so once at -v" '[ "$(grep -c "device node" "$ERR")" -eq 1 ] && err_has "^VERBOSE .*leaving out 2 device nodes (/dev/null, ...): a user cannot create them"'
+	check "and says so once at -v" '[ "$(grep -c "device node" "$ERR")" -eq 1 ] && err_has "^VERBOSE: .*leaving out 2 device nodes (/dev/null, ...): a user cannot create them"'
 	cp -a "$T/dev.sb" "$T/dev.dir" && mkfifo "$T/dev.dir/dev/fifo"
 	run "$HUTCH" build --sandbox "$T/dev.sb2" "$T/dev.dir"
 	check "a FIFO is copied (a user can make one)" '[ $RC -eq 0 ] && [ -p "$T/dev.sb2/dev/fifo" ]'
