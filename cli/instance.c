@@ -496,6 +496,19 @@ static const char *user_name(uid_t uid)
         return buf;
 }
 
+/* The state's "ip" (a comma list, one address per network) as a JSON array. */
+static json_object *ip_array(const char *ips)
+{
+        json_object *a = json_object_new_array();
+        for (const char *p = ips; p && *p;) {
+                size_t k = strcspn(p, ",");
+                if (k)
+                        json_object_array_add(a, json_object_new_string_len(p, (int) k));
+                p += k + (p[k] == ',');
+        }
+        return a;
+}
+
 static void print_json(const struct instance_state *v, size_t n)
 {
         json_object *root = json_object_new_object(), *arr = json_object_new_array();
@@ -506,7 +519,11 @@ static void print_json(const struct instance_state *v, size_t n)
                 json_object_object_add(o, "instance", json_object_new_string(v[i].name));
                 json_object_object_add(o, "pid", json_object_new_int(v[i].pid));
                 json_object_object_add(o, "img", json_object_new_string(v[i].image ? v[i].image : ""));
-                json_object_object_add(o, "ip", json_object_new_string(v[i].ip ? v[i].ip : ""));
+                /* "ip": the first network's address (Apptainer's key); "ips": every network's */
+                json_object_object_add(
+                        o, "ip",
+                        json_object_new_string_len(v[i].ip ? v[i].ip : "", v[i].ip ? (int) strcspn(v[i].ip, ",") : 0));
+                json_object_object_add(o, "ips", ip_array(v[i].ip));
                 json_object_object_add(o, "ports", json_object_new_string(v[i].ports ? v[i].ports : ""));
                 json_object_object_add(o, "logErrPath", json_object_new_string(v[i].log_err ? v[i].log_err : ""));
                 json_object_object_add(o, "logOutPath", json_object_new_string(v[i].log_out ? v[i].log_out : ""));

@@ -1,7 +1,8 @@
-/* The bridge network (root): the bridge with the gateway address (made on first use), a
- * veth pair per container (host end enslaved to the bridge, eth0 in the container), an
- * address from the subnet's lease file and the default route — all with libnl-route-3,
- * in-process; the container's side through a netlink socket opened inside its namespace. */
+/* Bridge networks (root): per network of a container, the bridge with the gateway address
+ * (made on first use), a veth pair (host end enslaved to the bridge, ethN in the container,
+ * in --network's order), an address from the network's lease file; the default route through
+ * the first network — all with libnl-route-3, in-process; the container's side through a
+ * netlink socket opened inside its namespace. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -105,45 +106,52 @@ static int bridge_ensure(struct nl_sock *sk, const struct net_bridge_conf *b, st
         return ifindex;
 }
 
-static int veth_make(struct nl_sock *sk, struct helper *h, int master, struct hutch_error *err)
+static int veth_make(struct nl_sock *sk, struct helper *h, size_t i, int master, struct hutch_error *err)
 {
+        struct helper_link *k = &h->link[i];
+        char peer_name[16];
+        snprintf(peer_name, sizeof peer_name, "eth%zu", i);
         struct rtnl_link *veth = rtnl_link_veth_alloc();
         if (!veth)
                 return hutch_err(err, -ENOMEM, "out of memory");
         struct rtnl_link *peer = rtnl_link_veth_get_peer(veth);
-        rtnl_link_set_name(veth, h->veth);
+        rtnl_link_set_name(veth, k->veth);
         rtnl_link_set_master(veth, master);
         rtnl_link_set_flags(veth, IFF_UP);
-        rtnl_link_set_name(peer, "eth0");
+        rtnl_link_set_name(peer, peer_name);
         rtnl_link_set_ns_fd(peer, h->netns);
         int r = rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL);
         rtnl_link_put(peer);
         rtnl_link_veth_release(veth);
         if (r < 0) {
-                h->veth[0] = 0;
-                return nl_fail(err, r, "create the veth pair", h->veth);
+                nl_fail(err, r, "create the veth pair", k->veth);
+                k->veth[0] = 0;
+                return err->code;
         }
         return 0;
 }
 
-/* Inside the container's namespace: lo and eth0 up, the address, the default route. */
-static int inside_configure(struct helper *h, struct hutch_error *err)
+/* Inside the container's namespace: lo and ethI up, the address; the default route through
+ * the first network's gateway. */
+static int inside_configure(struct helper *h, size_t i, struct hutch_error *err)
 {
-        const struct net_bridge_conf *b = &h->req.bridge;
+        const struct net_bridge_conf *b = &h->req.bridge[i];
         struct nl_sock *sk = nl_open();
         struct rtnl_link *eth = NULL, *lo = NULL;
         struct rtnl_route *rt = NULL;
         struct nl_addr *gw = NULL, *dst = NULL;
-        int r = sk ? rtnl_link_get_kernel(sk, 0, "eth0", &eth) : -NLE_NOMEM;
+        char name[16];
+        snprintf(name, sizeof name, "eth%zu", i);
+        int r = sk ? rtnl_link_get_kernel(sk, 0, name, &eth) : -NLE_NOMEM;
         if (r >= 0)
                 r = rtnl_link_get_kernel(sk, 0, "lo", &lo);
         if (r >= 0)
-                r = addr_add(sk, rtnl_link_get_ifindex(eth), h->addr, b->prefix);
+                r = addr_add(sk, rtnl_link_get_ifindex(eth), h->link[i].addr, b->prefix);
         if (r >= 0)
                 r = link_up(sk, lo);
         if (r >= 0)
                 r = link_up(sk, eth);
-        if (r >= 0) {
+        if (r >= 0 && i == 0) {
                 struct rtnl_nexthop *nh = rtnl_route_nh_alloc();
                 rt = rtnl_route_alloc();
                 gw = v4_addr(b->gateway, 32);
@@ -169,29 +177,56 @@ static int inside_configure(struct helper *h, struct hutch_error *err)
         if (sk)
                 nl_socket_free(sk);
         if (r < 0)
-                return nl_fail(err, r, "configure the container's interface", "eth0");
+                return nl_fail(err, r, "configure the container's interface", name);
         return 0;
 }
 
 /* The netlink socket of the container's side is opened in its namespace: we enter it for
  * that and come back (a netlink socket stays in the namespace it was made in). */
-static int inside(struct helper *h, struct hutch_error *err)
+static int inside(struct helper *h, size_t i, struct hutch_error *err)
 {
         _cleanup_close_ int home = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
         if (home < 0 || setns(h->netns, CLONE_NEWNET) < 0)
                 return hutch_err_sys(err, -errno, "cannot enter the container's network namespace");
-        int r = inside_configure(h, err);
+        int r = inside_configure(h, i, err);
         if (setns(home, CLONE_NEWNET) < 0)
                 return hutch_err_sys(err, -errno, "cannot return to the host's network namespace");
         return r;
 }
 
+/* Network i: its lease, its bridge, its veth pair, its side inside. */
+static int link_wire(struct helper *h, size_t i, unsigned long long st, struct hutch_error *err)
+{
+        const struct net_bridge_conf *b = &h->req.bridge[i];
+        struct helper_link *k = &h->link[i];
+        int r = net_lease_take(h->lease_dir, b, getpid(), st, &k->addr, err);
+        if (r < 0) {
+                k->addr = 0;
+                return r;
+        }
+        struct nl_sock *sk = nl_open();
+        if (!sk)
+                return hutch_err(err, -EIO, "cannot open a netlink socket");
+        /* hv<pid>, hv<pid>-1, …: 11 characters at most (pid_max 2^22) */
+        if (i == 0)
+                snprintf(k->veth, sizeof k->veth, "hv%d", (int) getpid());
+        else
+                snprintf(k->veth, sizeof k->veth, "hv%d-%zu", (int) getpid(), i);
+        r = bridge_ensure(sk, b, err);
+        if (r >= 0)
+                r = veth_make(sk, h, i, r, err);
+        nl_socket_free(sk);
+        if (r >= 0)
+                r = inside(h, i, err);
+        return r;
+}
+
 int bridge_wire(struct helper *h, struct hutch_error *err)
 {
-        const struct net_bridge_conf *b = &h->req.bridge;
         unsigned long long st;
         if (getuid() != 0)
-                return hutch_err(err, -EPERM, "network '%s' is a bridge, which only root can join", b->name);
+                return hutch_err(err, -EPERM, "network '%s' is a bridge, which only root can join",
+                                 h->req.bridge[0].name);
         if (mkdir_p_at(AT_FDCWD, LEASE_DIR, 0700) < 0 && errno != EEXIST)
                 return hutch_err_sys(err, -errno, "cannot create %s", LEASE_DIR);
         h->lease_dir = open(LEASE_DIR, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
@@ -202,43 +237,45 @@ int bridge_wire(struct helper *h, struct hutch_error *err)
                 return hutch_err_sys(err, r, "cannot read our own start time");
         /* the rules of a container whose hutch-net died go as its lease is freed */
         nat_sweep();
-        if ((r = net_lease_take(h->lease_dir, b, getpid(), st, &h->addr, err)) < 0) {
-                h->addr = 0;
-                return r;
-        }
-        struct nl_sock *sk = nl_open();
-        if (!sk)
-                return hutch_err(err, -EIO, "cannot open a netlink socket");
-        snprintf(h->veth, sizeof h->veth, "hv%d", (int) getpid());
-        r = bridge_ensure(sk, b, err);
-        if (r >= 0)
-                r = veth_make(sk, h, r, err);
-        nl_socket_free(sk);
-        if (r >= 0)
-                r = inside(h, err);
+        for (size_t i = 0; r >= 0 && i < h->req.n_bridge; i++)
+                r = link_wire(h, i, st, err);
         if (r >= 0)
                 r = nat_add(h, err);
+        /* half-way (the second network full, say): the first network's veth and lease go
+         * now, not when hutch-net ends */
+        if (r < 0)
+                bridge_unwire(h);
         return r;
+}
+
+static void veth_delete(struct nl_sock *sk, const char *name)
+{
+        struct rtnl_link *l = rtnl_link_alloc();
+        if (sk && l) {
+                rtnl_link_set_name(l, name);
+                rtnl_link_delete(sk, l); /* gone with the container's namespace already: fine */
+        }
+        rtnl_link_put(l);
 }
 
 void bridge_unwire(struct helper *h)
 {
         nat_remove(h);
-        if (h->veth[0]) {
-                struct nl_sock *sk = nl_open();
-                struct rtnl_link *l = rtnl_link_alloc();
-                if (sk && l) {
-                        rtnl_link_set_name(l, h->veth);
-                        rtnl_link_delete(sk, l); /* gone with the container's namespace already: fine */
+        struct nl_sock *sk = NULL;
+        for (size_t i = 0; i < h->req.n_bridge && i < NET_NETWORKS_MAX; i++) {
+                struct helper_link *k = &h->link[i];
+                if (k->veth[0]) {
+                        if (!sk)
+                                sk = nl_open();
+                        veth_delete(sk, k->veth);
+                        k->veth[0] = 0;
                 }
-                rtnl_link_put(l);
-                if (sk)
-                        nl_socket_free(sk);
-                h->veth[0] = 0;
+                if (k->addr && h->lease_dir >= 0)
+                        net_lease_release(h->lease_dir, &h->req.bridge[i], k->addr);
+                k->addr = 0;
         }
-        if (h->addr && h->lease_dir >= 0)
-                net_lease_release(h->lease_dir, &h->req.bridge, h->addr);
-        h->addr = 0;
+        if (sk)
+                nl_socket_free(sk);
         if (h->lease_dir >= 0)
                 close(h->lease_dir);
         h->lease_dir = -EBADF;

@@ -316,7 +316,8 @@ int net_helper_main(int sock, int argc, char **argv)
         (void) argv;
         prctl(PR_SET_NAME, "hutch-net");
         signal(SIGPIPE, SIG_IGN);
-        if (recv(sock, &h.req, sizeof h.req, 0) != (ssize_t) sizeof h.req || h.req.n_publish > NET_PUBLISH_MAX)
+        if (recv(sock, &h.req, sizeof h.req, 0) != (ssize_t) sizeof h.req || h.req.n_publish > NET_PUBLISH_MAX ||
+            h.req.n_bridge > NET_NETWORKS_MAX)
                 return 1;
         if (recv_fds(sock, &c, 1, fds, 2) != 1 || c != 'n' || fds[0] < 0 || fds[1] < 0)
                 return 1;

@@ -107,33 +107,14 @@ static int ports_hold(struct helper *h, struct hutch_error *err)
         return 0;
 }
 
-int nat_add(struct helper *h, struct hutch_error *err)
+/* The sysctls the rules need in this network namespace: a port published on loopback reaches
+ * the first bridge only with route_localnet; the containers' traffic out, and published ports
+ * reached from elsewhere, need IPv4 forwarding. */
+static void nat_sysctls(const struct helper *h)
 {
-        const struct net_bridge_conf *b = &h->req.bridge;
-        unsigned long long st;
-        if (!net_nat_needed(b, h->req.n_publish))
-                return 0;
-        int r = ports_hold(h, err);
-        if (r < 0)
-                return r;
-        if ((r = proc_start_time(getpid(), &st)) < 0)
-                return hutch_err_sys(err, r, "cannot read our own start time");
-        char table[64], why[256];
-        if (!net_nat_table_name(table, sizeof table, getpid(), st))
-                return hutch_err(err, -ENAMETOOLONG, "nftables table name too long");
-        size_t len = 1024 + 512 * (size_t) h->req.n_publish;
-        _cleanup_free_ char *cmds = malloc(len);
-        if (!cmds)
-                return hutch_err(err, -ENOMEM, "out of memory");
-        r = net_nat_rules(cmds, len, table, b, h->addr, h->req.publish, h->req.n_publish);
-        if (r == -EAFNOSUPPORT)
-                return hutch_err(err, r, "a bridge publishes on IPv4 host addresses only");
-        if (r < 0)
-                return hutch_err(err, r, "cannot write the nftables rules");
-        /* a port published on loopback reaches the bridge only with route_localnet; the
-         * container's traffic out, and published ports reached from elsewhere, need IPv4
-         * forwarding (both in this network namespace) */
-        bool loopback = false, elsewhere = b->masquerade;
+        bool loopback = false, elsewhere = false;
+        for (uint32_t i = 0; i < h->req.n_bridge; i++)
+                elsewhere |= h->req.bridge[i].masquerade;
         for (uint32_t i = 0; i < h->req.n_publish; i++) {
                 struct in_addr ip;
                 inet_pton(AF_INET, h->req.publish[i].host_ip, &ip);
@@ -144,13 +125,49 @@ int nat_add(struct helper *h, struct hutch_error *err)
         }
         if (loopback) {
                 char p[96];
-                snprintf(p, sizeof p, "/proc/sys/net/ipv4/conf/%s/route_localnet", b->bridge);
+                snprintf(p, sizeof p, "/proc/sys/net/ipv4/conf/%s/route_localnet", h->req.bridge[0].bridge);
                 sysctl_one(p);
         }
         if (elsewhere)
                 sysctl_one("/proc/sys/net/ipv4/ip_forward");
+}
+
+/* One table for all of a container's networks: the published ports go to the first. */
+int nat_add(struct helper *h, struct hutch_error *err)
+{
+        unsigned long long st;
+        bool needed = false;
+        for (uint32_t i = 0; i < h->req.n_bridge; i++)
+                needed |= net_nat_needed(&h->req.bridge[i], i == 0 ? h->req.n_publish : 0);
+        if (!needed)
+                return 0;
+        int r = ports_hold(h, err);
+        if (r < 0)
+                return r;
+        if ((r = proc_start_time(getpid(), &st)) < 0)
+                return hutch_err_sys(err, r, "cannot read our own start time");
+        char table[64], why[256];
+        if (!net_nat_table_name(table, sizeof table, getpid(), st))
+                return hutch_err(err, -ENAMETOOLONG, "nftables table name too long");
+        size_t len = 1024 * (size_t) h->req.n_bridge + 512 * (size_t) h->req.n_publish, used = 0;
+        _cleanup_free_ char *cmds = malloc(len);
+        if (!cmds)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        for (uint32_t i = 0; i < h->req.n_bridge; i++) {
+                const struct net_bridge_conf *b = &h->req.bridge[i];
+                size_t np = i == 0 ? h->req.n_publish : 0;
+                if (!net_nat_needed(b, np))
+                        continue;
+                r = net_nat_rules(cmds + used, len - used, table, b, h->link[i].addr, h->req.publish, np);
+                if (r == -EAFNOSUPPORT)
+                        return hutch_err(err, r, "a bridge publishes on IPv4 host addresses only");
+                if (r < 0)
+                        return hutch_err(err, r, "cannot write the nftables rules");
+                used += strlen(cmds + used);
+        }
+        nat_sysctls(h);
         if (nft_run(cmds, why, sizeof why, NULL) < 0)
-                return hutch_err(err, -EIO, "cannot add the nftables rules of network '%s'%s%s", b->name,
+                return hutch_err(err, -EIO, "cannot add the nftables rules of network '%s'%s%s", h->req.bridge[0].name,
                                  why[0] ? ": " : "", why);
         snprintf(h->nat_table, sizeof h->nat_table, "%s", table);
         return 0;

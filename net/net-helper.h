@@ -11,18 +11,22 @@ struct helper {
         pid_t tool;        /* pasta or slirp4netns, our child; 0 when none */
         int exit_fd;       /* slirp4netns's --exit-fd, our end */
         char tmpdir[64];   /* slirp4netns's API socket folder while it exists */
-        /* bridge */
-        uint32_t addr;                /* leased, host order; 0 when none */
+        /* bridge: one link per network, in the request's order */
+        struct helper_link {
+                uint32_t addr; /* leased, host order; 0 when none */
+                char veth[16]; /* host end; "" when none */
+        } link[NET_NETWORKS_MAX];
         int lease_dir;                /* the lease folder, while a lease is held */
-        char veth[16];                /* host end */
         char nat_table[64];           /* our nftables table, while it exists */
         int port_fd[NET_PUBLISH_MAX]; /* the published host ports, held */
         size_t n_port_fd;
 };
 
-/* A veth pair: the host end on the bridge (made, with the gateway address, when missing),
- * eth0 in the container with a leased address and the default route. Root. */
+/* A veth pair per network: the host end on its bridge (made, with the gateway address, when
+ * missing), ethN in the container with a leased address; the default route through the
+ * first. Root. On failure half-way, what was made for the networks before is undone too. */
 int bridge_wire(struct helper *h, struct hutch_error *err);
+/* Undo every network's veth, lease and the table. */
 void bridge_unwire(struct helper *h);
 
 /* A bridge container's nftables table (DNAT of its published ports, masquerading when the

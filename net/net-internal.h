@@ -10,7 +10,8 @@
  * one-byte 'w' with a pidfd of the process whose end undoes it all. */
 struct net_wire_req {
         int type; /* enum net_type */
-        struct net_bridge_conf bridge;
+        struct net_bridge_conf bridge[NET_NETWORKS_MAX];
+        uint32_t n_bridge;
         uint32_t n_publish;
         struct net_publish publish[NET_PUBLISH_MAX];
 };
@@ -25,11 +26,13 @@ struct net_wire_reply {
 bool net_nat_table_name(char *buf, size_t len, pid_t holder, unsigned long long start);
 /* "hutch_PID_START" → its parts; false for any other name */
 bool net_nat_table_parse(const char *name, pid_t *ret_holder, unsigned long long *ret_start);
-/* Whether a bridge container needs a table: masquerading on, or a published port. */
+/* Whether a bridge network of a container needs rules in its table: masquerading on, or a
+ * published port (n_publish: the ports published on this network). */
 bool net_nat_needed(const struct net_bridge_conf *b, size_t n_publish);
-/* The table's commands in nft's language: DNAT of each published port (from elsewhere and
- * from this host), masquerading of what loopback sends to the container, and of what the
- * container sends out of other interfaces when b->masquerade. -EAFNOSUPPORT for a host
- * address that is not IPv4, -ENOBUFS when buf is too small. */
+/* The table's commands for one network in nft's language: DNAT of each published port (from
+ * elsewhere and from this host), masquerading of what loopback sends to the container, and of
+ * what the container sends out of other interfaces when b->masquerade. Each network's
+ * commands may follow another's in one table (add is a no-op for what exists). -EAFNOSUPPORT
+ * for a host address that is not IPv4, -ENOBUFS when buf is too small. */
 int net_nat_rules(char *buf, size_t len, const char *table, const struct net_bridge_conf *b, uint32_t addr,
                   const struct net_publish *pub, size_t n_publish);

@@ -39,10 +39,18 @@ struct net_bridge_conf {
         bool users; /* unprivileged users may use it */
 };
 
+/* --network A,B,…: at most this many bridge networks, eth0, eth1, … in list order */
+#define NET_NETWORKS_MAX 8
+/* The addresses of a container on every network, comma-separated (net_address_get). */
+#define NET_ADDRS_LEN 128
+
 struct net_spec {
         bool enabled; /* --net (or -p, which implies it): a network namespace of its own */
         enum net_type type;
-        struct net_bridge_conf bridge; /* with NET_TYPE_BRIDGE */
+        /* with NET_TYPE_BRIDGE: the networks in --network's order, one interface each; the
+         * first has the default route and the published ports */
+        struct net_bridge_conf bridge[NET_NETWORKS_MAX];
+        size_t n_bridge;
         struct net_publish *publish;
         size_t n_publish;
         char **dns;       /* --dns IPs, in order */
@@ -69,8 +77,10 @@ int net_cidr_parse(const char *s, uint32_t *ret_net, unsigned *ret_prefix);
 
 /* The hutch.conf and named-network policy, resolved into s: list (--network's comma list,
  * NULL for the default) → s->type and s->bridge. netdir: where named networks are
- * (/etc/hutch/network). root: the caller is root. Unknown networks, a network the admin does
- * not let users use, a privileged host port for a user: -EINVAL/-EPERM with one line. */
+ * (/etc/hutch/network). root: the caller is root. A list is of bridge networks only (none,
+ * pasta and slirp4netns stand alone), each named once, on bridges and subnets of their own.
+ * Unknown networks, a network the admin does not let users use, a privileged host port for
+ * a user, a list that cannot be: -EINVAL/-EPERM with one line. */
 int net_spec_resolve(struct net_spec *s, const char *list, const struct hutch_conf *conf, const char *netdir, bool root,
                      struct hutch_error *err);
 
@@ -86,7 +96,8 @@ int net_hosts_text(const struct net_spec *s, const char *base, const char *hostn
 /* In the new network namespace: bring loopback up. */
 int net_loopback_up(struct hutch_error *err);
 
-/* The first IPv4 address of an interface other than lo in this network namespace, or "". */
+/* The IPv4 addresses of the interfaces other than lo in this network namespace, in
+ * interface order, comma-separated ("" when none); buf of NET_ADDRS_LEN. */
 void net_address_get(char *buf, size_t len);
 
 /* "127.0.0.1:8080->80/tcp, ..." for instance list. */

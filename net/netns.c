@@ -83,14 +83,23 @@ int net_ports_check(const struct net_spec *s, struct hutch_error *err)
 void net_address_get(char *buf, size_t len)
 {
         struct ifaddrs *ifa = NULL;
+        size_t o = 0;
         buf[0] = 0;
         if (getifaddrs(&ifa) < 0)
                 return;
-        for (struct ifaddrs *i = ifa; i; i = i->ifa_next)
-                if (i->ifa_addr && i->ifa_addr->sa_family == AF_INET && !(i->ifa_flags & IFF_LOOPBACK)) {
-                        inet_ntop(AF_INET, &((struct sockaddr_in *) i->ifa_addr)->sin_addr, buf, len);
+        /* getifaddrs lists addresses in interface index order: eth0 was made before eth1 */
+        for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+                char a[INET_ADDRSTRLEN];
+                if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET || (i->ifa_flags & IFF_LOOPBACK))
+                        continue;
+                inet_ntop(AF_INET, &((struct sockaddr_in *) i->ifa_addr)->sin_addr, a, sizeof a);
+                int n = snprintf(buf + o, len - o, "%s%s", o ? "," : "", a);
+                if (n < 0 || (size_t) n >= len - o) {
+                        buf[o] = 0; /* whole addresses only */
                         break;
                 }
+                o += (size_t) n;
+        }
         freeifaddrs(ifa);
 }
 
@@ -117,7 +126,11 @@ int net_helper_start(const struct net_spec *s, struct net_helper *h, struct hutc
                                  net_type_name(s->type));
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the network helper's socket");
-        struct net_wire_req req = {.type = s->type, .bridge = s->bridge, .n_publish = (uint32_t) s->n_publish};
+        struct net_wire_req req = {
+                .type = s->type, .n_bridge = (uint32_t) s->n_bridge, .n_publish = (uint32_t) s->n_publish};
+        if (s->n_bridge > NET_NETWORKS_MAX)
+                return hutch_err(err, -E2BIG, "at most %d networks can be joined", NET_NETWORKS_MAX);
+        memcpy(req.bridge, s->bridge, s->n_bridge * sizeof *s->bridge);
         if (s->n_publish) /* no array at all without ports */
                 memcpy(req.publish, s->publish, s->n_publish * sizeof *s->publish);
         /* the request goes first: it waits in the socket until the helper reads it */

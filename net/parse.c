@@ -350,6 +350,82 @@ static enum net_type usermode_default(void)
                                                                                       : NET_TYPE_SLIRP4NETNS;
 }
 
+/* --network's list: one network alone, or bridge networks only (each its own veth), each
+ * named once. */
+static int list_check(char **names, const char *from, const char *list, struct hutch_error *err)
+{
+        size_t n = strv_length(names);
+        if (n > NET_NETWORKS_MAX)
+                return hutch_err(err, -EINVAL, "%s '%s': at most %d networks", from, list, NET_NETWORKS_MAX);
+        for (size_t i = 0; i < n; i++) {
+                for (size_t j = 0; j < i; j++)
+                        if (!strcmp(names[i], names[j]))
+                                return hutch_err(err, -EINVAL, "%s '%s': network '%s' is named twice", from, list,
+                                                 names[i]);
+                enum net_type t = type_of(names[i]);
+                if (n > 1 && t != NET_TYPE_BRIDGE && t != NET_TYPE_HOST)
+                        return hutch_err(err, -EINVAL,
+                                         "%s '%s': '%s' cannot be joined with other networks (a list is of "
+                                         "bridge networks only)",
+                                         from, list, names[i]);
+        }
+        return 0;
+}
+
+static bool subnets_overlap(const struct net_bridge_conf *a, const struct net_bridge_conf *b)
+{
+        unsigned p = a->prefix < b->prefix ? a->prefix : b->prefix;
+        uint32_t mask = ~0u << (32 - p);
+        return (a->subnet & mask) == (b->subnet & mask);
+}
+
+/* The bridge network name (the built-in one or a named one), after those of s so far: on a
+ * bridge and a subnet of its own, as two interfaces on one bridge or one subnet would leave
+ * the container's routing to chance. */
+static int bridge_add(struct net_spec *s, const char *name, const struct hutch_conf *conf, const char *netdir,
+                      struct hutch_error *err)
+{
+        struct net_bridge_conf *b = &s->bridge[s->n_bridge];
+        *b = (struct net_bridge_conf){.prefix = 0};
+        int r = !strcmp(name, "bridge") ? builtin_bridge(conf, b, err) : named_network_load(netdir, name, b, err);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < s->n_bridge; i++) {
+                if (!strcmp(s->bridge[i].bridge, b->bridge))
+                        return hutch_err(err, -EINVAL, "networks '%s' and '%s' are both on bridge '%s'",
+                                         s->bridge[i].name, b->name, b->bridge);
+                if (subnets_overlap(&s->bridge[i], b))
+                        return hutch_err(err, -EINVAL, "networks '%s' and '%s' have overlapping subnets",
+                                         s->bridge[i].name, b->name);
+        }
+        s->n_bridge++;
+        return 0;
+}
+
+/* The checks of published ports: where they can go in, and what users may bind. */
+static int publish_check(const struct net_spec *s, enum net_type t, bool root, struct hutch_error *err)
+{
+        for (size_t i = 0; t == NET_TYPE_BRIDGE && i < s->n_publish; i++)
+                if (strchr(s->publish[i].host_ip, ':'))
+                        return hutch_err(
+                                err, -EINVAL,
+                                "network '%s' is a bridge, which publishes on IPv4 host addresses only, not '%s'",
+                                s->bridge[0].name, s->publish[i].host_ip);
+        if (t == NET_TYPE_NONE && s->n_publish > 0)
+                return hutch_err(err, -EINVAL,
+                                 "a port is published but network 'none' has no way in: use --network pasta, "
+                                 "slirp4netns or bridge");
+        if (!root) {
+                unsigned low = unprivileged_port_start();
+                for (size_t i = 0; i < s->n_publish; i++)
+                        if (s->publish[i].host_port < low)
+                                return hutch_err(err, -EPERM,
+                                                 "host port %u is privileged (below %u): only root may publish it",
+                                                 s->publish[i].host_port, low);
+        }
+        return 0;
+}
+
 int net_spec_resolve(struct net_spec *s, const char *list, const struct hutch_conf *conf, const char *netdir, bool root,
                      struct hutch_error *err)
 {
@@ -362,27 +438,18 @@ int net_spec_resolve(struct net_spec *s, const char *list, const struct hutch_co
                 return hutch_err(err, -ENOMEM, "out of memory");
         if (!names || !names[0])
                 return hutch_err(err, -EINVAL, "%s names no network", from);
-        const char *chosen = NULL;
-        for (char **n = names; *n; n++) {
-                if (!strcmp(*n, "none") && names[1])
-                        continue; /* none beside another network adds nothing */
-                if (chosen && strcmp(chosen, *n) != 0)
-                        return hutch_err(err, -EINVAL, "%s '%s': a container joins one network, not several", from,
-                                         list);
-                chosen = *n;
-        }
-        if (!chosen)
-                chosen = "none";
-        enum net_type t = type_of(chosen);
-        int r = 0;
-        if (t == NET_TYPE_BRIDGE)
-                r = builtin_bridge(conf, &s->bridge, err);
-        else if (t == NET_TYPE_HOST) {
-                r = named_network_load(netdir, chosen, &s->bridge, err);
-                t = NET_TYPE_BRIDGE;
-        }
+        int r = list_check(names, from, list, err);
         if (r < 0)
                 return r;
+        const char *chosen = names[0];
+        enum net_type t = type_of(chosen);
+        s->n_bridge = 0;
+        if (t == NET_TYPE_BRIDGE || t == NET_TYPE_HOST) {
+                t = NET_TYPE_BRIDGE;
+                for (char **n = names; *n; n++)
+                        if ((r = bridge_add(s, *n, conf, netdir, err)) < 0)
+                                return r;
+        }
         if (t == NET_TYPE_NONE && s->n_publish > 0 && list_default) {
                 t = usermode_default(); /* -p without --network: user-mode networking publishes it */
                 chosen = net_type_name(t);
@@ -396,24 +463,8 @@ int net_spec_resolve(struct net_spec *s, const char *list, const struct hutch_co
         if (!root && !user_allowed(conf, chosen))
                 return hutch_err(err, -EPERM,
                                  "network '%s' is not allowed for users by hutch.conf ('network users allow')", chosen);
-        for (size_t i = 0; t == NET_TYPE_BRIDGE && i < s->n_publish; i++)
-                if (strchr(s->publish[i].host_ip, ':'))
-                        return hutch_err(
-                                err, -EINVAL,
-                                "network '%s' is a bridge, which publishes on IPv4 host addresses only, not '%s'",
-                                s->bridge.name, s->publish[i].host_ip);
-        if (t == NET_TYPE_NONE && s->n_publish > 0)
-                return hutch_err(err, -EINVAL,
-                                 "a port is published but network 'none' has no way in: use --network pasta, "
-                                 "slirp4netns or bridge");
-        if (!root) {
-                unsigned low = unprivileged_port_start();
-                for (size_t i = 0; i < s->n_publish; i++)
-                        if (s->publish[i].host_port < low)
-                                return hutch_err(err, -EPERM,
-                                                 "host port %u is privileged (below %u): only root may publish it",
-                                                 s->publish[i].host_port, low);
-        }
+        if ((r = publish_check(s, t, root, err)) < 0)
+                return r;
         s->type = t;
         s->enabled = true;
         return 0;

@@ -75,8 +75,9 @@ struct launch_instance_io {
         /* out, once the payload was exec'd: the init (PID 1 of the container), our parent's
          * child, with its pidfd */
         struct pidref init;
-        /* out: with a network namespace of its own, the container's first IPv4 address, else "" */
-        char net_addr[46];
+        /* out: with a network namespace of its own, the container's IPv4 addresses, one per
+         * network, comma-separated (net_address_get), else "" */
+        char net_addr[NET_ADDRS_LEN];
 };
 #define LAUNCH_INSTANCE_IO_INIT ((struct launch_instance_io){.serve_sock = -EBADF, .init = PIDREF_NULL})
 

@@ -73,7 +73,8 @@ struct process_msg {
         pid_t pid;
         int status;
         struct hutch_error err;
-        char net_addr[46]; /* STARTED with a network of its own: its first IPv4 address, or "" */
+        char net_addr[128]; /* STARTED with a network of its own: its IPv4 addresses (a comma
+                             * list, one per network), or "" */
 };
 /* Send m, with fd (SCM_RIGHTS) unless it is < 0. 0 or -errno. */
 int process_msg_send(int sock, const struct process_msg *m, int fd);

@@ -19,8 +19,12 @@ check "-p before IMAGE is still --pid" '[ "$RC" -eq 0 ]'
 # bad input: one line, nothing started
 run "$HUTCH" exec --net --network nosuch "$I" true
 check "unknown network" 'fails_with "unknown network .nosuch."'
-run "$HUTCH" exec --net --network pasta,slirp4netns "$I" true
-check "two networks" 'fails_with "one network"'
+for l in pasta,slirp4netns none,bridge bridge,pasta; do
+	run "$HUTCH" exec --net --network $l "$I" true
+	check "--network $l: only bridge networks make a list" 'fails_with "cannot be joined with other networks"'
+done
+run "$HUTCH" exec --net --network bridge,bridge "$I" true
+check "a network named twice" 'fails_with "network .bridge. is named twice"'
 for bad in 0:80 80:0 65536:80 8080:99999 x:80 8080:80/sctp 300.1.1.1:8080:80; do
 	run "$HUTCH" exec -p "$bad" "$I" true
 	check "-p $bad refused" 'fails_with "$bad"'
@@ -173,5 +177,77 @@ EOS
 	check "masquerade: without it the outside cannot answer" '! out_has "^plain: "'
 	check "masquerade: no table left" 'out_has "after-masq tables=0"'
 	leftovers "masquerade"
+
+	# several networks (--network A,B): eth0 and eth1, one veth and one lease each, a peer
+	# reached on each; cleanup after stop, after kill -9, and after a failure half-way (the
+	# second network full: the first's veth and lease are undone)
+	cat > "$T/multi.sh" <<'EOS'
+set -u
+ip link set lo up
+SYS=$("$HUTCH" help | sed -n 's/^System configuration: //p')
+d=$(dirname "$SYS")
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+mkdir -p "$T/mn/up" "$T/mn/wk"
+mount -t overlay overlay -o "lowerdir=$d,upperdir=$T/mn/up,workdir=$T/mn/wk" "$d" || echo "cannot stage"
+mkdir -p "$(dirname "$SYS")/network"
+printf 'bridge = hutchs0\nsubnet = 10.92.0.0/24\n' > "$(dirname "$SYS")/network/side.conf"
+# one address only (.2; .1 is the gateway)
+printf 'bridge = hutchf0\nsubnet = 10.93.0.0/30\n' > "$(dirname "$SYS")/network/full.conf"
+L=/run/hutch/net
+state() {
+	echo "veths=$(ip -o link | grep -c 'master hutch0'),$(ip -o link | grep -c 'master hutchs0') leases=$(grep -c . $L/bridge.leases),$(grep -c . $L/side.leases)"
+}
+export HUTCH_TEST_PORT=8080
+"$HUTCH" instance start --net --network bridge "$I" mpa >/dev/null || echo "mpa failed"
+"$HUTCH" instance start --net --network side "$I" mpb >/dev/null || echo "mpb failed"
+a=$("$HUTCH" instance list --json | tr -d '\n ' | sed 's/},{/}\n{/g' | sed -n 's/.*"instance":"mpa".*"ip":"\([0-9.]*\)".*/\1/p')
+b=$("$HUTCH" instance list --json | tr -d '\n ' | sed 's/},{/}\n{/g' | sed -n 's/.*"instance":"mpb".*"ip":"\([0-9.]*\)".*/\1/p')
+echo "peers=$a,$b"
+echo "before $(state)"
+"$HUTCH" instance start --net --network bridge,side "$I" m2 >/dev/null || echo "m2 failed"
+"$HUTCH" instance list --json | tr -d '\n ' | sed 's/},{/}\n{/g' | grep '"instance":"m2"' | sed 's/^/json: /'
+"$HUTCH" instance list | awk '$1=="m2"{print "list: " $3}'
+"$HUTCH" exec instance://m2 sh -c "ip -4 -o addr; ip route; for p in $a $b; do printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 \$p 8080 | head -1 | sed \"s/^/reach \$p: /\"; done"
+echo "running $(state)"
+"$HUTCH" instance stop m2 >/dev/null
+echo "after-stop $(state)"
+"$HUTCH" instance start --net --network bridge,side "$I" m2k >/dev/null || echo "m2k failed"
+init=$("$HUTCH" instance list --json | tr -d '\n ' | sed 's/},{/}\n{/g' | sed -n 's/.*"instance":"m2k","pid":\([0-9]*\).*/\1/p')
+kill -9 "$(ps -o ppid= -p "$init")"
+for i in $(seq 50); do [ "$(state)" = "veths=1,1 leases=1,1" ] && break; sleep 0.1; done
+"$HUTCH" instance list >/dev/null 2>&1
+echo "after-kill $(state)"
+"$HUTCH" exec --net --network side,bridge "$I" sh -c 'ip -4 -o addr show eth0; ip -4 -o addr show eth1; ip route' | sed 's/^/batch: /'
+# the helper undoes a batch container's network once it has seen the payload end
+for i in $(seq 50); do [ "$(state)" = "veths=1,1 leases=1,1" ] && break; sleep 0.1; done
+echo "after-batch $(state)"
+"$HUTCH" instance start --net --network full "$I" mpf >/dev/null || echo "mpf failed"
+"$HUTCH" exec --net --network side,full "$I" true 2>&1 | sed 's/^/half: /'
+echo "after-half $(state) full=$(grep -c . $L/full.leases) fullveths=$(ip -o link | grep -c 'master hutchf0')"
+for n in mpa mpb mpf; do "$HUTCH" instance stop $n >/dev/null; done
+echo "end $(state) tables=$(nft list tables | grep -c ' hutch_')"
+EOS
+	run env HUTCH="$HUTCH" I="$I" T="$T" unshare -n -m --propagation private bash "$T/multi.sh"
+	a=$(sed -n 's/^peers=\(.*\),.*/\1/p' "$OUT")
+	b=$(sed -n 's/^peers=.*,\(.*\)/\1/p' "$OUT")
+	check "networks: peers on bridge and on side" 'out_has "^peers=10\.89\.0\.[0-9]*,10\.92\.0\.[0-9]*$" && out_has "^before veths=1,1 leases=1,1$"'
+	check "networks: bridge,side gives eth0 on bridge, eth1 on side" \
+		'out_has "eth0.*inet 10\.89\.0\." && out_has "eth1.*inet 10\.92\.0\." && ! out_has "eth2"'
+	check "networks: the default route is the first network's" \
+		'out_has "^default via 10.89.0.1 dev eth0" && [ "$(grep -c "^default" "$OUT")" -eq 1 ]'
+	check "networks: a peer on each network answers" 'out_has "reach $a: HTTP/1.[01] 200" && out_has "reach $b: HTTP/1.[01] 200"'
+	check "networks: one veth and one lease per network" 'out_has "^running veths=2,2 leases=2,2$"'
+	check "networks: instance list shows every address" 'out_has "^list: 10\.89\.0\.[0-9]*,10\.92\.0\.[0-9]*$"'
+	check "networks: --json has the first as ip, all in ips" \
+		'out_has "^json: .*\"ip\":\"10\.89\.0\.[0-9]*\",\"ips\":\[\"10\.89\.0\.[0-9]*\",\"10\.92\.0\.[0-9]*\"\]"'
+	check "networks: after stop no veth and no lease of either" 'out_has "^after-stop veths=1,1 leases=1,1$"'
+	check "networks: after kill -9 of the supervisor no veth and no lease of either" 'out_has "^after-kill veths=1,1 leases=1,1$"'
+	check "networks: a batch container in list order (side,bridge), cleaned at exit" \
+		'out_has "batch: .*eth0.*inet 10\.92\.0\." && out_has "batch: .*eth1.*inet 10\.89\.0\." && out_has "batch: default via 10.92.0.1 dev eth0" && out_has "^after-batch veths=1,1 leases=1,1$"'
+	check "networks: the second network full fails in one line" 'out_has "^half: hutch: error: .*network .full. has no free address left" && [ "$(grep -c "^half: " "$OUT")" -eq 1 ]'
+	check "networks: the failure half-way leaves no veth or lease of the first network" \
+		'out_has "^after-half veths=1,1 leases=1,1 full=1 fullveths=1$"'
+	check "networks: nothing left at the end" 'out_has "^end veths=0,0 leases=0,0 tables=0$"'
+	leftovers "networks"
 fi
 finish

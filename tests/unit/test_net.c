@@ -119,17 +119,16 @@ static void test_resolve(void **state)
         assert_int_equal(s.type, NET_TYPE_NONE);
         assert_int_equal(net_spec_resolve(&s, "pasta", &conf, tmpdir, false, &err), 0);
         assert_int_equal(s.type, NET_TYPE_PASTA);
-        assert_int_equal(net_spec_resolve(&s, "none,slirp4netns", &conf, tmpdir, false, &err), 0);
-        assert_int_equal(s.type, NET_TYPE_SLIRP4NETNS);
         assert_int_equal(net_spec_resolve(&s, "pasta,slirp4netns", &conf, tmpdir, false, &err), -EINVAL);
         assert_int_equal(net_spec_resolve(&s, "bridge", &conf, tmpdir, false, &err), -EPERM);
         assert_int_equal(net_spec_resolve(&s, "bridge", &conf, tmpdir, true, &err), 0);
         assert_int_equal(s.type, NET_TYPE_BRIDGE);
-        assert_string_equal(s.bridge.bridge, "hutch0");
-        assert_true(s.bridge.subnet == 0x0a590000 && s.bridge.prefix == 24 && s.bridge.gateway == 0x0a590001);
+        assert_string_equal(s.bridge[0].bridge, "hutch0");
+        assert_true(s.bridge[0].subnet == 0x0a590000 && s.bridge[0].prefix == 24 && s.bridge[0].gateway == 0x0a590001);
         assert_int_equal(net_spec_resolve(&s, "lab", &conf, tmpdir, true, &err), 0);
-        assert_string_equal(s.bridge.bridge, "lab0");
-        assert_true(s.bridge.masquerade && s.bridge.prefix == 28 && s.bridge.gateway == 0x0a4d0001);
+        assert_string_equal(s.bridge[0].bridge, "lab0");
+        assert_true(s.bridge[0].masquerade && s.bridge[0].prefix == 28 && s.bridge[0].gateway == 0x0a4d0001);
+        assert_int_equal(s.n_bridge, 1);
         assert_int_equal(net_spec_resolve(&s, "nosuch", &conf, tmpdir, true, &err), -EINVAL);
         assert_non_null(strstr(err.msg, "unknown network 'nosuch'"));
         assert_int_equal(net_spec_resolve(&s, "../etc/x", &conf, tmpdir, true, &err), -EINVAL);
@@ -159,6 +158,64 @@ static void test_resolve(void **state)
         assert_int_equal(net_spec_resolve(&p, "bridge", &conf, tmpdir, true, &err), -EINVAL);
         assert_non_null(strstr(err.msg, "IPv4 host addresses only"));
         net_spec_free(&p);
+        net_spec_free(&s);
+        conf_free(&conf);
+}
+
+/* --network A,B,…: bridge networks in order; what cannot be combined is refused in one line. */
+static void test_resolve_list(void **state)
+{
+        (void) state;
+        struct hutch_conf conf;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        struct net_spec s = {0};
+        conf_defaults(&conf);
+        write_text("lab.conf", "type = bridge\nbridge = lab0\nsubnet = 10.77.0.0/28\nmasquerade = yes\n");
+        write_text("side.conf", "bridge = side0\nsubnet = 10.78.0.0/24\ngateway = 10.78.0.254\n");
+        write_text("twin.conf", "bridge = hutch0\nsubnet = 10.79.0.0/24\n");
+        write_text("wide.conf", "bridge = wide0\nsubnet = 10.77.0.0/16\n");
+        assert_int_equal(net_spec_resolve(&s, "bridge,lab,side", &conf, tmpdir, true, &err), 0);
+        assert_int_equal(s.type, NET_TYPE_BRIDGE);
+        assert_int_equal(s.n_bridge, 3);
+        assert_string_equal(s.bridge[0].name, "bridge");
+        assert_string_equal(s.bridge[0].bridge, "hutch0");
+        assert_string_equal(s.bridge[1].name, "lab");
+        assert_true(s.bridge[1].masquerade && s.bridge[1].subnet == 0x0a4d0000);
+        assert_string_equal(s.bridge[2].bridge, "side0");
+        assert_true(s.bridge[2].gateway == 0x0a4e00fe);
+        /* resolved again: the list starts afresh */
+        assert_int_equal(net_spec_resolve(&s, "side", &conf, tmpdir, true, &err), 0);
+        assert_int_equal(s.n_bridge, 1);
+        assert_string_equal(s.bridge[0].name, "side");
+        /* none, pasta and slirp4netns stand alone */
+        static const char *const alone[] = {"none,bridge",     "bridge,none", "pasta,bridge",
+                                            "lab,slirp4netns", "none,pasta",  "none,none"};
+        for (size_t i = 0; i < ELEMENTSOF(alone); i++) {
+                assert_int_equal(net_spec_resolve(&s, alone[i], &conf, tmpdir, true, &err), -EINVAL);
+                assert_non_null(strstr(err.msg, alone[i]));
+        }
+        assert_int_equal(net_spec_resolve(&s, "pasta,bridge", &conf, tmpdir, true, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "'pasta' cannot be joined with other networks"));
+        /* a network named twice */
+        assert_int_equal(net_spec_resolve(&s, "lab,bridge,lab", &conf, tmpdir, true, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "network 'lab' is named twice"));
+        assert_int_equal(net_spec_resolve(&s, "bridge,bridge", &conf, tmpdir, true, &err), -EINVAL);
+        /* one bridge or overlapping subnets for two networks */
+        assert_int_equal(net_spec_resolve(&s, "bridge,twin", &conf, tmpdir, true, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "both on bridge 'hutch0'"));
+        assert_int_equal(net_spec_resolve(&s, "lab,wide", &conf, tmpdir, true, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "overlapping subnets"));
+        /* an unknown network anywhere in the list; too many */
+        assert_int_equal(net_spec_resolve(&s, "bridge,nosuch", &conf, tmpdir, true, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "unknown network 'nosuch'"));
+        assert_int_equal(net_spec_resolve(&s, "a,b,c,d,e,f,g,h,i", &conf, tmpdir, true, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "at most 8 networks"));
+        /* a user: bridges are root's, in a list too */
+        assert_int_equal(net_spec_resolve(&s, "bridge,lab", &conf, tmpdir, false, &err), -EPERM);
+        /* published ports go to the first network: IPv4 host addresses only there */
+        assert_int_equal(net_publish_parse("[::1]:8080:80", &s, &err), 0);
+        assert_int_equal(net_spec_resolve(&s, "lab,bridge", &conf, tmpdir, true, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "network 'lab' is a bridge"));
         net_spec_free(&s);
         conf_free(&conf);
 }
@@ -305,10 +362,11 @@ static void test_cleanup(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_publish),   cmocka_unit_test(test_looks_like),
-                cmocka_unit_test(test_dns_hosts), cmocka_unit_test(test_resolve),
-                cmocka_unit_test(test_lease),     cmocka_unit_test(test_lease_concurrent),
-                cmocka_unit_test(test_cleanup),   cmocka_unit_test(test_nat_rules),
+                cmocka_unit_test(test_publish),          cmocka_unit_test(test_looks_like),
+                cmocka_unit_test(test_dns_hosts),        cmocka_unit_test(test_resolve),
+                cmocka_unit_test(test_resolve_list),     cmocka_unit_test(test_lease),
+                cmocka_unit_test(test_lease_concurrent), cmocka_unit_test(test_cleanup),
+                cmocka_unit_test(test_nat_rules),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
