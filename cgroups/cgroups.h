@@ -101,6 +101,10 @@ void cgroup_orphans_clean(const char *parent);
 int cgroup_own(struct cgroup *ret);
 /* Move pid (0: the caller) into every folder of cg. */
 int cgroup_enter(const struct cgroup *cg, pid_t pid, struct hutch_error *err);
+/* cg's folder opened (O_DIRECTORY, close-on-exec) for a child to be born in it
+ * (process_fork_into_cgroup): cgroup v2 only, which has one folder; -EOPNOTSUPP for v1
+ * (or none), whose processes are moved in with cgroup_enter. */
+int cgroup_open_for_clone(const struct cgroup *cg);
 /* Kill what is inside, wait for it to be empty, remove the folders. Clears cg. */
 void cgroup_destroy(struct cgroup *cg);
 /* Forget cg without touching the kernel. */

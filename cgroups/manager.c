@@ -517,6 +517,14 @@ int cgroup_enter(const struct cgroup *cg, pid_t pid, struct hutch_error *err)
         return 0;
 }
 
+int cgroup_open_for_clone(const struct cgroup *cg)
+{
+        if (cg->version != 2 || cg->n_dirs != 1)
+                return -EOPNOTSUPP;
+        int fd = open(cg->dirs[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        return fd < 0 ? -errno : fd;
+}
+
 static bool kill_all(const char *dir)
 {
         _cleanup_free_ char *procs = NULL;

@@ -66,8 +66,9 @@ struct sup {
         struct overlay *ovl;
         int out_pipe[2], err_pipe[2];
         struct log_sink out, err;
-        struct cgroup cg;     /* with limits: the instance's, the launcher enters it */
+        struct cgroup cg;     /* the instance's (with limits, or for stats where one can be made) */
         bool cg_is_unit;      /* cg is our systemd unit's own: only read */
+        int cg_fd;            /* cg's folder, where launchers are born (cgroup v2), or -EBADF */
         char user[64];        /* the user's name, for the audit trail */
         struct pidref init;   /* the container's PID 1, our child; unset when none */
         struct pidref server; /* the image server of the current start, our child; unset when none */
@@ -332,7 +333,7 @@ static void drain(int fd, struct log_sink *s)
  * pipes; the batch path with a PID namespace makes the init its sibling (the supervisor's
  * child) and returns it once the payload runs; the launcher reports "started" with the
  * init's pidfd, or "failed", through notify and exits. */
-static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
+static _Noreturn void launcher_main(struct sup *u, int notify, int serve, bool enter_cgroup)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct launch_spec spec = *u->spec->launch;
@@ -352,8 +353,8 @@ static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
                 _exit(255);
         spec.pid_ns = true;
         spec.no_init = false;
-        spec.limits = NULL; /* the supervisor made the cgroup; the launcher goes in */
-        if (u->cg.n_dirs && !u->cg_is_unit && cgroup_enter(&u->cg, 0, &err) < 0) {
+        spec.limits = NULL; /* the supervisor made the cgroup; the launcher is in it */
+        if (enter_cgroup && cgroup_enter(&u->cg, 0, &err) < 0) {
                 process_msg_fail(notify, &err);
                 _exit(255);
         }
@@ -459,15 +460,31 @@ static bool child_kill_unknown(pid_t child, void *arg)
 }
 
 /* The launcher and its report: the init's pid once the payload runs, or why it failed.
- * Returns the launcher's wait status or -errno. */
-static int launcher_run(struct sup *u, int notify, int serve)
+ * Returns the launcher's wait status or -errno, err filled.
+ * Every process of the container starts inside the instance's cgroup, and none is ever
+ * moved out: the launcher is born there (clone3 CLONE_INTO_CGROUP, cgroup v2 on Linux 5.7
+ * and later), or, where the hierarchy (v1) or the kernel cannot, it moves itself in before
+ * it does anything else (launcher_main); the init and the payload inherit it. A cgroup v2
+ * that refuses the launcher (permissions, pids.max) fails the start, as a move would. */
+static int launcher_run(struct sup *u, int notify, int serve, struct hutch_error *err)
 {
         struct pidref launcher = PIDREF_NULL;
-        int r = process_fork(FORK_DEATHSIG, &launcher);
+        int r = -EOPNOTSUPP;
+        if (u->cg_fd >= 0) {
+                r = process_fork_into_cgroup(FORK_DEATHSIG, u->cg_fd, &launcher);
+                if (r == -EOPNOTSUPP) { /* this kernel cannot: the next start need not ask */
+                        close(u->cg_fd);
+                        u->cg_fd = -EBADF;
+                } else if (r < 0)
+                        return hutch_err_sys(err, r, "cannot start the launcher in cgroup '%s'", u->cg.dirs[0]);
+        }
+        bool enter = r == -EOPNOTSUPP && u->cg.n_dirs && !u->cg_is_unit;
+        if (r == -EOPNOTSUPP)
+                r = process_fork(FORK_DEATHSIG, &launcher);
         if (r < 0)
-                return r;
+                return hutch_err_sys(err, r, "cannot start the launcher");
         if (r == 0)
-                launcher_main(u, notify, serve);
+                launcher_main(u, notify, serve, enter);
         int ws = 0;
         r = pidref_wait(&launcher, 0, &ws);
         pidref_done(&launcher);
@@ -486,7 +503,7 @@ static int container_start(struct sup *u, struct hutch_error *err)
                 close(sp[1]);
                 return r;
         }
-        int ws = launcher_run(u, sp[1], serve);
+        int ws = launcher_run(u, sp[1], serve, err);
         close(sp[1]);
         if (serve >= 0)
                 close(serve);
@@ -504,7 +521,7 @@ static int container_start(struct sup *u, struct hutch_error *err)
         }
         u->run_started = time(NULL);
         if (ws < 0)
-                return hutch_err_sys(err, ws, "cannot start the launcher");
+                return ws;
         if (got && ev.type == PROCESS_MSG_STARTED && ev.pid > 0) {
                 pidref_done(&u->init);
                 if (init_fd >= 0)
@@ -986,6 +1003,12 @@ static int setup(struct sup *u, struct hutch_error *err)
         }
         if (u->cg.n_dirs && cgroup_to_string(&u->cg, &u->st.cgroup) < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");
+        if (u->cg.n_dirs && !u->cg_is_unit) {
+                r = cgroup_open_for_clone(&u->cg);
+                if (r < 0 && r != -EOPNOTSUPP)
+                        return hutch_err_sys(err, r, "cannot open cgroup '%s'", u->cg.dirs[0]);
+                u->cg_fd = r;
+        }
         sigset_t ss;
         sigemptyset(&ss);
         sigaddset(&ss, SIGCHLD);
@@ -1059,7 +1082,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = u.job_fd = -EBADF;
         u.out.fd = u.err.fd = u.out.dir_fd = -EBADF;
         u.out_pipe[0] = u.out_pipe[1] = u.err_pipe[0] = u.err_pipe[1] = -EBADF;
-        u.srv_pipe[0] = u.srv_pipe[1] = u.self_fd = u.notify_fd = -EBADF;
+        u.srv_pipe[0] = u.srv_pipe[1] = u.self_fd = u.notify_fd = u.cg_fd = -EBADF;
         u.st.uid = spec->env.uid;
         u.st.supervisor = getpid();
         proc_start_time(u.st.supervisor, &u.st.supervisor_start);
@@ -1137,7 +1160,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         sink_drop_aside(&u.err);
         int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,       u.timerfd,
                      u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1], u.srv_pipe[0], u.srv_pipe[1],
-                     u.self_fd,     u.out.dir_fd,  u.sync_fd,     u.job_fd,      u.notify_fd};
+                     u.self_fd,     u.out.dir_fd,  u.sync_fd,     u.job_fd,      u.notify_fd,   u.cg_fd};
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)
                 if (fds[i] >= 0)
                         close(fds[i]);

@@ -81,7 +81,31 @@ void pidref_done(struct pidref *p)
         *p = PIDREF_NULL;
 }
 
-int process_fork(unsigned flags, struct pidref *ret)
+/* clone3 for a sibling or a child born in a cgroup (no libc wrapper makes either). The exit
+ * signal of a sibling is ours (what our parent gets for us): clone3 refuses one with
+ * CLONE_PARENT. */
+static pid_t clone3_child(unsigned flags, int cgroup_fd, int *pidfd)
+{
+        struct clone_args ca = {.flags = CLONE_PIDFD, .pidfd = (uint64_t) (uintptr_t) pidfd};
+        if (flags & FORK_SIBLING)
+                ca.flags |= CLONE_PARENT;
+        else
+                ca.exit_signal = SIGCHLD;
+        if (cgroup_fd >= 0) {
+                ca.flags |= CLONE_INTO_CGROUP;
+                ca.cgroup = (uint64_t) cgroup_fd;
+        }
+        pid_t pid = (pid_t) syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid < 0 && errno == ENOSYS && cgroup_fd < 0) /* Linux < 5.3: no pidfd, no clone3 */
+                pid = (pid_t) syscall(SYS_clone, CLONE_PARENT, 0, NULL, NULL, 0);
+        /* before 5.7 the larger clone_args is E2BIG (or its unknown flag EINVAL); a folder
+         * of cgroup v1 is EBADF */
+        if (pid < 0 && cgroup_fd >= 0 && (errno == ENOSYS || errno == E2BIG || errno == EINVAL || errno == EBADF))
+                errno = EOPNOTSUPP;
+        return pid;
+}
+
+int process_fork_into_cgroup(unsigned flags, int cgroup_fd, struct pidref *ret)
 {
         int parent_fd = -EBADF, pidfd = -EBADF;
         if (flags & FORK_DEATHSIG) {
@@ -91,17 +115,10 @@ int process_fork(unsigned flags, struct pidref *ret)
                         return -errno;
         }
         pid_t pid;
-        if (flags & FORK_SIBLING) {
-                /* no libc wrapper can make a sibling: clone3 (Linux 5.3), which hands the
-                 * pidfd over too, else clone. The exit signal is ours (what our parent gets
-                 * for us): clone3 refuses one with CLONE_PARENT */
-                struct clone_args ca = {.flags = CLONE_PARENT | CLONE_PIDFD, .pidfd = (uint64_t) (uintptr_t) &pidfd};
-                pid = (pid_t) syscall(SYS_clone3, &ca, sizeof ca);
-                if (pid < 0 && errno == ENOSYS)
-                        pid = (pid_t) syscall(SYS_clone, CLONE_PARENT, 0, NULL, NULL, 0);
-        } else {
+        if ((flags & FORK_SIBLING) || cgroup_fd >= 0)
+                pid = clone3_child(flags, cgroup_fd, &pidfd);
+        else
                 pid = fork(); /* libc's: its atfork handlers keep malloc and stdio sound */
-        }
         if (pid < 0) {
                 int r = -errno;
                 if (parent_fd >= 0)
@@ -127,6 +144,11 @@ int process_fork(unsigned flags, struct pidref *ret)
                 ret->fd = tmp.fd;
         }
         return 1;
+}
+
+int process_fork(unsigned flags, struct pidref *ret)
+{
+        return process_fork_into_cgroup(flags, -EBADF, ret);
 }
 
 int process_msg_send(int sock, const struct process_msg *m, int fd)

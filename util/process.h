@@ -57,6 +57,14 @@ enum {
  * 0 in the child; in the parent 1 with *ret the child (its pidfd from CLONE_PIDFD), or
  * -errno. */
 int process_fork(unsigned flags, struct pidref *ret);
+/* The same, the child born in the cgroup v2 folder cgroup_fd (clone3 CLONE_INTO_CGROUP,
+ * Linux 5.7): it never runs in ours, so its every fork, page and CPU cycle is the target's.
+ * The kernel checks what a write of the child's pid to cgroup.procs would (permissions,
+ * no internal processes, pids.max). -EOPNOTSUPP, with no child, when the kernel has no
+ * CLONE_INTO_CGROUP (or cgroup_fd is not a cgroup v2 folder): the caller forks and moves
+ * the child instead. Only in a single-threaded process: a raw clone runs no atfork
+ * handler. */
+int process_fork_into_cgroup(unsigned flags, int cgroup_fd, struct pidref *ret);
 
 /* The one message format of the channels between hutch's processes (SOCK_SEQPACKET, one
  * message each): the CLI and the supervisor it starts, the supervisor and its launcher,

@@ -108,6 +108,12 @@ check "no cgroup is left after the batch runs" '[ "$(cgroups_of_hutch | wc -l)" 
 
 run "$HUTCH" instance start --memory 64M --pids-limit 50 "$IMAGES/image.sif" lim
 check "an instance starts with limits" '[ $RC -eq 0 ]'
+# every process of the container starts in the instance's cgroup (its launcher is born there
+# on cgroup v2, or moves itself in on v1), the supervisor never enters it
+ipid=$("$HUTCH" instance list --json lim | sed -n 's/.*"pid": \([0-9]*\).*/\1/p' | head -1)
+in_lim() { [ -n "$1" ] && grep -q -- "hutch-$(id -u)-lim-" "/proc/$1/cgroup"; }
+check "the instance's init and its payload are in its cgroup, its supervisor is not" \
+	'in_lim "$ipid" && in_lim "$(pgrep -P "$ipid" | head -1)" && ! in_lim "$(ps -o ppid= -p "$ipid" | tr -d " ")"'
 run "$HUTCH" exec instance://lim cat /proc/self/cgroup
 check "exec instance:// joins the instance's cgroup" 'out_has "hutch-$(id -u)-lim"'
 run "$HUTCH" exec instance://lim sh -c 'head -c 200000000 /dev/zero | tail >/dev/null'

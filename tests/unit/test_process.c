@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -302,13 +303,94 @@ static void test_msg(void **state)
         close(fd);
 }
 
+/* The line of /proc/PID/cgroup (pid 0: ours) for cgroup v2 ("0::PATH"): PATH, or "". */
+static void cgroup_v2_of(pid_t pid, char *ret, size_t size)
+{
+        char path[64], line[1024];
+        snprintf(path, sizeof path, pid ? "/proc/%d/cgroup" : "/proc/self/cgroup", (int) pid);
+        *ret = 0;
+        FILE *f = fopen(path, "re");
+        while (f && fgets(line, sizeof line, f))
+                if (!strncmp(line, "0::", 3)) {
+                        line[strcspn(line, "\n")] = 0;
+                        snprintf(ret, size, "%s", line + 3);
+                }
+        if (f)
+                fclose(f);
+}
+
+/* process_fork_into_cgroup: the child is born in the cgroup v2 folder given, and it is
+ * there before it runs a line of its own; a folder that is not cgroup v2's is
+ * -EOPNOTSUPP, with no child. As root with a cgroup2 mount (a folder beneath our own
+ * cgroup, removed after); skips otherwise. */
+static void test_fork_into_cgroup(void **state)
+{
+        (void) state;
+        SKIP_UNDER_VALGRIND();
+        char mnt[256] = "", own[512], line[2048], dir[1400], want[1024];
+        FILE *mi = fopen("/proc/self/mountinfo", "re");
+        while (mi && fgets(line, sizeof line, mi)) {
+                char m[256], fstype[64];
+                const char *dash = strstr(line, " - ");
+                if (dash && sscanf(dash, " - %63s", fstype) == 1 && !strcmp(fstype, "cgroup2") &&
+                    sscanf(line, "%*s %*s %*s %*s %255s", m) == 1 && !*mnt)
+                        snprintf(mnt, sizeof mnt, "%s", m);
+        }
+        if (mi)
+                fclose(mi);
+        cgroup_v2_of(0, own, sizeof own);
+        if (geteuid() != 0 || !*mnt || own[0] != '/') {
+                skip();
+                return;
+        }
+        snprintf(want, sizeof want, "%s/hutch-test-fork-%d", strcmp(own, "/") ? own : "", (int) getpid());
+        snprintf(dir, sizeof dir, "%s%s", mnt, want);
+        if (mkdir(dir, 0755) < 0) { /* a cgroup2 we may not write (a container's) */
+                skip();
+                return;
+        }
+        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_true(fd >= 0);
+        struct pidref p = PIDREF_NULL;
+        int r = process_fork_into_cgroup(FORK_DEATHSIG, fd, &p);
+        if (r == 0) {
+                char mine[1024];
+                cgroup_v2_of(0, mine, sizeof mine);
+                _exit(strcmp(mine, want) ? 1 : 0);
+        }
+        close(fd);
+        if (r == -EOPNOTSUPP) { /* Linux < 5.7 */
+                rmdir(dir);
+                skip();
+                return;
+        }
+        assert_int_equal(r, 1);
+        assert_true(p.fd >= 0);
+        int ws = 0;
+        assert_int_equal(pidref_wait(&p, 0, &ws), 1);
+        pidref_done(&p);
+        assert_int_equal(rmdir(dir), 0);
+        assert_true(WIFEXITED(ws));
+        assert_int_equal(WEXITSTATUS(ws), 0);
+        /* a folder that is no cgroup's: no child, and the caller can move one in instead */
+        int root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        assert_int_equal(process_fork_into_cgroup(0, root, &p), -EOPNOTSUPP);
+        assert_false(pidref_is_set(&p));
+        close(root);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_fork_plain),    cmocka_unit_test(test_kill),
-                cmocka_unit_test(test_sibling),       cmocka_unit_test(test_deathsig),
-                cmocka_unit_test(test_fork_detached), cmocka_unit_test(test_spawn_child),
-                cmocka_unit_test(test_wait),          cmocka_unit_test(test_msg),
+                cmocka_unit_test(test_fork_plain),
+                cmocka_unit_test(test_kill),
+                cmocka_unit_test(test_sibling),
+                cmocka_unit_test(test_deathsig),
+                cmocka_unit_test(test_fork_detached),
+                cmocka_unit_test(test_spawn_child),
+                cmocka_unit_test(test_wait),
+                cmocka_unit_test(test_msg),
+                cmocka_unit_test(test_fork_into_cgroup),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
