@@ -464,6 +464,20 @@ static size_t count_live(int root_fd)
         return n;
 }
 
+/* A state folder this process made and locked: removed on return unless disarmed (name
+ * NULL), so that no failure of a start leaves it behind. Declared after the fds it uses,
+ * it runs before their cleanups close them. */
+struct state_dir_guard {
+        int root_fd, dir_fd;
+        const char *name;
+};
+
+static void state_dir_guard_undo(struct state_dir_guard *g)
+{
+        if (g->name)
+                instance_dir_remove(g->root_fd, g->dir_fd, g->name);
+}
+
 int instance_claim(const struct instance_env *env, const char *name, unsigned max, int *ret_root_fd, int *ret_dir_fd,
                    int *ret_lock_fd, struct hutch_error *err)
 {
@@ -473,11 +487,10 @@ int instance_claim(const struct instance_env *env, const char *name, unsigned ma
         int r = state_root_open(env, true, &root, err);
         if (r < 0 || (r = instance_lock(root, name, &dir, &lock, err)) < 0)
                 return r;
+        _cleanup_(state_dir_guard_undo) struct state_dir_guard guard = {.root_fd = root, .dir_fd = dir, .name = name};
         /* held now: a start in another root that has not seen ours will see it */
-        if ((r = state_roots_open(env, fds, &n, err)) < 0) {
-                instance_dir_remove(root, dir, name);
+        if ((r = state_roots_open(env, fds, &n, err)) < 0)
                 return r;
-        }
         struct stat a, b;
         bool taken = false;
         size_t live = 0;
@@ -493,15 +506,12 @@ int instance_claim(const struct instance_env *env, const char *name, unsigned ma
                 }
                 close(fds[i]);
         }
-        if (taken) {
-                instance_dir_remove(root, dir, name);
+        if (taken)
                 return hutch_err(err, -EEXIST, "instance '%s' already exists", name);
-        }
-        if (max > 0 && live > max) {
-                instance_dir_remove(root, dir, name);
+        if (max > 0 && live > max)
                 return hutch_err(err, -EUSERS,
                                  "you run %u instances already, the most hutch.conf allows ('max instances')", max);
-        }
+        guard.name = NULL;
         *ret_root_fd = steal_fd(&root);
         *ret_dir_fd = steal_fd(&dir);
         *ret_lock_fd = steal_fd(&lock);

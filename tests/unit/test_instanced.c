@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "instanced/instanced-internal.h"
 #include "instanced/instanced.h"
 #include "util/util.h"
 
@@ -384,6 +385,43 @@ static void test_security(void **state)
         assert_int_equal(instance_security_apply(NULL, NULL, &none), 0);
 }
 
+/* instance_claim: a start refused after its state folder was made and locked (hutch.conf
+ * 'max instances') leaves no folder; a live instance's folder is never touched by a second
+ * start of its name. */
+static void test_claim(void **state)
+{
+        (void) state;
+        char home[] = "/tmp/claim-home.XXXXXX", base[] = "/tmp/claim-run.XXXXXX", host[256], path[800];
+        assert_non_null(mkdtemp(home));
+        assert_non_null(mkdtemp(base));
+        gethostname(host, sizeof host);
+        struct instance_env env = {.uid = getuid(), .home = home, .runtime_base = base};
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        int root = -EBADF, dir = -EBADF, lock = -EBADF, root2 = -EBADF, dir2 = -EBADF, lock2 = -EBADF;
+        struct stat st;
+        assert_int_equal(instance_claim(&env, "first", 0, &root, &dir, &lock, &err), 0);
+        assert_int_equal(instance_claim(&env, "second", 1, &root2, &dir2, &lock2, &err), -EUSERS);
+        assert_non_null(strstr(err.msg, "max instances"));
+        snprintf(path, sizeof path, "%s/.hutch/instances/%s/second", home, host);
+        assert_int_equal(stat(path, &st), -1);
+        assert_int_equal(errno, ENOENT);
+        assert_int_equal(root2, -EBADF);
+        assert_true(instance_claim(&env, "first", 0, &root2, &dir2, &lock2, &err) < 0);
+        snprintf(path, sizeof path, "%s/.hutch/instances/%s/first/lock", home, host);
+        assert_int_equal(stat(path, &st), 0);
+        instance_dir_remove(root, dir, "first");
+        close(root);
+        close(dir);
+        close(lock);
+        *strrchr(path, '/') = 0;         /* .../HOST/first, removed above */
+        for (int up = 0; up < 3; up++) { /* the folders the claim made: HOST, instances, .hutch */
+                *strrchr(path, '/') = 0;
+                assert_int_equal(rmdir(path), 0);
+        }
+        assert_int_equal(rmdir(home), 0);
+        assert_int_equal(rmdir(base), 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -391,7 +429,7 @@ int main(void)
                 cmocka_unit_test(test_state_roundtrip), cmocka_unit_test(test_state_parse_bad),
                 cmocka_unit_test(test_paths),           cmocka_unit_test(test_units),
                 cmocka_unit_test(test_audit),           cmocka_unit_test(test_ready),
-                cmocka_unit_test(test_security),
+                cmocka_unit_test(test_security),        cmocka_unit_test(test_claim),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
