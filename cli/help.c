@@ -16,7 +16,7 @@ static const char launch_options[] =
         "  -C, --containall              --contain plus --pid, --ipc and --cleanenv\n"
         "  -e, --cleanenv                do not pass the host environment\n"
         "      --env K=V[,K=V]           set a variable inside (wins over the image's %environment)\n"
-        "      --env-file FILE           KEY=VALUE lines to set inside\n"
+        "      --env-file FILE           KEY=VALUE lines to set inside ($NAME expanded)\n"
         "  -H, --home SRC[:DST]          home folder to mount (default: $HOME at the same path)\n"
         "      --no-home                 do not mount the home folder\n"
         "      --pwd DIR                 working folder inside\n"

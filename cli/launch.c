@@ -489,7 +489,7 @@ static int build_env(struct cli *c, struct launch_args *a)
         for (char **f = a->env_files; f && *f; f++) {
                 _cleanup_free_ char *text = NULL;
                 if (conf_file_read(*f, 1 << 20, "env file", &text, &err) < 0 ||
-                    env_file_parse(text, *f, &a->spec.env, &err) < 0)
+                    env_file_parse(text, *f, c->environ, &a->spec.env, &err) < 0)
                         return cli_fail(&err);
         }
         for (char **e = a->env_opts; e && *e; e++)

@@ -96,8 +96,9 @@ int bind_spec_parse(const char *s, struct bind_spec **v, size_t *n, struct hutch
 int mount_spec_parse(const char *s, struct bind_spec **v, size_t *n, struct hutch_error *err);
 
 /* An env file: KEY=VALUE lines, # comments, blank lines, optional `export `, values in
- * single or double quotes. Appends "KEY=VALUE" to *env. Errors name file:line. */
-int env_file_parse(const char *text, const char *name, char ***env, struct hutch_error *err);
+ * single or double quotes; $NAME and ${NAME} outside single quotes take the value set above
+ * in the file (or in *env), else host's. Appends "KEY=VALUE" to *env. Errors name file:line. */
+int env_file_parse(const char *text, const char *name, char *const *host, char ***env, struct hutch_error *err);
 
 /* --no-mount names -> bit mask. */
 enum no_mount_bit {

@@ -133,42 +133,104 @@ int mount_spec_parse(const char *s, struct bind_spec **v, size_t *n, struct hutc
         return bind_append(v, n, src, strlen(src), dst, strlen(dst), ro, err);
 }
 
-/* Unquote one value: 'literal', "with \" escapes", or bare (trailing spaces/comments cut). */
-static int unquote(const char *v, char **ret)
+/* $NAME or ${NAME} at *pp (just past the '$'): its value from the variables set above in the
+ * file, else from host (Apptainer evaluates an env file with its shell interpreter and the
+ * host environment); a '$' before anything else is itself. -ENOTSUP for $(..), ${..:-..}. */
+static int expand_var(const char **pp, char *const *file, char *const *host, FILE *out)
 {
-        size_t len = strlen(v);
-        _cleanup_free_ char *out = malloc(len + 1);
-        size_t o = 0;
-        if (!out)
+        const char *p = *pp;
+        bool brace = *p == '{';
+        if (*p == '(')
+                return -ENOTSUP;
+        p += brace;
+        size_t n = 0;
+        while ((p[n] >= 'A' && p[n] <= 'Z') || (p[n] >= 'a' && p[n] <= 'z') || p[n] == '_' ||
+               (n > 0 && p[n] >= '0' && p[n] <= '9'))
+                n++;
+        if (brace && (n == 0 || p[n] != '}'))
+                return -ENOTSUP;
+        if (n == 0) {
+                fputc('$', out);
+                return 0;
+        }
+        _cleanup_free_ char *name = strndup(p, n);
+        if (!name)
                 return -ENOMEM;
+        const char *v = strv_env_get(file, name);
+        if (!v)
+                v = strv_env_get(host, name);
+        fputs(v ? v : "", out);
+        *pp = p + n + brace;
+        return 0;
+}
+
+/* One value: 'literal', "with \" escapes and $VARS", or bare with $VARS (trailing spaces and
+ * comments cut). -EBADMSG: malformed; -ENOTSUP: a command substitution or a ${..} form. */
+static int unquote_to(const char *v, char *const *file, char *const *host, FILE *out)
+{
         if (v[0] == '\'' || v[0] == '"') {
                 char q = v[0];
                 const char *p = v + 1;
-                for (; *p && *p != q; p++) {
-                        if (q == '"' && *p == '\\' && (p[1] == '"' || p[1] == '\\' || p[1] == '$'))
+                while (*p && *p != q) {
+                        if (q == '"' && *p == '`')
+                                return -ENOTSUP;
+                        if (q == '"' && *p == '$') {
                                 p++;
-                        out[o++] = *p;
+                                int r = expand_var(&p, file, host, out);
+                                if (r < 0)
+                                        return r;
+                                continue;
+                        }
+                        if (q == '"' && *p == '\\' && (p[1] == '"' || p[1] == '\\' || p[1] == '$' || p[1] == '`'))
+                                p++;
+                        fputc(*p++, out);
                 }
                 if (*p != q)
                         return -EBADMSG;
                 p++;
                 while (*p == ' ' || *p == '\t')
                         p++;
-                if (*p && *p != '#')
-                        return -EBADMSG;
-        } else {
-                size_t n = strcspn(v, "#");
-                while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
-                        n--;
-                memcpy(out, v, n);
-                o = n;
+                return *p && *p != '#' ? -EBADMSG : 0;
         }
-        out[o] = 0;
-        *ret = steal_pointer(&out);
+        size_t n = strcspn(v, "#");
+        while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+                n--;
+        for (const char *p = v; p < v + n;) {
+                if (*p == '`')
+                        return -ENOTSUP;
+                if (*p == '$') {
+                        p++;
+                        int r = expand_var(&p, file, host, out);
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (*p == '\\' && p + 1 < v + n)
+                        p++;
+                fputc(*p++, out);
+        }
         return 0;
 }
 
-int env_file_parse(const char *text, const char *name, char ***env, struct hutch_error *err)
+static int unquote(const char *v, char *const *file, char *const *host, char **ret)
+{
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        if (!f)
+                return -ENOMEM;
+        int r = unquote_to(v, file, host, f);
+        if (fclose(f) != 0 && r >= 0)
+                r = -ENOMEM;
+        if (r < 0) {
+                free(buf);
+                return r;
+        }
+        *ret = buf;
+        return 0;
+}
+
+int env_file_parse(const char *text, const char *name, char *const *host, char ***env, struct hutch_error *err)
 {
         unsigned line = 0;
         while (*text) {
@@ -195,8 +257,15 @@ int env_file_parse(const char *text, const char *name, char ***env, struct hutch
                 if (!eq || !is_valid_env_name(p, eq - p))
                         return hutch_err(err, -EINVAL, "%s:%u: not a KEY=VALUE line: '%s'", name, line, l);
                 _cleanup_free_ char *val = NULL;
-                if (unquote(eq + 1, &val) < 0)
-                        return hutch_err(err, -EINVAL, "%s:%u: unterminated or malformed quoted value", name, line);
+                int r = unquote(eq + 1, *env, host, &val);
+                if (r == -ENOTSUP)
+                        return hutch_err(
+                                err, -EINVAL,
+                                "%s:%u: commands and ${...} forms other than ${NAME} are not run in an env file", name,
+                                line);
+                if (r < 0)
+                        return hutch_err(err, r == -ENOMEM ? -ENOMEM : -EINVAL,
+                                         "%s:%u: unterminated or malformed quoted value", name, line);
                 *eq = 0;
                 char *entry = strjoin(p, "=", val);
                 if (!entry || strv_env_put(env, entry) < 0)

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         unsigned mask = 0;
         (void) no_mount_parse(text, &mask, &err);
         char **env = NULL;
-        (void) env_file_parse(text, "fuzz.env", &env, &err);
+        (void) env_file_parse(text, "fuzz.env", NULL, &env, &err);
         for (char **e = env; e && *e; e++)
                 if (!strchr(*e, '='))
                         abort();

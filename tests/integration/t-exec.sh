@@ -57,6 +57,12 @@ check "--env takes a comma list" 'out_is 12'
 printf '# comment\nexport EF1=one\nEF2="two words"\n\nEF3='"'"'three'"'"'\n' > "$T/envfile"
 run "$HUTCH" exec --env-file "$T/envfile" "$I" sh -c 'echo "$EF1|$EF2|$EF3"'
 check "--env-file sets variables" 'out_is "one|two words|three"'
+printf 'EX1=$HOSTV/x\nEX2="${EX1}-y"\nEX3='"'"'$HOME'"'"'\n' > "$T/expand.env"
+run env HOSTV=/somewhere "$HUTCH" exec --env-file "$T/expand.env" "$I" sh -c 'echo "$EX1|$EX2|$EX3"'
+check "--env-file expands \$NAME and \${NAME} (host, then the file), not in single quotes (as Apptainer)" 'out_is "/somewhere/x|/somewhere/x-y|\$HOME"'
+printf 'OK=1\nEX=$(touch %s/ran)\n' "$T" > "$T/cmd.env"
+run "$HUTCH" exec --env-file "$T/cmd.env" "$I" true
+check "--env-file: a command substitution is refused, not run" 'fails_with "cmd.env:2" && [ ! -e "$T/ran" ]'
 run "$HUTCH" exec --env PREPEND_PATH=/opt/x "$I" sh -c 'echo $PATH'
 check "PREPEND_PATH prepends to PATH" 'out_has "^/opt/x:/usr/local/sbin"'
 run "$HUTCH" exec "$IMAGES/rootfs" sh -c 'echo $HUTCH_CONTAINER $APPTAINER_NAME'

@@ -149,7 +149,7 @@ static void test_env_file(void **state)
         char **env = NULL;
         struct hutch_error e = HUTCH_ERROR_INIT;
         assert_int_equal(env_file_parse("# c\n\nA=1\nexport B=two words # comment\nC=\"q \\\"x\\\"\"\nD='s $x'\nA=2\n",
-                                        "f", &env, &e),
+                                        "f", NULL, &env, &e),
                          0);
         assert_string_equal(strv_env_get(env, "A"), "2");
         assert_string_equal(strv_env_get(env, "B"), "two words");
@@ -157,16 +157,36 @@ static void test_env_file(void **state)
         assert_string_equal(strv_env_get(env, "D"), "s $x");
         strv_free(env);
         env = NULL;
-        assert_true(env_file_parse("A=1\nnot a line\n", "f.env", &env, &e) < 0);
+        assert_true(env_file_parse("A=1\nnot a line\n", "f.env", NULL, &env, &e) < 0);
         assert_non_null(strstr(e.msg, "f.env:2"));
         strv_free(env);
         env = NULL;
-        assert_true(env_file_parse("A=\"open\n", "g", &env, &e) < 0);
+        assert_true(env_file_parse("A=\"open\n", "g", NULL, &env, &e) < 0);
         assert_non_null(strstr(e.msg, "g:1"));
         strv_free(env);
         env = NULL;
-        assert_true(env_file_parse("1A=x\n", "h", &env, &e) < 0);
+        assert_true(env_file_parse("1A=x\n", "h", NULL, &env, &e) < 0);
         strv_free(env);
+        env = NULL;
+        /* $NAME/${NAME}: the file's own above, else the host's; literal in single quotes */
+        char *host[] = {"HOME=/home/u", "USER=u", NULL};
+        assert_int_equal(env_file_parse("A=$HOME/x\nB=\"${USER}-$A\"\nC='$HOME'\nD=a$\nE=\\$HOME\nF=$NOPE.\n", "i",
+                                        host, &env, &e),
+                         0);
+        assert_string_equal(strv_env_get(env, "A"), "/home/u/x");
+        assert_string_equal(strv_env_get(env, "B"), "u-/home/u/x");
+        assert_string_equal(strv_env_get(env, "C"), "$HOME");
+        assert_string_equal(strv_env_get(env, "D"), "a$");
+        assert_string_equal(strv_env_get(env, "E"), "$HOME");
+        assert_string_equal(strv_env_get(env, "F"), ".");
+        strv_free(env);
+        static const char *const cmds[] = {"A=$(id)\n", "A=\"`id`\"\n", "A=`id`\n", "A=${X:-y}\n", "A=${\n"};
+        for (size_t i = 0; i < ELEMENTSOF(cmds); i++) {
+                env = NULL;
+                assert_true(env_file_parse(cmds[i], "j", host, &env, &e) == -EINVAL);
+                assert_non_null(strstr(e.msg, "j:1"));
+                strv_free(env);
+        }
 }
 
 static void test_no_mount(void **state)
