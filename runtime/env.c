@@ -34,6 +34,17 @@ static bool is_forwarding_prefix(const char *e)
         return startswith(e, "HUTCHENV_") || startswith(e, "APPTAINERENV_") || startswith(e, "SINGULARITYENV_");
 }
 
+/* Apptainer does not pass its own settings (APPTAINER_*, SINGULARITY_*) into the container
+ * (internal/pkg/util/env/clean.go); the bind lists stay, as Apptainer sets them inside to the
+ * binds for nested runs. */
+static bool is_runtime_setting(const char *e)
+{
+        if (!startswith(e, "APPTAINER_") && !startswith(e, "SINGULARITY_"))
+                return false;
+        const char *k = strchr(e, '_') + 1;
+        return !startswith(k, "BIND=") && !startswith(k, "BINDPATH=");
+}
+
 /* SCIF's variables for --app NAME (as Apptainer sets them), its bin/ and lib/ first. */
 static int app_env(const char *app, char ***env)
 {
@@ -76,7 +87,7 @@ static int base_env(const struct launch_ctx *c, char ***env)
                 return -ENOMEM;
         for (char **e = s->host_env; e && *e; e++) {
                 const char *eq = strchr(*e, '=');
-                if (!eq || is_forwarding_prefix(*e))
+                if (!eq || is_forwarding_prefix(*e) || is_runtime_setting(*e))
                         continue;
                 size_t kl = eq - *e;
                 bool keep = !s->cleanenv;

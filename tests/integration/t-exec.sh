@@ -32,6 +32,8 @@ run env LANG=fr_FR.UTF-8 APPTAINERENV_LANG=de_DE "$HUTCH" exec --cleanenv "$I" s
 check "--cleanenv: APPTAINERENV_LANG wins over LANG=C" 'out_is de_DE'
 run "$HUTCH" exec "$I" sh -c 'echo "$APPTAINER_COMMAND $SINGULARITY_COMMAND"'
 check "APPTAINER_COMMAND names the action" 'out_is "exec exec"'
+run env APPTAINER_CACHEDIR=/c SINGULARITY_FOO=f APPTAINER_BIND= "$HUTCH" exec "$I" sh -c 'echo "[$APPTAINER_CACHEDIR$SINGULARITY_FOO]${APPTAINER_BIND+bind}"'
+check "host APPTAINER_*/SINGULARITY_* settings stay outside, bind lists pass (as Apptainer)" 'out_is "[]bind"'
 # Apptainer's exec looks the command up before it runs it: one error line and 255 for a
 # command that is missing, a folder, or a file without x (not the shell's 126/127)
 run "$HUTCH" exec "$I" nosuchcmd
