@@ -127,7 +127,7 @@ static const struct {
         {"inspect",
          "hutch inspect [--app NAME] "
          "[-l|--labels] [-r|--runscript] [-s|--startscript] [-t|--test] [-d|--deffile] [-e|--environment] "
-         "[-H|--helpfile] [--all] [-j|--json] IMAGE",
+         "[-H|--helpfile] [--list-apps] [--all] [-j|--json] IMAGE",
          "Show an image's metadata (default: labels), as Apptainer prints it: labels and env scripts\n"
          "in key order; --json as Apptainer's JSON (tab-indented); --all: everything, as JSON."},
         {"run-help", "hutch run-help [--app NAME] IMAGE",

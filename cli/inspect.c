@@ -42,7 +42,40 @@ static const char *app_option(int argc, char **argv, int *i, const char *cur)
         return v != APP_BAD && cli_is_app_name(v) ? v : APP_BAD;
 }
 
-static int print_meta(const char *path, const char *app, unsigned what, bool json, const char *empty_msg)
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* --list-apps: the apps (folders of /scif/apps with a scif/ folder), sorted, one a line. */
+static int print_apps(struct image *img, struct hutch_error *err)
+{
+        _cleanup_strv_ char **names = NULL;
+        int r = image_list_dirs(img, "/scif/apps", &names, err);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        size_t n = 0;
+        while (names[n])
+                n++;
+        qsort(names, n, sizeof *names, cmp_str);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_strv_ char **sub = NULL;
+                char p[4096];
+                snprintf(p, sizeof p, "/scif/apps/%s", names[i]);
+                if (image_list_dirs(img, p, &sub, err) < 0)
+                        continue;
+                for (char **s = sub; *s; s++)
+                        if (!strcmp(*s, "scif")) {
+                                printf("%s\n", names[i]);
+                                break;
+                        }
+        }
+        return 0;
+}
+
+static int print_meta(const char *path, const char *app, unsigned what, bool json, bool apps, const char *empty_msg)
 {
         struct image img = IMAGE_NULL;
         struct hutch_error err = HUTCH_ERROR_INIT;
@@ -63,6 +96,8 @@ static int print_meta(const char *path, const char *app, unsigned what, bool jso
                 if (!found)
                         r = hutch_err(&err, -ENOENT, "no app '%s' in '%s'", app, path);
         }
+        if (r >= 0 && apps && !json)
+                r = print_apps(&img, &err);
         if (r >= 0)
                 r = json ? image_inspect_json(&img, what, &out, &err) : image_inspect_text(&img, what, &out, &err);
         image_close(&img);
@@ -80,7 +115,7 @@ static int print_meta(const char *path, const char *app, unsigned what, bool jso
 int verb_inspect(struct cli *c, int argc, char **argv)
 {
         unsigned what = 0;
-        bool json = false;
+        bool json = false, apps = false;
         const char *image = NULL, *app = NULL;
         (void) c;
 
@@ -92,6 +127,8 @@ int verb_inspect(struct cli *c, int argc, char **argv)
                 }
                 if (!strcmp(argv[i], "--json") || !strcmp(argv[i], "-j"))
                         json = known = true;
+                if (!strcmp(argv[i], "--list-apps"))
+                        apps = known = true;
                 if (!strcmp(argv[i], "--app") || startswith(argv[i], "--app=")) {
                         if ((app = app_option(argc, argv, &i, app)) == APP_BAD)
                                 return cli_usage_error("inspect", "--app wants an app's name");
@@ -115,7 +152,8 @@ int verb_inspect(struct cli *c, int argc, char **argv)
         }
         if (!image)
                 return cli_usage_error("inspect", "missing IMAGE");
-        return print_meta(image, app, what ? what : IMAGE_META_LABELS, json, NULL);
+        /* the labels unless something else is asked (Apptainer's defaultToLabels) */
+        return print_meta(image, app, what ? what : apps ? 0 : IMAGE_META_LABELS, json, apps, NULL);
 }
 
 int verb_run_help(struct cli *c, int argc, char **argv)
@@ -133,5 +171,6 @@ int verb_run_help(struct cli *c, int argc, char **argv)
                 i++;
         if (argc - i != 1)
                 return cli_usage_error("run-help", "expects exactly one IMAGE");
-        return print_meta(argv[i], app, IMAGE_META_HELPFILE, false, "No help sections were defined for this image");
+        return print_meta(argv[i], app, IMAGE_META_HELPFILE, false, false,
+                          "No help sections were defined for this image");
 }

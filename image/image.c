@@ -5,6 +5,7 @@
 #include <libdeflate.h>
 #include <linux/openat2.h>
 #include <sys/syscall.h>
+#include <dirent.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,4 +332,62 @@ bool image_has_file(struct image *img, const char *path)
         _cleanup_free_ char *buf = NULL;
         struct hutch_error e;
         return image_read_file(img, path, 1 << 20, &buf, NULL, &e) >= 0;
+}
+
+/* The names of the folders in a folder of the image (symlinks not followed), unsorted;
+ * -ENOENT when it is absent or not a folder. */
+int image_list_dirs(struct image *img, const char *path, char ***ret, struct hutch_error *err)
+{
+        _cleanup_strv_ char **v = NULL;
+        if (img->format == IMAGE_FORMAT_DIR) {
+                _cleanup_close_ int root = openat(img->fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC, .resolve = RESOLVE_IN_ROOT};
+                while (*path == '/')
+                        path++;
+                int fd = root < 0 ? -1 : (int) syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof how);
+                if (fd < 0)
+                        return errno == ENOENT || errno == ENOTDIR
+                                       ? -ENOENT
+                                       : hutch_err_sys(err, -errno, "cannot read '%s' in image", path);
+                DIR *d = fdopendir(fd);
+                if (!d) {
+                        close(fd);
+                        return hutch_err_sys(err, -errno, "cannot read '%s' in image", path);
+                }
+                struct dirent *de;
+                while ((de = readdir(d)))
+                        if (de->d_type == DT_DIR && strcmp(de->d_name, ".") && strcmp(de->d_name, "..") &&
+                            strv_extend(&v, de->d_name) < 0) {
+                                closedir(d);
+                                return hutch_err(err, -ENOMEM, "out of memory");
+                        }
+                closedir(d);
+        } else {
+                int r = sqfs_handle_open(img, err);
+                if (r < 0)
+                        return r;
+                sqfs *fs = &img->sqfs->ll.fs;
+                sqfs_inode inode, child;
+                r = sqfs_resolve(fs, path, &inode, 0);
+                if (r == -ENOENT || (r >= 0 && !S_ISDIR(sqfs_mode(inode.base.inode_type))))
+                        return -ENOENT;
+                struct squash_dir dir;
+                if (r < 0 || squash_dir_open(fs, &inode, 0, &dir) < 0)
+                        return hutch_err(err, -EIO, "cannot read '%s' in image '%s'", path, img->path);
+                sqfs_dir_entry e;
+                char name[SQUASHFS_NAME_LEN + 1];
+                while ((r = squash_dir_next(&dir, &e, name)) > 0) {
+                        if (squash_inode_get(fs, e.inode, &child) < 0 || !S_ISDIR(sqfs_mode(child.base.inode_type)))
+                                continue;
+                        if (strv_extend(&v, name) < 0)
+                                return hutch_err(err, -ENOMEM, "out of memory");
+                }
+                if (r < 0)
+                        return hutch_err(err, -EIO, "cannot read '%s' in image '%s': corrupt squashfs", path,
+                                         img->path);
+        }
+        if (!v && !(v = calloc(1, sizeof *v)))
+                return hutch_err(err, -ENOMEM, "out of memory");
+        *ret = steal_pointer(&v);
+        return 0;
 }

@@ -119,6 +119,8 @@ int image_digest(const char *path, const char *cache_dir, char ret[72], struct h
 int image_read_file(struct image *img, const char *path, size_t max, char **ret, size_t *ret_len,
                     struct hutch_error *err);
 bool image_has_file(struct image *img, const char *path);
+/* The names of the folders in a folder of the image, unsorted; -ENOENT when it is absent. */
+int image_list_dirs(struct image *img, const char *path, char ***ret, struct hutch_error *err);
 
 /* ---- mounting. The mount is made in the caller's mount namespace at target. A squashfs
  * mount is served by a server process started beforehand (image_serve_process), waiting

@@ -124,6 +124,10 @@ run "$HUTCH" inspect --app hello "$T/apps.sif"
 check "inspect --app: the app's %applabels" 'out_has "^Tool: hello-1.0" && ! out_has "org.label-schema.build-date"'
 run "$HUTCH" inspect --app hello --runscript "$T/apps.sif"
 check "inspect --app --runscript" 'out_has "hello app:"'
+run "$HUTCH" inspect --list-apps "$T/apps.sif"
+check "inspect --list-apps: the apps in name order, nothing else (as Apptainer)" 'out_is "$(printf "hello\nother")"'
+run "$HUTCH" inspect --json --app hello "$T/apps.sif"
+check "inspect --app --json: the app's labels under apps.hello" 'python3 -c "import json,sys; a=json.load(open(sys.argv[1]))[\"data\"][\"attributes\"]; sys.exit(a[\"apps\"][\"hello\"][\"labels\"][\"Tool\"] != \"hello-1.0\")" "$OUT"'
 run "$HUTCH" run-help --app hello "$T/apps.sif"
 check "run-help --app: %apphelp" 'out_has "Help of the hello app."'
 run "$HUTCH" run --app nope "$T/apps.sif"
