@@ -684,6 +684,40 @@ static const struct option stop_options[] = {
         {NULL, 0, NULL, 0},
 };
 
+/* Root about to stop user's instances: a connection to the control socket of each of that
+ * user's live supervisors (found from /proc, as `list --all` does), made while still root,
+ * so that the supervisor hears root ask (SO_PEERCRED is taken at connect). Nothing of the
+ * user's file system is followed. */
+static bool controls_ahead(const char *user, struct instance_control **ret, size_t *ret_n)
+{
+        struct hutch_error ignored = HUTCH_ERROR_INIT;
+        struct passwd *pw = user && getuid() == 0 ? user_lookup(user, &ignored) : NULL;
+        struct instance_state *v = NULL;
+        size_t n = 0;
+        *ret = NULL;
+        *ret_n = 0;
+        if (!pw || pw->pw_uid == 0)
+                return false;
+        if (instance_list_all(NULL, true, pw->pw_uid, &v, &n, &ignored) < 0)
+                return true;
+        struct instance_control *ctl = n ? calloc(n, sizeof *ctl) : NULL;
+        for (size_t i = 0; ctl && i < n; i++) {
+                int fd = instance_control_connect(v[i].supervisor, v[i].supervisor_start, v[i].uid);
+                if (fd >= 0)
+                        ctl[(*ret_n)++] = (struct instance_control){v[i].supervisor, v[i].supervisor_start, fd};
+        }
+        instance_state_free_array(v, n);
+        *ret = ctl;
+        return true;
+}
+
+static void controls_free(struct instance_control *ctl, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                close(ctl[i].fd);
+        free(ctl);
+}
+
 static int cmd_stop(struct cli *c, int argc, char **argv)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
@@ -717,26 +751,34 @@ static int cmd_stop(struct cli *c, int argc, char **argv)
                 return cli_usage_error("instance", "name an instance (or a pattern), or give --all");
         struct instance_env env;
         _cleanup_free_ char *home = NULL;
-        if (as_user(c, user, &env, &home, &err) < 0)
-                return cli_fail(&err);
+        struct instance_control *ctl;
+        size_t n_ctl;
+        bool ahead = controls_ahead(user, &ctl, &n_ctl);
+        int r = as_user(c, user, &env, &home, &err);
+        env.controls = ctl;
+        env.n_controls = n_ctl;
+        env.controls_only = ahead;
         struct instance_state *v = NULL;
         size_t n = 0;
-        if (instance_list(&env, all ? NULL : glob, &v, &n, NULL, &err) < 0)
+        if (r < 0 || instance_list(&env, all ? NULL : glob, &v, &n, NULL, &err) < 0) {
+                controls_free(ctl, n_ctl);
                 return cli_fail(&err);
+        }
         if (n == 0) {
                 instance_state_free_array(v, n);
+                controls_free(ctl, n_ctl);
                 if (all)
                         return 0;
                 hutch_err(&err, -ENOENT, "no instance found matching '%s'", glob);
                 return cli_fail(&err);
         }
-        int r = 0;
         for (size_t i = 0; i < n; i++) {
                 log_info("Stopping %s instance of %s (PID=%d)", v[i].name, v[i].image, (int) v[i].pid);
                 if (instance_stop(&env, &v[i], sig, timeout_ms, force, &err) < 0)
                         r = cli_fail(&err);
         }
         instance_state_free_array(v, n);
+        controls_free(ctl, n_ctl);
         return r;
 }
 

@@ -89,6 +89,10 @@ int instance_audit_format(const struct instance_audit *a, char **ret, size_t *re
                 return -ENOMEM;
         if (a->image_digest && *a->image_digest && field_append(&buf, &len, "HUTCH_IMAGE_DIGEST", a->image_digest) < 0)
                 return -ENOMEM;
+        char by[24];
+        snprintf(by, sizeof by, "%u", (unsigned) a->requested_by);
+        if (a->requested && field_append(&buf, &len, "HUTCH_REQUESTED_BY", by) < 0)
+                return -ENOMEM;
         *ret = steal_pointer(&buf);
         *ret_len = len;
         return 0;
@@ -109,11 +113,16 @@ void instance_audit(const struct instance_audit *a)
                 syslog(LOG_INFO, "%s (user %s, uid %u): %s, pid %d, image %s, limits %s, exit status %d",
                        a->verb ? a->verb : "run", a->user, (unsigned) a->uid, a->event, (int) a->pid,
                        a->image ? a->image : "", a->limits && *a->limits ? a->limits : "none", a->exit_status);
-        else if (!sent)
+        else if (!sent) {
+                char by[48] = "";
+                if (a->requested)
+                        snprintf(by, sizeof by, ", requested by uid %u", (unsigned) a->requested_by);
                 syslog(LOG_INFO,
                        "instance %s (user %s, uid %u): %s, pid %d, image %s (%s), keeper %s, limits %s, exit status "
-                       "%d",
+                       "%d%s",
                        a->instance, a->user, (unsigned) a->uid, a->event, (int) a->pid, a->image ? a->image : "",
                        a->image_digest && *a->image_digest ? a->image_digest : "no digest",
-                       a->keeper ? a->keeper : "hutch", a->limits && *a->limits ? a->limits : "none", a->exit_status);
+                       a->keeper ? a->keeper : "hutch", a->limits && *a->limits ? a->limits : "none", a->exit_status,
+                       by);
+        }
 }

@@ -10,9 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stddef.h>
 #include <sys/fsuid.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "instanced-internal.h"
@@ -277,13 +280,44 @@ static bool wait_gone(int pidfd, int timeout_ms)
         return r > 0;
 }
 
+int instance_control_connect(pid_t supervisor, unsigned long long start, uid_t owner)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int k = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, CONTROL_NAME_FMT, (int) supervisor, start);
+        /* non-blocking: a full backlog is EAGAIN, not a wait */
+        _cleanup_close_ int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        struct ucred cr;
+        socklen_t cl = sizeof cr;
+        if (fd < 0 || connect(fd, (struct sockaddr *) &sa, offsetof(struct sockaddr_un, sun_path) + 1 + k) < 0 ||
+            getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0)
+                return -errno;
+        /* the listener's credentials: anyone may bind an abstract name first */
+        if (cr.pid != supervisor || cr.uid != owner)
+                return -EPERM;
+        return steal_fd(&fd);
+}
+
+/* The stop asked over the control socket (so that the supervisor knows who asked): env's
+ * connection to st's supervisor, or a new one. false when there is none. */
+static bool ask_over_control(const struct instance_env *env, const struct instance_state *st, int sig)
+{
+        _cleanup_close_ int own = -EBADF;
+        int fd = -EBADF;
+        for (size_t i = 0; i < env->n_controls && fd < 0; i++)
+                if (env->controls[i].supervisor == st->supervisor && env->controls[i].start == st->supervisor_start)
+                        fd = env->controls[i].fd;
+        if (fd < 0 && !env->controls_only)
+                fd = own = instance_control_connect(st->supervisor, st->supervisor_start, env->uid);
+        return fd >= 0 && send(fd, &sig, sizeof sig, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t) sizeof sig;
+}
+
 int instance_stop(const struct instance_env *env, const struct instance_state *st, int sig, int timeout_ms, bool force,
                   struct hutch_error *err)
 {
         _cleanup_close_ int pidfd = supervisor_pidfd(st);
         if (pidfd < 0)
                 return hutch_err(err, -ESRCH, "instance '%s' is not running", st->name);
-        int r = ask_supervisor(pidfd, force ? SIGKILL : sig);
+        int r = ask_over_control(env, st, force ? SIGKILL : sig) ? 0 : ask_supervisor(pidfd, force ? SIGKILL : sig);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot signal the supervisor of instance '%s'", st->name);
         if (!force && !wait_gone(pidfd, timeout_ms)) {

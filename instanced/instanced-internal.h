@@ -8,6 +8,9 @@
  * find every instance from the live supervisors in /proc. */
 #define SUPERVISOR_DIR_FD 4
 #define SUPERVISOR_COMM "hutch-supervise"
+/* The supervisor's control socket: abstract, so no one's file system is followed to it
+ * (root connects to another user's), named after the supervisor's pid and start time. */
+#define CONTROL_NAME_FMT "hutch-control-%d-%llu"
 
 /* The supervisor's command line: spec->supervisor_path instance supervise --sync-fd=N
  * spec->supervisor_args... */

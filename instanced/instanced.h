@@ -34,11 +34,23 @@ struct instance_ready {
 int instance_ready_parse(const char *ready, const char *timeout, struct instance_ready *ret, struct hutch_error *err);
 
 /* Where a user's state and logs live; filled by cli/ from the caller's environment. */
+/* A connection to a supervisor's control socket made ahead (instance_control_connect). */
+struct instance_control {
+        pid_t supervisor;
+        unsigned long long start;
+        int fd;
+};
+
 struct instance_env {
         uid_t uid;
         const char *xdg_runtime_dir; /* NULL when unset */
         const char *home;
         const char *runtime_base; /* where the users' runtime folders are; NULL: /run/user */
+        /* connections instance_stop uses for these supervisors (root's, made before it
+         * became the user), else it connects itself */
+        const struct instance_control *controls;
+        size_t n_controls;
+        bool controls_only; /* root as the user: no connection of the user's own, which would name it */
 };
 
 struct instance_spec {
@@ -155,6 +167,8 @@ struct instance_audit {
         pid_t pid;
         int exit_status;
         unsigned restarts;
+        bool requested; /* a stop someone asked for, requested_by the kernel's word on who */
+        uid_t requested_by;
 };
 /* journald's native datagram (KEY=VALUE lines); pure, for tests */
 int instance_audit_format(const struct instance_audit *a, char **ret, size_t *ret_len);
@@ -197,8 +211,14 @@ int instance_list_all(const char *glob, bool one_uid, uid_t uid, struct instance
 /* Exactly one running instance by name; -ENOENT when there is none. */
 int instance_find(const struct instance_env *env, const char *name, struct instance_state *ret,
                   struct hutch_error *err);
+/* A connection to the control socket of supervisor pid (started at start, owned by owner:
+ * both checked with SO_PEERCRED), where a stop is asked for; the supervisor learns the
+ * asker's uid from the kernel (SO_PEERCRED again) for the audit trail. -errno when it has
+ * none or it is not that process. */
+int instance_control_connect(pid_t supervisor, unsigned long long start, uid_t owner);
 /* Stop: sig to the payload, SIGKILL after timeout_ms (force: at once); returns once the
- * supervisor and state are gone. */
+ * supervisor and state are gone. Asked over the supervisor's control socket (env's
+ * connection to it, or a new one), else by a signal. */
 int instance_stop(const struct instance_env *env, const struct instance_state *st, int sig, int timeout_ms, bool force,
                   struct hutch_error *err);
 /* exec/run/shell in instance NAME. */

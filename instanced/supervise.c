@@ -13,6 +13,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <time.h>
@@ -46,7 +48,7 @@ _Static_assert(SUPERVISOR_DIR_FD == OVERLAY_SUPERVISOR_DIR_FD, "the overlay lock
 #define READY_TICK_MS 50        /* --ready: how often the deadline is checked and a TCP probe made */
 #define READY_EXEC_EVERY_MS 250 /* --ready exec: the pause between two runs of the command */
 
-enum { EV_SIGNAL, EV_OUT, EV_ERR, EV_TIMER, EV_SERVER, EV_JOB, EV_NOTIFY };
+enum { EV_SIGNAL, EV_OUT, EV_ERR, EV_TIMER, EV_SERVER, EV_JOB, EV_NOTIFY, EV_CONTROL, EV_ASK };
 
 struct log_sink {
         int dir_fd;
@@ -62,6 +64,11 @@ struct sup {
         int root_fd, dir_fd, lock_fd;
         int epfd, sigfd, timerfd;
         int job_fd; /* --tie-to-job: a pidfd of the job's process */
+        /* the control socket (-EBADF without), the connection heard from next, its uid */
+        int ctl_fd, ask_fd;
+        uid_t ask_uid;
+        bool asked; /* the stop was asked for, asked_by the kernel's word on who asked */
+        uid_t asked_by;
         /* --overlay: opened and locked for the instance's life, across restarts */
         struct overlay *ovl;
         int out_pipe[2], err_pipe[2];
@@ -211,7 +218,9 @@ static void audit(struct sup *u, const char *event, int exit_status)
                                    .uid = u->st.uid,
                                    .pid = u->st.pid,
                                    .exit_status = exit_status,
-                                   .restarts = u->st.restarts};
+                                   .restarts = u->st.restarts,
+                                   .requested = u->asked,
+                                   .requested_by = u->asked_by};
         instance_audit(&a);
 }
 
@@ -903,10 +912,114 @@ static void on_signal(struct sup *u)
                 int sig = SIGTERM;
                 if (si.ssi_code == SI_QUEUE && si.ssi_int > 0 && si.ssi_int < 65)
                         sig = si.ssi_int;
+                /* kill(2)'s sender is the kernel's word (no other process may send SI_USER,
+                 * rt_sigqueueinfo(2)); a queued signal's is the sender's own claim */
+                if (!u->asked && (si.ssi_code == SI_USER || si.ssi_code == SI_TKILL)) {
+                        u->asked = true;
+                        u->asked_by = si.ssi_uid;
+                }
                 if (!u->stopping)
                         note(u, "stopping (signal %d)", sig);
                 stop_container(u, sig);
         }
+}
+
+/* The control socket: `instance stop` connects and sends the signal to pass on (an int).
+ * Who asked is SO_PEERCRED's uid, taken at connect: root's when root stops another user's
+ * instance (it connects before it becomes that user), which a signal sent as that user
+ * could not tell. Only the owner and root outside containers are heard; a second
+ * connection replaces one that said nothing yet. Without it (the name taken first) stop signals instead. */
+static void control_setup(struct sup *u)
+{
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        int k = snprintf(sa.sun_path + 1, sizeof sa.sun_path - 1, CONTROL_NAME_FMT, (int) u->st.supervisor,
+                         u->st.supervisor_start);
+        int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd >= 0 && bind(fd, (struct sockaddr *) &sa, offsetof(struct sockaddr_un, sun_path) + 1 + k) == 0 &&
+            listen(fd, 8) == 0 && epoll_add(u->epfd, fd, EV_CONTROL) == 0) {
+                u->ctl_fd = fd;
+                return;
+        }
+        if (fd >= 0)
+                close(fd);
+}
+
+static void ask_close(struct sup *u)
+{
+        if (u->ask_fd < 0)
+                return;
+        epoll_ctl(u->epfd, EPOLL_CTL_DEL, u->ask_fd, NULL);
+        close(u->ask_fd);
+        u->ask_fd = -EBADF;
+}
+
+/* How deep in nested PID namespaces pid is: the entries of its NSpid (proc(5); status is
+ * readable for every process, unlike ns/pid, which root's would not let us read). */
+static int pid_ns_depth(const char *pid)
+{
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%s/status", pid);
+        _cleanup_free_ char *text = NULL;
+        if (read_full_at(AT_FDCWD, path, 1 << 16, &text, NULL) < 0)
+                return -1;
+        const char *l = strstr(text, "\nNSpid:");
+        if (!l)
+                return -1;
+        int n = 0;
+        for (l += 7; *l && *l != '\n'; l++)
+                n += (l[-1] == ' ' || l[-1] == '\t') && *l >= '0' && *l <= '9';
+        return n;
+}
+
+/* The asker is no deeper in nested PID namespaces than we are: not a process of a container
+ * (each has a PID namespace beneath ours), which reaches the abstract socket on the host's
+ * network and sees its name in /proc/net/unix, but could not signal us. */
+static bool outside_containers(pid_t pid)
+{
+        char p[24];
+        snprintf(p, sizeof p, "%d", (int) pid);
+        int theirs = pid > 0 ? pid_ns_depth(p) : -1, ours = pid_ns_depth("self");
+        return theirs > 0 && ours > 0 && theirs <= ours;
+}
+
+static void on_control(struct sup *u)
+{
+        int fd;
+        while ((fd = accept4(u->ctl_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK)) >= 0) {
+                struct ucred cr;
+                socklen_t cl = sizeof cr;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || (cr.uid != u->st.uid && cr.uid != 0) ||
+                    !outside_containers(cr.pid)) {
+                        close(fd);
+                        continue;
+                }
+                ask_close(u);
+                if (epoll_add(u->epfd, fd, EV_ASK) < 0) {
+                        close(fd);
+                        continue;
+                }
+                u->ask_fd = fd;
+                u->ask_uid = cr.uid;
+        }
+}
+
+static void on_ask(struct sup *u)
+{
+        int sig = 0;
+        ssize_t k = recv(u->ask_fd, &sig, sizeof sig, MSG_DONTWAIT);
+        if (k < 0 && errno == EAGAIN)
+                return;
+        uid_t by = u->ask_uid;
+        ask_close(u);
+        if (k != (ssize_t) sizeof sig || sig <= 0 || sig >= 65)
+                return;
+        if (!u->asked) {
+                u->asked = true;
+                u->asked_by = by;
+        }
+        if (!u->stopping)
+                note(u, "stopping (signal %d, asked by uid %u)", sig, (unsigned) by);
+        stop_container(u, sig);
 }
 
 /* All children gone (init, FUSE server, helpers)? Reaps what is left. */
@@ -1033,6 +1146,7 @@ static int setup(struct sup *u, struct hutch_error *err)
                 return hutch_err_sys(err, -errno, "cannot set up the supervisor");
         if ((r = job_watch(u, err)) < 0 || (r = notify_setup(u, err)) < 0)
                 return r;
+        control_setup(u);
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         prctl(PR_SET_NAME, SUPERVISOR_COMM);
         openlog("hutch", LOG_PID, LOG_USER);
@@ -1061,6 +1175,8 @@ static void loop(struct sup *u)
                         case EV_SERVER: on_server_report(u); break;
                         case EV_JOB: on_job_end(u); break;
                         case EV_NOTIFY: on_notify(u); break;
+                        case EV_CONTROL: on_control(u); break;
+                        case EV_ASK: on_ask(u); break;
                         }
         }
 }
@@ -1079,7 +1195,7 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         struct sup u = {
                 .spec = spec, .sync_fd = sync_fd, .init = PIDREF_NULL, .server = PIDREF_NULL, .probe = PIDREF_NULL};
         fcntl(sync_fd, F_SETFD, FD_CLOEXEC);
-        u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = u.job_fd = -EBADF;
+        u.root_fd = u.dir_fd = u.lock_fd = u.epfd = u.sigfd = u.timerfd = u.job_fd = u.ctl_fd = u.ask_fd = -EBADF;
         u.out.fd = u.err.fd = u.out.dir_fd = -EBADF;
         u.out_pipe[0] = u.out_pipe[1] = u.err_pipe[0] = u.err_pipe[1] = -EBADF;
         u.srv_pipe[0] = u.srv_pipe[1] = u.self_fd = u.notify_fd = u.cg_fd = -EBADF;
@@ -1158,9 +1274,10 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 instance_dir_remove(u.root_fd, u.dir_fd, spec->name);
         sink_drop_aside(&u.out);
         sink_drop_aside(&u.err);
-        int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,       u.timerfd,
-                     u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1], u.srv_pipe[0], u.srv_pipe[1],
-                     u.self_fd,     u.out.dir_fd,  u.sync_fd,     u.job_fd,      u.notify_fd,   u.cg_fd};
+        int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,
+                     u.timerfd,     u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1],
+                     u.srv_pipe[0], u.srv_pipe[1], u.self_fd,     u.out.dir_fd,  u.sync_fd,
+                     u.job_fd,      u.notify_fd,   u.cg_fd,       u.ctl_fd,      u.ask_fd};
         for (size_t i = 0; i < ELEMENTSOF(fds); i++)
                 if (fds[i] >= 0)
                         close(fds[i]);

@@ -227,6 +227,12 @@ entry() { awk -v RS='--\n' -v ev="HUTCH_EVENT=$1" -v nm="HUTCH_INSTANCE=$2" 'ind
 check "the audit trail: a journal entry for the start (instance, user, keeper, unit, image, pid)" \
 	'entry start web | grep -qx "HUTCH_USER=$U" && entry start web | grep -qx HUTCH_KEEPER=systemd && entry start web | grep -qx HUTCH_UNIT=hutch-web.service && entry start web | grep -qx "HUTCH_IMAGE=$I" && entry start web | grep -q "^HUTCH_PID=[0-9]"'
 check "... and one for the stop, with the exit status" 'wait_for "entry stop web | grep -q ^HUTCH_EXIT_STATUS="'
+check "... which says who asked for it (the user: the kernel's word through the control socket)" \
+	'entry stop web | grep -qx "HUTCH_REQUESTED_BY=$UID_"'
+run asu "$HUTCH" instance start --systemd yes "$I" byroot
+"$HUTCH" instance stop --user "$U" byroot >/dev/null 2>&1
+check "root's instance stop --user: the stop entry says root asked (HUTCH_REQUESTED_BY=0)" \
+	'[ $RC -eq 0 ] && wait_for "entry stop byroot | grep -q ^HUTCH_EXIT_STATUS=" && entry stop byroot | grep -qx HUTCH_REQUESTED_BY=0'
 check "... both with the image's digest (sha256 of its squashfs partition)" \
 	'entry start web | grep -qx "HUTCH_IMAGE_DIGEST=sha256:[0-9a-f]\{64\}" && [ "$(entry start web | grep ^HUTCH_IMAGE_DIGEST=)" = "$(entry stop web | grep ^HUTCH_IMAGE_DIGEST=)" ]'
 run asu "$HUTCH" instance start --systemd yes "$I" db-1
@@ -235,6 +241,8 @@ sctl stop "hutch-db\\x2d1.service"
 run asu "$HUTCH" instance list
 check "systemctl --user stop: the instance is gone and hutch's state agrees at once" \
 	'[ "$(grep -c . "$OUT")" -eq 1 ] && ! pgrep -u $UID_ -x hutch-init'
+check "... its stop entry names the manager's uid (kill(2)'s sender, the kernel's word)" \
+	'wait_for "entry stop db-1 | grep -q ^HUTCH_EXIT_STATUS=" && entry stop db-1 | grep -qx "HUTCH_REQUESTED_BY=$UID_"'
 
 run asu "$HUTCH" instance start --systemd yes "$T/nonexistent.sif" bad
 check "a failing start through the manager: one line, the supervisor's reason" 'fails_with "nonexistent.sif"'

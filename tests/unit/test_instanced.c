@@ -318,7 +318,13 @@ static void test_audit(void **state)
         assert_true(startswith(buf, "MESSAGE=instance web of alice: exit (status 137)\n"));
         assert_null(memmem(buf, len, "HUTCH_IMAGE_DIGEST", 18)); /* none known: no field */
         assert_null(memmem(buf, len, "HUTCH_LIMITS", 12));
+        assert_null(memmem(buf, len, "HUTCH_REQUESTED_BY", 18)); /* uid 0 is not "nobody asked" */
         free(buf);
+        a.requested = true; /* root asked */
+        assert_int_equal(instance_audit_format(&a, &buf, &len), 0);
+        assert_non_null(memmem(buf, len, "\nHUTCH_REQUESTED_BY=0\n", 22));
+        free(buf);
+        a.requested = false;
         a.image_digest = "sha256:00ff";
         a.limits = "memory=1G";
         assert_int_equal(instance_audit_format(&a, &buf, &len), 0);
