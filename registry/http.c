@@ -464,7 +464,12 @@ static int perform_once(struct http_client *c, const char *method, const char *u
         }
         if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
                 curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+        /* libcurl's own words name the address it failed to reach: a proxy's, when it used one
+         * (http_proxy etc.) */
+        char why[CURL_ERROR_SIZE] = "";
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, why);
         CURLcode cc = curl_easy_perform(h);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, NULL);
         curl_slist_free_all(hl);
         c->requests++;
         bool unreachable = cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST ||
@@ -476,7 +481,8 @@ static int perform_once(struct http_client *c, const char *method, const char *u
                 c->scheme_fixed = true;
                 return -EAGAIN;
         }
-        const char *what = curl_easy_strerror(cc);
+        /* "Failed to connect to ADDR port N after T ms: Couldn't connect to server" */
+        const char *what = cc == CURLE_COULDNT_CONNECT && *why ? why : curl_easy_strerror(cc);
         if (cc != CURLE_OK && from)
                 return hutch_err(err, -EIO, "cannot reach %s (a redirect of %s): %s", url, from, what);
         if (cc != CURLE_OK)

@@ -285,6 +285,31 @@ fi
 run env CONTAINERS_REGISTRIES_CONF="$T/regs-redir.conf" "$HUTCH" pull --disable-cache redir.sif "docker://$B/test/busybox:multi"
 check "redirects of an insecure registry followed, verified with the CA" '[ $RC -eq 0 ] && [ -f redir.sif ] && [ "$(grep -c "^B GET /v2/test/busybox/blobs/" "$T/bad.port.log")" -ge 2 ] && grep -q "^B GET /v2/test/busybox/manifests/sha256:" "$T/bad.port.log"'
 rm -f redir.sif
+# ---- proxies: libcurl takes http_proxy, https_proxy and no_proxy from the environment, and
+# loopback is not exempt from them (only no_proxy exempts a host); Debian's tinyproxy here
+if command -v tinyproxy >/dev/null; then
+	TP=127.0.0.1:$(free_port)
+	printf 'Port %s\nListen 127.0.0.1\nTimeout 30\nLogFile "%s"\nLogLevel Connect\nMaxClients 50\nAllow 127.0.0.1\n' "${TP#*:}" "$T/proxy.log" > "$T/proxy.conf"
+	tinyproxy -d -c "$T/proxy.conf" > "$T/proxy.out" 2>&1 &
+	PIDS+=($!)
+	wait_for "curl -s -o /dev/null --proxy http://$TP http://$R/v2/" 100
+	reqs() { grep -c "Request (file descriptor [0-9]*): $1" "$T/proxy.log"; }
+	n=$(reqs "GET http://$R/v2/test/busybox/blobs/")
+	run env HUTCH_NOHTTPS=1 http_proxy=http://$TP "$HUTCH" -q pull --disable-cache px.sif "docker://$R/test/busybox:zstd"
+	check "http_proxy: a pull over plain HTTP goes through the proxy" '[ $RC -eq 0 ] && [ -f px.sif ] && [ "$(reqs "GET http://$R/v2/test/busybox/blobs/")" -ge $((n + 2)) ]'
+	n=$(reqs "CONNECT $S ")
+	run env https_proxy=http://$TP HUTCH_DOCKER_USERNAME=alice HUTCH_DOCKER_PASSWORD=s3cret "$HUTCH" -q pull --disable-cache pxs.sif "docker://$S/private/busybox:v1"
+	check "https_proxy: TLS through the proxy (CONNECT), verified end to end" '[ $RC -eq 0 ] && [ -f pxs.sif ] && [ "$(reqs "CONNECT $S ")" -gt $n ]'
+	n=$(grep -c "Request (" "$T/proxy.log")
+	run env HUTCH_NOHTTPS=1 http_proxy=http://$TP https_proxy=http://$TP no_proxy=example.test,127.0.0.1 "$HUTCH" -q pull --disable-cache px2.sif "docker://$R/test/busybox:zstd"
+	check "no_proxy: a registry it names is reached directly" '[ $RC -eq 0 ] && [ -f px2.sif ] && [ "$(grep -c "Request (" "$T/proxy.log")" -eq $n ]'
+	dp=$(free_port)
+	run env HUTCH_NOHTTPS=1 http_proxy=http://127.0.0.1:$dp "$HUTCH" -q pull --disable-cache px3.sif "docker://$R/test/busybox:zstd"
+	check "a proxy that is down: one error line naming its address" 'fails_with "cannot reach http://$R: Failed to connect to 127.0.0.1 port $dp " && [ ! -e px3.sif ]'
+	rm -f px.sif pxs.sif px2.sif
+else
+	notok "the proxy tests need tinyproxy (dev.sh TEST_DEPS)"
+fi
 unset SSL_CERT_FILE
 rm -f tls*.sif
 
