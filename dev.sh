@@ -30,7 +30,7 @@ BENCH_DEPS=(bubblewrap charliecloud podman runc catatonit hyperfine bc time linu
 # registry/ (hutch-registry): libcurl, libarchive, libcrypto; its tests run a real registry
 BUILD_DEPS+=(libcurl4-openssl-dev libarchive-dev libssl-dev)
 RUN_DEPS+=(libcurl4 libarchive13 libssl3)
-TEST_DEPS+=(docker-registry skopeo apache2-utils openssl zstd curl tinyproxy)
+TEST_DEPS+=(docker-registry skopeo apache2-utils openssl zstd curl tinyproxy podman catatonit)
 BENCH_DEPS+=(umoci)
 # recipe/ (build from definition files): Bootstrap: debootstrap runs the host's debootstrap
 TEST_DEPS+=(debootstrap)

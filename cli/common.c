@@ -83,7 +83,10 @@ int cli_usage_error(const char *verb, const char *fmt, ...)
 
 /* Sources hutch cannot read: a clear "not supported yet" rather than "No such file". */
 static const char *const unsupported_prefixes[] = {
-        "docker-daemon:", "library://", "shub://", "http://", "https://",
+        "library://",
+        "shub://",
+        "http://",
+        "https://",
 };
 
 /* A definition file: a regular file that is not an image (SIF, squashfs) and whose first

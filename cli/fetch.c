@@ -1,5 +1,5 @@
 /* Images named by a registry URI (docker://, oras://) or a local OCI source (oci:,
- * oci-archive:, docker-archive:) for the running verbs: hutch-registry
+ * oci-archive:, docker-archive:, docker-daemon:) for the running verbs: hutch-registry
  * pulls them into the cache (once: later runs find them there) and prints the cached SIF's
  * path, which the verb then runs as any SIF. Its progress and errors reach the user's
  * terminal directly; its libraries never load into hutch. */
@@ -20,7 +20,7 @@
 bool cli_is_registry_source(const char *s)
 {
         return startswith(s, "docker://") || startswith(s, "oras://") || startswith(s, "oci:") ||
-               startswith(s, "oci-archive:") || startswith(s, "docker-archive:");
+               startswith(s, "oci-archive:") || startswith(s, "docker-archive:") || startswith(s, "docker-daemon:");
 }
 
 int cli_registry_fetch(const char *uri, char **ret_path)

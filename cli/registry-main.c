@@ -129,13 +129,22 @@ static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
         p.source = pos[n - 1];
         if (!is_pull_source(p.source))
                 return cli_usage_error(
-                        "pull", "'%s': pull takes docker://, oras://, oci:, oci-archive: or docker-archive:", p.source);
+                        "pull",
+                        "'%s': pull takes docker://, oras://, oci:, oci-archive:, docker-archive: or docker-daemon:",
+                        p.source);
         if (to_cache && n != 1)
                 return cli_usage_error("pull", "cache-pull takes the URI only");
         struct registry_ref ref;
-        if (!registry_source_is_local(p.source)) {
-                if (registry_ref_parse(p.source, &ref, &err) < 0)
-                        return cli_fail(&err);
+        bool daemon = startswith(p.source, "docker-daemon:");
+        if (!registry_source_is_local(p.source) || daemon) {
+                /* docker-daemon:IMAGE names an image as docker://IMAGE does (or by its ID) */
+                _cleanup_free_ char *as_docker =
+                        daemon ? strjoin("docker://", p.source + strlen("docker-daemon:"), NULL) : NULL;
+                if (daemon && !as_docker)
+                        return cli_usage_error("pull", "out of memory");
+                if (registry_ref_parse(daemon ? as_docker : p.source, &ref, &err) < 0)
+                        return daemon ? cli_usage_error("pull", "'%s' names no image: %s", p.source, err.msg)
+                                      : cli_fail(&err);
                 registry_ref_free(&ref);
         }
         _cleanup_free_ char *target = NULL, *name = registry_default_name(p.source);
@@ -149,6 +158,7 @@ static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
         p.cache_dir = cache;
         p.no_https = p.no_https || env_true(c, no_https_env);
         p.ca_file = cli_getenv(c, "SSL_CERT_FILE");
+        p.docker_host = cli_getenv(c, "DOCKER_HOST");
         p.quiet = log_get_level() < LOG_LEVEL_INFO;
         p.progress = !p.quiet && isatty(STDERR_FILENO);
         _cleanup_free_ char *path = NULL;

@@ -62,11 +62,12 @@ static const char *host_busybox(void)
         return NULL;
 }
 
-/* Agents of other sources: the first five through hutch-registry (the registry module's
+/* Agents of other sources: the first six through hutch-registry (the registry module's
  * program), with the URI prefix it takes; the others are not supported yet. */
 static const char *const registry_agents[] = {"docker", "docker-archive", "oci",     "oci-archive",
                                               "oras",   "docker-daemon",  "library", "shub"};
-static const char *const registry_prefix[] = {"docker://", "docker-archive:", "oci:", "oci-archive:", "oras://"};
+static const char *const registry_prefix[] = {
+        "docker://", "docker-archive:", "oci:", "oci-archive:", "oras://", "docker-daemon:"};
 
 static bool is_registry_agent(const char *a)
 {
@@ -312,7 +313,7 @@ int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct
                         char prog[PATH_MAX];
                         if (!st->from || !*st->from)
                                 return hutch_err(err, -EINVAL, "%s: %sBootstrap: %s needs 'From: ...'", path, lbl, a);
-                        if (i >= 5)
+                        if (i >= ELEMENTSOF(registry_prefix))
                                 return hutch_err(err, -ENOTSUP, "%s: %sBootstrap: %s is not supported yet", path, lbl,
                                                  a);
                         if (!libexec_program("hutch-registry", prog, sizeof prog))
@@ -339,7 +340,7 @@ int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct
                 return hutch_err(err, -ENOTSUP, "%s: %sBootstrap: %s is not supported yet", path, lbl, a);
         return hutch_err(err, -EINVAL,
                          "%s: %sunknown bootstrap agent '%s' (localimage, busybox, scratch, docker, docker-archive, "
-                         "oci, oci-archive, debootstrap, yum, dnf, zypper)",
+                         "docker-daemon, oci, oci-archive, debootstrap, yum, dnf, zypper)",
                          path, lbl, a);
 }
 

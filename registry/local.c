@@ -18,7 +18,8 @@
 
 bool registry_source_is_local(const char *s)
 {
-        return startswith(s, "oci:") || startswith(s, "oci-archive:") || startswith(s, "docker-archive:");
+        return startswith(s, "oci:") || startswith(s, "oci-archive:") || startswith(s, "docker-archive:") ||
+               startswith(s, "docker-daemon:");
 }
 
 /* DIR[:TAG] of oci:DIR[:TAG]: the tag is after the last ':' past the last '/'. */
@@ -37,6 +38,11 @@ static void oci_split(const char *spec, char **ret_dir, char **ret_tag)
 char *registry_default_name(const char *source)
 {
         char *s = NULL;
+        _cleanup_free_ char *daemon = NULL;
+        if (startswith(source, "docker-daemon:")) /* named as the same image on a registry */
+                source = daemon = strjoin("docker://", source + strlen("docker-daemon:"), NULL);
+        if (!source)
+                return NULL;
         if (startswith(source, "docker://") || startswith(source, "oras://")) {
                 struct registry_ref r;
                 struct hutch_error e;
@@ -248,6 +254,22 @@ static int oci_layout(struct pull_ctx *x, int dir_fd, const char *tag, struct hu
         return 0;
 }
 
+/* docker-daemon:IMAGE: the daemon's export into WORK/daemon.tar, its path in *ret */
+static int daemon_fetch(struct pull_ctx *x, const char *image, char **ret, struct hutch_error *err)
+{
+        _cleanup_free_ char *path = strjoin(x->work, "/daemon.tar", NULL);
+        if (!path)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        _cleanup_close_ int fd = openat(x->work_fd, "daemon.tar", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0)
+                return hutch_err_sys(err, -errno, "cannot create a file in '%s'", x->work);
+        int r = daemon_export(x->p->docker_host, image, fd, x->p->quiet, err);
+        if (r < 0)
+                return r;
+        *ret = steal_pointer(&path);
+        return 0;
+}
+
 /* An archive's files into WORK/archive (plain tar or gzip). */
 static int archive_extract(struct pull_ctx *x, const char *file, struct hutch_error *err)
 {
@@ -288,10 +310,16 @@ int pull_local(struct pull_ctx *x, char **ret_path, struct hutch_error *err)
         } else {
                 if ((x->work_fd = private_dir(p->target ? p->target : base, &x->work, err)) < 0)
                         return x->work_fd;
-                int afd = archive_extract(x, path, err);
+                _cleanup_free_ char *exported = NULL;
+                bool daemon = startswith(src, "docker-daemon:");
+                if (daemon && (r = daemon_fetch(x, path, &exported, err)) < 0)
+                        return r;
+                int afd = archive_extract(x, exported ? exported : path, err);
+                if (exported)
+                        unlinkat(x->work_fd, "daemon.tar", 0); /* unpacked: its space back */
                 if (afd < 0)
                         return afd;
-                if (startswith(src, "docker-archive:")) {
+                if (daemon || startswith(src, "docker-archive:")) {
                         x->blob_fd = afd;
                         r = docker_archive(x, err);
                 } else {

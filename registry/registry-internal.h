@@ -73,6 +73,11 @@ int oras_pull(const struct pull_spec *p, const struct registry_ref *ref, char **
 /* url (scheme://HOST[:PORT]/...) is at host ("HOST[:PORT]", reached with scheme): the same
  * host at the same port, a missing port being its scheme's default. */
 bool url_is_endpoint(const char *url, const char *scheme, const char *host);
+/* docker-daemon:IMAGE: the image's `docker save` tar from the Engine API at docker_host
+ * (unix:///PATH or tcp://HOST:PORT; NULL or "": DOCKER_HOST_DEFAULT) into out_fd. */
+#define DOCKER_HOST_DEFAULT "unix:///var/run/docker.sock"
+bool daemon_image_is_valid(const char *image);
+int daemon_export(const char *docker_host, const char *image, int out_fd, bool quiet, struct hutch_error *err);
 /* "sha256:HEX" of len bytes */
 void sha256_buf(const void *buf, size_t len, char out[72]);
 /* Inside an unpacked root, every name resolved in it (RESOLVE_IN_ROOT: an image's symlink

@@ -25,7 +25,7 @@ void registry_ref_free(struct registry_ref *r);
 /* Apptainer's default file name: the last component of the repository, "_" and the tag
  * (or "sha256_HEX" for a digest), ".sif". Caller frees. */
 char *registry_ref_default_name(const struct registry_ref *r);
-/* oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE */
+/* oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:IMAGE[:TAG] */
 bool registry_source_is_local(const char *source);
 /* The default file name for any source (REPO_TAG.sif, DIR_TAG.sif, FILE.sif). */
 char *registry_default_name(const char *source);
@@ -119,11 +119,12 @@ struct registry_auth {
         const char *const *registries_conf;
 };
 struct pull_spec {
-        const char *source;    /* the URI as given */
-        const char *target;    /* the SIF to write; NULL: the cache's copy only (exec docker://) */
-        const char *cache_dir; /* $HUTCH_CACHEDIR or ~/.hutch/cache */
-        const char *arch;      /* --arch, NULL: the host's */
-        const char *ca_file;   /* extra CA bundle (SSL_CERT_FILE), NULL: the system's */
+        const char *source;      /* the URI as given */
+        const char *target;      /* the SIF to write; NULL: the cache's copy only (exec docker://) */
+        const char *cache_dir;   /* $HUTCH_CACHEDIR or ~/.hutch/cache */
+        const char *arch;        /* --arch, NULL: the host's */
+        const char *ca_file;     /* extra CA bundle (SSL_CERT_FILE), NULL: the system's */
+        const char *docker_host; /* docker-daemon: DOCKER_HOST, NULL: unix:///var/run/docker.sock */
         bool force, disable_cache, no_https, progress, quiet;
         struct registry_auth auth;
 };

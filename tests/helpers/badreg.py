@@ -98,6 +98,9 @@ if mode == "redirect":
     for s in (srv, srv2):
         s.socket = ctx.wrap_socket(s.socket, server_side=True)
     threading.Thread(target=srv2.serve_forever, daemon=True).start()
+for s in (srv, srv2):
+    if s:  # a client that hangs up mid-reply (a refused certificate, an aborted pull): no traceback
+        s.handle_error = lambda request, address: None
 with open(portfile + ".tmp", "w") as f:
     f.write(str(srv.server_address[1]))
 os.rename(portfile + ".tmp", portfile)

@@ -171,6 +171,56 @@ check "a docker archive whose config does not match its name's digest" 'fails_wi
 rm -rf "$T/dx" "$T/dbad.tar"
 run "$HUTCH" pull x.sif "docker-archive:$T/nonexistent.tar"
 check "a missing archive" 'fails_with "nonexistent.tar" && [ ! -e x.sif ]'
+# docker-daemon:IMAGE[:TAG]: exported by a Docker Engine API at DOCKER_HOST, here podman's
+# service on a socket of the test's, with storage of its own holding an image loaded from a
+# docker archive the test makes
+if command -v podman >/dev/null; then
+	PM=$T/pm DI=hutch-u$(id -u)/dd:v1
+	mkdir -p "$PM/xdg" && chmod 700 "$PM/xdg"
+	PMO=(--root "$PM/st" --runroot "$PM/run" --tmpdir "$PM/tmp" --storage-driver vfs --cgroup-manager cgroupfs --events-backend file)
+	pm() { XDG_RUNTIME_DIR=$PM/xdg podman "${PMO[@]}" "$@"; }
+	skopeo copy -q --insecure-policy "oci:$T/oci:basic" "docker-archive:$T/dd.tar:$DI" && pm load -q -i "$T/dd.tar" >"$PM/load.log" 2>&1 || { notok "podman load"; cat "$PM/load.log"; }
+	# podman itself in the background (not the function's subshell): $! is its pid
+	XDG_RUNTIME_DIR=$PM/xdg podman "${PMO[@]}" system service --time=0 "unix://$PM/docker.sock" >"$PM/service.log" 2>&1 &
+	pmpid=$!
+	PIDS+=($pmpid)
+	wait_for "curl -s -o /dev/null --unix-socket $PM/docker.sock http://d/_ping" 100
+	export DOCKER_HOST=unix://$PM/docker.sock
+	run "$HUTCH" pull "docker-daemon:$DI"
+	check "pull docker-daemon:IMAGE:TAG from the Engine API at DOCKER_HOST" '[ $RC -eq 0 ] && [ -f dd_v1.sif ] && err_has "Exporting $DI from the Docker daemon at $DOCKER_HOST"'
+	run "$HUTCH" run dd_v1.sif x
+	check "... the image as it was loaded: its runscript" '[ $RC -eq 0 ] && out_has "^entry:ep:x$"'
+	run "$HUTCH" exec "docker-daemon:$DI" cat /etc/marker
+	check "exec docker-daemon:" '[ $RC -eq 0 ] && out_is base'
+	printf 'Bootstrap: docker-daemon\nFrom: %s\n\n%%post\n    echo built > /etc/built\n' "$DI" > "$T/dd.def"
+	run "$HUTCH" build dd-built.sif "$T/dd.def"
+	[ $RC -eq 0 ] || sed "s/^/# build: /" "$ERR"
+	run "$HUTCH" exec dd-built.sif cat /etc/marker /etc/built
+	check "build from Bootstrap: docker-daemon" '[ $RC -eq 0 ] && out_is basebuilt'
+	rm -f dd-built.sif
+	run "$HUTCH" -q pull x.sif "docker-daemon:${DI%/*}/nosuch:v1"
+	check "an image the daemon does not have: one line" 'fails_with "no such image .${DI%/*}/nosuch:v1. in the Docker daemon at $DOCKER_HOST" && [ ! -e x.sif ] && no_pull_left'
+	run env DOCKER_HOST="unix://$T/nodaemon.sock" "$HUTCH" -q pull x.sif "docker-daemon:$DI"
+	check "no daemon: one line naming the socket" 'fails_with "cannot reach the Docker daemon at unix://$T/nodaemon.sock: No such file or directory" && [ ! -e x.sif ] && no_pull_left'
+	if [ ! -e /var/run/docker.sock ]; then
+		run env -u DOCKER_HOST "$HUTCH" -q pull x.sif "docker-daemon:$DI"
+		check "DOCKER_HOST unset: Docker's socket, named" 'fails_with "cannot reach the Docker daemon at unix:///var/run/docker.sock: "'
+	fi
+	run "$HUTCH" pull x.sif "docker-daemon:../../containers/json"
+	check "docker-daemon: of no image name" '[ $RC -eq 255 ] && err_has "names no image" && [ ! -e x.sif ]'
+	run env DOCKER_HOST=ssh://host "$HUTCH" pull x.sif "docker-daemon:$DI"
+	check "a DOCKER_HOST of another kind" 'fails_with "DOCKER_HOST .ssh://host.: hutch takes unix:///PATH or tcp://HOST:PORT" && no_pull_left'
+	unset DOCKER_HOST
+	rm -f dd_v1.sif
+	kill "$pmpid"
+	wait "$pmpid" 2>/dev/null
+	# rootless podman: its files in the storage are the user's subordinate ids, and it left
+	# its pause process
+	[ "$(id -u)" -eq 0 ] || pm unshare rm -rf "$PM/st"
+	[ -s "$PM/tmp/pause.pid" ] && kill "$(cat "$PM/tmp/pause.pid")"
+else
+	notok "docker-daemon: needs podman (dev.sh TEST_DEPS)"
+fi
 rm -f oci_layers.sif z_latest.sif d_latest.sif
 run "$HUTCH" instance start "docker://$R/test/busybox:basic" regtest
 run "$HUTCH" exec instance://regtest cat /etc/marker

@@ -533,6 +533,34 @@ static void test_registries_conf_paths(void **state)
         assert_int_equal(system(cmd), 0);
 }
 
+/* docker-daemon:IMAGE: names that stay an image of /images/NAME/get; the daemon's address */
+static void test_daemon(void **state)
+{
+        (void) state;
+        const char *const good[] = {
+                "busybox",      "busybox:1.36", "docker.io/library/busybox:latest", "reg.test:5000/a/b@sha256:0123",
+                "81976785b790", "a..b/c"};
+        const char *const bad[] = {"",      "/busybox", "a//b", "a/",    "../x", "a/../../containers/json",
+                                   "a/./b", "a?b",      "a b",  "a%2fb", "a#b",  "."};
+        for (size_t i = 0; i < sizeof good / sizeof *good; i++)
+                assert_true(daemon_image_is_valid(good[i]));
+        for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+                assert_false(daemon_image_is_valid(bad[i]));
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        char dir[] = "/tmp/test_registry.XXXXXX", host[300];
+        assert_non_null(mkdtemp(dir));
+        snprintf(host, sizeof host, "unix://%s/none.sock", dir);
+        assert_int_not_equal(daemon_export(host, "busybox", -1, true, &err), 0);
+        assert_non_null(strstr(err.msg, "cannot reach the Docker daemon at unix:///tmp/test_registry."));
+        assert_non_null(strstr(err.msg, "none.sock: No such file or directory"));
+        assert_int_equal(daemon_export("ssh://x", "busybox", -1, true, &err), -EINVAL);
+        assert_non_null(strstr(err.msg, "DOCKER_HOST 'ssh://x'"));
+        assert_int_equal(daemon_export("unix://relative.sock", "busybox", -1, true, &err), -EINVAL);
+        assert_int_equal(daemon_export("tcp://h:1/x", "busybox", -1, true, &err), -EINVAL);
+        assert_int_equal(daemon_export(host, "../x", -1, true, &err), -EINVAL);
+        assert_int_equal(rmdir(dir), 0);
+}
+
 /* A progress row: bar, percentage and sizes, never wider than the terminal. */
 static void test_progress_row(void **state)
 {
@@ -572,6 +600,7 @@ int main(void)
                 cmocka_unit_test(test_progress_row),
                 cmocka_unit_test(test_url_is_endpoint),
                 cmocka_unit_test(test_registries_conf_paths),
+                cmocka_unit_test(test_daemon),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
