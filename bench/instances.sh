@@ -3,7 +3,8 @@
 # answering (busybox httpd from the image's startscript), `instance list` with 1, 10 and
 # 100 instances, `instance stop`, and the memory an idle instance leaves behind
 # (supervisor, FUSE server, init: RSS and PSS from /proc/PID/smaps_rollup);
-# the same for podman (run -d, ps, stop, conmon) on the same rootfs, in the same run.
+# the same for podman (run -d, ps, stop, conmon) on the same rootfs, in the same run; and
+# (bench/systemd.sh) start -> service answering through a systemd user manager.
 # usage: bench/instances.sh BUILD/hutch [RUNS]      (as root; ./dev.sh bench installs peers)
 set -euo pipefail
 hutch=$(readlink -f "$1")
@@ -140,3 +141,12 @@ ratio "podman stop / hutch stop" podman-stop hutch-stop
 ratio "podman ps / hutch list (100)" podman-ps-100 hutch-list-100
 ratio "conmon PSS / hutch idle PSS" conmon-pss hutch-pss
 echo "targets: start <= 30 ms; list of 100 <= 20 ms; idle PSS <= conmon's"
+
+# start -> service answering through a systemd user manager, against the plain supervisor
+# and podman run -d in that same sub-run, and the idle memory systemd mode adds: a real
+# `systemd --user` of the bench user in a namespace of its own (bench/systemd.sh, which
+# sets it up and tears it down)
+if [ -x /lib/systemd/systemd ] && grep -q '^0::' /proc/self/cgroup; then
+	echo "through a systemd user manager (bench/systemd.sh):"
+	bash "$src/bench/systemd.sh" "$hutch" "$runs" | sed 1d
+fi

@@ -49,14 +49,24 @@ fi
 
 umount -l /sys/fs/cgroup 2>/dev/null
 mount -t cgroup2 cgroup2 /sys/fs/cgroup
-mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system
+mkdir -p /run/systemd && mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system
 uid=$(id -u "$user")
 rt=/run/user/$uid
 mkdir -p /run/user && mount -t tmpfs -o mode=0755 tmpfs /run/user && install -d -o "$user" -g "$user" -m 0700 "$rt"
 asu() { setpriv --reuid="$user" --regid="$user" --init-groups env -i HOME="/home/$user" XDG_RUNTIME_DIR="$rt" PATH="$PATH" HUTCH_TEST_PORT=18480 "$@"; }
 asu /lib/systemd/systemd --user </dev/null >/dev/null 2>&1 &
 mgr=$!
-trap 'asu "$hutch" instance stop --all --force >/dev/null 2>&1; asu systemctl --user exit >/dev/null 2>&1; sleep 1; kill -9 $mgr 2>/dev/null' EXIT
+# (each step may fail, a manager already gone included, without ending the teardown or
+# failing the bench under set -e)
+stop_manager() {
+	set +e
+	asu "$hutch" instance stop --all --force >/dev/null 2>&1
+	asu systemctl --user exit >/dev/null 2>&1
+	for i in $(seq 50); do kill -0 "$mgr" 2>/dev/null || break; sleep 0.1; done
+	kill -9 "$mgr" 2>/dev/null
+	return 0
+}
+trap stop_manager EXIT
 for i in $(seq 100); do [ -S "$rt/systemd/private" ] && break; sleep 0.1; done
 img=$WORK/img/image.sif
 median() { sort -n | awk '{v[NR]=$1} END {if (NR) printf "%.2f", (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
@@ -81,23 +91,34 @@ awk -v y="${res[yes]}" -v n="${res[no]}" -v p="${res[podman]:-0}" 'BEGIN {
 
 # 48 at once through the manager (Apptainer's #3607: D-Bus failures at 24-48)
 t0=$(date +%s%N)
+pids=()
 for i in $(seq 48); do
 	asu env HUTCH_TEST_PORT=$((19000 + i)) "$hutch" -q instance start --systemd yes "$img" "p$i" >"$WORK/p$i.out" 2>&1 &
+	pids+=($!)
 done
-wait "${pids[@]}"
+wait "${pids[@]}" || true
 t1=$(date +%s%N)
 up=$(asu "$hutch" instance list | awk '$1 ~ /^p[0-9]/ && / systemd /' | wc -l)
 printf '  48 parallel starts through the manager: %d up in %.0f ms\n' "$up" "$(((t1 - t0) / 1000000))"
 asu "$hutch" instance stop --all >/dev/null 2>&1
 
-# idle memory: hutch's own processes are the same in both modes (hutch-systemd exits once
-# the unit runs); the manager's own memory is the user's, shared by every unit
+# idle memory: hutch's own processes of one idle instance (supervisor, image server and its
+# monitor, init; hutch-systemd exits once the unit runs, counted should one be left), PSS
+# from smaps_rollup, in both modes; the manager's own memory is the user's, shared by every
+# unit, and not hutch's
+declare -A pss anon
 for mode in no yes; do
 	asu "$hutch" instance start --systemd $mode "$img" web >/dev/null 2>&1
-	sleep 3
-	sup=$(pgrep -u "$user" -x hutch-supervise | head -1)
-	pss=$(awk '/^Pss:/{print $2}' "/proc/$sup/smaps_rollup")
-	n=$(pgrep -u "$user" -x hutch-systemd | wc -l)
-	printf '  idle, --systemd %-3s supervisor PSS %5d KiB, hutch-systemd processes left: %d\n' "$mode" "$pss" "$n"
+	sleep 3 # idle: the image server gives back its start-up heap after 2 s without requests
+	pss[$mode]=0 anon[$mode]=0
+	for comm in hutch-supervise hutch-sqfs-mon hutch-squashfs hutch-init hutch-systemd; do
+		for p in $(pgrep -u "$user" -x "$comm"); do
+			read -r k a < <(awk '/^Pss:/{p=$2} /^Pss_Anon:/{a=$2} END {print p+0, a+0}' "/proc/$p/smaps_rollup" 2>/dev/null || echo 0 0)
+			pss[$mode]=$((pss[$mode] + ${k:-0})) anon[$mode]=$((anon[$mode] + ${a:-0}))
+		done
+	done
+	n=$(pgrep -u "$user" -x hutch-systemd | wc -l) || true
+	printf '  idle, --systemd %-3s hutch processes PSS %5d KiB (private %4d KiB; hutch-systemd left: %d)\n' "$mode" "${pss[$mode]}" "${anon[$mode]}" "$n"
 	asu "$hutch" instance stop web >/dev/null 2>&1
 done
+printf '  idle memory systemd mode adds in hutch'"'"'s own processes: %d KiB PSS (private %d KiB)\n' "$((pss[yes] - pss[no]))" "$((anon[yes] - anon[no]))"
