@@ -1,6 +1,7 @@
 /* Shared internals of image/: the squashfs reader handle. */
 #pragma once
 
+#include <limits.h>
 #include <sys/stat.h>
 
 #include "image.h"
@@ -59,8 +60,38 @@ int squash_frag(sqfs *fs, const sqfs_inode *inode, const char **ret_data, sqfs_b
 /* This thread forgets what it kept of fs (before fs is freed). */
 void squash_forget(sqfs *fs);
 
-/* ---- image/mount.c: the server's read of a whole file it pushes (out: zeroed, of the
- * file's size), without the decompressed-file cache: for the fuzz target */
+/* ---- image/inflate.c: whole files decompressed for the worker's push-ahead, and the
+ * worker's side of the decompressed-file cache */
+/* A fragment block freshly inflated for a file, to be kept in the cache once the open is
+ * answered. */
+struct frag_put {
+        const void *data; /* squashfuse's cached block: valid until it inflates another */
+        size_t size;
+        struct file_cache_key key;
+};
+/* Decompress a whole regular file into out (zeroed, of at least its size): data blocks go
+ * from the image straight into place, shared with the inflate helper for a big file, then
+ * the tail from its fragment block (from the cache when there, else noted in *put). */
+int inflate_whole(sqfs *fs, sqfs_inode *inode, char *out, struct frag_put *put);
+/* The inflate helper thread, started where the server may use more than one CPU. */
+void inflate_helper_start(unsigned cpus);
+void inflate_helper_stop(void);
+/* The cache's folder for entries of up to max bytes in all (0: none), opened before the
+ * worker confines itself; usable false: none (closed again). Its fd or negative. */
+int inflate_cache_open(uint64_t max, bool usable);
+/* The image's part of the keys, once the image has come. */
+void inflate_cache_image(int image_fd, uint64_t offset);
+/* The folder's fd, or negative: no cache. */
+int inflate_cache_dir(void);
+/* The key of an entry: the image's part and inode. */
+struct file_cache_key inflate_cache_key(uint64_t inode);
+/* An entry in, counted (any thread). */
+void inflate_cache_put(const struct file_cache_key *key, const void *data, size_t size, const char *what);
+void inflate_cache_done(void);
+/* This thread's open fragment entries closed (a serving thread's end). */
+void inflate_thread_done(void);
+/* The server's read of a whole file it pushes (out: zeroed, of the file's size), without
+ * the decompressed-file cache: for the fuzz target */
 int image_push_read(sqfs *fs, sqfs_inode *inode, char *out);
 /* The server's inflate helper, started (on) or stopped as the server does, for the unit
  * tests: with it started, image_push_read shares a big file's blocks with it */
@@ -76,7 +107,7 @@ int sqfs_handle_reset_caches(struct sqfs_handle *h);
 void image_thread_done(void);
 
 /* ---- The image server's two processes (image/serve.c): the worker serves the mount
- * (image/mount.c), the monitor watches it and answers for it once it is gone. */
+ * (image/worker.c), the monitor watches it and answers for it once it is gone. */
 #define SERVE_MONITOR_COMM "hutch-sqfs-mon"
 enum serve_role { SERVE_MONITOR, SERVE_WORKER };
 /* A role's seccomp allow-list as a BPF program (struct sock_filter), compiled ahead. */
@@ -93,7 +124,7 @@ bool serve_landlock_available(void);
  * where the kernel has it), the filter f. */
 int serve_confine(const struct serve_filter *f, const int *keep, size_t n_keep, int dir_fd);
 /* The worker serves with up to SERVE_THREADS_MAX threads (one per CPU it may run on), each
- * its own squashfs reader (image/mount.c). */
+ * its own squashfs reader (image/worker.c). */
 #define SERVE_THREADS_MAX 8
 /* The worker: takes sock (the mount's hand-over), sends the monitor its copy of the FUSE
  * fd and the image's path on ctl (which it takes), serves until owner_fd (a pidfd) polls
@@ -104,6 +135,12 @@ int serve_confine(const struct serve_filter *f, const int *keep, size_t n_keep, 
 #define SERVE_EXIT_CONFINE 3    /* it could not confine itself, and served nothing */
 #define SERVE_EXIT_UNREADABLE 4 /* squashfuse could not open the image */
 int image_serve_worker(int sock, int owner_fd, int ctl, uint64_t cache_max, volatile uint64_t *in_flight);
+/* What image_mount() hands the worker with the FUSE fd and the image's fd. */
+struct serve_msg {
+        uint64_t offset, size;
+        int32_t format;
+        char path[PATH_MAX];
+};
 
 /* ---- image/build.c's helpers, shared with overlay create (image/overlay-create.c) */
 /* The build's private folder beside the target: see work_make in image/build.c. */

@@ -1,5 +1,5 @@
 /* The image server as processes: hutch-squashfs (or `hutch serve-image`) is a monitor
- * that forks the worker which parses the image and serves its FUSE mount (image/mount.c).
+ * that forks the worker which parses the image and serves its FUSE mount (image/worker.c).
  * Both confine themselves once what they need is open (an allow-list of system calls, no
  * new privileges, no capabilities, no fd but their own). A crafted image may still crash
  * the worker: the monitor, holding a copy of the FUSE fd, then writes one line on the
@@ -170,7 +170,7 @@ int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, bool cach
          * mount opens /dev/null to make sure fds 0-2 exist, and copes with a refusal */
         if (r >= 0 && worker && !cache)
                 r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES), SCMP_SYS(openat), 0);
-        /* the worker's threads (image/mount.c: serve_threads): clone only as a thread, which
+        /* the worker's threads (image/worker.c: threads_start): clone only as a thread, which
          * shares this filter and Landlock's domain; clone3, whose flags seccomp cannot see,
          * fails as on an older kernel, and glibc falls back to clone */
         if (r >= 0 && worker) {

@@ -776,7 +776,7 @@ static void test_ext3_superblock(void **state)
 }
 
 /* ---- Threads reading one image, each through a handle of its own (the image server's
- * serving threads, image/mount.c): every file byte-exact in every thread, in orders that
+ * serving threads, image/worker.c): every file byte-exact in every thread, in orders that
  * overlap, with caches emptied under way (fragment blocks evicted while files sharing them
  * are read); inode numbers the same from every handle. */
 #define PAR_THREADS 4
@@ -886,7 +886,7 @@ static void test_parallel_reads(void **state)
 
 /* image_digest: SHA-256 of the squashfs bytes, kept in the cache by the file's identity,
  * and read again once the file changed (its ctime moved) */
-/* ---- The inflate helper (image/mount.c): a big file pushed whole by several threads at
+/* ---- The inflate helper (image/inflate.c): a big file pushed whole by several threads at
  * once, each through a handle of its own, its blocks shared with the helper: byte-exact
  * every time. */
 struct whole_arg {
