@@ -208,11 +208,11 @@ static int link_wire(struct helper *h, size_t i, unsigned long long st, struct h
         if (!sk)
                 return hutch_err(err, -EIO, "cannot open a netlink socket");
         /* hv<pid>, hv<pid>-1, …: 11 characters at most (pid_max 2^22) */
-        if (i == 0)
-                snprintf(k->veth, sizeof k->veth, "hv%d", (int) getpid());
-        else
-                snprintf(k->veth, sizeof k->veth, "hv%d-%zu", (int) getpid(), i);
-        r = bridge_ensure(sk, b, err);
+        int n = i == 0 ? snprintf(k->veth, sizeof k->veth, "hv%d", (int) getpid())
+                       : snprintf(k->veth, sizeof k->veth, "hv%d-%zu", (int) getpid(), i);
+        r = n > 0 && (size_t) n < sizeof k->veth
+                    ? bridge_ensure(sk, b, err)
+                    : hutch_err(err, -ENAMETOOLONG, "cannot name a veth for network %zu", i);
         if (r >= 0)
                 r = veth_make(sk, h, i, r, err);
         nl_socket_free(sk);
