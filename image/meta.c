@@ -167,7 +167,6 @@ static int attributes_object(struct image *img, unsigned what, json_object **ret
 {
         json_object *attrs = json_object_new_object(), *app = img->app ? json_object_new_object() : NULL;
         json_object *own = app ? app : attrs, *env = json_object_new_object(), *labels = NULL;
-        _cleanup_free_ char *deffile = NULL, *startscript = NULL;
         char *text[ELEMENTSOF(meta_files)] = {NULL};
         int r = 0;
         if ((what & IMAGE_META_ENVIRONMENT) && (r = environment_object(img, env, err)) < 0)
