@@ -298,7 +298,11 @@ int instance_control_connect(pid_t supervisor, unsigned long long start, uid_t o
 }
 
 /* The stop asked over the control socket (so that the supervisor knows who asked): env's
- * connection to st's supervisor, or a new one. false when there is none. */
+ * connection to st's supervisor, or a new one. false when there is no connection, or when
+ * the supervisor closes it without its one-byte acknowledgement (a connection another
+ * replaced before it spoke, or a supervisor of an older hutch): the caller signals instead.
+ * No answer within a second is taken as heard: what was sent is queued and read once the
+ * supervisor's loop is free, and signalling too would stop the payload twice. */
 static bool ask_over_control(const struct instance_env *env, const struct instance_state *st, int sig)
 {
         _cleanup_close_ int own = -EBADF;
@@ -308,7 +312,16 @@ static bool ask_over_control(const struct instance_env *env, const struct instan
                         fd = env->controls[i].fd;
         if (fd < 0 && !env->controls_only)
                 fd = own = instance_control_connect(st->supervisor, st->supervisor_start, env->uid);
-        return fd >= 0 && send(fd, &sig, sizeof sig, MSG_NOSIGNAL | MSG_DONTWAIT) == (ssize_t) sizeof sig;
+        if (fd < 0 || send(fd, &sig, sizeof sig, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t) sizeof sig)
+                return false;
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r;
+        char ack = 0;
+        while ((r = poll(&p, 1, 1000)) < 0 && errno == EINTR)
+                ;
+        if (r == 0)
+                return true; /* sent and not refused: the supervisor reads it when its loop is free */
+        return recv(fd, &ack, 1, MSG_DONTWAIT) == 1 && ack == 'k';
 }
 
 int instance_stop(const struct instance_env *env, const struct instance_state *st, int sig, int timeout_ms, bool force,

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -84,6 +85,7 @@ struct sup {
         bool server_failed;
         struct hutch_error server_err; /* the first crash line of the current start */
         pid_t ended_early;             /* a child ended as its launcher was killed, not yet logged */
+        int ctl_errno;                 /* why there is no control socket, not yet logged */
         bool ready, stopping, finishing, backing_off, tidy_pending, kill_pending;
         bool start_audited; /* the start's audit entry waits for the image's digest */
         int settled_in_row;
@@ -319,6 +321,10 @@ static int logs_open(struct sup *u, struct hutch_error *err)
         sink_set_aside(&u->err);
         if ((r = sink_open(&u->out, true)) < 0 || (r = sink_open(&u->err, true)) < 0)
                 return hutch_err_sys(err, r, "cannot open the logs of instance '%s'", u->spec->name);
+        if (u->ctl_errno) { /* control_setup ran before the log was open */
+                note(u, "no control socket (%s): instance stop signals the supervisor", strerror(u->ctl_errno));
+                u->ctl_errno = 0;
+        }
         return 0;
 }
 
@@ -928,7 +934,10 @@ static void on_signal(struct sup *u)
  * Who asked is SO_PEERCRED's uid, taken at connect: root's when root stops another user's
  * instance (it connects before it becomes that user), which a signal sent as that user
  * could not tell. Only the owner and root outside containers are heard; a second
- * connection replaces one that said nothing yet. Without it (the name taken first) stop signals instead. */
+ * connection replaces one that said nothing yet (what the first had sent is acted on
+ * before). A stop heard is acknowledged with one byte: a client that gets none (its
+ * connection replaced, or no socket) signals instead. Without the socket (the name taken
+ * first) the log says so and every stop signals. */
 static void control_setup(struct sup *u)
 {
         struct sockaddr_un sa = {.sun_family = AF_UNIX};
@@ -940,6 +949,7 @@ static void control_setup(struct sup *u)
                 u->ctl_fd = fd;
                 return;
         }
+        u->ctl_errno = errno ? errno : EIO; /* logged once the log is open (logs_open) */
         if (fd >= 0)
                 close(fd);
 }
@@ -982,6 +992,54 @@ static bool outside_containers(pid_t pid)
         return theirs > 0 && ours > 0 && theirs <= ours;
 }
 
+static void on_ask(struct sup *u)
+{
+        int sig = 0;
+        ssize_t k = recv(u->ask_fd, &sig, sizeof sig, MSG_DONTWAIT);
+        if (k < 0 && errno == EAGAIN)
+                return;
+        uid_t by = u->ask_uid;
+        if (k != (ssize_t) sizeof sig || sig <= 0 || sig >= 65) {
+                ask_close(u);
+                return;
+        }
+        (void) send(u->ask_fd, "k", 1, MSG_NOSIGNAL | MSG_DONTWAIT); /* heard: the client need not signal */
+        ask_close(u);
+        if (!u->asked) {
+                u->asked = true;
+                u->asked_by = by;
+        }
+        if (!u->stopping)
+                note(u, "stopping (signal %d, asked by uid %u)", sig, (unsigned) by);
+        stop_container(u, sig);
+}
+
+/* SO_PEERCRED's pid is the asker's at connect: outside_containers reads /proc by that
+ * number, which an asker that has since ended could have passed on to another process.
+ * Where the kernel has SO_PEERPIDFD (Linux 6.5), the asker's pidfd: it must still be running
+ * after /proc was read, so the number was still its own; an asker already gone (the kernel
+ * gives no pidfd for it) is not heard. Kernels without the option keep that gap. */
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+static bool peer_outside_containers(int fd, pid_t pid)
+{
+        int pidfd = -EBADF;
+        socklen_t pl = sizeof pidfd;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &pl) < 0) {
+                if (errno != ENOPROTOOPT) /* e.g. EINVAL: the asker has already ended */
+                        return false;
+                pidfd = -EBADF;
+        }
+        bool ok = outside_containers(pid);
+        if (pidfd >= 0) {
+                struct pollfd p = {.fd = pidfd, .events = POLLIN};
+                ok = ok && poll(&p, 1, 0) == 0; /* a pidfd polls readable once its process ended */
+                close(pidfd);
+        }
+        return ok;
+}
+
 static void on_control(struct sup *u)
 {
         int fd;
@@ -989,10 +1047,12 @@ static void on_control(struct sup *u)
                 struct ucred cr;
                 socklen_t cl = sizeof cr;
                 if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) < 0 || (cr.uid != u->st.uid && cr.uid != 0) ||
-                    !outside_containers(cr.pid)) {
+                    !peer_outside_containers(fd, cr.pid)) {
                         close(fd);
                         continue;
                 }
+                if (u->ask_fd >= 0) /* what the one replaced has sent is heard first */
+                        on_ask(u);
                 ask_close(u);
                 if (epoll_add(u->epfd, fd, EV_ASK) < 0) {
                         close(fd);
@@ -1001,25 +1061,6 @@ static void on_control(struct sup *u)
                 u->ask_fd = fd;
                 u->ask_uid = cr.uid;
         }
-}
-
-static void on_ask(struct sup *u)
-{
-        int sig = 0;
-        ssize_t k = recv(u->ask_fd, &sig, sizeof sig, MSG_DONTWAIT);
-        if (k < 0 && errno == EAGAIN)
-                return;
-        uid_t by = u->ask_uid;
-        ask_close(u);
-        if (k != (ssize_t) sizeof sig || sig <= 0 || sig >= 65)
-                return;
-        if (!u->asked) {
-                u->asked = true;
-                u->asked_by = by;
-        }
-        if (!u->stopping)
-                note(u, "stopping (signal %d, asked by uid %u)", sig, (unsigned) by);
-        stop_container(u, sig);
 }
 
 /* All children gone (init, FUSE server, helpers)? Reaps what is left. */
@@ -1146,7 +1187,6 @@ static int setup(struct sup *u, struct hutch_error *err)
                 return hutch_err_sys(err, -errno, "cannot set up the supervisor");
         if ((r = job_watch(u, err)) < 0 || (r = notify_setup(u, err)) < 0)
                 return r;
-        control_setup(u);
         prctl(PR_SET_CHILD_SUBREAPER, 1);
         prctl(PR_SET_NAME, SUPERVISOR_COMM);
         openlog("hutch", LOG_PID, LOG_USER);
@@ -1154,6 +1194,7 @@ static int setup(struct sup *u, struct hutch_error *err)
         snprintf(u->user, sizeof u->user, "%s", pw ? pw->pw_name : "");
         if (!pw)
                 snprintf(u->user, sizeof u->user, "%u", (unsigned) u->st.uid);
+        control_setup(u);
         return 0;
 }
 

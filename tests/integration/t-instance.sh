@@ -66,6 +66,69 @@ check "a stopped NAME is reusable at once" '[ $RC -eq 0 ]'
 run "$HUTCH" instance stop web
 leftovers "restart of a name"
 
+# --- the control socket: a stop heard is acknowledged; one connection at a time
+# ctl_ask MODE SUPERVISOR: talks to the supervisor's abstract socket as `instance stop` does.
+# silent: holds a connection that says nothing while instance stop runs (its pid on stdout,
+# the connection until killed); ask: sends SIGTERM and prints "ack" on the supervisor's byte;
+# replaced: with the supervisor stopped, sends SIGTERM on one connection and opens a second,
+# which replaces the first: what the first sent must still be heard (its ack printed)
+ctl_ask() {
+	python3 - "$@" <<'PY'
+import os, signal, socket, struct, sys, time
+mode, sup = sys.argv[1], int(sys.argv[2])
+start = open("/proc/%d/stat" % sup).read().rsplit(")", 1)[1].split()[19]
+name = b"\0hutch-control-%d-%s" % (sup, start.encode())
+def conn():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    s.connect(name)
+    return s
+def ack(s):
+    s.settimeout(3)
+    try:
+        return s.recv(1) == b"k"
+    except OSError:
+        return False
+if mode == "silent":
+    s = conn()
+    print(os.getpid(), flush=True)
+    os.close(1)
+    time.sleep(60)
+elif mode == "ask":
+    s = conn()
+    s.send(struct.pack("i", signal.SIGTERM))
+    print("ack" if ack(s) else "no ack")
+else:
+    os.kill(sup, signal.SIGSTOP)
+    try:
+        first = conn()
+        first.send(struct.pack("i", signal.SIGTERM))
+        second = conn()
+    finally:
+        os.kill(sup, signal.SIGCONT)
+    print("ack" if ack(first) else "no ack")
+PY
+}
+ctl_log() { cat "$HOME"/.hutch/logs/*/ctl.err 2>/dev/null; }
+gone() { wait_for "! \"$HUTCH\" instance list | grep -q ^ctl"; }
+run "$HUTCH" instance start "$I" ctl
+sup=$(pgrep -n -u "$(id -u)" -x hutch-supervise)
+ctl_ask silent "$sup" > "$T/holder" &
+wait_for '[ -s "$T/holder" ]'
+holder=$(cat "$T/holder")
+run "$HUTCH" instance stop ctl
+[ -n "$holder" ] && kill "$holder" 2>/dev/null
+check "a silent connection to the control socket does not keep instance stop from being heard" \
+	'[ $RC -eq 0 ] && ctl_log | grep -q "stopping (signal 15, asked by uid $(id -u))"'
+run "$HUTCH" instance start "$I" ctl
+sup=$(pgrep -n -u "$(id -u)" -x hutch-supervise)
+run ctl_ask ask "$sup"
+check "a stop asked over the control socket is acknowledged with one byte" 'out_is ack && gone'
+run "$HUTCH" instance start "$I" ctl
+sup=$(pgrep -n -u "$(id -u)" -x hutch-supervise)
+run ctl_ask replaced "$sup"
+check "a connection replaced after it spoke is still heard (and acknowledged)" 'out_is ack && gone'
+leftovers "control socket"
+
 # --- startscript ARGS, instance run, no startscript, failing startscript
 d=$(image_with_startscript 'echo "start args: $*"; exec sleep 1000' args)
 run "$HUTCH" instance start "$d" argy one two
@@ -214,7 +277,7 @@ leftovers "logs"
 
 # --- crashes
 run "$HUTCH" instance start "$I" victim
-sup=$(pgrep -u "$(id -u)" -x hutch-supervise | head -1)
+sup=$(pgrep -n -u "$(id -u)" -x hutch-supervise)
 kill -9 "$sup"
 check "kill -9 of the supervisor takes the container with it" 'wait_for "[ -z \"\$(pgrep -u $(id -u) -x hutch-init)\" ]" && ! http_get $PORT | grep -q hello'
 run "$HUTCH" instance list
