@@ -106,8 +106,10 @@ int daemon_export(const char *docker_host, const char *image, int out_fd, bool q
         curl_easy_setopt(d.h, CURLOPT_LOW_SPEED_LIMIT, 1L); /* a daemon that stalls fails after a minute */
         curl_easy_setopt(d.h, CURLOPT_LOW_SPEED_TIME, 60L);
         curl_easy_setopt(d.h, CURLOPT_ERRORBUFFER, why);
-        if (sock)
+        if (sock) { /* the daemon's own socket: never through an http_proxy of the environment */
                 curl_easy_setopt(d.h, CURLOPT_UNIX_SOCKET_PATH, sock);
+                curl_easy_setopt(d.h, CURLOPT_PROXY, "");
+        }
         curl_easy_setopt(d.h, CURLOPT_URL, url);
         curl_easy_setopt(d.h, CURLOPT_WRITEFUNCTION, on_export);
         curl_easy_setopt(d.h, CURLOPT_WRITEDATA, &d);

@@ -263,6 +263,15 @@ bool url_is_endpoint(const char *url, const char *scheme, const char *host)
         return !strcmp(a, b);
 }
 
+/* By scheme too: a hop from https to plain http at the same port would put the credentials
+ * on the wire. */
+bool auth_goes_to(const char *url, const char *scheme, const char *host)
+{
+        const char *sep = strstr(url, "://");
+        size_t n = sep ? (size_t) (sep - url) : 0;
+        return sep && n == strlen(scheme) && !strncasecmp(url, scheme, n) && url_is_endpoint(url, scheme, host);
+}
+
 /* The options every handle gets; TLS verification off only towards an insecure registry
  * itself, its host at its port (a token service or blob store elsewhere, another port of
  * the same host included, is verified as always). */
@@ -431,7 +440,7 @@ static size_t on_read(char *p, size_t size, size_t n, void *user)
 
 /* One request; from: the URL that redirected here (by hand), or NULL; *ret_next: where this
  * one's redirect sends it next (GET and HEAD only), or NULL. A redirect gets the registry's
- * Authorization header when it stays at the registry's host and port only. */
+ * Authorization header when it stays at the registry's scheme, host and port only. */
 static int perform_once(struct http_client *c, const char *method, const char *url, const char *from,
                         const char *const *headers, const void *body, size_t body_len, int upload_fd,
                         uint64_t upload_len, struct http_response *r, char **ret_next, struct hutch_error *err)
@@ -448,7 +457,7 @@ static int perform_once(struct http_client *c, const char *method, const char *u
         curl_easy_setopt(h, CURLOPT_HEADERDATA, r);
         for (size_t i = 0; headers && headers[i]; i++)
                 hl = curl_slist_append(hl, headers[i]);
-        if (c->auth && (!from || url_is_endpoint(url, c->scheme, c->host)))
+        if (c->auth && (!from || auth_goes_to(url, c->scheme, c->host)))
                 hl = curl_slist_append(hl, c->auth);
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
         if (!strcmp(method, "HEAD"))

@@ -73,6 +73,9 @@ int oras_pull(const struct pull_spec *p, const struct registry_ref *ref, char **
 /* url (scheme://HOST[:PORT]/...) is at host ("HOST[:PORT]", reached with scheme): the same
  * host at the same port, a missing port being its scheme's default. */
 bool url_is_endpoint(const char *url, const char *scheme, const char *host);
+/* A redirect to url gets the registry's (scheme://host) Authorization: the same scheme, host
+ * and port. */
+bool auth_goes_to(const char *url, const char *scheme, const char *host);
 /* docker-daemon:IMAGE: the image's `docker save` tar from the Engine API at docker_host
  * (unix:///PATH or tcp://HOST:PORT; NULL or "": DOCKER_HOST_DEFAULT) into out_fd. */
 #define DOCKER_HOST_DEFAULT "unix:///var/run/docker.sock"

@@ -455,6 +455,13 @@ static void test_url_is_endpoint(void **state)
         assert_true(url_is_endpoint("https://reg.test/v2/", "https", "reg.test"));
         assert_true(url_is_endpoint("https://reg.test:443/v2/", "https", "reg.test"));
         assert_false(url_is_endpoint("https://reg.test/v2/", "http", "reg.test")); /* 443 is not 80 */
+        /* credentials follow a redirect to the same scheme, host and port only */
+        assert_true(auth_goes_to("https://reg.test:5000/v2/x", "https", "reg.test:5000"));
+        assert_true(auth_goes_to("HTTPS://reg.test:5000/v2/x", "https", "reg.test:5000"));
+        assert_false(auth_goes_to("http://reg.test:5000/v2/x", "https", "reg.test:5000"));
+        assert_false(auth_goes_to("https://reg.test:5000/v2/x", "http", "reg.test:5000"));
+        assert_false(auth_goes_to("https://blobs.test:5000/v2/x", "https", "reg.test:5000"));
+        assert_false(auth_goes_to("reg.test:5000/v2/x", "https", "reg.test:5000"));
         assert_true(url_is_endpoint("http://reg.test/v2/", "http", "reg.test:80"));
         assert_false(url_is_endpoint("https://blobs.test/x", "https", "reg.test"));
         assert_false(url_is_endpoint("https://reg.test.evil/x", "https", "reg.test"));
