@@ -121,6 +121,8 @@ int net_helper_start(const struct net_spec *s, struct net_helper *h, struct hutc
                 return 0;
         if (s->n_publish > NET_PUBLISH_MAX)
                 return hutch_err(err, -E2BIG, "at most %d ports can be published", NET_PUBLISH_MAX);
+        if (s->n_bridge > NET_NETWORKS_MAX)
+                return hutch_err(err, -E2BIG, "at most %d networks can be joined", NET_NETWORKS_MAX);
         if (!libexec_program("hutch-net", path, sizeof path))
                 return hutch_err(err, -ENOENT, "network '%s' needs hutch-net, which is not installed beside hutch",
                                  net_type_name(s->type));
@@ -128,8 +130,6 @@ int net_helper_start(const struct net_spec *s, struct net_helper *h, struct hutc
                 return hutch_err_sys(err, -errno, "cannot create the network helper's socket");
         struct net_wire_req req = {
                 .type = s->type, .n_bridge = (uint32_t) s->n_bridge, .n_publish = (uint32_t) s->n_publish};
-        if (s->n_bridge > NET_NETWORKS_MAX)
-                return hutch_err(err, -E2BIG, "at most %d networks can be joined", NET_NETWORKS_MAX);
         memcpy(req.bridge, s->bridge, s->n_bridge * sizeof *s->bridge);
         if (s->n_publish) /* no array at all without ports */
                 memcpy(req.publish, s->publish, s->n_publish * sizeof *s->publish);
