@@ -83,12 +83,10 @@ void ctx_free(struct launch_ctx *c)
         host_path_close(&c->hosts);
         host_path_close(&c->resolv);
         for (size_t i = 0; i < c->n_binds; i++) {
-                host_path_close(&c->binds[i]);
-                free(c->bind_dsts[i]);
+                host_path_close(&c->binds[i].src);
+                free(c->binds[i].dst);
         }
         free(c->binds);
-        free(c->bind_dsts);
-        free(c->bind_ro);
         if (c->owner_pidfd >= 0)
                 close(c->owner_pidfd);
         if (c->init_fd >= 0)
@@ -148,8 +146,7 @@ static int plan_home(struct launch_ctx *c, struct hutch_error *err)
         }
         c->home_dst = dst;
         /* under --fakeroot too, at /root (as Apptainer): HOME is where the user's files are */
-        bool mount_it = s->conf->mount_home && !s->no_home && !(s->no_mount & NO_MOUNT_HOME);
-        if (!mount_it || (s->contain && !s->home))
+        if (!c->want_home || (s->contain && !s->home))
                 return 0;
         return host_path_open(src ? src : c->host_home, true, "home folder", &c->home, err);
 }
@@ -157,36 +154,28 @@ static int plan_home(struct launch_ctx *c, struct hutch_error *err)
 static int add_bind(struct launch_ctx *c, const char *src, const char *dst, bool ro, bool required,
                     struct hutch_error *err)
 {
-        size_t n = c->n_binds;
-        struct host_path *nb = realloc(c->binds, (n + 1) * sizeof *nb);
-        if (nb)
-                c->binds = nb;
-        char **nd = realloc(c->bind_dsts, (n + 1) * sizeof *nd);
-        if (nd)
-                c->bind_dsts = nd;
-        bool *nr = realloc(c->bind_ro, (n + 1) * sizeof *nr);
-        if (nr)
-                c->bind_ro = nr;
-        if (!nb || !nd || !nr)
+        struct plan_bind *nb = realloc(c->binds, (c->n_binds + 1) * sizeof *nb);
+        if (!nb)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        int r = host_path_open(src, required, "bind source", &c->binds[n], err);
+        c->binds = nb;
+        struct plan_bind *b = &c->binds[c->n_binds];
+        *b = (struct plan_bind){.ro = ro};
+        int r = host_path_open(src, required, "bind source", &b->src, err);
         if (r < 0)
                 return r;
-        if (c->binds[n].fd < 0) {
+        if (b->src.fd < 0) {
                 log_verbose("bind path '%s' does not exist on this host, skipping", src);
                 return 0;
         }
-        _cleanup_free_ char *norm = NULL;
-        if (path_normalize(dst, &norm) < 0) {
-                host_path_close(&c->binds[n]);
+        if (path_normalize(dst, &b->dst) < 0) {
+                host_path_close(&b->src);
                 return hutch_err(err, -EINVAL, "bind destination '%s' must be an absolute path", dst);
         }
-        if (required && (r = conf_bind_check(c->spec->conf, norm, err)) < 0) {
-                host_path_close(&c->binds[n]);
+        if (required && (r = conf_bind_check(c->spec->conf, b->dst, err)) < 0) {
+                host_path_close(&b->src);
+                free(b->dst);
                 return r;
         }
-        c->bind_dsts[n] = steal_pointer(&norm);
-        c->bind_ro[n] = ro;
         c->n_binds++;
         return 0;
 }
@@ -233,7 +222,7 @@ static int plan_tmp(struct launch_ctx *c, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
         int r;
-        if (!s->conf->mount_tmp || (s->no_mount & NO_MOUNT_TMP))
+        if (!c->want_tmp)
                 return 0;
         if (s->workdir) {
                 _cleanup_free_ char *t = strjoin(s->workdir, "/tmp", NULL), *v = strjoin(s->workdir, "/var_tmp", NULL);
@@ -244,7 +233,7 @@ static int plan_tmp(struct launch_ctx *c, struct hutch_error *err)
                 if ((r = host_path_open(t, true, "workdir", &c->tmp, err)) < 0 ||
                     (r = host_path_open(v, true, "workdir", &c->vartmp, err)) < 0)
                         return r;
-                if (s->contain && !s->home && c->home.fd < 0 && !s->no_home && !(s->no_mount & NO_MOUNT_HOME)) {
+                if (s->contain && !s->home && c->home.fd < 0 && c->want_home) {
                         _cleanup_free_ char *h = strjoin(s->workdir, "/home", NULL);
                         if (!h || (mkdir(h, 0700) < 0 && errno != EEXIST))
                                 return hutch_err_sys(err, h ? -errno : -ENOMEM, "cannot create home in workdir");
@@ -318,6 +307,9 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
         char cwd[PATH_MAX];
         int r;
 
+        c->want_home = s->conf->mount_home && !s->no_home && !(s->no_mount & NO_MOUNT_HOME);
+        c->want_tmp = s->conf->mount_tmp && !(s->no_mount & NO_MOUNT_TMP);
+        c->want_cwd = !s->contain && !(s->no_mount & NO_MOUNT_CWD);
         if ((r = seccomp_prog_make(s, &c->seccomp, err)) < 0)
                 return r;
         if ((r = image_open(s->image, s->writable, &c->img, err)) < 0 || (r = check_allowed(c, err)) < 0)
@@ -328,7 +320,7 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
                 return r;
         if (getcwd(cwd, sizeof cwd)) {
                 c->cwd = strdup(cwd);
-                if (!s->contain && !(s->no_mount & NO_MOUNT_CWD))
+                if (c->want_cwd)
                         host_path_open(cwd, false, "cwd", &c->cwdp, err);
         }
         if (!(s->no_mount & NO_MOUNT_HOSTS) && (r = host_path_open("/etc/hosts", false, "", &c->hosts, err)) < 0)
@@ -763,14 +755,17 @@ int runtime_launch(const struct launch_spec *spec, struct launch_instance_io *io
 static int forward_tied(const struct pidref *child, const sigset_t *all, int tie_fd)
 {
         _cleanup_close_ int sfd = signalfd(-1, all, SFD_CLOEXEC);
-        if (sfd < 0)
+        if (sfd < 0) {
+                log_warning("cannot watch the caller (%s): the container outlives it", strerror(errno));
                 return forward_until_exit(child, all);
+        }
         int status = 0;
         for (;;) {
                 struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = tie_fd, .events = POLLIN}};
                 if (poll(p, 2, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
+                        log_warning("cannot watch the caller (%s): the container outlives it", strerror(errno));
                         return forward_until_exit(child, all);
                 }
                 if (p[1].revents) {

@@ -521,7 +521,7 @@ static bool cwd_is_covered(const struct launch_ctx *c)
         if (c->tmp.fd >= 0 && (path_under(cwd, "/tmp") || path_under(cwd, "/var/tmp")))
                 return true;
         for (size_t i = 0; i < c->n_binds; i++)
-                if (!strcmp(c->binds[i].path, c->bind_dsts[i]) && path_under(cwd, c->binds[i].path))
+                if (!strcmp(c->binds[i].src.path, c->binds[i].dst) && path_under(cwd, c->binds[i].src.path))
                         return true;
         return false;
 }
@@ -533,13 +533,13 @@ static int mount_user_dirs(struct launch_ctx *c, struct rootfs *rt, struct hutch
 
         if (c->home.fd >= 0)
                 r = bind_host(rt, &c->home, c->home_dst, false, err);
-        else if (c->home_dst && s->contain && !s->no_home && !(s->no_mount & NO_MOUNT_HOME) && s->conf->mount_home)
+        else if (c->home_dst && s->contain && c->want_home)
                 r = bind_session_dir(rt, "home", 0755, c->home_dst, err);
         else
                 r = 0;
         if (r < 0)
                 return r;
-        if (s->conf->mount_tmp && !(s->no_mount & NO_MOUNT_TMP)) {
+        if (c->want_tmp) {
                 if (c->tmp.fd >= 0) {
                         if ((r = bind_host(rt, &c->tmp, "/tmp", false, err)) < 0 ||
                             (r = bind_host(rt, &c->vartmp, "/var/tmp", false, err)) < 0)
@@ -558,8 +558,8 @@ static int mount_user_dirs(struct launch_ctx *c, struct rootfs *rt, struct hutch
                                 : bind_host(rt, &c->resolv, "/etc/resolv.conf", true, err)) < 0)
                 return r;
         for (size_t i = 0; i < c->n_binds; i++)
-                if ((r = bind_host(rt, &c->binds[i], c->bind_dsts[i], c->bind_ro[i], err)) < 0)
-                        return hutch_err_wrap(err, "bind '%s'", c->binds[i].path);
+                if ((r = bind_host(rt, &c->binds[i].src, c->binds[i].dst, c->binds[i].ro, err)) < 0)
+                        return hutch_err_wrap(err, "bind '%s'", c->binds[i].src.path);
         return 0;
 }
 

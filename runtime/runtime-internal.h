@@ -36,6 +36,13 @@ struct seccomp_prog {
 int seccomp_prog_make(const struct launch_spec *s, struct seccomp_prog *ret, struct hutch_error *err);
 void seccomp_prog_free(struct seccomp_prog *p);
 
+/* One bind of the plan: its source opened on the host, its normalised destination. */
+struct plan_bind {
+        struct host_path src;
+        char *dst;
+        bool ro;
+};
+
 struct launch_ctx {
         const struct launch_spec *spec;
         /* an instance's (runtime.h), NULL in batch: the one thing launch.c asks to tell them
@@ -48,9 +55,7 @@ struct launch_ctx {
         char *home_dst; /* HOME inside */
         char *cwd;      /* host cwd */
         struct host_path home, cwdp, tmp, vartmp, hosts, resolv;
-        struct host_path *binds; /* conf bind paths then user binds, same order as dsts */
-        char **bind_dsts;
-        bool *bind_ro;
+        struct plan_bind *binds; /* conf bind paths, then the user's, then hutch's own */
         size_t n_binds;
         /* the parent of the --pid init (ourselves; in an instance the supervisor, as the init
          * is forked as our sibling): the init checks it is alive after PR_SET_PDEATHSIG */
@@ -65,6 +70,9 @@ struct launch_ctx {
         /* /etc/hosts and /etc/resolv.conf written for --add-host, --hostname with --net and
          * --dns, bound instead of the host's; NULL: the host's */
         char *hosts_text, *resolv_text;
+        /* which of the user's folders the container gets (hutch.conf, --no-home, --no-mount,
+         * --contain): decided once, in learn_host, and read by the plan and the mounts */
+        bool want_home, want_tmp, want_cwd;
         bool mounted_cwd;
         bool has_env_scripts;
         struct overlay *ovl; /* --overlay, opened (and locked) on the host */

@@ -25,6 +25,10 @@ run env APPTAINER_BIND="$T/data:/ab" "$HUTCH" exec "$I" cat /ab/file
 check "APPTAINER_BIND binds" 'out_is payload'
 run "$HUTCH" exec --no-mount home "$I" sh -c 'ls "$HOME" 2>&1 | head -1; test -d "$HOME"'
 check "--no-mount home leaves the home folder out" '[ $RC -ne 0 ] || [ -z "$(cat $OUT)" ]'
+mkdir "$T/wd"
+printf 'mount home = no\n' > "$T/nohome.conf"
+run env HUTCH_CONF="$T/nohome.conf" "$HUTCH" exec --contain --workdir "$T/wd" "$I" sh -c 'grep -c " $HOME " /proc/self/mountinfo'
+check "mount home = no with --contain --workdir: no home from the workdir either" 'out_is 0 && [ ! -e "$T/wd/home" ]'
 run "$HUTCH" exec --no-mount tmp,cwd "$I" cat "$T/data/file"
 check "--no-mount tmp leaves /tmp out" '[ $RC -eq 1 ] && err_has "$T/data/file.*No such file or directory"'
 run "$HUTCH" exec --contain "$I" sh -c 'ls -A /tmp | wc -l; ls /dev | wc -l'
