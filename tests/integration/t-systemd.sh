@@ -230,7 +230,7 @@ check "... and one for the stop, with the exit status" 'wait_for "entry stop web
 check "... which says who asked for it (the user: the kernel's word through the control socket)" \
 	'entry stop web | grep -qx "HUTCH_REQUESTED_BY=$UID_"'
 run asu "$HUTCH" instance start --systemd yes "$I" byroot
-"$HUTCH" instance stop --user "$U" byroot >/dev/null 2>&1
+run "$HUTCH" instance stop --user "$U" byroot
 check "root's instance stop --user: the stop entry says root asked (HUTCH_REQUESTED_BY=0)" \
 	'[ $RC -eq 0 ] && wait_for "entry stop byroot | grep -q ^HUTCH_EXIT_STATUS=" && entry stop byroot | grep -qx HUTCH_REQUESTED_BY=0'
 check "... both with the image's digest (sha256 of its squashfs partition)" \
