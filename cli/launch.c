@@ -60,6 +60,7 @@ enum {
         OPT_DNS,
         OPT_ADD_HOST,
         OPT_APP,
+        OPT_NO_EVAL,
 };
 
 static const struct option options[] = {
@@ -71,6 +72,7 @@ static const struct option options[] = {
         {"cleanenv", no_argument, NULL, 'e'},
         {"env", required_argument, NULL, OPT_ENV},
         {"env-file", required_argument, NULL, OPT_ENV_FILE},
+        {"no-eval", no_argument, NULL, OPT_NO_EVAL},
         {"home", required_argument, NULL, 'H'},
         {"no-home", no_argument, NULL, OPT_NO_HOME},
         {"pwd", required_argument, NULL, OPT_PWD},
@@ -202,6 +204,7 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                         return EXIT_USAGE;
                 break;
         case OPT_ENV_FILE: r = strv_extend(&a->env_files, arg); break;
+        case OPT_NO_EVAL: s->no_eval = true; break;
         case 'H': s->home = arg; break;
         case OPT_NO_HOME: s->no_home = true; break;
         case OPT_PWD: s->pwd = arg; break;
@@ -486,11 +489,22 @@ static int build_env(struct cli *c, struct launch_args *a)
                         if ((r = put_forced(a, *e + strlen(prefixes[i]), prefixes[i])) != 0)
                                 return r;
                 }
+        /* an env file's values are expanded here, as the file is read (env_file_parse); they
+         * reach the container escaped, so its shell does not expand them again */
         for (char **f = a->env_files; f && *f; f++) {
                 _cleanup_free_ char *text = NULL;
+                _cleanup_strv_ char **vars = NULL; /* its ${NAME}: its own lines' or the host's */
                 if (conf_file_read(*f, 1 << 20, "env file", &text, &err) < 0 ||
-                    env_file_parse(text, *f, c->environ, &a->spec.env, &err) < 0)
+                    env_file_parse(text, *f, c->environ, &vars, &err) < 0)
                         return cli_fail(&err);
+                for (char **v = vars; v && *v; v++) {
+                        const char *eq = strchr(*v, '=');
+                        _cleanup_free_ char *key = strndup(*v, eq - *v),
+                                            *val = a->spec.no_eval ? strdup(eq + 1) : shell_dquote_escape(eq + 1);
+                        char *entry = key && val ? strjoin(key, "=", val) : NULL;
+                        if (!entry || strv_env_put(&a->spec.env, entry) < 0)
+                                return -ENOMEM;
+                }
         }
         for (char **e = a->env_opts; e && *e; e++)
                 if ((r = put_forced(a, *e, "--env")) != 0)

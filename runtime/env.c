@@ -157,11 +157,21 @@ static int apply_forced(char *const *forced, char ***env)
         return 0;
 }
 
+/* Whether a forced value would read differently once the shell evaluates it. */
+static bool needs_eval(char *const *forced)
+{
+        for (char *const *f = forced; f && *f; f++)
+                if (strpbrk(strchr(*f, '=') ? strchr(*f, '=') + 1 : *f, "$`\\"))
+                        return true;
+        return false;
+}
+
 /* Shell text that sources the image's env scripts, then re-applies the forced variables
  * (they win over %environment), then execs "$@". A name goes into the text as it is, so
- * only a POSIX name may (-EINVAL otherwise; the CLI refuses others first); a value goes in
- * single-quoted. */
-int payload_env_script(char *const *forced, const char *app, char **ret)
+ * only a POSIX name may (-EINVAL otherwise; the CLI refuses others first). A value goes in
+ * double-quoted when eval (Apptainer evaluates --env and *ENV_ values after the image's
+ * scripts: $PATH, ${X}, $(cmd) expand there), single-quoted (as it is) otherwise. */
+int payload_env_script(char *const *forced, const char *app, bool eval, char **ret)
 {
         _cleanup_free_ char *s =
                 strdup("for f in /.singularity.d/env/*.sh; do if [ -f \"$f\" ]; then . \"$f\"; fi; done; ");
@@ -179,15 +189,30 @@ int payload_env_script(char *const *forced, const char *app, char **ret)
                 const char *eq = strchr(*f, '=');
                 if (!eq || !is_valid_env_name(*f, eq - *f))
                         return -EINVAL;
-                _cleanup_free_ char *key = strndup(*f, eq - *f), *q = shell_quote(eq + 1), *line = NULL;
+                _cleanup_free_ char *key = strndup(*f, eq - *f), *q = eval ? shell_dquote(eq + 1) : shell_quote(eq + 1),
+                                    *line = NULL;
                 if (!key || !q)
                         return -ENOMEM;
                 if (!strcmp(key, "PREPEND_PATH"))
-                        line = strjoin("export PATH=", q, ":\"$PATH\"; ");
+                        line = strjoin("export PATH=", q, ":\"$PATH\"");
                 else if (!strcmp(key, "APPEND_PATH"))
-                        line = strjoin("export PATH=\"$PATH\":", q, "; ");
-                else if (asprintf(&line, "export %s=%s; ", key, q) < 0)
+                        line = strjoin("export PATH=\"$PATH\":", q, NULL);
+                else if (asprintf(&line, "export %s=%s", key, q) < 0)
                         line = NULL;
+                if (line && eval) { /* a value the shell cannot read fails in one line of ours */
+                        _cleanup_free_ char *ql = shell_quote(line);
+                        free(line);
+                        if (!ql ||
+                            asprintf(&line,
+                                     "command eval %s 2>/dev/null || { echo \"hutch: error: cannot evaluate the "
+                                     "value of %s in the container (--no-eval sets it as it is)\" >&2; exit 255; }; ",
+                                     ql, key) < 0)
+                                line = NULL;
+                } else if (line) {
+                        char *n = strjoin(line, "; ", NULL);
+                        free(line);
+                        line = n;
+                }
                 if (!line)
                         return -ENOMEM;
                 char *n = strjoin(s, line, NULL);
@@ -304,10 +329,12 @@ int payload_prepare(struct launch_ctx *c, struct payload_cmd *ret, struct hutch_
                 return r; /* no test script: the caller reports it */
         if (r < 0)
                 return hutch_err(err, r, "out of memory");
-        if ((c->has_env_scripts || c->spec->app) && exists_exec("/bin/sh")) {
+        /* without a /bin/sh, forced values are set as they are: nothing could evaluate them */
+        bool eval = !c->spec->no_eval && needs_eval(c->spec->env);
+        if ((c->has_env_scripts || c->spec->app || eval) && exists_exec("/bin/sh")) {
                 _cleanup_free_ char *script = NULL;
                 _cleanup_strv_ char **w = NULL;
-                r = payload_env_script(c->spec->env, c->spec->app, &script);
+                r = payload_env_script(c->spec->env, c->spec->app, !c->spec->no_eval, &script);
                 if (r == -EINVAL)
                         return hutch_err(err, r, "a forced environment variable has an invalid name");
                 if (r < 0 || strv_extend(&w, "/bin/sh") < 0 || strv_extend(&w, "-c") < 0 ||

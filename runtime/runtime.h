@@ -36,7 +36,11 @@ struct launch_spec {
         /* --app NAME: a SCIF app of the image (/scif/apps/NAME): its runscript, test or
          * startscript, its bin/ first on PATH, its env scripts and SCIF_* variables */
         const char *app;
-        char **env;      /* forced inside: --env, --env-file, HUTCHENV_* */
+        /* forced inside: --env, --env-file, HUTCHENV_*; each value is shell text the
+         * container's /bin/sh evaluates as if double-quoted, unless no_eval (--no-eval): then
+         * it is set as it is */
+        char **env;
+        bool no_eval;
         char **host_env; /* the caller's environment */
         const struct hutch_conf *conf;
         /* --net and friends (net/net.h); NULL or not enabled: the host's network */

@@ -188,6 +188,41 @@ char *shell_quote(const char *s)
         return r;
 }
 
+char *shell_dquote(const char *s)
+{
+        char *r = malloc(2 * strlen(s) + 3), *o = r;
+        if (!r)
+                return NULL;
+        *o++ = '"';
+        for (const char *p = s; *p; p++) {
+                if (*p == '\\' && p[1]) { /* an escape pair stays as written */
+                        *o++ = *p++;
+                        *o++ = *p;
+                } else {
+                        if (*p == '"' || *p == '\\') /* a bare quote or a final backslash */
+                                *o++ = '\\';
+                        *o++ = *p;
+                }
+        }
+        *o++ = '"';
+        *o = 0;
+        return r;
+}
+
+char *shell_dquote_escape(const char *s)
+{
+        char *r = malloc(2 * strlen(s) + 1), *o = r;
+        if (!r)
+                return NULL;
+        for (const char *p = s; *p; p++) {
+                if (strchr("\\$`\"", *p))
+                        *o++ = '\\';
+                *o++ = *p;
+        }
+        *o = 0;
+        return r;
+}
+
 bool is_valid_env_name(const char *s, size_t len)
 {
         if (len == 0 || (s[0] >= '0' && s[0] <= '9'))

@@ -33,6 +33,12 @@ char *strjoin(const char *a, const char *b, const char *c); /* NULL in b/c = "" 
 int strsplit(const char *s, const char *sep, char ***ret);
 /* Shell single-quote s: 'it'\''s'. */
 char *shell_quote(const char *s);
+/* s as the text between double quotes, quoted: "s". Its $NAME, ${...}, $(...), `...` and
+ * escape pairs stay for the shell to expand; a bare '"' or a final '\' is escaped, so the
+ * text cannot end the quotes early. */
+char *shell_dquote(const char *s);
+/* s escaped so that shell_dquote() of the result expands to s itself. */
+char *shell_dquote_escape(const char *s);
 bool is_valid_env_name(const char *s, size_t len);
 
 /* Whole-file helpers. read_full_at and read_fd_full (from fd to its end: a file, a pipe)

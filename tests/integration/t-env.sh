@@ -16,15 +16,33 @@ run env 'SINGULARITYENV_X Y=1' "$HUTCH" exec "$I" true
 check "SINGULARITYENV_ with a bad key is refused" 'fails_with "SINGULARITYENV_"'
 leftovers "bad env keys"
 
-# Values are data, whatever they hold.
+# Values are shell text the container's shell evaluates after the image's env scripts, as
+# Apptainer's are: double-quote rules, so $NAME, ${NAME}, $(cmd) and `cmd` expand, \$ is a '$'.
+run "$HUTCH" exec --env 'PATH=$PATH:/extra' "$I" sh -c 'printf "%s" "$PATH"'
+check "--env PATH=\$PATH:/extra extends the image's PATH" 'out_is /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:/extra'
+run "$HUTCH" exec --env 'V=$IMAGE_VAR-2' "$I" sh -c 'printf "%s" "$V"'
+check "--env sees what %environment set" 'out_is from-image-2'
+run "$HUTCH" exec --env 'V=$(echo SUB) `echo BT` \$lit "q" it'"'"'s \' "$I" sh -c 'printf "%s" "$V"'
+check "--env values expand \$(), backticks; \\\$, quotes and a final backslash stay" 'out_is "SUB BT \$lit \"q\" it'"'"'s \\"'
+run env 'APPTAINERENV_V=${APPTAINER_NAME}x' "$HUTCH" exec "$I" sh -c 'printf "%s" "$V"'
+check "APPTAINERENV_ values are evaluated inside (\$APPTAINER_NAME is the container's)" 'out_is image.sifx'
+run "$HUTCH" exec --env 'V=$(echo' "$I" true
+check "an --env value the shell cannot read fails in one line" 'fails_with "cannot evaluate the value of V"'
+printf '%s\n' "F1='\$(echo NOT_RUN) \$HOME'" 'F2=${HOST_VAR}-f' > "$T/envfile"
+run env HOST_VAR=h "$HUTCH" exec --env-file "$T/envfile" "$I" sh -c 'printf "%s|%s" "$F1" "$F2"'
+check "--env-file values are expanded once, on reading the file" 'out_is "\$(echo NOT_RUN) \$HOME|h-f"'
+
+# --no-eval (or APPTAINER_NO_EVAL): values are data, whatever they hold.
 val='q'"'"'s "d" $(echo SUB) `echo BT` $HOME \ ; echo X
 line2'
-run "$HUTCH" exec --env "V=$val" "$I" sh -c 'printf "%s" "$V"'
-check "--env value with quotes, \$(), backticks and a newline arrives verbatim" '[ "$(cat "$OUT")" = "$val" ]'
-run env "HUTCHENV_V=$val" "$HUTCH" exec "$I" sh -c 'printf "%s" "$V"'
-check "HUTCHENV_ value arrives verbatim" '[ "$(cat "$OUT")" = "$val" ]'
-run "$HUTCH" exec --env "PREPEND_PATH=/a'b\$(echo SUB)" "$I" sh -c 'printf "%s" "$PATH"'
-check "PREPEND_PATH value is data too" 'out_has "^/a.b\$(echo SUB):/usr/local/sbin"'
+run "$HUTCH" exec --no-eval --env "V=$val" "$I" sh -c 'printf "%s" "$V"'
+check "--no-eval: --env value with quotes, \$(), backticks and a newline arrives verbatim" '[ "$(cat "$OUT")" = "$val" ]'
+run env "HUTCHENV_V=$val" APPTAINER_NO_EVAL=1 "$HUTCH" exec "$I" sh -c 'printf "%s" "$V"'
+check "APPTAINER_NO_EVAL=1: HUTCHENV_ value arrives verbatim" '[ "$(cat "$OUT")" = "$val" ]'
+run "$HUTCH" exec --no-eval --env "PREPEND_PATH=/a'b\$(echo SUB)" "$I" sh -c 'printf "%s" "$PATH"'
+check "--no-eval: PREPEND_PATH value is data too" 'out_has "^/a.b\$(echo SUB):/usr/local/sbin"'
+run "$HUTCH" exec --no-eval --env-file "$T/envfile" "$I" sh -c 'printf "%s" "$F1"'
+check "--no-eval: --env-file values are not evaluated inside either" 'out_is "\$(echo NOT_RUN) \$HOME"'
 leftovers "env values"
 
 # Launcher options from APPTAINER_<OPTION>, SINGULARITY_<OPTION> and HUTCH_<OPTION>.

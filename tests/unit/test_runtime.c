@@ -65,15 +65,45 @@ static void test_env_script(void **state)
         for (size_t i = 0; i < ELEMENTSOF(values); i++) {
                 _cleanup_free_ char *entry = strjoin("V=", values[i], NULL), *script = NULL;
                 char *forced[] = {entry, NULL};
-                assert_int_equal(payload_env_script(forced, NULL, &script), 0);
+                assert_int_equal(payload_env_script(forced, NULL, false, &script), 0);
                 _cleanup_free_ char *out = run_wrapper(script);
                 assert_string_equal(out, values[i]);
         }
+        /* evaluated (the default): as the text between double quotes; none ends them early */
+        static const char *const evaluated[][2] = {
+                {"plain", "plain"},
+                {"$(echo SUB)", "SUB"},
+                {"`echo BT`", "BT"},
+                {"${HUTCH_T_X}:b", "x1:b"},
+                {"\\$HUTCH_T_X", "$HUTCH_T_X"},
+                {"\"q\" it's", "\"q\" it's"},
+                {"end\\", "end\\"},
+                {"a\\\\b", "a\\b"},
+                {"", ""},
+        };
+        setenv("HUTCH_T_X", "x1", 1);
+        for (size_t i = 0; i < ELEMENTSOF(evaluated); i++) {
+                _cleanup_free_ char *entry = strjoin("V=", evaluated[i][0], NULL), *script = NULL;
+                char *forced[] = {entry, NULL};
+                assert_int_equal(payload_env_script(forced, NULL, true, &script), 0);
+                _cleanup_free_ char *out = run_wrapper(script);
+                assert_string_equal(out, evaluated[i][1]);
+        }
+        /* what shell_dquote_escape() made of a value evaluates to the value itself */
+        for (size_t i = 0; i < ELEMENTSOF(values); i++) {
+                _cleanup_free_ char *esc = shell_dquote_escape(values[i]), *entry = strjoin("V=", esc, NULL),
+                                    *script = NULL;
+                char *forced[] = {entry, NULL};
+                assert_int_equal(payload_env_script(forced, NULL, true, &script), 0);
+                _cleanup_free_ char *out = run_wrapper(script);
+                assert_string_equal(out, values[i]);
+        }
+        unsetenv("HUTCH_T_X");
         static const char *const bad[] = {"A;echo X;B=1", "A B=1", "1A=1", "=1", "A-B=1", "$(x)=1", "NOEQUALS"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char *script = NULL;
                 char *forced[] = {(char *) bad[i], NULL};
-                assert_int_equal(payload_env_script(forced, NULL, &script), -EINVAL);
+                assert_int_equal(payload_env_script(forced, NULL, true, &script), -EINVAL);
                 assert_null(script);
         }
 }
