@@ -197,7 +197,7 @@ int verb_build(struct cli *c, int argc, char **argv)
          * hutch-registry, then converted from that SIF as any other source */
         char *pulled = NULL;
         if (cli_is_registry_source(b.source)) {
-                if ((r = cli_registry_fetch(b.source, &pulled)) >= 0)
+                if ((r = cli_registry_fetch(b.source, false, &pulled)) >= 0)
                         return r;
                 b.source = pulled;
         } else if ((r = cli_source_check(b.source, true)) >= 0)

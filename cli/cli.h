@@ -48,7 +48,7 @@ bool cli_is_app_name(const char *s);
 /* docker://, oras://: pulled into the cache by hutch-registry; *ret_path the cached SIF.
  * Returns -1 to go on, else the exit code (the error printed). */
 bool cli_is_registry_source(const char *s);
-int cli_registry_fetch(const char *uri, char **ret_path);
+int cli_registry_fetch(const char *uri, bool no_https, char **ret_path);
 /* $HUTCH_CACHEDIR, else ~/.hutch/cache; NULL without either. */
 char *cli_registry_cache_dir(const struct cli *c);
 
@@ -84,6 +84,7 @@ struct launch_args {
         char *seccomp_path;                /* FILE */
         const char *pid_file;              /* --pid-file: the supervisor's pid, for Type=forking units */
         const char *ready, *ready_timeout; /* --ready, --ready-timeout as given */
+        bool no_https, disable_cache;      /* for a registry IMAGE */
 };
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv);
 /* hutch.conf's trusted-key policy for image (cli/trust.c): -1 to go on, else the exit code

@@ -61,6 +61,14 @@ enum {
         OPT_ADD_HOST,
         OPT_APP,
         OPT_NO_EVAL,
+        OPT_NV,
+        OPT_ROCM,
+        OPT_NO_UMASK,
+        OPT_UNSQUASH,
+        OPT_NO_HTTPS,
+        OPT_DISABLE_CACHE,
+        OPT_ENCRYPTED,
+        OPT_FUSEMOUNT,
 };
 
 static const struct option options[] = {
@@ -130,6 +138,18 @@ static const struct option options[] = {
         {"add-host", required_argument, NULL, OPT_ADD_HOST},
         {"overlay", required_argument, NULL, 'o'},
         {"app", required_argument, NULL, OPT_APP},
+        {"nv", no_argument, NULL, OPT_NV},
+        {"nvccli", no_argument, NULL, OPT_NV},
+        {"rocm", no_argument, NULL, OPT_ROCM},
+        {"scratch", required_argument, NULL, 'S'},
+        {"no-umask", no_argument, NULL, OPT_NO_UMASK},
+        {"unsquash", no_argument, NULL, OPT_UNSQUASH},
+        {"no-https", no_argument, NULL, OPT_NO_HTTPS},
+        {"nohttps", no_argument, NULL, OPT_NO_HTTPS},
+        {"disable-cache", no_argument, NULL, OPT_DISABLE_CACHE},
+        {"pem-path", required_argument, NULL, OPT_ENCRYPTED},
+        {"passphrase", no_argument, NULL, OPT_ENCRYPTED},
+        {"fusemount", required_argument, NULL, OPT_FUSEMOUNT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -139,6 +159,7 @@ void launch_args_free(struct launch_args *a)
         bind_spec_free_array(a->spec.binds, a->spec.n_binds);
         overlay_spec_free_array(a->spec.overlays, a->spec.n_overlays);
         strv_free(a->spec.env);
+        strv_free(a->spec.scratch);
         strv_free(a->env_opts);
         strv_free(a->env_files);
         strv_free(a->limit_flags);
@@ -164,6 +185,25 @@ static int add_env_opt(struct launch_args *a, const char *v, const char *verb)
         for (char **p = parts; *p; p++)
                 if (strv_extend(&a->env_opts, *p) < 0)
                         return -ENOMEM;
+        return 0;
+}
+
+/* -S/--scratch PATH[,PATH]: normalised, absolute, not "/"; a usage error (its exit code) or
+ * 0 / -ENOMEM. */
+static int add_scratch(struct launch_spec *s, const char *arg, const char *verb)
+{
+        _cleanup_strv_ char **v = NULL;
+        if (strsplit(arg, ",", &v) < 0)
+                return -ENOMEM;
+        for (char **d = v; d && *d; d++) {
+                char *n = NULL;
+                if (path_normalize(*d, &n) < 0 || !strcmp(n, "/")) {
+                        free(n);
+                        return cli_usage_error(verb, "--scratch wants absolute folders other than /, not '%s'", *d);
+                }
+                if (strv_push(&s->scratch, n) < 0)
+                        return -ENOMEM;
+        }
         return 0;
 }
 
@@ -205,6 +245,27 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                 break;
         case OPT_ENV_FILE: r = strv_extend(&a->env_files, arg); break;
         case OPT_NO_EVAL: s->no_eval = true; break;
+        case OPT_NV: s->nv = true; break;
+        case OPT_ROCM: s->rocm = true; break;
+        case 'S':
+                if ((r = add_scratch(s, arg, verb)) > 0)
+                        return r;
+                break;
+        case OPT_NO_UMASK: s->no_umask = true; break;
+        case OPT_UNSQUASH: /* hutch's image server reads SquashFS itself: nothing to unpack */
+                log_verbose("--unsquash: the image is served as it is, which needs neither FUSE tools nor kernel "
+                            "SquashFS");
+                break;
+        case OPT_NO_HTTPS: a->no_https = true; break;
+        case OPT_DISABLE_CACHE: a->disable_cache = true; break;
+        case OPT_ENCRYPTED:
+                return cli_usage_error(verb,
+                                       "--%s: encrypted images are not supported (hutch runs unencrypted SIF, "
+                                       "SquashFS, ext3 images and folders)",
+                                       options[k].name);
+        case OPT_FUSEMOUNT:
+                return cli_usage_error(verb, "--fusemount is not supported: mount the FUSE file system on the host "
+                                             "and bind it with -B");
         case 'H': s->home = arg; break;
         case OPT_NO_HOME: s->no_home = true; break;
         case OPT_PWD: s->pwd = arg; break;
@@ -287,7 +348,7 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
         int o, idx = -1;
         optind = 1;
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+B:cCeH:W:piwfunho:", options, &idx)) != -1) {
+        while ((o = getopt_long(argc, argv, "+B:cCeH:W:S:piwfunho:", options, &idx)) != -1) {
                 if (o == '?') {
                         if (optopt)
                                 return cli_usage_error(verb, "option '-%c' is unknown or misses its value", optopt);
@@ -730,7 +791,10 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
         if ((r = build_security(a, verb)) >= 0)
                 return r;
         if (cli_is_registry_source(s->image)) {
-                if ((r = cli_registry_fetch(s->image, &a->image_path)) >= 0)
+                if (a->disable_cache)
+                        return cli_usage_error(verb, "--disable-cache: a registry image runs from the cache; pull it "
+                                                     "to a file with 'hutch pull --disable-cache' and run that");
+                if ((r = cli_registry_fetch(s->image, a->no_https, &a->image_path)) >= 0)
                         return r;
                 s->image = a->image_path;
         }

@@ -208,6 +208,31 @@ static int plan_binds(struct launch_ctx *c, struct hutch_error *err)
         for (size_t i = 0; i < s->n_binds; i++)
                 if ((r = add_bind(c, s->binds[i].src, s->binds[i].dst, s->binds[i].ro, true, err)) < 0)
                         return r;
+        /* hutch's own from here: no admin bind policy (as Apptainer's --nv under 'user bind
+         * control = no') */
+        for (enum gpu_kind k = GPU_NV; k <= GPU_ROCM; k++) {
+                if (!(k == GPU_NV ? s->nv : s->rocm))
+                        continue;
+                struct bind_spec *v = NULL;
+                size_t n = 0;
+                r = gpu_files(k, s, &v, &n, err);
+                for (size_t i = 0; r >= 0 && i < n; i++)
+                        r = add_bind(c, v[i].src, v[i].dst, v[i].ro, false, err);
+                bind_spec_free_array(v, n);
+                if (r < 0)
+                        return r;
+        }
+        /* -S with --workdir: WORKDIR/scratch/PATH (kept there, as Apptainer keeps it) */
+        for (char **d = s->scratch; s->workdir && d && *d; d++) {
+                _cleanup_close_ int wd = open(s->workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                _cleanup_free_ char *src = strjoin(s->workdir, "/scratch", *d);
+                if (!src)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                if (wd < 0 || (r = mkdir_p_at(wd, src + strlen(s->workdir) + 1, 0700)) < 0)
+                        return hutch_err_sys(err, wd < 0 ? -errno : r, "cannot create scratch folder '%s'", src);
+                if ((r = add_bind(c, src, *d, false, false, err)) < 0)
+                        return r;
+        }
         /* hutch's own, not the user's: no admin bind policy; writable, as connect(2) on a
          * unix socket needs write permission */
         if (s->notify_socket && s->notify_socket[0] == '/' &&
@@ -355,6 +380,8 @@ static int payload_exec_cmd(struct launch_ctx *c, const struct payload_cmd *cmd,
         if ((r = enter_workdir(c, err)) < 0)
                 return r;
         log_debug("exec %s", cmd->argv[0]);
+        if (c->spec->no_umask)
+                umask(022);
         if ((r = security_apply(c, err)) < 0)
                 return r;
         environ = cmd->envp;

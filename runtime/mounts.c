@@ -548,6 +548,12 @@ static int mount_user_dirs(struct launch_ctx *c, struct rootfs *rt, struct hutch
                            (r = bind_session_dir(rt, "var_tmp", 01777, "/var/tmp", err)) < 0)
                         return r;
         }
+        for (size_t i = 0; !s->workdir && s->scratch && s->scratch[i]; i++) { /* -S: in the staging tmpfs */
+                char name[32];
+                snprintf(name, sizeof name, "scratch-%zu", i);
+                if ((r = bind_session_dir(rt, name, 0700, s->scratch[i], err)) < 0)
+                        return r;
+        }
         if (c->cwdp.fd >= 0 && !cwd_is_covered(c)) {
                 if ((r = bind_host(rt, &c->cwdp, NULL, false, err)) < 0)
                         return r;

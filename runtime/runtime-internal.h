@@ -166,3 +166,14 @@ void payload_cmd_free(struct payload_cmd *cmd);
 /* The shell text of the wrapper that sources the image's env scripts and sets the forced
  * variables ("KEY=VALUE", KEY a POSIX name: -EINVAL otherwise). */
 int payload_env_script(char *const *forced, const char *app, bool eval, char **ret);
+
+/* gpu.c: --nv, --rocm */
+enum gpu_kind { GPU_NV, GPU_ROCM };
+/* The host's driver files of that vendor as read-only binds (devices read-write, under
+ * --contain only): none, with a warning, when no file of that driver alone is found. */
+int gpu_files(enum gpu_kind kind, const struct launch_spec *s, struct bind_spec **ret, size_t *ret_n,
+              struct hutch_error *err);
+/* `ldconfig -p` text: each library whose name starts with one in libs, of the ABI whose tag
+ * (the parenthesised flags' "x86-64"...; NULL: any) is given, as a bind to
+ * /.singularity.d/libs/NAME; the first of a name wins. Appends to *v, *n; -ENOMEM. */
+int gpu_ldconfig_parse(const char *text, const char *const *libs, const char *abi, struct bind_spec **v, size_t *n);

@@ -28,6 +28,13 @@ struct launch_spec {
          * hutch.conf 'sessiondir max size' (downloads and unpacked sources live there) */
         bool session_uncapped;
         bool pid_ns, ipc_ns, uts_ns, no_init;
+        /* --nv, --rocm: the host's GPU driver files bound in (runtime/gpu.c); --no-umask:
+         * the payload starts with umask 0022, not the caller's */
+        bool nv, rocm, no_umask;
+        /* -S/--scratch: writable folders at these paths (normalised, absolute, not "/"):
+         * WORKDIR/scratch/PATH with --workdir, else fresh ones in the staging tmpfs, gone
+         * with the container */
+        char **scratch;
         /* Resource limits: the launcher stays outside as a small parent that creates the
          * cgroup, waits, reports an OOM kill and removes the cgroup. NULL: none. */
         const struct cgroup_limits *limits;

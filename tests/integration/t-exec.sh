@@ -88,6 +88,30 @@ run "$HUTCH" exec --writable-tmpfs "$IMAGES/rootfs" sh -c 'echo x > /etc/newfile
 check "--writable-tmpfs allows writes that vanish" '[ $RC -eq 0 ] && out_is x && [ ! -e "$IMAGES/rootfs/etc/newfile" ]'
 leftovers "environment and files"
 
+# Options job scripts written for Apptainer carry: the umask, GPUs this host lacks, and the
+# ones hutch refuses in one line.
+run sh -c 'umask 077; exec "$0" exec "$1" sh -c umask' "$HUTCH" "$I"
+check "the caller's umask reaches the payload" 'out_is 0077'
+run sh -c 'umask 077; exec "$0" exec --no-umask "$1" sh -c umask' "$HUTCH" "$I"
+check "--no-umask: the payload starts with 0022" 'out_is 0022'
+for gpu in nv nvccli rocm; do
+	want=$gpu; [ "$gpu" = nvccli ] && want=nv
+	run "$HUTCH" exec --$gpu "$I" sh -c 'echo ok; ls /.singularity.d/libs 2>/dev/null | wc -l'
+	check "--$gpu on a host without that GPU: Apptainer's warning, the run goes on, nothing bound" 'out_is "ok
+0" && err_has "Could not find any $want files on this host!"'
+done
+run "$HUTCH" exec --unsquash "$I" echo ok
+check "--unsquash runs the image as it is" 'out_is ok'
+run "$HUTCH" exec --disable-cache "$I" echo ok
+check "--disable-cache with a local image has nothing to skip" 'out_is ok'
+run "$HUTCH" exec --pem-path "$T/key.pem" "$I" true
+check "--pem-path is refused in one line (no encrypted images)" 'fails_with "encrypted images are not supported"'
+run "$HUTCH" exec --passphrase "$I" true
+check "--passphrase is refused in one line" 'fails_with "encrypted images are not supported"'
+run "$HUTCH" exec --fusemount "host:sshfs x: /mnt" "$I" true
+check "--fusemount is refused in one line" 'fails_with "fusemount is not supported"'
+leftovers "Apptainer job-script options"
+
 # A payload that ends at once must not leave hutch waiting for a SIGCHLD that came before
 # it blocked signals (SIG_DFL discards it): four loops side by side make the ordering vary
 # (without the fix ~3% of these runs hang). SIGKILL: a hung hutch forwards timeout's TERM

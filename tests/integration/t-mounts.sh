@@ -49,5 +49,20 @@ run "$HUTCH" exec --writable "$T/sandbox" sh -c 'echo w > /etc/written'
 check "--writable writes into a sandbox folder" '[ $RC -eq 0 ] && [ "$(cat $T/sandbox/etc/written)" = w ]'
 run "$HUTCH" exec "$T/sandbox" sh -c 'echo w > /etc/written2'
 check "a sandbox is read-only without --writable" '[ $RC -ne 0 ] && [ ! -e $T/sandbox/etc/written2 ]'
+# -S/--scratch: writable folders, fresh ones gone with the container, or WORKDIR/scratch/PATH
+run "$HUTCH" exec -S /scratch/a,/opt/s2 --scratch /var/x "$I" sh -c 'for d in /scratch/a /opt/s2 /var/x; do echo w > $d/f && cat $d/f; done; stat -c %u /scratch/a'
+check "-S gives writable folders at each path (comma lists, repeatable)" 'out_is "w
+w
+w
+$(id -u)"'
+run "$HUTCH" exec -S /scratch/a "$I" sh -c 'ls -A /scratch/a | wc -l'
+check "-S without --workdir: a fresh folder each run" 'out_is 0'
+mkdir -p "$T/swd"
+run "$HUTCH" exec --workdir "$T/swd" -S /s/../data/out "$I" sh -c 'echo kept > /data/out/f'
+check "-S with --workdir: WORKDIR/scratch/PATH, kept" '[ $RC -eq 0 ] && [ "$(cat "$T/swd/scratch/data/out/f")" = kept ]'
+for bad in relative/dir / /a,x; do
+	run "$HUTCH" exec -S "$bad" "$I" true
+	check "-S '$bad' is refused in one line" 'fails_with "--scratch wants absolute folders"'
+done
 leftovers "mounts"
 finish
