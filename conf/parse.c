@@ -76,9 +76,7 @@ static int one_bind(const char *s, size_t len, struct bind_spec **v, size_t *n, 
 
 int bind_spec_parse(const char *s, struct bind_spec **v, size_t *n, struct hutch_error *err)
 {
-        if (!*s)
-                return hutch_err(err, -EINVAL, "empty bind spec");
-        while (*s) {
+        while (*s) { /* an empty spec (-B "", "a:b,,c:d") binds nothing, as Apptainer's */
                 size_t len = strcspn(s, ",");
                 /* "a:b:ro,rw" style options after a comma belong to the previous spec */
                 if (len == 2 && (!strncmp(s, "ro", 2) || !strncmp(s, "rw", 2)) && *n > 0)

@@ -131,6 +131,20 @@ static int base_env(const struct launch_ctx *c, char ***env)
                         return -ENOMEM;
         if (s->action == LAUNCH_SHELL && put(env, "PS1", "Hutch> ") < 0)
                 return -ENOMEM;
+        if (s->n_binds > 0) { /* the user's binds, for a nested run (Apptainer sets them so) */
+                _cleanup_free_ char *list = NULL;
+                for (size_t i = 0; i < s->n_binds; i++) {
+                        char *n = NULL;
+                        if (asprintf(&n, "%s%s%s:%s%s", list ? list : "", list ? "," : "", s->binds[i].src,
+                                     s->binds[i].dst ? s->binds[i].dst : s->binds[i].src,
+                                     s->binds[i].ro ? ":ro" : "") < 0)
+                                return -ENOMEM;
+                        free(list);
+                        list = n;
+                }
+                if (put(env, "APPTAINER_BIND", list) < 0 || put(env, "SINGULARITY_BIND", list) < 0)
+                        return -ENOMEM;
+        }
         return s->app ? app_env(s->app, env) : 0;
 }
 

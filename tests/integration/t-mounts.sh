@@ -49,6 +49,15 @@ run "$HUTCH" exec --writable "$T/sandbox" sh -c 'echo w > /etc/written'
 check "--writable writes into a sandbox folder" '[ $RC -eq 0 ] && [ "$(cat $T/sandbox/etc/written)" = w ]'
 run "$HUTCH" exec "$T/sandbox" sh -c 'echo w > /etc/written2'
 check "a sandbox is read-only without --writable" '[ $RC -ne 0 ] && [ ! -e $T/sandbox/etc/written2 ]'
+# The user's binds are listed inside, for a nested run (as Apptainer sets them)
+run "$HUTCH" exec -B "$T/data:/d1:ro" --bind "$T/data" "$I" sh -c 'echo "$APPTAINER_BIND|$SINGULARITY_BIND"'
+check "APPTAINER_BIND and SINGULARITY_BIND list the binds inside" 'out_is "$T/data:/d1:ro,$T/data:$T/data|$T/data:/d1:ro,$T/data:$T/data"'
+run "$HUTCH" exec -B "" -B "$T/data:/d2,," "$I" sh -c 'cat /d2/file; echo "[$APPTAINER_BIND]"'
+check "an empty bind spec binds nothing (as Apptainer)" 'out_is "payload
+[$T/data:/d2]"'
+run "$HUTCH" exec "$I" sh -c 'echo "[${APPTAINER_BIND-unset}]"'
+check "without binds APPTAINER_BIND is not set" 'out_is "[unset]"'
+
 # -S/--scratch: writable folders, fresh ones gone with the container, or WORKDIR/scratch/PATH
 run "$HUTCH" exec -S /scratch/a,/opt/s2 --scratch /var/x "$I" sh -c 'for d in /scratch/a /opt/s2 /var/x; do echo w > $d/f && cat $d/f; done; stat -c %u /scratch/a'
 check "-S gives writable folders at each path (comma lists, repeatable)" 'out_is "w
