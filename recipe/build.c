@@ -183,12 +183,26 @@ static void quiet_stdout(void)
  * or -errno. The fds of keep_fds (ended by -1) stay open in it, for paths
  * /proc/self/fd/N/NAME that reach into a rootfs without resolving its symlinks on the
  * host. */
+static int run_on_host(char *const argv[], char *const env[], const int *keep_fds, int (*setup)(void *arg), void *arg,
+                       bool quiet);
+
 int host_run(char *const argv[], char *const env[], const int *keep_fds)
 {
-        return host_run_setup(argv, env, keep_fds, NULL, NULL);
+        return run_on_host(argv, env, keep_fds, NULL, NULL, true);
 }
 
 int host_run_setup(char *const argv[], char *const env[], const int *keep_fds, int (*setup)(void *arg), void *arg)
+{
+        return run_on_host(argv, env, keep_fds, setup, arg, true);
+}
+
+int host_run_script(char *const argv[], char *const env[])
+{
+        return run_on_host(argv, env, NULL, NULL, NULL, false);
+}
+
+static int run_on_host(char *const argv[], char *const env[], const int *keep_fds, int (*setup)(void *arg), void *arg,
+                       bool quiet)
 {
         fflush(NULL);
         pid_t p = fork();
@@ -196,7 +210,8 @@ int host_run_setup(char *const argv[], char *const env[], const int *keep_fds, i
                 return -errno;
         if (p == 0) {
                 step_child_setup();
-                quiet_stdout();
+                if (quiet)
+                        quiet_stdout();
                 for (size_t i = 0; env && env[i]; i++)
                         putenv(env[i]);
                 for (size_t i = 0; keep_fds && keep_fds[i] >= 0; i++)
@@ -258,7 +273,6 @@ int container_run(const struct build_ctx *b, const char *rootfs, enum launch_act
                 };
                 close(pfd[0]);
                 step_child_setup();
-                quiet_stdout();
                 int status = 0;
                 if (runtime_launch(&ls, NULL, &status, &e) < 0) {
                         (void) !write(pfd[1], &e, sizeof e);
@@ -289,7 +303,7 @@ int container_run(const struct build_ctx *b, const char *rootfs, enum launch_act
 }
 
 /* "-c /bin/bash" (the interpreter) or sh options ("-x") of a section, before the script. */
-int script_argv(const char *args, const char *script, bool errexit, char ***ret)
+int script_argv(const char *args, const char *script, bool errexit, bool trace, char ***ret)
 {
         _cleanup_strv_ char **words = NULL, **v = NULL;
         if (args && strsplit(args, " \t", &words) < 0)
@@ -300,7 +314,8 @@ int script_argv(const char *args, const char *script, bool errexit, char ***ret)
                         if (strv_extend(&v, words[i]) < 0)
                                 return -ENOMEM;
         } else {
-                if (strv_extend(&v, "/bin/sh") < 0 || (errexit && strv_extend(&v, "-e") < 0))
+                if (strv_extend(&v, "/bin/sh") < 0 || (errexit && strv_extend(&v, "-e") < 0) ||
+                    (trace && strv_extend(&v, "-x") < 0))
                         return -ENOMEM;
                 for (; words && words[i]; i++)
                         if (strv_extend(&v, words[i]) < 0)

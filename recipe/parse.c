@@ -68,7 +68,7 @@ int recipe_stage_find(const struct recipe *r, const char *name)
         return -1;
 }
 
-static void kv_free(struct recipe_kv *kv, size_t n)
+void recipe_kv_free(struct recipe_kv *kv, size_t n)
 {
         for (size_t i = 0; i < n; i++) {
                 free(kv[i].key);
@@ -95,7 +95,7 @@ static void script_free(struct recipe_script *s)
 
 static void stage_free(struct recipe_stage *st)
 {
-        kv_free(st->header, st->n_header);
+        recipe_kv_free(st->header, st->n_header);
         for (size_t i = 0; i < RECIPE_N_SECTIONS; i++)
                 script_free(&st->script[i]);
         for (size_t i = 0; i < st->n_files; i++) {
@@ -103,14 +103,14 @@ static void stage_free(struct recipe_stage *st)
                 file_lines_free(st->files[i].lines, st->files[i].n);
         }
         free(st->files);
-        kv_free(st->labels, st->n_labels);
+        recipe_kv_free(st->labels, st->n_labels);
         for (size_t i = 0; i < st->n_apps; i++) {
                 struct recipe_app *a = &st->apps[i];
                 free(a->name);
                 for (size_t k = 0; k < RECIPE_APP_N_SECTIONS; k++)
                         script_free(&a->script[k]);
                 file_lines_free(a->files, a->n_files);
-                kv_free(a->labels, a->n_labels);
+                recipe_kv_free(a->labels, a->n_labels);
         }
         free(st->apps);
 }
@@ -142,7 +142,7 @@ static char *trim(char *s)
 }
 
 /* Append a key/value, or replace the value of a key given before. */
-static int kv_set(struct recipe_kv **kv, size_t *n, const char *key, const char *value)
+int recipe_kv_set(struct recipe_kv **kv, size_t *n, const char *key, const char *value)
 {
         char *v = strdup(value);
         if (!v)
@@ -192,7 +192,7 @@ static int arguments_collect(const char *text, struct recipe_kv **kv, size_t *n)
                                         v[vl - 1] = 0;
                                         v++;
                                 }
-                                if (kv_set(kv, n, trim(t), v) < 0)
+                                if (recipe_kv_set(kv, n, trim(t), v) < 0)
                                         return -ENOMEM;
                         }
                 }
@@ -294,7 +294,7 @@ static int templates_apply(const char *text, char *const *args, const char *path
                 line += *p == '\n';
                 r = str_append(&out, &len, &cap, p++, 1);
         }
-        kv_free(c.vals, c.n_vals);
+        recipe_kv_free(c.vals, c.n_vals);
         if (r == -ENOMEM)
                 return hutch_err(err, r, "out of memory");
         if (r < 0)
@@ -327,7 +327,7 @@ static int header_parse(struct recipe_stage *st, char **lines, size_t n, size_t 
         for (size_t i = 0; i < n; i++) {
                 char *l = trim(lines[i]);
                 if (!*l || *l == '#') {
-                        if (key && kv_set(&st->header, &st->n_header, key, val) < 0)
+                        if (key && recipe_kv_set(&st->header, &st->n_header, key, val) < 0)
                                 return hutch_err(err, -ENOMEM, "out of memory");
                         key = mfree(key);
                         val = mfree(val);
@@ -360,10 +360,10 @@ static int header_parse(struct recipe_stage *st, char **lines, size_t n, size_t 
                 }
                 if (!is_header_key(k))
                         return hutch_err(err, -EINVAL, "%s:%zu: unknown header keyword '%s'", path, first_line + i, k);
-                if (kv_set(&st->header, &st->n_header, k, v) < 0)
+                if (recipe_kv_set(&st->header, &st->n_header, k, v) < 0)
                         return hutch_err(err, -ENOMEM, "out of memory");
         }
-        if (key && kv_set(&st->header, &st->n_header, key, val) < 0)
+        if (key && recipe_kv_set(&st->header, &st->n_header, key, val) < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");
         return 0;
 }
@@ -430,8 +430,7 @@ static int files_lines_add(struct recipe_file **lines, size_t *n, const char *bo
         return 0;
 }
 
-/* "KEY VALUE" lines (the first blank splits them). */
-static int labels_add(struct recipe_kv **kv, size_t *n, const char *body)
+int recipe_labels_add(struct recipe_kv **kv, size_t *n, const char *body)
 {
         _cleanup_free_ char *copy = strdup(body);
         if (!copy)
@@ -447,7 +446,7 @@ static int labels_add(struct recipe_kv **kv, size_t *n, const char *body)
                 char *v = t + k;
                 if (*v)
                         *v++ = 0;
-                if (kv_set(kv, n, t, trim(v)) < 0)
+                if (recipe_kv_set(kv, n, t, trim(v)) < 0)
                         return -ENOMEM;
         }
         return 0;
@@ -531,7 +530,7 @@ static int app_section(struct recipe_stage *st, size_t k, const char *args, cons
         if (r >= 0 && k == RECIPE_APP_FILES)
                 return files_lines_add(&app->files, &app->n_files, body, path, line + 1, err);
         if (r >= 0 && k == RECIPE_APP_LABELS)
-                r = labels_add(&app->labels, &app->n_labels, body);
+                r = recipe_labels_add(&app->labels, &app->n_labels, body);
         if (r >= 0)
                 r = script_add(&app->script[k], body, trim(p));
         return r < 0 ? hutch_err(err, r, "out of memory") : 0;
@@ -556,7 +555,7 @@ static int section_add(struct recipe_stage *st, char *head, const char *body, co
                         continue;
                 if (k == RECIPE_FILES)
                         return files_section(st, args, body, path, line, err);
-                if (k == RECIPE_LABELS && labels_add(&st->labels, &st->n_labels, body) < 0)
+                if (k == RECIPE_LABELS && recipe_labels_add(&st->labels, &st->n_labels, body) < 0)
                         return hutch_err(err, -ENOMEM, "out of memory");
                 if (script_add(&st->script[k], body, args) < 0)
                         return hutch_err(err, -ENOMEM, "out of memory");

@@ -28,13 +28,20 @@ int root_read(int rootfd, const char *path, char **ret);
 bool root_exists(int rootfd, const char *path);
 char *mfree_str(char *p);
 
-/* argv on the host with env (KEY=VALUE) added, the fds of keep_fds (-1 ended) inherited */
+/* A tool (debootstrap, mksquashfs...) on the host with env (KEY=VALUE) added, the fds of
+ * keep_fds (-1 ended) inherited; its stdout silenced by -q */
 int host_run(char *const argv[], char *const env[], const int *keep_fds);
 /* ... with setup(arg) run in the child before the exec (a negative errno fails it) */
 int host_run_setup(char *const argv[], char *const env[], const int *keep_fds, int (*setup)(void *arg), void *arg);
+/* A section's script (%setup) on the host: its output shown under -q too, as Apptainer's */
+int host_run_script(char *const argv[], char *const env[]);
+/* A section's script (%post, %test, %appinstall) in the container; its output shown */
 int container_run(const struct build_ctx *b, const char *rootfs, enum launch_action action, char *const argv[],
                   char **env, bool writable, const char *pwd, struct hutch_error *err);
-int script_argv(const char *args, const char *script, bool errexit, char ***ret);
+/* The argv of a section's script: "-c SHELL" of its header, else /bin/sh with -e (errexit)
+ * and -x (trace: each command echoed as "+ cmd" on stderr, as Apptainer runs %setup and
+ * %post) */
+int script_argv(const char *args, const char *script, bool errexit, bool trace, char ***ret);
 
 /* recipe/stage.c */
 int agent_check(const struct build_ctx *b, const struct recipe_stage *st, struct hutch_error *err);
@@ -49,9 +56,10 @@ char *stage_rootfs(const struct build_ctx *b, size_t i);
 bool section_wanted(const struct build_ctx *b, const char *name);
 int stage_build(struct build_ctx *b, size_t i, struct hutch_error *err);
 /* labels.json at path: what is there, the build's org.label-schema.* labels when
- * build_labels, then labels[] */
+ * build_labels (they replace the base image's), then labels[]: a key the base image has
+ * keeps its value unless force (Apptainer's rule, with its warning) */
 int labels_write(int rootfd, const char *path, const struct recipe_stage *st, const struct recipe_kv *labels, size_t n,
-                 bool build_labels, struct hutch_error *err);
+                 bool build_labels, bool force, struct hutch_error *err);
 
 /* recipe/fingerprints.c: the 'Fingerprints:' header */
 /* Apptainer's reading of the value: a trailing comment dropped, comma-separated, each 40 hex

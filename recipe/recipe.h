@@ -53,6 +53,12 @@ struct recipe_files {
 struct recipe_kv {
         char *key, *value;
 };
+/* "KEY VALUE" lines (the first blank splits them; # comments, blank lines skipped), added
+ * to *kv (a key given again: the last value); -ENOMEM */
+int recipe_labels_add(struct recipe_kv **kv, size_t *n, const char *body);
+/* Append a key/value, or replace the value of a key given before; -ENOMEM */
+int recipe_kv_set(struct recipe_kv **kv, size_t *n, const char *key, const char *value);
+void recipe_kv_free(struct recipe_kv *kv, size_t n);
 
 /* A section given more than once adds its text to the first (Apptainer's rule); the
  * arguments of the last one given win. */

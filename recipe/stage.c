@@ -658,13 +658,13 @@ static int run_setup(struct build_ctx *b, const struct recipe_stage *st, size_t 
                 return 0;
         log_info("Running setup scriptlet");
         if (asprintf(&path, "%s/setup-%zu.sh", b->work, i + 1) < 0 || !e1 || !e2 ||
-            script_argv(sc->args, path, true, &argv) < 0)
+            script_argv(sc->args, path, true, true, &argv) < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");
         int r = write_file_at(AT_FDCWD, path, sc->text, strlen(sc->text), 0700);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot write '%s'", path);
         char *env[] = {e1, e2, NULL};
-        r = host_run(argv, env, NULL);
+        r = host_run_script(argv, env);
         return r != 0 ? section_failed(b, st, "setup", r, err) : 0;
 }
 
@@ -823,7 +823,11 @@ static int copy_files(struct build_ctx *b, const struct recipe_stage *st, int ro
         return 0;
 }
 
-/* %post: in the container (writable), /bin/sh -e unless "-c SHELL", the host's network. */
+/* %post may add labels as "KEY VALUE" lines to this file ($APPTAINER_LABELS), as Apptainer's;
+ * metadata() reads them into labels.json and removes it */
+#define BUILD_LABELS "/.build.labels"
+
+/* %post: in the container (writable), /bin/sh -e -x unless "-c SHELL", the host's network. */
 static int run_post(struct build_ctx *b, const struct recipe_stage *st, const char *rootfs, int rootfd,
                     struct hutch_error *err)
 {
@@ -836,9 +840,12 @@ static int run_post(struct build_ctx *b, const struct recipe_stage *st, const ch
         int r = root_write(rootfd, script, sc->text, strlen(sc->text), 0755);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot write %s into the image", script);
-        if (script_argv(sc->args, script, true, &argv) < 0)
+        if (script_argv(sc->args, script, true, true, &argv) < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        char *env[] = {"APPTAINER_ROOTFS=/", "SINGULARITY_ROOTFS=/", NULL};
+        if ((r = root_write(rootfd, BUILD_LABELS, "", 0, 0644)) < 0)
+                return hutch_err_sys(err, r, "cannot write %s into the image", BUILD_LABELS);
+        char *env[] = {"APPTAINER_ROOTFS=/", "SINGULARITY_ROOTFS=/", "APPTAINER_LABELS=" BUILD_LABELS,
+                       "SINGULARITY_LABELS=" BUILD_LABELS, NULL};
         r = container_run(b, rootfs, LAUNCH_EXEC, argv, env, true, NULL, err);
         _cleanup_close_ int top = root_open(rootfd, "/", O_RDONLY | O_DIRECTORY);
         if (top >= 0)
@@ -874,7 +881,7 @@ static void label_set(json_object *o, const char *k, const char *v)
 
 /* labels.json: the base image's, then the build's org.label-schema.* labels, then %labels. */
 int labels_write(int rootfd, const char *path, const struct recipe_stage *st, const struct recipe_kv *labels, size_t n,
-                 bool build_labels, struct hutch_error *err)
+                 bool build_labels, bool force, struct hutch_error *err)
 {
         _cleanup_free_ char *old = NULL;
         json_object *o = NULL;
@@ -884,6 +891,14 @@ int labels_write(int rootfd, const char *path, const struct recipe_stage *st, co
                 json_object_put(o);
                 o = json_object_new_object();
         }
+        /* which of labels[] the base image has, before the build's own are added */
+        _cleanup_free_ bool *in_base = n ? calloc(n, sizeof *in_base) : NULL;
+        if (n && !in_base) {
+                json_object_put(o);
+                return hutch_err(err, -ENOMEM, "out of memory");
+        }
+        for (size_t i = 0; i < n; i++)
+                in_base[i] = json_object_object_get_ex(o, labels[i].key, NULL);
         if (build_labels) {
                 char date[128];
                 time_t now = time(NULL);
@@ -902,8 +917,14 @@ int labels_write(int rootfd, const char *path, const struct recipe_stage *st, co
                                 label_set(o, k, st->header[i].value);
                 }
         }
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+                if (in_base[i] && !force) {
+                        log_warning("Label: %s already exists and force option is false, not overwriting",
+                                    labels[i].key);
+                        continue;
+                }
                 label_set(o, labels[i].key, labels[i].value);
+        }
         const char *s =
                 json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB |
                                                           JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
@@ -972,10 +993,30 @@ static int metadata(struct build_ctx *b, const struct recipe_stage *st, int root
                 if ((r = write_script(rootfd, "/.singularity.d/test", sc[RECIPE_TEST].text, err)) < 0)
                         return r;
         }
+        /* labels %post wrote to $APPTAINER_LABELS, after %labels' (a key in both: %post's) */
+        _cleanup_free_ char *dynamic = NULL;
+        struct recipe_kv *labels = NULL;
+        size_t n = 0;
+        if (root_read(rootfd, BUILD_LABELS, &dynamic) >= 0) {
+                _cleanup_close_ int top = root_open(rootfd, "/", O_RDONLY | O_DIRECTORY);
+                if (top >= 0)
+                        unlinkat(top, BUILD_LABELS + 1, 0);
+        }
         if (!section_wanted(b, "labels"))
                 return deffile_write(b, rootfd, err);
         log_info("Adding labels");
-        if ((r = labels_write(rootfd, "/.singularity.d/labels.json", st, st->labels, st->n_labels, true, err)) < 0)
+        r = 0;
+        for (size_t i = 0; i < st->n_labels && r >= 0; i++)
+                r = recipe_kv_set(&labels, &n, st->labels[i].key, st->labels[i].value);
+        if (r < 0 || (dynamic && recipe_labels_add(&labels, &n, dynamic) < 0)) {
+                recipe_kv_free(labels, n);
+                return hutch_err(err, -ENOMEM, "out of memory");
+        }
+        /* --update rebuilds the sandbox's own labels: they are not a base image's */
+        r = labels_write(rootfd, "/.singularity.d/labels.json", st, labels, n, true, b->spec->force || b->spec->update,
+                         err);
+        recipe_kv_free(labels, n);
+        if (r < 0)
                 return r;
         return deffile_write(b, rootfd, err);
 }
@@ -1047,7 +1088,7 @@ static int app_install(struct build_ctx *b, const struct recipe_stage *st, const
                 int r = root_write(rootfd, script, sc->text, strlen(sc->text), 0755);
                 if (r < 0)
                         return hutch_err_sys(err, r, "cannot write %s into the image", script);
-                if (script_argv(sc->args, script, true, &argv) < 0)
+                if (script_argv(sc->args, script, true, true, &argv) < 0)
                         return hutch_err(err, -ENOMEM, "out of memory");
                 snprintf(pwd, sizeof pwd, "/scif/apps/%s", a->name);
                 char *env[] = {"APPTAINER_ROOTFS=/", "SINGULARITY_ROOTFS=/", NULL};
@@ -1095,7 +1136,7 @@ static int app_metadata(const struct recipe_stage *st, int rootfd, struct hutch_
                 }
                 snprintf(p, sizeof p, "/scif/apps/%s/scif/labels.json", a->name);
                 if (r >= 0)
-                        r = labels_write(rootfd, p, st, a->labels, a->n_labels, false, err);
+                        r = labels_write(rootfd, p, st, a->labels, a->n_labels, false, true, err);
                 if (r < 0)
                         return r;
                 /* every app's folders by name, for the image's scripts (94-appsbase.sh) */

@@ -34,6 +34,8 @@ From: $I
     echo "post tmp \$(stat -c %a /tmp) \$(stat -c %a /var/tmp)"
     echo "post as \$(id -u)" > /post.txt
     echo 'export FROMPOST=yes' >> \$APPTAINER_ENVIRONMENT
+    echo "Dyn from-post \$(echo x)" >> \$APPTAINER_LABELS
+    echo "Version 1.3" >> \$SINGULARITY_LABELS
     chown 1000:1000 /post.txt
 
 %runscript
@@ -48,11 +50,15 @@ From: $I
 %labels
     Author someone@example.org
     Version 1.2
+    maintainer someone-else
 EOF
 printf '# CRLF line\r\n' >> "$T/all.def"
 run "$HUTCH" build "$T/all.sif" "$T/all.def"
 check "build: localimage with every section" '[ $RC -eq 0 ] && [ -f "$T/all.sif" ] && no_build_leftovers'
 check "build announces the stage, each section and the total" 'out_has "^post says hello" && err_has "Stage 1/1: Bootstrap: localimage" && err_has "Running setup scriptlet" && err_has "Running post scriptlet" && err_has "Running testscript" && err_has "Build complete: $T/all.sif"'
+check "%setup and %post are traced as Apptainer runs them (sh -e -x)" 'err_has "^+ echo .post says hello" && err_has "^+ echo .\\?setup in"'
+check "a label the base image has is kept without --force, with Apptainer's warning" 'err_has "^WARNING: Label: maintainer already exists and force option is false, not overwriting"'
+check "%post's own output is shown" 'out_has "^post says hello"'
 check "%post's /tmp and /var/tmp are 1777 (a service user such as apt's _apt writes there)" 'out_has "^post tmp 1777 1777"'
 run "$HUTCH" run "$T/all.sif" x y
 check "%runscript, %environment with its template, \$APPTAINER_ENVIRONMENT from %post" 'out_is "run: hello yes x y"'
@@ -66,7 +72,8 @@ check "test runs %test" '[ $RC -eq 0 ]'
 run "$HUTCH" run-help "$T/all.sif"
 check "run-help shows %help" 'out_has "This image greets."'
 run "$HUTCH" inspect "$T/all.sif"
-check "inspect: %labels and the build labels" 'out_has "^Author: someone@example.org" && out_has "^Version: 1.2" && out_has "org.label-schema.build-arch:" && out_has "org.label-schema.usage.singularity.deffile.bootstrap: localimage" && out_has "org.label-schema.usage: /.singularity.d/runscript.help"'
+check "inspect: %labels, \$APPTAINER_LABELS lines of %post (which win) and the base image's" 'out_has "^Author: someone@example.org" && out_has "^Version: 1.3" && out_has "^Dyn: from-post x" && out_has "^maintainer: hutch tests" && ! "$HUTCH" exec "$T/all.sif" test -e /.build.labels'
+check "inspect: the build labels" ' out_has "org.label-schema.build-arch:" && out_has "org.label-schema.usage.singularity.deffile.bootstrap: localimage" && out_has "org.label-schema.usage: /.singularity.d/runscript.help"'
 run "$HUTCH" inspect --startscript "$T/all.sif"
 check "inspect --startscript" 'out_has "echo started"'
 "$HUTCH" inspect --deffile "$T/all.sif" > "$T/deffile.out"
@@ -139,11 +146,13 @@ check "--app takes a name only" 'fails_with "--app wants an app.s name"'
 
 # --sandbox, --force, target already there
 run "$HUTCH" build -q --sandbox "$T/sb" "$T/all.def"
-check "build --sandbox: a folder with the metadata where Apptainer puts it" '[ $RC -eq 0 ] && [ ! -s "$OUT" ] && [ -x "$T/sb/.singularity.d/runscript" ] && [ -f "$T/sb/.singularity.d/labels.json" ] && [ -f "$T/sb/.singularity.d/runscript.help" ] && [ -L "$T/sb/singularity" ] && [ -f "$T/sb/opt/host.txt" ] && [ ! -e "$T/sb/.post.script" ] && no_build_leftovers'
+check "build -q --sandbox: a folder with the metadata where Apptainer puts it; -q leaves %post's output" '[ $RC -eq 0 ] && out_has "^post says hello" && ! err_has "^INFO" && [ -x "$T/sb/.singularity.d/runscript" ] && [ -f "$T/sb/.singularity.d/labels.json" ] && [ -f "$T/sb/.singularity.d/runscript.help" ] && [ -L "$T/sb/singularity" ] && [ -f "$T/sb/opt/host.txt" ] && [ ! -e "$T/sb/.post.script" ] && no_build_leftovers'
 run "$HUTCH" build -q --sandbox "$T/sb" "$T/all.def"
 check "a target already there needs --force" 'fails_with "already exists; use --force" && [ -f "$T/sb/opt/host.txt" ]'
 run "$HUTCH" build -q --force --notest "$T/all.sif" "$T/all.def"
 check "build --force replaces the target" '[ $RC -eq 0 ] && no_build_leftovers'
+run "$HUTCH" inspect "$T/all.sif"
+check "with --force a label of the base image is overwritten" 'out_has "^maintainer: someone-else"'
 
 # busybox and scratch agents, multi-stage with %files from, %post -c, templates
 cat > "$T/multi.def" <<'EOF'
@@ -168,7 +177,7 @@ Stage: final
     echo "no -e with -c" > /after
 EOF
 run "$HUTCH" build -q --build-arg name=result.txt --build-arg "base=$I" "$T/multi.sif" "$T/multi.def"
-check "multi-stage: busybox stage, %files from it, build args" '[ $RC -eq 0 ] && no_build_leftovers && [ ! -s "$ERR" ]'
+check "multi-stage: busybox stage, %files from it, build args" '[ $RC -eq 0 ] && no_build_leftovers && ! grep -qv "^+ " "$ERR"'
 run "$HUTCH" exec "$T/multi.sif" sh -c 'cat /opt/result.txt /after; readlink /opt/hostlink; ls /out 2>&1'
 check "only the last stage is the image; %post -c SHELL runs without -e" 'out_has "^made in devel" && out_has "^no -e with -c" && out_has "^/etc/shadow" && out_has "No such file"'
 printf 'Bootstrap: scratch\n%%files\n    %s /bin/busybox\n%%labels\n    Kind scratch\n' "$(command -v busybox)" > "$T/scratch.def"
@@ -308,9 +317,12 @@ run "$HUTCH" build -q --section bogus --sandbox "$T/x.sb" "$T/up2.def"
 check "--section of an unknown section" 'fails_with "not a section"'
 
 # Bad definition files: one error line, status 255, no target, no build folder.
+# the trace of a failing script (sh -x: "+ cmd" lines) set aside, hutch's one error line
+drop_trace() { sed -i '/^+ /d' "$ERR"; }
 bad() { # bad DESC EXPECTED DEF-TEXT [BUILD-ARGS]
 	printf '%b' "$3" > "$T/bad.def"
 	run "$HUTCH" build -q ${4:-} "$T/bad.sif" "$T/bad.def"
+	drop_trace
 	check "$1" "fails_with \"$2\" && [ ! -e \"$T/bad.sif\" ] && no_build_leftovers"
 }
 bad "no Bootstrap header" "no 'Bootstrap:' header" 'From: x\n%post\n    true\n'
@@ -327,6 +339,7 @@ bad "a malformed Fingerprints: (t-fingerprints checks signatures)" "'12345678' i
 bad "a %files from an unknown stage" "no stage before this one is named 'nope'" "Bootstrap: scratch\n%files from nope\n    /x\n"
 printf 'Bootstrap: localimage\nFrom: %s\n%%post\n    echo made > /made\n    exit 3\n' "$I" > "$T/keep.def"
 run "$HUTCH" build -q --keep-build "$T/keep.sif" "$T/keep.def"
+drop_trace
 KEPT=$(sed -n 's/.*(build folder kept: \(.*\))$/\1/p' "$ERR" | tail -1)
 check "--keep-build: a failed build keeps its folder, named in the error, with what %post made" 'fails_with "%post failed with exit status 3" && [ ! -e "$T/keep.sif" ] && [ -n "$KEPT" ] && [ "$(cat "$KEPT/stage-1/made")" = made ]'
 [ -n "$KEPT" ] && case "$KEPT" in "$T"/keep.sif.hutch-build-*) chmod -R u+w "$KEPT"; rm -rf "$KEPT" ;; esac
