@@ -31,7 +31,6 @@ enum {
         OPT_HOSTNAME,
         OPT_WRITABLE_TMPFS,
         OPT_NO_INIT,
-        OPT_SHELL,
         OPT_DEBUG,
         OPT_VERBOSE,
         OPT_QUIET,
@@ -69,6 +68,11 @@ enum {
         OPT_DISABLE_CACHE,
         OPT_ENCRYPTED,
         OPT_FUSEMOUNT,
+        OPT_COMPAT,
+        OPT_NO_NV,
+        OPT_NO_ROCM,
+        OPT_IGNORE_SUBUID,
+        OPT_NO_EFFECT,
 };
 
 static const struct option options[] = {
@@ -84,6 +88,7 @@ static const struct option options[] = {
         {"home", required_argument, NULL, 'H'},
         {"no-home", no_argument, NULL, OPT_NO_HOME},
         {"pwd", required_argument, NULL, OPT_PWD},
+        {"cwd", required_argument, NULL, OPT_PWD},
         {"workdir", required_argument, NULL, 'W'},
         {"pid", no_argument, NULL, 'p'},
         {"ipc", no_argument, NULL, 'i'},
@@ -94,7 +99,7 @@ static const struct option options[] = {
         {"fakeroot", no_argument, NULL, 'f'},
         {"userns", no_argument, NULL, 'u'},
         {"no-init", no_argument, NULL, OPT_NO_INIT},
-        {"shell", required_argument, NULL, OPT_SHELL},
+        {"shell", required_argument, NULL, 's'},
         {"debug", no_argument, NULL, OPT_DEBUG},
         {"verbose", no_argument, NULL, OPT_VERBOSE},
         {"quiet", no_argument, NULL, OPT_QUIET},
@@ -150,6 +155,16 @@ static const struct option options[] = {
         {"pem-path", required_argument, NULL, OPT_ENCRYPTED},
         {"passphrase", no_argument, NULL, OPT_ENCRYPTED},
         {"fusemount", required_argument, NULL, OPT_FUSEMOUNT},
+        {"compat", no_argument, NULL, OPT_COMPAT},
+        {"no-nv", no_argument, NULL, OPT_NO_NV},
+        {"no-rocm", no_argument, NULL, OPT_NO_ROCM},
+        {"ignore-subuid", no_argument, NULL, OPT_IGNORE_SUBUID},
+        /* Apptainer's, with nothing to do here: hutch makes missing mount points itself
+         * (--underlay), always uses a user namespace as a user and never the fakeroot
+         * command */
+        {"underlay", no_argument, NULL, OPT_NO_EFFECT},
+        {"ignore-userns", no_argument, NULL, OPT_NO_EFFECT},
+        {"ignore-fakeroot-command", no_argument, NULL, OPT_NO_EFFECT},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
 };
@@ -252,6 +267,14 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                         return r;
                 break;
         case OPT_NO_UMASK: s->no_umask = true; break;
+        case OPT_COMPAT: /* Apptainer's OCI/Docker-like defaults */
+                s->contain = s->pid_ns = s->ipc_ns = s->cleanenv = true;
+                s->no_init = s->no_umask = s->no_eval = s->writable_tmpfs = true;
+                break;
+        case OPT_NO_NV: s->nv = false; break;
+        case OPT_NO_ROCM: s->rocm = false; break;
+        case OPT_IGNORE_SUBUID: s->ignore_subuid = true; break;
+        case OPT_NO_EFFECT: break;
         case OPT_UNSQUASH: /* hutch's image server reads SquashFS itself: nothing to unpack */
                 log_verbose("--unsquash: the image is served as it is, which needs neither FUSE tools nor kernel "
                             "SquashFS");
@@ -279,7 +302,7 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
         case 'f': s->fakeroot = true; break;
         case 'u': break; /* always a user namespace when not root */
         case OPT_NO_INIT: s->no_init = true; break;
-        case OPT_SHELL: s->shell = arg; break;
+        case 's': s->shell = arg; break;
         case OPT_RESTART:
                 if (!a->instance)
                         return cli_usage_error(verb, "--restart is an option of 'instance start'");
@@ -348,7 +371,7 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
         int o, idx = -1;
         optind = 1;
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+B:cCeH:W:S:piwfunho:", options, &idx)) != -1) {
+        while ((o = getopt_long(argc, argv, "+B:cCeH:W:S:s:piwfunho:", options, &idx)) != -1) {
                 if (o == '?') {
                         if (optopt)
                                 return cli_usage_error(verb, "option '-%c' is unknown or misses its value", optopt);

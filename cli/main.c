@@ -78,6 +78,8 @@ int main(int argc, char **argv)
                         c.caller = argv[i] + strlen("--caller=");
                         continue;
                 }
+                if (!strcmp(argv[i], "--nocolor"))
+                        continue; /* Apptainer's: hutch's messages have no colour */
                 if (!strcmp(argv[i], "--version") || !strcmp(argv[i], "-V")) {
                         printf("hutch version %s\n", HUTCH_VERSION);
                         return 0;

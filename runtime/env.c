@@ -45,7 +45,8 @@ static bool is_runtime_setting(const char *e)
         return !startswith(k, "BIND=") && !startswith(k, "BINDPATH=");
 }
 
-/* SCIF's variables for --app NAME (as Apptainer sets them), its bin/ and lib/ first. */
+/* SCIF's variables for --app NAME (as Apptainer sets them, with its SINGULARITY_APPNAME that
+ * images' scripts test), its bin/ and lib/ first. */
 static int app_env(const char *app, char ***env)
 {
         static const char *const vars[][2] = {
@@ -61,7 +62,8 @@ static int app_env(const char *app, char ***env)
                 {"SCIF_APPENV", "/scif/env/90-environment.sh"},
         };
         char buf[4096];
-        if (put(env, "SCIF_APPNAME", app) < 0 || put(env, "SCIF_APPS", "/scif/apps") < 0 ||
+        if (put(env, "SCIF_APPNAME", app) < 0 || put(env, "APPTAINER_APPNAME", app) < 0 ||
+            put(env, "SINGULARITY_APPNAME", app) < 0 || put(env, "SCIF_APPS", "/scif/apps") < 0 ||
             put(env, "SCIF_DATA", "/scif/data") < 0)
                 return -ENOMEM;
         snprintf(buf, sizeof buf, "/scif/data/%s", app);
@@ -341,8 +343,8 @@ int payload_prepare(struct launch_ctx *c, struct payload_cmd *ret, struct hutch_
         r = action_argv(c, &argv);
         if (r == -ENOENT)
                 return r; /* no test script: the caller reports it */
-        if (r < 0)
-                return hutch_err(err, r, "out of memory");
+        if (r < 0 || (c->spec->action == LAUNCH_SHELL && put(&env, "SHELL", argv[0]) < 0))
+                return hutch_err(err, -ENOMEM, "out of memory"); /* $SHELL: the shell started, as Apptainer */
         /* without a /bin/sh, forced values are set as they are: nothing could evaluate them */
         bool eval = !c->spec->no_eval && needs_eval(c->spec->env);
         if ((c->has_env_scripts || c->spec->app || eval) && exists_exec("/bin/sh")) {

@@ -116,7 +116,7 @@ static int learn_user(struct launch_ctx *c, struct hutch_error *err)
         c->gecos = strdup(pw && pw->pw_gecos ? pw->pw_gecos : "");
         if (!c->user || !c->host_home || !c->shell || !c->gecos)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        return idmap_plan_make(uid, getgid(), c->user, c->spec->fakeroot, &c->ids);
+        return idmap_plan_make(uid, getgid(), c->user, c->spec->fakeroot, !c->spec->ignore_subuid, &c->ids);
 }
 
 /* -H src[:dst], --no-home, --contain: where HOME comes from and where it goes. */
@@ -392,10 +392,21 @@ static int payload_exec_cmd(struct launch_ctx *c, const struct payload_cmd *cmd,
         return hutch_err_sys(err, r, "cannot run '%s' in the container", cmd->argv[0]);
 }
 
-/* An instance without a startscript runs nothing and stays up (PID 1 stays). */
+/* An instance without a startscript runs nothing and stays up (PID 1 stays). An image
+ * without a test script passes; an app without a runscript or test fails, status 1 (as
+ * Apptainer's action script words and ends both). */
 static _Noreturn void payload_none(const struct launch_ctx *c)
 {
-        if (c->spec->action == LAUNCH_TEST)
+        const struct launch_spec *s = c->spec;
+        if (s->app && s->action == LAUNCH_RUN) {
+                log_msg(LOG_LEVEL_ERROR, "no runscript for contained app: %s", s->app);
+                _exit(1);
+        }
+        if (s->app && s->action == LAUNCH_TEST) {
+                log_info("No tests for contained app: %s", s->app);
+                _exit(1);
+        }
+        if (s->action == LAUNCH_TEST)
                 log_info("No test script found in container, exiting");
         _exit(0);
 }

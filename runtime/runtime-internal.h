@@ -17,7 +17,9 @@ struct idmap_plan {
         unsigned long uid_start, uid_count, gid_start, gid_count;
 };
 
-int idmap_plan_make(uid_t uid, gid_t gid, const char *user, bool fakeroot, struct idmap_plan *ret);
+/* subids: with fakeroot, use the range /etc/subuid and /etc/subgid grant (when newuidmap and
+ * newgidmap are there); false: 0 inside is the caller alone (--ignore-subuid) */
+int idmap_plan_make(uid_t uid, gid_t gid, const char *user, bool fakeroot, bool subids, struct idmap_plan *ret);
 int userns_enter(const struct idmap_plan *m, int extra_flags, struct hutch_error *err);
 
 /* A host path captured before any mount hides it. */

@@ -31,6 +31,8 @@ struct launch_spec {
         /* --nv, --rocm: the host's GPU driver files bound in (runtime/gpu.c); --no-umask:
          * the payload starts with umask 0022, not the caller's */
         bool nv, rocm, no_umask;
+        /* --ignore-subuid: --fakeroot maps 0 to the caller alone, whatever /etc/subuid grants */
+        bool ignore_subuid;
         /* -S/--scratch: writable folders at these paths (normalised, absolute, not "/"):
          * WORKDIR/scratch/PATH with --workdir, else fresh ones in the staging tmpfs, gone
          * with the container */

@@ -105,12 +105,12 @@ static int subid_file_read(const char *path, char **ret)
         return r;
 }
 
-int idmap_plan_make(uid_t uid, gid_t gid, const char *user, bool fakeroot, struct idmap_plan *ret)
+int idmap_plan_make(uid_t uid, gid_t gid, const char *user, bool fakeroot, bool subids, struct idmap_plan *ret)
 {
         struct idmap_plan m = {
                 .uid = uid, .gid = gid, .inside_uid = fakeroot ? 0 : uid, .inside_gid = fakeroot ? 0 : gid};
         m.userns = uid != 0;
-        if (m.userns && fakeroot) {
+        if (m.userns && fakeroot && subids) {
                 _cleanup_free_ char *su = NULL, *sg = NULL;
                 if (subid_file_read("/etc/subuid", &su) >= 0 && subid_file_read("/etc/subgid", &sg) >= 0 &&
                     subid_find(su, user, uid, &m.uid_start, &m.uid_count) >= 0 &&
@@ -192,7 +192,7 @@ int runtime_fakeroot_enter(bool *ret_subids, struct hutch_error *err)
         struct passwd *pw = getpwuid(getuid());
         char num[32];
         snprintf(num, sizeof num, "%u", (unsigned) getuid());
-        int r = idmap_plan_make(getuid(), getgid(), pw ? pw->pw_name : num, true, &m);
+        int r = idmap_plan_make(getuid(), getgid(), pw ? pw->pw_name : num, true, true, &m);
         if (r >= 0)
                 r = userns_enter(&m, 0, err);
         if (r < 0)

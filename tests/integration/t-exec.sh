@@ -110,6 +110,27 @@ run "$HUTCH" exec --passphrase "$I" true
 check "--passphrase is refused in one line" 'fails_with "encrypted images are not supported"'
 run "$HUTCH" exec --fusemount "host:sshfs x: /mnt" "$I" true
 check "--fusemount is refused in one line" 'fails_with "fusemount is not supported"'
+run "$HUTCH" exec --cwd /etc "$I" pwd
+check "--cwd is --pwd (Apptainer's visible name)" 'out_is /etc'
+run env APPTAINER_CWD=/srv "$HUTCH" exec "$I" pwd
+check "APPTAINER_CWD is --cwd" 'out_is /srv'
+run env HOST_VAR=h "$HUTCH" exec --compat "$I" sh -c 'echo "$$ $(umask) [$HOST_VAR]"; touch /compat && echo written; ls -A /tmp | wc -l'
+check "--compat: --containall --no-init --no-umask --writable-tmpfs (the payload is PID 1)" 'out_is "1 0022 []
+written
+0"'
+run "$HUTCH" exec --nv --no-nv --rocm --no-rocm --underlay --ignore-userns --ignore-fakeroot-command "$I" echo ok
+check "--no-nv, --no-rocm, --underlay, --ignore-userns, --ignore-fakeroot-command are taken" 'out_is ok && [ ! -s "$ERR" ]'
+if [ "$(id -u)" -ne 0 ]; then
+	run "$HUTCH" exec --fakeroot "$I" sh -c 'awk "{ n += \$3 } END { print n }" /proc/self/uid_map'
+	ranged=$(cat "$OUT")
+	run "$HUTCH" exec --fakeroot --ignore-subuid "$I" sh -c 'id -u; awk "{ n += \$3 } END { print n }" /proc/self/uid_map'
+	check "--fakeroot --ignore-subuid: 0 inside is the caller alone (without it: $ranged ids)" 'out_is "0
+1"'
+fi
+run "$HUTCH" shell -s /bin/sh "$I" -c 'echo "$SHELL"'
+check "shell -s is --shell, and \$SHELL names the shell started" 'out_is /bin/sh'
+run "$HUTCH" --nocolor exec "$I" echo ok
+check "the global --nocolor is taken" 'out_is ok'
 leftovers "Apptainer job-script options"
 
 # A payload that ends at once must not leave hutch waiting for a SIGCHLD that came before
