@@ -15,7 +15,7 @@
 #include "util/util.h"
 
 struct build_args {
-        bool sandbox, force, notest, fakeroot, update, writable_tmpfs, keep_build;
+        bool sandbox, force, notest, fakeroot, update, writable_tmpfs, keep_build, fix_perms, warn_unused;
         char **build_args, **sections;
         struct bind_spec *binds;
         size_t n_binds;
@@ -96,10 +96,20 @@ static int parse_args(struct build_args *a, int argc, char **argv)
                         a->update = true;
                 else if (!strcmp(argv[i], "--writable-tmpfs"))
                         a->writable_tmpfs = true;
-                else if (!strcmp(argv[i], "--keep-build"))
+                else if (!strcmp(argv[i], "--keep-build") || !strcmp(argv[i], "--no-cleanup"))
                         a->keep_build = true;
-                else if ((v = opt_value(argc, argv, &i, "-B", &missing)) ||
-                         (!missing && (v = opt_value(argc, argv, &i, "--bind", &missing)))) {
+                else if (!strcmp(argv[i], "--fix-perms"))
+                        a->fix_perms = true;
+                else if (!strcmp(argv[i], "--warn-unused-build-args"))
+                        a->warn_unused = true;
+                else if (!strcmp(argv[i], "--userns") || !strcmp(argv[i], "--disable-cache"))
+                        ; /* a user's build always has its namespace; blobs are checked by digest */
+                else if ((v = opt_value(argc, argv, &i, "--mount", &missing))) {
+                        struct hutch_error err = HUTCH_ERROR_INIT;
+                        if (mount_spec_parse(v, &a->binds, &a->n_binds, &err) < 0)
+                                return cli_usage_error("build", "--mount '%s': %s", v, err.msg);
+                } else if ((v = opt_value(argc, argv, &i, "-B", &missing)) ||
+                           (!missing && (v = opt_value(argc, argv, &i, "--bind", &missing)))) {
                         struct hutch_error err = HUTCH_ERROR_INIT;
                         if (bind_spec_parse(v, &a->binds, &a->n_binds, &err) < 0)
                                 return cli_usage_error("build", "--bind '%s': %s", v, err.msg);
@@ -158,6 +168,8 @@ static int build_recipe(struct cli *c, const struct build_args *a, bool progress
                 .n_binds = a->n_binds,
                 .writable_tmpfs = a->writable_tmpfs,
                 .keep_build = a->keep_build,
+                .fix_perms = a->fix_perms,
+                .warn_unused_args = a->warn_unused,
                 .conf = &c->conf,
                 .host_env = c->environ,
         };
@@ -182,12 +194,14 @@ int verb_build(struct cli *c, int argc, char **argv)
                 build_args_free(&a);
                 return r;
         }
+        bool fix_perms = a.fix_perms;
         bool recipe_only = a.notest || a.fakeroot || a.build_args || a.update || a.sections || a.binds ||
-                           a.writable_tmpfs || a.keep_build;
+                           a.writable_tmpfs || a.keep_build || a.warn_unused;
         build_args_free(&a);
         if (recipe_only)
                 return cli_usage_error("build", "--notest, --fakeroot, --update, --section, --build-arg, --bind, "
-                                                "--writable-tmpfs and --keep-build are for definition files");
+                                                "--mount, --writable-tmpfs, --keep-build and --warn-unused-build-args "
+                                                "are for definition files");
         b.target = a.pos[0];
         b.sandbox = a.sandbox;
         b.force = a.force;
@@ -204,5 +218,8 @@ int verb_build(struct cli *c, int argc, char **argv)
                 return r;
         r = image_build(&b, &err);
         free(pulled);
+        /* a SIF or squashfs is read-only inside: only a sandbox's permissions get in the way */
+        if (r >= 0 && fix_perms && b.sandbox && (r = tree_fix_perms(b.target)) < 0)
+                hutch_err_sys(&err, r, "--fix-perms: cannot set the permissions in '%s'", b.target);
         return r < 0 ? cli_fail(&err) : 0;
 }

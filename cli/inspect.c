@@ -42,37 +42,14 @@ static const char *app_option(int argc, char **argv, int *i, const char *cur)
         return v != APP_BAD && cli_is_app_name(v) ? v : APP_BAD;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-        return strcmp(*(char *const *) a, *(char *const *) b);
-}
-
-/* --list-apps: the apps (folders of /scif/apps with a scif/ folder), sorted, one a line. */
+/* --list-apps: the apps, sorted, one a line. */
 static int print_apps(struct image *img, struct hutch_error *err)
 {
         _cleanup_strv_ char **names = NULL;
-        int r = image_list_dirs(img, "/scif/apps", &names, err);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
-                return r;
-        size_t n = 0;
-        while (names[n])
-                n++;
-        qsort(names, n, sizeof *names, cmp_str);
-        for (size_t i = 0; i < n; i++) {
-                _cleanup_strv_ char **sub = NULL;
-                char p[4096];
-                snprintf(p, sizeof p, "/scif/apps/%s", names[i]);
-                if (image_list_dirs(img, p, &sub, err) < 0)
-                        continue;
-                for (char **s = sub; *s; s++)
-                        if (!strcmp(*s, "scif")) {
-                                printf("%s\n", names[i]);
-                                break;
-                        }
-        }
-        return 0;
+        int r = image_list_apps(img, &names, err);
+        for (char **n = names; r >= 0 && n && *n; n++)
+                printf("%s\n", *n);
+        return r;
 }
 
 static int print_meta(const char *path, const char *app, unsigned what, bool json, bool apps, const char *empty_msg)
@@ -153,6 +130,9 @@ int verb_inspect(struct cli *c, int argc, char **argv)
         if (!image)
                 return cli_usage_error("inspect", "missing IMAGE");
         /* the labels unless something else is asked (Apptainer's defaultToLabels) */
+        /* with --json, --list-apps gives each app's attributes (as Apptainer's from a SIF) */
+        if (apps && json)
+                what |= IMAGE_META_APPS;
         return print_meta(image, app, what ? what : apps ? 0 : IMAGE_META_LABELS, json, apps, NULL);
 }
 

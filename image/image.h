@@ -121,6 +121,8 @@ int image_read_file(struct image *img, const char *path, size_t max, char **ret,
 bool image_has_file(struct image *img, const char *path);
 /* The names of the folders in a folder of the image, unsorted; -ENOENT when it is absent. */
 int image_list_dirs(struct image *img, const char *path, char ***ret, struct hutch_error *err);
+/* The SCIF apps (folders of /scif/apps holding a scif/ folder), sorted; none: *ret NULL. */
+int image_list_apps(struct image *img, char ***ret, struct hutch_error *err);
 
 /* ---- mounting. The mount is made in the caller's mount namespace at target. A squashfs
  * mount is served by a server process started beforehand (image_serve_process), waiting
@@ -213,7 +215,10 @@ enum image_meta {
         IMAGE_META_TEST = 1u << 4,
         IMAGE_META_ENVIRONMENT = 1u << 5,
         IMAGE_META_HELPFILE = 1u << 6,
-        IMAGE_META_ALL = (1u << 7) - 1,
+        /* every SCIF app's own attributes under "apps" (JSON only), as Apptainer's --all and
+         * --list-apps --json show them */
+        IMAGE_META_APPS = 1u << 7,
+        IMAGE_META_ALL = (1u << 8) - 1,
 };
 /* Apptainer's shape: {"data":{"attributes":{...}},"type":"container"}; caller frees. */
 int image_inspect_json(struct image *img, unsigned what, char **ret, struct hutch_error *err);

@@ -161,6 +161,64 @@ static const char **sorted_keys(json_object *o, size_t *ret_n)
         return k;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int image_list_apps(struct image *img, char ***ret, struct hutch_error *err)
+{
+        _cleanup_strv_ char **names = NULL, **apps = NULL;
+        *ret = NULL;
+        int r = image_list_dirs(img, "/scif/apps", &names, err);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return r;
+        for (char **n = names; n && *n; n++) {
+                _cleanup_strv_ char **sub = NULL;
+                char p[4096];
+                snprintf(p, sizeof p, "/scif/apps/%s", *n);
+                if (image_list_dirs(img, p, &sub, err) < 0)
+                        continue;
+                for (char **d = sub; d && *d; d++)
+                        if (!strcmp(*d, "scif")) {
+                                if (strv_extend(&apps, *n) < 0)
+                                        return hutch_err(err, -ENOMEM, "out of memory");
+                                break;
+                        }
+        }
+        if (apps)
+                qsort(apps, strv_length(apps), sizeof *apps, cmp_str);
+        *ret = steal_pointer(&apps);
+        return 0;
+}
+
+static int attributes_object(struct image *img, unsigned what, json_object **ret, struct hutch_error *err);
+
+/* IMAGE_META_APPS: each app's own attributes (all of them, as Apptainer copies them from a
+ * SIF's metadata), into attrs' "apps". */
+static int apps_add(struct image *img, json_object *attrs, struct hutch_error *err)
+{
+        _cleanup_strv_ char **apps = NULL;
+        int r = image_list_apps(img, &apps, err);
+        if (r < 0 || !apps)
+                return r;
+        json_object *all = json_object_new_object();
+        json_object_object_add(attrs, "apps", all);
+        for (char **a = apps; *a && r >= 0; a++) {
+                json_object *sub = NULL, *sub_apps = NULL, *own = NULL;
+                img->app = *a;
+                r = attributes_object(img, IMAGE_META_ALL & ~IMAGE_META_APPS, &sub, err);
+                img->app = NULL;
+                if (r >= 0 && json_object_object_get_ex(sub, "apps", &sub_apps) &&
+                    json_object_object_get_ex(sub_apps, *a, &own))
+                        json_object_object_add(all, *a, json_object_get(own));
+                json_object_put(sub);
+        }
+        return r;
+}
+
 /* The attributes in Apptainer's field order (pkg/inspect/metadata.go): empty maps and strings
  * left out, as its omitempty does. With an app: the app's own under "apps" {NAME: {...}}. */
 static int attributes_object(struct image *img, unsigned what, json_object **ret, struct hutch_error *err)
@@ -201,7 +259,8 @@ static int attributes_object(struct image *img, unsigned what, json_object **ret
                 json_object *apps = NULL;
                 json_object_object_get_ex(attrs, "apps", &apps);
                 json_object_object_add(apps, img->app, json_object_get(app));
-        }
+        } else if ((what & IMAGE_META_APPS) && (r = apps_add(img, attrs, err)) < 0)
+                goto out;
         *ret = json_object_get(attrs);
 out:
         for (size_t i = 0; i < ELEMENTSOF(meta_files); i++)

@@ -459,6 +459,9 @@ static int output(struct build_ctx *b, const char *rootfs, const struct timespec
 {
         const struct recipe_build_spec *s = b->spec;
         struct stat st;
+        int r = s->fix_perms ? tree_fix_perms(rootfs) : 0;
+        if (r < 0)
+                return hutch_err_sys(err, r, "--fix-perms: cannot set the permissions in '%s'", rootfs);
         if (s->update) {
                 log_info("Build complete: %s (sandbox updated, %.1f s)", s->target, seconds_since(t0));
                 return 0;
@@ -506,6 +509,16 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
                 return r;
         if ((r = recipe_parse(text, len, s->build_args, s->path, &b.rec, err)) < 0)
                 return r;
+        if (b.rec.unused_args && !s->warn_unused_args) {
+                char list[512] = "";
+                for (char **u = b.rec.unused_args; *u; u++)
+                        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s",
+                                 u == b.rec.unused_args ? "" : ", ", *u);
+                r = hutch_err(err, -EINVAL, "unused build args: %s (--warn-unused-build-args makes this a warning)",
+                              list);
+                recipe_free(&b.rec);
+                return r;
+        }
         for (char **u = b.rec.unused_args; u && *u; u++)
                 log_warning("build argument '%s' is not used by %s", *u, s->path);
         if (s->update && (lstat(s->target, &st) < 0 || !S_ISDIR(st.st_mode) || !s->sandbox))

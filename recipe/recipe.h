@@ -127,6 +127,10 @@ struct recipe_build_spec {
         size_t n_binds;
         bool writable_tmpfs; /* --writable-tmpfs: %test's root writable, its changes dropped */
         bool keep_build;     /* --keep-build: a failed build keeps its folder and names it */
+        bool fix_perms;      /* --fix-perms: the owner gets rwX on all of the last stage's rootfs */
+        /* --warn-unused-build-args: a --build-arg no template uses is a warning (else an error,
+         * as Apptainer's) */
+        bool warn_unused_args;
         const struct hutch_conf *conf;
         char **host_env;
 };

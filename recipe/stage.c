@@ -908,8 +908,11 @@ int labels_write(int rootfd, const char *path, const struct recipe_stage *st, co
                 label_set(o, "org.label-schema.build-arch", goarch());
                 label_set(o, "org.label-schema.build-date", date);
                 label_set(o, "org.label-schema.usage.hutch.version", HUTCH_VERSION);
-                if (st->script[RECIPE_HELP].text)
+                if (st->script[RECIPE_HELP].text) {
                         label_set(o, "org.label-schema.usage", "/.singularity.d/runscript.help");
+                        label_set(o, "org.label-schema.usage.singularity.runscript.help",
+                                  "/.singularity.d/runscript.help");
+                }
                 for (size_t i = 0; i < st->n_header; i++) {
                         _cleanup_free_ char *k =
                                 strjoin("org.label-schema.usage.singularity.deffile.", st->header[i].key, NULL);

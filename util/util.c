@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -633,4 +634,39 @@ ssize_t recv_fds(int sock, void *buf, size_t len, int *fds, size_t n)
                 }
         }
         return got;
+}
+
+/* nftw has no argument for its callback: the first error, and how many folders it could
+ * not read (now fixed: a pass more reads them) */
+static int fix_perms_error;
+static unsigned fix_perms_unread;
+
+static int fix_perms_one(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+        (void) ftw;
+        mode_t want = st->st_mode & 07777;
+        if (type == FTW_D || type == FTW_DNR) {
+                want |= S_IRWXU;
+                fix_perms_unread += type == FTW_DNR;
+        } else if (type == FTW_F)
+                want |= S_IRUSR | S_IWUSR | ((st->st_mode & (S_IXGRP | S_IXOTH)) ? S_IXUSR : 0);
+        else
+                return 0; /* symlinks and the rest keep theirs */
+        if (want != (st->st_mode & 07777) && chmod(path, want) < 0 && !fix_perms_error)
+                fix_perms_error = -errno;
+        return 0;
+}
+
+int tree_fix_perms(const char *path)
+{
+        fix_perms_error = 0;
+        /* a folder nftw could not read is made readable, then read by the next pass */
+        for (unsigned pass = 0; pass < 64; pass++) {
+                fix_perms_unread = 0;
+                if (nftw(path, fix_perms_one, 64, FTW_PHYS | FTW_MOUNT) < 0)
+                        return -errno;
+                if (!fix_perms_unread || fix_perms_error)
+                        break;
+        }
+        return fix_perms_error;
 }

@@ -56,6 +56,10 @@ ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
 /* Create every missing directory of path (absolute, or relative to dirfd). Existing
  * components may be symlinks; the folders it creates are entered without following any. */
 int mkdir_p_at(int dirfd, const char *path, mode_t mode);
+/* Apptainer's --fix-perms on the tree at path: its owner gets rwx on every folder, rw on
+ * every file (and x where group or others have it); symlinks are not followed, nor other
+ * file systems entered. Not thread-safe (nftw). The first error, or 0. */
+int tree_fix_perms(const char *path);
 /* A directory stream over dirfd's folder, on an fd of its own (dirfd stays usable and
  * open); NULL with errno set. */
 DIR *dir_stream_at(int dirfd);

@@ -73,7 +73,7 @@ run "$HUTCH" run-help "$T/all.sif"
 check "run-help shows %help" 'out_has "This image greets."'
 run "$HUTCH" inspect "$T/all.sif"
 check "inspect: %labels, \$APPTAINER_LABELS lines of %post (which win) and the base image's" 'out_has "^Author: someone@example.org" && out_has "^Version: 1.3" && out_has "^Dyn: from-post x" && out_has "^maintainer: hutch tests" && ! "$HUTCH" exec "$T/all.sif" test -e /.build.labels'
-check "inspect: the build labels" ' out_has "org.label-schema.build-arch:" && out_has "org.label-schema.usage.singularity.deffile.bootstrap: localimage" && out_has "org.label-schema.usage: /.singularity.d/runscript.help"'
+check "inspect: the build labels" ' out_has "org.label-schema.build-arch:" && out_has "org.label-schema.usage.singularity.runscript.help: /.singularity.d/runscript.help" && out_has "org.label-schema.usage.singularity.deffile.bootstrap: localimage" && out_has "org.label-schema.usage: /.singularity.d/runscript.help"'
 run "$HUTCH" inspect --startscript "$T/all.sif"
 check "inspect --startscript" 'out_has "echo started"'
 "$HUTCH" inspect --deffile "$T/all.sif" > "$T/deffile.out"
@@ -116,6 +116,9 @@ From: $I
 
 %apprun other
     echo other
+
+%appenv quiet
+    export QUIET=1
 EOF
 run "$HUTCH" build -q "$T/apps.sif" "$T/apps.def"
 check "build with SCIF apps" '[ $RC -eq 0 ] && no_build_leftovers'
@@ -131,8 +134,18 @@ run "$HUTCH" inspect --app hello "$T/apps.sif"
 check "inspect --app: the app's %applabels" 'out_has "^Tool: hello-1.0" && ! out_has "org.label-schema.build-date"'
 run "$HUTCH" inspect --app hello --runscript "$T/apps.sif"
 check "inspect --app --runscript" 'out_has "hello app:"'
+run "$HUTCH" exec --app hello "$T/apps.sif" sh -c 'echo "$SINGULARITY_APPNAME $APPTAINER_APPNAME"'
+check "--app sets SINGULARITY_APPNAME, which images' scripts test" 'out_is "hello hello"'
+run "$HUTCH" run --app quiet "$T/apps.sif"
+check "run --app of an app without %apprun: Apptainer's error, status 1" '[ $RC -eq 1 ] && err_has "^ERROR: *no runscript for contained app: quiet"'
+run "$HUTCH" test --app other "$T/apps.sif"
+check "test --app of an app without %apptest: Apptainer's line, status 1" '[ $RC -eq 1 ] && err_has "No tests for contained app: other"'
 run "$HUTCH" inspect --list-apps "$T/apps.sif"
-check "inspect --list-apps: the apps in name order, nothing else (as Apptainer)" 'out_is "$(printf "hello\nother")"'
+check "inspect --list-apps: the apps in name order, nothing else (as Apptainer)" 'out_is "$(printf "hello\nother\nquiet")"'
+run "$HUTCH" inspect --all "$T/apps.sif"
+check "inspect --all: every app's attributes under apps (as Apptainer's)" 'python3 -c "import json,sys; a=json.load(open(sys.argv[1]))[\"data\"][\"attributes\"][\"apps\"]; sys.exit(not (a[\"hello\"][\"labels\"][\"Tool\"] == \"hello-1.0\" and \"echo other\" in a[\"other\"][\"runscript\"] and \"Help of\" in a[\"hello\"][\"helpfile\"] and sorted(a) == [\"hello\", \"other\", \"quiet\"]))" "$OUT"'
+run "$HUTCH" inspect --list-apps --json "$T/apps.sif"
+check "inspect --list-apps --json: the apps with their attributes" 'python3 -c "import json,sys; a=json.load(open(sys.argv[1]))[\"data\"][\"attributes\"]; sys.exit(not (sorted(a[\"apps\"]) == [\"hello\", \"other\", \"quiet\"] and a[\"apps\"][\"hello\"][\"labels\"][\"Tool\"] == \"hello-1.0\"))" "$OUT"'
 run "$HUTCH" inspect --json --app hello "$T/apps.sif"
 check "inspect --app --json: the app's labels under apps.hello" 'python3 -c "import json,sys; a=json.load(open(sys.argv[1]))[\"data\"][\"attributes\"]; sys.exit(a[\"apps\"][\"hello\"][\"labels\"][\"Tool\"] != \"hello-1.0\")" "$OUT"'
 run "$HUTCH" run-help --app hello "$T/apps.sif"
@@ -183,8 +196,13 @@ check "only the last stage is the image; %post -c SHELL runs without -e" 'out_ha
 printf 'Bootstrap: scratch\n%%files\n    %s /bin/busybox\n%%labels\n    Kind scratch\n' "$(command -v busybox)" > "$T/scratch.def"
 run "$HUTCH" build -q --sandbox "$T/scratch.sb" "$T/scratch.def"
 check "scratch: an empty rootfs with the base folders and what %files put" '[ $RC -eq 0 ] && [ -x "$T/scratch.sb/bin/busybox" ] && [ -d "$T/scratch.sb/proc" ] && [ -d "$T/scratch.sb/.singularity.d/env" ] && grep -q "\"Kind\": \"scratch\"" "$T/scratch.sb/.singularity.d/labels.json"'
-run "$HUTCH" build -q --build-arg unused=1 --build-arg name=x --build-arg "base=$I" "$T/multi2.sif" "$T/multi.def"
-check "a build argument no template uses is a warning" '[ $RC -eq 0 ] && err_has "WARNING.*build argument .unused. is not used"'
+run "$HUTCH" build -q --build-arg unused=1 --build-arg also=2 --build-arg name=x --build-arg "base=$I" "$T/multi2.sif" "$T/multi.def"
+check "a build argument no template uses is an error, as Apptainer's" 'fails_with "unused build args: unused, also (--warn-unused-build-args" && [ ! -e "$T/multi2.sif" ] && no_build_leftovers'
+run "$HUTCH" build -q --warn-unused-build-args --build-arg unused=1 --build-arg name=x --build-arg "base=$I" "$T/multi2.sif" "$T/multi.def"
+check "--warn-unused-build-args: a warning" '[ $RC -eq 0 ] && err_has "WARNING.*build argument .unused. is not used"'
+printf 'Bootstrap: localimage\nFrom: %s\n%%post\n    mkdir -p /locked/in && echo x > /locked/in/f && chmod 0 /locked/in/f && chmod 0500 /locked/in && chmod 0 /locked\n' "$I" > "$T/perms.def"
+run "$HUTCH" build -q --fix-perms --sandbox "$T/perms.sb" "$T/perms.def"
+check "--fix-perms: the owner gets rwX on every folder and rw on every file of the sandbox" '[ $RC -eq 0 ] && [ "$(stat -c %a "$T/perms.sb/locked" "$T/perms.sb/locked/in" "$T/perms.sb/locked/in/f" | tr "\n" " ")" = "700 700 600 " ] && rm -rf "$T/perms.sb" && [ ! -e "$T/perms.sb" ]'
 
 # A symlink of the base image never makes %files or the metadata write outside the rootfs.
 cp -a "$IMAGES/rootfs" "$T/evilbase"

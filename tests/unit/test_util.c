@@ -248,6 +248,38 @@ static void test_proc(void **state)
 
 /* mkdir_p_at: every level made, an existing path is fine (through a symlink too), a file
  * in the way is an error */
+/* --fix-perms: folders the owner could not enter or read are made so and walked into */
+static void test_fix_perms(void **state)
+{
+        (void) state;
+        char tmpl[] = "/tmp/hutch-test-perms.XXXXXX";
+        char *d = mkdtemp(tmpl);
+        assert_non_null(d);
+        int dfd = open(d, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        assert_int_equal(mkdir_p_at(dfd, "a/b", 0700), 0);
+        assert_int_equal(mknodat(dfd, "a/b/f", S_IFREG | 0444, 0), 0);
+        assert_int_equal(mknodat(dfd, "a/b/x", S_IFREG | 0555, 0), 0);
+        assert_int_equal(mknodat(dfd, "a/g", S_IFREG | 0040, 0), 0);
+        assert_int_equal(symlinkat("/nonexistent", dfd, "a/link"), 0);
+        assert_int_equal(fchmodat(dfd, "a/b", 0500, 0), 0);
+        assert_int_equal(fchmodat(dfd, "a", 0, 0), 0);
+        assert_int_equal(tree_fix_perms(d), 0);
+        static const struct {
+                const char *path;
+                mode_t mode;
+        } want[] = {{"a", 0700}, {"a/b", 0700}, {"a/b/f", 0644}, {"a/b/x", 0755}, {"a/g", 0640}};
+        for (size_t i = 0; i < ELEMENTSOF(want); i++) {
+                struct stat st;
+                assert_int_equal(fstatat(dfd, want[i].path, &st, AT_SYMLINK_NOFOLLOW), 0);
+                assert_int_equal(st.st_mode & 07777, want[i].mode);
+        }
+        assert_int_equal(tree_fix_perms("/nonexistent/hutch-test"), -ENOENT);
+        close(dfd);
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", d);
+        assert_int_equal(system(cmd), 0);
+}
+
 static void test_mkdir_p(void **state)
 {
         (void) state;
@@ -427,6 +459,7 @@ int main(void)
                 cmocka_unit_test(test_close_all),     cmocka_unit_test(test_mkdir_p),
                 cmocka_unit_test(test_parse_numbers), cmocka_unit_test(test_escape),
                 cmocka_unit_test(test_read_regular),  cmocka_unit_test(test_sha256),
+                cmocka_unit_test(test_fix_perms),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
