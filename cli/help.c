@@ -21,7 +21,7 @@ static const char launch_options[] =
         "      --no-eval                 set --env and *ENV_ values as they are, unevaluated\n"
         "  -H, --home SRC[:DST]          home folder to mount (default: $HOME at the same path)\n"
         "      --no-home                 do not mount the home folder\n"
-        "      --pwd DIR                 working folder inside\n"
+        "      --pwd DIR, --cwd DIR      working folder inside\n"
         "  -W, --workdir DIR             host folder for /tmp, /var/tmp (and $HOME with --contain)\n"
         "  -p, --pid                     new PID namespace (a minimal init is PID 1)\n"
         "      --no-init                 with --pid: the payload itself is PID 1\n"
@@ -36,7 +36,7 @@ static const char launch_options[] =
         "                                repeatable, comma lists; the last writable one keeps the\n"
         "                                changes, in PATH/upper\n"
         "  -f, --fakeroot                uid/gid 0 inside (subordinate ids from /etc/subuid when granted)\n"
-        "      --shell PATH              shell for 'shell' (default /bin/bash --norc, else /bin/sh)\n"
+        "  -s, --shell PATH              shell for 'shell' (default /bin/bash --norc, else /bin/sh)\n"
         "      --security seccomp:FILE|seccomp:default|uid:N|gid:N\n"
         "                                a seccomp profile (OCI/Docker JSON) or the built-in one, applied\n"
         "                                last before the exec; uid:/gid: run as those ids (root only)\n"
@@ -49,8 +49,12 @@ static const char launch_options[] =
         "  -S, --scratch DIR[,DIR]       a writable folder at DIR: WORKDIR/scratch/DIR with --workdir,\n"
         "                                else a fresh one, gone at exit\n"
         "      --no-umask                start the payload with umask 0022, not yours\n"
+        "      --compat                  --containall --no-init --no-umask --no-eval --writable-tmpfs\n"
+        "      --ignore-subuid           with --fakeroot: map 0 to you alone, not your /etc/subuid range\n"
         "      --nv, --nvccli / --rocm   bind this host's NVIDIA / AMD GPU driver (libraries into\n"
-        "                                /.singularity.d/libs, programs, devices); a warning without one\n"
+        "                                /.singularity.d/libs, programs, devices); a warning without one;\n"
+        "                                --no-nv / --no-rocm: not\n"
+        "      --underlay, --ignore-userns, --ignore-fakeroot-command  accepted, nothing to do\n"
         "      --unsquash                accepted: hutch serves SquashFS itself, nothing to unpack\n"
         "      --no-https                a registry IMAGE over plain HTTP\n"
         "      --disable-cache           accepted with a local image; a registry IMAGE needs the cache\n"
@@ -145,7 +149,8 @@ static const struct {
         {"build",
          "hutch build [--sandbox] [--force] [-q] TARGET SOURCE\n"
          "       hutch build [--sandbox] [--force] [--notest] [--fakeroot] [--update] [--section S,...] "
-         "[--build-arg K=V]... [--build-arg-file F] [-B|--bind SRC[:DST[:ro]]]... [--writable-tmpfs] [--keep-build] "
+         "[--build-arg K=V]... [--build-arg-file F] [--warn-unused-build-args] [-B|--bind SRC[:DST[:ro]]]... "
+         "[--mount SPEC]... [--writable-tmpfs] [--keep-build|--no-cleanup] [--fix-perms] "
          "TARGET "
          "RECIPE.def",
          "Convert between a sandbox folder, a squashfs file and a SIF file, or build from a definition file.\n"
@@ -158,7 +163,8 @@ static const struct {
          "%setup on the host, %files, %post in the container, then writes %environment, %runscript,\n"
          "%startscript, %test, %labels and %help where Apptainer does and runs %test (-T, --notest:\n"
          "not). {{ NAME }} takes --build-arg NAME=VALUE, a --build-arg-file line or its %arguments\n"
-         "default. Fingerprints: FP[,FP...] (localimage, oras): the source SIF must verify with your\n"
+         "default; a --build-arg no template uses is an error (--warn-unused-build-args: a warning).\n"
+         "Fingerprints: FP[,FP...] (localimage, oras): the source SIF must verify with your\n"
          "keyrings and be signed by every key listed. As a user the build runs as root of a user\n"
          "namespace with your /etc/subuid and /etc/subgid ranges (--fakeroot is implied). A failed\n"
          "build leaves nothing; with --keep-build its folder (a rootfs per stage) stays, named in the error.\n"
@@ -166,16 +172,22 @@ static const struct {
          "bootstrap. --section S,...: run only these (setup, files, post, environment, runscript,\n"
          "startscript, test, labels, help, all, none). -B, --bind SRC[:DST[:ro|rw]] (repeatable,\n"
          "comma-separated lists): a host path in the containers of %post, %appinstall and %test, not\n"
-         "in the image. --writable-tmpfs: %test's root is writable, its changes dropped."},
-        {"overlay", "hutch overlay create [--size MiB] [--sparse] [--create-dir DIR]... [-f|--fakeroot] FILE",
+         "in the image; --mount type=bind,src=S,dst=D[,ro] the same. --writable-tmpfs: %test's root is\n"
+         "writable, its changes dropped. --fix-perms: the owner gets rwX on every file and folder of\n"
+         "the result (a sandbox's, or a definition file's rootfs before it is packed). --userns and\n"
+         "--disable-cache are accepted (a user's build always has its namespace; blobs are checked\n"
+         "by digest)."},
+        {"overlay", "hutch overlay create [-s|--size MiB] [-S|--sparse] [--create-dir DIR]... [-f|--fakeroot] FILE",
          "Create FILE, an ext3 image to use with --overlay: upper/ and work/ belong to you, and each\n"
          "--create-dir DIR is made as upper/DIR. --size: in MiB, at least 64 (the default);\n"
          "--sparse: the file's blocks are allocated as they are written. -f, --fakeroot: those\n"
          "folders belong to uid 0 in the image, root inside a --fakeroot container that mounts it\n"
          "in its user namespace (as Apptainer's); the file stays yours. When FILE is a SIF file the\n"
-         "image becomes its overlay partition."},
-        {"sif", "hutch sif list|info ID|dump ID IMAGE.sif",
-         "List a SIF file's objects, describe one, or write one's data to stdout."},
+         "image becomes its overlay partition (not of a signed SIF, whose signatures would no longer\n"
+         "cover it). The file is made 0600."},
+        {"sif", "hutch sif list|header|info ID|dump ID IMAGE.sif",
+         "List a SIF file's objects, show its header, describe one object, or write one's data to\n"
+         "stdout, printed as Apptainer's 'sif' (the reference siftool) prints them."},
         {"cache", "hutch cache list|clean [-f|--force]",
          "Show or empty your cache of decompressed image files.\n"
          "Files of at least one block (128 KiB) that a container opens from a squashfs or SIF image,\n"
@@ -190,8 +202,9 @@ static const struct {
          "FINGERPRINT|search [--url U] QUERY|pull [--url U] FINGERPRINT|push [--url U] FINGERPRINT",
          "Manage your OpenPGP keys: ~/.hutch/keys/pgp-public and pgp-secret (HUTCH_KEYSDIR), the layout\n"
          "of Apptainer's ~/.apptainer/keys, which is read too (APPTAINER_KEYSDIR).\n"
-         "newpair --name N [--email E] [--comment C] [--bit-length 4096] [--push[=true|false]]: an RSA\n"
-         "key pair (--push: then pushed to the keyserver, as 'key push').\n"
+         "newpair -N|--name N [-E|--email E] [-C|--comment C] [-b|--bit-length 4096] [-P|--password P]\n"
+         "[-U|--push[=true|false]]: an RSA key pair, with passphrase P when given (else asked, as\n"
+         "below) (--push: then pushed to the keyserver, as 'key push').\n"
          "list [--secret]; import FILE (armored or binary, public or secret); export to FILE (- for\n"
          "stdout; the only key unless a FINGERPRINT is given); remove from the public keyring, or the\n"
          "secret one with --secret. Passphrases: HUTCH_SIGN_PASSPHRASE, --passphrase-file FILE, or asked\n"

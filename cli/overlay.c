@@ -34,7 +34,7 @@ static int overlay_create(int argc, char **argv)
         int o, r;
         optind = 1;
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+s:fh", options, NULL)) != -1) {
+        while ((o = getopt_long(argc, argv, "+s:Sfh", options, NULL)) != -1) {
                 switch (o) {
                 case OPT_SIZE:
                 case 's':
@@ -44,7 +44,8 @@ static int overlay_create(int argc, char **argv)
                                                        "--size wants a whole number of MiB from %d to %llu, not '%s'",
                                                        OVERLAY_SIZE_MIN_MIB, SIZE_MAX_MIB, optarg);
                         break;
-                case OPT_SPARSE: s.sparse = true; break;
+                case OPT_SPARSE:
+                case 'S': s.sparse = true; break;
                 case OPT_FAKEROOT:
                 case 'f': fakeroot = true; break;
                 case OPT_CREATE_DIR:

@@ -27,6 +27,7 @@ struct sign_cli {
         struct cli c;
         char hutch_dir[4096], apptainer_dir[4096];
         const char *passphrase_file;
+        const char *password; /* key newpair -P/--password (Apptainer's): the new key's passphrase */
 };
 
 static int fail(const struct hutch_error *err)
@@ -67,6 +68,8 @@ static char *passphrase_get(struct sign_cli *s, const char *prompt, bool confirm
 {
         const char *env = cli_getenv(&s->c, "HUTCH_SIGN_PASSPHRASE");
         char buf[1024], again[1024];
+        if (s->password)
+                return strdup(s->password);
         if (env)
                 return strdup(env);
         if (s->passphrase_file) {
@@ -173,9 +176,8 @@ static void verify_print_json(const char *path, const struct sign_verify_report 
         printf("}\n");
 }
 
-static void verify_print(const char *path, const struct sif *sif, const struct sign_verify_report *rep)
+static void verify_print(const struct sif *sif, const struct sign_verify_report *rep)
 {
-        printf("Verifying image with PGP key material: %s\n", path);
         for (size_t i = 0; i < rep->n_sigs; i++) {
                 const struct sign_sig_result *s = &rep->sigs[i];
                 const char *tag = s->key_known ? "[LOCAL]  " : "[UNKNOWN]";
@@ -247,16 +249,19 @@ static int verb_verify(struct sign_cli *s, int argc, char **argv)
         if (json)
                 verify_print_json(path, &rep, &err);
         else {
+                /* Apptainer's opening line; after the check, so that a failure stays one line */
+                if (r >= 0)
+                        log_info("Verifying image with PGP key material");
                 struct sif sif = {0};
                 _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
                 struct stat st;
                 if (fd >= 0 && fstat(fd, &st) == 0 && rep.n_sigs &&
                     sif_load(fd, (uint64_t) st.st_size, &sif, &(struct hutch_error) HUTCH_ERROR_INIT) == 0) {
-                        verify_print(path, &sif, &rep);
+                        verify_print(&sif, &rep);
                         sif_free(&sif);
                 }
                 if (r >= 0)
-                        printf("Container verified: %s\n", path);
+                        log_info("Verified signature(s) from image '%s'", path);
         }
         sign_verify_report_free(&rep);
         return r < 0 ? fail(&err) : 0;
@@ -491,7 +496,8 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
                 {"email", required_argument, NULL, 'E'},
                 {"comment", required_argument, NULL, 'C'},
                 {"bit-length", required_argument, NULL, 'b'},
-                {"passphrase-file", required_argument, NULL, 'P'},
+                {"passphrase-file", required_argument, NULL, 'F'},
+                {"password", required_argument, NULL, 'P'},
                 {"push", optional_argument, NULL, 'p'},
                 {"url", required_argument, NULL, 'u'},
                 {"help", no_argument, NULL, 'h'},
@@ -507,7 +513,8 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
         }
         const char *sub = argv[1];
         optind = 2;
-        while ((ch = getopt_long(argc, argv, "+asN:E:C:b:h", opts, NULL)) != -1)
+        opterr = 0;
+        while ((ch = getopt_long(argc, argv, "+asN:E:C:b:P:Uh", opts, NULL)) != -1)
                 switch (ch) {
                 case 'a': armor = true; break;
                 case 's': secret = true; break;
@@ -518,7 +525,9 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
                         if (parse_u64_range(optarg, 1024, 16384, &bits) < 0)
                                 return cli_usage_error("key", "--bit-length needs 1024 to 16384, not '%s'", optarg);
                         break;
-                case 'P': s->passphrase_file = optarg; break;
+                case 'F': s->passphrase_file = optarg; break;
+                case 'P': s->password = optarg; break;
+                case 'U': push = true; break;
                 case 'p':
                         if (!optarg || !strcmp(optarg, "true") || !strcmp(optarg, "1") || !strcmp(optarg, "yes"))
                                 push = true;
@@ -529,7 +538,10 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
                         break;
                 case 'u': url = optarg; break;
                 case 'h': cli_help_print("key"); return 0;
-                default: return cli_usage_error("key", "bad option");
+                default:
+                        if (optopt)
+                                return cli_usage_error("key", "option '-%c' is unknown or misses its value", optopt);
+                        return cli_usage_error("key", "unknown option '%s'", argv[optind - 1]);
                 }
         int nargs = argc - optind;
         char **a = argv + optind;

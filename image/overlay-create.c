@@ -56,7 +56,7 @@ static int tree_prepare(int wfd, char *const *dirs, struct hutch_error *err)
 
 static int image_file_make(int wfd, uint64_t size, bool sparse, const char *target, struct hutch_error *err)
 {
-        _cleanup_close_ int fd = openat(wfd, IMG, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        _cleanup_close_ int fd = openat(wfd, IMG, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
         if (fd < 0)
                 return hutch_err_sys(err, -errno, "cannot create '%s'", target);
         int r = sparse ? (ftruncate(fd, (off_t) size) < 0 ? errno : 0) : posix_fallocate(fd, 0, (off_t) size);
@@ -87,7 +87,9 @@ static int sif_overlay_add(const char *target, int wfd, uint64_t size, struct hu
         const struct sif_descriptor *old = sif_overlay_partition(&s);
         int64_t end = s.header.data_offset + s.header.data_size;
         uint32_t id = 0;
+        bool is_signed = false;
         for (size_t i = 0; i < s.n_descr; i++) {
+                is_signed |= s.descr[i].datatype == SIF_DATA_SIGNATURE;
                 if (s.descr[i].offset + s.descr[i].size > end)
                         end = s.descr[i].offset + s.descr[i].size;
                 if (s.descr[i].id > id)
@@ -97,6 +99,9 @@ static int sif_overlay_add(const char *target, int wfd, uint64_t size, struct hu
         sif_free(&s);
         if (old)
                 return hutch_err(err, -EEXIST, "SIF '%s' already has an overlay partition", target);
+        /* a new object no signature covers would fail every verify after (Apptainer refuses too) */
+        if (is_signed)
+                return hutch_err(err, -EPERM, "SIF image '%s' is signed: could not add writable overlay", target);
         if (h.descr_free <= 0)
                 return hutch_err(err, -ENOSPC, "SIF '%s' has no free descriptor for an overlay partition", target);
         /* the first unused slot of the table */

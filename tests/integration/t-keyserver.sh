@@ -63,7 +63,7 @@ check "a fresh keyring does not know the signer" 'fails_with "unknown key $fp"'
 run "$HUTCH" key pull --url "$URL" "$fp"
 check "key pull --url into the public keyring" '[ $RC -eq 0 ] && out_has "1 key(s) added" && [ -s "$T/keys2/pgp-public" ] && [ ! -e "$T/keys2/pgp-secret" ]'
 run "$HUTCH" verify "$T/a.sif"
-check "the pulled key verifies the signed image" '[ $RC -eq 0 ] && out_has "\[LOCAL\] *Fingerprint: $fp" && out_has "Container verified"'
+check "the pulled key verifies the signed image" '[ $RC -eq 0 ] && out_has "\[LOCAL\] *Fingerprint: $fp" && err_has "^INFO: *Verified signature(s) from image"'
 
 # ---- bad answers: one line, the keyring as it was
 snap "$T/keys2"

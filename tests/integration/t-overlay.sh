@@ -131,10 +131,10 @@ nofuse() { wait_for '! fuse_procs >/dev/null' || fuse_gone; }
 # clean" is one whose fuse2fs was killed before that (e2fsck -n may not see it)
 marked_clean() { /usr/sbin/dumpe2fs -h "$1" 2>/dev/null | grep -q '^Filesystem state: *clean$' || { echo "#   $(/usr/sbin/dumpe2fs -h "$1" 2>&1 | grep -i 'state:')"; false; }; }
 run "$HUTCH" overlay create --create-dir /data "$E"
-check "overlay create: an ext3 image e2fsck finds clean" '[ $RC -eq 0 ] && fsck_clean "$E" && [ "$(stat -c %s "$E")" -eq $((64 << 20)) ]'
+check "overlay create: an ext3 image e2fsck finds clean, mode 0600 (as Apptainer's)" '[ $RC -eq 0 ] && fsck_clean "$E" && [ "$(stat -c %s "$E")" -eq $((64 << 20)) ] && [ "$(stat -c %a "$E")" = 600 ]'
 check "... whose upper/data is the caller's" '/usr/sbin/debugfs -R "stat /upper/data" "$E" 2>/dev/null | grep -q "User: *$(id -u) "'
-run "$HUTCH" overlay create --sparse --size 100 "$T/sparse.img"
-check "overlay create --sparse --size 100: a sparse file of 100 MiB" '[ $RC -eq 0 ] && [ "$(stat -c %s "$T/sparse.img")" -eq $((100 << 20)) ] && [ "$(du -k "$T/sparse.img" | cut -f1)" -lt 20000 ]'
+run "$HUTCH" overlay create -S --size 100 "$T/sparse.img"
+check "overlay create -S (--sparse) --size 100: a sparse file of 100 MiB" '[ $RC -eq 0 ] && [ "$(stat -c %s "$T/sparse.img")" -eq $((100 << 20)) ] && [ "$(du -k "$T/sparse.img" | cut -f1)" -lt 20000 ]'
 owner_in() { /usr/sbin/debugfs -R "stat $2" "$1" 2>/dev/null | grep -o "User: *[0-9]* *Group: *[0-9]*" | tr -s ' '; }
 F=$T/fake.img
 run "$HUTCH" overlay create --fakeroot --create-dir /data "$F"
