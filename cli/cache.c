@@ -48,11 +48,15 @@ static unsigned cache_types_parse(const char *v)
         if (strsplit(v, ",", &parts) < 0)
                 return 0;
         for (size_t i = 0; parts && parts[i]; i++) {
-                unsigned one = !strcmp(parts[i], "blob")                                  ? CACHE_BLOB
-                               : !strcmp(parts[i], "sif") || !strcmp(parts[i], "oci-tmp") ? CACHE_SIF
-                               : !strcmp(parts[i], "file")                                ? CACHE_FILE
-                               : !strcmp(parts[i], "all")                                 ? CACHE_ALL
-                                                                                          : 0;
+                /* Apptainer's per-source names of its cached images are hutch's one kind, sif */
+                static const char *const sif_names[] = {"sif", "oci-tmp", "oci", "oras", "library", "shub", "net"};
+                unsigned one = !strcmp(parts[i], "blob")   ? CACHE_BLOB
+                               : !strcmp(parts[i], "file") ? CACHE_FILE
+                               : !strcmp(parts[i], "all")  ? CACHE_ALL
+                                                           : 0;
+                for (size_t k = 0; k < ELEMENTSOF(sif_names) && !one; k++)
+                        if (!strcmp(parts[i], sif_names[k]))
+                                one = CACHE_SIF;
                 if (!one)
                         return 0;
                 t |= one;
@@ -78,12 +82,13 @@ static int registry_part(struct cli *c, const char *cmd, unsigned types, unsigne
         struct cache_usage u;
         if (registry_cache_usage(dir, &u, &err) < 0)
                 return cli_fail(&err);
-        char sb[32], bb[32];
+        char sb[32], bb[32], tb[32];
         size_format(u.sif_bytes, sb, sizeof sb);
         size_format(u.blob_bytes, bb, sizeof bb);
-        printf("There are %zu container file(s) using %s and %zu oci blob file(s) using %s of space\nImage cache "
-               "folder: %s\n",
-               u.sifs, sb, u.blobs, bb, dir);
+        size_format(u.sif_bytes + u.blob_bytes, tb, sizeof tb);
+        printf("There are %zu container file(s) using %s and %zu oci blob file(s) using %s of space\nTotal space "
+               "used: %s\nImage cache folder: %s\n",
+               u.sifs, sb, u.blobs, bb, tb, dir);
         return -1;
 }
 
@@ -109,8 +114,8 @@ int verb_cache(struct cli *c, int argc, char **argv)
                 if ((!strcmp(a, "-T") || !strcmp(a, "--type")) && i + 1 < argc) {
                         if ((types = cache_types_parse(argv[++i])) == 0)
                                 return cli_usage_error("cache",
-                                                       "--type takes blob, sif, file or all (a comma list), "
-                                                       "not '%s'",
+                                                       "--type takes blob, sif (or Apptainer's oci, oras, "
+                                                       "library, shub, net), file or all (a comma list), not '%s'",
                                                        argv[i]);
                 } else if ((!strcmp(a, "-D") || !strcmp(a, "--days")) && i + 1 < argc && !strcmp(cmd, "clean")) {
                         uint64_t d;

@@ -188,8 +188,10 @@ static const struct {
         {"sif", "hutch sif list|header|info ID|dump ID IMAGE.sif",
          "List a SIF file's objects, show its header, describe one object, or write one's data to\n"
          "stdout, printed as Apptainer's 'sif' (the reference siftool) prints them."},
-        {"cache", "hutch cache list|clean [-f|--force]",
-         "Show or empty your cache of decompressed image files.\n"
+        {"cache", "hutch cache list [-T|--type T,...] | clean [-T|--type T,...] [-D|--days N] [-f|--force]",
+         "Show or empty your caches: the registry cache (blob: layers; sif, or Apptainer's oci, oras,\n"
+         "library, shub, net: the SIFs made from them) and the cache of decompressed image files\n"
+         "(file); -T all (the default) is both. --days N: only entries older than N days.\n"
          "Files of at least one block (128 KiB) that a container opens from a squashfs or SIF image,\n"
          "and the blocks that pack small files, are kept decompressed, so that the next start of the\n"
          "same image need not inflate them again: in $XDG_RUNTIME_DIR/hutch/cache, else\n"

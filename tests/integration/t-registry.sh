@@ -227,9 +227,9 @@ run "$HUTCH" exec instance://regtest cat /etc/marker
 check "instance start docker://" '[ $RC -eq 0 ] && out_is base'
 "$HUTCH" instance stop regtest >/dev/null 2>&1
 run "$HUTCH" cache list
-check "cache list counts the SIFs and blobs" '[ $RC -eq 0 ] && out_has "There are [1-9][0-9]* container file(s) using .* and [1-9][0-9]* oci blob file(s)" && out_has "Image cache folder: $T/cache"'
-run "$HUTCH" cache clean --type sif --days 1
-check "cache clean --days keeps newer entries" '[ $RC -eq 0 ] && [ -n "$(ls "$T/cache/oci-tmp/"*.sif)" ]'
+check "cache list counts the SIFs and blobs" '[ $RC -eq 0 ] && out_has "There are [1-9][0-9]* container file(s) using .* and [1-9][0-9]* oci blob file(s)" && out_has "^Total space used: " && out_has "Image cache folder: $T/cache"'
+run "$HUTCH" cache clean --type oci --days 1
+check "cache clean --type oci (Apptainer's name for the converted SIFs) --days keeps newer entries" '[ $RC -eq 0 ] && [ -n "$(ls "$T/cache/oci-tmp/"*.sif)" ]'
 run "$HUTCH" cache clean --type sif
 check "cache clean --type sif empties oci-tmp, keeps the blobs" '[ $RC -eq 0 ] && [ -z "$(ls "$T/cache/oci-tmp/"*.sif 2>/dev/null)" ] && [ -n "$(ls "$T/cache/blob/blobs/sha256")" ]'
 n=$(blob_gets)
@@ -238,7 +238,7 @@ check "a SIF made again from cached blobs, none fetched" '[ $RC -eq 0 ] && [ "$(
 run "$HUTCH" cache clean --type blob,sif
 check "cache clean --type blob,sif" '[ $RC -eq 0 ] && [ -z "$(ls "$T/cache/blob/blobs/sha256")" ]'
 run "$HUTCH" cache clean --type nope
-check "cache clean --type of no kind" 'fails_with "--type takes blob, sif, file or all"'
+check "cache clean --type of no kind" 'fails_with "--type takes blob, sif (or Apptainer"'
 
 # ---- errors: one line, nothing left
 before=$(ls -A "$W" | sort | tr '\n' ' ')
