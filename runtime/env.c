@@ -18,8 +18,9 @@
 static const char *const host_only[] = {"PATH", "LD_LIBRARY_PATH", "PS1", "PROMPT_COMMAND"};
 /* Kept by --cleanenv (Apptainer keeps the terminal type and proxies, and sets LANG=C:
  * internal/pkg/util/env/clean.go). */
-static const char *const clean_keep[] = {"TERM",       "http_proxy",  "https_proxy", "no_proxy", "all_proxy",
-                                         "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",    "ALL_PROXY"};
+static const char *const clean_keep[] = {"TERM",      "http_proxy", "https_proxy", "no_proxy",
+                                         "all_proxy", "ftp_proxy",  "HTTP_PROXY",  "HTTPS_PROXY",
+                                         "NO_PROXY",  "ALL_PROXY",  "FTP_PROXY"};
 
 static int put(char ***env, const char *k, const char *v)
 {
