@@ -593,6 +593,14 @@ static int build_env(struct cli *c, struct launch_args *a)
         for (char **e = a->env_opts; e && *e; e++)
                 if ((r = put_forced(a, *e, "--env")) != 0)
                         return r;
+        /* a forced LD_LIBRARY_PATH keeps the libraries --nv binds reachable (Apptainer appends
+         * its libs folder so) */
+        const char *ld = strv_env_get(a->spec.env, "LD_LIBRARY_PATH");
+        if (ld && *ld) {
+                char *v = strjoin("LD_LIBRARY_PATH=", ld, ":/.singularity.d/libs");
+                if (!v || strv_env_put(&a->spec.env, v) < 0)
+                        return -ENOMEM;
+        }
         return 0;
 }
 

@@ -32,6 +32,9 @@ printf '%s\n' "F1='\$(echo NOT_RUN) \$HOME'" 'F2=${HOST_VAR}-f' > "$T/envfile"
 run env HOST_VAR=h "$HUTCH" exec --env-file "$T/envfile" "$I" sh -c 'printf "%s|%s" "$F1" "$F2"'
 check "--env-file values are expanded once, on reading the file" 'out_is "\$(echo NOT_RUN) \$HOME|h-f"'
 
+run env APPTAINERENV_LD_LIBRARY_PATH=/mylib "$HUTCH" exec "$I" sh -c 'printf "%s" "$LD_LIBRARY_PATH"'
+check "a forced LD_LIBRARY_PATH gets /.singularity.d/libs after it (as Apptainer)" 'out_is /mylib:/.singularity.d/libs'
+
 # --no-eval (or APPTAINER_NO_EVAL): values are data, whatever they hold.
 val='q'"'"'s "d" $(echo SUB) `echo BT` $HOME \ ; echo X
 line2'
