@@ -293,10 +293,11 @@ static int action_argv(const struct launch_ctx *c, char ***ret)
                         strv_extend(&v, "/.singularity.d/runscript");
                 else if (exists_exec("/singularity"))
                         strv_extend(&v, "/singularity");
-                else {
+                else if (exists_exec("/bin/sh")) {
                         log_info("No runscript found in container, executing /bin/sh");
                         strv_extend(&v, "/bin/sh");
-                }
+                } else
+                        return -ENOENT; /* nothing to run: payload_none() says so */
                 break;
         case LAUNCH_START:
                 if (!exists_exec("/.singularity.d/startscript"))

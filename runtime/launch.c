@@ -393,8 +393,9 @@ static int payload_exec_cmd(struct launch_ctx *c, const struct payload_cmd *cmd,
 }
 
 /* An instance without a startscript runs nothing and stays up (PID 1 stays). An image
- * without a test script passes; an app without a runscript or test fails, status 1 (as
- * Apptainer's action script words and ends both). */
+ * without a test script passes; an app without a runscript or test, or an image with neither
+ * a runscript nor a /bin/sh under run, fails, status 1 (as Apptainer's action script words
+ * and ends them). */
 static _Noreturn void payload_none(const struct launch_ctx *c)
 {
         const struct launch_spec *s = c->spec;
@@ -403,11 +404,17 @@ static _Noreturn void payload_none(const struct launch_ctx *c)
                 _exit(1);
         }
         if (s->app && s->action == LAUNCH_TEST) {
-                log_info("No tests for contained app: %s", s->app);
+                log_msg(LOG_LEVEL_ERROR, "No tests for contained app: %s", s->app);
+                _exit(1);
+        }
+        if (s->action == LAUNCH_RUN) {
+                log_msg(LOG_LEVEL_ERROR, "No runscript and no /bin/sh executable found in container, aborting");
                 _exit(1);
         }
         if (s->action == LAUNCH_TEST)
                 log_info("No test script found in container, exiting");
+        else if (s->action == LAUNCH_START)
+                log_info("No instance start script found in container");
         _exit(0);
 }
 

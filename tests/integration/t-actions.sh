@@ -9,6 +9,9 @@ done
 rm -f "$T/norun" && cp -a "$IMAGES/rootfs" "$T/norun" && rm -f "$T/norun/.singularity.d/runscript" "$T/norun/singularity"
 run "$HUTCH" run "$T/norun" -c 'echo fallback'
 check "run without a runscript falls back to /bin/sh" 'out_is fallback && err_has "No runscript found"'
+mkdir -p "$T/bare/.singularity.d" "$T/bare/bin" && cp "$(command -v busybox)" "$T/bare/bin/busybox"
+run "$HUTCH" run "$T/bare"
+check "run with neither a runscript nor /bin/sh: Apptainer's error, status 1" '[ $RC -eq 1 ] && err_has "^ERROR: *No runscript and no /bin/sh executable found in container, aborting"'
 run "$HUTCH" test "$I"
 check "test runs /.singularity.d/test and passes its status" 'out_is "test script ran" && [ $RC -eq 3 ]'
 run "$HUTCH" test "$T/norun"

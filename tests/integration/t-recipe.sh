@@ -139,7 +139,7 @@ check "--app sets SINGULARITY_APPNAME, which images' scripts test" 'out_is "hell
 run "$HUTCH" run --app quiet "$T/apps.sif"
 check "run --app of an app without %apprun: Apptainer's error, status 1" '[ $RC -eq 1 ] && err_has "^ERROR: *no runscript for contained app: quiet"'
 run "$HUTCH" test --app other "$T/apps.sif"
-check "test --app of an app without %apptest: Apptainer's line, status 1" '[ $RC -eq 1 ] && err_has "No tests for contained app: other"'
+check "test --app of an app without %apptest: Apptainer's line, status 1" '[ $RC -eq 1 ] && err_has "^ERROR: *No tests for contained app: other"'
 run "$HUTCH" inspect --list-apps "$T/apps.sif"
 check "inspect --list-apps: the apps in name order, nothing else (as Apptainer)" 'out_is "$(printf "hello\nother\nquiet")"'
 run "$HUTCH" inspect --all "$T/apps.sif"
