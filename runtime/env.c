@@ -13,6 +13,7 @@
 #include "util/util.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define DEFAULT_PATH_WORDS "/usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin"
 
 /* Host variables never passed in: they describe the host's filesystem, not the image's. */
 static const char *const host_only[] = {"PATH", "LD_LIBRARY_PATH", "PS1", "PROMPT_COMMAND"};
@@ -191,7 +192,11 @@ static bool needs_eval(char *const *forced)
 int payload_env_script(char *const *forced, const char *app, bool eval, char **ret)
 {
         _cleanup_free_ char *s =
-                strdup("for f in /.singularity.d/env/*.sh; do if [ -f \"$f\" ]; then . \"$f\"; fi; done; ");
+                strdup("for f in /.singularity.d/env/*.sh; do if [ -f \"$f\" ]; then . \"$f\"; "
+                       /* after a Docker image's env, the default PATH's folders it lacks are
+                        * appended (Apptainer's fixpath) */
+                       "case $f in */10-docker*.sh) for d in " DEFAULT_PATH_WORDS "; do case :$PATH: in "
+                       "*:$d:*) ;; *) PATH=$PATH:$d;; esac; done; export PATH;; esac; fi; done; ");
         if (s && app) { /* the app's scripts after the image's; its bin/ first again */
                 char *n = NULL;
                 if (asprintf(&n,
