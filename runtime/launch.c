@@ -75,6 +75,7 @@ void ctx_free(struct launch_ctx *c)
         free(c->home_dst);
         free(c->cwd);
         free(c->hosts_text);
+        free(c->cache_bad);
         free(c->resolv_text);
         host_path_close(&c->home);
         host_path_close(&c->cwdp);
@@ -312,18 +313,28 @@ static int plan_net_files(struct launch_ctx *c, struct hutch_error *err)
 
 /* A cache folder another user made first (/dev/shm/hutch-UID is anyone's to create) is
  * never used; say so loudly, as silence would hide the attempt. */
+/* Before the user namespace, with the caller's own uid (inside it, under --fakeroot, the
+ * uid is 0 and the owners are mapped): the cache folder the image server, started as the
+ * caller, refused. */
+static void cache_probe(struct launch_ctx *c)
+{
+        struct stat st;
+        if (c->spec->conf->file_cache_size == 0 ||
+            file_cache_why_not_own(geteuid(), strv_env_get(c->spec->host_env, "XDG_RUNTIME_DIR"), &c->cache_bad, &st) <=
+                    0)
+                return;
+        c->cache_bad_own = st.st_uid == geteuid();
+        c->cache_bad_mode = st.st_mode & 07777;
+}
+
+/* ... said once the image is known to be one the server reads (not a folder). The owner's
+ * uid is not shown: inside the user namespace another user's is the overflow uid. */
 static void cache_check(const struct launch_ctx *c)
 {
-        _cleanup_free_ char *bad = NULL;
-        struct stat st;
-        if (c->img.format == IMAGE_FORMAT_DIR || c->spec->conf->file_cache_size == 0)
-                return;
-        /* the owner's uid is not shown: inside the user namespace another user's is the
-         * overflow uid */
-        if (file_cache_why_not_own(geteuid(), strv_env_get(c->spec->host_env, "XDG_RUNTIME_DIR"), &bad, &st) > 0)
+        if (c->cache_bad && c->img.format != IMAGE_FORMAT_DIR)
                 log_warning("the decompressed-file cache '%s' is not yours alone (%s, mode %04o): not used; "
                             "someone may have planted it, ask root to remove it",
-                            bad, st.st_uid != geteuid() ? "another user's" : "yours", (unsigned) (st.st_mode & 07777));
+                            c->cache_bad, c->cache_bad_own ? "yours" : "another user's", (unsigned) c->cache_bad_mode);
 }
 
 static int learn_host(struct launch_ctx *c, struct hutch_error *err)
@@ -645,6 +656,7 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         /* the network helper stays in the host's namespaces: started before we leave them */
         if ((r = net_helper_start(s->net, &c->net, err)) < 0)
                 return r;
+        cache_probe(c);
         if ((r = userns_enter(&c->ids, flags, err)) < 0 || (r = learn_host(c, err)) < 0)
                 return r;
         if (has_netns(s) && ((r = net_loopback_up(err)) < 0 || (r = net_helper_wire(&c->net, err)) < 0))

@@ -72,6 +72,11 @@ struct launch_ctx {
         /* /etc/hosts and /etc/resolv.conf written for --add-host, --hostname with --net and
          * --dns, bound instead of the host's; NULL: the host's */
         char *hosts_text, *resolv_text;
+        /* the decompressed-file cache folder the image server refused (not the caller's
+         * alone), found with the caller's own ids before the user namespace; NULL: none */
+        char *cache_bad;
+        bool cache_bad_own; /* the caller's, with a mode that lets others in */
+        mode_t cache_bad_mode;
         /* which of the user's folders the container gets (hutch.conf, --no-home, --no-mount,
          * --contain): decided once, in learn_host, and read by the plan and the mounts */
         bool want_home, want_tmp, want_cwd;
