@@ -266,7 +266,6 @@ int container_run(const struct build_ctx *b, const char *rootfs, enum launch_act
                         .session_uncapped = true,
                         .cleanenv = true,
                         .env = env,
-                        .no_eval = true, /* the build's own values, data */
                         .host_env = b->spec->host_env,
                         .conf = b->spec->conf,
                         .pwd = pwd ? pwd : "/",

@@ -298,7 +298,6 @@ void oci_config_free(struct oci_config *c)
         strv_free(c->env);
         strv_free(c->entrypoint);
         strv_free(c->cmd);
-        free(c->workdir);
         free(c->labels_json);
         free(c->os);
         free(c->arch);
@@ -323,7 +322,6 @@ int oci_config_parse(const char *json, size_t len, struct oci_config *ret, struc
                 c.env = jstrv(cfg, "Env");
                 c.entrypoint = jstrv(cfg, "Entrypoint");
                 c.cmd = jstrv(cfg, "Cmd");
-                c.workdir = jstr(cfg, "WorkingDir");
                 if (json_object_object_get_ex(cfg, "Labels", &labels) && json_object_is_type(labels, json_type_object))
                         c.labels_json = strdup(json_object_to_json_string_ext(
                                 labels, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));

@@ -164,7 +164,8 @@ static void oci_words(FILE *f, const char *var, char *const *v)
 
 /* The runscript Apptainer writes for an OCI image: ENTRYPOINT and CMD combined as Docker
  * does, evaluated by the shell, with SINGULARITY_NO_EVAL (APPTAINER_NO_EVAL) to pass the
- * words unevaluated; WorkingDir entered first, since `run` starts in the image's. */
+ * words unevaluated. The image's WorkingDir is not entered: Apptainer runs in the caller's
+ * folder (or --pwd's), so that relative paths on the command line keep working. */
 static char *runscript_text(const struct oci_config *cfg)
 {
         char *b = NULL;
@@ -175,11 +176,6 @@ static char *runscript_text(const struct oci_config *cfg)
         fputs("#!/bin/sh\n", f);
         oci_words(f, "OCI_ENTRYPOINT", cfg->entrypoint);
         oci_words(f, "OCI_CMD", cfg->cmd);
-        if (cfg->workdir && *cfg->workdir && strcmp(cfg->workdir, "/") != 0) {
-                fputs("# the image's WorkingDir\ncd ", f);
-                squote_append(NULL, NULL, f, cfg->workdir);
-                fputs(" 2>/dev/null || true\n", f);
-        }
         fputs("\n"
               "# When SINGULARITY_NO_EVAL set, use OCI compatible behavior that does\n"
               "# not evaluate resolved CMD / ENTRYPOINT / ARGS through the shell, and\n"

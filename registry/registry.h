@@ -53,7 +53,7 @@ int oci_index_select(const struct oci_manifest *idx, const char *os, const char 
                      const struct oci_descriptor **ret, struct hutch_error *err);
 struct oci_config {
         char **env, **entrypoint, **cmd;
-        char *workdir, *labels_json, *os, *arch;
+        char *labels_json, *os, *arch; /* WorkingDir is not kept: Apptainer does not enter it */
 };
 int oci_config_parse(const char *json, size_t len, struct oci_config *ret, struct hutch_error *err);
 void oci_config_free(struct oci_config *c);

@@ -135,6 +135,10 @@ static int base_env(const struct launch_ctx *c, char ***env)
                         return -ENOMEM;
         if (s->action == LAUNCH_SHELL && put(env, "PS1", "Hutch> ") < 0)
                 return -ENOMEM;
+        /* --no-eval reaches an OCI image's runscript, which then passes its arguments as they
+         * are (Apptainer sets both so) */
+        if (s->no_eval && (put(env, "SINGULARITY_NO_EVAL", "1") < 0 || put(env, "APPTAINER_NO_EVAL", "1") < 0))
+                return -ENOMEM;
         if (s->n_binds > 0) { /* the user's binds, for a nested run (Apptainer sets them so) */
                 _cleanup_free_ char *list = NULL;
                 for (size_t i = 0; i < s->n_binds; i++) {

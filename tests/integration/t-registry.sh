@@ -62,8 +62,14 @@ if command -v script >/dev/null; then
 	rm -f "$T/tty.sif"
 fi
 run "$HUTCH" run busybox_basic.sif
-check "run: ENTRYPOINT with CMD as arguments, in the WorkingDir" '[ $RC -eq 0 ] && [ "$(cat "$OUT")" = "entry:ep:one two words
-/srv/app" ]'
+check "run: ENTRYPOINT with CMD as arguments, in the caller's folder (Apptainer enters no WorkingDir)" '[ $RC -eq 0 ] && [ "$(cat "$OUT")" = "entry:ep:one two words
+$W" ]'
+run "$HUTCH" run --pwd /srv/app busybox_basic.sif
+check "run --pwd: there" '[ $RC -eq 0 ] && out_has "^/srv/app$"'
+run "$HUTCH" run --no-eval busybox_basic.sif '$HOME' 'a"b'
+check "run --no-eval: the arguments reach ENTRYPOINT unevaluated (SINGULARITY_NO_EVAL inside)" '[ $RC -eq 0 ] && out_has "^entry:ep:\$HOME a\"b$"'
+run "$HUTCH" run busybox_basic.sif '$PWD'
+check "run without --no-eval evaluates them, as Apptainer" '[ $RC -eq 0 ] && out_has "^entry:ep:$W$"'
 run "$HUTCH" run busybox_basic.sif "a b" c
 check "run ARGS replace CMD" '[ $RC -eq 0 ] && out_has "^entry:ep:a b c$"'
 run "$HUTCH" exec busybox_basic.sif sh -c 'echo "$GREETING|$QUOTED|$PATH"; cat /srv/app/hard'

@@ -126,7 +126,6 @@ static void test_config(void **state)
         assert_string_equal(c.entrypoint[1], "-c");
         assert_string_equal(c.cmd[0], "echo hi");
         assert_null(c.cmd[1]);
-        assert_string_equal(c.workdir, "/srv");
         assert_non_null(strstr(c.labels_json, "\"k\""));
         oci_config_free(&c);
         assert_int_equal(oci_config_parse("{}", 2, &c, &err), 0);
