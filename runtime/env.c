@@ -1,7 +1,10 @@
 /* The payload's environment and argv, as Apptainer builds them: the host environment
  * minus PATH and LD_LIBRARY_PATH (unless --cleanenv), container defaults, then the image's
  * /.singularity.d/env scripts sourced by its /bin/sh, then the user's forced variables. */
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +20,11 @@
 
 /* Host variables never passed in: they describe the host's filesystem, not the image's. */
 static const char *const host_only[] = {"PATH", "LD_LIBRARY_PATH", "PS1", "PROMPT_COMMAND"};
+/* With the env wrapper, the caller's variables reach it as HOST_PREFIX NAME=VALUE, named in
+ * HOST_KEYS: hidden from the image's env scripts, restored after them where still unset. */
+#define HOST_PREFIX "__HUTCH_HOST_"
+#define HOST_KEYS "__hutch_host_keys"
+
 /* Kept by --cleanenv (Apptainer keeps the terminal type and proxies, and sets LANG=C:
  * internal/pkg/util/env/clean.go). */
 static const char *const clean_keep[] = {"TERM",      "http_proxy", "https_proxy", "no_proxy",
@@ -84,14 +92,17 @@ static int app_env(const char *app, char ***env)
         return put(env, "LD_LIBRARY_PATH", buf);
 }
 
-static int base_env(const struct launch_ctx *c, char ***env)
+/* env: what hutch sets; host: the caller's variables that pass (payload_prepare() decides
+ * how: after the image's env scripts, for those the scripts did not set, as Apptainer). */
+static int base_env(const struct launch_ctx *c, char ***env, char ***host)
 {
         const struct launch_spec *s = c->spec;
         if (s->cleanenv && put(env, "LANG", "C") < 0)
                 return -ENOMEM;
         for (char **e = s->host_env; e && *e; e++) {
                 const char *eq = strchr(*e, '=');
-                if (!eq || is_forwarding_prefix(*e) || is_runtime_setting(*e))
+                if (!eq || is_forwarding_prefix(*e) || is_runtime_setting(*e) || startswith(*e, HOST_PREFIX) ||
+                    startswith(*e, HOST_KEYS "="))
                         continue;
                 size_t kl = eq - *e;
                 bool keep = !s->cleanenv;
@@ -101,7 +112,7 @@ static int base_env(const struct launch_ctx *c, char ***env)
                 for (size_t i = 0; i < ELEMENTSOF(clean_keep) && !keep && s->cleanenv; i++)
                         if (kl == strlen(clean_keep[i]) && !strncmp(*e, clean_keep[i], kl))
                                 keep = true;
-                if (keep && strv_extend(env, *e) < 0)
+                if (keep && strv_extend(host, *e) < 0)
                         return -ENOMEM;
         }
         _cleanup_free_ char *copy = strdup(c->img.path);
@@ -179,6 +190,86 @@ static int apply_forced(char *const *forced, char ***env)
         return 0;
 }
 
+/* The text of the env scripts the wrapper sources (the image's, then the app's), joined;
+ * at most 4 MiB, the rest left out; "" when none. */
+static char *env_scripts_text(const char *app)
+{
+        char dirs[2][4096];
+        snprintf(dirs[0], sizeof dirs[0], "/.singularity.d/env");
+        snprintf(dirs[1], sizeof dirs[1], "/scif/apps/%s/scif/env", app ? app : "");
+        char *all = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&all, &len);
+        if (!f)
+                return NULL;
+        for (size_t d = 0; d < (app ? 2u : 1u); d++) {
+                _cleanup_(closedirp) DIR *dir = opendir(dirs[d]);
+                for (struct dirent *e; dir && (e = readdir(dir)) && len < (4u << 20);) {
+                        if (!endswith(e->d_name, ".sh"))
+                                continue;
+                        char p[8192];
+                        _cleanup_free_ char *t = NULL;
+                        snprintf(p, sizeof p, "%s/%s", dirs[d], e->d_name);
+                        if (read_regular_at(AT_FDCWD, p, 1u << 20, &t, NULL) >= 0) {
+                                fputs(t, f);
+                                fputc('\n', f);
+                                fflush(f);
+                        }
+                }
+        }
+        if (fclose(f) != 0) {
+                free(all);
+                return NULL;
+        }
+        return all;
+}
+
+/* Whether text names the variable (a whole word: no letter, digit or '_' on either side). */
+static bool names_var(const char *text, const char *key, size_t kl)
+{
+        size_t tl = strlen(text);
+        for (const char *p = text; (p = memmem(p, tl - (size_t) (p - text), key, kl)); p++) {
+                bool before = p > text && (isalnum((unsigned char) p[-1]) || p[-1] == '_');
+                bool after = isalnum((unsigned char) p[kl]) || p[kl] == '_';
+                if (!before && !after)
+                        return true;
+        }
+        return false;
+}
+
+/* The caller's variables into env, where hutch did not set the name. Without the wrapper,
+ * as they are. With it, as Apptainer's action script treats them: hidden from the image's
+ * env scripts (so a Docker image's ENV and %environment win over the host's), restored
+ * after them where still unset, unset where they left them empty (payload_env_script()).
+ * Only a variable the scripts name can be set by them (a name built at run time, `export
+ * $n=...`, is the exception this accepts), so only those go the long way, through the
+ * wrapper's loop: the others, and a name the shell cannot take, pass as they are. */
+static int host_pass(char *const *host, bool wrapper, const char *app, char ***env)
+{
+        _cleanup_free_ char *keys = strdup(""), *scripts = wrapper && host ? env_scripts_text(app) : NULL;
+        if (wrapper && host && !scripts)
+                return -ENOMEM;
+        for (char *const *h = host; keys && h && *h; h++) {
+                size_t kl = strcspn(*h, "=");
+                if (strv_env_find(*env, *h, kl) >= 0)
+                        continue;
+                if (!scripts || !is_valid_env_name(*h, kl) || !names_var(scripts, *h, kl)) {
+                        if (strv_extend(env, *h) < 0)
+                                return -ENOMEM;
+                        continue;
+                }
+                char *e = strjoin(HOST_PREFIX, *h, NULL), *k = NULL;
+                if (!e || strv_env_put(env, e) < 0 ||
+                    asprintf(&k, "%s%s%.*s", keys, *keys ? " " : "", (int) kl, *h) < 0)
+                        return -ENOMEM;
+                free(keys);
+                keys = k;
+        }
+        if (!keys)
+                return -ENOMEM;
+        return *keys ? put(env, HOST_KEYS, keys) : 0;
+}
+
 /* Whether a forced value would read differently once the shell evaluates it. */
 static bool needs_eval(char *const *forced)
 {
@@ -245,6 +336,17 @@ int payload_env_script(char *const *forced, const char *app, bool eval, char **r
                 free(s);
                 s = n;
         }
+        /* the caller's variables the scripts and the forced ones left unset (host_pass()) */
+        char *h = s ? strjoin(s,
+                              "for __hutch_k in $" HOST_KEYS "; do eval \"if [ -z \\\"\\${$__hutch_k+x}\\\" ]; then "
+                              "export $__hutch_k=\\\"\\${" HOST_PREFIX
+                              "$__hutch_k}\\\"; elif [ -z \\\"\\${$__hutch_k}\\\" ]; "
+                              "then unset $__hutch_k; fi; unset " HOST_PREFIX "$__hutch_k\"; done; unset " HOST_KEYS
+                              " __hutch_k; ",
+                              NULL)
+                    : NULL;
+        free(s);
+        s = h;
         /* a missing command, a folder or a file without x fail as without the wrapper (and as
          * Apptainer, whose exec looks the command up first): one line, status 255 */
         char *n = s ? strjoin(s,
@@ -341,8 +443,8 @@ static int action_argv(const struct launch_ctx *c, char ***ret)
 
 int payload_prepare(struct launch_ctx *c, struct payload_cmd *ret, struct hutch_error *err)
 {
-        _cleanup_strv_ char **env = NULL, **argv = NULL;
-        int r = base_env(c, &env);
+        _cleanup_strv_ char **env = NULL, **argv = NULL, **host = NULL;
+        int r = base_env(c, &env, &host);
         if (r < 0)
                 return hutch_err(err, r, "out of memory");
         if (c->spec->app) {
@@ -358,7 +460,10 @@ int payload_prepare(struct launch_ctx *c, struct payload_cmd *ret, struct hutch_
                 return hutch_err(err, -ENOMEM, "out of memory"); /* $SHELL: the shell started, as Apptainer */
         /* without a /bin/sh, forced values are set as they are: nothing could evaluate them */
         bool eval = !c->spec->no_eval && needs_eval(c->spec->env);
-        if ((c->has_env_scripts || c->spec->app || eval) && exists_exec("/bin/sh")) {
+        bool wrapper = (c->has_env_scripts || c->spec->app || eval) && exists_exec("/bin/sh");
+        if (host_pass(host, wrapper, c->spec->app, &env) < 0)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if (wrapper) {
                 _cleanup_free_ char *script = NULL;
                 _cleanup_strv_ char **w = NULL;
                 r = payload_env_script(c->spec->env, c->spec->app, !c->spec->no_eval, &script);

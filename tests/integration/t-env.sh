@@ -48,6 +48,10 @@ run "$HUTCH" exec --no-eval --env-file "$T/envfile" "$I" sh -c 'printf "%s" "$F1
 check "--no-eval: --env-file values are not evaluated inside either" 'out_is "\$(echo NOT_RUN) \$HOME"'
 leftovers "env values"
 
+# The caller's variables: hidden from the image's env scripts, back after them where unset
+run env OVERRIDE_ME=host HOST_EMPTY= HOST_VAR=h "$HUTCH" exec "$I" sh -c 'echo "$OVERRIDE_ME|$HOST_VAR|${HOST_EMPTY-unset}|$(env | grep -c HUTCH_HOST)"'
+check "%environment wins over the caller's variable; others pass, empty ones too; nothing of the mechanism shows" 'out_is "image-value|h||0"'
+
 # Launcher options from APPTAINER_<OPTION>, SINGULARITY_<OPTION> and HUTCH_<OPTION>.
 run env HOST_VAR=h APPTAINER_CLEANENV=1 "$HUTCH" exec "$I" sh -c 'echo "[$HOST_VAR]"'
 check "APPTAINER_CLEANENV=1 is --cleanenv" 'out_is "[]"'

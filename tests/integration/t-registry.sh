@@ -74,6 +74,10 @@ run "$HUTCH" run busybox_basic.sif "a b" c
 check "run ARGS replace CMD" '[ $RC -eq 0 ] && out_has "^entry:ep:a b c$"'
 run "$HUTCH" exec busybox_basic.sif sh -c 'echo "$GREETING|$QUOTED|$PATH"; cat /srv/app/hard'
 check "the config's Env, quoted exactly, the default PATH's other folders after its PATH (Apptainer's fixpath); hard links kept" '[ $RC -eq 0 ] && out_has "^hello from config|a \"b\" \$c|/usr/local/bin:/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin$" && out_has "^app data$"'
+run env GREETING=host HOSTONLY=h "$HUTCH" exec busybox_basic.sif sh -c 'echo "$GREETING|$HOSTONLY|$(env | grep -c HUTCH_HOST)"'
+check "the image's ENV wins over the caller's variable of that name; others pass; nothing of the mechanism shows" 'out_is "hello from config|h|0"'
+run env GREETING=host "$HUTCH" exec --env GREETING=forced busybox_basic.sif sh -c 'echo "$GREETING"'
+check "--env wins over the image's ENV" 'out_is forced'
 run "$HUTCH" exec busybox_basic.sif cat /.singularity.d/runscript /.singularity.d/Singularity
 check "runscript as Apptainer writes it, deffile bootstrap: docker" "out_has \"^OCI_ENTRYPOINT='\\\"/bin/sh\\\" \\\"-c\\\"\" && out_has '^eval \"set \${SINGULARITY_OCI_RUN}\"' && out_has \"^from: docker://$R/test/busybox:basic\$\""
 run "$HUTCH" inspect busybox_basic.sif

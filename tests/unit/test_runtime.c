@@ -99,6 +99,25 @@ static void test_env_script(void **state)
                 assert_string_equal(out, values[i]);
         }
         unsetenv("HUTCH_T_X");
+        /* the caller's variables come back after the scripts where unset; a forced one wins */
+        setenv("__hutch_host_keys", "V", 1);
+        setenv("__HUTCH_HOST_V", "from $host 'q'", 1);
+        {
+                _cleanup_free_ char *script = NULL;
+                char *forced[] = {NULL};
+                assert_int_equal(payload_env_script(forced, NULL, true, &script), 0);
+                _cleanup_free_ char *out = run_wrapper(script);
+                assert_string_equal(out, "from $host 'q'");
+        }
+        {
+                _cleanup_free_ char *script = NULL;
+                char *forced[] = {"V=forced", NULL};
+                assert_int_equal(payload_env_script(forced, NULL, true, &script), 0);
+                _cleanup_free_ char *out = run_wrapper(script);
+                assert_string_equal(out, "forced");
+        }
+        unsetenv("__hutch_host_keys");
+        unsetenv("__HUTCH_HOST_V");
         static const char *const bad[] = {"A;echo X;B=1", "A B=1", "1A=1", "=1", "A-B=1", "$(x)=1", "NOEQUALS"};
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char *script = NULL;
