@@ -230,7 +230,8 @@ static const struct {
          "unsigned, a signer is unknown, a signature is bad or an object changed after signing.\n"
          "Legacy (Singularity < 3.6) signatures only with --legacy-insecure; with --all, each object's."},
         {"pull", "hutch pull [--force] [--dir DIR] [--arch ARCH] [--disable-cache] [--no-https] [OUTPUT.sif] URI",
-         "Pull an image from a registry into a SIF file (default name: REPO_TAG.sif).\n"
+         "Pull an image from a registry into a SIF file (default name, as Apptainer's: REPO_TAG.sif; for a\n"
+         "local source its last path part, extension and all: x.tar_latest.sif, DIR_TAG.sif).\n"
          "URI: docker://[HOST[:PORT]/]REPO[:TAG|@sha256:HEX] (Docker Hub without HOST), or\n"
          "oras://HOST/REPO:TAG (a SIF pushed as an ORAS artifact, pulled byte for byte), or\n"
          "oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, or docker-daemon:IMAGE[:TAG] (the\n"
@@ -275,6 +276,30 @@ bool cli_help_has(const char *verb)
         return false;
 }
 
+/* A verb's one line in 'hutch help': a whole sentence, not its help's first line cut short. */
+static const char *summary(const char *verb, const char *what)
+{
+        static const char *const lines[][2] = {
+                {"instance", "Long-running containers of the calling user: start, list, stop, logs, stats, unit."},
+                {"inspect", "Show an image's metadata (default: labels), as Apptainer prints it."},
+                {"build", "Build an image from a definition file, or convert between SIF, squashfs and folders."},
+                {"overlay", "Create an ext3 overlay image, or add an overlay partition to a SIF file."},
+                {"sif", "List, describe or dump the objects of a SIF file, or show its header."},
+                {"cache", "Show or empty your registry cache and your cache of decompressed files."},
+                {"key", "Manage your OpenPGP keys (Apptainer's keyring layout)."},
+                {"keyserver", "Choose the keyservers 'key search|pull|push' use."},
+                {"sign", "Sign a SIF image as Apptainer 1.1+ does."},
+                {"verify", "Verify a SIF image's signatures with your keyrings."},
+                {"pull", "Pull an image from a registry or a local OCI/Docker source into a SIF file."},
+                {"push", "Push a SIF file to an OCI registry as an ORAS artifact."},
+                {"remote", "Log in to or out of a registry (credentials checked, then stored)."},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(lines); i++)
+                if (!strcmp(verb, lines[i][0]))
+                        return lines[i][1];
+        return what; /* the others' help starts with a line of its own: that line */
+}
+
 void cli_help_print(const char *verb)
 {
         for (size_t i = 0; verb && i < ELEMENTSOF(verbs); i++)
@@ -286,8 +311,9 @@ void cli_help_print(const char *verb)
                 }
         printf("Usage: hutch [-d|-v|-q|-s] COMMAND [options] ...\n\n"
                "hutch runs containers from one image file or folder, as the calling user.\n\nCommands:\n");
-        for (size_t i = 0; i < ELEMENTSOF(verbs); i++) /* the first line: a summary */
-                printf("  %-9s %.*s\n", verbs[i].verb, (int) strcspn(verbs[i].what, "\n"), verbs[i].what);
+        for (size_t i = 0; i < ELEMENTSOF(verbs); i++)
+                printf("  %-9s %.*s\n", verbs[i].verb, (int) strcspn(summary(verbs[i].verb, verbs[i].what), "\n"),
+                       summary(verbs[i].verb, verbs[i].what));
         printf("\nRun 'hutch help COMMAND' for a command's options.\n"
                "System configuration: %s\n"
                "(always read; HUTCH_CONF or ~/.hutch/hutch.conf can only tighten it: hutch.conf(5)).\n",

@@ -62,14 +62,10 @@ char *registry_default_name(const char *source)
                 return NULL;
         for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
                 dir[n - 1] = 0;
+        /* the last path part as it is, extension and all (Apptainer's uri.GetName: an
+         * oci-archive:x.tar pulls to x.tar_latest.sif) */
         const char *base = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
         size_t bl = strlen(base);
-        static const char *const ext[] = {".tar.gz", ".tgz", ".tar", ".oci"};
-        for (size_t i = 0; !startswith(source, "oci:") && i < ELEMENTSOF(ext); i++)
-                if (endswith(base, ext[i]) && bl > strlen(ext[i])) {
-                        bl -= strlen(ext[i]);
-                        break;
-                }
         if (asprintf(&s, "%.*s_%s.sif", (int) bl, base, tag ? tag : "latest") < 0)
                 return NULL;
         return s;

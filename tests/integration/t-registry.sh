@@ -154,10 +154,10 @@ check "pull oci:DIR:TAG" '[ $RC -eq 0 ] && out_is layers'
 run "$HUTCH" pull "oci:$T/oci"
 check "oci:DIR holding several images needs a TAG" 'fails_with "holds 5 images: name one"'
 run "$HUTCH" pull "oci-archive:$T/z.tar"
-run "$HUTCH" exec z_latest.sif cat /etc/marker
-check "pull oci-archive:FILE" '[ $RC -eq 0 ] && out_is zstd'
+run "$HUTCH" exec z.tar_latest.sif cat /etc/marker
+check "pull oci-archive:FILE, to Apptainer's default name FILE_latest.sif" '[ $RC -eq 0 ] && out_is zstd'
 run "$HUTCH" pull "docker-archive:$T/d.tar"
-run "$HUTCH" run d_latest.sif x
+run "$HUTCH" run d.tar_latest.sif x
 check "pull docker-archive:FILE (docker save's format)" '[ $RC -eq 0 ] && out_has "^entry:ep:x$"'
 run "$HUTCH" exec "oci:$T/oci:plain" cat /etc/marker
 check "exec oci:DIR:TAG" '[ $RC -eq 0 ] && out_is plain'
@@ -231,7 +231,7 @@ if command -v podman >/dev/null; then
 else
 	notok "docker-daemon: needs podman (dev.sh TEST_DEPS)"
 fi
-rm -f oci_layers.sif z_latest.sif d_latest.sif
+rm -f oci_layers.sif z.tar_latest.sif d.tar_latest.sif
 run "$HUTCH" instance start "docker://$R/test/busybox:basic" regtest
 run "$HUTCH" exec instance://regtest cat /etc/marker
 check "instance start docker://" '[ $RC -eq 0 ] && out_is base'
