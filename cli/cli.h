@@ -75,16 +75,17 @@ struct launch_args {
         const char *cgroup_parent; /* --cgroup-parent */
         struct cgroup_limits limits;
 
-        const char *systemd;               /* --systemd auto|yes|no */
-        struct net_spec net;               /* --net, -p, --network-args, --dns, --add-host */
-        const char *network;               /* --network as given */
-        char *image_path;                  /* the cached SIF of a registry IMAGE */
-        char **security;                   /* --security values, in order */
-        char *seccomp_text;                /* the profile --security seccomp:FILE names */
-        char *seccomp_path;                /* FILE */
-        const char *pid_file;              /* --pid-file: the supervisor's pid, for Type=forking units */
-        const char *ready, *ready_timeout; /* --ready, --ready-timeout as given */
-        bool no_https, disable_cache;      /* for a registry IMAGE */
+        const char *systemd;                /* --systemd auto|yes|no */
+        struct net_spec net;                /* --net, -p, --network-args, --dns, --add-host */
+        const char *network;                /* --network as given */
+        bool net_given, network_args_given; /* --net, --network-args on the command line */
+        char *image_path;                   /* the cached SIF of a registry IMAGE */
+        char **security;                    /* --security values, in order */
+        char *seccomp_text;                 /* the profile --security seccomp:FILE names */
+        char *seccomp_path;                 /* FILE */
+        const char *pid_file;               /* --pid-file: the supervisor's pid, for Type=forking units */
+        const char *ready, *ready_timeout;  /* --ready, --ready-timeout as given */
+        bool no_https, disable_cache;       /* for a registry IMAGE */
 };
 int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, int argc, char **argv);
 /* hutch.conf's trusted-key policy for image (cli/trust.c): -1 to go on, else the exit code

@@ -331,9 +331,12 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
                 else
                         return cli_usage_error(verb, "--tie-to-job takes true or false, not '%s'", arg);
                 break;
-        case 'n': a->net.enabled = true; break;
+        case 'n': a->net.enabled = a->net_given = true; break;
         case OPT_NETWORK: a->network = arg; break;
-        case OPT_NETWORK_ARGS: r = net_args_parse(arg, &a->net, &err); break;
+        case OPT_NETWORK_ARGS:
+                a->network_args_given = true;
+                r = net_args_parse(arg, &a->net, &err);
+                break;
         case OPT_SECURITY: r = strv_extend(&a->security, arg); break;
         case OPT_KEEP_PRIVS: s->keep_privs = true; break;
         case OPT_NO_PRIVS: s->no_privs = true; break;
@@ -680,6 +683,8 @@ static int build_net(struct cli *c, struct launch_args *a)
         a->spec.net = n;
         if (!n->enabled && !a->network)
                 return -1;
+        if (!a->net_given && (a->network || a->network_args_given)) /* Apptainer's words */
+                log_info("Setting --net (required by %s)", a->network ? "--network" : "--network-args");
         /* the admin's folder, beside the system hutch.conf (a user's file only tightens) */
         _cleanup_free_ char *dir = strdup(HUTCH_CONF_PATH);
         if (!dir)

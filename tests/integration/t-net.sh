@@ -7,6 +7,10 @@ I=$IMAGES/image.sif
 # only lo, up, and nothing else
 run "$HUTCH" exec --net --network none "$I" cat /proc/net/dev
 check "--network none: only lo" '[ "$RC" -eq 0 ] && [ "$(tail -n +3 "$OUT" | wc -l)" -eq 1 ] && out_has "lo:"'
+run "$HUTCH" exec --network none "$I" true
+check "--network without --net: Apptainer's note that it sets --net" '[ "$RC" -eq 0 ] && err_has "^INFO: *Setting --net (required by --network)$"'
+run "$HUTCH" exec --net --network none "$I" true
+check "... not with --net given" '[ "$RC" -eq 0 ] && ! err_has "Setting --net"'
 run "$HUTCH" exec --net "$I" sh -c 'ping -c1 -W1 127.0.0.1 >/dev/null 2>&1 || nc -l -p 7777 -e true & sleep 0.1; echo x | nc 127.0.0.1 7777; cat /sys/class/net/lo/operstate /sys/class/net/lo/flags'
 check "--net alone is none, loopback is up" '[ "$RC" -eq 0 ] && out_has "0x9"'
 run "$HUTCH" exec --net --hostname box --add-host db:10.1.2.3 --dns 192.0.2.53 "$I" sh -c 'hostname; cat /etc/hosts /etc/resolv.conf'
