@@ -14,7 +14,9 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+#include <json-c/json.h>
 
 #include "image/image.h"
 #include "registry-internal.h"
@@ -288,6 +290,60 @@ static char *env_text(const struct oci_config *cfg)
         return b;
 }
 
+/* A URI as Apptainer's NewDefinitionFromURI splits it: the transport (its first *ret_tl
+ * bytes, the bootstrap), and what follows "://" or ":" (returned, the from). */
+static const char *uri_split(const char *source, size_t *ret_tl)
+{
+        const char *sep = strstr(source, "://");
+        size_t tl = sep ? (size_t) (sep - source) : strcspn(source, ":");
+        *ret_tl = tl;
+        return sep ? sep + 3 : source[tl] ? source + tl + 1 : "";
+}
+
+/* The definition file Apptainer records for an image made from a URI. */
+static char *uri_deffile(const char *source)
+{
+        size_t tl;
+        const char *from = uri_split(source, &tl);
+        char *d = NULL;
+        return asprintf(&d, "bootstrap: %.*s\nfrom: %s\n", (int) tl, source, from) < 0 ? NULL : d;
+}
+
+/* labels.json: the config's labels, then the org.label-schema.* ones a build writes (as a
+ * definition file's build does: recipe/stage.c), so that inspect shows where it came from. */
+static char *labels_text(const char *config_labels, const char *source)
+{
+        json_object *o = config_labels ? json_tokener_parse(config_labels) : NULL;
+        if (!o || !json_object_is_type(o, json_type_object)) {
+                json_object_put(o);
+                o = json_object_new_object();
+        }
+        char date[128];
+        time_t now = time(NULL);
+        struct tm tm;
+        strftime(date, sizeof date, "%A_%-d_%B_%Y_%-H:%-M:%-S_%Z", localtime_r(&now, &tm));
+        size_t tl;
+        const char *from = uri_split(source, &tl);
+        _cleanup_free_ char *bootstrap = strndup(source, tl);
+        const char *variant;
+        const char *kv[][2] = {
+                {"org.label-schema.schema-version", "1.0"},
+                {"org.label-schema.build-arch", registry_host_arch(&variant)},
+                {"org.label-schema.build-date", date},
+                {"org.label-schema.usage.hutch.version", HUTCH_VERSION},
+                {"org.label-schema.usage.singularity.deffile.bootstrap", bootstrap ? bootstrap : ""},
+                {"org.label-schema.usage.singularity.deffile.from", from},
+        };
+        for (size_t i = 0; i < ELEMENTSOF(kv); i++)
+                json_object_object_add(o, kv[i][0], json_object_new_string(kv[i][1]));
+        const char *t =
+                json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB |
+                                                          JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE);
+        char *r = t ? strdup(t) : NULL;
+        json_object_put(o);
+        return r;
+}
+
 /* /.singularity.d and the folders and files every Apptainer image has. */
 static int metadata_write(int root_fd, const struct oci_config *cfg, const char *source, struct hutch_error *err)
 {
@@ -313,10 +369,10 @@ static int metadata_write(int root_fd, const struct oci_config *cfg, const char 
         for (size_t i = 0; i < ELEMENTSOF(etc_files); i++)
                 if ((r = root_write(root_fd, etc_files[i], "", 0644, false)) < 0 && r != -EEXIST)
                         return hutch_err_sys(err, r, "cannot create /%s in the image", etc_files[i]);
-        _cleanup_free_ char *run = runscript_text(cfg), *env = env_text(cfg), *def = NULL;
-        if (!run || !env || asprintf(&def, "bootstrap: docker\nfrom: %s\n", source) < 0)
+        _cleanup_free_ char *run = runscript_text(cfg), *env = env_text(cfg), *def = uri_deffile(source),
+                            *labels = labels_text(cfg->labels_json, source);
+        if (!run || !env || !def || !labels)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        const char *labels = cfg->labels_json ? cfg->labels_json : "{}";
         static const char *const names[] = {".singularity.d/runscript", ".singularity.d/env/10-docker2singularity.sh",
                                             ".singularity.d/labels.json", ".singularity.d/Singularity"};
         const char *texts[] = {run, env, labels, def};
@@ -560,8 +616,8 @@ int convert(struct pull_ctx *x, const char *target, struct hutch_error *err)
                 return r;
         char rootpath[PATH_MAX];
         snprintf(rootpath, sizeof rootpath, "%s/rootfs", x->work);
-        _cleanup_free_ char *def = NULL;
-        if (asprintf(&def, "bootstrap: docker\nfrom: %s\n", p->source) < 0)
+        _cleanup_free_ char *def = uri_deffile(p->source);
+        if (!def)
                 return hutch_err(err, -ENOMEM, "out of memory");
         struct build_spec b = {.target = target,
                                .source = rootpath,
