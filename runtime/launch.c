@@ -400,6 +400,19 @@ static int payload_exec_cmd(struct launch_ctx *c, const struct payload_cmd *cmd,
         r = -errno;
         if (r == -ENOEXEC) /* a script without #!: run it with the image's shell, as Apptainer does */
                 execv("/bin/sh", cmd->sh_argv);
+        /* ENOENT for a file that is there: its #! names what the image lacks (an OCI image
+         * without /bin/sh has a runscript all the same) */
+        char head[256] = "";
+        FILE *f = r == -ENOENT && strchr(cmd->argv[0], '/') ? fopen(cmd->argv[0], "re") : NULL;
+        if (f && fgets(head, sizeof head, f) && startswith(head, "#!")) {
+                fclose(f);
+                char *interp = head + 2 + strspn(head + 2, " \t");
+                interp[strcspn(interp, " \t\n")] = 0;
+                return hutch_err(err, r, "cannot run '%s' in the container: its interpreter '%s' is not in the image",
+                                 cmd->argv[0], interp);
+        }
+        if (f)
+                fclose(f);
         return hutch_err_sys(err, r, "cannot run '%s' in the container", cmd->argv[0]);
 }
 

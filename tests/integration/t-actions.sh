@@ -12,6 +12,9 @@ check "run without a runscript falls back to /bin/sh" 'out_is fallback && err_ha
 mkdir -p "$T/bare/.singularity.d" "$T/bare/bin" && cp "$(command -v busybox)" "$T/bare/bin/busybox"
 run "$HUTCH" run "$T/bare"
 check "run with neither a runscript nor /bin/sh: Apptainer's error, status 1" '[ $RC -eq 1 ] && err_has "^ERROR: *No runscript and no /bin/sh executable found in container, aborting"'
+printf '#!/bin/sh\necho hi\n' > "$T/bare/.singularity.d/runscript" && chmod 755 "$T/bare/.singularity.d/runscript"
+run "$HUTCH" run "$T/bare"
+check "a runscript whose interpreter the image lacks: one line naming it" 'fails_with "runscript. in the container: its interpreter ./bin/sh. is not in the image"'
 run "$HUTCH" test "$I"
 check "test runs /.singularity.d/test and passes its status" 'out_is "test script ran" && [ $RC -eq 3 ]'
 run "$HUTCH" test "$T/norun"
