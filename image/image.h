@@ -206,6 +206,10 @@ int image_build(const struct build_spec *b, struct hutch_error *err);
 int sif_write(const char *target, int squashfs_fd, const char *deffile, const char *inspect_json,
               struct hutch_error *err);
 
+/* /.singularity.d/env/90-environment.sh as Apptainer's builds start it (a definition file's
+ * %environment is appended; an image from a registry keeps it so) */
+#define IMAGE_ENV_HEAD "#!/bin/sh\n# Custom environment shell code should follow\n\n"
+
 /* Metadata, as `inspect` shows it. */
 enum image_meta {
         IMAGE_META_LABELS = 1u << 0,

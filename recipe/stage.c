@@ -29,8 +29,6 @@
 #define HUTCH_VERSION "0.0.0"
 #endif
 
-#define ENV_HEAD "#!/bin/sh\n# Custom environment shell code should follow\n\n"
-
 char *stage_rootfs(const struct build_ctx *b, size_t i)
 {
         char *p = NULL;
@@ -612,7 +610,7 @@ static int base_env(int rootfd, struct hutch_error *err)
         static const char *const files[][2] = {
                 {"/etc/hosts", ""},
                 {"/etc/resolv.conf", ""},
-                {"/.singularity.d/env/90-environment.sh", ENV_HEAD},
+                {"/.singularity.d/env/90-environment.sh", IMAGE_ENV_HEAD},
         };
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(files); i++)
                 if (!root_exists(rootfd, files[i][0]))
@@ -1132,7 +1130,7 @@ static int app_metadata(const struct recipe_stage *st, int rootfd, struct hutch_
                                 r = hutch_err_sys(err, r, "cannot write %s into the image", p);
                 }
                 if (r >= 0 && a->script[RECIPE_APP_ENV].text) {
-                        _cleanup_free_ char *t = strjoin(ENV_HEAD, a->script[RECIPE_APP_ENV].text, "\n");
+                        _cleanup_free_ char *t = strjoin(IMAGE_ENV_HEAD, a->script[RECIPE_APP_ENV].text, "\n");
                         snprintf(p, sizeof p, "/scif/apps/%s/scif/env/90-environment.sh", a->name);
                         if ((r = t ? root_write(rootfd, p, t, strlen(t), 0755) : -ENOMEM) < 0)
                                 r = hutch_err_sys(err, r, "cannot write %s into the image", p);

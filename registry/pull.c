@@ -374,10 +374,11 @@ static int metadata_write(int root_fd, const struct oci_config *cfg, const char 
         if (!run || !env || !def || !labels)
                 return hutch_err(err, -ENOMEM, "out of memory");
         static const char *const names[] = {".singularity.d/runscript", ".singularity.d/env/10-docker2singularity.sh",
-                                            ".singularity.d/labels.json", ".singularity.d/Singularity"};
-        const char *texts[] = {run, env, labels, def};
+                                            ".singularity.d/env/90-environment.sh", ".singularity.d/labels.json",
+                                            ".singularity.d/Singularity"};
+        const char *texts[] = {run, env, IMAGE_ENV_HEAD, labels, def};
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
-                if ((r = root_write(root_fd, names[i], texts[i], i < 2 ? 0755 : 0644, true)) < 0)
+                if ((r = root_write(root_fd, names[i], texts[i], i < 3 ? 0755 : 0644, true)) < 0)
                         return hutch_err_sys(err, r, "cannot write /%s in the image", names[i]);
         if (unlinkat(root_fd, "singularity", 0) < 0 && errno != ENOENT && errno != EISDIR)
                 return hutch_err_sys(err, -errno, "cannot replace /singularity in the image");

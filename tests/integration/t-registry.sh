@@ -80,6 +80,8 @@ run env GREETING=host "$HUTCH" exec --env GREETING=forced busybox_basic.sif sh -
 check "--env wins over the image's ENV" 'out_is forced'
 run "$HUTCH" exec busybox_basic.sif cat /.singularity.d/runscript /.singularity.d/Singularity
 check "runscript as Apptainer writes it, deffile bootstrap: docker" "out_has \"^OCI_ENTRYPOINT='\\\"/bin/sh\\\" \\\"-c\\\"\" && out_has '^eval \"set \${SINGULARITY_OCI_RUN}\"' && out_has \"^bootstrap: docker\$\" && out_has \"^from: $R/test/busybox:basic\$\""
+run "$HUTCH" inspect -e busybox_basic.sif
+check "inspect -e: the Docker env script and Apptainer's 90-environment.sh" 'out_has "^=== /.singularity.d/env/10-docker2singularity.sh ===" && out_has "^=== /.singularity.d/env/90-environment.sh ===" && out_has "^# Custom environment shell code should follow"'
 run "$HUTCH" inspect busybox_basic.sif
 check "inspect shows the config's labels and the build's, as Apptainer's" '[ $RC -eq 0 ] && out_has "org.hutch.test: yes" && out_has "^org.label-schema.build-arch: " && out_has "^org.label-schema.usage.singularity.deffile.bootstrap: docker$" && out_has "^org.label-schema.usage.singularity.deffile.from: $R/test/busybox:basic$"'
 DIG=$(curl -sI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$R/v2/test/busybox/manifests/basic" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
