@@ -542,8 +542,9 @@ static void print_json(const struct instance_state *v, size_t n)
                 json_object_array_add(arr, o);
         }
         json_object_object_add(root, "instances", arr);
-        puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED |
-                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
+        /* tab-indented, as Apptainer's (Go's MarshalIndent with "\t") */
+        puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB |
+                                                          JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(root);
 }
 

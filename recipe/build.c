@@ -466,6 +466,7 @@ static int output(struct build_ctx *b, const char *rootfs, const struct timespec
                 return 0;
         }
         if (!s->sandbox) {
+                log_info("Creating SIF file...");
                 struct build_spec bs = {.target = s->target,
                                         .source = rootfs,
                                         .force = true,
@@ -531,8 +532,10 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
                         r = hutch_err_sys(err, -errno, "--bind: cannot use '%s'", s->binds[i].src);
         for (size_t i = 0; r >= 0 && i < b.rec.n_stages; i++)
                 r = agent_check(&b, &b.rec.stages[i], err);
-        if (r >= 0)
+        if (r >= 0) {
+                log_info("Starting build...");
                 r = agents_fetch(&b, err);
+        }
         /* before the user namespace: hutch-sign reads the caller's keyrings as the caller */
         for (size_t i = 0; r >= 0 && i < b.rec.n_stages; i++)
                 r = fingerprints_check(&b, &b.rec.stages[i], b.pulled[i] ? b.pulled[i] : b.rec.stages[i].from, err);

@@ -55,7 +55,7 @@ EOF
 printf '# CRLF line\r\n' >> "$T/all.def"
 run "$HUTCH" build "$T/all.sif" "$T/all.def"
 check "build: localimage with every section" '[ $RC -eq 0 ] && [ -f "$T/all.sif" ] && no_build_leftovers'
-check "build announces the stage, each section and the total" 'out_has "^post says hello" && err_has "Stage 1/1: Bootstrap: localimage" && err_has "Running setup scriptlet" && err_has "Running post scriptlet" && err_has "Running testscript" && err_has "Build complete: $T/all.sif"'
+check "build announces the stage, each section and the total" 'out_has "^post says hello" && err_has "^INFO: *Starting build...$" && err_has "^INFO: *Creating SIF file...$" && err_has "Stage 1/1: Bootstrap: localimage" && err_has "Running setup scriptlet" && err_has "Running post scriptlet" && err_has "Running testscript" && err_has "Build complete: $T/all.sif"'
 check "%setup and %post are traced as Apptainer runs them (sh -e -x)" 'err_has "^+ echo .post says hello" && err_has "^+ echo .\\?setup in"'
 check "a label the base image has is kept without --force, with Apptainer's warning" 'err_has "^WARNING: Label: maintainer already exists and force option is false, not overwriting"'
 check "%post's own output is shown" 'out_has "^post says hello"'
