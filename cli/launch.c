@@ -827,9 +827,13 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
         if ((r = build_security(a, verb)) >= 0)
                 return r;
         if (cli_is_registry_source(s->image)) {
-                if (a->disable_cache)
+                /* given here, refused; from a site-wide APPTAINER_DISABLE_CACHE, noted */
+                if (a->disable_cache && seen[option_index(OPT_DISABLE_CACHE, -1)])
                         return cli_usage_error(verb, "--disable-cache: a registry image runs from the cache; pull it "
                                                      "to a file with 'hutch pull --disable-cache' and run that");
+                if (a->disable_cache)
+                        log_verbose("DISABLE_CACHE from the environment: a registry image runs from the cache all the "
+                                    "same");
                 if ((r = cli_registry_fetch(s->image, a->no_https, &a->image_path)) >= 0)
                         return r;
                 s->image = a->image_path;

@@ -835,19 +835,26 @@ static int run_post(struct build_ctx *b, const struct recipe_stage *st, const ch
         if (!sc->text || !section_wanted(b, "post"))
                 return 0;
         log_info("Running post scriptlet");
-        int r = root_write(rootfd, script, sc->text, strlen(sc->text), 0755);
-        if (r < 0)
-                return hutch_err_sys(err, r, "cannot write %s into the image", script);
         if (script_argv(sc->args, script, true, true, &argv) < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        if ((r = root_write(rootfd, BUILD_LABELS, "", 0, 0644)) < 0)
+        int r = root_write(rootfd, BUILD_LABELS, "", 0, 0644);
+        if (r < 0)
                 return hutch_err_sys(err, r, "cannot write %s into the image", BUILD_LABELS);
+        if ((r = root_write(rootfd, script, sc->text, strlen(sc->text), 0755)) < 0) {
+                _cleanup_close_ int top = root_open(rootfd, "/", O_RDONLY | O_DIRECTORY);
+                if (top >= 0)
+                        unlinkat(top, BUILD_LABELS + 1, 0);
+                return hutch_err_sys(err, r, "cannot write %s into the image", script);
+        }
         char *env[] = {"APPTAINER_ROOTFS=/", "SINGULARITY_ROOTFS=/", "APPTAINER_LABELS=" BUILD_LABELS,
                        "SINGULARITY_LABELS=" BUILD_LABELS, NULL};
         r = container_run(b, rootfs, LAUNCH_EXEC, argv, env, true, NULL, err);
         _cleanup_close_ int top = root_open(rootfd, "/", O_RDONLY | O_DIRECTORY);
-        if (top >= 0)
+        if (top >= 0) {
                 unlinkat(top, script + 1, 0);
+                if (r != 0) /* metadata() reads and removes it after a %post that succeeded */
+                        unlinkat(top, BUILD_LABELS + 1, 0);
+        }
         return r != 0 ? section_failed(b, st, "post", r, err) : 0;
 }
 

@@ -378,7 +378,9 @@ static int metadata_write(int root_fd, const struct oci_config *cfg, const char 
                                             ".singularity.d/Singularity"};
         const char *texts[] = {run, env, IMAGE_ENV_HEAD, labels, def};
         for (size_t i = 0; i < ELEMENTSOF(names); i++)
-                if ((r = root_write(root_fd, names[i], texts[i], i < 3 ? 0755 : 0644, true)) < 0)
+                /* an image converted from Apptainer's keeps its own 90-environment.sh */
+                if ((r = root_write(root_fd, names[i], texts[i], i < 3 ? 0755 : 0644, i != 2)) < 0 &&
+                    !(i == 2 && r == -EEXIST))
                         return hutch_err_sys(err, r, "cannot write /%s in the image", names[i]);
         if (unlinkat(root_fd, "singularity", 0) < 0 && errno != ENOENT && errno != EISDIR)
                 return hutch_err_sys(err, -errno, "cannot replace /singularity in the image");

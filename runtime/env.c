@@ -168,19 +168,38 @@ static int base_env(const struct launch_ctx *c, char ***env, char ***host)
 }
 
 /* Forced variables: --env and friends. PREPEND_PATH/APPEND_PATH edit PATH, as Apptainer. */
-static int apply_forced(char *const *forced, char ***env)
+/* Double-quote rules without a shell to expand: "\$", "\`", "\"" and "\\" lose their
+ * backslash (an env file's values arrive so escaped), the rest stays. */
+static char *dquote_unescape(const char *v)
+{
+        char *r = malloc(strlen(v) + 1), *o = r;
+        for (const char *p = v; r && *p; p++) {
+                if (*p == '\\' && p[1] && strchr("$`\"\\", p[1]))
+                        p++;
+                *o++ = *p;
+        }
+        if (r)
+                *o = 0;
+        return r;
+}
+
+/* unescape: the values are double-quote text no shell will evaluate (no /bin/sh): what a
+ * shell would leave of them but for the expansions */
+static int apply_forced(char *const *forced, bool unescape, char ***env)
 {
         for (char *const *f = forced; f && *f; f++) {
                 const char *eq = strchr(*f, '=');
                 const char *path = strv_env_get(*env, "PATH");
-                _cleanup_free_ char *np = NULL;
+                _cleanup_free_ char *np = NULL, *val = unescape ? dquote_unescape(eq + 1) : strdup(eq + 1);
+                if (!val)
+                        return -ENOMEM;
                 if (startswith(*f, "PREPEND_PATH="))
-                        np = strjoin(eq + 1, ":", path ? path : "");
+                        np = strjoin(val, ":", path ? path : "");
                 else if (startswith(*f, "APPEND_PATH="))
-                        np = strjoin(path ? path : "", ":", eq + 1);
+                        np = strjoin(path ? path : "", ":", val);
                 else {
-                        char *e = strdup(*f);
-                        if (!e || strv_env_put(env, e) < 0)
+                        _cleanup_free_ char *key = strndup(*f, eq - *f);
+                        if (!key || put(env, key, val) < 0)
                                 return -ENOMEM;
                         continue;
                 }
@@ -302,6 +321,20 @@ int payload_env_script(char *const *forced, const char *app, bool eval, char **r
                 free(s);
                 s = n;
         }
+        /* the caller's variables the scripts left unset, back (host_pass()); before the forced
+         * ones, so that an evaluated value sees them. The list is split by hand: a script may
+         * have left IFS set to anything. */
+        char *h = s ? strjoin(s,
+                              "__hutch_l=\"$" HOST_KEYS
+                              " \"; while [ \"$__hutch_l\" != \" \" ] && [ -n \"$__hutch_l\" ]; do "
+                              "__hutch_k=${__hutch_l%% *}; __hutch_l=${__hutch_l#* }; "
+                              "eval \"if [ -z \\\"\\${$__hutch_k+x}\\\" ]; then export $__hutch_k=\\\"\\${" HOST_PREFIX
+                              "$__hutch_k}\\\"; elif [ -z \\\"\\${$__hutch_k}\\\" ]; then unset $__hutch_k; fi; "
+                              "unset " HOST_PREFIX "$__hutch_k\"; done; unset " HOST_KEYS " __hutch_k __hutch_l; ",
+                              NULL)
+                    : NULL;
+        free(s);
+        s = h;
         for (char *const *f = forced; s && f && *f; f++) {
                 const char *eq = strchr(*f, '=');
                 if (!eq || !is_valid_env_name(*f, eq - *f))
@@ -316,13 +349,18 @@ int payload_env_script(char *const *forced, const char *app, bool eval, char **r
                         line = strjoin("export PATH=\"$PATH\":", q, NULL);
                 else if (asprintf(&line, "export %s=%s", key, q) < 0)
                         line = NULL;
-                if (line && eval) { /* a value the shell cannot read fails in one line of ours */
-                        _cleanup_free_ char *ql = shell_quote(line);
+                if (line && eval) {
+                        /* a value the shell cannot parse fails in one line of ours: the export
+                         * becomes a function first (parsed, not run), then runs with its
+                         * commands' own stderr */
+                        _cleanup_free_ char *def = strjoin("__hutch_v() { ", line, "; }"),
+                                            *ql = def ? shell_quote(def) : NULL;
                         free(line);
                         if (!ql ||
                             asprintf(&line,
                                      "command eval %s 2>/dev/null || { echo \"hutch: error: cannot evaluate the "
-                                     "value of %s in the container (--no-eval sets it as it is)\" >&2; exit 255; }; ",
+                                     "value of %s in the container (--no-eval sets it as it is)\" >&2; exit 255; }; "
+                                     "__hutch_v; unset -f __hutch_v; ",
                                      ql, key) < 0)
                                 line = NULL;
                 } else if (line) {
@@ -336,17 +374,6 @@ int payload_env_script(char *const *forced, const char *app, bool eval, char **r
                 free(s);
                 s = n;
         }
-        /* the caller's variables the scripts and the forced ones left unset (host_pass()) */
-        char *h = s ? strjoin(s,
-                              "for __hutch_k in $" HOST_KEYS "; do eval \"if [ -z \\\"\\${$__hutch_k+x}\\\" ]; then "
-                              "export $__hutch_k=\\\"\\${" HOST_PREFIX
-                              "$__hutch_k}\\\"; elif [ -z \\\"\\${$__hutch_k}\\\" ]; "
-                              "then unset $__hutch_k; fi; unset " HOST_PREFIX "$__hutch_k\"; done; unset " HOST_KEYS
-                              " __hutch_k; ",
-                              NULL)
-                    : NULL;
-        free(s);
-        s = h;
         /* a missing command, a folder or a file without x fail as without the wrapper (and as
          * Apptainer, whose exec looks the command up first): one line, status 255 */
         char *n = s ? strjoin(s,
@@ -477,7 +504,7 @@ int payload_prepare(struct launch_ctx *c, struct payload_cmd *ret, struct hutch_
                                 return hutch_err(err, -ENOMEM, "out of memory");
                 strv_free(argv);
                 argv = steal_pointer(&w);
-        } else if (apply_forced(c->spec->env, &env) < 0)
+        } else if (apply_forced(c->spec->env, !c->spec->no_eval, &env) < 0)
                 return hutch_err(err, -ENOMEM, "out of memory");
         size_t n = strv_length(argv);
         char **sh = calloc(n + 2, sizeof(char *));

@@ -226,11 +226,12 @@ static int plan_binds(struct launch_ctx *c, struct hutch_error *err)
         /* -S with --workdir: WORKDIR/scratch/PATH (kept there, as Apptainer keeps it) */
         for (char **d = s->scratch; s->workdir && d && *d; d++) {
                 _cleanup_close_ int wd = open(s->workdir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+                r = wd < 0 ? -errno : 0;
                 _cleanup_free_ char *src = strjoin(s->workdir, "/scratch", *d);
                 if (!src)
                         return hutch_err(err, -ENOMEM, "out of memory");
-                if (wd < 0 || (r = mkdir_p_at(wd, src + strlen(s->workdir) + 1, 0700)) < 0)
-                        return hutch_err_sys(err, wd < 0 ? -errno : r, "cannot create scratch folder '%s'", src);
+                if (r < 0 || (r = mkdir_p_at(wd, src + strlen(s->workdir) + 1, 0700)) < 0)
+                        return hutch_err_sys(err, r, "cannot create scratch folder '%s'", src);
                 if ((r = add_bind(c, src, *d, false, false, err)) < 0)
                         return r;
         }

@@ -191,22 +191,53 @@ char *shell_quote(const char *s)
 
 char *shell_dquote(const char *s)
 {
-        char *r = malloc(2 * strlen(s) + 3), *o = r;
-        if (!r)
+        size_t n = strlen(s);
+        char *r = malloc(2 * n + 3), *o = r;
+        /* what the text is inside of at p: '(' a $( or a ( within one, '{' a ${, '`' a
+         * backquote, '"' a quoted string within one of those; empty: the outer quotes */
+        char *stack = malloc(n + 1);
+        size_t depth = 0;
+        if (!r || !stack) {
+                free(r);
+                free(stack);
                 return NULL;
+        }
         *o++ = '"';
         for (const char *p = s; *p; p++) {
+                char top = depth ? stack[depth - 1] : 0;
                 if (*p == '\\' && p[1]) { /* an escape pair stays as written */
                         *o++ = *p++;
                         *o++ = *p;
-                } else {
-                        if (*p == '"' || *p == '\\') /* a bare quote or a final backslash */
-                                *o++ = '\\';
-                        *o++ = *p;
+                        continue;
                 }
+                if (*p == '\'' && top && top != '"' && top != '`') { /* a single-quoted part: as it is */
+                        const char *q = strchr(p + 1, '\'');
+                        size_t len = q ? (size_t) (q - p) + 1 : strlen(p);
+                        memcpy(o, p, len);
+                        o += len;
+                        p += len - 1;
+                        continue;
+                }
+                if (*p == '$' && (p[1] == '(' || p[1] == '{')) {
+                        stack[depth++] = p[1];
+                        *o++ = *p++;
+                } else if (*p == '`')
+                        top == '`' ? depth-- : (void) (stack[depth++] = '`');
+                else if (*p == '(' && (top == '(' || top == '{'))
+                        stack[depth++] = '(';
+                else if ((*p == ')' && top == '(') || (*p == '}' && top == '{'))
+                        depth--;
+                else if (*p == '"' && top == '"')
+                        depth--;
+                else if (*p == '"' && top)
+                        stack[depth++] = '"';
+                else if (*p == '"' || *p == '\\') /* a bare quote, or a final backslash */
+                        *o++ = '\\';
+                *o++ = *p;
         }
         *o++ = '"';
         *o = 0;
+        free(stack);
         return r;
 }
 

@@ -34,8 +34,9 @@ int strsplit(const char *s, const char *sep, char ***ret);
 /* Shell single-quote s: 'it'\''s'. */
 char *shell_quote(const char *s);
 /* s as the text between double quotes, quoted: "s". Its $NAME, ${...}, $(...), `...` and
- * escape pairs stay for the shell to expand; a bare '"' or a final '\' is escaped, so the
- * text cannot end the quotes early. */
+ * escape pairs stay for the shell to expand, with the quotes inside those as written; a
+ * bare '"' outside them, or a final '\', is escaped, so the text cannot end the quotes
+ * early. */
 char *shell_dquote(const char *s);
 /* s escaped so that shell_dquote() of the result expands to s itself. */
 char *shell_dquote_escape(const char *s);

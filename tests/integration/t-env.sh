@@ -26,6 +26,8 @@ run "$HUTCH" exec --env 'V=$(echo SUB) `echo BT` \$lit "q" it'"'"'s \' "$I" sh -
 check "--env values expand \$(), backticks; \\\$, quotes and a final backslash stay" 'out_is "SUB BT \$lit \"q\" it'"'"'s \\"'
 run env 'APPTAINERENV_V=${APPTAINER_NAME}x' "$HUTCH" exec "$I" sh -c 'printf "%s" "$V"'
 check "APPTAINERENV_ values are evaluated inside (\$APPTAINER_NAME is the container's)" 'out_is image.sifx'
+run "$HUTCH" exec --env 'D=$(printf "%s-%s" a b) ${HUTCH_T_NONE:-"dflt"}' "$I" sh -c 'printf "%s" "$D"'
+check "quotes inside \$( ) and \${ } are the inner command's own" 'out_is "a-b dflt"'
 run "$HUTCH" exec --env 'V=$(echo' "$I" true
 check "an --env value the shell cannot read fails in one line" 'fails_with "cannot evaluate the value of V"'
 printf '%s\n' "F1='\$(echo NOT_RUN) \$HOME'" 'F2=${HOST_VAR}-f' > "$T/envfile"
@@ -51,6 +53,16 @@ leftovers "env values"
 # The caller's variables: hidden from the image's env scripts, back after them where unset
 run env OVERRIDE_ME=host HOST_EMPTY= HOST_VAR=h "$HUTCH" exec "$I" sh -c 'echo "$OVERRIDE_ME|$HOST_VAR|${HOST_EMPTY-unset}|$(env | grep -c HUTCH_HOST)"'
 check "%environment wins over the caller's variable; others pass, empty ones too; nothing of the mechanism shows" 'out_is "image-value|h||0"'
+
+cp -a "$IMAGES/rootfs" "$T/envimg"
+printf 'IFS=:\nexport GREET="${GREET:-from-image}"\n' > "$T/envimg/.singularity.d/env/50-greet.sh"
+run env GREET=host OTHER=o "$HUTCH" exec --env 'V=[$OTHER]' "$T/envimg" sh -c 'echo "$GREET $OTHER $V"'
+check "a script's \${GREET:-default} keeps the image's value (the caller's GREET is hidden from it), whatever IFS it leaves; --env sees the caller's" 'out_is "from-image o [o]"'
+mkdir -p "$T/nosh/bin" "$T/nosh/.singularity.d" && cp "$(command -v busybox)" "$T/nosh/bin/busybox"
+printf 'P=a\\$b\n' > "$T/nosh.env"
+run "$HUTCH" exec --env-file "$T/nosh.env" --env 'Q=c\$d' "$T/nosh" /bin/busybox printenv P Q
+check "without a /bin/sh, values are set by the double-quote rules all the same" 'out_is "a\$b
+c\$d"'
 
 # Launcher options from APPTAINER_<OPTION>, SINGULARITY_<OPTION> and HUTCH_<OPTION>.
 run env HOST_VAR=h APPTAINER_CLEANENV=1 "$HUTCH" exec "$I" sh -c 'echo "[$HOST_VAR]"'

@@ -359,7 +359,7 @@ printf 'Bootstrap: localimage\nFrom: %s\n%%post\n    echo made > /made\n    exit
 run "$HUTCH" build -q --keep-build "$T/keep.sif" "$T/keep.def"
 drop_trace
 KEPT=$(sed -n 's/.*(build folder kept: \(.*\))$/\1/p' "$ERR" | tail -1)
-check "--keep-build: a failed build keeps its folder, named in the error, with what %post made" 'fails_with "%post failed with exit status 3" && [ ! -e "$T/keep.sif" ] && [ -n "$KEPT" ] && [ "$(cat "$KEPT/stage-1/made")" = made ]'
+check "--keep-build: a failed build keeps its folder, named in the error, with what %post made (not hutch's own files)" 'fails_with "%post failed with exit status 3" && [ ! -e "$T/keep.sif" ] && [ -n "$KEPT" ] && [ "$(cat "$KEPT/stage-1/made")" = made ] && [ ! -e "$KEPT/stage-1/.build.labels" ] && [ ! -e "$KEPT/stage-1/.post.script" ]'
 [ -n "$KEPT" ] && case "$KEPT" in "$T"/keep.sif.hutch-build-*) chmod -R u+w "$KEPT"; rm -rf "$KEPT" ;; esac
 run "$HUTCH" build -q --keep-build "$T/kept-ok.sif" "$T/up2.def"
 check "--keep-build: a successful build still removes its folder" '[ $RC -eq 0 ] && [ -f "$T/kept-ok.sif" ] && no_build_leftovers'

@@ -80,6 +80,12 @@ static void test_env_script(void **state)
                 {"end\\", "end\\"},
                 {"a\\\\b", "a\\b"},
                 {"", ""},
+                /* quotes inside $( ), ${ } and backquotes are the inner command's own */
+                {"$(printf \"%s\" x)", "x"},
+                {"${HUTCH_T_UNSET:-\"d\"}", "d"},
+                {"$(echo \")\")", ")"},
+                {"`echo \"q\"`", "q"},
+                {"[$(echo 'a\"b')] \"x\"", "[a\"b] \"x\""},
         };
         setenv("HUTCH_T_X", "x1", 1);
         for (size_t i = 0; i < ELEMENTSOF(evaluated); i++) {

@@ -274,6 +274,28 @@ static void test_fix_perms(void **state)
                 assert_int_equal(st.st_mode & 07777, want[i].mode);
         }
         assert_int_equal(tree_fix_perms("/nonexistent/hutch-test"), -ENOENT);
+        /* as its owner without root's powers, a folder it cannot read is fixed, then walked */
+        if (geteuid() == 0) {
+                assert_int_equal(fchmodat(dfd, "a/b/f", 0, 0), 0);
+                assert_int_equal(fchmodat(dfd, "a/b", 0, 0), 0);
+                assert_int_equal(fchmodat(dfd, "a", 0, 0), 0);
+                char cmd[256];
+                snprintf(cmd, sizeof cmd, "chown -R 65534:65534 %s", d);
+                assert_int_equal(system(cmd), 0);
+                pid_t pid = fork();
+                assert_true(pid >= 0);
+                if (pid == 0)
+                        _exit(setresgid(65534, 65534, 65534) == 0 && setresuid(65534, 65534, 65534) == 0 &&
+                                              tree_fix_perms(d) == 0
+                                      ? 0
+                                      : 1);
+                int status;
+                assert_int_equal(waitpid(pid, &status, 0), pid);
+                assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+                struct stat st;
+                assert_int_equal(fstatat(dfd, "a/b/f", &st, 0), 0);
+                assert_int_equal(st.st_mode & 07777, 0600);
+        }
         close(dfd);
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf %s", d);
