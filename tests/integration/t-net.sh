@@ -205,17 +205,17 @@ state() {
 export HUTCH_TEST_PORT=8080
 "$HUTCH" instance start --net --network bridge "$I" mpa >/dev/null || echo "mpa failed"
 "$HUTCH" instance start --net --network side "$I" mpb >/dev/null || echo "mpb failed"
-a=$("$HUTCH" instance list --json | tr -d '\n ' | sed 's/},{/}\n{/g' | sed -n 's/.*"instance":"mpa".*"ip":"\([0-9.]*\)".*/\1/p')
-b=$("$HUTCH" instance list --json | tr -d '\n ' | sed 's/},{/}\n{/g' | sed -n 's/.*"instance":"mpb".*"ip":"\([0-9.]*\)".*/\1/p')
+a=$("$HUTCH" instance list --json | tr -d '\n\t ' | sed 's/},{/}\n{/g' | sed -n 's/.*"instance":"mpa".*"ip":"\([0-9.]*\)".*/\1/p')
+b=$("$HUTCH" instance list --json | tr -d '\n\t ' | sed 's/},{/}\n{/g' | sed -n 's/.*"instance":"mpb".*"ip":"\([0-9.]*\)".*/\1/p')
 echo "peers=$a,$b"
 echo "before $(state)"
 "$HUTCH" instance start --net --network bridge,side "$I" m2 >/dev/null || echo "m2 failed"
-"$HUTCH" instance list --json | tr -d '\n ' | sed 's/},{/}\n{/g' | grep '"instance":"m2"' | sed 's/^/json: /'
+"$HUTCH" instance list --json | tr -d '\n\t ' | sed 's/},{/}\n{/g' | grep '"instance":"m2"' | sed 's/^/json: /'
 "$HUTCH" instance list | awk '$1=="m2"{print "list: " $3}'
 "$HUTCH" exec instance://m2 sh -c "ip -4 -o addr; ip route; for p in $a $b; do printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 \$p 8080 | head -1 | sed \"s/^/reach \$p: /\"; done"
 echo "running $(state)"
 # its end by kill -9 of its supervisor (the batch run below ends the plain way)
-init=$("$HUTCH" instance list --json | tr -d '\n ' | sed 's/},{/}\n{/g' | sed -n 's/.*"instance":"m2","pid":\([0-9]*\).*/\1/p')
+init=$("$HUTCH" instance list --json | tr -d '\n\t ' | sed 's/},{/}\n{/g' | sed -n 's/.*"instance":"m2","pid":\([0-9]*\).*/\1/p')
 kill -9 "$(ps -o ppid= -p "$init")"
 for i in $(seq 50); do [ "$(state)" = "veths=1,1 leases=1,1" ] && break; sleep 0.1; done
 "$HUTCH" instance list >/dev/null 2>&1
