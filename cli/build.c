@@ -15,7 +15,8 @@
 #include "util/util.h"
 
 struct build_args {
-        bool sandbox, force, notest, fakeroot, update, writable_tmpfs, keep_build, fix_perms, warn_unused;
+        bool sandbox, force, notest, fakeroot, update, writable_tmpfs, keep_build, fix_perms, warn_unused,
+                disable_cache;
         char **build_args, **sections;
         struct bind_spec *binds;
         size_t n_binds;
@@ -102,8 +103,10 @@ static int parse_args(struct build_args *a, int argc, char **argv)
                         a->fix_perms = true;
                 else if (!strcmp(argv[i], "--warn-unused-build-args"))
                         a->warn_unused = true;
-                else if (!strcmp(argv[i], "--userns") || !strcmp(argv[i], "--disable-cache"))
-                        ; /* a user's build always has its namespace; blobs are checked by digest */
+                else if (!strcmp(argv[i], "--userns"))
+                        ; /* a user's build always has its namespace */
+                else if (!strcmp(argv[i], "--disable-cache"))
+                        a->disable_cache = true;
                 else if ((v = opt_value(argc, argv, &i, "--mount", &missing))) {
                         struct hutch_error err = HUTCH_ERROR_INIT;
                         if (mount_spec_parse(v, &a->binds, &a->n_binds, &err) < 0)
@@ -194,7 +197,7 @@ int verb_build(struct cli *c, int argc, char **argv)
                 build_args_free(&a);
                 return r;
         }
-        bool fix_perms = a.fix_perms;
+        bool fix_perms = a.fix_perms, disable_cache = a.disable_cache;
         bool recipe_only = a.notest || a.fakeroot || a.build_args || a.update || a.sections || a.binds ||
                            a.writable_tmpfs || a.keep_build || a.warn_unused;
         build_args_free(&a);
@@ -211,12 +214,14 @@ int verb_build(struct cli *c, int argc, char **argv)
          * hutch-registry, then converted from that SIF as any other source */
         char *pulled = NULL;
         if (cli_is_registry_source(b.source)) {
-                if ((r = cli_registry_fetch(b.source, false, &pulled)) >= 0)
+                if ((r = cli_registry_fetch(b.source, false, disable_cache, &pulled)) >= 0)
                         return r;
                 b.source = pulled;
         } else if ((r = cli_source_check(b.source, true)) >= 0)
                 return r;
         r = image_build(&b, &err);
+        if (pulled && disable_cache)
+                unlink_with_folder(pulled);
         free(pulled);
         /* a SIF or squashfs is read-only inside: only a sandbox's permissions get in the way */
         if (r >= 0 && fix_perms && b.sandbox && (r = tree_fix_perms(b.target)) < 0)

@@ -46,9 +46,11 @@ bool cli_is_deffile(const char *path);
 bool cli_is_app_name(const char *s);
 
 /* docker://, oras://: pulled into the cache by hutch-registry; *ret_path the cached SIF.
- * Returns -1 to go on, else the exit code (the error printed). */
+ * disable_cache: pulled into a temporary folder of its own instead, *ret_path the SIF in
+ * it, which the caller removes with the folder (unlink_with_folder). Returns -1 to go on,
+ * else the exit code (the error printed). */
 bool cli_is_registry_source(const char *s);
-int cli_registry_fetch(const char *uri, bool no_https, char **ret_path);
+int cli_registry_fetch(const char *uri, bool no_https, bool disable_cache, char **ret_path);
 /* $HUTCH_CACHEDIR, else ~/.hutch/cache; NULL without either. */
 char *cli_registry_cache_dir(const struct cli *c);
 
@@ -80,6 +82,7 @@ struct launch_args {
         const char *network;                /* --network as given */
         bool net_given, network_args_given; /* --net, --network-args on the command line */
         char *image_path;                   /* the cached SIF of a registry IMAGE */
+        bool image_temporary;               /* ... pulled with --disable-cache: ours to remove */
         char **security;                    /* --security values, in order */
         char *seccomp_text;                 /* the profile --security seccomp:FILE names */
         char *seccomp_path;                 /* FILE */

@@ -23,7 +23,7 @@ bool cli_is_registry_source(const char *s)
                startswith(s, "oci-archive:") || startswith(s, "docker-archive:") || startswith(s, "docker-daemon:");
 }
 
-int cli_registry_fetch(const char *uri, bool no_https, char **ret_path)
+int cli_registry_fetch(const char *uri, bool no_https, bool disable_cache, char **ret_path)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
         char prog[PATH_MAX];
@@ -36,12 +36,14 @@ int cli_registry_fetch(const char *uri, bool no_https, char **ret_path)
                             : log_get_level() >= LOG_LEVEL_INFO    ? NULL
                             : log_get_level() >= LOG_LEVEL_WARNING ? "--quiet"
                                                                    : "--silent";
-        char *argv[6] = {"hutch-registry"}, **a = argv + 1;
+        char *argv[7] = {"hutch-registry"}, **a = argv + 1;
         if (level)
                 *a++ = (char *) level;
         *a++ = "cache-pull";
         if (no_https)
                 *a++ = "--no-https";
+        if (disable_cache)
+                *a++ = "--disable-cache";
         *a = (char *) uri;
         int pfd[2];
         if (pipe2(pfd, O_CLOEXEC) < 0) {

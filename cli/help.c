@@ -57,7 +57,9 @@ static const char launch_options[] =
         "      --underlay, --ignore-userns, --ignore-fakeroot-command  accepted, nothing to do\n"
         "      --unsquash                accepted: hutch serves SquashFS itself, nothing to unpack\n"
         "      --no-https                a registry IMAGE over plain HTTP\n"
-        "      --disable-cache           accepted with a local image; a registry IMAGE needs the cache\n"
+        "      --disable-cache           a registry IMAGE is pulled into a temporary folder ($HUTCH_TMPDIR,\n"
+        "                                $APPTAINER_TMPDIR, $TMPDIR or /tmp), not the cache, and removed\n"
+        "                                once open (not for instance start); nothing to do for a local one\n"
         "      --debug / --verbose / --quiet / --silent  logging (-d -v -q -s before the verb; after it,\n"
         "                                -s is --shell)\n"
         "Limits (a cgroup beneath yours; as a user where yours cannot take them, exec|run|shell|test\n"
@@ -175,9 +177,9 @@ static const struct {
          "comma-separated lists): a host path in the containers of %post, %appinstall and %test, not\n"
          "in the image; --mount type=bind,src=S,dst=D[,ro] the same. --writable-tmpfs: %test's root is\n"
          "writable, its changes dropped. --fix-perms: the owner gets rwX on every file and folder of\n"
-         "the result (a sandbox's, or a definition file's rootfs before it is packed). --userns and\n"
-         "--disable-cache are accepted (a user's build always has its namespace; blobs are checked\n"
-         "by digest)."},
+         "the result (a sandbox's, or a definition file's rootfs before it is packed). --userns is\n"
+         "accepted (a user's build always has its namespace). --disable-cache: a registry SOURCE is\n"
+         "pulled into a temporary folder, not the cache, and removed after the build."},
         {"overlay", "hutch overlay create [-s|--size MiB] [-S|--sparse] [--create-dir DIR]... [-f|--fakeroot] FILE",
          "Create FILE, an ext3 image to use with --overlay: upper/ and work/ belong to you, and each\n"
          "--create-dir DIR is made as upper/DIR. --size: in MiB, at least 64 (the default);\n"

@@ -181,6 +181,8 @@ void launch_args_free(struct launch_args *a)
         strv_free(a->env_values);
         cgroup_limits_free(&a->limits);
         net_spec_free(&a->net);
+        if (a->image_temporary) /* the launch removed it once open, unless it ended before */
+                unlink_with_folder(a->image_path);
         free(a->image_path);
         strv_free(a->security);
         free(a->seccomp_text);
@@ -827,16 +829,17 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
         if ((r = build_security(a, verb)) >= 0)
                 return r;
         if (cli_is_registry_source(s->image)) {
-                /* given here, refused; from a site-wide APPTAINER_DISABLE_CACHE, noted */
-                if (a->disable_cache && seen[option_index(OPT_DISABLE_CACHE, -1)])
-                        return cli_usage_error(verb, "--disable-cache: a registry image runs from the cache; pull it "
-                                                     "to a file with 'hutch pull --disable-cache' and run that");
-                if (a->disable_cache)
-                        log_verbose("DISABLE_CACHE from the environment: a registry image runs from the cache all the "
-                                    "same");
-                if ((r = cli_registry_fetch(s->image, a->no_https, &a->image_path)) >= 0)
+                /* --disable-cache (or APPTAINER_DISABLE_CACHE): a batch run's image is pulled
+                 * into a temporary folder and removed once the launch has it open; an
+                 * instance's must outlive its start (a restart opens it again) */
+                if (a->disable_cache && a->instance)
+                        return cli_usage_error(verb, "--disable-cache: an instance's registry image runs from the "
+                                                     "cache; pull it to a file with 'hutch pull --disable-cache' "
+                                                     "and start that");
+                if ((r = cli_registry_fetch(s->image, a->no_https, a->disable_cache, &a->image_path)) >= 0)
                         return r;
                 s->image = a->image_path;
+                a->image_temporary = s->image_temporary = a->disable_cache;
         }
         return cli_trust_check(c, s->image);
 }
@@ -924,6 +927,9 @@ static int limits_keeper(struct cli *c, struct launch_args *a)
                         return cli_fail(&err);
                 }
         }
+        if (a->image_temporary) /* the unit runs this command again, which pulls it again */
+                unlink_with_folder(a->image_path);
+        a->image_temporary = false;
         instance_batch_unit_exec(&env, s->limits, c->argv + 1, &err);
         return cli_fail(&err);
 }

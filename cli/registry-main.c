@@ -37,6 +37,7 @@ static bool env_true(const struct cli *c, const char *const *names)
         return v && (!strcmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes"));
 }
 
+static const char *const tmpdir_env[] = {"HUTCH_TMPDIR", "APPTAINER_TMPDIR", "SINGULARITY_TMPDIR", "TMPDIR", NULL};
 static const char *const no_https_env[] = {"HUTCH_NOHTTPS", "APPTAINER_NOHTTPS", "SINGULARITY_NOHTTPS", NULL};
 static const char *const user_env[] = {"HUTCH_DOCKER_USERNAME", "APPTAINER_DOCKER_USERNAME",
                                        "SINGULARITY_DOCKER_USERNAME", NULL};
@@ -89,7 +90,9 @@ static bool is_pull_source(const char *s)
         return startswith(s, "docker://") || startswith(s, "oras://") || registry_source_is_local(s);
 }
 
-/* pull [options] [OUT] URI; cache-pull [options] URI (hidden: prints the cached path) */
+/* pull [options] [OUT] URI; cache-pull [options] URI (hidden: prints the cached path, or
+ * with --disable-cache the path of a SIF in a temporary folder of its own, for the caller
+ * to remove with the folder) */
 static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
 {
         struct pull_spec p = {0};
@@ -147,10 +150,26 @@ static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
                                       : cli_fail(&err);
                 registry_ref_free(&ref);
         }
-        _cleanup_free_ char *target = NULL, *name = registry_default_name(p.source);
+        _cleanup_free_ char *target = NULL, *name = registry_default_name(p.source), *tmp = NULL;
         const char *out = n == 2 ? pos[0] : name;
         if (!to_cache && (!out || (dir ? asprintf(&target, "%s/%s", dir, out) : asprintf(&target, "%s", out)) < 0))
                 return cli_usage_error("pull", "out of memory");
+        /* a run's registry IMAGE without the cache: a private temporary folder of its own
+         * (Apptainer's $APPTAINER_TMPDIR), which the run removes once it has the image open */
+        if (to_cache && p.disable_cache) {
+                const char *base = env_first(c, tmpdir_env);
+                if (asprintf(&tmp, "%s/hutch-image-XXXXXX", base ? base : "/tmp") < 0)
+                        return cli_usage_error("pull", "out of memory");
+                if (!mkdtemp(tmp)) {
+                        hutch_err_sys(&err, -errno, "cannot create a temporary folder in '%s' for '%s'",
+                                      base ? base : "/tmp", p.source);
+                        return cli_fail(&err);
+                }
+                if (asprintf(&target, "%s/image.sif", tmp) < 0) {
+                        rmdir(tmp);
+                        return cli_usage_error("pull", "out of memory");
+                }
+        }
         _cleanup_free_ char *cache = cli_registry_cache_dir(c);
         if (!cache && !p.disable_cache)
                 return cli_usage_error("pull", "no cache folder: set HOME or HUTCH_CACHEDIR, or use --disable-cache");
@@ -164,12 +183,14 @@ static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
         _cleanup_free_ char *path = NULL;
         int r = paths_init(c, &paths, &p.auth, &err);
         if (r >= 0)
-                r = registry_pull(&p, to_cache ? &path : NULL, &err);
+                r = registry_pull(&p, to_cache && !tmp ? &path : NULL, &err);
         paths_free(&paths);
+        if (r < 0 && tmp)
+                rmdir(tmp);
         if (r < 0)
                 return cli_fail(&err);
         if (to_cache)
-                printf("%s\n", path);
+                printf("%s\n", tmp ? target : path);
         else if (!p.quiet)
                 log_info("Pulled %s to %s", p.source, target);
         return 0;

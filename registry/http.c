@@ -687,7 +687,7 @@ static void progress_update(struct progress *pg, struct progress_row *rows, cons
 }
 
 int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want, size_t n, bool progress, bool quiet,
-                void (*on_ready)(void *ctx, const char *digest), void *ctx, struct hutch_error *err)
+                void (*blob_event)(void *ctx, const char *digest, bool ready), void *ctx, struct hutch_error *err)
 {
         /* locks taken in digest order: two pulls wanting the same blobs never wait on each other crosswise */
         _cleanup_free_ struct blob_want *w = calloc(n ? n : 1, sizeof *w);
@@ -716,13 +716,13 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                 }
                 if (blob_present(dir_fd, &w[i])) {
                         log_verbose("Blob %.19s is cached", w[i].digest);
-                        if (on_ready)
-                                on_ready(ctx, w[i].digest);
+                        if (blob_event)
+                                blob_event(ctx, w[i].digest, true);
                         close(lk);
                         continue;
                 }
                 t[nt] = (struct transfer){.w = &w[i], .lock = lk, .fd = -1};
-                snprintf(t[nt].tmp, sizeof t[nt].tmp, ".%s.part", w[i].digest + 7);
+                snprintf(t[nt].tmp, sizeof t[nt].tmp, BLOB_PART_FMT, w[i].digest + 7);
                 t[nt].fd = openat(dir_fd, t[nt].tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
                 t[nt].md = EVP_MD_CTX_new();
                 if (t[nt].fd < 0 || !t[nt].md || EVP_DigestInit_ex(t[nt].md, EVP_sha256(), NULL) != 1)
@@ -757,6 +757,8 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                         log_info("Copying blob %.19s (%s, %s)", t[i].w->digest, t[i].w->what, size);
                 }
         }
+        for (size_t i = 0; r >= 0 && m && blob_event && i < nt; i++)
+                blob_event(ctx, t[i].w->digest, false);
         uint64_t last = 0;
         for (int running = r >= 0; m && running;) {
                 curl_multi_perform(m, &running);
@@ -789,8 +791,8 @@ int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *want,
                         int k = transfer_finish(dir_fd, tr, msg->data.result, status, where, &e);
                         c->requests++;
                         tr->done = k >= 0;
-                        if (k >= 0 && r >= 0 && on_ready)
-                                on_ready(ctx, tr->w->digest);
+                        if (k >= 0 && r >= 0 && blob_event)
+                                blob_event(ctx, tr->w->digest, true);
                         if (k < 0 && r >= 0) {
                                 r = k;
                                 *err = e;

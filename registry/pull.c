@@ -6,11 +6,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <sys/stat.h>
@@ -423,21 +425,80 @@ static void private_dir_remove(const char *path)
 }
 
 /* The layers are unpacked by a child of ours (its own copy of our memory; the root and blob
- * folders its fds 4 and 5) as they become ready, in order, while later ones still download.
- * A layer reaches it only once verified under its digest, so nothing unverified is ever
- * unpacked; on any failure the child is killed and the work folder removed whole. */
+ * folders its fds 4 and 5), in order, while later ones still download. The next layer in
+ * order is unpacked as it arrives: once its download starts, the child reads its partial
+ * file as it grows, and finishes it when told the blob is whole and verified. Bytes not yet
+ * verified are thus unpacked, into the private work folder only: on any failure (a digest
+ * that does not match among them) the child is killed and the work folder removed whole,
+ * and the image is made only after every layer verified. A registry's layers are untrusted
+ * input either way (a digest binds them to the manifest the same registry served), so the
+ * unpacker's own checks are what guard against crafted ones. */
 struct unpacker {
         const struct pull_ctx *x;
         pid_t pid;
-        int sock; /* SOCK_SEQPACKET: layer indices to the child, its result back */
+        int sock; /* SOCK_SEQPACKET: layer messages to the child, its result back */
         size_t next;
-        bool *ready;
+        unsigned char *state; /* LAYER_* of each layer */
 };
+enum { LAYER_READY = 1, LAYER_LOADING = 2, LAYER_FOLLOWED = 4 };
+/* the child's messages: a layer's index (whole and verified), or with UNPACK_FOLLOW (its
+ * download has started into its part file) */
+#define UNPACK_FOLLOW 0x80000000u
 struct unpack_result {
         int r;
         struct hutch_error err;
 };
 enum { UNPACK_SOCK = 3, UNPACK_ROOT = 4, UNPACK_BLOBS = 5 };
+
+/* layer_unpack_growing's wait_more for a layer being downloaded: the parent's word that it
+ * is whole, or its file written to (inotify). */
+struct follow {
+        uint32_t layer;
+        int inotify;
+};
+
+static int follow_wait(void *ctx)
+{
+        struct follow *f = ctx;
+        struct pollfd p[2] = {{.fd = UNPACK_SOCK, .events = POLLIN}, {.fd = f->inotify, .events = POLLIN}};
+        if (poll(p, 2, 1000) < 0)
+                return errno == EINTR ? 0 : -errno;
+        if (p[0].revents) {
+                uint32_t i;
+                ssize_t k = recv(UNPACK_SOCK, &i, sizeof i, 0);
+                if (k < 0 && errno == EINTR)
+                        return 0;
+                return k == sizeof i && i == f->layer ? 1 : -EPROTO;
+        }
+        char buf[4096];
+        while (p[1].revents && read(f->inotify, buf, sizeof buf) > 0)
+                ;
+        return 0;
+}
+
+/* Layer i from its file as it grows: the part file, or the blob itself when its download
+ * finished before we came to it. */
+static int layer_follow(const struct pull_ctx *x, uint32_t i, struct unpack_opts *uo, struct hutch_error *err)
+{
+        char part[128], link[64];
+        snprintf(part, sizeof part, BLOB_PART_FMT, x->names[i]);
+        _cleanup_close_ int fd = openat(UNPACK_BLOBS, part, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                fd = openat(UNPACK_BLOBS, x->names[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return hutch_err_sys(err, -errno, "cannot open the download of layer %.19s", x->names[i]);
+        struct follow f = {.layer = i, .inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC)};
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        if (f.inotify < 0 || inotify_add_watch(f.inotify, link, IN_MODIFY) < 0) {
+                int r = hutch_err_sys(err, -errno, "cannot follow the download of layer %.19s", x->names[i]);
+                if (f.inotify >= 0)
+                        close(f.inotify);
+                return r;
+        }
+        int r = layer_unpack_growing(UNPACK_ROOT, fd, x->names[i], follow_wait, &f, uo, err);
+        close(f.inotify);
+        return r;
+}
 
 static _Noreturn void unpacker_main(const struct pull_ctx *x)
 {
@@ -450,13 +511,20 @@ static _Noreturn void unpacker_main(const struct pull_ctx *x)
                         continue;
                 if (k == 0) /* every layer sent */
                         break;
+                bool follow = k == sizeof i && (i & UNPACK_FOLLOW);
+                i &= ~UNPACK_FOLLOW;
                 if (k != sizeof i || i >= x->n_names) {
                         res.r = hutch_err(&res.err, -EPROTO, "the layer unpacker got a bad message");
                         break;
                 }
-                char path[PATH_MAX];
-                snprintf(path, sizeof path, "/proc/self/fd/%d/%s", UNPACK_BLOBS, x->names[i]);
-                if ((res.r = layer_unpack(UNPACK_ROOT, path, &uo, &res.err)) < 0) {
+                if (follow)
+                        res.r = layer_follow(x, i, &uo, &res.err);
+                else {
+                        char path[PATH_MAX];
+                        snprintf(path, sizeof path, "/proc/self/fd/%d/%s", UNPACK_BLOBS, x->names[i]);
+                        res.r = layer_unpack(UNPACK_ROOT, path, &uo, &res.err);
+                }
+                if (res.r < 0) {
                         hutch_err_wrap(&res.err, "layer %.19s", x->names[i]);
                         break;
                 }
@@ -471,7 +539,7 @@ static int unpacker_start(struct unpacker *u, const struct pull_ctx *x, int root
 {
         int sv[2];
         *u = (struct unpacker){.x = x, .pid = -1, .sock = -1};
-        if (!(u->ready = calloc(x->n_names + 1, sizeof *u->ready)))
+        if (!(u->state = calloc(x->n_names + 1, sizeof *u->state)))
                 return hutch_err(err, -ENOMEM, "out of memory");
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
                 return hutch_err_sys(err, -errno, "cannot start the layer unpacker");
@@ -505,23 +573,31 @@ static int unpacker_start(struct unpacker *u, const struct pull_ctx *x, int root
         return 0;
 }
 
-/* The layers from u->next on that are ready, in order, to the child (a send that fails:
- * the child has ended, and says why in its result). */
+/* The layers from u->next on that are ready, in order, to the child, and then the next one
+ * to follow if its download has started (a send that fails: the child has ended, and says
+ * why in its result). */
 static void unpacker_send(struct unpacker *u)
 {
-        for (; u->next < u->x->n_names && u->ready[u->next]; u->next++) {
+        for (; u->next < u->x->n_names && (u->state[u->next] & LAYER_READY); u->next++) {
                 uint32_t i = (uint32_t) u->next;
                 (void) !send(u->sock, &i, sizeof i, MSG_NOSIGNAL);
         }
+        unsigned char *s = &u->state[u->next];
+        if (u->next < u->x->n_names && (*s & LAYER_LOADING) && !(*s & LAYER_FOLLOWED)) {
+                uint32_t i = (uint32_t) u->next | UNPACK_FOLLOW;
+                (void) !send(u->sock, &i, sizeof i, MSG_NOSIGNAL);
+                *s |= LAYER_FOLLOWED;
+        }
 }
 
-/* blobs_fetch's on_ready: a verified blob; the layers it is (a manifest may repeat one) */
-static void layer_ready(void *ctx, const char *digest)
+/* blobs_fetch's blob_event: a download started, or a verified blob; the layers it is (a
+ * manifest may repeat one) */
+static void layer_blob(void *ctx, const char *digest, bool ready)
 {
         struct unpacker *u = ctx;
         for (size_t i = 0; i < u->x->n_names; i++)
                 if (!strcmp(u->x->names[i], digest + 7))
-                        u->ready[i] = true;
+                        u->state[i] |= ready ? LAYER_READY : LAYER_LOADING;
         unpacker_send(u);
 }
 
@@ -532,7 +608,7 @@ static int unpacker_end(struct unpacker *u, bool ok, struct hutch_error *err)
         ssize_t k = -1;
         if (ok) {
                 for (size_t i = 0; i < u->x->n_names; i++)
-                        u->ready[i] = true;
+                        u->state[i] |= LAYER_READY;
                 unpacker_send(u);
                 shutdown(u->sock, SHUT_WR);
                 while ((k = recv(u->sock, &res, sizeof res, 0)) < 0 && errno == EINTR)
@@ -543,7 +619,7 @@ static int unpacker_end(struct unpacker *u, bool ok, struct hutch_error *err)
                 ;
         if (u->sock >= 0)
                 close(u->sock);
-        free(u->ready);
+        free(u->state);
         *u = (struct unpacker){.pid = -1, .sock = -1};
         if (!ok)
                 return 0;
@@ -573,7 +649,7 @@ static int layers_get(struct pull_ctx *x, int root, struct hutch_error *err)
                         w[i] = i == 0 ? (struct blob_want){x->m.config.digest, x->m.config.size, "config"}
                                       : (struct blob_want){x->m.layers[i - 1].digest, x->m.layers[i - 1].size, "layer"};
                 if (w)
-                        r = blobs_fetch(&x->c, x->blob_fd, w, n, p->progress, p->quiet, layer_ready, &u, err);
+                        r = blobs_fetch(&x->c, x->blob_fd, w, n, p->progress, p->quiet, layer_blob, &u, err);
         }
         for (size_t i = 0; r >= 0 && x->verify && i <= x->n_names; i++) {
                 const char *name = i == 0 ? x->config_name : x->names[i - 1];

@@ -46,10 +46,13 @@ struct blob_want {
         int64_t size;
         const char *what; /* for progress lines */
 };
-/* on_ready (or NULL) is called with each blob's digest once it is verified under its final
- * name (or found there), while the others may still be downloading. */
+/* blob_event (or NULL) is called with a blob's digest when its download starts into
+ * BLOB_PART_NAME (ready false: the file grows in order, unverified, and is renamed to the
+ * digest's hex or removed), and once it is verified under its final name or found there
+ * (ready true), while the others may still be downloading. */
+#define BLOB_PART_FMT ".%s.part" /* of the digest's hex */
 int blobs_fetch(struct http_client *c, int dir_fd, const struct blob_want *w, size_t n, bool progress, bool quiet,
-                void (*on_ready)(void *ctx, const char *digest), void *ctx, struct hutch_error *err);
+                void (*blob_event)(void *ctx, const char *digest, bool ready), void *ctx, struct hutch_error *err);
 
 /* Per-blob progress bars on a terminal (stderr), redrawn in place. */
 struct progress_row {

@@ -85,6 +85,10 @@ struct unpack_opts {
         void *dir_modes;
 };
 int layer_unpack(int root_fd, const char *layer_path, struct unpack_opts *o, struct hutch_error *err);
+/* The same from fd, a file that may still be growing: at its end, wait_more(ctx) returns 1
+ * once it is whole, 0 when it may have grown, < 0 (-errno) when it will not be whole. */
+int layer_unpack_growing(int root_fd, int fd, const char *name, int (*wait_more)(void *ctx), void *ctx,
+                         struct unpack_opts *o, struct hutch_error *err);
 /* The folders' own modes back (a user's unpack); frees o's state. */
 void layer_unpack_finish(int root_fd, struct unpack_opts *o);
 

@@ -357,7 +357,43 @@ static int entry_apply(struct layer_ctx *L, struct archive *a, struct archive_en
         return 0;
 }
 
-int layer_unpack(int root_fd, const char *layer_path, struct unpack_opts *o, struct hutch_error *err)
+/* The layer's bytes for libarchive. With wait_more, the file may still grow: at its end
+ * wait_more says whether it is whole now (1), may have grown (0) or will not (< 0). */
+struct layer_reader {
+        int fd;
+        int (*wait_more)(void *ctx);
+        void *ctx;
+        bool whole;
+        char buf[1 << 17];
+};
+
+static la_ssize_t layer_read(struct archive *a, void *data, const void **ret)
+{
+        struct layer_reader *g = data;
+        *ret = g->buf;
+        for (;;) {
+                ssize_t k = read(g->fd, g->buf, sizeof g->buf);
+                if (k > 0)
+                        return k;
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        archive_set_error(a, errno, "%s", strerror(errno));
+                        return -1;
+                }
+                if (g->whole || !g->wait_more)
+                        return 0;
+                int w = g->wait_more(g->ctx);
+                if (w < 0) {
+                        archive_set_error(a, -w, "its download did not finish");
+                        return -1;
+                }
+                g->whole = w > 0;
+        }
+}
+
+int layer_unpack_growing(int root_fd, int in, const char *layer_path, int (*wait_more)(void *ctx), void *ctx,
+                         struct unpack_opts *o, struct hutch_error *err)
 {
         struct layer_ctx L = {.o = o, .root_fd = root_fd, .as_root = o->as_root};
         char link[64];
@@ -366,10 +402,10 @@ int layer_unpack(int root_fd, const char *layer_path, struct unpack_opts *o, str
         if (n < 0)
                 return hutch_err_sys(err, -errno, "cannot name the unpack folder");
         L.root_path[n] = 0;
-        /* opened first: a relative name is the caller's, not the root's */
-        _cleanup_close_ int in = open(layer_path, O_RDONLY | O_CLOEXEC);
-        if (in < 0)
-                return hutch_err_sys(err, -errno, "cannot open layer '%s'", layer_path);
+        _cleanup_free_ struct layer_reader *g = malloc(sizeof *g);
+        if (!g)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        *g = (struct layer_reader){.fd = in, .wait_more = wait_more, .ctx = ctx};
         /* libarchive writes relative to the working folder */
         _cleanup_close_ int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
         if (fchdir(root_fd) < 0)
@@ -392,7 +428,7 @@ int layer_unpack(int root_fd, const char *layer_path, struct unpack_opts *o, str
         archive_read_support_filter_zstd(a);
         archive_read_support_filter_none(a);
         archive_read_support_format_tar(a);
-        if (archive_read_open_fd(a, in, 1 << 17) != ARCHIVE_OK) {
+        if (archive_read_open(a, g, NULL, layer_read, NULL) != ARCHIVE_OK) {
                 r = hutch_err(err, -EIO, "cannot read layer '%s': %s", layer_path, archive_error_string(a));
                 goto out;
         }
@@ -423,4 +459,13 @@ out:
         if (cwd >= 0 && fchdir(cwd) < 0)
                 log_warning("cannot return to the working folder, ignoring");
         return r;
+}
+
+int layer_unpack(int root_fd, const char *layer_path, struct unpack_opts *o, struct hutch_error *err)
+{
+        /* opened first: a relative name is the caller's, not the root's */
+        _cleanup_close_ int in = open(layer_path, O_RDONLY | O_CLOEXEC);
+        if (in < 0)
+                return hutch_err_sys(err, -errno, "cannot open layer '%s'", layer_path);
+        return layer_unpack_growing(root_fd, in, layer_path, NULL, NULL, o, err);
 }

@@ -351,6 +351,8 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
                 return r;
         if ((r = image_open(s->image, s->writable, &c->img, err)) < 0 || (r = check_allowed(c, err)) < 0)
                 return r;
+        if (s->image_temporary)
+                unlink_with_folder(s->image);
         cache_check(c);
         if ((r = plan_home(c, err)) < 0 || (r = plan_tmp(c, err)) < 0 || (r = plan_binds(c, err)) < 0 ||
             (r = overlays_clone(c, err)) < 0)

@@ -18,6 +18,9 @@ enum launch_action { LAUNCH_EXEC, LAUNCH_RUN, LAUNCH_SHELL, LAUNCH_TEST, LAUNCH_
 
 struct launch_spec {
         const char *image;
+        /* image is a temporary file in a folder of its own (a registry IMAGE pulled without
+         * the cache): both are removed as soon as the image is open */
+        bool image_temporary;
         enum launch_action action;
         char **argv;             /* exec: command and args; run/test/shell: args */
         struct bind_spec *binds; /* -B, --mount, HUTCH_BIND */

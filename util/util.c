@@ -368,6 +368,17 @@ int write_file_at(int dirfd, const char *path, const char *data, size_t len, mod
         return write_full(fd, data, len);
 }
 
+void unlink_with_folder(const char *path)
+{
+        const char *slash = strrchr(path, '/');
+        (void) unlink(path);
+        if (!slash || slash == path)
+                return;
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%.*s", (int) (slash - path), path);
+        (void) rmdir(dir);
+}
+
 int mkdir_p_at(int dirfd, const char *path, mode_t mode)
 {
         struct stat st;

@@ -57,6 +57,9 @@ ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
 /* Create every missing directory of path (absolute, or relative to dirfd). Existing
  * components may be symlinks; the folders it creates are entered without following any. */
 int mkdir_p_at(int dirfd, const char *path, mode_t mode);
+/* Remove the file at path, then its folder if that is empty now (a temporary file in a
+ * temporary folder of its own); errors are ignored. */
+void unlink_with_folder(const char *path);
 /* Apptainer's --fix-perms on the tree at path: its owner gets rwx on every folder, rw on
  * every file (and x where group or others have it); symlinks are not followed, nor other
  * file systems entered. Not thread-safe (nftw). The first error, or 0. */

@@ -7,15 +7,20 @@ OCI layout (its tags by name, manifests and blobs by digest) on 127.0.0.1, and
             until a request brings the token that GET /token?scope=...&service=... gave
   redirect  over TLS (BADREG_TLS=CERT:KEY): blobs and manifests by digest answered with a
             307 to a second server of this one on another port, which serves them
+  slow      every layer blob half sent, then the rest only once a path matching the glob
+            BADREG_WATCH exists (at most 20 s later): the log says "streamed DIGEST" when
+            it appeared while the rest was held back, "not streamed DIGEST" when not
 Each request's method, path and Authorization header go to PORTFILE.log (the second
 server's lines start with "B ").
-usage: badreg.py OCIDIR corrupt|truncate|bearer|redirect PORTFILE"""
+usage: badreg.py OCIDIR corrupt|truncate|bearer|redirect|slow PORTFILE"""
+import glob
 import http.server
 import json
 import os
 import ssl
 import sys
 import threading
+import time
 
 layout, mode, portfile = sys.argv[1], sys.argv[2], sys.argv[3]
 with open(f"{layout}/index.json") as f:
@@ -67,6 +72,20 @@ class H(http.server.BaseHTTPRequestHandler):
                                  "application/json")
         if len(p) >= 5 and p[-2] == "blobs":
             data = blob(p[-1])
+            if data[:1] != b"{" and mode == "slow":
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                end = time.monotonic() + 20
+                while not glob.glob(os.environ["BADREG_WATCH"]) and time.monotonic() < end:
+                    time.sleep(0.05)
+                seen = glob.glob(os.environ["BADREG_WATCH"])
+                with open(portfile + ".log", "a") as f:
+                    f.write(f"{'' if seen else 'not '}streamed {p[-1]}\n")
+                self.wfile.write(data[len(data) // 2:])
+                return
             if data[:1] != b"{" and mode in ("corrupt", "truncate"):  # a layer, not a config
                 if mode == "corrupt":
                     data = data[:-1] + bytes([data[-1] ^ 1])
@@ -89,7 +108,7 @@ class H(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-srv = http.server.HTTPServer(("127.0.0.1", 0), H)
+srv = (http.server.ThreadingHTTPServer if mode == "slow" else http.server.HTTPServer)(("127.0.0.1", 0), H)
 srv2 = None
 if mode == "redirect":
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -137,6 +137,26 @@ check "build from a missing tag: one error line, no target" 'fails_with "no such
 n=$(blob_gets)
 run "$HUTCH" run "docker://$R/test/busybox:plain"
 check "run docker://: the cache's copy, no blob fetched" '[ $RC -eq 0 ] && out_is "plain cmd" && [ "$(blob_gets)" -eq "$n" ]'
+# --disable-cache: pulled into a temporary folder, not the cache, and removed as soon as the
+# run has it open (the run sees the folder empty: /tmp is bound in)
+mkdir "$T/ntmp"
+cache_before=$(find "$T/cache" | sort)
+n=$(blob_gets)
+run env HUTCH_TMPDIR="$T/ntmp" "$HUTCH" exec --disable-cache "docker://$R/test/busybox:zstd" sh -c 'cat /etc/marker; echo; ls -A "$1"; echo "[$APPTAINER_CONTAINER]"' sh "$T/ntmp"
+check "exec --disable-cache docker://: a temporary image, gone once open, the cache untouched" '[ $RC -eq 0 ] && out_has "^zstd$" && out_has "^\[$T/ntmp/hutch-image-[A-Za-z0-9]*/image.sif\]$" && [ "$(wc -l < "$OUT")" -eq 2 ] && [ -z "$(ls -A "$T/ntmp")" ] && [ "$(find "$T/cache" | sort)" = "$cache_before" ] && [ "$(blob_gets)" -gt "$n" ]'
+run env APPTAINER_DISABLE_CACHE=1 TMPDIR="$T/ntmp" "$HUTCH" run "docker://$R/test/busybox:plain"
+check "run docker:// with APPTAINER_DISABLE_CACHE, in \$TMPDIR" '[ $RC -eq 0 ] && out_is "plain cmd" && [ -z "$(ls -A "$T/ntmp")" ] && [ "$(find "$T/cache" | sort)" = "$cache_before" ]'
+run env HUTCH_TMPDIR="$T/ntmp" "$HUTCH" exec --disable-cache "docker://$R/test/busybox:latest" true
+check "exec --disable-cache of a missing tag: one error line, no temporary folder left" 'fails_with "no such image" && [ -z "$(ls -A "$T/ntmp")" ]'
+run env HUTCH_TMPDIR="$T/nosuch" "$HUTCH" exec --disable-cache "docker://$R/test/busybox:zstd" true
+check "exec --disable-cache with a temporary folder that does not exist: one line" 'fails_with "cannot create a temporary folder in .$T/nosuch."'
+run env HUTCH_TMPDIR="$T/ntmp" "$HUTCH" exec --disable-cache --bind /nonexistent-src:/x "docker://$R/test/busybox:zstd" true
+check "a run that fails after the pull removes its temporary image" '[ $RC -ne 0 ] && err_has "nonexistent-src" && [ -z "$(ls -A "$T/ntmp")" ]'
+run env HUTCH_TMPDIR="$T/ntmp" "$HUTCH" instance start --disable-cache "docker://$R/test/busybox:zstd" nocache
+check "instance start --disable-cache docker://: refused in one line" 'fails_with "an instance.s registry image runs from the cache" && [ -z "$(ls -A "$T/ntmp")" ]'
+run env HUTCH_TMPDIR="$T/ntmp" "$HUTCH" build --disable-cache nc.sif "docker://$R/test/busybox:zstd"
+check "build --disable-cache TARGET docker://: no temporary image left" '[ $RC -eq 0 ] && [ -f nc.sif ] && [ -z "$(ls -A "$T/ntmp")" ] && [ "$(find "$T/cache" | sort)" = "$cache_before" ]'
+rm -f nc.sif
 n=$(blob_gets)
 HUTCH_CACHEDIR=$T/cache2 "$HUTCH" -q pull c1.sif "docker://$R/test/busybox:layers" 2>"$T/c1.err" &
 c1=$!
@@ -254,7 +274,7 @@ check "cache clean --type of no kind" 'fails_with "--type takes blob, sif (or Ap
 
 # ---- errors: one line, nothing left
 before=$(ls -A "$W" | sort | tr '\n' ' ')
-cache_clean() { ! find "$T/cache" "$T/cache2" "$T/cache3" -name '*.part' -o -name '*hutch-pull*' -o -name '*hutch-tmp*' | grep -q .; }
+cache_clean() { ! find "$T/cache" "$T/cache2" "$T/cache3" $(ls -d "$T/cache4" 2>/dev/null) -name '*.part' -o -name '*hutch-pull*' -o -name '*hutch-tmp*' | grep -q .; }
 run "$HUTCH" pull "docker://$R/test/busybox:nosuchtag"
 check "a missing tag" 'fails_with "no such image" && [ "$(ls -A "$W" | sort | tr "\n" " ")" = "$before" ]'
 run "$HUTCH" pull "docker://$R/test/nosuchrepo:v1"
@@ -282,6 +302,17 @@ for mode in corrupt truncate bearer; do
 	esac
 done
 check "nothing left under a final or temporary name" '[ "$(ls -A "$W" | sort | tr "\n" " ")" = "$before" ] && cache_clean'
+# a layer is unpacked while it downloads: the server holds back its second half until the
+# layer's first folder is in the pull's work folder
+rm -f "$T/bad.port" "$T/bad.port.log"
+BADREG_WATCH="$W/stream.sif.hutch-pull-*/rootfs/bin" python3 "$H/badreg.py" "$T/oci" slow "$T/bad.port" &
+PIDS+=($!)
+wait_for '[ -s "$T/bad.port" ]'
+run env HUTCH_CACHEDIR="$T/cache4" "$HUTCH" -q pull stream.sif "docker://127.0.0.1:$(cat "$T/bad.port")/test/busybox:basic"
+check "a layer is unpacked while it downloads (its first half unpacked before its second is sent)" '[ $RC -eq 0 ] && grep -q "^streamed sha256:" "$T/bad.port.log" && ! grep -q "not streamed" "$T/bad.port.log" && no_pull_left && cache_clean'
+run "$HUTCH" exec stream.sif cat /etc/marker
+check "... and the image it made is whole" '[ $RC -eq 0 ] && out_is base'
+rm -f stream.sif
 # a full disk: a small tmpfs of a mount namespace of our own
 if unshare -rm true 2>/dev/null; then
 	mkdir "$T/small"

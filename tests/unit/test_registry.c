@@ -16,6 +16,7 @@
 
 #include "registry/registry-internal.h"
 #include "registry/registry.h"
+#include "util/util.h"
 
 static void test_ref(void **state)
 {
@@ -328,6 +329,77 @@ static void test_unpack_mode_symlink(void **state)
         assert_int_equal(system(cmd), 0);
 }
 
+/* layer_unpack_growing: a layer read while its file grows, a chunk per wait_more; and one
+ * whose growth stops short (wait_more < 0) fails. */
+struct grow {
+        const char *data;
+        size_t len, written, chunk;
+        int fd;
+        unsigned waits;
+        bool fail_half;
+};
+
+static int grow_more(void *ctx)
+{
+        struct grow *g = ctx;
+        g->waits++;
+        if (g->written == g->len)
+                return 1;
+        if (g->fail_half && g->written >= g->len / 2)
+                return -EIO;
+        size_t n = g->len - g->written < g->chunk ? g->len - g->written : g->chunk;
+        assert_int_equal(write(g->fd, g->data + g->written, n), (ssize_t) n);
+        g->written += n;
+        return 0;
+}
+
+static void test_unpack_growing(void **state)
+{
+        (void) state;
+        if (getenv("HUTCH_VALGRIND")) /* dev.sh's valgrind run: valgrind does not know openat2(2) */
+                skip();
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        char dir[] = "/tmp/test_registry.XXXXXX";
+        assert_non_null(mkdtemp(dir));
+        char root[300], whole[300], part[300], root2[300];
+        snprintf(root, sizeof root, "%s/root", dir);
+        snprintf(root2, sizeof root2, "%s/root2", dir);
+        snprintf(whole, sizeof whole, "%s/l.tgz", dir);
+        snprintf(part, sizeof part, "%s/l.part", dir);
+        assert_int_equal(mkdir(root, 0755), 0);
+        assert_int_equal(mkdir(root2, 0755), 0);
+        const char *const layer[] = {"a/", "a/one", "a/two", "b/", "b/three", NULL};
+        tar_write(whole, layer);
+        char *data = NULL;
+        size_t len = 0;
+        assert_int_equal(read_regular_at(AT_FDCWD, whole, 1u << 20, &data, &len), 0);
+        struct unpack_opts o = {.as_root = false};
+        for (int fail = 0; fail <= 1; fail++) {
+                struct grow g = {.data = data, .len = len, .chunk = 16, .fail_half = fail};
+                g.fd = open(part, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+                int in = open(part, O_RDONLY);
+                int fd = open(fail ? root2 : root, O_RDONLY | O_DIRECTORY);
+                assert_true(g.fd >= 0 && in >= 0 && fd >= 0);
+                int r = layer_unpack_growing(fd, in, "l.part", grow_more, &g, &o, &err);
+                if (!fail) {
+                        assert_int_equal(r, 0);
+                        assert_true(g.waits > 2); /* it waited, and read on after each wait */
+                        assert_true(exists(fd, "a/one") && exists(fd, "a/two") && exists(fd, "b/three"));
+                } else {
+                        assert_true(r < 0);
+                        assert_non_null(strstr(err.msg, "l.part")); /* libarchive's words after it */
+                }
+                layer_unpack_finish(fd, &o);
+                close(fd);
+                close(in);
+                close(g.fd);
+        }
+        free(data);
+        char cmd[400];
+        snprintf(cmd, sizeof cmd, "chmod -R u+rwx %s; rm -rf %s", dir, dir);
+        assert_int_equal(system(cmd), 0);
+}
+
 static void write_text(const char *dir, const char *name, const char *text)
 {
         char p[400];
@@ -601,6 +673,7 @@ int main(void)
                 cmocka_unit_test(test_whiteout),
                 cmocka_unit_test(test_unpack),
                 cmocka_unit_test(test_unpack_mode_symlink),
+                cmocka_unit_test(test_unpack_growing),
                 cmocka_unit_test(test_archive_name),
                 cmocka_unit_test(test_registries_conf),
                 cmocka_unit_test(test_progress_row),
