@@ -35,8 +35,8 @@ BENCH_DEPS+=(umoci)
 # recipe/ (build from definition files): Bootstrap: debootstrap runs the host's debootstrap
 TEST_DEPS+=(debootstrap)
 # Bootstrap: yum/dnf and zypper run the host's dnf and zypper; their tests make a repository
-# with rpmbuild (package rpm) and createrepo_c
-TEST_DEPS+=(dnf zypper rpm createrepo-c)
+# with rpmbuild (package rpm) and createrepo_c, and sign its packages (rpmsign, gpg)
+TEST_DEPS+=(dnf zypper rpm createrepo-c gnupg)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

@@ -276,7 +276,10 @@ if [ -n "$want_deb" ] && [ -x /usr/sbin/debootstrap ]; then
 		echo "ok - Bootstrap: debootstrap # SKIP deb.debian.org cannot be reached from here"
 	else
 		printf 'Bootstrap: debootstrap\nOSVersion: bookworm\nMirrorURL: http://deb.debian.org/debian\n%%post\n    apt-get update -q && apt-get install -y -q --no-install-recommends hello\n%%runscript\n    exec hello\n' > "$T/deb.def"
-		[ -f "$deb" ] || run "$HUTCH" build -q "$deb" "$T/deb.def"
+		if [ ! -f "$deb" ]; then
+			run "$HUTCH" build "$deb" "$T/deb.def"
+			check "debootstrap checks the suite's Release signature with Debian's keyring" '[ $RC -eq 0 ] && grep -q "Valid Release signature" "$OUT" "$ERR"'
+		fi
 		run "$HUTCH" run "$deb"
 		check "Bootstrap: debootstrap (minbase bookworm) with a package installed in %post" 'out_is "Hello, world!"'
 		run "$HUTCH" exec "$deb" sh -c '. /etc/os-release; echo "$VERSION_CODENAME"; dpkg-query -W -f "\${Status}\n" hello'

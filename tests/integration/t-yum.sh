@@ -74,6 +74,38 @@ run "$HUTCH" build -q --sandbox "$T/dnf.box" "$T/dnf.def"
 check "Bootstrap: dnf with UpdateURL into a sandbox" '[ $RC -eq 0 ] && [ -x "$T/dnf.box/bin/busybox" ] && [ ! -e "$T/dnf.box/usr/share/hutchhello" ] && no_build_leftovers'
 rm -rf "$T/dnf.box"
 
+# GPG: a repository whose packages are signed (rpmsign) with the key named: the key is
+# imported into the image's rpm database and every package checked; an unsigned repository,
+# or packages signed by another key, fail the build
+export GNUPGHOME=$T/gnupg
+mkdir -m 0700 "$GNUPGHOME"
+cleanup_gpg() { gpgconf --homedir "$T/gnupg" --kill gpg-agent 2>/dev/null; }
+trap 'cleanup_gpg; rm -rf "$T"' EXIT
+if command -v gpg >/dev/null && command -v rpmsign >/dev/null &&
+	gpg --batch --pinentry-mode loopback --passphrase '' --quick-gen-key 'hutch signer <signer@hutch.test>' rsa2048 sign 1d 2>/dev/null &&
+	gpg --batch --pinentry-mode loopback --passphrase '' --quick-gen-key 'hutch other <other@hutch.test>' rsa2048 sign 1d 2>/dev/null; then
+	gpg --armor --export signer@hutch.test > "$T/RPM-GPG-KEY-signer"
+	gpg --armor --export other@hutch.test > "$T/RPM-GPG-KEY-other"
+	mkdir -p "$T/el2/repo"
+	cp "$T"/el1/repo/*.rpm "$T/el2/repo/"
+	rpmsign --define "__gpg $(command -v gpg)" --define "_gpg_name signer@hutch.test" --define "_gpg_path $GNUPGHOME" --addsign "$T"/el2/repo/*.rpm >"$T/rpmsign.log" 2>&1 &&
+		createrepo_c -q "$T/el2/repo" || { notok "rpmsign and createrepo_c of a signed repository"; sed 's/^/#   /' "$T/rpmsign.log"; }
+	printf 'Bootstrap: yum\nMirrorURL: file://%s/el2/repo\nGPG: %s\nInclude: hutchhello\n' "$T" "$T/RPM-GPG-KEY-signer" > "$T/gpg.def"
+	run "$HUTCH" build -q --sandbox "$T/gpg.box" "$T/gpg.def"
+	check "Bootstrap: yum with GPG: signed packages pass, the key is in the image's rpm database" '[ $RC -eq 0 ] && [ -f "$T/gpg.box/usr/share/hutchhello/hello.txt" ] && rpm --root "$T/gpg.box" --dbpath /var/lib/rpm -q gpg-pubkey --qf "%{SUMMARY}\n" | grep -q "signer@hutch.test" && no_build_leftovers'
+	rm -rf "$T/gpg.box"
+	printf 'Bootstrap: yum\nMirrorURL: file://%s/el1/repo\nGPG: %s\nInclude: hutchhello\n' "$T" "$T/RPM-GPG-KEY-signer" > "$T/gpg2.def"
+	run "$HUTCH" build -q "$T/bad.sif" "$T/gpg2.def"
+	check "Bootstrap: yum with GPG from a repository of unsigned packages: the build fails, nothing left" '[ $RC -eq 255 ] && grep -q "^hutch: error: .*Bootstrap: yum: dnf failed" "$ERR" && [ ! -e "$T/bad.sif" ] && no_build_leftovers'
+	printf 'Bootstrap: yum\nMirrorURL: file://%s/el2/repo\nGPG: %s\nInclude: hutchhello\n' "$T" "$T/RPM-GPG-KEY-other" > "$T/gpg3.def"
+	run "$HUTCH" build -q "$T/bad.sif" "$T/gpg3.def"
+	check "Bootstrap: yum with GPG naming another key than the packages' signer: the build fails, nothing left" '[ $RC -eq 255 ] && grep -q "^hutch: error: .*Bootstrap: yum: dnf failed" "$ERR" && [ ! -e "$T/bad.sif" ] && no_build_leftovers'
+	cleanup_gpg
+	rm -f "$T/bad.sif"
+else
+	notok "gpg makes a signing key and rpmsign is installed (packages gnupg, rpm; see dev.sh)"
+fi
+
 # bad headers: one line, nothing made
 printf 'Bootstrap: yum\nMirrorURL: file://%s/nosuch\n' "$T" > "$T/bad1.def"
 run "$HUTCH" build -q "$T/bad.sif" "$T/bad1.def"
