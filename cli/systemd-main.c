@@ -17,7 +17,13 @@
  * --wait` does: the caller's stdin, stdout and stderr, environment and folder, the limits as
  * properties, Delegate=yes; it forwards SIGINT, SIGTERM and SIGHUP to the unit's main
  * process, waits for the unit to end and exits with the payload's status (128+N when killed
- * by signal N), 255 with one "hutch: error:" line on stderr when the unit cannot run. */
+ * by signal N), 255 with one "hutch: error:" line on stderr when the unit cannot run.
+ * When stdin and stdout are a terminal, the unit gets a new pseudo-terminal instead, as
+ * `systemd-run --pty` does: systemd makes a terminal it is given as stdin the service's
+ * controlling terminal (and resets it, flushing what was typed before), so that an
+ * interactive shell has job control and Ctrl-C, Ctrl-Z reach its foreground job; the
+ * caller's own terminal, the controlling one of the caller's session, could not be. The
+ * caller's terminal is put in raw mode and relayed to and from it, its size passed on. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,11 +35,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <systemd/sd-bus.h>
+#include <termios.h>
 #include <unistd.h>
 
 #define EXIT_NO_MANAGER 3
@@ -477,7 +485,8 @@ static void stdio_fill(void)
                         _exit(EXIT_HUTCH_FAILURE);
 }
 
-static int run_request(sd_bus *bus, sd_bus_message **ret, const char *unit, char **props, size_t n_props, char **argv)
+static int run_request(sd_bus *bus, sd_bus_message **ret, const char *unit, const int stdio[3], char **props,
+                       size_t n_props, char **argv)
 {
         sd_bus_message *m = NULL;
         char cwd[PATH_MAX];
@@ -490,8 +499,8 @@ static int run_request(sd_bus *bus, sd_bus_message **ret, const char *unit, char
         r = sd_bus_message_append(m, "(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)(sv)", "Description", "s", "hutch batch run",
                                   "Type", "s", "exec", "Delegate", "b", 1, "KillMode", "s", "mixed", "CollectMode", "s",
                                   "inactive-or-failed", "WorkingDirectory", "s", cwd, "StandardInputFileDescriptor",
-                                  "h", 0, "StandardOutputFileDescriptor", "h", 1, "StandardErrorFileDescriptor", "h", 2,
-                                  "SendSIGHUP", "b", 0);
+                                  "h", stdio[0], "StandardOutputFileDescriptor", "h", stdio[1],
+                                  "StandardErrorFileDescriptor", "h", stdio[2], "SendSIGHUP", "b", 0);
         /* the caller's umask, which a service would not have (systemd's default: 0022) */
         mode_t mask = umask(0);
         umask(mask);
@@ -550,9 +559,112 @@ static void events_read(struct run *u)
                 u->oom_kills = strtoull(k + 9, NULL, 10);
 }
 
-/* Until the unit is over: bus messages, and the signals to forward to the payload. */
-static int run_wait(sd_bus *bus, struct run *u, const char *path, int sfd)
+/* The unit's pseudo-terminal when the caller has a terminal (see the top of this file). */
+struct pty {
+        int master, slave; /* -1 without */
+        bool raw;          /* the caller's terminal is in raw mode, saved in *saved */
+        struct termios saved;
+};
+
+static void pty_size(const struct pty *t)
 {
+        struct winsize ws;
+        if (ioctl(STDIN_FILENO, TIOCGWINSZ, &ws) == 0)
+                (void) ioctl(t->master, TIOCSWINSZ, &ws);
+}
+
+/* A pseudo-terminal of the caller's terminal's size (its modes are systemd's sane ones). */
+static int pty_open(struct pty *t)
+{
+        t->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+        if (t->master < 0 || grantpt(t->master) < 0 || unlockpt(t->master) < 0)
+                return -errno;
+        char *name = ptsname(t->master);
+        if (!name || (t->slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
+                return -errno;
+        pty_size(t);
+        return 0;
+}
+
+/* The caller's terminal raw, once the unit has the pty: keys go to the unit's terminal as
+ * they are typed, which makes Ctrl-C and Ctrl-Z its signals. */
+static void pty_raw(struct pty *t)
+{
+        struct termios tio;
+        if (tcgetattr(STDIN_FILENO, &t->saved) < 0)
+                return;
+        tio = t->saved;
+        cfmakeraw(&tio);
+        t->raw = tcsetattr(STDIN_FILENO, TCSANOW, &tio) == 0;
+        fcntl(t->master, F_SETFL, O_NONBLOCK);
+}
+
+static bool write_all(int fd, const char *b, size_t n)
+{
+        while (n > 0) {
+                ssize_t w = write(fd, b, n);
+                if (w < 0 && errno == EINTR)
+                        continue;
+                if (w < 0 && errno == EAGAIN) { /* the unit's terminal has not read what it has */
+                        struct pollfd p = {.fd = fd, .events = POLLOUT};
+                        (void) poll(&p, 1, 100);
+                        continue;
+                }
+                if (w <= 0)
+                        return false;
+                b += w;
+                n -= (size_t) w;
+        }
+        return true;
+}
+
+/* Output of the unit's terminal to stdout; false once it has no more (every slave closed:
+ * EIO) or stdout is gone. */
+static bool pty_out(struct pty *t)
+{
+        char b[4096];
+        ssize_t n = read(t->master, b, sizeof b);
+        if (n <= 0)
+                return n < 0 && (errno == EAGAIN || errno == EINTR);
+        return write_all(STDOUT_FILENO, b, (size_t) n);
+}
+
+/* The caller's keys to the unit's terminal; false at the end of stdin. */
+static bool pty_in(struct pty *t)
+{
+        char b[1024];
+        ssize_t n = read(STDIN_FILENO, b, sizeof b);
+        if (n <= 0)
+                return n < 0 && errno == EINTR;
+        return write_all(t->master, b, (size_t) n);
+}
+
+/* What the unit wrote last relayed (its terminal answers EIO once every slave is closed,
+ * EAGAIN while one is open: a process the unit left behind), the caller's terminal as it
+ * was. */
+static void pty_close(struct pty *t)
+{
+        if (t->master >= 0 && t->slave < 0)
+                for (int i = 0; i < 4096; i++) {
+                        char b[4096];
+                        ssize_t n = read(t->master, b, sizeof b);
+                        if (n <= 0 || !write_all(STDOUT_FILENO, b, (size_t) n))
+                                break;
+                }
+        if (t->raw)
+                (void) tcsetattr(STDIN_FILENO, TCSADRAIN, &t->saved);
+        if (t->slave >= 0)
+                close(t->slave);
+        if (t->master >= 0)
+                close(t->master);
+        *t = (struct pty){.master = -1, .slave = -1};
+}
+
+/* Until the unit is over: bus messages, the signals to forward to the payload (SIGWINCH:
+ * the terminal's new size to the unit's pty), and the pty relayed. */
+static int run_wait(sd_bus *bus, struct run *u, const char *path, int sfd, struct pty *t)
+{
+        bool in_open = t->master >= 0, out_open = t->master >= 0;
         int pending = 0;
         bool opened = false;
         for (;;) {
@@ -583,16 +695,26 @@ static int run_wait(sd_bus *bus, struct run *u, const char *path, int sfd)
                         uint64_t now = (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
                         timeout = usec > now ? (int) ((usec - now + 999) / 1000) : 0;
                 }
-                struct pollfd p[3] = {{.fd = sd_bus_get_fd(bus), .events = (short) sd_bus_get_events(bus)},
+                struct pollfd p[5] = {{.fd = sd_bus_get_fd(bus), .events = (short) sd_bus_get_events(bus)},
                                       {.fd = sfd, .events = POLLIN},
-                                      {.fd = u->events, .events = POLLPRI}};
-                if (poll(p, 3, timeout) < 0 && errno != EINTR)
+                                      {.fd = u->events, .events = POLLPRI},
+                                      {.fd = in_open ? STDIN_FILENO : -1, .events = POLLIN},
+                                      {.fd = out_open ? t->master : -1, .events = POLLIN}};
+                if (poll(p, 5, timeout) < 0 && errno != EINTR)
                         return -errno;
                 if (p[2].revents & (POLLPRI | POLLERR))
                         events_read(u);
                 struct signalfd_siginfo si;
-                if (p[1].revents & POLLIN && read(sfd, &si, sizeof si) == (ssize_t) sizeof si)
-                        pending = (int) si.ssi_signo;
+                if (p[1].revents & POLLIN && read(sfd, &si, sizeof si) == (ssize_t) sizeof si) {
+                        if (si.ssi_signo == SIGWINCH)
+                                pty_size(t);
+                        else
+                                pending = (int) si.ssi_signo;
+                }
+                if (p[3].revents)
+                        in_open = pty_in(t);
+                if (p[4].revents)
+                        out_open = pty_out(t);
         }
 }
 
@@ -638,16 +760,32 @@ static int cmd_run(int argc, char **argv)
         if (i + 1 >= argc)
                 return run_fail("hutch-systemd: no command after --");
         stdio_fill();
+        struct pty t = {.master = -1, .slave = -1};
+        int stdio[3] = {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO};
+        if (isatty(STDIN_FILENO) && isatty(STDOUT_FILENO)) {
+                int k = pty_open(&t);
+                if (k < 0) {
+                        pty_close(&t);
+                        return run_fail("cannot make a terminal for the unit: %s", strerror(-k));
+                }
+                stdio[0] = stdio[1] = t.slave;
+                if (isatty(STDERR_FILENO))
+                        stdio[2] = t.slave;
+        }
         /* from here a Ctrl-C is the payload's: held until the unit runs, then passed on */
         sigset_t ss;
         sigemptyset(&ss);
         sigaddset(&ss, SIGINT);
         sigaddset(&ss, SIGTERM);
         sigaddset(&ss, SIGHUP);
+        if (t.master >= 0)
+                sigaddset(&ss, SIGWINCH);
         sigprocmask(SIG_BLOCK, &ss, NULL);
         int sfd = signalfd(-1, &ss, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (sfd < 0)
+        if (sfd < 0) {
+                pty_close(&t);
                 return run_fail("cannot watch signals: %s", strerror(errno));
+        }
 
         sd_bus *bus = NULL;
         sd_bus_error e = SD_BUS_ERROR_NULL;
@@ -656,6 +794,7 @@ static int cmd_run(int argc, char **argv)
         int r = connect_manager(&bus);
         if (r < 0) {
                 close(sfd);
+                pty_close(&t);
                 return run_fail("cannot reach the systemd user manager to apply the limits: %s", strerror(-r));
         }
         if ((r = sd_bus_path_encode("/org/freedesktop/systemd1/unit", u.unit, &path)) < 0)
@@ -675,7 +814,7 @@ static int cmd_run(int argc, char **argv)
                 r = run_fail("the systemd user manager does not answer: %s", e.message ? e.message : strerror(-r));
                 goto out;
         }
-        if ((r = run_request(bus, &m, u.unit, props, n_props, argv + i + 1)) < 0) {
+        if ((r = run_request(bus, &m, u.unit, stdio, props, n_props, argv + i + 1)) < 0) {
                 r = run_fail("cannot build the request for unit %s: %s", u.unit, strerror(-r));
                 goto out;
         }
@@ -688,7 +827,13 @@ static int cmd_run(int argc, char **argv)
                 r = run_fail("systemd's answer for unit %s is not understood", u.unit);
                 goto out;
         }
-        r = run_wait(bus, &u, path, sfd);
+        if (t.master >= 0) { /* the manager has its own copy: the last one closed ends the relay */
+                close(t.slave);
+                t.slave = -1;
+                pty_raw(&t);
+        }
+        r = run_wait(bus, &u, path, sfd, &t);
+        pty_close(&t);
         if (r < 0) {
                 /* nobody would wait for it: the unit is not left running */
                 kill_unit(bus, u.unit, "all", SIGKILL);
@@ -697,6 +842,7 @@ static int cmd_run(int argc, char **argv)
         }
         r = run_status(&u, props, n_props);
 out:
+        pty_close(&t); /* the terminal as it was before a message is printed */
         if (r < 0)
                 r = run_fail("cannot talk to the systemd user manager: %s", strerror(-r));
         close(sfd);

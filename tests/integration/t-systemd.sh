@@ -125,6 +125,29 @@ check "--caller is hutch's own: without --in-unit it is refused" 'fails_with "is
 RC=$?
 check "stdin, stdout, stderr, the environment, the folder and the umask are the caller's; the exit status is relayed" \
 	'[ $RC -eq 7 ] && out_is "hello yes $T/wd 0027" && [ "$(cat "$ERR")" = oops ]'
+# a caller with a terminal (script's): the unit gets a pseudo-terminal of its own, relayed,
+# which systemd makes the unit's controlling terminal: a shell has job control (set -m),
+# /dev/tty opens, a line typed reaches it (stdin held open through a FIFO until it ends)
+cat >"$T/ptyrun.sh" <<EOF
+exec setpriv --reuid=$U --regid=$U --init-groups env -i HOME=$UHOME XDG_RUNTIME_DIR=$RT PATH=$PATH ${SAN[*]:-} $HUTCH exec --memory 64M $I sh -c 'set -m; sleep 1 & jobs; wait; if exec 3</dev/tty; then echo "has a controlling terminal"; fi; read l; echo "got \$l"; exit 3'
+EOF
+mkfifo "$T/keys"
+script -q -e -c "sh $T/ptyrun.sh" /dev/null <"$T/keys" >"$OUT" 2>&1 &
+SP=$!
+exec 4>"$T/keys"
+# (typed once the command runs: systemd resets a terminal it is given, flushing its input)
+wait_for 'grep -q "has a controlling terminal" "$OUT"' 300 && printf 'a typed line\n' >&4
+if wait_for '! kill -0 "$SP" 2>/dev/null' 300; then
+	wait "$SP"
+	RC=$?
+else
+	RC=124
+	ps -eo pid,ppid,user,stat,wchan:20,cmd | grep -v "ps -eo" | sed 's/^/#   ps: /' | grep -E "script|hutch|sh -c|sleep|systemd" >&2
+	kill "$SP"
+fi
+exec 4>&-
+check "a terminal's run through the manager: a pty of its own as its controlling terminal (job control), keys relayed, status back" \
+	'[ $RC -eq 3 ] && out_has "has a controlling terminal" && out_has "got a typed line" && out_has "Running.*sleep 1" && ! out_has "job control turned off" && wait_for "[ -z \"\$(runs)\" ]"'
 run asu "$HUTCH" exec --memory 64M "$T/nonexistent.sif" true
 check "a bad image: one line, status 255, no unit left" \
 	'fails_with "nonexistent.sif" && wait_for "[ -z \"\$(runs)\" ]"'
