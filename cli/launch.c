@@ -832,10 +832,16 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
                 /* --disable-cache (or APPTAINER_DISABLE_CACHE): a batch run's image is pulled
                  * into a temporary folder and removed once the launch has it open; an
                  * instance's must outlive its start (a restart opens it again) */
-                if (a->disable_cache && a->instance)
-                        return cli_usage_error(verb, "--disable-cache: an instance's registry image runs from the "
-                                                     "cache; pull it to a file with 'hutch pull --disable-cache' "
-                                                     "and start that");
+                if (a->disable_cache && a->instance) {
+                        /* given here, refused; from a site-wide APPTAINER_DISABLE_CACHE, noted */
+                        if (seen[option_index(OPT_DISABLE_CACHE, -1)])
+                                return cli_usage_error(verb, "--disable-cache: an instance's registry image runs from "
+                                                             "the cache; pull it to a file with 'hutch pull "
+                                                             "--disable-cache' and start that");
+                        log_verbose("DISABLE_CACHE from the environment: an instance's registry image runs from the "
+                                    "cache all the same");
+                        a->disable_cache = false;
+                }
                 if ((r = cli_registry_fetch(s->image, a->no_https, a->disable_cache, &a->image_path)) >= 0)
                         return r;
                 s->image = a->image_path;

@@ -62,6 +62,17 @@ run "$HUTCH" exec --memory 32M "$R" sh -c 'head -c 200000000 /dev/zero | tail >/
 check "a memory hog above --memory 32M is OOM-killed and hutch reports it" '[ $RC -eq 137 ] && err_has "OOM killer" && err_has "32 MiB"'
 run "$HUTCH" exec --memory 32M "$R" sh -c 'head -c 1000000 /dev/zero | tail >/dev/null; echo fine'
 check "a payload under its memory limit runs normally" 'out_is fine && [ $RC -eq 0 ] && ! err_has OOM'
+# limits with a user's writable ext3 overlay (fuse2fs and fuse-overlayfs run in the
+# container's cgroup): a hog OOM-killed there is reported, the overlay keeps what was
+# written before and stays clean, and it mounts again
+if [ "$MODE" = user ] && [ -x /usr/sbin/e2fsck ]; then
+	run "$HUTCH" overlay create --size 64 "$T/ov.img"
+	run "$HUTCH" exec --memory 32M --overlay "$T/ov.img" "$R" sh -c 'echo kept > /kept; sync; head -c 200000000 /dev/zero | tail >/dev/null'
+	check "a memory hog OOM-killed in a container with a user's ext3 overlay is reported, the image stays clean (e2fsck -fn)" \
+		'[ $RC -eq 137 ] && err_has "OOM killer" && /usr/sbin/e2fsck -fn "$T/ov.img" >"$T/fsck.out" 2>&1'
+	run "$HUTCH" exec --memory 32M --overlay "$T/ov.img" "$R" cat /kept
+	check "... and keeps what was written before the kill" '[ $RC -eq 0 ] && out_is kept'
+fi
 run "$HUTCH" exec --pid --pids-limit 10 "$R" sh -c '(i=0; while [ $i -lt 40 ]; do sleep 3 & i=$((i+1)); done) 2>/dev/null; set -- /proc/[0-9]*; echo $#'
 check "--pids-limit 10 stops a fork bomb at 10 processes" '[ "$(cat "$OUT")" -le 10 ] && [ "$(cat "$OUT")" -ge 8 ]'
 run "$HUTCH" exec --cpus 0.5 "$R" sh -c "

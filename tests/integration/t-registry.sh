@@ -254,9 +254,9 @@ else
 	notok "docker-daemon: needs podman (dev.sh TEST_DEPS)"
 fi
 rm -f oci_layers.sif z.tar_latest.sif d.tar_latest.sif
-run "$HUTCH" instance start "docker://$R/test/busybox:basic" regtest
+run env APPTAINER_DISABLE_CACHE=1 "$HUTCH" instance start "docker://$R/test/busybox:basic" regtest
 run "$HUTCH" exec instance://regtest cat /etc/marker
-check "instance start docker://" '[ $RC -eq 0 ] && out_is base'
+check "instance start docker:// (from the cache even with APPTAINER_DISABLE_CACHE set: its image must outlive the start)" '[ $RC -eq 0 ] && out_is base'
 "$HUTCH" instance stop regtest >/dev/null 2>&1
 run "$HUTCH" cache list
 check "cache list counts the SIFs and blobs" '[ $RC -eq 0 ] && out_has "There are [1-9][0-9]* container file(s) using .* and [1-9][0-9]* oci blob file(s)" && out_has "^Total space used: " && out_has "Image cache folder: $T/cache"'
