@@ -173,6 +173,7 @@ static int build_recipe(struct cli *c, const struct build_args *a, bool progress
                 .keep_build = a->keep_build,
                 .fix_perms = a->fix_perms,
                 .warn_unused_args = a->warn_unused,
+                .disable_cache = a->disable_cache,
                 .conf = &c->conf,
                 .host_env = c->environ,
         };

@@ -568,8 +568,11 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
                 work_remove(&b);
         for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
                 sigaction(sigs[i], &old[i], NULL);
-        for (size_t i = 0; b.pulled && i < b.rec.n_stages; i++)
+        for (size_t i = 0; b.pulled && i < b.rec.n_stages; i++) {
+                if (b.pulled[i] && s->disable_cache)
+                        unlink_with_folder(b.pulled[i]);
                 free(b.pulled[i]);
+        }
         free(b.pulled);
         recipe_free(&b.rec);
         return r;

@@ -131,6 +131,9 @@ struct recipe_build_spec {
         /* --warn-unused-build-args: a --build-arg no template uses is a warning (else an error,
          * as Apptainer's) */
         bool warn_unused_args;
+        /* --disable-cache: a registry agent's source is pulled into a temporary folder, not
+         * the cache, and removed with it after the build */
+        bool disable_cache;
         const struct hutch_conf *conf;
         char **host_env;
 };

@@ -92,9 +92,10 @@ static char *registry_uri(const struct recipe_stage *st)
         return u;
 }
 
-/* `hutch-registry cache-pull URI`: the path of the cached SIF it prints on stdout; its
- * progress and errors go to our stderr. */
-static int registry_fetch(const char *uri, char **ret, struct hutch_error *err)
+/* `hutch-registry cache-pull [--disable-cache] URI`: the path of the cached SIF (or of
+ * one in a temporary folder of its own) it prints on stdout; its progress and errors go to
+ * our stderr. */
+static int registry_fetch(const char *uri, bool disable_cache, char **ret, struct hutch_error *err)
 {
         char prog[PATH_MAX];
         if (!libexec_program("hutch-registry", prog, sizeof prog))
@@ -111,9 +112,13 @@ static int registry_fetch(const char *uri, char **ret, struct hutch_error *err)
                 return hutch_err_sys(err, -errno, "cannot run hutch-registry");
         }
         if (pid == 0) {
-                bool quiet = log_get_level() < LOG_LEVEL_INFO;
-                char *argv[] = {"hutch-registry", quiet ? "--quiet" : "cache-pull", quiet ? "cache-pull" : (char *) uri,
-                                quiet ? (char *) uri : NULL, NULL};
+                char *argv[6] = {"hutch-registry"}, **a = argv + 1;
+                if (log_get_level() < LOG_LEVEL_INFO)
+                        *a++ = "--quiet";
+                *a++ = "cache-pull";
+                if (disable_cache)
+                        *a++ = "--disable-cache";
+                *a = (char *) uri;
                 if (dup2(pfd[1], STDOUT_FILENO) < 0)
                         _exit(127);
                 execv(prog, argv);
@@ -154,7 +159,7 @@ int agents_fetch(struct build_ctx *b, struct hutch_error *err)
                 _cleanup_free_ char *uri = registry_uri(st);
                 if (!uri)
                         return hutch_err(err, -ENOMEM, "out of memory");
-                int r = registry_fetch(uri, &b->pulled[i], err);
+                int r = registry_fetch(uri, b->spec->disable_cache, &b->pulled[i], err);
                 if (r < 0)
                         return r;
         }

@@ -235,6 +235,10 @@ if python3 "$H/mkoci.py" "$T/oci" >/dev/null 2>&1; then
 	check "Bootstrap: oci (hutch-registry's cache)" '[ $RC -eq 0 ] && err_has "Fetching oci:" && no_build_leftovers'
 	run "$HUTCH" exec "$T/oci.sif" cat /agent.txt
 	check "and %post ran on it" 'out_is from-oci'
+	mkdir "$T/ntmp"
+	run env HUTCH_TMPDIR="$T/ntmp" HUTCH_CACHEDIR="$T/nocache" "$HUTCH" build -q --disable-cache "$T/oci2.sif" "$T/oci.def"
+	check "build --disable-cache of Bootstrap: oci: no cache made, its temporary image removed" '[ $RC -eq 0 ] && [ "$("$HUTCH" exec "$T/oci2.sif" cat /agent.txt)" = from-oci ] && [ ! -e "$T/nocache" ] && [ -z "$(ls -A "$T/ntmp")" ] && no_build_leftovers'
+	rm -f "$T/oci2.sif"
 	if command -v skopeo >/dev/null; then
 		skopeo copy -q --insecure-policy "oci:$T/oci:basic" "docker-archive:$T/d.tar" 2>/dev/null
 		printf 'Bootstrap: docker-archive\nFrom: %s/d.tar\n%%post\n    echo from-archive > /agent.txt\n' "$T" > "$T/da.def"
