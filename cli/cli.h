@@ -95,6 +95,9 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
  * after the one error line. */
 int cli_trust_check(struct cli *c, const char *image);
 void launch_args_free(struct launch_args *a);
+/* APPTAINER_INSTANCE, SINGULARITY_INSTANCE and HUTCH_INSTANCE=name inside (as Apptainer
+ * sets them in an instance and in its joins), unless --env set them. */
+int launch_spec_instance_name(struct launch_spec *s, const char *name);
 
 void cli_instance_env(const struct cli *c, struct instance_env *ret);
 int verb_instance(struct cli *c, int argc, char **argv);

@@ -242,6 +242,10 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, cons
                 goto out;
         }
         a.spec.argv = a.rest + 1;
+        if (launch_spec_instance_name(&a.spec, is.name) < 0) {
+                r = cli_usage_error(verb, "out of memory");
+                goto out;
+        }
         if (startswith(a.spec.image, "instance://")) {
                 r = cli_usage_error(verb, "IMAGE cannot be an instance");
                 goto out;
@@ -724,7 +728,7 @@ static int cmd_stop(struct cli *c, int argc, char **argv)
         struct hutch_error err = HUTCH_ERROR_INIT;
         bool all = false, force = false;
         const char *user = NULL;
-        int sig = SIGTERM, timeout_ms = 10000, o;
+        int sig = SIGINT, timeout_ms = 10000, o; /* as Apptainer's stop */
         optind = 1;
         opterr = 0;
         while ((o = getopt_long(argc, argv, "+as:t:Fu:h", stop_options, NULL)) != -1) {

@@ -850,6 +850,21 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
         return cli_trust_check(c, s->image);
 }
 
+int launch_spec_instance_name(struct launch_spec *s, const char *name)
+{
+        static const char *const keys[] = {"APPTAINER_INSTANCE", "SINGULARITY_INSTANCE", "HUTCH_INSTANCE"};
+        for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
+                if (strv_env_get(s->env, keys[i]))
+                        continue;
+                _cleanup_free_ char *kv = NULL;
+                if (asprintf(&kv, "%s=%s", keys[i], name) < 0)
+                        return -ENOMEM;
+                if (strv_push(&s->env, steal_pointer(&kv)) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
 /* A unit written by hand (Type=notify) around `hutch exec|run`: the payload reaches the
  * manager's $NOTIFY_SOCKET. A path is bound at the same path inside and the variable kept
  * even under --cleanenv (unless --env sets it); an abstract socket ('@') lives in the
@@ -1048,6 +1063,10 @@ int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
         if (startswith(s->image, "instance://")) {
                 struct instance_env env;
                 cli_instance_env(c, &env);
+                if (launch_spec_instance_name(s, s->image + strlen("instance://")) < 0) {
+                        r = cli_usage_error(verb, "out of memory");
+                        goto out;
+                }
                 r = instance_join(&env, s->image + strlen("instance://"), s, &status, &err);
         } else if ((r = notify_passthrough(c, &a)) < 0) {
                 r = cli_usage_error(verb, "out of memory");

@@ -507,7 +507,7 @@ int instance_claim(const struct instance_env *env, const char *name, unsigned ma
                 close(fds[i]);
         }
         if (taken)
-                return hutch_err(err, -EEXIST, "instance '%s' already exists", name);
+                return hutch_err(err, -EEXIST, "instance %s already exists", name);
         if (max > 0 && live > max)
                 return hutch_err(err, -EUSERS,
                                  "you run %u instances already, the most hutch.conf allows ('max instances')", max);
@@ -551,7 +551,7 @@ int instance_lock(int root_fd, const char *name, int *ret_dir_fd, int *ret_lock_
                 }
                 int r = lock_try(lfd);
                 if (r == -EAGAIN || r == -EACCES)
-                        return hutch_err(err, -EEXIST, "instance '%s' already exists", name);
+                        return hutch_err(err, -EEXIST, "instance %s already exists", name);
                 if (r < 0)
                         return hutch_err_sys(err, r, "cannot lock instance '%s'", name);
                 /* the lock must be on the file that is there now, not on one a leaving

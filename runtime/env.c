@@ -150,13 +150,13 @@ static int base_env(const struct launch_ctx *c, char ***env, char ***host)
          * are (Apptainer sets both so) */
         if (s->no_eval && (put(env, "SINGULARITY_NO_EVAL", "1") < 0 || put(env, "APPTAINER_NO_EVAL", "1") < 0))
                 return -ENOMEM;
-        if (s->n_binds > 0) { /* the user's binds, for a nested run (Apptainer sets them so) */
+        if (s->n_binds > 0) { /* the user's binds' destinations, for a nested run: as Apptainer
+                               * sets them, which binds them again from where they are inside */
                 _cleanup_free_ char *list = NULL;
                 for (size_t i = 0; i < s->n_binds; i++) {
                         char *n = NULL;
-                        if (asprintf(&n, "%s%s%s:%s%s", list ? list : "", list ? "," : "", s->binds[i].src,
-                                     s->binds[i].dst ? s->binds[i].dst : s->binds[i].src,
-                                     s->binds[i].ro ? ":ro" : "") < 0)
+                        if (asprintf(&n, "%s%s%s", list ? list : "", list ? "," : "",
+                                     s->binds[i].dst ? s->binds[i].dst : s->binds[i].src) < 0)
                                 return -ENOMEM;
                         free(list);
                         list = n;

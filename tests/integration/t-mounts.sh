@@ -51,10 +51,10 @@ run "$HUTCH" exec "$T/sandbox" sh -c 'echo w > /etc/written2'
 check "a sandbox is read-only without --writable" '[ $RC -ne 0 ] && [ ! -e $T/sandbox/etc/written2 ]'
 # The user's binds are listed inside, for a nested run (as Apptainer sets them)
 run "$HUTCH" exec -B "$T/data:/d1:ro" --bind "$T/data" "$I" sh -c 'echo "$APPTAINER_BIND|$SINGULARITY_BIND"'
-check "APPTAINER_BIND and SINGULARITY_BIND list the binds inside" 'out_is "$T/data:/d1:ro,$T/data:$T/data|$T/data:/d1:ro,$T/data:$T/data"'
+check "APPTAINER_BIND and SINGULARITY_BIND list the binds' destinations inside (as Apptainer, for nested runs)" 'out_is "/d1,$T/data|/d1,$T/data"'
 run "$HUTCH" exec -B "" -B "$T/data:/d2,," "$I" sh -c 'cat /d2/file; echo "[$APPTAINER_BIND]"'
 check "an empty bind spec binds nothing (as Apptainer)" 'out_is "payload
-[$T/data:/d2]"'
+[/d2]"'
 run "$HUTCH" exec "$I" sh -c 'echo "[${APPTAINER_BIND-unset}]"'
 check "without binds APPTAINER_BIND is not set" 'out_is "[unset]"'
 
