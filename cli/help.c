@@ -22,7 +22,7 @@ static const char launch_options[] =
         "  -H, --home SRC[:DST]          home folder to mount (default: $HOME at the same path)\n"
         "      --no-home                 do not mount the home folder\n"
         "      --pwd DIR, --cwd DIR      working folder inside\n"
-        "  -W, --workdir DIR             host folder for /tmp, /var/tmp (and $HOME with --contain)\n"
+        "  -W, --workdir DIR             with --contain: host folder for /tmp, /var/tmp and $HOME\n"
         "  -p, --pid                     new PID namespace (a minimal init is PID 1)\n"
         "      --no-init                 with --pid: the payload itself is PID 1\n"
         "  -i, --ipc                     new IPC namespace\n"

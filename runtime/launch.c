@@ -244,14 +244,15 @@ static int plan_binds(struct launch_ctx *c, struct hutch_error *err)
         return 0;
 }
 
-/* --workdir: host folders for /tmp, /var/tmp (and $HOME under --contain). */
+/* /tmp and /var/tmp: the host's; under --contain fresh ones, or with --workdir its folders
+ * (and $HOME there); --workdir alone changes nothing here, as in Apptainer. */
 static int plan_tmp(struct launch_ctx *c, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
         int r;
         if (!c->want_tmp)
                 return 0;
-        if (s->workdir) {
+        if (s->workdir && s->contain) {
                 _cleanup_free_ char *t = strjoin(s->workdir, "/tmp", NULL), *v = strjoin(s->workdir, "/var_tmp", NULL);
                 if (!t || !v)
                         return hutch_err(err, -ENOMEM, "out of memory");
@@ -370,7 +371,8 @@ static int learn_host(struct launch_ctx *c, struct hutch_error *err)
         return plan_net_files(c, err);
 }
 
-/* --pwd must exist (as Apptainer); else the host cwd when visible, else $HOME, else /. */
+/* --pwd must exist (as Apptainer); else the host cwd when visible (never under --contain,
+ * which starts in $HOME, as Apptainer), else $HOME, else /. */
 static int enter_workdir(const struct launch_ctx *c, struct hutch_error *err)
 {
         if (c->spec->pwd) {
@@ -378,7 +380,7 @@ static int enter_workdir(const struct launch_ctx *c, struct hutch_error *err)
                         return hutch_err_sys(err, -errno, "cannot change to --pwd '%s' in the container", c->spec->pwd);
                 return 0;
         }
-        if (c->cwd && chdir(c->cwd) == 0)
+        if (!c->spec->contain && c->cwd && chdir(c->cwd) == 0)
                 return 0;
         if (!c->home_dst || chdir(c->home_dst) < 0)
                 (void) !chdir("/");

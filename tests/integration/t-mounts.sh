@@ -37,6 +37,13 @@ run "$HUTCH" exec --contain "$I" sh -c 'echo hi > /dev/null && test -c /dev/null
 check "--contain /dev has null, urandom, pts, shm" '[ $RC -eq 0 ]'
 run "$HUTCH" exec --contain --workdir "$T/work" "$I" sh -c 'echo w > /tmp/w'
 check "--workdir backs /tmp under --contain" '[ "$(cat $T/work/tmp/w)" = w ]'
+run "$HUTCH" exec --workdir "$T/work2" "$I" sh -c 'echo w2 > /tmp/hutch-w2-$$; echo $$'
+check "--workdir without --contain leaves /tmp the host's (as Apptainer)" '[ $RC -eq 0 ] && [ -f "/tmp/hutch-w2-$(cat "$OUT")" ] && [ ! -e "$T/work2/tmp" ]'
+rm -f "/tmp/hutch-w2-$(cat "$OUT")"
+(cd /etc; "$HUTCH" exec --contain "$I" pwd >"$OUT" 2>"$ERR"; echo "$?" >"$T/rc")
+check "--contain starts in \$HOME, not the caller's folder (as Apptainer)" '[ "$(cat "$T/rc")" -eq 0 ] && out_is "$HOME"'
+(cd /etc; "$HUTCH" exec --contain -H "$T/data:/myhome" "$I" pwd >"$OUT" 2>"$ERR")
+check "... in --home's destination" 'out_is /myhome'
 run "$HUTCH" exec -H "$T/data:/myhome" "$I" sh -c 'echo $HOME; cat ~/file'
 check "-H src:dst mounts a custom home" 'out_is "/myhome
 payload"'
