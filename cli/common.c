@@ -160,6 +160,10 @@ int cli_load_conf(struct cli *c)
         int r = conf_load_system(&c->conf, HUTCH_CONF_PATH, &err);
         if (r < 0 && r != -ENOENT)
                 return cli_fail(&err);
+        /* without a system file, Apptainer's built-in 'bind path' (its /etc/hosts is bound
+         * anyway): the host's time zone inside; a host without one skips it */
+        if (r == -ENOENT && strv_extend(&c->conf.bind_paths, "/etc/localtime") < 0)
+                return cli_fail(&(struct hutch_error){.code = -ENOMEM, .msg = "out of memory"});
         if (!path && home && home[0] == '/')
                 path = own = strjoin(home, "/.hutch/hutch.conf", NULL);
         if (!path)

@@ -47,6 +47,11 @@ check "... in --home's destination" 'out_is /myhome'
 run "$HUTCH" exec -H "$T/data:/myhome" "$I" sh -c 'echo $HOME; cat ~/file'
 check "-H src:dst mounts a custom home" 'out_is "/myhome
 payload"'
+# (the system file of a build with meson's default prefix; none on a test machine)
+if [ -e /etc/localtime ] && [ ! -e /usr/local/etc/hutch/hutch.conf ]; then
+	run "$HUTCH" exec "$I" sh -c 'grep -c " /etc/localtime " /proc/self/mountinfo; md5sum < /etc/localtime'
+	check "without a system hutch.conf the host's /etc/localtime is bound (Apptainer's default bind path)" '[ "$(head -1 "$OUT")" -ge 1 ] && [ "$(tail -1 "$OUT")" = "$(md5sum < /etc/localtime)" ]'
+fi
 run "$HUTCH" exec --pwd /etc "$I" pwd
 check "--pwd sets the working folder" 'out_is /etc'
 (cd "$T/data" && run "$HUTCH" exec --no-mount tmp,cwd "$I" pwd)
