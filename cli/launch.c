@@ -175,6 +175,7 @@ void launch_args_free(struct launch_args *a)
         overlay_spec_free_array(a->spec.overlays, a->spec.n_overlays);
         strv_free(a->spec.env);
         strv_free(a->spec.scratch);
+        strv_free(a->spec.no_mount_paths);
         strv_free(a->env_opts);
         strv_free(a->env_files);
         strv_free(a->limit_flags);
@@ -252,7 +253,7 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
         case 'B': r = bind_spec_parse(arg, &s->binds, &s->n_binds, &err); break;
         case 'o': r = overlay_spec_add(arg, &s->overlays, &s->n_overlays, &err); break;
         case OPT_MOUNT: r = mount_spec_parse(arg, &s->binds, &s->n_binds, &err); break;
-        case OPT_NO_MOUNT: r = no_mount_parse(arg, &s->no_mount, &err); break;
+        case OPT_NO_MOUNT: r = no_mount_parse(arg, &s->no_mount, &s->no_mount_paths, &err); break;
         case 'c': s->contain = true; break;
         case 'C': s->contain = s->pid_ns = s->ipc_ns = s->cleanenv = true; break;
         case 'e': s->cleanenv = true; break;

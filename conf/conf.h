@@ -116,4 +116,7 @@ enum no_mount_bit {
         NO_MOUNT_PASSWD = 1u << 11,
         NO_MOUNT_GROUP = 1u << 12,
 };
-int no_mount_parse(const char *s, unsigned *mask, struct hutch_error *err);
+/* --no-mount LIST (as Apptainer's): names set bits of mask; another absolute path is the
+ * destination of a hutch.conf 'bind path' to leave out, added to *paths; an unknown name is
+ * a warning. Fails only when out of memory. */
+int no_mount_parse(const char *s, unsigned *mask, char ***paths, struct hutch_error *err);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "util/log.h"
 #include "util/util.h"
 
 void bind_spec_free_array(struct bind_spec *b, size_t n)
@@ -302,7 +303,7 @@ static const struct {
         {"/etc/resolv.conf", NO_MOUNT_RESOLV},
 };
 
-int no_mount_parse(const char *s, unsigned *mask, struct hutch_error *err)
+int no_mount_parse(const char *s, unsigned *mask, char ***paths, struct hutch_error *err)
 {
         _cleanup_strv_ char **names = NULL;
         if (strsplit(s, ",", &names) < 0)
@@ -319,12 +320,13 @@ int no_mount_parse(const char *s, unsigned *mask, struct hutch_error *err)
                                 *mask |= no_mount_paths[i].bit;
                                 found = true;
                         }
-                if (!found)
-                        return hutch_err(
-                                err, -EINVAL,
-                                "unknown --no-mount name '%s' (known: bind-paths, cwd, dev, devpts, home, hostfs, "
-                                "proc, sys, tmp, /etc/hosts, /etc/resolv.conf, /etc/passwd, /etc/group)",
-                                *p);
+                if (!found && (*p)[0] == '/') {
+                        if (strv_extend(paths, *p) < 0)
+                                return hutch_err(err, -ENOMEM, "out of memory");
+                } else if (!found)
+                        log_warning("--no-mount: ignoring unknown mount type '%s' (known: bind-paths, cwd, dev, "
+                                    "devpts, home, hostfs, proc, sys, tmp, or a path)",
+                                    *p);
         }
         return 0;
 }

@@ -201,7 +201,8 @@ static int plan_binds(struct launch_ctx *c, struct hutch_error *err)
                         size_t n = 0;
                         r = bind_spec_parse(*b, &v, &n, err);
                         for (size_t i = 0; r >= 0 && i < n; i++)
-                                r = add_bind(c, v[i].src, v[i].dst, v[i].ro, false, err);
+                                if (!strv_contains(s->no_mount_paths, v[i].dst))
+                                        r = add_bind(c, v[i].src, v[i].dst, v[i].ro, false, err);
                         bind_spec_free_array(v, n);
                         if (r < 0)
                                 return hutch_err_wrap(err, "hutch.conf 'bind path = %s'", *b);

@@ -25,7 +25,8 @@ struct launch_spec {
         char **argv;             /* exec: command and args; run/test/shell: args */
         struct bind_spec *binds; /* -B, --mount, HUTCH_BIND */
         size_t n_binds;
-        unsigned no_mount; /* enum no_mount_bit */
+        unsigned no_mount;     /* enum no_mount_bit */
+        char **no_mount_paths; /* --no-mount /PATH: hutch.conf 'bind path' entries bound there */
         bool contain, cleanenv, no_home, writable, writable_tmpfs, fakeroot;
         /* a build's step (recipe/): its staging tmpfs, a %post's /tmp, is not capped by
          * hutch.conf 'sessiondir max size' (downloads and unpacked sources live there) */

@@ -24,7 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void) mount_spec_parse(text, &b, &n, &err);
         bind_spec_free_array(b, n);
         unsigned mask = 0;
-        (void) no_mount_parse(text, &mask, &err);
+        char **skip = NULL;
+        (void) no_mount_parse(text, &mask, &skip, &err);
+        strv_free(skip);
         char **env = NULL;
         (void) env_file_parse(text, "fuzz.env", NULL, &env, &err);
         for (char **e = env; e && *e; e++)

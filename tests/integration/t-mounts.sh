@@ -51,6 +51,8 @@ payload"'
 if [ -e /etc/localtime ] && [ ! -e /usr/local/etc/hutch/hutch.conf ]; then
 	run "$HUTCH" exec "$I" sh -c 'grep -c " /etc/localtime " /proc/self/mountinfo; md5sum < /etc/localtime'
 	check "without a system hutch.conf the host's /etc/localtime is bound (Apptainer's default bind path)" '[ "$(head -1 "$OUT")" -ge 1 ] && [ "$(tail -1 "$OUT")" = "$(md5sum < /etc/localtime)" ]'
+	run "$HUTCH" exec --no-mount /etc/localtime "$I" grep -c " /etc/localtime " /proc/self/mountinfo
+	check "--no-mount /etc/localtime leaves that bind path out (as Apptainer)" 'out_is 0'
 fi
 run "$HUTCH" exec --pwd /etc "$I" pwd
 check "--pwd sets the working folder" 'out_is /etc'
