@@ -86,7 +86,7 @@ struct launch_args {
         char **security;                    /* --security values, in order */
         char *seccomp_text;                 /* the profile --security seccomp:FILE names */
         char *seccomp_path;                 /* FILE */
-        const char *pid_file;               /* --pid-file: the supervisor's pid, for Type=forking units */
+        const char *pid_file;               /* --pid-file: the instance's pid, for Type=forking units */
         const char *ready, *ready_timeout;  /* --ready, --ready-timeout as given */
         bool no_https, disable_cache;       /* for a registry IMAGE */
 };

@@ -191,8 +191,9 @@ static int supervisor_args(const struct instance_spec *is, const char *sub, int 
         return 0;
 }
 
-/* --pid-file (as Apptainer's): the supervisor's pid, the process that lives as long as the
- * instance, for a Type=forking unit's PIDFile=. */
+/* --pid-file (as Apptainer's): the instance's pid as `instance list` shows it, its init,
+ * PID 1 inside (a Type=forking unit's PIDFile= then tracks that process, in the unit's
+ * cgroup with the supervisor). */
 static int pid_file_write(const struct instance_spec *is, const char *path)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
@@ -200,7 +201,7 @@ static int pid_file_write(const struct instance_spec *is, const char *path)
         char line[32];
         if (instance_find(&is->env, is->name, &st, &err) < 0)
                 return cli_fail(&err);
-        int n = snprintf(line, sizeof line, "%d\n", (int) st.supervisor);
+        int n = snprintf(line, sizeof line, "%d\n", (int) st.pid);
         int r = write_file_at(AT_FDCWD, path, line, (size_t) n, 0644);
         if (r < 0) {
                 /* a unit that cannot find its process would never see it end: none is left */

@@ -363,8 +363,8 @@ EOF
 chown -R "$U" "$UHOME/.config"
 sctl daemon-reload
 sctl start forked.service
-check "Type=forking + PIDFile= around instance start --pid-file: active, its main process the supervisor" \
-	'[ "$(sctl is-active forked.service)" = active ] && [ "$(cat /proc/$(sctl show -P MainPID forked.service)/comm)" = hutch-supervise ]'
+check "Type=forking + PIDFile= around instance start --pid-file: active, its main process the instance's pid (as Apptainer writes it)" \
+	'[ "$(sctl is-active forked.service)" = active ] && [ "$(cat /proc/$(sctl show -P MainPID forked.service)/comm)" = hutch-init ] && [ "$(sctl show -P MainPID forked.service)" = "$(asu "$HUTCH" instance list --json forked | sed -n "s/.*\"pid\": \([0-9]*\).*/\1/p" | head -1)" ]'
 sctl stop forked.service
 check "... systemctl --user stop ends the instance" '! asu "$HUTCH" instance list | grep -q ^forked && ! pgrep -u $UID_ -x hutch-init'
 rm -f "$UHOME/.config/systemd/user/forked.service"
