@@ -125,27 +125,6 @@ static int sink_open(struct log_sink *s, bool truncate)
         return 0;
 }
 
-/* The log of the name's previous run is renamed aside at start and removed once the
- * container runs (drop_aside): truncating or unlinking it at once made ext4 deal with its
- * delayed-allocation data first, 0.5-0.8 ms of the start here. An aside file left by a
- * supervisor that died goes first. */
-static void sink_set_aside(struct log_sink *s)
-{
-        char old[INSTANCE_NAME_MAX + 16];
-        snprintf(old, sizeof old, "%s.old", s->name);
-        unlinkat(s->dir_fd, old, 0);
-        renameat(s->dir_fd, s->name, s->dir_fd, old);
-}
-
-static void sink_drop_aside(struct log_sink *s)
-{
-        char old[INSTANCE_NAME_MAX + 16];
-        if (!s->name)
-                return;
-        snprintf(old, sizeof old, "%s.old", s->name);
-        unlinkat(s->dir_fd, old, 0);
-}
-
 static void sink_rotate(struct log_sink *s)
 {
         char old[INSTANCE_NAME_MAX + 16];
@@ -309,17 +288,15 @@ static int logs_prepare(struct sup *u, struct hutch_error *err)
         return 0;
 }
 
-/* The log files, opened while the container starts (its output waits in the pipes): the
- * previous run's set aside, fresh ones made. In a home folder on NFS each of these is a
- * round trip to the server. Once; a restart keeps them. */
+/* The log files, opened while the container starts (its output waits in the pipes) and
+ * appended to, as Apptainer's: a name's earlier runs stay above (rotation bounds them). In
+ * a home folder on NFS each open is a round trip to the server. Once; a restart keeps them. */
 static int logs_open(struct sup *u, struct hutch_error *err)
 {
         int r;
         if (u->out.fd >= 0)
                 return 0;
-        sink_set_aside(&u->out);
-        sink_set_aside(&u->err);
-        if ((r = sink_open(&u->out, true)) < 0 || (r = sink_open(&u->err, true)) < 0)
+        if ((r = sink_open(&u->out, false)) < 0 || (r = sink_open(&u->err, false)) < 0)
                 return hutch_err_sys(err, r, "cannot open the logs of instance '%s'", u->spec->name);
         if (u->ctl_errno) { /* control_setup ran before the log was open */
                 note(u, "no control socket (%s): instance stop signals the supervisor", strerror(u->ctl_errno));
@@ -856,8 +833,6 @@ static void on_timer(struct sup *u)
         }
         if (u->tidy_pending) { /* a restart's backoff may have taken the timer over: now */
                 u->tidy_pending = false;
-                sink_drop_aside(&u->out);
-                sink_drop_aside(&u->err);
                 if (u->ready)
                         audit_start(u);
         }
@@ -1313,8 +1288,6 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
                 cgroup_destroy(&u.cg);
         if (u.dir_fd >= 0 && u.lock_fd >= 0)
                 instance_dir_remove(u.root_fd, u.dir_fd, spec->name);
-        sink_drop_aside(&u.out);
-        sink_drop_aside(&u.err);
         int fds[] = {u.root_fd,     u.dir_fd,      u.lock_fd,     u.epfd,        u.sigfd,
                      u.timerfd,     u.out_pipe[0], u.out_pipe[1], u.err_pipe[0], u.err_pipe[1],
                      u.srv_pipe[0], u.srv_pipe[1], u.self_fd,     u.out.dir_fd,  u.sync_fd,

@@ -74,6 +74,7 @@ check "--pid: a killed worker gives EIO, the payload's status and the one line" 
 leftovers "a --pid container's crashed server"
 
 # --- an instance's server: the supervisor's child, confined alike
+rm -f "$HOME"/.hutch/logs/*/srv.* "$HOME"/.hutch/logs/*/busy.* # (logs are appended to)
 run "$HUTCH" instance start "$I" srv
 server_pids
 sup=$(ps -o ppid= -p "${M:-0}" | tr -d " ")
