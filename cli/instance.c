@@ -638,6 +638,9 @@ static int cmd_list(struct cli *c, int argc, char **argv)
                 case 'h': cli_help_print("instance"); return 0;
                 default: return cli_usage_error("instance", "unknown option '%s'", argv[optind - 1]);
                 }
+        if (json && logs) /* one or the other, as Apptainer's */
+                return cli_usage_error("instance", "list: --json and --logs are not for one listing: more than one "
+                                                   "flags have been set");
         const char *glob = optind < argc ? argv[optind] : NULL;
         struct instance_state *v = NULL;
         size_t n = 0;

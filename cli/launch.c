@@ -292,7 +292,14 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
         case OPT_FUSEMOUNT:
                 return cli_usage_error(verb, "--fusemount is not supported: mount the FUSE file system on the host "
                                              "and bind it with -B");
-        case 'H': s->home = arg; break;
+        case 'H':
+                /* SRC or SRC:DST, as Apptainer's (which refuses a third part too) */
+                if (strchr(arg, ':') && strchr(strchr(arg, ':') + 1, ':'))
+                        return cli_usage_error(verb, "--home '%s': home argument has incorrect number of elements: 3 "
+                                                     "or more (SRC or SRC:DST)",
+                                               arg);
+                s->home = arg;
+                break;
         case OPT_NO_HOME: s->no_home = true; break;
         case OPT_PWD: s->pwd = arg; break;
         case 'W': s->workdir = arg; break;

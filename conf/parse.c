@@ -79,9 +79,10 @@ int bind_spec_parse(const char *s, struct bind_spec **v, size_t *n, struct hutch
 {
         while (*s) { /* an empty spec (-B "", "a:b,,c:d") binds nothing, as Apptainer's */
                 size_t len = strcspn(s, ",");
-                /* "a:b:ro,rw" style options after a comma belong to the previous spec */
+                /* "a:b:ro,rw" style options after a comma belong to the previous spec; an ro
+                 * among them wins, as in Apptainer */
                 if (len == 2 && (!strncmp(s, "ro", 2) || !strncmp(s, "rw", 2)) && *n > 0)
-                        (*v)[*n - 1].ro = s[1] == 'o';
+                        (*v)[*n - 1].ro |= s[1] == 'o';
                 else if (len > 0) {
                         int r = one_bind(s, len, v, n, err);
                         if (r < 0)

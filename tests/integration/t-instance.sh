@@ -42,6 +42,8 @@ kids=$(cat /proc/$pid/task/*/children 2>/dev/null)
 check "the init and the startscript's processes do not ignore SIGPIPE" '[ -n "$kids" ] && none_ignore_sigpipe $pid $kids'
 run "$HUTCH" instance list --json
 check "list --json in Apptainer's shape, tab-indented" 'out_has "\"instance\": \"web\"" && out_has "\"pid\": $pid" && out_has "\"img\": \"$I\"" && out_has "logErrPath" && grep -q "^$(printf "\t")\"instances\": \[" "$OUT"'
+run "$HUTCH" instance list --json --logs
+check "list --json --logs: one or the other (as Apptainer)" 'fails_with "more than one flags have been set"'
 run "$HUTCH" instance list --logs
 check "list --logs shows the log paths" 'out_has "\.hutch/logs/.*/web\.err" && out_has "\.hutch/logs/.*/web\.out"'
 run "$HUTCH" exec instance://web cat /proc/1/comm

@@ -44,6 +44,10 @@ rm -f "/tmp/hutch-w2-$(cat "$OUT")"
 check "--contain starts in \$HOME, not the caller's folder (as Apptainer)" '[ "$(cat "$T/rc")" -eq 0 ] && out_is "$HOME"'
 (cd /etc; "$HUTCH" exec --contain -H "$T/data:/myhome" "$I" pwd >"$OUT" 2>"$ERR")
 check "... in --home's destination" 'out_is /myhome'
+run "$HUTCH" exec -H "$T/data:/myhome:ro" "$I" true
+check "-H with a third part is refused, as Apptainer's" 'fails_with "home argument has incorrect number of elements"'
+run "$HUTCH" exec -B "$T/data:/rorw:ro,rw" "$I" sh -c 'touch /rorw/x'
+check "-B SRC:DST:ro,rw is read-only (an ro among the options wins, as Apptainer)" '[ $RC -ne 0 ] && [ ! -e "$T/data/x" ]'
 run "$HUTCH" exec -H "$T/data:/myhome" "$I" sh -c 'echo $HOME; cat ~/file'
 check "-H src:dst mounts a custom home" 'out_is "/myhome
 payload"'

@@ -115,6 +115,12 @@ static void test_bind_spec(void **state)
         assert_int_equal(bind_spec_parse(",,", &b, &n, &e), 0);
         assert_int_equal(n, 0);
         assert_null(b);
+        /* options after a comma: an ro among them wins, as Apptainer's */
+        assert_int_equal(bind_spec_parse("/d:/e:ro,rw,/f:/g:rw,ro", &b, &n, &e), 0);
+        assert_int_equal(n, 2);
+        assert_true(b[0].ro);
+        assert_true(b[1].ro);
+        bind_spec_free_array(b, n);
 }
 
 static void test_bind_spec_errors(void **state)
