@@ -547,9 +547,14 @@ static void print_json(const struct instance_state *v, size_t n)
                 json_object_array_add(arr, o);
         }
         json_object_object_add(root, "instances", arr);
-        /* tab-indented, as Apptainer's (Go's MarshalIndent with "\t") */
-        puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB |
-                                                          JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE));
+        /* tab-indented, as Apptainer's (Go's MarshalIndent with "\t", which writes an empty
+         * list as [], where json-c breaks the line) */
+        if (n == 0)
+                puts("{\n\t\"instances\": []\n}");
+        else
+                puts(json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_PRETTY_TAB |
+                                                                  JSON_C_TO_STRING_SPACED |
+                                                                  JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(root);
 }
 

@@ -295,8 +295,9 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
         case 'H':
                 /* SRC or SRC:DST, as Apptainer's (which refuses a third part too) */
                 if (strchr(arg, ':') && strchr(strchr(arg, ':') + 1, ':'))
-                        return cli_usage_error(verb, "--home '%s': home argument has incorrect number of elements: 3 "
-                                                     "or more (SRC or SRC:DST)",
+                        return cli_usage_error(verb,
+                                               "--home '%s': home argument has incorrect number of elements: 3 "
+                                               "or more (SRC or SRC:DST)",
                                                arg);
                 s->home = arg;
                 break;

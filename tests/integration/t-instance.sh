@@ -22,6 +22,8 @@ image_with_startscript() {
 count_rows() { "$HUTCH" instance list | tail -n +2 | wc -l; }
 
 # --- start, list, service, join, stop
+run "$HUTCH" instance list --json
+check "list --json of no instance: an empty list as Apptainer's (Go's) output writes it" 'out_is "$(printf "{\n\t\"instances\": []\n}")"'
 run "$HUTCH" instance start "$I" web
 check "start returns 0 once the container runs" '[ $RC -eq 0 ]'
 run "$HUTCH" instance list
@@ -446,7 +448,8 @@ if [ "$MODE" = root ]; then
 	UH=$(getent passwd "$U" | cut -d: -f6) uid=$(id -u "$U")
 	asu() { runuser -u "$U" -- env HOME="$UH" "$@"; }
 	asu "$HUTCH" instance start "$I" forge >/dev/null 2>&1
-	fsup=$(pgrep -u "$uid" -x hutch-supervise | head -1)
+	# (that instance's own: the user-mode run may have AUX_USER's instances too)
+	fsup=$(pgrep -u "$uid" -f -- "-- start .* forge\$" | head -1)
 	trap '[ -n "${fsup:-}" ] && kill "$fsup" 2>/dev/null; "$HUTCH" instance stop --all --force >/dev/null 2>&1; rm -rf "$T"' EXIT
 	fdir=$(readlink "/proc/$fsup/fd/4")
 	asu cp "$fdir/state" "$UH/forge.state"
