@@ -334,7 +334,9 @@ int instance_stop(const struct instance_env *env, const struct instance_state *s
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot signal the supervisor of instance '%s'", st->name);
         if (!force && !wait_gone(pidfd, timeout_ms)) {
-                log_verbose("instance '%s' did not stop within %d ms, killing it", st->name, timeout_ms);
+                /* Apptainer's words */
+                log_info("Killing %s instance of %s (PID=%d) (Timeout)", st->name, st->image ? st->image : "",
+                         (int) st->pid);
                 ask_supervisor(pidfd, SIGKILL);
         }
         /* the supervisor cleans up and leaves; one that hangs is killed, which takes the

@@ -303,8 +303,11 @@ static bool needs_eval(char *const *forced)
  * only a POSIX name may (-EINVAL otherwise; the CLI refuses others first). A value goes in
  * double-quoted when eval (Apptainer evaluates --env and *ENV_ values after the image's
  * scripts: $PATH, ${X}, $(cmd) expand there), single-quoted (as it is) otherwise. */
-int payload_env_script(char *const *forced, const char *app, bool eval, char **ret)
+int payload_env_script(char *const *forced, const char *app, bool eval, bool devnull, char **ret)
 {
+        /* without /dev/null (--no-mount dev on an image without one) nothing may be redirected
+         * there: the one redirect that must hide output becomes a command substitution */
+        const char *quiet = devnull ? "2>/dev/null" : "2>&-";
         _cleanup_free_ char *s =
                 strdup("for f in /.singularity.d/env/*.sh; do if [ -f \"$f\" ]; then . \"$f\"; "
                        /* after a Docker image's env, the default PATH's folders it lacks are
@@ -358,10 +361,10 @@ int payload_env_script(char *const *forced, const char *app, bool eval, char **r
                         free(line);
                         if (!ql ||
                             asprintf(&line,
-                                     "command eval %s 2>/dev/null || { echo \"hutch: error: cannot evaluate the "
+                                     "command eval %s %s || { echo \"hutch: error: cannot evaluate the "
                                      "value of %s in the container (--no-eval sets it as it is)\" >&2; exit 255; }; "
                                      "__hutch_v; unset -f __hutch_v; ",
-                                     ql, key) < 0)
+                                     ql, quiet, key) < 0)
                                 line = NULL;
                 } else if (line) {
                         char *n = strjoin(line, "; ", NULL);
@@ -377,14 +380,22 @@ int payload_env_script(char *const *forced, const char *app, bool eval, char **r
         /* a missing command, a folder or a file without x fail as without the wrapper (and as
          * Apptainer, whose exec looks the command up first): one line, status 255 */
         char *n = s ? strjoin(s,
-                              "__hutch_m=; command -v \"$1\" >/dev/null 2>&1 || __hutch_m='No such file or directory'; "
-                              "case $1 in */*) if [ -d \"$1\" ]; then __hutch_m='Is a directory'; "
-                              "elif [ -e \"$1\" ] && [ ! -x \"$1\" ]; then __hutch_m='Permission denied'; fi;; esac; "
-                              "[ -z \"$__hutch_m\" ] || { echo \"hutch: error: cannot run '$1' in the container: "
-                              "$__hutch_m\" >&2; "
-                              "exit 255; }; unset __hutch_m; exec \"$@\"",
+                              devnull ? "__hutch_m=; command -v \"$1\" >/dev/null 2>&1 || "
+                                        "__hutch_m='No such file or directory'; "
+                                      : "__hutch_m=; [ -n \"$(command -v \"$1\" 2>&-)\" ] || "
+                                        "__hutch_m='No such file or directory'; ",
                               NULL)
                     : NULL;
+        free(s);
+        s = n;
+        n = s ? strjoin(s,
+                        "case $1 in */*) if [ -d \"$1\" ]; then __hutch_m='Is a directory'; "
+                        "elif [ -e \"$1\" ] && [ ! -x \"$1\" ]; then __hutch_m='Permission denied'; fi;; esac; "
+                        "[ -z \"$__hutch_m\" ] || { echo \"hutch: error: cannot run '$1' in the container: "
+                        "$__hutch_m\" >&2; "
+                        "exit 255; }; unset __hutch_m; exec \"$@\"",
+                        NULL)
+              : NULL;
         if (!n)
                 return -ENOMEM;
         *ret = n;
@@ -493,7 +504,8 @@ int payload_prepare(struct launch_ctx *c, struct payload_cmd *ret, struct hutch_
         if (wrapper) {
                 _cleanup_free_ char *script = NULL;
                 _cleanup_strv_ char **w = NULL;
-                r = payload_env_script(c->spec->env, c->spec->app, !c->spec->no_eval, &script);
+                r = payload_env_script(c->spec->env, c->spec->app, !c->spec->no_eval,
+                                       !(c->spec->no_mount & NO_MOUNT_DEV), &script);
                 if (r == -EINVAL)
                         return hutch_err(err, r, "a forced environment variable has an invalid name");
                 if (r < 0 || strv_extend(&w, "/bin/sh") < 0 || strv_extend(&w, "-c") < 0 ||

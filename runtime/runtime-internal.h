@@ -172,7 +172,7 @@ int payload_prepare(struct launch_ctx *c, struct payload_cmd *ret, struct hutch_
 void payload_cmd_free(struct payload_cmd *cmd);
 /* The shell text of the wrapper that sources the image's env scripts and sets the forced
  * variables ("KEY=VALUE", KEY a POSIX name: -EINVAL otherwise). */
-int payload_env_script(char *const *forced, const char *app, bool eval, char **ret);
+int payload_env_script(char *const *forced, const char *app, bool eval, bool devnull, char **ret);
 
 /* gpu.c: --nv, --rocm */
 enum gpu_kind { GPU_NV, GPU_ROCM };

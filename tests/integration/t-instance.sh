@@ -402,7 +402,7 @@ run "$HUTCH" instance start "$d" stubborn
 s=$(date +%s%N)
 run "$HUTCH" instance stop --timeout 1 stubborn
 ms=$(( ($(date +%s%N) - s) / 1000000 ))
-check "stop --timeout kills a payload that ignores SIGINT and SIGTERM (${ms} ms)" '[ $RC -eq 0 ] && [ $ms -ge 900 ] && [ $ms -lt 5000 ]'
+check "stop --timeout kills a payload that ignores SIGINT and SIGTERM (${ms} ms), saying so as Apptainer" '[ $RC -eq 0 ] && [ $ms -ge 900 ] && [ $ms -lt 5000 ] && err_has "^INFO: *Killing stubborn instance of .* (PID=[0-9]*) (Timeout)$"'
 leftovers "stop --timeout"
 run "$HUTCH" instance start "$d" stubborn
 s=$(date +%s%N)

@@ -58,6 +58,10 @@ if [ -e /etc/localtime ] && [ ! -e /usr/local/etc/hutch/hutch.conf ]; then
 	run "$HUTCH" exec --no-mount /etc/localtime "$I" grep -c " /etc/localtime " /proc/self/mountinfo
 	check "--no-mount /etc/localtime leaves that bind path out (as Apptainer)" 'out_is 0'
 fi
+run "$HUTCH" exec --no-mount dev --env 'V=$HOME' "$I" sh -c 'echo "ok $V"'
+check "--no-mount dev: the image's /dev as it is, and the command runs (no redirect to a /dev/null it may lack)" '[ $RC -eq 0 ] && out_is "ok $HOME"'
+run "$HUTCH" exec --no-mount dev "$I" nosuchcommand
+check "... a missing command is still one line" 'fails_with "cannot run .nosuchcommand. in the container: No such file or directory"'
 run "$HUTCH" exec --pwd /etc "$I" pwd
 check "--pwd sets the working folder" 'out_is /etc'
 (cd "$T/data" && run "$HUTCH" exec --no-mount tmp,cwd "$I" pwd)

@@ -65,7 +65,7 @@ static void test_env_script(void **state)
         for (size_t i = 0; i < ELEMENTSOF(values); i++) {
                 _cleanup_free_ char *entry = strjoin("V=", values[i], NULL), *script = NULL;
                 char *forced[] = {entry, NULL};
-                assert_int_equal(payload_env_script(forced, NULL, false, &script), 0);
+                assert_int_equal(payload_env_script(forced, NULL, false, true, &script), 0);
                 _cleanup_free_ char *out = run_wrapper(script);
                 assert_string_equal(out, values[i]);
         }
@@ -91,7 +91,7 @@ static void test_env_script(void **state)
         for (size_t i = 0; i < ELEMENTSOF(evaluated); i++) {
                 _cleanup_free_ char *entry = strjoin("V=", evaluated[i][0], NULL), *script = NULL;
                 char *forced[] = {entry, NULL};
-                assert_int_equal(payload_env_script(forced, NULL, true, &script), 0);
+                assert_int_equal(payload_env_script(forced, NULL, true, true, &script), 0);
                 _cleanup_free_ char *out = run_wrapper(script);
                 assert_string_equal(out, evaluated[i][1]);
         }
@@ -100,7 +100,7 @@ static void test_env_script(void **state)
                 _cleanup_free_ char *esc = shell_dquote_escape(values[i]), *entry = strjoin("V=", esc, NULL),
                                     *script = NULL;
                 char *forced[] = {entry, NULL};
-                assert_int_equal(payload_env_script(forced, NULL, true, &script), 0);
+                assert_int_equal(payload_env_script(forced, NULL, true, true, &script), 0);
                 _cleanup_free_ char *out = run_wrapper(script);
                 assert_string_equal(out, values[i]);
         }
@@ -111,14 +111,14 @@ static void test_env_script(void **state)
         {
                 _cleanup_free_ char *script = NULL;
                 char *forced[] = {NULL};
-                assert_int_equal(payload_env_script(forced, NULL, true, &script), 0);
+                assert_int_equal(payload_env_script(forced, NULL, true, true, &script), 0);
                 _cleanup_free_ char *out = run_wrapper(script);
                 assert_string_equal(out, "from $host 'q'");
         }
         {
                 _cleanup_free_ char *script = NULL;
                 char *forced[] = {"V=forced", NULL};
-                assert_int_equal(payload_env_script(forced, NULL, true, &script), 0);
+                assert_int_equal(payload_env_script(forced, NULL, true, true, &script), 0);
                 _cleanup_free_ char *out = run_wrapper(script);
                 assert_string_equal(out, "forced");
         }
@@ -128,7 +128,7 @@ static void test_env_script(void **state)
         for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
                 char *script = NULL;
                 char *forced[] = {(char *) bad[i], NULL};
-                assert_int_equal(payload_env_script(forced, NULL, true, &script), -EINVAL);
+                assert_int_equal(payload_env_script(forced, NULL, true, true, &script), -EINVAL);
                 assert_null(script);
         }
 }
