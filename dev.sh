@@ -37,6 +37,8 @@ TEST_DEPS+=(debootstrap)
 # Bootstrap: yum/dnf and zypper run the host's dnf and zypper; their tests make a repository
 # with rpmbuild (package rpm) and createrepo_c, and sign its packages (rpmsign, gpg)
 TEST_DEPS+=(dnf zypper rpm createrepo-c gnupg)
+# the image server killed at a chosen system call (t-server): strace holds it there
+TEST_DEPS+=(strace)
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 

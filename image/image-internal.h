@@ -126,8 +126,9 @@ int serve_confine(const struct serve_filter *f, const int *keep, size_t n_keep, 
 /* The worker serves with up to SERVE_THREADS_MAX threads (one per CPU it may run on), each
  * its own squashfs reader (image/worker.c). */
 #define SERVE_THREADS_MAX 8
-/* The worker: takes sock (the mount's hand-over), sends the monitor its copy of the FUSE
- * fd and the image's path on ctl (which it takes), serves until owner_fd (a pidfd) polls
+/* The worker: takes sock (the mount's hand-over), sends the monitor copies of the mount's
+ * FUSE device and of the one it serves on (its clone, where it can be had) and the image's
+ * path on ctl (which it takes), serves until owner_fd (a pidfd) polls
  * ready or the mount goes away, with a decompressed-file cache of cache_max bytes (0:
  * none); in_flight: SERVE_THREADS_MAX slots shared with the monitor, each the unique id of
  * the request a thread answers (0: none). Returns its exit status: 0, or one of these,

@@ -21,6 +21,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -184,8 +185,13 @@ int serve_filter_build(enum serve_role role, int recv_fd, int send_fd, bool cach
          * RELEASE sent as the container ends) with perror, whose stream, dup'ed from
          * stderr, asks isatty (TCGETS) on its first write: "no terminal", else the worker
          * would die of SIGSYS on that line and be reported as crashed */
+        if (r >= 0 && worker) {
+                struct scmp_arg_cmp other = {.arg = 1, .op = SCMP_CMP_NE, .datum_a = FUSE_DEV_IOC_CLONE, .datum_b = 0};
+                r = seccomp_rule_add_array(ctx, SCMP_ACT_ERRNO(ENOTTY), SCMP_SYS(ioctl), 1, &other);
+        }
+        /* the worker's own device of the mount (image/worker.c: fuse_clone) */
         if (r >= 0 && worker)
-                r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOTTY), SCMP_SYS(ioctl), 0);
+                r = allow_on_arg(ctx, SCMP_SYS(ioctl), 1, FUSE_DEV_IOC_CLONE);
         /* glibc's first thread installs its handler of SIGSETXID (SIGRTMIN + 1), which
          * carries set*id calls to every thread: that signal's only */
         if (r >= 0 && worker)
@@ -306,11 +312,16 @@ static void reply_init(int fuse, const struct fuse_in_header *in, size_t len)
         reply(fuse, &r, sizeof r);
 }
 
-static void eio_serve(int fuse, int owner, const volatile uint64_t *in_flight)
+/* Answer the worker's requests, then those that come. The ones the worker's device holds
+ * (image/worker.c: fuse_clone) are answered through it: with EIO those in_flight names,
+ * with ECONNABORTED by the kernel the rest as it is closed. Takes worker_dev. */
+static void eio_serve(int fuse, int worker_dev, int owner, const volatile uint64_t *in_flight)
 {
         for (unsigned i = 0; i < SERVE_THREADS_MAX; i++)
                 if (in_flight[i])
-                        reply_err(fuse, in_flight[i], EIO);
+                        reply_err(worker_dev, in_flight[i], EIO);
+        if (worker_dev != fuse)
+                close(worker_dev);
         char *buf = mmap(NULL, EIO_BUF_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         if (buf == MAP_FAILED)
                 return;
@@ -387,10 +398,11 @@ static int worker_wait(pid_t worker)
 static int monitor(pid_t worker, int ctl, volatile uint64_t *in_flight)
 {
         char path[PATH_MAX];
-        int fuse = -EBADF, wfd = pidfd_open_pid(worker);
-        ssize_t n = recv_fds(ctl, path, sizeof path - 1, &fuse, 1);
+        int dev[2] = {-EBADF, -EBADF}, wfd = pidfd_open_pid(worker);
+        ssize_t n = recv_fds(ctl, path, sizeof path - 1, dev, 2);
+        int fuse = dev[0];
         close(ctl);
-        if (n <= 0 || fuse < 0 || wfd < 0) {
+        if (n <= 0 || dev[0] < 0 || dev[1] < 0 || wfd < 0) {
                 /* nothing was handed over, or the worker could not confine itself */
                 int ws = worker_wait(worker);
                 if (WIFEXITED(ws) && WEXITSTATUS(ws) == SERVE_EXIT_CONFINE)
@@ -416,12 +428,12 @@ static int monitor(pid_t worker, int ctl, volatile uint64_t *in_flight)
                 return 0;
         /* confined before it reads the first request the container sends */
         struct serve_filter filter;
-        int keep[] = {SERVE_OWNER_FD, SERVE_REPORT_FD, fuse};
+        int keep[] = {SERVE_OWNER_FD, SERVE_REPORT_FD, fuse, dev[1]};
         if (serve_filter_build(SERVE_MONITOR, -EBADF, -EBADF, false, &filter) < 0 ||
             serve_confine(&filter, keep, ELEMENTSOF(keep), -EBADF) < 0)
                 return 1; /* the mount fails (ENOTCONN) once this ends */
         report(SERVE_REPORT_FD, path, ws);
-        eio_serve(fuse, SERVE_OWNER_FD, in_flight);
+        eio_serve(fuse, dev[1], SERVE_OWNER_FD, in_flight);
         return 0;
 }
 

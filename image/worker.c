@@ -13,7 +13,9 @@
  * a lock of its own, image/inflate.c); a fragment block one thread inflated reaches the
  * others through the decompressed-file cache, when there is one. */
 #include <errno.h>
+#include <fcntl.h>
 #include <float.h>
+#include <linux/fuse.h>
 #include <malloc.h>
 #include <poll.h>
 #include <pthread.h>
@@ -21,6 +23,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -622,6 +625,26 @@ static bool serve(struct image *img, int fuse_fd, int owner_fd, volatile uint64_
         return true;
 }
 
+/* The device the worker serves the mount on: its own clone of the mount's (blank: opened
+ * blank), where it can be had, else the mount's. The kernel keeps each device's requests
+ * apart: those read from the clone are answered through it alone, and ended (with
+ * ECONNABORTED) when its last copy closes, the mount staying up while the monitor holds
+ * the mount's device. The monitor holds a copy of the clone too, so that it can answer
+ * with EIO the requests in_flight names once this process is gone; closing the clone then
+ * ends the ones a thread had read but not yet named (killed between the read and the
+ * store), which would otherwise wait for an answer for ever. Takes blank. */
+static int fuse_clone(int blank, int fuse)
+{
+        uint32_t from = (uint32_t) fuse;
+        if (blank < 0)
+                return fuse;
+        if (ioctl(blank, FUSE_DEV_IOC_CLONE, &from) < 0) {
+                close(blank);
+                return fuse;
+        }
+        return blank;
+}
+
 /* The worker's life: open the cache folder (of cache_max bytes; 0: none) and confine
  * itself while the launcher works up to the mount, wait for the mount on sock (which it
  * takes), give the monitor its copy of the FUSE fd and the image's name on ctl, serve,
@@ -637,7 +660,9 @@ int image_serve_worker(int sock, int owner_fd, int ctl, uint64_t cache_max, vola
         pool.n = cpus_usable();
         /* the cache only where Landlock keeps the worker beneath it (see landlock_beneath) */
         int cdir = inflate_cache_open(cache_max, serve_landlock_available());
-        int keep[] = {sock, owner_fd, ctl, cdir};
+        /* the worker's own device of the mount, once cloned (fuse_clone) */
+        int own_dev = open("/dev/fuse", O_RDWR | O_CLOEXEC);
+        int keep[] = {sock, owner_fd, ctl, cdir, own_dev};
         int r = serve_filter_build(SERVE_WORKER, sock, ctl, cdir >= 0, &filter);
         if (r >= 0)
                 r = serve_confine(&filter, keep, ELEMENTSOF(keep), cdir);
@@ -647,9 +672,15 @@ int image_serve_worker(int sock, int owner_fd, int ctl, uint64_t cache_max, vola
         close(sock);
         bool ok = n == (ssize_t) sizeof m && fds[0] >= 0 && fds[1] >= 0;
         if (ok) {
+                int dev[2] = {fds[0], fuse_clone(own_dev, fds[0])};
                 m.path[sizeof m.path - 1] = 0;
-                ok = send_fds(ctl, m.path, strlen(m.path) + 1, fds, 1) == 0;
-        }
+                ok = send_fds(ctl, m.path, strlen(m.path) + 1, dev, 2) == 0;
+                if (dev[1] != fds[0]) {
+                        close(fds[0]);
+                        fds[0] = dev[1];
+                }
+        } else if (own_dev >= 0)
+                close(own_dev);
         close(ctl);
         if (ok) {
                 struct image img = {

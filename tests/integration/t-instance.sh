@@ -452,6 +452,9 @@ if [ "$MODE" = root ]; then
 	fsup=$(pgrep -u "$uid" -f -- "-- start .* forge\$" | head -1)
 	trap '[ -n "${fsup:-}" ] && kill "$fsup" 2>/dev/null; "$HUTCH" instance stop --all --force >/dev/null 2>&1; rm -rf "$T"' EXIT
 	fdir=$(readlink "/proc/$fsup/fd/4")
+	# the supervisor writes the state once more, with the image's digest, after the start
+	# returned: the forgery comes after that, or that write would undo it
+	wait_for 'grep -q "^digest=." "$fdir/state"' 100
 	asu cp "$fdir/state" "$UH/forge.state"
 	asu sh -c 'sed "s/^uid=.*/uid=0/" "$1/state" > "$1/f" && mv -f "$1/f" "$1/state"' - "$fdir"
 	run timeout 10 "$HUTCH" instance list --user root

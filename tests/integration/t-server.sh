@@ -73,6 +73,29 @@ check "--pid: a killed worker gives EIO, the payload's status and the one line" 
 	'[ $RC -eq 4 ] && out_has "cat: " && ! out_is "cat: 0" && err_has "Input/output error" && grep -q "$corrupt_line" "$ERR"'
 leftovers "a --pid container's crashed server"
 
+# --- the worker killed between its read of a request and its note of the request for the
+# monitor (strace holds each read's return for 5 s): the request ends in an error, where it
+# would otherwise wait for an answer for ever (image/worker.c: fuse_clone)
+mkfifo "$T/go3"
+exec 7<>"$T/go3"
+"$HUTCH" exec "$I" sh -c 'read x; cat /etc/hutch-test-marker; echo "cat: $?"; exit 5' <&7 >"$OUT" 2>"$ERR" &
+hp=$!
+server_pids
+strace -f -p "$W" -e trace=read,splice -e inject=read,splice:delay_exit=5000000 -o "$T/strace" 2>/dev/null &
+sp=$!
+wait_for '[ "$(status_of "$W" TracerPid)" = "$sp" ]' 100
+echo go >&7
+wait_for 'grep -q "(DELAYED)" "$T/strace"' 100
+kill -KILL "$W" "$sp" # strace too: it would hold the dead worker from its monitor
+wait "$sp" 2>/dev/null
+wait_for '! kill -0 "$hp" 2>/dev/null' 150 || kill -KILL "$hp"
+wait "$hp"
+RC=$?
+exec 7>&-
+check "a worker killed holding a request it read: the payload gets an error, not a wait for ever" \
+	'[ $RC -eq 5 ] && out_has "cat: " && ! out_is "cat: 0" && grep -q "^hutch: error: image .$I. is corrupt (server ended: SIGKILL)$" "$ERR"'
+leftovers "a worker killed holding a request"
+
 # --- an instance's server: the supervisor's child, confined alike
 rm -f "$HOME"/.hutch/logs/*/srv.* "$HOME"/.hutch/logs/*/busy.* # (logs are appended to)
 run "$HUTCH" instance start "$I" srv
