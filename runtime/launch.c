@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <grp.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -72,6 +73,7 @@ void ctx_free(struct launch_ctx *c)
         free(c->host_home);
         free(c->shell);
         free(c->gecos);
+        free(c->group);
         free(c->home_dst);
         free(c->cwd);
         free(c->hosts_text);
@@ -115,7 +117,10 @@ static int learn_user(struct launch_ctx *c, struct hutch_error *err)
         c->host_home = strdup(home_env && *home_env ? home_env : pw ? pw->pw_dir : "/");
         c->shell = strdup(pw && pw->pw_shell && *pw->pw_shell ? pw->pw_shell : "/bin/sh");
         c->gecos = strdup(pw && pw->pw_gecos ? pw->pw_gecos : "");
-        if (!c->user || !c->host_home || !c->shell || !c->gecos)
+        /* the primary group's host name, as Apptainer writes the container's /etc/group */
+        struct group *gr = getgrgid(getgid());
+        c->group = strdup(gr && gr->gr_name && *gr->gr_name ? gr->gr_name : c->user ? c->user : "");
+        if (!c->user || !c->host_home || !c->shell || !c->gecos || !c->group)
                 return hutch_err(err, -ENOMEM, "out of memory");
         return idmap_plan_make(uid, getgid(), c->user, c->spec->fakeroot, !c->spec->ignore_subuid, &c->ids);
 }

@@ -598,7 +598,8 @@ int regular_file_read(int pathfd, const char *what, size_t max, char **ret, size
         return r < 0 ? hutch_err_sys(err, r, "cannot read %s", what) : 0;
 }
 
-/* /etc/passwd and /etc/group: the image's, plus the calling user's entry when missing. */
+/* /etc/passwd and /etc/group: the image's, plus the calling user's entry when missing (its
+ * primary group under the host's name for it, as Apptainer's). */
 static int write_identity(struct launch_ctx *c, struct rootfs *rt, struct hutch_error *err)
 {
         const struct launch_spec *s = c->spec;
@@ -634,7 +635,8 @@ static int write_identity(struct launch_ctx *c, struct rootfs *rt, struct hutch_
                                 line = NULL;
                 } else {
                         snprintf(key, sizeof key, ":%u:", (unsigned) c->ids.inside_gid);
-                        if (asprintf(&line, "%s:x:%u:%s\n", c->user, (unsigned) c->ids.inside_gid, c->user) < 0)
+                        if (asprintf(&line, "%s:x:%u:%s\n", c->ids.inside_gid == getgid() ? c->group : c->user,
+                                     (unsigned) c->ids.inside_gid, c->user) < 0)
                                 line = NULL;
                 }
                 if (!line)

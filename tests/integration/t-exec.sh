@@ -81,6 +81,14 @@ if [ "$uid" -ne 0 ]; then
 	check "/etc/passwd carries the caller's entry" '[ $RC -eq 0 ]'
 	run "$HUTCH" exec "$I" sh -c "grep '^$(id -gn):x:$gid:' /etc/group"
 	check "/etc/group carries the caller's group" '[ $RC -eq 0 ]'
+else
+	# a user whose primary group is not named after it: the container's /etc/group names
+	# the group as the host does, as Apptainer's
+	G=hutchgrp
+	id "$G" >/dev/null 2>&1 || useradd -M -N -g users -s /bin/sh "$G"
+	run runuser -u "$G" -- sh -c 'cd / && exec "$0" exec --no-home "$1" sh -c "grep ^users: /etc/group; id -gn"' "$HUTCH" "$I"
+	check "/etc/group names the caller's primary group as the host does" 'out_is "users:x:100:$G
+users"'
 fi
 run "$HUTCH" exec "$I" sh -c 'touch /newfile'
 check "the image root is read-only" '[ $RC -ne 0 ] && err_has "Read-only"'
