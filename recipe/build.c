@@ -12,10 +12,13 @@
 #include <json-c/json.h>
 #include <limits.h>
 #include <linux/openat2.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/mount.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -401,6 +404,13 @@ static void work_remove(struct build_ctx *b)
         if (b->workfd < 0)
                 return;
         cleaning = 1;
+        /* first the stages' overlays (stage_overlay), which rm would descend into */
+        for (size_t i = 0; b->overlaid && i < b->rec.n_stages; i++) {
+                char p[64];
+                snprintf(p, sizeof p, "/proc/self/fd/%d/stage-%zu", b->workfd, i + 1);
+                if (b->overlaid[i] && umount2(p, MNT_DETACH) == 0)
+                        b->overlaid[i] = false;
+        }
         _cleanup_strv_ char **argv = NULL;
         int r = 0, dfd = dup(b->workfd);
         DIR *d = dfd >= 0 ? fdopendir(dfd) : NULL;
@@ -444,6 +454,29 @@ static void work_keep(struct build_ctx *b, struct hutch_error *err)
         b->workfd = b->parentfd = -EBADF;
         b->work = mfree_str(b->work);
         b->workname = mfree_str(b->workname);
+}
+
+/* A localimage stage of a folder may be an overlay of it (stage.c: stage_overlay) where the
+ * build runs as root (a user's build, as root of a user namespace, copies: the copy leaves
+ * out the device nodes a user cannot make, which an overlay would show), in a mount
+ * namespace of its own, so that no mount of the build is seen outside it, and none is
+ * left should the build be killed. Not with --keep-build (the kept folder would hold an
+ * upper folder, not the tree) nor for --sandbox's last stage (renamed into place). */
+static void overlays_allow(struct build_ctx *b)
+{
+        const struct recipe_build_spec *s = b->spec;
+        if (b->fakeroot || getuid() != 0 || s->keep_build)
+                return;
+        bool any = false;
+        for (size_t i = 0; i < b->rec.n_stages; i++)
+                any |= !strcasecmp(b->rec.stages[i].bootstrap, "localimage");
+        if (!any || !(b->overlaid = calloc(b->rec.n_stages, sizeof *b->overlaid)))
+                return;
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+                log_verbose("no mount namespace for the build (%s): localimage folders are copied", strerror(errno));
+                return;
+        }
+        b->private_mounts = true;
 }
 
 char *mfree_str(char *p)
@@ -552,6 +585,10 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
         static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
         for (size_t i = 0; i < ELEMENTSOF(sigs); i++)
                 sigaction(sigs[i], &sa, &old[i]);
+        /* first: the build folder's descriptors then belong to the build's mount namespace,
+         * where its stages' overlays are */
+        if (r >= 0)
+                overlays_allow(&b);
         if (r >= 0)
                 r = work_make(&b, err);
         for (size_t i = 0; r >= 0 && i < b.rec.n_stages && !interrupted; i++)
@@ -574,6 +611,7 @@ int recipe_build(const struct recipe_build_spec *s, struct hutch_error *err)
                 free(b.pulled[i]);
         }
         free(b.pulled);
+        free(b.overlaid);
         recipe_free(&b.rec);
         return r;
 }

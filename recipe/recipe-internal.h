@@ -11,13 +11,15 @@
 struct build_ctx {
         const struct recipe_build_spec *spec;
         struct recipe rec;
-        char *work;     /* the private folder (absolute) */
-        char *workname; /* ... its name in its parent */
-        int workfd;     /* ... held open, O_DIRECTORY */
-        int parentfd;   /* its parent (the target's folder), held open */
-        bool fakeroot;  /* the build runs as root of a user namespace */
-        bool subids;    /* ... with the caller's subordinate ranges, not its id alone */
-        char **pulled;  /* per stage: the cached SIF of a registry agent's source, or NULL */
+        char *work;          /* the private folder (absolute) */
+        char *workname;      /* ... its name in its parent */
+        int workfd;          /* ... held open, O_DIRECTORY */
+        int parentfd;        /* its parent (the target's folder), held open */
+        bool fakeroot;       /* the build runs as root of a user namespace */
+        bool subids;         /* ... with the caller's subordinate ranges, not its id alone */
+        char **pulled;       /* per stage: the cached SIF of a registry agent's source, or NULL */
+        bool private_mounts; /* the build has a mount namespace of its own (stage_overlay) */
+        bool *overlaid;      /* per stage: its rootfs is an overlay mount (stage_overlay) */
 };
 
 /* path resolved inside the root (openat2 RESOLVE_IN_ROOT); -errno */

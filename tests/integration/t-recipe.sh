@@ -224,6 +224,61 @@ printf 'Bootstrap: localimage\nFrom: %s\n%%files\n    %s /usr/local/bin/\n' "$T/
 run "$HUTCH" build -q --sandbox "$T/evil2.sb" "$T/evil2.def"
 check "%files onto a symlink of the base image replaces it inside the rootfs" '[ $RC -eq 0 ] && [ "$(cat "$T/outside/victim")" = orig ] && [ ! -L "$T/evil2.sb/usr/local/bin/tool" ] && [ "$(cat "$T/evil2.sb/usr/local/bin/tool")" = new ] && no_build_leftovers'
 
+# A folder as the base: as root the stage is an overlay of it (recipe/stage.c:
+# stage_overlay), a user's build copies it; either way the folder is never written, and the
+# image holds what the sections appended, removed, replaced and chmod'ed.
+cp -a "$IMAGES/rootfs" "$T/base"
+mkdir -p "$T/base/opt/d"
+echo keep > "$T/base/opt/d/k" && echo old > "$T/base/opt/f" && echo gone > "$T/base/opt/gone"
+tree_sum() { (cd "$1" && find . -printf '%p %y %m %U %G %s %T@ %l\n' | sort && find . -type f -exec md5sum {} + | sort); }
+tree_sum "$T/base" > "$T/base.before"
+cat > "$T/ov.def" <<EOF
+Bootstrap: localimage
+From: $T/base
+
+%setup
+    echo setup >> "\$APPTAINER_ROOTFS/opt/f"
+%post
+    echo post >> /opt/f
+    rm /opt/gone
+    rm -r /opt/d && mkdir /opt/d && echo new > /opt/d/n
+    chmod 0700 /etc/hutch-test-marker
+    awk '\$5 == "/"' /proc/self/mountinfo | sed 's/.* - //' | cut -d' ' -f1 > /rootfs.type
+EOF
+run "$HUTCH" build -q "$T/ov.sif" "$T/ov.def"
+check "a folder base: the build succeeds and leaves nothing" '[ $RC -eq 0 ] && no_build_leftovers'
+run "$HUTCH" exec "$T/ov.sif" sh -c 'cat /opt/f; ls /opt; ls /opt/d; stat -c %a /etc/hutch-test-marker; cat /opt/d/n /rootfs.type'
+check "... the image has what %setup and %post changed, removed and replaced" \
+	'[ "$(head -7 "$OUT" | tr "\n" " ")" = "old setup post d f n 700 " ] && [ "$(sed -n 8p "$OUT")" = new ]'
+[ "$MODE" = root ] && check "... as root its stage was an overlay of the folder, not a copy" '[ "$(sed -n 9p "$OUT")" = overlay ]'
+tree_sum "$T/base" > "$T/base.after"
+check "... and the folder is as it was, byte for byte" 'cmp -s "$T/base.before" "$T/base.after"'
+printf 'Bootstrap: localimage\nFrom: %s\n%%post\n    echo x >> /opt/f\n    rm /opt/gone\n    exit 3\n' "$T/base" > "$T/ovfail.def"
+run "$HUTCH" build -q "$T/ovfail.sif" "$T/ovfail.def"
+sed -i "/^+ /d" "$ERR" # the trace of %post
+tree_sum "$T/base" > "$T/base.after"
+check "a failed build on a folder base: the folder untouched, nothing left" \
+	'fails_with "%post failed with exit status 3" && [ ! -e "$T/ovfail.sif" ] && no_build_leftovers && cmp -s "$T/base.before" "$T/base.after"'
+cat > "$T/ovmulti.def" <<EOF
+Bootstrap: localimage
+From: $T/base
+Stage: one
+
+%post
+    echo built > /opt/built
+
+Bootstrap: localimage
+From: $T/base
+Stage: two
+
+%files from one
+    /opt/built /opt/from-one
+EOF
+run "$HUTCH" build -q --sandbox "$T/ovmulti.sb" "$T/ovmulti.def"
+check "%files from a folder-based stage into a --sandbox (a real folder)" \
+	'[ $RC -eq 0 ] && [ "$(cat "$T/ovmulti.sb/opt/from-one")" = built ] && [ ! -e "$T/ovmulti.sb/opt/built" ] && [ -f "$T/ovmulti.sb/opt/gone" ] && no_build_leftovers && ! grep -q "$T/ovmulti" /proc/mounts'
+rm -rf "$T/ovmulti.sb"
+
 # Bootstrap agents through hutch-registry: oci, docker-archive, docker (a registry on loopback)
 H=$(dirname "$0")/../helpers
 [ -f "$H/mkoci.py" ] || H=$(dirname "$0")
