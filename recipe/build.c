@@ -456,23 +456,35 @@ static void work_keep(struct build_ctx *b, struct hutch_error *err)
         b->workname = mfree_str(b->workname);
 }
 
+/* Root of the initial user namespace (the whole id range mapped to itself): where the
+ * kernel lets overlay keep its trusted.* markers, which redirect_dir and index need. */
+static bool initial_userns(void)
+{
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/uid_map", "re");
+        unsigned long inside, outside, count;
+        char extra[2];
+        return f && fscanf(f, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 && outside == 0 &&
+               count == 4294967295UL && fscanf(f, "%1s", extra) != 1;
+}
+
 /* A localimage stage of a folder may be an overlay of it (stage.c: stage_overlay) where the
  * build runs as root (a user's build, as root of a user namespace, copies: the copy leaves
  * out the device nodes a user cannot make, which an overlay would show), in a mount
  * namespace of its own, so that no mount of the build is seen outside it, and none is
- * left should the build be killed. Not with --keep-build (the kept folder would hold an
- * upper folder, not the tree) nor for --sandbox's last stage (renamed into place). */
+ * left should the build be killed; it still sees what the host mounts meanwhile (slave).
+ * Not with --keep-build (the kept folder would hold an upper folder, not the tree) nor
+ * for --sandbox's last stage (renamed into place). */
 static void overlays_allow(struct build_ctx *b)
 {
         const struct recipe_build_spec *s = b->spec;
-        if (b->fakeroot || getuid() != 0 || s->keep_build)
+        if (b->fakeroot || getuid() != 0 || s->keep_build || !initial_userns())
                 return;
         bool any = false;
         for (size_t i = 0; i < b->rec.n_stages; i++)
                 any |= !strcasecmp(b->rec.stages[i].bootstrap, "localimage");
         if (!any || !(b->overlaid = calloc(b->rec.n_stages, sizeof *b->overlaid)))
                 return;
-        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) < 0) {
                 log_verbose("no mount namespace for the build (%s): localimage folders are copied", strerror(errno));
                 return;
         }

@@ -15,7 +15,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/mount.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -567,30 +569,59 @@ static int bootstrap_busybox(int rootfd, struct hutch_error *err)
         return 0;
 }
 
-/* Bootstrap: localimage of a folder, where the build has mounts of its own (root, not
- * --sandbox's last stage: recipe_build decides): the rootfs is an overlay of the folder
- * (read-only below) and an empty upper folder beside it, rather than a copy of the tree,
- * which would cost a fifth of mksquashfs's time on a distribution's tree. What the
- * sections change goes to the upper folder; the source folder is never written. The
+/* Whether a mount lies beneath the folder at path (absolute, resolved): overlay shows the
+ * folder's own file system alone, where a copy would cross into what is mounted there. */
+static bool mounts_beneath(const char *path)
+{
+        _cleanup_fclose_ FILE *f = fopen("/proc/self/mountinfo", "re");
+        char line[4096], mp[PATH_MAX];
+        size_t n = strlen(path);
+        while (f && fgets(line, sizeof line, f)) {
+                /* ID PARENT MAJ:MIN ROOT MOUNTPOINT ...; a space or a newline in a mount
+                 * point is octal-escaped, which no prefix of an unescaped path matches */
+                if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) == 1 && !strncmp(mp, path, n) && mp[n] == '/')
+                        return true;
+        }
+        return !f || n <= 1;
+}
+
+/* Bootstrap: localimage of a folder, where the build has mounts of its own (root of the
+ * initial user namespace, not --sandbox's last stage: recipe_build decides): the rootfs is
+ * an overlay of the folder (read-only below) and an empty upper folder beside it, rather
+ * than a copy of the tree, which would cost a fifth of mksquashfs's time on a
+ * distribution's tree. What the sections change goes to the upper folder; the source
+ * folder is never written. redirect_dir and index make renames of the folder's
+ * subfolders and hard links behave as in a copy; the upper root takes the folder's owner,
+ * mode and times, as the copy's root would. A folder on overlayfs itself (the stack would
+ * grow too deep for a container's own overlays) or with mounts beneath it is copied. The
  * mount is the build's alone (its namespace) and is taken down before the build folder is
- * removed (build.c: work_remove). 1: mounted; 0: not possible here (the caller copies). */
+ * removed (build.c: work_remove). 1: mounted; 0: not here (the caller copies). */
 static int stage_overlay(struct build_ctx *b, size_t i, const char *from, const char *rootfs)
 {
         struct stat st;
-        if (!b->private_mounts || !b->overlaid || (b->spec->sandbox && i + 1 == b->rec.n_stages) ||
-            stat(from, &st) < 0 || !S_ISDIR(st.st_mode))
+        struct statfs sf;
+        if (!b->private_mounts || !b->overlaid || (b->spec->sandbox && i + 1 == b->rec.n_stages))
+                return 0;
+        _cleanup_close_ int lfd = open(from, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_free_ char *real = lfd >= 0 ? realpath(from, NULL) : NULL;
+        if (!real || fstat(lfd, &st) < 0 || fstatfs(lfd, &sf) < 0 || sf.f_type == OVERLAYFS_SUPER_MAGIC ||
+            mounts_beneath(real))
                 return 0;
         _cleanup_free_ char *upper = strjoin(rootfs, ".upper", NULL), *work = strjoin(rootfs, ".work", NULL);
         if (!upper || !work || mkdir(rootfs, 0755) < 0)
                 return 0;
-        _cleanup_close_ int lfd = open(from, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         int ufd = mkdir(upper, 0755) == 0 ? open(upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
         int wfd = mkdir(work, 0700) == 0 ? open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-        char opts[128];
+        struct timespec times[2] = {st.st_atim, st.st_mtim};
+        char opts[192];
         /* paths by descriptor: overlay's options cannot hold a ',' or ':' of a folder's name */
-        snprintf(opts, sizeof opts, "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d", lfd,
-                 ufd, wfd);
-        bool ok = lfd >= 0 && ufd >= 0 && wfd >= 0 && mount("overlay", rootfs, "overlay", 0, opts) == 0;
+        snprintf(opts, sizeof opts,
+                 "lowerdir=/proc/self/fd/%d,upperdir=/proc/self/fd/%d,workdir=/proc/self/fd/%d,redirect_dir=on,"
+                 "index=on",
+                 lfd, ufd, wfd);
+        bool ok = ufd >= 0 && wfd >= 0 && fchown(ufd, st.st_uid, st.st_gid) == 0 &&
+                  fchmod(ufd, st.st_mode & 07777) == 0 && futimens(ufd, times) == 0 &&
+                  mount("overlay", rootfs, "overlay", 0, opts) == 0;
         int e = errno;
         if (ufd >= 0)
                 close(ufd);

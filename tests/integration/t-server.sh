@@ -78,12 +78,15 @@ leftovers "a --pid container's crashed server"
 # would otherwise wait for an answer for ever (image/worker.c: fuse_clone)
 mkfifo "$T/go3"
 exec 7<>"$T/go3"
-"$HUTCH" exec "$I" sh -c 'read x; cat /etc/hutch-test-marker; echo "cat: $?"; exit 5' <&7 >"$OUT" 2>"$ERR" &
+"$HUTCH" exec "$I" sh -c 'echo started; read x; cat /etc/hutch-test-marker; echo "cat: $?"; exit 5' <&7 >"$OUT" 2>"$ERR" &
 hp=$!
 server_pids
+wait_for 'out_has started' 100 # the container's start read what it needed
 strace -f -p "$W" -e trace=read,splice -e inject=read,splice:delay_exit=5000000 -o "$T/strace" 2>/dev/null &
 sp=$!
-wait_for '[ "$(status_of "$W" TracerPid)" = "$sp" ]' 100
+# every thread of the worker traced
+traced() { ! grep -h "^TracerPid:" /proc/"$W"/task/*/status | grep -qv "	$sp\$"; }
+wait_for traced 100
 echo go >&7
 wait_for 'grep -q "(DELAYED)" "$T/strace"' 100
 kill -KILL "$W" "$sp" # strace too: it would hold the dead worker from its monitor
