@@ -117,12 +117,16 @@ static int learn_user(struct launch_ctx *c, struct hutch_error *err)
         c->host_home = strdup(home_env && *home_env ? home_env : pw ? pw->pw_dir : "/");
         c->shell = strdup(pw && pw->pw_shell && *pw->pw_shell ? pw->pw_shell : "/bin/sh");
         c->gecos = strdup(pw && pw->pw_gecos ? pw->pw_gecos : "");
+        if (!c->user || !c->host_home || !c->shell || !c->gecos)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        int r = idmap_plan_make(uid, getgid(), c->user, c->spec->fakeroot, !c->spec->ignore_subuid, &c->ids);
+        if (r < 0 || c->ids.inside_uid == 0)
+                return r; /* root needs no /etc/group line (mounts.c: write_identity) */
         /* the primary group's host name, as Apptainer writes the container's /etc/group */
         struct group *gr = getgrgid(getgid());
-        c->group = strdup(gr && gr->gr_name && *gr->gr_name ? gr->gr_name : c->user ? c->user : "");
-        if (!c->user || !c->host_home || !c->shell || !c->gecos || !c->group)
+        if (gr && gr->gr_name && *gr->gr_name && !(c->group = strdup(gr->gr_name)))
                 return hutch_err(err, -ENOMEM, "out of memory");
-        return idmap_plan_make(uid, getgid(), c->user, c->spec->fakeroot, !c->spec->ignore_subuid, &c->ids);
+        return 0;
 }
 
 /* -H src[:dst], --no-home, --contain: where HOME comes from and where it goes. */

@@ -635,7 +635,8 @@ static int write_identity(struct launch_ctx *c, struct rootfs *rt, struct hutch_
                                 line = NULL;
                 } else {
                         snprintf(key, sizeof key, ":%u:", (unsigned) c->ids.inside_gid);
-                        if (asprintf(&line, "%s:x:%u:%s\n", c->ids.inside_gid == getgid() ? c->group : c->user,
+                        if (asprintf(&line, "%s:x:%u:%s\n",
+                                     c->group && c->ids.inside_gid == getgid() ? c->group : c->user,
                                      (unsigned) c->ids.inside_gid, c->user) < 0)
                                 line = NULL;
                 }

@@ -54,7 +54,7 @@ struct launch_ctx {
         struct image img;
         struct idmap_plan ids;
         char *user, *host_home, *shell, *gecos;
-        char *group;    /* the caller's primary group's name on the host (else its user name) */
+        char *group;    /* the caller's primary group's host name (NULL: none, or root inside) */
         char *home_dst; /* HOME inside */
         char *cwd;      /* host cwd */
         struct host_path home, cwdp, tmp, vartmp, hosts, resolv;

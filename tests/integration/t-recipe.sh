@@ -267,6 +267,18 @@ sed -i "/^+ /d" "$ERR" # the trace of %post
 tree_sum "$T/base" > "$T/base.after"
 check "a failed build on a folder base: the folder untouched, nothing left" \
 	'fails_with "%post failed with exit status 3" && [ ! -e "$T/ovfail.sif" ] && no_build_leftovers && cmp -s "$T/base.before" "$T/base.after"'
+if [ "$MODE" = root ]; then
+	# a mount beneath the folder: an overlay would show the folder's own file system alone,
+	# so the build copies (stage_overlay: mounts_beneath) and the image has what is mounted
+	cp -a "$IMAGES/rootfs" "$T/mbase"
+	mkdir -p "$T/mbase/opt/m"
+	mount -t tmpfs none "$T/mbase/opt/m" && echo mounted > "$T/mbase/opt/m/file"
+	printf 'Bootstrap: localimage\nFrom: %s\n' "$T/mbase" > "$T/mbase.def"
+	run "$HUTCH" build -q "$T/mbase.sif" "$T/mbase.def"
+	umount "$T/mbase/opt/m"
+	run "$HUTCH" exec "$T/mbase.sif" cat /opt/m/file
+	check "a folder with a mount beneath it: the image has the mounted files" 'out_is mounted && no_build_leftovers'
+fi
 cat > "$T/ovmulti.def" <<EOF
 Bootstrap: localimage
 From: $T/base
