@@ -76,7 +76,7 @@ struct sup {
         struct log_sink out, err;
         struct cgroup cg;     /* the instance's (with limits, or for stats where one can be made) */
         bool cg_is_unit;      /* cg is our systemd unit's own: only read */
-        int cg_fd;            /* cg's folder, where launchers are born (cgroup v2), or -EBADF */
+        int cg_fd;            /* cg's folder, where inits are born (cgroup v2), or -EBADF */
         char user[64];        /* the user's name, for the audit trail */
         struct pidref init;   /* the container's PID 1, our child; unset when none */
         struct pidref server; /* the image server of the current start, our child; unset when none */
@@ -325,14 +325,15 @@ static void drain(int fd, struct log_sink *s)
  * pipes; the batch path with a PID namespace makes the init its sibling (the supervisor's
  * child) and returns it once the payload runs; the launcher reports "started" with the
  * init's pidfd, or "failed", through notify and exits. */
-static _Noreturn void launcher_main(struct sup *u, int notify, int serve, bool enter_cgroup)
+static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct launch_spec spec = *u->spec->launch;
         int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         /* nothing of the supervisor's reaches the container: not its lock (whose copies
-         * would keep the instance "alive"), the CLI's socket or the state folder */
-        int keep[] = {notify, serve, u->out_pipe[1], u->err_pipe[1], devnull};
+         * would keep the instance "alive"), the CLI's socket or the state folder (the
+         * cgroup's folder is close-on-exec: the init is born in it) */
+        int keep[] = {notify, serve, u->out_pipe[1], u->err_pipe[1], devnull, u->cg_fd};
         close_all_fds(3, keep, ELEMENTSOF(keep));
         sigset_t all;
         sigfillset(&all);
@@ -345,13 +346,13 @@ static _Noreturn void launcher_main(struct sup *u, int notify, int serve, bool e
                 _exit(255);
         spec.pid_ns = true;
         spec.no_init = false;
-        spec.limits = NULL; /* the supervisor made the cgroup; the launcher is in it */
-        if (enter_cgroup && cgroup_enter(&u->cg, 0, &err) < 0) {
-                process_msg_fail(notify, &err);
-                _exit(255);
-        }
+        spec.limits = NULL; /* the supervisor made the cgroup; the init is born in it */
         struct launch_instance_io io = LAUNCH_INSTANCE_IO_INIT;
         io.serve_sock = serve;
+        if (u->cg.n_dirs && !u->cg_is_unit) {
+                io.cgroup = &u->cg;
+                io.cgroup_fd = u->cg_fd;
+        }
         if (u->notify_path) {
                 spec.notify_socket = u->notify_path;
                 spec.notify_socket_dst = READY_NOTIFY_DST;
@@ -454,29 +455,19 @@ static bool child_kill_unknown(pid_t child, void *arg)
 /* The launcher and its report: the init's pid once the payload runs, or why it failed.
  * Returns the launcher's wait status or -errno, err filled.
  * Every process of the container starts inside the instance's cgroup, and none is ever
- * moved out: the launcher is born there (clone3 CLONE_INTO_CGROUP, cgroup v2 on Linux 5.7
- * and later), or, where the hierarchy (v1) or the kernel cannot, it moves itself in before
- * it does anything else (launcher_main); the init and the payload inherit it. A cgroup v2
- * that refuses the launcher (permissions, pids.max) fails the start, as a move would. */
+ * moved out: the init is born there (runtime_launch: clone3 CLONE_INTO_CGROUP on cgroup
+ * v2), or enters it before it does anything else (v1, or a kernel before 5.7); the payload
+ * inherits it. The launcher and the FUSE servers it starts stay in the supervisor's cgroup,
+ * so that a container at its memory limit cannot starve what serves its files. A cgroup
+ * that refuses the init (permissions, pids.max) fails the start. */
 static int launcher_run(struct sup *u, int notify, int serve, struct hutch_error *err)
 {
         struct pidref launcher = PIDREF_NULL;
-        int r = -EOPNOTSUPP;
-        if (u->cg_fd >= 0) {
-                r = process_fork_into_cgroup(FORK_DEATHSIG, u->cg_fd, &launcher);
-                if (r == -EOPNOTSUPP) { /* this kernel cannot: the next start need not ask */
-                        close(u->cg_fd);
-                        u->cg_fd = -EBADF;
-                } else if (r < 0)
-                        return hutch_err_sys(err, r, "cannot start the launcher in cgroup '%s'", u->cg.dirs[0]);
-        }
-        bool enter = r == -EOPNOTSUPP && u->cg.n_dirs && !u->cg_is_unit;
-        if (r == -EOPNOTSUPP)
-                r = process_fork(FORK_DEATHSIG, &launcher);
+        int r = process_fork(FORK_DEATHSIG, &launcher);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot start the launcher");
         if (r == 0)
-                launcher_main(u, notify, serve, enter);
+                launcher_main(u, notify, serve);
         int ws = 0;
         r = pidref_wait(&launcher, 0, &ws);
         pidref_done(&launcher);

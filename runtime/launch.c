@@ -634,6 +634,7 @@ struct init_args {
         struct launch_ctx *c;
         int *sync;           /* the socketpair to report on: [1] ours */
         const sigset_t *old; /* the signal mask from before the launcher blocked every signal */
+        bool enter_cg;       /* born outside c->cg (cgroup v1, or no clone3 into it): enter it */
 };
 
 /* The init-to-be, PID 1 of the new namespace: a fork of the launcher until its exec. */
@@ -644,7 +645,8 @@ static _Noreturn void init_main(struct init_args *a)
         int r;
         sigprocmask(SIG_SETMASK, a->old, NULL);
         close(a->sync[0]);
-        if ((r = rootfs_assemble(c, &err)) < 0 || (r = rootfs_pivot(c, &err)) < 0) {
+        if ((a->enter_cg && (r = cgroup_enter(c->cg, 0, &err)) < 0) || (r = rootfs_assemble(c, &err)) < 0 ||
+            (r = rootfs_pivot(c, &err)) < 0) {
                 process_msg_fail(a->sync[1], &err);
                 _exit(255);
         }
@@ -701,7 +703,8 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
          * fuse2fs: then it forks the payload and, once it has ended, waits for fuse2fs to
          * write the image back, so that the image is clean when the caller goes on */
         if (!s->pid_ns && !c->ovl_fuse) {
-                if ((r = rootfs_assemble(c, err)) < 0 || (r = rootfs_pivot(c, err)) < 0)
+                if ((c->cg && (r = cgroup_enter(c->cg, 0, err)) < 0) || (r = rootfs_assemble(c, err)) < 0 ||
+                    (r = rootfs_pivot(c, err)) < 0)
                         return r;
                 /* the payload's end undoes the network */
                 if ((r = net_helper_watch(&c->net, getpid(), err)) < 0)
@@ -719,12 +722,17 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
          * need not stay; it ends with its parent (the supervisor's end, or ours in batch) */
         sigset_t all, old;
         sigfillset(&all);
-        struct init_args ia = {.c = c, .sync = sp, .old = &old};
+        struct init_args ia = {.c = c, .sync = sp, .old = &old, .enter_cg = c->cg && c->cg_fd < 0};
         struct pidref init = PIDREF_NULL;
+        unsigned fork_flags = FORK_DEATHSIG | (c->io ? FORK_SIBLING : 0);
         /* before the child exists: an init that ends at once must leave its SIGCHLD
          * pending for child_wait */
         sigprocmask(SIG_BLOCK, &all, &old);
-        r = process_fork(FORK_DEATHSIG | (c->io ? FORK_SIBLING : 0), &init);
+        r = ia.enter_cg || !c->cg ? -EOPNOTSUPP : process_fork_into_cgroup(fork_flags, c->cg_fd, &init);
+        if (r == -EOPNOTSUPP) { /* no cgroup, v1, or a kernel without clone3 into one */
+                ia.enter_cg = c->cg != NULL;
+                r = process_fork(fork_flags, &init);
+        }
         if (r == 0)
                 init_main(&ia);
         close(sp[1]);
@@ -747,10 +755,12 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
         return r;
 }
 
-static int launch_plain(const struct launch_spec *spec, struct launch_instance_io *io, int *ret_status,
-                        struct hutch_error *err)
+static int launch_plain(const struct launch_spec *spec, struct launch_instance_io *io, const struct cgroup *cg,
+                        int cg_fd, int *ret_status, struct hutch_error *err)
 {
         struct launch_ctx c = LAUNCH_CTX_INIT(spec, io);
+        c.cg = cg;
+        c.cg_fd = cg_fd;
         int r = launch_in_ctx(&c, ret_status, err);
         ctx_free(&c);
         return r;
@@ -767,9 +777,9 @@ static void report_oom(const struct cgroup_limits *l)
                 log_msg(LOG_LEVEL_ERROR, "the container was killed by the kernel's OOM killer");
 }
 
-/* With limits: this process creates the cgroup and stays outside it, a fork enters it and
- * goes on as the launcher (exec'ing into the payload, or waiting for a --pid init); signals
- * are passed on; at the end the cgroup is emptied and removed. */
+/* With limits: this process creates the cgroup and stays outside it, a fork goes on as the
+ * launcher, whose container enters it (the launcher itself as it execs into the payload, or
+ * the init it forks); signals are passed on; at the end the cgroup is emptied and removed. */
 static int launch_limited(const struct launch_spec *spec, int *ret_status, struct hutch_error *err)
 {
         struct cgroup cg = CGROUP_NULL;
@@ -783,6 +793,7 @@ static int launch_limited(const struct launch_spec *spec, int *ret_status, struc
                 cgroup_destroy(&cg);
                 return hutch_err_sys(err, -errno, "cannot create sync socket");
         }
+        int cg_fd = cgroup_open_for_clone(&cg); /* -EOPNOTSUPP for v1: entered by a write */
         sigset_t all, old;
         sigfillset(&all);
         sigprocmask(SIG_BLOCK, &all, &old);
@@ -791,9 +802,7 @@ static int launch_limited(const struct launch_spec *spec, int *ret_status, struc
         if (r == 0) {
                 sigprocmask(SIG_SETMASK, &old, NULL);
                 close(sp[0]);
-                r = cgroup_enter(&cg, 0, err);
-                if (r >= 0)
-                        r = launch_plain(spec, NULL, &status, err);
+                r = launch_plain(spec, NULL, &cg, cg_fd < 0 ? -EBADF : cg_fd, &status, err);
                 if (r < 0) {
                         process_msg_fail(sp[1], err);
                         _exit(255);
@@ -801,6 +810,8 @@ static int launch_limited(const struct launch_spec *spec, int *ret_status, struc
                 _exit(status);
         }
         close(sp[1]);
+        if (cg_fd >= 0)
+                close(cg_fd);
         if (r < 0) {
                 r = hutch_err_sys(err, r, "cannot fork");
                 close(sp[0]);
@@ -831,7 +842,7 @@ int runtime_launch(const struct launch_spec *spec, struct launch_instance_io *io
 {
         if (spec->limits && cgroup_limits_any(spec->limits))
                 return launch_limited(spec, ret_status, err);
-        return launch_plain(spec, io, ret_status, err);
+        return launch_plain(spec, io, io ? io->cgroup : NULL, io ? io->cgroup_fd : -EBADF, ret_status, err);
 }
 
 /* As forward_until_exit, and once tie_fd (a pidfd) polls readable, its process has ended:

@@ -68,6 +68,13 @@ struct launch_ctx {
          * started first thing;
          * closed once the rootfs is staged, so that no container process holds it */
         int serve_sock;
+        /* the container's cgroup (batch with limits, or the instance's), NULL: none. Its
+         * first process is born in it (cg_fd, cgroup v2) or enters it first thing (v1);
+         * hutch's own helpers started before (the image and overlay servers, hutch-net)
+         * stay where the caller is, so a payload at its memory limit never starves the FUSE
+         * servers it reads through. */
+        const struct cgroup *cg;
+        int cg_fd;
         struct net_helper net; /* hutch-net, for pasta, slirp4netns and bridge */
         int init_fd;           /* hutch-init, O_PATH, with --pid (run_init execs it) */
         /* /etc/hosts and /etc/resolv.conf written for --add-host, --hostname with --net and
@@ -139,11 +146,11 @@ void overlays_fuse_wait(struct launch_ctx *c);
  * the helpers); after, lets it go on (an instance's). */
 void overlays_fuse_close(struct launch_ctx *c);
 
-#define LAUNCH_CTX_INIT(s, i)                                                                                   \
-        {                                                                                                       \
-                .spec = (s), .io = (i), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF,         \
-                .init_fd = -EBADF, .fuse_sock = -EBADF, .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF, \
-                .vartmp.fd = -EBADF, .hosts.fd = -EBADF, .resolv.fd = -EBADF, .net.sock = -EBADF                \
+#define LAUNCH_CTX_INIT(s, i)                                                                                     \
+        {                                                                                                         \
+                .spec = (s), .io = (i), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF,           \
+                .init_fd = -EBADF, .fuse_sock = -EBADF, .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF,   \
+                .vartmp.fd = -EBADF, .hosts.fd = -EBADF, .resolv.fd = -EBADF, .net.sock = -EBADF, .cg_fd = -EBADF \
         }
 void ctx_free(struct launch_ctx *c);
 /* Parent side of a fork into a PID namespace: a struct hutch_error on sync_fd means the

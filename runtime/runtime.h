@@ -92,11 +92,16 @@ struct launch_instance_io {
         /* out, once the payload was exec'd: the init (PID 1 of the container), our parent's
          * child, with its pidfd */
         struct pidref init;
+        /* in: the instance's cgroup, which its init is born in (clone3 into cgroup_fd, the
+         * folder of a cgroup v2, when not -EBADF) or enters first thing; NULL: none */
+        const struct cgroup *cgroup;
+        int cgroup_fd;
         /* out: with a network namespace of its own, the container's IPv4 addresses, one per
          * network, comma-separated (net_address_get), else "" */
         char net_addr[NET_ADDRS_LEN];
 };
-#define LAUNCH_INSTANCE_IO_INIT ((struct launch_instance_io){.serve_sock = -EBADF, .init = PIDREF_NULL})
+#define LAUNCH_INSTANCE_IO_INIT \
+        ((struct launch_instance_io){.serve_sock = -EBADF, .init = PIDREF_NULL, .cgroup_fd = -EBADF})
 
 /* Runs the payload. Batch (io NULL): without a PID namespace this never returns on success,
  * the process is the payload; with one, the caller's process waits and 0 is returned with

@@ -62,11 +62,26 @@ run "$HUTCH" exec --memory 32M "$R" sh -c 'head -c 200000000 /dev/zero | tail >/
 check "a memory hog above --memory 32M is OOM-killed and hutch reports it" '[ $RC -eq 137 ] && err_has "OOM killer" && err_has "32 MiB"'
 run "$HUTCH" exec --memory 32M "$R" sh -c 'head -c 1000000 /dev/zero | tail >/dev/null; echo fine'
 check "a payload under its memory limit runs normally" 'out_is fine && [ $RC -eq 0 ] && ! err_has OOM'
-# limits with a user's writable ext3 overlay (fuse2fs and fuse-overlayfs run in the
-# container's cgroup): a hog OOM-killed there is reported, the overlay keeps what was
-# written before and stays clean, and it mounts again
+# the container's processes are in its cgroup, the FUSE servers it reads through are not
+# (the image server; a user's ext3 overlay's fuse2fs and fuse-overlayfs): a payload at its
+# memory limit cannot starve them, which stalled such a container for minutes
+cgline() { grep -E '^[0-9]+:([^:]*,)?memory(,[^:]*)?:' "$1" || grep '^0::' "$1"; }
+ov=()
 if [ "$MODE" = user ] && [ -x /usr/sbin/e2fsck ]; then
-	run "$HUTCH" overlay create --size 64 "$T/ov.img"
+	"$HUTCH" overlay create --size 64 "$T/ov.img" >/dev/null 2>&1
+	ov=(--overlay "$T/ov.img")
+fi
+"$HUTCH" exec --memory 64M ${ov[@]+"${ov[@]}"} "$IMAGES/image.sif" sh -c "cat /proc/self/cgroup > $T/incg.tmp; mv $T/incg.tmp $T/incg; sleep 2" >/dev/null 2>&1 &
+bg=$!
+wait_for '[ -s "$T/incg" ]' 100
+srv=$(for p in $(pgrep -u "$(id -u)" -x 'hutch-squashfs|fuse2fs|fuse-overlayfs'); do cgline /proc/$p/cgroup; done)
+nsrv=$(pgrep -c -u "$(id -u)" -x 'hutch-squashfs|fuse2fs|fuse-overlayfs')
+wait $bg
+check "the FUSE servers ($nsrv) run outside the container's cgroup" \
+	'[ "$nsrv" -ge $((1 + 2 * ${#ov[@]} / 2)) ] && [ -n "$(cgline "$T/incg")" ] && ! echo "$srv" | grep -qxF "$(cgline "$T/incg")"'
+# limits with a user's writable ext3 overlay: a hog OOM-killed there is reported, the
+# overlay keeps what was written before and stays clean, and it mounts again
+if [ "$MODE" = user ] && [ -x /usr/sbin/e2fsck ]; then
 	run "$HUTCH" exec --memory 32M --overlay "$T/ov.img" "$R" sh -c 'echo kept > /kept; sync; head -c 200000000 /dev/zero | tail >/dev/null'
 	check "a memory hog OOM-killed in a container with a user's ext3 overlay is reported, the image stays clean (e2fsck -fn)" \
 		'[ $RC -eq 137 ] && err_has "OOM killer" && /usr/sbin/e2fsck -fn "$T/ov.img" >"$T/fsck.out" 2>&1'
