@@ -680,10 +680,6 @@ static int build_limits(struct cli *c, struct launch_args *a)
         return 0;
 }
 
-#ifndef HUTCH_CONF_PATH
-#define HUTCH_CONF_PATH "/etc/hutch/hutch.conf"
-#endif
-
 /* --net, --network, -p: resolved against hutch.conf's policy and the named networks in the
  * network/ folder beside the system hutch.conf; published host ports must be free now. -1
  * to go on. */
@@ -697,15 +693,8 @@ static int build_net(struct cli *c, struct launch_args *a)
         if (!a->net_given && (a->network || a->network_args_given)) /* Apptainer's words */
                 log_info("Setting --net (required by %s)", a->network ? "--network" : "--network-args");
         /* the admin's folder, beside the system hutch.conf (a user's file only tightens) */
-        _cleanup_free_ char *dir = strdup(HUTCH_CONF_PATH);
-        if (!dir)
-                return cli_usage_error(NULL, "out of memory");
-        char *slash = strrchr(dir, '/');
-        if (slash)
-                *slash = 0;
-        _cleanup_free_ char *netdir = strjoin(slash ? dir : ".", "/network", NULL);
-        if (!netdir)
-                return cli_usage_error(NULL, "out of memory");
+        char netdir[PATH_MAX];
+        net_named_dir(netdir, sizeof netdir);
         if (net_spec_resolve(n, a->network, &c->conf, netdir, getuid() == 0, &err) < 0 || net_ports_check(n, &err) < 0)
                 return cli_fail(&err);
         return -1;

@@ -1,8 +1,9 @@
-/* Bridge networks (root): per network of a container, the bridge with the gateway address
- * (made on first use), a veth pair (host end enslaved to the bridge, ethN in the container,
- * in --network's order), an address from the network's lease file; the default route through
- * the first network — all with libnl-route-3, in-process; the container's side through a
- * netlink socket opened inside its namespace. */
+/* Bridge networks (root, or a user through a setuid-root hutch-net): per network of a
+ * container, the bridge with the gateway address (made on first use), a veth pair (host end
+ * enslaved to the bridge, ethN in the container, in --network's order), an address from the
+ * network's lease file; the default route through the first network — all with
+ * libnl-route-3, in-process; the container's side through a netlink socket opened inside
+ * its namespace. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -224,8 +225,10 @@ static int link_wire(struct helper *h, size_t i, unsigned long long st, struct h
 int bridge_wire(struct helper *h, struct hutch_error *err)
 {
         unsigned long long st;
-        if (getuid() != 0)
-                return hutch_err(err, -EPERM, "network '%s' is a bridge, which only root can join",
+        if (geteuid() != 0)
+                return hutch_err(err, -EPERM,
+                                 "network '%s' is a bridge, which only root can join (or users through a "
+                                 "setuid-root hutch-net)",
                                  h->req.bridge[0].name);
         if (mkdir_p_at(AT_FDCWD, LEASE_DIR, 0700) < 0 && errno != EEXIST)
                 return hutch_err_sys(err, -errno, "cannot create %s", LEASE_DIR);

@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,6 +20,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "conf/conf.h"
 #include "net-helper.h"
 #include "util/util.h"
 
@@ -305,25 +309,74 @@ static void watch(int sock)
         close(pidfd);
 }
 
-int net_helper_main(int sock, int argc, char **argv)
+/* Run setuid root, the rest of the run is the caller's alone. */
+static int drop_privileges(struct hutch_error *err)
+{
+        gid_t g = getgid();
+        uid_t u = getuid();
+        if (setresgid(g, g, g) < 0 || setresuid(u, u, u) < 0)
+                return hutch_err_sys(err, -errno, "cannot drop hutch-net's privileges");
+        return 0;
+}
+
+/* Run setuid root by a user: only a bridge needs root, and only as the system's files let
+ * this user have it (the request rechecked, its networks the admin's); anything else runs
+ * as the caller from here on. */
+static int setuid_admit(struct helper *h, struct hutch_error *err)
+{
+        if (h->req.type != NET_TYPE_BRIDGE)
+                return drop_privileges(err);
+        char netdir[PATH_MAX];
+        struct hutch_conf conf;
+        conf_defaults(&conf);
+        int r = conf_load_system(&conf, HUTCH_CONF_PATH, err);
+        if (r == -ENOENT)
+                r = 0; /* the defaults: no bridge for users */
+        if (r >= 0)
+                r = net_request_recheck(&h->req, &conf, net_named_dir(netdir, sizeof netdir), err);
+        conf_free(&conf);
+        return r;
+}
+
+/* A user's namespace fd for a bridge: a network namespace, not ours, owned by a user
+ * namespace the caller made (where the caller can do all we will do anyway but plug it into
+ * the bridge). Then the helper becomes wholly root: the caller can no longer kill it, which
+ * would leave the container's address free for another while the container still uses it. */
+static int netns_check(int netns, struct hutch_error *err)
+{
+        uid_t owner = (uid_t) -1;
+        if (ioctl(netns, NS_GET_NSTYPE) != CLONE_NEWNET)
+                return hutch_err(err, -EINVAL, "the namespace to wire is not a network namespace");
+        _cleanup_close_ int userns = ioctl(netns, NS_GET_USERNS);
+        if (userns < 0 || ioctl(userns, NS_GET_OWNER_UID, &owner) < 0 || owner != getuid() ||
+            same_ns(netns, "/proc/self/ns/net"))
+                return hutch_err(err, -EPERM, "the network namespace to wire is not one of the caller's containers");
+        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+                return hutch_err_sys(err, -errno, "cannot become root");
+        return 0;
+}
+
+int net_helper_main(int sock, bool setuid_run)
 {
         struct helper h = {.netns = -EBADF, .userns = -EBADF, .exit_fd = -EBADF, .lease_dir = -EBADF};
         struct hutch_error err = HUTCH_ERROR_INIT;
         struct net_wire_reply rep = {.err = HUTCH_ERROR_INIT};
         int fds[2] = {-EBADF, -EBADF};
         char c;
-        (void) argc;
-        (void) argv;
         prctl(PR_SET_NAME, "hutch-net");
         signal(SIGPIPE, SIG_IGN);
         if (recv(sock, &h.req, sizeof h.req, 0) != (ssize_t) sizeof h.req || h.req.n_publish > NET_PUBLISH_MAX ||
             h.req.n_bridge > NET_NETWORKS_MAX)
                 return 1;
+        int r = setuid_run ? setuid_admit(&h, &err) : 0;
         if (recv_fds(sock, &c, 1, fds, 2) != 1 || c != 'n' || fds[0] < 0 || fds[1] < 0)
                 return 1;
         h.netns = fds[0];
         h.userns = fds[1];
-        int r = wire(&h, &err);
+        if (r >= 0 && setuid_run && h.req.type == NET_TYPE_BRIDGE)
+                r = netns_check(h.netns, &err);
+        if (r >= 0)
+                r = wire(&h, &err);
         if (r < 0) {
                 undo(&h);
                 rep.err = err;

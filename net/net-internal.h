@@ -16,6 +16,14 @@ struct net_wire_req {
         struct net_publish publish[NET_PUBLISH_MAX];
 };
 
+/* hutch-net run setuid root by a user (users' bridges): the caller's request checked again
+ * against the admin's files, as net_spec_resolve checks a user's --network (the networks
+ * allowed for users, privileged host ports), each published port parsed again from its text.
+ * The networks' bridges, subnets and flags are replaced by what conf and netdir say: the
+ * caller only names them. -EINVAL/-EPERM with one line. */
+int net_request_recheck(struct net_wire_req *req, const struct hutch_conf *conf, const char *netdir,
+                        struct hutch_error *err);
+
 struct net_wire_reply {
         struct hutch_error err; /* code 0: wired */
 };

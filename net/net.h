@@ -75,6 +75,9 @@ bool net_ip_is_valid(const char *s);
 /* "10.0.0.0/24" */
 int net_cidr_parse(const char *s, uint32_t *ret_net, unsigned *ret_prefix);
 
+/* The admin's folder of named networks, "network" beside the system hutch.conf, in buf. */
+const char *net_named_dir(char *buf, size_t len);
+
 /* The hutch.conf and named-network policy, resolved into s: list (--network's comma list,
  * NULL for the default) → s->type and s->bridge. netdir: where named networks are
  * (/etc/hutch/network). root: the caller is root. A list is of bridge networks only (none,
@@ -122,8 +125,9 @@ int net_helper_wire(struct net_helper *h, struct hutch_error *err);
 int net_helper_watch(struct net_helper *h, pid_t owner, struct hutch_error *err);
 void net_helper_close(struct net_helper *h);
 
-/* The helper's own side (hutch-net's main): serves the socket at fd, returns its exit code. */
-int net_helper_main(int fd, int argc, char **argv);
+/* The helper's own side (hutch-net's main): serves the socket at fd, returns its exit code.
+ * setuid_run: run setuid root by a user, for a bridge (else it drops to the caller at once). */
+int net_helper_main(int fd, bool setuid_run);
 
 /* Address leases of a bridge network: a file of "ADDR PID STARTTIME" lines under an OFD
  * lock, in dir (opened by the caller). A lease whose holder is gone is free again. */

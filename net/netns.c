@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "net-internal.h"
@@ -126,6 +128,15 @@ int net_helper_start(const struct net_spec *s, struct net_helper *h, struct hutc
         if (!libexec_program("hutch-net", path, sizeof path))
                 return hutch_err(err, -ENOENT, "network '%s' needs hutch-net, which is not installed beside hutch",
                                  net_type_name(s->type));
+        struct stat st;
+        struct statvfs sv;
+        if (s->type == NET_TYPE_BRIDGE && getuid() != 0 &&
+            (stat(path, &st) < 0 || st.st_uid != 0 || !(st.st_mode & S_ISUID) || statvfs(path, &sv) < 0 ||
+             (sv.f_flag & ST_NOSUID)))
+                return hutch_err(err, -EPERM,
+                                 "network '%s' is a bridge: for users it needs %s installed setuid root (the admin: "
+                                 "chmod u+s, on a file system without nosuid)",
+                                 s->bridge[0].name, path);
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
                 return hutch_err_sys(err, -errno, "cannot create the network helper's socket");
         struct net_wire_req req = {

@@ -11,6 +11,7 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "net-internal.h"
 #include "net.h"
 #include "util/log.h"
 #include "util/util.h"
@@ -323,7 +324,7 @@ static enum net_type type_of(const char *name)
         return NET_TYPE_HOST; /* a named network */
 }
 
-/* Whether hutch.conf lets users use network name (of type t). */
+/* Whether hutch.conf's 'network users allow' names network name. */
 static bool user_allowed(const struct hutch_conf *conf, const char *name)
 {
         _cleanup_strv_ char **allow = NULL;
@@ -426,6 +427,13 @@ static int publish_check(const struct net_spec *s, enum net_type t, bool root, s
         return 0;
 }
 
+const char *net_named_dir(char *buf, size_t len)
+{
+        const char *sys = HUTCH_CONF_PATH, *slash = strrchr(sys, '/');
+        snprintf(buf, len, "%.*s/network", slash ? (int) (slash - sys) : 1, slash ? sys : ".");
+        return buf;
+}
+
 int net_spec_resolve(struct net_spec *s, const char *list, const struct hutch_conf *conf, const char *netdir, bool root,
                      struct hutch_error *err)
 {
@@ -454,15 +462,19 @@ int net_spec_resolve(struct net_spec *s, const char *list, const struct hutch_co
                 t = usermode_default(); /* -p without --network: user-mode networking publishes it */
                 chosen = net_type_name(t);
         }
-        /* hutch has no privileged helper: a veth on a host bridge needs the host's
-         * CAP_NET_ADMIN, whatever the network's 'users' key says */
-        if (!root && t == NET_TYPE_BRIDGE)
-                return hutch_err(err, -EPERM,
-                                 "network '%s' is a bridge, which only root can join (users: pasta or slirp4netns)",
-                                 chosen);
-        if (!root && !user_allowed(conf, chosen))
-                return hutch_err(err, -EPERM,
-                                 "network '%s' is not allowed for users by hutch.conf ('network users allow')", chosen);
+        /* users: each network the admin lets them use, in hutch.conf's list or (a named
+         * bridge network) by its own file's 'users = yes'; a bridge also needs hutch-net
+         * installed setuid root, which net_helper_start checks */
+        for (size_t i = 0; !root && (i == 0 || t == NET_TYPE_BRIDGE) && names[i]; i++) {
+                const char *name = t == NET_TYPE_BRIDGE ? names[i] : chosen;
+                bool by_file = t == NET_TYPE_BRIDGE && s->bridge[i].users;
+                if (!by_file && !user_allowed(conf, name))
+                        return hutch_err(err, -EPERM,
+                                         "network '%s' is not allowed for users by hutch.conf ('network users "
+                                         "allow')%s",
+                                         name,
+                                         type_of(name) == NET_TYPE_HOST ? " nor by its file ('users = yes')" : "");
+        }
         if ((r = publish_check(s, t, root, err)) < 0)
                 return r;
         s->type = t;
@@ -523,4 +535,45 @@ void net_ports_format(const struct net_spec *s, char *buf, size_t len)
         }
         if (o >= len && len > 4)
                 strcpy(buf + len - 4, "...");
+}
+
+int net_request_recheck(struct net_wire_req *req, const struct hutch_conf *conf, const char *netdir,
+                        struct hutch_error *err)
+{
+        struct net_spec s = {.type = NET_TYPE_HOST};
+        char list[NET_NETWORKS_MAX * (sizeof req->bridge[0].name + 1)] = "";
+        int r = 0;
+        if (req->type != NET_TYPE_BRIDGE || req->n_bridge < 1 || req->n_bridge > NET_NETWORKS_MAX ||
+            req->n_publish > NET_PUBLISH_MAX)
+                return hutch_err(err, -EINVAL, "a malformed network request");
+        for (uint32_t i = 0; i < req->n_bridge; i++) {
+                char *name = req->bridge[i].name;
+                name[sizeof req->bridge[i].name - 1] = 0;
+                if (!name[0] || strchr(name, ','))
+                        return hutch_err(err, -EINVAL, "a malformed network request");
+                if (i)
+                        strcat(list, ",");
+                strcat(list, name);
+        }
+        /* each port as the user would have written it, through the same parser */
+        for (uint32_t i = 0; r >= 0 && i < req->n_publish; i++) {
+                struct net_publish *p = &req->publish[i];
+                char v[96];
+                p->host_ip[sizeof p->host_ip - 1] = 0;
+                bool v6 = strchr(p->host_ip, ':') != NULL;
+                snprintf(v, sizeof v, "%s%s%s:%u:%u/%s", v6 ? "[" : "", p->host_ip, v6 ? "]" : "", p->host_port,
+                         p->port, p->udp ? "udp" : "tcp");
+                r = net_publish_parse(v, &s, err);
+        }
+        if (r >= 0)
+                r = net_spec_resolve(&s, list, conf, netdir, false, err);
+        if (r >= 0 && (s.type != NET_TYPE_BRIDGE || s.n_bridge != req->n_bridge))
+                r = hutch_err(err, -EINVAL, "a malformed network request");
+        if (r >= 0) {
+                memcpy(req->bridge, s.bridge, s.n_bridge * sizeof *s.bridge);
+                if (s.n_publish)
+                        memcpy(req->publish, s.publish, s.n_publish * sizeof *s.publish);
+        }
+        net_spec_free(&s);
+        return r;
 }

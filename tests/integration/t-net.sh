@@ -45,7 +45,7 @@ if [ "$(id -u)" -ne 0 ]; then
 	run "$HUTCH" exec --net --network pasta -p 80:8080 "$I" true
 	check "a privileged host port for a user" 'fails_with "port 80 is privileged"'
 	run "$HUTCH" exec --net --network bridge "$I" true
-	check "bridge is root's" 'fails_with "only root"'
+	check "bridge is not for users unless the admin allows it" 'fails_with "network .bridge. is not allowed for users by hutch.conf"'
 fi
 leftovers "networks"
 
@@ -253,5 +253,137 @@ EOS
 	check "networks: nothing left at the end" 'out_has "^end veths=0,0 leases=0,0 tables=0$"'
 	sed -n 's/^took /# networks part: /p' "$OUT"
 	leftovers "networks"
+
+	# a user's bridge: the admin lets users have it (hutch.conf 'network users allow', or a
+	# named network's 'users = yes') and installs hutch-net setuid root; both staged here in
+	# a private mount namespace (the system hutch.conf's folder on an overlay, a setuid copy
+	# of hutch-net bound over the tests' one), inside a network namespace made here
+	U=${AUX_USER:-hutchtest3}
+	id "$U" >/dev/null 2>&1 || useradd -m -s /bin/bash "$U"
+	chmod 0755 "$T"
+	cat > "$T/forge.py" <<'EOS'
+# hutch-net's request sent by hand, as a user could: NET BRIDGENAME HOSTPORT NSPID
+import ctypes, os, socket, sys
+class Bridge(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char * 64), ("bridge", ctypes.c_char * 16), ("subnet", ctypes.c_uint32),
+                ("prefix", ctypes.c_uint), ("gateway", ctypes.c_uint32), ("masquerade", ctypes.c_bool),
+                ("users", ctypes.c_bool)]
+class Pub(ctypes.Structure):
+    _fields_ = [("host_ip", ctypes.c_char * 46), ("host_port", ctypes.c_uint16), ("port", ctypes.c_uint16),
+                ("udp", ctypes.c_bool)]
+class Req(ctypes.Structure):
+    _fields_ = [("type", ctypes.c_int), ("bridge", Bridge * 8), ("n_bridge", ctypes.c_uint32),
+                ("n_publish", ctypes.c_uint32), ("publish", Pub * 32)]
+net, name, port, nspid = sys.argv[1:5]
+r = Req(type=4, n_bridge=1)
+r.bridge[0].name = name.encode()
+r.bridge[0].bridge = b"evil0"  # the admin's files say which bridge, not the caller
+r.bridge[0].subnet, r.bridge[0].prefix, r.bridge[0].gateway = 0x0a630000, 24, 0x0a630001
+if port != "0":
+    r.n_publish = 1
+    r.publish[0].host_ip, r.publish[0].host_port, r.publish[0].port = b"127.0.0.1", int(port), 80
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+a.send(bytes(r))
+pid = os.fork()
+if pid == 0:
+    os.dup2(b.fileno(), 3)
+    os.execv(net, ["hutch-net", "helper"])
+b.close()
+fds = [os.open(f"/proc/{nspid}/ns/net", os.O_RDONLY), os.open(f"/proc/{nspid}/ns/user", os.O_RDONLY)]
+socket.send_fds(a, [b"n"], fds)
+rep = a.recv(4096)
+print("reply:", int.from_bytes(rep[:4], "little", signed=True), rep[4:504].split(b"\0")[0].decode(), flush=True)
+if len(rep) and int.from_bytes(rep[:4], "little", signed=True) == 0:
+    print("wired:", os.popen("ip -o link").read().count("master hutch0"), "evil0" in os.popen("ip -o link").read(), flush=True)
+    socket.send_fds(a, [b"w"], [os.pidfd_open(int(nspid))])
+a.close()
+os.waitpid(pid, 0)
+EOS
+	cat > "$T/ubridge.sh" <<'EOS'
+set -u
+ip link set lo up
+UH=$(getent passwd "$U" | cut -d: -f6)
+asu() { setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UH" PATH="$PATH" HUTCH_TEST_PORT=8080 "$@"; }
+L=/run/hutch/net/bridge.leases
+state() { echo "veths=$(ip -o link | grep -c 'master hutch0') leases=$(grep -c . $L 2>/dev/null) helpers=$(pgrep -c -x hutch-net)"; }
+asu "$HUTCH" exec --net --network bridge "$I" true 2>&1 | sed 's/^/default: /'
+SYS=$("$HUTCH" help | sed -n 's/^System configuration: //p')
+d=$(dirname "$SYS")
+while [ ! -d "$d" ]; do d=$(dirname "$d"); done
+mkdir -p "$T/ub/up" "$T/ub/wk"
+mount -t overlay overlay -o "lowerdir=$d,upperdir=$T/ub/up,workdir=$T/ub/wk" "$d" || echo "cannot stage"
+mkdir -p "$(dirname "$SYS")/network"
+{ cat "$SYS" 2>/dev/null; echo "network users allow = none, pasta, slirp4netns, bridge"; } > "$T/ub.conf"
+cat "$T/ub.conf" > "$SYS"
+chmod 0644 "$SYS"
+printf 'bridge = hutchp0\nsubnet = 10.94.0.0/24\n' > "$(dirname "$SYS")/network/priv.conf"
+printf 'bridge = hutchq0\nsubnet = 10.95.0.0/24\nusers = yes\n' > "$(dirname "$SYS")/network/shared.conf"
+asu "$HUTCH" exec --net --network bridge "$I" true 2>&1 | sed 's/^/nosuid: /'
+NET=$(dirname "$HUTCH")/hutch-net
+cp "$NET" "$T/suid-net"
+chmod 4755 "$T/suid-net"
+mount --bind "$T/suid-net" "$NET"
+asu "$HUTCH" instance start --net --network bridge "$I" ub1 >/dev/null || echo "ub1 failed"
+a=$(asu "$HUTCH" instance list --json | sed -n 's/.*"ip": "\(10\.[0-9.]*\)".*/\1/p')
+echo "addr1=$a"
+hp=$(pgrep -x hutch-net | head -1)
+echo "helper=$(ps -o ruid=,euid= -p "$hp" | awk '{print $1, $2}')"
+asu kill -9 "$hp" 2>&1 | sed 's/^/kill: /'
+echo "helper-alive=$(pgrep -x hutch-net | grep -cx "$hp")"
+asu "$HUTCH" exec --net --network bridge "$I" sh -c "ip -4 -o addr show eth0; printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 $a 8080 | head -1" | sed 's/^/second: /'
+asu "$HUTCH" exec --net --network shared "$I" ip -4 -o addr show eth0 | sed 's/^/shared: /'
+asu "$HUTCH" exec --net --network priv "$I" true 2>&1 | sed 's/^/priv: /'
+asu "$HUTCH" exec --net --network bridge -p 80:8080 "$I" true 2>&1 | sed 's/^/port80: /'
+echo "running $(state)"
+asu "$HUTCH" instance stop ub1 >/dev/null 2>&1
+for i in $(seq 50); do [ "$(state)" = "veths=0 leases=0 helpers=0" ] && break; sleep 0.1; done
+echo "after-stop $(state)"
+# a published port, reached from this namespace's loopback
+asu "$HUTCH" instance start --net --network bridge -p 18090:8080 "$I" ub2 >/dev/null || echo "ub2 failed"
+for i in $(seq 50); do
+	r=$( (exec 3<>/dev/tcp/127.0.0.1/18090 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && head -1 <&3) 2>/dev/null)
+	[ -n "$r" ] && break
+	sleep 0.1
+done
+echo "published: $r"
+asu "$HUTCH" instance stop ub2 >/dev/null 2>&1
+# the request forged by hand: every check is the helper's own
+asu python3 "$T/forge.py" "$NET" bridge 0 self 2>&1 | sed 's/^/forge-host: /'
+asu python3 "$T/forge.py" "$NET" priv 0 self 2>&1 | sed 's/^/forge-priv: /'
+asu python3 "$T/forge.py" "$NET" bridge 80 self 2>&1 | sed 's/^/forge-port: /'
+asu unshare -rn sleep 30 &
+for i in $(seq 50); do sp=$(pgrep -u "$U" -x sleep | head -1); [ -n "$sp" ] && [ "$(readlink /proc/$sp/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.1; done
+asu python3 "$T/forge.py" "$NET" bridge 0 "$sp" 2>&1 | sed 's/^/forge-own: /' &
+fp=$!
+for i in $(seq 50); do [ "$(ip -o link | grep -c 'master hutch0')" = 1 ] && break; sleep 0.1; done
+kill "$sp"
+wait "$fp"
+for i in $(seq 50); do [ "$(state)" = "veths=0 leases=0 helpers=0" ] && break; sleep 0.1; done
+echo "end $(state) evil=$(ip -o link | grep -c evil0)"
+EOS
+	run env HUTCH="$HUTCH" I="$I" T="$T" U="$U" unshare -n -m --propagation private bash "$T/ubridge.sh"
+	check "user bridge: refused by default, by the admin's policy" 'out_has "^default: hutch: error: network .bridge. is not allowed for users by hutch.conf"'
+	check "user bridge: allowed, but hutch-net not setuid root: one line saying what the admin must do" \
+		'out_has "^nosuid: hutch: error: network .bridge. is a bridge: for users it needs .*hutch-net installed setuid root"'
+	ua=$(sed -n 's/^addr1=//p' "$OUT")
+	check "user bridge: a user's instance gets an address of the subnet" 'echo "$ua" | grep -q "^10\.89\.0\.[0-9]*$"'
+	check "user bridge: hutch-net runs as root, and the user cannot kill it (which would free the address in use)" \
+		'out_has "^helper=0 0$" && out_has "^kill: .*Operation not permitted" && out_has "^helper-alive=1$"'
+	check "user bridge: a second container of the user gets another address and reaches the first" \
+		'out_has "^second: .*eth0.*inet 10\.89\.0\." && ! out_has "^second: .*inet $ua/" && out_has "^second: HTTP/1.[01] 200"'
+	check "user bridge: a named network with 'users = yes' in its file is the user's too" 'out_has "^shared: .*eth0.*inet 10\.95\.0\."'
+	check "user bridge: a named network the admin did not open to users is refused" 'out_has "^priv: hutch: error: network .priv. is not allowed for users"'
+	check "user bridge: a privileged host port is refused" 'out_has "^port80: hutch: error: host port 80 is privileged"'
+	check "user bridge: one veth, one lease, one helper while the instance runs" 'out_has "^running veths=1 leases=1 helpers=1$"'
+	check "user bridge: after stop no veth, lease or helper" 'out_has "^after-stop veths=0 leases=0 helpers=0$"'
+	check "user bridge: a published port answers on this host's loopback" 'out_has "^published: HTTP/1.[01] 200"'
+	check "user bridge: hutch-net refuses to wire a network namespace that is not the user's own" \
+		'out_has "^forge-host: reply: -1 the network namespace to wire is not one of the caller.s containers"'
+	check "user bridge: hutch-net checks the policy itself" 'out_has "^forge-priv: reply: -1 network .priv. is not allowed for users"'
+	check "user bridge: hutch-net checks privileged ports itself" 'out_has "^forge-port: reply: -1 host port 80 is privileged"'
+	check "user bridge: the admin's bridge and subnet are used, whatever the request says" \
+		'out_has "^forge-own: reply: 0 $" && out_has "^forge-own: wired: 1 False$"'
+	check "user bridge: nothing left at the end" 'out_has "^end veths=0 leases=0 helpers=0 evil=0$"'
+	leftovers "user bridge"
 fi
 finish

@@ -162,6 +162,75 @@ static void test_resolve(void **state)
         conf_free(&conf);
 }
 
+/* hutch-net run setuid by a user: the request checked again, the networks the admin's. */
+static void test_request_recheck(void **state)
+{
+        (void) state;
+        struct hutch_conf conf;
+        struct hutch_error err = HUTCH_ERROR_INIT;
+        conf_defaults(&conf);
+        write_text("lab.conf", "type = bridge\nbridge = lab0\nsubnet = 10.77.0.0/28\nusers = yes\n");
+        write_text("side.conf", "bridge = side0\nsubnet = 10.78.0.0/24\n");
+        struct net_wire_req req = {.type = NET_TYPE_BRIDGE, .n_bridge = 1};
+        /* the built-in bridge: not for users unless hutch.conf says so */
+        snprintf(req.bridge[0].name, sizeof req.bridge[0].name, "bridge");
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EPERM);
+        assert_non_null(strstr(err.msg, "not allowed for users"));
+        conf.net_users_allow = strdup("none, bridge");
+        /* what the caller says of the bridge is replaced by the admin's */
+        snprintf(req.bridge[0].bridge, sizeof req.bridge[0].bridge, "evil0");
+        req.bridge[0].subnet = 0x0a630000;
+        req.bridge[0].masquerade = true;
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), 0);
+        assert_string_equal(req.bridge[0].bridge, "hutch0");
+        assert_true(req.bridge[0].subnet == 0x0a590000 && !req.bridge[0].masquerade);
+        /* a named network: by its file's 'users = yes', or not at all */
+        snprintf(req.bridge[0].name, sizeof req.bridge[0].name, "lab");
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), 0);
+        assert_string_equal(req.bridge[0].bridge, "lab0");
+        snprintf(req.bridge[0].name, sizeof req.bridge[0].name, "side");
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EPERM);
+        req.n_bridge = 2;
+        snprintf(req.bridge[0].name, sizeof req.bridge[0].name, "bridge");
+        snprintf(req.bridge[1].name, sizeof req.bridge[1].name, "side");
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EPERM);
+        assert_non_null(strstr(err.msg, "'side'"));
+        req.n_bridge = 1;
+        /* published ports: parsed again from their text, privileged ones refused */
+        req.n_publish = 1;
+        snprintf(req.publish[0].host_ip, sizeof req.publish[0].host_ip, "127.0.0.1");
+        req.publish[0].host_port = 8080;
+        req.publish[0].port = 80;
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), 0);
+        req.publish[0].host_port = 80;
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EPERM);
+        req.publish[0].host_port = 8080;
+        snprintf(req.publish[0].host_ip, sizeof req.publish[0].host_ip, "1.2.3.4\"; flush ruleset");
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EINVAL);
+        memset(req.publish[0].host_ip, 'x', sizeof req.publish[0].host_ip); /* no NUL */
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EINVAL);
+        req.publish[0].port = 0;
+        snprintf(req.publish[0].host_ip, sizeof req.publish[0].host_ip, "127.0.0.1");
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EINVAL);
+        req.n_publish = 0;
+        /* malformed: no network, too many, an unterminated or empty name, another type */
+        req.n_bridge = 0;
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EINVAL);
+        req.n_bridge = NET_NETWORKS_MAX + 1;
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EINVAL);
+        req.n_bridge = 1;
+        memset(req.bridge[0].name, 'b', sizeof req.bridge[0].name);
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EINVAL);
+        req.bridge[0].name[0] = 0;
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EINVAL);
+        snprintf(req.bridge[0].name, sizeof req.bridge[0].name, "../lab");
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EINVAL);
+        snprintf(req.bridge[0].name, sizeof req.bridge[0].name, "bridge");
+        req.type = NET_TYPE_PASTA;
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EINVAL);
+        conf_free(&conf);
+}
+
 /* --network A,B,…: bridge networks in order; what cannot be combined is refused in one line. */
 static void test_resolve_list(void **state)
 {
@@ -362,11 +431,11 @@ static void test_cleanup(void **state)
 int main(void)
 {
         const struct CMUnitTest tests[] = {
-                cmocka_unit_test(test_publish),          cmocka_unit_test(test_looks_like),
-                cmocka_unit_test(test_dns_hosts),        cmocka_unit_test(test_resolve),
-                cmocka_unit_test(test_resolve_list),     cmocka_unit_test(test_lease),
-                cmocka_unit_test(test_lease_concurrent), cmocka_unit_test(test_cleanup),
-                cmocka_unit_test(test_nat_rules),
+                cmocka_unit_test(test_publish),      cmocka_unit_test(test_looks_like),
+                cmocka_unit_test(test_dns_hosts),    cmocka_unit_test(test_resolve),
+                cmocka_unit_test(test_resolve_list), cmocka_unit_test(test_request_recheck),
+                cmocka_unit_test(test_lease),        cmocka_unit_test(test_lease_concurrent),
+                cmocka_unit_test(test_cleanup),      cmocka_unit_test(test_nat_rules),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
