@@ -65,6 +65,7 @@ static struct {
         pthread_rwlock_t busy;
         atomic_uint_fast64_t answered; /* requests answered: the idle check's */
         atomic_uint running;           /* threads still serving */
+        atomic_uint storing;           /* opens whose cache entries are still being written */
         _Atomic(struct sqfs_handle *) handle[SERVE_THREADS_MAX];
         char *_Atomic small[SERVE_THREADS_MAX];
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
@@ -239,6 +240,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
         bool push = !(fi->flags & (O_WRONLY | O_RDWR)) && pushed_add(ino);
         if (push)
                 push_file(own_ll(), ino, &p);
+        /* counted before the answer: an owner that ends right after its open (`true`) must
+         * not end us before the entry is written (serve waits for these) */
+        bool store = p.frag.data || p.buf;
+        if (store)
+                atomic_fetch_add(&pool.storing, 1);
         open_reply(req, ino, fi);
         if (push)
                 pushed_done(ino);
@@ -249,6 +255,8 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
                 inflate_cache_put(&p.key, p.buf, p.size, "file");
                 munmap(p.buf, p.map);
         }
+        if (store)
+                atomic_fetch_sub(&pool.storing, 1);
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -604,6 +612,10 @@ static bool serve(struct image *img, int fuse_fd, int owner_fd, volatile uint64_
                                 return false;
                 }
         }
+        /* the cache entries being written are finished first (0.8 s at most: within the
+         * monitor's WORKER_GRACE_MS): the next start of the image finds them */
+        for (int i = 0; i < 80 && atomic_load(&pool.storing) > 0; i++)
+                (void) poll(NULL, 0, 10); /* the allow-list's sleep */
         if (p[0].revents || (atomic_load(&pool.running) > 0 && !(p[1].revents & (POLLERR | POLLHUP | POLLNVAL))))
                 return false;
         /* the mount is gone: every thread ends with ENODEV */
