@@ -135,18 +135,18 @@ static int parse_args(struct build_args *a, int argc, char **argv)
                         if (r >= 0)
                                 return r;
                 } else if (missing)
-                        return cli_usage_error("build", "option '%s' needs a value", argv[i]);
+                        return cli_args_error("build", "option '%s' needs a value", argv[i]);
                 else if (cli_log_flag(argv[i]))
                         ;
                 else if (argv[i][0] == '-' && argv[i][1])
-                        return cli_usage_error("build", "unknown option '%s'", argv[i]);
+                        return cli_args_error("build", "unknown option '%s'", argv[i]);
                 else if (a->n == 2)
-                        return cli_usage_error("build", "expects TARGET and SOURCE only");
+                        return cli_args_error("build", "expects TARGET and SOURCE only");
                 else
                         a->pos[a->n++] = argv[i];
         }
         if (a->n != 2)
-                return cli_usage_error("build", "expects TARGET and SOURCE");
+                return cli_args_error("build", "expects TARGET and SOURCE");
         return -1;
 }
 

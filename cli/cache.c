@@ -101,8 +101,8 @@ int verb_cache(struct cli *c, int argc, char **argv)
                 return 0;
         }
         if (!cmd || (strcmp(cmd, "list") != 0 && strcmp(cmd, "clean") != 0))
-                return cmd ? cli_usage_error("cache", "unknown cache command '%s'", cmd)
-                           : cli_usage_error("cache", "expects list or clean");
+                return cmd ? cli_args_error("cache", "unknown cache command '%s'", cmd)
+                           : cli_args_error("cache", "expects list or clean");
         unsigned types = CACHE_ALL;
         unsigned days = 0;
         for (int i = 2; i < argc; i++) {
@@ -124,7 +124,7 @@ int verb_cache(struct cli *c, int argc, char **argv)
                         days = (unsigned) d;
                 } else if (strcmp(cmd, "clean") != 0 || (strcmp(a, "-f") != 0 && strcmp(a, "--force") != 0))
                         /* Apptainer's clean asks first unless --force; this cache is only a cache */
-                        return cli_usage_error("cache", "unknown option '%s' for 'cache %s'", a, cmd);
+                        return cli_args_error("cache", "unknown option '%s' for 'cache %s'", a, cmd);
         }
         if (types & (CACHE_BLOB | CACHE_SIF)) {
                 int r = registry_part(c, cmd, types, days);

@@ -29,7 +29,12 @@ const char *cli_system_conf_path(void);
 int cli_fail(const struct hutch_error *err);
 /* The same for a message made here (code: the error's errno, -ENOENT etc.). */
 int cli_failf(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* "hutch: error: <msg> (see 'hutch VERB --help')": a value hutch refuses, EXIT_HUTCH_FAILURE
+ * (255); cli_args_error: a command line Apptainer's parser would reject (unknown verb or
+ * option, an option without its value, the wrong number of arguments), EXIT_USAGE (1), as
+ * Apptainer. */
 int cli_usage_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cli_args_error(const char *verb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* While set, errors printed start with "<what>: " (the variable a value came from). */
 void cli_error_context(const char *what);
 const char *cli_getenv(const struct cli *c, const char *key);

@@ -63,22 +63,37 @@ int cli_failf(int code, const char *fmt, ...)
         return cli_fail(&err);
 }
 
-int cli_usage_error(const char *verb, const char *fmt, ...)
+static int usage_line(int status, const char *verb, const char *fmt, va_list ap)
 {
         char msg[1024];
-        va_list ap;
         fputs("hutch: error: ", stderr);
         if (error_context)
                 fprintf(stderr, "%s: ", error_context);
-        va_start(ap, fmt);
         vsnprintf(msg, sizeof msg, fmt, ap);
-        va_end(ap);
         print_escaped(msg);
         if (verb)
                 fprintf(stderr, " (see 'hutch %s --help')\n", verb);
         else
                 fprintf(stderr, " (see 'hutch --help')\n");
-        return EXIT_USAGE;
+        return status;
+}
+
+int cli_usage_error(const char *verb, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        int r = usage_line(EXIT_HUTCH_FAILURE, verb, fmt, ap);
+        va_end(ap);
+        return r;
+}
+
+int cli_args_error(const char *verb, const char *fmt, ...)
+{
+        va_list ap;
+        va_start(ap, fmt);
+        int r = usage_line(EXIT_USAGE, verb, fmt, ap);
+        va_end(ap);
+        return r;
 }
 
 /* Sources hutch cannot read: a clear "not supported yet" rather than "No such file". */

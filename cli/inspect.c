@@ -122,13 +122,13 @@ int verb_inspect(struct cli *c, int argc, char **argv)
                 if (known || cli_log_flag(argv[i]))
                         continue;
                 if (argv[i][0] == '-')
-                        return cli_usage_error("inspect", "unknown option '%s'", argv[i]);
+                        return cli_args_error("inspect", "unknown option '%s'", argv[i]);
                 if (image)
-                        return cli_usage_error("inspect", "one IMAGE only");
+                        return cli_args_error("inspect", "one IMAGE only");
                 image = argv[i];
         }
         if (!image)
-                return cli_usage_error("inspect", "missing IMAGE");
+                return cli_args_error("inspect", "missing IMAGE");
         /* the labels unless something else is asked (Apptainer's defaultToLabels) */
         /* with --json, --list-apps gives each app's attributes (as Apptainer's from a SIF) */
         if (apps && json)
@@ -150,7 +150,7 @@ int verb_run_help(struct cli *c, int argc, char **argv)
         if (app)
                 i++;
         if (argc - i != 1)
-                return cli_usage_error("run-help", "expects exactly one IMAGE");
+                return cli_args_error("run-help", "expects exactly one IMAGE");
         return print_meta(argv[i], app, IMAGE_META_HELPFILE, false, false,
                           "No help sections were defined for this image");
 }

@@ -233,7 +233,7 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, cons
                 goto out;
         is.name = a.rest[0];
         if (!is.name) {
-                r = cli_usage_error(verb, "missing instance NAME after IMAGE");
+                r = cli_args_error(verb, "missing instance NAME after IMAGE");
                 goto out;
         }
         if (instance_name_check(is.name, &err) < 0 ||
@@ -393,7 +393,7 @@ static int cmd_unit(struct cli *c, int argc, char **argv)
         if (r >= 0)
                 goto out;
         if (!a.rest[0]) {
-                r = cli_usage_error("instance unit", "missing instance NAME after IMAGE");
+                r = cli_args_error("instance unit", "missing instance NAME after IMAGE");
                 goto out;
         }
         struct instance_ready ready;
@@ -641,7 +641,7 @@ static int cmd_list(struct cli *c, int argc, char **argv)
                 case 'a': all = true; break;
                 case 'u': user = optarg; break;
                 case 'h': cli_help_print("instance"); return 0;
-                default: return cli_usage_error("instance", "unknown option '%s'", argv[optind - 1]);
+                default: return cli_args_error("instance", "unknown option '%s'", argv[optind - 1]);
                 }
         if (json && logs) /* one or the other, as Apptainer's */
                 return cli_usage_error("instance", "list: --json and --logs are not for one listing: more than one "
@@ -757,7 +757,7 @@ static int cmd_stop(struct cli *c, int argc, char **argv)
                         break;
                 }
                 case 'h': cli_help_print("instance"); return 0;
-                default: return cli_usage_error("instance", "unknown option '%s'", argv[optind - 1]);
+                default: return cli_args_error("instance", "unknown option '%s'", argv[optind - 1]);
                 }
         }
         const char *glob = optind < argc ? argv[optind] : NULL;
@@ -909,14 +909,14 @@ static int cmd_logs(struct cli *c, int argc, char **argv)
                 case 'e': want_out = false; break;
                 case 'o': want_err = false; break;
                 case 'h': cli_help_print("instance"); return 0;
-                default: return cli_usage_error("instance", "unknown option '%s'", argv[optind - 1]);
+                default: return cli_args_error("instance", "unknown option '%s'", argv[optind - 1]);
                 }
         }
         if (!want_out && !want_err)
                 want_out = want_err = true;
         const char *name = optind < argc ? argv[optind] : NULL;
         if (!name)
-                return cli_usage_error("instance", "missing instance NAME");
+                return cli_args_error("instance", "missing instance NAME");
         if (instance_name_check(name, &err) < 0)
                 return cli_fail(&err);
         struct instance_env env;
@@ -987,11 +987,11 @@ static int cmd_stats(struct cli *c, int argc, char **argv)
                 case 'u': user = optarg; break;
                 case 'n': stream = false; break;
                 case 'h': cli_help_print("instance"); return 0;
-                default: return cli_usage_error("instance", "unknown option '%s'", argv[optind - 1]);
+                default: return cli_args_error("instance", "unknown option '%s'", argv[optind - 1]);
                 }
         const char *name = optind < argc ? argv[optind] : NULL;
         if (!name)
-                return cli_usage_error("instance", "missing instance NAME");
+                return cli_args_error("instance", "missing instance NAME");
         struct instance_env env;
         struct instance_state st = {0};
         struct cgroup cg = CGROUP_NULL;
@@ -1082,5 +1082,5 @@ int verb_instance(struct cli *c, int argc, char **argv)
                 return cmd_logs(c, argc - 1, argv + 1);
         if (!strcmp(sub, "stats"))
                 return cmd_stats(c, argc - 1, argv + 1);
-        return cli_usage_error("instance", "unknown instance command '%s'", sub);
+        return cli_args_error("instance", "unknown instance command '%s'", sub);
 }

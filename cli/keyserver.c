@@ -369,8 +369,8 @@ int keyserver_key_verb(struct cli *c, const char *sub, const char *url, const ch
 {
         _cleanup_free_ char *base = NULL;
         if (nargs != 1)
-                return cli_usage_error("key", "key %s takes one %s", sub,
-                                       strcmp(sub, "search") ? "FINGERPRINT" : "QUERY");
+                return cli_args_error("key", "key %s takes one %s", sub,
+                                      strcmp(sub, "search") ? "FINGERPRINT" : "QUERY");
         int r = server_pick(c, sub, url, &base);
         if (r)
                 return r;
@@ -461,9 +461,9 @@ int verb_keyserver(struct cli *c, int argc, char **argv)
                 if (!strcmp(argv[i], "--insecure"))
                         insecure = true;
                 else if (argv[i][0] == '-')
-                        return cli_usage_error("keyserver", "unknown option '%s'", argv[i]);
+                        return cli_args_error("keyserver", "unknown option '%s'", argv[i]);
                 else if (url)
-                        return cli_usage_error("keyserver", "keyserver %s takes one URL", sub);
+                        return cli_args_error("keyserver", "keyserver %s takes one URL", sub);
                 else
                         url = argv[i];
         }
@@ -474,6 +474,6 @@ int verb_keyserver(struct cli *c, int argc, char **argv)
         if (!strcmp(sub, "remove") && url && !insecure)
                 return keyserver_remove(c, url);
         if (!strcmp(sub, "list") || !strcmp(sub, "add") || !strcmp(sub, "remove"))
-                return cli_usage_error("keyserver", "usage: hutch keyserver add [--insecure] URL | remove URL | list");
-        return cli_usage_error("keyserver", "unknown keyserver command '%s' (add, remove, list)", sub);
+                return cli_args_error("keyserver", "usage: hutch keyserver add [--insecure] URL | remove URL | list");
+        return cli_args_error("keyserver", "unknown keyserver command '%s' (add, remove, list)", sub);
 }

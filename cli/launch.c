@@ -259,7 +259,7 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
         case 'e': s->cleanenv = true; break;
         case OPT_ENV:
                 if (add_env_opt(a, arg, verb) < 0)
-                        return EXIT_USAGE;
+                        return EXIT_HUTCH_FAILURE;
                 break;
         case OPT_ENV_FILE: r = strv_extend(&a->env_files, arg); break;
         case OPT_NO_EVAL: s->no_eval = true; break;
@@ -316,25 +316,25 @@ static int apply_option(struct launch_args *a, const char *verb, size_t k, char 
         case 's': s->shell = arg; break;
         case OPT_RESTART:
                 if (!a->instance)
-                        return cli_usage_error(verb, "--restart is an option of 'instance start'");
+                        return cli_args_error(verb, "--restart is an option of 'instance start'");
                 a->restart = arg;
                 break;
         case OPT_SYSTEMD: a->systemd = arg; break;
         case OPT_PID_FILE:
                 if (!a->instance)
-                        return cli_usage_error(verb, "--pid-file is an option of 'instance start'");
+                        return cli_args_error(verb, "--pid-file is an option of 'instance start'");
                 a->pid_file = arg;
                 break;
         case OPT_READY:
         case OPT_READY_TIMEOUT:
                 if (!a->instance)
-                        return cli_usage_error(verb, "--%s is an option of 'instance start'", options[k].name);
+                        return cli_args_error(verb, "--%s is an option of 'instance start'", options[k].name);
                 *(options[k].val == OPT_READY ? &a->ready : &a->ready_timeout) = arg;
                 break;
         case OPT_TIE_TO_JOB:
         case OPT_NO_TIE_TO_JOB:
                 if (!a->instance)
-                        return cli_usage_error(verb, "--tie-to-job is an option of 'instance start'");
+                        return cli_args_error(verb, "--tie-to-job is an option of 'instance start'");
                 if (options[k].val == OPT_NO_TIE_TO_JOB || (arg && !strcmp(arg, "false")))
                         a->tie_to_job = 0;
                 else if (!arg || !strcmp(arg, "true"))
@@ -388,8 +388,8 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
         while ((o = getopt_long(argc, argv, "+B:cCeH:W:S:s:piwfunho:", options, &idx)) != -1) {
                 if (o == '?') {
                         if (optopt)
-                                return cli_usage_error(verb, "option '-%c' is unknown or misses its value", optopt);
-                        return cli_usage_error(verb, "unknown option '%s'", argv[optind - 1]);
+                                return cli_args_error(verb, "option '-%c' is unknown or misses its value", optopt);
+                        return cli_args_error(verb, "unknown option '%s'", argv[optind - 1]);
                 }
                 size_t k = option_index(o, idx);
                 /* Apptainer's -p is --pid, podman's -p publishes: a standalone "-p" followed
@@ -801,7 +801,7 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
         if ((r = parse_options(a, verb, argc, argv, seen)) >= 0)
                 return r;
         if (optind >= argc)
-                return cli_usage_error(verb, "missing IMAGE");
+                return cli_args_error(verb, "missing IMAGE");
         s->image = argv[optind++];
         if (!cli_is_registry_source(s->image) && (r = cli_source_check(s->image, false)) >= 0)
                 return r;
@@ -1036,7 +1036,7 @@ int verb_launch(struct cli *c, const char *verb, int argc, char **argv)
         if ((r = launch_args_parse(c, &a, verb, argc, argv)) >= 0)
                 goto out;
         if (s->action == LAUNCH_EXEC && !s->argv[0]) {
-                r = cli_usage_error(verb, "missing COMMAND to execute in '%s'", s->image);
+                r = cli_args_error(verb, "missing COMMAND to execute in '%s'", s->image);
                 goto out;
         }
         if ((r = limits_keeper(c, &a)) >= 0)

@@ -88,7 +88,7 @@ int main(int argc, char **argv)
                         cli_help_print(NULL);
                         return 0;
                 }
-                return cli_usage_error(NULL, "unknown global option '%s'", argv[i]);
+                return cli_args_error(NULL, "unknown global option '%s'", argv[i]);
         }
         if (i >= argc) {
                 cli_help_print(NULL);
@@ -144,7 +144,7 @@ int main(int argc, char **argv)
                         return r;
                 r = verb_cache(&c, vargc, vargv);
         } else
-                return cli_usage_error(NULL, "unknown command '%s'", verb);
+                return cli_args_error(NULL, "unknown command '%s'", verb);
         conf_free(&c.conf);
         return r;
 }

@@ -55,11 +55,11 @@ static int overlay_create(int argc, char **argv)
                                 return cli_usage_error("overlay", "out of memory");
                         break;
                 case 'h': cli_help_print("overlay"); return 0;
-                default: return cli_usage_error("overlay", "unknown option '%s'", argv[optind - 1]);
+                default: return cli_args_error("overlay", "unknown option '%s'", argv[optind - 1]);
                 }
         }
         if (optind + 1 != argc)
-                return cli_usage_error("overlay", optind >= argc ? "missing FILE" : "create takes one FILE");
+                return cli_args_error("overlay", optind >= argc ? "missing FILE" : "create takes one FILE");
         s.target = argv[optind];
         s.create_dirs = dirs;
         /* --fakeroot: made as root of a user namespace whose root is the caller (as --fakeroot
@@ -78,12 +78,12 @@ int verb_overlay(struct cli *c, int argc, char **argv)
 {
         (void) c;
         if (argc < 2)
-                return cli_usage_error("overlay", "missing subcommand (create)");
+                return cli_args_error("overlay", "missing subcommand (create)");
         if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
                 cli_help_print("overlay");
                 return 0;
         }
         if (strcmp(argv[1], "create") != 0)
-                return cli_usage_error("overlay", "unknown subcommand '%s' (create)", argv[1]);
+                return cli_args_error("overlay", "unknown subcommand '%s' (create)", argv[1]);
         return overlay_create(argc - 1, argv + 1);
 }

@@ -121,14 +121,14 @@ static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
                 else if (cli_log_flag(a))
                         ;
                 else if (a[0] == '-' && a[1])
-                        return cli_usage_error("pull", "unknown option '%s'", a);
+                        return cli_args_error("pull", "unknown option '%s'", a);
                 else if (n == 2)
-                        return cli_usage_error("pull", "expects [OUTPUT] URI");
+                        return cli_args_error("pull", "expects [OUTPUT] URI");
                 else
                         pos[n++] = a;
         }
         if (n == 0)
-                return cli_usage_error("pull", "missing URI (docker://..., oras://...)");
+                return cli_args_error("pull", "missing URI (docker://..., oras://...)");
         p.source = pos[n - 1];
         if (!is_pull_source(p.source))
                 return cli_usage_error(
@@ -214,14 +214,14 @@ static int verb_push(struct cli *c, int argc, char **argv)
                 else if (cli_log_flag(a))
                         ;
                 else if (a[0] == '-' && a[1])
-                        return cli_usage_error("push", "unknown option '%s'", a);
+                        return cli_args_error("push", "unknown option '%s'", a);
                 else if (n == 2)
-                        return cli_usage_error("push", "expects IMAGE and oras://HOST/REPO:TAG");
+                        return cli_args_error("push", "expects IMAGE and oras://HOST/REPO:TAG");
                 else
                         pos[n++] = a;
         }
         if (n != 2)
-                return cli_usage_error("push", "expects IMAGE and oras://HOST/REPO:TAG");
+                return cli_args_error("push", "expects IMAGE and oras://HOST/REPO:TAG");
         if (!startswith(pos[1], "oras://"))
                 return cli_usage_error("push", "'%s': push takes oras://HOST/REPO:TAG", pos[1]);
         p.image = pos[0];
@@ -278,7 +278,7 @@ static int verb_remote(struct cli *c, int argc, char **argv)
                 return cmd ? 0 : EXIT_USAGE;
         }
         if (strcmp(cmd, "login") != 0 && strcmp(cmd, "logout") != 0)
-                return cli_usage_error("remote", "unknown remote command '%s' (login, logout)", cmd);
+                return cli_args_error("remote", "unknown remote command '%s' (login, logout)", cmd);
         for (int i = 2; i < argc; i++) {
                 const char *o = argv[i];
                 if (!strcmp(o, "-h") || !strcmp(o, "--help")) {
@@ -296,14 +296,14 @@ static int verb_remote(struct cli *c, int argc, char **argv)
                 else if (cli_log_flag(o))
                         ;
                 else if (o[0] == '-')
-                        return cli_usage_error("remote", "unknown option '%s'", o);
+                        return cli_args_error("remote", "unknown option '%s'", o);
                 else if (uri)
-                        return cli_usage_error("remote", "expects one docker://HOST");
+                        return cli_args_error("remote", "expects one docker://HOST");
                 else
                         uri = o;
         }
         if (!uri || !(startswith(uri, "docker://") || startswith(uri, "oras://")))
-                return cli_usage_error("remote", "expects docker://HOST (or oras://HOST)");
+                return cli_args_error("remote", "expects docker://HOST (or oras://HOST)");
         const char *host = strstr(uri, "://") + 3;
         _cleanup_free_ char *h = strndup(host, strcspn(host, "/"));
         if (!h || !*h)
@@ -384,7 +384,7 @@ int main(int argc, char **argv)
         log_set_level(LOG_LEVEL_INFO);
         for (; i < argc && argv[i][0] == '-'; i++)
                 if (!cli_log_flag(argv[i]))
-                        return cli_usage_error(NULL, "unknown global option '%s'", argv[i]);
+                        return cli_args_error(NULL, "unknown global option '%s'", argv[i]);
         if (i >= argc)
                 return cli_usage_error(NULL, "hutch-registry is run by hutch: pull, push, remote");
         const char *verb = argv[i];
@@ -398,5 +398,5 @@ int main(int argc, char **argv)
                 return verb_remote(&c, argc - i, argv + i);
         if (!strcmp(verb, "http-fetch"))
                 return verb_http_fetch(&c, argc - i, argv + i);
-        return cli_usage_error(NULL, "unknown command '%s'", verb);
+        return cli_args_error(NULL, "unknown command '%s'", verb);
 }

@@ -263,13 +263,13 @@ int verb_sif(struct cli *c, int argc, char **argv)
                 return 0;
         }
         if (argc < 3)
-                return cli_usage_error("sif", "expects list|header|info ID|dump ID and IMAGE.sif");
+                return cli_args_error("sif", "expects list|header|info ID|dump ID and IMAGE.sif");
         const char *cmd = argv[1];
         bool needs_id = !strcmp(cmd, "info") || !strcmp(cmd, "dump");
         if (!needs_id && strcmp(cmd, "list") != 0 && strcmp(cmd, "header") != 0)
-                return cli_usage_error("sif", "unknown sif command '%s'", cmd);
+                return cli_args_error("sif", "unknown sif command '%s'", cmd);
         if ((needs_id && argc != 4) || (!needs_id && argc != 3))
-                return cli_usage_error("sif", "wrong number of arguments for 'sif %s'", cmd);
+                return cli_args_error("sif", "wrong number of arguments for 'sif %s'", cmd);
         const char *path = argv[argc - 1];
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0 || fstat(fd, &st) < 0) {

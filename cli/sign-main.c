@@ -232,10 +232,10 @@ static int verb_verify(struct sign_cli *s, int argc, char **argv)
                 case 'j': json = true; break;
                 case 'L': break; /* the keyring is always local: no keyserver */
                 case 'h': cli_help_print("verify"); return 0;
-                default: return cli_usage_error("verify", "bad option");
+                default: return cli_args_error("verify", "bad option");
                 }
         if (optind != argc - 1)
-                return cli_usage_error("verify", "verify needs one IMAGE");
+                return cli_args_error("verify", "verify needs one IMAGE");
         if (o.sif_id && o.group_id)
                 return cli_usage_error("verify", "--sif-id and --group-id exclude each other");
         const char *path = argv[optind];
@@ -322,10 +322,10 @@ static int verb_sign(struct sign_cli *s, int argc, char **argv)
                 case 'a': break; /* every group is the default */
                 case 'P': s->passphrase_file = optarg; break;
                 case 'h': cli_help_print("sign"); return 0;
-                default: return cli_usage_error("sign", "bad option");
+                default: return cli_args_error("sign", "bad option");
                 }
         if (optind != argc - 1)
-                return cli_usage_error("sign", "sign needs one IMAGE");
+                return cli_args_error("sign", "sign needs one IMAGE");
         if (o.sif_id && o.group_id)
                 return cli_usage_error("sign", "--sif-id and --group-id exclude each other");
         const char *path = argv[optind];
@@ -540,8 +540,8 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
                 case 'h': cli_help_print("key"); return 0;
                 default:
                         if (optopt)
-                                return cli_usage_error("key", "option '-%c' is unknown or misses its value", optopt);
-                        return cli_usage_error("key", "unknown option '%s'", argv[optind - 1]);
+                                return cli_args_error("key", "option '-%c' is unknown or misses its value", optopt);
+                        return cli_args_error("key", "unknown option '%s'", argv[optind - 1]);
                 }
         int nargs = argc - optind;
         char **a = argv + optind;
@@ -566,8 +566,8 @@ static int verb_key(struct sign_cli *s, int argc, char **argv)
         }
         if (!strcmp(sub, "list") || !strcmp(sub, "newpair") || !strcmp(sub, "import") || !strcmp(sub, "export") ||
             !strcmp(sub, "remove"))
-                return cli_usage_error("key", "wrong number of arguments for 'key %s'", sub);
-        return cli_usage_error("key", "unknown key command '%s'", sub);
+                return cli_args_error("key", "wrong number of arguments for 'key %s'", sub);
+        return cli_args_error("key", "unknown key command '%s'", sub);
 }
 
 /* ---- policy-check IMAGE: spawned by hutch before it starts an image the site's policy
@@ -661,5 +661,5 @@ int main(int argc, char **argv)
                 return verb_keyserver(&s.c, argc - i, argv + i);
         if (!strcmp(verb, "policy-check"))
                 return verb_policy_check(&s, argc - i, argv + i);
-        return cli_usage_error(NULL, "unknown command '%s'", verb);
+        return cli_args_error(NULL, "unknown command '%s'", verb);
 }

@@ -37,6 +37,10 @@ err_has() { grep -q -- "$1" "$ERR"; }
 fails_with() {
 	[ "$RC" -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && grep -q '^hutch: error: ' "$ERR" && grep -q -- "$1" "$ERR"
 }
+# a command line Apptainer's parser rejects: status 1, as Apptainer's
+usage_fails_with() {
+	[ "$RC" -eq 1 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && grep -q '^hutch: error: ' "$ERR" && grep -q -- "$1" "$ERR"
+}
 
 # Nothing of hutch may outlive a payload: the FUSE server exits when the pidfd it watches
 # reports the payload's end, which can trail the payload's exit by a moment.

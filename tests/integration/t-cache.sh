@@ -112,10 +112,10 @@ run "$HUTCH" exec "$IMAGES/rootfs" true
 check "a folder image keeps nothing" '[ $RC -eq 0 ] && [ "$(entries)" -eq 0 ]'
 
 run "$HUTCH" cache frob
-check "an unknown cache command is refused in one line" 'fails_with "unknown cache command"'
+check "an unknown cache command is refused in one line" 'usage_fails_with "unknown cache command"'
 run "$HUTCH" cache list --force
-check "cache list takes no --force" 'fails_with "unknown option"'
+check "cache list takes no --force" 'usage_fails_with "unknown option"'
 run "$HUTCH" cache
-check "cache with no command names the two" 'fails_with "expects list or clean"'
+check "cache with no command names the two" 'usage_fails_with "expects list or clean"'
 leftovers "cache"
 finish

@@ -56,11 +56,19 @@ check "missing env file" 'fails_with "none.env"'
 run "$HUTCH" exec --env NOEQUALS "$I" true
 check "--env without =" 'fails_with "KEY=VALUE"'
 run "$HUTCH" exec "$I"
-check "exec without a command" 'fails_with "missing COMMAND"'
+check "exec without a command" 'usage_fails_with "missing COMMAND"'
 run "$HUTCH" exec --bogus "$I" true
-check "unknown option" 'fails_with "bogus"'
+check "unknown option: status 1, as Apptainer's" 'usage_fails_with "bogus"'
 run "$HUTCH" frobnicate
-check "unknown command" 'fails_with "unknown command"'
+check "unknown command" 'usage_fails_with "unknown command"'
+run "$HUTCH" instance
+check "a verb group without its subcommand: its help, status 1 (as Apptainer)" '[ $RC -eq 1 ] && grep -q "instance" "$OUT" "$ERR"'
+run "$HUTCH"
+check "no verb at all: the help, status 1" '[ $RC -eq 1 ] && grep -q "Commands:" "$OUT" "$ERR"'
+run "$HUTCH" inspect "$I" "$I"
+check "too many arguments: status 1" 'usage_fails_with "one IMAGE only"'
+run "$HUTCH" instance stop --timeout soon x
+check "a value hutch refuses is hutch's error: status 255" 'fails_with "--timeout wants seconds"'
 run "$HUTCH" exec "$I" /no/such/program
 check "a command missing in the image (image with env scripts)" 'fails_with "/no/such/program"'
 run "$HUTCH" exec "$FIXTURES/one-group.sif" nosuchcmd

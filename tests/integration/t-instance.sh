@@ -228,9 +228,9 @@ check "logs of an unknown instance fails" 'fails_with "no logs"'
 run "$HUTCH" instance start --restart sometimes "$I" x
 check "a bad restart policy is refused" 'fails_with "invalid restart policy"'
 run "$HUTCH" exec --restart always "$I" true
-check "--restart is only for instances" '[ $RC -eq 255 ] && err_has "restart"'
+check "--restart is only for instances (an unknown option of exec: status 1)" '[ $RC -eq 1 ] && err_has "restart"'
 run "$HUTCH" instance start "$I"
-check "start without a NAME fails" '[ $RC -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "missing instance NAME"'
+check "start without a NAME fails" '[ $RC -eq 1 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "missing instance NAME"'
 run "$HUTCH" instance stop --signal BOGUS x
 check "stop --signal with an unknown signal fails" '[ $RC -eq 255 ] && [ "$(wc -l < "$ERR")" -eq 1 ] && err_has "unknown signal .BOGUS."'
 run "$HUTCH" instance stop --timeout soon x
@@ -246,9 +246,9 @@ check "stats of an unknown instance fails" 'fails_with "no instance named .nosuc
 run "$HUTCH" instance list --user no-such-user-here
 check "list --user of an unknown user fails" 'fails_with "no user named"'
 run "$HUTCH" instance frobnicate
-check "an unknown instance command fails" '[ $RC -eq 255 ] && err_has "unknown instance command"'
+check "an unknown instance command fails" '[ $RC -eq 1 ] && err_has "unknown instance command"'
 run "$HUTCH" supervise instance start "$I" direct
-check "there is no supervise verb to run by hand (the supervisor is forked by instance start)" '[ $RC -eq 255 ] && err_has "unknown command .supervise." && [ -z "$(state_dirs)" ]'
+check "there is no supervise verb to run by hand (the supervisor is forked by instance start)" '[ $RC -eq 1 ] && err_has "unknown command .supervise." && [ -z "$(state_dirs)" ]'
 if [ "$MODE" = user ]; then
 	# the log files are made while the container starts: one that cannot be made still
 	# fails the start, with the container stopped and nothing left

@@ -126,7 +126,7 @@ for bad in "--ready bogus|--ready takes notify, tcp:PORT or exec:CMD, not 'bogus
 	check "instance unit $args: refused too" 'fails_with "$msg"'
 done
 run "$HUTCH" exec --ready "tcp:$PORT" "$I" true
-check "--ready is refused by exec" 'fails_with "is an option of .instance start."'
+check "--ready is refused by exec" 'usage_fails_with "is an option of .instance start."'
 run "$HUTCH" instance unit --ready "tcp:$PORT" --ready-timeout 30 "$I" runit
 check "instance unit passes --ready to the unit's start" 'out_has "^ExecStart=.* --ready tcp:$PORT --ready-timeout 30 "'
 leftovers "bad input"
