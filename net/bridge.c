@@ -28,7 +28,12 @@
 
 static struct nl_sock *nl_open(void)
 {
-        struct nl_sock *sk = nl_socket_alloc();
+        /* callbacks of the default kind, whatever NLCB told libnl's constructor (hutch-net
+         * may run setuid: the caller's environment chooses nothing) */
+        struct nl_cb *cb = nl_cb_alloc(NL_CB_DEFAULT);
+        struct nl_sock *sk = cb ? nl_socket_alloc_cb(cb) : NULL;
+        if (cb)
+                nl_cb_put(cb);
         if (sk && nl_connect(sk, NETLINK_ROUTE) < 0) {
                 nl_socket_free(sk);
                 return NULL;
@@ -107,20 +112,57 @@ static int bridge_ensure(struct nl_sock *sk, const struct net_bridge_conf *b, st
         return ifindex;
 }
 
-static int veth_make(struct nl_sock *sk, struct helper *h, size_t i, int master, struct hutch_error *err)
+/* The host end of a veth carries its helper as its alias, "hutch-net PID START". */
+#define VETH_ALIAS "hutch-net %d %llu"
+
+/* Delete the veths whose helper is gone (killed, or its cgroup killed): their lease is free
+ * again, so their container must not keep the address on the bridge. Only root sets a host
+ * link's alias, so no other process can pass for a helper here. */
+static void veth_sweep(struct nl_sock *sk)
+{
+        struct nl_cache *cache = NULL;
+        if (rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache) < 0)
+                return;
+        for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
+                struct rtnl_link *l = (struct rtnl_link *) o;
+                const char *alias = rtnl_link_get_ifalias(l);
+                int pid, end = 0;
+                unsigned long long st, now;
+                if (!alias || sscanf(alias, VETH_ALIAS "%n", &pid, &st, &end) != 2 || alias[end] != 0 || pid <= 0)
+                        continue;
+                if (proc_start_time(pid, &now) == 0 && now == st)
+                        continue;
+                rtnl_link_delete(sk, l);
+        }
+        nl_cache_free(cache);
+}
+
+static int veth_make(struct nl_sock *sk, struct helper *h, size_t i, int master, unsigned long long st,
+                     struct hutch_error *err)
 {
         struct helper_link *k = &h->link[i];
-        char peer_name[16];
+        char peer_name[16], alias[64];
         snprintf(peer_name, sizeof peer_name, "eth%zu", i);
+        snprintf(alias, sizeof alias, VETH_ALIAS, (int) getpid(), st);
         struct rtnl_link *veth = rtnl_link_veth_alloc();
         if (!veth)
                 return hutch_err(err, -ENOMEM, "out of memory");
         struct rtnl_link *peer = rtnl_link_veth_get_peer(veth);
         rtnl_link_set_name(veth, k->veth);
         rtnl_link_set_master(veth, master);
+        rtnl_link_set_ifalias(veth, alias);
         rtnl_link_set_flags(veth, IFF_UP);
         rtnl_link_set_name(peer, peer_name);
         rtnl_link_set_ns_fd(peer, h->netns);
+        /* the container's MAC follows from its address (net_veth_mac): what a user's guard
+         * rules let through */
+        unsigned char mac[6];
+        net_veth_mac(k->addr, mac);
+        struct nl_addr *lladdr = nl_addr_build(AF_LLC, mac, sizeof mac);
+        if (lladdr) {
+                rtnl_link_set_addr(peer, lladdr);
+                nl_addr_put(lladdr);
+        }
         int r = rtnl_link_add(sk, veth, NLM_F_CREATE | NLM_F_EXCL);
         rtnl_link_put(peer);
         rtnl_link_veth_release(veth);
@@ -214,8 +256,12 @@ static int link_wire(struct helper *h, size_t i, unsigned long long st, struct h
         r = n > 0 && (size_t) n < sizeof k->veth
                     ? bridge_ensure(sk, b, err)
                     : hutch_err(err, -ENAMETOOLONG, "cannot name a veth for network %zu", i);
+        /* after the lease: a holder found dead there is dead here too, so its veth goes
+         * before its address serves another */
         if (r >= 0)
-                r = veth_make(sk, h, i, r, err);
+                veth_sweep(sk);
+        if (r >= 0)
+                r = veth_make(sk, h, i, r, st, err);
         nl_socket_free(sk);
         if (r >= 0)
                 r = inside(h, i, err);

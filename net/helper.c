@@ -5,15 +5,17 @@
  * with the container's namespace, and a bridge lease whose holder is gone is free again. */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <linux/nsfs.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/nsfs.h>
-#include <sched.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -294,18 +296,41 @@ static void undo(struct helper *h)
                 bridge_unwire(h);
 }
 
+/* Whether the process of pidfd lives in the network namespace netns: its pid from the
+ * pidfd's fdinfo, its namespace from /proc, and the pidfd not yet readable after that (so
+ * the pid was not reused meanwhile). */
+static bool pidfd_in_netns(int pidfd, int netns)
+{
+        char p[64];
+        _cleanup_free_ char *info = NULL;
+        snprintf(p, sizeof p, "/proc/self/fdinfo/%d", pidfd);
+        if (read_full_at(AT_FDCWD, p, 4096, &info, NULL) < 0)
+                return false;
+        const char *l = strstr(info, "\nPid:");
+        int pid = l ? atoi(l + 5) : -1;
+        struct stat a, b;
+        snprintf(p, sizeof p, "/proc/%d/ns/net", pid);
+        struct pollfd pp = {.fd = pidfd, .events = POLLIN};
+        return pid > 0 && stat(p, &a) == 0 && fstat(netns, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev &&
+               poll(&pp, 1, 0) == 0;
+}
+
 /* The container ends when owner's pidfd is readable; a socket closed without one means the
- * launcher failed (or was killed) before the container ran. */
-static void watch(int sock)
+ * launcher failed (or was killed) before the container ran. The owner must live in the
+ * namespace wired: a pidfd of another process (PID 1, say) would hold the network, its lease
+ * and ports for as long as that runs. */
+static void watch(int sock, int netns)
 {
         char c;
         int pidfd = -EBADF;
         ssize_t n = recv_fds(sock, &c, 1, &pidfd, 1);
         if (n != 1 || c != 'w' || pidfd < 0)
                 return;
-        struct pollfd p = {.fd = pidfd, .events = POLLIN};
-        while (poll(&p, 1, -1) < 0 && errno == EINTR)
-                ;
+        if (pidfd_in_netns(pidfd, netns)) {
+                struct pollfd p = {.fd = pidfd, .events = POLLIN};
+                while (poll(&p, 1, -1) < 0 && errno == EINTR)
+                        ;
+        }
         close(pidfd);
 }
 
@@ -319,6 +344,24 @@ static int drop_privileges(struct hutch_error *err)
         return 0;
 }
 
+/* Run setuid root for a bridge: what the caller set for us that would stop us half-way as
+ * root (a file-size limit that truncates the shared lease file and kills us with SIGXFSZ,
+ * tiny memory or CPU limits) is reset, and a terminal's signals no longer reach us. */
+static void setuid_harden(void)
+{
+        static const int unlimited[] = {RLIMIT_FSIZE, RLIMIT_CPU, RLIMIT_AS, RLIMIT_DATA};
+        static const int ignored[] = {SIGXFSZ, SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGHUP};
+        struct rlimit inf = {RLIM_INFINITY, RLIM_INFINITY}, stack = {8 << 20, 8 << 20}, files = {1024, 1024},
+                      core = {0, 0};
+        for (size_t i = 0; i < ELEMENTSOF(unlimited); i++)
+                (void) setrlimit(unlimited[i], &inf);
+        (void) setrlimit(RLIMIT_STACK, &stack);
+        (void) setrlimit(RLIMIT_NOFILE, &files);
+        (void) setrlimit(RLIMIT_CORE, &core);
+        for (size_t i = 0; i < ELEMENTSOF(ignored); i++)
+                signal(ignored[i], SIG_IGN);
+}
+
 /* Run setuid root by a user: only a bridge needs root, and only as the system's files let
  * this user have it (the request rechecked, its networks the admin's); anything else runs
  * as the caller from here on. */
@@ -326,6 +369,7 @@ static int setuid_admit(struct helper *h, struct hutch_error *err)
 {
         if (h->req.type != NET_TYPE_BRIDGE)
                 return drop_privileges(err);
+        setuid_harden();
         char netdir[PATH_MAX];
         struct hutch_conf conf;
         conf_defaults(&conf);
@@ -351,7 +395,7 @@ static int netns_check(int netns, struct hutch_error *err)
         if (userns < 0 || ioctl(userns, NS_GET_OWNER_UID, &owner) < 0 || owner != getuid() ||
             same_ns(netns, "/proc/self/ns/net"))
                 return hutch_err(err, -EPERM, "the network namespace to wire is not one of the caller's containers");
-        if (setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
+        if (setgroups(0, NULL) < 0 || setresgid(0, 0, 0) < 0 || setresuid(0, 0, 0) < 0)
                 return hutch_err_sys(err, -errno, "cannot become root");
         return 0;
 }
@@ -369,12 +413,17 @@ int net_helper_main(int sock, bool setuid_run)
             h.req.n_bridge > NET_NETWORKS_MAX)
                 return 1;
         int r = setuid_run ? setuid_admit(&h, &err) : 0;
+        struct hutch_error ignored = HUTCH_ERROR_INIT;
+        if (r < 0 && setuid_run && geteuid() == 0)
+                (void) drop_privileges(&ignored); /* refused: nothing more as root */
         if (recv_fds(sock, &c, 1, fds, 2) != 1 || c != 'n' || fds[0] < 0 || fds[1] < 0)
                 return 1;
         h.netns = fds[0];
         h.userns = fds[1];
-        if (r >= 0 && setuid_run && h.req.type == NET_TYPE_BRIDGE)
+        if (r >= 0 && setuid_run && h.req.type == NET_TYPE_BRIDGE) {
                 r = netns_check(h.netns, &err);
+                h.guard = true;
+        }
         if (r >= 0)
                 r = wire(&h, &err);
         if (r < 0) {
@@ -382,12 +431,15 @@ int net_helper_main(int sock, bool setuid_run)
                 rep.err = err;
         }
         (void) !send(sock, &rep, sizeof rep, MSG_NOSIGNAL);
-        /* the namespace stays alive through the container, not through us */
-        close(h.netns);
+        /* the namespace stays alive through the container, not through us (the net one
+         * only until the owner to watch is known to live in it) */
         close(h.userns);
-        if (r < 0)
+        if (r < 0) {
+                close(h.netns);
                 return 1;
-        watch(sock);
+        }
+        watch(sock, h.netns);
+        close(h.netns);
         undo(&h);
         return 0;
 }

@@ -26,13 +26,20 @@ static int lease_file_open(int dirfd, const struct net_bridge_conf *b, struct hu
         int fd = openat(dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return hutch_err_sys(err, -errno, "cannot open the lease file %s", name);
+        /* held for a few file operations at most: a holder stopped with the lock (a frozen
+         * cgroup, SIGSTOP) fails the next allocators after 10 s instead of hanging them */
         struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-        while (fcntl(fd, F_OFD_SETLKW, &fl) < 0)
-                if (errno != EINTR) {
-                        int e = -errno;
+        for (int tries = 0; fcntl(fd, F_OFD_SETLK, &fl) < 0; tries++) {
+                int e = errno;
+                if ((e != EAGAIN && e != EACCES && e != EINTR) || tries >= 1000) {
                         close(fd);
-                        return hutch_err_sys(err, e, "cannot lock the lease file %s", name);
+                        if (e == EAGAIN || e == EACCES)
+                                return hutch_err(err, -ETIMEDOUT,
+                                                 "the lease file %s stays locked (a stopped hutch-net holds it)", name);
+                        return hutch_err_sys(err, -e, "cannot lock the lease file %s", name);
                 }
+                usleep(10000);
+        }
         return fd;
 }
 
@@ -96,9 +103,13 @@ static int leases_write(int fd, const struct lease *v, size_t n)
                 inet_ntop(AF_INET, &ia, a, sizeof a);
                 o += (size_t) snprintf(text + o, 64, "%s %d %llu\n", a, (int) v[i].pid, v[i].start);
         }
-        if (ftruncate(fd, 0) < 0 || lseek(fd, 0, SEEK_SET) < 0)
+        /* written over the old text, then cut: the file is never empty on the way */
+        if (lseek(fd, 0, SEEK_SET) < 0)
                 return -errno;
-        return write_full(fd, text, o);
+        int r = write_full(fd, text, o);
+        if (r < 0)
+                return r;
+        return ftruncate(fd, (off_t) o) < 0 ? -errno : 0;
 }
 
 int net_lease_take(int dirfd, const struct net_bridge_conf *b, pid_t holder, unsigned long long holder_start,

@@ -52,6 +52,32 @@ bool net_nat_needed(const struct net_bridge_conf *b, size_t n_publish)
         return b->masquerade || n_publish > 0;
 }
 
+void net_veth_mac(uint32_t addr, unsigned char mac[6])
+{
+        const unsigned char m[6] = {0x0a, 0x58, addr >> 24, (addr >> 16) & 0xff, (addr >> 8) & 0xff, addr & 0xff};
+        memcpy(mac, m, sizeof m);
+}
+
+int net_guard_rules(char *buf, size_t len, const char *table, size_t i, const char *veth, uint32_t addr)
+{
+        struct text t = {.buf = buf, .len = len};
+        char a[INET_ADDRSTRLEN], mac[18];
+        unsigned char m[6];
+        uint32_t be = htonl(addr);
+        if (!len || !inet_ntop(AF_INET, &be, a, sizeof a))
+                return -EINVAL;
+        net_veth_mac(addr, m);
+        snprintf(mac, sizeof mac, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+        buf[0] = 0;
+        put(&t, "add table netdev %s\n", table);
+        put(&t, "add chain netdev %s g%zu { type filter hook ingress device \"%s\" priority filter; policy drop; }\n",
+            table, i, veth);
+        put(&t, "add rule netdev %s g%zu ether saddr %s arp saddr ether %s arp saddr ip %s accept\n", table, i, mac,
+            mac, a);
+        put(&t, "add rule netdev %s g%zu ether saddr %s ip saddr %s accept\n", table, i, mac, a);
+        return t.over ? -ENOBUFS : 0;
+}
+
 int net_nat_rules(char *buf, size_t len, const char *table, const struct net_bridge_conf *b, uint32_t addr,
                   const struct net_publish *pub, size_t n_publish)
 {
@@ -87,6 +113,14 @@ int net_nat_rules(char *buf, size_t len, const char *table, const struct net_bri
         /* a published port reached from this host's loopback: the reply must come back here */
         if (n_publish)
                 put(&t, "add rule ip %s post ip saddr 127.0.0.0/8 ip daddr %s masquerade\n", table, a);
+        /* that needs route_localnet on the bridge, which would also let every container on it
+         * reach this host's loopback-only services (CVE-2020-8558): only the replies of
+         * connections DNAT'd here may arrive from the bridge for 127.0.0.0/8 */
+        if (n_publish) {
+                put(&t, "add chain ip %s in { type filter hook input priority filter; policy accept; }\n", table);
+                put(&t, "add rule ip %s in iifname \"%s\" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop\n", table,
+                    b->bridge);
+        }
         if (b->masquerade)
                 put(&t, "add rule ip %s post ip saddr %s oifname != \"%s\" masquerade\n", table, a, b->bridge);
         return t.over ? -ENOBUFS : 0;

@@ -57,19 +57,21 @@ static void sysctl_one(const char *path)
 void nat_sweep(void)
 {
         char *out = NULL;
-        if (nft_run("list tables ip", NULL, 0, &out) < 0)
+        if (nft_run("list tables", NULL, 0, &out) < 0)
                 return;
         char cmds[4096];
         size_t used = 0;
         for (char *save = NULL, *l = strtok_r(out, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
-                char name[64];
+                char family[16], name[64];
                 pid_t pid;
                 unsigned long long st, now;
-                if (sscanf(l, "table ip %63s", name) != 1 || !net_nat_table_parse(name, &pid, &st))
+                if (sscanf(l, "table %15s %63s", family, name) != 2 ||
+                    (strcmp(family, "ip") != 0 && strcmp(family, "netdev") != 0) ||
+                    !net_nat_table_parse(name, &pid, &st))
                         continue;
                 if (proc_start_time(pid, &now) == 0 && now == st)
                         continue; /* its container still runs */
-                int n = snprintf(cmds + used, sizeof cmds - used, "delete table ip %s\n", name);
+                int n = snprintf(cmds + used, sizeof cmds - used, "delete table %s %s\n", family, name);
                 if (n < 0 || (size_t) n >= sizeof cmds - used)
                         break;
                 used += (size_t) n;
@@ -94,7 +96,8 @@ static int ports_hold(struct helper *h, struct hutch_error *err)
                 if (fd < 0)
                         return hutch_err_sys(err, -errno, "cannot open a socket");
                 h->port_fd[h->n_port_fd++] = fd;
-                if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+                /* TCP only: a UDP port bound with SO_REUSEADDR could be bound again by another */
+                if ((!p->udp && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0) ||
                     bind(fd, (struct sockaddr *) &sa, sizeof sa) < 0 || (!p->udp && listen(fd, 1) < 0)) {
                         int e = errno;
                         if (e == EADDRINUSE)
@@ -139,7 +142,7 @@ int nat_add(struct helper *h, struct hutch_error *err)
         bool needed = false;
         for (uint32_t i = 0; i < h->req.n_bridge; i++)
                 needed |= net_nat_needed(&h->req.bridge[i], i == 0 ? h->req.n_publish : 0);
-        if (!needed)
+        if (!needed && !h->guard)
                 return 0;
         int r = ports_hold(h, err);
         if (r < 0)
@@ -149,13 +152,18 @@ int nat_add(struct helper *h, struct hutch_error *err)
         char table[64], why[256];
         if (!net_nat_table_name(table, sizeof table, getpid(), st))
                 return hutch_err(err, -ENAMETOOLONG, "nftables table name too long");
-        size_t len = 1024 * (size_t) h->req.n_bridge + 512 * (size_t) h->req.n_publish, used = 0;
+        size_t len = 1536 * (size_t) h->req.n_bridge + 512 * (size_t) h->req.n_publish, used = 0;
         _cleanup_free_ char *cmds = malloc(len);
         if (!cmds)
                 return hutch_err(err, -ENOMEM, "out of memory");
         for (uint32_t i = 0; i < h->req.n_bridge; i++) {
                 const struct net_bridge_conf *b = &h->req.bridge[i];
                 size_t np = i == 0 ? h->req.n_publish : 0;
+                if (h->guard) {
+                        if (net_guard_rules(cmds + used, len - used, table, i, h->link[i].veth, h->link[i].addr) < 0)
+                                return hutch_err(err, -ENOBUFS, "cannot write the nftables rules");
+                        used += strlen(cmds + used);
+                }
                 if (!net_nat_needed(b, np))
                         continue;
                 r = net_nat_rules(cmds + used, len - used, table, b, h->link[i].addr, h->req.publish, np);
@@ -176,9 +184,13 @@ int nat_add(struct helper *h, struct hutch_error *err)
 void nat_remove(struct helper *h)
 {
         if (h->nat_table[0]) {
-                char cmd[96];
-                snprintf(cmd, sizeof cmd, "delete table ip %s\n", h->nat_table);
-                (void) nft_run(cmd, NULL, 0, NULL);
+                /* one command each: a batch stops at a table that is not there */
+                static const char *const families[] = {"ip", "netdev"};
+                for (size_t i = 0; i < ELEMENTSOF(families); i++) {
+                        char cmd[96];
+                        snprintf(cmd, sizeof cmd, "delete table %s %s\n", families[i], h->nat_table);
+                        (void) nft_run(cmd, NULL, 0, NULL);
+                }
                 h->nat_table[0] = 0;
         }
         for (size_t i = 0; i < h->n_port_fd; i++)

@@ -16,6 +16,7 @@ struct helper {
                 uint32_t addr; /* leased, host order; 0 when none */
                 char veth[16]; /* host end; "" when none */
         } link[NET_NETWORKS_MAX];
+        bool guard;                   /* a user's (setuid): only its own address and MAC pass */
         int lease_dir;                /* the lease folder, while a lease is held */
         char nat_table[64];           /* our nftables table, while it exists */
         int port_fd[NET_PUBLISH_MAX]; /* the published host ports, held */
@@ -29,8 +30,9 @@ int bridge_wire(struct helper *h, struct hutch_error *err);
 /* Undo every network's veth, lease and the table. */
 void bridge_unwire(struct helper *h);
 
-/* A bridge container's nftables table (DNAT of its published ports, masquerading when the
- * network asks for it) and its host ports held; nothing when it needs neither. Root. */
+/* A bridge container's nftables tables, named after its helper: ip (DNAT of its published
+ * ports, masquerading when the network asks for it) and, for a user's, netdev (its veths'
+ * anti-spoofing, net_guard_rules); its host ports held; nothing when it needs none. Root. */
 int nat_add(struct helper *h, struct hutch_error *err);
 void nat_remove(struct helper *h);
 /* Delete the tables whose holder (a hutch-net) is gone. */

@@ -37,6 +37,13 @@ bool net_nat_table_parse(const char *name, pid_t *ret_holder, unsigned long long
 /* Whether a bridge network of a container needs rules in its table: masquerading on, or a
  * published port (n_publish: the ports published on this network). */
 bool net_nat_needed(const struct net_bridge_conf *b, size_t n_publish);
+/* The MAC of a container's end of its veth on a bridge, from its address: 0a:58:A:B:C:D. */
+void net_veth_mac(uint32_t addr, unsigned char mac[6]);
+/* A user's container on a bridge sends only as itself: in the netdev table of the same name,
+ * an ingress chain on its veth's host end (veth, network i) lets through IPv4 from addr and
+ * ARP saying addr, both from net_veth_mac(addr), and drops everything else (another address
+ * or MAC, IPv6, router advertisements). -ENOBUFS when buf is too small. */
+int net_guard_rules(char *buf, size_t len, const char *table, size_t i, const char *veth, uint32_t addr);
 /* The table's commands for one network in nft's language: DNAT of each published port (from
  * elsewhere and from this host), masquerading of what loopback sends to the container, and of
  * what the container sends out of other interfaces when b->masquerade. Each network's

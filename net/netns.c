@@ -68,7 +68,7 @@ int net_ports_check(const struct net_spec *s, struct hutch_error *err)
                 _cleanup_close_ int fd = socket(af, (p->udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_CLOEXEC, 0);
                 int one = 1;
                 /* as the helper binds it: a port in TIME_WAIT only is free */
-                if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+                if (fd < 0 || (!p->udp && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0))
                         return hutch_err_sys(err, -errno, "cannot check host port %u", p->host_port);
                 if (bind(fd, (struct sockaddr *) &ss, len) < 0) {
                         int e = errno;

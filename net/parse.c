@@ -416,6 +416,16 @@ static int publish_check(const struct net_spec *s, enum net_type t, bool root, s
                 return hutch_err(err, -EINVAL,
                                  "a port is published but network 'none' has no way in: use --network pasta, "
                                  "slirp4netns or bridge");
+        /* from elsewhere a published port needs IPv4 forwarding on this host, which a user's
+         * bridge turns on only where the admin let its network masquerade */
+        for (size_t i = 0; !root && t == NET_TYPE_BRIDGE && !s->bridge[0].masquerade && i < s->n_publish; i++) {
+                struct in_addr ip;
+                if (inet_pton(AF_INET, s->publish[i].host_ip, &ip) == 1 && (ntohl(ip.s_addr) >> 24) != 127)
+                        return hutch_err(err, -EPERM,
+                                         "network '%s': a user's container publishes on loopback (127.0.0.0/8) only, "
+                                         "not '%s', unless the network masquerades (the admin's 'masquerade = yes')",
+                                         s->bridge[0].name, s->publish[i].host_ip);
+        }
         if (!root) {
                 unsigned low = unprivileged_port_start();
                 for (size_t i = 0; i < s->n_publish; i++)

@@ -346,18 +346,37 @@ for i in $(seq 50); do
 	sleep 0.1
 done
 echo "published: $r"
-asu "$HUTCH" instance stop ub2 >/dev/null 2>&1
 # the request forged by hand: every check is the helper's own
 asu python3 "$T/forge.py" "$NET" bridge 0 self 2>&1 | sed 's/^/forge-host: /'
 asu python3 "$T/forge.py" "$NET" priv 0 self 2>&1 | sed 's/^/forge-priv: /'
 asu python3 "$T/forge.py" "$NET" bridge 80 self 2>&1 | sed 's/^/forge-port: /'
-asu unshare -rn sleep 30 &
+# a network namespace of the user's own wired by hand: root there, it may change its
+# address, MAC and routes; a loopback-only service of this host, and ub2 (its published
+# port on loopback set route_localnet on the bridge) to reach
+asu unshare -rn sleep 60 &
 for i in $(seq 50); do sp=$(pgrep -u "$U" -x sleep | head -1); [ -n "$sp" ] && [ "$(readlink /proc/$sp/ns/net)" != "$(readlink /proc/self/ns/net)" ] && break; sleep 0.1; done
 asu python3 "$T/forge.py" "$NET" bridge 0 "$sp" 2>&1 | sed 's/^/forge-own: /' &
 fp=$!
-for i in $(seq 50); do [ "$(ip -o link | grep -c 'master hutch0')" = 1 ] && break; sleep 0.1; done
-kill "$sp"
+for i in $(seq 50); do [ "$(ip -o link | grep -c 'master hutch0')" = 2 ] && break; sleep 0.1; done
+b=$(asu "$HUTCH" instance list --json | sed -n 's/.*"ip": "\(10\.[0-9.]*\)".*/\1/p')
+python3 -c 'import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1", 18099))
+while True: open(sys.argv[1], "ab").write(s.recv(100))' "$T/udp.got" &
+lp=$!
+sleep 0.3
+inns() { asu nsenter -t "$sp" -U -n --preserve-credentials "$@"; }
+reach() { timeout 3 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null && echo yes || echo no; }
+echo "own-address: $(inns bash -c "$(declare -f reach); reach $b 8080")"
+inns sh -c 'echo 1 > /proc/sys/net/ipv4/conf/eth0/route_localnet; ip route del local 127.0.0.0/8 dev lo table local; ip route del local 127.0.0.1 dev lo table local; ip route add 127.0.0.1/32 via 10.89.0.1 dev eth0' 2>&1 | sed 's/^/setup: /'
+inns bash -c 'for i in 1 2 3 4 5; do echo hi > /dev/udp/127.0.0.1/18099; sleep 0.2; done'
+echo "host-loopback: $([ -s "$T/udp.got" ] && echo yes || echo no)"
+inns sh -c 'ip addr flush dev eth0; ip addr add 10.89.0.200/24 dev eth0; ip route add default via 10.89.0.1' 2>&1 | sed 's/^/setup: /'
+echo "other-address: $(inns bash -c "$(declare -f reach); reach $b 8080")"
+inns sh -c 'ip addr flush dev eth0; ip link set eth0 address 0a:58:0a:59:00:c8; ip addr add 10.89.0.200/24 dev eth0; ip route add default via 10.89.0.1' 2>&1 | sed 's/^/setup: /'
+echo "other-mac: $(inns bash -c "$(declare -f reach); reach $b 8080")"
+kill "$lp" "$sp"
 wait "$fp"
+asu "$HUTCH" instance stop ub2 >/dev/null 2>&1
 for i in $(seq 50); do [ "$(state)" = "veths=0 leases=0 helpers=0" ] && break; sleep 0.1; done
 echo "end $(state) evil=$(ip -o link | grep -c evil0)"
 EOS
@@ -382,7 +401,11 @@ EOS
 	check "user bridge: hutch-net checks the policy itself" 'out_has "^forge-priv: reply: -1 network .priv. is not allowed for users"'
 	check "user bridge: hutch-net checks privileged ports itself" 'out_has "^forge-port: reply: -1 host port 80 is privileged"'
 	check "user bridge: the admin's bridge and subnet are used, whatever the request says" \
-		'out_has "^forge-own: reply: 0 $" && out_has "^forge-own: wired: 1 False$"'
+		'out_has "^forge-own: reply: 0 $" && out_has "^forge-own: wired: 2 False$"'
+	check "user bridge: a namespace of the user's own reaches the bridge as itself" 'out_has "^own-address: yes$" && ! out_has "^setup: "'
+	check "user bridge: ... but not this host's loopback-only services through the bridge (route_localnet's guard)" 'out_has "^host-loopback: no$"'
+	check "user bridge: ... nor the bridge from another address (anti-spoofing)" 'out_has "^other-address: no$"'
+	check "user bridge: ... nor with another address and MAC" 'out_has "^other-mac: no$"'
 	check "user bridge: nothing left at the end" 'out_has "^end veths=0 leases=0 helpers=0 evil=0$"'
 	leftovers "user bridge"
 fi

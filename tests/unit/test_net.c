@@ -205,6 +205,15 @@ static void test_request_recheck(void **state)
         req.publish[0].host_port = 80;
         assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EPERM);
         req.publish[0].host_port = 8080;
+        /* elsewhere than loopback: only on a network that masquerades (forwarding on) */
+        snprintf(req.publish[0].host_ip, sizeof req.publish[0].host_ip, "0.0.0.0");
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EPERM);
+        assert_non_null(strstr(err.msg, "loopback"));
+        write_text("lab.conf", "type = bridge\nbridge = lab0\nsubnet = 10.77.0.0/28\nusers = yes\nmasquerade = yes\n");
+        snprintf(req.bridge[0].name, sizeof req.bridge[0].name, "lab");
+        assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), 0);
+        snprintf(req.bridge[0].name, sizeof req.bridge[0].name, "bridge");
+        snprintf(req.publish[0].host_ip, sizeof req.publish[0].host_ip, "127.0.0.1");
         snprintf(req.publish[0].host_ip, sizeof req.publish[0].host_ip, "1.2.3.4\"; flush ruleset");
         assert_int_equal(net_request_recheck(&req, &conf, tmpdir, &err), -EINVAL);
         memset(req.publish[0].host_ip, 'x', sizeof req.publish[0].host_ip); /* no NUL */
@@ -323,6 +332,9 @@ static void test_nat_rules(void **state)
                 strstr(buf, "add rule ip hutch_1_2 out fib daddr type local udp dport 5353 dnat to 10.77.0.5:53\n"));
         assert_non_null(strstr(buf, "post ip saddr 127.0.0.0/8 ip daddr 10.77.0.5 masquerade\n"));
         assert_null(strstr(buf, "oifname"));
+        /* route_localnet's guard: from the bridge to 127.0.0.0/8 only what was DNAT'd here */
+        assert_non_null(strstr(buf, "add rule ip hutch_1_2 in iifname \"lab0\" ip daddr 127.0.0.0/8 ct status & dnat "
+                                    "== 0 drop\n"));
         /* masquerading: what leaves by another interface than the bridge */
         b.masquerade = true;
         assert_true(net_nat_needed(&b, 0));
@@ -330,6 +342,19 @@ static void test_nat_rules(void **state)
         assert_non_null(strstr(buf, "add rule ip hutch_1_2 post ip saddr 10.77.0.5 oifname != \"lab0\" masquerade\n"));
         assert_null(strstr(buf, "dnat"));
         assert_null(strstr(buf, " pre "));
+        /* a user's veth: its own address and MAC only */
+        unsigned char mac[6];
+        net_veth_mac(0x0a4d0005, mac);
+        assert_memory_equal(mac, ((unsigned char[]){0x0a, 0x58, 10, 77, 0, 5}), 6);
+        assert_int_equal(net_guard_rules(buf, sizeof buf, "hutch_1_2", 1, "hv7-1", 0x0a4d0005), 0);
+        assert_non_null(strstr(buf, "add table netdev hutch_1_2\n"));
+        assert_non_null(strstr(buf, "add chain netdev hutch_1_2 g1 { type filter hook ingress device \"hv7-1\" "
+                                    "priority filter; policy drop; }\n"));
+        assert_non_null(strstr(buf, "add rule netdev hutch_1_2 g1 ether saddr 0a:58:0a:4d:00:05 arp saddr ether "
+                                    "0a:58:0a:4d:00:05 arp saddr ip 10.77.0.5 accept\n"));
+        assert_non_null(strstr(buf, "add rule netdev hutch_1_2 g1 ether saddr 0a:58:0a:4d:00:05 ip saddr 10.77.0.5 "
+                                    "accept\n"));
+        assert_int_equal(net_guard_rules(buf, 64, "hutch_1_2", 1, "hv7-1", 0x0a4d0005), -ENOBUFS);
         /* too small a buffer, an IPv6 host address */
         assert_int_equal(net_nat_rules(buf, 64, "hutch_1_2", &b, 0x0a4d0005, s.publish, s.n_publish), -ENOBUFS);
         assert_int_equal(net_publish_parse("[::1]:8080:80", &s, &err), 0);
