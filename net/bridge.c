@@ -150,7 +150,6 @@ static int veth_make(struct nl_sock *sk, struct helper *h, size_t i, int master,
         struct rtnl_link *peer = rtnl_link_veth_get_peer(veth);
         rtnl_link_set_name(veth, k->veth);
         rtnl_link_set_master(veth, master);
-        rtnl_link_set_ifalias(veth, alias);
         rtnl_link_set_flags(veth, IFF_UP);
         rtnl_link_set_name(peer, peer_name);
         rtnl_link_set_ns_fd(peer, h->netns);
@@ -171,7 +170,16 @@ static int veth_make(struct nl_sock *sk, struct helper *h, size_t i, int master,
                 k->veth[0] = 0;
                 return err->code;
         }
-        return 0;
+        /* the kernel takes an alias in a change only, not with the link's creation */
+        struct rtnl_link *now = NULL, *change = rtnl_link_alloc();
+        r = change ? rtnl_link_get_kernel(sk, 0, k->veth, &now) : -NLE_NOMEM;
+        if (r >= 0) {
+                rtnl_link_set_ifalias(change, alias);
+                r = rtnl_link_change(sk, now, change, 0);
+        }
+        rtnl_link_put(now);
+        rtnl_link_put(change);
+        return r < 0 ? nl_fail(err, r, "name the helper of veth", k->veth) : 0;
 }
 
 /* Inside the container's namespace: lo and ethI up, the address; the default route through

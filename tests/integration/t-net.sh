@@ -378,6 +378,16 @@ kill "$lp" "$sp"
 wait "$fp"
 asu "$HUTCH" instance stop ub2 >/dev/null 2>&1
 for i in $(seq 50); do [ "$(state)" = "veths=0 leases=0 helpers=0" ] && break; sleep 0.1; done
+# a helper that ends against its will (here root's kill; a user's cgroup could do it): its
+# container keeps running, and the next helper deletes its veth before the freed address
+# serves again
+asu "$HUTCH" instance start --net --network bridge "$I" ub4 >/dev/null || echo "ub4 failed"
+echo "ub4: $(asu "$HUTCH" exec instance://ub4 grep -c eth0: /proc/net/dev)"
+kill -9 "$(pgrep -x hutch-net | head -1)"
+asu "$HUTCH" exec --net --network bridge "$I" ip -4 -o addr show eth0 | sed 's/^/after-kill: /'
+echo "orphan: $(asu "$HUTCH" exec instance://ub4 grep -c eth0: /proc/net/dev)"
+asu "$HUTCH" instance stop ub4 >/dev/null 2>&1
+for i in $(seq 50); do [ "$(state)" = "veths=0 leases=0 helpers=0" ] && break; sleep 0.1; done
 echo "end $(state) evil=$(ip -o link | grep -c evil0)"
 EOS
 	run env HUTCH="$HUTCH" I="$I" T="$T" U="$U" unshare -n -m --propagation private bash "$T/ubridge.sh"
@@ -406,6 +416,8 @@ EOS
 	check "user bridge: ... but not this host's loopback-only services through the bridge (route_localnet's guard)" 'out_has "^host-loopback: no$"'
 	check "user bridge: ... nor the bridge from another address (anti-spoofing)" 'out_has "^other-address: no$"'
 	check "user bridge: ... nor with another address and MAC" 'out_has "^other-mac: no$"'
+	check "user bridge: a killed helper's veth goes with the next helper, which may reuse its address" \
+		'out_has "^ub4: 1$" && out_has "^after-kill: .*inet 10\.89\.0\.2/24" && out_has "^orphan: 0$"'
 	check "user bridge: nothing left at the end" 'out_has "^end veths=0 leases=0 helpers=0 evil=0$"'
 	leftovers "user bridge"
 fi
