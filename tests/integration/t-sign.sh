@@ -109,7 +109,7 @@ check "... the key is protected by -P's passphrase" 'fails_with "wrong passphras
 HUTCH_KEYSDIR=$T/keys3 HUTCH_SIGN_PASSPHRASE=pw3 run "$HUTCH" sign "$T/p3.sif"
 check "... which signs" '[ $RC -eq 0 ]'
 HUTCH_KEYSDIR=$T/keys3 run "$HUTCH" key newpair -Z
-check "an unknown key option is one error line" 'fails_with "option .-Z. is unknown"'
+check "an unknown key option is one error line, status 1" 'usage_fails_with "option .-Z. is unknown"'
 run "$HUTCH" key export --secret --armor "$fp1" "$T/one.sec"
 check "key export --secret" '[ $RC -eq 0 ] && grep -q "PRIVATE KEY BLOCK" "$T/one.sec" && [ "$(stat -c %a "$T/one.sec")" = 600 ]'
 run "$HUTCH" key remove "$fp2"
