@@ -115,9 +115,19 @@ static int bridge_ensure(struct nl_sock *sk, const struct net_bridge_conf *b, st
 /* The host end of a veth carries its helper as its alias, "hutch-net PID START". */
 #define VETH_ALIAS "hutch-net %d %llu"
 
+/* Whether the helper pid (started at st; 0: any start) is known to be gone: an error that
+ * is not "no such process" (out of fds, say) keeps what it holds. */
+static bool helper_gone(int pid, unsigned long long st)
+{
+        unsigned long long now;
+        int r = proc_start_time(pid, &now);
+        return r == -ENOENT || r == -ESRCH || (r == 0 && st && now != st);
+}
+
 /* Delete the veths whose helper is gone (killed, or its cgroup killed): their lease is free
  * again, so their container must not keep the address on the bridge. Only root sets a host
- * link's alias, so no other process can pass for a helper here. */
+ * link's alias, so no other process can pass for a helper here; a veth named as ours
+ * without one is a helper's that died before it set it. */
 static void veth_sweep(struct nl_sock *sk)
 {
         struct nl_cache *cache = NULL;
@@ -125,20 +135,24 @@ static void veth_sweep(struct nl_sock *sk)
                 return;
         for (struct nl_object *o = nl_cache_get_first(cache); o; o = nl_cache_get_next(o)) {
                 struct rtnl_link *l = (struct rtnl_link *) o;
-                const char *alias = rtnl_link_get_ifalias(l);
-                int pid, end = 0;
-                unsigned long long st, now;
-                if (!alias || sscanf(alias, VETH_ALIAS "%n", &pid, &st, &end) != 2 || alias[end] != 0 || pid <= 0)
+                const char *alias = rtnl_link_get_ifalias(l), *name = rtnl_link_get_name(l);
+                int pid = 0, end = 0;
+                unsigned long long st = 0;
+                if (alias) {
+                        if (sscanf(alias, VETH_ALIAS "%n", &pid, &st, &end) != 2 || alias[end] != 0)
+                                continue;
+                } else if (!name || sscanf(name, "hv%d%n", &pid, &end) != 1 || (name[end] != 0 && name[end] != '-')) {
                         continue;
-                if (proc_start_time(pid, &now) == 0 && now == st)
-                        continue;
-                rtnl_link_delete(sk, l);
+                }
+                if (pid > 0 && helper_gone(pid, st))
+                        rtnl_link_delete(sk, l);
         }
         nl_cache_free(cache);
 }
 
-static int veth_make(struct nl_sock *sk, struct helper *h, size_t i, int master, unsigned long long st,
-                     struct hutch_error *err)
+/* The pair, its host end detached and down until veth_plug: a user's container reaches the
+ * bridge only once its guard rules are in (nat_add). */
+static int veth_make(struct nl_sock *sk, struct helper *h, size_t i, unsigned long long st, struct hutch_error *err)
 {
         struct helper_link *k = &h->link[i];
         char peer_name[16], alias[64];
@@ -149,8 +163,6 @@ static int veth_make(struct nl_sock *sk, struct helper *h, size_t i, int master,
                 return hutch_err(err, -ENOMEM, "out of memory");
         struct rtnl_link *peer = rtnl_link_veth_get_peer(veth);
         rtnl_link_set_name(veth, k->veth);
-        rtnl_link_set_master(veth, master);
-        rtnl_link_set_flags(veth, IFF_UP);
         rtnl_link_set_name(peer, peer_name);
         rtnl_link_set_ns_fd(peer, h->netns);
         /* the container's MAC follows from its address (net_veth_mac): what a user's guard
@@ -245,6 +257,25 @@ static int inside(struct helper *h, size_t i, struct hutch_error *err)
         return r;
 }
 
+/* The host end of network i's veth onto its bridge, and up. */
+static int veth_plug(struct helper *h, size_t i, struct hutch_error *err)
+{
+        struct helper_link *k = &h->link[i];
+        struct nl_sock *sk = nl_open();
+        struct rtnl_link *now = NULL, *change = rtnl_link_alloc();
+        int r = sk && change ? rtnl_link_get_kernel(sk, 0, k->veth, &now) : -NLE_NOMEM;
+        if (r >= 0) {
+                rtnl_link_set_master(change, k->master);
+                rtnl_link_set_flags(change, IFF_UP);
+                r = rtnl_link_change(sk, now, change, 0);
+        }
+        rtnl_link_put(now);
+        rtnl_link_put(change);
+        if (sk)
+                nl_socket_free(sk);
+        return r < 0 ? nl_fail(err, r, "plug into its bridge the veth", k->veth) : 0;
+}
+
 /* Network i: its lease, its bridge, its veth pair, its side inside. */
 static int link_wire(struct helper *h, size_t i, unsigned long long st, struct hutch_error *err)
 {
@@ -266,10 +297,11 @@ static int link_wire(struct helper *h, size_t i, unsigned long long st, struct h
                     : hutch_err(err, -ENAMETOOLONG, "cannot name a veth for network %zu", i);
         /* after the lease: a holder found dead there is dead here too, so its veth goes
          * before its address serves another */
-        if (r >= 0)
+        if (r >= 0) {
+                k->master = r;
                 veth_sweep(sk);
-        if (r >= 0)
-                r = veth_make(sk, h, i, r, st, err);
+                r = veth_make(sk, h, i, st, err);
+        }
         nl_socket_free(sk);
         if (r >= 0)
                 r = inside(h, i, err);
@@ -292,12 +324,19 @@ int bridge_wire(struct helper *h, struct hutch_error *err)
         int r = proc_start_time(getpid(), &st);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot read our own start time");
-        /* the rules of a container whose hutch-net died go as its lease is freed */
+        /* a gone helper's veth first, then its rules (a guard goes after what it guards) */
+        struct nl_sock *sk = nl_open();
+        if (sk) {
+                veth_sweep(sk);
+                nl_socket_free(sk);
+        }
         nat_sweep();
         for (size_t i = 0; r >= 0 && i < h->req.n_bridge; i++)
                 r = link_wire(h, i, st, err);
         if (r >= 0)
                 r = nat_add(h, err);
+        for (size_t i = 0; r >= 0 && i < h->req.n_bridge; i++)
+                r = veth_plug(h, i, err);
         /* half-way (the second network full, say): the first network's veth and lease go
          * now, not when hutch-net ends */
         if (r < 0)

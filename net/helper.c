@@ -18,6 +18,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -345,12 +346,22 @@ static int drop_privileges(struct hutch_error *err)
 }
 
 /* Run setuid root for a bridge: what the caller set for us that would stop us half-way as
- * root (a file-size limit that truncates the shared lease file and kills us with SIGXFSZ,
- * tiny memory or CPU limits) is reset, and a terminal's signals no longer reach us. */
+ * root is reset: limits (a file-size limit would truncate the shared lease file and kill us
+ * with SIGXFSZ; CPU, real-time CPU, memory), timers that survive exec (SIGALRM at a moment
+ * of the caller's choosing), a real-time or idle scheduling policy and niceness; and a
+ * terminal's signals no longer reach us. */
 static void setuid_harden(void)
 {
-        static const int unlimited[] = {RLIMIT_FSIZE, RLIMIT_CPU, RLIMIT_AS, RLIMIT_DATA};
-        static const int ignored[] = {SIGXFSZ, SIGINT, SIGQUIT, SIGTSTP, SIGTTIN, SIGTTOU, SIGHUP};
+        static const int unlimited[] = {RLIMIT_FSIZE, RLIMIT_CPU, RLIMIT_RTTIME, RLIMIT_AS, RLIMIT_DATA};
+        static const int ignored[] = {SIGXFSZ, SIGINT, SIGQUIT, SIGTSTP,   SIGTTIN,
+                                      SIGTTOU, SIGHUP, SIGALRM, SIGVTALRM, SIGPROF};
+        static const int timers[] = {ITIMER_REAL, ITIMER_VIRTUAL, ITIMER_PROF};
+        struct itimerval off = {{0, 0}, {0, 0}};
+        struct sched_param normal = {.sched_priority = 0};
+        for (size_t i = 0; i < ELEMENTSOF(timers); i++)
+                (void) setitimer(timers[i], &off, NULL);
+        (void) sched_setscheduler(0, SCHED_OTHER, &normal);
+        (void) setpriority(PRIO_PROCESS, 0, 0);
         struct rlimit inf = {RLIM_INFINITY, RLIM_INFINITY}, stack = {8 << 20, 8 << 20}, files = {1024, 1024},
                       core = {0, 0};
         for (size_t i = 0; i < ELEMENTSOF(unlimited); i++)
@@ -423,6 +434,8 @@ int net_helper_main(int sock, bool setuid_run)
         if (r >= 0 && setuid_run && h.req.type == NET_TYPE_BRIDGE) {
                 r = netns_check(h.netns, &err);
                 h.guard = true;
+                if (r < 0 && geteuid() == 0)
+                        (void) drop_privileges(&ignored);
         }
         if (r >= 0)
                 r = wire(&h, &err);

@@ -43,10 +43,13 @@ static int lease_file_open(int dirfd, const struct net_bridge_conf *b, struct hu
         return fd;
 }
 
+/* Alive unless known gone: an error that is not "no such process" (out of fds, say) keeps
+ * the lease. */
 static bool holder_alive(const struct lease *l)
 {
         unsigned long long st;
-        return proc_start_time(l->pid, &st) == 0 && st == l->start;
+        int r = proc_start_time(l->pid, &st);
+        return !(r == -ENOENT || r == -ESRCH || (r == 0 && st != l->start));
 }
 
 /* The leases of the file whose holders live (others dropped); *ret malloc'd. */

@@ -72,9 +72,28 @@ int net_guard_rules(char *buf, size_t len, const char *table, size_t i, const ch
         put(&t, "add table netdev %s\n", table);
         put(&t, "add chain netdev %s g%zu { type filter hook ingress device \"%s\" priority filter; policy drop; }\n",
             table, i, veth);
-        put(&t, "add rule netdev %s g%zu ether saddr %s arp saddr ether %s arp saddr ip %s accept\n", table, i, mac,
-            mac, a);
-        put(&t, "add rule netdev %s g%zu ether saddr %s ip saddr %s accept\n", table, i, mac, a);
+        /* ether type named: a VLAN-tagged frame (its tag stripped before this hook) does
+         * not pass as untagged IPv4 or ARP; no DHCP server either */
+        put(&t, "add rule netdev %s g%zu ether type ip udp sport 67 drop\n", table, i);
+        put(&t, "add rule netdev %s g%zu ether saddr %s ether type arp arp saddr ether %s arp saddr ip %s accept\n",
+            table, i, mac, mac, a);
+        put(&t, "add rule netdev %s g%zu ether saddr %s ether type ip ip saddr %s accept\n", table, i, mac, a);
+        return t.over ? -ENOBUFS : 0;
+}
+
+int net_localnet_rules(char *buf, size_t len, const char *bridge, int ifindex)
+{
+        struct text t = {.buf = buf, .len = len};
+        if (!len)
+                return -EINVAL;
+        buf[0] = 0;
+        put(&t, "add table ip %s\n", NET_LOCALNET_TABLE);
+        put(&t, "add chain ip %s b%d { type filter hook input priority filter; policy accept; }\n", NET_LOCALNET_TABLE,
+            ifindex);
+        put(&t, "flush chain ip %s b%d\n", NET_LOCALNET_TABLE, ifindex);
+        put(&t, "add rule ip %s b%d iifname \"%s\" ip daddr 127.0.0.0/8 ct status dnat accept\n", NET_LOCALNET_TABLE,
+            ifindex, bridge);
+        put(&t, "add rule ip %s b%d iifname \"%s\" ip daddr 127.0.0.0/8 drop\n", NET_LOCALNET_TABLE, ifindex, bridge);
         return t.over ? -ENOBUFS : 0;
 }
 
@@ -113,14 +132,6 @@ int net_nat_rules(char *buf, size_t len, const char *table, const struct net_bri
         /* a published port reached from this host's loopback: the reply must come back here */
         if (n_publish)
                 put(&t, "add rule ip %s post ip saddr 127.0.0.0/8 ip daddr %s masquerade\n", table, a);
-        /* that needs route_localnet on the bridge, which would also let every container on it
-         * reach this host's loopback-only services (CVE-2020-8558): only the replies of
-         * connections DNAT'd here may arrive from the bridge for 127.0.0.0/8 */
-        if (n_publish) {
-                put(&t, "add chain ip %s in { type filter hook input priority filter; policy accept; }\n", table);
-                put(&t, "add rule ip %s in iifname \"%s\" ip daddr 127.0.0.0/8 ct status & dnat == 0 drop\n", table,
-                    b->bridge);
-        }
         if (b->masquerade)
                 put(&t, "add rule ip %s post ip saddr %s oifname != \"%s\" masquerade\n", table, a, b->bridge);
         return t.over ? -ENOBUFS : 0;

@@ -69,8 +69,9 @@ void nat_sweep(void)
                     (strcmp(family, "ip") != 0 && strcmp(family, "netdev") != 0) ||
                     !net_nat_table_parse(name, &pid, &st))
                         continue;
-                if (proc_start_time(pid, &now) == 0 && now == st)
-                        continue; /* its container still runs */
+                int r = proc_start_time(pid, &now);
+                if (!(r == -ENOENT || r == -ESRCH || (r == 0 && now != st)))
+                        continue; /* its container still runs, or we cannot tell */
                 int n = snprintf(cmds + used, sizeof cmds - used, "delete table %s %s\n", family, name);
                 if (n < 0 || (size_t) n >= sizeof cmds - used)
                         break;
@@ -111,9 +112,10 @@ static int ports_hold(struct helper *h, struct hutch_error *err)
 }
 
 /* The sysctls the rules need in this network namespace: a port published on loopback reaches
- * the first bridge only with route_localnet; the containers' traffic out, and published ports
- * reached from elsewhere, need IPv4 forwarding. */
-static void nat_sysctls(const struct helper *h)
+ * the first bridge only with route_localnet, turned on once the bridge's guard against it
+ * is in (net_localnet_rules); the containers' traffic out, and published ports reached from
+ * elsewhere, need IPv4 forwarding. */
+static int nat_sysctls(const struct helper *h, struct hutch_error *err)
 {
         bool loopback = false, elsewhere = false;
         for (uint32_t i = 0; i < h->req.n_bridge; i++)
@@ -127,12 +129,18 @@ static void nat_sysctls(const struct helper *h)
                         elsewhere = true;
         }
         if (loopback) {
-                char p[96];
+                char p[96], rules[1024], why[256];
+                if (net_localnet_rules(rules, sizeof rules, h->req.bridge[0].bridge, h->link[0].master) < 0)
+                        return hutch_err(err, -ENOBUFS, "cannot write the nftables rules");
+                if (nft_run(rules, why, sizeof why, NULL) < 0)
+                        return hutch_err(err, -EIO, "cannot add the loopback guard of bridge '%s'%s%s",
+                                         h->req.bridge[0].bridge, why[0] ? ": " : "", why);
                 snprintf(p, sizeof p, "/proc/sys/net/ipv4/conf/%s/route_localnet", h->req.bridge[0].bridge);
                 sysctl_one(p);
         }
         if (elsewhere)
                 sysctl_one("/proc/sys/net/ipv4/ip_forward");
+        return 0;
 }
 
 /* One table for all of a container's networks: the published ports go to the first. */
@@ -173,12 +181,11 @@ int nat_add(struct helper *h, struct hutch_error *err)
                         return hutch_err(err, r, "cannot write the nftables rules");
                 used += strlen(cmds + used);
         }
-        nat_sysctls(h);
         if (nft_run(cmds, why, sizeof why, NULL) < 0)
                 return hutch_err(err, -EIO, "cannot add the nftables rules of network '%s'%s%s", h->req.bridge[0].name,
                                  why[0] ? ": " : "", why);
         snprintf(h->nat_table, sizeof h->nat_table, "%s", table);
-        return 0;
+        return nat_sysctls(h, err);
 }
 
 void nat_remove(struct helper *h)

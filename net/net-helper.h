@@ -14,6 +14,7 @@ struct helper {
         /* bridge: one link per network, in the request's order */
         struct helper_link {
                 uint32_t addr; /* leased, host order; 0 when none */
+                int master;    /* its bridge's ifindex */
                 char veth[16]; /* host end; "" when none */
         } link[NET_NETWORKS_MAX];
         bool guard;                   /* a user's (setuid): only its own address and MAC pass */

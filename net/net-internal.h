@@ -44,6 +44,12 @@ void net_veth_mac(uint32_t addr, unsigned char mac[6]);
  * ARP saying addr, both from net_veth_mac(addr), and drops everything else (another address
  * or MAC, IPv6, router advertisements). -ENOBUFS when buf is too small. */
 int net_guard_rules(char *buf, size_t len, const char *table, size_t i, const char *veth, uint32_t addr);
+/* A port published on loopback needs route_localnet on its bridge, which would let every
+ * container on it reach this host's loopback-only services (CVE-2020-8558): the bridge's
+ * chain in a table of its own, kept as long as the sysctl (never swept), drops what arrives
+ * from it for 127.0.0.0/8 but the replies of connections DNAT'd here. Idempotent. */
+#define NET_LOCALNET_TABLE "hutch_localnet"
+int net_localnet_rules(char *buf, size_t len, const char *bridge, int ifindex);
 /* The table's commands for one network in nft's language: DNAT of each published port (from
  * elsewhere and from this host), masquerading of what loopback sends to the container, and of
  * what the container sends out of other interfaces when b->masquerade. Each network's

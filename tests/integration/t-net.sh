@@ -109,18 +109,19 @@ for i in $(seq 50); do
 	sleep 0.1
 done
 echo "published: $r"
-echo "tables=$(nft list tables | grep -c ' hutch_')"
+echo "tables=$(nft list tables | grep -c ' hutch_[0-9]')"
+echo "localnet: $(nft list table ip hutch_localnet 2>&1 | grep -c 'iifname "hutch0" ip daddr 127.0.0.0/8')"
 "$HUTCH" exec --net --network bridge -p 18080:80 "$I" true 2>&1 | sed 's/^/taken: /'
 "$HUTCH" exec --net --network bridge -p '[::1]:18081:80' "$I" true 2>&1 | sed 's/^/v6: /'
 "$HUTCH" instance stop brp >/dev/null 2>&1
-echo "after-publish-stop tables=$(nft list tables | grep -c ' hutch_')"
+echo "after-publish-stop tables=$(nft list tables | grep -c ' hutch_[0-9]')"
 # its hutch-net killed: the table outlives it until the next bridge container's hutch-net
 HUTCH_TEST_PORT=8080 "$HUTCH" instance start --net --network bridge -p 18082:8080 "$I" brk >/dev/null 2>&1 || echo "brk failed"
 kill -9 "$(pgrep -u 0 -x hutch-net | head -1)"
 "$HUTCH" instance stop brk >/dev/null 2>&1
-echo "stale tables=$(nft list tables | grep -c ' hutch_')"
+echo "stale tables=$(nft list tables | grep -c ' hutch_[0-9]')"
 "$HUTCH" exec --net --network bridge "$I" true
-echo "swept tables=$(nft list tables | grep -c ' hutch_')"
+echo "swept tables=$(nft list tables | grep -c ' hutch_[0-9]')"
 EOS
 	run env HUTCH="$HUTCH" I="$I" unshare -n bash "$T/bridge.sh"
 	a=$(sed -n 's/^addr1=//p' "$OUT")
@@ -133,6 +134,7 @@ EOS
 	check "bridge: the crashed container's lease is free again" 'out_has "reused: .*inet 10.89.0.2/24"'
 	check "bridge: a published port answers on this host's loopback" 'out_has "published: HTTP/1.[01] 200"'
 	check "bridge: a published port is one nftables table" 'out_has "^tables=1$"'
+	check "bridge: a port published on loopback: the bridge's guard for route_localnet (kept)" 'out_has "^localnet: 2$"'
 	check "bridge: a published port is held: a second container cannot take it" \
 		'out_has "taken: hutch: error: host port 127.0.0.1:18080/tcp is already in use"'
 	check "bridge: an IPv6 host address is refused" 'out_has "v6: hutch: error: .*IPv4 host addresses only"'
@@ -144,15 +146,20 @@ EOS
 	# masquerading, turned on by a named network the admin writes: staged beside the system
 	# hutch.conf on an overlay in a private mount namespace; the "outside" is a namespace of
 	# its own behind a veth, with no route back to the bridge's subnet
-	cat > "$T/masq.sh" <<'EOS'
-set -u
-ip link set lo up
+	# stage.sh NAME: the system hutch.conf's folder on an overlay (upper folder $T/NAME) in
+	# the caller's private mount namespace, with its network/ folder; sets SYS
+	cat > "$T/stage.sh" <<'EOS'
 SYS=$("$HUTCH" help | sed -n 's/^System configuration: //p')
 d=$(dirname "$SYS")
 while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-mkdir -p "$T/mq/up" "$T/mq/wk"
-mount -t overlay overlay -o "lowerdir=$d,upperdir=$T/mq/up,workdir=$T/mq/wk" "$d" || echo "cannot stage"
+mkdir -p "$T/$1/up" "$T/$1/wk"
+mount -t overlay overlay -o "lowerdir=$d,upperdir=$T/$1/up,workdir=$T/$1/wk" "$d" || echo "cannot stage"
 mkdir -p "$(dirname "$SYS")/network"
+EOS
+	cat > "$T/masq.sh" <<'EOS'
+set -u
+ip link set lo up
+. "$T/stage.sh" mq
 printf 'type = bridge\nbridge = hutchm0\nsubnet = 10.91.0.0/24\nmasquerade = yes\n' > "$(dirname "$SYS")/network/masq.conf"
 unshare -n sleep 60 &
 out=$!
@@ -171,7 +178,7 @@ while True:
 srv=$!
 for i in $(seq 50); do nsenter -t "$out" -n ss -ltn | grep -q ':9000 ' && break; sleep 0.1; done
 "$HUTCH" exec --net --network masq "$I" nc -w 3 10.99.0.2 9000 | sed 's/^/masq: /'
-echo "after-masq tables=$(nft list tables | grep -c ' hutch_')"
+echo "after-masq tables=$(nft list tables | grep -c ' hutch_[0-9]')"
 "$HUTCH" exec --net --network bridge "$I" nc -w 2 10.99.0.2 9000 | sed 's/^/plain: /'
 kill "$srv" "$out"
 wait
@@ -189,12 +196,7 @@ EOS
 set -u
 t0=$(date +%s%N)
 ip link set lo up
-SYS=$("$HUTCH" help | sed -n 's/^System configuration: //p')
-d=$(dirname "$SYS")
-while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-mkdir -p "$T/mn/up" "$T/mn/wk"
-mount -t overlay overlay -o "lowerdir=$d,upperdir=$T/mn/up,workdir=$T/mn/wk" "$d" || echo "cannot stage"
-mkdir -p "$(dirname "$SYS")/network"
+. "$T/stage.sh" mn
 printf 'bridge = hutchs0\nsubnet = 10.92.0.0/24\n' > "$(dirname "$SYS")/network/side.conf"
 # one address only (.2; .1 is the gateway)
 printf 'bridge = hutchf0\nsubnet = 10.93.0.0/30\n' > "$(dirname "$SYS")/network/full.conf"
@@ -228,7 +230,7 @@ echo "after-batch $(state)"
 "$HUTCH" exec --net --network side,full "$I" true 2>&1 | sed 's/^/half: /'
 echo "after-half $(state) full=$(grep -c . $L/full.leases) fullveths=$(ip -o link | grep -c 'master hutchf0')"
 for n in mpa mpb mpf; do "$HUTCH" instance stop $n >/dev/null; done
-echo "end $(state) tables=$(nft list tables | grep -c ' hutch_')"
+echo "end $(state) tables=$(nft list tables | grep -c ' hutch_[0-9]')"
 echo "took $((($(date +%s%N) - t0) / 1000000)) ms"
 EOS
 	run env HUTCH="$HUTCH" I="$I" T="$T" unshare -n -m --propagation private bash "$T/multi.sh"
@@ -303,16 +305,16 @@ EOS
 set -u
 ip link set lo up
 UH=$(getent passwd "$U" | cut -d: -f6)
-asu() { setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UH" PATH="$PATH" HUTCH_TEST_PORT=8080 "$@"; }
+# (the sanitizer options pass: without detect_leaks=0 a hutch that joined an instance hangs
+# in LeakSanitizer's exit check)
+asu() {
+	setpriv --reuid="$U" --regid="$U" --init-groups env -i HOME="$UH" PATH="$PATH" HUTCH_TEST_PORT=8080 \
+		${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} ${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS} "$@"
+}
 L=/run/hutch/net/bridge.leases
 state() { echo "veths=$(ip -o link | grep -c 'master hutch0') leases=$(grep -c . $L 2>/dev/null) helpers=$(pgrep -c -x hutch-net)"; }
 asu "$HUTCH" exec --net --network bridge "$I" true 2>&1 | sed 's/^/default: /'
-SYS=$("$HUTCH" help | sed -n 's/^System configuration: //p')
-d=$(dirname "$SYS")
-while [ ! -d "$d" ]; do d=$(dirname "$d"); done
-mkdir -p "$T/ub/up" "$T/ub/wk"
-mount -t overlay overlay -o "lowerdir=$d,upperdir=$T/ub/up,workdir=$T/ub/wk" "$d" || echo "cannot stage"
-mkdir -p "$(dirname "$SYS")/network"
+. "$T/stage.sh" ub
 { cat "$SYS" 2>/dev/null; echo "network users allow = none, pasta, slirp4netns, bridge"; } > "$T/ub.conf"
 cat "$T/ub.conf" > "$SYS"
 chmod 0644 "$SYS"

@@ -333,8 +333,15 @@ static void test_nat_rules(void **state)
         assert_non_null(strstr(buf, "post ip saddr 127.0.0.0/8 ip daddr 10.77.0.5 masquerade\n"));
         assert_null(strstr(buf, "oifname"));
         /* route_localnet's guard: from the bridge to 127.0.0.0/8 only what was DNAT'd here */
-        assert_non_null(strstr(buf, "add rule ip hutch_1_2 in iifname \"lab0\" ip daddr 127.0.0.0/8 ct status & dnat "
-                                    "== 0 drop\n"));
+        assert_int_equal(net_localnet_rules(buf, sizeof buf, "lab0", 7), 0);
+        assert_non_null(strstr(buf, "add chain ip hutch_localnet b7 { type filter hook input priority filter; "
+                                    "policy accept; }\nflush chain ip hutch_localnet b7\n"));
+        assert_non_null(strstr(buf, "add rule ip hutch_localnet b7 iifname \"lab0\" ip daddr 127.0.0.0/8 ct status "
+                                    "dnat accept\nadd rule ip hutch_localnet b7 iifname \"lab0\" ip daddr "
+                                    "127.0.0.0/8 drop\n"));
+        assert_false(net_nat_table_parse(NET_LOCALNET_TABLE, &pid, &st)); /* never swept */
+        assert_int_equal(net_localnet_rules(buf, 32, "lab0", 7), -ENOBUFS);
+        assert_int_equal(net_nat_rules(buf, sizeof buf, "hutch_1_2", &b, 0x0a4d0005, s.publish, s.n_publish), 0);
         /* masquerading: what leaves by another interface than the bridge */
         b.masquerade = true;
         assert_true(net_nat_needed(&b, 0));
@@ -350,10 +357,11 @@ static void test_nat_rules(void **state)
         assert_non_null(strstr(buf, "add table netdev hutch_1_2\n"));
         assert_non_null(strstr(buf, "add chain netdev hutch_1_2 g1 { type filter hook ingress device \"hv7-1\" "
                                     "priority filter; policy drop; }\n"));
-        assert_non_null(strstr(buf, "add rule netdev hutch_1_2 g1 ether saddr 0a:58:0a:4d:00:05 arp saddr ether "
-                                    "0a:58:0a:4d:00:05 arp saddr ip 10.77.0.5 accept\n"));
-        assert_non_null(strstr(buf, "add rule netdev hutch_1_2 g1 ether saddr 0a:58:0a:4d:00:05 ip saddr 10.77.0.5 "
-                                    "accept\n"));
+        assert_non_null(strstr(buf, "add rule netdev hutch_1_2 g1 ether saddr 0a:58:0a:4d:00:05 ether type arp arp "
+                                    "saddr ether 0a:58:0a:4d:00:05 arp saddr ip 10.77.0.5 accept\n"));
+        assert_non_null(strstr(buf, "add rule netdev hutch_1_2 g1 ether saddr 0a:58:0a:4d:00:05 ether type ip ip "
+                                    "saddr 10.77.0.5 accept\n"));
+        assert_non_null(strstr(buf, "add rule netdev hutch_1_2 g1 ether type ip udp sport 67 drop\n"));
         assert_int_equal(net_guard_rules(buf, 64, "hutch_1_2", 1, "hv7-1", 0x0a4d0005), -ENOBUFS);
         /* too small a buffer, an IPv6 host address */
         assert_int_equal(net_nat_rules(buf, 64, "hutch_1_2", &b, 0x0a4d0005, s.publish, s.n_publish), -ENOBUFS);
