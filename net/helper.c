@@ -444,8 +444,9 @@ int net_helper_main(int sock, bool setuid_run)
                 rep.err = err;
         }
         (void) !send(sock, &rep, sizeof rep, MSG_NOSIGNAL);
-        /* the namespace stays alive through the container, not through us (the net one
-         * only until the owner to watch is known to live in it) */
+        /* the user namespace stays alive through the container, not through us; the net one
+         * is held through the watch (the owner is checked to live in it), so its veth goes
+         * with undo, not with the namespace */
         close(h.userns);
         if (r < 0) {
                 close(h.netns);
