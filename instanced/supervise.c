@@ -338,9 +338,14 @@ static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
         sigset_t all;
         sigfillset(&all);
         sigprocmask(SIG_UNBLOCK, &all, NULL);
-        /* the supervisor ignores SIGPIPE; an ignored signal stays ignored across exec, and
-         * the init and the payload must start as any program does ('yes | head' ends yes) */
-        signal(SIGPIPE, SIG_DFL);
+        /* Every signal at its default action: an ignored signal stays ignored across exec,
+         * and the init and the payload must start as any service does, whatever the
+         * supervisor ignores (SIGPIPE: 'yes | head' ends yes) or the CLI inherited from
+         * its caller (a shell's background job ignores SIGINT and SIGQUIT; the payload
+         * would then be deaf to instance stop's SIGINT and wait out its timeout) */
+        for (int sig = 1; sig < NSIG; sig++)
+                if (sig != SIGKILL && sig != SIGSTOP)
+                        signal(sig, SIG_DFL);
         prctl(PR_SET_NAME, "hutch-launch");
         if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(u->out_pipe[1], 1) < 0 || dup2(u->err_pipe[1], 2) < 0)
                 _exit(255);

@@ -415,6 +415,20 @@ run "$HUTCH" instance start "$d" usr1
 run "$HUTCH" instance stop --signal USR1 usr1
 check "stop --signal sends that signal to the payload" '[ $RC -eq 0 ] && grep -q got-usr1 "$HOME"/.hutch/logs/*/usr1.out'
 leftovers "stop --signal"
+# a caller that ignores SIGINT and SIGQUIT (as a shell's background job does) or SIGHUP
+# (nohup) passes that on to no instance: stop's SIGINT ends the service itself
+run sh -c 'trap "" INT QUIT HUP; exec "$0" instance start "$1" deaf' "$HUTCH" "$I"
+pid=$("$HUTCH" instance list | awk '$1=="deaf"{print $2}')
+kids=$(cat /proc/$pid/task/*/children 2>/dev/null)
+sig_ignored_by_none() { # MASK PID...
+	local m=$1 k
+	shift
+	for k in "$@"; do [ $(( 0x$(sigign "$k") & $m )) -eq 0 ] || return 1; done
+}
+check "a caller's ignored SIGINT, SIGQUIT and SIGHUP reach neither the init nor the service" '[ $RC -eq 0 ] && [ -n "$kids" ] && sig_ignored_by_none 0x7 $pid $kids'
+run "$HUTCH" instance stop deaf
+check "... and stop's SIGINT ends it without the timeout's kill" '[ $RC -eq 0 ] && ! err_has "Timeout" && grep -q "container exited with status 130 (stopped)" "$HOME"/.hutch/logs/*/deaf.err'
+leftovers "stop of an instance whose caller ignored SIGINT"
 
 # --- concurrency
 for i in 1 2; do "$HUTCH" instance start "$I" twin >"$T/twin$i" 2>&1 & done
