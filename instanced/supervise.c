@@ -338,14 +338,17 @@ static _Noreturn void launcher_main(struct sup *u, int notify, int serve)
         sigset_t all;
         sigfillset(&all);
         sigprocmask(SIG_UNBLOCK, &all, NULL);
-        /* Every signal at its default action: an ignored signal stays ignored across exec,
-         * and the init and the payload must start as any service does, whatever the
-         * supervisor ignores (SIGPIPE: 'yes | head' ends yes) or the CLI inherited from
-         * its caller (a shell's background job ignores SIGINT and SIGQUIT; the payload
-         * would then be deaf to instance stop's SIGINT and wait out its timeout) */
-        for (int sig = 1; sig < NSIG; sig++)
-                if (sig != SIGKILL && sig != SIGSTOP)
+        /* No signal ignored: an ignored signal stays ignored across exec, and the init and
+         * the payload must start as any service does, whatever the supervisor ignores
+         * (SIGPIPE: 'yes | head' ends yes) or the CLI inherited from its caller (a shell's
+         * background job ignores SIGINT and SIGQUIT; the payload would then be deaf to
+         * instance stop's SIGINT and wait out its timeout). Handlers stay: exec resets
+         * them, and a sanitizer's report a crash before it. */
+        for (int sig = 1; sig < NSIG; sig++) {
+                struct sigaction old;
+                if (sigaction(sig, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
                         signal(sig, SIG_DFL);
+        }
         prctl(PR_SET_NAME, "hutch-launch");
         if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(u->out_pipe[1], 1) < 0 || dup2(u->err_pipe[1], 2) < 0)
                 _exit(255);
@@ -1134,6 +1137,9 @@ static int setup(struct sup *u, struct hutch_error *err)
                         return hutch_err_sys(err, r, "cannot open cgroup '%s'", u->cg.dirs[0]);
                 u->cg_fd = r;
         }
+        /* a SIGCHLD our caller ignored would have the kernel reap our children: no exit
+         * status, no SIGCHLD to read */
+        signal(SIGCHLD, SIG_DFL);
         sigset_t ss;
         sigemptyset(&ss);
         sigaddset(&ss, SIGCHLD);

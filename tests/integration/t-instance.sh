@@ -7,7 +7,7 @@ I=$IMAGES/image.sif
 export HUTCH_TEST_PORT=$PORT
 # logs are appended to, as Apptainer's: an earlier run's lines of these names would answer
 # the checks below
-for n in web ctl nl nolog chatty again victim aff lkill flaky tied argy; do
+for n in web ctl nl nolog chatty again victim aff lkill flaky tied argy usr1 sigdfl nochld; do
 	rm -f "$HOME"/.hutch/logs/*/"$n".out* "$HOME"/.hutch/logs/*/"$n".err*
 done
 
@@ -417,8 +417,8 @@ check "stop --signal sends that signal to the payload" '[ $RC -eq 0 ] && grep -q
 leftovers "stop --signal"
 # a caller that ignores SIGINT and SIGQUIT (as a shell's background job does) or SIGHUP
 # (nohup) passes that on to no instance: stop's SIGINT ends the service itself
-run sh -c 'trap "" INT QUIT HUP; exec "$0" instance start "$1" deaf' "$HUTCH" "$I"
-pid=$("$HUTCH" instance list | awk '$1=="deaf"{print $2}')
+run sh -c 'trap "" INT QUIT HUP; exec "$0" instance start "$1" sigdfl' "$HUTCH" "$I"
+pid=$("$HUTCH" instance list | awk '$1=="sigdfl"{print $2}')
 kids=$(cat /proc/$pid/task/*/children 2>/dev/null)
 sig_ignored_by_none() { # MASK PID...
 	local m=$1 k
@@ -426,9 +426,16 @@ sig_ignored_by_none() { # MASK PID...
 	for k in "$@"; do [ $(( 0x$(sigign "$k") & $m )) -eq 0 ] || return 1; done
 }
 check "a caller's ignored SIGINT, SIGQUIT and SIGHUP reach neither the init nor the service" '[ $RC -eq 0 ] && [ -n "$kids" ] && sig_ignored_by_none 0x7 $pid $kids'
-run "$HUTCH" instance stop deaf
-check "... and stop's SIGINT ends it without the timeout's kill" '[ $RC -eq 0 ] && ! err_has "Timeout" && grep -q "container exited with status 130 (stopped)" "$HOME"/.hutch/logs/*/deaf.err'
+run "$HUTCH" instance stop sigdfl
+check "... and stop's SIGINT ends it without the timeout's kill" '[ $RC -eq 0 ] && ! err_has "Timeout" && grep -q "container exited with status 130 (stopped)" "$HOME"/.hutch/logs/*/sigdfl.err'
 leftovers "stop of an instance whose caller ignored SIGINT"
+# a caller that ignores SIGCHLD: the supervisor still learns of its children's ends (else
+# it waits for ever on a launcher the kernel reaped: hence the timeout)
+run timeout 60 python3 -c 'import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])' "$HUTCH" instance start "$I" nochld
+check "a caller that ignores SIGCHLD starts an instance" '[ $RC -eq 0 ] && "$HUTCH" instance list | grep -q "^nochld "'
+run "$HUTCH" instance stop nochld
+check "... which stops, its container's end seen and logged" '[ $RC -eq 0 ] && ! err_has "Timeout" && grep -q "container exited with status 130 (stopped)" "$HOME"/.hutch/logs/*/nochld.err'
+leftovers "an instance whose caller ignored SIGCHLD"
 
 # --- concurrency
 for i in 1 2; do "$HUTCH" instance start "$I" twin >"$T/twin$i" 2>&1 & done
