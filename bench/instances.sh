@@ -105,19 +105,25 @@ res[hutch-pss]=$tp res[hutch-rss]=$tr
 as_user "$hutch" instance stop web >/dev/null 2>&1
 if command -v podman >/dev/null; then
 	as_user $podman run -d $pinit --name web --network host --rootfs "$img/rootfs" httpd -f -p "$port" -h /srv/www >/dev/null
-	sleep 0.5
+	sleep 3 # idle, as hutch's above
 	# conmon and its container's init (--init: catatonit as podman-init), the counterparts
 	# of the supervisor and hutch-init; httpd, the service, is counted on neither side
 	p=
 	for q in $(pgrep -u "$user" -x conmon); do if pgrep -P "$q" >/dev/null; then p=$q; fi; done
-	tr=0 tp=0 ta=0
-	for q in "$p" $(pgrep -P "$p"); do
-		read -r r pss an < <(mem_of "$q")
-		printf '  %-28s RSS %6d KiB  PSS %6d KiB  (private %4d KiB)\n' "$(cat "/proc/$q/comm")" "$r" "$pss" "$an"
-		tr=$((tr + r)) tp=$((tp + pss)) ta=$((ta + an))
-	done
-	printf '  %-28s RSS %6d KiB  PSS %6d KiB  (private %4d KiB)\n' "podman total per container" "$tr" "$tp" "$ta"
-	res[conmon-pss]=$tp res[conmon-rss]=$tr
+	if [ -z "$p" ]; then
+		printf '  %-28s (not running)\n' conmon
+	else
+		tr=0 tp=0 ta=0
+		kids=
+		[ -n "$pinit" ] && kids=$(pgrep -P "$p") # without --init, conmon's child is httpd
+		for q in "$p" $kids; do
+			read -r r pss an < <(mem_of "$q")
+			printf '  %-28s RSS %6d KiB  PSS %6d KiB  (private %4d KiB)\n' "$(cat "/proc/$q/comm")" "$r" "$pss" "$an"
+			tr=$((tr + r)) tp=$((tp + pss)) ta=$((ta + an))
+		done
+		printf '  %-28s RSS %6d KiB  PSS %6d KiB  (private %4d KiB)\n' "podman total per container" "$tr" "$tp" "$ta"
+		res[conmon-pss]=$tp res[conmon-rss]=$tr
+	fi
 	as_user $podman rm -f -t 0 web >/dev/null 2>&1
 fi
 
