@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +67,11 @@ int main(int argc, char **argv)
         struct cli c = {.environ = environ, .argv = argv};
         int i = 1;
 
+        /* Every role of this binary (the CLI, the launcher, the supervisor, the image
+         * server) waits for children it starts, and so does hutch-init, which inherits
+         * this disposition. A SIGCHLD ignored by our caller would have the kernel reap
+         * them at once: no exit status, no SIGCHLD, a wait for ever. */
+        signal(SIGCHLD, SIG_DFL);
         log_set_level(LOG_LEVEL_INFO);
         for (; i < argc && argv[i][0] == '-'; i++) {
                 if (cli_log_flag(argv[i]))

@@ -1137,9 +1137,6 @@ static int setup(struct sup *u, struct hutch_error *err)
                         return hutch_err_sys(err, r, "cannot open cgroup '%s'", u->cg.dirs[0]);
                 u->cg_fd = r;
         }
-        /* a SIGCHLD our caller ignored would have the kernel reap our children: no exit
-         * status, no SIGCHLD to read */
-        signal(SIGCHLD, SIG_DFL);
         sigset_t ss;
         sigemptyset(&ss);
         sigaddset(&ss, SIGCHLD);

@@ -40,6 +40,13 @@ kill -TERM "$pid"
 wait "$pid"
 rc=$?
 check "SIGTERM reaches a --pid payload through the init" '[ $rc -eq 143 ]'
+# a caller that ignores SIGCHLD: the init (and the launcher, the server's monitor) would
+# inherit the ignore, the kernel would reap their children, and the init wait for ever
+run timeout -k 5 30 python3 -c 'import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])' "$HUTCH" exec --pid "$I" sh -c 'exit 3'
+check "a caller that ignores SIGCHLD gets a --pid payload's exit status" '[ $RC -eq 3 ]'
+leftovers "a --pid run whose caller ignored SIGCHLD"
+run timeout -k 5 30 python3 -c 'import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); os.execv(sys.argv[1], sys.argv[1:])' "$HUTCH" exec "$I" sh -c 'exit 4'
+check "... and a plain run's" '[ $RC -eq 4 ]'
 # tests/helpers/reaper.c, static: waits for every child with wait() until ECHILD, as tini
 # or Python's os.wait() do (a shell's `wait` waits only for the jobs it started)
 run timeout 10 "$HUTCH" exec -B "$REAPER_STATIC:/opt/reaper" "$I" /opt/reaper sh -c 'sleep 0.2 & echo waited'
