@@ -8,7 +8,9 @@
  * Forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH and SIGCONT to the
  * payload, reaps every child, and exits with the payload's status (128+N for signal N).
  * KEEP=1 (an instance): a payload that exits 0 leaves PID 1 running, which then ends on
- * SIGTERM, SIGINT, SIGHUP or SIGQUIT. */
+ * SIGTERM, SIGINT, SIGHUP or SIGQUIT; but a payload that exits 0 after one of the signals
+ * above that end a process by default was forwarded to it has stopped as asked (a service
+ * that exits 0 on SIGTERM), and PID 1 ends with it. */
 #include <asm/unistd.h>
 #include <linux/prctl.h>
 #include <linux/wait.h>
@@ -81,7 +83,7 @@ _Noreturn void pid1_main(long *sp)
         if (sp[0] != 3)
                 quit(255);
         long payload = number(argv[1]);
-        int keep = argv[2][0] == '1';
+        int keep = argv[2][0] == '1', stopping = 0;
         if (payload <= 0)
                 quit(255);
         sys(__NR_rt_sigprocmask, SIG_BLOCK, (long) &all, 0, sizeof all);
@@ -95,7 +97,11 @@ _Noreturn void pid1_main(long *sp)
                                 if (p != payload)
                                         continue;
                                 int code = status_code(ws);
-                                if (code != 0 || !keep)
+                                /* a payload that ends after it was asked to stop has
+                                 * stopped, whatever its status (a service that exits 0 on
+                                 * SIGTERM): the instance ends with it, not at the stop's
+                                 * timeout */
+                                if (code != 0 || !keep || stopping)
                                         quit(code);
                                 payload = 0;
                         }
@@ -104,8 +110,11 @@ _Noreturn void pid1_main(long *sp)
                 if (payload == 0 && (sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT))
                         quit(0);
                 for (unsigned i = 0; i < sizeof fwd / sizeof fwd[0] && payload > 0; i++)
-                        if (sig == fwd[i])
+                        if (sig == fwd[i]) {
                                 sys(__NR_kill, payload, sig, 0, 0);
+                                /* one whose default action ends a process */
+                                stopping |= sig != SIGWINCH && sig != SIGCONT;
+                        }
         }
 }
 

@@ -7,7 +7,7 @@ I=$IMAGES/image.sif
 export HUTCH_TEST_PORT=$PORT
 # logs are appended to, as Apptainer's: an earlier run's lines of these names would answer
 # the checks below
-for n in web ctl nl nolog chatty again victim aff lkill flaky tied argy usr1 sigdfl nochld; do
+for n in web ctl nl nolog chatty again victim aff lkill flaky tied argy usr1 clean sigdfl nochld; do
 	rm -f "$HOME"/.hutch/logs/*/"$n".out* "$HOME"/.hutch/logs/*/"$n".err*
 done
 
@@ -414,7 +414,17 @@ d=$(image_with_startscript "trap 'echo got-usr1; exit 0' USR1; while :; do sleep
 run "$HUTCH" instance start "$d" usr1
 run "$HUTCH" instance stop --signal USR1 usr1
 check "stop --signal sends that signal to the payload" '[ $RC -eq 0 ] && grep -q got-usr1 "$HOME"/.hutch/logs/*/usr1.out'
+check "... whose exit 0 on it ends the instance, not the timeout's kill" '! err_has "Timeout"'
 leftovers "stop --signal"
+# a service that exits 0 on stop's signal has stopped (as Apptainer's stop sees its
+# container's processes gone): no wait for the timeout, no kill
+d=$(image_with_startscript "trap 'echo clean-exit; exit 0' INT TERM; while :; do sleep 0.1; done" clean)
+run "$HUTCH" instance start "$d" clean
+s=$(date +%s%N)
+run "$HUTCH" instance stop clean
+ms=$(( ($(date +%s%N) - s) / 1000000 ))
+check "a service that exits 0 on SIGINT stops at once (${ms} ms), not at the timeout" '[ $RC -eq 0 ] && [ $ms -lt 5000 ] && ! err_has "Timeout" && grep -q clean-exit "$HOME"/.hutch/logs/*/clean.out'
+leftovers "stop of a service that exits 0 on its signal"
 # a caller that ignores SIGINT and SIGQUIT (as a shell's background job does) or SIGHUP
 # (nohup) passes that on to no instance: stop's SIGINT ends the service itself
 run sh -c 'trap "" INT QUIT HUP; exec "$0" instance start "$1" sigdfl' "$HUTCH" "$I"
