@@ -64,6 +64,17 @@ mkdir "$T/u2"
 run "$HUTCH" exec -o "$T/l2" -o "$T/u2" "$I" sh -c 'cat /both; echo w > /w'
 check "two writable: the last is the upper layer, the first a lower one" 'out_is l2 && [ -e "$T/u2/upper/w" ] && [ ! -e "$T/l2/upper" ] && [ ! -e "$T/l2/w" ]'
 
+# --writable-tmpfs beside a writable overlay: refused (Apptainer's error too), nothing written
+mkdir "$T/wt"
+run "$HUTCH" exec -o "$T/wt" --writable-tmpfs "$I" sh -c 'echo w > /wt-file'
+check "--writable-tmpfs with a writable overlay: one line naming it, refused, nothing written" \
+	"fails_with \"--writable-tmpfs cannot be used with the writable overlay '$T/wt'\" && [ ! -e \"$T/wt/upper/wt-file\" ]"
+run "$HUTCH" instance start -o "$T/wt" --writable-tmpfs "$I" wt
+check "... as at instance start" "fails_with \"--writable-tmpfs cannot be used with the writable overlay '$T/wt'\" && ! \"\$HUTCH\" instance list | grep -q '^wt '"
+run "$HUTCH" exec -o "$T/l1:ro" --writable-tmpfs "$I" sh -c 'echo w > /wt-file && cat /f1'
+check "... but a read-only overlay takes a tmpfs above it" '[ $RC -eq 0 ] && out_is l1 && [ ! -e "$T/l1/wt-file" ]'
+leftovers "--writable-tmpfs beside an overlay"
+
 # --- one writer at a time
 "$HUTCH" exec -o "$O" "$I" sh -c 'touch /ready; exec sleep 30' >/dev/null 2>&1 &
 bg=$!
