@@ -143,7 +143,8 @@ static const struct {
          "unit: a systemd user unit file running the instance with these options (Restart= from\n"
          "--restart); --install writes it to ~/.config/systemd/user/, reloads and enables it.\n"
          "Join a running instance with: hutch exec|run|shell instance://NAME ...\n"
-         "State: $XDG_RUNTIME_DIR/hutch/instances/NAME, else $HOME/.hutch/instances/HOST/NAME."},
+         "State: /run/user/UID/hutch/instances/NAME where that folder is yours (whatever\n"
+         "XDG_RUNTIME_DIR says), else $HOME/.hutch/instances/HOST/NAME."},
         {"inspect",
          "hutch inspect [--app NAME] "
          "[-l|--labels] [-r|--runscript] [-s|--startscript] [-t|--test] [-d|--deffile] [-e|--environment] "

@@ -626,6 +626,14 @@ static const struct option list_options[] = {
         {"user", required_argument, NULL, 'u'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
 };
 
+/* A subcommand takes one NAME (or pattern): more is refused, as Apptainer's parser refuses
+ * it, rather than acting on the first and dropping the rest. */
+static int names_too_many(const char *sub, int argc, char **argv)
+{
+        return cli_args_error("instance", "%s takes one instance name or pattern, not %d ('%s', '%s'...)", sub,
+                              argc - optind, argv[optind], argv[optind + 1]);
+}
+
 static int cmd_list(struct cli *c, int argc, char **argv)
 {
         struct hutch_error err = HUTCH_ERROR_INIT;
@@ -646,6 +654,8 @@ static int cmd_list(struct cli *c, int argc, char **argv)
         if (json && logs) /* one or the other, as Apptainer's */
                 return cli_usage_error("instance", "list: --json and --logs are not for one listing: more than one "
                                                    "flags have been set");
+        if (argc - optind > 1)
+                return names_too_many("list", argc, argv);
         const char *glob = optind < argc ? argv[optind] : NULL;
         struct instance_state *v = NULL;
         size_t n = 0;
@@ -760,6 +770,8 @@ static int cmd_stop(struct cli *c, int argc, char **argv)
                 default: return cli_args_error("instance", "unknown option '%s'", argv[optind - 1]);
                 }
         }
+        if (argc - optind > 1)
+                return names_too_many("stop", argc, argv);
         const char *glob = optind < argc ? argv[optind] : NULL;
         if (!glob && !all)
                 return cli_usage_error("instance", "name an instance (or a pattern), or give --all");

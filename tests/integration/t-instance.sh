@@ -221,6 +221,14 @@ check "a 64-character name with _ . - is accepted" '[ $RC -eq 0 ]'
 "$HUTCH" instance stop --all >/dev/null 2>&1
 run "$HUTCH" instance stop nosuch
 check "stop of an unknown instance fails" 'fails_with "no instance found"'
+d=$(image_with_startscript '' two)
+run "$HUTCH" instance start "$d" two1
+run "$HUTCH" instance start "$d" two2
+run "$HUTCH" instance stop two1 two2
+check "stop of two names: refused as Apptainer's parser does (status 1), neither stopped" '[ $RC -eq 1 ] && grep -q "stop takes one instance name or pattern, not 2" "$ERR" && "$HUTCH" instance list | grep -q "^two1 " && "$HUTCH" instance list | grep -q "^two2 "'
+run "$HUTCH" instance list two1 two2
+check "list of two names: refused the same way" '[ $RC -eq 1 ] && grep -q "list takes one instance name or pattern, not 2" "$ERR"'
+"$HUTCH" instance stop --all >/dev/null 2>&1
 run "$HUTCH" exec instance://nosuch true
 check "exec of an unknown instance fails" 'fails_with "no instance named .nosuch."'
 run "$HUTCH" instance logs nosuch-at-all
@@ -553,7 +561,7 @@ if [ "$MODE" = root ] && [ ! -e /run/user/0 ]; then
 	run unshare -m sh -c 'mount -t tmpfs -o size=1m,mode=0755 tmpfs /run/user && mkdir -m 0700 /run/user/0 &&
 		"$0" instance list && { "$0" instance start "$1" before; echo "again $?"; } &&
 		"$0" instance start "$1" fresh && ls /run/user/0/hutch/instances && umount -l /run/user &&
-		"$0" instance list && "$0" instance stop fresh before' "$HUTCH" "$d"
+		"$0" instance list && "$0" instance stop fresh && "$0" instance stop before' "$HUTCH" "$d"
 	"$HUTCH" instance stop before >/dev/null 2>&1
 	check "with /run/user/UID present, an instance under \$HOME is still listed and its NAME taken" \
 		'[ "$(grep -c "^before " "$OUT")" -eq 2 ] && out_has "^again 255$" && err_has "instance before already exists"'
