@@ -822,31 +822,15 @@ static int stage_sources(int srcroot, const char *src, int *ret_fd, char ***ret,
         return 0;
 }
 
-static int copy_line(struct build_ctx *b, const struct recipe_files *f, const struct recipe_file *l, int rootfd,
-                     int srcroot, struct hutch_error *err)
+/* One cp of srcs to the destination d (a folder when there are several), resolved in the
+ * root. */
+static int copy_run(const struct recipe_files *f, char **srcs, int sfd, int rootfd, const char *src, const char *d,
+                    struct hutch_error *err)
 {
-        _cleanup_strv_ char **srcs = NULL, **argv = NULL;
+        _cleanup_strv_ char **argv = NULL;
         _cleanup_free_ char *dst = NULL;
-        _cleanup_close_ int sfd = -1, dfd = -1;
+        _cleanup_close_ int dfd = -1;
         int r;
-        if (f->from) {
-                if ((r = stage_sources(srcroot, l->src, &sfd, &srcs, err)) < 0)
-                        return r;
-        } else {
-                glob_t g;
-                r = 0;
-                if (glob(l->src, GLOB_NOSORT, NULL, &g) != 0 || g.gl_pathc == 0) {
-                        globfree(&g);
-                        return hutch_err(err, -ENOENT, "%%files: source '%s' %s", l->src,
-                                         has_glob(l->src) ? "matches nothing" : "does not exist");
-                }
-                for (size_t i = 0; i < g.gl_pathc && r >= 0; i++)
-                        r = strv_extend(&srcs, g.gl_pathv[i]);
-                globfree(&g);
-                if (r < 0)
-                        return hutch_err(err, -ENOMEM, "out of memory");
-        }
-        const char *d = l->dst[0] ? l->dst : l->src;
         if ((r = dest_path(rootfd, d, strv_length(srcs) > 1, &dfd, &dst)) < 0)
                 return hutch_err_sys(err, r, "%%files: cannot make the destination '%s'", d);
         /* host files are copied with their symlinks followed (cp -L, as Apptainer); a stage's
@@ -868,10 +852,53 @@ static int copy_line(struct build_ctx *b, const struct recipe_files *f, const st
                 keep[0] = dfd;
                 keep[1] = -1;
         }
-        r = host_run(argv, NULL, keep);
-        (void) b;
-        if (r != 0)
-                return hutch_err(err, -EIO, "%%files: copying '%s' to '%s' failed", l->src, d);
+        if (host_run(argv, NULL, keep) != 0)
+                return hutch_err(err, -EIO, "%%files: copying '%s' to '%s' failed", src, d);
+        return 0;
+}
+
+static int copy_line(const struct recipe_files *f, const struct recipe_file *l, int rootfd, int srcroot,
+                     struct hutch_error *err)
+{
+        _cleanup_strv_ char **srcs = NULL;
+        _cleanup_close_ int sfd = -1;
+        int r;
+        if (f->from) {
+                if ((r = stage_sources(srcroot, l->src, &sfd, &srcs, err)) < 0)
+                        return r;
+        } else {
+                glob_t g;
+                r = 0;
+                if (glob(l->src, GLOB_NOSORT, NULL, &g) != 0 || g.gl_pathc == 0) {
+                        globfree(&g);
+                        return hutch_err(err, -ENOENT, "%%files: source '%s' %s", l->src,
+                                         has_glob(l->src) ? "matches nothing" : "does not exist");
+                }
+                for (size_t i = 0; i < g.gl_pathc && r >= 0; i++)
+                        r = strv_extend(&srcs, g.gl_pathv[i]);
+                globfree(&g);
+                if (r < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+        }
+        if (l->dst[0] || (strv_length(srcs) == 1 && !has_glob(l->src)))
+                return copy_run(f, srcs, sfd, rootfd, l->src, l->dst[0] ? l->dst : l->src, err);
+        /* a pattern and no destination: each match to its own path in the root, as
+         * Apptainer copies them (a stage's: its folder's, with the match's name) */
+        for (char **s = srcs; *s; s++) {
+                _cleanup_free_ char *d = NULL;
+                if (f->from) {
+                        const char *slash = strrchr(l->src, '/');
+                        int dir = slash ? (int) (slash - l->src) : 0;
+                        if (asprintf(&d, "%.*s/%s", dir, l->src, strrchr(*s, '/') + 1) < 0)
+                                d = NULL;
+                } else
+                        d = strdup(*s);
+                char *one[] = {*s, NULL};
+                if (!d)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                if ((r = copy_run(f, one, sfd, rootfd, l->src, d, err)) < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -892,7 +919,7 @@ static int copy_files(struct build_ctx *b, const struct recipe_stage *st, int ro
                 } else if (f->n)
                         log_info("Copying files from host");
                 for (size_t i = 0; i < f->n; i++) {
-                        int r = copy_line(b, f, &f->lines[i], rootfd, srcroot, err);
+                        int r = copy_line(f, &f->lines[i], rootfd, srcroot, err);
                         if (r < 0)
                                 return r;
                 }
@@ -942,6 +969,42 @@ static int run_post(struct build_ctx *b, const struct recipe_stage *st, const ch
 static int write_script(int rootfd, const char *path, const char *text, struct hutch_error *err)
 {
         _cleanup_free_ char *s = strjoin("#!/bin/sh\n\n", text, "\n");
+        int r = s ? root_write(rootfd, path, s, strlen(s), 0755) : -ENOMEM;
+        return r < 0 ? hutch_err_sys(err, r, "cannot write %s into the image", path) : 0;
+}
+
+/* %runscript, %startscript and %test as Apptainer writes them: a script whose text begins
+ * with a #! line runs under that interpreter (else /bin/sh), and the section's arguments
+ * ("%runscript -x") are added to that line. */
+static int write_section_script(int rootfd, const char *path, const struct recipe_script *sc, struct hutch_error *err)
+{
+        const char *t = sc->text;
+        while (*t && strchr(" \t\n\r\v\f", *t))
+                t++;
+        _cleanup_free_ char *shebang = NULL, *body = NULL;
+        bool own = startswith(t, "#!");
+        if (own) {
+                size_t n = strcspn(t, "\n");
+                shebang = strndup(t, n);
+                body = strdup(t[n] ? t + n + 1 : "");
+        } else {
+                shebang = strdup("#!/bin/sh");
+                body = strdup(sc->text);
+        }
+        if (!shebang || !body)
+                return hutch_err(err, -ENOMEM, "out of memory");
+        if (own) { /* trimmed, as Apptainer trims the text before it splits off the #! line */
+                size_t k = strlen(shebang);
+                while (k && strchr(" \t\r", shebang[k - 1]))
+                        shebang[--k] = 0;
+                k = strlen(body);
+                while (k && strchr(" \t\n\r\v\f", body[k - 1]))
+                        body[--k] = 0;
+        }
+        _cleanup_free_ char *s = NULL;
+        const char *args = sc->args ? sc->args : "";
+        if (asprintf(&s, "%s%s%s\n\n%s\n", shebang, *args ? " " : "", args, body) < 0)
+                s = NULL;
         int r = s ? root_write(rootfd, path, s, strlen(s), 0755) : -ENOMEM;
         return r < 0 ? hutch_err_sys(err, r, "cannot write %s into the image", path) : 0;
 }
@@ -1067,17 +1130,17 @@ static int metadata(struct build_ctx *b, const struct recipe_stage *st, int root
         }
         if (sc[RECIPE_RUNSCRIPT].text && section_wanted(b, "runscript")) {
                 log_info("Adding runscript");
-                if ((r = write_script(rootfd, "/.singularity.d/runscript", sc[RECIPE_RUNSCRIPT].text, err)) < 0)
+                if ((r = write_section_script(rootfd, "/.singularity.d/runscript", &sc[RECIPE_RUNSCRIPT], err)) < 0)
                         return r;
         }
         if (sc[RECIPE_STARTSCRIPT].text && section_wanted(b, "startscript")) {
                 log_info("Adding startscript");
-                if ((r = write_script(rootfd, "/.singularity.d/startscript", sc[RECIPE_STARTSCRIPT].text, err)) < 0)
+                if ((r = write_section_script(rootfd, "/.singularity.d/startscript", &sc[RECIPE_STARTSCRIPT], err)) < 0)
                         return r;
         }
         if (sc[RECIPE_TEST].text && section_wanted(b, "test")) {
                 log_info("Adding testscript");
-                if ((r = write_script(rootfd, "/.singularity.d/test", sc[RECIPE_TEST].text, err)) < 0)
+                if ((r = write_section_script(rootfd, "/.singularity.d/test", &sc[RECIPE_TEST], err)) < 0)
                         return r;
         }
         /* labels %post wrote to $APPTAINER_LABELS, after %labels' (a key in both: %post's) */
@@ -1125,7 +1188,7 @@ static int run_test(struct build_ctx *b, const struct recipe_stage *st, const ch
 
 /* ---- SCIF apps: /scif/apps/NAME (bin, lib, scif/ with the app's metadata), /scif/data/NAME */
 
-static int app_dirs_files(struct build_ctx *b, const struct recipe_stage *st, int rootfd, struct hutch_error *err)
+static int app_dirs_files(const struct recipe_stage *st, int rootfd, struct hutch_error *err)
 {
         for (size_t k = 0; k < st->n_apps; k++) {
                 const struct recipe_app *a = &st->apps[k];
@@ -1151,7 +1214,7 @@ static int app_dirs_files(struct build_ctx *b, const struct recipe_stage *st, in
                         if (asprintf(&dst, "/scif/apps/%s/%s", a->name, l->dst[0] ? l->dst : base) < 0)
                                 return hutch_err(err, -ENOMEM, "out of memory");
                         struct recipe_file line = {.src = l->src, .dst = dst};
-                        int r = copy_line(b, &host, &line, rootfd, -1, err);
+                        int r = copy_line(&host, &line, rootfd, -1, err);
                         if (r < 0)
                                 return r;
                 }
@@ -1262,7 +1325,7 @@ int stage_build(struct build_ctx *b, size_t i, struct hutch_error *err)
         if (rootfd < 0)
                 return hutch_err_sys(err, -errno, "cannot open '%s'", rootfs);
         if ((r = base_env(rootfd, err)) < 0 || (r = run_setup(b, st, i, rootfs, err)) < 0 ||
-            (r = copy_files(b, st, rootfd, err)) < 0 || (apps && (r = app_dirs_files(b, st, rootfd, err)) < 0) ||
+            (r = copy_files(b, st, rootfd, err)) < 0 || (apps && (r = app_dirs_files(st, rootfd, err)) < 0) ||
             (r = run_post(b, st, rootfs, rootfd, err)) < 0 ||
             (apps && (r = app_install(b, st, rootfs, rootfd, err)) < 0) || (r = metadata(b, st, rootfd, err)) < 0 ||
             (apps && (r = app_metadata(st, rootfd, err)) < 0))

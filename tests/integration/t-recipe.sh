@@ -196,6 +196,38 @@ check "only the last stage is the image; %post -c SHELL runs without -e" 'out_ha
 printf 'Bootstrap: scratch\n%%files\n    %s /bin/busybox\n%%labels\n    Kind scratch\n' "$(command -v busybox)" > "$T/scratch.def"
 run "$HUTCH" build -q --sandbox "$T/scratch.sb" "$T/scratch.def"
 check "scratch: an empty rootfs with the base folders and what %files put" '[ $RC -eq 0 ] && [ -x "$T/scratch.sb/bin/busybox" ] && [ -d "$T/scratch.sb/proc" ] && [ -d "$T/scratch.sb/.singularity.d/env" ] && grep -q "\"Kind\": \"scratch\"" "$T/scratch.sb/.singularity.d/labels.json"'
+# %files patterns with no destination: each match to its own path (Apptainer's CopyFromHost);
+# scripts with a #! line of their own, and a section's arguments added to that line
+mkdir -p "$T/g/d1" "$T/g/d2" "$T/g/e1"
+echo g1 > "$T/g/d1/f" && echo g2 > "$T/g/d2/f" && echo ge > "$T/g/e1/f"
+cat > "$T/glob.def" <<EOF
+Bootstrap: localimage
+From: $I
+
+%files
+    $T/g/d*/f
+    $T/g/e?/f
+
+%runscript -n
+    #!/bin/cat
+    line-a
+
+%startscript
+#!/bin/sh -e
+echo started-with-e
+
+%test
+    echo test-as-sh
+EOF
+run "$HUTCH" build -q --sandbox "$T/glob.sb" "$T/glob.def"
+check "%files PATTERN alone: each match copied to its own path, no folder named after the pattern" \
+	'[ $RC -eq 0 ] && [ "$(cat "$T/glob.sb$T/g/d1/f" "$T/glob.sb$T/g/d2/f" "$T/glob.sb$T/g/e1/f")" = "$(printf "g1\ng2\nge")" ] && [ ! -e "$T/glob.sb$T/g/d*" ] && [ ! -e "$T/glob.sb$T/g/e?" ] && no_build_leftovers'
+check "%runscript with its own #! line and section arguments: that interpreter, the arguments added" \
+	'[ "$(head -1 "$T/glob.sb/.singularity.d/runscript")" = "#!/bin/cat -n" ]'
+run "$HUTCH" run "$T/glob.sb"
+check "... which runs under it" '[ $RC -eq 0 ] && out_has "^ *3	 *line-a$"'
+check "%startscript's own #! line is its first; %test without one runs under /bin/sh" \
+	'[ "$(head -1 "$T/glob.sb/.singularity.d/startscript")" = "#!/bin/sh -e" ] && ! grep -q "^#!/bin/sh$" "$T/glob.sb/.singularity.d/startscript" && [ "$(head -1 "$T/glob.sb/.singularity.d/test")" = "#!/bin/sh" ]'
 run "$HUTCH" build -q --build-arg unused=1 --build-arg also=2 --build-arg name=x --build-arg "base=$I" "$T/multi2.sif" "$T/multi.def"
 check "a build argument no template uses is an error, as Apptainer's" 'fails_with "unused build args: unused, also (--warn-unused-build-args" && [ ! -e "$T/multi2.sif" ] && no_build_leftovers'
 run "$HUTCH" build -q --warn-unused-build-args --build-arg unused=1 --build-arg name=x --build-arg "base=$I" "$T/multi2.sif" "$T/multi.def"
