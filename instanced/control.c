@@ -366,7 +366,7 @@ int instance_join(const struct instance_env *env, const char *name, const struct
         int r = instance_find(env, name, &st, err);
         if (r < 0)
                 return r;
-        struct runtime_target t = {.pid = st.pid, .start_time = st.pid_start, .image = st.image};
+        struct runtime_target t = {.pid = st.pid, .start_time = st.pid_start, .image = st.image, .home = st.home};
         /* into the instance's cgroup first, while still outside its user namespace */
         struct cgroup cg = CGROUP_NULL;
         uint64_t ooms = 0;

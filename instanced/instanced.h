@@ -106,6 +106,7 @@ struct instance_state {
         char *seccomp_json;
         char *limits; /* cgroup_limits_format() of its limits, empty without */
         char *digest; /* image_digest() of its image ("sha256:HEX"), empty for a folder or until known */
+        char *home;   /* HOME inside, as the start set it (-H's destination), for a join to set alike */
 };
 
 void instance_state_clear(struct instance_state *st);

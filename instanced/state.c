@@ -86,6 +86,7 @@ void instance_state_clear(struct instance_state *st)
         free(st->seccomp_json);
         free(st->limits);
         free(st->digest);
+        free(st->home);
         *st = (struct instance_state){0};
 }
 
@@ -105,6 +106,7 @@ static const struct field {
         /* sorted by key: looked up with bsearch */
         {"cgroup", F_STR, offsetof(struct instance_state, cgroup)},
         {"digest", F_STR, offsetof(struct instance_state, digest)},
+        {"home", F_STR, offsetof(struct instance_state, home)},
         {"image", F_STR, offsetof(struct instance_state, image)},
         {"ip", F_STR, offsetof(struct instance_state, ip)},
         {"job", F_STR, offsetof(struct instance_state, job)},
@@ -259,7 +261,7 @@ int instance_state_format(const struct instance_state *st, char **ret)
                 st->log_err ? st->log_err : "", st->cgroup ? st->cgroup : "",     st->job ? st->job : "",
                 st->ip ? st->ip : "",           st->ports ? st->ports : "",       st->keeper ? st->keeper : "",
                 st->unit ? st->unit : "",       st->security ? st->security : "", st->limits ? st->limits : "",
-                st->digest ? st->digest : ""};
+                st->digest ? st->digest : "",   st->home ? st->home : ""};
         char *e[ELEMENTSOF(strs)] = {NULL}, jp[32] = "";
         if (st->job_pid > 0)
                 snprintf(jp, sizeof jp, "job_pid=%d\n", (int) st->job_pid);
@@ -272,10 +274,10 @@ int instance_state_format(const struct instance_state *st, char **ret)
         if (asprintf(&s,
                      "name=%s\npid=%d\npid_start=%llu\nsupervisor=%d\nsupervisor_start=%llu\nuid=%u\n"
                      "image=%s\nstarted=%lld\nrestarts=%u\nrestart=%s\nlog_out=%s\nlog_err=%s\ncgroup=%s\n"
-                     "job=%s\nip=%s\nports=%s\n%skeeper=%s\nunit=%s\nsecurity=%s\nlimits=%s\ndigest=%s\n",
+                     "job=%s\nip=%s\nports=%s\n%skeeper=%s\nunit=%s\nsecurity=%s\nlimits=%s\ndigest=%s\nhome=%s\n",
                      st->name, (int) st->pid, st->pid_start, (int) st->supervisor, st->supervisor_start,
                      (unsigned) st->uid, e[0], st->started, st->restarts, e[1], e[2], e[3], e[4], e[5], e[6], e[7], jp,
-                     e[8], e[9], e[10], e[11], e[12]) < 0)
+                     e[8], e[9], e[10], e[11], e[12], e[13]) < 0)
                 goto out;
         *ret = s;
         r = 0;

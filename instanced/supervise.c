@@ -1238,6 +1238,9 @@ int instance_supervise(const struct instance_spec *spec, int sync_fd, struct hut
         }
         if (instance_security_format(spec->launch, &u.st.security) < 0)
                 u.st.security = NULL;
+        const char *host_home = strv_env_get(spec->launch->host_env, "HOME");
+        struct passwd *pw = host_home && *host_home ? NULL : getpwuid(getuid());
+        u.st.home = runtime_home_inside(spec->launch, host_home && *host_home ? host_home : pw ? pw->pw_dir : "/");
         if (spec->unit) {
                 u.st.keeper = strdup("systemd");
                 u.st.unit = strdup(spec->unit);

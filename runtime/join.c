@@ -66,15 +66,16 @@ static int join_ctx_make(struct launch_ctx *c, const struct runtime_target *t, s
         return seccomp_prog_make(c->spec, &c->seccomp, err);
 }
 
-/* In the instance's namespaces now: HOME as the instance has it, env scripts if any. */
-static void join_ctx_inside(struct launch_ctx *c)
+/* In the instance's namespaces now: HOME as the instance has it (its start's -H, as
+ * Apptainer restores it for a join), unless the join gives its own; env scripts if any. */
+static void join_ctx_inside(struct launch_ctx *c, const struct runtime_target *t)
 {
         const struct launch_spec *s = c->spec;
-        const char *dst = s->home ? strchr(s->home, ':') : NULL;
-        if (s->home)
-                c->home_dst = strdup(dst ? dst + 1 : s->home);
+        if (s->home || !t->home || !*t->home)
+                c->home_dst =
+                        s->home ? runtime_home_inside(s, c->host_home) : strdup(getuid() == 0 ? "/root" : c->host_home);
         else
-                c->home_dst = strdup(getuid() == 0 ? "/root" : c->host_home);
+                c->home_dst = strdup(t->home);
         c->has_env_scripts = access("/.singularity.d/env", F_OK) == 0;
 }
 
@@ -110,7 +111,7 @@ int runtime_join(const struct launch_spec *spec, const struct runtime_target *t,
                 ctx_free(&c);
                 return r;
         }
-        join_ctx_inside(&c);
+        join_ctx_inside(&c, t);
         c.owner_pidfd = pidfd_open_self();
         /* blocked before the child exists: a payload that exits at once must leave its
          * SIGCHLD pending for child_wait */

@@ -129,6 +129,15 @@ static int learn_user(struct launch_ctx *c, struct hutch_error *err)
         return 0;
 }
 
+char *runtime_home_inside(const struct launch_spec *s, const char *host_home)
+{
+        if (s->home) {
+                const char *colon = strchr(s->home, ':');
+                return strdup(colon ? colon + 1 : s->home);
+        }
+        return strdup(s->fakeroot ? "/root" : host_home);
+}
+
 /* -H src[:dst], --no-home, --contain: where HOME comes from and where it goes. */
 static int plan_home(struct launch_ctx *c, struct hutch_error *err)
 {
@@ -149,11 +158,8 @@ static int plan_home(struct launch_ctx *c, struct hutch_error *err)
                         return hutch_err(err, -EINVAL, "home destination '%s' must be an absolute path",
                                          colon ? colon + 1 : s->home);
                 }
-        } else {
-                dst = strdup(c->ids.inside_uid == 0 && s->fakeroot ? "/root" : c->host_home);
-                if (!dst)
-                        return hutch_err(err, -ENOMEM, "out of memory");
-        }
+        } else if (!(dst = runtime_home_inside(s, c->host_home)))
+                return hutch_err(err, -ENOMEM, "out of memory");
         c->home_dst = dst;
         /* under --fakeroot too, at /root (as Apptainer): HOME is where the user's files are */
         if (!c->want_home || (s->contain && !s->home))

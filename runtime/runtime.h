@@ -120,7 +120,12 @@ struct runtime_target {
         pid_t pid;
         unsigned long long start_time; /* /proc/PID/stat field 22, checked after pidfd_open */
         const char *image;             /* for HUTCH_CONTAINER and friends */
+        const char *home;              /* HOME inside as the instance's start set it; NULL: unknown */
 };
+
+/* HOME inside the container: -H's destination, /root under --fakeroot, else host_home
+ * (the caller's HOME). NULL: out of memory. */
+char *runtime_home_inside(const struct launch_spec *s, const char *host_home);
 
 /* exec/run/shell in a running instance: pidfd_open + start-time check, setns into every
  * namespace of the target that differs from ours (one setns call), fork into its PID

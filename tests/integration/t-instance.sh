@@ -166,6 +166,15 @@ check "an image without a startscript runs nothing and stays up" '[ $RC -eq 0 ] 
 run "$HUTCH" exec instance://idle ps -o pid,comm
 check "only the init runs in it" '[ "$(grep -v -e COMMAND -e " ps$" "$OUT")" = "    1 hutch-init" ]'
 "$HUTCH" instance stop idle >/dev/null 2>&1
+# a join gets HOME as the start set it (Apptainer restores it), unless it gives its own -H
+mkdir -p "$T/hd" && echo home-marker > "$T/hd/mark"
+run "$HUTCH" instance start -H "$T/hd:/home/elsewhere" "$d" homed
+run "$HUTCH" exec instance://homed sh -c 'echo "$HOME"; cat "$HOME/mark"'
+check "exec instance://NAME: HOME is the start's -H destination, its files there" '[ $RC -eq 0 ] && out_is "/home/elsewhere
+home-marker"'
+run "$HUTCH" exec -H "$T/hd:/home/mine" instance://homed sh -c 'echo "$HOME"'
+check "... a join's own -H names HOME itself" 'out_is /home/mine'
+"$HUTCH" instance stop homed >/dev/null 2>&1
 d=$(image_with_startscript 'echo "database is broken" >&2; exit 1' broken)
 run "$HUTCH" instance start "$d" broken
 check "a startscript that exits 1 at once fails the start with its output" '[ $RC -eq 255 ] && err_has "database is broken" && err_has "^hutch: error: .*status 1"'

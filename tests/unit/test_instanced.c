@@ -107,7 +107,8 @@ static void test_state_roundtrip(void **state)
                                     .restarts = 3,
                                     .restart = strdup("on-failure:5"),
                                     .log_out = strdup("/home/u/.hutch/logs/h/web.out"),
-                                    .log_err = strdup("/home/u/.hutch/logs/h/web.err")};
+                                    .log_err = strdup("/home/u/.hutch/logs/h/web.err"),
+                                    .home = strdup("/home/with space\nand newline")};
         char *text = NULL;
         assert_int_equal(instance_state_format(&st, &text), 0);
         struct instance_state back;
@@ -124,6 +125,7 @@ static void test_state_roundtrip(void **state)
         assert_string_equal(back.log_err, st.log_err);
         assert_string_equal(back.job, "");
         assert_int_equal(back.job_pid, 0);
+        assert_string_equal(back.home, st.home);
         free(text);
         instance_state_clear(&back);
         st.job = strdup("4242");
