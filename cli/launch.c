@@ -380,6 +380,35 @@ static size_t option_index(int o, int idx)
         return k;
 }
 
+/* Go's strconv.ParseBool, which Apptainer's flags use: 1 if true, 0 if false, -1 else. */
+static int parse_env_bool(const char *v)
+{
+        static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
+        static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
+        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
+                if (!strcmp(v, yes[i]))
+                        return 1;
+        for (size_t i = 0; i < ELEMENTSOF(no); i++)
+                if (!strcmp(v, no[i]))
+                        return 0;
+        return -1;
+}
+
+/* The flag of no value a "--NAME=VALUE" argument names, as Go's pflag takes them
+ * ("--cleanenv=false"); SIZE_MAX: none. */
+static size_t valued_flag_index(const char *arg)
+{
+        const char *eq = strchr(arg, '=');
+        if (!startswith(arg, "--") || !eq)
+                return SIZE_MAX;
+        size_t len = (size_t) (eq - arg) - 2;
+        for (size_t k = 0; options[k].name; k++)
+                if (options[k].has_arg == no_argument && strlen(options[k].name) == len &&
+                    !strncmp(options[k].name, arg + 2, len))
+                        return k;
+        return SIZE_MAX;
+}
+
 static int parse_options(struct launch_args *a, const char *verb, int argc, char **argv, bool *seen)
 {
         int o, idx = -1;
@@ -387,9 +416,25 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
         opterr = 0;
         while ((o = getopt_long(argc, argv, "+B:cCeH:W:S:s:piwfunho:", options, &idx)) != -1) {
                 if (o == '?') {
+                        const char *arg = argv[optind - 1];
+                        size_t fk = valued_flag_index(arg);
+                        if (fk != SIZE_MAX) {
+                                int b = parse_env_bool(strchr(arg, '=') + 1);
+                                if (b < 0)
+                                        return cli_args_error(verb, "%s: --%s takes true or false", arg,
+                                                              options[fk].name);
+                                int r = b ? apply_option(a, verb, fk, NULL) : -1;
+                                if (r >= 0)
+                                        return r;
+                                seen[fk] = true; /* false: given, and over what a variable says */
+                                idx = -1;
+                                continue;
+                        }
+                        if (startswith(arg, "--"))
+                                return cli_args_error(verb, "option '%s' is unknown or misses its value", arg);
                         if (optopt)
                                 return cli_args_error(verb, "option '-%c' is unknown or misses its value", optopt);
-                        return cli_args_error(verb, "unknown option '%s'", argv[optind - 1]);
+                        return cli_args_error(verb, "unknown option '%s'", arg);
                 }
                 size_t k = option_index(o, idx);
                 /* Apptainer's -p is --pid, podman's -p publishes: a standalone "-p" followed
@@ -433,20 +478,6 @@ static bool is_env_option(const char *name)
                 if (!strcmp(name, not_env[i]))
                         return false;
         return true;
-}
-
-/* Go's strconv.ParseBool, which Apptainer's flags use: 1 if true, 0 if false, -1 else. */
-static int parse_env_bool(const char *v)
-{
-        static const char *const yes[] = {"1", "t", "T", "TRUE", "true", "True"};
-        static const char *const no[] = {"0", "f", "F", "FALSE", "false", "False"};
-        for (size_t i = 0; i < ELEMENTSOF(yes); i++)
-                if (!strcmp(v, yes[i]))
-                        return 1;
-        for (size_t i = 0; i < ELEMENTSOF(no); i++)
-                if (!strcmp(v, no[i]))
-                        return 0;
-        return -1;
 }
 
 /* PREFIX + KEY for the first prefix set to something not blank; *ret_var names it. */

@@ -1,4 +1,5 @@
 /* Pure parsers for user-written specs: bind and --mount specs, env files, --no-mount. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +80,16 @@ int bind_spec_parse(const char *s, struct bind_spec **v, size_t *n, struct hutch
 {
         while (*s) { /* an empty spec (-B "", "a:b,,c:d") binds nothing, as Apptainer's */
                 size_t len = strcspn(s, ",");
+                /* each spec trimmed of blanks ("a:/a, b:/b"), as Apptainer's TrimSpace */
+                while (len > 0 && isspace((unsigned char) *s)) {
+                        s++;
+                        len--;
+                }
+                size_t keep = len;
+                while (keep > 0 && isspace((unsigned char) s[keep - 1]))
+                        keep--;
+                const char *next = s + len;
+                len = keep;
                 /* "a:b:ro,rw" style options after a comma belong to the previous spec; an ro
                  * among them wins, as in Apptainer */
                 if (len == 2 && (!strncmp(s, "ro", 2) || !strncmp(s, "rw", 2)) && *n > 0)
@@ -88,7 +99,7 @@ int bind_spec_parse(const char *s, struct bind_spec **v, size_t *n, struct hutch
                         if (r < 0)
                                 return r;
                 }
-                s += len;
+                s = next;
                 if (*s == ',')
                         s++;
         }

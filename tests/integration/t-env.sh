@@ -72,6 +72,17 @@ run env HOST_VAR=h SINGULARITY_CLEANENV=TRUE "$HUTCH" exec "$I" sh -c 'echo "[$H
 check "SINGULARITY_CLEANENV=TRUE is --cleanenv" 'out_is "[]"'
 run env APPTAINER_CLEANENV=maybe "$HUTCH" exec "$I" true
 check "APPTAINER_CLEANENV=maybe is refused in one line" 'fails_with "APPTAINER_CLEANENV"'
+# --FLAG=true|false for a flag of no value, as Go's pflag takes it (wrapper scripts write them)
+run env HOST_VAR=h "$HUTCH" exec --cleanenv=true "$I" sh -c 'echo "[$HOST_VAR]"'
+check "--cleanenv=true is --cleanenv" '[ $RC -eq 0 ] && out_is "[]"'
+run env HOST_VAR=h APPTAINER_CLEANENV=1 "$HUTCH" exec --cleanenv=false "$I" sh -c 'echo "[$HOST_VAR]"'
+check "--cleanenv=false is no --cleanenv, over APPTAINER_CLEANENV=1" '[ $RC -eq 0 ] && out_is "[h]"'
+run "$HUTCH" exec --contain=T "$I" sh -c 'ls -A /tmp | wc -l'
+check "--contain=T is --contain" '[ $RC -eq 0 ] && out_is 0'
+run "$HUTCH" exec --cleanenv=maybe "$I" true
+check "--cleanenv=maybe: status 1, one line naming the flag" 'usage_fails_with "--cleanenv=maybe: --cleanenv takes true or false"'
+run "$HUTCH" exec --bogus=1 "$I" true
+check "an unknown --option=VALUE is named as given" 'usage_fails_with "option .--bogus=1. is unknown"'
 run env APPTAINER_PWD=/srv "$HUTCH" exec "$I" pwd
 check "APPTAINER_PWD is --pwd" 'out_is /srv'
 run env APPTAINER_PWD=/srv "$HUTCH" exec --pwd /etc "$I" pwd

@@ -121,6 +121,19 @@ static void test_bind_spec(void **state)
         assert_true(b[0].ro);
         assert_true(b[1].ro);
         bind_spec_free_array(b, n);
+        /* blanks around each spec are trimmed, as Apptainer's TrimSpace */
+        b = NULL;
+        n = 0;
+        assert_int_equal(bind_spec_parse(" /a:/b , /c:/d:ro,\t/e ,  ,rw ", &b, &n, &e), 0);
+        assert_int_equal(n, 3);
+        assert_string_equal(b[0].src, "/a");
+        assert_string_equal(b[0].dst, "/b");
+        assert_string_equal(b[1].src, "/c");
+        assert_true(b[1].ro);
+        assert_string_equal(b[2].src, "/e");
+        assert_string_equal(b[2].dst, "/e");
+        assert_false(b[2].ro);
+        bind_spec_free_array(b, n);
 }
 
 static void test_bind_spec_errors(void **state)
