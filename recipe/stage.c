@@ -1197,13 +1197,29 @@ static int app_dirs_files(const struct recipe_stage *st, int rootfd, struct hutc
                                                       {"/scif/apps/", "/scif/env"},
                                                       {"/scif/data/", "/input"},
                                                       {"/scif/data/", "/output"}};
+                char p[4096];
                 for (size_t d = 0; d < ELEMENTSOF(dirs); d++) {
-                        char p[4096];
                         snprintf(p, sizeof p, "%s%s%s", dirs[d][0], a->name, dirs[d][1]);
                         int r = root_mkdirs(rootfd, p, 0755);
                         if (r < 0)
                                 return hutch_err_sys(err, r, "cannot make %s in the image", p);
                 }
+                /* the app's SCIF variables, as Apptainer's 01-base.sh sets them: sourced by
+                 * %appinstall, and by any runtime that reads the app's env/ */
+                _cleanup_free_ char *env01 = NULL;
+                if (asprintf(&env01,
+                             "#!/bin/sh\n\nSCIF_APPNAME=%1$s\nSCIF_APPROOT=\"/scif/apps/%1$s\"\n"
+                             "SCIF_APPMETA=\"/scif/apps/%1$s/scif\"\nSCIF_DATA=\"/scif/data\"\n"
+                             "SCIF_APPDATA=\"/scif/data/%1$s\"\nSCIF_APPINPUT=\"/scif/data/%1$s/input\"\n"
+                             "SCIF_APPOUTPUT=\"/scif/data/%1$s/output\"\n"
+                             "export SCIF_APPDATA SCIF_APPNAME SCIF_APPROOT SCIF_APPMETA SCIF_APPINPUT "
+                             "SCIF_APPOUTPUT SCIF_DATA\n",
+                             a->name) < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                snprintf(p, sizeof p, "/scif/apps/%s/scif/env/01-base.sh", a->name);
+                int w = root_write(rootfd, p, env01, strlen(env01), 0755);
+                if (w < 0)
+                        return hutch_err_sys(err, w, "cannot write %s into the image", p);
                 if (a->n_files)
                         log_info("Copying files of app %s", a->name);
                 for (size_t i = 0; i < a->n_files; i++) {
@@ -1235,7 +1251,11 @@ static int app_install(struct build_ctx *b, const struct recipe_stage *st, const
                 if (!sc->text)
                         continue;
                 log_info("Running appinstall scriptlet of app %s", a->name);
-                int r = root_write(rootfd, script, sc->text, strlen(sc->text), 0755);
+                /* with the app's SCIF variables, as Apptainer runs it */
+                _cleanup_free_ char *text = NULL;
+                if (asprintf(&text, ". /scif/apps/%s/scif/env/01-base.sh\n%s", a->name, sc->text) < 0)
+                        return hutch_err(err, -ENOMEM, "out of memory");
+                int r = root_write(rootfd, script, text, strlen(text), 0755);
                 if (r < 0)
                         return hutch_err_sys(err, r, "cannot write %s into the image", script);
                 if (script_argv(sc->args, script, true, true, &argv) < 0)
@@ -1285,8 +1305,17 @@ static int app_metadata(const struct recipe_stage *st, int rootfd, struct hutch_
                                 r = hutch_err_sys(err, r, "cannot write %s into the image", p);
                 }
                 snprintf(p, sizeof p, "/scif/apps/%s/scif/labels.json", a->name);
+                /* SCIF_APP_NAME first, as Apptainer labels every app; %applabels may set it */
+                struct recipe_kv *kv = NULL;
+                size_t n_kv = 0;
+                if (r >= 0 && recipe_kv_set(&kv, &n_kv, "SCIF_APP_NAME", a->name) < 0)
+                        r = hutch_err(err, -ENOMEM, "out of memory");
+                for (size_t i = 0; r >= 0 && i < a->n_labels; i++)
+                        if (recipe_kv_set(&kv, &n_kv, a->labels[i].key, a->labels[i].value) < 0)
+                                r = hutch_err(err, -ENOMEM, "out of memory");
                 if (r >= 0)
-                        r = labels_write(rootfd, p, st, a->labels, a->n_labels, false, true, err);
+                        r = labels_write(rootfd, p, st, kv, n_kv, false, true, err);
+                recipe_kv_free(kv, n_kv);
                 if (r < 0)
                         return r;
                 /* every app's folders by name, for the image's scripts (94-appsbase.sh) */

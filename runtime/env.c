@@ -314,12 +314,13 @@ int payload_env_script(char *const *forced, const char *app, bool eval, bool dev
                         * appended (Apptainer's fixpath) */
                        "case $f in */10-docker*.sh) for d in " DEFAULT_PATH_WORDS "; do case :$PATH: in "
                        "*:$d:*) ;; *) PATH=$PATH:$d;; esac; done; export PATH;; esac; fi; done; ");
-        if (s && app) { /* the app's scripts after the image's; its bin/ first again */
+        if (s && app) { /* the app's scripts after the image's; its bin/ first again, once */
                 char *n = NULL;
                 if (asprintf(&n,
                              "%sfor f in /scif/apps/%s/scif/env/*.sh; do if [ -f \"$f\" ]; then . \"$f\"; fi; "
-                             "done; export PATH=/scif/apps/%s/bin:\"$PATH\"; ",
-                             s, app, app) < 0)
+                             "done; case $PATH in /scif/apps/%s/bin:*) ;; *) PATH=/scif/apps/%s/bin:$PATH;; esac; "
+                             "export PATH; ",
+                             s, app, app, app) < 0)
                         n = NULL;
                 free(s);
                 s = n;

@@ -95,6 +95,7 @@ From: $I
     printf '#!/bin/sh\necho "hello tool in \$(pwd)"\n' > bin/hello-tool
     chmod +x bin/hello-tool
     pwd > installed-in
+    echo "scif: \$SCIF_APPNAME \$SCIF_APPROOT \$SCIF_APPOUTPUT" > scif-vars
 
 %apprun hello
     echo "hello app: \$HELLO_VAR \$SCIF_APPNAME \$*"
@@ -126,12 +127,17 @@ run "$HUTCH" run --app hello "$T/apps.sif" a b
 check "run --app: the app's runscript with its %appenv" 'out_is "hello app: from-appenv hello a b"'
 run "$HUTCH" exec --app hello "$T/apps.sif" sh -c 'hello-tool; cat $SCIF_APPROOT/installed-in $SCIF_APPROOT/app.txt; echo $SCIF_APPDATA; ls -d /scif/data/hello/input'
 check "exec --app: the app's bin/ on PATH, %appinstall ran in its folder, %appfiles copied" 'out_has "^hello tool in" && out_has "^/scif/apps/hello$" && out_has "^appdata" && out_has "^/scif/data/hello$" && out_has "^/scif/data/hello/input"'
+run "$HUTCH" exec "$T/apps.sif" sh -c 'cat /scif/apps/hello/scif-vars; . /scif/apps/other/scif/env/01-base.sh; echo "$SCIF_APPNAME $SCIF_APPDATA"'
+check "%appinstall runs with the app's SCIF variables; every app has Apptainer's env/01-base.sh" 'out_is "scif: hello /scif/apps/hello /scif/data/hello/output
+other /scif/data/other"'
+run "$HUTCH" exec --app hello "$T/apps.sif" sh -c 'echo "$PATH"'
+check "exec --app: the app's bin/ first on PATH, once" 'out_has "^/scif/apps/hello/bin:" && [ "$(grep -o /scif/apps/hello/bin "$OUT" | wc -l)" -eq 1 ]'
 run "$HUTCH" test --app hello "$T/apps.sif"
 check "test --app runs %apptest" '[ $RC -eq 0 ]'
 run "$HUTCH" run --app other "$T/apps.sif"
 check "a second app" 'out_is other'
 run "$HUTCH" inspect --app hello "$T/apps.sif"
-check "inspect --app: the app's %applabels" 'out_has "^Tool: hello-1.0" && ! out_has "org.label-schema.build-date"'
+check "inspect --app: the app's %applabels, and SCIF_APP_NAME as Apptainer labels every app" 'out_has "^Tool: hello-1.0" && out_has "^SCIF_APP_NAME: hello$" && ! out_has "org.label-schema.build-date"'
 run "$HUTCH" inspect --app hello --runscript "$T/apps.sif"
 check "inspect --app --runscript" 'out_has "hello app:"'
 run "$HUTCH" exec --app hello "$T/apps.sif" sh -c 'echo "$SINGULARITY_APPNAME $APPTAINER_APPNAME"'
