@@ -141,7 +141,7 @@ for n in 1 10 100; do
 		printf '  %-28s %8.2f ms\n' "podman ps ($n)" "${res[podman-ps-$n]}"
 	fi
 done
-as_user "$hutch" instance stop --all --force >/dev/null 2>&1
+as_user "$hutch" instance stop --all --force >/dev/null 2>&1 || true
 if command -v podman >/dev/null; then as_user $podman rm -af -t 0 >/dev/null 2>&1 || true; fi
 
 ratio() { # label a b

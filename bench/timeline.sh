@@ -30,7 +30,7 @@ as_user "$work/hutch" exec "$work/img/image.sif" true
 if [ "$mode" = instance ]; then
 	port=18382
 	cc -O2 -o "$work/svcwait" "$src/bench/svcwait.c"
-	trap 'as_user "$work/hutch" instance stop --all --force >/dev/null 2>&1; rm -rf "$work"' EXIT
+	trap 'as_user "$work/hutch" instance stop --all --force >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 	echo 'run  fork thread  mount 1st-req   init     sh  start  httpd listen    cli service  (ms after hutch exec)'
 	for i in $(seq "$n"); do
 		perf record -q -o "$work/p.data" -a -e sched:sched_process_exec,sched:sched_process_fork,sched:sched_process_exit,fuse:fuse_request_send,syscalls:sys_enter_listen,exceptions:page_fault_user \

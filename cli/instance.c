@@ -793,9 +793,11 @@ static int cmd_stop(struct cli *c, int argc, char **argv)
         if (n == 0) {
                 instance_state_free_array(v, n);
                 controls_free(ctl, n_ctl);
+                /* none at all: Apptainer's error too */
                 if (all)
-                        return 0;
-                hutch_err(&err, -ENOENT, "no instance found matching '%s'", glob);
+                        hutch_err(&err, -ENOENT, "no instance found");
+                else
+                        hutch_err(&err, -ENOENT, "no instance found matching '%s'", glob);
                 return cli_fail(&err);
         }
         for (size_t i = 0; i < n; i++) {

@@ -475,6 +475,8 @@ wait
 check "fifty names started in parallel: fifty instances, fifty rows" '[ "$(count_rows)" -eq 50 ] && [ "$(pgrep -u $(id -u) -x hutch-supervise | wc -l)" -eq 50 ]'
 run "$HUTCH" instance stop --all
 check "stop --all stops every one" '[ $RC -eq 0 ] && [ "$(count_rows)" -eq 0 ]'
+run "$HUTCH" instance stop --all
+check "stop --all with none running: Apptainer's 'no instance found', status 255" 'fails_with "no instance found$"'
 leftovers "fifty instances"
 
 # --- every user's instances, from the live supervisors
