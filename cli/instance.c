@@ -111,8 +111,17 @@ static int signal_parse(const char *s)
         return f ? f->sig : -EINVAL;
 }
 
-/* The last lines of a log (at most its last 64 KiB), for a failed start. */
-static void print_file_tail(const char *path, long lines, FILE *to)
+/* The size of a log before a start (0: none yet), so that a failed start shows its own
+ * lines only: logs are appended to, an earlier failure's lines are still there. */
+static off_t file_size(const char *path)
+{
+        struct stat st;
+        return path && stat(path, &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : 0;
+}
+
+/* The last lines a log has had since offset since (at most its last 64 KiB), for a failed
+ * start. A log rotated since (shorter than since) is read from its start. */
+static void print_file_tail(const char *path, off_t since, long lines, FILE *to)
 {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         static char buf[65536];
@@ -120,6 +129,8 @@ static void print_file_tail(const char *path, long lines, FILE *to)
                 return;
         off_t end = lseek(fd, 0, SEEK_END);
         off_t from = end > (off_t) sizeof buf ? end - (off_t) sizeof buf : 0;
+        if (since <= end && since > from)
+                from = since;
         ssize_t n = end < 0 ? -1 : pread(fd, buf, (size_t) (end - from), from);
         if (n <= 0)
                 return;
@@ -222,6 +233,7 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, cons
         struct instance_spec is = {0};
         const char *verb = !strcmp(sub, "run") ? "instance run" : "instance start";
         _cleanup_strv_ char **orig = NULL, **sargs = NULL;
+        _cleanup_free_ char *log_out = NULL, *log_err = NULL; /* declared before any goto out */
         int r, status;
 
         /* the parse may reorder or rewrite argv: the supervisor gets it as given */
@@ -294,13 +306,13 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, cons
         }
         is.supervisor_path = "hutch";
         is.supervisor_args = sargs;
+        off_t log_since = instance_log_paths(&is.env, is.name, &log_out, &log_err) == 0 ? file_size(log_err) : 0;
         r = instance_start(&is, &status, &err);
         if (r < 0) {
-                /* the container's own words first, as it wrote them: the end of its error
-                 * log */
-                _cleanup_free_ char *out = NULL, *errp = NULL;
-                if (status >= 0 && instance_log_paths(&is.env, is.name, &out, &errp) == 0)
-                        print_file_tail(errp, START_FAIL_LOG_LINES, stderr);
+                /* the container's own words first, as it wrote them: the end of what this
+                 * start added to its error log */
+                if (status >= 0 && log_err)
+                        print_file_tail(log_err, log_since, START_FAIL_LOG_LINES, stderr);
                 r = cli_fail(&err);
                 goto out;
         }

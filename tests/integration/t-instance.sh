@@ -7,7 +7,7 @@ I=$IMAGES/image.sif
 export HUTCH_TEST_PORT=$PORT
 # logs are appended to, as Apptainer's: an earlier run's lines of these names would answer
 # the checks below
-for n in web ctl nl nolog chatty again victim aff lkill flaky tied argy usr1 clean sigdfl nochld; do
+for n in web ctl nl nolog chatty again victim aff lkill flaky tied argy usr1 clean sigdfl nochld broken; do
 	rm -f "$HOME"/.hutch/logs/*/"$n".out* "$HOME"/.hutch/logs/*/"$n".err*
 done
 
@@ -178,6 +178,8 @@ check "... a join's own -H names HOME itself" 'out_is /home/mine'
 d=$(image_with_startscript 'echo "database is broken" >&2; exit 1' broken)
 run "$HUTCH" instance start "$d" broken
 check "a startscript that exits 1 at once fails the start with its output" '[ $RC -eq 255 ] && err_has "database is broken" && err_has "^hutch: error: .*status 1"'
+run "$HUTCH" instance start "$d" broken
+check "... a second failed start shows its own lines, not the first's too (the log keeps both)" '[ $RC -eq 255 ] && [ "$(grep -c "database is broken" "$ERR")" -eq 1 ] && [ "$(grep -c "database is broken" "$HOME"/.hutch/logs/*/broken.err)" -ge 2 ]'
 leftovers "failed start"
 run "$HUTCH" instance start "$T/missing.sif" nope
 check "a missing image fails the start" 'fails_with "missing.sif"'
