@@ -605,17 +605,42 @@ static int build_env(struct cli *c, struct launch_args *a)
         struct hutch_error err = HUTCH_ERROR_INIT;
         int r;
 
+        /* what Apptainer never lets a prefixed variable set (its alwaysOmitKeys): HOME comes
+         * from --home, the others are its own settings */
+        static const char *const refused[] = {"HOME", "APPTAINER_SHELL", "APPTAINER_APPNAME", "SINGULARITY_SHELL",
+                                              "SINGULARITY_APPNAME"};
         for (size_t i = 0; i < ELEMENTSOF(prefixes); i++)
                 for (char **e = c->environ; e && *e; e++) {
-                        if (!startswith(*e, prefixes[i]) || !strchr(*e, '='))
+                        const char *eq = strchr(*e, '=');
+                        if (!startswith(*e, prefixes[i]) || !eq)
                                 continue;
-                        /* HOME comes from --home only (Apptainer's alwaysOmitKeys: a warning) */
-                        if (startswith(*e + strlen(prefixes[i]), "HOME=")) {
-                                log_warning("Overriding HOME environment variable with %sHOME is not permitted",
-                                            prefixes[i]);
+                        const char *key = *e + strlen(prefixes[i]);
+                        size_t kl = (size_t) (eq - key);
+                        bool refuse = false;
+                        for (size_t k = 0; k < ELEMENTSOF(refused); k++)
+                                refuse |= strlen(refused[k]) == kl && !strncmp(key, refused[k], kl);
+                        if (refuse) {
+                                log_warning("Overriding %.*s environment variable with %.*s is not permitted", (int) kl,
+                                            key, (int) (eq - *e), *e);
                                 continue;
                         }
-                        if ((r = put_forced(a, *e + strlen(prefixes[i]), prefixes[i])) != 0)
+                        if (i == 0 && is_valid_env_name(key, kl)) { /* SINGULARITYENV_: Apptainer's words */
+                                _cleanup_free_ char *newer = NULL;
+                                if (asprintf(&newer, "APPTAINERENV_%.*s", (int) kl, key) < 0)
+                                        return -ENOMEM;
+                                const char *nv = strv_env_get(c->environ, newer);
+                                if (!nv)
+                                        log_info("Environment variable %.*s is set, but %s is preferred",
+                                                 (int) (eq - *e), *e, newer);
+                                else if (strcmp(nv, eq + 1) != 0) {
+                                        log_warning("%.*s and %s have different values, using the latter",
+                                                    (int) (eq - *e), *e, newer);
+                                        log_warning("Skipping environment variable [%s], %.*s is already overridden "
+                                                    "with different value [%s]",
+                                                    *e, (int) kl, key, nv);
+                                }
+                        }
+                        if ((r = put_forced(a, key, prefixes[i])) != 0)
                                 return r;
                 }
         /* an env file's values are expanded here, as the file is read (env_file_parse); they

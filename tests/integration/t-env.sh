@@ -72,6 +72,13 @@ run env HOST_VAR=h SINGULARITY_CLEANENV=TRUE "$HUTCH" exec "$I" sh -c 'echo "[$H
 check "SINGULARITY_CLEANENV=TRUE is --cleanenv" 'out_is "[]"'
 run env APPTAINER_CLEANENV=maybe "$HUTCH" exec "$I" true
 check "APPTAINER_CLEANENV=maybe is refused in one line" 'fails_with "APPTAINER_CLEANENV"'
+# the legacy prefix, as Apptainer words it; what a prefix may never set
+run env SINGULARITYENV_LEG=s "$HUTCH" exec "$I" sh -c 'echo "$LEG"'
+check "SINGULARITYENV_X alone: set, with Apptainer's note that APPTAINERENV_X is preferred" 'out_is s && err_has "^INFO: *Environment variable SINGULARITYENV_LEG is set, but APPTAINERENV_LEG is preferred$"'
+run env APPTAINERENV_LEG=a SINGULARITYENV_LEG=s "$HUTCH" exec "$I" sh -c 'echo "$LEG"'
+check "... beside APPTAINERENV_X of another value: that one, and Apptainer's two warnings" 'out_is a && err_has "^WARNING: SINGULARITYENV_LEG and APPTAINERENV_LEG have different values, using the latter$" && err_has "^WARNING: Skipping environment variable \[SINGULARITYENV_LEG=s\], LEG is already overridden with different value \[a\]$"'
+run env APPTAINERENV_APPTAINER_SHELL=/x SINGULARITYENV_SINGULARITY_APPNAME=y "$HUTCH" exec "$I" sh -c 'echo "[${APPTAINER_SHELL:-}${SINGULARITY_APPNAME:-}]"'
+check "APPTAINERENV_APPTAINER_SHELL and the like are not permitted, as in Apptainer" 'out_is "[]" && err_has "^WARNING: Overriding APPTAINER_SHELL environment variable with APPTAINERENV_APPTAINER_SHELL is not permitted$" && err_has "Overriding SINGULARITY_APPNAME environment variable with SINGULARITYENV_SINGULARITY_APPNAME is not permitted"'
 # --FLAG=true|false for a flag of no value, as Go's pflag takes it (wrapper scripts write them)
 run env HOST_VAR=h "$HUTCH" exec --cleanenv=true "$I" sh -c 'echo "[$HOST_VAR]"'
 check "--cleanenv=true is --cleanenv" '[ $RC -eq 0 ] && out_is "[]"'
