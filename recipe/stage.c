@@ -686,14 +686,44 @@ static int base_env(int rootfd, struct hutch_error *err)
         int r = 0;
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(dirs); i++)
                 r = root_mkdirs(rootfd, dirs[i], 0755);
-        static const char *const files[][2] = {
-                {"/etc/hosts", ""},
-                {"/etc/resolv.conf", ""},
-                {"/.singularity.d/env/90-environment.sh", IMAGE_ENV_HEAD},
+        /* the env scripts Apptainer's images carry, so that an image built here behaves
+         * under Apptainer as one it built: its libs folder on LD_LIBRARY_PATH and its prompt
+         * (99-base.sh), and its APPTAINERENV_{PREPEND,APPEND}_PATH and PATH, which it passes
+         * as SING_USER_DEFINED_* (99-runtimevars.sh; hutch sets PATH itself and passes none) */
+        static const char base99[] =
+                "#!/bin/sh\n"
+                "case \":${LD_LIBRARY_PATH:-}:\" in\n"
+                "*:/.singularity.d/libs:*) ;;\n"
+                "*) LD_LIBRARY_PATH=\"${LD_LIBRARY_PATH:+$LD_LIBRARY_PATH:}/.singularity.d/libs\" ;;\n"
+                "esac\n"
+                "PS1=\"Apptainer> \"\n"
+                "export LD_LIBRARY_PATH PS1\n";
+        static const char runtimevars99[] = "#!/bin/sh\n"
+                                            "if [ -n \"${SING_USER_DEFINED_PREPEND_PATH:-}\" ]; then\n"
+                                            "    PATH=\"${SING_USER_DEFINED_PREPEND_PATH}:${PATH}\"\n"
+                                            "fi\n"
+                                            "if [ -n \"${SING_USER_DEFINED_APPEND_PATH:-}\" ]; then\n"
+                                            "    PATH=\"${PATH}:${SING_USER_DEFINED_APPEND_PATH}\"\n"
+                                            "fi\n"
+                                            "if [ -n \"${SING_USER_DEFINED_PATH:-}\" ]; then\n"
+                                            "    PATH=\"${SING_USER_DEFINED_PATH}\"\n"
+                                            "fi\n"
+                                            "unset SING_USER_DEFINED_PREPEND_PATH SING_USER_DEFINED_APPEND_PATH "
+                                            "SING_USER_DEFINED_PATH\n"
+                                            "export PATH\n";
+        static const struct {
+                const char *path, *text;
+                mode_t mode;
+        } files[] = {
+                {"/etc/hosts", "", 0644},
+                {"/etc/resolv.conf", "", 0644},
+                {"/.singularity.d/env/90-environment.sh", IMAGE_ENV_HEAD, 0755},
+                {"/.singularity.d/env/99-base.sh", base99, 0755},
+                {"/.singularity.d/env/99-runtimevars.sh", runtimevars99, 0755},
         };
         for (size_t i = 0; r >= 0 && i < ELEMENTSOF(files); i++)
-                if (!root_exists(rootfd, files[i][0]))
-                        r = root_write(rootfd, files[i][0], files[i][1], strlen(files[i][1]), i == 2 ? 0755 : 0644);
+                if (!root_exists(rootfd, files[i].path))
+                        r = root_write(rootfd, files[i].path, files[i].text, strlen(files[i].text), files[i].mode);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot make the base folders and files of the image");
         _cleanup_close_ int top = root_open(rootfd, "/", O_RDONLY | O_DIRECTORY);

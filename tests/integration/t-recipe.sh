@@ -62,6 +62,8 @@ check "%post's own output is shown" 'out_has "^post says hello"'
 check "%post's /tmp and /var/tmp are 1777 (a service user such as apt's _apt writes there)" 'out_has "^post tmp 1777 1777"'
 run "$HUTCH" run "$T/all.sif" x y
 check "%runscript, %environment with its template, \$APPTAINER_ENVIRONMENT from %post" 'out_is "run: hello yes x y"'
+run "$HUTCH" exec "$T/all.sif" sh -c 'echo "[$PS1] [$LD_LIBRARY_PATH]"; ls /.singularity.d/env'
+check "a built image carries Apptainer's 99-base.sh and 99-runtimevars.sh: its prompt, its libs folder on LD_LIBRARY_PATH" 'out_has "^\[Apptainer> \] \[/.singularity.d/libs\]$" && out_has "^99-base.sh$" && out_has "^99-runtimevars.sh$"'
 # as a user, the ids %post gave away are seen with --fakeroot (subordinate ranges)
 FAKE=
 [ "$(id -u)" -ne 0 ] && FAKE=--fakeroot
