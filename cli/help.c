@@ -231,7 +231,8 @@ static const struct {
          "Sign a SIF image as Apptainer 1.1+ does: for each object group (or the one given), a\n"
          "clear-signed list of the header's and objects' SHA-256 digests, appended as a signature\n"
          "object. --keyidx: which secret key ('hutch key list --secret'), needed when there are several."},
-        {"verify", "hutch verify [--sif-id ID | --group-id ID] [--legacy-insecure [--all]] [--json] IMAGE.sif",
+        {"verify",
+         "hutch verify [--sif-id ID | --group-id ID] [--legacy-insecure [--all]] [-l|--local] [--json] IMAGE.sif",
          "Verify a SIF image's signatures with your keyring: each signer's name and fingerprint\n"
          "([LOCAL]: from the keyring) and the objects verified. Fails, naming what, when the image is\n"
          "unsigned, a signer is unknown, a signature is bad or an object changed after signing.\n"

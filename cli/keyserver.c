@@ -293,7 +293,7 @@ static int check_reply_key(const char *want, const struct reply *rep, const char
         size_t n = 0, imported = 0;
         if (sign_keyring_open(&scratch, NULL, NULL, false, &err) < 0)
                 return cli_fail(&err);
-        if (sign_keyring_import(&scratch, rep->body, rep->len, &imported, &err) < 0) {
+        if (sign_keyring_import(&scratch, rep->body, rep->len, &imported, NULL, &err) < 0) {
                 hutch_err_wrap(&err, "keyserver %s sent no usable key for %s", base, want);
                 return cli_fail(&err);
         }
@@ -329,8 +329,9 @@ static int key_pull(struct cli *c, const char *base, const char *which, const ch
                 r = cli_failf(-EIO, "keyserver %s answered the pull of %s with HTTP %ld", base, want, rep.status);
         else
                 r = check_reply_key(want, &rep, base);
-        if (r == 0 && (sign_keyring_open(&kr, keys_dir, NULL, false, &err) < 0 ||
-                       sign_keyring_import(&kr, rep.body, rep.len, &n, &err) < 0 || sign_keyring_save(&kr, &err) < 0))
+        if (r == 0 &&
+            (sign_keyring_open(&kr, keys_dir, NULL, false, &err) < 0 ||
+             sign_keyring_import(&kr, rep.body, rep.len, &n, NULL, &err) < 0 || sign_keyring_save(&kr, &err) < 0))
                 r = cli_fail(&err);
         reply_free(&rep);
         if (r == 0)

@@ -208,16 +208,16 @@ static int verb_verify(struct sign_cli *s, int argc, char **argv)
                 {"all", no_argument, NULL, 'a'},
                 {"sif-id", required_argument, NULL, 'i'},
                 {"group-id", required_argument, NULL, 'g'},
-                {"legacy-insecure", no_argument, NULL, 'l'},
+                {"legacy-insecure", no_argument, NULL, 'I'}, /* no short form, as Apptainer's */
                 {"json", no_argument, NULL, 'j'},
-                {"local", no_argument, NULL, 'L'},
+                {"local", no_argument, NULL, 'l'},
                 {"help", no_argument, NULL, 'h'},
                 {0},
         };
         struct sign_verify_opts o = {0};
         bool json = false;
         int ch;
-        while ((ch = getopt_long(argc, argv, "+ai:g:jlLh", opts, NULL)) != -1)
+        while ((ch = getopt_long(argc, argv, "+ai:g:jlh", opts, NULL)) != -1)
                 switch (ch) {
                 case 'a': o.all = true; break;
                 case 'i':
@@ -228,9 +228,9 @@ static int verb_verify(struct sign_cli *s, int argc, char **argv)
                         if (parse_id("verify", "--group-id", optarg, &o.group_id))
                                 return EXIT_USAGE;
                         break;
-                case 'l': o.legacy = true; break;
+                case 'I': o.legacy = true; break;
                 case 'j': json = true; break;
-                case 'L': break; /* the keyring is always local: no keyserver */
+                case 'l': break; /* -l, --local: the keyring is always local here */
                 case 'h': cli_help_print("verify"); return 0;
                 default: return cli_args_error("verify", "bad option");
                 }
@@ -346,9 +346,12 @@ static int verb_sign(struct sign_cli *s, int argc, char **argv)
         o.passphrase = pass;
         o.now = time(NULL);
         if (sign_image_sign(&kr, path, &o, &n, &err) < 0)
-                return fail(&err);
-        printf("Signature created and applied to image '%s' (%zu object group%s, key %s)\n", path, n, n == 1 ? "" : "s",
-               fp);
+                return fail(&err); /* one line, no INFO before it */
+        /* Apptainer's lines, on stderr as its INFO lines are; what was signed with what
+         * on stdout */
+        log_info("Signing image with PGP key material");
+        log_info("Signature created and applied to image '%s'", path);
+        printf("%zu object group%s signed with key %s\n", n, n == 1 ? "" : "s", fp);
         return 0;
 }
 
@@ -399,14 +402,17 @@ static int key_import(struct sign_cli *s, const char *path)
         _cleanup_(sign_keyring_close) struct sign_keyring kr = SIGN_KEYRING_NULL;
         _cleanup_free_ char *data = NULL;
         struct hutch_error err = HUTCH_ERROR_INIT;
-        size_t len = 0, n = 0;
+        size_t len = 0, n = 0, changed = 0;
         int r = read_input(path, &data, &len);
         if (r || (r = keyring_open(s, &kr, true, true)))
                 return r;
-        if (sign_keyring_import(&kr, data, len, &n, &err) < 0) {
+        if (sign_keyring_import(&kr, data, len, &n, &changed, &err) < 0) {
                 hutch_err_wrap(&err, "cannot import '%s'", path);
                 return fail(&err);
         }
+        if (changed == 0) /* Apptainer's error for a key it holds already */
+                return cli_failf(-EEXIST, "the key%s in '%s' already belong%s to the keyring", n == 1 ? "" : "s", path,
+                                 n == 1 ? "s" : "");
         if (sign_keyring_save(&kr, &err) < 0)
                 return fail(&err);
         printf("%zu key%s imported from '%s' into %s\n", n, n == 1 ? "" : "s", path, s->hutch_dir);
@@ -436,14 +442,18 @@ static int key_export(struct sign_cli *s, const char *which, const char *path, b
                 return fail(&err);
         if (!strcmp(path, "-"))
                 return write_full(STDOUT_FILENO, data, len) < 0 ? EXIT_HUTCH_FAILURE : 0;
-        _cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, secret ? 0600 : 0644);
+        /* an existing file is replaced, as Apptainer's export does (never followed through a
+         * symlink) */
+        _cleanup_close_ int fd =
+                open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, secret ? 0600 : 0644);
         if (fd < 0 || write_full(fd, data, len) < 0) {
                 hutch_err_sys(&err, -errno, "cannot write '%s'", path);
                 if (fd >= 0)
                         unlink(path);
                 return fail(&err);
         }
-        printf("%s key %s exported to '%s'\n", secret ? "Private" : "Public", which, path);
+        printf("%s key with fingerprint %s correctly exported to file: %s\n", secret ? "Private" : "Public", which,
+               path);
         return 0;
 }
 

@@ -232,11 +232,20 @@ int sign_keyring_list(struct sign_keyring *kr, bool secret, struct sign_key_info
         return 0;
 }
 
-int sign_keyring_import(struct sign_keyring *kr, const void *data, size_t len, size_t *ret_n, struct hutch_error *err)
+/* rnp_import_keys' word for what a key brought: "new" or "updated" is something */
+static bool import_changed(json_object *k, const char *part)
+{
+        json_object *v = NULL;
+        const char *s = json_object_object_get_ex(k, part, &v) ? json_object_get_string(v) : NULL;
+        return s && (!strcmp(s, "new") || !strcmp(s, "updated"));
+}
+
+int sign_keyring_import(struct sign_keyring *kr, const void *data, size_t len, size_t *ret_n, size_t *ret_changed,
+                        struct hutch_error *err)
 {
         _cleanup_rnp_in_ rnp_input_t in = NULL;
         _cleanup_rnp_buf_ char *results = NULL;
-        size_t n = 0;
+        size_t n = 0, changed = 0;
 
         uint32_t flags = RNP_LOAD_SAVE_PUBLIC_KEYS | (kr->secret ? RNP_LOAD_SAVE_SECRET_KEYS : 0);
         if (rnp_input_from_memory(&in, data, len, false) != RNP_SUCCESS)
@@ -250,19 +259,23 @@ int sign_keyring_import(struct sign_keyring *kr, const void *data, size_t len, s
         json_object *keys = NULL;
         if (root && json_object_object_get_ex(root, "keys", &keys) && json_object_is_type(keys, json_type_array))
                 for (size_t i = 0; i < json_object_array_length(keys); i++) {
-                        json_object *fp = NULL;
+                        json_object *fp = NULL, *k = json_object_array_get_idx(keys, i);
                         _cleanup_rnp_key_ rnp_key_handle_t key = NULL;
                         bool primary = false;
-                        if (json_object_object_get_ex(json_object_array_get_idx(keys, i), "fingerprint", &fp) &&
+                        if (json_object_object_get_ex(k, "fingerprint", &fp) &&
                             rnp_locate_key((rnp_ffi_t) kr->ffi, "fingerprint", json_object_get_string(fp), &key) ==
                                     RNP_SUCCESS &&
-                            key && rnp_key_is_primary(key, &primary) == RNP_SUCCESS && primary)
+                            key && rnp_key_is_primary(key, &primary) == RNP_SUCCESS && primary) {
                                 n++;
+                                changed += import_changed(k, "public") || import_changed(k, "secret");
+                        }
                 }
         json_object_put(root);
         if (n == 0)
                 return hutch_err(err, -EINVAL, "no valid OpenPGP key in it");
         *ret_n = n;
+        if (ret_changed)
+                *ret_changed = changed;
         return 0;
 }
 

@@ -48,7 +48,10 @@ int sign_keyring_list(struct sign_keyring *kr, bool secret, struct sign_key_info
                       struct hutch_error *err);
 /* Import armored or binary keys from data; ret_n: how many primary keys. Secret keys come
  * with their public part. */
-int sign_keyring_import(struct sign_keyring *kr, const void *data, size_t len, size_t *ret_n, struct hutch_error *err);
+/* *ret_n: the primary keys in data; *ret_changed (NULL: not asked): those of them that were
+ * new to the keyring or brought something to it (a secret part, a signature) */
+int sign_keyring_import(struct sign_keyring *kr, const void *data, size_t len, size_t *ret_n, size_t *ret_changed,
+                        struct hutch_error *err);
 /* Export one key (fingerprint, key id or user id substring) to a malloc'd buffer. */
 int sign_keyring_export(struct sign_keyring *kr, const char *which, bool secret, bool armor, char **ret,
                         size_t *ret_len, struct hutch_error *err);

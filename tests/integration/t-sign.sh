@@ -12,6 +12,8 @@ run "$HUTCH" verify "$FIXTURES/one-group-signed.sif"
 check "a signed image by an unknown key fails, naming its fingerprint" 'fails_with "unknown key 12045C8C0B1004D058DE4BEDA20C27EE7FF7BA84"'
 run "$HUTCH" key import "$KEYS/private.asc"
 check "key import of the reference test key" '[ $RC -eq 0 ] && out_has "1 key imported"'
+run "$HUTCH" key import "$KEYS/private.asc"
+check "key import of a key the keyring holds: refused, as Apptainer's" 'fails_with "already belongs to the keyring"'
 for f in one-group-signed two-groups-signed; do
 	run "$HUTCH" verify "$FIXTURES/$f.sif"
 	check "verify $f.sif (signed by the reference code)" '[ $RC -eq 0 ] && out_has "\[LOCAL\] *Fingerprint: 12045C8C0B1004D058DE4BEDA20C27EE7FF7BA84" && err_has "^INFO: *Verified signature(s) from image"'
@@ -54,8 +56,11 @@ HUTCH_SIGN_PASSPHRASE=wrong run "$HUTCH" sign --keyidx "$idx" "$T/a.sif"
 check "sign with a wrong passphrase fails and leaves the image as it was" 'fails_with "wrong passphrase" && cmp -s "$T/a.sif" "$FIXTURES/two-groups.sif"'
 run "$HUTCH" sign --keyidx "$idx" "$T/a.sif"
 check "sign appends a signature per object group" '[ $RC -eq 0 ] && out_has "2 object groups"'
+check "... with Apptainer's INFO lines on stderr" 'err_has "^INFO: *Signing image with PGP key material$" && err_has "^INFO: *Signature created and applied to image .$T/a.sif.$"'
 run "$HUTCH" verify "$T/a.sif"
 check "hutch verifies what it signed" '[ $RC -eq 0 ] && out_has "Tester One <one@example.org>" && out_has "$fp1"'
+run "$HUTCH" verify -l "$T/a.sif"
+check "verify -l is --local, as Apptainer's (the keyring is local anyway)" '[ $RC -eq 0 ] && out_has "$fp1"'
 cp "$T/a.sif" "$T/a-ovl.sif"
 run "$HUTCH" overlay create --size 64 "$T/a-ovl.sif"
 check "overlay create refuses a signed SIF, which it would leave unverifiable (as Apptainer)" 'fails_with "is signed: could not add writable overlay" && cmp -s "$T/a.sif" "$T/a-ovl.sif" && ! ls "$T" | grep -q "a-ovl.sif.hutch-tmp"'
@@ -90,8 +95,12 @@ check "verify reports both signers" '[ $RC -eq 0 ] && out_has "$fp1" && out_has 
 # export / import round trip into another keyring; remove
 run "$HUTCH" key export --armor "$fp2" "$T/two.asc"
 check "key export --armor" '[ $RC -eq 0 ] && grep -q "BEGIN PGP PUBLIC KEY BLOCK" "$T/two.asc"'
+echo old > "$T/two.asc"
 run "$HUTCH" key export --armor "$fp2" "$T/two.asc"
-check "key export does not overwrite a file" 'fails_with "two.asc"'
+check "key export replaces a file, as Apptainer's, with its words" '[ $RC -eq 0 ] && grep -q "BEGIN PGP PUBLIC KEY BLOCK" "$T/two.asc" && ! grep -q old "$T/two.asc" && out_has "^Public key with fingerprint $fp2 correctly exported to file: $T/two.asc$"'
+ln -s "$T/elsewhere" "$T/link.asc"
+run "$HUTCH" key export --armor "$fp2" "$T/link.asc"
+check "... but never writes through a symlink" 'fails_with "link.asc" && [ ! -e "$T/elsewhere" ]'
 HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" key import "$T/two.asc"
 HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" verify --group-id 1 "$T/a.sif"
 check "an exported public key imported elsewhere verifies" 'fails_with "unknown key $fp1"'

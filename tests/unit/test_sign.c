@@ -216,8 +216,8 @@ static void test_bad_keyrings(void **state)
 
         const char *trunc = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQENBF6nUPABCACmd6vggtFfkZvYHJRv\n";
         assert_int_equal(sign_keyring_open(&kr, NULL, NULL, true, &err), 0);
-        assert_int_equal(sign_keyring_import(&kr, trunc, strlen(trunc), &n, &err), -EINVAL);
-        assert_int_equal(sign_keyring_import(&kr, "garbage", 7, &n, &err), -EINVAL);
+        assert_int_equal(sign_keyring_import(&kr, trunc, strlen(trunc), &n, NULL, &err), -EINVAL);
+        assert_int_equal(sign_keyring_import(&kr, "garbage", 7, &n, NULL, &err), -EINVAL);
         sign_keyring_close(&kr);
 }
 
@@ -242,8 +242,14 @@ static void test_reference_fixtures(void **state)
         if (read_regular_at(AT_FDCWD, SIF_TESTDATA "/keys/private.asc", 1 << 20, &key, &len) < 0)
                 skip();
         assert_int_equal(sign_keyring_open(&kr, NULL, NULL, true, &err), 0);
-        assert_int_equal(sign_keyring_import(&kr, key, len, &n, &err), 0);
+        size_t changed = 0;
+        assert_int_equal(sign_keyring_import(&kr, key, len, &n, &changed, &err), 0);
         assert_int_equal(n, 1);
+        assert_int_equal(changed, 1);
+        /* the same key again brings nothing: `key import` says it belongs already */
+        assert_int_equal(sign_keyring_import(&kr, key, len, &n, &changed, &err), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(changed, 0);
         for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
                 struct sign_verify_opts vo = {.legacy = cases[i].legacy};
                 struct sign_verify_report rep = {0};
