@@ -237,7 +237,9 @@ static const struct {
          "([LOCAL]: from the keyring) and the objects verified. Fails, naming what, when the image is\n"
          "unsigned, a signer is unknown, a signature is bad or an object changed after signing.\n"
          "Legacy (Singularity < 3.6) signatures only with --legacy-insecure; with --all, each object's."},
-        {"pull", "hutch pull [--force] [--dir DIR] [--arch ARCH] [--disable-cache] [--no-https] [OUTPUT.sif] URI",
+        {"pull",
+         "hutch pull [--force] [--dir DIR] [--arch ARCH] [--disable-cache] [--no-https] [OUTPUT.sif | --name "
+         "OUTPUT.sif] URI",
          "Pull an image from a registry into a SIF file (default name, as Apptainer's: REPO_TAG.sif; for a\n"
          "local source its last path part, extension and all: x.tar_latest.sif, DIR_TAG.sif).\n"
          "URI: docker://[HOST[:PORT]/]REPO[:TAG|@sha256:HEX] (Docker Hub without HOST), or\n"

@@ -98,7 +98,7 @@ static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
         struct pull_spec p = {0};
         struct paths paths;
         struct hutch_error err = HUTCH_ERROR_INIT;
-        const char *dir = NULL, *pos[2] = {NULL, NULL};
+        const char *dir = NULL, *pos[2] = {NULL, NULL}, *as_name = NULL;
         int n = 0;
         for (int i = 1; i < argc; i++) {
                 const char *a = argv[i];
@@ -114,6 +114,12 @@ static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
                         p.no_https = true;
                 else if ((!strcmp(a, "--dir") || !strcmp(a, "--arch")) && i + 1 < argc)
                         *(!strcmp(a, "--dir") ? &dir : &p.arch) = argv[++i];
+                else if (!strcmp(a, "--name") && i + 1 < argc) /* Apptainer's hidden spelling of OUTPUT */
+                        as_name = argv[++i];
+                else if (startswith(a, "--name="))
+                        as_name = a + 7;
+                else if (!strcmp(a, "-U") || !strcmp(a, "--allow-unsigned"))
+                        ; /* Apptainer's, for library:// images, which hutch does not pull */
                 else if (startswith(a, "--dir="))
                         dir = a + 6;
                 else if (startswith(a, "--arch="))
@@ -137,6 +143,8 @@ static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
                         p.source);
         if (to_cache && n != 1)
                 return cli_usage_error("pull", "cache-pull takes the URI only");
+        if (as_name && n == 2)
+                return cli_args_error("pull", "--name '%s' and OUTPUT '%s' name the file twice", as_name, pos[0]);
         struct registry_ref ref;
         bool daemon = startswith(p.source, "docker-daemon:");
         if (!registry_source_is_local(p.source) || daemon) {
@@ -151,7 +159,7 @@ static int verb_pull(struct cli *c, int argc, char **argv, bool to_cache)
                 registry_ref_free(&ref);
         }
         _cleanup_free_ char *target = NULL, *name = registry_default_name(p.source), *tmp = NULL;
-        const char *out = n == 2 ? pos[0] : name;
+        const char *out = n == 2 ? pos[0] : as_name ? as_name : name;
         if (!to_cache && (!out || (dir ? asprintf(&target, "%s/%s", dir, out) : asprintf(&target, "%s", out)) < 0))
                 return cli_usage_error("pull", "out of memory");
         /* a run's registry IMAGE without the cache: a private temporary folder of its own

@@ -87,6 +87,10 @@ check "inspect shows the config's labels and the build's, as Apptainer's" '[ $RC
 DIG=$(curl -sI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$R/v2/test/busybox/manifests/basic" | tr -d '\r' | sed -n 's/^[Dd]ocker-[Cc]ontent-[Dd]igest: //p')
 run "$HUTCH" pull --dir "$T" bydigest.sif "docker://$R/test/busybox@$DIG"
 check "pull by digest, --dir" '[ $RC -eq 0 ] && [ -f "$T/bydigest.sif" ]'
+run "$HUTCH" pull -U --name named.sif "docker://$R/test/busybox@$DIG"
+check "pull --name FILE (Apptainer's hidden spelling of OUTPUT); -U accepted" '[ $RC -eq 0 ] && [ -s named.sif ] && "$HUTCH" exec named.sif true'
+run "$HUTCH" pull --name a.sif b.sif "docker://$R/test/busybox@$DIG"
+check "... --name and OUTPUT both: refused, nothing written" 'usage_fails_with "name the file twice" && [ ! -e a.sif ] && [ ! -e b.sif ]'
 run "$HUTCH" pull "docker://$R/test/busybox:layers"
 run "$HUTCH" exec busybox_layers.sif sh -c 'ls /srv/opq; cat /etc/marker; echo; ls /etc/gone /srv/keep /srv/opq/old /srv/opq/sub 2>&1 | wc -l; cat /etc/ro/added; stat -c %a /etc/ro'
 check "whiteouts and opaque folders applied exactly; folder modes kept" '[ $RC -eq 0 ] && [ "$(cat "$OUT")" = "new
