@@ -101,8 +101,9 @@ pid_t overlay_lock_holder_find(const char *locks, dev_t dev, ino_t ino)
         return 0;
 }
 
-/* "instance 'db' (pid N)" for an instance's supervisor (its comm, and its instance folder
- * open at OVERLAY_SUPERVISOR_DIR_FD), else "pid N (COMM)". */
+/* "instance 'db' (its supervisor, pid N)" for an instance's supervisor (its comm, and its
+ * instance folder open at OVERLAY_SUPERVISOR_DIR_FD), else "pid N (COMM)". The supervisor
+ * holds the lock, not the init whose pid `instance list` shows: the line says whose pid. */
 static void holder_describe(pid_t pid, char *buf, size_t len)
 {
         char p[64], comm[32] = "";
@@ -117,7 +118,8 @@ static void holder_describe(pid_t pid, char *buf, size_t len)
                 if (k > 0) {
                         link[k] = 0;
                         const char *name = strrchr(link, '/');
-                        snprintf(buf, len, "instance '%.64s' (pid %d)", name ? name + 1 : link, (int) pid);
+                        snprintf(buf, len, "instance '%.64s' (its supervisor, pid %d)", name ? name + 1 : link,
+                                 (int) pid);
                         return;
                 }
         }

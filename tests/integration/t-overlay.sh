@@ -103,7 +103,7 @@ run "$HUTCH" instance start -o "$K" "$I" kv
 check "instance start --overlay" '[ $RC -eq 0 ]'
 run "$HUTCH" exec instance://kv sh -c 'mkdir -p /data && echo v1 > /data/key'
 run "$HUTCH" exec -o "$K" "$I" true
-check "a second writer is refused, naming the instance" "fails_with \"overlay '$K' is in use by instance 'kv' (pid [0-9]*): one writer\""
+check "a second writer is refused, naming the instance" "fails_with \"overlay '$K' is in use by instance 'kv' (its supervisor, pid [0-9]*): one writer\""
 "$HUTCH" instance stop kv >/dev/null 2>&1
 run "$HUTCH" instance start -o "$K" "$I" kv
 run "$HUTCH" exec instance://kv cat /data/key
