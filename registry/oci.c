@@ -127,16 +127,24 @@ int registry_ref_parse(const char *uri, struct registry_ref *ret, struct hutch_e
         return 0;
 }
 
+/* Apptainer's name (its uri.GetName): the reference's last element split at ':', the first
+ * two parts joined by '_'. So REPO:TAG gives REPO_TAG.sif, REPO@sha256:HEX gives
+ * REPO@sha256_HEX.sif and REPO:TAG@sha256:HEX gives REPO_TAG@sha256.sif. */
 char *registry_ref_default_name(const struct registry_ref *r)
 {
         const char *last = strrchr(r->repo, '/');
         char *s = NULL;
         last = last ? last + 1 : r->repo;
-        if (r->tag && asprintf(&s, "%s_%s.sif", last, r->tag) < 0)
-                return NULL;
-        if (!r->tag && asprintf(&s, "%s_sha256_%s.sif", last, r->digest + 7) < 0)
-                return NULL;
-        return s;
+        const char *colon = r->digest ? strchr(r->digest, ':') : NULL;
+        int alg = colon ? (int) (colon - r->digest) : r->digest ? (int) strlen(r->digest) : 0;
+        int k;
+        if (r->tag && r->digest)
+                k = asprintf(&s, "%s_%s@%.*s.sif", last, r->tag, alg, r->digest);
+        else if (r->tag)
+                k = asprintf(&s, "%s_%s.sif", last, r->tag);
+        else
+                k = asprintf(&s, "%s@%.*s_%s.sif", last, alg, r->digest, colon ? colon + 1 : "");
+        return k < 0 ? NULL : s;
 }
 
 /* ---- JSON */

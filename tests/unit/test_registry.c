@@ -50,7 +50,14 @@ static void test_ref(void **state)
         assert_null(r.tag);
         assert_string_equal(r.digest, d);
         n = registry_ref_default_name(&r);
-        assert_true(strncmp(n, "b_sha256_0123", 13) == 0);
+        assert_true(strncmp(n, "b@sha256_0123", 13) == 0 && endswith(n, "cdef.sif"));
+        free(n);
+        registry_ref_free(&r);
+        /* a tag and a digest: Apptainer's uri.GetName keeps the first two ':' parts */
+        snprintf(uri, sizeof uri, "docker://localhost/a/b:v2@%s", d);
+        assert_int_equal(registry_ref_parse(uri, &r, &err), 0);
+        n = registry_ref_default_name(&r);
+        assert_string_equal(n, "b_v2@sha256.sif");
         free(n);
         registry_ref_free(&r);
 
