@@ -32,6 +32,7 @@
 
 #include "image/image.h"
 #include "instanced-internal.h"
+#include "runtime/pid1.h"
 #include "util/log.h"
 #include "util/process.h"
 #include "util/util.h"
@@ -857,7 +858,7 @@ static void stop_container(struct sup *u, int sig)
                 tell_manager(u, "STOPPING=1\nSTATUS=stopping");
         u->stopping = true;
         if (pidref_is_set(&u->init))
-                (void) pidref_kill(&u->init, sig);
+                (void) pidref_queue(&u->init, sig, HUTCH_INIT_STOP_MARK); /* marked: a stop */
         else
                 u->finishing = true;
         if (u->backing_off) {

@@ -8,12 +8,14 @@
  * Forwards SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGWINCH and SIGCONT to the
  * payload, reaps every child, and exits with the payload's status (128+N for signal N).
  * KEEP=1 (an instance): a payload that exits 0 leaves PID 1 running, which then ends on
- * SIGTERM, SIGINT, SIGHUP or SIGQUIT; but a payload that exits 0 after one of the signals
- * above that end a process by default was forwarded to it has stopped as asked (a service
- * that exits 0 on SIGTERM), and PID 1 ends with it. */
+ * SIGTERM, SIGINT, SIGHUP or SIGQUIT, or on the supervisor's stop signal, whichever it is
+ * (pid1.h: marked so). A payload that exits 0 after such a stop signal was forwarded to it
+ * has stopped as asked (a service that exits 0 on SIGTERM), and PID 1 ends with it. */
 #include <asm/unistd.h>
 #include <linux/prctl.h>
 #include <linux/wait.h>
+
+#include "pid1.h"
 
 #define SIGHUP 1
 #define SIGINT 2
@@ -90,6 +92,10 @@ _Noreturn void pid1_main(long *sp)
         sys(__NR_prctl, PR_SET_NAME, (long) "hutch-init", 0, 0);
         for (;;) {
                 long sig = sys(__NR_rt_sigtimedwait, (long) &all, (long) info, 0, sizeof all);
+                /* the supervisor's stop: queued (si_code SI_QUEUE, -1) with its mark as
+                 * si_value (siginfo: si_code at byte 8, si_value at 24) */
+                const int *si = (const int *) info;
+                int marked = sig > 0 && si[2] == -1 && si[6] == HUTCH_INIT_STOP_MARK;
                 if (sig == SIGCHLD) {
                         int ws;
                         long p;
@@ -97,24 +103,22 @@ _Noreturn void pid1_main(long *sp)
                                 if (p != payload)
                                         continue;
                                 int code = status_code(ws);
-                                /* a payload that ends after it was asked to stop has
+                                /* a payload that ends after `instance stop` asked it to has
                                  * stopped, whatever its status (a service that exits 0 on
                                  * SIGTERM): the instance ends with it, not at the stop's
-                                 * timeout */
+                                 * timeout. Another signal (a reload's SIGHUP) is no stop. */
                                 if (code != 0 || !keep || stopping)
                                         quit(code);
                                 payload = 0;
                         }
                         continue;
                 }
-                if (payload == 0 && (sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT))
+                if (payload == 0 && (marked || sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT))
                         quit(0);
+                stopping |= marked;
                 for (unsigned i = 0; i < sizeof fwd / sizeof fwd[0] && payload > 0; i++)
-                        if (sig == fwd[i]) {
+                        if (sig == fwd[i])
                                 sys(__NR_kill, payload, sig, 0, 0);
-                                /* one whose default action ends a process */
-                                stopping |= sig != SIGWINCH && sig != SIGCONT;
-                        }
         }
 }
 

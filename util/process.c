@@ -40,6 +40,22 @@ int pidref_kill(const struct pidref *p, int sig)
         return kill(p->pid, sig) < 0 ? -errno : 0;
 }
 
+int pidref_queue(const struct pidref *p, int sig, int value)
+{
+        if (!pidref_is_set(p))
+                return -ESRCH;
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        si.si_signo = sig;
+        si.si_code = SI_QUEUE;
+        si.si_pid = getpid();
+        si.si_uid = getuid();
+        si.si_value.sival_int = value;
+        if (p->fd >= 0)
+                return syscall(SYS_pidfd_send_signal, p->fd, sig, &si, 0) < 0 ? -errno : 0;
+        return syscall(SYS_rt_sigqueueinfo, p->pid, sig, &si) < 0 ? -errno : 0;
+}
+
 int pidref_wait(const struct pidref *p, int options, int *ret_ws)
 {
         if (!pidref_is_set(p))

@@ -28,6 +28,9 @@ int pidref_set_pid(struct pidref *p, pid_t pid);
 /* Signal it through its pidfd (pidfd_send_signal(2), Linux 5.1): never another process
  * that got its pid since. -ESRCH when it is gone (a zombie is gone). */
 int pidref_kill(const struct pidref *p, int sig);
+/* sig, queued with SI_QUEUE and value as its si_value (sigqueue(3)), through the pidfd
+ * where there is one */
+int pidref_queue(const struct pidref *p, int sig, int value);
 /* Reap it: waitid(2) on its pidfd (P_PIDFD, Linux 5.4), on its pid where it has none (a
  * child not yet reaped keeps its pid). options: 0 or WNOHANG. 1 with *ret_ws its wait
  * status (as waitpid's: WIFEXITED, WTERMSIG...), 0 when WNOHANG and it still runs, or

@@ -7,7 +7,7 @@ I=$IMAGES/image.sif
 export HUTCH_TEST_PORT=$PORT
 # logs are appended to, as Apptainer's: an earlier run's lines of these names would answer
 # the checks below
-for n in web ctl nl nolog chatty again victim aff lkill flaky tied argy usr1 clean sigdfl nochld broken; do
+for n in web ctl nl nolog chatty again victim aff lkill flaky tied argy usr1 clean hup sigdfl nochld broken; do
 	rm -f "$HOME"/.hutch/logs/*/"$n".out* "$HOME"/.hutch/logs/*/"$n".err*
 done
 
@@ -444,6 +444,20 @@ run "$HUTCH" instance stop clean
 ms=$(( ($(date +%s%N) - s) / 1000000 ))
 check "a service that exits 0 on SIGINT stops at once (${ms} ms), not at the timeout" '[ $RC -eq 0 ] && [ $ms -lt 5000 ] && ! err_has "Timeout" && grep -q clean-exit "$HOME"/.hutch/logs/*/clean.out'
 leftovers "stop of a service that exits 0 on its signal"
+# a signal that is no stop (a reload's SIGHUP sent to the init) and a payload that exits 0
+# on it: the instance stays, as one whose startscript ended; then stop ends it at once
+d=$(image_with_startscript "trap 'echo reloaded; exit 0' HUP; while :; do sleep 0.1; done" hup)
+run "$HUTCH" instance start "$d" hup
+pid=$("$HUTCH" instance list | awk '$1=="hup"{print $2}')
+kill -HUP "$pid"
+wait_for 'grep -q reloaded "$HOME"/.hutch/logs/*/hup.out'
+sleep 0.5
+check "a SIGHUP that is not a stop, and a payload exiting 0 on it: the instance stays" '"$HUTCH" instance list | grep -q "^hup "'
+s=$(date +%s%N)
+run "$HUTCH" instance stop hup
+ms=$(( ($(date +%s%N) - s) / 1000000 ))
+check "... and stop ends it at once (${ms} ms)" '[ $RC -eq 0 ] && [ $ms -lt 5000 ] && ! err_has "Timeout"'
+leftovers "a reload that is no stop"
 # a caller that ignores SIGINT and SIGQUIT (as a shell's background job does) or SIGHUP
 # (nohup) passes that on to no instance: stop's SIGINT ends the service itself
 run sh -c 'trap "" INT QUIT HUP; exec "$0" instance start "$1" sigdfl' "$HUTCH" "$I"
