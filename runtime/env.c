@@ -408,6 +408,13 @@ static bool exists_exec(const char *p)
         return access(p, X_OK) == 0;
 }
 
+static bool has_shebang(const char *p)
+{
+        char b[2];
+        _cleanup_close_ int fd = open(p, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        return fd >= 0 && read(fd, b, 2) == 2 && b[0] == '#' && b[1] == '!';
+}
+
 /* --app NAME with run, test or instance start: the app's script, by /bin/sh (Apptainer runs
  * them so); -ENOENT when the app has none. */
 static int app_action_argv(const struct launch_spec *s, char ***ret)
@@ -457,7 +464,10 @@ static int action_argv(const struct launch_ctx *c, char ***ret)
         case LAUNCH_TEST:
                 if (access("/.singularity.d/test", F_OK) < 0)
                         return -ENOENT;
-                strv_extend(&v, "/bin/sh");
+                /* an executable test with a #! line runs under it (as Apptainer's test
+                 * action execs it); any other, under /bin/sh */
+                if (!exists_exec("/.singularity.d/test") || !has_shebang("/.singularity.d/test"))
+                        strv_extend(&v, "/bin/sh");
                 strv_extend(&v, "/.singularity.d/test");
                 break;
         case LAUNCH_SHELL:

@@ -236,6 +236,11 @@ run "$HUTCH" run "$T/glob.sb"
 check "... which runs under it" '[ $RC -eq 0 ] && out_has "^ *3	 *line-a$"'
 check "%startscript's own #! line is its first; %test without one runs under /bin/sh" \
 	'[ "$(head -1 "$T/glob.sb/.singularity.d/startscript")" = "#!/bin/sh -e" ] && ! grep -q "^#!/bin/sh$" "$T/glob.sb/.singularity.d/startscript" && [ "$(head -1 "$T/glob.sb/.singularity.d/test")" = "#!/bin/sh" ]'
+printf 'Bootstrap: localimage\nFrom: %s\n%%test\n#!/bin/cat\ntest-by-cat\n' "$I" > "$T/cattest.def"
+run "$HUTCH" build -q --sandbox "$T/cattest.sb" "$T/cattest.def"
+check "a %test with its own #! line runs under it at build time" '[ $RC -eq 0 ] && out_has "^test-by-cat$"'
+run "$HUTCH" test "$T/cattest.sb"
+check "... and under hutch test" '[ $RC -eq 0 ] && out_has "^#!/bin/cat$" && out_has "^test-by-cat$"'
 run "$HUTCH" build -q --build-arg unused=1 --build-arg also=2 --build-arg name=x --build-arg "base=$I" "$T/multi2.sif" "$T/multi.def"
 check "a build argument no template uses is an error, as Apptainer's" 'fails_with "unused build args: unused, also (--warn-unused-build-args" && [ ! -e "$T/multi2.sif" ] && no_build_leftovers'
 run "$HUTCH" build -q --warn-unused-build-args --build-arg unused=1 --build-arg name=x --build-arg "base=$I" "$T/multi2.sif" "$T/multi.def"
