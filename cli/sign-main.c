@@ -442,14 +442,18 @@ static int key_export(struct sign_cli *s, const char *which, const char *path, b
                 return fail(&err);
         if (!strcmp(path, "-"))
                 return write_full(STDOUT_FILENO, data, len) < 0 ? EXIT_HUTCH_FAILURE : 0;
-        /* an existing file is replaced, as Apptainer's export does (never followed through a
-         * symlink) */
-        _cleanup_close_ int fd =
-                open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, secret ? 0600 : 0644);
-        if (fd < 0 || write_full(fd, data, len) < 0) {
+        /* an existing file is replaced, as Apptainer's export does: by a new file renamed over
+         * it, so that a secret key is never written into an old file's mode or owner, a
+         * failed write leaves the old file whole, and a symlink there is replaced, not
+         * followed */
+        _cleanup_free_ char *tmp = NULL;
+        if (asprintf(&tmp, "%s.hutch-tmp-%d", path, (int) getpid()) < 0)
+                return cli_failf(-ENOMEM, "out of memory");
+        _cleanup_close_ int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, secret ? 0600 : 0644);
+        if (fd < 0 || write_full(fd, data, len) < 0 || fsync(fd) < 0 || rename(tmp, path) < 0) {
                 hutch_err_sys(&err, -errno, "cannot write '%s'", path);
                 if (fd >= 0)
-                        unlink(path);
+                        unlink(tmp);
                 return fail(&err);
         }
         printf("%s key with fingerprint %s correctly exported to file: %s\n", secret ? "Private" : "Public", which,

@@ -262,13 +262,13 @@ int sign_keyring_import(struct sign_keyring *kr, const void *data, size_t len, s
                         json_object *fp = NULL, *k = json_object_array_get_idx(keys, i);
                         _cleanup_rnp_key_ rnp_key_handle_t key = NULL;
                         bool primary = false;
+                        /* a subkey that is new counts as much as a primary key */
+                        changed += import_changed(k, "public") || import_changed(k, "secret");
                         if (json_object_object_get_ex(k, "fingerprint", &fp) &&
                             rnp_locate_key((rnp_ffi_t) kr->ffi, "fingerprint", json_object_get_string(fp), &key) ==
                                     RNP_SUCCESS &&
-                            key && rnp_key_is_primary(key, &primary) == RNP_SUCCESS && primary) {
+                            key && rnp_key_is_primary(key, &primary) == RNP_SUCCESS && primary)
                                 n++;
-                                changed += import_changed(k, "public") || import_changed(k, "secret");
-                        }
                 }
         json_object_put(root);
         if (n == 0)

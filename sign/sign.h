@@ -48,8 +48,8 @@ int sign_keyring_list(struct sign_keyring *kr, bool secret, struct sign_key_info
                       struct hutch_error *err);
 /* Import armored or binary keys from data; ret_n: how many primary keys. Secret keys come
  * with their public part. */
-/* *ret_n: the primary keys in data; *ret_changed (NULL: not asked): those of them that were
- * new to the keyring or brought something to it (a secret part, a signature) */
+/* *ret_n: the primary keys in data; *ret_changed (NULL: not asked): the keys and subkeys in
+ * it that were new to the keyring or brought something to it (a secret part, a signature) */
 int sign_keyring_import(struct sign_keyring *kr, const void *data, size_t len, size_t *ret_n, size_t *ret_changed,
                         struct hutch_error *err);
 /* Export one key (fingerprint, key id or user id substring) to a malloc'd buffer. */

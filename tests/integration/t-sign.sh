@@ -100,7 +100,10 @@ run "$HUTCH" key export --armor "$fp2" "$T/two.asc"
 check "key export replaces a file, as Apptainer's, with its words" '[ $RC -eq 0 ] && grep -q "BEGIN PGP PUBLIC KEY BLOCK" "$T/two.asc" && ! grep -q old "$T/two.asc" && out_has "^Public key with fingerprint $fp2 correctly exported to file: $T/two.asc$"'
 ln -s "$T/elsewhere" "$T/link.asc"
 run "$HUTCH" key export --armor "$fp2" "$T/link.asc"
-check "... but never writes through a symlink" 'fails_with "link.asc" && [ ! -e "$T/elsewhere" ]'
+check "... a symlink there is replaced by the file, never written through" '[ $RC -eq 0 ] && [ ! -L "$T/link.asc" ] && grep -q "BEGIN PGP" "$T/link.asc" && [ ! -e "$T/elsewhere" ]'
+echo public > "$T/sec.asc" && chmod 644 "$T/sec.asc"
+run "$HUTCH" key export --secret "$fp2" "$T/sec.asc"
+check "... and a secret key over an old 0644 file is 0600, nothing left beside it" '[ $RC -eq 0 ] && [ "$(stat -c %a "$T/sec.asc")" = 600 ] && [ -z "$(ls "$T" | grep hutch-tmp)" ]'
 HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" key import "$T/two.asc"
 HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" verify --group-id 1 "$T/a.sif"
 check "an exported public key imported elsewhere verifies" 'fails_with "unknown key $fp1"'
