@@ -411,12 +411,14 @@ static size_t valued_flag_index(const char *arg)
 
 static int parse_options(struct launch_args *a, const char *verb, int argc, char **argv, bool *seen)
 {
-        int o, idx = -1;
+        int o, idx = -1, before = 1;
         optind = 1;
         opterr = 0;
         while ((o = getopt_long(argc, argv, "+B:cCeH:W:S:s:piwfunho:", options, &idx)) != -1) {
                 if (o == '?') {
-                        const char *arg = argv[optind - 1];
+                        /* the argument getopt refused: a whole one only if it moved past
+                         * exactly that (a bad letter inside "-Zc" leaves optind where it was) */
+                        const char *arg = optind == before + 1 ? argv[before] : "";
                         size_t fk = valued_flag_index(arg);
                         if (fk != SIZE_MAX) {
                                 int b = parse_env_bool(strchr(arg, '=') + 1);
@@ -428,13 +430,14 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
                                         return r;
                                 seen[fk] = true; /* false: given, and over what a variable says */
                                 idx = -1;
+                                before = optind;
                                 continue;
                         }
                         if (startswith(arg, "--"))
                                 return cli_args_error(verb, "option '%s' is unknown or misses its value", arg);
                         if (optopt)
                                 return cli_args_error(verb, "option '-%c' is unknown or misses its value", optopt);
-                        return cli_args_error(verb, "unknown option '%s'", arg);
+                        return cli_args_error(verb, "unknown option '%s'", argv[optind - 1]);
                 }
                 size_t k = option_index(o, idx);
                 /* Apptainer's -p is --pid, podman's -p publishes: a standalone "-p" followed
@@ -449,6 +452,7 @@ static int parse_options(struct launch_args *a, const char *verb, int argc, char
                         return r;
                 seen[k] = true;
                 idx = -1;
+                before = optind;
         }
         return -1;
 }
@@ -867,6 +871,16 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
                 return r;
         if ((r = join_options_check(s, verb)) >= 0)
                 return r;
+        /* refused before any overlay is attached (an ext3 image's superblock is written at
+         * its mount); a SIF's own overlay under -w is refused where it is attached */
+        ssize_t upper = overlay_upper_index(s->overlays, s->n_overlays);
+        if (s->writable_tmpfs && upper >= 0) {
+                struct hutch_error err = HUTCH_ERROR_INIT;
+                hutch_err(&err, -EINVAL,
+                          "--writable-tmpfs cannot be used with the writable overlay '%s' (add ':ro' to it)",
+                          s->overlays[upper].path);
+                return cli_fail(&err);
+        }
         if (s->writable && image_file_is_sif(s->image)) {
                 /* --writable on a SIF writes into its overlay partition */
                 struct hutch_error err = HUTCH_ERROR_INIT;

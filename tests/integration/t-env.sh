@@ -90,6 +90,8 @@ run "$HUTCH" exec --cleanenv=maybe "$I" true
 check "--cleanenv=maybe: status 1, one line naming the flag" 'usage_fails_with "--cleanenv=maybe: --cleanenv takes true or false"'
 run "$HUTCH" exec --bogus=1 "$I" true
 check "an unknown --option=VALUE is named as given" 'usage_fails_with "option .--bogus=1. is unknown"'
+run "$HUTCH" exec --cleanenv=true -Zc "$I" true
+check "a bad letter in a cluster after --FLAG=VALUE is named itself (not the flag before it)" 'usage_fails_with "option .-Z. is unknown"'
 run env APPTAINER_PWD=/srv "$HUTCH" exec "$I" pwd
 check "APPTAINER_PWD is --pwd" 'out_is /srv'
 run env APPTAINER_PWD=/srv "$HUTCH" exec --pwd /etc "$I" pwd
