@@ -111,22 +111,26 @@ static int signal_parse(const char *s)
         return f ? f->sig : -EINVAL;
 }
 
-/* The size of a log before a start (0: none yet), so that a failed start shows its own
- * lines only: logs are appended to, an earlier failure's lines are still there. */
-static off_t file_size(const char *path)
+/* A log as it was before a start (st_size 0: none yet), so that a failed start shows its
+ * own lines only: logs are appended to, an earlier failure's lines are still there. */
+static struct stat file_state(const char *path)
 {
         struct stat st;
-        return path && stat(path, &st) == 0 && S_ISREG(st.st_mode) ? st.st_size : 0;
+        if (!path || stat(path, &st) < 0 || !S_ISREG(st.st_mode))
+                memset(&st, 0, sizeof st);
+        return st;
 }
 
-/* The last lines a log has had since offset since (at most its last 64 KiB), for a failed
- * start. A log rotated since (shorter than since) is read from its start. */
-static void print_file_tail(const char *path, off_t since, long lines, FILE *to)
+/* The last lines (at most the last 64 KiB) a log has had since it was as before, for a
+ * failed start. A log rotated since (another file now) is read whole, up to that. */
+static void print_file_tail(const char *path, const struct stat *before, long lines, FILE *to)
 {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         static char buf[65536];
-        if (fd < 0)
+        struct stat now;
+        if (fd < 0 || fstat(fd, &now) < 0)
                 return;
+        off_t since = now.st_ino == before->st_ino && now.st_dev == before->st_dev ? before->st_size : 0;
         off_t end = lseek(fd, 0, SEEK_END);
         off_t from = end > (off_t) sizeof buf ? end - (off_t) sizeof buf : 0;
         if (since <= end && since > from)
@@ -306,13 +310,14 @@ static int cmd_start(struct cli *c, const char *sub, int argc, char **argv, cons
         }
         is.supervisor_path = "hutch";
         is.supervisor_args = sargs;
-        off_t log_since = instance_log_paths(&is.env, is.name, &log_out, &log_err) == 0 ? file_size(log_err) : 0;
+        struct stat log_before =
+                file_state(instance_log_paths(&is.env, is.name, &log_out, &log_err) == 0 ? log_err : NULL);
         r = instance_start(&is, &status, &err);
         if (r < 0) {
                 /* the container's own words first, as it wrote them: the end of what this
                  * start added to its error log */
                 if (status >= 0 && log_err)
-                        print_file_tail(log_err, log_since, START_FAIL_LOG_LINES, stderr);
+                        print_file_tail(log_err, &log_before, START_FAIL_LOG_LINES, stderr);
                 r = cli_fail(&err);
                 goto out;
         }
