@@ -29,7 +29,7 @@ static void init(void)
         if (sign_keyring_open(&kr, NULL, NULL, false, &err) < 0)
                 abort();
         if (read_regular_at(AT_FDCWD, REFERENCE_KEY, 1 << 20, &key, &len) == 0)
-                (void) sign_keyring_import(&kr, key, len, &n, &err);
+                (void) sign_keyring_import(&kr, key, len, &n, NULL, &err);
         free(key);
         struct sif_header h = {.launch = "#!x\n", .version = "01", .arch = "02"};
         h.descr_total = 4;
