@@ -871,8 +871,17 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
                 return r;
         if ((r = join_options_check(s, verb)) >= 0)
                 return r;
-        /* refused before any overlay is attached (an ext3 image's superblock is written at
-         * its mount); a SIF's own overlay under -w is refused where it is attached */
+        if (s->writable && image_file_is_sif(s->image)) {
+                /* --writable on a SIF writes into its overlay partition */
+                struct hutch_error err = HUTCH_ERROR_INIT;
+                if (overlay_spec_writable_sif(s->image, &s->overlays, &s->n_overlays, &err) < 0)
+                        return cli_fail(&err);
+                s->writable = false;
+        }
+        /* a throw-away layer beside a lasting one (an --overlay, or -w's SIF overlay): which
+         * one takes the writes? Refused, as Apptainer refuses it, here where the command line
+         * is read, before any overlay is attached (an ext3 image's superblock is written at
+         * its mount). Instances read their command line here too. */
         ssize_t upper = overlay_upper_index(s->overlays, s->n_overlays);
         if (s->writable_tmpfs && upper >= 0) {
                 struct hutch_error err = HUTCH_ERROR_INIT;
@@ -880,13 +889,6 @@ int launch_args_parse(struct cli *c, struct launch_args *a, const char *verb, in
                           "--writable-tmpfs cannot be used with the writable overlay '%s' (add ':ro' to it)",
                           s->overlays[upper].path);
                 return cli_fail(&err);
-        }
-        if (s->writable && image_file_is_sif(s->image)) {
-                /* --writable on a SIF writes into its overlay partition */
-                struct hutch_error err = HUTCH_ERROR_INIT;
-                if (overlay_spec_writable_sif(s->image, &s->overlays, &s->n_overlays, &err) < 0)
-                        return cli_fail(&err);
-                s->writable = false;
         }
         if ((r = build_env(c, a)) != 0)
                 return r < 0 ? cli_usage_error(verb, "out of memory") : r;

@@ -243,13 +243,7 @@ int overlay_opts_build(struct launch_ctx *c, const char *image, bool kernel, str
                 _cleanup_free_ char *old = steal_pointer(&lower);
                 lower = strjoin(old, layer, ":");
         }
-        /* a throw-away layer asked for beside a lasting one: which one takes the writes? As
-         * Apptainer, refused rather than writing where the user did not mean to */
-        if (upper[0] && c->spec->writable_tmpfs)
-                return hutch_err(err, -EINVAL,
-                                 "--writable-tmpfs cannot be used with the writable overlay '%s' (add ':ro' to it)",
-                                 upper_path);
-        if (!upper[0] && c->spec->writable_tmpfs) {
+        if (!upper[0] && c->spec->writable_tmpfs) { /* beside a writable overlay: refused by the CLI */
                 snprintf(upper, sizeof upper, STAGE_DIR "/rw/upper");
                 snprintf(work, sizeof work, STAGE_DIR "/rw/work");
                 upper_path = "--writable-tmpfs";

@@ -296,6 +296,8 @@ run "$HUTCH" exec -w "$S" sh -c 'echo in-sif > /data/f'
 check "-w writes into the SIF's overlay partition (as a user: fuse2fs -o offset)" '[ $RC -eq 0 ]'
 run "$HUTCH" exec --writable "$S" cat /data/f
 check "... and the next start reads it" 'out_is in-sif'
+run "$HUTCH" exec -w --writable-tmpfs "$S" sh -c 'echo tmp > /data/g'
+check "-w --writable-tmpfs on a SIF with an overlay: refused in one line, nothing written" "fails_with \"--writable-tmpfs cannot be used with the writable overlay '$S'\" && ! \"\$HUTCH\" exec \"\$S\" test -e /data/g"
 run "$HUTCH" exec -o "$S:ro" "$I" cat /data/f
 check "--overlay SIF:ro layers the partition read-only" 'out_is in-sif'
 off=$("$HUTCH" sif list "$S" | awk -F'|' '/Overlay/{split($4, p, "-"); print p[1]}')
