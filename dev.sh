@@ -9,9 +9,10 @@ cd "$(dirname "$0")"
 
 # Every Debian package hutch needs, named once here (and once in meson.build for libraries).
 BUILD_DEPS=(gcc meson ninja-build pkg-config libsquashfuse-dev libfuse3-dev libinih-dev libjson-c-dev zlib1g-dev liblzma-dev liblzo2-dev liblz4-dev libzstd-dev libdeflate-dev libseccomp-dev
-	librnp-dev libssl-dev) # librnp, libcrypto: hutch-sign (key, sign, verify)
+	librnp-dev libssl-dev # librnp, libcrypto: hutch-sign (key, sign, verify)
+	libext2fs-dev comerr-dev) # hutch-ext3: a user's ext3 overlays
 RUN_DEPS=(fuse3 squashfs-tools uidmap
-	fuse2fs fuse-overlayfs e2fsprogs # ext3 overlays as a user (fuse2fs serves the image, fuse-overlayfs the root)
+	e2fsprogs # overlay create (mkfs.ext3)
 	librnp0 libssl3) # hutch-sign
 TEST_DEPS=(libcmocka-dev python3 busybox-static golang-go golang-github-sylabs-sif-dev procps util-linux passwd clang-format qemu-system-x86 linux-image-amd64 cpio clang libclang-rt-14-dev)
 # net/ (hutch-net): libnl for bridges; pasta (passt) and slirp4netns for user-mode networks

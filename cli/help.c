@@ -33,7 +33,7 @@ static const char launch_options[] =
         "      --writable-tmpfs          writable root; changes are lost at exit (at most\n"
         "                                'sessiondir max size' of hutch.conf, default 64 MiB)\n"
         "  -o, --overlay PATH[:ro|:rw]   persistent overlay: a folder, an ext3 image or a SIF's overlay\n"
-        "                                partition (as a user through fuse2fs and fuse-overlayfs);\n"
+        "                                partition (as a user served by hutch-ext3);\n"
         "                                repeatable, comma lists; the last writable one keeps the\n"
         "                                changes, in PATH/upper\n"
         "  -f, --fakeroot                uid/gid 0 inside (subordinate ids from /etc/subuid when granted)\n"

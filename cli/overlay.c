@@ -64,8 +64,8 @@ static int overlay_create(int argc, char **argv)
         s.create_dirs = dirs;
         /* --fakeroot: made as root of a user namespace whose root is the caller (as --fakeroot
          * maps it), so upper/, work/ and the --create-dir folders are uid 0 in the image: root
-         * inside a --fakeroot container that mounts it in its namespace (Apptainer's fuse2fs
-         * under --fakeroot) and root's own when root mounts it. The file stays the caller's. */
+         * inside a --fakeroot container that mounts it in its namespace (hutch-ext3, as
+         * Apptainer's fuse2fs, under --fakeroot) and root's own when root mounts it. The file stays the caller's. */
         if (fakeroot && getuid() != 0) {
                 bool subids;
                 if (runtime_fakeroot_enter(&subids, &err) < 0)

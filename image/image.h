@@ -155,6 +155,13 @@ int image_serve_process(int sock, int owner_fd, int report_fd, uint64_t cache_ma
 #define IMAGE_SERVE_VERB "serve-image"
 int image_serve_main(uint64_t cache_max);
 
+/* hutch-ext3 (image/ext3.c, its own program: libext2fs is linked there alone): an ext3
+ * overlay image served over FUSE for a user's kernel overlayfs, `hutch-ext3 IMAGE-FD OFFSET
+ * FUSE-FD [ro]` with the mount already made on FUSE-FD. It serves until SIGTERM or the
+ * mount's end, then writes the image back and marks it clean. Returns its exit status: 1
+ * with a line on stderr when the image cannot be used, 2 on a wrong command line. */
+int image_ext3_main(int argc, char **argv);
+
 /* ---- the decompressed-file cache (image/cache.c): files of at least one data block that
  * the server pushes whole are kept decompressed per user, so that the next start of the
  * same image stores them into the page cache without inflating them. */

@@ -94,6 +94,8 @@ void ctx_free(struct launch_ctx *c)
                 close(c->owner_pidfd);
         if (c->init_fd >= 0)
                 close(c->init_fd);
+        if (c->ext3_fd >= 0)
+                close(c->ext3_fd);
         if (c->serve_sock >= 0)
                 close(c->serve_sock);
         overlays_fuse_close(c);
@@ -706,8 +708,8 @@ static int launch_in_ctx(struct launch_ctx *c, int *ret_status, struct hutch_err
                 c->serve_sock = -EBADF;
         }
         /* this process becomes the payload, unless a user's ext3 overlay is served by
-         * fuse2fs: then it forks the payload and, once it has ended, waits for fuse2fs to
-         * write the image back, so that the image is clean when the caller goes on */
+         * hutch-ext3: then it forks the payload and, once it has ended, waits for the
+         * server to write the image back, so that the image is clean when the caller goes on */
         if (!s->pid_ns && !c->ovl_fuse) {
                 if ((c->cg && (r = cgroup_enter(c->cg, 0, err)) < 0) || (r = rootfs_assemble(c, err)) < 0 ||
                     (r = rootfs_pivot(c, err)) < 0)

@@ -385,6 +385,9 @@ static int stage_image(struct launch_ctx *c, struct hutch_error *err)
                 .kernel_ok = !c->ids.userns,
                 .allow_suid = s->allow_setuid,
         };
+        /* a user's ext3 overlays: their servers start while the image is mounted */
+        if (c->ovl_fuse && (r = overlays_fuse_start(c, err)) < 0)
+                return r;
         r = image_mount(&c->img, STAGE "/image", &o, err);
         if (r < 0)
                 return r;

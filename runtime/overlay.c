@@ -33,7 +33,7 @@ int overlays_open(struct launch_ctx *c, struct hutch_error *err)
         if (r < 0)
                 return r;
         c->n_ovl = s->n_overlays;
-        /* as a user, ext3 images go through fuse2fs and fuse-overlayfs (runtime/overlay-fuse.c) */
+        /* as a user, ext3 images are served by hutch-ext3 (runtime/overlay-fuse.c) */
         for (size_t i = 0; i < c->n_ovl && c->ids.userns; i++)
                 if (c->ovl[i].kind == OVERLAY_EXT3)
                         return overlays_fuse_check(c, &c->ovl[i], err);
@@ -145,7 +145,13 @@ static int sub_open(const struct overlay *o, const char *at, const char *name, s
         return hutch_err_sys(err, -errno, "cannot open '%s' in overlay '%s'", name, o->path);
 }
 
-void sub_fds_close(struct sub_fds *f)
+/* The fds of the folders handed to overlayfs, open until it is mounted. */
+struct sub_fds {
+        int fd[64];
+        size_t n;
+};
+
+static void sub_fds_close(struct sub_fds *f)
 {
         for (size_t i = 0; i < f->n; i++)
                 close(f->fd[i]);
@@ -203,7 +209,7 @@ static int attach_all(struct launch_ctx *c, struct hutch_error *err)
                 if (mkdir(at, 0755) < 0 && errno != EEXIST)
                         return hutch_err_sys(err, -errno, "cannot create '%s' in the staging area", at);
                 if (c->ovl[i].kind == OVERLAY_EXT3 && c->ovl_fuse)
-                        continue; /* fuse2fs mounts it (overlays_fuse_start) */
+                        continue; /* hutch-ext3 serves it (overlays_fuse_start) */
                 if (c->ovl[i].kind == OVERLAY_EXT3) {
                         int r = loop_mount(&c->ovl[i], at, err);
                         if (r < 0)
@@ -220,10 +226,10 @@ static int attach_all(struct launch_ctx *c, struct hutch_error *err)
 
 /* overlayfs's options for the layers attached under OVL_DIR: lowerdir (the top layer
  * first: the later an overlay is given, the higher), then upperdir and workdir when there
- * is an upper layer (*ret_upper names it for messages; NULL: none). kernel: the kernel's
- * overlayfs (userxattr), else fuse-overlayfs's. The folders' fds are kept in f. */
-int overlay_opts_build(struct launch_ctx *c, const char *image, bool kernel, struct sub_fds *f, char **ret,
-                       const char **ret_upper, struct hutch_error *err)
+ * is an upper layer (*ret_upper names it for messages; NULL: none). The folders' fds are
+ * kept in f. */
+static int overlay_opts_build(struct launch_ctx *c, const char *image, struct sub_fds *f, char **ret,
+                              const char **ret_upper, struct hutch_error *err)
 {
         _cleanup_free_ char *lower = strdup(""), *opts = NULL;
         char upper[96] = "", work[96] = "", layer[96];
@@ -250,9 +256,8 @@ int overlay_opts_build(struct launch_ctx *c, const char *image, bool kernel, str
         }
         if (!lower)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        const char *x = kernel ? ",userxattr" : "";
-        if ((upper[0] ? asprintf(&opts, "lowerdir=%s%s,upperdir=%s,workdir=%s%s", lower, image, upper, work, x)
-                      : asprintf(&opts, "lowerdir=%s%s%s", lower, image, x)) < 0) {
+        if ((upper[0] ? asprintf(&opts, "lowerdir=%s%s,upperdir=%s,workdir=%s,userxattr", lower, image, upper, work)
+                      : asprintf(&opts, "lowerdir=%s%s,userxattr", lower, image)) < 0) {
                 opts = NULL;
                 return hutch_err(err, -ENOMEM, "out of memory");
         }
@@ -264,14 +269,12 @@ int overlay_opts_build(struct launch_ctx *c, const char *image, bool kernel, str
 int overlays_stage(struct launch_ctx *c, const char *image, const char *root, struct hutch_error *err)
 {
         _cleanup_free_ char *opts = NULL;
-        const char *upper_path;
+        const char *upper_path = NULL;
         struct sub_fds f __attribute__((cleanup(sub_fds_close))) = {.n = 0};
         int r = attach_all(c, err);
-        if (r < 0)
+        if (r < 0 || (c->ovl_fuse && (r = overlays_fuse_ready(c, err)) < 0))
                 return r;
-        if (c->ovl_fuse)
-                return overlays_fuse_start(c, image, root, err);
-        if ((r = overlay_opts_build(c, image, true, &f, &opts, &upper_path, err)) < 0)
+        if ((r = overlay_opts_build(c, image, &f, &opts, &upper_path, err)) < 0)
                 return r;
         log_debug("overlay %s", opts);
         if (mount("overlay", root, "overlay", 0, opts) < 0) {

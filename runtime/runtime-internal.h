@@ -92,13 +92,13 @@ struct launch_ctx {
         bool has_env_scripts;
         struct overlay *ovl; /* --overlay, opened (and locked) on the host */
         size_t n_ovl;
-        int *ovl_tree;                        /* each one's tree, cloned once the mount namespace is ours */
-        bool root_writable;                   /* an overlay's upper layer or --writable-tmpfs */
-        bool ovl_fuse;                        /* ext3 overlays as a user: fuse2fs + fuse-overlayfs */
-        char fuse2fs[64], fuse_overlayfs[64]; /* their paths, in system folders */
-        int fuse_sock;                        /* to the hutch-fuse watcher */
-        pid_t fuse_pid;                       /* the watcher, our child */
-        bool fuse_armed;                      /* it was told the container's end process */
+        int *ovl_tree;      /* each one's tree, cloned once the mount namespace is ours */
+        bool root_writable; /* an overlay's upper layer or --writable-tmpfs */
+        bool ovl_fuse;      /* ext3 overlays as a user: hutch-ext3 */
+        int ext3_fd;        /* hutch-ext3, opened on the host (O_PATH) */
+        int fuse_sock;      /* to the hutch-fuse watcher */
+        pid_t fuse_pid;     /* the watcher, our child */
+        bool fuse_armed;    /* it was told the container's end process */
 };
 
 /* ids, capabilities, no_new_privs, then the seccomp filter: the last steps before the
@@ -121,23 +121,17 @@ int overlays_open(struct launch_ctx *c, struct hutch_error *err);
 int overlays_clone(struct launch_ctx *c, struct hutch_error *err);
 int overlays_stage(struct launch_ctx *c, const char *image, const char *root, struct hutch_error *err);
 #define OVL_DIR STAGE_DIR "/ovl"
-/* The fds of the folders handed to overlayfs, open until it is mounted (or, for
- * fuse-overlayfs, inherited by it). */
-struct sub_fds {
-        int fd[64];
-        size_t n;
-};
-void sub_fds_close(struct sub_fds *f);
-int overlay_opts_build(struct launch_ctx *c, const char *image, bool kernel, struct sub_fds *f, char **ret,
-                       const char **ret_upper, struct hutch_error *err);
-/* ext3 overlays as a user (runtime/overlay-fuse.c): each image served by fuse2fs, the root
- * by fuse-overlayfs, under a watcher process (hutch-fuse) outside the container's PID
- * namespace that ends them, cleanly, once the container has ended. check: the helpers are
- * installed (system folders only), sets c->ovl_fuse. start: the stack mounted at root, or
- * one line and nothing left. arm: the process whose end is the container's (the payload or
- * the init); until it is named, the launcher's end (an EOF) ends the stack too. */
+/* ext3 overlays as a user (runtime/overlay-fuse.c): each image served by hutch-ext3 on a
+ * FUSE mount at OVL_DIR/N, under a watcher process (hutch-fuse) outside the container's
+ * PID namespace that ends the servers, cleanly, once the container has ended. check:
+ * hutch-ext3 is installed beside hutch and opened (it is exec'd by fd from the container's
+ * mount namespace), sets c->ovl_fuse. start: the watcher forked, its
+ * servers started beside the launcher's other work; ready: the images mounted, or one line
+ * and nothing left. arm: the process whose end is the container's (the payload
+ * or the init); until it is named, the launcher's end (an EOF) ends the servers too. */
 int overlays_fuse_check(struct launch_ctx *c, const struct overlay *o, struct hutch_error *err);
-int overlays_fuse_start(struct launch_ctx *c, const char *image, const char *root, struct hutch_error *err);
+int overlays_fuse_start(struct launch_ctx *c, struct hutch_error *err);
+int overlays_fuse_ready(struct launch_ctx *c, struct hutch_error *err);
 void overlays_fuse_arm(struct launch_ctx *c, pid_t end);
 /* After the container's end: returns once the watcher has ended its helpers, each image
  * written back and closed (a batch run returns only then). */
@@ -146,11 +140,12 @@ void overlays_fuse_wait(struct launch_ctx *c);
  * the helpers); after, lets it go on (an instance's). */
 void overlays_fuse_close(struct launch_ctx *c);
 
-#define LAUNCH_CTX_INIT(s, i)                                                                                     \
-        {                                                                                                         \
-                .spec = (s), .io = (i), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF,           \
-                .init_fd = -EBADF, .fuse_sock = -EBADF, .home.fd = -EBADF, .cwdp.fd = -EBADF, .tmp.fd = -EBADF,   \
-                .vartmp.fd = -EBADF, .hosts.fd = -EBADF, .resolv.fd = -EBADF, .net.sock = -EBADF, .cg_fd = -EBADF \
+#define LAUNCH_CTX_INIT(s, i)                                                                                       \
+        {                                                                                                           \
+                .spec = (s), .io = (i), .img = IMAGE_NULL, .owner_pidfd = -EBADF, .serve_sock = -EBADF,             \
+                .init_fd = -EBADF, .ext3_fd = -EBADF, .fuse_sock = -EBADF, .home.fd = -EBADF, .cwdp.fd = -EBADF,    \
+                .tmp.fd = -EBADF, .vartmp.fd = -EBADF, .hosts.fd = -EBADF, .resolv.fd = -EBADF, .net.sock = -EBADF, \
+                .cg_fd = -EBADF                                                                                     \
         }
 void ctx_free(struct launch_ctx *c);
 /* Parent side of a fork into a PID namespace: a struct hutch_error on sync_fd means the

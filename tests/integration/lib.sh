@@ -52,8 +52,7 @@ hutch_procs() {
 	pgrep -a -u "$(id -u)" -x hutch-launch
 	pgrep -a -u "$(id -u)" -x hutch-net
 	pgrep -a -u "$(id -u)" -x hutch-fuse
-	pgrep -a -u "$(id -u)" -x fuse2fs
-	pgrep -a -u "$(id -u)" -x fuse-overlayfs
+	pgrep -a -u "$(id -u)" -x hutch-ext3
 	pgrep -a -u "$(id -u)" -f '^(pasta|slirp4netns) .*/proc/self/fd/'
 }
 

@@ -63,7 +63,7 @@ check "a memory hog above --memory 32M is OOM-killed and hutch reports it" '[ $R
 run "$HUTCH" exec --memory 32M "$R" sh -c 'head -c 1000000 /dev/zero | tail >/dev/null; echo fine'
 check "a payload under its memory limit runs normally" 'out_is fine && [ $RC -eq 0 ] && ! err_has OOM'
 # the container's processes are in its cgroup, the FUSE servers it reads through are not
-# (the image server; a user's ext3 overlay's fuse2fs and fuse-overlayfs): a payload at its
+# (the image server; a user's ext3 overlay's hutch-ext3): a payload at its
 # memory limit cannot starve them, which stalled such a container for minutes
 cgline() { grep -E '^[0-9]+:([^:]*,)?memory(,[^:]*)?:' "$1" || grep '^0::' "$1"; }
 ov=()
@@ -74,8 +74,8 @@ fi
 "$HUTCH" exec --memory 64M ${ov[@]+"${ov[@]}"} "$IMAGES/image.sif" sh -c "cat /proc/self/cgroup > $T/incg.tmp; mv $T/incg.tmp $T/incg; sleep 2" >/dev/null 2>&1 &
 bg=$!
 wait_for '[ -s "$T/incg" ]' 100
-srv=$(for p in $(pgrep -u "$(id -u)" -x 'hutch-squashfs|fuse2fs|fuse-overlayfs'); do cgline /proc/$p/cgroup; done)
-nsrv=$(pgrep -c -u "$(id -u)" -x 'hutch-squashfs|fuse2fs|fuse-overlayfs')
+srv=$(for p in $(pgrep -u "$(id -u)" -x 'hutch-squashfs|hutch-ext3'); do cgline /proc/$p/cgroup; done)
+nsrv=$(pgrep -c -u "$(id -u)" -x 'hutch-squashfs|hutch-ext3')
 wait $bg
 check "the FUSE servers ($nsrv) run outside the container's cgroup" \
 	'[ "$nsrv" -ge $((1 + 2 * ${#ov[@]} / 2)) ] && [ -n "$(cgline "$T/incg")" ] && ! echo "$srv" | grep -qxF "$(cgline "$T/incg")"'

@@ -131,15 +131,15 @@ leftovers "overlay instances"
 E=$T/ovl.img
 # (on a failure e2fsck's report goes into the TAP output)
 fsck_clean() { /usr/sbin/e2fsck -fn "$1" >"$T/fsck.out" 2>&1 || { echo "# e2fsck -fn: status $?"; sed 's/^/#   fsck: /' "$T/fsck.out"; false; }; }
-# as a user fuse2fs and fuse-overlayfs serve an ext3 overlay; they end with the container
+# as a user hutch-ext3 serves an ext3 overlay; it ends with the container
 # (a batch run and instance stop return only once they have ended: fuse_gone at once;
 # after a SIGKILL or a failed start they end a moment later: nofuse waits)
-fuse_procs() { { pgrep -a -u "$(id -u)" -x fuse2fs; pgrep -a -u "$(id -u)" -x fuse-overlayfs; pgrep -a -u "$(id -u)" -x hutch-fuse; } | grep .; }
+fuse_procs() { { pgrep -a -u "$(id -u)" -x hutch-ext3; pgrep -a -u "$(id -u)" -x hutch-fuse; } | grep .; }
 # (on a failure the processes left go into the TAP output)
 fuse_gone() { ! fuse_procs >"$T/fuse.out" || { sed 's/^/#   left: /' "$T/fuse.out"; false; }; }
 nofuse() { wait_for '! fuse_procs >/dev/null' || fuse_gone; }
-# fuse2fs marks the image clean at its end, once it has written it back: an image left "not
-# clean" is one whose fuse2fs was killed before that (e2fsck -n may not see it)
+# hutch-ext3 marks the image clean at its end, once it has written it back: an image left
+# "not clean" is one whose server was killed before that (e2fsck -n may not see it)
 marked_clean() { /usr/sbin/dumpe2fs -h "$1" 2>/dev/null | grep -q '^Filesystem state: *clean$' || { echo "#   $(/usr/sbin/dumpe2fs -h "$1" 2>&1 | grep -i 'state:')"; false; }; }
 run "$HUTCH" overlay create --create-dir /data "$E"
 check "overlay create: an ext3 image e2fsck finds clean, mode 0600 (as Apptainer's)" '[ $RC -eq 0 ] && fsck_clean "$E" && [ "$(stat -c %s "$E")" -eq $((64 << 20)) ] && [ "$(stat -c %a "$E")" = 600 ]'
@@ -183,20 +183,21 @@ gone"'
 	check "an ext3 overlay whose upper is a symlink: one line, refused" 'fails_with "upper. is a symbolic link: refused" && wait_for "[ -z \"\$(losetup -j "$T/evil.img")\" ]"'
 	run "$HUTCH" exec -o "$T/evil.img" "$W" true
 	check "... as the writable layer too, nothing left mounted" 'fails_with "upper. is a symbolic link: refused" && wait_for "[ -z \"\$(losetup -j "$T/evil.img")\" ]" && ! grep -q evil.img /proc/self/mountinfo'
-	# a user's ext3 overlay with fuse2fs missing (hidden in a mount namespace of ours): one
-	# line naming the package
+	# a user's ext3 overlay with hutch-ext3 missing (hidden in a mount namespace of ours):
+	# one line
 	U=${AUX_USER:-hutchtest3}
 	id "$U" >/dev/null 2>&1 || useradd -m -s /bin/bash "$U"
 	UH=$(getent passwd "$U" | cut -d: -f6)
 	runuser -u "$U" -- env HOME="$UH" "$HUTCH" overlay create "$UH/hutch-t-overlay.img" >/dev/null 2>&1
-	run unshare -m sh -c 'mount --bind /dev/null "$1" && exec runuser -u "$2" -- env HOME="$3" "$4" exec -o "$3/hutch-t-overlay.img" "$5" true' - "$(command -v fuse2fs)" "$U" "$UH" "$HUTCH" "$IMAGES/rootfs"
-	check "a user's ext3 overlay without fuse2fs: one line naming the package" 'fails_with "needs fuse2fs as a user: install the package .fuse2fs." && [ -z "$(pgrep -u "$U" -x hutch-fuse)" ]'
+	run unshare -m sh -c 'mount --bind /dev/null "$1" && exec runuser -u "$2" -- env HOME="$3" "$4" exec -o "$3/hutch-t-overlay.img" "$5" true' - "$(dirname "$HUTCH")/hutch-ext3" "$U" "$UH" "$HUTCH" "$IMAGES/rootfs"
+	check "a user's ext3 overlay without hutch-ext3: one line" 'fails_with "needs hutch-ext3 as a user" && [ -z "$(pgrep -u "$U" -x hutch-fuse)" ]'
 	rm -f "$UH/hutch-t-overlay.img"
 else
-	# as a user: fuse2fs serves the image, fuse-overlayfs the root, both ended with the container
-	run "$HUTCH" exec -o "$E" "$W" sh -c 'echo e > /data/f && rm /etc/hutch-test-marker'
-	check "--overlay IMG.ext3 as a user writes (fuse2fs, fuse-overlayfs)" '[ $RC -eq 0 ]'
-	check "... it returns once its helpers have written the image back and ended: clean at once" 'fuse_gone && fsck_clean "$E" && marked_clean "$E"'
+	# as a user: hutch-ext3 serves the image, the kernel's overlayfs takes it as its upper
+	# layer; the server ends with the container
+	run "$HUTCH" exec -o "$E" "$W" sh -c 'echo e > /data/f && rm /etc/hutch-test-marker && grep " / " /proc/self/mounts'
+	check "--overlay IMG.ext3 as a user writes (hutch-ext3 under the kernel overlayfs)" '[ $RC -eq 0 ] && grep -q "overlay / overlay" "$OUT"'
+	check "... it returns once its server has written the image back and ended: clean at once" 'fuse_gone && fsck_clean "$E" && marked_clean "$E"'
 	run "$HUTCH" exec -o "$E" "$W" sh -c 'cat /data/f; test -e /etc/hutch-test-marker || echo gone'
 	check "the next start sees the write and the deletion" 'out_is "e
 gone"'
@@ -219,7 +220,7 @@ gone"'
 	wait_for '[ -e "$T/int-ready" ]'
 	kill -INT -- -"$bg"
 	wait "$bg" 2>/dev/null
-	check "SIGINT to the caller's process group: the run ends, then its helpers; the image is clean" 'fuse_gone && fsck_clean "$E"'
+	check "SIGINT to the caller's process group: the run ends, then its server; the image is clean" 'fuse_gone && fsck_clean "$E"'
 	nofuse
 	R1=$(mktemp -d "$T/img.XXXX")
 	cp -a "$IMAGES/rootfs/." "$R1"
@@ -231,20 +232,20 @@ gone"'
 	check "a second writer is refused, naming the instance" 'fails_with "overlay .$E. is in use by instance .ext."'
 	run "$HUTCH" exec instance://ext sh -c 'echo v1 > /data/key'
 	"$HUTCH" instance stop ext >/dev/null 2>&1
-	check "instance stop returns once the helpers are gone, the image clean" 'fuse_gone && fsck_clean "$E" && marked_clean "$E"'
+	check "instance stop returns once the server is gone, the image clean" 'fuse_gone && fsck_clean "$E" && marked_clean "$E"'
 	run "$HUTCH" instance start -o "$E" "$R1" ext
 	run "$HUTCH" exec instance://ext cat /data/key
 	check "an instance's data in an ext3 image survives stop / start" 'out_is v1'
 	run "$HUTCH" exec instance://ext sh -c 'for i in 1 2 3 4 5 6 7 8; do echo $i > /data/n$i; done'
 	pkill -KILL -u "$(id -u)" -x hutch-supervise
-	check "a supervisor killed with SIGKILL: fuse2fs ends cleanly, the image is clean" 'nofuse && fsck_clean "$E"'
+	check "a supervisor killed with SIGKILL: hutch-ext3 ends cleanly, the image is clean" 'nofuse && fsck_clean "$E"'
 	"$HUTCH" instance list >/dev/null 2>&1 # removes the killed supervisor's stale state
 	# the watcher killed with SIGKILL: its helpers get SIGTERM from the kernel at once
-	# (PR_SET_PDEATHSIG) while fuse2fs still serves its mount, so it writes the image back
+	# (PR_SET_PDEATHSIG) while hutch-ext3 still serves its mount, so it writes the image back
 	run "$HUTCH" instance start -o "$E" "$R1" ext
 	"$HUTCH" exec instance://ext sh -c 'for i in 1 2 3 4 5 6 7 8; do echo w$i > /data/w$i; done' >/dev/null 2>&1
 	pkill -KILL -u "$(id -u)" -x hutch-fuse
-	check "the overlay watcher killed with SIGKILL: fuse2fs ends cleanly, the image clean, the data kept" \
+	check "the overlay watcher killed with SIGKILL: hutch-ext3 ends cleanly, the image clean, the data kept" \
 		'nofuse && fsck_clean "$E" && marked_clean "$E" && [ "$(/usr/sbin/debugfs -R "cat /upper/data/w8" "$E" 2>/dev/null)" = w8 ]'
 	"$HUTCH" instance stop ext >/dev/null 2>&1
 	check "... and instance stop afterwards ends the instance, nothing left" 'wait_for "! pgrep -u $(id -u) -x hutch-supervise >/dev/null" && fuse_gone'
@@ -264,11 +265,11 @@ gone"'
 	run "$HUTCH" exec --fakeroot -o "$F" "$W" sh -c 'touch /x /data/y && stat -c "%u %g" /x /data/y'
 	check "exec --fakeroot -o IMG made with --fakeroot: root writes, files are root's" '[ $RC -eq 0 ] && out_is "0 0
 0 0" && fuse_gone && [ "$(owner_in "$F" /upper/x)" = "User: 0 Group: 0" ] && fsck_clean "$F"'
-	# apptainer#1908: fuse2fs refusing or leaving early is one line, nothing left
+	# apptainer#1908: a server refusing the image or leaving early is one line, nothing left
 	cp "$E" "$T/bad.img"
 	printf 'xxxxxxxx' | dd of="$T/bad.img" bs=1 seek=1028 conv=notrunc 2>/dev/null
 	run "$HUTCH" exec -o "$T/bad.img" "$W" true
-	check "an image fuse2fs refuses: one line with its reason, nothing left" 'fails_with "fuse2fs could not mount overlay .$T/bad.img.: .*superblock is corrupt" && nofuse && ! grep -q fuse /proc/self/mountinfo'
+	check "an image hutch-ext3 refuses: one line with its reason, nothing left" 'fails_with "cannot use ext3 overlay .$T/bad.img.: .*superblock" && nofuse && ! grep -q fuse /proc/self/mountinfo'
 fi
 # --- a folder overlay under --fakeroot: root inside is the caller, so what root makes there
 # is the caller's on the host
@@ -293,7 +294,7 @@ check "the SIF still runs as before" 'out_is image-marker'
 run "$HUTCH" overlay create "$S"
 check "overlay create on a SIF that has one: one line" 'fails_with "already has an overlay partition"'
 run "$HUTCH" exec -w "$S" sh -c 'echo in-sif > /data/f'
-check "-w writes into the SIF's overlay partition (as a user: fuse2fs -o offset)" '[ $RC -eq 0 ]'
+check "-w writes into the SIF's overlay partition (as a user: hutch-ext3 at its offset)" '[ $RC -eq 0 ]'
 run "$HUTCH" exec --writable "$S" cat /data/f
 check "... and the next start reads it" 'out_is in-sif'
 run "$HUTCH" exec -w --writable-tmpfs "$S" sh -c 'echo tmp > /data/g'
