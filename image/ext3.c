@@ -6,12 +6,13 @@
  * container and the image instead of fuse2fs under fuse-overlayfs.
  *
  * One thread: libext2fs is not thread-safe. FUSE node ids are inode numbers (the root's
- * inode 2 is FUSE's 1), so the server keeps no table of nodes; it is the image's only
- * writer (its caller holds the overlay's lock), so the kernel may cache entries and
- * attributes for long. What it does keep: the files open now, so that a file unlinked
- * while open is freed at its last release (or when the server ends). Files are opened
- * with libext2fs for each read or write, never kept open: two opens of one inode would
- * each hold a copy of it.
+ * inode 2 is FUSE's 1); the server is the image's only writer (its caller holds the
+ * overlay's lock), so the kernel may cache entries and attributes for long. What it keeps:
+ * the kernel's lookup count of each inode, so that a file unlinked while the kernel still
+ * holds it (open, say) is freed once forgotten (or when the server ends), and the names of
+ * big directories (see "the names of big directories"). Files are opened with libext2fs
+ * for each read or write, never kept open: two opens of one inode would each hold a copy
+ * of it.
  *
  * The filesystem is marked not clean from the start until it has been written back at
  * the end (SIGTERM, or the mount gone), as the kernel's ext3 and fuse2fs do: an image
@@ -45,21 +46,31 @@
 #define TIMEOUT 86400.0 /* the server is the image's only writer */
 #define NAME_MAX_EXT2 255
 
-struct opened {
-        ext2_ino_t ino;
-        unsigned n;
+struct ix_entry;
+struct ix {
+        ext2_ino_t dir;      /* 0: unused */
+        size_t n, used, cap; /* names, slots used (names and removed), slots (a power of two) */
+        struct ix_entry *e;
+};
+
+struct known {
+        ext2_ino_t ino; /* 0: free; KNOWN_GONE: removed */
+        uint64_t n;
 };
 
 struct ext3 {
         ext2_filsys fs;
         bool ro;
         int fd;              /* the image */
-        struct opened *open; /* the inodes open now, and how often */
-        size_t n_open;
+        struct known *known; /* the inodes the kernel knows, and its lookup counts */
+        size_t n_known, used_known, cap_known;
+        bool no_open; /* the kernel sends no OPEN and RELEASE for files */
         /* the next new inode's generation: a freed inode number made again must not be
          * taken by the kernel for the inode it still caches (a removed directory's stays
          * dead: lookups in the new one would fail with ENOENT) */
         uint32_t generation;
+        struct ix ix[4]; /* IX_SLOTS */
+        unsigned ix_next;
 };
 
 typedef struct ext2_inode_large inode_t;
@@ -221,6 +232,153 @@ static int entry_of(struct ext3 *x, ext2_ino_t ino, struct fuse_entry_param *e)
         return 0;
 }
 
+/* ---- the names of big directories, in memory. libext2fs looks a name up by reading the
+ * whole directory, and overlayfs looks up every name it makes first: 5000 files made in
+ * one folder read it 5000 times over. A directory of IX_MIN_BLOCKS blocks or more gets a
+ * hash table of its names on its first lookup, kept true by the helpers that change
+ * names (link_add, dirent_set, name_unlink) and dropped where libext2fs adds a name itself
+ * (mkdir, symlink) or the directory goes (inode_free); the server is the image's only
+ * writer. IX_SLOTS tables at most, the oldest dropped first. */
+
+#define IX_MIN_BLOCKS 4
+#define IX_SLOTS 4
+
+struct ix_entry {
+        char *name; /* NULL: free; IX_GONE: removed */
+        ext2_ino_t ino;
+};
+
+static char ix_gone;
+#define IX_GONE (&ix_gone)
+
+static uint32_t ix_hash(const char *name)
+{
+        uint32_t h = 2166136261u; /* FNV-1a */
+        for (; *name; name++)
+                h = (h ^ (unsigned char) *name) * 16777619u;
+        return h;
+}
+
+static void ix_free(struct ix *t)
+{
+        for (size_t i = 0; i < t->cap; i++)
+                if (t->e[i].name != IX_GONE)
+                        free(t->e[i].name);
+        free(t->e);
+        *t = (struct ix){0};
+}
+
+/* the slot of name, or the free one where it would go */
+static struct ix_entry *ix_slot(struct ix *t, const char *name)
+{
+        struct ix_entry *gone = NULL;
+        for (size_t i = ix_hash(name) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+                struct ix_entry *e = &t->e[i];
+                if (!e->name)
+                        return gone ? gone : e;
+                if (e->name == IX_GONE)
+                        gone = gone ? gone : e;
+                else if (!strcmp(e->name, name))
+                        return e;
+        }
+}
+
+static int ix_put(struct ix *t, const char *name, ext2_ino_t ino)
+{
+        if ((t->used + 1) * 2 > t->cap) { /* grow (and drop what was removed) at half full */
+                struct ix old = *t;
+                size_t cap = 64;
+                while (cap < (old.n + 1) * 4)
+                        cap *= 2;
+                t->e = calloc(cap, sizeof *t->e);
+                if (!t->e) {
+                        *t = old;
+                        return -ENOMEM;
+                }
+                t->cap = cap, t->n = t->used = 0;
+                for (size_t i = 0; i < old.cap; i++)
+                        if (old.e[i].name && old.e[i].name != IX_GONE) {
+                                struct ix_entry *e = ix_slot(t, old.e[i].name);
+                                *e = old.e[i];
+                                t->n++, t->used++;
+                        }
+                free(old.e);
+        }
+        struct ix_entry *e = ix_slot(t, name);
+        if (e->name && e->name != IX_GONE) {
+                e->ino = ino;
+                return 0;
+        }
+        char *copy = strdup(name);
+        if (!copy)
+                return -ENOMEM;
+        if (!e->name)
+                t->used++;
+        *e = (struct ix_entry){.name = copy, .ino = ino};
+        t->n++;
+        return 0;
+}
+
+static struct ix *ix_of(struct ext3 *x, ext2_ino_t dir)
+{
+        for (size_t i = 0; i < IX_SLOTS; i++)
+                if (x->ix[i].dir == dir)
+                        return &x->ix[i];
+        return NULL;
+}
+
+static void ix_drop(struct ext3 *x, ext2_ino_t dir)
+{
+        struct ix *t = ix_of(x, dir);
+        if (t)
+                ix_free(t);
+}
+
+struct ix_build {
+        struct ix *t;
+        int err;
+};
+
+static int ix_build_cb(ext2_ino_t dir, int entry, struct ext2_dir_entry *d, int offset, int blocksize, char *buf,
+                       void *data)
+{
+        (void) dir, (void) offset, (void) blocksize, (void) buf;
+        struct ix_build *b = data;
+        char name[NAME_MAX_EXT2 + 1];
+        int len = ext2fs_dirent_name_len(d);
+        if (entry == DIRENT_DOT_FILE || entry == DIRENT_DOT_DOT_FILE || !d->inode || len == 0)
+                return 0;
+        memcpy(name, d->name, (size_t) len);
+        name[len] = 0;
+        if ((b->err = ix_put(b->t, name, d->inode)) < 0)
+                return DIRENT_ABORT;
+        return 0;
+}
+
+/* dir's table, made if dir is big enough for one; NULL: look it up in the directory */
+static struct ix *ix_get(struct ext3 *x, ext2_ino_t dir)
+{
+        struct ix *t = ix_of(x, dir);
+        inode_t in;
+        if (t || ino_read(x, dir, &in) < 0 || !LINUX_S_ISDIR(in.i_mode) ||
+            EXT2_I_SIZE(&in) < IX_MIN_BLOCKS * x->fs->blocksize)
+                return t;
+        t = &x->ix[x->ix_next++ % IX_SLOTS];
+        ix_free(t);
+        if (!(t->e = calloc(t->cap = 64, sizeof *t->e))) {
+                t->cap = 0;
+                return NULL;
+        }
+        struct ix_build b = {.t = t};
+        errcode_t e = ext2fs_dir_iterate2(x->fs, dir, 0, NULL, ix_build_cb, &b);
+        if (e || b.err) {
+                ix_free(t);
+                return NULL;
+        }
+        t->dir = dir;
+        return t;
+}
+
 /* name's inode in dir: -ENOENT when there is none */
 static int name_find(struct ext3 *x, ext2_ino_t dir, const char *name, ext2_ino_t *ret)
 {
@@ -228,38 +386,96 @@ static int name_find(struct ext3 *x, ext2_ino_t dir, const char *name, ext2_ino_
         if (len > NAME_MAX_EXT2)
                 return -ENAMETOOLONG;
         ext2_ino_t ino;
-        errcode_t e = ext2fs_lookup(x->fs, dir, name, (int) len, NULL, &ino);
-        if (e)
-                return -errno_of(e);
+        struct ix *t = ix_get(x, dir);
+        if (t) {
+                struct ix_entry *e = ix_slot(t, name);
+                if (!e->name || e->name == IX_GONE)
+                        return -ENOENT;
+                ino = e->ino;
+        } else {
+                errcode_t e = ext2fs_lookup(x->fs, dir, name, (int) len, NULL, &ino);
+                if (e)
+                        return -errno_of(e);
+        }
         if (!ino_ok(x, ino))
                 return -EIO;
         *ret = ino;
         return 0;
 }
 
-/* ---- open files */
-
-static struct opened *opened_find(struct ext3 *x, ext2_ino_t ino)
+/* A table follows a change of names, or goes when it cannot. */
+static void ix_changed(struct ext3 *x, ext2_ino_t dir, const char *name, ext2_ino_t ino)
 {
-        for (size_t i = 0; i < x->n_open; i++)
-                if (x->open[i].ino == ino)
-                        return &x->open[i];
-        return NULL;
+        struct ix *t = ix_of(x, dir);
+        if (!t)
+                return;
+        if (ino) {
+                if (ix_put(t, name, ino) < 0)
+                        ix_free(t);
+                return;
+        }
+        struct ix_entry *e = ix_slot(t, name);
+        if (e->name && e->name != IX_GONE) {
+                free(e->name);
+                e->name = IX_GONE;
+                t->n--;
+        }
 }
 
-static int opened_add(struct ext3 *x, ext2_ino_t ino)
+/* ---- the inodes the kernel knows: each entry replied adds one to its count, a FORGET
+ * takes them off. An inode whose last link goes while the kernel knows it (a file open,
+ * or its cached inode) is freed when the kernel forgets it, or at the server's end. Files
+ * are not tracked by open and release: the kernel sends neither when the server does not
+ * implement OPEN (two requests fewer for each file a container writes). */
+
+#define KNOWN_GONE ((ext2_ino_t) -1)
+
+static struct known *known_slot(struct ext3 *x, ext2_ino_t ino)
 {
-        struct opened *o = opened_find(x, ino);
-        if (o) {
-                o->n++;
-                return 0;
+        struct known *gone = NULL;
+        for (size_t i = (ino * 2654435761u) & (x->cap_known - 1);; i = (i + 1) & (x->cap_known - 1)) {
+                struct known *k = &x->known[i];
+                if (k->ino == ino)
+                        return k;
+                if (!k->ino)
+                        return gone ? gone : k;
+                if (k->ino == KNOWN_GONE && !gone)
+                        gone = k;
         }
-        struct opened *v = realloc(x->open, (x->n_open + 1) * sizeof *v);
-        if (!v)
-                return -ENOMEM;
-        x->open = v;
-        v[x->n_open++] = (struct opened){.ino = ino, .n = 1};
-        return 0;
+}
+
+static bool known(struct ext3 *x, ext2_ino_t ino)
+{
+        return x->cap_known && known_slot(x, ino)->ino == ino;
+}
+
+static void known_add(struct ext3 *x, ext2_ino_t ino)
+{
+        if ((x->used_known + 1) * 2 > x->cap_known) { /* grow, dropping the removed, at half full */
+                struct known *old = x->known;
+                size_t old_cap = x->cap_known, cap = 1024;
+                while (cap < (x->n_known + 1) * 4)
+                        cap *= 2;
+                struct known *v = calloc(cap, sizeof *v);
+                if (!v)
+                        return; /* not counted: freed at once when unlinked, as if unknown */
+                x->known = v, x->cap_known = cap, x->used_known = x->n_known = 0;
+                for (size_t i = 0; i < old_cap; i++)
+                        if (old[i].ino && old[i].ino != KNOWN_GONE) {
+                                *known_slot(x, old[i].ino) = old[i];
+                                x->n_known++, x->used_known++;
+                        }
+                free(old);
+        }
+        struct known *k = known_slot(x, ino);
+        if (k->ino == ino) {
+                k->n++;
+                return;
+        }
+        if (!k->ino)
+                x->used_known++;
+        *k = (struct known){.ino = ino, .n = 1};
+        x->n_known++;
 }
 
 /* Free an inode whose last link has gone: its blocks, its attribute block, then itself. */
@@ -283,29 +499,35 @@ static int inode_free(struct ext3 *x, ext2_ino_t ino)
         if ((r = ino_write(x, ino, &in)) < 0)
                 return r;
         ext2fs_inode_alloc_stats2(x->fs, ino, -1, LINUX_S_ISDIR(in.i_mode));
+        if (LINUX_S_ISDIR(in.i_mode))
+                ix_drop(x, ino);
         return 0;
 }
 
-/* An inode that lost a link: freed at once, or at its last release when it is open. */
+/* An inode that lost a link: freed at once, or once the kernel forgets it. */
 static int inode_unref(struct ext3 *x, ext2_ino_t ino, inode_t *in)
 {
         if (in->i_links_count > 0)
                 in->i_links_count--;
         times_now(x, in, T_C);
         int r = ino_write(x, ino, in);
-        if (r < 0 || in->i_links_count > 0 || opened_find(x, ino))
+        if (r < 0 || in->i_links_count > 0 || known(x, ino))
                 return r;
         return inode_free(x, ino);
 }
 
-static void opened_drop(struct ext3 *x, ext2_ino_t ino)
+static void known_sub(struct ext3 *x, ext2_ino_t ino, uint64_t n)
 {
-        struct opened *o = opened_find(x, ino);
-        if (!o || --o->n > 0)
+        struct known *k = x->cap_known ? known_slot(x, ino) : NULL;
+        if (!k || k->ino != ino)
                 return;
-        *o = x->open[--x->n_open];
+        k->n -= n < k->n ? n : k->n;
+        if (k->n > 0)
+                return;
+        k->ino = KNOWN_GONE;
+        x->n_known--;
         inode_t in;
-        if (ino_read(x, ino, &in) == 0 && in.i_links_count == 0 && in.i_mode)
+        if (!x->ro && ino_read(x, ino, &in) == 0 && in.i_links_count == 0 && in.i_mode)
                 (void) inode_free(x, ino);
 }
 
@@ -339,6 +561,8 @@ static int dirent_set(struct ext3 *x, ext2_ino_t dir, const char *name, ext2_ino
         errcode_t e = ext2fs_dir_iterate2(x->fs, dir, DIRENT_FLAG_INCLUDE_EMPTY, NULL, dirent_set_cb, &s);
         if (e)
                 return -errno_of(e);
+        if (s.done)
+                ix_changed(x, dir, name, ino);
         return s.done ? 0 : -ENOENT;
 }
 
@@ -368,6 +592,16 @@ static int link_add(struct ext3 *x, ext2_ino_t dir, const char *name, ext2_ino_t
                 if (!e)
                         e = ext2fs_link(x->fs, dir, name, ino, ft_of(mode));
         }
+        if (!e)
+                ix_changed(x, dir, name, ino);
+        return -errno_of(e);
+}
+
+static int name_unlink(struct ext3 *x, ext2_ino_t dir, const char *name, ext2_ino_t ino)
+{
+        errcode_t e = ext2fs_unlink(x->fs, dir, name, ino, 0);
+        if (!e)
+                ix_changed(x, dir, name, 0);
         return -errno_of(e);
 }
 
@@ -492,6 +726,7 @@ static int node_new(struct ext3 *x, fuse_req_t req, ext2_ino_t parent, const cha
         struct owner o = owner_of(req, &pin, &mode);
         errcode_t e = 0;
         if (S_ISDIR(mode) || S_ISLNK(mode)) {
+                ix_drop(x, parent); /* libext2fs adds the name */
                 for (int tries = 0; tries < 2; tries++) {
                         e = S_ISDIR(mode) ? ext2fs_mkdir(x->fs, parent, 0, name)
                                           : ext2fs_symlink(x->fs, parent, 0, name, target);
@@ -523,8 +758,21 @@ static void reply_entry(fuse_req_t req, struct ext3 *x, ext2_ino_t ino, int r)
                 r = entry_of(x, ino, &e);
         if (r < 0)
                 fuse_reply_err(req, -r);
-        else
-                fuse_reply_entry(req, &e);
+        else if (fuse_reply_entry(req, &e) == 0 && ino != EXT2_ROOT_INO)
+                known_add(x, ino);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t n, uint64_t nlookup)
+{
+        known_sub(X(req), ino_of(n), nlookup);
+        fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *v)
+{
+        for (size_t i = 0; i < count; i++)
+                known_sub(X(req), ino_of(v[i].ino), v[i].nlookup);
+        fuse_reply_none(req);
 }
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
@@ -666,13 +914,11 @@ static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_
         int r = node_new(x, req, ino_of(parent), name, S_IFREG | (mode & 07777), 0, NULL, &ino);
         if (r == 0)
                 r = entry_of(x, ino, &e);
-        if (r == 0)
-                r = opened_add(x, ino);
         if (r < 0)
                 return (void) fuse_reply_err(req, -r);
         fi->keep_cache = 1;
-        if (fuse_reply_create(req, &e, fi) != 0)
-                opened_drop(x, ino);
+        if (fuse_reply_create(req, &e, fi) == 0)
+                known_add(x, ino);
 }
 
 static void op_link(fuse_req_t req, fuse_ino_t n, fuse_ino_t newparent, const char *newname)
@@ -713,9 +959,8 @@ static int name_remove(struct ext3 *x, ext2_ino_t dir, const char *name, bool wa
                 return want_dir ? -ENOTDIR : -EISDIR;
         if (want_dir && (r = dir_empty(x, ino)) <= 0)
                 return r < 0 ? r : -ENOTEMPTY;
-        errcode_t e = ext2fs_unlink(x->fs, dir, name, ino, 0);
-        if (e)
-                return -errno_of(e);
+        if ((r = name_unlink(x, dir, name, ino)) < 0)
+                return r;
         if (want_dir)
                 in.i_links_count = 1; /* its own "." goes with it */
         if ((r = inode_unref(x, ino, &in)) < 0)
@@ -807,10 +1052,7 @@ static int rename_move(struct ext3 *x, fuse_req_t req, struct side *a, struct si
         } else if ((r = link_add(x, b->dir, b->name, a->ino, a->in.i_mode)) < 0) {
                 return r;
         }
-        errcode_t e = ext2fs_unlink(x->fs, a->dir, a->name, a->ino, 0);
-        if (e)
-                return -errno_of(e);
-        if ((r = dir_moved(x, a, a->dir, b->dir)) < 0)
+        if ((r = name_unlink(x, a->dir, a->name, a->ino)) < 0 || (r = dir_moved(x, a, a->dir, b->dir)) < 0)
                 return r;
         if (flags & RENAME_WHITEOUT) {
                 ext2_ino_t wh;
@@ -849,22 +1091,21 @@ static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_
         fuse_reply_err(req, -r);
 }
 
+/* ENOSYS where the kernel can do without (FUSE_CAP_NO_OPEN_SUPPORT): it then opens files
+ * by itself, keeping their cache, and never asks again */
 static void op_open(fuse_req_t req, fuse_ino_t n, struct fuse_file_info *fi)
 {
         struct ext3 *x = X(req);
         inode_t in;
-        int r = ino_read(x, ino_of(n), &in);
+        int r = x->no_open ? -ENOSYS : ino_read(x, ino_of(n), &in);
         if (r == 0 && x->ro && (fi->flags & O_ACCMODE) != O_RDONLY)
                 r = -EROFS;
         if (r == 0 && LINUX_S_ISDIR(in.i_mode))
                 r = -EISDIR;
-        if (r == 0)
-                r = opened_add(x, ino_of(n));
         if (r < 0)
                 return (void) fuse_reply_err(req, -r);
         fi->keep_cache = 1;
-        if (fuse_reply_open(req, fi) != 0)
-                opened_drop(x, ino_of(n));
+        fuse_reply_open(req, fi);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t n, size_t size, off_t off, struct fuse_file_info *fi)
@@ -919,8 +1160,7 @@ static void op_write(fuse_req_t req, fuse_ino_t n, const char *buf, size_t size,
 
 static void op_release(fuse_req_t req, fuse_ino_t n, struct fuse_file_info *fi)
 {
-        (void) fi;
-        opened_drop(X(req), ino_of(n));
+        (void) n, (void) fi;
         fuse_reply_err(req, 0);
 }
 
@@ -1188,7 +1428,8 @@ static void op_removexattr(fuse_req_t req, fuse_ino_t n, const char *name)
 
 static void op_init(void *data, struct fuse_conn_info *conn)
 {
-        (void) data;
+        struct ext3 *x = data;
+        x->no_open = conn->capable & FUSE_CAP_NO_OPEN_SUPPORT;
         conn->time_gran = 1;
         conn->want &= ~(unsigned) FUSE_CAP_HANDLE_KILLPRIV; /* the kernel clears set-user-ID bits */
 }
@@ -1196,6 +1437,8 @@ static void op_init(void *data, struct fuse_conn_info *conn)
 static const struct fuse_lowlevel_ops ops = {
         .init = op_init,
         .lookup = op_lookup,
+        .forget = op_forget,
+        .forget_multi = op_forget_multi,
         .getattr = op_getattr,
         .setattr = op_setattr,
         .readlink = op_readlink,
@@ -1257,18 +1500,19 @@ static int ext3_open(struct ext3 *x, int fd, uint64_t offset)
         return 0;
 }
 
-/* Write the image back and mark it clean; files unlinked while open are freed first. */
+/* Write the image back and mark it clean; files unlinked while known are freed first. */
 static int ext3_close(struct ext3 *x)
 {
+        for (size_t i = 0; i < x->cap_known; i++)
+                if (x->known[i].ino && x->known[i].ino != KNOWN_GONE)
+                        known_sub(x, x->known[i].ino, x->known[i].n);
         if (!x->ro) {
-                while (x->n_open) {
-                        x->open[0].n = 1;
-                        opened_drop(x, x->open[0].ino);
-                }
                 x->fs->super->s_state |= EXT2_VALID_FS;
                 ext2fs_mark_super_dirty(x->fs);
         }
-        free(x->open);
+        free(x->known);
+        for (size_t i = 0; i < IX_SLOTS; i++)
+                ix_free(&x->ix[i]);
         /* written, and its writeback started, not waited for: durable as the container's
          * own writes are, on its fsync (op_fsync) or the host's writeback. libext2fs syncs
          * the image when it opens it: the next start finds little left to wait for. */

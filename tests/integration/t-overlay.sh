@@ -259,6 +259,27 @@ gone"'
 	check "after a restart the container counts on from the ext3 image" 'wait_for "[ \"\$(\"$HUTCH\" exec instance://extr cat /data/n 2>/dev/null)\" = 2 ]" 100'
 	"$HUTCH" instance stop extr >/dev/null 2>&1
 	check "... and after its stop nothing is left, the image clean" 'fuse_gone && fsck_clean "$E"'
+	# a file removed while open stays readable through its fd (the server frees it once the
+	# kernel forgets it: early, reads fail; never, e2fsck finds the inode unattached)
+	run "$HUTCH" exec -o "$E" "$W" sh -c 'exec 3<>/data/held; echo one >&3; rm /data/held; echo two >&3; cat /proc/self/fd/3; test -e /data/held || echo gone'
+	check "a file removed while open reads on through its fd, and is freed after (e2fsck clean)" 'out_is "one
+two
+gone" && fuse_gone && fsck_clean "$E"'
+	# a directory of many blocks, whose names the server keeps in memory: adding, removing,
+	# renaming and linking names there must read the same in the next container
+	many='i=0; while [ $i -lt 700 ]; do echo $i > a-rather-long-file-name-$i; i=$((i + 1)); done'
+	run "$HUTCH" exec -o "$E" "$W" sh -c "mkdir -p /data/many && cd /data/many && $many"' && rm a-rather-long-file-name-1* && echo again > a-rather-long-file-name-150 && mv a-rather-long-file-name-2 moved && ln a-rather-long-file-name-3 hard && mkdir sub && echo x > sub/f && ls | wc -l && cat moved hard a-rather-long-file-name-150'
+	check "a big directory: names added, removed (and made again), renamed and linked" 'out_is "592
+2
+3
+again"'
+	run "$HUTCH" exec -o "$E" "$W" sh -c 'cd /data/many && ls | wc -l && cat moved a-rather-long-file-name-699 sub/f a-rather-long-file-name-150 && { test -e a-rather-long-file-name-2 || echo old-gone; } && rm -r /data/many'
+	check "... and the next container reads the same; e2fsck finds the image clean" 'out_is "592
+2
+699
+x
+again
+old-gone" && fuse_gone && fsck_clean "$E"'
 	run "$HUTCH" exec -o "$E" "$W" sh -c 'dd if=/dev/zero of=/data/big bs=1M count=80'
 	check "a full ext3 overlay gives the container ENOSPC" '[ $RC -ne 0 ] && err_has "No space left on device"'
 	check "... and e2fsck -n finds the image clean" 'fuse_gone && fsck_clean "$E"'
