@@ -234,8 +234,13 @@ static const struct {
         {"verify",
          "hutch verify [--sif-id ID | --group-id ID] [--legacy-insecure [--all]] [-l|--local] [--json] IMAGE.sif",
          "Verify a SIF image's signatures with your keyring: each signer's name and fingerprint\n"
-         "([LOCAL]: from the keyring) and the objects verified. Fails, naming what, when the image is\n"
-         "unsigned, a signer is unknown, a signature is bad or an object changed after signing.\n"
+         "([LOCAL]: from the keyring) and the objects verified. Fails (status 255) in one line in\n"
+         "Apptainer's words, 'Failed to verify container: integrity: ...', when the image is unsigned\n"
+         "('signature not found for object group N'), a signer is unknown ('signature made by unknown\n"
+         "entity'), a signature is bad or an object changed after signing ('integrity compromised').\n"
+         "--json: Apptainer's JSON on stdout, also on failure: {\"Signatures\": N, \"SignerKeys\":\n"
+         "[{\"Signer\": {\"Partition\", \"Name\", \"Fingerprint\", \"KeyLocal\", \"KeyCheck\",\n"
+         "\"DataCheck\"}}, ...] or null}, an entry per object verified.\n"
          "Legacy (Singularity < 3.6) signatures only with --legacy-insecure; with --all, each object's."},
         {"pull",
          "hutch pull [--force] [--dir DIR] [--arch ARCH] [--disable-cache] [--no-https] [OUTPUT.sif | --name "

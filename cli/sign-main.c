@@ -1,5 +1,6 @@
 /* hutch-sign: the verbs that need librnp and libcrypto (key, sign, verify), a program of
  * its own so the lean hutch never loads them; hutch execs it with its argv. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -132,6 +133,7 @@ static int parse_id(const char *verb, const char *opt, const char *v, uint32_t *
 }
 
 /* ---- verify */
+/* hutch's own report (verify-report, read by the build's 'Fingerprints:' check) */
 static void json_str(const char *s)
 {
         putchar('"');
@@ -146,7 +148,7 @@ static void json_str(const char *s)
         putchar('"');
 }
 
-static void verify_print_json(const char *path, const struct sign_verify_report *rep, const struct hutch_error *err)
+static void report_print_json(const char *path, const struct sign_verify_report *rep, const struct hutch_error *err)
 {
         printf("{\"image\":");
         json_str(path);
@@ -176,6 +178,76 @@ static void verify_print_json(const char *path, const struct sign_verify_report 
         printf("}\n");
 }
 
+/* A string as Go's encoding/json writes it (Apptainer's --json): <, >, &, U+2028 and
+ * U+2029 as \u escapes, invalid UTF-8 as U+FFFD, control bytes escaped. */
+static void go_json_str(const char *str)
+{
+        const unsigned char *p = (const unsigned char *) str;
+        putchar('"');
+        while (*p) {
+                size_t n = 1;
+                if (*p == '"' || *p == '\\')
+                        printf("\\%c", *p);
+                else if (*p == '\n' || *p == '\r' || *p == '\t')
+                        printf("\\%c", *p == '\n' ? 'n' : *p == '\r' ? 'r' : 't');
+                else if (*p < 0x20 || *p == '<' || *p == '>' || *p == '&')
+                        printf("\\u%04x", *p);
+                else if (*p < 0x80)
+                        putchar(*p);
+                else if (p[0] == 0xe2 && p[1] == 0x80 && (p[2] == 0xa8 || p[2] == 0xa9)) {
+                        printf("\\u%04x", p[2] == 0xa8 ? 0x2028 : 0x2029);
+                        n = 3;
+                } else if (p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f) /* C1 controls: valid, kept */
+                        fwrite(p, 1, n = 2, stdout);
+                else if ((n = utf8_printable_len(p)) > 0)
+                        fwrite(p, 1, n, stdout);
+                else {
+                        printf("\\ufffd");
+                        n = 1;
+                }
+                p += n;
+        }
+        putchar('"');
+}
+
+/* One "SignerKeys" entry of Apptainer's --json: the object's data type, the signer (its
+ * primary user id, "unknown" without a key) and what was checked. */
+static void json_signer(bool first, const struct sif *sif, const struct sign_sig_result *s, uint32_t id, bool data_ok)
+{
+        const struct sif_descriptor *d = sif ? sif_descriptor_find(sif, id) : NULL;
+        const char *known = s->key_known ? "true" : "false";
+        char fp[sizeof s->fingerprint] = "";
+        for (size_t i = 0; s->key_known && s->fingerprint[i]; i++) /* Go's hex.EncodeToString: lower case */
+                fp[i] = (char) tolower((unsigned char) s->fingerprint[i]), fp[i + 1] = 0;
+        printf("%s\n    {\n      \"Signer\": {\n        \"Partition\": ", first ? "[" : ",");
+        go_json_str(d ? sif_datatype_name(d->datatype) : "Unknown");
+        printf(",\n        \"Name\": ");
+        go_json_str(s->key_known && s->entity[0] ? s->entity : "unknown");
+        printf(",\n        \"Fingerprint\": ");
+        go_json_str(fp);
+        printf(",\n        \"KeyLocal\": %s,\n        \"KeyCheck\": %s,\n        \"DataCheck\": %s\n      }\n    }",
+               known, known, data_ok ? "true" : "false");
+}
+
+/* Apptainer's 'verify --json' (cmd/internal/cli/pgp.go's keyList, written by Go's encoder
+ * with a two-space indent): the signatures checked, and an entry per object verified by
+ * each, plus one with "DataCheck": false for an object whose data changed. */
+static void verify_print_json(const struct sif *sif, const struct sign_verify_report *rep)
+{
+        bool first = true;
+        printf("{\n  \"Signatures\": %zu,\n  \"SignerKeys\": ", rep->n_sigs);
+        for (size_t i = 0; i < rep->n_sigs; i++) {
+                const struct sign_sig_result *s = &rep->sigs[i];
+                for (size_t k = 0; k < s->n_verified; k++, first = false)
+                        json_signer(first, sif, s, s->verified[k], true);
+                if (s->data_failed) {
+                        json_signer(first, sif, s, s->data_failed, false);
+                        first = false;
+                }
+        }
+        printf("%s", first ? "null\n}\n" : "\n  ]\n}\n");
+}
+
 static void verify_print(const struct sif *sif, const struct sign_verify_report *rep)
 {
         for (size_t i = 0; i < rep->n_sigs; i++) {
@@ -202,7 +274,27 @@ static void verify_print(const struct sif *sif, const struct sign_verify_report 
         }
 }
 
-static int verb_verify(struct sign_cli *s, int argc, char **argv)
+/* The descriptors of the image verified, for the data types printed (NULL: none) */
+static bool sif_reload(const char *path, struct sif *sif)
+{
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        struct stat st;
+        return fd >= 0 && fstat(fd, &st) == 0 &&
+               sif_load(fd, (uint64_t) st.st_size, sif, &(struct hutch_error) HUTCH_ERROR_INIT) == 0;
+}
+
+enum verify_output { VERIFY_TEXT, VERIFY_JSON, VERIFY_REPORT };
+
+/* Apptainer's failure line, "Failed to verify container: " and, past opening the image, the
+ * reference pkg/integrity's "integrity: <error>" (cmd/internal/cli/verify.go) */
+static int verify_fail(const struct sign_verify_report *rep, const struct hutch_error *err)
+{
+        if (rep->reference[0])
+                return cli_failf(err->code, "Failed to verify container: integrity: %s", rep->reference);
+        return cli_failf(err->code, "Failed to verify container: %s", err->msg);
+}
+
+static int verb_verify(struct sign_cli *s, int argc, char **argv, enum verify_output out)
 {
         static const struct option opts[] = {
                 {"all", no_argument, NULL, 'a'},
@@ -215,7 +307,6 @@ static int verb_verify(struct sign_cli *s, int argc, char **argv)
                 {0},
         };
         struct sign_verify_opts o = {0};
-        bool json = false;
         int ch;
         while ((ch = getopt_long(argc, argv, "+ai:g:jlh", opts, NULL)) != -1)
                 switch (ch) {
@@ -229,7 +320,10 @@ static int verb_verify(struct sign_cli *s, int argc, char **argv)
                                 return EXIT_USAGE;
                         break;
                 case 'I': o.legacy = true; break;
-                case 'j': json = true; break;
+                case 'j':
+                        if (out == VERIFY_TEXT)
+                                out = VERIFY_JSON;
+                        break;
                 case 'l': break; /* -l, --local: the keyring is always local here */
                 case 'h': cli_help_print("verify"); return 0;
                 default: return cli_args_error("verify", "bad option");
@@ -242,29 +336,31 @@ static int verb_verify(struct sign_cli *s, int argc, char **argv)
         _cleanup_(sign_keyring_close) struct sign_keyring kr = SIGN_KEYRING_NULL;
         struct sign_verify_report rep = {0};
         struct hutch_error err = HUTCH_ERROR_INIT;
+        struct sif sif = {0};
         int r = keyring_open(s, &kr, false, false);
         if (r)
                 return r;
         r = sign_image_verify(&kr, path, &o, &rep, &err);
-        if (json)
-                verify_print_json(path, &rep, &err);
-        else {
-                /* Apptainer's opening line; after the check, so that a failure stays one line */
-                if (r >= 0)
-                        log_info("Verifying image with PGP key material");
-                struct sif sif = {0};
-                _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-                struct stat st;
-                if (fd >= 0 && fstat(fd, &st) == 0 && rep.n_sigs &&
-                    sif_load(fd, (uint64_t) st.st_size, &sif, &(struct hutch_error) HUTCH_ERROR_INIT) == 0) {
-                        verify_print(&sif, &rep);
-                        sif_free(&sif);
-                }
-                if (r >= 0)
-                        log_info("Verified signature(s) from image '%s'", path);
+        bool loaded = out != VERIFY_REPORT && rep.n_sigs && sif_reload(path, &sif);
+        /* Apptainer's opening line; after the check, so that a failure stays one line */
+        if (r >= 0 && out != VERIFY_REPORT)
+                log_info("Verifying image with PGP key material");
+        if (out == VERIFY_REPORT)
+                report_print_json(path, &rep, &err);
+        else if (out == VERIFY_JSON) /* printed on failure too, as Apptainer's */
+                verify_print_json(loaded ? &sif : NULL, &rep);
+        else if (loaded)
+                verify_print(&sif, &rep);
+        if (r >= 0 && out == VERIFY_TEXT)
+                log_info("Verified signature(s) from image '%s'", path);
+        if (loaded)
+                sif_free(&sif);
+        if (r < 0) {
+                fflush(stdout);
+                r = out == VERIFY_REPORT ? fail(&err) : verify_fail(&rep, &err);
         }
         sign_verify_report_free(&rep);
-        return r < 0 ? fail(&err) : 0;
+        return r;
 }
 
 /* ---- sign */
@@ -666,7 +762,10 @@ int main(int argc, char **argv)
                 return r;
         optind = 1;
         if (!strcmp(verb, "verify"))
-                return verb_verify(&s, argc - i, argv + i);
+                return verb_verify(&s, argc - i, argv + i, VERIFY_TEXT);
+        /* hutch's own report of every signature, which the build reads (hutch runs it) */
+        if (!strcmp(verb, "verify-report"))
+                return verb_verify(&s, argc - i, argv + i, VERIFY_REPORT);
         if (!strcmp(verb, "sign"))
                 return verb_sign(&s, argc - i, argv + i);
         if (!strcmp(verb, "key"))

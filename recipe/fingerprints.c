@@ -1,7 +1,8 @@
 /* The 'Fingerprints:' header, with Apptainer's rule: the SIF a stage starts from must verify
  * (every signature of every object group good, with the user's keyrings) and each listed key
  * must have signed all of its object groups. The signatures are checked by hutch-sign (the
- * program that links librnp: hutch links libc alone), whose `verify --json` report this reads. */
+ * program that links librnp: hutch links libc alone), whose `verify-report` this reads (hutch's
+ * own report of each signature: `verify --json` is Apptainer's, which names no groups). */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -155,7 +156,7 @@ static int read_all(int fd, char **ret)
         return 0;
 }
 
-/* `hutch-sign verify --json SIF` with the caller's environment (HOME, HUTCH_KEYSDIR,
+/* `hutch-sign verify-report SIF` with the caller's environment (HOME, HUTCH_KEYSDIR,
  * APPTAINER_KEYSDIR name the keyrings): its report on ret; its error line (when it printed
  * no report) on ret_errline. */
 static int sign_verify_run(const struct build_ctx *b, const char *sif, char **ret, char *errline, size_t errlen,
@@ -177,7 +178,7 @@ static int sign_verify_run(const struct build_ctx *b, const char *sif, char **re
         posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
         posix_spawn_file_actions_adddup2(&fa, in, STDOUT_FILENO);
         posix_spawn_file_actions_adddup2(&fa, efd, STDERR_FILENO);
-        char *argv[] = {"hutch-sign", "verify", "--json", (char *) sif, NULL};
+        char *argv[] = {"hutch-sign", "verify-report", (char *) sif, NULL};
         char *noenv[] = {NULL};
         pid_t pid;
         fflush(NULL);

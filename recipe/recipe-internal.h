@@ -68,7 +68,7 @@ int labels_write(int rootfd, const char *path, const struct recipe_stage *st, co
  * digits (upper-cased in *ret; duplicates dropped); an empty value requires nothing (*ret
  * NULL). */
 int fingerprints_parse(const char *value, char ***ret, struct hutch_error *err);
-/* From hutch-sign's `verify --json` report: the keys that signed every object group, when
+/* From hutch-sign's `verify-report`: the keys that signed every object group, when
  * the image verifies; else its failure in err (-EBADMSG). */
 int fingerprints_signers(const char *report, char ***ret, struct hutch_error *err);
 /* The stage's source (source: the localimage's From, or the SIF a registry agent pulled) is

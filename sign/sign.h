@@ -83,12 +83,19 @@ struct sign_sig_result {
         bool key_known;
         uint32_t verified[64]; /* objects found matching */
         size_t n_verified;
+        uint32_t data_failed;   /* the object whose data does not match its signed digest (0: none) */
         struct hutch_error err; /* code 0: good */
+        char reference[512];    /* err as the reference pkg/integrity words it (see the report's) */
 };
 
 struct sign_verify_report {
         struct sign_sig_result *sigs;
         size_t n_sigs;
+        /* On a failure past opening the image: the failure in the words of the reference
+         * pkg/integrity, which Apptainer's verify prints after "integrity: ", with a hint of
+         * hutch's in parentheses where it has one; hutch's own wording where the reference has
+         * no counterpart. "" when the image could not be opened. */
+        char reference[512];
 };
 void sign_verify_report_free(struct sign_verify_report *r);
 

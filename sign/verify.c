@@ -2,7 +2,9 @@
  * object group, or one object) has signature objects linked to it; each is a clear-signed
  * message checked with the keyring, whose signer must be the fingerprint the descriptor
  * names, and whose JSON lists digests of the header, the descriptors and the objects.
- * Legacy signatures (a "SIFHASH:" digest of the objects' bytes only) only when asked. */
+ * Legacy signatures (a "SIFHASH:" digest of the objects' bytes only) only when asked.
+ * Each failure is also put in the reference's words (its error types' texts), for verify's
+ * Apptainer-compatible error line. */
 #include <errno.h>
 #include <json-c/json.h>
 #include <rnp/rnp.h>
@@ -111,6 +113,8 @@ static int check_message(struct sign_keyring *kr, const struct sif_object *sig, 
         if (rnp_op_verify_get_signature_count(op, &count) != RNP_SUCCESS || count == 0 ||
             rnp_op_verify_get_signature_at(op, 0, &s) != RNP_SUCCESS) {
                 r = hutch_err(err, -EBADMSG, "signature object %u not valid: no OpenPGP signature in it", sig->d.id);
+                if (!cleartext_body(data))
+                        snprintf(res->reference, sizeof res->reference, "clearsigned message not found");
                 goto out;
         }
         uint32_t st = rnp_op_verify_signature_get_status(s);
@@ -135,11 +139,18 @@ static int check_message(struct sign_keyring *kr, const struct sif_object *sig, 
         if (st == RNP_ERROR_KEY_NOT_FOUND || (st == RNP_SUCCESS && !res->key_known)) {
                 r = hutch_err(err, -ENOKEY, "signature object %u: signed by unknown key %s", sig->d.id,
                               res->fingerprint);
+                /* go-crypto's ErrUnknownIssuer; the fingerprint is hutch's hint */
+                snprintf(res->reference, sizeof res->reference,
+                         "signature object %u not valid: openpgp: signature made by unknown entity (unknown key %s)",
+                         sig->d.id, res->fingerprint);
                 goto out;
         }
         if (st != RNP_SUCCESS) {
                 r = hutch_err(err, -EBADMSG, "signature object %u not valid: %s", sig->d.id,
                               st == RNP_ERROR_SIGNATURE_INVALID ? "bad signature" : rnp_text(st));
+                if (st == RNP_ERROR_SIGNATURE_INVALID) /* go-crypto's SignatureError */
+                        snprintf(res->reference, sizeof res->reference,
+                                 "signature object %u not valid: openpgp: invalid signature: bad signature", sig->d.id);
                 goto out;
         }
         rnp_signature_handle_t h = NULL;
@@ -184,7 +195,7 @@ out:
 }
 
 static int object_matches(const struct sif_file *f, const struct sif_object *o, json_object *om,
-                          struct hutch_error *err)
+                          struct sign_sig_result *res, struct hutch_error *err)
 {
         json_object *jd = NULL, *jo = NULL;
         struct digest want, got;
@@ -195,10 +206,13 @@ static int object_matches(const struct sif_file *f, const struct sif_object *o, 
                 return hutch_err(err, -EBADMSG, "signed metadata of object %u is malformed", o->d.id);
         got.name = want.name;
         if (digest_of_buffer(&got, ib, descriptor_integrity_bytes(o, ib)) < 0 || got.len != want.len ||
-            memcmp(got.value, want.value, want.len))
+            memcmp(got.value, want.value, want.len)) {
+                snprintf(res->reference, sizeof res->reference, "data object descriptor integrity compromised: %u",
+                         o->d.id);
                 return hutch_err(err, -EBADMSG,
                                  "data object descriptor integrity compromised: object %u changed after signing",
                                  o->d.id);
+        }
         if (digest_parse(json_object_get_string(jo), &want) < 0)
                 return hutch_err(err, -EBADMSG, "signed metadata of object %u is malformed", o->d.id);
         got.name = want.name;
@@ -206,9 +220,12 @@ static int object_matches(const struct sif_file *f, const struct sif_object *o, 
         int r = digest_of_ranges(&got, f->fd, range, 1);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot read object %u", o->d.id);
-        if (got.len != want.len || memcmp(got.value, want.value, want.len))
+        if (got.len != want.len || memcmp(got.value, want.value, want.len)) {
+                res->data_failed = o->d.id;
+                snprintf(res->reference, sizeof res->reference, "data object integrity compromised: %u", o->d.id);
                 return hutch_err(err, -EBADMSG, "data object integrity compromised: object %u changed after signing",
                                  o->d.id);
+        }
         return 0;
 }
 
@@ -250,13 +267,19 @@ static int metadata_matches(const struct sif_file *f, const struct task *t, cons
                         bool found = false;
                         for (size_t k = 0; k < t->n_ods; k++)
                                 found |= t->ods[k] == id;
-                        if (!found)
+                        if (!found) {
                                 r = hutch_err(err, -EBADMSG, "signed object %llu not found in the image",
                                               (unsigned long long) id);
+                                snprintf(res->reference, sizeof res->reference, "object %llu: signed object not found",
+                                         (unsigned long long) id);
+                        }
                 }
                 for (size_t k = 0; k < t->n_ods && r == 0; k++)
-                        if (!metadata_for(objects, min, t->ods[k]))
+                        if (!metadata_for(objects, min, t->ods[k])) {
                                 r = hutch_err(err, -EBADMSG, "object %u is not signed", t->ods[k]);
+                                snprintf(res->reference, sizeof res->reference, "object %u: object not signed",
+                                         t->ods[k]);
+                        }
                 if (r < 0)
                         goto out;
         }
@@ -264,15 +287,17 @@ static int metadata_matches(const struct sif_file *f, const struct task *t, cons
         if (digest_of_buffer(&got, ib, header_integrity_bytes(f->header, ib)) < 0 || got.len != want.len ||
             memcmp(got.value, want.value, want.len)) {
                 r = hutch_err(err, -EBADMSG, "header integrity compromised: the SIF header changed after signing");
+                snprintf(res->reference, sizeof res->reference, "header integrity compromised");
                 goto out;
         }
         for (size_t k = 0; k < t->n_ods; k++) {
                 json_object *om = metadata_for(objects, min, t->ods[k]);
                 if (!om) {
                         r = hutch_err(err, -EBADMSG, "object %u is not signed", t->ods[k]);
+                        snprintf(res->reference, sizeof res->reference, "object %u: object not signed", t->ods[k]);
                         goto out;
                 }
-                r = object_matches(f, sif_file_object(f, t->ods[k]), om, err);
+                r = object_matches(f, sif_file_object(f, t->ods[k]), om, res, err);
                 if (r < 0)
                         goto out;
                 res->verified[res->n_verified++] = t->ods[k];
@@ -310,9 +335,18 @@ static int legacy_matches(const struct sif_file *f, const struct task *t, const 
         int r = digest_of_ranges(&got, f->fd, (const int64_t(*)[2]) ranges, t->n_ods);
         if (r < 0)
                 return hutch_err_sys(err, r, "cannot read the signed objects");
-        if (got.len != want.len || memcmp(got.value, want.value, want.len))
+        if (got.len != want.len || memcmp(got.value, want.value, want.len)) {
+                /* the reference's legacy group verifier names no object */
+                if (t->is_group)
+                        snprintf(res->reference, sizeof res->reference, "data object integrity compromised");
+                else {
+                        res->data_failed = t->target;
+                        snprintf(res->reference, sizeof res->reference, "data object integrity compromised: %u",
+                                 t->target);
+                }
                 return hutch_err(err, -EBADMSG, "data object integrity compromised: %s %u changed after signing",
                                  t->is_group ? "object group" : "object", t->target);
+        }
         for (size_t k = 0; k < t->n_ods; k++)
                 res->verified[res->n_verified++] = t->ods[k];
         return 0;
@@ -333,10 +367,13 @@ static int verify_sig(struct sign_keyring *kr, const struct sif_file *f, const s
         int r = check_message(kr, sig, data, res, &text, err);
         if (r < 0)
                 return r;
-        if (strcasecmp(desc_fp, res->fingerprint) != 0)
+        if (strcasecmp(desc_fp, res->fingerprint) != 0) {
+                snprintf(res->reference, sizeof res->reference,
+                         "fingerprint in descriptor does not correspond to signing entity");
                 return hutch_err(err, -EBADMSG,
                                  "signature object %u: the fingerprint in its descriptor (%s) is not the signer's (%s)",
                                  sig->d.id, desc_fp, res->fingerprint);
+        }
         if (legacy)
                 return legacy_matches(f, t, sig, text, res, err);
         return metadata_matches(f, t, sig, text, res, err);
@@ -450,6 +487,7 @@ static int run_task(struct sign_keyring *kr, const struct sif_file *f, const str
                 r = verify_sig(kr, f, t, sig, data, legacy, res, err);
                 if (r < 0) {
                         res->err = *err;
+                        memcpy(rep->reference, res->reference, sizeof rep->reference);
                         return r;
                 }
         }
@@ -460,10 +498,21 @@ static int run_task(struct sign_keyring *kr, const struct sif_file *f, const str
                 return hutch_err(err, -ENOENT, "%s %u is not signed by a key the site trusts", what, t->target);
         if (!legacy)
                 other += count_legacy(f);
-        if (other && !legacy)
+        /* the reference verifies an object with its group's signatures, but a legacy one
+         * with its own */
+        if (legacy && !t->is_group)
+                snprintf(rep->reference, sizeof rep->reference, "signature not found for object %u", t->target);
+        else
+                snprintf(rep->reference, sizeof rep->reference, "signature not found for object group %u",
+                         t->is_group ? t->target : group_of(sif_file_object(f, t->target)));
+        if (other && !legacy) {
+                size_t len = strlen(rep->reference);
+                snprintf(rep->reference + len, sizeof rep->reference - len,
+                         " (it has legacy signatures only, verified with --legacy-insecure)");
                 return hutch_err(err, -ENOENT,
                                  "%s %u has only legacy signatures, which are not verified without --legacy-insecure",
                                  what, t->target);
+        }
         return hutch_err(err, -ENOENT, "the image is not signed: no %ssignature for %s %u", legacy ? "legacy " : "",
                          what, t->target);
 }
@@ -499,43 +548,52 @@ static int task_add_object(const struct sif_file *f, uint32_t id, bool legacy, s
         return 0;
 }
 
-int sign_image_verify(struct sign_keyring *kr, const char *path, const struct sign_verify_opts *o,
-                      struct sign_verify_report *ret, struct hutch_error *err)
+/* The tasks of o (the reference's selection) run in order; the first failure ends them. */
+static int verify_tasks(struct sign_keyring *kr, const struct sif_file *f, const struct sign_verify_opts *o,
+                        struct sign_verify_report *ret, struct hutch_error *err)
 {
-        _cleanup_(sif_file_close) struct sif_file f = SIF_FILE_NULL;
         _cleanup_free_ struct task *tasks = calloc(TARGETS_MAX, sizeof *tasks);
         size_t n = 0;
+        int r = 0;
 
         if (!tasks)
                 return hutch_err(err, -ENOMEM, "out of memory");
-        int r = sif_file_open(&f, path, false, err);
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < f.n_obj; i++)
-                if (!is_signature(&f.obj[i]) && group_of(&f.obj[i]) == 0)
+        for (size_t i = 0; i < f->n_obj; i++)
+                if (!is_signature(&f->obj[i]) && group_of(&f->obj[i]) == 0) {
+                        snprintf(ret->reference, sizeof ret->reference,
+                                 "non-signature object not associated with object group");
                         return hutch_err(err, -EINVAL, "object %u is in no object group, which signatures cannot cover",
-                                         f.obj[i].d.id);
+                                         f->obj[i].d.id);
+                }
         if (o->legacy && o->all) {
-                for (size_t i = 0; i < f.n_obj && r >= 0; i++)
-                        if (!is_signature(&f.obj[i]) && group_of(&f.obj[i]) && n < TARGETS_MAX)
-                                r = task_add_object(&f, f.obj[i].d.id, true, &tasks[n++], err);
-        } else if (o->sif_id)
-                r = task_add_object(&f, o->sif_id, o->legacy, &tasks[n++], err);
-        else if (o->group_id)
-                r = task_add_group(&f, o->group_id, &tasks[n++], err);
-        else if (o->legacy) {
-                n = legacy_default_tasks(&f, tasks, TARGETS_MAX, err);
+                for (size_t i = 0; i < f->n_obj && r >= 0; i++)
+                        if (!is_signature(&f->obj[i]) && group_of(&f->obj[i]) && n < TARGETS_MAX)
+                                r = task_add_object(f, f->obj[i].d.id, true, &tasks[n++], err);
+        } else if (o->sif_id) {
+                r = task_add_object(f, o->sif_id, o->legacy, &tasks[n++], err);
+                if (r == -ENOENT)
+                        snprintf(ret->reference, sizeof ret->reference, "object not found (no object %u in the image)",
+                                 o->sif_id);
+        } else if (o->group_id) {
+                r = task_add_group(f, o->group_id, &tasks[n++], err);
+                if (r == -ENOENT)
+                        snprintf(ret->reference, sizeof ret->reference,
+                                 "group not found (no object group %u in the image)", o->group_id);
+        } else if (o->legacy) {
+                n = legacy_default_tasks(f, tasks, TARGETS_MAX, err);
                 if (n == 0)
                         return hutch_err(err, -ENOENT, "the image is not signed: no legacy signature in it");
         } else {
                 uint32_t groups[TARGETS_MAX];
-                size_t ng = sif_file_groups(&f, groups, TARGETS_MAX);
+                size_t ng = sif_file_groups(f, groups, TARGETS_MAX);
                 if (ng == SIZE_MAX)
                         return hutch_err(err, -E2BIG, "the image has more than %d object groups", TARGETS_MAX);
-                if (ng == 0)
+                if (ng == 0) {
+                        snprintf(ret->reference, sizeof ret->reference, "no groups found");
                         return hutch_err(err, -ENOENT, "the image has no object group to verify");
+                }
                 for (size_t i = 0; i < ng && r >= 0; i++)
-                        r = task_add_group(&f, groups[i], &tasks[n++], err);
+                        r = task_add_group(f, groups[i], &tasks[n++], err);
         }
         if (r < 0)
                 return r;
@@ -543,11 +601,26 @@ int sign_image_verify(struct sign_keyring *kr, const char *path, const struct si
         for (size_t i = 0; i < n; i++) {
                 if (o->legacy && !tasks[i].is_group)
                         tasks[i].subset_ok = false;
-                r = run_task(kr, &f, &tasks[i], o->legacy, o->trusted, ret, err);
+                r = run_task(kr, f, &tasks[i], o->legacy, o->trusted, ret, err);
                 if (r < 0)
                         return r;
         }
         return 0;
+}
+
+int sign_image_verify(struct sign_keyring *kr, const char *path, const struct sign_verify_opts *o,
+                      struct sign_verify_report *ret, struct hutch_error *err)
+{
+        _cleanup_(sif_file_close) struct sif_file f = SIF_FILE_NULL;
+
+        ret->reference[0] = 0;
+        int r = sif_file_open(&f, path, false, err);
+        if (r < 0)
+                return r;
+        r = verify_tasks(kr, &f, o, ret, err);
+        if (r < 0 && !ret->reference[0])
+                snprintf(ret->reference, sizeof ret->reference, "%s", err->msg);
+        return r;
 }
 
 void sign_verify_report_free(struct sign_verify_report *r)

@@ -7,9 +7,25 @@ KEYS=${FIXTURES%/images}/keys
 export HOME=$T/home HUTCH_KEYSDIR=$T/keys
 mkdir -p "$HOME"
 unset HUTCH_SIGN_PASSPHRASE
+FP=12045C8C0B1004D058DE4BEDA20C27EE7FF7BA84
+# The whole of $OUT is Apptainer's `verify --json` (cmd/internal/cli/pgp.go: keyList
+# {Signatures, SignerKeys: [{Signer: keyEntity}]}, fields in that order), and the Python
+# expression $1 holds of it: j the object, signers the SignerKeys' Signer objects.
+json_ok() {
+	python3 -c 'import json,sys
+j = json.load(open(sys.argv[1]))
+keys = j.get("SignerKeys") or []
+signers = [e["Signer"] for e in keys if list(e) == ["Signer"]]
+fields = ["Partition", "Name", "Fingerprint", "KeyLocal", "KeyCheck", "DataCheck"]
+shape = list(j) == ["Signatures", "SignerKeys"] and len(signers) == len(keys) and all(list(s) == fields for s in signers)
+sys.exit(0 if shape and eval(sys.argv[2]) else 1)' "$OUT" "$1"
+}
 
 run "$HUTCH" verify "$FIXTURES/one-group-signed.sif"
-check "a signed image by an unknown key fails, naming its fingerprint" 'fails_with "unknown key 12045C8C0B1004D058DE4BEDA20C27EE7FF7BA84"'
+check "a signed image by an unknown key fails, naming its fingerprint" 'fails_with "unknown key $FP" && out_has "^\[UNKNOWN\] Fingerprint: $FP$"'
+check "... in Apptainer's words (go-crypto's ErrUnknownIssuer), the fingerprint as a hint" 'fails_with "^hutch: error: Failed to verify container: integrity: signature object 3 not valid: openpgp: signature made by unknown entity (unknown key $FP)$"'
+run "$HUTCH" verify --json "$FIXTURES/one-group-signed.sif"
+check "verify --json by an unknown signer: Apptainer's JSON (one signature, no signer entry), then the error line, status 255" 'fails_with "^hutch: error: Failed to verify container: integrity: signature object 3 not valid: openpgp: signature made by unknown entity" && json_ok "j == {\"Signatures\": 1, \"SignerKeys\": None}"'
 run "$HUTCH" key import "$KEYS/private.asc"
 check "key import of the reference test key" '[ $RC -eq 0 ] && out_has "1 key imported"'
 run "$HUTCH" key import "$KEYS/private.asc"
@@ -20,7 +36,10 @@ for f in one-group-signed two-groups-signed; do
 done
 run "$HUTCH" verify "$FIXTURES/two-groups-signed.sif" --json
 run "$HUTCH" verify --json "$FIXTURES/two-groups-signed.sif"
-check "verify --json lists both groups' signatures" '[ $RC -eq 0 ] && out_has "\"verified\":true" && out_has "\"group\":2" && out_has "\"objects\":\[3\]"'
+check "verify --json: Apptainer's schema, 2 signatures, an entry per object verified (3)" '[ $RC -eq 0 ] && json_ok "j[\"Signatures\"] == 2 and len(signers) == 3 and all(s == {\"Partition\": \"FS\", \"Name\": \"Unit Test <unit@test.com>\", \"Fingerprint\": \"$(echo $FP | tr A-F a-f)\", \"KeyLocal\": True, \"KeyCheck\": True, \"DataCheck\": True} for s in signers)"'
+check "... as Go's encoder writes it (two-space indent, < and > escaped), Apptainer's INFO line on stderr" 'out_has "^  \"Signatures\": 2,$" && out_has "^        \"Name\": \"Unit Test \\\\u003cunit@test.com\\\\u003e\",$" && [ "$(cat "$ERR")" = "INFO:    Verifying image with PGP key material" ]'
+run "$HUTCH" verify -j --group-id 2 "$FIXTURES/two-groups-signed.sif"
+check "verify -j --group-id 2: that group's signature and object only" '[ $RC -eq 0 ] && json_ok "j[\"Signatures\"] == 1 and len(signers) == 1"'
 run "$HUTCH" verify --group-id 2 "$FIXTURES/two-groups-signed.sif"
 check "verify --group-id verifies that group only" '[ $RC -eq 0 ] && out_has "^3 " && ! out_has "^1 "'
 run "$HUTCH" verify --sif-id 1 "$FIXTURES/two-groups-signed.sif"
@@ -36,11 +55,13 @@ done
 run "$HUTCH" verify --legacy-insecure --all "$FIXTURES/one-group-signed-legacy-all.sif"
 check "verify --legacy-insecure --all: each object's own signature" '[ $RC -eq 0 ] && out_has "^2 "'
 run "$HUTCH" verify --legacy-insecure "$FIXTURES/one-group-signed.sif"
-check "--legacy-insecure does not verify new-format signatures" 'fails_with "no legacy signature"'
+check "--legacy-insecure does not verify new-format signatures (the partition's own, as Apptainer looks for)" 'fails_with "integrity: signature not found for object 2$"'
 run "$HUTCH" verify "$FIXTURES/one-group.sif"
-check "an unsigned image fails" 'fails_with "not signed"'
+check "an unsigned image fails in Apptainer's words" 'fails_with "^hutch: error: Failed to verify container: integrity: signature not found for object group 1$" && [ ! -s "$OUT" ]'
+run "$HUTCH" verify --json "$FIXTURES/one-group.sif"
+check "verify --json of an unsigned image: no signature, SignerKeys null, the error line, status 255" 'fails_with "^hutch: error: Failed to verify container: integrity: signature not found for object group 1$" && json_ok "j == {\"Signatures\": 0, \"SignerKeys\": None}"'
 run "$HUTCH" verify "$IMAGES/rootfs"
-check "verify of a folder fails in one line" 'fails_with "SIF"'
+check "verify of a folder fails in one line" 'fails_with "SIF" && fails_with "^hutch: error: Failed to verify container: "'
 
 # newpair -> sign -> verify -> one byte changed
 export HUTCH_SIGN_PASSPHRASE=pw1
@@ -76,7 +97,9 @@ fi
 cp "$T/a.sif" "$T/b.sif"
 printf 'X' | dd of="$T/b.sif" bs=1 seek=41000 conv=notrunc status=none
 run "$HUTCH" verify "$T/b.sif"
-check "one byte changed in a partition: verify fails naming the object" 'fails_with "object 3 changed after signing"'
+check "one byte changed in a partition: verify fails naming the object, in Apptainer's words" 'fails_with "^hutch: error: Failed to verify container: integrity: data object integrity compromised: 3$"'
+run "$HUTCH" verify --json "$T/b.sif"
+check "verify --json of it: group 1's objects good, object 3 with DataCheck false" '[ $RC -eq 255 ] && json_ok "j[\"Signatures\"] == 2 and [s[\"DataCheck\"] for s in signers] == [True, True, False] and signers[2][\"Partition\"] == \"FS\" and signers[2][\"Name\"] == \"Tester One <one@example.org>\" and signers[2][\"Fingerprint\"] == \"$(echo $fp1 | tr A-F a-f)\""'
 if [ -n "${SIFVERIFY:-}" ]; then
 	run "$SIFVERIFY" "$T/b.sif" "$T/one.pub"
 	check "the reference rejects it too" '[ $RC -eq 1 ] && out_has "integrity compromised: 3"'
@@ -107,6 +130,8 @@ check "... and a secret key over an old 0644 file is 0600, nothing left beside i
 HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" key import "$T/two.asc"
 HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" verify --group-id 1 "$T/a.sif"
 check "an exported public key imported elsewhere verifies" 'fails_with "unknown key $fp1"'
+HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" verify --json --group-id 1 "$T/a.sif"
+check "verify --json with another signer's key only: the signature counted, no entry, status 255" 'fails_with "signature made by unknown entity (unknown key $fp1)$" && json_ok "j == {\"Signatures\": 1, \"SignerKeys\": None}"'
 HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" key import "$T/one.pub"
 HUTCH_KEYSDIR=$T/keys2 run "$HUTCH" verify "$T/a.sif"
 check "with both public keys imported, everything verifies" '[ $RC -eq 0 ]'
@@ -148,7 +173,7 @@ cp "$T/a.sif" "$T/d.sif"
 # object 2 marked unused: the signature covers an object that is gone
 printf '\0' | dd of="$T/d.sif" bs=1 seek=$((4096 + 585 + 4)) conv=notrunc status=none
 run "$HUTCH" verify --group-id 1 "$T/d.sif"
-check "a signature over a missing object fails" 'fails_with "not found in the image"'
+check "a signature over a missing object fails" 'fails_with "integrity: object 2: signed object not found$"'
 mkdir -p "$T/bad"
 echo "this is no keyring" > "$T/bad/pgp-public"
 HUTCH_KEYSDIR=$T/bad run "$HUTCH" verify "$T/a.sif"
