@@ -5,8 +5,8 @@
 # same folder. As root (ext3 overlays are root's); apptainer, when installed, runs the same
 # rows with its own overlays. --writable-tmpfs's 100 MiB row needs a system hutch.conf whose
 # 'sessiondir max size' is above 100 (the default, 64, gives ENOSPC: the row says "failed").
-# With BENCH_USER=NAME a user row follows: that user's ext3 overlay, served by fuse2fs and
-# fuse-overlayfs (start cost, and the 5000 small files against the same user's writes to
+# With BENCH_USER=NAME a user row follows: that user's ext3 overlay, served by hutch-ext3
+# under the kernel's overlayfs (start cost, and the 5000 small files against the same user's writes to
 # the host's disk).
 # usage: [BENCH_USER=NAME] bench/overlay.sh BUILD/hutch [RUNS]      (as root)
 set -euo pipefail
@@ -77,12 +77,12 @@ if [ -n "${BENCH_USER:-}" ]; then
 	as_user "$hutch" overlay create --size 1024 --create-dir /w "$work/u/ext3.img"
 	r=$(as_user "$work/timeit" "$runs" "$hutch" exec "$img" true)
 	r2=$(as_user "$work/timeit" "$runs" "$hutch" exec -o "$work/u/ext3.img" "$img" true)
-	printf '  user %s: exec true median %7.2f ms, with an ext3 overlay (fuse) %7.2f ms: adds %.2f ms\n' \
+	printf '  user %s: exec true median %7.2f ms, with an ext3 overlay (hutch-ext3) %7.2f ms: adds %.2f ms\n' \
 		"$BENCH_USER" "${r%% *}" "${r2%% *}" "$(awk -v a="${r2%% *}" -v b="${r%% *}" 'BEGIN{print a - b}')"
 	mkdir "$work/u/w" && chown "$BENCH_USER": "$work/u/w"
 	hs=$(secs as_user busybox sh -c "${small//\/w/$work/u/w}")
 	us=$(secs as_user "$hutch" exec -o "$work/u/ext3.img" "$img" sh -c "$small && rm -f /w/f*")
-	printf '  user %s: 5000 small files: host disk %s ms, ext3 overlay (fuse) %s ms\n' "$BENCH_USER" "$hs" "$us"
+	printf '  user %s: 5000 small files: host disk %s ms, ext3 overlay (hutch-ext3) %s ms\n' "$BENCH_USER" "$hs" "$us"
 fi
 if command -v apptainer >/dev/null; then
 	apptainer overlay create --size 1024 "$work/app.img" >/dev/null

@@ -46,6 +46,12 @@
 #define TIMEOUT 86400.0 /* the server is the image's only writer */
 #define NAME_MAX_EXT2 255
 
+struct idmap {
+        uint32_t first[8], count[8]; /* the ranges of ids inside */
+        size_t n;
+        uint32_t squash;
+};
+
 struct ix_entry;
 struct ix {
         ext2_ino_t dir;      /* 0: unused */
@@ -69,6 +75,8 @@ struct ext3 {
          * taken by the kernel for the inode it still caches (a removed directory's stays
          * dead: lookups in the new one would fail with ENOENT) */
         uint32_t generation;
+        /* the ids the user namespace maps, and what shows instead of any other */
+        struct idmap uids, gids;
         struct ix ix[4]; /* IX_SLOTS */
         unsigned ix_next;
 };
@@ -182,14 +190,39 @@ static void times_now(const struct ext3 *x, inode_t *in, int which)
                 time_put(x, in, t, &in->i_ctime, &in->i_ctime_extra);
 }
 
+/* An owner the user namespace does not map (an image written by real root, used by a user)
+ * shows as the caller's, as fuse-overlayfs's squash_to_uid shows it: the kernel refuses to
+ * change or remove a file whose owner it cannot name (EOVERFLOW). */
+static uint32_t id_shown(const struct idmap *m, uint32_t id)
+{
+        for (size_t i = 0; i < m->n; i++)
+                if (id >= m->first[i] && id - m->first[i] < m->count[i])
+                        return id;
+        return m->n ? m->squash : id;
+}
+
+/* /proc/self/uid_map or gid_map: "inside outside count" lines */
+static void idmap_read(struct idmap *m, const char *path, uint32_t squash)
+{
+        FILE *f = fopen(path, "re");
+        unsigned long a, b, c;
+        m->squash = squash;
+        while (f && m->n < sizeof m->first / sizeof m->first[0] && fscanf(f, "%lu %lu %lu", &a, &b, &c) == 3) {
+                m->first[m->n] = (uint32_t) a;
+                m->count[m->n++] = (uint32_t) c;
+        }
+        if (f)
+                fclose(f);
+}
+
 static void attr_of(const struct ext3 *x, ext2_ino_t ino, const inode_t *in, struct stat *st)
 {
         memset(st, 0, sizeof *st);
         st->st_ino = node_of(ino);
         st->st_mode = in->i_mode;
         st->st_nlink = in->i_links_count;
-        st->st_uid = inode_uid(*in);
-        st->st_gid = inode_gid(*in);
+        st->st_uid = id_shown(&x->uids, inode_uid(*in));
+        st->st_gid = id_shown(&x->gids, inode_gid(*in));
         st->st_size = (off_t) EXT2_I_SIZE(in);
         st->st_blksize = x->fs->blocksize;
         st->st_blocks = (blkcnt_t) ext2fs_get_stat_i_blocks(x->fs, EXT2_INODE((inode_t *) in));
@@ -1528,10 +1561,12 @@ static int ext3_close(struct ext3 *x)
 
 int image_ext3_main(int argc, char **argv)
 {
-        /* hutch-ext3 IMAGE-FD OFFSET FUSE-FD [ro] */
-        if (argc < 4 || argc > 5 || (argc == 5 && strcmp(argv[4], "ro")))
+        /* hutch-ext3 IMAGE-FD OFFSET FUSE-FD rw|ro UID GID */
+        if (argc != 7 || (strcmp(argv[4], "ro") && strcmp(argv[4], "rw")))
                 return 2;
-        struct ext3 x = {.ro = argc == 5};
+        struct ext3 x = {.ro = !strcmp(argv[4], "ro")};
+        idmap_read(&x.uids, "/proc/self/uid_map", (uint32_t) strtoul(argv[5], NULL, 10));
+        idmap_read(&x.gids, "/proc/self/gid_map", (uint32_t) strtoul(argv[6], NULL, 10));
         initialize_ext2_error_table(); /* error_message's words for libext2fs's codes */
         if (getrandom(&x.generation, sizeof x.generation, 0) != sizeof x.generation)
                 x.generation = (uint32_t) time(NULL) ^ (uint32_t) getpid();

@@ -157,7 +157,8 @@ int image_serve_main(uint64_t cache_max);
 
 /* hutch-ext3 (image/ext3.c, its own program: libext2fs is linked there alone): an ext3
  * overlay image served over FUSE for a user's kernel overlayfs, `hutch-ext3 IMAGE-FD OFFSET
- * FUSE-FD [ro]` with the mount already made on FUSE-FD. It serves until SIGTERM or the
+ * FUSE-FD rw|ro UID GID` with the mount already made on FUSE-FD; owners the user namespace
+ * does not map show as UID and GID. It serves until SIGTERM or the
  * mount's end, then writes the image back and marks it clean. Returns its exit status: 1
  * with a line on stderr when the image cannot be used, 2 on a wrong command line. */
 int image_ext3_main(int argc, char **argv);

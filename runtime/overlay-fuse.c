@@ -71,22 +71,14 @@ struct watcher {
         size_t n;
 };
 
-/* What a helper that failed wrote, on one line: its lines joined, dev (the image as it was
- * named to the helper) shown as path. */
-static void helper_said(const struct helper *h, const char *dev, const char *path, char *buf, size_t len)
+/* What a helper that failed wrote, on one line: its lines joined. */
+static void helper_said(const struct helper *h, char *buf, size_t len)
 {
         char text[2048];
         ssize_t k = read(h->errfd, text, sizeof text - 1);
-        size_t n = 0, dl = dev ? strlen(dev) : 0;
+        size_t n = 0;
         buf[0] = 0;
         for (ssize_t i = 0; i < k && n + 1 < len; i++) {
-                if (dl && i + (ssize_t) dl <= k && !memcmp(text + i, dev, dl)) {
-                        n += (size_t) snprintf(buf + n, len - n, "%s", path);
-                        i += (ssize_t) dl - 1;
-                        if (n >= len)
-                                n = len - 1;
-                        continue;
-                }
                 char ch = text[i] == '\n' ? ' ' : text[i];
                 if (ch == ' ' && (n == 0 || buf[n - 1] == ' '))
                         continue;
@@ -196,7 +188,10 @@ static int ext3_start(struct watcher *w, size_t i, struct hutch_error *err)
         snprintf(ifd, sizeof ifd, "%d", o->fd);
         snprintf(off, sizeof off, "%llu", (unsigned long long) o->offset);
         snprintf(ffd, sizeof ffd, "%d", fd);
-        char *argv[] = {"hutch-ext3", ifd, off, ffd, o->ro ? "ro" : NULL, NULL};
+        char uid[16], gid[16];
+        snprintf(uid, sizeof uid, "%u", (unsigned) c->ids.inside_uid);
+        snprintf(gid, sizeof gid, "%u", (unsigned) c->ids.inside_gid);
+        char *argv[] = {"hutch-ext3", ifd, off, ffd, o->ro ? "ro" : "rw", uid, gid, NULL};
         const int keep[] = {o->fd, fd};
         if ((r = helper_spawn(w, argv, keep, ELEMENTSOF(keep), err)) < 0)
                 return r;
@@ -207,7 +202,7 @@ static int ext3_start(struct watcher *w, size_t i, struct hutch_error *err)
                 char line[400];
                 struct pollfd p = {.fd = h->pidfd, .events = POLLIN};
                 poll(&p, 1, HELPER_START_MS);
-                helper_said(h, NULL, NULL, line, sizeof line);
+                helper_said(h, line, sizeof line);
                 return hutch_err(err, -EIO, "cannot use ext3 overlay '%s'%s%s", o->path, line[0] ? ": " : "", line);
         }
         /* see the top of this file */

@@ -78,7 +78,7 @@ srv=$(for p in $(pgrep -u "$(id -u)" -x 'hutch-squashfs|hutch-ext3'); do cgline 
 nsrv=$(pgrep -c -u "$(id -u)" -x 'hutch-squashfs|hutch-ext3')
 wait $bg
 check "the FUSE servers ($nsrv) run outside the container's cgroup" \
-	'[ "$nsrv" -ge $((1 + 2 * ${#ov[@]} / 2)) ] && [ -n "$(cgline "$T/incg")" ] && ! echo "$srv" | grep -qxF "$(cgline "$T/incg")"'
+	'[ "$nsrv" -ge $((1 + ${#ov[@]} / 2)) ] && [ -n "$(cgline "$T/incg")" ] && ! echo "$srv" | grep -qxF "$(cgline "$T/incg")"'
 # limits with a user's writable ext3 overlay: a hog OOM-killed there is reported, the
 # overlay keeps what was written before and stays clean, and it mounts again
 if [ "$MODE" = user ] && [ -x /usr/sbin/e2fsck ]; then

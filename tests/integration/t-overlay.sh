@@ -265,6 +265,16 @@ gone"'
 	check "a file removed while open reads on through its fd, and is freed after (e2fsck clean)" 'out_is "one
 two
 gone" && fuse_gone && fsck_clean "$E"'
+	# a file the user namespace cannot name the owner of (uid 0 set in the image, as real
+	# root's containers leave it) shows as the caller's and can be changed and removed
+	echo root-owned >"$T/rootf"
+	/usr/sbin/debugfs -w -R "write $T/rootf /upper/data/rootf" "$E" >/dev/null 2>&1
+	/usr/sbin/debugfs -w -R "set_inode_field /upper/data/rootf uid 0" "$E" >/dev/null 2>&1
+	/usr/sbin/debugfs -w -R "set_inode_field /upper/data/rootf gid 0" "$E" >/dev/null 2>&1
+	run "$HUTCH" exec -o "$E" "$W" sh -c 'stat -c "%u %g" /data/rootf && echo more >> /data/rootf && cat /data/rootf && rm /data/rootf'
+	check "a file owned by an unmapped uid shows as the caller's, and can be written and removed" "out_is \"$(id -u) $(id -g)
+root-owned
+more\" && fuse_gone && fsck_clean \"\$E\""
 	# a directory of many blocks, whose names the server keeps in memory: adding, removing,
 	# renaming and linking names there must read the same in the next container
 	many='i=0; while [ $i -lt 700 ]; do echo $i > a-rather-long-file-name-$i; i=$((i + 1)); done'
