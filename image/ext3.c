@@ -47,7 +47,7 @@
 #define NAME_MAX_EXT2 255
 
 struct idmap {
-        uint32_t first[8], count[8]; /* the ranges of ids inside */
+        uint32_t first[340], count[340]; /* the ranges of ids inside (the kernel's most) */
         size_t n;
         uint32_t squash;
 };
@@ -484,6 +484,11 @@ static bool known(struct ext3 *x, ext2_ino_t ino)
 
 static void known_add(struct ext3 *x, ext2_ino_t ino)
 {
+        struct known *k = x->cap_known ? known_slot(x, ino) : NULL;
+        if (k && k->ino == ino) {
+                k->n++;
+                return;
+        }
         if ((x->used_known + 1) * 2 > x->cap_known) { /* grow, dropping the removed, at half full */
                 struct known *old = x->known;
                 size_t old_cap = x->cap_known, cap = 1024;
@@ -500,11 +505,7 @@ static void known_add(struct ext3 *x, ext2_ino_t ino)
                         }
                 free(old);
         }
-        struct known *k = known_slot(x, ino);
-        if (k->ino == ino) {
-                k->n++;
-                return;
-        }
+        k = known_slot(x, ino);
         if (!k->ino)
                 x->used_known++;
         *k = (struct known){.ino = ino, .n = 1};
@@ -515,6 +516,9 @@ static void known_add(struct ext3 *x, ext2_ino_t ino)
 static int inode_free(struct ext3 *x, ext2_ino_t ino)
 {
         inode_t in;
+        /* a damaged entry may name an inode freed already: never twice */
+        if (!ext2fs_test_inode_bitmap2(x->fs->inode_map, ino))
+                return -EIO;
         int r = ino_read(x, ino, &in);
         if (r < 0)
                 return r;
@@ -680,38 +684,48 @@ static void owner_put(inode_t *in, struct owner o)
         ext2fs_set_i_gid_high(*in, o.gid >> 16);
 }
 
-/* A file, device, FIFO, socket (or whiteout) named name in parent. */
-static int node_make(struct ext3 *x, ext2_ino_t parent, const char *name, mode_t mode, dev_t rdev, struct owner o,
-                     ext2_ino_t *ret)
+/* A new inode of mode, owned by o, named nowhere yet: a link count of 1, a directory's 2
+ * (its "." too) with one more for its parent's "..", as libext2fs counts them.
+ * libext2fs makes a directory's and a symbolic link's blocks here, before the name is
+ * added: with the name first, an indexed parent growing a leaf could take the block
+ * ext2fs_mkdir had chosen and not yet marked used. */
+static int inode_make(struct ext3 *x, ext2_ino_t parent, mode_t mode, dev_t rdev, const char *target, struct owner o,
+                      ext2_ino_t *ret)
 {
         ext2_filsys fs = x->fs;
         ext2_ino_t ino;
+        inode_t in = {0};
+        int r;
         errcode_t e = ext2fs_new_inode(fs, parent, (int) mode, NULL, &ino);
         if (e)
                 return -errno_of(e);
-        int r = link_add(x, parent, name, ino, (uint16_t) mode);
-        if (r < 0)
-                return r;
-        ext2fs_inode_alloc_stats2(fs, ino, +1, 0);
-        inode_t in = {0};
-        in.i_mode = (uint16_t) mode;
-        in.i_links_count = 1;
-        in.i_generation = x->generation++;
-        owner_put(&in, o);
-        if (S_ISCHR(mode) || S_ISBLK(mode))
-                rdev_put(&in, rdev);
-        if (S_ISREG(mode) && ext2fs_has_feature_extents(fs->super)) {
-                ext2_extent_handle_t h;
-                if ((e = ext2fs_extent_open2(fs, ino, EXT2_INODE(&in), &h)) != 0)
+        if (S_ISDIR(mode) || S_ISLNK(mode)) {
+                e = S_ISDIR(mode) ? ext2fs_mkdir(fs, parent, ino, NULL) : ext2fs_symlink(fs, parent, ino, NULL, target);
+                if (e)
                         return -errno_of(e);
-                ext2fs_extent_free(h);
+                if ((r = ino_read(x, ino, &in)) < 0)
+                        return r;
+                if (S_ISDIR(mode))
+                        in.i_mode = (uint16_t) ((in.i_mode & LINUX_S_IFMT) | (mode & 07777));
+        } else {
+                ext2fs_inode_alloc_stats2(fs, ino, +1, 0);
+                in.i_mode = (uint16_t) mode;
+                in.i_links_count = 1;
+                if (S_ISCHR(mode) || S_ISBLK(mode))
+                        rdev_put(&in, rdev);
+                if (S_ISREG(mode) && ext2fs_has_feature_extents(fs->super)) {
+                        ext2_extent_handle_t h;
+                        if ((e = ext2fs_extent_open2(fs, ino, EXT2_INODE(&in), &h)) != 0)
+                                return -errno_of(e);
+                        ext2fs_extent_free(h);
+                }
+                /* zeroes the whole on-disk inode (a freed one's attributes must not come
+                 * back); the large fields (the times' nanoseconds) follow */
+                if ((e = ext2fs_write_new_inode(fs, ino, EXT2_INODE(&in))) != 0 || (r = ino_read(x, ino, &in)) < 0)
+                        return e ? -errno_of(e) : r;
         }
-        /* zeroes the whole on-disk inode (a freed one's attributes must not come back), then
-         * the large fields: the times' nanoseconds */
-        if ((e = ext2fs_write_new_inode(fs, ino, EXT2_INODE(&in))) != 0)
-                return -errno_of(e);
-        if ((r = ino_read(x, ino, &in)) < 0)
-                return r;
+        owner_put(&in, o);
+        in.i_generation = x->generation++;
         times_now(x, &in, T_A | T_M | T_C);
         if ((r = ino_write(x, ino, &in)) < 0)
                 return r;
@@ -719,25 +733,17 @@ static int node_make(struct ext3 *x, ext2_ino_t parent, const char *name, mode_t
         return 0;
 }
 
-/* libext2fs makes directories and symbolic links as root's with a default mode; the
- * owner, mode and times are set afterwards. */
-static int node_finish(struct ext3 *x, ext2_ino_t parent, const char *name, mode_t mode, struct owner o,
-                       ext2_ino_t *ret)
+/* Undo inode_make when its name could not be added. */
+static void inode_discard(struct ext3 *x, ext2_ino_t parent, ext2_ino_t ino)
 {
-        ext2_ino_t ino;
-        int r = name_find(x, parent, name, &ino);
         inode_t in;
-        if (r < 0 || (r = ino_read(x, ino, &in)) < 0)
-                return r;
-        if (!S_ISLNK(mode))
-                in.i_mode = (uint16_t) ((in.i_mode & LINUX_S_IFMT) | (mode & 07777));
-        owner_put(&in, o);
-        in.i_generation = x->generation++;
-        times_now(x, &in, T_A | T_M | T_C);
-        if ((r = ino_write(x, ino, &in)) < 0)
-                return r;
-        *ret = ino;
-        return 0;
+        if (ino_read(x, ino, &in) < 0)
+                return;
+        if (LINUX_S_ISDIR(in.i_mode))
+                (void) dir_touch(x, parent, -1);
+        in.i_links_count = 0;
+        if (ino_write(x, ino, &in) == 0)
+                (void) inode_free(x, ino);
 }
 
 static int node_new(struct ext3 *x, fuse_req_t req, ext2_ino_t parent, const char *name, mode_t mode, dev_t rdev,
@@ -756,24 +762,16 @@ static int node_new(struct ext3 *x, fuse_req_t req, ext2_ino_t parent, const cha
                 return r;
         if (!LINUX_S_ISDIR(pin.i_mode))
                 return -ENOTDIR;
+        if (S_ISDIR(mode) && pin.i_links_count >= EXT2_LINK_MAX)
+                return -EMLINK;
         struct owner o = owner_of(req, &pin, &mode);
-        errcode_t e = 0;
-        if (S_ISDIR(mode) || S_ISLNK(mode)) {
-                ix_drop(x, parent); /* libext2fs adds the name */
-                for (int tries = 0; tries < 2; tries++) {
-                        e = S_ISDIR(mode) ? ext2fs_mkdir(x->fs, parent, 0, name)
-                                          : ext2fs_symlink(x->fs, parent, 0, name, target);
-                        if (e != EXT2_ET_DIR_NO_SPACE || tries)
-                                break;
-                        if ((e = ext2fs_expand_dir(x->fs, parent)) != 0)
-                                break;
-                }
-                r = e ? -errno_of(e) : node_finish(x, parent, name, mode, o, ret);
-        } else {
-                r = node_make(x, parent, name, mode, rdev, o, ret);
-        }
-        if (r < 0)
+        if ((r = inode_make(x, parent, mode, rdev, target, o, &ino)) < 0)
                 return r;
+        if ((r = link_add(x, parent, name, ino, (uint16_t) mode)) < 0) {
+                inode_discard(x, parent, ino);
+                return r;
+        }
+        *ret = ino;
         return dir_touch(x, parent, 0);
 }
 
@@ -1043,11 +1041,26 @@ static int dir_moved(struct ext3 *x, const struct side *s, ext2_ino_t from, ext2
         return r;
 }
 
+/* A directory moving into another parent adds a link to it: refused at the most. */
+static int dir_room(struct ext3 *x, const struct side *moving, ext2_ino_t from, ext2_ino_t to)
+{
+        inode_t in;
+        if (!LINUX_S_ISDIR(moving->in.i_mode) || from == to)
+                return 0;
+        int r = ino_read(x, to, &in);
+        return r < 0 ? r : in.i_links_count >= EXT2_LINK_MAX ? -EMLINK : 0;
+}
+
 static int rename_exchange(struct ext3 *x, struct side *a, struct side *b)
 {
         if (!b->exists)
                 return -ENOENT;
-        int r = dirent_set(x, a->dir, a->name, b->ino, b->in.i_mode);
+        /* a directory swapped with a file moves a link from one parent to the other */
+        int r = LINUX_S_ISDIR(a->in.i_mode) == LINUX_S_ISDIR(b->in.i_mode) ? 0 : dir_room(x, a, a->dir, b->dir);
+        if (r == 0 && LINUX_S_ISDIR(a->in.i_mode) != LINUX_S_ISDIR(b->in.i_mode))
+                r = dir_room(x, b, b->dir, a->dir);
+        if (r == 0)
+                r = dirent_set(x, a->dir, a->name, b->ino, b->in.i_mode);
         if (r == 0)
                 r = dirent_set(x, b->dir, b->name, a->ino, a->in.i_mode);
         if (r == 0)
@@ -1059,6 +1072,31 @@ static int rename_exchange(struct ext3 *x, struct side *a, struct side *b)
         if (r == 0 && b->dir != a->dir)
                 r = dir_touch(x, b->dir, 0);
         return r;
+}
+
+/* The names' part of a rename: a's inode named at b, b's old inode let go, a's name
+ * removed, or pointed at the whiteout wh when there is one. */
+static int rename_names(struct ext3 *x, struct side *a, struct side *b, ext2_ino_t wh, bool *wh_named)
+{
+        int r = b->exists ? dirent_set(x, b->dir, b->name, a->ino, a->in.i_mode)
+                          : link_add(x, b->dir, b->name, a->ino, a->in.i_mode);
+        if (r < 0)
+                return r;
+        if (wh) {
+                if ((r = dirent_set(x, a->dir, a->name, wh, LINUX_S_IFCHR)) < 0)
+                        return r;
+                *wh_named = true;
+        } else if ((r = name_unlink(x, a->dir, a->name, a->ino)) < 0) {
+                return r;
+        }
+        if (b->exists && LINUX_S_ISDIR(b->in.i_mode)) {
+                b->in.i_links_count = 1;
+                if ((r = dir_touch(x, b->dir, -1)) < 0)
+                        return r;
+        }
+        if (b->exists && (r = inode_unref(x, b->ino, &b->in)) < 0)
+                return r;
+        return dir_moved(x, a, a->dir, b->dir);
 }
 
 static int rename_move(struct ext3 *x, fuse_req_t req, struct side *a, struct side *b, unsigned flags)
@@ -1073,27 +1111,25 @@ static int rename_move(struct ext3 *x, fuse_req_t req, struct side *a, struct si
                         return LINUX_S_ISDIR(a->in.i_mode) ? -ENOTDIR : -EISDIR;
                 if (LINUX_S_ISDIR(b->in.i_mode) && (r = dir_empty(x, b->ino)) <= 0)
                         return r < 0 ? r : -ENOTEMPTY;
-                if ((r = dirent_set(x, b->dir, b->name, a->ino, a->in.i_mode)) < 0)
-                        return r;
-                if (LINUX_S_ISDIR(b->in.i_mode)) {
-                        b->in.i_links_count = 1;
-                        if ((r = dir_touch(x, b->dir, -1)) < 0)
-                                return r;
-                }
-                if ((r = inode_unref(x, b->ino, &b->in)) < 0)
-                        return r;
-        } else if ((r = link_add(x, b->dir, b->name, a->ino, a->in.i_mode)) < 0) {
+        } else if ((r = dir_room(x, a, a->dir, b->dir)) < 0) {
                 return r;
         }
-        if ((r = name_unlink(x, a->dir, a->name, a->ino)) < 0 || (r = dir_moved(x, a, a->dir, b->dir)) < 0)
-                return r;
+        /* the whiteout is made first, so that a full image fails the rename before any name
+         * has moved */
+        ext2_ino_t wh = 0;
+        bool wh_named = false;
         if (flags & RENAME_WHITEOUT) {
-                ext2_ino_t wh;
                 inode_t pin;
                 mode_t mode = S_IFCHR;
                 if ((r = ino_read(x, a->dir, &pin)) < 0 ||
-                    (r = node_make(x, a->dir, a->name, mode, 0, owner_of(req, &pin, &mode), &wh)) < 0)
+                    (r = inode_make(x, a->dir, mode, 0, NULL, owner_of(req, &pin, &mode), &wh)) < 0)
                         return r;
+        }
+        r = rename_names(x, a, b, wh, &wh_named);
+        if (r < 0) {
+                if (wh && !wh_named)
+                        inode_discard(x, a->dir, wh);
+                return r;
         }
         inode_t in;
         if ((r = ino_read(x, a->ino, &in)) < 0)

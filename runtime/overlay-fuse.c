@@ -348,8 +348,11 @@ void overlays_fuse_wait(struct launch_ctx *c)
         char byte;
         if (c->fuse_sock < 0)
                 return;
-        while (recv(c->fuse_sock, &byte, 1, 0) > 0 || errno == EINTR)
-                ;
+        for (;;) {
+                ssize_t k = recv(c->fuse_sock, &byte, 1, 0);
+                if (k <= 0 && !(k < 0 && errno == EINTR))
+                        break;
+        }
         close(c->fuse_sock);
         c->fuse_sock = -EBADF;
         while (waitpid(c->fuse_pid, NULL, 0) < 0 && errno == EINTR)
