@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -204,7 +205,11 @@ static int field_set(struct instance_state *st, const struct field *f, const cha
                 *(pid_t *) p = (pid_t) n;
                 break;
         case F_ULL: *(unsigned long long *) p = n; break;
-        case F_LL: *(long long *) p = (long long) n; break;
+        case F_LL:
+                if (n > (unsigned long long) LLONG_MAX)
+                        return -EINVAL; /* it would be written back negative, which reads as bad */
+                *(long long *) p = (long long) n;
+                break;
         case F_UINT:
                 if (n > 0xffffffffULL)
                         return -EINVAL;

@@ -187,6 +187,8 @@ static void test_state_parse_bad(void **state)
                 "name=a\npid=2x\nsupervisor=1\n",
                 "name=a\npid=99999999999999999999\nsupervisor=1\n",
                 "name=a\npid=2\nsupervisor=1\nrestarts=5000000000\n",
+                /* read as negative, it would be written as a value that does not read back */
+                "name=a\npid=2\nsupervisor=1\nstarted=9223372036854775808\n",
                 "name=a\npid=2\nsupervisor=1\ngarbage line\n",
         };
         for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
