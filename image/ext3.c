@@ -28,14 +28,21 @@
 #include <fuse3/fuse_lowlevel.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 #include <time.h>
@@ -1612,6 +1619,95 @@ static int ext3_close(struct ext3 *x)
         return e ? -1 : 0;
 }
 
+/* ---- confinement */
+
+/* The image is the user's, but it may come from elsewhere (a SIF's overlay partition): once
+ * the server has read what it needs of the system (the id maps) and holds its two fds, it
+ * confines itself before libext2fs reads a byte of the image. A seccomp filter lets
+ * through what serving takes (the two fds' I/O, memory, signals, the clock) and fails
+ * everything else with EPERM: nothing is opened, executed or connected, no process but
+ * itself signalled (abort), no memory made executable. EPERM, not death: a call missing
+ * here fails one request and the image is still written back at the end, where a killed
+ * server would leave it for e2fsck. The filter is written out rather than compiled by libseccomp, whose first
+ * use probes the kernel (~0.45 ms, on the start's path). t-overlay checks that the server
+ * runs confined. */
+#if defined(__x86_64__)
+#define EXT3_AUDIT_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define EXT3_AUDIT_ARCH AUDIT_ARCH_AARCH64
+#else
+#error "hutch-ext3's seccomp filter knows x86_64 and aarch64 only"
+#endif
+
+static const int confined_calls[] = {
+        SYS_read,         SYS_write,          SYS_readv,        SYS_writev,          SYS_pread64,     SYS_pwrite64,
+        SYS_lseek,        SYS_fsync,          SYS_fdatasync,    SYS_sync_file_range, SYS_fallocate,   SYS_ftruncate,
+        SYS_close,        SYS_munmap,         SYS_mremap,       SYS_madvise,         SYS_brk,         SYS_futex,
+        SYS_rt_sigaction, SYS_rt_sigprocmask, SYS_rt_sigreturn, SYS_restart_syscall, SYS_sigaltstack, SYS_exit,
+        SYS_exit_group,   SYS_getpid,         SYS_gettid,       SYS_getuid,          SYS_geteuid,     SYS_getgid,
+        SYS_getegid,      SYS_clock_gettime,  SYS_gettimeofday, SYS_getrandom,
+#ifdef SYS_time
+        SYS_time,
+#endif
+};
+
+static int ext3_confine(void)
+{
+        struct sock_filter f[128];
+        size_t n = 0;
+#define EMIT(insn) (n < sizeof f / sizeof f[0] ? (void) (f[n] = (struct sock_filter) insn) : (void) 0, n++)
+#define ARG_LO(i) (offsetof(struct seccomp_data, args) + (i) * sizeof(uint64_t)) /* little-endian */
+        EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)));
+        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, EXT3_AUDIT_ARCH, 1, 0));
+        EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS));
+        EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)));
+        for (size_t i = 0; i < (sizeof confined_calls / sizeof confined_calls[0]); i++) {
+                EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t) confined_calls[i], 0, 1));
+                EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+        }
+        /* memory, never executable (mmap's and mprotect's prot); each block leaves the
+         * syscall number in A when it does not match */
+        static const int no_exec[] = {SYS_mmap, SYS_mprotect};
+        for (size_t i = 0; i < (sizeof no_exec / sizeof no_exec[0]); i++) {
+                EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t) no_exec[i], 0, 4));
+                EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(2)));
+                EMIT(BPF_JUMP(BPF_JMP | BPF_JSET | BPF_K, PROT_EXEC, 1, 0));
+                EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+                EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+        }
+        /* fstat of an fd (glibc's fstat is fstatat(fd, "", AT_EMPTY_PATH)), never a path;
+         * F_GETFD and F_GETFL of an fd (libext2fs's unixfd open) */
+        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_newfstatat, 0, 4));
+        EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(3)));
+        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AT_EMPTY_PATH, 0, 1));
+        EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+        EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+        /* a signal to itself only (abort) */
+        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_tgkill, 0, 4));
+        EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(0)));
+        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t) getpid(), 0, 1));
+        EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+        EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_fcntl, 0, 5));
+        EMIT(BPF_STMT(BPF_LD | BPF_W | BPF_ABS, ARG_LO(1)));
+        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_GETFD, 1, 0));
+        EMIT(BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, F_GETFL, 0, 1));
+        EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+        EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM));
+        EMIT(BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM)); /* any other call */
+#undef ARG_LO
+#undef EMIT
+        struct sock_fprog prog = {.len = (unsigned short) n, .filter = f};
+        if (n > sizeof f / sizeof f[0])
+                errno = E2BIG;
+        if (n > sizeof f / sizeof f[0] || prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+            syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
+                fprintf(stderr, "cannot confine itself (seccomp): %s\n", strerror(errno));
+                return -1;
+        }
+        return 0;
+}
+
 int image_ext3_main(int argc, char **argv)
 {
         /* hutch-ext3 IMAGE-FD OFFSET FUSE-FD rw|ro UID GID */
@@ -1626,19 +1722,29 @@ int image_ext3_main(int argc, char **argv)
         char mnt[32];
         snprintf(mnt, sizeof mnt, "/dev/fd/%d", atoi(argv[3]));
         x.fd = atoi(argv[1]);
-        if (ext3_open(&x, x.fd, strtoull(argv[2], NULL, 10)) < 0) {
-                if (x.fs)
-                        ext2fs_free(x.fs);
-                return 1;
-        }
         char *args_v[] = {argv[0], NULL};
         struct fuse_args args = FUSE_ARGS_INIT(1, args_v);
         struct fuse_session *se = fuse_session_new(&args, &ops, sizeof ops, &x);
         int r = se ? 0 : -1;
         if (r == 0 && (fuse_set_signal_handlers(se) < 0 || fuse_session_mount(se, mnt) < 0))
                 r = -1;
-        if (r == 0)
-                fuse_session_loop(se);
+        /* confined before the image is read (see "confinement") */
+        if (r == 0 && ext3_confine() < 0)
+                r = -1;
+        if (r == 0 && ext3_open(&x, x.fd, strtoull(argv[2], NULL, 10)) < 0) {
+                if (x.fs)
+                        ext2fs_free(x.fs);
+                x.fs = NULL;
+                r = -1;
+        }
+        if (r < 0) {
+                if (se) {
+                        fuse_remove_signal_handlers(se);
+                        fuse_session_destroy(se);
+                }
+                return 1;
+        }
+        fuse_session_loop(se);
         /* from here on the image is written back: a SIGTERM that comes now, once libfuse
          * has put the default action back, must not cut that short */
         sigset_t term;
@@ -1647,11 +1753,7 @@ int image_ext3_main(int argc, char **argv)
         sigaddset(&term, SIGINT);
         sigaddset(&term, SIGHUP);
         sigprocmask(SIG_BLOCK, &term, NULL);
-        if (se) {
-                fuse_remove_signal_handlers(se);
-                fuse_session_destroy(se);
-        }
-        if (ext3_close(&x) < 0)
-                r = -1;
-        return r < 0 ? 1 : 0;
+        fuse_remove_signal_handlers(se);
+        fuse_session_destroy(se);
+        return ext3_close(&x) < 0 ? 1 : 0;
 }
