@@ -1428,6 +1428,12 @@ static void op_getxattr(fuse_req_t req, fuse_ino_t n, const char *name, size_t s
         void *v = NULL;
         size_t len = 0;
         errcode_t e = ext2fs_xattr_get(h, name, &v, &len);
+        /* a folder made opaque by a kernel overlay as real root (Apptainer's, or the kernel's
+         * without userxattr) is marked trusted.overlay.opaque, which a user's overlay
+         * (userxattr) never asks for: it is read as user.overlay.opaque, so that a folder
+         * removed and made again there stays without the lower layers' files */
+        if (e == EXT2_ET_EA_KEY_NOT_FOUND && !strcmp(name, "user.overlay.opaque"))
+                e = ext2fs_xattr_get(h, "trusted.overlay.opaque", &v, &len);
         ext2fs_xattrs_close(&h);
         if (e)
                 fuse_reply_err(req, errno_of(e));

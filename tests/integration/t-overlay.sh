@@ -281,6 +281,19 @@ gone" && fuse_gone && fsck_clean "$E"'
 	check "a file owned by an unmapped uid shows as the caller's, and can be written and removed" "out_is \"$(id -u) $(id -g)
 root-owned
 more\" && fuse_gone && fsck_clean \"\$E\""
+	# a folder a kernel overlay as real root made opaque (trusted.overlay.opaque, as
+	# Apptainer as root leaves it) hides the image's files as root's overlay would
+	echo upper-only >"$T/newf"
+	for c in "mkdir /upper/srv" "mkdir /upper/srv/www" "ea_set /upper/srv/www trusted.overlay.opaque y" \
+		"write $T/newf /upper/srv/www/new"; do
+		/usr/sbin/debugfs -w -R "$c" "$E" >/dev/null 2>&1
+	done
+	run "$HUTCH" exec -o "$E" "$W" ls /srv/www
+	check "a folder made opaque by root's overlay (trusted.overlay.opaque) hides the image's files" 'out_is new'
+	/usr/sbin/debugfs -w -R "rm /upper/srv/www/new" "$E" >/dev/null 2>&1
+	/usr/sbin/debugfs -w -R "rmdir /upper/srv/www" "$E" >/dev/null 2>&1
+	/usr/sbin/debugfs -w -R "rmdir /upper/srv" "$E" >/dev/null 2>&1
+	check "... and e2fsck finds the image clean after" 'fsck_clean "$E"'
 	# a directory of many blocks, whose names the server keeps in memory: adding, removing,
 	# renaming and linking names there must read the same in the next container
 	many='i=0; while [ $i -lt 700 ]; do echo $i > a-rather-long-file-name-$i; i=$((i + 1)); done'
