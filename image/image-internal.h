@@ -54,6 +54,11 @@ int squash_dir_next(struct squash_dir *d, sqfs_dir_entry *e, char name[SQUASHFS_
 int squash_dir_lookup(sqfs *fs, const sqfs_inode *dir, const char *name, sqfs_dir_entry *ret);
 /* Read up to size bytes of a regular file from off; the bytes read, 0 at its end, -EIO. */
 ssize_t squash_read(sqfs *fs, const sqfs_inode *inode, uint64_t off, size_t size, char *buf);
+/* Where [off, off + size) of a regular file (cut at its end) is stored as is in the image
+ * file, when it is: uncompressed blocks, no hole, each where the one before it ends. Sets
+ * the position in the image file (fs->fd) and the length; -1 otherwise (read it with
+ * squash_read). Uses the thread's block-list walk, as squash_read does. */
+int squash_extent(sqfs *fs, const sqfs_inode *inode, uint64_t off, size_t size, uint64_t *ret_pos, size_t *ret_len);
 /* The tail of a file in its fragment block (cached by squashfuse: not to be freed), checked
  * to hold the tail. */
 int squash_frag(sqfs *fs, const sqfs_inode *inode, const char **ret_data, sqfs_block **ret_block);

@@ -68,6 +68,7 @@ static const int worker_calls[] = {
         SCMP_SYS(mremap),
         SCMP_SYS(munmap),
         SCMP_SYS(newfstatat),
+        SCMP_SYS(pipe2),           /* libfuse's pipe of a thread, for spliced replies (op_read) */
         SCMP_SYS(poll),
         SCMP_SYS(ppoll),
         SCMP_SYS(pread64),         /* the image; cached fragment blocks */
@@ -79,8 +80,10 @@ static const int worker_calls[] = {
         SCMP_SYS(sched_yield),     /* a spin lock's back-off (AddressSanitizer's allocator) */
         SCMP_SYS(set_robust_list), /* a thread's start */
         SCMP_SYS(sigaltstack),     /* AddressSanitizer, at exit */
+        SCMP_SYS(splice),          /* the image's data stored as is, to /dev/fuse through the pipe */
         SCMP_SYS(sysinfo),         /* qsort sizes its buffer by the memory (the cache's trim) */
         SCMP_SYS(write),           /* /dev/fuse; cache entries */
+        SCMP_SYS(vmsplice),        /* a spliced reply's header, into the pipe */
         SCMP_SYS(writev),          /* /dev/fuse: replies and page-cache stores */
 };
 
@@ -98,7 +101,7 @@ static const int cache_calls[] = {
 /* fcntl commands the worker may use (libfuse's check of the /dev/fd/N it mounts, fdopendir
  * for the cache's trim). F_SETOWN, F_SETSIG and F_SETFL's O_ASYNC would have the kernel
  * signal any process of the user. */
-static const int fcntl_cmds[] = {F_GETFD, F_SETFD, F_GETFL};
+static const int fcntl_cmds[] = {F_GETFD, F_SETFD, F_GETFL, F_SETPIPE_SZ /* libfuse grows its pipe */};
 
 /* The monitor, once the worker has died: reports, answers EIO. */
 static const int monitor_calls[] = {

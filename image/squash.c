@@ -394,8 +394,10 @@ void squash_forget(sqfs *fs)
 
 static int seek_block(sqfs *fs, const sqfs_inode *inode, uint64_t index)
 {
-        if (walk.fs != fs || walk.at.block != inode->next.block || walk.at.offset != inode->next.offset ||
-            walk.index > index) {
+        bool same = walk.fs == fs && walk.at.block == inode->next.block && walk.at.offset == inode->next.offset;
+        if (same && walk.index == index + 1) /* bl holds that block already */
+                return 0;
+        if (!same || walk.index > index) {
                 sqfs_blocklist_init(fs, (sqfs_inode *) inode, &walk.bl);
                 walk.fs = fs;
                 walk.at = inode->next;
@@ -407,6 +409,36 @@ static int seek_block(sqfs *fs, const sqfs_inode *inode, uint64_t index)
                         return -EIO;
                 }
         }
+        return 0;
+}
+
+int squash_extent(sqfs *fs, const sqfs_inode *inode, uint64_t off, size_t size, uint64_t *ret_pos, size_t *ret_len)
+{
+        uint64_t file = inode->xtra.reg.file_size, bs = fs->sb.block_size, start = 0, next = 0;
+        if (!S_ISREG(inode->base.mode) || off >= file || size == 0)
+                return -1;
+        if (size > file - off)
+                size = (size_t) (file - off);
+        uint64_t first = off / bs, last = (off + size - 1) / bs;
+        if (last >= sqfs_blocklist_count(fs, (sqfs_inode *) inode)) /* the tail is in a fragment */
+                return -1;
+        for (uint64_t i = first; i <= last; i++) {
+                bool compressed;
+                uint32_t csize;
+                if (seek_block(fs, inode, i) < 0)
+                        return -1;
+                sqfs_data_header(walk.bl.header, &compressed, &csize);
+                uint64_t pos = walk.bl.block, want = file - i * bs < bs ? file - i * bs : bs;
+                /* a hole, a compressed block, or one that is not where the last one ended */
+                if (walk.bl.input_size == 0 || compressed || csize != want || pos < FIRST_BLOCK ||
+                    pos >= fs->sb.bytes_used || csize > fs->sb.bytes_used - pos || (i > first && pos != next))
+                        return -1;
+                if (i == first)
+                        start = pos;
+                next = pos + csize;
+        }
+        *ret_pos = fs->offset + start + off % bs;
+        *ret_len = size;
         return 0;
 }
 

@@ -429,6 +429,19 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
                 fuse_reply_err(req, buf ? EINVAL : ENOMEM);
                 return;
         }
+        /* data stored as is (incompressible) goes from the image file to the kernel by
+         * splice: one copy, into the page cache, instead of three (a read into the block
+         * cache, a copy into buf, the reply's write) */
+        uint64_t pos;
+        size_t len;
+        if (squash_extent(&ll->fs, inode, (uint64_t) off, size, &pos, &len) == 0) {
+                struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
+                bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+                bv.buf[0].fd = ll->fs.fd;
+                bv.buf[0].pos = (off_t) pos;
+                fuse_reply_data(req, &bv, 0);
+                return;
+        }
         ssize_t n = squash_read(&ll->fs, inode, (uint64_t) off, size, buf);
         if (n < 0)
                 fuse_reply_err(req, (int) -n);
@@ -436,7 +449,16 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
                 fuse_reply_buf(req, buf, (size_t) n);
 }
 
+/* Replies of data from the image file (op_read) are spliced where the kernel takes them. */
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+        (void) userdata;
+        if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+                conn->want |= FUSE_CAP_SPLICE_WRITE;
+}
+
 static const struct fuse_lowlevel_ops sqfs_ops = {
+        .init = op_init,
         .lookup = op_lookup,
         .forget = sqfs_ll_op_forget,
         .getattr = op_getattr,

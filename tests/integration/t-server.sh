@@ -32,6 +32,9 @@ fds_only() {
 	return 0
 }
 
+# what a worker holds: the image, /dev/fuse, the owner's pidfd, the cache folder and a
+# cache entry, and the pipe through which a thread splices the image's stored data
+WORKER_FDS="/dev/null|(/dev)?/fuse|$I|anon_inode:\[pidfd\]|/.*/hutch(-$me)?/cache(/[^/]+)?|pipe:\[[0-9]+\]"
 # --- a batch container's server, while the container waits on a FIFO
 mkfifo "$T/go"
 exec 7<>"$T/go"
@@ -41,8 +44,8 @@ server_pids
 check "a batch container's server is a worker and its monitor" '[ -n "$W" ] && [ -n "$M" ] && [ "$(ps -o ppid= -p "$W" | tr -d " ")" = "$M" ]'
 check "the worker has no_new_privs, a seccomp filter and no capability" 'confined "$W"'
 [ "$MODE" = root ] && check "... nor any in its bounding set (as root)" '[ "$(status_of "$W" CapBnd)" = 0000000000000000 ]'
-check "the worker holds the image, /dev/fuse, the owner's pidfd and the cache folder, nothing else" \
-	'fds_only "$W" "/dev/null|(/dev)?/fuse|$I|anon_inode:\[pidfd\]|/.*/hutch(-$me)?/cache(/[^/]+)?"'
+check "the worker holds the image, /dev/fuse, the owner's pidfd, the cache folder and its splice pipe, nothing else" \
+	'fds_only "$W" "$WORKER_FDS"'
 kill -SEGV "$W"
 wait_for '! kill -0 "$W" 2>/dev/null'
 check "once the worker is gone, the monitor confines itself before it answers a request" 'wait_for "confined $M"'
@@ -106,8 +109,8 @@ server_pids
 sup=$(ps -o ppid= -p "${M:-0}" | tr -d " ")
 check "an instance's server is the supervisor's child, confined alike" \
 	'[ "$(cat "/proc/$sup/comm")" = hutch-supervise ] && confined "$W"'
-check "... its worker holds nothing but the image, /dev/fuse, a pidfd and the cache folder" \
-	'fds_only "$W" "/dev/null|(/dev)?/fuse|$I|anon_inode:\[pidfd\]|/.*/hutch(-$me)?/cache(/[^/]+)?"'
+check "... its worker holds nothing but the image, /dev/fuse, a pidfd, the cache folder and its splice pipe" \
+	'fds_only "$W" "$WORKER_FDS"'
 kill -SEGV "$W"
 check "a killed worker ends the instance (restart no), its supervisor alive to the end" \
 	'wait_for "! \"$HUTCH\" instance list | grep -q ^srv"'

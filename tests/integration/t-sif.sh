@@ -92,6 +92,11 @@ head -c 1500001 /dev/urandom > "$T/big/mid.bin"
 # holes (squashfs stores whole zero blocks as sparse) and an exact number of blocks
 { head -c 131072 /dev/urandom; head -c 393216 /dev/zero; head -c 70000 /dev/urandom; } > "$T/big/holes.bin"
 head -c 262144 /dev/urandom > "$T/big/blocks.bin"
+# larger than a push: incompressible blocks are spliced from the image file (one extent
+# while they follow each other), the rest read block by block; a tail in a fragment, and a
+# file that mixes stored, compressed and sparse blocks
+head -c 9438418 /dev/urandom > "$T/big/tail.bin"
+{ head -c 3145728 /dev/urandom; head -c 2097152 /dev/zero; yes hutch | head -c 2097152; head -c 2100000 /dev/urandom; } > "$T/big/mixed.bin"
 # a directory of 3000 entries needs many READDIR replies; the server answers OPENDIR with
 # ENOSYS, so the kernel reads it without a handle once and serves the second listing itself.
 # (ls -A: like squashfuse itself, the server lists no "." and "..")
@@ -104,9 +109,13 @@ check "a large directory lists whole through the FUSE server, twice (the second 
 run "$HUTCH" exec "$T/big.sif" sh -c 'cd /many/sub && ls -A; ls /many/f1/ 2>&1'
 check "an empty subdirectory lists empty; a file opened as a directory is ENOTDIR" '[ "$(wc -l < "$OUT")" -eq 1 ] && out_has "Not a directory"'
 
-run "$HUTCH" exec "$T/big.sif" md5sum /big.bin /mid.bin /bin/busybox /holes.bin /blocks.bin
+run "$HUTCH" exec "$T/big.sif" md5sum /big.bin /mid.bin /bin/busybox /holes.bin /blocks.bin /tail.bin /mixed.bin
 check "files read through the FUSE server match their source byte for byte (pushed ahead and paged in)" \
-	'[ "$(cut -d" " -f1 "$OUT")" = "$(cd "$T/big" && md5sum big.bin mid.bin bin/busybox holes.bin blocks.bin | cut -d" " -f1)" ]'
+	'[ "$(cut -d" " -f1 "$OUT")" = "$(cd "$T/big" && md5sum big.bin mid.bin bin/busybox holes.bin blocks.bin tail.bin mixed.bin | cut -d" " -f1)" ]'
+# the server's own system calls, traced: the stored data goes by splice, and still matches
+strace -f -qq -e trace=splice -o "$T/splice.trace" "$HUTCH" exec "$T/big.sif" md5sum /big.bin >"$OUT" 2>&1
+check "incompressible data is spliced from the image file to the kernel" \
+	'grep -q "^[0-9]* *splice(" "$T/splice.trace" && [ "$(cut -d" " -f1 "$OUT")" = "$(md5sum <"$T/big/big.bin" | cut -d" " -f1)" ]'
 rm -rf "$T/big" "$T/big.sif"
 # a corrupt data block: the push-ahead gives up, the read fails with EIO, the server stays
 # up for the rest and exits with the payload. a.txt sorts first, so its data starts right

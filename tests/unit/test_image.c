@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sys/syscall.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -530,6 +531,61 @@ static void test_dir_index(void **state)
         }
 }
 
+/* Where a range of a file is stored as is: what squash_extent points at in the image file
+ * reads the same as squash_read, for every range it accepts; it accepts whole files stored
+ * raw in blocks, refuses compressed blocks and the end of the file. */
+static void test_extent(void **state)
+{
+        (void) state;
+        static const struct {
+                const char *image;
+                int whole; /* the whole file: 0 an extent, -1 none */
+        } cases[] = {
+                {"tests/fuzz/corpus/squashfs/raw-nofrag.sqfs", 0},
+                {"tests/fuzz/corpus/squashfs/raw.sqfs", 0}, /* its tail too is a block of its own */
+                {"tests/fuzz/corpus/sif/raw.sif", 0},       /* at the partition's offset in the file */
+                {"tests/fuzz/corpus/squashfs/gzip.sqfs", -1},
+        };
+        static const size_t sizes[] = {1, 100, 4096, 5000, 8192, 12000, 1 << 20};
+        char path[PATH_MAX];
+        for (size_t k = 0; k < ELEMENTSOF(cases); k++) {
+                struct image img;
+                struct hutch_error e = HUTCH_ERROR_INIT;
+                assert_int_equal(image_open(src_path(cases[k].image, path, sizeof path), false, &img, &e), 0);
+                assert_int_equal(sqfs_handle_open(&img, &e), 0);
+                sqfs *fs = &img.sqfs->ll.fs;
+                sqfs_inode root, bin, file;
+                sqfs_dir_entry ent;
+                assert_int_equal(squash_inode_get(fs, fs->sb.root_inode, &root), 0);
+                assert_int_equal(squash_dir_lookup(fs, &root, "bin", &ent), 0);
+                assert_int_equal(squash_inode_get(fs, ent.inode, &bin), 0);
+                assert_int_equal(squash_dir_lookup(fs, &bin, "two-blocks", &ent), 0);
+                assert_int_equal(squash_inode_get(fs, ent.inode, &file), 0);
+                uint64_t size = file.xtra.reg.file_size, pos;
+                size_t len, stored = 0;
+                assert_true(size > 2 * 4096 && size < 3 * 4096);
+                assert_int_equal(squash_extent(fs, &file, 0, (size_t) size, &pos, &len), cases[k].whole);
+                assert_int_equal(squash_extent(fs, &file, size, 1, &pos, &len), -1); /* at the end */
+                char *want = malloc(1 << 20), *got = malloc(1 << 20);
+                assert_true(want && got);
+                for (uint64_t off = 0; off < size; off += 1000)
+                        for (size_t j = 0; j < ELEMENTSOF(sizes); j++) {
+                                if (squash_extent(fs, &file, off, sizes[j], &pos, &len) < 0)
+                                        continue;
+                                stored++;
+                                ssize_t n = squash_read(fs, &file, off, sizes[j], want);
+                                assert_true(n > 0 && (size_t) n == len);
+                                assert_int_equal(pread(fs->fd, got, len, (off_t) pos), (ssize_t) len);
+                                if (memcmp(want, got, len) != 0)
+                                        fail_msg("%s: %zu bytes at %" PRIu64 " differ", cases[k].image, len, off);
+                        }
+                assert_true(strstr(cases[k].image, "gzip") ? stored == 0 : stored > 0); /* gzip: compressed blocks */
+                free(want);
+                free(got);
+                image_close(&img);
+        }
+}
+
 /* The crafted images of tests/helpers/craft.py, made from the corpus: those of kind open are
  * refused when opened, with one message; those of kind read open (or are refused, where
  * the damage falls on the root), and what they corrupt reads as an error (an uncompressed block longer than the file's
@@ -1040,6 +1096,7 @@ int main(void)
                 cmocka_unit_test(test_fuzz_replay),
                 cmocka_unit_test(test_crafted),
                 cmocka_unit_test(test_dir_index),
+                cmocka_unit_test(test_extent),
                 cmocka_unit_test(test_serve_confinement),
                 cmocka_unit_test(test_overlay_spec),
                 cmocka_unit_test(test_overlay_lock_holder),
