@@ -197,7 +197,10 @@ static void push_file(sqfs_ll *ll, fuse_ino_t ino, struct push *p)
                         size_t n = size - off < PUSH_CHUNK ? (size_t) (size - off) : PUSH_CHUNK;
                         struct fuse_bufvec bv = FUSE_BUFVEC_INIT(n);
                         bv.buf[0].mem = buf + off;
-                        if (fuse_lowlevel_notify_store(pool.se, ino, (off_t) off, &bv, 0) != 0)
+                        /* written, never spliced: a pipe that held a 1 MiB chunk is over a
+                         * user's pipe-max-size, and libfuse would stop splicing op_read's
+                         * replies on this thread for good once it failed to grow it */
+                        if (fuse_lowlevel_notify_store(pool.se, ino, (off_t) off, &bv, FUSE_BUF_NO_SPLICE) != 0)
                                 break;
                 }
         if (keep && cacheable) {
