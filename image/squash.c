@@ -420,19 +420,26 @@ int squash_extent(sqfs *fs, const sqfs_inode *inode, uint64_t off, size_t size, 
         if (size > file - off)
                 size = (size_t) (file - off);
         uint64_t first = off / bs, last = (off + size - 1) / bs;
-        if (last >= sqfs_blocklist_count(fs, (sqfs_inode *) inode)) /* the tail is in a fragment */
-                return -1;
+        if (last >= sqfs_blocklist_count(fs, (sqfs_inode *) inode) || seek_block(fs, inode, first) < 0)
+                return -1; /* the tail is in a fragment */
+        /* a refusal leaves the walk at the first block, where squash_read starts next: else
+         * it would walk the file's block list again from its start */
+        __typeof__(walk) at_first = walk;
         for (uint64_t i = first; i <= last; i++) {
                 bool compressed;
                 uint32_t csize;
-                if (seek_block(fs, inode, i) < 0)
+                if (seek_block(fs, inode, i) < 0) {
+                        walk = at_first;
                         return -1;
+                }
                 sqfs_data_header(walk.bl.header, &compressed, &csize);
                 uint64_t pos = walk.bl.block, want = file - i * bs < bs ? file - i * bs : bs;
                 /* a hole, a compressed block, or one that is not where the last one ended */
                 if (walk.bl.input_size == 0 || compressed || csize != want || pos < FIRST_BLOCK ||
-                    pos >= fs->sb.bytes_used || csize > fs->sb.bytes_used - pos || (i > first && pos != next))
+                    pos >= fs->sb.bytes_used || csize > fs->sb.bytes_used - pos || (i > first && pos != next)) {
+                        walk = at_first;
                         return -1;
+                }
                 if (i == first)
                         start = pos;
                 next = pos + csize;

@@ -427,22 +427,30 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, stru
         (void) ino;
         sqfs_ll *ll = own_ll();
         const sqfs_inode *inode = (const sqfs_inode *) (uintptr_t) fi->fh;
-        _cleanup_free_ char *buf = malloc(size ? size : 1);
-        if (!buf || off < 0) {
-                fuse_reply_err(req, buf ? EINVAL : ENOMEM);
+        if (off < 0) {
+                fuse_reply_err(req, EINVAL);
                 return;
         }
         /* data stored as is (incompressible) goes from the image file to the kernel by
          * splice: one copy, into the page cache, instead of three (a read into the block
-         * cache, a copy into buf, the reply's write) */
+         * cache, a copy into buf, the reply's write). Only while the file still holds the
+         * range: a splice past its end would be a short reply, which the kernel takes for
+         * the file's end, where squash_read fails with EIO. */
         uint64_t pos;
         size_t len;
-        if (squash_extent(&ll->fs, inode, (uint64_t) off, size, &pos, &len) == 0) {
+        struct stat st;
+        if (squash_extent(&ll->fs, inode, (uint64_t) off, size, &pos, &len) == 0 && fstat(ll->fs.fd, &st) == 0 &&
+            (uint64_t) st.st_size >= pos + len) {
                 struct fuse_bufvec bv = FUSE_BUFVEC_INIT(len);
                 bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
                 bv.buf[0].fd = ll->fs.fd;
                 bv.buf[0].pos = (off_t) pos;
                 fuse_reply_data(req, &bv, 0);
+                return;
+        }
+        _cleanup_free_ char *buf = malloc(size ? size : 1);
+        if (!buf) {
+                fuse_reply_err(req, ENOMEM);
                 return;
         }
         ssize_t n = squash_read(&ll->fs, inode, (uint64_t) off, size, buf);
