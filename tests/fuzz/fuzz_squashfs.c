@@ -1,7 +1,8 @@
 /* libFuzzer target: a squashfs image (or a SIF holding one) as hutch opens and serves it:
  * image_open's checks, then every inode, directory, symlink and file reached from the
  * root through the functions the FUSE server and `inspect` use (squashfuse's inode mapping
- * as hutch checks it, hutch's directory and data readers, the server's whole-file push). */
+ * as hutch checks it, hutch's directory and data readers, the range a read splices, the
+ * server's whole-file push). */
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -29,6 +30,18 @@ static void visit_file(struct walk *w, sqfs_inode *inode)
         sqfs *fs = &w->ll->fs;
         uint64_t size = inode->xtra.reg.file_size;
         (void) squash_read(fs, inode, 0, MAX_READ, w->buf);
+        if (size > 1)
+                (void) squash_read(fs, inode, size / 2, 4096, w->buf);
+        /* the range a read would splice: inside the filesystem, and the walk it leaves
+         * still serves squash_read */
+        uint64_t pos;
+        size_t len;
+        if (squash_extent(fs, inode, 0, MAX_READ, &pos, &len) == 0 &&
+            (len == 0 || len > MAX_READ || pos < fs->offset || pos - fs->offset + len > fs->sb.bytes_used))
+                abort();
+        if (size > 1 && squash_extent(fs, inode, size / 2, 8192, &pos, &len) == 0 &&
+            (len == 0 || len > 8192 || pos - fs->offset + len > fs->sb.bytes_used))
+                abort();
         if (size > 1)
                 (void) squash_read(fs, inode, size / 2, 4096, w->buf);
         if (size > 0 && size <= MAX_READ) {
