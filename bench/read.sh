@@ -23,6 +23,7 @@ mnt=$work/mnt
 cleanup() {
 	for p in "${hogs[@]}"; do kill "$p" 2>/dev/null || true; done
 	umount -l "$mnt" 2>/dev/null || true
+	umount -l "$work/xdg" 2>/dev/null || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -34,6 +35,9 @@ as_user() { runuser -u "$user" -- env HOME="/home/$user" USER="$user" XDG_RUNTIM
 # ---- the image: the reader and the data, built once per run of the script
 root=$work/rootfs
 mkdir -p "$root"/{proc,sys,dev,tmp,etc,home} "$root/data/big" "$mnt" "$work/xdg"
+# the user's XDG_RUNTIME_DIR, where the decompressed-file cache lives, is a tmpfs as on a
+# login (systemd-logind's /run/user/UID), not the disk under /tmp
+mount -t tmpfs -o "mode=0700,uid=$(id -u "$user"),size=512m" hutch-bench-xdg "$work/xdg"
 chown -R "$user" "$work/xdg" "$mnt"
 [ "$passes" = python ] || {
 # what ch-run binds the host's over
