@@ -62,6 +62,13 @@ int squash_extent(sqfs *fs, const sqfs_inode *inode, uint64_t off, size_t size, 
 /* The tail of a file in its fragment block (cached by squashfuse: not to be freed), checked
  * to hold the tail. */
 int squash_frag(sqfs *fs, const sqfs_inode *inode, const char **ret_data, sqfs_block **ret_block);
+/* Where fragment block idx lies in the image and its header, checked to lie inside the
+ * filesystem (reads the fragment table: the thread's own handle). -EIO. */
+int squash_frag_where(sqfs *fs, uint32_t idx, uint64_t *ret_pos, uint32_t *ret_hdr);
+/* A data or fragment block read and inflated into out (in, out: block_size bytes each),
+ * from the image alone (fs's fd, decompressor and superblock, which no thread changes: any
+ * thread); its size, or -EIO. */
+ssize_t squash_block_inflate(const sqfs *fs, uint64_t pos, uint32_t hdr, char *in, char *out);
 /* This thread forgets what it kept of fs (before fs is freed). */
 void squash_forget(sqfs *fs);
 
@@ -81,6 +88,9 @@ int inflate_whole(sqfs *fs, sqfs_inode *inode, char *out, struct frag_put *put);
 /* The inflate helper thread, started where the server may use more than one CPU. */
 void inflate_helper_start(unsigned cpus);
 void inflate_helper_stop(void);
+/* The fragment blocks queued to be read ahead dropped; true while the helper still reads
+ * one into the cache. */
+bool inflate_ahead_settle(void);
 /* The cache's folder for entries of up to max bytes in all (0: none), opened before the
  * worker confines itself; usable false: none (closed again). Its fd or negative. */
 int inflate_cache_open(uint64_t max, bool usable);

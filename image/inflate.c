@@ -109,14 +109,24 @@ void inflate_thread_done(void)
         memset(&frag_fds, 0, sizeof frag_fds);
 }
 
+static void frag_ahead(sqfs *fs, uint32_t idx);
+static bool frag_wait(uint32_t idx);
+
 /* The tail of a file from its fragment block: from the cache when the block is there
- * (only the bytes wanted are read), else inflated and noted in *put for the cache. */
+ * (only the bytes wanted are read), else inflated and noted in *put for the cache. A read
+ * of the fragment blocks in their order has the inflate helper inflate the next ones into
+ * the cache meanwhile (frag_ahead). */
 static int read_tail(sqfs *fs, sqfs_inode *inode, char *out, size_t want, struct frag_put *put)
 {
         struct file_cache_key key = cache.key;
-        key.inode = FRAG_KEY | inode->xtra.reg.frag_idx;
+        uint32_t idx = inode->xtra.reg.frag_idx;
+        key.inode = FRAG_KEY | idx;
         if (inflate_cache_dir() >= 0) {
-                int fd = frag_fd(&key, inode->xtra.reg.frag_idx);
+                frag_ahead(fs, idx);
+                int fd = frag_fd(&key, idx);
+                /* the helper inflating this very block: its entry, once there */
+                if (fd < 0 && frag_wait(idx))
+                        fd = frag_fd(&key, idx);
                 if (fd >= 0 && pread_full(fd, out, want, inode->xtra.reg.frag_off) == (ssize_t) want)
                         return 0;
         }
@@ -192,40 +202,163 @@ static void inflate_blocks(struct whole_job *j)
  * at a time (another opener meanwhile inflates alone), offered before the opener starts
  * and taken back when the opener is done before the helper woke. */
 #define HELP_MIN_BLOCKS 8
+/* Read-ahead of fragment blocks. A tree read in the order the image stores it (a
+ * site-packages, a first start's imports) reads each fragment block, then the next: on an
+ * image's first start each is inflated by the serving thread while the opener waits, and
+ * the other CPU idles. Where the fragments an opener reads step forward (the next one, or
+ * one more), the helper inflates the AHEAD blocks after it into the cache, where the opens
+ * to come find them. Only with the cache: the entries are where the serving threads look.
+ * The helper's whole-file jobs come first (an opener waits on those); the queue holds what
+ * is to be read ahead, oldest first, and a serving thread that needs a queued block takes
+ * it back and inflates it itself, or waits for the one the helper is inflating. */
+#define AHEAD 2
+#define AHEAD_QUEUE 4
+#define FRAG_NONE UINT32_MAX
+struct ahead {
+        const sqfs *fs; /* the queuing thread's handle, freed only after the helper stops */
+        uint64_t pos;
+        uint32_t hdr, idx;
+};
 static struct {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         struct whole_job *job; /* offered or being worked on */
         bool taken, stop, started;
         pthread_t thread;
-} helper = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER};
+        struct ahead queue[AHEAD_QUEUE];
+        unsigned queued;
+        uint32_t inflating;               /* the fragment block the helper inflates (FRAG_NONE) */
+        uint32_t recent[2 * AHEAD_QUEUE]; /* the blocks queued last, not to be queued again */
+        unsigned recent_next;
+} helper = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .inflating = FRAG_NONE};
+/* the fragment block an opener read last (FRAG_NONE: none yet) */
+static atomic_uint_fast32_t frag_last = FRAG_NONE;
+
+/* One block of the queue into the cache, unless it is there (helper.lock not held). */
+static void ahead_inflate(const struct ahead *a, char *in, char *out)
+{
+        struct file_cache_key key = cache.key;
+        key.inode = FRAG_KEY | a->idx;
+        int fd = file_cache_get(cache.dirfd, &key, 0);
+        if (fd >= 0) {
+                close(fd);
+                return;
+        }
+        ssize_t n = squash_block_inflate(a->fs, a->pos, a->hdr, in, out);
+        if (n > 0)
+                inflate_cache_put(&key, out, (size_t) n, "fragment block");
+}
 
 static void *helper_main(void *arg)
 {
         (void) arg;
+        char *in = NULL, *out = NULL;
         pthread_mutex_lock(&helper.lock);
         for (;;) {
-                while ((!helper.job || helper.taken) && !helper.stop)
+                while ((!helper.job || helper.taken) && !helper.queued && !helper.stop)
                         pthread_cond_wait(&helper.cond, &helper.lock);
                 if (helper.stop)
                         break;
-                struct whole_job *j = helper.job;
-                helper.taken = true;
+                if (helper.job && !helper.taken) {
+                        struct whole_job *j = helper.job;
+                        helper.taken = true;
+                        pthread_mutex_unlock(&helper.lock);
+                        inflate_blocks(j);
+                        pthread_mutex_lock(&helper.lock);
+                        helper.job = NULL;
+                        helper.taken = false;
+                        pthread_cond_broadcast(&helper.cond);
+                        continue;
+                }
+                struct ahead a = helper.queue[0];
+                memmove(helper.queue, helper.queue + 1, --helper.queued * sizeof helper.queue[0]);
+                size_t bs = a.fs->sb.block_size;
+                if ((!in && !(in = malloc(bs))) || (!out && !(out = malloc(bs))))
+                        continue; /* no memory: the serving threads inflate it */
+                helper.inflating = a.idx;
                 pthread_mutex_unlock(&helper.lock);
-                inflate_blocks(j);
+                ahead_inflate(&a, in, out);
                 pthread_mutex_lock(&helper.lock);
-                helper.job = NULL;
-                helper.taken = false;
+                helper.inflating = FRAG_NONE;
                 pthread_cond_broadcast(&helper.cond);
         }
+        helper.queued = 0;
         pthread_mutex_unlock(&helper.lock);
+        free(in);
+        free(out);
         image_thread_done();
         return NULL;
+}
+
+static bool ahead_recent(uint32_t idx)
+{
+        for (unsigned i = 0; i < ELEMENTSOF(helper.recent); i++)
+                if (helper.recent[i] == idx)
+                        return true;
+        return false;
+}
+
+/* An opener reads fragment block idx: where that steps forward from the block read before,
+ * the AHEAD blocks after it are queued for the helper. */
+static void frag_ahead(sqfs *fs, uint32_t idx)
+{
+        uint32_t prev = (uint32_t) atomic_exchange(&frag_last, idx);
+        if (!helper.started || prev == FRAG_NONE || idx <= prev || idx - prev > 2)
+                return;
+        for (uint32_t j = idx + 1; j <= idx + AHEAD && j < fs->sb.fragments; j++) {
+                pthread_mutex_lock(&helper.lock);
+                bool skip = ahead_recent(j) || helper.queued == AHEAD_QUEUE;
+                pthread_mutex_unlock(&helper.lock);
+                struct ahead a = {.fs = fs, .idx = j};
+                /* the fragment table through this thread's handle, outside the lock */
+                if (skip || squash_frag_where(fs, j, &a.pos, &a.hdr) < 0)
+                        continue;
+                pthread_mutex_lock(&helper.lock);
+                if (!ahead_recent(j) && helper.queued < AHEAD_QUEUE) {
+                        helper.queue[helper.queued++] = a;
+                        helper.recent[helper.recent_next++ % ELEMENTSOF(helper.recent)] = j;
+                        pthread_cond_broadcast(&helper.cond);
+                }
+                pthread_mutex_unlock(&helper.lock);
+        }
+}
+
+/* A serving thread needs fragment block idx, not in the cache: still queued, it is taken
+ * back (the caller inflates it); being inflated by the helper, this waits for its end.
+ * true: it waited (the entry may be there now). */
+static bool frag_wait(uint32_t idx)
+{
+        bool waited = false;
+        pthread_mutex_lock(&helper.lock);
+        for (unsigned i = 0; i < helper.queued; i++)
+                if (helper.queue[i].idx == idx) {
+                        memmove(helper.queue + i, helper.queue + i + 1, (--helper.queued - i) * sizeof helper.queue[0]);
+                        break;
+                }
+        while (helper.inflating == idx) {
+                pthread_cond_wait(&helper.cond, &helper.lock);
+                waited = true;
+        }
+        pthread_mutex_unlock(&helper.lock);
+        return waited;
+}
+
+bool inflate_ahead_settle(void)
+{
+        pthread_mutex_lock(&helper.lock);
+        helper.queued = 0;
+        bool busy = helper.inflating != FRAG_NONE;
+        pthread_mutex_unlock(&helper.lock);
+        return busy;
 }
 
 void inflate_helper_start(unsigned cpus)
 {
         helper.stop = false;
+        helper.queued = 0;
+        for (unsigned i = 0; i < ELEMENTSOF(helper.recent); i++)
+                helper.recent[i] = FRAG_NONE;
+        atomic_store(&frag_last, FRAG_NONE);
         helper.started = cpus > 1 && pthread_create(&helper.thread, NULL, helper_main, NULL) == 0;
 }
 

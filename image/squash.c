@@ -377,6 +377,41 @@ int squash_frag(sqfs *fs, const sqfs_inode *inode, const char **ret_data, sqfs_b
         return 0;
 }
 
+int squash_frag_where(sqfs *fs, uint32_t idx, uint64_t *ret_pos, uint32_t *ret_hdr)
+{
+        struct squashfs_fragment_entry f;
+        bool compressed;
+        uint32_t csize;
+        if (idx >= fs->sb.fragments || sqfs_frag_entry(fs, &f, idx) != SQFS_OK)
+                return -EIO;
+        sqfs_data_header(f.size, &compressed, &csize);
+        if (csize > fs->sb.block_size || f.start_block < FIRST_BLOCK || f.start_block >= fs->sb.bytes_used ||
+            csize > fs->sb.bytes_used - f.start_block)
+                return -EIO;
+        *ret_pos = f.start_block;
+        *ret_hdr = f.size;
+        return 0;
+}
+
+ssize_t squash_block_inflate(const sqfs *fs, uint64_t pos, uint32_t hdr, char *in, char *out)
+{
+        bool compressed;
+        uint32_t csize;
+        sqfs_data_header(hdr, &compressed, &csize);
+        /* as squash_frag_where checked it: a caller may hand over any header */
+        if (csize == 0 || csize > fs->sb.block_size || pos < FIRST_BLOCK || pos >= fs->sb.bytes_used ||
+            csize > fs->sb.bytes_used - pos)
+                return -EIO;
+        if (pread(fs->fd, compressed ? in : out, csize, (off_t) (pos + fs->offset)) != (ssize_t) csize)
+                return -EIO;
+        if (!compressed)
+                return csize;
+        size_t got = fs->sb.block_size;
+        if (fs->decompressor(in, csize, out, &got) != SQFS_OK)
+                return -EIO;
+        return (ssize_t) got;
+}
+
 /* The block list of the file last read by this thread, where the last read left it:
  * reading on costs no walk from the file's start. */
 static __thread struct {

@@ -647,7 +647,7 @@ static bool serve(struct image *img, int fuse_fd, int owner_fd, volatile uint64_
         }
         /* the cache entries being written are finished first (0.8 s at most: within the
          * monitor's WORKER_GRACE_MS): the next start of the image finds them */
-        for (int i = 0; i < 80 && atomic_load(&pool.storing) > 0; i++)
+        for (int i = 0; i < 80 && (atomic_load(&pool.storing) > 0 || inflate_ahead_settle()); i++)
                 (void) poll(NULL, 0, 10); /* the allow-list's sleep */
         if (p[0].revents || (atomic_load(&pool.running) > 0 && !(p[1].revents & (POLLERR | POLLHUP | POLLNVAL))))
                 return false;

@@ -2,7 +2,7 @@
  * image_open's checks, then every inode, directory, symlink and file reached from the
  * root through the functions the FUSE server and `inspect` use (squashfuse's inode mapping
  * as hutch checks it, hutch's directory and data readers, the range a read splices, the
- * server's whole-file push). */
+ * server's whole-file push, the fragment blocks its read-ahead inflates). */
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -22,7 +22,7 @@
 struct walk {
         sqfs_ll *ll;
         unsigned nodes;
-        char *buf;
+        char *buf, *in;
 };
 
 static void visit_file(struct walk *w, sqfs_inode *inode)
@@ -47,6 +47,15 @@ static void visit_file(struct walk *w, sqfs_inode *inode)
         if (size > 0 && size <= MAX_READ) {
                 memset(w->buf, 0, size);
                 (void) image_push_read(fs, inode, w->buf);
+        }
+        /* the file's fragment block and the next, as the read-ahead takes them */
+        uint32_t idx = inode->xtra.reg.frag_idx;
+        for (uint32_t j = idx; idx != SQUASHFS_INVALID_FRAG && j <= idx + 1 && fs->sb.block_size <= MAX_READ; j++) {
+                uint64_t at;
+                uint32_t hdr;
+                if (squash_frag_where(fs, j, &at, &hdr) == 0 &&
+                    squash_block_inflate(fs, at, hdr, w->in, w->buf) > (ssize_t) fs->sb.block_size)
+                        abort();
         }
 }
 
@@ -102,10 +111,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                 free(buf);
                 }
                 if (img.sqfs) {
-                        struct walk w = {.ll = &img.sqfs->ll, .buf = malloc(MAX_READ)};
-                        if (w.buf)
+                        struct walk w = {.ll = &img.sqfs->ll, .buf = malloc(MAX_READ), .in = malloc(MAX_READ)};
+                        if (w.buf && w.in)
                                 visit(&w, FUSE_ROOT_ID, 0);
                         free(w.buf);
+                        free(w.in);
                 }
                 image_close(&img);
         }
