@@ -109,7 +109,7 @@ void inflate_thread_done(void)
         memset(&frag_fds, 0, sizeof frag_fds);
 }
 
-static void frag_ahead(sqfs *fs, uint32_t idx);
+static void frag_ahead(sqfs *fs, uint32_t idx, bool missed);
 static bool frag_wait(uint32_t idx);
 
 /* The tail of a file from its fragment block: from the cache when the block is there
@@ -122,11 +122,11 @@ static int read_tail(sqfs *fs, sqfs_inode *inode, char *out, size_t want, struct
         uint32_t idx = inode->xtra.reg.frag_idx;
         key.inode = FRAG_KEY | idx;
         if (inflate_cache_dir() >= 0) {
-                frag_ahead(fs, idx);
                 int fd = frag_fd(&key, idx);
                 /* the helper inflating this very block: its entry, once there */
                 if (fd < 0 && frag_wait(idx))
                         fd = frag_fd(&key, idx);
+                frag_ahead(fs, idx, fd < 0);
                 if (fd >= 0 && pread_full(fd, out, want, inode->xtra.reg.frag_off) == (ssize_t) want)
                         return 0;
         }
@@ -205,14 +205,15 @@ static void inflate_blocks(struct whole_job *j)
 /* Read-ahead of fragment blocks. A tree read in the order the image stores it (a
  * site-packages, a first start's imports) reads each fragment block, then the next: on an
  * image's first start each is inflated by the serving thread while the opener waits, and
- * the other CPU idles. Where the fragments an opener reads step forward (the next one, or
- * one more), the helper inflates the AHEAD blocks after it into the cache, where the opens
- * to come find them. Only with the cache: the entries are where the serving threads look.
- * The helper's whole-file jobs come first (an opener waits on those); the queue holds what
- * is to be read ahead, oldest first, and a serving thread that needs a queued block takes
- * it back and inflates it itself, or waits for the one the helper is inflating. */
+ * the other CPU idles. Where the fragments a stream of opens reads step forward (the next
+ * one, or one more; up to STREAMS streams at once), the helper inflates the AHEAD blocks
+ * after it into the cache, where the opens to come find them. Only with the cache: the entries are where the serving
+ * threads look. The helper's whole-file jobs come first (an opener waits on those); the queue holds what is to be read
+ * ahead, oldest first, and a serving thread that needs a queued block takes it back and inflates it itself, or waits
+ * for the one the helper is inflating. */
 #define AHEAD 2
 #define AHEAD_QUEUE 4
+#define STREAMS 4
 #define FRAG_NONE UINT32_MAX
 struct ahead {
         const sqfs *fs; /* the queuing thread's handle, freed only after the helper stops */
@@ -227,12 +228,14 @@ static struct {
         pthread_t thread;
         struct ahead queue[AHEAD_QUEUE];
         unsigned queued;
-        uint32_t inflating;               /* the fragment block the helper inflates (FRAG_NONE) */
-        uint32_t recent[2 * AHEAD_QUEUE]; /* the blocks queued last, not to be queued again */
+        uint32_t inflating;                   /* the fragment block the helper inflates (FRAG_NONE) */
+        uint32_t recent[4 * STREAMS * AHEAD]; /* the blocks queued last, not to be queued again */
         unsigned recent_next;
+        /* the block each stream of reads read last (FRAG_NONE: none): ranks of a job read
+         * their parts of a tree at once, and each steps forward on its own */
+        uint32_t stream[STREAMS];
+        unsigned stream_next;
 } helper = {.lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .inflating = FRAG_NONE};
-/* the fragment block an opener read last (FRAG_NONE: none yet) */
-static atomic_uint_fast32_t frag_last = FRAG_NONE;
 
 /* One block of the queue into the cache, unless it is there (helper.lock not held). */
 static void ahead_inflate(const struct ahead *a, char *in, char *out)
@@ -298,14 +301,34 @@ static bool ahead_recent(uint32_t idx)
         return false;
 }
 
-/* An opener reads fragment block idx: where that steps forward from the block read before,
- * the AHEAD blocks after it are queued for the helper. */
-static void frag_ahead(sqfs *fs, uint32_t idx)
+/* Whether block idx steps a stream forward (the block after the one it read last, or one
+ * more), the stream then at idx; a read of no stream starts one, in place of the oldest.
+ * helper.lock held. */
+static bool stream_step(uint32_t idx)
 {
-        uint32_t prev = (uint32_t) atomic_exchange(&frag_last, idx);
-        if (!helper.started || prev == FRAG_NONE || idx <= prev || idx - prev > 2)
+        for (unsigned s = 0; s < STREAMS; s++) {
+                uint32_t last = helper.stream[s];
+                if (last != FRAG_NONE && idx >= last && idx - last <= 2) {
+                        helper.stream[s] = idx;
+                        return idx != last;
+                }
+        }
+        helper.stream[helper.stream_next++ % STREAMS] = idx;
+        return false;
+}
+
+/* An opener reads fragment block idx (missed: not from the cache): where that steps a
+ * stream forward, the AHEAD blocks after it are queued for the helper, if the stream is
+ * one the cache does not serve already: idx had to be inflated, or was read ahead itself.
+ * A tree whose blocks an earlier start left in the cache costs the helper nothing. */
+static void frag_ahead(sqfs *fs, uint32_t idx, bool missed)
+{
+        if (!helper.started)
                 return;
-        for (uint32_t j = idx + 1; j <= idx + AHEAD && j < fs->sb.fragments; j++) {
+        pthread_mutex_lock(&helper.lock);
+        bool step = stream_step(idx) && (missed || ahead_recent(idx));
+        pthread_mutex_unlock(&helper.lock);
+        for (uint32_t j = idx + 1; step && j <= idx + AHEAD && j < fs->sb.fragments; j++) {
                 pthread_mutex_lock(&helper.lock);
                 bool skip = ahead_recent(j) || helper.queued == AHEAD_QUEUE;
                 pthread_mutex_unlock(&helper.lock);
@@ -358,7 +381,8 @@ void inflate_helper_start(unsigned cpus)
         helper.queued = 0;
         for (unsigned i = 0; i < ELEMENTSOF(helper.recent); i++)
                 helper.recent[i] = FRAG_NONE;
-        atomic_store(&frag_last, FRAG_NONE);
+        for (unsigned i = 0; i < STREAMS; i++)
+                helper.stream[i] = FRAG_NONE;
         helper.started = cpus > 1 && pthread_create(&helper.thread, NULL, helper_main, NULL) == 0;
 }
 

@@ -130,9 +130,22 @@ if [ "$(nproc)" -ge 2 ]; then
 	run "$HUTCH" exec "$T/ra.sqfs" cat /data/f06 /data/f07 /data/f08 /data/f09 /data/f10 /data/f11
 	check "... whose files then read byte for byte from those entries" \
 		'[ $RC -eq 0 ] && cat "$ra"/data/f0[6-9] "$ra"/data/f1[01] | cmp -s - "$OUT"'
+	# a stream the cache serves already costs nothing: the helper's look at an entry would
+	# mark it used
+	e2=$(find "$C" -maxdepth 1 -name 'f-*-8000000000000002')
+	e3=$(find "$C" -maxdepth 1 -name 'f-*-8000000000000003')
+	before="$(stat -c %.9Y "$e2" "$e3")"
+	sleep 0.05
+	run "$HUTCH" exec "$T/ra.sqfs" sh -c 'cat /data/f00 /data/f01 /data/f02 /data/f03 /data/f04 /data/f05 >/dev/null && sleep 0.3'
+	check "reading blocks 0 and 1 again, from the cache, reads nothing ahead" '[ $RC -eq 0 ] && [ "$(stat -c %.9Y "$e2" "$e3")" = "$before" ]'
 	# blocks 7 (the first read: no step), 3 (back), 6 (a jump of three)
 	run "$HUTCH" exec "$T/ra.sqfs" sh -c 'cat /data/f21 /data/f09 /data/f18 >/dev/null && sleep 0.3'
 	check "reads that jump about read nothing ahead" '[ $RC -eq 0 ] && ! fragidx | grep -q 00000008'
+	# two streams at once (as the ranks of a job reading their parts): blocks 0, 5, 1, 6
+	"$HUTCH" cache clean >/dev/null
+	run "$HUTCH" exec "$T/ra.sqfs" sh -c 'cat /data/f00 /data/f15 /data/f03 /data/f18 >/dev/null && sleep 0.3'
+	check "two streams of reads at once each read ahead" \
+		'[ $RC -eq 0 ] && [ "$(fragidx)" = "00000000 00000001 00000002 00000003 00000005 00000006 00000007 00000008 " ]'
 	"$HUTCH" cache clean >/dev/null
 fi
 
