@@ -60,6 +60,14 @@ check "... and without the decompressed-file cache (fragment blocks from the ima
 	'[ $RC -eq 0 ] && cmp -s "$OUT" "$T/expected" && ! err_has .'
 leftovers "concurrent readers without the file cache"
 
+# a cache of 64 KiB: its fragment entries (4 KiB blocks), read ahead and read, are trimmed
+# away while the readers read them
+echo 'file cache size = 64K' > "$T/tiny.conf"
+HUTCH_CONF=$T/tiny.conf run "$HUTCH" exec "$T/img.sqfs" sh /readers.sh
+check "... and with a cache so small that its entries go while they are read and read ahead" \
+	'[ $RC -eq 0 ] && cmp -s "$OUT" "$T/expected" && ! err_has .'
+leftovers "concurrent readers with a tiny file cache"
+
 # a missing name is cached as missing (a negative entry): it stays missing, and its
 # neighbours stay found
 run "$HUTCH" exec "$T/img.sqfs" sh -c 'for i in 1 2 3; do [ -e /data/nope ] && echo found; ls /data/d01/nope; done
