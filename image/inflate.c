@@ -255,7 +255,6 @@ static void ahead_inflate(const struct ahead *a, char *in, char *out)
 static void *helper_main(void *arg)
 {
         (void) arg;
-        char *in = NULL, *out = NULL;
         pthread_mutex_lock(&helper.lock);
         for (;;) {
                 while ((!helper.job || helper.taken) && !helper.queued && !helper.stop)
@@ -275,20 +274,24 @@ static void *helper_main(void *arg)
                 }
                 struct ahead a = helper.queue[0];
                 memmove(helper.queue, helper.queue + 1, --helper.queued * sizeof helper.queue[0]);
-                size_t bs = a.fs->sb.block_size;
-                if ((!in && !(in = malloc(bs))) || (!out && !(out = malloc(bs))))
-                        continue; /* no memory: the serving threads inflate it */
                 helper.inflating = a.idx;
                 pthread_mutex_unlock(&helper.lock);
-                ahead_inflate(&a, in, out);
+                /* buffers of the size of the block's own handle (each thread's handle read
+                 * the superblock itself: a file changed meanwhile may disagree), back to the
+                 * heap after it, which keeps them for the next block (heap_keep) and gives
+                 * them back when the server idles */
+                size_t bs = a.fs->sb.block_size;
+                char *in = malloc(bs), *out = malloc(bs);
+                if (in && out) /* else the serving thread that needs it inflates it */
+                        ahead_inflate(&a, in, out);
+                free(in);
+                free(out);
                 pthread_mutex_lock(&helper.lock);
                 helper.inflating = FRAG_NONE;
                 pthread_cond_broadcast(&helper.cond);
         }
         helper.queued = 0;
         pthread_mutex_unlock(&helper.lock);
-        free(in);
-        free(out);
         image_thread_done();
         return NULL;
 }
@@ -348,7 +351,7 @@ static void frag_ahead(sqfs *fs, uint32_t idx, bool missed)
 
 /* A serving thread needs fragment block idx, not in the cache: still queued, it is taken
  * back (the caller inflates it); being inflated by the helper, this waits for its end.
- * true: it waited (the entry may be there now). */
+ * true: the entry may be there now (waited for, or read ahead lately). */
 static bool frag_wait(uint32_t idx)
 {
         bool waited = false;
@@ -362,6 +365,9 @@ static bool frag_wait(uint32_t idx)
                 pthread_cond_wait(&helper.cond, &helper.lock);
                 waited = true;
         }
+        /* read ahead a moment ago, after the caller's look: looked up again, not inflated
+         * and put twice (which would count it twice towards the cap) */
+        waited = waited || ahead_recent(idx);
         pthread_mutex_unlock(&helper.lock);
         return waited;
 }

@@ -50,10 +50,11 @@ static void visit_file(struct walk *w, sqfs_inode *inode)
         }
         /* the file's fragment block and the next, as the read-ahead takes them */
         uint32_t idx = inode->xtra.reg.frag_idx;
-        for (uint32_t j = idx; idx != SQUASHFS_INVALID_FRAG && j <= idx + 1 && fs->sb.block_size <= MAX_READ; j++) {
+        for (uint64_t j = idx; idx != SQUASHFS_INVALID_FRAG && j <= (uint64_t) idx + 1 && fs->sb.block_size <= MAX_READ;
+             j++) {
                 uint64_t at;
                 uint32_t hdr;
-                if (squash_frag_where(fs, j, &at, &hdr) == 0 &&
+                if (j <= UINT32_MAX && squash_frag_where(fs, (uint32_t) j, &at, &hdr) == 0 &&
                     squash_block_inflate(fs, at, hdr, w->in, w->buf) > (ssize_t) fs->sb.block_size)
                         abort();
         }
