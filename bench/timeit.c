@@ -1,7 +1,8 @@
 /* timeit N COMMAND...: run COMMAND N times (after 3 untimed warm-ups) and print
  * "median_ms p10_ms p90_ms median_maxrss_kib". Peak RSS is wait4's ru_maxrss of the
  * command's process, which spans its life before and after execve (the launcher and
- * the payload it became). Fails if any run fails. */
+ * the payload it became). Fails if any run fails. With TIMEIT_BEFORE set, that shell
+ * command runs before each run, untimed (an image's first start: its cache emptied). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,11 +24,16 @@ int main(int argc, char **argv)
                 return 2;
         }
         int n = atoi(argv[1]);
+        const char *before = getenv("TIMEIT_BEFORE");
         double *ms = calloc(n, sizeof *ms), *rss = calloc(n, sizeof *rss);
         for (int i = -3; i < n; i++) {
                 struct timespec a, b;
                 struct rusage ru;
                 int status;
+                if (before && system(before) != 0) {
+                        fprintf(stderr, "timeit: %s failed\n", before);
+                        return 1;
+                }
                 clock_gettime(CLOCK_MONOTONIC, &a);
                 pid_t p = fork();
                 if (p == 0) {
