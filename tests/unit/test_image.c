@@ -586,6 +586,58 @@ static void test_extent(void **state)
         }
 }
 
+/* The read-ahead's fragment blocks: squash_frag_where and squash_block_inflate give the
+ * block squashfuse's own fragment read gives (compressed and stored, in a bare squashfs and
+ * at a SIF's offset), and refuse what lies outside the filesystem. */
+static void test_frag_blocks(void **state)
+{
+        (void) state;
+        static const char *const images[] = {
+                "tests/fuzz/corpus/squashfs/gzip.sqfs",
+                "tests/fuzz/corpus/squashfs/raw.sqfs",
+                "tests/fuzz/corpus/sif/raw.sif",
+        };
+        char path[PATH_MAX];
+        for (size_t k = 0; k < ELEMENTSOF(images); k++) {
+                struct image img;
+                struct hutch_error e = HUTCH_ERROR_INIT;
+                assert_int_equal(image_open(src_path(images[k], path, sizeof path), false, &img, &e), 0);
+                assert_int_equal(sqfs_handle_open(&img, &e), 0);
+                sqfs *fs = &img.sqfs->ll.fs;
+                sqfs_inode root, etc, file;
+                sqfs_dir_entry ent;
+                assert_int_equal(squash_inode_get(fs, fs->sb.root_inode, &root), 0);
+                assert_int_equal(squash_dir_lookup(fs, &root, "etc", &ent), 0);
+                assert_int_equal(squash_inode_get(fs, ent.inode, &etc), 0);
+                assert_int_equal(squash_dir_lookup(fs, &etc, "passwd", &ent), 0);
+                assert_int_equal(squash_inode_get(fs, ent.inode, &file), 0);
+                uint32_t idx = file.xtra.reg.frag_idx;
+                assert_true(idx < fs->sb.fragments);
+                const char *data;
+                sqfs_block *block;
+                assert_int_equal(squash_frag(fs, &file, &data, &block), 0);
+                uint64_t pos;
+                uint32_t hdr;
+                assert_int_equal(squash_frag_where(fs, idx, &pos, &hdr), 0);
+                size_t bs = fs->sb.block_size;
+                char *in = malloc(bs), *out = malloc(bs);
+                assert_true(in && out);
+                ssize_t n = squash_block_inflate(fs, pos, hdr, in, out);
+                if (n < 0 || (size_t) n != block->size || memcmp(out, block->data, (size_t) n) != 0)
+                        fail_msg("%s: fragment block %u differs from squashfuse's", images[k], idx);
+                /* outside the table, inside the superblock, past the filesystem, empty, too big */
+                assert_int_equal(squash_frag_where(fs, fs->sb.fragments, &pos, &hdr), -EIO);
+                assert_int_equal(squash_block_inflate(fs, 10, hdr, in, out), -EIO);
+                assert_int_equal(squash_block_inflate(fs, fs->sb.bytes_used, hdr, in, out), -EIO);
+                assert_int_equal(squash_block_inflate(fs, fs->sb.bytes_used - 1, hdr, in, out), -EIO);
+                assert_int_equal(squash_block_inflate(fs, pos, 0, in, out), -EIO);
+                assert_int_equal(squash_block_inflate(fs, pos, (uint32_t) bs + 1, in, out), -EIO);
+                free(in);
+                free(out);
+                image_close(&img);
+        }
+}
+
 /* The crafted images of tests/helpers/craft.py, made from the corpus: those of kind open are
  * refused when opened, with one message; those of kind read open (or are refused, where
  * the damage falls on the root), and what they corrupt reads as an error (an uncompressed block longer than the file's
@@ -1097,6 +1149,7 @@ int main(void)
                 cmocka_unit_test(test_crafted),
                 cmocka_unit_test(test_dir_index),
                 cmocka_unit_test(test_extent),
+                cmocka_unit_test(test_frag_blocks),
                 cmocka_unit_test(test_serve_confinement),
                 cmocka_unit_test(test_overlay_spec),
                 cmocka_unit_test(test_overlay_lock_holder),
