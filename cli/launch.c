@@ -409,50 +409,82 @@ static size_t valued_flag_index(const char *arg)
         return SIZE_MAX;
 }
 
+/* The next option of the command line: its index in options (SIZE_MAX: no more), its
+ * value, and whether it is on (false only for a flag of no value given as
+ * "--NAME=false"). -1, or the exit status of a refused argument (reported). */
+static int option_next(const char *verb, int argc, char **argv, int *before, size_t *ret_k, char **ret_arg,
+                       bool *ret_on)
+{
+        int idx = -1, o = getopt_long(argc, argv, "+B:cCeH:W:S:s:piwfunho:", options, &idx);
+        *ret_k = SIZE_MAX;
+        *ret_arg = optarg;
+        *ret_on = true;
+        if (o == -1)
+                return -1;
+        if (o == '?') {
+                /* the argument getopt refused: a whole one only if it moved past exactly
+                 * that (a bad letter inside "-Zc" leaves optind where it was) */
+                const char *arg = optind == *before + 1 ? argv[*before] : "";
+                size_t fk = valued_flag_index(arg);
+                if (fk != SIZE_MAX) {
+                        int b = parse_env_bool(strchr(arg, '=') + 1);
+                        if (b < 0)
+                                return cli_args_error(verb, "%s: --%s takes true or false", arg, options[fk].name);
+                        *ret_k = fk;
+                        *ret_arg = NULL;
+                        *ret_on = b;
+                        *before = optind;
+                        return -1;
+                }
+                if (startswith(arg, "--"))
+                        return cli_args_error(verb, "option '%s' is unknown or misses its value", arg);
+                if (optopt)
+                        return cli_args_error(verb, "option '-%c' is unknown or misses its value", optopt);
+                return cli_args_error(verb, "unknown option '%s'", argv[optind - 1]);
+        }
+        size_t k = option_index(o, idx);
+        /* Apptainer's -p is --pid, podman's -p publishes: a standalone "-p" followed by a
+         * port mapping publishes it */
+        if (o == 'p' && idx < 0 && !strcmp(argv[optind - 1], "-p") && optind < argc &&
+            net_publish_looks_like(argv[optind])) {
+                k = option_index(OPT_PUBLISH, -1);
+                *ret_arg = argv[optind++];
+        }
+        *ret_k = k;
+        *before = optind;
+        return -1;
+}
+
+/* Two passes, as Go's pflag takes a flag's last value: the first finds each flag's last
+ * value, the second applies the options in order, but no flag whose last value is false
+ * ("--cleanenv --cleanenv=false": the environment is kept). A flag given at all, true or
+ * false, is over what a variable says (seen). */
 static int parse_options(struct launch_args *a, const char *verb, int argc, char **argv, bool *seen)
 {
-        int o, idx = -1, before = 1;
-        optind = 1;
+        bool last_on[ELEMENTSOF(options)] = {false};
+        size_t k;
+        char *arg;
+        bool on;
         opterr = 0;
-        while ((o = getopt_long(argc, argv, "+B:cCeH:W:S:s:piwfunho:", options, &idx)) != -1) {
-                if (o == '?') {
-                        /* the argument getopt refused: a whole one only if it moved past
-                         * exactly that (a bad letter inside "-Zc" leaves optind where it was) */
-                        const char *arg = optind == before + 1 ? argv[before] : "";
-                        size_t fk = valued_flag_index(arg);
-                        if (fk != SIZE_MAX) {
-                                int b = parse_env_bool(strchr(arg, '=') + 1);
-                                if (b < 0)
-                                        return cli_args_error(verb, "%s: --%s takes true or false", arg,
-                                                              options[fk].name);
-                                int r = b ? apply_option(a, verb, fk, NULL) : -1;
-                                if (r >= 0)
-                                        return r;
-                                seen[fk] = true; /* false: given, and over what a variable says */
-                                idx = -1;
-                                before = optind;
+        for (int pass = 0; pass < 2; pass++) {
+                int before = 1, r;
+                optind = 0; /* glibc: from the start, its state of a short-option group too */
+                while ((r = option_next(verb, argc, argv, &before, &k, &arg, &on)) < 0 && k != SIZE_MAX) {
+                        bool flag = options[k].has_arg == no_argument;
+                        if (pass == 0) {
+                                if (flag)
+                                        last_on[k] = on;
                                 continue;
                         }
-                        if (startswith(arg, "--"))
-                                return cli_args_error(verb, "option '%s' is unknown or misses its value", arg);
-                        if (optopt)
-                                return cli_args_error(verb, "option '-%c' is unknown or misses its value", optopt);
-                        return cli_args_error(verb, "unknown option '%s'", argv[optind - 1]);
+                        if (!flag || (on && last_on[k])) {
+                                r = apply_option(a, verb, k, arg);
+                                if (r >= 0)
+                                        return r;
+                        }
+                        seen[k] = true;
                 }
-                size_t k = option_index(o, idx);
-                /* Apptainer's -p is --pid, podman's -p publishes: a standalone "-p" followed
-                 * by a port mapping publishes it */
-                if (o == 'p' && idx < 0 && !strcmp(argv[optind - 1], "-p") && optind < argc &&
-                    net_publish_looks_like(argv[optind])) {
-                        k = option_index(OPT_PUBLISH, -1);
-                        optarg = argv[optind++];
-                }
-                int r = apply_option(a, verb, k, optarg);
                 if (r >= 0)
                         return r;
-                seen[k] = true;
-                idx = -1;
-                before = optind;
         }
         return -1;
 }

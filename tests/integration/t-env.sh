@@ -84,6 +84,11 @@ run env HOST_VAR=h "$HUTCH" exec --cleanenv=true "$I" sh -c 'echo "[$HOST_VAR]"'
 check "--cleanenv=true is --cleanenv" '[ $RC -eq 0 ] && out_is "[]"'
 run env HOST_VAR=h APPTAINER_CLEANENV=1 "$HUTCH" exec --cleanenv=false "$I" sh -c 'echo "[$HOST_VAR]"'
 check "--cleanenv=false is no --cleanenv, over APPTAINER_CLEANENV=1" '[ $RC -eq 0 ] && out_is "[h]"'
+# a flag's last value wins, as with Apptainer's flags
+run env HOST_VAR=h "$HUTCH" exec --cleanenv --cleanenv=false "$I" sh -c 'echo "[$HOST_VAR]"'
+check "--cleanenv --cleanenv=false: the last value wins, the environment is kept" '[ $RC -eq 0 ] && out_is "[h]"'
+run env HOST_VAR=h "$HUTCH" exec --cleanenv=false -e "$I" sh -c 'echo "[$HOST_VAR]"'
+check "--cleanenv=false -e: the last value wins, the environment is clean" '[ $RC -eq 0 ] && out_is "[]"'
 run "$HUTCH" exec --contain=T "$I" sh -c 'ls -A /tmp | wc -l'
 check "--contain=T is --contain" '[ $RC -eq 0 ] && out_is 0'
 run "$HUTCH" exec --cleanenv=maybe "$I" true
