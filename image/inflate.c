@@ -326,10 +326,8 @@ static bool stream_step(uint32_t idx)
  * A tree whose blocks an earlier start left in the cache costs the helper nothing. */
 static void frag_ahead(sqfs *fs, uint32_t idx, bool missed)
 {
-        if (!helper.started)
-                return;
         pthread_mutex_lock(&helper.lock);
-        bool step = stream_step(idx) && (missed || ahead_recent(idx));
+        bool step = helper.started && stream_step(idx) && (missed || ahead_recent(idx));
         pthread_mutex_unlock(&helper.lock);
         for (uint32_t j = idx + 1; step && j <= idx + AHEAD && j < fs->sb.fragments; j++) {
                 pthread_mutex_lock(&helper.lock);
@@ -381,36 +379,43 @@ bool inflate_ahead_settle(void)
         return busy;
 }
 
+/* Started after the serving threads, which may already be answering (a thread's start is
+ * not to delay the mount's first answer): what they read of the helper, under its lock. */
 void inflate_helper_start(unsigned cpus)
 {
+        pthread_mutex_lock(&helper.lock);
         helper.stop = false;
         helper.queued = 0;
         for (unsigned i = 0; i < ELEMENTSOF(helper.recent); i++)
                 helper.recent[i] = FRAG_NONE;
         for (unsigned i = 0; i < STREAMS; i++)
                 helper.stream[i] = FRAG_NONE;
-        helper.started = cpus > 1 && pthread_create(&helper.thread, NULL, helper_main, NULL) == 0;
+        pthread_mutex_unlock(&helper.lock);
+        bool started = cpus > 1 && pthread_create(&helper.thread, NULL, helper_main, NULL) == 0;
+        pthread_mutex_lock(&helper.lock);
+        helper.started = started;
+        pthread_mutex_unlock(&helper.lock);
 }
 
 void inflate_helper_stop(void)
 {
-        if (!helper.started)
-                return;
         pthread_mutex_lock(&helper.lock);
+        bool started = helper.started;
+        helper.started = false; /* nothing more is offered or queued */
         helper.stop = true;
         pthread_cond_broadcast(&helper.cond);
         pthread_mutex_unlock(&helper.lock);
-        pthread_join(helper.thread, NULL);
-        helper.started = false;
+        if (started)
+                pthread_join(helper.thread, NULL);
 }
 
 /* The blocks of j, with the helper's hand where it is free and the file big enough. */
 static int inflate_job(struct whole_job *j)
 {
         bool offered = false;
-        if (helper.started && j->n >= HELP_MIN_BLOCKS) {
+        if (j->n >= HELP_MIN_BLOCKS) {
                 pthread_mutex_lock(&helper.lock);
-                if (!helper.job) {
+                if (helper.started && !helper.job) {
                         helper.job = j;
                         offered = true;
                         pthread_cond_broadcast(&helper.cond);
@@ -462,8 +467,13 @@ void image_inflate_helper(bool on)
 {
         if (!on)
                 inflate_helper_stop();
-        else if (!helper.started)
-                inflate_helper_start(2);
+        else {
+                pthread_mutex_lock(&helper.lock);
+                bool started = helper.started;
+                pthread_mutex_unlock(&helper.lock);
+                if (!started)
+                        inflate_helper_start(2);
+        }
 }
 
 int image_push_read(sqfs *fs, sqfs_inode *inode, char *out)

@@ -618,9 +618,9 @@ static bool serve(struct image *img, int fuse_fd, int owner_fd, volatile uint64_
         pool.img = img;
         pool.in_flight = in_flight;
         own = img->sqfs;
-        /* before the threads, which read what it sets (whether it runs, its streams) */
-        inflate_helper_start(pool.n);
         unsigned n = threads_start(t);
+        if (n > 0)
+                inflate_helper_start(pool.n);
         /* the mount's end polls as POLLERR on its fd, with no event asked for */
         struct pollfd p[2] = {{.fd = owner_fd, .events = POLLIN}, {.fd = fuse_fd, .events = 0}};
         uint_fast64_t seen = UINT_FAST64_MAX;

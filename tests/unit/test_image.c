@@ -531,6 +531,24 @@ static void test_dir_index(void **state)
         }
 }
 
+/* The image (opened, with its squashfs handle) and its file /DIR/NAME. */
+static sqfs *open_file(const char *image, const char *dir, const char *name, struct image *img, sqfs_inode *file)
+{
+        char path[PATH_MAX];
+        struct hutch_error e = HUTCH_ERROR_INIT;
+        assert_int_equal(image_open(src_path(image, path, sizeof path), false, img, &e), 0);
+        assert_int_equal(sqfs_handle_open(img, &e), 0);
+        sqfs *fs = &img->sqfs->ll.fs;
+        sqfs_inode root, folder;
+        sqfs_dir_entry ent;
+        assert_int_equal(squash_inode_get(fs, fs->sb.root_inode, &root), 0);
+        assert_int_equal(squash_dir_lookup(fs, &root, dir, &ent), 0);
+        assert_int_equal(squash_inode_get(fs, ent.inode, &folder), 0);
+        assert_int_equal(squash_dir_lookup(fs, &folder, name, &ent), 0);
+        assert_int_equal(squash_inode_get(fs, ent.inode, file), 0);
+        return fs;
+}
+
 /* Where a range of a file is stored as is: what squash_extent points at in the image file
  * reads the same as squash_read, for every range it accepts; it accepts whole files stored
  * raw in blocks, refuses compressed blocks and the end of the file. */
@@ -547,20 +565,10 @@ static void test_extent(void **state)
                 {"tests/fuzz/corpus/squashfs/gzip.sqfs", -1},
         };
         static const size_t sizes[] = {1, 100, 4096, 5000, 8192, 12000, 1 << 20};
-        char path[PATH_MAX];
         for (size_t k = 0; k < ELEMENTSOF(cases); k++) {
                 struct image img;
-                struct hutch_error e = HUTCH_ERROR_INIT;
-                assert_int_equal(image_open(src_path(cases[k].image, path, sizeof path), false, &img, &e), 0);
-                assert_int_equal(sqfs_handle_open(&img, &e), 0);
-                sqfs *fs = &img.sqfs->ll.fs;
-                sqfs_inode root, bin, file;
-                sqfs_dir_entry ent;
-                assert_int_equal(squash_inode_get(fs, fs->sb.root_inode, &root), 0);
-                assert_int_equal(squash_dir_lookup(fs, &root, "bin", &ent), 0);
-                assert_int_equal(squash_inode_get(fs, ent.inode, &bin), 0);
-                assert_int_equal(squash_dir_lookup(fs, &bin, "two-blocks", &ent), 0);
-                assert_int_equal(squash_inode_get(fs, ent.inode, &file), 0);
+                sqfs_inode file;
+                sqfs *fs = open_file(cases[k].image, "bin", "two-blocks", &img, &file);
                 uint64_t size = file.xtra.reg.file_size, pos;
                 size_t len, stored = 0;
                 assert_true(size > 2 * 4096 && size < 3 * 4096);
@@ -597,20 +605,10 @@ static void test_frag_blocks(void **state)
                 "tests/fuzz/corpus/squashfs/raw.sqfs",
                 "tests/fuzz/corpus/sif/raw.sif",
         };
-        char path[PATH_MAX];
         for (size_t k = 0; k < ELEMENTSOF(images); k++) {
                 struct image img;
-                struct hutch_error e = HUTCH_ERROR_INIT;
-                assert_int_equal(image_open(src_path(images[k], path, sizeof path), false, &img, &e), 0);
-                assert_int_equal(sqfs_handle_open(&img, &e), 0);
-                sqfs *fs = &img.sqfs->ll.fs;
-                sqfs_inode root, etc, file;
-                sqfs_dir_entry ent;
-                assert_int_equal(squash_inode_get(fs, fs->sb.root_inode, &root), 0);
-                assert_int_equal(squash_dir_lookup(fs, &root, "etc", &ent), 0);
-                assert_int_equal(squash_inode_get(fs, ent.inode, &etc), 0);
-                assert_int_equal(squash_dir_lookup(fs, &etc, "passwd", &ent), 0);
-                assert_int_equal(squash_inode_get(fs, ent.inode, &file), 0);
+                sqfs_inode file;
+                sqfs *fs = open_file(images[k], "etc", "passwd", &img, &file);
                 uint32_t idx = file.xtra.reg.frag_idx;
                 assert_true(idx < fs->sb.fragments);
                 const char *data;
